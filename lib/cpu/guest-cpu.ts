@@ -1,0 +1,102 @@
+// The interpreter as the VMX layer drives it: guest state loaded at VM entry, saved at VM exit,
+// events injected, instructions run. The interpreter's class implements this; the VMX layer and
+// tests program against it. Values that can exceed 32 bits are bigint here (this is the slow path
+// used at entries, exits and for inspection; the run loop keeps its own fast representation).
+
+import type { EventType, NonRootHooks, StopReason } from "./hooks.js";
+
+/** Segment register indices, in the x86 encoding order. */
+export const enum Seg {
+  ES = 0,
+  CS = 1,
+  SS = 2,
+  DS = 3,
+  FS = 4,
+  GS = 5,
+  LDTR = 6,
+  TR = 7,
+}
+
+/** A segment register with its hidden descriptor cache; `ar` uses the VMX access-rights layout
+ * (bits 3:0 type, 4 S, 6:5 DPL, 7 P, 12 AVL, 13 L, 14 D/B, 15 G, 16 unusable). */
+export interface SegmentState {
+  selector: number;
+  base: bigint;
+  limit: number;
+  ar: number;
+}
+
+export interface TableState {
+  base: bigint;
+  limit: number;
+}
+
+/** Registers that the VMCS guest-state area holds (besides the segments and tables). */
+export type ControlRegister =
+  | "cr0"
+  | "cr2"
+  | "cr3"
+  | "cr4"
+  | "cr8"
+  | "dr6"
+  | "dr7"
+  | "efer"
+  | "pat"
+  | "debugctl";
+export type SysenterRegister = "sysenter_cs" | "sysenter_esp" | "sysenter_eip";
+
+export interface GuestCpu {
+  /** general registers by x86 number (0 = RAX ... 15 = R15) */
+  getGpr(index: number): bigint;
+  setGpr(index: number, value: bigint): void;
+  getRip(): bigint;
+  setRip(value: bigint): void;
+  getRflags(): bigint;
+  setRflags(value: bigint): void;
+
+  getSegment(seg: Seg): SegmentState;
+  setSegment(seg: Seg, state: SegmentState): void;
+  getGdtr(): TableState;
+  setGdtr(t: TableState): void;
+  getIdtr(): TableState;
+  setIdtr(t: TableState): void;
+
+  getControl(reg: ControlRegister | SysenterRegister): bigint;
+  /** sets the register as a VM entry loads it (no checks, no side effects beyond mode/TLB recomputation) */
+  setControl(reg: ControlRegister | SysenterRegister, value: bigint): void;
+  /** any MSR the interpreter keeps (FS/GS base, KERNEL_GS_BASE, STAR, LSTAR, CSTAR, SFMASK, TSC, ...) */
+  getMsr(index: number): bigint | undefined;
+  setMsr(index: number, value: bigint): boolean;
+
+  /** VMX interruptibility-state bits: 0 STI, 1 MOV SS, 2 SMI, 3 NMI */
+  interruptibility: number;
+  /** 0 active, 1 HLT, 2 shutdown, 3 wait-for-SIPI */
+  activity: number;
+  /** non-zero asks the interpreter to call hooks.boundary() at each instruction boundary */
+  windowRequests: number;
+
+  /** the VMX layer's hooks while in non-root operation; null outside it */
+  hooks: NonRootHooks | null;
+
+  /**
+   * Delivers an event through the guest IDT/IVT as VM entry does for the entry interruption-info
+   * field. `instructionLength` advances RIP first for software interrupts/exceptions. May itself
+   * cause a nested exception, a double fault or a triple fault (reported via hooks/StopReason).
+   */
+  deliverEvent(
+    vector: number,
+    type: EventType,
+    errorCode: number | undefined,
+    instructionLength: number,
+  ): StopReason | undefined;
+
+  /** Runs until an exit, HLT, shutdown, or `budget` instructions have retired. */
+  run(budget: number): StopReason;
+  /** instructions retired since creation (the soft TSC and the preemption timer count these) */
+  readonly retired: number;
+
+  /** drops every cached translation (CR3 write by the host, EPT change, INVEPT) */
+  flushTlb(): void;
+  /** forgets decoded code for a guest-physical range (host wrote guest code) */
+  invalidateCode(gpa: number, length: number): void;
+}
