@@ -1,2 +1,11 @@
 #!/usr/bin/env node
-import("../dist/lib/cli/main.js").then((m) => m.main(process.argv.slice(2)));
+// The compiled CLI lives in dist/ (npm run build / npx tsc -p tsconfig.json).
+import("../dist/lib/cli/main.js").then(
+  (m) => m.main(process.argv.slice(2)),
+  (e) => {
+    console.error(
+      `nodevmm: cannot load dist/lib/cli/main.js (${e.message}); run \`npx tsc -p tsconfig.json\` first`,
+    );
+    process.exitCode = 1;
+  },
+);

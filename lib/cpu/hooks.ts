@@ -92,6 +92,12 @@ export interface NonRootHooks {
   ): number | typeof EXIT;
 
   io(info: IoInfo, ctx: InstructionContext): boolean;
+  /**
+   * Optional: when io() answered false (no exit), the interpreter performs the access here.
+   * Missing: IN reads all-ones, OUT is dropped.
+   */
+  portIn?(port: number, size: number): number;
+  portOut?(port: number, size: number, value: number): void;
   hlt(ctx: InstructionContext): boolean;
   cpuid(leaf: number, subleaf: number, ctx: InstructionContext): boolean;
   rdmsr(index: number, ctx: InstructionContext): boolean;

@@ -27,6 +27,12 @@ export interface DeviceContext {
   clock: Clock;
   /** ask the machine to stop the run with a reason (e.g. i8042 reset, debug-exit) */
   requestStop(reason: StopRequest): void;
+  /**
+   * Optional: the device's next deadline moved (the guest reprogrammed a timer, host input armed
+   * a FIFO timeout); the loop should call poll() again soon rather than wait for the deadline poll
+   * last returned.
+   */
+  requestPoll?(): void;
 }
 
 export type StopRequest =
@@ -47,4 +53,10 @@ export interface Device {
   /** periodic service from the loop (timers); returns ns until it next needs a call, or undefined */
   poll?(nowNs: number): number | undefined;
   reset?(): void;
+}
+
+/** Devices whose state can be saved and put back (plain JSON-able data). */
+export interface SnapshottableDevice<S = unknown> extends Device {
+  snapshot(): S;
+  restore(state: S): void;
 }

@@ -32,6 +32,23 @@ export interface VcpuBackend {
   /** makes a run() in progress (or the next one) return an "intr" exit promptly; callable from elsewhere */
   kick(): void;
   close(): void;
+  /**
+   * Optional (soft backend): from now on run() returns an "intr" exit once `n` more guest
+   * instructions have retired; undefined removes the budget. The loop uses it for time slices,
+   * timeouts of guests that never exit, and `maxInstructions`.
+   */
+  setInstructionBudget?(n: number | undefined): void;
+  /** Optional (soft backend): guest instructions this vCPU has retired since it was created. */
+  instructionsRetired?(): number;
+  /**
+   * Optional (KVM with the addon): what a watchdog thread needs to kick this vCPU out of a blocking
+   * KVM_RUN: the addon file (its kick() is callable from any thread) and the vCPU fd. Undefined
+   * when the binding cannot kick across threads (koffi). Lets timeouts and async slices work for
+   * guests that never exit.
+   */
+  crossThreadKick?(): { addonPath: string; vcpuFd: number } | undefined;
+  /** Optional (KVM with the in-kernel irqchip): the vCPU is in HLT inside the kernel (MP state HALTED). */
+  isHalted?(): boolean;
 }
 
 export interface MachineBackend {

@@ -1,0 +1,27 @@
+// Errors a user can act on: which field of the image is wrong and where it sits in the file. Every
+// loader validates the whole image before it writes a byte, so a thrown error leaves guest memory as
+// it was.
+
+export class GuestImageError extends Error {
+  override name = "GuestImageError";
+  constructor(
+    /** the header field (or structure) that is wrong, e.g. "e_phoff", "ph[2].p_filesz", "checksum" */
+    readonly field: string,
+    /** file offset of that field (or of the data it describes) */
+    readonly offset: number,
+    /** what is wrong with it */
+    readonly problem: string,
+  ) {
+    super(`${field} at file offset 0x${offset.toString(16)}: ${problem}`);
+  }
+}
+
+/** The loader's own structures (page tables, GDT, boot info) cannot be placed: a configuration
+ * problem (too little RAM, a command line that does not fit), not a problem of the image. */
+export class BootSetupError extends Error {
+  override name = "BootSetupError";
+}
+
+export function hex(n: number | bigint): string {
+  return `0x${n.toString(16)}`;
+}

@@ -1,0 +1,98 @@
+// The `nodevmm` command. main(argv) returns the exit status; bin/nodevmm.js sets it.
+
+import { Command, CommanderError, Option } from "commander";
+import { STATUS_USAGE } from "./exit-status.js";
+import { infoCommand } from "./info.js";
+import { type CliStreams, type RunCliOptions, runCommand } from "./run.js";
+
+const RUN_EPILOG = `
+Flat images default to the boot-sector convention: loaded at 0x7C00, real mode, CS:IP 0000:7C00.
+Devices: COM1 (0x3f8, IRQ 4), debug console (0xe9), isa-debug-exit (0xf4), POST (0x80), CMOS/RTC,
+i8042, fw_cfg (0x510); on the soft backend also the i8259 PICs and the i8254 PIT.
+On a terminal, --serial stdio puts stdin in raw mode; Ctrl-A x stops the machine.
+
+Exit status:
+  the guest's isa-debug-exit code ((value << 1) | 1, low 8 bits), 0 on a clean halt (or reset),
+  2 bad arguments / image / backend, 3 the guest crashed (triple fault, entry failure, internal
+  error; registers are dumped to stderr), 124 --timeout or --max-exits reached, 130 interrupted.`;
+
+export function buildProgram(io: CliStreams, setStatus: (n: number) => void): Command {
+  const program = new Command("nodevmm")
+    .description("A virtual machine monitor for Node.js: KVM where /dev/kvm works, a software VT-x elsewhere")
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+    })
+    .showHelpAfterError();
+
+  program
+    .command("run")
+    .description("boot a guest image")
+    .argument("<image>", "guest image (flat binary, ELF32/ELF64, multiboot v1)")
+    .addOption(
+      new Option("--format <format>", "image format")
+        .choices(["auto", "flat", "elf", "multiboot"])
+        .default("auto"),
+    )
+    .option("--mem <size>", "guest RAM, e.g. 64M, 1G", "64M")
+    .addOption(
+      new Option("--backend <backend>", "CPU backend (auto: KVM when usable)")
+        .choices(["auto", "kvm", "soft"])
+        .default("auto"),
+    )
+    .option(
+      "--address <addr>",
+      "load address of a flat image (default 0x7C00 in real mode, 0x100000 otherwise)",
+    )
+    .addOption(
+      new Option("--mode <mode>", "entry mode of a flat image").choices(["real", "protected", "long"]),
+    )
+    .option("--cmdline <text>", "kernel command line (multiboot info, fw_cfg)")
+    .option("--serial <sink>", "COM1 output: stdio | file:PATH | none", "stdio")
+    .option("--debugcon <sink>", "port 0xE9 output: stdio | file:PATH | none", "stdio")
+    .option("--trace", "print every VM exit to stderr")
+    .option("--stats", "print exit statistics to stderr at the end")
+    .option("--max-exits <n>", "stop after N exits")
+    .option("--timeout <seconds>", "stop after this many seconds")
+    .option("--strict", "accesses to unregistered ports/MMIO are errors")
+    .option("--dump-regs", "print the registers at the end of every run")
+    .option("-v, --verbose", "say which backend runs and how the run ended")
+    .addHelpText("after", RUN_EPILOG)
+    .action(async (image: string, opts: RunCliOptions) => {
+      setStatus(await runCommand(image, opts, io));
+    });
+
+  program
+    .command("info")
+    .description("report whether this host can use KVM, and what the backends say")
+    .option("--json", "machine-readable output")
+    .action(async (opts: { json?: boolean }) => {
+      setStatus(await infoCommand(opts, io));
+    });
+
+  return program;
+}
+
+export async function main(
+  argv: string[],
+  io: CliStreams = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin },
+): Promise<number> {
+  let status = 0;
+  const program = buildProgram(io, (n) => {
+    status = n;
+  });
+  try {
+    await program.parseAsync(argv, { from: "user" });
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // --help and --version end through here with exit code 0
+      status = e.exitCode === 0 ? 0 : STATUS_USAGE;
+    } else {
+      io.stderr.write(`nodevmm: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}\n`);
+      status = 1;
+    }
+  }
+  process.exitCode = status;
+  return status;
+}

@@ -1,0 +1,70 @@
+// Parsers for command-line values; each throws CliUsageError with the option's name and the
+// accepted forms, which the CLI prints and exits with status 2.
+
+import type { ByteOutput } from "../devices/output.js";
+
+export class CliUsageError extends Error {
+  override name = "CliUsageError";
+}
+
+const UNITS: Record<string, number> = { K: 1 / 1024, M: 1, G: 1024 };
+
+/** "64M", "1G", "65536K", "128" (MiB) -> whole MiB. */
+export function parseMemory(text: string): number {
+  const m = /^(\d+)\s*([KMG])?(?:i?B)?$/i.exec(text.trim());
+  if (!m) throw new CliUsageError(`--mem: "${text}" is not a size like 64M, 1G or 65536K`);
+  const mib = Number(m[1]) * UNITS[(m[2] ?? "M").toUpperCase()]!;
+  if (!Number.isInteger(mib) || mib < 1) {
+    throw new CliUsageError(`--mem: "${text}" is not a whole number of MiB (at least 1M)`);
+  }
+  return mib;
+}
+
+/** "0x7c00", "31744", "0x10_0000" -> a non-negative safe integer. */
+export function parseAddress(text: string, option = "--address"): number {
+  const t = text.trim().replaceAll("_", "");
+  const v = /^0x[0-9a-f]+$/i.test(t)
+    ? Number.parseInt(t.slice(2), 16)
+    : /^\d+$/.test(t)
+      ? Number(t)
+      : Number.NaN;
+  if (!Number.isSafeInteger(v) || v < 0) {
+    throw new CliUsageError(`${option}: "${text}" is not an address (decimal or 0x-prefixed hex)`);
+  }
+  return v;
+}
+
+export function parseCount(text: string, option: string): number {
+  const v = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(v)) {
+    throw new CliUsageError(`${option}: "${text}" is not a non-negative integer`);
+  }
+  return v;
+}
+
+export function parseSeconds(text: string, option: string): number {
+  const v = Number(text);
+  if (text.trim() === "" || !Number.isFinite(v) || v < 0) {
+    throw new CliUsageError(`${option}: "${text}" is not a number of seconds`);
+  }
+  return v;
+}
+
+export type Sink = { kind: "stdio" } | { kind: "file"; path: string } | { kind: "none" };
+
+/** "stdio" | "file:PATH" | "none". */
+export function parseSink(text: string, option: string): Sink {
+  if (text === "stdio") return { kind: "stdio" };
+  if (text === "none") return { kind: "none" };
+  if (text.startsWith("file:") && text.length > 5) return { kind: "file", path: text.slice(5) };
+  throw new CliUsageError(`${option}: "${text}" is not one of stdio, file:PATH, none`);
+}
+
+export function sinkOutput(
+  sink: Sink,
+  stdout: { write(chunk: Uint8Array): unknown },
+): ByteOutput | undefined {
+  if (sink.kind === "stdio") return stdout;
+  if (sink.kind === "file") return { path: sink.path };
+  return undefined;
+}

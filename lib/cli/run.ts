@@ -1,0 +1,165 @@
+// `nodevmm run IMAGE`: a machine with the standard PC devices, the image loaded, the run with its
+// limits, then the exit status (the guest's debug-exit code, 0 on a clean halt, non-zero with a
+// register dump when the guest crashed).
+
+import { readFileSync } from "node:fs";
+import type { LoadFormat } from "../boot/detect.js";
+import type { CpuMode } from "../boot/entry.js";
+import { formatStatsTable } from "../inspect/stats-table.js";
+import { formatExit } from "../inspect/trace.js";
+import type { RunLimits } from "../vmm/loop.js";
+import { createMachine, type Machine } from "../vmm/machine.js";
+import { addPcDevices, type PcDevices } from "../vmm/pc.js";
+import { exitStatus, isCrash, STATUS_USAGE } from "./exit-status.js";
+import {
+  CliUsageError,
+  parseAddress,
+  parseCount,
+  parseMemory,
+  parseSeconds,
+  parseSink,
+  sinkOutput,
+} from "./parse.js";
+import { bridgeStdin } from "./stdin.js";
+
+export interface RunCliOptions {
+  format: LoadFormat;
+  mem: string;
+  backend: "auto" | "kvm" | "soft";
+  address?: string;
+  mode?: CpuMode;
+  cmdline?: string;
+  serial: string;
+  debugcon: string;
+  trace?: boolean;
+  stats?: boolean;
+  maxExits?: string;
+  timeout?: string;
+  strict?: boolean;
+  dumpRegs?: boolean;
+  verbose?: boolean;
+}
+
+export interface CliStreams {
+  stdout: NodeJS.WritableStream & { write(chunk: Uint8Array | string): boolean };
+  stderr: NodeJS.WritableStream & { write(chunk: Uint8Array | string): boolean };
+  stdin: NodeJS.ReadStream;
+}
+
+const errorText = (e: unknown): string => (e instanceof Error ? `${e.name}: ${e.message}` : String(e));
+
+export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStreams): Promise<number> {
+  const say = (line: string) => io.stderr.write(`nodevmm: ${line}\n`);
+  let vm: Machine | undefined;
+  let image: Uint8Array;
+  let memoryMiB: number;
+  const limits: RunLimits = {};
+  let serial: ReturnType<typeof parseSink>;
+  let debugcon: ReturnType<typeof parseSink>;
+  try {
+    memoryMiB = parseMemory(o.mem);
+    serial = parseSink(o.serial, "--serial");
+    debugcon = parseSink(o.debugcon, "--debugcon");
+    if (o.maxExits !== undefined) limits.maxExits = parseCount(o.maxExits, "--max-exits");
+    if (o.timeout !== undefined) limits.timeoutMs = parseSeconds(o.timeout, "--timeout") * 1000;
+    try {
+      image = readFileSync(imagePath);
+    } catch (e) {
+      throw new CliUsageError(
+        `cannot read ${imagePath}: ${(e as NodeJS.ErrnoException).code ?? errorText(e)}`,
+      );
+    }
+  } catch (e) {
+    say(e instanceof CliUsageError ? e.message : errorText(e));
+    return STATUS_USAGE;
+  }
+
+  let devices: PcDevices | undefined;
+  const stdin =
+    serial.kind === "stdio"
+      ? bridgeStdin(
+          io.stdin,
+          () => devices?.uart,
+          () => vm?.stop(),
+        )
+      : undefined;
+  const onSigint = () => vm?.stop();
+  process.on("SIGINT", onSigint);
+  try {
+    try {
+      vm = await createMachine({ memoryMiB, backend: o.backend, strict: o.strict ?? false });
+      if (o.verbose || o.stats || o.trace) say(`backend ${vm.backendInfo.message}`);
+      for (const w of vm.warnings) say(`warning: ${w}`);
+      devices = addPcDevices(vm, {
+        ...(sinkOutput(serial, io.stdout) ? { serial: sinkOutput(serial, io.stdout)! } : {}),
+        ...(sinkOutput(debugcon, io.stdout) ? { debugcon: sinkOutput(debugcon, io.stdout)! } : {}),
+        ...(o.cmdline !== undefined ? { cmdline: o.cmdline } : {}),
+        ...(stdin ? { onSerialInputSpace: () => stdin.resume() } : {}),
+      });
+      const address = o.address !== undefined ? parseAddress(o.address) : undefined;
+      const loaded = vm.load(image, {
+        format: o.format,
+        ...(address !== undefined ? { address } : {}),
+        ...(o.mode ? { mode: o.mode } : {}),
+        ...(o.cmdline !== undefined ? { cmdline: o.cmdline } : {}),
+      });
+      if (loaded.format !== "flat" && (address !== undefined || o.mode)) {
+        say(`warning: --address/--mode apply to flat images; ${imagePath} loaded as ${loaded.format}`);
+      }
+      if (o.verbose)
+        say(
+          `loaded ${imagePath} as ${loaded.format}, entry rip=0x${(loaded.entry.regs.rip ?? 0n).toString(16)}`,
+        );
+    } catch (e) {
+      say(errorText(e));
+      return STATUS_USAGE;
+    }
+
+    if (o.trace) {
+      const v = vm.vcpu(0);
+      vm.on("exit", (exit, info) => {
+        let rip: bigint | undefined;
+        try {
+          rip = v.getRegs().rip;
+        } catch {
+          rip = undefined;
+        }
+        io.stderr.write(
+          `${formatExit(exit, { index: info.index, unhandled: info.unhandled, ...(rip !== undefined ? { rip } : {}) })}\n`,
+        );
+      });
+    }
+
+    const result = await vm.run(limits);
+    const status = exitStatus(result);
+    if (isCrash(result)) {
+      say(`guest stopped: ${result.reason}${result.message ? ` (${result.message})` : ""}`);
+      io.stderr.write(safeReport(vm));
+    } else if (result.reason !== "hlt" && result.reason !== "debug-exit") {
+      say(`${result.reason}${result.message ? `: ${result.message}` : ""}`);
+    } else if (o.verbose) {
+      say(
+        `${result.reason}${result.exitCode !== undefined ? ` code ${result.exitCode}` : ""} after ${result.exits} exits`,
+      );
+    }
+    if (o.dumpRegs && !isCrash(result)) io.stderr.write(safeReport(vm));
+    if (o.stats) {
+      io.stderr.write(
+        formatStatsTable(vm.stats.rows(), { guestNs: vm.stats.guestNs, unhandled: vm.stats.unhandled }),
+      );
+    }
+    return status;
+  } finally {
+    process.off("SIGINT", onSigint);
+    stdin?.close();
+    vm?.close();
+  }
+}
+
+function safeReport(vm: Machine): string {
+  try {
+    return vm.vcpu(0).report();
+  } catch (e) {
+    return `(registers unavailable: ${errorText(e)})\n`;
+  }
+}

@@ -1,0 +1,815 @@
+// The two-byte opcode map (0F xx): system instructions, CMOV/SETcc/Jcc near, bit operations,
+// MOVZX/MOVSX, CMPXCHG/XADD, CPUID/RDTSC/RDMSR/WRMSR; SSE is forwarded to sse.ts.
+
+import { cpuidModel } from "./cpuid.js";
+import { branch, farPointerLoad, imulTrunc } from "./exec.js";
+import { big, doubleShift, popcount32 } from "./exec-arith.js";
+import { CpuFault, EXIT_SIGNAL, Vec } from "./faults.js";
+import { FL_AC, FL_CF, FL_ZF } from "./flags.js";
+import type { Interpreter } from "./interpreter.js";
+import { EFER_LMA, EFER_LME, toBig, toNum } from "./interpreter.js";
+import { readMsr, tsc, writeMsr } from "./msr.js";
+import { sse } from "./sse.js";
+import {
+  descAr,
+  descLimit,
+  loadLdt,
+  loadSeg,
+  loadTr,
+  probeDescriptor,
+  syscall,
+  sysenter,
+  sysexit,
+  sysret,
+  updateMode,
+} from "./system.js";
+import { fxrstor, fxsave } from "./x87.js";
+
+const TWO32 = 4294967296;
+
+function ud(): never {
+  throw new CpuFault(Vec.UD, undefined);
+}
+function gp0(): never {
+  throw new CpuFault(Vec.GP, 0);
+}
+function needCpl0(cpu: Interpreter): void {
+  if (cpu.pm && cpu.cpl !== 0) gp0();
+}
+
+export function exec0f(cpu: Interpreter, op: number): void {
+  switch (op) {
+    case 0x00:
+      group6(cpu);
+      return;
+    case 0x01:
+      group7(cpu);
+      return;
+    case 0x02:
+    case 0x03: {
+      if (!cpu.pm) ud();
+      cpu.modrm(0);
+      const sel = cpu.readRM(16);
+      const d = probeDescriptor(cpu, sel, op === 2 ? "lar" : "lsl");
+      if (d === null) {
+        cpu.patchFlags(FL_ZF, 0);
+        return;
+      }
+      const v = op === 2 ? (d.hi & 0x00f0ff00) >>> 0 : descLimit(d);
+      cpu.setReg(cpu.osz === 16 ? 16 : cpu.osz, cpu.reg, cpu.osz === 16 ? v & 0xffff : v, 0);
+      cpu.patchFlags(FL_ZF, FL_ZF);
+      return;
+    }
+    case 0x05:
+      if (!cpu.mode64 && (cpu.efer & EFER_LMA) === 0) ud();
+      syscall(cpu);
+      return;
+    case 0x06:
+      needCpl0(cpu);
+      if (cpu.requireHooks().crAccess({ type: "clts" }, cpu.ctx())) throw EXIT_SIGNAL;
+      cpu.cr0 &= ~8;
+      return;
+    case 0x07:
+      if (!cpu.mode64 && (cpu.efer & EFER_LMA) === 0) ud();
+      sysret(cpu, (cpu.rex & 8) !== 0);
+      return;
+    case 0x08:
+    case 0x09:
+      needCpl0(cpu);
+      if (cpu.requireHooks().other(op === 8 ? "invd" : "wbinvd", cpu.ctx())) throw EXIT_SIGNAL;
+      return;
+    case 0x0b:
+      throw new CpuFault(Vec.UD, undefined);
+    case 0x0d:
+    case 0x18:
+    case 0x19:
+    case 0x1a:
+    case 0x1b:
+    case 0x1c:
+    case 0x1d:
+    case 0x1e:
+    case 0x1f:
+      // prefetch and hint NOPs (ENDBR is F3 0F 1E)
+      cpu.modrm(0);
+      return;
+    case 0x20:
+    case 0x22:
+      movCr(cpu, op === 0x22);
+      return;
+    case 0x21:
+    case 0x23:
+      movDr(cpu, op === 0x23);
+      return;
+    case 0x30: {
+      needCpl0(cpu);
+      const idx = cpu.lo[1] >>> 0;
+      const value = (BigInt(cpu.lo[2] >>> 0) << 32n) | BigInt(cpu.lo[0] >>> 0);
+      if (cpu.requireHooks().wrmsr(idx, value, cpu.ctx())) throw EXIT_SIGNAL;
+      if (!writeMsr(cpu, idx, value)) gp0();
+      return;
+    }
+    case 0x31: {
+      if (cpu.pm && (cpu.cr4 & 4) !== 0 && cpu.cpl !== 0) gp0();
+      if (cpu.requireHooks().rdtsc(false, cpu.ctx())) throw EXIT_SIGNAL;
+      const t = tsc(cpu);
+      cpu.setReg(32, 0, Number(t & 0xffffffffn), 0);
+      cpu.setReg(32, 2, Number(t >> 32n), 0);
+      return;
+    }
+    case 0x32: {
+      needCpl0(cpu);
+      const idx = cpu.lo[1] >>> 0;
+      if (cpu.requireHooks().rdmsr(idx, cpu.ctx())) throw EXIT_SIGNAL;
+      const v = readMsr(cpu, idx);
+      if (v === undefined) gp0();
+      cpu.setReg(32, 0, Number(v & 0xffffffffn), 0);
+      cpu.setReg(32, 2, Number(v >> 32n), 0);
+      return;
+    }
+    case 0x33:
+      if (cpu.requireHooks().rdpmc(cpu.ctx())) throw EXIT_SIGNAL;
+      gp0();
+      return;
+    case 0x34:
+      sysenter(cpu);
+      return;
+    case 0x35:
+      sysexit(cpu, (cpu.rex & 8) !== 0);
+      return;
+    case 0x40:
+    case 0x41:
+    case 0x42:
+    case 0x43:
+    case 0x44:
+    case 0x45:
+    case 0x46:
+    case 0x47:
+    case 0x48:
+    case 0x49:
+    case 0x4a:
+    case 0x4b:
+    case 0x4c:
+    case 0x4d:
+    case 0x4e:
+    case 0x4f: {
+      cpu.modrm(0);
+      const size = cpu.osz;
+      const v = cpu.readRM(size);
+      const vh = cpu.vh;
+      if (cpu.cond(op & 15)) cpu.setReg(size, cpu.reg, v, vh);
+      else if (size === 32) cpu.hi[cpu.reg] = 0;
+      return;
+    }
+    case 0x78:
+    case 0x79:
+      vmx(cpu, op === 0x78 ? "vmread" : "vmwrite");
+      return;
+    case 0x80:
+    case 0x81:
+    case 0x82:
+    case 0x83:
+    case 0x84:
+    case 0x85:
+    case 0x86:
+    case 0x87:
+    case 0x88:
+    case 0x89:
+    case 0x8a:
+    case 0x8b:
+    case 0x8c:
+    case 0x8d:
+    case 0x8e:
+    case 0x8f: {
+      const rel = cpu.osz === 16 && !cpu.mode64 ? (cpu.fetch16() << 16) >> 16 : cpu.fetch32() | 0;
+      if (cpu.cond(op & 15)) branch(cpu, rel);
+      return;
+    }
+    case 0x90:
+    case 0x91:
+    case 0x92:
+    case 0x93:
+    case 0x94:
+    case 0x95:
+    case 0x96:
+    case 0x97:
+    case 0x98:
+    case 0x99:
+    case 0x9a:
+    case 0x9b:
+    case 0x9c:
+    case 0x9d:
+    case 0x9e:
+    case 0x9f:
+      cpu.modrm(0);
+      cpu.writeRM(8, cpu.cond(op & 15) ? 1 : 0, 0);
+      return;
+    case 0xa0:
+    case 0xa8: {
+      const size = cpu.mode64 ? (cpu.opsizePrefix ? 16 : 64) : cpu.osz;
+      cpu.push(size, cpu.segSel[op === 0xa0 ? 4 : 5], 0);
+      return;
+    }
+    case 0xa1:
+    case 0xa9: {
+      const size = cpu.mode64 ? (cpu.opsizePrefix ? 16 : 64) : cpu.osz;
+      const sel = cpu.peek(size, 0) & 0xffff;
+      loadSeg(cpu, op === 0xa1 ? 4 : 5, sel);
+      cpu.setSp(cpu.spAdd(cpu.sp(), size >> 3));
+      return;
+    }
+    case 0xa2:
+      cpuid(cpu);
+      return;
+    case 0xa3:
+    case 0xab:
+    case 0xb3:
+    case 0xbb:
+      bitOp(cpu, (op >> 3) & 3, false);
+      return;
+    case 0xba:
+      bitOp(cpu, -1, true);
+      return;
+    case 0xa4:
+    case 0xa5:
+    case 0xac:
+    case 0xad: {
+      const size = cpu.osz;
+      cpu.modrm((op & 1) === 0 ? 1 : 0);
+      const d = cpu.readRMW(size);
+      const dh = cpu.vh;
+      const s = cpu.getReg(size, cpu.reg);
+      const sh = cpu.vh;
+      const count = (op & 1) === 0 ? cpu.fetch8() : cpu.lo[1] & 0xff;
+      const r = doubleShift(cpu, op < 0xa8, size, d, dh, s, sh, count);
+      if (r !== undefined) cpu.writeRM(size, r, cpu.vh);
+      else if (size === 32 && cpu.mod === 3) cpu.hi[cpu.rm] = 0;
+      return;
+    }
+    case 0xae:
+      group15(cpu);
+      return;
+    case 0xaf: {
+      cpu.modrm(0);
+      const size = cpu.osz;
+      const v = cpu.readRM(size);
+      const vh = cpu.vh;
+      const a = cpu.getReg(size, cpu.reg);
+      imulTrunc(cpu, size, cpu.reg, a, cpu.vh, v, vh);
+      return;
+    }
+    case 0xb0:
+    case 0xb1: {
+      const size = op === 0xb0 ? 8 : cpu.osz;
+      cpu.modrm(0);
+      const d = cpu.readRMW(size);
+      const dh = cpu.vh;
+      const acc = cpu.getReg(size, 0);
+      const ach = cpu.vh;
+      cpu.alu(7, size, acc, ach, d, dh);
+      if (cpu.cond(4)) {
+        const s = cpu.getReg(size, cpu.reg);
+        cpu.writeRM(size, s, cpu.vh);
+      } else {
+        if (cpu.mod !== 3) cpu.writeRM(size, d, dh);
+        cpu.setReg(size, 0, d, dh);
+      }
+      return;
+    }
+    case 0xb2:
+    case 0xb4:
+    case 0xb5:
+      cpu.modrm(0);
+      if (cpu.mod === 3) ud();
+      farPointerLoad(cpu, op === 0xb2 ? 2 : op - 0xb0);
+      return;
+    case 0xb6:
+    case 0xb7:
+    case 0xbe:
+    case 0xbf: {
+      cpu.modrm(0);
+      const from = (op & 1) === 0 ? 8 : 16;
+      let v = cpu.readRM(from);
+      if (op >= 0xbe) {
+        v = from === 8 ? (v << 24) >> 24 : (v << 16) >> 16;
+        const size = cpu.osz;
+        cpu.setReg(size, cpu.reg, size === 16 ? v & 0xffff : v >>> 0, v >> 31);
+      } else cpu.setReg(cpu.osz, cpu.reg, v, 0);
+      return;
+    }
+    case 0xb8: {
+      if (cpu.rep !== 0xf3) cpu.unimplemented(0x1b8);
+      cpu.modrm(0);
+      const size = cpu.osz;
+      const v = cpu.readRM(size);
+      const c = popcount32(size === 64 ? v : v) + (size === 64 ? popcount32(cpu.vh) : 0);
+      cpu.setReg(size, cpu.reg, c, 0);
+      cpu.patchFlags(0x8d5, c === 0 ? FL_ZF : 0);
+      return;
+    }
+    case 0xbc:
+    case 0xbd:
+      bitScan(cpu, op === 0xbd);
+      return;
+    case 0xc0:
+    case 0xc1: {
+      const size = op === 0xc0 ? 8 : cpu.osz;
+      cpu.modrm(0);
+      const d = cpu.readRMW(size);
+      const dh = cpu.vh;
+      const s = cpu.getReg(size, cpu.reg);
+      const r = cpu.alu(0, size, d, dh, s, cpu.vh);
+      const rh = cpu.vh;
+      cpu.setReg(size, cpu.reg, d, dh);
+      cpu.writeRM(size, r, rh);
+      return;
+    }
+    case 0xc7:
+      group9(cpu);
+      return;
+    case 0xc8:
+    case 0xc9:
+    case 0xca:
+    case 0xcb:
+    case 0xcc:
+    case 0xcd:
+    case 0xce:
+    case 0xcf: {
+      const r = (op & 7) | ((cpu.rex & 1) << 3);
+      const sw = (v: number) => ((v & 0xff) << 24) | ((v & 0xff00) << 8) | ((v >>> 8) & 0xff00) | (v >>> 24);
+      if (cpu.osz === 64) {
+        const l = cpu.lo[r];
+        cpu.lo[r] = sw(cpu.hi[r]);
+        cpu.hi[r] = sw(l);
+      } else if (cpu.osz === 32) {
+        cpu.lo[r] = sw(cpu.lo[r]);
+        cpu.hi[r] = 0;
+      } else cpu.lo[r] &= ~0xffff; // BSWAP r16 is undefined; real CPUs give 0
+      return;
+    }
+    default:
+      sse(cpu, op);
+  }
+}
+
+function vmx(
+  cpu: Interpreter,
+  insn: Parameters<NonNullable<Interpreter["hooks"]>["vmxInstruction"]>[0],
+): void {
+  if (cpu.requireHooks().vmxInstruction(insn, cpu.ctx())) throw EXIT_SIGNAL;
+  ud();
+}
+
+function cpuid(cpu: Interpreter): void {
+  const leaf = cpu.lo[0] >>> 0;
+  const sub = cpu.lo[1] >>> 0;
+  if (cpu.requireHooks().cpuid(leaf, sub, cpu.ctx())) throw EXIT_SIGNAL;
+  const r = cpuidModel(leaf, sub, 0);
+  for (let i = 0; i < 4; i++) cpu.setReg(32, [0, 3, 1, 2][i], r[i] >>> 0, 0);
+}
+
+function bitOp(cpu: Interpreter, kind: number, imm: boolean): void {
+  const size = cpu.osz;
+  cpu.modrm(imm ? 1 : 0);
+  let off: number;
+  if (imm) {
+    kind = (cpu.reg & 7) - 4;
+    if (kind < 0) ud();
+    off = cpu.fetch8() & (size - 1);
+  } else {
+    const raw = cpu.getReg(size, cpu.reg);
+    off = size === 16 ? (raw << 16) >> 16 : raw | 0;
+    if (cpu.mod === 3) off &= size - 1;
+  }
+  let v: number;
+  let vh = 0;
+  let bit: number;
+  if (cpu.mod !== 3 && !imm) {
+    // register bit offset addresses memory beyond the operand
+    const unit = size >> 3;
+    const disp = Math.floor(off / size) * unit;
+    cpu.ea = cpu.addLin(cpu.ea, disp);
+    off = ((off % size) + size) % size;
+  }
+  if (kind === 0) v = cpu.readRM(size);
+  else v = cpu.readRMW(size);
+  if (size === 64) vh = cpu.vh;
+  if (off >= 32) bit = (vh >>> (off - 32)) & 1;
+  else bit = (v >>> off) & 1;
+  cpu.patchFlags(FL_CF, bit);
+  if (kind === 0) return;
+  const set = kind === 1 ? 1 : kind === 2 ? 0 : bit ^ 1;
+  if (off >= 32) vh = set ? vh | (1 << (off - 32)) : vh & ~(1 << (off - 32));
+  else v = (set ? v | (1 << off) : v & ~(1 << off)) >>> 0;
+  cpu.writeRM(size, v, vh);
+}
+
+function bitScan(cpu: Interpreter, reverse: boolean): void {
+  cpu.modrm(0);
+  const size = cpu.osz;
+  const v = cpu.readRM(size);
+  const vh = size === 64 ? cpu.vh : 0;
+  const lzcntTz = cpu.rep === 0xf3;
+  const zero = v === 0 && vh === 0;
+  let idx: number;
+  if (!reverse) {
+    if (v !== 0) idx = 31 - Math.clz32(v & -v);
+    else if (vh !== 0) idx = 32 + 31 - Math.clz32(vh & -vh);
+    else idx = size;
+  } else if (vh !== 0) idx = 63 - Math.clz32(vh);
+  else if (v !== 0) idx = 31 - Math.clz32(v);
+  else idx = -1;
+  if (lzcntTz) {
+    // TZCNT / LZCNT: CF = source zero, ZF = result zero
+    const r = reverse ? (zero ? size : size - 1 - idx) : idx;
+    cpu.setReg(size, cpu.reg, r, 0);
+    cpu.patchFlags(FL_CF | FL_ZF, (zero ? FL_CF : 0) | (r === 0 ? FL_ZF : 0));
+    return;
+  }
+  if (zero) {
+    cpu.patchFlags(FL_ZF, FL_ZF);
+    return;
+  }
+  cpu.setReg(size, cpu.reg, idx, 0);
+  cpu.patchFlags(FL_ZF, 0);
+}
+
+function group6(cpu: Interpreter): void {
+  cpu.modrm(0);
+  const op = cpu.reg & 7;
+  if (!cpu.pm) ud();
+  const hooks = cpu.requireHooks();
+  switch (op) {
+    case 0:
+    case 1: {
+      if (hooks.descriptorTable(op === 0 ? "sldt" : "str", cpu.ctx())) throw EXIT_SIGNAL;
+      const v = cpu.segSel[op === 0 ? 6 : 7];
+      if (cpu.mod === 3) cpu.setReg(cpu.osz, cpu.rm, v, 0);
+      else cpu.wr16(cpu.ea, v);
+      return;
+    }
+    case 2:
+    case 3: {
+      needCpl0(cpu);
+      const sel = cpu.readRM(16);
+      if (hooks.descriptorTable(op === 2 ? "lldt" : "ltr", cpu.ctx())) throw EXIT_SIGNAL;
+      if (op === 2) loadLdt(cpu, sel);
+      else loadTr(cpu, sel);
+      return;
+    }
+    case 4:
+    case 5: {
+      const sel = cpu.readRM(16);
+      const d = probeDescriptor(cpu, sel, op === 4 ? "verr" : "verw");
+      cpu.patchFlags(FL_ZF, d !== null ? FL_ZF : 0);
+      void descAr;
+      return;
+    }
+    default:
+      ud();
+  }
+}
+
+function group7(cpu: Interpreter): void {
+  cpu.modrm(0);
+  const op = cpu.reg & 7;
+  const hooks = cpu.requireHooks();
+  if (cpu.mod === 3) {
+    const rm = cpu.rm & 7;
+    const code = (op << 3) | rm;
+    switch (code) {
+      case 0o01:
+        vmx(cpu, "vmcall");
+        return;
+      case 0o02:
+        vmx(cpu, "vmlaunch");
+        return;
+      case 0o03:
+        vmx(cpu, "vmresume");
+        return;
+      case 0o04:
+        vmx(cpu, "vmxoff");
+        return;
+      case 0o10:
+      case 0o11:
+        needCpl0(cpu);
+        if (hooks.other(rm === 0 ? "monitor" : "mwait", cpu.ctx())) throw EXIT_SIGNAL;
+        return;
+      case 0o12:
+        cpu.eflags &= ~FL_AC;
+        return;
+      case 0o13:
+        cpu.eflags |= FL_AC;
+        return;
+      case 0o20: {
+        // XGETBV
+        if (cpu.lo[1] !== 0) gp0();
+        cpu.setReg(32, 0, Number(cpu.xcr0 & 0xffffffffn), 0);
+        cpu.setReg(32, 2, 0, 0);
+        return;
+      }
+      case 0o21:
+        needCpl0(cpu);
+        if (hooks.other("xsetbv", cpu.ctx())) throw EXIT_SIGNAL;
+        if (cpu.lo[1] !== 0 || (cpu.lo[0] & 1) === 0 || cpu.lo[2] !== 0 || (cpu.lo[0] & ~3) !== 0) gp0();
+        cpu.xcr0 = BigInt(cpu.lo[0] & 3);
+        return;
+      case 0o24:
+        vmx(cpu, "vmfunc");
+        return;
+      case 0o70: {
+        if (!cpu.mode64) ud();
+        needCpl0(cpu);
+        const t = cpu.segBase[5];
+        cpu.segBase[5] = cpu.kernelGsBase;
+        cpu.kernelGsBase = t;
+        updateMode(cpu);
+        return;
+      }
+      case 0o71: {
+        if (cpu.pm && (cpu.cr4 & 4) !== 0 && cpu.cpl !== 0) gp0();
+        if (hooks.rdtsc(true, cpu.ctx())) throw EXIT_SIGNAL;
+        const t = tsc(cpu);
+        cpu.setReg(32, 0, Number(t & 0xffffffffn), 0);
+        cpu.setReg(32, 2, Number(t >> 32n), 0);
+        cpu.setReg(32, 1, cpu.tscAux >>> 0, 0);
+        return;
+      }
+      default:
+        if (op === 4) {
+          cpu.setReg(cpu.osz, cpu.rm, cpu.cr0 & (cpu.osz === 16 ? 0xffff : 0xffffffff), 0);
+          return;
+        }
+        if (op === 6) {
+          lmsw(cpu, cpu.getReg(16, cpu.rm), false);
+          return;
+        }
+        cpu.unimplemented(0x101);
+    }
+  }
+  switch (op) {
+    case 0:
+    case 1: {
+      if (hooks.descriptorTable(op === 0 ? "sgdt" : "sidt", cpu.ctx())) throw EXIT_SIGNAL;
+      const limit = op === 0 ? cpu.gdtLimit : cpu.idtLimit;
+      const base = op === 0 ? cpu.gdtBase : cpu.idtBase;
+      cpu.probeWrite(cpu.ea, cpu.mode64 ? 10 : 6);
+      cpu.wr16(cpu.ea, limit);
+      if (cpu.mode64) cpu.wr64(cpu.addLin(cpu.ea, 2), base >>> 0, Math.floor(base / TWO32) | 0);
+      else cpu.wr32(cpu.addLin(cpu.ea, 2), base >>> 0);
+      return;
+    }
+    case 2:
+    case 3: {
+      needCpl0(cpu);
+      const limit = cpu.rd16(cpu.ea);
+      let base: number;
+      if (cpu.mode64) {
+        const l = cpu.rd64(cpu.addLin(cpu.ea, 2));
+        base = cpu.vh * TWO32 + l;
+      } else {
+        base = cpu.rd32(cpu.addLin(cpu.ea, 2));
+        if (cpu.osz === 16) base &= 0xffffff;
+      }
+      if (hooks.descriptorTable(op === 2 ? "lgdt" : "lidt", cpu.ctx())) throw EXIT_SIGNAL;
+      if (op === 2) {
+        cpu.gdtBase = base;
+        cpu.gdtLimit = limit;
+      } else {
+        cpu.idtBase = base;
+        cpu.idtLimit = limit;
+      }
+      return;
+    }
+    case 4:
+      cpu.wr16(cpu.ea, cpu.cr0 & 0xffff);
+      return;
+    case 6:
+      lmsw(cpu, cpu.rd16(cpu.ea), true);
+      return;
+    case 7: {
+      needCpl0(cpu);
+      if (hooks.invlpg(cpu.ea, cpu.ctx())) throw EXIT_SIGNAL;
+      cpu.flushPage(cpu.ea);
+      return;
+    }
+    default:
+      ud();
+  }
+}
+
+function lmsw(cpu: Interpreter, v: number, mem: boolean): void {
+  needCpl0(cpu);
+  const access = mem
+    ? { type: "lmsw" as const, source: v, memoryOperand: true, linear: cpu.ea }
+    : { type: "lmsw" as const, source: v, memoryOperand: false };
+  if (cpu.requireHooks().crAccess(access, cpu.ctx())) throw EXIT_SIGNAL;
+  // LMSW sets PE but cannot clear it; it changes MP, EM, TS
+  cpu.cr0 = (cpu.cr0 & ~0xe) | (v & 0xf) | (cpu.cr0 & 1);
+  updateMode(cpu);
+}
+
+function movCr(cpu: Interpreter, toCr: boolean): void {
+  cpu.modrmReg();
+  const cr = cpu.reg;
+  const gpr = cpu.rm;
+  needCpl0(cpu);
+  if (cr !== 0 && cr !== 2 && cr !== 3 && cr !== 4 && cr !== 8) ud();
+  const size = cpu.mode64 ? 64 : 32;
+  const hooks = cpu.requireHooks();
+  if (!toCr) {
+    if (hooks.crAccess({ type: "mov-from", cr, gpr }, cpu.ctx())) throw EXIT_SIGNAL;
+    let v: number;
+    switch (cr) {
+      case 0:
+        v = cpu.cr0 >>> 0;
+        break;
+      case 2:
+        v = cpu.cr2;
+        break;
+      case 3:
+        v = cpu.cr3;
+        break;
+      case 4:
+        v = cpu.cr4 >>> 0;
+        break;
+      default:
+        v = cpu.cr8;
+    }
+    cpu.setReg(size, gpr, v >>> 0, Math.floor(v / TWO32) | 0);
+    return;
+  }
+  const lo = cpu.lo[gpr] >>> 0;
+  const hi = size === 64 ? cpu.hi[gpr] : 0;
+  if (hooks.crAccess({ type: "mov-to", cr, gpr, value: big(lo, hi) }, cpu.ctx())) throw EXIT_SIGNAL;
+  switch (cr) {
+    case 0: {
+      if (hi !== 0) gp0();
+      const v = lo | 0x10;
+      if ((v & 0x80000000) !== 0 && (v & 1) === 0) gp0();
+      if ((v & 0x20000000) !== 0 && (v & 0x40000000) === 0) gp0();
+      const pgOn = (v & 0x80000000) !== 0 && (cpu.cr0 & 0x80000000) === 0;
+      const pgOff = (v & 0x80000000) === 0 && (cpu.cr0 & 0x80000000) !== 0;
+      if (pgOn && (cpu.efer & EFER_LME) !== 0) {
+        if ((cpu.cr4 & 0x20) === 0) gp0();
+        cpu.efer |= EFER_LMA;
+      }
+      if (pgOff && (cpu.efer & EFER_LMA) !== 0) {
+        if (cpu.mode64) gp0();
+        cpu.efer &= ~EFER_LMA;
+      }
+      cpu.cr0 = v;
+      updateMode(cpu);
+      cpu.flushTlb();
+      return;
+    }
+    case 2:
+      cpu.cr2 = toNum(big(lo, hi));
+      return;
+    case 3:
+      cpu.cr3 = hi * TWO32 + lo;
+      if ((cpu.efer & EFER_LMA) === 0) cpu.cr3 = lo;
+      cpu.flushNonGlobal();
+      return;
+    case 4: {
+      if (hi !== 0 || (lo & ~0x3707ff) !== 0) gp0();
+      if ((cpu.efer & EFER_LMA) !== 0 && (lo & 0x20) === 0) gp0();
+      cpu.cr4 = lo;
+      updateMode(cpu);
+      cpu.flushTlb();
+      return;
+    }
+    default:
+      if (hi !== 0 || (lo & ~15) !== 0) gp0();
+      cpu.cr8 = lo;
+  }
+}
+
+function movDr(cpu: Interpreter, toDr: boolean): void {
+  cpu.modrmReg();
+  const dr = cpu.reg;
+  needCpl0(cpu);
+  if (dr > 7) ud();
+  if ((dr === 4 || dr === 5) && (cpu.cr4 & 8) !== 0) ud();
+  if (cpu.requireHooks().drAccess(dr, toDr, cpu.rm, cpu.ctx())) throw EXIT_SIGNAL;
+  const r = dr === 4 ? 6 : dr === 5 ? 7 : dr;
+  if (toDr) cpu.dr[r] = cpu.lo[cpu.rm] >>> 0;
+  else
+    cpu.setReg(
+      cpu.mode64 ? 64 : 32,
+      cpu.rm,
+      r === 6 ? (cpu.dr[6] | 0xffff0ff0) >>> 0 : r === 7 ? (cpu.dr[7] | 0x400) >>> 0 : cpu.dr[r],
+      0,
+    );
+}
+
+function group9(cpu: Interpreter): void {
+  cpu.modrm(0);
+  const op = cpu.reg & 7;
+  if (cpu.mod === 3) {
+    if (op === 6 || op === 7) {
+      // RDRAND / RDSEED
+      if (cpu.requireHooks().other(op === 6 ? "rdrand" : "rdseed", cpu.ctx())) throw EXIT_SIGNAL;
+      const size = cpu.osz;
+      const v = (Math.random() * TWO32) >>> 0;
+      cpu.setReg(size, cpu.rm, size === 16 ? v & 0xffff : v, (Math.random() * TWO32) | 0);
+      cpu.patchFlags(0x8d5, FL_CF);
+      return;
+    }
+    cpu.unimplemented(0x1c7);
+  }
+  if (op === 1) {
+    cpu.probeWrite(cpu.ea, cpu.osz === 64 ? 16 : 8);
+    if (cpu.osz === 64) {
+      // CMPXCHG16B
+      const l0 = cpu.rd64(cpu.ea);
+      const h0 = cpu.vh;
+      const a1 = cpu.addLin(cpu.ea, 8);
+      const l1 = cpu.rd64(a1);
+      const h1 = cpu.vh;
+      if (l0 === cpu.lo[0] >>> 0 && h0 === cpu.hi[0] && l1 === cpu.lo[2] >>> 0 && h1 === cpu.hi[2]) {
+        cpu.wr64(cpu.ea, cpu.lo[3], cpu.hi[3]);
+        cpu.wr64(a1, cpu.lo[1], cpu.hi[1]);
+        cpu.patchFlags(FL_ZF, FL_ZF);
+      } else {
+        cpu.wr64(cpu.ea, l0, h0);
+        cpu.wr64(a1, l1, h1);
+        cpu.setReg(64, 0, l0, h0);
+        cpu.setReg(64, 2, l1, h1);
+        cpu.patchFlags(FL_ZF, 0);
+      }
+      return;
+    }
+    const lo = cpu.rd64(cpu.ea);
+    const hi = cpu.vh;
+    if (lo === cpu.lo[0] >>> 0 && hi === cpu.lo[2]) {
+      cpu.wr64(cpu.ea, cpu.lo[3], cpu.lo[1]);
+      cpu.patchFlags(FL_ZF, FL_ZF);
+    } else {
+      cpu.wr64(cpu.ea, lo, hi);
+      cpu.setReg(32, 0, lo, 0);
+      cpu.setReg(32, 2, hi >>> 0, 0);
+      cpu.patchFlags(FL_ZF, 0);
+    }
+    return;
+  }
+  if (op === 6) {
+    vmx(cpu, cpu.opsizePrefix ? "vmclear" : cpu.rep === 0xf3 ? "vmxon" : "vmptrld");
+    return;
+  }
+  if (op === 7) {
+    vmx(cpu, "vmptrst");
+    return;
+  }
+  cpu.unimplemented(0x1c7);
+}
+
+function group15(cpu: Interpreter): void {
+  cpu.modrm(0);
+  const op = cpu.reg & 7;
+  if (cpu.mod === 3) {
+    // LFENCE (5), MFENCE (6), SFENCE (7): ordering is trivially satisfied by one interpreter
+    if (op >= 5) return;
+    if (cpu.rep === 0xf3 && cpu.mode64 && op < 4) {
+      // RDFSBASE/RDGSBASE/WRFSBASE/WRGSBASE
+      if ((cpu.cr4 & 0x10000) === 0) ud();
+      const seg = (op & 1) === 0 ? 4 : 5;
+      const size = cpu.osz === 64 ? 64 : 32;
+      if (op < 2) {
+        const b = cpu.segBase[seg];
+        cpu.setReg(size, cpu.rm, b >>> 0, Math.floor(b / TWO32) | 0);
+      } else {
+        const b = size === 64 ? toNum(big(cpu.lo[cpu.rm], cpu.hi[cpu.rm])) : cpu.lo[cpu.rm] >>> 0;
+        if (b >= 0x800000000000 || b < -0x800000000000) gp0();
+        cpu.segBase[seg] = b;
+        updateMode(cpu);
+      }
+      return;
+    }
+    cpu.unimplemented(0x1ae);
+  }
+  switch (op) {
+    case 0:
+      fxsave(cpu, cpu.ea);
+      return;
+    case 1:
+      fxrstor(cpu, cpu.ea);
+      return;
+    case 2: {
+      const v = cpu.rd32(cpu.ea);
+      if ((v & ~0xffff) !== 0) gp0();
+      cpu.mxcsr = v;
+      return;
+    }
+    case 3:
+      cpu.wr32(cpu.ea, cpu.mxcsr);
+      return;
+    case 7:
+      // CLFLUSH: checks the address like a read
+      cpu.rd8(cpu.ea);
+      return;
+    default:
+      cpu.unimplemented(0x1ae);
+  }
+}
+
+export { toBig };

@@ -1,0 +1,1229 @@
+// The x86 interpreter: architectural state, memory access through a flat TLB, operand decoding,
+// and the run loop. Instruction semantics live in exec*.ts, system mechanics (segments, gates,
+// exceptions) in system.ts, the page walk in mmu.ts.
+//
+// Representation choices (for speed, and so a later block compiler can reuse them):
+// - general registers are 32-bit halves in two Int32Arrays (no BigInt on the hot path);
+// - addresses are JS numbers: 32-bit unsigned outside long mode, signed canonical (-2^47..2^47)
+//   in 64-bit mode, so every linear address is exact in a double;
+// - a value wider than 32 bits travels as lo (the return value) plus `vh` (the high half);
+// - flags are lazy (flags.ts).
+
+import { execute } from "./exec.js";
+import { CpuConfigError, CpuFault, EXIT_SIGNAL, ExitSignal, Vec } from "./faults.js";
+import {
+  condition,
+  FL_IF,
+  type LazyFlags,
+  LZ_ADD,
+  LZ_DEC,
+  LZ_INC,
+  LZ_LOGIC,
+  LZ_NONE,
+  LZ_RES,
+  LZ_SUB,
+  lazyCf,
+  materialize,
+} from "./flags.js";
+import type { ControlRegister, GuestCpu, SegmentState, SysenterRegister, TableState } from "./guest-cpu.js";
+import {
+  Access,
+  EventType,
+  EXIT,
+  type InstructionContext,
+  MMIO,
+  type NonRootHooks,
+  type PageMapping,
+  StopReason,
+} from "./hooks.js";
+import { translate } from "./mmu.js";
+import { MSR, readMsr, writeMsr } from "./msr.js";
+import { deliver, deliverFault, updateMode } from "./system.js";
+
+const TLB_BITS = 12;
+const TLB_SIZE = 1 << TLB_BITS;
+const TLB_MASK = TLB_SIZE - 1;
+const EMPTY = new Uint8Array(0);
+const TWO32 = 4294967296;
+
+export const enum Cr0 {
+  PE = 1,
+  MP = 2,
+  EM = 4,
+  TS = 8,
+  ET = 0x10,
+  NE = 0x20,
+  WP = 0x10000,
+  AM = 0x40000,
+  NW = 0x20000000,
+  CD = 0x40000000,
+  PG = 0x80000000,
+}
+
+export const enum Cr4 {
+  VME = 1,
+  PVI = 2,
+  TSD = 4,
+  DE = 8,
+  PSE = 0x10,
+  PAE = 0x20,
+  MCE = 0x40,
+  PGE = 0x80,
+  PCE = 0x100,
+  OSFXSR = 0x200,
+  OSXMMEXCPT = 0x400,
+  UMIP = 0x800,
+  FSGSBASE = 0x10000,
+  PCIDE = 0x20000,
+  OSXSAVE = 0x40000,
+  SMEP = 0x100000,
+  SMAP = 0x200000,
+}
+
+export const EFER_SCE = 1;
+export const EFER_LME = 0x100;
+export const EFER_LMA = 0x400;
+export const EFER_NXE = 0x800;
+
+/** bigint <-> our number address convention (signed for the upper canonical half) */
+export function toNum(v: bigint): number {
+  return Number(BigInt.asIntN(64, v));
+}
+export function toBig(v: number): bigint {
+  return BigInt.asUintN(64, BigInt(v));
+}
+
+export class Interpreter implements GuestCpu, LazyFlags {
+  // general registers
+  lo = new Int32Array(16);
+  hi = new Int32Array(16);
+  rip = 0xfff0;
+  /** high half of the last 64-bit value returned by a helper */
+  vh = 0;
+
+  // flags
+  eflags = 2;
+  fOp = LZ_NONE;
+  fSize = 32;
+  fA = 0;
+  fB = 0;
+  fRes = 0;
+  fAHi = 0;
+  fBHi = 0;
+  fResHi = 0;
+  fCf = 0;
+  fOf = 0;
+  fAf = 0;
+
+  // segments: index Seg (ES CS SS DS FS GS LDTR TR)
+  segSel = new Int32Array(8);
+  segBase = new Float64Array(8);
+  segLimit = new Float64Array(8);
+  segAr = new Int32Array(8);
+  /** base used for address computation: 0 for ES/CS/SS/DS in 64-bit mode */
+  effBase = new Float64Array(6);
+  gdtBase = 0;
+  gdtLimit = 0xffff;
+  idtBase = 0;
+  idtLimit = 0x3ff;
+
+  // control
+  cr0 = 0x60000010;
+  cr2 = 0;
+  cr3 = 0;
+  cr4 = 0;
+  cr8 = 0;
+  efer = 0;
+  dr = new Float64Array(8);
+  pat = 0x0007040600070406n;
+  debugctl = 0n;
+  sysenterCs = 0;
+  sysenterEsp = 0;
+  sysenterEip = 0;
+  star = 0n;
+  lstar = 0;
+  cstar = 0;
+  sfmask = 0;
+  kernelGsBase = 0;
+  apicBase = 0xfee00900n;
+  miscEnable = 1n;
+  tscAux = 0;
+  tscOffset = 0n;
+  /** MSRs written by the guest that the interpreter only stores (MTRRs and the like) */
+  otherMsrs = new Map<number, bigint>();
+  xcr0 = 1n;
+
+  // derived mode (system.ts updateMode)
+  mode64 = false;
+  /** CS.D (default operand/address size 32) outside 64-bit mode */
+  csD = false;
+  /** SS.B: 32-bit stack pointer */
+  ssB = false;
+  pm = false;
+  cpl = 0;
+  paging = false;
+
+  // x87/SSE state
+  fpu = new Float64Array(8);
+  fpuTop = 0;
+  fpuTag = 0;
+  fpuCw = 0x37f;
+  fpuSw = 0;
+  /** XMM registers as 4 x 32-bit lanes each */
+  xmm = new Int32Array(64);
+  mxcsr = 0x1f80;
+
+  // GuestCpu fields
+  interruptibility = 0;
+  activity = 0;
+  windowRequests = 0;
+  hooks: NonRootHooks | null = null;
+  retired = 0;
+  /** how many times each unimplemented opcode raised #UD: index op (1 byte), 0x100|op (0F op),
+   * 0x200|op (0F 38 op), 0x300|op (0F 3A op) */
+  udCounts = new Uint32Array(0x400);
+  udTotal = 0;
+
+  // decoder state for the current instruction
+  /** linear address of the first byte of the current instruction */
+  get insnLin(): number {
+    return this.effBase[1] + this.rip;
+  }
+  /** offset (RIP form) of the next byte to fetch */
+  ip = 0;
+  osz = 32;
+  asz = 32;
+  /** operand/address size without prefixes in the current mode (system.ts updateMode) */
+  defOsz = 16;
+  defAsz = 16;
+  /** segment override or -1 */
+  segOv = -1;
+  /** 0, 0xf2 or 0xf3 */
+  rep = 0;
+  lock = false;
+  /** REX byte (0x40..0x4f) or 0 */
+  rex = 0;
+  opsizePrefix = false;
+  mod = 0;
+  reg = 0;
+  rm = 0;
+  /** linear address of the memory operand */
+  ea = 0;
+  /** effective address (offset) of the memory operand: lo / hi halves */
+  eaOff = 0;
+  eaOffHi = 0;
+  eaSeg = 3;
+  /** retired count at which a STI/MOV SS shadow was set */
+  shadowAt = -1;
+
+  // TLB (read, write, execute)
+  tlbRTag = new Float64Array(TLB_SIZE).fill(Number.NaN);
+  tlbWTag = new Float64Array(TLB_SIZE).fill(Number.NaN);
+  tlbXTag = new Float64Array(TLB_SIZE).fill(Number.NaN);
+  tlbRMem: Uint8Array[] = new Array(TLB_SIZE).fill(EMPTY);
+  tlbWMem: Uint8Array[] = new Array(TLB_SIZE).fill(EMPTY);
+  tlbXMem: Uint8Array[] = new Array(TLB_SIZE).fill(EMPTY);
+  tlbROff = new Int32Array(TLB_SIZE);
+  tlbWOff = new Int32Array(TLB_SIZE);
+  tlbXOff = new Int32Array(TLB_SIZE);
+  tlbGlobal = new Uint8Array(TLB_SIZE);
+  /** the cached page mapping the TLB was filled from was user-accessible at CPL 3 */
+  tlbCpl3 = false;
+  /** guest-physical page -> mapping, for page-walk reads and non-paged fills */
+  physCache = new Map<number, PageMapping | typeof MMIO>();
+  // translate() outputs
+  xGpa = 0;
+  xGlobal = false;
+
+  // instruction fetch window: one code page
+  fpBase = Number.NaN;
+  fpMem: Uint8Array = EMPTY;
+  fpOff = 0;
+  /** index in fpMem of the next instruction byte, and the end of the window (0: no window) */
+  fp = 0;
+  fpEnd = 0;
+  /** the current code page's window in fpMem [fpLo, fpHi) (fpHi 0: none), and fp - ip within it */
+  fpLo = 0;
+  fpHi = 0;
+  fpDelta = 0;
+
+  constructor() {
+    this.reset();
+  }
+
+  /** x86 power-on state: real mode, CS:IP = F000:FFF0 with CS.base 0xFFFF0000. */
+  reset(): void {
+    this.lo.fill(0);
+    this.hi.fill(0);
+    this.lo[2] = 0x600; // EDX: family 6
+    this.rip = 0xfff0;
+    this.eflags = 2;
+    this.fOp = LZ_NONE;
+    for (let s = 0; s < 6; s++) {
+      this.segSel[s] = 0;
+      this.segBase[s] = 0;
+      this.segLimit[s] = 0xffff;
+      this.segAr[s] = s === 1 ? 0x9b : 0x93;
+    }
+    this.segSel[1] = 0xf000;
+    this.segBase[1] = 0xffff0000;
+    this.segLimit[6] = 0xffff;
+    this.segAr[6] = 0x82;
+    this.segLimit[7] = 0xffff;
+    this.segAr[7] = 0x8b;
+    this.cr0 = 0x60000010;
+    this.cr2 = 0;
+    this.cr3 = 0;
+    this.cr4 = 0;
+    this.efer = 0;
+    this.activity = 0;
+    this.interruptibility = 0;
+    updateMode(this);
+  }
+
+  // ---------------------------------------------------------------- flags
+
+  getFlags(): number {
+    return materialize(this);
+  }
+  setFlags(v: number): void {
+    this.eflags = (v & 0x3f7fd5) | 2;
+    this.fOp = LZ_NONE;
+  }
+  cf(): number {
+    return lazyCf(this);
+  }
+  cond(cc: number): boolean {
+    return condition(this, cc);
+  }
+  /** flags after an op that sets ZF/SF/PF from a result and CF/OF explicitly */
+  setRes(size: number, res: number, resHi: number, cf: number, of: number): void {
+    this.fOp = LZ_RES;
+    this.fSize = size;
+    this.fRes = res;
+    this.fResHi = resHi;
+    this.fA = 0;
+    this.fB = 0;
+    this.fCf = cf;
+    this.fOf = of;
+    this.fAf = 0;
+  }
+  /** materializes the flags and replaces the bits in `mask` with `bits` */
+  patchFlags(mask: number, bits: number): void {
+    this.eflags = (materialize(this) & ~mask) | bits;
+    this.fOp = LZ_NONE;
+  }
+
+  // ---------------------------------------------------------------- ALU
+
+  /** ADD/OR/ADC/SBB/AND/SUB/XOR/CMP by the ModRM /r number. Returns lo; hi in vh. */
+  alu(op: number, size: number, a: number, ah: number, b: number, bh: number): number {
+    const c = op === 2 || op === 3 ? lazyCf(this) : 0;
+    switch (op) {
+      case 2:
+      case 0: {
+        this.fOp = LZ_ADD;
+        this.fSize = size;
+        this.fA = a;
+        this.fB = b;
+        const r = a + b + c;
+        this.fRes = r;
+        if (size === 64) {
+          const rh = (ah >>> 0) + (bh >>> 0) + (r > 0xffffffff ? 1 : 0);
+          this.fAHi = ah;
+          this.fBHi = bh;
+          this.fResHi = rh;
+          this.vh = rh | 0;
+          return r >>> 0;
+        }
+        return size === 32 ? r >>> 0 : r & ((1 << size) - 1);
+      }
+      case 3:
+      case 5:
+      case 7: {
+        this.fOp = LZ_SUB;
+        this.fSize = size;
+        this.fA = a;
+        this.fB = b;
+        const r = a - b - c;
+        this.fRes = r;
+        if (size === 64) {
+          const rh = (ah >>> 0) - (bh >>> 0) - (r < 0 ? 1 : 0);
+          this.fAHi = ah;
+          this.fBHi = bh;
+          this.fResHi = rh;
+          this.vh = rh | 0;
+          return r >>> 0;
+        }
+        return size === 32 ? r >>> 0 : r & ((1 << size) - 1);
+      }
+      case 1:
+        return this.logic(size, a | b, ah | bh);
+      case 4:
+        return this.logic(size, a & b, ah & bh);
+      default:
+        return this.logic(size, a ^ b, ah ^ bh);
+    }
+  }
+  logic(size: number, r: number, rh: number): number {
+    this.fOp = LZ_LOGIC;
+    this.fSize = size;
+    r = r >>> 0;
+    this.fRes = r;
+    this.fResHi = rh;
+    this.vh = rh;
+    return r;
+  }
+  inc(size: number, a: number, ah: number): number {
+    this.fCf = lazyCf(this);
+    this.fOp = LZ_INC;
+    this.fSize = size;
+    this.fA = a;
+    this.fB = 1;
+    const r = a + 1;
+    if (size === 64) {
+      const rh = r > 0xffffffff ? (ah + 1) | 0 : ah;
+      this.fAHi = ah;
+      this.fBHi = 0;
+      this.fResHi = rh;
+      this.fRes = r >>> 0;
+      this.vh = rh;
+      return r >>> 0;
+    }
+    const m = size === 32 ? r >>> 0 : r & ((1 << size) - 1);
+    this.fRes = m;
+    return m;
+  }
+  dec(size: number, a: number, ah: number): number {
+    this.fCf = lazyCf(this);
+    this.fOp = LZ_DEC;
+    this.fSize = size;
+    this.fA = a;
+    this.fB = 1;
+    const r = a - 1;
+    if (size === 64) {
+      const rh = r < 0 ? (ah - 1) | 0 : ah;
+      this.fAHi = ah;
+      this.fBHi = 0;
+      this.fResHi = rh;
+      this.fRes = r >>> 0;
+      this.vh = rh;
+      return r >>> 0;
+    }
+    const m = size === 32 ? r >>> 0 : r & ((1 << size) - 1);
+    this.fRes = m;
+    return m;
+  }
+
+  // ---------------------------------------------------------------- registers
+
+  /** register by number and size (8-bit without REX: 4..7 are AH CH DH BH); unsigned ≤32 bits */
+  getReg(size: number, r: number): number {
+    switch (size) {
+      case 8:
+        if (r < 4 || r > 7 || this.rex !== 0) return this.lo[r] & 0xff;
+        return (this.lo[r - 4] >> 8) & 0xff;
+      case 16:
+        return this.lo[r] & 0xffff;
+      case 32:
+        return this.lo[r] >>> 0;
+      default:
+        this.vh = this.hi[r];
+        return this.lo[r] >>> 0;
+    }
+  }
+  setReg(size: number, r: number, v: number, vh: number): void {
+    switch (size) {
+      case 8:
+        if (r < 4 || r > 7 || this.rex !== 0) this.lo[r] = (this.lo[r] & ~0xff) | (v & 0xff);
+        else this.lo[r - 4] = (this.lo[r - 4] & ~0xff00) | ((v & 0xff) << 8);
+        return;
+      case 16:
+        this.lo[r] = (this.lo[r] & ~0xffff) | (v & 0xffff);
+        return;
+      case 32:
+        this.lo[r] = v;
+        this.hi[r] = 0;
+        return;
+      default:
+        this.lo[r] = v;
+        this.hi[r] = vh;
+    }
+  }
+
+  // ---------------------------------------------------------------- memory: TLB
+
+  get user(): boolean {
+    return this.cpl === 3;
+  }
+
+  flushTlb(): void {
+    this.tlbRTag.fill(Number.NaN);
+    this.tlbWTag.fill(Number.NaN);
+    this.tlbXTag.fill(Number.NaN);
+    this.physCache.clear();
+    this.fpBase = Number.NaN;
+    this.fpEnd = 0;
+    this.fpHi = 0;
+  }
+  /** CR3 write: drops non-global entries */
+  flushNonGlobal(): void {
+    if ((this.cr4 & Cr4.PGE) === 0) {
+      this.flushTlb();
+      return;
+    }
+    for (let i = 0; i < TLB_SIZE; i++) {
+      if (this.tlbGlobal[i] === 0) {
+        this.tlbRTag[i] = Number.NaN;
+        this.tlbWTag[i] = Number.NaN;
+        this.tlbXTag[i] = Number.NaN;
+      }
+    }
+    this.physCache.clear();
+    this.fpBase = Number.NaN;
+    this.fpEnd = 0;
+    this.fpHi = 0;
+  }
+  flushPage(lin: number): void {
+    const i = (lin >>> 12) & TLB_MASK;
+    this.tlbRTag[i] = Number.NaN;
+    this.tlbWTag[i] = Number.NaN;
+    this.tlbXTag[i] = Number.NaN;
+    this.fpBase = Number.NaN;
+    this.fpEnd = 0;
+    this.fpHi = 0;
+  }
+  invalidateCode(_gpa: number, _length: number): void {
+    // Code is fetched live from guest memory (no decode cache yet), so there is nothing to forget.
+    this.fpBase = Number.NaN;
+    this.fpEnd = 0;
+    this.fpHi = 0;
+  }
+
+  requireHooks(): NonRootHooks {
+    const h = this.hooks;
+    if (h === null) throw new CpuConfigError("Interpreter.hooks is not set: nothing backs guest memory");
+    return h;
+  }
+
+  /** host mapping of a guest-physical page, cached */
+  mapPhys(gpa: number, access: Access, lin: number, paging: boolean): PageMapping | typeof MMIO {
+    const page = gpa - (gpa % 4096);
+    const cached = this.physCache.get(page);
+    if (cached !== undefined) {
+      if (cached === MMIO) return cached;
+      if (access !== Access.Write || cached.writable) {
+        if (access !== Access.Execute || cached.executable) return cached;
+      }
+    }
+    const m = this.requireHooks().mapPage(page, access, lin, paging);
+    if (m === EXIT) throw EXIT_SIGNAL;
+    this.physCache.set(page, m);
+    return m;
+  }
+
+  /** Fills the TLB entry of `lin` for `access`; false if the page is MMIO (xGpa set). */
+  fill(lin: number, access: Access): boolean {
+    if (this.mode64 && (lin >= 0x800000000000 || lin < -0x800000000000)) throw new CpuFault(Vec.GP, 0);
+    const gpa = this.paging ? translate(this, lin, access, this.cpl === 3) : lin;
+    this.xGpa = gpa;
+    const m = this.mapPhys(gpa, access, lin, false);
+    if (m === MMIO) return false;
+    const page = lin - (lin & 0xfff);
+    const i = (lin >>> 12) & TLB_MASK;
+    const off = m.offset + ((gpa % 4096) - (lin & 0xfff));
+    this.tlbGlobal[i] = this.xGlobal ? 1 : 0;
+    if (access === Access.Read) {
+      this.tlbRTag[i] = page;
+      this.tlbRMem[i] = m.bytes;
+      this.tlbROff[i] = off;
+    } else if (access === Access.Write) {
+      this.tlbWTag[i] = page;
+      this.tlbWMem[i] = m.bytes;
+      this.tlbWOff[i] = off;
+      // a writable page is readable with the same permissions
+      this.tlbRTag[i] = page;
+      this.tlbRMem[i] = m.bytes;
+      this.tlbROff[i] = off;
+    } else {
+      this.tlbXTag[i] = page;
+      this.tlbXMem[i] = m.bytes;
+      this.tlbXOff[i] = off;
+    }
+    return true;
+  }
+
+  mmioRead(lin: number, size: number): number {
+    const r = this.requireHooks().mmio(this.xGpa, size, false, 0, 0, lin);
+    if (r === EXIT) throw EXIT_SIGNAL;
+    if (size === 8) {
+      // an 8-byte completion arrives as a number up to 2^53 or is split by the host into two reads
+      this.vh = Math.floor(r / TWO32) | 0;
+      return r >>> 0;
+    }
+    return r >>> 0;
+  }
+  mmioWrite(lin: number, size: number, v: number, vh: number): void {
+    const r = this.requireHooks().mmio(this.xGpa, size, true, v, vh, lin);
+    if (r === EXIT) throw EXIT_SIGNAL;
+  }
+
+  rd8(lin: number): number {
+    const i = (lin >>> 12) & TLB_MASK;
+    if (this.tlbRTag[i] === lin - (lin & 0xfff)) return this.tlbRMem[i][this.tlbROff[i] + (lin & 0xfff)];
+    if (!this.fill(lin, Access.Read)) return this.mmioRead(lin, 1) & 0xff;
+    return this.tlbRMem[i][this.tlbROff[i] + (lin & 0xfff)];
+  }
+  rd16(lin: number): number {
+    const o = lin & 0xfff;
+    const i = (lin >>> 12) & TLB_MASK;
+    if (this.tlbRTag[i] === lin - o && o < 0xfff) {
+      const m = this.tlbRMem[i];
+      const p = this.tlbROff[i] + o;
+      return m[p] | (m[p + 1] << 8);
+    }
+    return this.rdSlow(lin, 2);
+  }
+  rd32(lin: number): number {
+    const o = lin & 0xfff;
+    const i = (lin >>> 12) & TLB_MASK;
+    if (this.tlbRTag[i] === lin - o && o < 0xffd) {
+      const m = this.tlbRMem[i];
+      const p = this.tlbROff[i] + o;
+      return (m[p] | (m[p + 1] << 8) | (m[p + 2] << 16) | (m[p + 3] << 24)) >>> 0;
+    }
+    return this.rdSlow(lin, 4);
+  }
+  /** returns lo, high half in vh */
+  rd64(lin: number): number {
+    const o = lin & 0xfff;
+    const i = (lin >>> 12) & TLB_MASK;
+    if (this.tlbRTag[i] === lin - o && o < 0xff9) {
+      const m = this.tlbRMem[i];
+      const p = this.tlbROff[i] + o;
+      this.vh = m[p + 4] | (m[p + 5] << 8) | (m[p + 6] << 16) | (m[p + 7] << 24);
+      return (m[p] | (m[p + 1] << 8) | (m[p + 2] << 16) | (m[p + 3] << 24)) >>> 0;
+    }
+    const l = this.rdSlow(lin, 4);
+    this.vh = this.rdSlow(this.addLin(lin, 4), 4) | 0;
+    return l;
+  }
+  rdSlow(lin: number, size: number): number {
+    const o = lin & 0xfff;
+    if (o + size <= 0x1000) {
+      const i = (lin >>> 12) & TLB_MASK;
+      if (!this.fill(lin, Access.Read)) return this.mmioRead(lin, size);
+      const m = this.tlbRMem[i];
+      const p = this.tlbROff[i] + o;
+      let v = 0;
+      for (let k = size - 1; k >= 0; k--) v = v * 256 + m[p + k];
+      return v;
+    }
+    // crosses a page: translate both pages before reading either (precise faults)
+    const second = this.addLin(lin, 0x1000 - o);
+    this.probe(lin, Access.Read);
+    this.probe(second, Access.Read);
+    let v = 0;
+    for (let k = size - 1; k >= 0; k--) v = v * 256 + this.rd8(this.addLin(lin, k));
+    return v;
+  }
+  probe(lin: number, access: Access): void {
+    const i = (lin >>> 12) & TLB_MASK;
+    const page = lin - (lin & 0xfff);
+    const tag = access === Access.Write ? this.tlbWTag : this.tlbRTag;
+    if (tag[i] !== page) this.fill(lin, access);
+  }
+  /** checks that [lin, lin+size) is writable before a read-modify-write reads it */
+  probeWrite(lin: number, size: number): void {
+    this.probe(lin, Access.Write);
+    if ((lin & 0xfff) + size > 0x1000) this.probe(this.addLin(lin, size - 1), Access.Write);
+  }
+  /** lin + n with the address wrap of the current mode */
+  addLin(lin: number, n: number): number {
+    return this.mode64 ? lin + n : (lin + n) >>> 0;
+  }
+
+  wr8(lin: number, v: number): void {
+    const i = (lin >>> 12) & TLB_MASK;
+    if (this.tlbWTag[i] === lin - (lin & 0xfff)) {
+      this.tlbWMem[i][this.tlbWOff[i] + (lin & 0xfff)] = v;
+      return;
+    }
+    if (!this.fill(lin, Access.Write)) {
+      this.mmioWrite(lin, 1, v & 0xff, 0);
+      return;
+    }
+    this.tlbWMem[i][this.tlbWOff[i] + (lin & 0xfff)] = v;
+  }
+  wr16(lin: number, v: number): void {
+    const o = lin & 0xfff;
+    const i = (lin >>> 12) & TLB_MASK;
+    if (this.tlbWTag[i] === lin - o && o < 0xfff) {
+      const m = this.tlbWMem[i];
+      const p = this.tlbWOff[i] + o;
+      m[p] = v;
+      m[p + 1] = v >> 8;
+      return;
+    }
+    this.wrSlow(lin, 2, v, 0);
+  }
+  wr32(lin: number, v: number): void {
+    const o = lin & 0xfff;
+    const i = (lin >>> 12) & TLB_MASK;
+    if (this.tlbWTag[i] === lin - o && o < 0xffd) {
+      const m = this.tlbWMem[i];
+      const p = this.tlbWOff[i] + o;
+      m[p] = v;
+      m[p + 1] = v >> 8;
+      m[p + 2] = v >> 16;
+      m[p + 3] = v >> 24;
+      return;
+    }
+    this.wrSlow(lin, 4, v, 0);
+  }
+  wr64(lin: number, v: number, vh: number): void {
+    const o = lin & 0xfff;
+    const i = (lin >>> 12) & TLB_MASK;
+    if (this.tlbWTag[i] === lin - o && o < 0xff9) {
+      const m = this.tlbWMem[i];
+      const p = this.tlbWOff[i] + o;
+      m[p] = v;
+      m[p + 1] = v >> 8;
+      m[p + 2] = v >> 16;
+      m[p + 3] = v >> 24;
+      m[p + 4] = vh;
+      m[p + 5] = vh >> 8;
+      m[p + 6] = vh >> 16;
+      m[p + 7] = vh >> 24;
+      return;
+    }
+    this.wrSlow(lin, 8, v, vh);
+  }
+  wrSlow(lin: number, size: number, v: number, vh: number): void {
+    const o = lin & 0xfff;
+    if (o + size <= 0x1000) {
+      const i = (lin >>> 12) & TLB_MASK;
+      if (!this.fill(lin, Access.Write)) {
+        this.mmioWrite(lin, size, v, vh);
+        return;
+      }
+      const m = this.tlbWMem[i];
+      const p = this.tlbWOff[i] + o;
+      for (let k = 0; k < size; k++) m[p + k] = k < 4 ? v >> (8 * k) : vh >> (8 * (k - 4));
+      return;
+    }
+    this.probe(lin, Access.Write);
+    this.probe(this.addLin(lin, 0x1000 - o), Access.Write);
+    for (let k = 0; k < size; k++) this.wr8(this.addLin(lin, k), k < 4 ? v >> (8 * k) : vh >> (8 * (k - 4)));
+  }
+
+  /** read of `size` (8/16/32/64) bits; 64 puts the high half in vh */
+  rd(size: number, lin: number): number {
+    switch (size) {
+      case 8:
+        return this.rd8(lin);
+      case 16:
+        return this.rd16(lin);
+      case 32:
+        return this.rd32(lin);
+      default:
+        return this.rd64(lin);
+    }
+  }
+  wr(size: number, lin: number, v: number, vh: number): void {
+    switch (size) {
+      case 8:
+        this.wr8(lin, v);
+        return;
+      case 16:
+        this.wr16(lin, v);
+        return;
+      case 32:
+        this.wr32(lin, v);
+        return;
+      default:
+        this.wr64(lin, v, vh);
+    }
+  }
+
+  // ---------------------------------------------------------------- instruction fetch
+
+  /** positions the fetch window at RIP (start of an instruction) */
+  beginFetch(): void {
+    // the window maps instruction offsets (RIP values) directly: no linear-address arithmetic
+    const p = this.rip + this.fpDelta;
+    if (p >= this.fpLo && p < this.fpHi) {
+      this.fp = p;
+      this.fpEnd = this.fpHi;
+    } else this.fpEnd = 0;
+  }
+  fetch8(): number {
+    const p = this.fp;
+    this.ip++;
+    if (p < this.fpEnd) {
+      this.fp = p + 1;
+      return this.fpMem[p];
+    }
+    return this.fetchSlow(this.effBase[1] + this.ip - 1);
+  }
+  fetchSlow(lin: number): number {
+    if (!this.mode64) lin = lin >>> 0;
+    if (this.ip - 1 - this.rip >= 15) throw new CpuFault(Vec.GP, 0);
+    if (!this.mode64 && this.ip - 1 > this.segLimit[1] && this.pm) throw new CpuFault(Vec.GP, 0);
+    const i = (lin >>> 12) & TLB_MASK;
+    const page = lin - (lin & 0xfff);
+    if (this.tlbXTag[i] !== page && !this.fill(lin, Access.Execute)) {
+      // executing from MMIO is not supported
+      throw new CpuFault(Vec.GP, 0);
+    }
+    this.fpBase = page;
+    this.fpMem = this.tlbXMem[i];
+    this.fpOff = this.tlbXOff[i];
+    this.fp = this.fpOff + (lin & 0xfff) + 1;
+    this.fpLo = this.fpOff;
+    this.fpHi = this.fpOff + 4096;
+    this.fpEnd = this.fpHi;
+    this.fpDelta = this.fp - this.ip;
+    return this.fpMem[this.fp - 1];
+  }
+  fetch16(): number {
+    const a = this.fetch8();
+    return a | (this.fetch8() << 8);
+  }
+  fetch32(): number {
+    const a = this.fetch16();
+    return (a | (this.fetch16() << 16)) >>> 0;
+  }
+  /** immediate of operand size (imm32 sign-extended for 64), unsigned within size; hi in vh */
+  fetchImm(size: number): number {
+    if (size === 8) return this.fetch8();
+    if (size === 16) return this.fetch16();
+    const v = this.fetch32();
+    if (size === 64) this.vh = v >> 31;
+    return v;
+  }
+
+  // ---------------------------------------------------------------- ModRM
+
+  /** decodes ModRM (+SIB, displacement); `immLen` = immediate bytes that follow (RIP-relative) */
+  modrm(immLen: number): void {
+    const b = this.fetch8();
+    const mod = b >> 6;
+    // group 3 (F6/F7): only TEST (/0, /1) has an immediate; the caller passes its size negated
+    if (immLen < 0) immLen = (b & 0x30) === 0 ? -immLen : 0;
+    const rex = this.rex;
+    this.mod = mod;
+    this.reg = ((b >> 3) & 7) | ((rex & 4) << 1);
+    if (mod === 3) {
+      this.rm = (b & 7) | ((rex & 1) << 3);
+      return;
+    }
+    const rm = b & 7;
+    if (this.asz === 16) {
+      this.ea16(mod, rm);
+      return;
+    }
+    // lo accumulates the low halves and the signed displacement exactly (a double); the carry or
+    // borrow out of it is folded into hi at the end
+    let seg = 3;
+    let lo = 0;
+    let hi = 0;
+    let base: number;
+    if (rm === 4) {
+      const sib = this.fetch8();
+      base = (sib & 7) | ((rex & 1) << 3);
+      const idx = ((sib >> 3) & 7) | ((rex & 2) << 2);
+      const scale = sib >> 6;
+      if (idx !== 4) {
+        lo = (this.lo[idx] >>> 0) * (1 << scale);
+        hi = this.hi[idx] * (1 << scale);
+      }
+      if ((base & 7) === 5 && mod === 0) {
+        base = -1;
+        const d = this.fetch32() | 0;
+        lo += d;
+      } else if (base === 4 || base === 5) seg = 2;
+    } else if (rm === 5 && mod === 0) {
+      const d = this.fetch32() | 0;
+      if (this.mode64) {
+        // RIP-relative: relative to the end of the instruction
+        const next = this.ip + immLen;
+        lo = (next >>> 0) + d;
+        hi = Math.floor(next / TWO32);
+      } else {
+        lo = d;
+        hi = 0;
+      }
+      base = -1;
+    } else {
+      base = rm | ((rex & 1) << 3);
+      if (rm === 5) seg = 2;
+    }
+    if (base >= 0) {
+      lo += this.lo[base] >>> 0;
+      hi += this.hi[base];
+    }
+    if (mod === 1) {
+      const d = (this.fetch8() << 24) >> 24;
+      lo += d;
+    } else if (mod === 2) {
+      const d = this.fetch32() | 0;
+      lo += d;
+    }
+    if (this.segOv >= 0) seg = this.segOv;
+    this.eaSeg = seg;
+    const carry = Math.floor(lo / TWO32);
+    lo = lo >>> 0;
+    if (this.asz === 32) {
+      this.eaOff = lo;
+      this.eaOffHi = 0;
+      this.ea = this.mode64 ? this.effBase[seg] + lo : (this.effBase[seg] + lo) >>> 0;
+      return;
+    }
+    hi = (hi + carry) | 0;
+    this.eaOff = lo;
+    this.eaOffHi = hi;
+    // non-canonical results are caught when the TLB is filled (fill())
+    this.ea = this.effBase[seg] + hi * TWO32 + lo;
+  }
+  /** ModRM whose r/m always names a register (MOV CR/DR) */
+  modrmReg(): void {
+    const b = this.fetch8();
+    this.mod = 3;
+    this.reg = ((b >> 3) & 7) | ((this.rex & 4) << 1);
+    this.rm = (b & 7) | ((this.rex & 1) << 3);
+  }
+  ea16(mod: number, rm: number): void {
+    let off: number;
+    let seg = 3;
+    const r = this.lo;
+    switch (rm) {
+      case 0:
+        off = r[3] + r[6];
+        break;
+      case 1:
+        off = r[3] + r[7];
+        break;
+      case 2:
+        off = r[5] + r[6];
+        seg = 2;
+        break;
+      case 3:
+        off = r[5] + r[7];
+        seg = 2;
+        break;
+      case 4:
+        off = r[6];
+        break;
+      case 5:
+        off = r[7];
+        break;
+      case 6:
+        if (mod === 0) off = this.fetch16();
+        else {
+          off = r[5];
+          seg = 2;
+        }
+        break;
+      default:
+        off = r[3];
+    }
+    if (mod === 1) off += (this.fetch8() << 24) >> 24;
+    else if (mod === 2) off += this.fetch16();
+    if (this.segOv >= 0) seg = this.segOv;
+    off &= 0xffff;
+    this.eaSeg = seg;
+    this.eaOff = off;
+    this.eaOffHi = 0;
+    this.ea = (this.effBase[seg] + off) >>> 0;
+  }
+  /** canonical check of a 64-bit linear address (#SS for stack references, else #GP) */
+  canon(lin: number, seg: number): number {
+    if (lin >= 0x800000000000 || lin < -0x800000000000) {
+      // wrap modulo 2^64 first: offsets like 0xffff... added to small bases
+      const w = lin >= 0 ? lin - 2 ** 64 : lin + 2 ** 64;
+      if (w >= 0x800000000000 || w < -0x800000000000) throw new CpuFault(seg === 2 ? Vec.SS : Vec.GP, 0);
+      return w;
+    }
+    return lin;
+  }
+  /** linear address of seg:offset for string ops, stack and moffs (offset already masked) */
+  linear(seg: number, off: number): number {
+    if (this.mode64) return this.canon(this.effBase[seg] + off, seg);
+    return (this.effBase[seg] + off) >>> 0;
+  }
+
+  /** reads the r/m operand (register or memory) */
+  readRM(size: number): number {
+    if (this.mod === 3) return this.getReg(size, this.rm);
+    return this.rd(size, this.ea);
+  }
+  writeRM(size: number, v: number, vh: number): void {
+    if (this.mod === 3) this.setReg(size, this.rm, v, vh);
+    else this.wr(size, this.ea, v, vh);
+  }
+  /** reads r/m for a read-modify-write: a memory operand is checked for write first */
+  readRMW(size: number): number {
+    if (this.mod === 3) return this.getReg(size, this.rm);
+    this.probeWrite(this.ea, size >> 3);
+    return this.rd(size, this.ea);
+  }
+
+  // ---------------------------------------------------------------- stack
+
+  get stackSize(): number {
+    return this.mode64 ? 64 : this.ssB ? 32 : 16;
+  }
+  /** RSP as an offset in SS (masked to the stack size) */
+  sp(): number {
+    if (this.mode64) return this.hi[4] * TWO32 + (this.lo[4] >>> 0);
+    return this.ssB ? this.lo[4] >>> 0 : this.lo[4] & 0xffff;
+  }
+  setSp(v: number): void {
+    if (this.mode64) {
+      this.lo[4] = v;
+      this.hi[4] = Math.floor(v / TWO32);
+    } else if (this.ssB) this.lo[4] = v;
+    else this.lo[4] = (this.lo[4] & ~0xffff) | (v & 0xffff);
+  }
+  stackLin(off: number): number {
+    if (this.mode64) return this.canon(off, 2);
+    return (this.effBase[2] + off) >>> 0;
+  }
+  /** offset after moving the stack pointer by delta (wrapping in the stack size) */
+  spAdd(sp: number, delta: number): number {
+    if (this.mode64) return sp + delta;
+    return this.ssB ? (sp + delta) >>> 0 : (sp + delta) & 0xffff;
+  }
+  push(size: number, v: number, vh: number): void {
+    const sp = this.spAdd(this.sp(), -(size >> 3));
+    this.wr(size, this.stackLin(sp), v, vh);
+    this.setSp(sp);
+  }
+  /** pops `size` bits; returns lo, hi in vh */
+  pop(size: number): number {
+    const sp = this.sp();
+    const v = this.rd(size, this.stackLin(sp));
+    this.setSp(this.spAdd(sp, size >> 3));
+    return v;
+  }
+  /** reads the stack at sp+offset without moving it */
+  peek(size: number, offset: number): number {
+    return this.rd(size, this.stackLin(this.spAdd(this.sp(), offset)));
+  }
+
+  // ---------------------------------------------------------------- run loop
+
+  ctx(): InstructionContext {
+    return { length: this.ip - this.rip, linearRip: this.insnLin };
+  }
+
+  run(budget: number): StopReason {
+    const hooks = this.requireHooks();
+    if (this.activity === 1) return StopReason.Halted;
+    if (this.activity === 2) return StopReason.Shutdown;
+    // a pending STI/MOV-SS shadow (from the last instruction, or loaded at VM entry) covers exactly
+    // the next instruction
+    this.shadowAt = -1;
+    let n = 0;
+    for (;;) {
+      if (n >= budget) return StopReason.Budget;
+      if (this.windowRequests !== 0) {
+        const ok = (this.eflags & FL_IF) !== 0 && (this.interruptibility & 3) === 0;
+        if (hooks.boundary(ok)) return StopReason.Exit;
+      }
+      try {
+        for (;;) {
+          this.ip = this.rip;
+          execute(this);
+          this.retired++;
+          n++;
+          if (this.interruptibility !== 0 && this.shadowAt !== this.retired) this.interruptibility &= ~3;
+          if (this.activity !== 0) return this.activity === 1 ? StopReason.Halted : StopReason.Shutdown;
+          if (n >= budget || this.windowRequests !== 0) break;
+        }
+      } catch (e) {
+        if (e === EXIT_SIGNAL) return StopReason.Exit;
+        if (e instanceof CpuFault) {
+          const r = deliverFault(this, e);
+          if (r !== undefined) return r;
+          n++;
+          continue;
+        }
+        if (e instanceof ExitSignal) return StopReason.Exit;
+        throw e;
+      }
+    }
+  }
+
+  /** raises #UD for an opcode we do not implement, and counts it */
+  unimplemented(index: number): never {
+    this.udCounts[index & 0x3ff]++;
+    this.udTotal++;
+    throw new CpuFault(Vec.UD, undefined);
+  }
+
+  // ---------------------------------------------------------------- GuestCpu
+
+  getGpr(index: number): bigint {
+    return (BigInt(this.hi[index] >>> 0) << 32n) | BigInt(this.lo[index] >>> 0);
+  }
+  setGpr(index: number, value: bigint): void {
+    this.lo[index] = Number(value & 0xffffffffn);
+    this.hi[index] = Number((value >> 32n) & 0xffffffffn);
+  }
+  getRip(): bigint {
+    return toBig(this.rip);
+  }
+  setRip(value: bigint): void {
+    this.rip = toNum(value);
+  }
+  getRflags(): bigint {
+    return BigInt(this.getFlags() >>> 0);
+  }
+  setRflags(value: bigint): void {
+    this.setFlags(Number(value & 0xffffffffn));
+  }
+  getSegment(seg: number): SegmentState {
+    return {
+      selector: this.segSel[seg],
+      base: toBig(this.segBase[seg]),
+      limit: this.segLimit[seg],
+      ar: this.segAr[seg],
+    };
+  }
+  setSegment(seg: number, s: SegmentState): void {
+    this.segSel[seg] = s.selector & 0xffff;
+    this.segBase[seg] = seg >= 4 ? toNum(s.base) : Number(s.base & 0xffffffffn);
+    this.segLimit[seg] = s.limit >>> 0;
+    this.segAr[seg] = s.ar;
+    updateMode(this);
+  }
+  getGdtr(): TableState {
+    return { base: toBig(this.gdtBase), limit: this.gdtLimit };
+  }
+  setGdtr(t: TableState): void {
+    this.gdtBase = toNum(t.base);
+    this.gdtLimit = t.limit & 0xffff;
+  }
+  getIdtr(): TableState {
+    return { base: toBig(this.idtBase), limit: this.idtLimit };
+  }
+  setIdtr(t: TableState): void {
+    this.idtBase = toNum(t.base);
+    this.idtLimit = t.limit & 0xffff;
+  }
+  getControl(reg: ControlRegister | SysenterRegister): bigint {
+    switch (reg) {
+      case "cr0":
+        return BigInt(this.cr0 >>> 0);
+      case "cr2":
+        return toBig(this.cr2);
+      case "cr3":
+        return BigInt(this.cr3);
+      case "cr4":
+        return BigInt(this.cr4 >>> 0);
+      case "cr8":
+        return BigInt(this.cr8);
+      case "dr6":
+        return BigInt(this.dr[6]);
+      case "dr7":
+        return BigInt(this.dr[7]);
+      case "efer":
+        return BigInt(this.efer);
+      case "pat":
+        return this.pat;
+      case "debugctl":
+        return this.debugctl;
+      case "sysenter_cs":
+        return BigInt(this.sysenterCs);
+      case "sysenter_esp":
+        return toBig(this.sysenterEsp);
+      case "sysenter_eip":
+        return toBig(this.sysenterEip);
+    }
+  }
+  setControl(reg: ControlRegister | SysenterRegister, value: bigint): void {
+    const n = Number(value & 0xffffffffn);
+    // translations depend on CR0, CR3, CR4 and EFER only; VM entries set every register, so flush
+    // only on a change
+    const before = `${this.cr0}/${this.cr3}/${this.cr4}/${this.efer}`;
+    switch (reg) {
+      case "cr0":
+        this.cr0 = n | 0x10;
+        break;
+      case "cr2":
+        this.cr2 = toNum(value);
+        break;
+      case "cr3":
+        this.cr3 = Number(value & 0xffffffffff000n) + (n & 0x18);
+        break;
+      case "cr4":
+        this.cr4 = n;
+        break;
+      case "cr8":
+        this.cr8 = n & 15;
+        break;
+      case "dr6":
+        this.dr[6] = n;
+        break;
+      case "dr7":
+        this.dr[7] = n;
+        break;
+      case "efer":
+        this.efer = n;
+        break;
+      case "pat":
+        this.pat = value;
+        break;
+      case "debugctl":
+        this.debugctl = value;
+        break;
+      case "sysenter_cs":
+        this.sysenterCs = n & 0xffff;
+        break;
+      case "sysenter_esp":
+        this.sysenterEsp = toNum(value);
+        break;
+      case "sysenter_eip":
+        this.sysenterEip = toNum(value);
+        break;
+    }
+    updateMode(this);
+    if (`${this.cr0}/${this.cr3}/${this.cr4}/${this.efer}` !== before) this.flushTlb();
+  }
+  getMsr(index: number): bigint | undefined {
+    return readMsr(this, index);
+  }
+  setMsr(index: number, value: bigint): boolean {
+    return writeMsr(this, index, value);
+  }
+
+  deliverEvent(
+    vector: number,
+    type: EventType,
+    errorCode: number | undefined,
+    instructionLength: number,
+  ): StopReason | undefined {
+    this.requireHooks();
+    if (
+      type === EventType.SoftwareInterrupt ||
+      type === EventType.SoftwareException ||
+      type === EventType.PrivilegedSoftwareException
+    ) {
+      this.rip = this.rip + instructionLength;
+    }
+    if (this.activity === 1) this.activity = 0;
+    try {
+      deliver(this, vector, type, errorCode, false);
+    } catch (e) {
+      if (e === EXIT_SIGNAL || e instanceof ExitSignal) return StopReason.Exit;
+      if (e instanceof CpuFault) return deliverFault(this, e, vector);
+      throw e;
+    }
+    return undefined;
+  }
+
+  /** MSR indices the interpreter knows (for tests and the VMX layer's MSR bitmaps) */
+  static readonly MSR = MSR;
+}

@@ -1,0 +1,138 @@
+// The page walk: 32-bit (4 KiB / 4 MiB), PAE and 4-level paging with U/S, R/W, NX, WP, A/D and
+// global pages. Paging-structure reads go through hooks.mapPage (EPT) with pagingStructure=true.
+// Errors raise #PF with the architectural error code and CR2.
+
+import { CpuFault, Vec } from "./faults.js";
+import { Access, MMIO } from "./hooks.js";
+import type { Interpreter } from "./interpreter.js";
+
+const TWO32 = 4294967296;
+/** bits 51:40 of an entry's high half: above our MAXPHYADDR (40) */
+const HI_RSVD = 0x000fff00;
+
+export const PF_P = 1;
+export const PF_W = 2;
+export const PF_U = 4;
+export const PF_RSVD = 8;
+export const PF_I = 16;
+
+function entryBytes(cpu: Interpreter, gpa: number, lin: number): { m: Uint8Array; p: number } {
+  const map = cpu.mapPhys(gpa, Access.Read, lin, true);
+  if (map === MMIO) throw new CpuFault(Vec.MC, undefined);
+  return { m: map.bytes, p: map.offset + (gpa % 4096) };
+}
+
+function rd32(m: Uint8Array, p: number): number {
+  return (m[p] | (m[p + 1] << 8) | (m[p + 2] << 16) | (m[p + 3] << 24)) >>> 0;
+}
+
+/**
+ * Translates `lin` for `access` at user (CPL 3) or supervisor privilege. Returns the
+ * guest-physical address; sets cpu.xGlobal. Sets accessed/dirty bits as the walk succeeds.
+ */
+export function translate(cpu: Interpreter, lin: number, access: Access, user: boolean): number {
+  const write = access === Access.Write;
+  const fetch = access === Access.Execute;
+  const nxe = (cpu.efer & 0x800) !== 0;
+  const wp = (cpu.cr0 & 0x10000) !== 0;
+  let err = (write ? PF_W : 0) | (user ? PF_U : 0) | (fetch && nxe && (cpu.cr4 & 0x20) !== 0 ? PF_I : 0);
+  const fault = (present: number): never => {
+    throw new CpuFault(Vec.PF, err | present, lin);
+  };
+  let allowU = true;
+  let allowW = true;
+  let nx = false;
+  // (memory, offset) of every entry on the path, to set A (and D on the leaf) once permitted
+  const path: { m: Uint8Array; p: number }[] = [];
+  let leaf: { m: Uint8Array; p: number };
+  let gpa: number;
+  let global = false;
+  let pageSize: number;
+
+  if ((cpu.cr4 & 0x20) === 0) {
+    // 32-bit paging
+    const pdeA = (cpu.cr3 & 0xfffff000) + (((lin >>> 22) & 0x3ff) << 2);
+    const pd = entryBytes(cpu, pdeA, lin);
+    const pde = rd32(pd.m, pd.p);
+    if ((pde & 1) === 0) fault(0);
+    allowU = (pde & 4) !== 0;
+    allowW = (pde & 2) !== 0;
+    if ((pde & 0x80) !== 0 && (cpu.cr4 & 0x10) !== 0) {
+      leaf = pd;
+      global = (pde & 0x100) !== 0;
+      pageSize = 0x400000;
+      gpa = (pde & 0xffc00000) >>> 0;
+      gpa += ((pde >>> 13) & 0xff) * TWO32;
+    } else {
+      path.push(pd);
+      const pteA = (pde & 0xfffff000) + (((lin >>> 12) & 0x3ff) << 2);
+      const pt = entryBytes(cpu, pteA, lin);
+      const pte = rd32(pt.m, pt.p);
+      if ((pte & 1) === 0) fault(0);
+      allowU &&= (pte & 4) !== 0;
+      allowW &&= (pte & 2) !== 0;
+      leaf = pt;
+      global = (pte & 0x100) !== 0;
+      pageSize = 0x1000;
+      gpa = (pte & 0xfffff000) >>> 0;
+    }
+  } else {
+    // PAE or 4-level: 8-byte entries
+    let table: number;
+    let level: number;
+    if ((cpu.efer & 0x400) !== 0) {
+      table = cpu.cr3 - (cpu.cr3 % 4096);
+      level = 4;
+    } else {
+      // PAE: the PDPTE (no A bit, no permissions)
+      const pdpteA = (cpu.cr3 & 0xffffffe0) + ((lin >>> 30) & 3) * 8;
+      const e = entryBytes(cpu, pdpteA, lin);
+      const lo = rd32(e.m, e.p);
+      const hi = rd32(e.m, e.p + 4);
+      if ((lo & 1) === 0) fault(0);
+      if ((lo & 0x1e6) !== 0 || (hi & HI_RSVD) !== 0) fault(PF_P | PF_RSVD);
+      table = (lo & 0xfffff000) + (hi & 0xff) * TWO32;
+      level = 2;
+    }
+    for (;;) {
+      let idx: number;
+      if (level === 4) idx = Math.floor(lin / 2 ** 39) & 0x1ff;
+      else if (level === 3) idx = Math.floor(lin / 2 ** 30) & 0x1ff;
+      else if (level === 2) idx = (lin >>> 21) & 0x1ff;
+      else idx = (lin >>> 12) & 0x1ff;
+      const e = entryBytes(cpu, table + idx * 8, lin);
+      const lo = rd32(e.m, e.p);
+      const hi = rd32(e.m, e.p + 4);
+      if ((lo & 1) === 0) fault(0);
+      if ((hi & HI_RSVD) !== 0 || (!nxe && hi >>> 31 !== 0)) fault(PF_P | PF_RSVD);
+      allowU &&= (lo & 4) !== 0;
+      allowW &&= (lo & 2) !== 0;
+      if (hi >>> 31 !== 0) nx = true;
+      const ps = (lo & 0x80) !== 0;
+      if (level === 4 && ps) fault(PF_P | PF_RSVD);
+      if (level === 1 || ps) {
+        leaf = e;
+        global = (lo & 0x100) !== 0;
+        pageSize = level === 1 ? 0x1000 : level === 2 ? 0x200000 : 0x40000000;
+        const addr = (lo & 0xfffff000) + (hi & 0xff) * TWO32;
+        gpa = addr - (addr % pageSize);
+        if (level > 1 && (addr % pageSize) >>> 13 !== 0) fault(PF_P | PF_RSVD);
+        break;
+      }
+      path.push(e);
+      table = (lo & 0xfffff000) + (hi & 0xff) * TWO32;
+      level--;
+    }
+  }
+
+  if (user && !allowU) fault(PF_P);
+  if (write && !allowW && (user || wp)) fault(PF_P);
+  if (fetch && nx && nxe) fault(PF_P);
+
+  for (const e of path) e.m[e.p] |= 0x20;
+  leaf.m[leaf.p] |= write ? 0x60 : 0x20;
+  err = 0;
+  cpu.xGlobal = global && (cpu.cr4 & 0x80) !== 0;
+  const within = lin >= 0 ? lin % pageSize : (lin % pageSize) + pageSize;
+  return gpa + (within === pageSize ? 0 : within);
+}

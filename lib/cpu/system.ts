@@ -1,0 +1,848 @@
+// System mechanics: mode bookkeeping, descriptor-table reads, segment loads with their checks,
+// exception/interrupt delivery (IVT, 32-bit IDT with TSS stack switch, 64-bit IDT with IST),
+// double/triple fault, far transfers, IRET, SYSCALL/SYSRET, SYSENTER/SYSEXIT.
+//
+// Delivery and far transfers read and write through the supervisor-privileged helpers below and
+// commit registers only after every memory access succeeded, so a fault midway leaves the guest
+// state as it was before the instruction or event.
+
+import { CpuFault, EXIT_SIGNAL, Vec } from "./faults.js";
+import { FL_AC, FL_IF, FL_IOPL, FL_NT, FL_RF, FL_TF, FL_VM } from "./flags.js";
+import { Access, EventType, MMIO, StopReason } from "./hooks.js";
+import type { Interpreter } from "./interpreter.js";
+import { translate } from "./mmu.js";
+
+const TWO32 = 4294967296;
+const AR_UNUSABLE = 0x10000;
+
+export function updateMode(cpu: Interpreter): void {
+  const oldUser = cpu.cpl === 3;
+  cpu.pm = (cpu.cr0 & 1) !== 0;
+  const lma = (cpu.efer & 0x400) !== 0;
+  cpu.mode64 = lma && (cpu.segAr[1] & 0x2000) !== 0;
+  cpu.csD = (cpu.segAr[1] & 0x4000) !== 0;
+  cpu.ssB = (cpu.segAr[2] & 0x4000) !== 0;
+  cpu.defOsz = cpu.mode64 || cpu.csD ? 32 : 16;
+  cpu.defAsz = cpu.mode64 ? 64 : cpu.csD ? 32 : 16;
+  cpu.cpl = !cpu.pm ? 0 : (cpu.eflags & FL_VM) !== 0 ? 3 : (cpu.segAr[2] >> 5) & 3;
+  cpu.paging = cpu.pm && (cpu.cr0 & 0x80000000) !== 0;
+  for (let i = 0; i < 6; i++) cpu.effBase[i] = cpu.mode64 && i < 4 ? 0 : cpu.segBase[i];
+  // TLB entries are filled under the privilege current at the time: a change between user and
+  // supervisor invalidates them
+  if (oldUser !== (cpu.cpl === 3)) {
+    cpu.tlbRTag.fill(Number.NaN);
+    cpu.tlbWTag.fill(Number.NaN);
+    cpu.tlbXTag.fill(Number.NaN);
+  }
+  cpu.fpBase = Number.NaN;
+  cpu.fpEnd = 0;
+  cpu.fpHi = 0;
+}
+
+// ------------------------------------------------------------------ supervisor memory access
+
+function sysByte(cpu: Interpreter, lin: number, write: boolean): { m: Uint8Array; p: number } {
+  const access = write ? Access.Write : Access.Read;
+  const gpa = cpu.paging ? translate(cpu, lin, access, false) : lin;
+  cpu.xGpa = gpa;
+  const map = cpu.mapPhys(gpa, access, lin, false);
+  if (map === MMIO) throw new CpuFault(Vec.GP, 0);
+  return { m: map.bytes, p: map.offset + (gpa % 4096) };
+}
+
+export function sysRead(cpu: Interpreter, lin: number, size: number): number {
+  if ((lin & 0xfff) + size <= 0x1000) {
+    const { m, p } = sysByte(cpu, lin, false);
+    let v = 0;
+    for (let k = size - 1; k >= 0; k--) v = v * 256 + m[p + k];
+    return v;
+  }
+  let v = 0;
+  for (let k = size - 1; k >= 0; k--) {
+    const { m, p } = sysByte(cpu, cpu.addLin(lin, k), false);
+    v = v * 256 + m[p];
+  }
+  return v;
+}
+
+/** writes a value of up to 8 bytes (lo, hi halves) */
+export function sysWrite(cpu: Interpreter, lin: number, size: number, v: number, vh: number): void {
+  const byte = (k: number) => (k < 4 ? v >> (8 * k) : vh >> (8 * (k - 4))) & 0xff;
+  if ((lin & 0xfff) + size <= 0x1000) {
+    const { m, p } = sysByte(cpu, lin, true);
+    for (let k = 0; k < size; k++) m[p + k] = byte(k);
+    return;
+  }
+  for (let k = 0; k < size; k++) {
+    const { m, p } = sysByte(cpu, cpu.addLin(lin, k), true);
+    m[p] = byte(k);
+  }
+}
+
+/** checks that a write is possible (used to make multi-push sequences all-or-nothing) */
+function sysProbe(cpu: Interpreter, lin: number, size: number): void {
+  sysByte(cpu, lin, true);
+  if ((lin & 0xfff) + size > 0x1000) sysByte(cpu, cpu.addLin(lin, size - 1), true);
+}
+
+// ------------------------------------------------------------------ descriptors
+
+export interface Descriptor {
+  lo: number;
+  hi: number;
+  /** linear address of the descriptor (to set the accessed/busy bit) */
+  addr: number;
+}
+
+export function descBase(d: Descriptor): number {
+  return ((d.lo >>> 16) | ((d.hi & 0xff) << 16) | (d.hi & 0xff000000)) >>> 0;
+}
+export function descLimit(d: Descriptor): number {
+  const l = (d.lo & 0xffff) | (d.hi & 0xf0000);
+  return (d.hi & 0x800000) !== 0 ? ((l << 12) | 0xfff) >>> 0 : l;
+}
+/** VMX access-rights layout */
+export function descAr(d: Descriptor): number {
+  return ((d.hi >>> 8) & 0xff) | ((d.hi >>> 8) & 0xf000);
+}
+
+/** reads the descriptor of `sel` from the GDT or LDT; null if beyond the table limit */
+export function readDescriptor(cpu: Interpreter, sel: number): Descriptor | null {
+  let base: number;
+  let limit: number;
+  if ((sel & 4) !== 0) {
+    if ((cpu.segAr[6] & AR_UNUSABLE) !== 0 || (cpu.segSel[6] & ~3) === 0) return null;
+    base = cpu.segBase[6];
+    limit = cpu.segLimit[6];
+  } else {
+    base = cpu.gdtBase;
+    limit = cpu.gdtLimit;
+  }
+  const off = sel & ~7;
+  if (off + 7 > limit) return null;
+  const addr = cpu.mode64 || (cpu.efer & 0x400) !== 0 ? base + off : (base + off) >>> 0;
+  return { lo: sysRead(cpu, addr, 4), hi: sysRead(cpu, addr + 4, 4), addr };
+}
+
+function markAccessed(cpu: Interpreter, d: Descriptor): void {
+  if ((d.hi & 0x100) === 0) {
+    d.hi |= 0x100;
+    sysWrite(cpu, d.addr + 5, 1, (d.hi >>> 8) & 0xff, 0);
+  }
+}
+
+function setSegCache(cpu: Interpreter, seg: number, sel: number, d: Descriptor): void {
+  cpu.segSel[seg] = sel;
+  cpu.segBase[seg] = descBase(d);
+  cpu.segLimit[seg] = descLimit(d);
+  cpu.segAr[seg] = descAr(d);
+}
+
+function realSeg(cpu: Interpreter, seg: number, sel: number): void {
+  cpu.segSel[seg] = sel & 0xffff;
+  cpu.segBase[seg] = (sel & 0xffff) * 16;
+  if ((cpu.eflags & FL_VM) !== 0) {
+    cpu.segLimit[seg] = 0xffff;
+    cpu.segAr[seg] = seg === 1 ? 0xf3 : 0xf3;
+  } else if ((cpu.segAr[seg] & AR_UNUSABLE) !== 0 || (cpu.segAr[seg] & 0x80) === 0) {
+    cpu.segAr[seg] = seg === 1 ? 0x9b : 0x93;
+  }
+}
+
+const gp = (code: number): CpuFault => new CpuFault(Vec.GP, code);
+
+/** MOV/POP Sreg, LDS/LES/LFS/LGS/LSS (not CS) */
+export function loadSeg(cpu: Interpreter, seg: number, sel: number): void {
+  sel &= 0xffff;
+  if (!cpu.pm || (cpu.eflags & FL_VM) !== 0) {
+    realSeg(cpu, seg, sel);
+    updateMode(cpu);
+    return;
+  }
+  const rpl = sel & 3;
+  if ((sel & ~3) === 0) {
+    if (seg === 2 && (!cpu.mode64 || cpu.cpl === 3 || rpl !== cpu.cpl)) throw gp(0);
+    cpu.segSel[seg] = sel;
+    if (seg === 2) cpu.segAr[seg] = AR_UNUSABLE | 0x93 | (cpu.cpl << 5) | (cpu.segAr[2] & 0x4000);
+    else {
+      cpu.segAr[seg] = AR_UNUSABLE;
+      if (seg < 4) cpu.segBase[seg] = 0;
+    }
+    updateMode(cpu);
+    return;
+  }
+  const d = readDescriptor(cpu, sel);
+  if (d === null) throw gp(sel & ~3);
+  const ar = descAr(d);
+  const dpl = (ar >> 5) & 3;
+  const type = ar & 0xf;
+  if ((ar & 0x10) === 0) throw gp(sel & ~3);
+  if (seg === 2) {
+    if (rpl !== cpu.cpl || dpl !== cpu.cpl || (type & 0xa) !== 2) throw gp(sel & ~3);
+    if ((ar & 0x80) === 0) throw new CpuFault(Vec.SS, sel & ~3);
+  } else {
+    const code = (type & 8) !== 0;
+    if (code && (type & 2) === 0) throw gp(sel & ~3);
+    const conforming = code && (type & 4) !== 0;
+    if (!conforming && dpl < Math.max(cpu.cpl, rpl)) throw gp(sel & ~3);
+    if ((ar & 0x80) === 0) throw new CpuFault(Vec.NP, sel & ~3);
+  }
+  markAccessed(cpu, d);
+  const keepBase = cpu.mode64 && seg >= 4 ? cpu.segBase[seg] : -1;
+  setSegCache(cpu, seg, sel, d);
+  // in 64-bit mode a selector load sets only the low 32 bits of FS/GS base (upper cleared)
+  if (keepBase !== -1) cpu.segBase[seg] = descBase(d);
+  updateMode(cpu);
+}
+
+/** checks a code-segment descriptor for a direct far JMP/CALL; returns it */
+function codeDescriptor(cpu: Interpreter, sel: number, forRet: boolean): Descriptor {
+  if ((sel & ~3) === 0) throw gp(0);
+  const d = readDescriptor(cpu, sel);
+  if (d === null) throw gp(sel & ~3);
+  const ar = descAr(d);
+  if ((ar & 0x18) !== 0x18) throw gp(sel & ~3);
+  const dpl = (ar >> 5) & 3;
+  const rpl = sel & 3;
+  const conforming = (ar & 4) !== 0;
+  if (forRet) {
+    if (rpl < cpu.cpl) throw gp(sel & ~3);
+    if (conforming ? dpl > rpl : dpl !== rpl) throw gp(sel & ~3);
+  } else if (conforming) {
+    if (dpl > cpu.cpl) throw gp(sel & ~3);
+  } else if (rpl > cpu.cpl || dpl !== cpu.cpl) throw gp(sel & ~3);
+  if ((ar & 0x80) === 0) throw new CpuFault(Vec.NP, sel & ~3);
+  if ((cpu.efer & 0x400) !== 0 && (ar & 0x2000) !== 0 && (ar & 0x4000) !== 0) throw gp(sel & ~3);
+  return d;
+}
+
+function loadCs(cpu: Interpreter, sel: number, d: Descriptor, cpl: number): void {
+  markAccessed(cpu, d);
+  setSegCache(cpu, 1, (sel & ~3) | cpl, d);
+}
+
+/** mask for an instruction pointer of operand size `osz` */
+function maskIp(osz: number, ip: number): number {
+  return osz === 16 ? ip & 0xffff : osz === 32 ? ip >>> 0 : ip;
+}
+
+/** far JMP/CALL to sel:off; pushes CS:IP of the next instruction for CALL */
+export function farTransfer(cpu: Interpreter, sel: number, off: number, call: boolean, osz: number): void {
+  sel &= 0xffff;
+  if (!cpu.pm || (cpu.eflags & FL_VM) !== 0) {
+    if (call) pushPair(cpu, osz, cpu.segSel[1], cpu.ip);
+    realSeg(cpu, 1, sel);
+    updateMode(cpu);
+    cpu.ip = maskIp(osz, off);
+    return;
+  }
+  if ((sel & ~3) === 0) throw gp(0);
+  const d0 = readDescriptor(cpu, sel);
+  if (d0 === null) throw gp(sel & ~3);
+  if ((descAr(d0) & 0x10) === 0) {
+    // call gates, task gates and TSS targets are not supported
+    throw gp(sel & ~3);
+  }
+  const d = codeDescriptor(cpu, sel, false);
+  if (call) pushPair(cpu, osz, cpu.segSel[1], cpu.ip);
+  loadCs(cpu, sel, d, cpu.cpl);
+  updateMode(cpu);
+  cpu.ip = cpu.mode64 ? off : maskIp(osz, off);
+}
+
+/** pushes CS then IP (each osz wide) as one all-or-nothing unit */
+function pushPair(cpu: Interpreter, osz: number, cs: number, ip: number): void {
+  const n = osz >> 3;
+  const sp1 = cpu.spAdd(cpu.sp(), -n);
+  const sp2 = cpu.spAdd(sp1, -n);
+  const a1 = cpu.stackLin(sp1);
+  const a2 = cpu.stackLin(sp2);
+  cpu.probeWrite(a1, n);
+  cpu.probeWrite(a2, n);
+  cpu.wr(osz, a1, cs, 0);
+  cpu.wr(osz, a2, ip >>> 0, osz === 64 ? Math.floor(ip / TWO32) | 0 : 0);
+  cpu.setSp(sp2);
+}
+
+/** RETF [imm16] */
+export function farReturn(cpu: Interpreter, osz: number, imm: number): void {
+  const n = osz >> 3;
+  const ip = cpu.peek(osz, 0);
+  const ipHi = cpu.vh;
+  const sel = cpu.peek(osz, n) & 0xffff;
+  const fullIp = osz === 64 ? ipHi * TWO32 + ip : ip;
+  if (!cpu.pm || (cpu.eflags & FL_VM) !== 0) {
+    realSeg(cpu, 1, sel);
+    cpu.setSp(cpu.spAdd(cpu.sp(), 2 * n + imm));
+    updateMode(cpu);
+    cpu.ip = maskIp(osz, fullIp);
+    return;
+  }
+  const d = codeDescriptor(cpu, sel, true);
+  const rpl = sel & 3;
+  if (rpl === cpu.cpl) {
+    loadCs(cpu, sel, d, rpl);
+    cpu.setSp(cpu.spAdd(cpu.sp(), 2 * n + imm));
+    updateMode(cpu);
+    cpu.ip = cpu.mode64 ? fullIp : maskIp(osz, fullIp);
+    return;
+  }
+  // return to an outer privilege level: SS:SP follow
+  const sp = cpu.peek(osz, 2 * n + imm);
+  const spHi = cpu.vh;
+  const ss = cpu.peek(osz, 3 * n + imm) & 0xffff;
+  const ssD = outerStack(cpu, ss, rpl);
+  loadCs(cpu, sel, d, rpl);
+  commitSs(cpu, ss, ssD, rpl);
+  const lma = (cpu.efer & 0x400) !== 0;
+  cpu.lo[4] = sp;
+  cpu.hi[4] = osz === 64 ? spHi : 0;
+  updateMode(cpu);
+  nullifyDataSegs(cpu, rpl);
+  cpu.ip = cpu.mode64 || lma ? fullIp : maskIp(osz, fullIp);
+}
+
+/** validates the SS to load when returning to privilege `rpl` */
+function outerStack(cpu: Interpreter, ss: number, rpl: number): Descriptor | null {
+  if ((ss & ~3) === 0) {
+    if ((cpu.efer & 0x400) !== 0 && rpl !== 3) return null;
+    throw gp(0);
+  }
+  const d = readDescriptor(cpu, ss);
+  if (d === null) throw gp(ss & ~3);
+  const ar = descAr(d);
+  if ((ss & 3) !== rpl || ((ar >> 5) & 3) !== rpl || (ar & 0x1a) !== 0x12) throw gp(ss & ~3);
+  if ((ar & 0x80) === 0) throw new CpuFault(Vec.SS, ss & ~3);
+  return d;
+}
+
+function commitSs(cpu: Interpreter, ss: number, d: Descriptor | null, cpl: number): void {
+  if (d === null) {
+    cpu.segSel[2] = ss;
+    cpu.segBase[2] = 0;
+    cpu.segAr[2] = AR_UNUSABLE | 0x93 | (cpl << 5);
+  } else {
+    markAccessed(cpu, d);
+    setSegCache(cpu, 2, ss, d);
+  }
+}
+
+/** after a return to an outer level, data segments the new CPL may not use become null */
+function nullifyDataSegs(cpu: Interpreter, cpl: number): void {
+  for (const s of [0, 3, 4, 5]) {
+    const ar = cpu.segAr[s];
+    const dpl = (ar >> 5) & 3;
+    const conformingCode = (ar & 0x1c) === 0x1c;
+    if ((ar & AR_UNUSABLE) === 0 && !conformingCode && dpl < cpl) {
+      cpu.segSel[s] = 0;
+      cpu.segAr[s] = AR_UNUSABLE;
+    }
+  }
+  updateMode(cpu);
+}
+
+// ------------------------------------------------------------------ IRET
+
+export function iret(cpu: Interpreter, osz: number): void {
+  const n = osz >> 3;
+  const flagsNow = cpu.getFlags();
+  if (!cpu.pm) {
+    const ip = cpu.peek(osz, 0);
+    const cs = cpu.peek(osz, n) & 0xffff;
+    const fl = cpu.peek(osz, 2 * n);
+    realSeg(cpu, 1, cs);
+    cpu.setSp(cpu.spAdd(cpu.sp(), 3 * n));
+    const mask = osz === 16 ? 0xffff : 0x257fd5;
+    cpu.setFlags((flagsNow & ~mask) | (fl & mask));
+    updateMode(cpu);
+    cpu.ip = maskIp(osz, ip);
+    return;
+  }
+  if ((flagsNow & FL_VM) !== 0) throw gp(0); // virtual-8086 mode is not supported
+  if ((flagsNow & FL_NT) !== 0 && (cpu.efer & 0x400) === 0) throw gp(0); // task return
+  const ip = cpu.peek(osz, 0);
+  const ipHi = cpu.vh;
+  const cs = cpu.peek(osz, n) & 0xffff;
+  const fl = cpu.peek(osz, 2 * n);
+  const fullIp = osz === 64 ? ipHi * TWO32 + ip : ip;
+  if ((fl & FL_VM) !== 0 && cpu.cpl === 0 && osz === 32 && !cpu.mode64) throw gp(0);
+  const d = codeDescriptor(cpu, cs, true);
+  const rpl = cs & 3;
+  const lma = (cpu.efer & 0x400) !== 0;
+  let newFlags = applyFlags(cpu, flagsNow, fl, osz);
+  if (rpl === cpu.cpl && !cpu.mode64) {
+    loadCs(cpu, cs, d, rpl);
+    cpu.setSp(cpu.spAdd(cpu.sp(), 3 * n));
+    cpu.setFlags(newFlags);
+    updateMode(cpu);
+    cpu.ip = lma && (cpu.segAr[1] & 0x2000) !== 0 ? fullIp : maskIp(osz, fullIp);
+    return;
+  }
+  const sp = cpu.peek(osz, 3 * n);
+  const spHi = cpu.vh;
+  const ss = cpu.peek(osz, 4 * n) & 0xffff;
+  let ssD: Descriptor | null;
+  if (rpl === cpu.cpl && (ss & ~3) === 0 && cpu.mode64 && rpl !== 3) ssD = null;
+  else ssD = outerStack(cpu, ss, rpl);
+  const outer = rpl > cpu.cpl;
+  loadCs(cpu, cs, d, rpl);
+  commitSs(cpu, ss, ssD, rpl);
+  cpu.lo[4] = sp;
+  cpu.hi[4] = osz === 64 ? spHi : 0;
+  if (osz === 16) cpu.lo[4] = (cpu.lo[4] & ~0xffff) | (sp & 0xffff);
+  newFlags = newFlags >>> 0;
+  cpu.setFlags(newFlags);
+  updateMode(cpu);
+  if (outer) nullifyDataSegs(cpu, rpl);
+  cpu.ip = cpu.mode64 ? fullIp : maskIp(osz, fullIp);
+}
+
+/** EFLAGS loaded by IRET/POPF honouring CPL/IOPL (IOPL at CPL 0 only, IF when CPL <= IOPL) */
+export function applyFlags(cpu: Interpreter, old: number, v: number, osz: number): number {
+  let mask = 0x254dd5 | FL_NT | FL_RF | FL_AC;
+  if (cpu.cpl === 0) mask |= FL_IOPL | FL_IF;
+  else if (cpu.cpl <= (old & FL_IOPL) >> 12) mask |= FL_IF;
+  if (!cpu.pm) mask |= FL_IOPL | FL_IF;
+  if (osz === 16) mask &= 0xffff;
+  return ((old & ~mask) | (v & mask) | 2) >>> 0;
+}
+
+// ------------------------------------------------------------------ exceptions and interrupts
+
+const CONTRIBUTORY = new Set([0, 10, 11, 12, 13]);
+
+function isDoubleFault(first: number, second: number): boolean {
+  if (first === Vec.PF) return second === Vec.PF || CONTRIBUTORY.has(second);
+  return CONTRIBUTORY.has(first) && CONTRIBUTORY.has(second);
+}
+
+function hasErrorCode(vector: number): boolean {
+  return vector === 8 || (vector >= 10 && vector <= 14) || vector === 17 || vector === 21;
+}
+
+/**
+ * Raises a fault caught by the run loop (RIP at the faulting instruction). `during` is the vector
+ * whose delivery faulted, for double-fault classification. Returns a StopReason when the run must
+ * stop (exit or shutdown).
+ */
+export function deliverFault(cpu: Interpreter, f: CpuFault, during = -1): StopReason | undefined {
+  const hooks = cpu.requireHooks();
+  let vector = f.vector;
+  let code = hasErrorCode(vector) ? (f.code ?? 0) : undefined;
+  let cr2 = f.cr2;
+  let prev = during;
+  if (prev >= 0 && prev < 32) {
+    if (prev === Vec.DF) return tripleFault(cpu);
+    if (isDoubleFault(prev, vector)) {
+      vector = Vec.DF;
+      code = 0;
+      cr2 = undefined;
+    }
+  }
+  for (;;) {
+    const ctx = { length: 0, linearRip: cpu.insnLin };
+    if (hooks.event(vector, EventType.HardwareException, code, vector === Vec.PF ? cr2 : undefined, ctx)) {
+      return StopReason.Exit;
+    }
+    if (vector === Vec.PF && cr2 !== undefined) cpu.cr2 = cr2;
+    try {
+      deliver(cpu, vector, EventType.HardwareException, code, false);
+      return undefined;
+    } catch (e) {
+      if (e === EXIT_SIGNAL) return StopReason.Exit;
+      if (!(e instanceof CpuFault)) throw e;
+      prev = vector;
+      if (prev === Vec.DF) return tripleFault(cpu);
+      if (isDoubleFault(prev, e.vector)) {
+        vector = Vec.DF;
+        code = 0;
+        cr2 = undefined;
+      } else {
+        vector = e.vector;
+        code = hasErrorCode(vector) ? (e.code ?? 0) : undefined;
+        cr2 = e.cr2;
+      }
+    }
+  }
+}
+
+function tripleFault(cpu: Interpreter): StopReason {
+  if (cpu.requireHooks().tripleFault()) return StopReason.Exit;
+  cpu.activity = 2;
+  return StopReason.Shutdown;
+}
+
+/**
+ * Delivers an event through the IVT/IDT with RIP = the return address. Throws CpuFault for a
+ * fault during delivery (state unchanged).
+ */
+export function deliver(
+  cpu: Interpreter,
+  vector: number,
+  type: EventType,
+  errorCode: number | undefined,
+  _nested: boolean,
+): void {
+  const soft =
+    type === EventType.SoftwareInterrupt ||
+    type === EventType.SoftwareException ||
+    type === EventType.PrivilegedSoftwareException;
+  const ext = soft ? 0 : 1;
+  const flags = cpu.getFlags();
+  cpu.activity = 0;
+  if (!cpu.pm) {
+    if (vector * 4 + 3 > cpu.idtLimit) throw gp(vector * 8 + 2 + ext);
+    const ent = sysRead(cpu, (cpu.idtBase + vector * 4) >>> 0, 4);
+    const sp = cpu.lo[4] & 0xffff;
+    const ssBase = cpu.segBase[2];
+    const a = (off: number) => (ssBase + ((sp + off) & 0xffff)) >>> 0;
+    sysWrite(cpu, a(-2), 2, flags, 0);
+    sysWrite(cpu, a(-4), 2, cpu.segSel[1], 0);
+    sysWrite(cpu, a(-6), 2, cpu.rip, 0);
+    cpu.lo[4] = (cpu.lo[4] & ~0xffff) | ((sp - 6) & 0xffff);
+    cpu.setFlags(flags & ~(FL_IF | FL_TF | FL_AC | FL_RF));
+    realSeg(cpu, 1, ent >>> 16);
+    updateMode(cpu);
+    cpu.rip = ent & 0xffff;
+    return;
+  }
+  const long = (cpu.efer & 0x400) !== 0;
+  const gsz = long ? 16 : 8;
+  const idtErr = vector * 8 + 2 + ext;
+  if (vector * gsz + gsz - 1 > cpu.idtLimit) throw gp(idtErr);
+  const gAddr = long ? cpu.idtBase + vector * 16 : (cpu.idtBase + vector * 8) >>> 0;
+  const glo = sysRead(cpu, gAddr, 4);
+  const ghi = sysRead(cpu, gAddr + 4, 4);
+  const gtype = (ghi >>> 8) & 0x1f;
+  const gdpl = (ghi >>> 13) & 3;
+  let gate32: boolean;
+  if (long) {
+    if (gtype !== 0xe && gtype !== 0xf) throw gp(idtErr);
+    gate32 = true;
+  } else {
+    if (gtype !== 0xe && gtype !== 0xf && gtype !== 0x6 && gtype !== 0x7) throw gp(idtErr); // task gates unsupported
+    gate32 = (gtype & 8) !== 0;
+  }
+  if (soft && gdpl < cpu.cpl) throw gp(idtErr);
+  if ((ghi & 0x8000) === 0) throw new CpuFault(Vec.NP, idtErr);
+  const trapGate = (gtype & 1) !== 0;
+  const sel = glo >>> 16;
+  let target = (glo & 0xffff) | (ghi & 0xffff0000);
+  target = target >>> 0;
+  if (long) {
+    const g2 = sysRead(cpu, gAddr + 8, 4);
+    target = (g2 | 0) * TWO32 + target;
+  } else if (!gate32) target &= 0xffff;
+  // target code segment
+  if ((sel & ~3) === 0) throw gp(ext);
+  const d = readDescriptor(cpu, sel);
+  if (d === null) throw gp((sel & ~3) + ext);
+  const ar = descAr(d);
+  const dpl = (ar >> 5) & 3;
+  if ((ar & 0x18) !== 0x18 || dpl > cpu.cpl) throw gp((sel & ~3) + ext);
+  if ((ar & 0x80) === 0) throw new CpuFault(Vec.NP, (sel & ~3) + ext);
+  if (long && ((ar & 0x2000) === 0 || (ar & 0x4000) !== 0)) throw gp((sel & ~3) + ext);
+  const conforming = (ar & 4) !== 0;
+  const newCpl = conforming ? cpu.cpl : dpl;
+  const hasCode = errorCode !== undefined && !soft;
+  const oldSs = cpu.segSel[2];
+  const oldCs = cpu.segSel[1];
+  const ripLo = cpu.rip >>> 0;
+  const ripHi = Math.floor(cpu.rip / TWO32) | 0;
+
+  if (long) {
+    const ist = ghi & 7;
+    let rsp: number;
+    const switching = newCpl < cpu.cpl;
+    if (switching || ist !== 0) {
+      const trBase = cpu.segBase[7];
+      const off = ist !== 0 ? 0x24 + (ist - 1) * 8 : 4 + newCpl * 8;
+      if (off + 7 > cpu.segLimit[7]) throw new CpuFault(Vec.TS, (cpu.segSel[7] & ~3) + ext);
+      const l = sysRead(cpu, trBase + off, 4);
+      const h = sysRead(cpu, trBase + off + 4, 4) | 0;
+      rsp = h * TWO32 + l;
+    } else {
+      rsp = cpu.hi[4] * TWO32 + (cpu.lo[4] >>> 0);
+    }
+    rsp = rsp - (((rsp % 16) + 16) % 16);
+    const oldRsp = cpu.hi[4] * TWO32 + (cpu.lo[4] >>> 0);
+    const items: number[] = [oldSs, oldRsp, flags, oldCs, cpu.rip];
+    if (hasCode) items.push(errorCode >>> 0);
+    const top = rsp - items.length * 8;
+    sysProbe(cpu, cpu.canon(top, 2), items.length * 8);
+    let p = rsp;
+    for (const v of items) {
+      p -= 8;
+      sysWrite(cpu, cpu.canon(p, 2), 8, v >>> 0, Math.floor(v / TWO32) | 0);
+    }
+    void ripLo;
+    void ripHi;
+    loadCs(cpu, sel, d, newCpl);
+    if (switching) {
+      cpu.segSel[2] = newCpl;
+      cpu.segBase[2] = 0;
+      cpu.segAr[2] = AR_UNUSABLE | 0x93 | (newCpl << 5);
+    }
+    cpu.lo[4] = top;
+    cpu.hi[4] = Math.floor(top / TWO32);
+    cpu.setFlags(flags & ~(FL_TF | FL_NT | FL_RF | FL_VM | (trapGate ? 0 : FL_IF)));
+    updateMode(cpu);
+    cpu.rip = target;
+    return;
+  }
+
+  // 32-bit (or 16-bit gate) protected mode
+  const n = gate32 ? 4 : 2;
+  let ssSel = oldSs;
+  let ssD: Descriptor | null = null;
+  let sp: number;
+  let ssBase: number;
+  let ssBig: boolean;
+  const switching = newCpl < cpu.cpl;
+  if (switching) {
+    const tss32 = (cpu.segAr[7] & 0xf) === 0xb || (cpu.segAr[7] & 0xf) === 0x9;
+    const trBase = cpu.segBase[7];
+    if (tss32) {
+      sp = sysRead(cpu, (trBase + 4 + newCpl * 8) >>> 0, 4);
+      ssSel = sysRead(cpu, (trBase + 8 + newCpl * 8) >>> 0, 2);
+    } else {
+      sp = sysRead(cpu, (trBase + 2 + newCpl * 4) >>> 0, 2);
+      ssSel = sysRead(cpu, (trBase + 4 + newCpl * 4) >>> 0, 2);
+    }
+    if ((ssSel & ~3) === 0) throw new CpuFault(Vec.TS, ext);
+    ssD = readDescriptor(cpu, ssSel);
+    if (ssD === null) throw new CpuFault(Vec.TS, (ssSel & ~3) + ext);
+    const sar = descAr(ssD);
+    if ((ssSel & 3) !== newCpl || ((sar >> 5) & 3) !== newCpl || (sar & 0x1a) !== 0x12) {
+      throw new CpuFault(Vec.TS, (ssSel & ~3) + ext);
+    }
+    if ((sar & 0x80) === 0) throw new CpuFault(Vec.SS, (ssSel & ~3) + ext);
+    ssBase = descBase(ssD);
+    ssBig = (sar & 0x4000) !== 0;
+  } else {
+    sp = cpu.ssB ? cpu.lo[4] >>> 0 : cpu.lo[4] & 0xffff;
+    ssBase = cpu.segBase[2];
+    ssBig = cpu.ssB;
+  }
+  const items: number[] = [];
+  if (switching) items.push(oldSs, cpu.lo[4] >>> 0);
+  items.push(flags, oldCs, cpu.rip >>> 0);
+  if (hasCode) items.push(errorCode >>> 0);
+  const wrapSp = (v: number) => (ssBig ? v >>> 0 : v & 0xffff);
+  const top = wrapSp(sp - items.length * n);
+  sysProbe(cpu, (ssBase + top) >>> 0, items.length * n);
+  let p = sp;
+  for (const v of items) {
+    p = wrapSp(p - n);
+    sysWrite(cpu, (ssBase + p) >>> 0, n, v, 0);
+  }
+  loadCs(cpu, sel, d, newCpl);
+  if (switching && ssD !== null) commitSs(cpu, ssSel, ssD, newCpl);
+  if (ssBig) cpu.lo[4] = top;
+  else cpu.lo[4] = (cpu.lo[4] & ~0xffff) | top;
+  cpu.setFlags(flags & ~(FL_TF | FL_NT | FL_RF | FL_VM | (trapGate ? 0 : FL_IF)));
+  updateMode(cpu);
+  cpu.rip = target;
+}
+
+/** INT n / INT3 / INTO / INT1 executed by an instruction: RIP of the return is cpu.ip */
+export function softwareInterrupt(cpu: Interpreter, vector: number, type: EventType): void {
+  if (type !== EventType.SoftwareInterrupt) {
+    const ctx = { length: cpu.ip - cpu.rip, linearRip: cpu.insnLin };
+    if (cpu.requireHooks().event(vector, type, undefined, undefined, ctx)) throw EXIT_SIGNAL;
+  }
+  if (cpu.pm && (cpu.eflags & FL_VM) !== 0) throw gp(0);
+  const saved = cpu.rip;
+  cpu.rip = cpu.ip;
+  try {
+    deliver(cpu, vector, type, undefined, false);
+  } catch (e) {
+    cpu.rip = saved;
+    throw e;
+  }
+  cpu.ip = cpu.rip;
+}
+
+// ------------------------------------------------------------------ fast system calls
+
+export function syscall(cpu: Interpreter): void {
+  if ((cpu.efer & 1) === 0) throw new CpuFault(Vec.UD, undefined);
+  const star = cpu.star;
+  const cs = Number((star >> 32n) & 0xfffcn);
+  const flags = cpu.getFlags();
+  const long = (cpu.efer & 0x400) !== 0;
+  const target = cpu.mode64 ? cpu.lstar : cpu.cstar;
+  cpu.segSel[1] = cs;
+  cpu.segBase[1] = 0;
+  cpu.segLimit[1] = 0xffffffff;
+  cpu.segSel[2] = cs + 8;
+  cpu.segBase[2] = 0;
+  cpu.segLimit[2] = 0xffffffff;
+  cpu.segAr[2] = 0xc093;
+  if (long) {
+    const next = cpu.ip;
+    cpu.lo[1] = next;
+    cpu.hi[1] = Math.floor(next / TWO32);
+    cpu.lo[11] = flags;
+    cpu.hi[11] = 0;
+    cpu.segAr[1] = 0xa09b;
+    cpu.setFlags(flags & ~cpu.sfmask & ~FL_RF);
+    updateMode(cpu);
+    cpu.ip = target;
+  } else {
+    cpu.lo[1] = cpu.ip;
+    cpu.segAr[1] = 0xc09b;
+    cpu.setFlags(flags & ~(FL_IF | FL_VM | FL_RF));
+    updateMode(cpu);
+    cpu.ip = Number(star & 0xffffffffn);
+  }
+}
+
+export function sysret(cpu: Interpreter, rexW: boolean): void {
+  if ((cpu.efer & 1) === 0) throw new CpuFault(Vec.UD, undefined);
+  if (!cpu.pm || cpu.cpl !== 0) throw gp(0);
+  const base = Number((cpu.star >> 48n) & 0xffffn);
+  const long = (cpu.efer & 0x400) !== 0;
+  let target: number;
+  if (long) {
+    if (rexW) {
+      target = cpu.hi[1] * TWO32 + (cpu.lo[1] >>> 0);
+      if (target >= 0x800000000000 || target < -0x800000000000) throw gp(0);
+      cpu.segSel[1] = (base + 16) | 3;
+      cpu.segAr[1] = 0xa0fb;
+    } else {
+      target = cpu.lo[1] >>> 0;
+      cpu.segSel[1] = base | 3;
+      cpu.segAr[1] = 0xc0fb;
+    }
+    cpu.setFlags((cpu.lo[11] & 0x3c7fd7) | 2);
+  } else {
+    target = cpu.lo[1] >>> 0;
+    cpu.segSel[1] = base | 3;
+    cpu.segAr[1] = 0xc0fb;
+    cpu.setFlags(cpu.getFlags() | FL_IF);
+  }
+  cpu.segBase[1] = 0;
+  cpu.segLimit[1] = 0xffffffff;
+  cpu.segSel[2] = (base + 8) | 3;
+  cpu.segBase[2] = 0;
+  cpu.segLimit[2] = 0xffffffff;
+  cpu.segAr[2] = 0xc0f3;
+  updateMode(cpu);
+  cpu.ip = target;
+}
+
+export function sysenter(cpu: Interpreter): void {
+  if (!cpu.pm) throw gp(0);
+  const cs = cpu.sysenterCs & 0xfffc;
+  if (cs === 0) throw gp(0);
+  const long = (cpu.efer & 0x400) !== 0;
+  cpu.setFlags(cpu.getFlags() & ~(FL_IF | FL_VM | FL_RF));
+  cpu.segSel[1] = cs;
+  cpu.segBase[1] = 0;
+  cpu.segLimit[1] = 0xffffffff;
+  cpu.segAr[1] = long ? 0xa09b : 0xc09b;
+  cpu.segSel[2] = cs + 8;
+  cpu.segBase[2] = 0;
+  cpu.segLimit[2] = 0xffffffff;
+  cpu.segAr[2] = 0xc093;
+  updateMode(cpu);
+  const sp = long ? cpu.sysenterEsp : cpu.sysenterEsp >>> 0;
+  cpu.lo[4] = sp;
+  cpu.hi[4] = long ? Math.floor(sp / TWO32) : 0;
+  cpu.ip = long ? cpu.sysenterEip : cpu.sysenterEip >>> 0;
+}
+
+export function sysexit(cpu: Interpreter, rexW: boolean): void {
+  const cs = cpu.sysenterCs & 0xfffc;
+  if (!cpu.pm || cpu.cpl !== 0 || cs === 0) throw gp(0);
+  if (rexW) {
+    cpu.segSel[1] = (cs + 32) | 3;
+    cpu.segAr[1] = 0xa0fb;
+    cpu.segSel[2] = (cs + 40) | 3;
+    cpu.ip = cpu.hi[2] * TWO32 + (cpu.lo[2] >>> 0);
+    const sp = cpu.hi[1] * TWO32 + (cpu.lo[1] >>> 0);
+    cpu.lo[4] = sp;
+    cpu.hi[4] = Math.floor(sp / TWO32);
+  } else {
+    cpu.segSel[1] = (cs + 16) | 3;
+    cpu.segAr[1] = 0xc0fb;
+    cpu.segSel[2] = (cs + 24) | 3;
+    cpu.ip = cpu.lo[2] >>> 0;
+    cpu.lo[4] = cpu.lo[1];
+    cpu.hi[4] = 0;
+  }
+  cpu.segBase[1] = 0;
+  cpu.segLimit[1] = 0xffffffff;
+  cpu.segBase[2] = 0;
+  cpu.segLimit[2] = 0xffffffff;
+  cpu.segAr[2] = 0xc0f3;
+  updateMode(cpu);
+}
+
+/** LAR/LSL/VERR/VERW: the descriptor if visible at CPL/RPL, else null (ZF=0) */
+export function probeDescriptor(
+  cpu: Interpreter,
+  sel: number,
+  kind: "lar" | "lsl" | "verr" | "verw",
+): Descriptor | null {
+  if ((sel & ~3) === 0) return null;
+  const d = readDescriptor(cpu, sel);
+  if (d === null) return null;
+  const ar = descAr(d);
+  const dpl = (ar >> 5) & 3;
+  const rpl = sel & 3;
+  const s = (ar & 0x10) !== 0;
+  const type = ar & 0xf;
+  const conformingCode = s && (type & 0xc) === 0xc;
+  if (!conformingCode && (dpl < cpu.cpl || dpl < rpl)) return null;
+  if (!s) {
+    const long = (cpu.efer & 0x400) !== 0;
+    const okLar = long ? [2, 9, 0xb, 0xc].includes(type) : [1, 2, 3, 4, 5, 9, 0xb, 0xc].includes(type);
+    const okLsl = long ? [2, 9, 0xb].includes(type) : [1, 2, 3, 9, 0xb].includes(type);
+    if (kind === "lar" ? !okLar : kind === "lsl" ? !okLsl : true) return null;
+    return d;
+  }
+  if (kind === "verr") return (type & 8) === 0 || (type & 2) !== 0 ? d : null;
+  if (kind === "verw") return (type & 8) === 0 && (type & 2) !== 0 ? d : null;
+  return d;
+}
+
+/** LTR: loads TR from an available TSS descriptor and marks it busy */
+export function loadTr(cpu: Interpreter, sel: number): void {
+  if ((sel & ~3) === 0 || (sel & 4) !== 0) throw gp(sel & ~3);
+  const d = readDescriptor(cpu, sel);
+  if (d === null) throw gp(sel & ~3);
+  const ar = descAr(d);
+  const type = ar & 0x1f;
+  if (type !== 0x9 && type !== 0x1) throw gp(sel & ~3);
+  if ((ar & 0x80) === 0) throw new CpuFault(Vec.NP, sel & ~3);
+  let base = descBase(d);
+  if ((cpu.efer & 0x400) !== 0) base = (sysRead(cpu, d.addr + 8, 4) | 0) * TWO32 + base;
+  d.hi |= 0x200;
+  sysWrite(cpu, d.addr + 5, 1, (d.hi >>> 8) & 0xff, 0);
+  cpu.segSel[7] = sel;
+  cpu.segBase[7] = base;
+  cpu.segLimit[7] = descLimit(d);
+  cpu.segAr[7] = descAr(d);
+}
+
+export function loadLdt(cpu: Interpreter, sel: number): void {
+  if ((sel & ~3) === 0) {
+    cpu.segSel[6] = sel;
+    cpu.segAr[6] = AR_UNUSABLE;
+    return;
+  }
+  if ((sel & 4) !== 0) throw gp(sel & ~3);
+  const d = readDescriptor(cpu, sel);
+  if (d === null) throw gp(sel & ~3);
+  const ar = descAr(d);
+  if ((ar & 0x1f) !== 2) throw gp(sel & ~3);
+  if ((ar & 0x80) === 0) throw new CpuFault(Vec.NP, sel & ~3);
+  let base = descBase(d);
+  if ((cpu.efer & 0x400) !== 0) base = (sysRead(cpu, d.addr + 8, 4) | 0) * TWO32 + base;
+  cpu.segSel[6] = sel;
+  cpu.segBase[6] = base;
+  cpu.segLimit[6] = descLimit(d);
+  cpu.segAr[6] = ar;
+}

@@ -1,0 +1,422 @@
+// x87 subset: control/status word handling, FNINIT, loads/stores of 32/64-bit reals and
+// 16/32/64-bit integers, basic arithmetic, compares into FSW/EFLAGS, and FXSAVE/FXRSTOR.
+// Values are kept as doubles (64-bit precision instead of 80). Anything else raises a counted #UD.
+
+import { CpuFault, Vec } from "./faults.js";
+import { FL_CF, FL_PF, FL_ZF } from "./flags.js";
+import type { Interpreter } from "./interpreter.js";
+
+const TWO32 = 4294967296;
+const f64 = new Float64Array(1);
+const f64u = new Uint32Array(f64.buffer);
+const f32 = new Float32Array(1);
+const f32u = new Uint32Array(f32.buffer);
+
+function st(cpu: Interpreter, i: number): number {
+  return cpu.fpu[(cpu.fpuTop + i) & 7];
+}
+function setSt(cpu: Interpreter, i: number, v: number): void {
+  cpu.fpu[(cpu.fpuTop + i) & 7] = v;
+}
+function push(cpu: Interpreter, v: number): void {
+  cpu.fpuTop = (cpu.fpuTop - 1) & 7;
+  cpu.fpu[cpu.fpuTop] = v;
+  cpu.fpuTag |= 1 << cpu.fpuTop;
+}
+function pop(cpu: Interpreter): void {
+  cpu.fpuTag &= ~(1 << cpu.fpuTop);
+  cpu.fpuTop = (cpu.fpuTop + 1) & 7;
+}
+function status(cpu: Interpreter): number {
+  return (cpu.fpuSw & ~0x3800) | (cpu.fpuTop << 11);
+}
+
+function nm(cpu: Interpreter): void {
+  if ((cpu.cr0 & 0xc) !== 0) throw new CpuFault(Vec.NM, undefined);
+}
+
+function readReal(cpu: Interpreter, size: 32 | 64): number {
+  if (size === 32) {
+    f32u[0] = cpu.rd32(cpu.ea);
+    return f32[0];
+  }
+  f64u[0] = cpu.rd64(cpu.ea);
+  f64u[1] = cpu.vh;
+  return f64[0];
+}
+
+function writeReal(cpu: Interpreter, size: 32 | 64, v: number): void {
+  if (size === 32) {
+    f32[0] = v;
+    cpu.wr32(cpu.ea, f32u[0]);
+  } else {
+    f64[0] = v;
+    cpu.wr64(cpu.ea, f64u[0], f64u[1]);
+  }
+}
+
+function roundInt(cpu: Interpreter, v: number): number {
+  switch ((cpu.fpuCw >> 10) & 3) {
+    case 0: {
+      const r = Math.round(v);
+      return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+    }
+    case 1:
+      return Math.floor(v);
+    case 2:
+      return Math.ceil(v);
+    default:
+      return Math.trunc(v);
+  }
+}
+
+function arith(op: number, a: number, b: number): number {
+  switch (op) {
+    case 0:
+      return a + b;
+    case 1:
+      return a * b;
+    case 4:
+      return a - b;
+    case 5:
+      return b - a;
+    case 6:
+      return a / b;
+    default:
+      return b / a;
+  }
+}
+
+function compare(cpu: Interpreter, a: number, b: number): void {
+  // C3 C2 C0 in FSW
+  let c = 0;
+  if (Number.isNaN(a) || Number.isNaN(b)) c = 0x4500;
+  else if (a < b) c = 0x100;
+  else if (a === b) c = 0x4000;
+  cpu.fpuSw = (cpu.fpuSw & ~0x4500) | c;
+}
+
+function comi(cpu: Interpreter, a: number, b: number): void {
+  let f = 0;
+  if (Number.isNaN(a) || Number.isNaN(b)) f = FL_ZF | FL_PF | FL_CF;
+  else if (a < b) f = FL_CF;
+  else if (a === b) f = FL_ZF;
+  cpu.patchFlags(0x8d5, f);
+}
+
+export function x87(cpu: Interpreter, b: number): void {
+  cpu.modrm(0);
+  nm(cpu);
+  const reg = cpu.reg & 7;
+  const mem = cpu.mod !== 3;
+  const i = cpu.rm & 7;
+  if (mem) {
+    switch (b) {
+      case 0xd8:
+      case 0xdc: {
+        const v = readReal(cpu, b === 0xd8 ? 32 : 64);
+        if (reg === 2 || reg === 3) {
+          compare(cpu, st(cpu, 0), v);
+          if (reg === 3) pop(cpu);
+        } else setSt(cpu, 0, arith(reg, st(cpu, 0), v));
+        return;
+      }
+      case 0xd9:
+        switch (reg) {
+          case 0:
+            push(cpu, readReal(cpu, 32));
+            return;
+          case 2:
+          case 3:
+            writeReal(cpu, 32, st(cpu, 0));
+            if (reg === 3) pop(cpu);
+            return;
+          case 5:
+            cpu.fpuCw = cpu.rd16(cpu.ea);
+            return;
+          case 7:
+            cpu.wr16(cpu.ea, cpu.fpuCw);
+            return;
+          default:
+            cpu.unimplemented(0xd9);
+        }
+        return;
+      case 0xdd:
+        switch (reg) {
+          case 0:
+            push(cpu, readReal(cpu, 64));
+            return;
+          case 2:
+          case 3:
+            writeReal(cpu, 64, st(cpu, 0));
+            if (reg === 3) pop(cpu);
+            return;
+          case 7:
+            cpu.wr16(cpu.ea, status(cpu));
+            return;
+          default:
+            cpu.unimplemented(0xdd);
+        }
+        return;
+      case 0xdb:
+        switch (reg) {
+          case 0:
+            push(cpu, cpu.rd32(cpu.ea) | 0);
+            return;
+          case 1:
+          case 2:
+          case 3: {
+            const v = reg === 1 ? Math.trunc(st(cpu, 0)) : roundInt(cpu, st(cpu, 0));
+            cpu.wr32(cpu.ea, v >= -0x80000000 && v <= 0x7fffffff ? v : 0x80000000);
+            if (reg !== 2) pop(cpu);
+            return;
+          }
+          default:
+            cpu.unimplemented(0xdb);
+        }
+        return;
+      case 0xdf:
+        switch (reg) {
+          case 0:
+            push(cpu, (cpu.rd16(cpu.ea) << 16) >> 16);
+            return;
+          case 5: {
+            const l = cpu.rd64(cpu.ea);
+            push(cpu, cpu.vh * TWO32 + l);
+            return;
+          }
+          case 1:
+          case 2:
+          case 3: {
+            const v = reg === 1 ? Math.trunc(st(cpu, 0)) : roundInt(cpu, st(cpu, 0));
+            cpu.wr16(cpu.ea, v >= -0x8000 && v <= 0x7fff ? v : 0x8000);
+            if (reg !== 2) pop(cpu);
+            return;
+          }
+          case 7: {
+            const v = roundInt(cpu, st(cpu, 0));
+            const ok = Math.abs(v) < 2 ** 63;
+            cpu.wr64(cpu.ea, ok ? v >>> 0 : 0, ok ? Math.floor(v / TWO32) | 0 : 0x80000000);
+            pop(cpu);
+            return;
+          }
+          default:
+            cpu.unimplemented(0xdf);
+        }
+        return;
+      case 0xda:
+      case 0xde: {
+        const v = b === 0xda ? cpu.rd32(cpu.ea) | 0 : (cpu.rd16(cpu.ea) << 16) >> 16;
+        if (reg === 2 || reg === 3) {
+          compare(cpu, st(cpu, 0), v);
+          if (reg === 3) pop(cpu);
+        } else setSt(cpu, 0, arith(reg, st(cpu, 0), v));
+        return;
+      }
+      default:
+        cpu.unimplemented(b);
+    }
+  }
+  // register forms
+  switch (b) {
+    case 0xd8:
+      if (reg === 2 || reg === 3) {
+        compare(cpu, st(cpu, 0), st(cpu, i));
+        if (reg === 3) pop(cpu);
+      } else setSt(cpu, 0, arith(reg, st(cpu, 0), st(cpu, i)));
+      return;
+    case 0xdc:
+    case 0xde:
+      if (reg >= 4 || reg < 2) {
+        // the destination is ST(i); sub/div operand order is reversed relative to D8
+        const op = reg < 2 ? reg : reg ^ 1;
+        setSt(cpu, i, arith(op, st(cpu, i), st(cpu, 0)));
+        if (b === 0xde) pop(cpu);
+        return;
+      }
+      if (b === 0xde && reg === 3 && i === 1) {
+        compare(cpu, st(cpu, 0), st(cpu, 1));
+        pop(cpu);
+        pop(cpu);
+        return;
+      }
+      cpu.unimplemented(b);
+      return;
+    case 0xd9:
+      if (reg === 0) {
+        push(cpu, st(cpu, i));
+        return;
+      }
+      if (reg === 1) {
+        const t = st(cpu, 0);
+        setSt(cpu, 0, st(cpu, i));
+        setSt(cpu, i, t);
+        return;
+      }
+      switch ((cpu.rm & 7) | (reg << 3)) {
+        case 0o40:
+          setSt(cpu, 0, -st(cpu, 0));
+          return;
+        case 0o41:
+          setSt(cpu, 0, Math.abs(st(cpu, 0)));
+          return;
+        case 0o44:
+          compare(cpu, st(cpu, 0), 0);
+          return;
+        case 0o50:
+          push(cpu, 1);
+          return;
+        case 0o56:
+          push(cpu, 0);
+          return;
+        case 0o53:
+          push(cpu, Math.PI);
+          return;
+        case 0o72:
+          setSt(cpu, 0, Math.sqrt(st(cpu, 0)));
+          return;
+        case 0o74:
+          setSt(cpu, 0, roundInt(cpu, st(cpu, 0)));
+          return;
+        default:
+          if (reg === 2 && i === 0) return; // FNOP
+          cpu.unimplemented(0xd9);
+      }
+      return;
+    case 0xdd:
+      if (reg === 3 || reg === 2) {
+        setSt(cpu, i, st(cpu, 0));
+        if (reg === 3) pop(cpu);
+        return;
+      }
+      if (reg === 0) {
+        cpu.fpuTag &= ~(1 << ((cpu.fpuTop + i) & 7));
+        return;
+      }
+      cpu.unimplemented(0xdd);
+      return;
+    case 0xdb:
+      if (reg === 4 && i === 3) {
+        // FNINIT
+        cpu.fpuCw = 0x37f;
+        cpu.fpuSw = 0;
+        cpu.fpuTop = 0;
+        cpu.fpuTag = 0;
+        return;
+      }
+      if (reg === 4 && i === 2) {
+        cpu.fpuSw &= 0x7f00;
+        return;
+      }
+      if (reg === 5 || reg === 6) {
+        comi(cpu, st(cpu, 0), st(cpu, i));
+        return;
+      }
+      cpu.unimplemented(0xdb);
+      return;
+    case 0xdf:
+      if (reg === 4 && i === 0) {
+        cpu.setReg(16, 0, status(cpu), 0);
+        return;
+      }
+      if (reg === 5 || reg === 6) {
+        comi(cpu, st(cpu, 0), st(cpu, i));
+        pop(cpu);
+        return;
+      }
+      cpu.unimplemented(0xdf);
+      return;
+    default:
+      cpu.unimplemented(b);
+  }
+}
+
+// ----------------------------------------------------------------- FXSAVE / FXRSTOR
+
+function toF80(v: number): [number, number, number] {
+  // returns mantissa lo, mantissa hi, sign|exponent (16 bits)
+  if (v === 0) return [0, 0, Object.is(v, -0) ? 0x8000 : 0];
+  f64[0] = v;
+  const hi = f64u[1];
+  const lo = f64u[0];
+  const sign = hi >>> 31 ? 0x8000 : 0;
+  const exp = (hi >>> 20) & 0x7ff;
+  const mHi = ((hi & 0xfffff) << 11) | (lo >>> 21);
+  const mLo = lo << 11;
+  if (exp === 0x7ff) return [mLo >>> 0, (mHi | 0x80000000) >>> 0, sign | 0x7fff];
+  if (exp === 0) {
+    // denormal double: normalise
+    let m = Math.abs(v);
+    let e = 16383 - 1022;
+    while (m < 1) {
+      m *= 2;
+      e--;
+    }
+    const frac = m * 2 ** 63;
+    return [(frac % TWO32) >>> 0, Math.floor(frac / TWO32) >>> 0, sign | e];
+  }
+  return [mLo >>> 0, (mHi | 0x80000000) >>> 0, sign | (exp - 1023 + 16383)];
+}
+
+function fromF80(lo: number, hi: number, se: number): number {
+  const sign = se & 0x8000 ? -1 : 1;
+  const exp = se & 0x7fff;
+  if (exp === 0 && lo === 0 && hi === 0) return sign * 0;
+  if (exp === 0x7fff) return (hi & 0x7fffffff) === 0 && lo === 0 ? sign * Infinity : Number.NaN;
+  const m = (hi >>> 0) * TWO32 + (lo >>> 0);
+  return sign * m * 2 ** (exp - 16383 - 63);
+}
+
+export function fxsave(cpu: Interpreter, ea: number): void {
+  if ((ea & 15) !== 0) throw new CpuFault(Vec.GP, 0);
+  cpu.probeWrite(ea, 512);
+  const w16 = (o: number, v: number) => cpu.wr16(cpu.addLin(ea, o), v);
+  const w32 = (o: number, v: number) => cpu.wr32(cpu.addLin(ea, o), v);
+  w16(0, cpu.fpuCw);
+  w16(2, status(cpu));
+  let ftw = 0;
+  for (let r = 0; r < 8; r++) if (cpu.fpuTag & (1 << r)) ftw |= 1 << r;
+  cpu.wr8(cpu.addLin(ea, 4), ftw);
+  cpu.wr8(cpu.addLin(ea, 5), 0);
+  for (let o = 6; o < 24; o += 2) w16(o, 0);
+  w32(24, cpu.mxcsr);
+  w32(28, 0xffff);
+  for (let k = 0; k < 8; k++) {
+    const [ml, mh, se] = toF80(st(cpu, k));
+    const base = 32 + 16 * k;
+    w32(base, ml);
+    w32(base + 4, mh);
+    w16(base + 8, se);
+    for (let o = 10; o < 16; o += 2) w16(base + o, 0);
+  }
+  const nx = cpu.mode64 ? 16 : 8;
+  for (let x = 0; x < nx; x++) for (let l = 0; l < 4; l++) w32(160 + 16 * x + 4 * l, cpu.xmm[x * 4 + l]);
+}
+
+export function fxrstor(cpu: Interpreter, ea: number): void {
+  if ((ea & 15) !== 0) throw new CpuFault(Vec.GP, 0);
+  const r16 = (o: number) => cpu.rd16(cpu.addLin(ea, o));
+  const r32 = (o: number) => cpu.rd32(cpu.addLin(ea, o));
+  const mx = r32(24);
+  if ((mx & ~0xffff) !== 0) throw new CpuFault(Vec.GP, 0);
+  const cw = r16(0);
+  const sw = r16(2);
+  const ftw = cpu.rd8(cpu.addLin(ea, 4));
+  const regs: number[] = [];
+  for (let k = 0; k < 8; k++) {
+    const base = 32 + 16 * k;
+    regs.push(fromF80(r32(base), r32(base + 4), r16(base + 8)));
+  }
+  const nx = cpu.mode64 ? 16 : 8;
+  const xm: number[] = [];
+  for (let x = 0; x < nx * 4; x++) xm.push(r32(160 + 4 * x));
+  cpu.fpuCw = cw;
+  cpu.fpuSw = sw;
+  cpu.fpuTop = (sw >> 11) & 7;
+  cpu.fpuTag = ftw;
+  for (let k = 0; k < 8; k++) setSt(cpu, k, regs[k]);
+  cpu.mxcsr = mx;
+  for (let x = 0; x < nx * 4; x++) cpu.xmm[x] = xm[x];
+}
+
+export { comi };

@@ -1,0 +1,48 @@
+// QEMU's isa-debug-exit: a write of V ends the run with exit code (V << 1) | 1, so a guest can
+// never report 0 through it (0 stays "clean halt"). QEMU's device returns 0 on reads.
+
+import type { Device, DeviceContext, DeviceRange } from "./device.js";
+import { checkPort, DeviceConfigError } from "./errors.js";
+
+export interface DebugExitOptions {
+  /** default 0xf4 */
+  port?: number;
+  /** bytes decoded, 1, 2 or 4; default 4 (QEMU's common `iobase=0xf4,iosize=0x04`) */
+  size?: 1 | 2 | 4;
+}
+
+export class DebugExit implements Device {
+  readonly name = "isa-debug-exit";
+  readonly ranges: readonly DeviceRange[];
+  #ctx: DeviceContext | undefined;
+  #lastCode: number | undefined;
+
+  constructor(opts: DebugExitOptions = {}) {
+    const size = opts.size ?? 4;
+    if (size !== 1 && size !== 2 && size !== 4) {
+      throw new DeviceConfigError(this.name, "size", `${String(size)} is not 1, 2 or 4`);
+    }
+    const port = checkPort(this.name, "port", opts.port ?? 0xf4, size);
+    this.ranges = [{ space: "io", base: port, length: size }];
+  }
+
+  /** the exit code of the last write, if the guest wrote */
+  get lastCode(): number | undefined {
+    return this.#lastCode;
+  }
+
+  attach(ctx: DeviceContext): void {
+    this.#ctx = ctx;
+  }
+
+  read(): number {
+    return 0;
+  }
+
+  write(_offset: number, size: number, value: number): void {
+    const v = value % 2 ** (8 * size);
+    // kept as a Number (not int32) so a 32-bit value does not wrap; the CLI takes & 0xff
+    this.#lastCode = v * 2 + 1;
+    this.#ctx?.requestStop({ reason: "debug-exit", code: this.#lastCode });
+  }
+}

@@ -1,0 +1,54 @@
+// The Bochs/QEMU debug console (port 0xE9): every byte written goes to the output; reads return
+// the readback value (0xE9 in QEMU), which is how guests detect the port is there.
+
+import type { Device, DeviceRange } from "./device.js";
+import { checkPort } from "./errors.js";
+import { type ByteOutput, type ByteSink, byteSink } from "./output.js";
+
+export interface DebugConsoleOptions {
+  /** default 0xe9 */
+  port?: number;
+  /** default: discard */
+  output?: ByteOutput;
+  /** value a read returns; default 0xe9 as QEMU */
+  readback?: number;
+}
+
+export class DebugConsole implements Device {
+  readonly name = "debugcon";
+  readonly ranges: readonly DeviceRange[];
+  readonly readback: number;
+  #sink: ByteSink;
+  #count = 0;
+
+  constructor(opts: DebugConsoleOptions = {}) {
+    const port = checkPort(this.name, "port", opts.port ?? 0xe9);
+    this.ranges = [{ space: "io", base: port, length: 1 }];
+    this.readback = (opts.readback ?? 0xe9) & 0xff;
+    this.#sink = byteSink(opts.output);
+  }
+
+  /** bytes written by the guest so far */
+  get bytesWritten(): number {
+    return this.#count;
+  }
+
+  read(_offset: number, size: number): number {
+    // wider reads see the readback byte repeated, as a byte-wide port decoded on every lane
+    let v = 0;
+    for (let i = 0; i < size; i++) v += this.readback * 2 ** (8 * i);
+    return v;
+  }
+
+  write(_offset: number, size: number, value: number): void {
+    // outw/outl to a byte port: QEMU splits into byte writes, low byte first
+    const bytes = new Uint8Array(size);
+    for (let i = 0; i < size; i++) bytes[i] = Math.floor(value / 2 ** (8 * i)) & 0xff;
+    this.#count += size;
+    this.#sink.write(bytes);
+  }
+
+  close(): void {
+    this.#sink.close();
+  }
+}

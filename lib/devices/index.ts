@@ -1,0 +1,13 @@
+export * from "./cmos.js";
+export * from "./debug-exit.js";
+export * from "./debugcon.js";
+export * from "./device.js";
+export { DeviceConfigError } from "./errors.js";
+export * from "./fw-cfg.js";
+export * from "./i8042.js";
+export * from "./i8254.js";
+export * from "./i8259.js";
+export * from "./i8259-chip.js";
+export * from "./output.js";
+export * from "./post.js";
+export * from "./uart16550.js";

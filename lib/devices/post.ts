@@ -1,0 +1,69 @@
+// POST code port 0x80. Firmware writes progress codes; Linux also writes it as an I/O delay, so
+// the history is bounded. Reads return 0xff: on PCs (and QEMU) the port is write-only.
+
+import type { Device, DeviceRange } from "./device.js";
+import { checkPort, DeviceConfigError } from "./errors.js";
+
+export interface PostPortOptions {
+  /** default 0x80 */
+  port?: number;
+  /** how many codes to remember; default 64 */
+  historyLength?: number;
+  /** called on every code written */
+  onCode?: (code: number) => void;
+}
+
+export class PostPort implements Device {
+  readonly name = "post";
+  readonly ranges: readonly DeviceRange[];
+  #history: number[] = [];
+  #max: number;
+  #onCode: ((code: number) => void) | undefined;
+  #last: number | undefined;
+  #writes = 0;
+
+  constructor(opts: PostPortOptions = {}) {
+    const port = checkPort(this.name, "port", opts.port ?? 0x80);
+    this.ranges = [{ space: "io", base: port, length: 1 }];
+    const max = opts.historyLength ?? 64;
+    if (!Number.isInteger(max) || max < 0) {
+      throw new DeviceConfigError(this.name, "historyLength", `${String(max)} is not a count`);
+    }
+    this.#max = max;
+    this.#onCode = opts.onCode;
+  }
+
+  get lastCode(): number | undefined {
+    return this.#last;
+  }
+
+  /** oldest first, at most historyLength codes */
+  get history(): readonly number[] {
+    return this.#history;
+  }
+
+  get writes(): number {
+    return this.#writes;
+  }
+
+  read(_offset: number, size: number): number {
+    return 2 ** (8 * size) - 1;
+  }
+
+  write(_offset: number, _size: number, value: number): void {
+    const code = value & 0xff;
+    this.#last = code;
+    this.#writes++;
+    if (this.#max > 0) {
+      if (this.#history.length >= this.#max) this.#history.shift();
+      this.#history.push(code);
+    }
+    this.#onCode?.(code);
+  }
+
+  reset(): void {
+    this.#history = [];
+    this.#last = undefined;
+    this.#writes = 0;
+  }
+}

@@ -1,0 +1,67 @@
+// Disassembly with iced-x86 (NASM syntax), for dumps around RIP and for traces.
+
+import { Decoder, DecoderOptions, Formatter, FormatterSyntax } from "iced-x86";
+
+export interface DisassembledInstruction {
+  address: bigint;
+  length: number;
+  bytes: Uint8Array;
+  text: string;
+  /** the bytes did not decode to a valid instruction (or ran out) */
+  invalid: boolean;
+}
+
+/**
+ * Decodes up to `count` instructions from `bytes`, the first at `rip`. Stops early when the bytes
+ * run out; an undecodable byte sequence yields one "(bad)" entry and stops.
+ */
+export function disassemble(
+  bytes: Uint8Array,
+  rip: bigint | number,
+  bitness: 16 | 32 | 64,
+  count = 16,
+): DisassembledInstruction[] {
+  if (bitness !== 16 && bitness !== 32 && bitness !== 64) {
+    throw new RangeError(`bitness must be 16, 32 or 64, got ${String(bitness)}`);
+  }
+  const out: DisassembledInstruction[] = [];
+  if (bytes.length === 0 || count <= 0) return out;
+  const decoder = new Decoder(bitness, bytes, DecoderOptions.None);
+  const formatter = new Formatter(FormatterSyntax.Nasm);
+  try {
+    decoder.ip = BigInt.asUintN(64, BigInt(rip));
+    let offset = 0;
+    while (out.length < count && decoder.canDecode) {
+      const ins = decoder.decode();
+      try {
+        const invalid = ins.isInvalid;
+        const length = invalid ? Math.max(1, ins.length) : ins.length;
+        out.push({
+          address: ins.ip,
+          length,
+          bytes: bytes.slice(offset, offset + length),
+          text: invalid ? "(bad)" : formatter.format(ins),
+          invalid,
+        });
+        offset += length;
+        if (invalid) break;
+      } finally {
+        ins.free();
+      }
+    }
+  } finally {
+    decoder.free();
+    formatter.free();
+  }
+  return out;
+}
+
+/** "0000000000007c00  b8 34 12        mov ax,1234h" per instruction. */
+export function formatDisassembly(list: readonly DisassembledInstruction[], addressWidth = 16): string {
+  return list
+    .map((i) => {
+      const hexBytes = [...i.bytes].map((b) => b.toString(16).padStart(2, "0")).join(" ");
+      return `${i.address.toString(16).padStart(addressWidth, "0")}  ${hexBytes.padEnd(30)} ${i.text}`;
+    })
+    .join("\n");
+}

@@ -1,0 +1,35 @@
+// The --stats table, laid out like `perf kvm stat report`: per exit kind, samples, their share,
+// the share of handling time, and min/max/average handling time.
+
+export interface StatsRow {
+  kind: string;
+  stats: { count: number; totalNs: number; minNs: number; maxNs: number };
+}
+
+const us = (ns: number): string => (ns / 1000).toFixed(2);
+
+export function formatStatsTable(
+  rows: readonly StatsRow[],
+  extra: { guestNs?: number; unhandled?: number } = {},
+): string {
+  const totalCount = rows.reduce((a, r) => a + r.stats.count, 0);
+  const totalNs = rows.reduce((a, r) => a + r.stats.totalNs, 0);
+  const header = ["Exit kind", "Samples", "Samples%", "Time%", "Min Time", "Max Time", "Avg time"];
+  const body = rows.map((r) => [
+    r.kind,
+    String(r.stats.count),
+    `${((100 * r.stats.count) / (totalCount || 1)).toFixed(2)}%`,
+    `${((100 * r.stats.totalNs) / (totalNs || 1)).toFixed(2)}%`,
+    `${us(r.stats.count ? r.stats.minNs : 0)}us`,
+    `${us(r.stats.maxNs)}us`,
+    `${us(r.stats.count ? r.stats.totalNs / r.stats.count : 0)}us`,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
+  const out = [line(header), ...body.map(line)];
+  out.push(`Total Samples:${totalCount}, Total handling time:${us(totalNs)}us`);
+  if (extra.guestNs !== undefined) out.push(`Time in guest (backend run): ${us(extra.guestNs)}us`);
+  if (extra.unhandled !== undefined) out.push(`Unregistered accesses: ${extra.unhandled}`);
+  return `${out.join("\n")}\n`;
+}

@@ -1,0 +1,168 @@
+// The system-call binding lib/kvm runs on: the native addon (build/Release/nodevmm.node) or koffi
+// calling libc. NODEVMM_BINDING=addon|koffi selects; by default the addon, else koffi.
+
+import { existsSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { KvmUnavailableError } from "./errors.js";
+import { createKoffiBinding } from "./koffi-binding.js";
+
+export type IoctlArg = number | bigint | ArrayBuffer | ArrayBufferView;
+export type BindingKind = "addon" | "koffi";
+
+/**
+ * The same functions from both bindings. Errors are Error objects carrying Node's system-error
+ * fields: code (errno name), errno (negative), syscall, and request (the KVM ioctl's name).
+ */
+export interface KvmBinding {
+  readonly kind: BindingKind;
+  /** true when kick() interrupts a KVM_RUN blocked in another thread (the addon; koffi cannot signal) */
+  readonly crossThreadKick: boolean;
+  open(path: string, flags?: number): number;
+  close(fd: number): void;
+  /** only the KVM ioctls of lib/kvm/ioctls.ts; pointer arguments are size-checked against the request */
+  ioctl(fd: number, request: number, arg?: IoctlArg): number;
+  /** a shared mapping of fd as an ArrayBuffer (kvm_run: the vCPU fd at offset 0) */
+  mmap(fd: number, length: number, offset: number): ArrayBuffer;
+  /** private zeroed memory, e.g. guest RAM */
+  mmapAnonymous(length: number): ArrayBuffer;
+  /** ends a mapping; every view of it then reads as empty (addon) or as inert zeroes (koffi) */
+  munmap(buffer: ArrayBuffer): void;
+  eventfd(initval?: number, flags?: number): number;
+  /** KVM_RUN: true when the guest exited (reason in kvm_run), false when interrupted (EINTR/EAGAIN) */
+  run(vcpuFd: number): boolean;
+  /** makes the KVM_RUN in progress, or the next one, return false */
+  kick(vcpuFd: number): void;
+  /** memory must be an ArrayBuffer from mmap/mmapAnonymous; null deletes the slot */
+  setUserMemoryRegion(
+    vmFd: number,
+    slot: number,
+    flags: number,
+    guestPhysAddr: number | bigint,
+    memory: ArrayBuffer | null,
+  ): void;
+  getDirtyLog(vmFd: number, slot: number, bitmap: ArrayBuffer | ArrayBufferView): void;
+}
+
+/** The addon's C table of the KVM ABI (sizes, offsetof, request numbers). */
+export interface AbiTable {
+  structs: Record<string, { size: number; fields: Record<string, number> }>;
+  ioctls: Record<string, number>;
+}
+
+interface AddonModule extends Omit<KvmBinding, "kind" | "crossThreadKick"> {
+  layout: AbiTable;
+  kickSignal: number;
+}
+
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pkg = join(dir, "package.json");
+    if (existsSync(pkg)) {
+      try {
+        if (JSON.parse(readFileSync(pkg, "utf8")).name === "nodevmm") return dir;
+      } catch {
+        // not ours; keep walking up
+      }
+    }
+    const up = dirname(dir);
+    if (up === dir) throw new Error("nodevmm: cannot find the package root");
+    dir = up;
+  }
+}
+
+/** Path of the built addon (also loadable with require() from a worker thread), or undefined. */
+export function addonPath(): string | undefined {
+  const p = join(packageRoot(), "build", "Release", "nodevmm.node");
+  return existsSync(p) ? p : undefined;
+}
+
+let addonModule: AddonModule | null | undefined;
+function loadAddonModule(): AddonModule | null {
+  if (addonModule !== undefined) return addonModule;
+  const p = addonPath();
+  addonModule = p ? (createRequire(import.meta.url)(p) as AddonModule) : null;
+  return addonModule;
+}
+
+/** The addon's ABI table, or undefined when the addon is not built. */
+export function addonAbiTable(): AbiTable | undefined {
+  return loadAddonModule()?.layout;
+}
+
+const cache = new Map<BindingKind, KvmBinding>();
+
+function makeAddon(): KvmBinding | undefined {
+  const m = loadAddonModule();
+  if (!m) return undefined;
+  return {
+    kind: "addon",
+    crossThreadKick: true,
+    open: m.open,
+    close: m.close,
+    ioctl: m.ioctl,
+    mmap: m.mmap,
+    mmapAnonymous: m.mmapAnonymous,
+    munmap: m.munmap,
+    eventfd: m.eventfd,
+    run: m.run,
+    kick: m.kick,
+    setUserMemoryRegion: m.setUserMemoryRegion,
+    getDirtyLog: m.getDirtyLog,
+  };
+}
+
+/** Which bindings can be loaded here. */
+export function availableBindings(): BindingKind[] {
+  const out: BindingKind[] = [];
+  if (loadAddonModule()) out.push("addon");
+  try {
+    createRequire(import.meta.url).resolve("koffi");
+    out.push("koffi");
+  } catch {
+    // koffi not installed
+  }
+  return out;
+}
+
+/**
+ * The binding to use: `kind`, else NODEVMM_BINDING, else the addon when built, else koffi.
+ * Throws KvmUnavailableError("no-binding") when the requested one cannot be loaded.
+ */
+export function loadBinding(kind?: BindingKind): KvmBinding {
+  const env = process.env.NODEVMM_BINDING;
+  if (!kind && env !== undefined && env !== "") {
+    if (env !== "addon" && env !== "koffi") {
+      throw new TypeError(`NODEVMM_BINDING must be "addon" or "koffi", not ${JSON.stringify(env)}`);
+    }
+    kind = env;
+  }
+  const want: BindingKind[] = kind ? [kind] : ["addon", "koffi"];
+  for (const k of want) {
+    const hit = cache.get(k);
+    if (hit) return hit;
+    const b = k === "addon" ? makeAddon() : makeKoffiSafe();
+    if (b) {
+      cache.set(k, b);
+      return b;
+    }
+  }
+  throw new KvmUnavailableError(
+    "no-binding",
+    kind === "addon" ? "the nodevmm addon is not built" : "no KVM binding could be loaded",
+    kind === "addon"
+      ? "run `node scripts/build-addon.mjs`, or set NODEVMM_BINDING=koffi"
+      : "install koffi or build the addon",
+  );
+}
+
+function makeKoffiSafe(): KvmBinding | undefined {
+  try {
+    return createKoffiBinding();
+  } catch (e) {
+    if (process.env.NODEVMM_DEBUG) console.error(e);
+    return undefined;
+  }
+}

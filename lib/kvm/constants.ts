@@ -1,0 +1,83 @@
+// Numbers from <linux/kvm.h> that lib/kvm uses.
+
+export const KVM_API_VERSION = 12;
+
+/** kvm_run.exit_reason */
+export const KVM_EXIT = {
+  UNKNOWN: 0,
+  EXCEPTION: 1,
+  IO: 2,
+  HYPERCALL: 3,
+  DEBUG: 4,
+  HLT: 5,
+  MMIO: 6,
+  IRQ_WINDOW_OPEN: 7,
+  SHUTDOWN: 8,
+  FAIL_ENTRY: 9,
+  INTR: 10,
+  SET_TPR: 11,
+  TPR_ACCESS: 12,
+  NMI: 16,
+  INTERNAL_ERROR: 17,
+  SYSTEM_EVENT: 24,
+  X86_RDMSR: 29,
+  X86_WRMSR: 30,
+} as const;
+
+export const KVM_EXIT_IO_IN = 0;
+export const KVM_EXIT_IO_OUT = 1;
+
+/** KVM_CHECK_EXTENSION capabilities */
+export const KVM_CAP = {
+  IRQCHIP: 0,
+  HLT: 1,
+  USER_MEMORY: 3,
+  SET_TSS_ADDR: 4,
+  EXT_CPUID: 7,
+  NR_VCPUS: 9,
+  NR_MEMSLOTS: 10,
+  PIT: 11,
+  MP_STATE: 14,
+  SYNC_MMU: 16,
+  IOEVENTFD: 36,
+  SET_IDENTITY_MAP_ADDR: 37,
+  ADJUST_CLOCK: 39,
+  IRQFD: 32,
+  PIT2: 33,
+  SET_GUEST_DEBUG: 23,
+  VCPU_EVENTS: 41,
+  DEBUGREGS: 50,
+  XCRS: 56,
+  IMMEDIATE_EXIT: 136,
+  MAX_VCPUS: 66,
+} as const;
+
+export const KVM_MEM_LOG_DIRTY_PAGES = 1;
+export const KVM_MEM_READONLY = 2;
+
+export const KVM_GUESTDBG_ENABLE = 0x1;
+export const KVM_GUESTDBG_SINGLESTEP = 0x2;
+export const KVM_GUESTDBG_USE_SW_BP = 0x10000;
+export const KVM_GUESTDBG_USE_HW_BP = 0x20000;
+export const KVM_GUESTDBG_INJECT_DB = 0x40000;
+export const KVM_GUESTDBG_INJECT_BP = 0x80000;
+
+export const KVM_IOEVENTFD_FLAG_DATAMATCH = 1;
+export const KVM_IOEVENTFD_FLAG_PIO = 2;
+export const KVM_IOEVENTFD_FLAG_DEASSIGN = 4;
+export const KVM_IRQFD_FLAG_DEASSIGN = 1;
+
+export const KVM_PIT_SPEAKER_DUMMY = 1;
+
+export const KVM_MP_STATE = {
+  RUNNABLE: 0,
+  UNINITIALIZED: 1,
+  INIT_RECEIVED: 2,
+  HALTED: 3,
+  SIPI_RECEIVED: 4,
+} as const;
+
+export const KVM_CPUID_FLAG_SIGNIFCANT_INDEX = 1;
+
+/** Upper bound of entries asked of KVM_GET_SUPPORTED_CPUID (KVM_MAX_CPUID_ENTRIES is 256). */
+export const MAX_CPUID_ENTRIES = 256;

@@ -1,0 +1,242 @@
+// kvm_run decoded into the VM-exit union. The shapes are exactly lib/vmm/exits.ts's VmExit (kvm/ does
+// not import vmm/: structural typing makes a KvmExit a VmExit). Exit data are views into kvm_run,
+// never copies: for io "in" and mmio reads, writing exit.data answers the guest on the next run.
+
+import { KVM_EXIT, KVM_EXIT_IO_OUT } from "./constants.js";
+import { LAYOUTS } from "./layouts.js";
+
+export interface KvmRawExit {
+  backend: "kvm";
+  /** kvm_run.exit_reason (KVM_EXIT_*) */
+  code: number;
+}
+
+interface Base {
+  raw: KvmRawExit;
+}
+export interface KvmIoExit extends Base {
+  kind: "io";
+  direction: "in" | "out";
+  port: number;
+  size: 1 | 2 | 4;
+  count: number;
+  data: Uint8Array;
+}
+export interface KvmMmioExit extends Base {
+  kind: "mmio";
+  address: number;
+  length: number;
+  write: boolean;
+  data: Uint8Array;
+}
+export interface KvmHltExit extends Base {
+  kind: "hlt";
+}
+export interface KvmShutdownExit extends Base {
+  kind: "shutdown";
+}
+export interface KvmFailEntryExit extends Base {
+  kind: "fail_entry";
+  reason: number;
+}
+export interface KvmInternalErrorExit extends Base {
+  kind: "internal_error";
+  suberror: number;
+  data: readonly bigint[];
+  message?: string;
+}
+export interface KvmSystemEventExit extends Base {
+  kind: "system_event";
+  type: number;
+}
+export interface KvmDebugExit extends Base {
+  kind: "debug";
+  exception: number;
+  pc: bigint;
+  dr6: bigint;
+  dr7: bigint;
+}
+export interface KvmIntrExit extends Base {
+  kind: "intr";
+}
+export interface KvmIrqWindowOpenExit extends Base {
+  kind: "irq_window_open";
+}
+export interface KvmHypercallExit extends Base {
+  kind: "hypercall";
+  nr: bigint;
+  args: bigint[];
+  /** writes kvm_run.hypercall.ret */
+  ret: bigint;
+}
+export interface KvmCpuidExit extends Base {
+  kind: "cpuid";
+  leaf: number;
+  subleaf: number;
+}
+/** KVM_EXIT_X86_RDMSR/WRMSR (with KVM_CAP_X86_USER_SPACE_MSR): for a read, set value to answer. */
+export interface KvmMsrExit extends Base {
+  kind: "msr";
+  write: boolean;
+  index: number;
+  /** reads and writes kvm_run.msr.data */
+  value: bigint;
+}
+export interface KvmUnknownExit extends Base {
+  kind: "unknown";
+  code: number;
+}
+
+export type KvmExit =
+  | KvmIoExit
+  | KvmMmioExit
+  | KvmHltExit
+  | KvmShutdownExit
+  | KvmFailEntryExit
+  | KvmInternalErrorExit
+  | KvmSystemEventExit
+  | KvmDebugExit
+  | KvmIntrExit
+  | KvmIrqWindowOpenExit
+  | KvmHypercallExit
+  | KvmCpuidExit
+  | KvmMsrExit
+  | KvmUnknownExit;
+
+const F = LAYOUTS.kvm_run.fields;
+const IO_SIZES = [1, 2, 4] as const;
+const INTERNAL_MESSAGES: Record<number, string> = {
+  1: "emulation failure",
+  2: "simultaneous exception",
+  3: "delivery event",
+  4: "unexpected exit reason",
+};
+
+/** Decodes the exits of one vCPU's kvm_run mapping. Keeps its views; allocates only the exit object. */
+export class KvmRunDecoder {
+  readonly #dv: DataView;
+  readonly #buffer: ArrayBuffer;
+  readonly #intr: KvmIntrExit = { kind: "intr", raw: { backend: "kvm", code: KVM_EXIT.INTR } };
+  #ioView: Uint8Array | undefined;
+
+  constructor(run: ArrayBuffer) {
+    this.#buffer = run;
+    this.#dv = new DataView(run);
+  }
+
+  /** The exit of an interrupted KVM_RUN (EINTR / kick / immediate_exit). */
+  intr(): KvmIntrExit {
+    return this.#intr;
+  }
+
+  get exitReason(): number {
+    return this.#dv.getUint32(F.exit_reason, true);
+  }
+
+  decode(): KvmExit {
+    const dv = this.#dv;
+    const code = dv.getUint32(F.exit_reason, true);
+    const raw: KvmRawExit = { backend: "kvm", code };
+    switch (code) {
+      case KVM_EXIT.IO: {
+        const size = dv.getUint8(F["io.size"]) as 1 | 2 | 4;
+        const count = dv.getUint32(F["io.count"], true);
+        const offset = Number(dv.getBigUint64(F["io.data_offset"], true));
+        const length = size * count;
+        // the data window is almost always the same: reuse the view instead of making one per exit
+        let data = this.#ioView;
+        if (data === undefined || data.byteOffset !== offset || data.length !== length) {
+          data = new Uint8Array(this.#buffer, offset, length);
+          if (count === 1) this.#ioView = data;
+        }
+        return {
+          kind: "io",
+          direction: dv.getUint8(F["io.direction"]) === KVM_EXIT_IO_OUT ? "out" : "in",
+          port: dv.getUint16(F["io.port"], true),
+          size: IO_SIZES.includes(size) ? size : 1,
+          count,
+          data,
+          raw,
+        };
+      }
+      case KVM_EXIT.MMIO: {
+        const length = dv.getUint32(F["mmio.len"], true);
+        return {
+          kind: "mmio",
+          address: Number(dv.getBigUint64(F["mmio.phys_addr"], true)),
+          length,
+          write: dv.getUint8(F["mmio.is_write"]) !== 0,
+          data: new Uint8Array(this.#buffer, F["mmio.data"], Math.min(length, 8)),
+          raw,
+        };
+      }
+      case KVM_EXIT.HLT:
+        return { kind: "hlt", raw };
+      case KVM_EXIT.SHUTDOWN:
+        return { kind: "shutdown", raw };
+      case KVM_EXIT.FAIL_ENTRY:
+        return {
+          kind: "fail_entry",
+          reason: Number(dv.getBigUint64(F["fail_entry.hardware_entry_failure_reason"], true)),
+          raw,
+        };
+      case KVM_EXIT.INTERNAL_ERROR: {
+        const suberror = dv.getUint32(F["internal.suberror"], true);
+        const n = Math.min(dv.getUint32(F["internal.ndata"], true), 16);
+        const data: bigint[] = [];
+        for (let i = 0; i < n; i++) data.push(dv.getBigUint64(F["internal.data"] + 8 * i, true));
+        const message = INTERNAL_MESSAGES[suberror];
+        return message
+          ? { kind: "internal_error", suberror, data, message, raw }
+          : { kind: "internal_error", suberror, data, raw };
+      }
+      case KVM_EXIT.SYSTEM_EVENT:
+        return { kind: "system_event", type: dv.getUint32(F["system_event.type"], true), raw };
+      case KVM_EXIT.DEBUG:
+        return {
+          kind: "debug",
+          exception: dv.getUint32(F["debug.arch.exception"], true),
+          pc: dv.getBigUint64(F["debug.arch.pc"], true),
+          dr6: dv.getBigUint64(F["debug.arch.dr6"], true),
+          dr7: dv.getBigUint64(F["debug.arch.dr7"], true),
+          raw,
+        };
+      case KVM_EXIT.INTR:
+        return { kind: "intr", raw };
+      case KVM_EXIT.IRQ_WINDOW_OPEN:
+        return { kind: "irq_window_open", raw };
+      case KVM_EXIT.HYPERCALL: {
+        const args: bigint[] = [];
+        for (let i = 0; i < 6; i++) args.push(dv.getBigUint64(F["hypercall.args"] + 8 * i, true));
+        return {
+          kind: "hypercall",
+          nr: dv.getBigUint64(F["hypercall.nr"], true),
+          args,
+          get ret() {
+            return dv.getBigUint64(F["hypercall.ret"], true);
+          },
+          set ret(v: bigint) {
+            dv.setBigUint64(F["hypercall.ret"], BigInt.asUintN(64, v), true);
+          },
+          raw,
+        };
+      }
+      case KVM_EXIT.X86_RDMSR:
+      case KVM_EXIT.X86_WRMSR:
+        return {
+          kind: "msr",
+          write: code === KVM_EXIT.X86_WRMSR,
+          index: dv.getUint32(F["msr.index"], true),
+          get value() {
+            return dv.getBigUint64(F["msr.data"], true);
+          },
+          set value(v: bigint) {
+            dv.setBigUint64(F["msr.data"], BigInt.asUintN(64, v), true);
+          },
+          raw,
+        };
+      default:
+        return { kind: "unknown", code, raw };
+    }
+  }
+}

@@ -1,0 +1,384 @@
+// KvmVcpu: a vCPU fd and its kvm_run mapping. run() returns the decoded exit (views into kvm_run).
+
+import type { KvmBinding } from "./binding.js";
+import { KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP } from "./constants.js";
+import { KvmClosedError } from "./errors.js";
+import { type KvmExit, KvmRunDecoder } from "./exits.js";
+import {
+  KVM_GET_CPUID2,
+  KVM_GET_FPU,
+  KVM_GET_LAPIC,
+  KVM_GET_MP_STATE,
+  KVM_GET_MSRS,
+  KVM_GET_REGS,
+  KVM_GET_SREGS,
+  KVM_GET_VCPU_EVENTS,
+  KVM_SET_CPUID2,
+  KVM_SET_FPU,
+  KVM_SET_GUEST_DEBUG,
+  KVM_SET_LAPIC,
+  KVM_SET_MP_STATE,
+  KVM_SET_MSRS,
+  KVM_SET_REGS,
+  KVM_SET_SREGS,
+  KVM_SET_VCPU_EVENTS,
+  KVM_TRANSLATE,
+} from "./ioctls.js";
+import { LAYOUTS } from "./layouts.js";
+import {
+  type CpuidEntry,
+  cpuidBuffer,
+  type KvmRegs,
+  type KvmSregs,
+  readCpuid,
+  readRegs,
+  readSregs,
+  writeCpuid,
+  writeRegs,
+  writeSregs,
+} from "./structs.js";
+import { asKvmError, ioctl } from "./syscall.js";
+import type { KvmVm } from "./vm.js";
+
+export interface KvmFpu {
+  /** 8 x87 registers, 16 bytes each */
+  fpr: Uint8Array;
+  fcw: number;
+  fsw: number;
+  ftwx: number;
+  lastOpcode: number;
+  lastIp: bigint;
+  lastDp: bigint;
+  /** 16 XMM registers, 16 bytes each */
+  xmm: Uint8Array;
+  mxcsr: number;
+}
+
+export interface KvmTranslation {
+  linearAddress: bigint;
+  physicalAddress: bigint;
+  valid: boolean;
+  writeable: boolean;
+  usermode: boolean;
+}
+
+export interface KvmVcpuEvents {
+  exception: { injected: boolean; nr: number; hasErrorCode: boolean; errorCode: number };
+  interrupt: { injected: boolean; nr: number; soft: boolean; shadow: number };
+  nmi: { injected: boolean; pending: boolean; masked: boolean };
+  sipiVector: number;
+  flags: number;
+  /** the whole struct as read, so fields not decoded above survive a get/modify/set */
+  raw: Uint8Array;
+}
+
+export interface GuestDebugOptions {
+  /** trap after every instruction (KVM_EXIT_DEBUG, exception 1) */
+  singleStep?: boolean;
+  /** up to 4 linear addresses of execution breakpoints (DR0-DR3) */
+  hwBreakpoints?: readonly bigint[];
+}
+
+export class KvmVcpu {
+  readonly vm: KvmVm;
+  readonly index: number;
+  readonly binding: KvmBinding;
+  /** kvm_run, the shared page KVM fills at each exit */
+  readonly runBuffer: ArrayBuffer;
+  #fd: number;
+  readonly #decoder: KvmRunDecoder;
+  readonly #runBytes: Uint8Array;
+  readonly #onClose: () => void;
+  readonly #regsBuf = new DataView(new ArrayBuffer(LAYOUTS.kvm_regs.size));
+  readonly #sregsBuf = new DataView(new ArrayBuffer(LAYOUTS.kvm_sregs.size));
+
+  /** @internal use KvmVm.createVcpu() */
+  constructor(vm: KvmVm, fd: number, index: number, run: ArrayBuffer, onClose: () => void) {
+    this.vm = vm;
+    this.binding = vm.binding;
+    this.index = index;
+    this.#fd = fd;
+    this.runBuffer = run;
+    this.#runBytes = new Uint8Array(run);
+    this.#decoder = new KvmRunDecoder(run);
+    this.#onClose = onClose;
+  }
+
+  get fd(): number {
+    if (this.#fd < 0) throw new KvmClosedError(`KvmVcpu ${this.index}`);
+    return this.#fd;
+  }
+
+  get closed(): boolean {
+    return this.#fd < 0;
+  }
+
+  /** KVM_RUN until the next exit. An interrupted run (kick, signal, immediate_exit) is an "intr" exit. */
+  run(): KvmExit {
+    const fd = this.#fd;
+    if (fd < 0) throw new KvmClosedError(`KvmVcpu ${this.index}`);
+    let exited: boolean;
+    try {
+      exited = this.binding.run(fd);
+    } catch (e) {
+      throw asKvmError(e);
+    }
+    return exited ? this.#decoder.decode() : this.#decoder.intr();
+  }
+
+  /** Ends the run in progress (from any thread with the addon) or the next one, as an "intr" exit. */
+  kick(): void {
+    this.binding.kick(this.fd);
+  }
+
+  /** kvm_run.immediate_exit: while set, KVM_RUN returns at once as interrupted. */
+  get immediateExit(): boolean {
+    this.fd;
+    return this.#runBytes[LAYOUTS.kvm_run.fields.immediate_exit] !== 0;
+  }
+  set immediateExit(v: boolean) {
+    this.fd;
+    this.#runBytes[LAYOUTS.kvm_run.fields.immediate_exit] = v ? 1 : 0;
+  }
+
+  /** kvm_run.request_interrupt_window: exit with irq_window_open when the guest can take an interrupt. */
+  set requestInterruptWindow(v: boolean) {
+    this.fd;
+    this.#runBytes[LAYOUTS.kvm_run.fields.request_interrupt_window] = v ? 1 : 0;
+  }
+  get readyForInterruptInjection(): boolean {
+    return this.#runBytes[LAYOUTS.kvm_run.fields.ready_for_interrupt_injection] !== 0;
+  }
+
+  getRegs(): KvmRegs {
+    ioctl(this.binding, this.fd, KVM_GET_REGS, this.#regsBuf);
+    return readRegs(this.#regsBuf);
+  }
+
+  setRegs(regs: KvmRegs): void {
+    const fd = this.fd;
+    writeRegs(this.#regsBuf, regs);
+    ioctl(this.binding, fd, KVM_SET_REGS, this.#regsBuf);
+  }
+
+  getSregs(): KvmSregs {
+    ioctl(this.binding, this.fd, KVM_GET_SREGS, this.#sregsBuf);
+    return readSregs(this.#sregsBuf);
+  }
+
+  /** KVM_SET_SREGS; the pending-interrupt bitmap is kept as KVM has it. */
+  setSregs(sregs: KvmSregs): void {
+    const fd = this.fd;
+    ioctl(this.binding, fd, KVM_GET_SREGS, this.#sregsBuf);
+    writeSregs(this.#sregsBuf, sregs);
+    ioctl(this.binding, fd, KVM_SET_SREGS, this.#sregsBuf);
+  }
+
+  getFpu(): KvmFpu {
+    const f = LAYOUTS.kvm_fpu.fields;
+    const buf = new ArrayBuffer(LAYOUTS.kvm_fpu.size);
+    const dv = new DataView(buf);
+    ioctl(this.binding, this.fd, KVM_GET_FPU, dv);
+    return {
+      fpr: new Uint8Array(buf, f.fpr, 128).slice(),
+      fcw: dv.getUint16(f.fcw, true),
+      fsw: dv.getUint16(f.fsw, true),
+      ftwx: dv.getUint8(f.ftwx),
+      lastOpcode: dv.getUint16(f.last_opcode, true),
+      lastIp: dv.getBigUint64(f.last_ip, true),
+      lastDp: dv.getBigUint64(f.last_dp, true),
+      xmm: new Uint8Array(buf, f.xmm, 256).slice(),
+      mxcsr: dv.getUint32(f.mxcsr, true),
+    };
+  }
+
+  setFpu(fpu: KvmFpu): void {
+    const f = LAYOUTS.kvm_fpu.fields;
+    const buf = new ArrayBuffer(LAYOUTS.kvm_fpu.size);
+    const dv = new DataView(buf);
+    new Uint8Array(buf, f.fpr, 128).set(fpu.fpr.subarray(0, 128));
+    dv.setUint16(f.fcw, fpu.fcw, true);
+    dv.setUint16(f.fsw, fpu.fsw, true);
+    dv.setUint8(f.ftwx, fpu.ftwx);
+    dv.setUint16(f.last_opcode, fpu.lastOpcode, true);
+    dv.setBigUint64(f.last_ip, fpu.lastIp, true);
+    dv.setBigUint64(f.last_dp, fpu.lastDp, true);
+    new Uint8Array(buf, f.xmm, 256).set(fpu.xmm.subarray(0, 256));
+    dv.setUint32(f.mxcsr, fpu.mxcsr, true);
+    ioctl(this.binding, this.fd, KVM_SET_FPU, dv);
+  }
+
+  /** KVM_GET_MSRS: the values of the MSRs KVM could read (undefined for the others). */
+  getMsrs(indices: readonly number[]): (bigint | undefined)[] {
+    const e = LAYOUTS.kvm_msr_entry;
+    const dv = new DataView(new ArrayBuffer(LAYOUTS.kvm_msrs.size + indices.length * e.size));
+    dv.setUint32(0, indices.length, true);
+    indices.forEach((index, i) => {
+      dv.setUint32(LAYOUTS.kvm_msrs.fields.entries + i * e.size + e.fields.index, index >>> 0, true);
+    });
+    const n = ioctl(this.binding, this.fd, KVM_GET_MSRS, dv);
+    return indices.map((_, i) =>
+      i < n ? dv.getBigUint64(LAYOUTS.kvm_msrs.fields.entries + i * e.size + e.fields.data, true) : undefined,
+    );
+  }
+
+  /** KVM_SET_MSRS; returns how many were set (KVM stops at the first it refuses). */
+  setMsrs(entries: readonly { index: number; value: bigint }[]): number {
+    const e = LAYOUTS.kvm_msr_entry;
+    const dv = new DataView(new ArrayBuffer(LAYOUTS.kvm_msrs.size + entries.length * e.size));
+    dv.setUint32(0, entries.length, true);
+    entries.forEach((m, i) => {
+      const at = LAYOUTS.kvm_msrs.fields.entries + i * e.size;
+      dv.setUint32(at + e.fields.index, m.index >>> 0, true);
+      dv.setBigUint64(at + e.fields.data, BigInt.asUintN(64, m.value), true);
+    });
+    return ioctl(this.binding, this.fd, KVM_SET_MSRS, dv);
+  }
+
+  getMsr(index: number): bigint | undefined {
+    return this.getMsrs([index])[0];
+  }
+
+  setMsr(index: number, value: bigint): void {
+    if (this.setMsrs([{ index, value }]) !== 1) {
+      throw new RangeError(`KVM refused MSR 0x${index.toString(16)} = 0x${value.toString(16)}`);
+    }
+  }
+
+  setCpuid2(entries: readonly CpuidEntry[]): void {
+    ioctl(this.binding, this.fd, KVM_SET_CPUID2, writeCpuid(entries));
+  }
+
+  getCpuid2(capacity = 256): CpuidEntry[] {
+    const dv = cpuidBuffer(capacity);
+    ioctl(this.binding, this.fd, KVM_GET_CPUID2, dv);
+    return readCpuid(dv);
+  }
+
+  /** KVM_MP_STATE_* (lib/kvm/constants.ts) */
+  getMpState(): number {
+    const dv = new DataView(new ArrayBuffer(4));
+    ioctl(this.binding, this.fd, KVM_GET_MP_STATE, dv);
+    return dv.getUint32(0, true);
+  }
+
+  setMpState(state: number): void {
+    const dv = new DataView(new ArrayBuffer(4));
+    dv.setUint32(0, state >>> 0, true);
+    ioctl(this.binding, this.fd, KVM_SET_MP_STATE, dv);
+  }
+
+  getVcpuEvents(): KvmVcpuEvents {
+    const f = LAYOUTS.kvm_vcpu_events.fields;
+    const raw = new Uint8Array(LAYOUTS.kvm_vcpu_events.size);
+    const dv = new DataView(raw.buffer);
+    ioctl(this.binding, this.fd, KVM_GET_VCPU_EVENTS, raw);
+    return {
+      exception: {
+        injected: raw[f["exception.injected"]] !== 0,
+        nr: raw[f["exception.nr"]]!,
+        hasErrorCode: raw[f["exception.has_error_code"]] !== 0,
+        errorCode: dv.getUint32(f["exception.error_code"], true),
+      },
+      interrupt: {
+        injected: raw[f["interrupt.injected"]] !== 0,
+        nr: raw[f["interrupt.nr"]]!,
+        soft: raw[f["interrupt.soft"]] !== 0,
+        shadow: raw[f["interrupt.shadow"]]!,
+      },
+      nmi: {
+        injected: raw[f["nmi.injected"]] !== 0,
+        pending: raw[f["nmi.pending"]] !== 0,
+        masked: raw[f["nmi.masked"]] !== 0,
+      },
+      sipiVector: dv.getUint32(f.sipi_vector, true),
+      flags: dv.getUint32(f.flags, true),
+      raw,
+    };
+  }
+
+  setVcpuEvents(ev: KvmVcpuEvents): void {
+    const f = LAYOUTS.kvm_vcpu_events.fields;
+    const raw = new Uint8Array(LAYOUTS.kvm_vcpu_events.size);
+    raw.set(ev.raw.subarray(0, raw.length));
+    const dv = new DataView(raw.buffer);
+    raw[f["exception.injected"]] = ev.exception.injected ? 1 : 0;
+    raw[f["exception.nr"]] = ev.exception.nr;
+    raw[f["exception.has_error_code"]] = ev.exception.hasErrorCode ? 1 : 0;
+    dv.setUint32(f["exception.error_code"], ev.exception.errorCode >>> 0, true);
+    raw[f["interrupt.injected"]] = ev.interrupt.injected ? 1 : 0;
+    raw[f["interrupt.nr"]] = ev.interrupt.nr;
+    raw[f["interrupt.soft"]] = ev.interrupt.soft ? 1 : 0;
+    raw[f["interrupt.shadow"]] = ev.interrupt.shadow;
+    raw[f["nmi.injected"]] = ev.nmi.injected ? 1 : 0;
+    raw[f["nmi.pending"]] = ev.nmi.pending ? 1 : 0;
+    raw[f["nmi.masked"]] = ev.nmi.masked ? 1 : 0;
+    dv.setUint32(f.sipi_vector, ev.sipiVector >>> 0, true);
+    dv.setUint32(f.flags, ev.flags >>> 0, true);
+    ioctl(this.binding, this.fd, KVM_SET_VCPU_EVENTS, raw);
+  }
+
+  /** KVM_GET_LAPIC: the 1 KiB local-APIC register page (in-kernel irqchip only). */
+  getLapic(): Uint8Array {
+    const regs = new Uint8Array(LAYOUTS.kvm_lapic_state.size);
+    ioctl(this.binding, this.fd, KVM_GET_LAPIC, regs);
+    return regs;
+  }
+
+  setLapic(regs: Uint8Array): void {
+    if (regs.length !== LAYOUTS.kvm_lapic_state.size) {
+      throw new RangeError(`LAPIC state is ${LAYOUTS.kvm_lapic_state.size} bytes, got ${regs.length}`);
+    }
+    ioctl(this.binding, this.fd, KVM_SET_LAPIC, regs);
+  }
+
+  /** KVM_TRANSLATE: a linear address through the guest's current paging. */
+  translate(linearAddress: bigint): KvmTranslation {
+    const f = LAYOUTS.kvm_translation.fields;
+    const dv = new DataView(new ArrayBuffer(LAYOUTS.kvm_translation.size));
+    dv.setBigUint64(f.linear_address, BigInt.asUintN(64, linearAddress), true);
+    ioctl(this.binding, this.fd, KVM_TRANSLATE, dv);
+    return {
+      linearAddress,
+      physicalAddress: dv.getBigUint64(f.physical_address, true),
+      valid: dv.getUint8(f.valid) !== 0,
+      writeable: dv.getUint8(f.writeable) !== 0,
+      usermode: dv.getUint8(f.usermode) !== 0,
+    };
+  }
+
+  /** KVM_SET_GUEST_DEBUG: single-step and hardware execution breakpoints; no options turns it off. */
+  setGuestDebug(opts: GuestDebugOptions | null): void {
+    const f = LAYOUTS.kvm_guest_debug.fields;
+    const dv = new DataView(new ArrayBuffer(LAYOUTS.kvm_guest_debug.size));
+    const bps = opts?.hwBreakpoints ?? [];
+    if (bps.length > 4) throw new RangeError("x86 has 4 hardware breakpoints (DR0-DR3)");
+    let control = 0;
+    if (opts) {
+      control = KVM_GUESTDBG_ENABLE;
+      if (opts.singleStep) control |= KVM_GUESTDBG_SINGLESTEP;
+      if (bps.length > 0) control |= KVM_GUESTDBG_USE_HW_BP;
+    }
+    dv.setUint32(f.control, control, true);
+    let dr7 = 0n;
+    bps.forEach((addr, i) => {
+      dv.setBigUint64(f["arch.debugreg"] + 8 * i, BigInt.asUintN(64, addr), true);
+      dr7 |= 2n << BigInt(2 * i); // Gn: global enable, R/W=00 (execute), LEN=00
+    });
+    dv.setBigUint64(f["arch.debugreg"] + 8 * 7, dr7, true);
+    ioctl(this.binding, this.fd, KVM_SET_GUEST_DEBUG, dv);
+  }
+
+  /** Unmaps kvm_run and closes the fd. Idempotent. */
+  close(): void {
+    if (this.#fd < 0) return;
+    const fd = this.#fd;
+    this.#fd = -1;
+    try {
+      this.binding.munmap(this.runBuffer);
+    } finally {
+      this.binding.close(fd);
+      this.#onClose();
+    }
+  }
+}

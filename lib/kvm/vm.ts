@@ -1,0 +1,339 @@
+// KvmVm: a VM fd. Owns its memory slots (and the memory it allocated for them) and its vCPUs.
+
+import type { KvmBinding } from "./binding.js";
+import {
+  KVM_IOEVENTFD_FLAG_DATAMATCH,
+  KVM_IOEVENTFD_FLAG_DEASSIGN,
+  KVM_IOEVENTFD_FLAG_PIO,
+  KVM_IRQFD_FLAG_DEASSIGN,
+  KVM_MEM_LOG_DIRTY_PAGES,
+  KVM_MEM_READONLY,
+  KVM_PIT_SPEAKER_DUMMY,
+} from "./constants.js";
+import { KvmClosedError, KvmMemoryRegionError } from "./errors.js";
+import {
+  KVM_CHECK_EXTENSION,
+  KVM_CREATE_IRQCHIP,
+  KVM_CREATE_PIT2,
+  KVM_CREATE_VCPU,
+  KVM_GET_CLOCK,
+  KVM_IOEVENTFD,
+  KVM_IRQ_LINE,
+  KVM_IRQFD,
+  KVM_SET_CLOCK,
+  KVM_SET_IDENTITY_MAP_ADDR,
+  KVM_SET_TSS_ADDR,
+} from "./ioctls.js";
+import type { Kvm } from "./kvm.js";
+import { LAYOUTS } from "./layouts.js";
+import { ioctl, sys } from "./syscall.js";
+import { KvmVcpu } from "./vcpu.js";
+
+const PAGE = 4096;
+
+export interface KvmMemoryRegion {
+  readonly slot: number;
+  readonly guestPhysAddr: number;
+  readonly size: number;
+  readonly flags: number;
+  /** the host memory behind the slot (an mmap'd ArrayBuffer) */
+  readonly buffer: ArrayBuffer;
+  /** buffer as bytes: guest-physical guestPhysAddr + i is bytes[i] */
+  readonly bytes: Uint8Array;
+  /** the VM allocated the memory and unmaps it when the slot goes */
+  readonly owned: boolean;
+}
+
+export interface MemoryRegionOptions {
+  slot?: number;
+  /** track writes for getDirtyLog() (KVM_MEM_LOG_DIRTY_PAGES) */
+  logDirtyPages?: boolean;
+  readonly?: boolean;
+}
+
+export interface IoeventOptions {
+  /** port I/O (true) or MMIO (false, default) */
+  pio?: boolean;
+  /** access width the event matches: 0 (any, MMIO only), 1, 2, 4 or 8 */
+  length?: 0 | 1 | 2 | 4 | 8;
+  /** only writes of this value signal the eventfd */
+  datamatch?: bigint;
+}
+
+export interface KvmClock {
+  clock: bigint;
+  flags: number;
+}
+
+function checkAddress(v: number, what: string): void {
+  if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`${what} must be a non-negative integer`);
+}
+
+export class KvmVm {
+  readonly kvm: Kvm;
+  readonly binding: KvmBinding;
+  #fd: number;
+  readonly #onClose: () => void;
+  readonly #regions = new Map<number, KvmMemoryRegion>();
+  readonly #vcpus = new Map<number, KvmVcpu>();
+
+  /** @internal use Kvm.createVm() */
+  constructor(kvm: Kvm, fd: number, onClose: () => void) {
+    this.kvm = kvm;
+    this.binding = kvm.binding;
+    this.#fd = fd;
+    this.#onClose = onClose;
+  }
+
+  get fd(): number {
+    if (this.#fd < 0) throw new KvmClosedError("KvmVm");
+    return this.#fd;
+  }
+
+  get closed(): boolean {
+    return this.#fd < 0;
+  }
+
+  get regions(): readonly KvmMemoryRegion[] {
+    return [...this.#regions.values()];
+  }
+
+  checkExtension(cap: number): number {
+    return ioctl(this.binding, this.fd, KVM_CHECK_EXTENSION, cap);
+  }
+
+  /**
+   * Registers host memory (an ArrayBuffer from binding.mmap/mmapAnonymous) as guest-physical
+   * memory. Unaligned, empty, overlapping or duplicate-slot regions are refused before any ioctl.
+   */
+  setMemoryRegion(
+    guestPhysAddr: number,
+    buffer: ArrayBuffer,
+    opts: MemoryRegionOptions = {},
+    owned = false,
+  ): KvmMemoryRegion {
+    const fd = this.fd;
+    checkAddress(guestPhysAddr, "guestPhysAddr");
+    if (!(buffer instanceof ArrayBuffer))
+      throw new TypeError("guest memory must be an ArrayBuffer from mmap");
+    const size = buffer.byteLength;
+    if (guestPhysAddr % PAGE !== 0) {
+      throw new KvmMemoryRegionError(`guest address 0x${guestPhysAddr.toString(16)} is not 4 KiB aligned`);
+    }
+    if (size === 0 || size % PAGE !== 0) {
+      throw new KvmMemoryRegionError(
+        `region size 0x${size.toString(16)} is not a non-zero multiple of 4 KiB`,
+      );
+    }
+    const slot = opts.slot ?? this.#freeSlot();
+    if (!Number.isInteger(slot) || slot < 0 || slot > 0x7fff)
+      throw new KvmMemoryRegionError(`bad slot ${slot}`);
+    if (this.#regions.has(slot)) throw new KvmMemoryRegionError(`slot ${slot} is in use`);
+    for (const r of this.#regions.values()) {
+      if (guestPhysAddr < r.guestPhysAddr + r.size && r.guestPhysAddr < guestPhysAddr + size) {
+        throw new KvmMemoryRegionError(
+          `region [0x${guestPhysAddr.toString(16)}, +0x${size.toString(16)}) overlaps slot ${r.slot} at 0x${r.guestPhysAddr.toString(16)}`,
+        );
+      }
+    }
+    const flags = (opts.logDirtyPages ? KVM_MEM_LOG_DIRTY_PAGES : 0) | (opts.readonly ? KVM_MEM_READONLY : 0);
+    sys(() => this.binding.setUserMemoryRegion(fd, slot, flags, guestPhysAddr, buffer));
+    const region: KvmMemoryRegion = {
+      slot,
+      guestPhysAddr,
+      size,
+      flags,
+      buffer,
+      bytes: new Uint8Array(buffer),
+      owned,
+    };
+    this.#regions.set(slot, region);
+    return region;
+  }
+
+  /** Allocates zeroed anonymous memory and registers it; the VM unmaps it when the slot goes. */
+  allocateMemory(guestPhysAddr: number, size: number, opts: MemoryRegionOptions = {}): KvmMemoryRegion {
+    this.fd;
+    checkAddress(size, "size");
+    if (size === 0 || size % PAGE !== 0) {
+      throw new KvmMemoryRegionError(
+        `region size 0x${size.toString(16)} is not a non-zero multiple of 4 KiB`,
+      );
+    }
+    const buffer = sys(() => this.binding.mmapAnonymous(size));
+    try {
+      return this.setMemoryRegion(guestPhysAddr, buffer, opts, true);
+    } catch (e) {
+      this.binding.munmap(buffer);
+      throw e;
+    }
+  }
+
+  deleteMemoryRegion(slot: number): void {
+    const fd = this.fd;
+    const r = this.#regions.get(slot);
+    if (!r) throw new KvmMemoryRegionError(`slot ${slot} is not in use`);
+    sys(() => this.binding.setUserMemoryRegion(fd, slot, 0, r.guestPhysAddr, null));
+    this.#regions.delete(slot);
+    if (r.owned) this.binding.munmap(r.buffer);
+  }
+
+  #freeSlot(): number {
+    let s = 0;
+    while (this.#regions.has(s)) s++;
+    return s;
+  }
+
+  /** KVM_GET_DIRTY_LOG: one bit per page of the slot written since the last call (clears it). */
+  getDirtyLog(slot: number): BigUint64Array {
+    const fd = this.fd;
+    const r = this.#regions.get(slot);
+    if (!r) throw new KvmMemoryRegionError(`slot ${slot} is not in use`);
+    if ((r.flags & KVM_MEM_LOG_DIRTY_PAGES) === 0) {
+      throw new KvmMemoryRegionError(`slot ${slot} was not registered with logDirtyPages`);
+    }
+    const bitmap = new BigUint64Array(Math.ceil(r.size / PAGE / 64));
+    sys(() => this.binding.getDirtyLog(fd, slot, bitmap));
+    return bitmap;
+  }
+
+  /** The guest-physical addresses of the pages getDirtyLog() reports dirty. */
+  dirtyPages(slot: number): number[] {
+    const bitmap = this.getDirtyLog(slot);
+    const base = this.#regions.get(slot)!.guestPhysAddr;
+    const out: number[] = [];
+    bitmap.forEach((word, i) => {
+      for (let b = 0; word !== 0n; b++, word >>= 1n) if (word & 1n) out.push(base + (i * 64 + b) * PAGE);
+    });
+    return out;
+  }
+
+  /** KVM_CREATE_VCPU; maps its kvm_run. */
+  createVcpu(index: number): KvmVcpu {
+    const fd = this.fd;
+    if (!Number.isInteger(index) || index < 0)
+      throw new RangeError("vCPU index must be a non-negative integer");
+    if (this.#vcpus.has(index)) throw new RangeError(`vCPU ${index} already exists`);
+    const mmapSize = this.kvm.vcpuMmapSize();
+    const vcpuFd = ioctl(this.binding, fd, KVM_CREATE_VCPU, index);
+    let run: ArrayBuffer;
+    try {
+      run = sys(() => this.binding.mmap(vcpuFd, mmapSize, 0));
+    } catch (e) {
+      this.binding.close(vcpuFd);
+      throw e;
+    }
+    const vcpu = new KvmVcpu(this, vcpuFd, index, run, () => this.#vcpus.delete(index));
+    this.#vcpus.set(index, vcpu);
+    return vcpu;
+  }
+
+  /** KVM_CREATE_IRQCHIP: in-kernel PIC pair, IOAPIC and per-vCPU LAPICs (before creating vCPUs). */
+  createIrqchip(): void {
+    ioctl(this.binding, this.fd, KVM_CREATE_IRQCHIP, 0);
+  }
+
+  /** KVM_CREATE_PIT2: in-kernel i8254 (after the irqchip). */
+  createPit2(opts: { speakerDummy?: boolean } = {}): void {
+    const dv = new DataView(new ArrayBuffer(LAYOUTS.kvm_pit_config.size));
+    dv.setUint32(0, opts.speakerDummy === false ? 0 : KVM_PIT_SPEAKER_DUMMY, true);
+    ioctl(this.binding, this.fd, KVM_CREATE_PIT2, dv);
+  }
+
+  /** KVM_IRQ_LINE: level of a GSI of the in-kernel irqchip. */
+  setIrqLine(irq: number, level: boolean): void {
+    const dv = new DataView(new ArrayBuffer(LAYOUTS.kvm_irq_level.size));
+    dv.setUint32(LAYOUTS.kvm_irq_level.fields.irq, irq >>> 0, true);
+    dv.setUint32(LAYOUTS.kvm_irq_level.fields.level, level ? 1 : 0, true);
+    ioctl(this.binding, this.fd, KVM_IRQ_LINE, dv);
+  }
+
+  /** KVM_SET_TSS_ADDR: three pages of guest-physical space VT-x needs for real mode (below 4 GiB). */
+  setTssAddress(address: number): void {
+    checkAddress(address, "TSS address");
+    ioctl(this.binding, this.fd, KVM_SET_TSS_ADDR, address);
+  }
+
+  /** KVM_SET_IDENTITY_MAP_ADDR: one page for the EPT identity map VT-x uses in real mode. */
+  setIdentityMapAddress(address: number): void {
+    checkAddress(address, "identity map address");
+    const dv = new DataView(new ArrayBuffer(8));
+    dv.setBigUint64(0, BigInt(address), true);
+    ioctl(this.binding, this.fd, KVM_SET_IDENTITY_MAP_ADDR, dv);
+  }
+
+  #ioeventfd(eventFd: number, address: number, opts: IoeventOptions, deassign: boolean): void {
+    checkAddress(address, "address");
+    const f = LAYOUTS.kvm_ioeventfd.fields;
+    const dv = new DataView(new ArrayBuffer(LAYOUTS.kvm_ioeventfd.size));
+    dv.setBigUint64(f.datamatch, opts.datamatch ?? 0n, true);
+    dv.setBigUint64(f.addr, BigInt(address), true);
+    dv.setUint32(f.len, opts.length ?? (opts.pio ? 1 : 0), true);
+    dv.setInt32(f.fd, eventFd, true);
+    let flags = 0;
+    if (opts.pio) flags |= KVM_IOEVENTFD_FLAG_PIO;
+    if (opts.datamatch !== undefined) flags |= KVM_IOEVENTFD_FLAG_DATAMATCH;
+    if (deassign) flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
+    dv.setUint32(f.flags, flags, true);
+    ioctl(this.binding, this.fd, KVM_IOEVENTFD, dv);
+  }
+
+  /** KVM_IOEVENTFD: guest writes to address signal eventFd in the kernel, without an exit. */
+  registerIoevent(eventFd: number, address: number, opts: IoeventOptions = {}): void {
+    this.#ioeventfd(eventFd, address, opts, false);
+  }
+
+  unregisterIoevent(eventFd: number, address: number, opts: IoeventOptions = {}): void {
+    this.#ioeventfd(eventFd, address, opts, true);
+  }
+
+  #irqfd(eventFd: number, gsi: number, deassign: boolean): void {
+    const f = LAYOUTS.kvm_irqfd.fields;
+    const dv = new DataView(new ArrayBuffer(LAYOUTS.kvm_irqfd.size));
+    dv.setUint32(f.fd, eventFd >>> 0, true);
+    dv.setUint32(f.gsi, gsi >>> 0, true);
+    dv.setUint32(f.flags, deassign ? KVM_IRQFD_FLAG_DEASSIGN : 0, true);
+    ioctl(this.binding, this.fd, KVM_IRQFD, dv);
+  }
+
+  /** KVM_IRQFD: writing to eventFd raises GSI gsi of the in-kernel irqchip. */
+  registerIrqfd(eventFd: number, gsi: number): void {
+    this.#irqfd(eventFd, gsi, false);
+  }
+
+  unregisterIrqfd(eventFd: number, gsi: number): void {
+    this.#irqfd(eventFd, gsi, true);
+  }
+
+  /** KVM_GET_CLOCK: the guest's kvmclock in nanoseconds. */
+  getClock(): KvmClock {
+    const dv = new DataView(new ArrayBuffer(LAYOUTS.kvm_clock_data.size));
+    ioctl(this.binding, this.fd, KVM_GET_CLOCK, dv);
+    return {
+      clock: dv.getBigUint64(LAYOUTS.kvm_clock_data.fields.clock, true),
+      flags: dv.getUint32(LAYOUTS.kvm_clock_data.fields.flags, true),
+    };
+  }
+
+  setClock(clock: bigint): void {
+    const dv = new DataView(new ArrayBuffer(LAYOUTS.kvm_clock_data.size));
+    dv.setBigUint64(LAYOUTS.kvm_clock_data.fields.clock, clock, true);
+    ioctl(this.binding, this.fd, KVM_SET_CLOCK, dv);
+  }
+
+  /** Closes the vCPUs, deletes and unmaps owned memory, then closes the VM fd. Idempotent. */
+  close(): void {
+    if (this.#fd < 0) return;
+    for (const v of [...this.#vcpus.values()]) v.close();
+    const fd = this.#fd;
+    this.#fd = -1;
+    try {
+      this.binding.close(fd);
+    } finally {
+      // the VM is gone, so no slot references the memory any more
+      for (const r of this.#regions.values()) if (r.owned) this.binding.munmap(r.buffer);
+      this.#regions.clear();
+      this.#onClose();
+    }
+  }
+}

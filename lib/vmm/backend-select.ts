@@ -1,0 +1,135 @@
+// Opening a backend. The KVM and soft backends are loaded with dynamic import() so that a missing
+// or broken backend module (or native binding) is a clear BackendUnavailableError for that backend
+// only; "auto" tries KVM first and records why it fell back.
+
+import type { BackendKind, InterruptController, MachineBackend } from "./backend.js";
+import { BackendUnavailableError, MachineConfigError } from "./errors.js";
+
+export interface BackendFactoryOptions {
+  memoryBytes: number;
+  /** the platform interrupt controller (i8259 pair) a soft backend injects interrupts from */
+  interruptController?: InterruptController;
+}
+
+export type BackendFactory = (opts: BackendFactoryOptions) => MachineBackend | Promise<MachineBackend>;
+export type BackendRequest = "auto" | BackendKind | BackendFactory;
+
+export interface BackendInfo {
+  kind: BackendKind;
+  requested: "auto" | BackendKind | "custom";
+  /** "auto" only: why KVM was not used */
+  fallbackReason?: string;
+  /** one line for humans: "kvm" / "soft (KVM unavailable: /dev/kvm: permission denied)" */
+  message: string;
+}
+
+interface KvmModule {
+  createKvmBackend(opts: { memoryBytes: number }): MachineBackend | Promise<MachineBackend>;
+}
+interface SoftModule {
+  createSoftBackend(opts: {
+    memoryBytes: number;
+    interruptController?: InterruptController;
+  }): MachineBackend | Promise<MachineBackend>;
+}
+
+// Specifiers in variables: the modules are written by other parts of the project and may be absent
+// in a partial build; TypeScript must not resolve them at compile time.
+const KVM_MODULE = "./backends/kvm.js";
+const SOFT_MODULE = "./backends/soft.js";
+
+const describe = (e: unknown): string => {
+  // a backend missing from this build (not yet compiled, or removed) is not a crash worth a stack
+  if ((e as { code?: string })?.code === "ERR_MODULE_NOT_FOUND") {
+    const missing = (e as Error).message.match(/Cannot find module '([^']+)'/)?.[1];
+    return `module not found${missing ? ` (${missing})` : ""}`;
+  }
+  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+};
+
+async function importModule<T>(kind: BackendKind, spec: string, exportName: string): Promise<T> {
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(spec)) as Record<string, unknown>;
+  } catch (e) {
+    throw new BackendUnavailableError(`the ${kind} backend module failed to load (${describe(e)})`, kind, e);
+  }
+  if (typeof mod[exportName] !== "function") {
+    throw new BackendUnavailableError(`the ${kind} backend module does not export ${exportName}()`, kind);
+  }
+  return mod as T;
+}
+
+export async function openKvmBackend(memoryBytes: number): Promise<MachineBackend> {
+  const mod = await importModule<KvmModule>("kvm", KVM_MODULE, "createKvmBackend");
+  try {
+    return await mod.createKvmBackend({ memoryBytes });
+  } catch (e) {
+    if (e instanceof BackendUnavailableError) throw e;
+    throw new BackendUnavailableError(`KVM unavailable: ${describe(e)}`, "kvm", e);
+  }
+}
+
+export async function openSoftBackend(
+  memoryBytes: number,
+  interruptController?: InterruptController,
+): Promise<MachineBackend> {
+  const mod = await importModule<SoftModule>("soft", SOFT_MODULE, "createSoftBackend");
+  try {
+    return await mod.createSoftBackend(
+      interruptController ? { memoryBytes, interruptController } : { memoryBytes },
+    );
+  } catch (e) {
+    if (e instanceof BackendUnavailableError) throw e;
+    throw new BackendUnavailableError(`the soft backend failed to start: ${describe(e)}`, "soft", e);
+  }
+}
+
+export async function openBackend(
+  request: BackendRequest,
+  opts: BackendFactoryOptions,
+): Promise<{ backend: MachineBackend; info: BackendInfo }> {
+  if (typeof request === "function") {
+    const backend = await request(opts);
+    return {
+      backend,
+      info: { kind: backend.kind, requested: "custom", message: `${backend.kind} (custom)` },
+    };
+  }
+  switch (request) {
+    case "kvm": {
+      const backend = await openKvmBackend(opts.memoryBytes);
+      return { backend, info: { kind: "kvm", requested: "kvm", message: "kvm" } };
+    }
+    case "soft": {
+      const backend = await openSoftBackend(opts.memoryBytes, opts.interruptController);
+      return { backend, info: { kind: "soft", requested: "soft", message: "soft" } };
+    }
+    case "auto": {
+      let fallbackReason: string;
+      try {
+        const backend = await openKvmBackend(opts.memoryBytes);
+        return { backend, info: { kind: "kvm", requested: "auto", message: "kvm" } };
+      } catch (e) {
+        fallbackReason = e instanceof Error ? e.message : String(e);
+      }
+      try {
+        const backend = await openSoftBackend(opts.memoryBytes, opts.interruptController);
+        return {
+          backend,
+          info: { kind: "soft", requested: "auto", fallbackReason, message: `soft (${fallbackReason})` },
+        };
+      } catch (e) {
+        throw new BackendUnavailableError(
+          `no backend available: ${fallbackReason}; and ${e instanceof Error ? e.message : String(e)}`,
+          "soft",
+          e,
+        );
+      }
+    }
+    default:
+      throw new MachineConfigError(
+        `backend must be "auto", "kvm", "soft" or a factory, got ${String(request)}`,
+      );
+  }
+}

@@ -1,0 +1,145 @@
+// The KVM backend: a MachineBackend over lib/kvm. Guest RAM is anonymous mmap'd memory registered
+// both with KVM (a memory slot) and as a GuestMemory region: the same bytes, no copies. The VM is set
+// up as real VMMs do it: TSS and identity-map pages for VT-x real mode, the in-kernel irqchip and
+// PIT, and each vCPU gets the CPUID KVM supports (with its own APIC id).
+
+import {
+  type CpuidEntry,
+  Kvm,
+  type KvmOpenOptions,
+  type KvmProbe,
+  type KvmVcpu,
+  type KvmVm,
+  probeKvm as probeKvmDevice,
+} from "../../kvm/index.js";
+import type { MachineBackend, VcpuBackend } from "../backend.js";
+import type { VmExit } from "../exits.js";
+import { GuestMemory } from "../memory.js";
+import type { Regs, SpecialRegs } from "../regs.js";
+
+export interface KvmBackendOptions {
+  memoryBytes: number;
+  /** which binding lib/kvm uses (default: NODEVMM_BINDING, else the addon, else koffi) */
+  binding?: KvmOpenOptions["binding"];
+}
+
+const PAGE = 4096;
+/** RAM above this goes above 4 GiB, leaving the 32-bit MMIO hole (and TSS/identity map) free */
+const LOW_RAM_LIMIT = 0xc0000000;
+const HIGH_RAM_BASE = 0x100000000;
+const RAM_CHUNK = 0x40000000;
+/** three pages for KVM_SET_TSS_ADDR and one for the identity map, just below the BIOS area as QEMU does */
+const TSS_ADDRESS = 0xfffbd000;
+const IDENTITY_MAP_ADDRESS = 0xfffbc000;
+
+class KvmVcpuBackend implements VcpuBackend {
+  readonly index: number;
+  readonly #vcpu: KvmVcpu;
+
+  constructor(vcpu: KvmVcpu) {
+    this.index = vcpu.index;
+    this.#vcpu = vcpu;
+  }
+
+  /** the lib/kvm vCPU, for KVM-specific features (guest debug, translate, LAPIC, events) */
+  get kvmVcpu(): KvmVcpu {
+    return this.#vcpu;
+  }
+
+  run(): VmExit {
+    return this.#vcpu.run();
+  }
+  getRegs(): Regs {
+    return this.#vcpu.getRegs();
+  }
+  setRegs(regs: Regs): void {
+    this.#vcpu.setRegs(regs);
+  }
+  getSregs(): SpecialRegs {
+    return this.#vcpu.getSregs();
+  }
+  setSregs(sregs: SpecialRegs): void {
+    this.#vcpu.setSregs(sregs);
+  }
+  getMsr(index: number): bigint | undefined {
+    return this.#vcpu.getMsr(index);
+  }
+  setMsr(index: number, value: bigint): void {
+    this.#vcpu.setMsr(index, value);
+  }
+  kick(): void {
+    this.#vcpu.kick();
+  }
+  close(): void {
+    this.#vcpu.close();
+  }
+}
+
+export class KvmMachineBackend implements MachineBackend {
+  readonly kind = "kvm" as const;
+  readonly memory = new GuestMemory();
+  readonly kvm: Kvm;
+  readonly vm: KvmVm;
+  #cpuid: CpuidEntry[] | undefined;
+
+  constructor(opts: KvmBackendOptions) {
+    const { memoryBytes } = opts;
+    if (!Number.isSafeInteger(memoryBytes) || memoryBytes <= 0 || memoryBytes % PAGE !== 0) {
+      throw new RangeError(`memoryBytes must be a positive multiple of 4 KiB, got ${memoryBytes}`);
+    }
+    this.kvm = Kvm.open(opts.binding === undefined ? {} : { binding: opts.binding });
+    try {
+      this.vm = this.kvm.createVm();
+      this.vm.setTssAddress(TSS_ADDRESS);
+      this.vm.setIdentityMapAddress(IDENTITY_MAP_ADDRESS);
+      this.vm.createIrqchip();
+      this.vm.createPit2();
+      const low = Math.min(memoryBytes, LOW_RAM_LIMIT);
+      this.#addRam(0, low);
+      // one mapping is at most an ArrayBuffer's maximum (4 GiB on Node 20): high RAM goes in 1 GiB slots
+      for (let done = low; done < memoryBytes; done += RAM_CHUNK) {
+        this.#addRam(HIGH_RAM_BASE + (done - low), Math.min(RAM_CHUNK, memoryBytes - done));
+      }
+    } catch (e) {
+      this.kvm.close();
+      throw e;
+    }
+  }
+
+  #addRam(guestPhysAddr: number, size: number): void {
+    const region = this.vm.allocateMemory(guestPhysAddr, size);
+    this.memory.addRegion(guestPhysAddr, region.bytes);
+  }
+
+  createVcpu(index: number): VcpuBackend {
+    const vcpu = this.vm.createVcpu(index);
+    this.#cpuid ??= this.kvm.getSupportedCpuid();
+    vcpu.setCpuid2(this.#cpuid.map((e) => withApicId(e, index)));
+    return new KvmVcpuBackend(vcpu);
+  }
+
+  setIrqLine(line: number, level: boolean): void {
+    this.vm.setIrqLine(line, level);
+  }
+
+  close(): void {
+    this.kvm.close();
+  }
+}
+
+// Leaf 1 EBX[31:24] and leaf 0xB EDX carry the vCPU's APIC id; KVM reports them as 0.
+function withApicId(e: CpuidEntry, index: number): CpuidEntry {
+  if (e.function === 1) return { ...e, ebx: ((e.ebx & 0x00ffffff) | (index << 24)) >>> 0 };
+  if (e.function === 0xb || e.function === 0x1f) return { ...e, edx: index >>> 0 };
+  return e;
+}
+
+export function createKvmBackend(opts: KvmBackendOptions): MachineBackend {
+  return new KvmMachineBackend(opts);
+}
+
+/** Whether the KVM backend can run here; never throws. */
+export function probeKvm(): { usable: boolean; reason?: string; apiVersion?: number; binding?: string } {
+  const p: KvmProbe = probeKvmDevice();
+  return p;
+}

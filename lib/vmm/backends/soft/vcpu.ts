@@ -1,0 +1,561 @@
+// The soft vCPU: a small VT-x hypervisor. It owns a VMCS on its own logical processor, enters the
+// guest with VMLAUNCH/VMRESUME, reads every exit back with VMREAD, emulates what it can (CPUID,
+// MSRs, CR accesses, interrupt windows) and turns the rest into the VmExit union the loop handles.
+
+import { Interpreter } from "../../../cpu/index.js";
+import {
+  EntryCtl,
+  type EptBuilder,
+  ExitReason,
+  F,
+  type HostMemory,
+  LogicalProcessor,
+  Proc,
+  VMCS_REVISION_ID,
+} from "../../../vmx/index.js";
+import type { InterruptController, VcpuBackend } from "../../backend.js";
+import type { RawExit, VmExit } from "../../exits.js";
+
+type SoftRaw = Extract<RawExit, { backend: "soft" }>;
+
+import type { GuestMemory } from "../../memory.js";
+import type { Regs, SpecialRegs } from "../../regs.js";
+import { answerCpuid } from "./cpuid.js";
+import { guestTranslate } from "./guest-walk.js";
+import { readRegs, readSregs, writeRegs, writeSregs } from "./regs.js";
+import { CR0_OWNED, CR4_OWNED, writeControls, writeHostState, writeResetGuest } from "./vmcs-setup.js";
+
+/** guest instructions per time slice before run() returns "intr" so the loop can service timers */
+const SLICE = 1 << 18;
+const TIMER_RATE = 5;
+const MAX_TIMER = 0xffffffff;
+
+type Completion =
+  | { kind: "io-in"; size: number; data: Uint8Array; length: number }
+  | { kind: "string-io"; finish: () => void }
+  | { kind: "mmio-read"; gpa: number; size: number; data: Uint8Array }
+  | { kind: "mmio-write"; gpa: number; size: number }
+  | { kind: "hypercall"; exit: { ret: bigint }; length: number };
+
+/** MSRs the interpreter keeps outside the VMCS (SYSCALL, KERNEL_GS_BASE, TSC_AUX, APIC base) */
+const MIGRATED_MSRS = [0x1b, 0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084, 0xc0000102, 0xc0000103];
+
+export interface SoftVcpuShared {
+  memory: HostMemory;
+  ept: EptBuilder;
+  ioBitmapA: number;
+  ioBitmapB: number;
+  msrBitmap: number;
+  interrupts: InterruptController | undefined;
+  guestMemory: GuestMemory;
+}
+
+export class SoftVcpu implements VcpuBackend {
+  lp: LogicalProcessor;
+  readonly vmcs: number;
+  #launched = false;
+  #completion: Completion | undefined;
+  #kicked = false;
+  #budgetEnd: number | undefined;
+  #closed = false;
+  #lastRaw: SoftRaw | undefined;
+
+  constructor(
+    readonly index: number,
+    readonly shared: SoftVcpuShared,
+  ) {
+    const mem = shared.memory;
+    this.lp = new LogicalProcessor({ memory: mem, cpu: new Interpreter(), id: index });
+    const vmxon = mem.allocatePage();
+    mem.writeU32(vmxon, VMCS_REVISION_ID);
+    this.vmcs = mem.allocatePage();
+    mem.writeU32(this.vmcs, VMCS_REVISION_ID);
+    this.lp.vmxon(vmxon);
+    this.lp.vmclear(this.vmcs);
+    this.lp.vmptrld(this.vmcs);
+    writeControls(this.lp, { ...shared, eptp: shared.ept.eptp });
+    writeHostState(this.lp);
+    writeResetGuest(this.lp);
+    this.lp.cpu.setGpr(2, 0x600n);
+  }
+
+  get #cpu() {
+    return this.lp.cpu;
+  }
+
+  #raw(): SoftRaw {
+    const lp = this.lp;
+    const field = Number(lp.vmread(F.VM_EXIT_REASON));
+    return {
+      backend: "soft",
+      reason: field & 0xffff,
+      exitReasonField: field,
+      qualification: lp.vmread(F.EXIT_QUALIFICATION),
+      instructionLength: Number(lp.vmread(F.VM_EXIT_INSTRUCTION_LEN)),
+    };
+  }
+
+  #advance(length: number): void {
+    this.lp.vmwrite(F.GUEST_RIP, this.lp.vmread(F.GUEST_RIP) + BigInt(length));
+    // an emulated instruction ends any STI/MOV-SS shadow
+    this.lp.vmwrite(F.GUEST_INTERRUPTIBILITY_INFO, this.lp.vmread(F.GUEST_INTERRUPTIBILITY_INFO) & ~3n);
+  }
+
+  #setGprSized(index: number, size: number, value: bigint): void {
+    const cpu = this.#cpu;
+    if (size === 4) cpu.setGpr(index, value & 0xffffffffn);
+    else {
+      const mask = (1n << BigInt(size * 8)) - 1n;
+      cpu.setGpr(index, (cpu.getGpr(index) & ~mask) | (value & mask));
+    }
+  }
+
+  #complete(): void {
+    const c = this.#completion;
+    this.#completion = undefined;
+    if (!c) return;
+    switch (c.kind) {
+      case "io-in": {
+        let v = 0n;
+        for (let i = c.size - 1; i >= 0; i--) v = (v << 8n) | BigInt(c.data[i]!);
+        this.#setGprSized(0, c.size, v);
+        this.#advance(c.length);
+        break;
+      }
+      case "hypercall":
+        this.#cpu.setGpr(0, BigInt.asUintN(64, c.exit.ret));
+        this.#advance(c.length);
+        break;
+      case "mmio-read": {
+        let lo = 0;
+        let hi = 0;
+        for (let i = 0; i < Math.min(4, c.size); i++) lo |= c.data[i]! << (i * 8);
+        for (let i = 4; i < c.size; i++) hi |= c.data[i]! << ((i - 4) * 8);
+        // 8-byte completions travel as one number: exact up to 2^53 (interpreter contract)
+        this.lp.completeMmio({
+          gpa: c.gpa,
+          size: c.size,
+          write: false,
+          value: (lo >>> 0) + (hi >>> 0) * 2 ** 32,
+        });
+        break;
+      }
+      case "mmio-write":
+        this.lp.completeMmio({ gpa: c.gpa, size: c.size, write: true, value: 0 });
+        break;
+      case "string-io":
+        c.finish();
+        break;
+    }
+  }
+
+  #interruptible(): boolean {
+    const lp = this.lp;
+    return (
+      (lp.vmread(F.GUEST_RFLAGS) & 0x200n) !== 0n && (lp.vmread(F.GUEST_INTERRUPTIBILITY_INFO) & 3n) === 0n
+    );
+  }
+
+  /** injects a pending PIC interrupt, or asks for an interrupt window when the guest cannot take it */
+  #injectInterrupts(): void {
+    const lp = this.lp;
+    const pic = this.shared.interrupts;
+    const proc = lp.vmread(F.CPU_BASED_VM_EXEC_CONTROL);
+    const window = BigInt(Proc.INTERRUPT_WINDOW);
+    if (!pic?.hasInterrupt() || lp.vmread(F.VM_ENTRY_INTR_INFO_FIELD) >> 31n) {
+      if (proc & window) lp.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, proc & ~window);
+      return;
+    }
+    if (this.#interruptible() && lp.vmread(F.GUEST_ACTIVITY_STATE) !== 2n) {
+      lp.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, (0x80000000 | (pic.acknowledge() & 0xff)) >>> 0);
+      lp.vmwrite(F.GUEST_ACTIVITY_STATE, 0);
+      if (proc & window) lp.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, proc & ~window);
+    } else if (!(proc & window)) {
+      lp.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, proc | window);
+    }
+  }
+
+  #injectGp(): void {
+    this.#injectException(13, 0);
+  }
+
+  /** a hardware exception through the entry interruption-information field */
+  #injectException(vector: number, errorCode?: number): void {
+    // real mode (unrestricted guest, CR0.PE=0) delivers no error codes
+    const withCode = errorCode !== undefined && (this.lp.vmread(F.GUEST_CR0) & 1n) === 1n;
+    this.lp.vmwrite(
+      F.VM_ENTRY_INTR_INFO_FIELD,
+      (0x80000000 | (3 << 8) | vector | (withCode ? 1 << 11 : 0)) >>> 0,
+    );
+    if (withCode) this.lp.vmwrite(F.VM_ENTRY_EXCEPTION_ERROR_CODE, errorCode);
+  }
+
+  run(): VmExit {
+    if (this.#closed) throw new Error("vCPU is closed");
+    this.#complete();
+    for (;;) {
+      const lp = this.lp;
+      this.#injectInterrupts();
+      if (lp.vmread(F.GUEST_ACTIVITY_STATE) === 1n && this.#lastRaw) {
+        // still halted with nothing to inject: report HLT again and let the loop wait for an event
+        if (this.#kicked) {
+          this.#kicked = false;
+          return { kind: "intr", raw: this.#lastRaw };
+        }
+        return { kind: "hlt", raw: this.#lastRaw };
+      }
+      let slice = SLICE;
+      if (this.#budgetEnd !== undefined)
+        slice = Math.max(0, Math.min(slice, this.#budgetEnd - this.#cpu.retired));
+      if (this.#kicked) slice = 0;
+      lp.vmwrite(F.VMX_PREEMPTION_TIMER_VALUE, Math.min(MAX_TIMER, Math.ceil(slice / 2 ** TIMER_RATE)));
+      const field = this.#launched ? lp.vmresume() : lp.vmlaunch();
+      if (!(field & 0x80000000)) {
+        this.#launched = true;
+        this.#reinjectVectoring();
+      }
+      const exit = this.#handle(field);
+      if (exit) return exit;
+    }
+  }
+
+  /** An exit that interrupted an event's delivery: the event is delivered again on the next entry. */
+  #reinjectVectoring(): void {
+    const lp = this.lp;
+    const info = Number(lp.vmread(F.IDT_VECTORING_INFO_FIELD));
+    if (!(info & 0x80000000)) return;
+    lp.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, (info & 0x80000fff) >>> 0);
+    if (info & (1 << 11)) lp.vmwrite(F.VM_ENTRY_EXCEPTION_ERROR_CODE, lp.vmread(F.IDT_VECTORING_ERROR_CODE));
+    lp.vmwrite(F.VM_ENTRY_INSTRUCTION_LEN, lp.vmread(F.VM_EXIT_INSTRUCTION_LEN));
+  }
+
+  /** Emulates or surfaces one exit; undefined = handled here, re-enter. */
+  #handle(field: number): VmExit | undefined {
+    const lp = this.lp;
+    const raw = this.#raw();
+    if (field & 0x80000000) return { kind: "fail_entry", reason: field >>> 0, raw };
+    const q = raw.qualification;
+    const len = raw.instructionLength;
+    switch (raw.reason) {
+      case ExitReason.Io: {
+        const size = (Number(q & 7n) + 1) as 1 | 2 | 4;
+        const input = (q & 8n) !== 0n;
+        const port = Number((q >> 16n) & 0xffffn);
+        if (q & 16n) return this.#stringIo(raw, port, size, input, (q & 32n) !== 0n, len);
+        const data = new Uint8Array(size);
+        if (input) {
+          this.#completion = { kind: "io-in", size, data, length: len };
+        } else {
+          const rax = this.#cpu.getGpr(0);
+          for (let i = 0; i < size; i++) data[i] = Number((rax >> BigInt(i * 8)) & 0xffn);
+          // as on KVM, an OUT is complete when it reaches the loop: RIP is already past it
+          this.#advance(len);
+        }
+        return { kind: "io", direction: input ? "in" : "out", port, size, count: 1, data, raw };
+      }
+      case ExitReason.EptViolation: {
+        const access = lp.mmioAccess;
+        lp.mmioAccess = undefined;
+        if (!access) {
+          return {
+            kind: "internal_error",
+            suberror: 1,
+            data: [lp.vmread(F.GUEST_PHYSICAL_ADDRESS), q],
+            message:
+              "EPT violation outside guest RAM that is not a data access (instruction fetch or page walk)",
+            raw,
+          };
+        }
+        const data = new Uint8Array(access.size);
+        if (access.write) {
+          for (let i = 0; i < access.size; i++) {
+            data[i] = i < 4 ? (access.lo >>> (i * 8)) & 0xff : (access.hi >>> ((i - 4) * 8)) & 0xff;
+          }
+          this.#completion = { kind: "mmio-write", gpa: access.gpa, size: access.size };
+        } else {
+          this.#completion = { kind: "mmio-read", gpa: access.gpa, size: access.size, data };
+        }
+        return { kind: "mmio", address: access.gpa, length: access.size, write: access.write, data, raw };
+      }
+      case ExitReason.Hlt:
+        // the host completes HLT: past it, in the HLT activity state until an interrupt wakes it
+        this.#advance(len);
+        lp.vmwrite(F.GUEST_ACTIVITY_STATE, 1);
+        this.#lastRaw = raw;
+        return { kind: "hlt", raw };
+      case ExitReason.Cpuid: {
+        const cpu = this.#cpu;
+        const leaf = Number(cpu.getGpr(0) & 0xffffffffn);
+        const sub = Number(cpu.getGpr(1) & 0xffffffffn);
+        const [a, b, c, d] = answerCpuid(leaf, sub, this.index);
+        cpu.setGpr(0, BigInt(a >>> 0));
+        cpu.setGpr(3, BigInt(b >>> 0));
+        cpu.setGpr(1, BigInt(c >>> 0));
+        cpu.setGpr(2, BigInt(d >>> 0));
+        this.#advance(len);
+        return undefined;
+      }
+      case ExitReason.Rdmsr: {
+        const cpu = this.#cpu;
+        const index = Number(cpu.getGpr(1) & 0xffffffffn);
+        const v = this.#readMsr(index);
+        if (v === undefined) this.#injectGp();
+        else {
+          cpu.setGpr(0, v & 0xffffffffn);
+          cpu.setGpr(2, (v >> 32n) & 0xffffffffn);
+          this.#advance(len);
+        }
+        return undefined;
+      }
+      case ExitReason.Wrmsr: {
+        const cpu = this.#cpu;
+        const index = Number(cpu.getGpr(1) & 0xffffffffn);
+        const v = ((cpu.getGpr(2) & 0xffffffffn) << 32n) | (cpu.getGpr(0) & 0xffffffffn);
+        if (this.#writeMsr(index, v)) this.#advance(len);
+        else this.#injectGp();
+        return undefined;
+      }
+      case ExitReason.Vmcall: {
+        const cpu = this.#cpu;
+        const exit = {
+          kind: "hypercall" as const,
+          nr: cpu.getGpr(0),
+          args: [3, 1, 2, 6].map((i) => cpu.getGpr(i)),
+          ret: 0n,
+          raw,
+        };
+        this.#completion = { kind: "hypercall", exit, length: len };
+        return exit;
+      }
+      case ExitReason.CrAccess:
+        return this.#crAccess(raw, q, len);
+      case ExitReason.InterruptWindow:
+        return undefined;
+      case ExitReason.PreemptionTimer: {
+        const budgetHit = this.#budgetEnd !== undefined && this.#cpu.retired >= this.#budgetEnd;
+        this.#kicked = false;
+        void budgetHit;
+        return { kind: "intr", raw };
+      }
+      case ExitReason.TripleFault:
+        return { kind: "shutdown", raw };
+      case ExitReason.Invd:
+        // caches are not modelled: INVD completes as a no-op, as KVM emulates it
+        this.#advance(len);
+        return undefined;
+      case ExitReason.Xsetbv:
+      case ExitReason.Getsec:
+      case ExitReason.Vmclear:
+      case ExitReason.Vmlaunch:
+      case ExitReason.Vmptrld:
+      case ExitReason.Vmptrst:
+      case ExitReason.Vmread:
+      case ExitReason.Vmresume:
+      case ExitReason.Vmwrite:
+      case ExitReason.Vmxoff:
+      case ExitReason.Vmxon:
+      case ExitReason.Invept:
+      case ExitReason.Invvpid:
+      case ExitReason.Vmfunc:
+        // the virtual CPU advertises neither XSAVE, SMX nor VMX: these are undefined opcodes
+        this.#injectException(6);
+        return undefined;
+      default:
+        return { kind: "unknown", code: raw.reason, raw };
+    }
+  }
+
+  /** MSRs kept in the VMCS guest-state area are read there (the VMCS is the guest's truth). */
+  #readMsr(index: number): bigint | undefined {
+    const lp = this.lp;
+    switch (index) {
+      case 0xc0000080:
+        return lp.vmread(F.GUEST_IA32_EFER);
+      case 0x277:
+        return lp.vmread(F.GUEST_IA32_PAT);
+      case 0x3a:
+        return 1n; // IA32_FEATURE_CONTROL locked with VMX disabled: the guest sees no VMX
+    }
+    if (index >= 0x480 && index <= 0x491) return undefined;
+    return this.#cpu.getMsr(index);
+  }
+
+  #writeMsr(index: number, v: bigint): boolean {
+    const lp = this.lp;
+    switch (index) {
+      case 0xc0000080: {
+        if (v & ~0xd01n) return false;
+        // LMA is not writable; keep the processor's
+        const lma = lp.vmread(F.GUEST_IA32_EFER) & 0x400n;
+        lp.vmwrite(F.GUEST_IA32_EFER, (v & ~0x400n) | lma);
+        return true;
+      }
+      case 0x277:
+        lp.vmwrite(F.GUEST_IA32_PAT, v);
+        return true;
+    }
+    if (index >= 0x480 && index <= 0x491) return false;
+    return this.#cpu.setMsr(index, v);
+  }
+
+  /** MOV to CR0/CR4 that touched a host-owned bit (NE, VMXE): emulate it as the guest asked. */
+  #crAccess(raw: SoftRaw, q: bigint, len: number): VmExit | undefined {
+    const lp = this.lp;
+    const cr = Number(q & 0xfn);
+    const type = Number((q >> 4n) & 3n);
+    const gpr = Number((q >> 8n) & 0xfn);
+    const source = (): bigint => (gpr === 4 ? lp.vmread(F.GUEST_RSP) : this.#cpu.getGpr(gpr));
+    if (type === 0 && cr === 0) {
+      const value = source() & 0xffffffffn;
+      const old = lp.vmread(F.GUEST_CR0);
+      lp.vmwrite(F.CR0_READ_SHADOW, value);
+      lp.vmwrite(F.GUEST_CR0, value | CR0_OWNED);
+      const efer = lp.vmread(F.GUEST_IA32_EFER);
+      const pgOn = (value & 0x80000000n) !== 0n;
+      if (pgOn !== ((old & 0x80000000n) !== 0n) && efer & 0x100n) {
+        const entry = lp.vmread(F.VM_ENTRY_CONTROLS);
+        const ia32e = BigInt(EntryCtl.IA32E_MODE);
+        lp.vmwrite(F.GUEST_IA32_EFER, pgOn ? efer | 0x400n : efer & ~0x400n);
+        lp.vmwrite(F.VM_ENTRY_CONTROLS, pgOn ? entry | ia32e : entry & ~ia32e);
+      }
+      this.#advance(len);
+      return undefined;
+    }
+    if (type === 0 && cr === 4) {
+      const value = source();
+      lp.vmwrite(F.CR4_READ_SHADOW, value);
+      lp.vmwrite(F.GUEST_CR4, value | CR4_OWNED);
+      this.#advance(len);
+      return undefined;
+    }
+    if (type === 3) {
+      // LMSW: bits 3:0 of CR0 from the source (PE cannot be cleared)
+      const src = (q >> 16n) & 0xfn;
+      const shadow = lp.vmread(F.CR0_READ_SHADOW);
+      const value = (shadow & ~0xen) | (src & 0xfn) | (shadow & 1n);
+      lp.vmwrite(F.CR0_READ_SHADOW, value);
+      lp.vmwrite(F.GUEST_CR0, (lp.vmread(F.GUEST_CR0) & ~0xfn) | (value & 0xfn));
+      this.#advance(len);
+      return undefined;
+    }
+    return { kind: "unknown", code: raw.reason, raw };
+  }
+
+  /**
+   * INS/OUTS: the host reads or writes the memory operand itself (DS:rSI for OUTS, ES:rDI for INS;
+   * segment overrides are not reported since IA32_VMX_BASIC[54] is 0). A REP prefix moves up to a
+   * page per exit; the instruction re-executes until rCX reaches 0.
+   */
+  #stringIo(raw: SoftRaw, port: number, size: 1 | 2 | 4, input: boolean, rep: boolean, len: number): VmExit {
+    const lp = this.lp;
+    const cpu = this.#cpu;
+    const guestMemory = this.shared.guestMemory;
+    const csAr = Number(lp.vmread(F.GUEST_CS_AR_BYTES));
+    const long64 = (lp.vmread(F.GUEST_IA32_EFER) & 0x400n) !== 0n && (csAr & 0x2000) !== 0;
+    const width = long64 ? 64n : csAr & 0x4000 ? 32n : 16n;
+    const mask = (1n << width) - 1n;
+    const down = (lp.vmread(F.GUEST_RFLAGS) & 0x400n) !== 0n;
+    const indexReg = input ? 7 : 6;
+    const offset = cpu.getGpr(indexReg) & mask;
+    const base = lp.vmread(input ? F.GUEST_ES_BASE : F.GUEST_DS_BASE);
+    const linear = Number(BigInt.asIntN(64, base + offset));
+    const rcx = cpu.getGpr(1) & mask;
+    if (rep && rcx === 0n) {
+      this.#advance(len);
+      return this.run();
+    }
+    let count = 1;
+    if (rep && !down) {
+      const inPage = Math.floor((4096 - (((linear % 4096) + 4096) % 4096)) / size);
+      count = Math.max(1, Math.min(Number(rcx < 4096n ? rcx : 4096n), inPage));
+    }
+    const paging = {
+      cr0: lp.vmread(F.GUEST_CR0),
+      cr3: lp.vmread(F.GUEST_CR3),
+      cr4: lp.vmread(F.GUEST_CR4),
+      efer: lp.vmread(F.GUEST_IA32_EFER),
+    };
+    const gpa = guestTranslate(guestMemory, paging, linear);
+    const bytes = size * count;
+    if (gpa === undefined || !guestMemory.find(gpa, bytes)) {
+      return {
+        kind: "internal_error",
+        suberror: 1,
+        data: [raw.qualification, BigInt(linear)],
+        message: "string I/O operand is not in guest RAM",
+        raw,
+      };
+    }
+    const data = new Uint8Array(bytes);
+    if (!input) data.set(guestMemory.view(gpa, bytes));
+    const step = BigInt(bytes) * (down ? -1n : 1n);
+    const finish = () => {
+      if (input) guestMemory.write(gpa, data);
+      cpu.setGpr(indexReg, (cpu.getGpr(indexReg) & ~mask) | ((offset + step) & mask));
+      if (rep) cpu.setGpr(1, (cpu.getGpr(1) & ~mask) | ((rcx - BigInt(count)) & mask));
+      if (!rep || rcx === BigInt(count)) this.#advance(len);
+    };
+    if (input) this.#completion = { kind: "string-io", finish };
+    else finish();
+    return { kind: "io", direction: input ? "in" : "out", port, size, count, data, raw };
+  }
+
+  /**
+   * Moves this vCPU to a fresh logical processor (with its own interpreter), the VT-x way: VMCLEAR
+   * on the old one flushes the VMCS to memory, VMPTRLD on the new one binds it, and the next run()
+   * uses VMLAUNCH. Registers outside the VMCS (general registers, CR2, CR8, the MSRs the interpreter
+   * keeps) are moved by this host, as a hypervisor's context switch does.
+   */
+  migrate(): LogicalProcessor {
+    const old = this.lp;
+    const cpu = new Interpreter();
+    const lp = new LogicalProcessor({ memory: this.shared.memory, cpu, id: old.id });
+    const vmxon = this.shared.memory.allocatePage();
+    this.shared.memory.writeU32(vmxon, VMCS_REVISION_ID);
+    lp.vmxon(vmxon);
+    old.vmclear(this.vmcs);
+    old.vmxoff();
+    lp.vmptrld(this.vmcs);
+    for (let i = 0; i < 16; i++) cpu.setGpr(i, old.cpu.getGpr(i));
+    cpu.setControl("cr2", old.cpu.getControl("cr2"));
+    cpu.setControl("cr8", old.cpu.getControl("cr8"));
+    for (const msr of MIGRATED_MSRS) {
+      const v = old.cpu.getMsr(msr);
+      if (v !== undefined) cpu.setMsr(msr, v);
+    }
+    this.lp = lp;
+    this.#launched = false;
+    return lp;
+  }
+
+  getRegs(): Regs {
+    return readRegs(this.lp);
+  }
+  setRegs(regs: Regs): void {
+    writeRegs(this.lp, regs);
+  }
+  getSregs(): SpecialRegs {
+    return readSregs(this.lp);
+  }
+  setSregs(sregs: SpecialRegs): void {
+    writeSregs(this.lp, sregs);
+  }
+  getMsr(index: number): bigint | undefined {
+    return this.#readMsr(index);
+  }
+  setMsr(index: number, value: bigint): void {
+    if (!this.#writeMsr(index, value)) throw new RangeError(`MSR 0x${index.toString(16)} cannot be written`);
+  }
+  kick(): void {
+    this.#kicked = true;
+  }
+  setInstructionBudget(n: number | undefined): void {
+    this.#budgetEnd = n === undefined ? undefined : this.#cpu.retired + Math.max(0, n);
+  }
+  instructionsRetired(): number {
+    return this.#cpu.retired;
+  }
+  close(): void {
+    this.#closed = true;
+  }
+}

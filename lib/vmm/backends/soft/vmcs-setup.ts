@@ -1,0 +1,112 @@
+// The soft hypervisor's VMCS: the controls it runs guests with and the reset-state guest (x86
+// power-on state, as KVM presents a new vCPU: real mode at F000:FFF0).
+
+import {
+  adjustControls,
+  ENTRY_CAPS,
+  EntryCtl,
+  EXIT_CAPS,
+  ExitCtl,
+  F,
+  type LogicalProcessor,
+  PIN_CAPS,
+  Pin,
+  PROC_CAPS,
+  PROC2_CAPS,
+  Proc,
+  Proc2,
+  TRUE_PROC_CAPS,
+} from "../../../vmx/index.js";
+
+/** CR0.NE and CR4.VMXE must be 1 in VMX operation: the host owns them and shows the guest its own. */
+export const CR0_OWNED = 0x20n;
+export const CR4_OWNED = 0x2000n;
+
+export interface SoftVmcsPages {
+  ioBitmapA: number;
+  ioBitmapB: number;
+  msrBitmap: number;
+  eptp: bigint;
+}
+
+export function writeControls(lp: LogicalProcessor, pages: SoftVmcsPages): void {
+  lp.vmwrite(F.PIN_BASED_VM_EXEC_CONTROL, adjustControls(Pin.PREEMPTION_TIMER, PIN_CAPS));
+  const proc =
+    adjustControls(Proc.HLT | Proc.USE_IO_BITMAPS | Proc.USE_MSR_BITMAPS | Proc.SECONDARY, PROC_CAPS) &
+    ~((Proc.CR3_LOAD | Proc.CR3_STORE) & ~TRUE_PROC_CAPS.mustBeOne);
+  lp.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, proc >>> 0);
+  lp.vmwrite(
+    F.SECONDARY_VM_EXEC_CONTROL,
+    adjustControls(Proc2.EPT | Proc2.UNRESTRICTED_GUEST | Proc2.RDTSCP | Proc2.VPID, PROC2_CAPS),
+  );
+  lp.vmwrite(F.VPID, 1);
+  lp.vmwrite(
+    F.VM_EXIT_CONTROLS,
+    adjustControls(
+      ExitCtl.HOST_ADDR_SPACE_SIZE | ExitCtl.SAVE_EFER | ExitCtl.SAVE_PAT | ExitCtl.SAVE_DEBUG,
+      EXIT_CAPS,
+    ),
+  );
+  lp.vmwrite(
+    F.VM_ENTRY_CONTROLS,
+    adjustControls(EntryCtl.LOAD_EFER | EntryCtl.LOAD_PAT | EntryCtl.LOAD_DEBUG, ENTRY_CAPS),
+  );
+  lp.vmwrite(F.IO_BITMAP_A, pages.ioBitmapA);
+  lp.vmwrite(F.IO_BITMAP_B, pages.ioBitmapB);
+  lp.vmwrite(F.MSR_BITMAP, pages.msrBitmap);
+  lp.vmwrite(F.EPT_POINTER, pages.eptp);
+  lp.vmwrite(F.VMCS_LINK_POINTER, 0xffffffffffffffffn);
+  lp.vmwrite(F.CR0_GUEST_HOST_MASK, CR0_OWNED);
+  lp.vmwrite(F.CR4_GUEST_HOST_MASK, CR4_OWNED);
+  lp.vmwrite(F.EXCEPTION_BITMAP, 0);
+}
+
+/** The host side: a 64-bit host (this process) resuming at an arbitrary canonical RIP. */
+export function writeHostState(lp: LogicalProcessor): void {
+  lp.vmwrite(F.HOST_CR0, 0x80050033n);
+  lp.vmwrite(F.HOST_CR4, 0x22a0n);
+  lp.vmwrite(F.HOST_CR3, 0x1000n);
+  lp.vmwrite(F.HOST_CS_SELECTOR, 0x10);
+  lp.vmwrite(F.HOST_SS_SELECTOR, 0x18);
+  lp.vmwrite(F.HOST_DS_SELECTOR, 0x18);
+  lp.vmwrite(F.HOST_ES_SELECTOR, 0x18);
+  lp.vmwrite(F.HOST_TR_SELECTOR, 0x40);
+  lp.vmwrite(F.HOST_RIP, 0xffffffff81000000n);
+  lp.vmwrite(F.HOST_RSP, 0xffffc90000000000n);
+}
+
+const SEGMENTS = [
+  [F.GUEST_ES_SELECTOR, F.GUEST_ES_BASE, F.GUEST_ES_LIMIT, F.GUEST_ES_AR_BYTES],
+  [F.GUEST_SS_SELECTOR, F.GUEST_SS_BASE, F.GUEST_SS_LIMIT, F.GUEST_SS_AR_BYTES],
+  [F.GUEST_DS_SELECTOR, F.GUEST_DS_BASE, F.GUEST_DS_LIMIT, F.GUEST_DS_AR_BYTES],
+  [F.GUEST_FS_SELECTOR, F.GUEST_FS_BASE, F.GUEST_FS_LIMIT, F.GUEST_FS_AR_BYTES],
+  [F.GUEST_GS_SELECTOR, F.GUEST_GS_BASE, F.GUEST_GS_LIMIT, F.GUEST_GS_AR_BYTES],
+] as const;
+
+/** Power-on state: real mode, CS:IP = F000:FFF0 with CS.base = 0xFFFF0000. */
+export function writeResetGuest(lp: LogicalProcessor): void {
+  lp.vmwrite(F.GUEST_CR0, 0x60000010n | CR0_OWNED);
+  lp.vmwrite(F.CR0_READ_SHADOW, 0x60000010n);
+  lp.vmwrite(F.GUEST_CR4, CR4_OWNED);
+  lp.vmwrite(F.CR4_READ_SHADOW, 0n);
+  for (const [sel, base, limit, ar] of SEGMENTS) {
+    lp.vmwrite(sel, 0);
+    lp.vmwrite(base, 0);
+    lp.vmwrite(limit, 0xffff);
+    lp.vmwrite(ar, 0x93);
+  }
+  lp.vmwrite(F.GUEST_CS_SELECTOR, 0xf000);
+  lp.vmwrite(F.GUEST_CS_BASE, 0xffff0000n);
+  lp.vmwrite(F.GUEST_CS_LIMIT, 0xffff);
+  lp.vmwrite(F.GUEST_CS_AR_BYTES, 0x9b);
+  lp.vmwrite(F.GUEST_LDTR_LIMIT, 0xffff);
+  lp.vmwrite(F.GUEST_LDTR_AR_BYTES, 0x82);
+  lp.vmwrite(F.GUEST_TR_LIMIT, 0xffff);
+  lp.vmwrite(F.GUEST_TR_AR_BYTES, 0x8b);
+  lp.vmwrite(F.GUEST_GDTR_LIMIT, 0xffff);
+  lp.vmwrite(F.GUEST_IDTR_LIMIT, 0xffff);
+  lp.vmwrite(F.GUEST_RFLAGS, 2n);
+  lp.vmwrite(F.GUEST_RIP, 0xfff0n);
+  lp.vmwrite(F.GUEST_DR7, 0x400n);
+  lp.vmwrite(F.GUEST_IA32_PAT, 0x0007040600070406n);
+}

@@ -1,0 +1,46 @@
+// The machine's events, typed: "exit" sees every VM exit after its handler ran (so "in" data is
+// filled), "unhandled" every access to an unregistered port or MMIO address.
+
+import type { UnhandledAccess } from "./bus.js";
+import type { VmExit } from "./exits.js";
+
+export interface ExitEventInfo {
+  vcpu: number;
+  /** sequence number of the exit since the machine was created (0-based) */
+  index: number;
+  /** the port/MMIO access found no device or handler */
+  unhandled: boolean;
+}
+
+export interface MachineEvents {
+  exit: (exit: VmExit, info: ExitEventInfo) => void;
+  unhandled: (access: UnhandledAccess) => void;
+}
+
+export class Emitter<E extends { [K in keyof E]: (...args: never[]) => void }> {
+  readonly #listeners = new Map<keyof E, Set<E[keyof E]>>();
+
+  on<K extends keyof E>(event: K, fn: E[K]): () => void {
+    let set = this.#listeners.get(event);
+    if (!set) {
+      set = new Set();
+      this.#listeners.set(event, set);
+    }
+    set.add(fn);
+    return () => this.off(event, fn);
+  }
+
+  off<K extends keyof E>(event: K, fn: E[K]): void {
+    this.#listeners.get(event)?.delete(fn);
+  }
+
+  has(event: keyof E): boolean {
+    return (this.#listeners.get(event)?.size ?? 0) > 0;
+  }
+
+  emit<K extends keyof E>(event: K, ...args: Parameters<E[K]>): void {
+    const set = this.#listeners.get(event);
+    if (!set) return;
+    for (const fn of set) (fn as (...a: Parameters<E[K]>) => void)(...args);
+  }
+}

@@ -1,0 +1,96 @@
+// What `nodevmm info` reports about the host: /dev/kvm (present, accessible), what the KVM
+// backend's probeKvm() says (API version, capabilities, binding), whether the soft backend loads,
+// and the CPU vendor and virtualization flags from /proc/cpuinfo.
+
+import { accessSync, constants, existsSync, readFileSync } from "node:fs";
+
+export interface HostInfo {
+  kvmDevice: { path: string; present: boolean; readWrite: boolean; error?: string };
+  /** whatever the KVM backend's probeKvm() returned (API version, capabilities, binding, ...) */
+  kvmProbe?: unknown;
+  kvmProbeError?: string;
+  /** KVM_CHECK_EXTENSION for the capabilities nodevmm cares about (0: unsupported) */
+  kvmCapabilities?: Record<string, number>;
+  soft: { available: boolean; error?: string };
+  cpu: { vendor?: string; model?: string; vmx: boolean; svm: boolean };
+  node: string;
+  platform: string;
+}
+
+const KVM_MODULE = "./backends/kvm.js";
+const SOFT_MODULE = "./backends/soft.js";
+const describe = (e: unknown): string => {
+  // a backend missing from this build (not yet compiled, or removed) is not a crash worth a stack
+  if ((e as { code?: string })?.code === "ERR_MODULE_NOT_FOUND") {
+    const missing = (e as Error).message.match(/Cannot find module '([^']+)'/)?.[1];
+    return `module not found${missing ? ` (${missing})` : ""}`;
+  }
+  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+};
+
+function cpuInfo(): HostInfo["cpu"] {
+  let text = "";
+  try {
+    text = readFileSync("/proc/cpuinfo", "utf8");
+  } catch {
+    return { vmx: false, svm: false };
+  }
+  const field = (name: string) => text.match(new RegExp(`^${name}\\s*:\\s*(.*)$`, "m"))?.[1]?.trim();
+  const flags = ` ${field("flags") ?? ""} `;
+  const cpu: HostInfo["cpu"] = { vmx: flags.includes(" vmx "), svm: flags.includes(" svm ") };
+  const vendor = field("vendor_id");
+  const model = field("model name");
+  if (vendor) cpu.vendor = vendor;
+  if (model) cpu.model = model;
+  return cpu;
+}
+
+export async function probeHost(): Promise<HostInfo> {
+  const path = "/dev/kvm";
+  const kvmDevice: HostInfo["kvmDevice"] = { path, present: existsSync(path), readWrite: false };
+  if (kvmDevice.present) {
+    try {
+      accessSync(path, constants.R_OK | constants.W_OK);
+      kvmDevice.readWrite = true;
+    } catch (e) {
+      kvmDevice.error = (e as NodeJS.ErrnoException).code ?? describe(e);
+    }
+  }
+  const info: HostInfo = {
+    kvmDevice,
+    soft: { available: false },
+    cpu: cpuInfo(),
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+  };
+  try {
+    const mod = (await import(KVM_MODULE)) as { probeKvm?: () => unknown };
+    if (typeof mod.probeKvm !== "function") info.kvmProbeError = "the KVM backend does not export probeKvm()";
+    else info.kvmProbe = await mod.probeKvm();
+  } catch (e) {
+    info.kvmProbeError = describe(e);
+  }
+  if (kvmDevice.readWrite) {
+    try {
+      const kvm = await import("../kvm/index.js");
+      const k = kvm.Kvm.open();
+      try {
+        const caps: Record<string, number> = {};
+        for (const [name, cap] of Object.entries(kvm.KVM_CAP)) caps[name] = k.checkExtension(cap);
+        info.kvmCapabilities = caps;
+      } finally {
+        k.close();
+      }
+    } catch (e) {
+      info.kvmProbeError ??= describe(e);
+    }
+  }
+  try {
+    const mod = (await import(SOFT_MODULE)) as { createSoftBackend?: unknown };
+    info.soft.available = typeof mod.createSoftBackend === "function";
+    if (!info.soft.available) info.soft.error = "the soft backend does not export createSoftBackend()";
+  } catch (e) {
+    info.soft.error = describe(e);
+  }
+  return info;
+}

@@ -1,0 +1,272 @@
+// The one exit loop (design.md: "get the exit reason, call the handler registered for it, return
+// to the guest"). Both backends feed it the same VmExit union. Handlers live in a table keyed by
+// exit kind that users may override; a handler returns nothing to resume the guest or a StopRun to
+// end the run. Limits are checked between exits; the soft backend's instruction budget makes a
+// guest that never exits come back so that timeouts and slices still work.
+
+import type { VcpuBackend } from "./backend.js";
+import { MachineConfigError } from "./errors.js";
+import type { VmExit, VmExitKind } from "./exits.js";
+import { ExitStats } from "./stats.js";
+
+export type RunReason =
+  | "hlt"
+  | "shutdown"
+  | "reset"
+  | "poweroff"
+  | "debug-exit"
+  | "debug"
+  | "timeout"
+  | "max-exits"
+  | "max-instructions"
+  | "fail-entry"
+  | "internal-error"
+  | "stopped"
+  | "error";
+
+export interface RunLimits {
+  /** wall-clock limit for this run */
+  timeoutMs?: number;
+  /** stop after this many exits in this run */
+  maxExits?: number;
+  /** stop after this many guest instructions in this run (soft backend only) */
+  maxInstructions?: number;
+}
+
+export interface StopRun {
+  reason: RunReason;
+  /** debug-exit: the guest's exit code */
+  exitCode?: number;
+  message?: string;
+  error?: unknown;
+}
+
+export interface RunResult extends StopRun {
+  /** exits handled during this run */
+  exits: number;
+  /** guest instructions retired during this run (soft backend) */
+  instructions?: number;
+  durationMs: number;
+  /** the exit that ended the run, when one did */
+  exit?: VmExit;
+}
+
+export interface ExitContext {
+  readonly vcpu: VcpuBackend;
+  readonly vcpuIndex: number;
+}
+
+export type ExitHandler<E extends VmExit = VmExit> = (
+  exit: E,
+  ctx: ExitContext,
+  // biome-ignore lint/suspicious/noConfusingVoidType: handlers that resume the guest return nothing
+) => StopRun | undefined | void;
+export type ExitHandlerTable = { [K in VmExitKind]?: ExitHandler<Extract<VmExit, { kind: K }>> };
+
+export interface LoopHooks {
+  /** after every handled exit (the machine's "exit" event); data of "in" exits is filled by then */
+  afterExit?(exit: VmExit, ctx: ExitContext): void;
+  /** a stop asked for outside the handlers (device requestStop, machine.stop()) */
+  pendingStop?(): StopRun | undefined;
+  /** periodic service between exits (device timers) */
+  service?(): void;
+  /**
+   * Sees each exit before dispatch and may return the exit it stands for: an interrupted KVM_RUN
+   * of a vCPU halted in the kernel with interrupts off is a HLT, as the soft backend reports it.
+   */
+  refineExit?(exit: VmExit, ctx: ExitContext): VmExit;
+}
+
+/** How long an async slice runs before yielding to the event loop. */
+const SLICE_MS = 8;
+/** With a watchdog, the longest a single entry may block before the loop looks again (halt checks). */
+const WATCHDOG_PERIOD_MS = 50;
+
+/** Kicks the vCPU out of a blocking run at an absolute time (see watchdog.ts). */
+export interface EntryWatchdog {
+  arm(deadlineAbsMs: number): void;
+  disarm(): void;
+}
+/** Instruction budget per backend entry when the backend supports one (bounds time between checks). */
+const SLICE_INSTRUCTIONS = 200_000;
+
+const now = (): number => performance.now();
+
+export class ExitLoop {
+  readonly handlers: ExitHandlerTable;
+  readonly stats = new ExitStats();
+  readonly #hooks: LoopHooks;
+  /** set by the machine when the backend's run() can block (KVM): bounds every entry */
+  watchdog: EntryWatchdog | undefined;
+  #armedAt = 0;
+
+  constructor(handlers: ExitHandlerTable, hooks: LoopHooks = {}) {
+    this.handlers = { ...handlers };
+    this.#hooks = hooks;
+  }
+
+  /** Replaces the handler for one exit kind; returns the previous one so an override can chain. */
+  setHandler<K extends VmExitKind>(
+    kind: K,
+    handler: ExitHandler<Extract<VmExit, { kind: K }>>,
+  ): ExitHandler<Extract<VmExit, { kind: K }>> | undefined {
+    const prev = this.handlers[kind] as ExitHandler<Extract<VmExit, { kind: K }>> | undefined;
+    (this.handlers as Record<string, unknown>)[kind] = handler;
+    return prev;
+  }
+
+  /** One guest entry, its exit, and the handler. Returns a StopRun when the run must end. */
+  step(vcpu: VcpuBackend, vcpuIndex = vcpu.index): { exit: VmExit; stop?: StopRun } {
+    const t0 = now();
+    let exit = vcpu.run();
+    const t1 = now();
+    this.stats.guestNs += (t1 - t0) * 1e6;
+    const ctx: ExitContext = { vcpu, vcpuIndex };
+    if (this.#hooks.refineExit) exit = this.#hooks.refineExit(exit, ctx);
+    const handler = this.handlers[exit.kind] as ExitHandler | undefined;
+    let stop: StopRun | undefined;
+    if (handler) {
+      stop = handler(exit, ctx) ?? undefined;
+    } else {
+      stop = { reason: "internal-error", message: `no handler for exit kind "${exit.kind}"` };
+    }
+    this.stats.record(exit, (now() - t1) * 1e6);
+    this.#hooks.afterExit?.(exit, ctx);
+    stop ??= this.#hooks.pendingStop?.();
+    return stop ? { exit, stop } : { exit };
+  }
+
+  /** Runs on the calling thread until a handler, a limit or a stop request ends the run. */
+  runSync(vcpu: VcpuBackend, limits: RunLimits = {}): RunResult {
+    const run = new RunState(vcpu, limits);
+    try {
+      for (;;) {
+        const r = this.#runUntil(run, Number.POSITIVE_INFINITY);
+        if (r) return r;
+      }
+    } finally {
+      this.#disarmWatchdog();
+    }
+  }
+
+  /** Same as runSync, in slices of a few milliseconds with the event loop served in between. */
+  async run(vcpu: VcpuBackend, limits: RunLimits = {}): Promise<RunResult> {
+    const run = new RunState(vcpu, limits);
+    try {
+      for (;;) {
+        const r = this.#runUntil(run, now() + SLICE_MS);
+        if (r) return r;
+        this.#disarmWatchdog();
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    } finally {
+      this.#disarmWatchdog();
+    }
+  }
+
+  // Re-arming costs a wake-up of the watchdog thread, so it happens only when the armed deadline
+  // has passed or is later than needed, about once per period, not once per exit.
+  #armWatchdog(w: EntryWatchdog, until: number): void {
+    const t = now();
+    const want = Math.min(until, t + WATCHDOG_PERIOD_MS);
+    if (this.#armedAt <= t || this.#armedAt > want) {
+      this.#armedAt = want;
+      w.arm(performance.timeOrigin + want);
+    }
+  }
+
+  #disarmWatchdog(): void {
+    if (this.watchdog && this.#armedAt !== 0) this.watchdog.disarm();
+    this.#armedAt = 0;
+  }
+
+  /** Runs exits until the run ends (returns its result) or the slice deadline passes (undefined). */
+  #runUntil(run: RunState, sliceEnd: number): RunResult | undefined {
+    const early = this.#hooks.pendingStop?.();
+    if (early) return run.finish(early);
+    for (;;) {
+      const limit = run.checkLimits();
+      if (limit) return run.finish(limit);
+      run.armBudget();
+      if (this.watchdog) this.#armWatchdog(this.watchdog, Math.min(run.deadline, sliceEnd));
+      let step: { exit: VmExit; stop?: StopRun };
+      try {
+        step = this.step(run.vcpu);
+        run.exits++;
+        if (!step.stop) this.#hooks.service?.();
+      } catch (error) {
+        const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+        return run.finish({ reason: "error", message, error });
+      }
+      if (step.stop) return run.finish(step.stop, step.exit);
+      if (now() >= sliceEnd) {
+        return run.checkLimits() ? run.finish(run.checkLimits()!) : undefined;
+      }
+    }
+  }
+}
+
+/** Bookkeeping of one run() call: limits, counters, the instruction budget. */
+class RunState {
+  exits = 0;
+  readonly start = now();
+  readonly #startInstructions: number | undefined;
+  /** loop-clock time the run must end by (Infinity without timeoutMs) */
+  readonly deadline: number;
+
+  constructor(
+    readonly vcpu: VcpuBackend,
+    readonly limits: RunLimits,
+  ) {
+    for (const key of ["timeoutMs", "maxExits", "maxInstructions"] as const) {
+      const v = limits[key];
+      if (v !== undefined && (typeof v !== "number" || !(v >= 0) || Number.isNaN(v))) {
+        throw new MachineConfigError(`run limit ${key} must be a non-negative number, got ${String(v)}`);
+      }
+    }
+    if (limits.maxInstructions !== undefined && (!vcpu.setInstructionBudget || !vcpu.instructionsRetired)) {
+      throw new MachineConfigError(
+        "maxInstructions needs a backend that counts instructions (the soft backend); KVM cannot",
+      );
+    }
+    this.#startInstructions = vcpu.instructionsRetired?.();
+    this.deadline = limits.timeoutMs === undefined ? Number.POSITIVE_INFINITY : this.start + limits.timeoutMs;
+  }
+
+  get instructions(): number | undefined {
+    const n = this.vcpu.instructionsRetired?.();
+    return n === undefined || this.#startInstructions === undefined ? undefined : n - this.#startInstructions;
+  }
+
+  checkLimits(): StopRun | undefined {
+    const { maxExits, maxInstructions } = this.limits;
+    if (maxExits !== undefined && this.exits >= maxExits) {
+      return { reason: "max-exits", message: `reached ${maxExits} exits` };
+    }
+    if (maxInstructions !== undefined && (this.instructions ?? 0) >= maxInstructions) {
+      return { reason: "max-instructions", message: `reached ${maxInstructions} instructions` };
+    }
+    if (now() >= this.deadline) {
+      return { reason: "timeout", message: `timed out after ${this.limits.timeoutMs} ms` };
+    }
+    return undefined;
+  }
+
+  armBudget(): void {
+    if (!this.vcpu.setInstructionBudget) return;
+    let budget = SLICE_INSTRUCTIONS;
+    if (this.limits.maxInstructions !== undefined) {
+      budget = Math.min(budget, this.limits.maxInstructions - (this.instructions ?? 0));
+    }
+    this.vcpu.setInstructionBudget(Math.max(1, budget));
+  }
+
+  finish(stop: StopRun, exit?: VmExit): RunResult {
+    this.vcpu.setInstructionBudget?.(undefined);
+    const result: RunResult = { ...stop, exits: this.exits, durationMs: now() - this.start };
+    const n = this.instructions;
+    if (n !== undefined) result.instructions = n;
+    if (exit) result.exit = exit;
+    return result;
+  }
+}

@@ -1,0 +1,483 @@
+// The Machine: guest memory, vCPUs, buses, devices and the exit loop over one backend (KVM or the
+// software VT-x). Everything a guest touches goes through here; the backend only runs the CPU.
+
+import {
+  type ElfOptions,
+  type EntryState,
+  type FlatOptions,
+  type LoadImageOptions,
+  type LoadResult,
+  loadElf,
+  loadFlat,
+  loadImage,
+  loadMultiboot,
+  type MultibootOptions,
+} from "../boot/index.js";
+import type { Device, DeviceContext, IrqLine, StopRequest } from "../devices/device.js";
+import { I8259Pair } from "../devices/i8259.js";
+import type { MachineBackend } from "./backend.js";
+import { type BackendInfo, type BackendRequest, openBackend } from "./backend-select.js";
+import type { BusClaim } from "./bus.js";
+import { IoBusApi, MmioBusApi } from "./bus-api.js";
+import { MachineClock } from "./clock.js";
+import { MachineConfigError, VmmError } from "./errors.js";
+import { Emitter, type MachineEvents } from "./events.js";
+import type { VmExit, VmExitKind } from "./exits.js";
+import { defaultHandlers, type HandlerEnv } from "./handlers.js";
+import { kvmAssist, vcpuFds } from "./kvm-assist.js";
+import { type ExitHandler, ExitLoop, type RunLimits, type RunResult, type StopRun } from "./loop.js";
+import type { GuestMemory } from "./memory.js";
+import type { Regs, SpecialRegs } from "./regs.js";
+import type { ExitStats } from "./stats.js";
+import { Vcpu } from "./vcpu.js";
+import { type KickTarget, Watchdog } from "./watchdog.js";
+
+export interface MachineOptions {
+  /** guest RAM in MiB; default 64 */
+  memoryMiB?: number;
+  /** default 1 (SMP is on the roadmap) */
+  vcpus?: number;
+  /** "auto" (default): KVM when /dev/kvm is usable, else the soft backend */
+  backend?: BackendRequest;
+  /** unregistered port/MMIO accesses end the run with an error instead of reading all-ones */
+  strict?: boolean;
+  /**
+   * default true: add the devices the platform needs on this backend (the i8259 pair on the soft
+   * backend; KVM has its own in the kernel)
+   */
+  platformDevices?: boolean;
+}
+
+const MAX_MEMORY_MIB = 1 << 16;
+const RFLAGS_IF = 1n << 9n;
+
+interface Polled {
+  device: Device;
+  deadline: number;
+}
+
+export class Machine {
+  readonly backend: MachineBackend;
+  readonly backendInfo: BackendInfo;
+  readonly memory: GuestMemory;
+  readonly io = new IoBusApi();
+  readonly mmio = new MmioBusApi();
+  readonly clock = new MachineClock();
+  readonly loop: ExitLoop;
+  /** the soft backend's interrupt controller, when the machine added one */
+  readonly pic: I8259Pair | undefined;
+  readonly #devices: Device[] = [];
+  readonly #vcpus: Vcpu[];
+  readonly #events = new Emitter<MachineEvents>();
+  readonly #env: HandlerEnv;
+  readonly #polled: Polled[] = [];
+  #nextDeadline = Number.POSITIVE_INFINITY;
+  #pendingStop: StopRun | undefined;
+  #running = false;
+  #closed = false;
+  #exitIndex = 0;
+  #kickTarget: KickTarget | undefined;
+  #watchdog: Watchdog | undefined;
+  #isHalted: (() => boolean) | undefined;
+  lastResult: RunResult | undefined;
+
+  constructor(
+    backend: MachineBackend,
+    backendInfo: BackendInfo,
+    opts: { vcpus?: number; strict?: boolean; pic?: I8259Pair } = {},
+  ) {
+    this.backend = backend;
+    this.backendInfo = backendInfo;
+    this.memory = backend.memory;
+    this.#env = {
+      io: this.io.bus,
+      mmio: this.mmio.bus,
+      lastAccessUnhandled: false,
+      idle: () => this.#idle(),
+    };
+    this.loop = new ExitLoop(defaultHandlers(this.#env), {
+      afterExit: (exit, ctx) => this.#afterExit(exit, ctx.vcpuIndex),
+      pendingStop: () => {
+        const s = this.#pendingStop;
+        this.#pendingStop = undefined;
+        return s;
+      },
+      service: () => this.#service(),
+      refineExit: (exit) =>
+        exit.kind === "intr" && this.#haltedForGood() ? { kind: "hlt", raw: exit.raw } : exit,
+    });
+    for (const bus of [this.io.bus, this.mmio.bus]) {
+      bus.onUnhandled = (access) => {
+        this.loop.stats.unhandled++;
+        this.#events.emit("unhandled", access);
+      };
+    }
+    this.strict = opts.strict ?? false;
+    const n = opts.vcpus ?? 1;
+    this.#vcpus = [];
+    for (let i = 0; i < n; i++) this.#vcpus.push(new Vcpu(backend.createVcpu(i), this.memory));
+    this.pic = opts.pic;
+    if (opts.pic) this.addDevice(opts.pic);
+  }
+
+  get strict(): boolean {
+    return this.io.bus.strict;
+  }
+  set strict(on: boolean) {
+    this.io.bus.strict = on;
+    this.mmio.bus.strict = on;
+  }
+
+  get devices(): readonly Device[] {
+    return this.#devices;
+  }
+
+  get stats(): ExitStats {
+    return this.loop.stats;
+  }
+
+  get vcpuCount(): number {
+    return this.#vcpus.length;
+  }
+
+  vcpu(i = 0): Vcpu {
+    const v = this.#vcpus[i];
+    if (!v) throw new MachineConfigError(`no vCPU ${i} (the machine has ${this.#vcpus.length})`);
+    return v;
+  }
+
+  on<K extends keyof MachineEvents>(event: K, fn: MachineEvents[K]): () => void {
+    return this.#events.on(event, fn);
+  }
+  off<K extends keyof MachineEvents>(event: K, fn: MachineEvents[K]): void {
+    this.#events.off(event, fn);
+  }
+
+  /** Overrides the handler for one exit kind; returns the previous handler so yours can delegate. */
+  setExitHandler<K extends VmExitKind>(
+    kind: K,
+    handler: ExitHandler<Extract<VmExit, { kind: K }>>,
+  ): ExitHandler<Extract<VmExit, { kind: K }>> | undefined {
+    return this.loop.setHandler(kind, handler);
+  }
+
+  /** An interrupt line routed to the backend (KVM_IRQ_LINE, or the soft backend's PIC). */
+  irqLine(line: number): IrqLine {
+    if (!Number.isInteger(line) || line < 0 || line > 255) {
+      throw new MachineConfigError(`interrupt line ${String(line)} is not an integer 0-255`);
+    }
+    const set = (level: boolean) => this.backend.setIrqLine(line, level);
+    return {
+      set,
+      pulse: () => {
+        set(true);
+        set(false);
+      },
+    };
+  }
+
+  /** Maps the device's ranges on the buses (all or none), wires its IRQ, clock and stop requests. */
+  addDevice<D extends Device>(device: D): D {
+    this.#checkOpen();
+    if (this.#devices.includes(device)) throw new MachineConfigError(`${device.name} is already attached`);
+    const releases: (() => void)[] = [];
+    try {
+      device.ranges.forEach((range, i) => {
+        const bus = range.space === "io" ? this.io.bus : range.space === "mmio" ? this.mmio.bus : undefined;
+        if (!bus)
+          throw new MachineConfigError(`${device.name}: range ${i} has unknown space ${String(range.space)}`);
+        const claim: BusClaim = {
+          name: device.name,
+          base: range.base,
+          length: range.length,
+          read: (off, size) => device.read(off, size, i),
+          write: (off, size, value) => device.write(off, size, value, i),
+        };
+        releases.push(bus.claim(claim));
+      });
+    } catch (e) {
+      for (const r of releases) r();
+      throw e;
+    }
+    const polled: Polled | undefined = device.poll ? { device, deadline: 0 } : undefined;
+    const ctx: DeviceContext = {
+      clock: this.clock,
+      requestStop: (req) => this.#requestStop(req),
+      requestPoll: () => {
+        if (!polled) return;
+        polled.deadline = 0;
+        this.#nextDeadline = 0;
+      },
+    };
+    if (device.irq !== undefined) ctx.irq = this.irqLine(device.irq);
+    device.attach?.(ctx);
+    this.#devices.push(device);
+    if (polled) {
+      this.#polled.push(polled);
+      this.#nextDeadline = 0;
+    }
+    return device;
+  }
+
+  // ---- loaders (lib/boot) ----
+
+  loadFlat(image: Uint8Array, opts: FlatOptions = {}): LoadResult {
+    return this.#load(image, () => loadFlat(this.memory, image, opts));
+  }
+  loadElf(image: Uint8Array, opts: ElfOptions = {}): LoadResult {
+    return this.#load(image, () => loadElf(this.memory, image, opts));
+  }
+  loadMultiboot(image: Uint8Array, opts: MultibootOptions = {}): LoadResult {
+    return this.#load(image, () => loadMultiboot(this.memory, image, opts));
+  }
+  /** Any supported format; `format: "auto"` (default) detects multiboot, then ELF, else flat. */
+  load(image: Uint8Array, opts: LoadImageOptions = {}): LoadResult {
+    return this.#load(image, () => loadImage(this.memory, image, opts));
+  }
+
+  /** Puts vCPU `i` in a loader's entry state (registers not named are zero; CR2/CR8/APIC base kept). */
+  applyEntry(entry: EntryState, i = 0): void {
+    const vcpu = this.vcpu(i);
+    const regs: Regs = {
+      rax: 0n,
+      rbx: 0n,
+      rcx: 0n,
+      rdx: 0n,
+      rsi: 0n,
+      rdi: 0n,
+      rsp: 0n,
+      rbp: 0n,
+      r8: 0n,
+      r9: 0n,
+      r10: 0n,
+      r11: 0n,
+      r12: 0n,
+      r13: 0n,
+      r14: 0n,
+      r15: 0n,
+      rip: 0n,
+      rflags: 2n,
+      ...entry.regs,
+    };
+    const current = vcpu.getSregs();
+    const sregs: SpecialRegs = { ...current, ...entry.sregs };
+    vcpu.setSregs(sregs);
+    vcpu.setRegs(regs);
+  }
+
+  #load(image: Uint8Array, load: () => LoadResult): LoadResult {
+    this.#checkOpen();
+    if (!(image instanceof Uint8Array)) {
+      throw new MachineConfigError(`the image must be a Uint8Array (or Buffer), got ${typeof image}`);
+    }
+    const result = load();
+    this.applyEntry(result.entry);
+    return result;
+  }
+
+  // ---- running ----
+
+  /** Runs vCPU 0 on the calling thread until the guest stops or a limit is reached. */
+  runSync(limits: RunLimits = {}): RunResult {
+    this.#beginRun();
+    try {
+      this.lastResult = this.loop.runSync(this.vcpu(0).backend, limits);
+      return this.lastResult;
+    } finally {
+      this.#running = false;
+    }
+  }
+
+  /**
+   * Runs vCPU 0 in slices, serving the event loop between them (timers, stdin, other I/O keep
+   * working). On KVM a guest that never exits cannot be sliced yet: see README "Known gaps".
+   */
+  async run(limits: RunLimits = {}): Promise<RunResult> {
+    this.#beginRun();
+    try {
+      this.lastResult = await this.loop.run(this.vcpu(0).backend, limits);
+      return this.lastResult;
+    } finally {
+      this.#running = false;
+    }
+  }
+
+  get running(): boolean {
+    return this.#running;
+  }
+
+  /** Ends the current run with reason "stopped" (at the next exit; the vCPU is kicked). No-op when idle. */
+  stop(): void {
+    if (!this.#running) return;
+    this.#pendingStop ??= { reason: "stopped", message: "stopped by the host" };
+    for (const v of this.#vcpus) v.backend.kick();
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const d of this.#devices) (d as { close?: () => void }).close?.();
+    void this.#watchdog?.close();
+    this.loop.watchdog = undefined;
+    for (const v of this.#vcpus) v.backend.close();
+    this.backend.close();
+  }
+
+  #beginRun(): void {
+    this.#checkOpen();
+    if (this.#running) throw new VmmError("the machine is already running");
+    this.#running = true;
+  }
+
+  /** Problems that limit what runs can do (e.g. no watchdog: KVM runs cannot be interrupted). */
+  readonly warnings: string[] = [];
+
+  /**
+   * For backends whose run() blocks until the guest exits (KVM): how a watchdog thread kicks vCPU 0
+   * (bounding timeouts and async slices) and how to tell a final in-kernel HLT. Called by
+   * createMachine; the backend's own crossThreadKick()/isHalted() win over the derived ones.
+   */
+  async setupBlockingEntry(vcpuFdsBefore: Set<number> = new Set()): Promise<void> {
+    const v = this.vcpu(0).backend;
+    let target = v.crossThreadKick?.();
+    let halted = v.isHalted ? () => v.isHalted!() : undefined;
+    if (this.backend.kind === "kvm" && (!target || !halted)) {
+      const assist = await kvmAssist(v, vcpuFdsBefore);
+      target ??= assist?.crossThreadKick();
+      halted ??= assist?.isHalted;
+    }
+    this.#kickTarget = target;
+    this.#isHalted = halted;
+    if (this.backend.kind === "kvm" && !target) {
+      this.warnings.push(
+        "KVM runs cannot be interrupted here (no cross-thread kick: the addon binding is needed); timeouts and async slices only act between exits",
+      );
+    }
+    if (target) {
+      // started now and checked, so that a broken watchdog is a warning here, not a hang later
+      const w = new Watchdog(target);
+      try {
+        await w.ready();
+        this.#watchdog = w;
+        this.loop.watchdog = w;
+      } catch (e) {
+        void w.close();
+        this.#kickTarget = undefined;
+        this.warnings.push(
+          `the KVM watchdog thread failed (${e instanceof Error ? e.message : String(e)}); runs cannot be interrupted`,
+        );
+      }
+    }
+  }
+
+  /** whether runs on this machine can be bounded while the guest never exits */
+  get canInterruptEntry(): boolean {
+    return this.#kickTarget !== undefined || this.backend.kind === "soft";
+  }
+
+  #haltedForGood(): boolean {
+    if (!this.#isHalted?.()) return false;
+    return (this.vcpu(0).getRegs().rflags & RFLAGS_IF) === 0n;
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new VmmError("the machine is closed");
+  }
+
+  #requestStop(req: StopRequest): void {
+    let stop: StopRun;
+    if (req.reason === "debug-exit") {
+      stop = {
+        reason: "debug-exit",
+        exitCode: req.code,
+        message: `guest wrote debug-exit, code ${req.code}`,
+      };
+    } else if (req.reason === "reset") {
+      stop = { reason: "reset", message: "guest requested a reset" };
+    } else {
+      stop = { reason: "poweroff", message: "guest powered off" };
+    }
+    this.#pendingStop ??= stop;
+  }
+
+  #afterExit(exit: VmExit, vcpu: number): void {
+    const index = this.#exitIndex++;
+    if (this.#events.has("exit")) {
+      this.#events.emit("exit", exit, { vcpu, index, unhandled: this.#env.lastAccessUnhandled });
+    }
+    this.#env.lastAccessUnhandled = false;
+  }
+
+  /** Calls poll() of the devices whose deadline has come. */
+  #service(): void {
+    if (this.#polled.length === 0) return;
+    const now = this.clock.nowNs();
+    if (now < this.#nextDeadline) return;
+    let next = Number.POSITIVE_INFINITY;
+    for (const p of this.#polled) {
+      if (p.deadline <= now) {
+        const wait = p.device.poll!(now);
+        p.deadline = wait === undefined ? Number.POSITIVE_INFINITY : now + Math.max(0, wait);
+      }
+      if (p.deadline < next) next = p.deadline;
+    }
+    this.#nextDeadline = next;
+  }
+
+  /**
+   * HLT: with interrupts disabled (or no timer that could wake the guest) the halt is final.
+   * Otherwise guest time jumps to the next device deadline and the guest resumes.
+   */
+  #idle(): boolean {
+    const regs = this.vcpu(0).getRegs();
+    if ((regs.rflags & RFLAGS_IF) === 0n) return false;
+    this.#service();
+    if (!Number.isFinite(this.#nextDeadline)) return false;
+    this.clock.advanceTo(this.#nextDeadline);
+    this.#service();
+    return true;
+  }
+}
+
+function checkOptions(opts: MachineOptions): { memoryMiB: number; vcpus: number } {
+  const memoryMiB = opts.memoryMiB ?? 64;
+  if (!Number.isInteger(memoryMiB) || memoryMiB < 1 || memoryMiB > MAX_MEMORY_MIB) {
+    throw new MachineConfigError(
+      `memoryMiB must be an integer 1-${MAX_MEMORY_MIB}, got ${String(opts.memoryMiB)}`,
+    );
+  }
+  const vcpus = opts.vcpus ?? 1;
+  if (!Number.isInteger(vcpus) || vcpus < 1) {
+    throw new MachineConfigError(`vcpus must be a positive integer, got ${String(opts.vcpus)}`);
+  }
+  if (vcpus > 1) {
+    throw new MachineConfigError(
+      `vcpus: ${vcpus} requested, but only 1 vCPU is supported so far (SMP is on the roadmap)`,
+    );
+  }
+  return { memoryMiB, vcpus };
+}
+
+/** Creates a machine on the requested backend ("auto": KVM when usable, else soft; see backendInfo). */
+export async function createMachine(opts: MachineOptions = {}): Promise<Machine> {
+  const { memoryMiB, vcpus } = checkOptions(opts);
+  const pic = new I8259Pair();
+  const { backend, info } = await openBackend(opts.backend ?? "auto", {
+    memoryBytes: memoryMiB * 1024 * 1024,
+    interruptController: pic,
+  });
+  const platform = (opts.platformDevices ?? true) && backend.kind === "soft";
+  const fdsBefore = backend.kind === "kvm" ? vcpuFds(0) : new Set<number>();
+  try {
+    const vm = new Machine(backend, info, {
+      vcpus,
+      strict: opts.strict ?? false,
+      ...(platform ? { pic } : {}),
+    });
+    await vm.setupBlockingEntry(fdsBefore);
+    return vm;
+  } catch (e) {
+    backend.close();
+    throw e;
+  }
+}

@@ -1,0 +1,69 @@
+// The standard PC devices a guest expects, with their usual ports and IRQs: COM1, the debug
+// console, isa-debug-exit, POST, CMOS/RTC, i8042, fw_cfg, and on the soft backend the i8254 PIT
+// (KVM emulates the PIT and PICs in the kernel). What `nodevmm run` attaches.
+
+import {
+  type ByteOutput,
+  CmosRtc,
+  DebugConsole,
+  DebugExit,
+  FwCfg,
+  I8042,
+  I8254,
+  PostPort,
+  Uart16550,
+} from "../devices/index.js";
+import type { Machine } from "./machine.js";
+
+export interface PcDeviceOptions {
+  /** COM1 output; default: discard */
+  serial?: ByteOutput;
+  /** port 0xE9 output; default: discard */
+  debugcon?: ByteOutput;
+  /** fw_cfg's kernel command line */
+  cmdline?: string;
+  /** called when COM1's receive FIFO has room again after receive() refused bytes */
+  onSerialInputSpace?: () => void;
+}
+
+export interface PcDevices {
+  uart: Uart16550;
+  debugcon: DebugConsole;
+  debugExit: DebugExit;
+  post: PostPort;
+  cmos: CmosRtc;
+  i8042: I8042;
+  fwCfg: FwCfg;
+  /** soft backend only */
+  pit?: I8254;
+}
+
+export function addPcDevices(vm: Machine, opts: PcDeviceOptions = {}): PcDevices {
+  const ramBytes = vm.memory.size;
+  const uart = vm.addDevice(
+    new Uart16550({
+      base: 0x3f8,
+      irq: 4,
+      ...(opts.serial ? { output: opts.serial } : {}),
+      ...(opts.onSerialInputSpace ? { onInputSpace: opts.onSerialInputSpace } : {}),
+    }),
+  );
+  const debugcon = vm.addDevice(
+    new DebugConsole({ port: 0xe9, ...(opts.debugcon ? { output: opts.debugcon } : {}) }),
+  );
+  const debugExit = vm.addDevice(new DebugExit({ port: 0xf4 }));
+  const post = vm.addDevice(new PostPort({ port: 0x80 }));
+  const cmos = vm.addDevice(new CmosRtc({ memoryBytes: ramBytes, cpus: vm.vcpuCount }));
+  const i8042 = vm.addDevice(new I8042());
+  const fwCfg = vm.addDevice(
+    new FwCfg({
+      ramBytes,
+      cpus: vm.vcpuCount,
+      ...(opts.cmdline !== undefined ? { cmdline: opts.cmdline } : {}),
+      dmaMemory: { read: (gpa, len) => vm.memory.read(gpa, len), write: (gpa, b) => vm.memory.write(gpa, b) },
+    }),
+  );
+  const devices: PcDevices = { uart, debugcon, debugExit, post, cmos, i8042, fwCfg };
+  if (vm.backend.kind === "soft") devices.pit = vm.addDevice(new I8254({ base: 0x40, irq: 0 }));
+  return devices;
+}

@@ -1,0 +1,118 @@
+// A vCPU as users see it: registers, a QEMU-style dump, page-table translation and disassembly at
+// RIP, the same on both backends because everything is derived from Regs/SpecialRegs.
+
+import { type DisassembledInstruction, disassemble, formatDisassembly } from "../inspect/disasm.js";
+import { type DumpOptions, formatRegisters } from "../inspect/dump.js";
+import { bitSet } from "../inspect/flags.js";
+import { type DescriptorEntry, formatDescriptors, listDescriptors } from "../inspect/gdt.js";
+import { type Translation, walkPageTables } from "../inspect/pagewalk.js";
+import { cpuMode, modeBitness } from "../inspect/segments.js";
+import type { VcpuBackend } from "./backend.js";
+import type { GuestMemory } from "./memory.js";
+import type { Regs, SpecialRegs } from "./regs.js";
+
+export class Vcpu {
+  constructor(
+    readonly backend: VcpuBackend,
+    readonly memory: GuestMemory,
+  ) {}
+
+  get index(): number {
+    return this.backend.index;
+  }
+  getRegs(): Regs {
+    return this.backend.getRegs();
+  }
+  setRegs(regs: Regs): void {
+    this.backend.setRegs(regs);
+  }
+  getSregs(): SpecialRegs {
+    return this.backend.getSregs();
+  }
+  setSregs(sregs: SpecialRegs): void {
+    this.backend.setSregs(sregs);
+  }
+  getMsr(index: number): bigint | undefined {
+    return this.backend.getMsr(index);
+  }
+  setMsr(index: number, value: bigint): void {
+    this.backend.setMsr(index, value);
+  }
+
+  /** Registers in QEMU's `info registers` layout plus decoded flags and control registers. */
+  dump(opts?: DumpOptions): string {
+    return formatRegisters(this.getRegs(), this.getSregs(), opts);
+  }
+
+  /** Walks the guest's page tables for a guest-virtual (linear) address. */
+  translate(gva: bigint | number): Translation {
+    return walkPageTables(this.memory, this.getSregs(), BigInt(gva));
+  }
+
+  /** Guest-linear address of the next instruction (CS.base + RIP, masked to the mode). */
+  linearRip(): bigint {
+    const regs = this.getRegs();
+    const sregs = this.getSregs();
+    const mode = cpuMode(sregs, regs.rflags);
+    if (mode === "long") return regs.rip;
+    const ip =
+      mode === "real" || mode === "virtual-8086" || mode === "protected-16" ? regs.rip & 0xffffn : regs.rip;
+    return BigInt.asUintN(32, sregs.cs.base + ip);
+  }
+
+  /**
+   * Disassembles `count` instructions at RIP (read through the page tables). Stops where the code
+   * leaves RAM or an unmapped page.
+   */
+  disassemble(count = 8): DisassembledInstruction[] {
+    const regs = this.getRegs();
+    const sregs = this.getSregs();
+    const bitness = modeBitness(cpuMode(sregs, regs.rflags));
+    const bytes = this.#readLinear(this.linearRip(), count * 15);
+    return disassemble(bytes, regs.rip, bitness, count);
+  }
+
+  /** The GDT's descriptors, decoded (read as guest-physical: loaders identity-map their GDT). */
+  gdtEntries(maxEntries = 32): DescriptorEntry[] {
+    const s = this.getSregs();
+    return listDescriptors(this.memory, s.gdt, bitSet(s.efer, 10), maxEntries);
+  }
+
+  /** dump() followed by the code at RIP, for crash reports. */
+  report(count = 4): string {
+    let code: string;
+    try {
+      const list = this.disassemble(count);
+      code = list.length ? formatDisassembly(list) : "(no code readable at RIP)";
+    } catch (e) {
+      code = `(cannot disassemble: ${e instanceof Error ? e.message : String(e)})`;
+    }
+    let gdt: string;
+    try {
+      gdt = formatDescriptors(this.gdtEntries(16)) || "(empty)";
+    } catch (e) {
+      gdt = `(unreadable: ${e instanceof Error ? e.message : String(e)})`;
+    }
+    return `${this.dump()}GDT entries:\n${gdt}\nCode at RIP:\n${code}\n`;
+  }
+
+  /** Reads up to `length` bytes of guest-linear memory, stopping at the first unreadable byte. */
+  #readLinear(linear: bigint, length: number): Uint8Array {
+    const out: number[] = [];
+    let addr = linear;
+    while (out.length < length) {
+      const t = this.translate(addr);
+      if (t.physical === undefined) break;
+      const pageLeft = 4096 - Number(t.physical & 0xfffn);
+      const n = Math.min(pageLeft, length - out.length);
+      const region = this.memory.find(Number(t.physical), 1);
+      if (!region) break;
+      const off = Number(t.physical) - region.guestPhysAddr;
+      const chunk = region.bytes.subarray(off, Math.min(off + n, region.bytes.length));
+      out.push(...chunk);
+      if (chunk.length < n) break;
+      addr += BigInt(n);
+    }
+    return Uint8Array.from(out);
+  }
+}

@@ -1,0 +1,109 @@
+// A watchdog thread that kicks a vCPU out of KVM_RUN at a deadline. The main thread is blocked
+// inside KVM_RUN while the guest runs, so its own timers cannot fire; the addon's kick() is
+// callable from any thread (it signals the thread in KVM_RUN), so a worker holding the vCPU fd ends
+// the run as an "intr" exit. Deadlines travel through shared memory; no message per entry.
+
+import { Worker } from "node:worker_threads";
+
+// CommonJS source of the worker: waits on the shared sequence word until the deadline, then kicks.
+const WORKER_SOURCE = `
+const { workerData, parentPort } = require("node:worker_threads");
+const addon = require(workerData.addonPath);
+if (typeof addon.kick !== "function") throw new Error(workerData.addonPath + " has no kick()");
+parentPort.postMessage("ready");
+const ctrl = new Int32Array(workerData.shared, 0, 2);
+const deadline = new Float64Array(workerData.shared, 8, 1);
+const now = () => performance.timeOrigin + performance.now();
+for (;;) {
+  if (Atomics.load(ctrl, 1) !== 0) break;
+  const seq = Atomics.load(ctrl, 0);
+  const d = deadline[0];
+  if (d > 0 && now() >= d) {
+    try {
+      addon.kick(workerData.vcpuFd);
+    } catch (e) {
+      parentPort.postMessage("kick failed: " + (e && e.message));
+    }
+    parentPort.postMessage("kick");
+    // wait for the next arm (or quit) rather than kicking again for the same deadline
+    Atomics.wait(ctrl, 0, seq);
+    continue;
+  }
+  Atomics.wait(ctrl, 0, seq, d > 0 ? Math.max(0.05, d - now()) : undefined);
+}
+`;
+
+export interface KickTarget {
+  addonPath: string;
+  vcpuFd: number;
+}
+
+export class Watchdog {
+  readonly #shared = new SharedArrayBuffer(16);
+  readonly #ctrl = new Int32Array(this.#shared, 0, 2);
+  readonly #deadline = new Float64Array(this.#shared, 8, 1);
+  readonly #worker: Worker;
+  /** kicks the worker has delivered (counted as their messages arrive) */
+  kicks = 0;
+  /** the last problem the worker reported (failed start or kick) */
+  lastError: string | undefined;
+  readonly #ready: Promise<void>;
+
+  constructor(target: KickTarget) {
+    this.#worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { shared: this.#shared, addonPath: target.addonPath, vcpuFd: target.vcpuFd },
+    });
+    let readyResolve: () => void = () => {};
+    let readyReject: (e: Error) => void = () => {};
+    this.#ready = new Promise<void>((resolve, reject) => {
+      readyResolve = resolve;
+      readyReject = reject;
+    });
+    this.#worker.on("message", (m: string) => {
+      if (m === "ready") readyResolve();
+      else if (m === "kick") this.kicks++;
+      else this.lastError = m;
+    });
+    // a failing watchdog only loses timeouts; the run itself goes on
+    this.#worker.on("error", (e) => {
+      this.lastError = e.message;
+      readyReject(e);
+    });
+    this.#worker.on("exit", () => readyReject(new Error(this.lastError ?? "the watchdog thread exited")));
+    this.#worker.unref();
+  }
+
+  /** Resolves once the thread has loaded the addon; rejects if it cannot (or takes over `ms`). */
+  async ready(ms = 10_000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`the watchdog thread did not start within ${ms} ms`)), ms);
+    });
+    try {
+      await Promise.race([this.#ready, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Kick at this absolute time (performance.timeOrigin + performance.now() milliseconds). */
+  arm(deadlineMs: number): void {
+    this.#deadline[0] = deadlineMs;
+    Atomics.add(this.#ctrl, 0, 1);
+    Atomics.notify(this.#ctrl, 0);
+  }
+
+  disarm(): void {
+    this.arm(0);
+  }
+
+  async close(): Promise<void> {
+    Atomics.store(this.#ctrl, 1, 1);
+    Atomics.add(this.#ctrl, 0, 1);
+    Atomics.notify(this.#ctrl, 0);
+    await this.#worker.terminate();
+  }
+}
+
+export const absoluteNow = (): number => performance.timeOrigin + performance.now();

@@ -1,0 +1,118 @@
+// Moving guest state between the VMCS guest-state area and the interpreter: loaded by VM entry,
+// saved by VM exit (SDM 26.3.2, 27.3). General registers other than RSP are not in the VMCS: they
+// stay in the processor across exits, where the host (hypervisor) saves and restores them.
+
+import { type GuestCpu, Seg } from "../cpu/guest-cpu.js";
+import { EntryCtl, ExitCtl } from "./constants.js";
+import { F } from "./fields.js";
+import { type VmcsData, vmcsGet, vmcsGet32, vmcsSet } from "./vmcs.js";
+
+const SEGS: readonly [Seg, number, number, number, number][] = [
+  [Seg.ES, F.GUEST_ES_SELECTOR, F.GUEST_ES_BASE, F.GUEST_ES_LIMIT, F.GUEST_ES_AR_BYTES],
+  [Seg.CS, F.GUEST_CS_SELECTOR, F.GUEST_CS_BASE, F.GUEST_CS_LIMIT, F.GUEST_CS_AR_BYTES],
+  [Seg.SS, F.GUEST_SS_SELECTOR, F.GUEST_SS_BASE, F.GUEST_SS_LIMIT, F.GUEST_SS_AR_BYTES],
+  [Seg.DS, F.GUEST_DS_SELECTOR, F.GUEST_DS_BASE, F.GUEST_DS_LIMIT, F.GUEST_DS_AR_BYTES],
+  [Seg.FS, F.GUEST_FS_SELECTOR, F.GUEST_FS_BASE, F.GUEST_FS_LIMIT, F.GUEST_FS_AR_BYTES],
+  [Seg.GS, F.GUEST_GS_SELECTOR, F.GUEST_GS_BASE, F.GUEST_GS_LIMIT, F.GUEST_GS_AR_BYTES],
+  [Seg.LDTR, F.GUEST_LDTR_SELECTOR, F.GUEST_LDTR_BASE, F.GUEST_LDTR_LIMIT, F.GUEST_LDTR_AR_BYTES],
+  [Seg.TR, F.GUEST_TR_SELECTOR, F.GUEST_TR_BASE, F.GUEST_TR_LIMIT, F.GUEST_TR_AR_BYTES],
+];
+
+const EFER_LME = 1n << 8n;
+const EFER_LMA = 1n << 10n;
+
+/**
+ * CR0/CR4 as the interpreter sees them: bits owned by the host (set in the guest/host mask) read as
+ * the read shadow, which is what guest reads must return. The interpreter has no notion of masks,
+ * so the VMX layer keeps the true host-owned bits in the VMCS and re-merges them at exit.
+ */
+const guestView = (actual: bigint, mask: bigint, shadow: bigint): bigint =>
+  (actual & ~mask) | (shadow & mask);
+
+export function loadGuestState(cpu: GuestCpu, v: VmcsData): void {
+  const entry = vmcsGet32(v, F.VM_ENTRY_CONTROLS);
+  cpu.setControl(
+    "cr0",
+    guestView(vmcsGet(v, F.GUEST_CR0), vmcsGet(v, F.CR0_GUEST_HOST_MASK), vmcsGet(v, F.CR0_READ_SHADOW)),
+  );
+  cpu.setControl(
+    "cr4",
+    guestView(vmcsGet(v, F.GUEST_CR4), vmcsGet(v, F.CR4_GUEST_HOST_MASK), vmcsGet(v, F.CR4_READ_SHADOW)),
+  );
+  cpu.setControl("cr3", vmcsGet(v, F.GUEST_CR3));
+  if (entry & EntryCtl.LOAD_DEBUG) {
+    cpu.setControl("dr7", vmcsGet(v, F.GUEST_DR7));
+    cpu.setControl("debugctl", vmcsGet(v, F.GUEST_IA32_DEBUGCTL));
+  }
+  if (entry & EntryCtl.LOAD_EFER) {
+    cpu.setControl("efer", vmcsGet(v, F.GUEST_IA32_EFER));
+  } else {
+    // without "load IA32_EFER", LMA and LME follow the IA-32e mode guest control (SDM 26.3.2.1)
+    const ia32e = (entry & EntryCtl.IA32E_MODE) !== 0;
+    const efer = cpu.getControl("efer") & ~(EFER_LMA | EFER_LME);
+    cpu.setControl("efer", ia32e ? efer | EFER_LMA | EFER_LME : efer);
+  }
+  if (entry & EntryCtl.LOAD_PAT) cpu.setControl("pat", vmcsGet(v, F.GUEST_IA32_PAT));
+  cpu.setControl("sysenter_cs", vmcsGet(v, F.GUEST_SYSENTER_CS));
+  cpu.setControl("sysenter_esp", vmcsGet(v, F.GUEST_SYSENTER_ESP));
+  cpu.setControl("sysenter_eip", vmcsGet(v, F.GUEST_SYSENTER_EIP));
+  for (const [seg, sel, base, limit, ar] of SEGS) {
+    cpu.setSegment(seg, {
+      selector: vmcsGet32(v, sel),
+      base: vmcsGet(v, base),
+      limit: vmcsGet32(v, limit),
+      ar: vmcsGet32(v, ar),
+    });
+  }
+  cpu.setGdtr({ base: vmcsGet(v, F.GUEST_GDTR_BASE), limit: vmcsGet32(v, F.GUEST_GDTR_LIMIT) });
+  cpu.setIdtr({ base: vmcsGet(v, F.GUEST_IDTR_BASE), limit: vmcsGet32(v, F.GUEST_IDTR_LIMIT) });
+  cpu.setGpr(4, vmcsGet(v, F.GUEST_RSP));
+  cpu.setRip(vmcsGet(v, F.GUEST_RIP));
+  cpu.setRflags(vmcsGet(v, F.GUEST_RFLAGS));
+  cpu.interruptibility = vmcsGet32(v, F.GUEST_INTERRUPTIBILITY_INFO);
+  cpu.activity = vmcsGet32(v, F.GUEST_ACTIVITY_STATE);
+}
+
+export function saveGuestState(cpu: GuestCpu, v: VmcsData): void {
+  const exit = vmcsGet32(v, F.VM_EXIT_CONTROLS);
+  const cr0Mask = vmcsGet(v, F.CR0_GUEST_HOST_MASK);
+  const cr4Mask = vmcsGet(v, F.CR4_GUEST_HOST_MASK);
+  vmcsSet(v, F.GUEST_CR0, (cpu.getControl("cr0") & ~cr0Mask) | (vmcsGet(v, F.GUEST_CR0) & cr0Mask));
+  vmcsSet(v, F.GUEST_CR4, (cpu.getControl("cr4") & ~cr4Mask) | (vmcsGet(v, F.GUEST_CR4) & cr4Mask));
+  vmcsSet(v, F.GUEST_CR3, cpu.getControl("cr3"));
+  if (exit & ExitCtl.SAVE_DEBUG) {
+    vmcsSet(v, F.GUEST_DR7, cpu.getControl("dr7"));
+    vmcsSet(v, F.GUEST_IA32_DEBUGCTL, cpu.getControl("debugctl"));
+  }
+  const efer = cpu.getControl("efer");
+  if (exit & ExitCtl.SAVE_EFER) vmcsSet(v, F.GUEST_IA32_EFER, efer);
+  if (exit & ExitCtl.SAVE_PAT) vmcsSet(v, F.GUEST_IA32_PAT, cpu.getControl("pat"));
+  // IA32_VMX_MISC bit 5: the IA-32e mode guest entry control records EFER.LMA on every exit
+  const entry = vmcsGet32(v, F.VM_ENTRY_CONTROLS);
+  vmcsSet(
+    v,
+    F.VM_ENTRY_CONTROLS,
+    efer & EFER_LMA ? entry | EntryCtl.IA32E_MODE : entry & ~EntryCtl.IA32E_MODE,
+  );
+  vmcsSet(v, F.GUEST_SYSENTER_CS, cpu.getControl("sysenter_cs"));
+  vmcsSet(v, F.GUEST_SYSENTER_ESP, cpu.getControl("sysenter_esp"));
+  vmcsSet(v, F.GUEST_SYSENTER_EIP, cpu.getControl("sysenter_eip"));
+  for (const [seg, sel, base, limit, ar] of SEGS) {
+    const s = cpu.getSegment(seg);
+    vmcsSet(v, sel, s.selector);
+    vmcsSet(v, base, s.base);
+    vmcsSet(v, limit, s.limit);
+    vmcsSet(v, ar, s.ar);
+  }
+  const gdtr = cpu.getGdtr();
+  const idtr = cpu.getIdtr();
+  vmcsSet(v, F.GUEST_GDTR_BASE, gdtr.base);
+  vmcsSet(v, F.GUEST_GDTR_LIMIT, gdtr.limit);
+  vmcsSet(v, F.GUEST_IDTR_BASE, idtr.base);
+  vmcsSet(v, F.GUEST_IDTR_LIMIT, idtr.limit);
+  vmcsSet(v, F.GUEST_RSP, cpu.getGpr(4));
+  vmcsSet(v, F.GUEST_RIP, cpu.getRip());
+  vmcsSet(v, F.GUEST_RFLAGS, cpu.getRflags());
+  vmcsSet(v, F.GUEST_INTERRUPTIBILITY_INFO, cpu.interruptibility);
+  vmcsSet(v, F.GUEST_ACTIVITY_STATE, cpu.activity);
+}

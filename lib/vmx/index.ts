@@ -1,0 +1,10 @@
+export * from "./capabilities.js";
+export * from "./constants.js";
+export { checkControls, checkGuestState, checkHostState } from "./entry-checks.js";
+export * from "./ept.js";
+export * from "./ept-builder.js";
+export * from "./errors.js";
+export * from "./fields.js";
+export * from "./host-memory.js";
+export type { MmioAccess, MmioCompletion, PendingExit } from "./nonroot.js";
+export * from "./processor.js";

@@ -1,0 +1,436 @@
+// VMX non-root operation: the NonRootHooks the interpreter consults, answered from the VM-execution
+// controls of the current VMCS. A hook that decides "exit" records the exit (reason, qualification,
+// instruction length/info, addresses, interruption info) for the processor to complete.
+
+import {
+  Access,
+  type CrAccess,
+  EventType,
+  EXIT,
+  type InstructionContext,
+  type IoInfo,
+  MMIO,
+  type NonRootHooks,
+  type PageMapping,
+} from "../cpu/hooks.js";
+import { ExitReason, Pin, Proc, Proc2 } from "./constants.js";
+import { EPT_EXEC, EPT_MISCONFIG, EPT_OK, EPT_READ, EPT_WRITE, eptWalk } from "./ept.js";
+import { F } from "./fields.js";
+import type { HostMemory } from "./host-memory.js";
+import { type VmcsData, vmcsGet, vmcsGet32 } from "./vmcs.js";
+
+export interface PendingExit {
+  reason: number;
+  qualification: bigint;
+  instructionLength: number;
+  instructionInfo: number;
+  guestLinear?: number;
+  guestPhysical?: number;
+  intrInfo?: number;
+  intrError?: number;
+}
+
+/** What the host needs to emulate an MMIO access (stands in for the instruction decoding real
+ * hypervisors do after an EPT violation). */
+export interface MmioAccess {
+  gpa: number;
+  size: number;
+  write: boolean;
+  /** value written (bits 31:0 and 63:32) */
+  lo: number;
+  hi: number;
+}
+
+export interface MmioCompletion {
+  gpa: number;
+  size: number;
+  write: boolean;
+  value: number;
+}
+
+/** State of the processor that non-root operation consults or updates. */
+export interface NonRootHost {
+  readonly memory: HostMemory;
+  mmioAccess: MmioAccess | undefined;
+  readonly mmioCompletions: MmioCompletion[];
+}
+
+const EXCEPTION_TYPES = new Set<number>([
+  EventType.HardwareException,
+  EventType.PrivilegedSoftwareException,
+  EventType.SoftwareException,
+]);
+
+const OTHER_REASONS = {
+  monitor: ExitReason.Monitor,
+  mwait: ExitReason.Mwait,
+  pause: ExitReason.Pause,
+  wbinvd: ExitReason.Wbinvd,
+  invd: ExitReason.Invd,
+  xsetbv: ExitReason.Xsetbv,
+  rdrand: ExitReason.Rdrand,
+  rdseed: ExitReason.Rdseed,
+  getsec: ExitReason.Getsec,
+} as const;
+
+const VMX_REASONS = {
+  vmcall: ExitReason.Vmcall,
+  vmclear: ExitReason.Vmclear,
+  vmlaunch: ExitReason.Vmlaunch,
+  vmptrld: ExitReason.Vmptrld,
+  vmptrst: ExitReason.Vmptrst,
+  vmread: ExitReason.Vmread,
+  vmresume: ExitReason.Vmresume,
+  vmwrite: ExitReason.Vmwrite,
+  vmxoff: ExitReason.Vmxoff,
+  vmxon: ExitReason.Vmxon,
+  invept: ExitReason.Invept,
+  invvpid: ExitReason.Invvpid,
+  vmfunc: ExitReason.Vmfunc,
+} as const;
+
+const DT_INFO = { sgdt: 0, sidt: 1, lgdt: 2, lidt: 3, sldt: 0, str: 1, lldt: 2, ltr: 3 } as const;
+
+export class NonRootOperation implements NonRootHooks {
+  pending: PendingExit | null = null;
+  readonly pin: number;
+  readonly proc: number;
+  readonly proc2: number;
+  readonly #exceptionBitmap: number;
+  readonly #pfMask: number;
+  readonly #pfMatch: number;
+  readonly #cr3Targets: bigint[];
+  readonly #cr0Mask: bigint;
+  readonly #cr4Mask: bigint;
+  readonly #cr0Shadow: bigint;
+  readonly #cr4Shadow: bigint;
+  readonly #ioA: number;
+  readonly #ioB: number;
+  readonly #msrBitmap: number;
+  readonly #eptp: bigint;
+  /** retired-instruction count at VM entry (MTF fires once an instruction has retired) */
+  retiredAtEntry = 0;
+  readonly #retired: () => number;
+
+  constructor(
+    readonly host: NonRootHost,
+    v: VmcsData,
+    retired: () => number,
+  ) {
+    this.pin = vmcsGet32(v, F.PIN_BASED_VM_EXEC_CONTROL);
+    this.proc = vmcsGet32(v, F.CPU_BASED_VM_EXEC_CONTROL);
+    this.proc2 = this.proc & Proc.SECONDARY ? vmcsGet32(v, F.SECONDARY_VM_EXEC_CONTROL) : 0;
+    this.#exceptionBitmap = vmcsGet32(v, F.EXCEPTION_BITMAP);
+    this.#pfMask = vmcsGet32(v, F.PAGE_FAULT_ERROR_CODE_MASK);
+    this.#pfMatch = vmcsGet32(v, F.PAGE_FAULT_ERROR_CODE_MATCH);
+    const n = vmcsGet32(v, F.CR3_TARGET_COUNT);
+    this.#cr3Targets = [F.CR3_TARGET_VALUE0, F.CR3_TARGET_VALUE1, F.CR3_TARGET_VALUE2, F.CR3_TARGET_VALUE3]
+      .slice(0, n)
+      .map((f) => vmcsGet(v, f));
+    this.#cr0Mask = vmcsGet(v, F.CR0_GUEST_HOST_MASK);
+    this.#cr4Mask = vmcsGet(v, F.CR4_GUEST_HOST_MASK);
+    this.#cr0Shadow = vmcsGet(v, F.CR0_READ_SHADOW);
+    this.#cr4Shadow = vmcsGet(v, F.CR4_READ_SHADOW);
+    this.#ioA = Number(vmcsGet(v, F.IO_BITMAP_A));
+    this.#ioB = Number(vmcsGet(v, F.IO_BITMAP_B));
+    this.#msrBitmap = Number(vmcsGet(v, F.MSR_BITMAP));
+    this.#eptp = vmcsGet(v, F.EPT_POINTER);
+    this.#retired = retired;
+  }
+
+  #exit(
+    reason: number,
+    ctx?: InstructionContext,
+    qualification = 0n,
+    extra: Partial<PendingExit> = {},
+  ): true {
+    this.pending = {
+      reason,
+      qualification,
+      instructionLength: ctx?.length ?? 0,
+      instructionInfo: 0,
+      ...extra,
+    };
+    return true;
+  }
+
+  get eptEnabled(): boolean {
+    return (this.proc2 & Proc2.EPT) !== 0;
+  }
+
+  mapPage(
+    gpa: number,
+    access: Access,
+    linear: number,
+    pagingStructure: boolean,
+  ): PageMapping | typeof MMIO | typeof EXIT {
+    const mem = this.host.memory;
+    const page = gpa - (gpa % 4096);
+    if (!this.eptEnabled) {
+      // without EPT, guest-physical addresses are host-physical
+      const loc = mem.resolve(page);
+      return loc ? { bytes: loc.bytes, offset: loc.offset, writable: true, executable: true } : MMIO;
+    }
+    const need = access === Access.Write ? EPT_WRITE : access === Access.Execute ? EPT_EXEC : EPT_READ;
+    const walk = eptWalk(mem, this.#eptp, page, need);
+    if (walk.status === EPT_OK) {
+      const loc = mem.resolve(walk.hpa);
+      if (loc) {
+        return {
+          bytes: loc.bytes,
+          offset: loc.offset,
+          writable: (walk.permissions & EPT_WRITE) !== 0,
+          executable: (walk.permissions & EPT_EXEC) !== 0,
+        };
+      }
+      return MMIO;
+    }
+    if (walk.status === EPT_MISCONFIG) {
+      return this.#exit(ExitReason.EptMisconfig, undefined, 0n, { guestPhysical: gpa }) && EXIT;
+    }
+    // data accesses go through mmio() so the exit carries the access itself; fetches and the
+    // guest's own paging-structure reads exit here
+    if (access !== Access.Execute && !pagingStructure) return MMIO;
+    this.#eptViolation(gpa, access, walk.permissions, linear, pagingStructure);
+    return EXIT;
+  }
+
+  #eptViolation(
+    gpa: number,
+    access: Access,
+    permissions: number,
+    linear: number,
+    pagingStructure: boolean,
+  ): void {
+    const accessBits = access === Access.Write ? 2 : access === Access.Execute ? 4 : 1;
+    const linearValid = !Number.isNaN(linear);
+    let q = accessBits | (permissions << 3);
+    if (linearValid) q |= 1 << 7;
+    if (linearValid && !pagingStructure) q |= 1 << 8;
+    this.#exit(ExitReason.EptViolation, undefined, BigInt(q), {
+      guestPhysical: gpa,
+      ...(linearValid ? { guestLinear: linear } : {}),
+    });
+  }
+
+  mmio(
+    gpa: number,
+    size: number,
+    write: boolean,
+    lo: number,
+    hi: number,
+    linear: number,
+  ): number | typeof EXIT {
+    const queue = this.host.mmioCompletions;
+    const head = queue[0];
+    if (head && head.gpa === gpa && head.size === size && head.write === write) {
+      queue.shift();
+      return write ? 0 : head.value;
+    }
+    if (!this.eptEnabled) {
+      // no EPT: nothing decodes the access; unbacked host-physical reads float high
+      return write ? 0 : size >= 4 ? 0xffffffff : (1 << (size * 8)) - 1;
+    }
+    const walk = eptWalk(this.host.memory, this.#eptp, gpa - (gpa % 4096), write ? EPT_WRITE : EPT_READ);
+    this.host.mmioAccess = { gpa, size, write, lo: lo >>> 0, hi: hi >>> 0 };
+    this.#eptViolation(gpa, write ? Access.Write : Access.Read, walk.permissions, linear, false);
+    return EXIT;
+  }
+
+  io(info: IoInfo, ctx: InstructionContext): boolean {
+    let exits: boolean;
+    if (this.proc & Proc.USE_IO_BITMAPS) {
+      exits = false;
+      for (let p = info.port; p < info.port + info.size; p++) {
+        if (p > 0xffff || this.#bit(p < 0x8000 ? this.#ioA : this.#ioB, p & 0x7fff)) {
+          exits = true;
+          break;
+        }
+      }
+    } else {
+      exits = (this.proc & Proc.UNCOND_IO) !== 0;
+    }
+    if (!exits) return false;
+    const q =
+      (info.size - 1) |
+      (info.in ? 8 : 0) |
+      (info.string ? 16 : 0) |
+      (info.rep ? 32 : 0) |
+      (info.immediate ? 64 : 0) |
+      (info.port << 16);
+    return this.#exit(ExitReason.Io, ctx, BigInt(q >>> 0), info.string ? { guestLinear: Number.NaN } : {});
+  }
+
+  #bit(base: number, index: number): boolean {
+    return ((this.host.memory.readU8(base + (index >>> 3)) >>> (index & 7)) & 1) === 1;
+  }
+
+  #msrExits(index: number, write: boolean): boolean {
+    if (!(this.proc & Proc.USE_MSR_BITMAPS)) return true;
+    let offset: number;
+    if (index >= 0 && index <= 0x1fff) offset = 0;
+    else if (index >= 0xc0000000 && index <= 0xc0001fff) offset = 0x400;
+    else return true;
+    return this.#bit(this.#msrBitmap + offset + (write ? 0x800 : 0), index & 0x1fff);
+  }
+
+  hlt(ctx: InstructionContext): boolean {
+    return (this.proc & Proc.HLT) !== 0 && this.#exit(ExitReason.Hlt, ctx);
+  }
+  cpuid(_leaf: number, _subleaf: number, ctx: InstructionContext): boolean {
+    return this.#exit(ExitReason.Cpuid, ctx);
+  }
+  rdmsr(index: number, ctx: InstructionContext): boolean {
+    return this.#msrExits(index >>> 0, false) && this.#exit(ExitReason.Rdmsr, ctx);
+  }
+  wrmsr(index: number, _value: bigint, ctx: InstructionContext): boolean {
+    return this.#msrExits(index >>> 0, true) && this.#exit(ExitReason.Wrmsr, ctx);
+  }
+  rdtsc(rdtscp: boolean, ctx: InstructionContext): boolean {
+    if (!(this.proc & Proc.RDTSC)) return false;
+    return this.#exit(rdtscp ? ExitReason.Rdtscp : ExitReason.Rdtsc, ctx);
+  }
+  rdpmc(ctx: InstructionContext): boolean {
+    return (this.proc & Proc.RDPMC) !== 0 && this.#exit(ExitReason.Rdpmc, ctx);
+  }
+  invlpg(linear: number, ctx: InstructionContext): boolean {
+    return (this.proc & Proc.INVLPG) !== 0 && this.#exit(ExitReason.Invlpg, ctx, BigInt(linear));
+  }
+
+  crAccess(a: CrAccess, ctx: InstructionContext): boolean {
+    let exits = false;
+    let q = 0;
+    switch (a.type) {
+      case "mov-to":
+        q = a.cr | (a.gpr << 8);
+        if (a.cr === 0) exits = ((a.value ^ this.#cr0Shadow) & this.#cr0Mask) !== 0n;
+        else if (a.cr === 4) exits = ((a.value ^ this.#cr4Shadow) & this.#cr4Mask) !== 0n;
+        else if (a.cr === 3) exits = (this.proc & Proc.CR3_LOAD) !== 0 && !this.#cr3Targets.includes(a.value);
+        else if (a.cr === 8) exits = (this.proc & Proc.CR8_LOAD) !== 0;
+        break;
+      case "mov-from":
+        q = a.cr | (1 << 4) | (a.gpr << 8);
+        if (a.cr === 3) exits = (this.proc & Proc.CR3_STORE) !== 0;
+        else if (a.cr === 8) exits = (this.proc & Proc.CR8_STORE) !== 0;
+        break;
+      case "clts":
+        q = 0 | (2 << 4);
+        exits = (this.#cr0Mask & 8n) !== 0n && (this.#cr0Shadow & 8n) !== 0n;
+        break;
+      case "lmsw": {
+        q = 0 | (3 << 4) | (a.memoryOperand ? 1 << 6 : 0) | ((a.source & 0xffff) << 16);
+        const mask = this.#cr0Mask & 0xfn;
+        const src = BigInt(a.source & 0xf);
+        // LMSW cannot clear PE, so a host-owned PE only exits when the guest tries to set it
+        const peExit = (mask & 1n) !== 0n && (src & 1n) !== 0n && (this.#cr0Shadow & 1n) === 0n;
+        exits = peExit || ((src ^ this.#cr0Shadow) & mask & 0xen) !== 0n;
+        break;
+      }
+    }
+    if (!exits) return false;
+    const linear =
+      a.type === "lmsw" && a.memoryOperand && a.linear !== undefined ? { guestLinear: a.linear } : {};
+    return this.#exit(ExitReason.CrAccess, ctx, BigInt(q >>> 0), linear);
+  }
+
+  drAccess(dr: number, toDr: boolean, gpr: number, ctx: InstructionContext): boolean {
+    if (!(this.proc & Proc.MOV_DR)) return false;
+    return this.#exit(ExitReason.DrAccess, ctx, BigInt(dr | (toDr ? 0 : 1 << 4) | (gpr << 8)));
+  }
+
+  other(instruction: keyof typeof OTHER_REASONS, ctx: InstructionContext): boolean {
+    let exits: boolean;
+    switch (instruction) {
+      case "monitor":
+        exits = (this.proc & Proc.MONITOR) !== 0;
+        break;
+      case "mwait":
+        exits = (this.proc & Proc.MWAIT) !== 0;
+        break;
+      case "pause":
+        exits = (this.proc & Proc.PAUSE) !== 0;
+        break;
+      case "wbinvd":
+        exits = (this.proc2 & Proc2.WBINVD) !== 0;
+        break;
+      case "rdrand":
+        exits = (this.proc2 & Proc2.RDRAND) !== 0;
+        break;
+      case "rdseed":
+        exits = (this.proc2 & Proc2.RDSEED) !== 0;
+        break;
+      default:
+        // INVD, XSETBV and GETSEC exit unconditionally in VMX non-root operation
+        exits = true;
+    }
+    return exits && this.#exit(OTHER_REASONS[instruction], ctx);
+  }
+
+  descriptorTable(instruction: keyof typeof DT_INFO, ctx: InstructionContext): boolean {
+    if (!(this.proc2 & Proc2.DESC_TABLE)) return false;
+    const gdt = instruction.endsWith("dt");
+    // instruction information bits 29:28 give the identity (SDM table 27-10/27-11)
+    return this.#exit(gdt ? ExitReason.GdtrIdtr : ExitReason.LdtrTr, ctx, 0n, {
+      instructionInfo: DT_INFO[instruction] << 28,
+    });
+  }
+
+  vmxInstruction(instruction: keyof typeof VMX_REASONS, ctx: InstructionContext): boolean {
+    return this.#exit(VMX_REASONS[instruction], ctx);
+  }
+
+  event(
+    vector: number,
+    type: EventType,
+    errorCode: number | undefined,
+    cr2: number | undefined,
+    ctx: InstructionContext,
+  ): boolean {
+    let exits = false;
+    if (type === EventType.Nmi) exits = (this.pin & Pin.NMI_EXITING) !== 0;
+    else if (type === EventType.External) exits = (this.pin & Pin.EXTERNAL_INTERRUPT) !== 0;
+    else if (EXCEPTION_TYPES.has(type) && vector < 32 && (this.#exceptionBitmap >>> vector) & 1) {
+      exits = vector !== 14 || ((errorCode ?? 0) & this.#pfMask) === this.#pfMatch;
+    } else if (EXCEPTION_TYPES.has(type) && vector === 14 && !((this.#exceptionBitmap >>> 14) & 1)) {
+      // bit 14 clear: #PF exits exactly when the error code does NOT match
+      exits = ((errorCode ?? 0) & this.#pfMask) !== this.#pfMatch;
+    }
+    if (!exits) return false;
+    if (type === EventType.External) {
+      return this.#exit(ExitReason.ExternalInterrupt, undefined);
+    }
+    const hasCode = errorCode !== undefined;
+    const info = (vector | (type << 8) | (hasCode ? 1 << 11 : 0) | 0x80000000) >>> 0;
+    const software = type === EventType.SoftwareException || type === EventType.PrivilegedSoftwareException;
+    return this.#exit(
+      ExitReason.ExceptionNmi,
+      software ? ctx : undefined,
+      vector === 14 ? BigInt(cr2 ?? 0) : 0n,
+      {
+        intrInfo: info,
+        ...(hasCode ? { intrError: errorCode } : {}),
+      },
+    );
+  }
+
+  tripleFault(): boolean {
+    return this.#exit(ExitReason.TripleFault);
+  }
+
+  boundary(interruptible: boolean): boolean {
+    if (this.proc & Proc.MONITOR_TRAP_FLAG && this.#retired() > this.retiredAtEntry) {
+      return this.#exit(ExitReason.MonitorTrapFlag);
+    }
+    if (this.proc & Proc.NMI_WINDOW && this.nmiUnblocked()) return this.#exit(ExitReason.NmiWindow);
+    if (this.proc & Proc.INTERRUPT_WINDOW && interruptible) return this.#exit(ExitReason.InterruptWindow);
+    return false;
+  }
+
+  /** set by the processor from the guest's interruptibility state */
+  nmiUnblocked: () => boolean = () => true;
+
+  /** exits the processor records itself (preemption timer, pending external interrupt/NMI, window at entry) */
+  record(reason: number, extra: Partial<PendingExit> = {}): void {
+    this.#exit(reason, undefined, 0n, extra);
+  }
+}

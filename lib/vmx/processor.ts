@@ -1,0 +1,448 @@
+// A logical processor with VMX: VMXON/VMXOFF, VMPTRLD/VMPTRST/VMCLEAR, VMREAD/VMWRITE,
+// VMLAUNCH/VMRESUME, INVEPT/INVVPID, with the architectural outcomes (SDM Vol. 3C ch. 30-31).
+// VM entry runs the interpreter in non-root operation until a VM exit, then returns to the caller
+// (the host) with host state loaded, exactly where a hypervisor would continue at HOST_RIP.
+
+import type { GuestCpu } from "../cpu/guest-cpu.js";
+import { type EventType, StopReason } from "../cpu/hooks.js";
+import { CAPABILITY_MSRS, MAXPHYADDR, PREEMPTION_TIMER_RATE, VMCS_REVISION_ID } from "./capabilities.js";
+import { EXIT_REASON_ENTRY_FAILURE, ExitCtl, ExitReason, IntrType, Pin, Proc, Proc2 } from "./constants.js";
+import { checkControls, checkGuestState, checkHostState } from "./entry-checks.js";
+import { VmxError, VmxFaultError, VmxInstructionError } from "./errors.js";
+import { F, resolveField } from "./fields.js";
+import { loadGuestState, saveGuestState } from "./guest-state.js";
+import type { HostMemory } from "./host-memory.js";
+import { type MmioAccess, type MmioCompletion, NonRootOperation, type PendingExit } from "./nonroot.js";
+import { LaunchState, VmcsData, vmcsGet, vmcsGet32, vmcsSet } from "./vmcs.js";
+
+/** The INTR line as the processor sees it (the emulated PIC satisfies this). */
+export interface InterruptSource {
+  hasInterrupt(): boolean;
+  acknowledge(): number;
+}
+
+/** The guest ran into a state no event can leave (HLT with nothing that could wake it). */
+export class VmxDeadlockError extends Error {
+  override name = "VmxDeadlockError";
+}
+
+/** Host state loaded at VM exit (the TypeScript host continues after vmlaunch/vmresume). */
+export interface HostState {
+  cr0: bigint;
+  cr3: bigint;
+  cr4: bigint;
+  rsp: bigint;
+  rip: bigint;
+  efer?: bigint;
+  pat?: bigint;
+  /** MSRs loaded from the VM-exit MSR-load list */
+  msrs: Map<number, bigint>;
+}
+
+const CHUNK = 1 << 16;
+const PHYS_LIMIT = 2 ** MAXPHYADDR;
+
+export interface LogicalProcessorOptions {
+  memory: HostMemory;
+  cpu: GuestCpu;
+  interrupts?: InterruptSource;
+  id?: number;
+}
+
+export class LogicalProcessor {
+  readonly memory: HostMemory;
+  readonly cpu: GuestCpu;
+  readonly id: number;
+  interrupts: InterruptSource | undefined;
+  /** an NMI is pending on the processor's NMI pin */
+  nmiPending = false;
+  /** RFLAGS arithmetic flags as the last VMX instruction left them (CF=1 fail-invalid, ZF=1 fail-valid) */
+  rflags = 0x2;
+  hostState: HostState | undefined;
+  /** the MMIO access behind the last EPT-violation exit, for the host's emulation */
+  mmioAccess: MmioAccess | undefined;
+  /** completions the host queued for the next entry (see completeMmio) */
+  readonly mmioCompletions: MmioCompletion[] = [];
+
+  #vmxon: number | null = null;
+  #current: VmcsData | null = null;
+  #lastEntered: VmcsData | null = null;
+  /** VMCS regions launched in this VMX session (VMXOFF ends it): VMRESUME of another is error 6 */
+  readonly #launchedHere = new Set<number>();
+  /** TSC ticks spent halted (the TSC is retired instructions plus idle time) */
+  #idle = 0;
+
+  constructor(opts: LogicalProcessorOptions) {
+    this.memory = opts.memory;
+    this.cpu = opts.cpu;
+    this.interrupts = opts.interrupts;
+    this.id = opts.id ?? 0;
+  }
+
+  get inVmxOperation(): boolean {
+    return this.#vmxon !== null;
+  }
+  /** the time-stamp counter of this processor */
+  get tsc(): number {
+    return this.cpu.retired + this.#idle;
+  }
+
+  /** RDMSR of a VMX capability MSR (undefined for any other index). */
+  readMsr(index: number): bigint | undefined {
+    return CAPABILITY_MSRS.get(index);
+  }
+
+  // --- outcomes ---------------------------------------------------------------------------------
+  #succeed(): void {
+    this.rflags = 0x2;
+  }
+  #failInvalid(instruction: string, detail?: string): never {
+    this.rflags = 0x3;
+    throw new VmxInstructionError(instruction, "VMfailInvalid", 0, detail);
+  }
+  #fail(instruction: string, error: number, detail?: string): never {
+    if (!this.#current) this.#failInvalid(instruction, detail);
+    this.rflags = 0x42;
+    vmcsSet(this.#current, F.VM_INSTRUCTION_ERROR, error);
+    throw new VmxInstructionError(instruction, "VMfailValid", error, detail);
+  }
+  #requireVmx(instruction: string): void {
+    if (this.#vmxon === null) throw new VmxFaultError(instruction, "#UD", "not in VMX operation");
+  }
+  #addressOk(hpa: number): boolean {
+    return (
+      Number.isSafeInteger(hpa) &&
+      hpa >= 0 &&
+      hpa % 4096 === 0 &&
+      hpa < PHYS_LIMIT &&
+      this.memory.isBacked(hpa, 4096)
+    );
+  }
+
+  // --- VMXON / VMXOFF -----------------------------------------------------------------------------
+  vmxon(hpa: number): void {
+    if (this.#vmxon !== null) this.#fail("VMXON", VmxError.VmxonInRoot);
+    if (!this.#addressOk(hpa)) this.#failInvalid("VMXON", `bad VMXON region address 0x${hpa.toString(16)}`);
+    if ((this.memory.readU32(hpa) & 0x7fffffff) !== VMCS_REVISION_ID || this.memory.readU32(hpa) >>> 31) {
+      this.#failInvalid("VMXON", "VMXON region revision identifier does not match IA32_VMX_BASIC");
+    }
+    this.#vmxon = hpa;
+    this.#current = null;
+    this.#succeed();
+  }
+
+  vmxoff(): void {
+    this.#requireVmx("VMXOFF");
+    // software should VMCLEAR first; the cached copy is written back so nothing is silently lost
+    if (this.#current) this.#current.flush(this.memory);
+    this.#current = null;
+    this.#lastEntered = null;
+    this.#launchedHere.clear();
+    this.#vmxon = null;
+    this.#succeed();
+  }
+
+  // --- VMCS pointer instructions ------------------------------------------------------------------
+  vmptrld(hpa: number): void {
+    this.#requireVmx("VMPTRLD");
+    if (!this.#addressOk(hpa)) this.#fail("VMPTRLD", VmxError.VmptrldInvalidAddress, `0x${hpa.toString(16)}`);
+    if (hpa === this.#vmxon) this.#fail("VMPTRLD", VmxError.VmptrldVmxonPointer);
+    const rev = this.memory.readU32(hpa);
+    if ((rev & 0x7fffffff) !== VMCS_REVISION_ID || rev >>> 31) {
+      this.#fail(
+        "VMPTRLD",
+        VmxError.VmptrldBadRevision,
+        `region has 0x${(rev >>> 0).toString(16)}, expected 0x${VMCS_REVISION_ID.toString(16)}`,
+      );
+    }
+    if (this.#current?.address !== hpa) {
+      // only the current VMCS is cached: switching writes the previous one back
+      this.#current?.flush(this.memory);
+      this.#current = VmcsData.load(this.memory, hpa);
+    }
+    this.#succeed();
+  }
+
+  /** VMPTRST: the current-VMCS pointer, all-ones when there is none. */
+  vmptrst(): bigint {
+    this.#requireVmx("VMPTRST");
+    this.#succeed();
+    return this.#current ? BigInt(this.#current.address) : 0xffffffffffffffffn;
+  }
+
+  vmclear(hpa: number): void {
+    this.#requireVmx("VMCLEAR");
+    if (!this.#addressOk(hpa)) this.#fail("VMCLEAR", VmxError.VmclearInvalidAddress, `0x${hpa.toString(16)}`);
+    if (hpa === this.#vmxon) this.#fail("VMCLEAR", VmxError.VmclearVmxonPointer);
+    if (this.#current?.address === hpa) {
+      this.#current.launchState = LaunchState.Clear;
+      this.#current.flush(this.memory);
+      this.#current = null;
+    } else {
+      this.memory.writeU32(hpa + 8, LaunchState.Clear);
+    }
+    if (this.#lastEntered?.address === hpa) this.#lastEntered = null;
+    this.#launchedHere.delete(hpa);
+    this.#succeed();
+  }
+
+  // --- VMREAD / VMWRITE ---------------------------------------------------------------------------
+  vmread(encoding: number | bigint): bigint {
+    this.#requireVmx("VMREAD");
+    if (!this.#current) this.#failInvalid("VMREAD");
+    const r = resolveField(encoding);
+    if (!r) this.#fail("VMREAD", VmxError.UnsupportedComponent, `encoding 0x${encoding.toString(16)}`);
+    this.#succeed();
+    return this.#current.read(r);
+  }
+
+  vmwrite(encoding: number | bigint, value: bigint | number): void {
+    this.#requireVmx("VMWRITE");
+    if (!this.#current) this.#failInvalid("VMWRITE");
+    const r = resolveField(encoding);
+    if (!r) this.#fail("VMWRITE", VmxError.UnsupportedComponent, `encoding 0x${encoding.toString(16)}`);
+    if (r.info.readOnly) this.#fail("VMWRITE", VmxError.WriteReadOnly, r.info.name);
+    this.#current.write(r, BigInt.asUintN(64, typeof value === "number" ? BigInt(value) : value));
+    this.#succeed();
+  }
+
+  // --- INVEPT / INVVPID ---------------------------------------------------------------------------
+  /** type 1 single-context, 2 all-context. */
+  invept(type: number): void {
+    this.#requireVmx("INVEPT");
+    if (type !== 1 && type !== 2) this.#fail("INVEPT", VmxError.InvalidInvOperand, `type ${type}`);
+    this.cpu.flushTlb();
+    this.#succeed();
+  }
+  /** type 0 individual-address, 1 single-context, 2 all-context, 3 single-context-retaining-globals. */
+  invvpid(type: number, vpid = 1): void {
+    this.#requireVmx("INVVPID");
+    if (type < 0 || type > 3 || (type !== 2 && vpid === 0)) this.#fail("INVVPID", VmxError.InvalidInvOperand);
+    this.cpu.flushTlb();
+    this.#succeed();
+  }
+
+  // --- MMIO completion ----------------------------------------------------------------------------
+  /** Queues the result of an MMIO access the host emulated; the re-executed instruction consumes it. */
+  completeMmio(completion: MmioCompletion): void {
+    this.mmioCompletions.push(completion);
+  }
+
+  // --- VM entry -----------------------------------------------------------------------------------
+  /** VMLAUNCH: returns the exit-reason field of the VM exit that ended non-root operation. */
+  vmlaunch(): number {
+    return this.#enter(true);
+  }
+  /** VMRESUME: returns the exit-reason field of the VM exit that ended non-root operation. */
+  vmresume(): number {
+    return this.#enter(false);
+  }
+
+  #enter(launch: boolean): number {
+    const name = launch ? "VMLAUNCH" : "VMRESUME";
+    this.#requireVmx(name);
+    const v = this.#current;
+    if (!v) this.#failInvalid(name);
+    if (launch && v.launchState !== LaunchState.Clear) this.#fail(name, VmxError.VmlaunchNonClear);
+    if (!launch && v.launchState !== LaunchState.Launched) this.#fail(name, VmxError.VmresumeNonLaunched);
+    if (!launch && !this.#launchedHere.has(v.address)) this.#fail(name, VmxError.VmresumeAfterVmxoff);
+    const controls = checkControls(v);
+    if (controls.kind === "vmfail") this.#fail(name, controls.error, controls.rule);
+    const hostCheck = checkHostState(v);
+    if (hostCheck.kind === "vmfail") this.#fail(name, hostCheck.error, hostCheck.rule);
+    this.#succeed();
+    const guestCheck = checkGuestState(v);
+    if (guestCheck.kind === "guest") {
+      return this.#entryFailure(v, ExitReason.InvalidGuestState, guestCheck.qualification, guestCheck.rule);
+    }
+    const msrFail = this.#loadEntryMsrs(v);
+    if (msrFail)
+      return this.#entryFailure(v, ExitReason.MsrLoading, msrFail, "VM-entry MSR-load list entry rejected");
+    if (launch) {
+      v.launchState = LaunchState.Launched;
+      this.#launchedHere.add(v.address);
+    }
+    return this.#runGuest(v);
+  }
+
+  /** why the last entry failed (for diagnostics; hardware only reports the reason number) */
+  lastEntryFailure: string | undefined;
+
+  #entryFailure(v: VmcsData, reason: number, qualification: number, rule: string): number {
+    this.lastEntryFailure = rule;
+    const field = (reason | EXIT_REASON_ENTRY_FAILURE) >>> 0;
+    vmcsSet(v, F.VM_EXIT_REASON, field);
+    vmcsSet(v, F.EXIT_QUALIFICATION, BigInt(qualification));
+    vmcsSet(v, F.VM_EXIT_INTR_INFO, 0);
+    vmcsSet(v, F.VM_EXIT_INSTRUCTION_LEN, 0);
+    this.#loadHostState(v);
+    return field;
+  }
+
+  #loadEntryMsrs(v: VmcsData): number {
+    const n = vmcsGet32(v, F.VM_ENTRY_MSR_LOAD_COUNT);
+    const base = Number(vmcsGet(v, F.VM_ENTRY_MSR_LOAD_ADDR));
+    for (let i = 0; i < n; i++) {
+      const at = base + i * 16;
+      if (!this.memory.isBacked(at, 16)) return i + 1;
+      const index = this.memory.readU32(at);
+      if (this.memory.readU32(at + 4) !== 0 || !this.cpu.setMsr(index, this.memory.readU64(at + 8)))
+        return i + 1;
+    }
+    return 0;
+  }
+
+  #runGuest(v: VmcsData): number {
+    const cpu = this.cpu;
+    this.lastEntryFailure = undefined;
+    const nr = new NonRootOperation(this, v, () => this.cpu.retired);
+    const vpid = (nr.proc2 & Proc2.VPID) !== 0;
+    if (!vpid || this.#lastEntered !== v) cpu.flushTlb();
+    this.#lastEntered = v;
+    loadGuestState(cpu, v);
+    cpu.hooks = nr;
+    nr.retiredAtEntry = cpu.retired;
+    nr.nmiUnblocked = () => (cpu.interruptibility & 0xa) === 0;
+    this.mmioAccess = undefined;
+
+    let idtVectoring = 0;
+    let idtError: number | undefined;
+    const info = vmcsGet32(v, F.VM_ENTRY_INTR_INFO_FIELD);
+    if (info & 0x80000000) {
+      const type = (info >>> 8) & 7;
+      const code = info & (1 << 11) ? vmcsGet32(v, F.VM_ENTRY_EXCEPTION_ERROR_CODE) : undefined;
+      cpu.activity = 0;
+      const stop = cpu.deliverEvent(
+        info & 0xff,
+        type as EventType,
+        code,
+        vmcsGet32(v, F.VM_ENTRY_INSTRUCTION_LEN),
+      );
+      if (nr.pending) {
+        // the exit interrupted the injected event's delivery: report it as IDT vectoring
+        idtVectoring = info & 0x80000fff;
+        idtError = code;
+      } else if (stop === StopReason.Shutdown) nr.record(ExitReason.TripleFault);
+      if (type === IntrType.Nmi) cpu.interruptibility |= 8;
+    }
+
+    const timerOn = (nr.pin & Pin.PREEMPTION_TIMER) !== 0;
+    const deadline = this.tsc + vmcsGet32(v, F.VMX_PREEMPTION_TIMER_VALUE) * 2 ** PREEMPTION_TIMER_RATE;
+    cpu.windowRequests = nr.proc & (Proc.INTERRUPT_WINDOW | Proc.NMI_WINDOW | Proc.MONITOR_TRAP_FLAG) ? 1 : 0;
+
+    while (!nr.pending) {
+      if (timerOn && this.tsc >= deadline) {
+        nr.record(ExitReason.PreemptionTimer);
+        break;
+      }
+      if (nr.pin & Pin.NMI_EXITING && this.nmiPending && nr.nmiUnblocked()) {
+        this.nmiPending = false;
+        nr.record(ExitReason.ExceptionNmi, { intrInfo: (2 | (IntrType.Nmi << 8) | 0x80000000) >>> 0 });
+        break;
+      }
+      const intr = this.interrupts;
+      if (nr.pin & Pin.EXTERNAL_INTERRUPT && intr?.hasInterrupt() && !(cpu.interruptibility & 3)) {
+        const ack = (vmcsGet32(v, F.VM_EXIT_CONTROLS) & ExitCtl.ACK_INTR_ON_EXIT) !== 0;
+        nr.record(
+          ExitReason.ExternalInterrupt,
+          ack ? { intrInfo: (intr.acknowledge() | 0x80000000) >>> 0 } : {},
+        );
+        break;
+      }
+      const interruptible = (cpu.getRflags() & 0x200n) !== 0n && (cpu.interruptibility & 3) === 0;
+      if (cpu.windowRequests && cpu.activity === 0 && nr.boundary(interruptible)) break;
+      if (cpu.activity === 1) {
+        if (!(nr.pin & Pin.EXTERNAL_INTERRUPT) && intr?.hasInterrupt() && interruptible) {
+          cpu.activity = 0;
+          cpu.deliverEvent(intr.acknowledge(), IntrType.External as number as EventType, undefined, 0);
+          continue;
+        }
+        if (nr.proc & Proc.INTERRUPT_WINDOW && interruptible) {
+          nr.record(ExitReason.InterruptWindow);
+          break;
+        }
+        if (timerOn) {
+          this.#idle += deadline - this.tsc;
+          continue;
+        }
+        cpu.hooks = null;
+        throw new VmxDeadlockError("guest halted (HLT not exiting) with no event that could wake it");
+      }
+      if (cpu.activity === 2) {
+        nr.record(ExitReason.TripleFault);
+        break;
+      }
+      const budget = timerOn ? Math.min(CHUNK, deadline - this.tsc) : CHUNK;
+      const stop = cpu.run(budget);
+      if (stop === StopReason.Shutdown && !nr.pending) nr.record(ExitReason.TripleFault);
+      if (stop === StopReason.Halted && cpu.activity === 0) cpu.activity = 1;
+    }
+    this.#completeExit(
+      v,
+      nr.pending!,
+      timerOn ? Math.max(0, deadline - this.tsc) : 0,
+      idtVectoring,
+      idtError,
+    );
+    return vmcsGet32(v, F.VM_EXIT_REASON);
+  }
+
+  #completeExit(
+    v: VmcsData,
+    p: PendingExit,
+    timerLeft: number,
+    idtVectoring: number,
+    idtError?: number,
+  ): void {
+    const cpu = this.cpu;
+    saveGuestState(cpu, v);
+    const exitCtl = vmcsGet32(v, F.VM_EXIT_CONTROLS);
+    if (exitCtl & ExitCtl.SAVE_PREEMPTION_TIMER) {
+      vmcsSet(v, F.VMX_PREEMPTION_TIMER_VALUE, Math.floor(timerLeft / 2 ** PREEMPTION_TIMER_RATE));
+    }
+    vmcsSet(v, F.VM_EXIT_REASON, p.reason);
+    vmcsSet(v, F.EXIT_QUALIFICATION, p.qualification);
+    vmcsSet(v, F.VM_EXIT_INSTRUCTION_LEN, p.instructionLength);
+    vmcsSet(v, F.VMX_INSTRUCTION_INFO, p.instructionInfo);
+    vmcsSet(v, F.VM_EXIT_INTR_INFO, p.intrInfo ?? 0);
+    vmcsSet(v, F.VM_EXIT_INTR_ERROR_CODE, p.intrError ?? 0);
+    vmcsSet(v, F.IDT_VECTORING_INFO_FIELD, idtVectoring);
+    vmcsSet(v, F.IDT_VECTORING_ERROR_CODE, idtError ?? 0);
+    if (p.guestLinear !== undefined && !Number.isNaN(p.guestLinear))
+      vmcsSet(v, F.GUEST_LINEAR_ADDRESS, p.guestLinear);
+    if (p.guestPhysical !== undefined) vmcsSet(v, F.GUEST_PHYSICAL_ADDRESS, p.guestPhysical);
+    // every VM exit clears the valid bit of the VM-entry interruption-information field
+    vmcsSet(v, F.VM_ENTRY_INTR_INFO_FIELD, vmcsGet32(v, F.VM_ENTRY_INTR_INFO_FIELD) & 0x7fffffff);
+    const n = vmcsGet32(v, F.VM_EXIT_MSR_STORE_COUNT);
+    const base = Number(vmcsGet(v, F.VM_EXIT_MSR_STORE_ADDR));
+    for (let i = 0; i < n; i++) {
+      const at = base + i * 16;
+      if (this.memory.isBacked(at, 16))
+        this.memory.writeU64(at + 8, cpu.getMsr(this.memory.readU32(at)) ?? 0n);
+    }
+    cpu.hooks = null;
+    cpu.windowRequests = 0;
+    this.#loadHostState(v);
+  }
+
+  #loadHostState(v: VmcsData): void {
+    const exitCtl = vmcsGet32(v, F.VM_EXIT_CONTROLS);
+    const msrs = new Map<number, bigint>();
+    const n = vmcsGet32(v, F.VM_EXIT_MSR_LOAD_COUNT);
+    const base = Number(vmcsGet(v, F.VM_EXIT_MSR_LOAD_ADDR));
+    for (let i = 0; i < n; i++) {
+      const at = base + i * 16;
+      if (this.memory.isBacked(at, 16)) msrs.set(this.memory.readU32(at), this.memory.readU64(at + 8));
+    }
+    this.hostState = {
+      cr0: vmcsGet(v, F.HOST_CR0),
+      cr3: vmcsGet(v, F.HOST_CR3),
+      cr4: vmcsGet(v, F.HOST_CR4),
+      rsp: vmcsGet(v, F.HOST_RSP),
+      rip: vmcsGet(v, F.HOST_RIP),
+      ...(exitCtl & ExitCtl.LOAD_EFER ? { efer: vmcsGet(v, F.HOST_IA32_EFER) } : {}),
+      ...(exitCtl & ExitCtl.LOAD_PAT ? { pat: vmcsGet(v, F.HOST_IA32_PAT) } : {}),
+      msrs,
+    };
+  }
+}

@@ -1,0 +1,98 @@
+// A VMCS as the logical processor holds it while it is current, and its region in host-physical
+// memory. Region layout: bytes 0-3 revision id (bit 31 shadow indicator), 4-7 VMX-abort indicator,
+// 8-11 launch state (ours), then one 8-byte slot per field of the table from byte 16. While a VMCS
+// is current the processor works on a cached copy (as hardware may); VMCLEAR writes it back.
+
+import { FIELDS, type FieldInfo, FieldWidth, type ResolvedField } from "./fields.js";
+import type { HostMemory } from "./host-memory.js";
+
+export const REVISION_OFFSET = 0;
+export const ABORT_OFFSET = 4;
+export const LAUNCH_STATE_OFFSET = 8;
+export const DATA_OFFSET = 16;
+
+export const enum LaunchState {
+  Clear = 0,
+  Launched = 1,
+}
+
+const MASK: Record<FieldWidth, bigint> = {
+  [FieldWidth.W16]: 0xffffn,
+  [FieldWidth.W32]: 0xffffffffn,
+  [FieldWidth.W64]: 0xffffffffffffffffn,
+  [FieldWidth.Natural]: 0xffffffffffffffffn,
+};
+
+/** The cached contents of one VMCS: field values by slot, plus its launch state. */
+export class VmcsData {
+  readonly lo = new Uint32Array(FIELDS.length);
+  readonly hi = new Uint32Array(FIELDS.length);
+  launchState: LaunchState = LaunchState.Clear;
+
+  constructor(readonly address: number) {}
+
+  get(f: FieldInfo): bigint {
+    const hi = this.hi[f.slot]!;
+    return hi === 0 ? BigInt(this.lo[f.slot]!) : (BigInt(hi) << 32n) | BigInt(this.lo[f.slot]!);
+  }
+  /** fast path for fields of at most 32 bits */
+  get32(f: FieldInfo): number {
+    return this.lo[f.slot]!;
+  }
+  set(f: FieldInfo, value: bigint): void {
+    const v = value & MASK[f.width];
+    this.lo[f.slot] = Number(v & 0xffffffffn);
+    this.hi[f.slot] = Number(v >> 32n);
+  }
+
+  /** VMREAD semantics for a resolved access. */
+  read(r: ResolvedField): bigint {
+    return r.high ? BigInt(this.hi[r.info.slot]!) : this.get(r.info);
+  }
+  /** VMWRITE semantics: the value is truncated to the field's width; a high access sets bits 63:32. */
+  write(r: ResolvedField, value: bigint): void {
+    if (r.high) this.hi[r.info.slot] = Number(value & 0xffffffffn);
+    else this.set(r.info, value);
+  }
+
+  /** Writes the cached data and launch state into the region (VMCLEAR). */
+  flush(mem: HostMemory): void {
+    mem.writeU32(this.address + LAUNCH_STATE_OFFSET, this.launchState);
+    for (let i = 0; i < FIELDS.length; i++) {
+      mem.writeU32(this.address + DATA_OFFSET + i * 8, this.lo[i]!);
+      mem.writeU32(this.address + DATA_OFFSET + i * 8 + 4, this.hi[i]!);
+    }
+  }
+
+  /** Reads a VMCS from its region (VMPTRLD). */
+  static load(mem: HostMemory, address: number): VmcsData {
+    const d = new VmcsData(address);
+    d.launchState =
+      mem.readU32(address + LAUNCH_STATE_OFFSET) === 1 ? LaunchState.Launched : LaunchState.Clear;
+    for (let i = 0; i < FIELDS.length; i++) {
+      d.lo[i] = mem.readU32(address + DATA_OFFSET + i * 8);
+      d.hi[i] = mem.readU32(address + DATA_OFFSET + i * 8 + 4);
+    }
+    return d;
+  }
+}
+
+// dense by encoding: entries and exits touch ~150 fields, so no hashing on that path
+const SLOT: (FieldInfo | undefined)[] = [];
+for (const f of FIELDS) SLOT[f.encoding] = f;
+const slotOf = (encoding: number): FieldInfo => {
+  const f = SLOT[encoding];
+  if (!f) throw new RangeError(`no VMCS field 0x${encoding.toString(16)}`);
+  return f;
+};
+
+/** Processor-internal access by encoding (the processor itself is not bound by read-only-ness). */
+export function vmcsGet(d: VmcsData, encoding: number): bigint {
+  return d.get(slotOf(encoding));
+}
+export function vmcsGet32(d: VmcsData, encoding: number): number {
+  return d.get32(slotOf(encoding));
+}
+export function vmcsSet(d: VmcsData, encoding: number, value: bigint | number): void {
+  d.set(slotOf(encoding), typeof value === "number" ? BigInt(value < 0 ? value >>> 0 : value) : value);
+}

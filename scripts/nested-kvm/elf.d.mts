@@ -1,0 +1,1 @@
+export function elfLinkage(buf: Buffer): "static" | "dynamic" | "not-elf";

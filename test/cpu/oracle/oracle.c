@@ -1,0 +1,156 @@
+/* The host CPU as a correctness oracle for the x86 interpreter (see test/cpu/differential.test.ts).
+ * Reads fixed-size oracle_request records from stdin, runs each case's code in user mode on the real
+ * processor from the given state, and writes one oracle_response per request to stdout. A fault in
+ * the case's code is caught by a signal handler and reported as its vector (the kernel's trapno), with
+ * the register state at the faulting instruction, as the interpreter reports an exception it would
+ * deliver. A request's `bits` selects 64-bit mode or compatibility mode (a far jump to the 32-bit
+ * user code segment 0x23; the case returns through a far jump to a 64-bit trampoline). Linux x86-64
+ * only. */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "oracle.h"
+
+/* offset in the code page of the 64-bit jump back to oracle_exit used by compatibility-mode cases */
+#define ORACLE_TRAMPOLINE 0x800
+
+#if !defined(__x86_64__) || !defined(__linux__)
+#error "the CPU oracle runs x86-64 code natively on Linux"
+#endif
+
+/* Shared with oracle-entry.S. */
+__attribute__((visibility("hidden"))) struct oracle_state oracle_out;
+__attribute__((visibility("hidden"))) uint64_t oracle_host_rsp;
+/* m16:32 far pointer used by oracle_run to enter the case's code */
+__attribute__((visibility("hidden"))) struct __attribute__((packed)) {
+  uint32_t offset;
+  uint16_t selector;
+} oracle_far_entry = {ORACLE_CODE_ADDR, 0x33};
+int oracle_run(const struct oracle_state *in);
+void oracle_exit(void);
+void oracle_recover(void);
+
+static volatile int fault_vector;
+static volatile uint64_t fault_error;
+
+static const int greg_of_gpr[16] = {REG_RAX, REG_RCX, REG_RDX, REG_RBX, REG_RSP, REG_RBP,
+                                    REG_RSI, REG_RDI, REG_R8,  REG_R9,  REG_R10, REG_R11,
+                                    REG_R12, REG_R13, REG_R14, REG_R15};
+
+static void on_fault(int sig, siginfo_t *info, void *ctx) {
+  (void)info;
+  ucontext_t *uc = ctx;
+  greg_t *g = uc->uc_mcontext.gregs;
+  uint64_t rip = (uint64_t)g[REG_RIP];
+  if (rip < ORACLE_CODE_ADDR || rip >= ORACLE_CODE_ADDR + 4096) {
+    /* not the case's code: a bug in the helper itself; die with the signal */
+    signal(sig, SIG_DFL);
+    return;
+  }
+  for (int i = 0; i < 16; i++) oracle_out.gpr[i] = (uint64_t)g[greg_of_gpr[i]];
+  oracle_out.rflags = (uint64_t)g[REG_EFL];
+  oracle_out.rip = rip;
+  if (uc->uc_mcontext.fpregs) memcpy(oracle_out.xmm, uc->uc_mcontext.fpregs->_xmm, sizeof oracle_out.xmm);
+  fault_vector = (int)g[REG_TRAPNO];
+  fault_error = (uint64_t)g[REG_ERR];
+  g[REG_RIP] = (greg_t)(uintptr_t)oracle_recover;
+  g[REG_RSP] = (greg_t)oracle_host_rsp;
+  /* back to the 64-bit user code segment if the fault happened in compatibility mode */
+  g[REG_CSGSFS] = (g[REG_CSGSFS] & ~(greg_t)0xffff) | 0x33;
+  g[REG_EFL] &= ~(greg_t)(0x100 | 0x400 | 0x40000); /* TF, DF, AC */
+}
+
+static int read_full(void *buf, size_t len) {
+  uint8_t *p = buf;
+  while (len) {
+    ssize_t n = read(0, p, len);
+    if (n <= 0) return 0;
+    p += n;
+    len -= (size_t)n;
+  }
+  return 1;
+}
+
+static void map_fixed(uint64_t addr, int prot) {
+  void *p = mmap((void *)addr, 4096, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  if (p != (void *)addr) {
+    fprintf(stderr, "cpu-oracle: cannot map 0x%lx\n", (unsigned long)addr);
+    exit(2);
+  }
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+    printf("cpu-oracle 2 request=%zu response=%zu\n", sizeof(struct oracle_request),
+           sizeof(struct oracle_response));
+    return 0;
+  }
+  map_fixed(ORACLE_CODE_ADDR, PROT_READ | PROT_WRITE | PROT_EXEC);
+  map_fixed(ORACLE_SCRATCH_ADDR, PROT_READ | PROT_WRITE);
+
+  static uint8_t altstack[65536];
+  stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0};
+  sigaltstack(&ss, NULL);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_fault;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+  sigemptyset(&sa.sa_mask);
+  int sigs[] = {SIGSEGV, SIGILL, SIGFPE, SIGTRAP, SIGBUS};
+  for (unsigned i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+
+  static struct oracle_request req;
+  static struct oracle_response resp;
+  uint8_t *code = (uint8_t *)ORACLE_CODE_ADDR;
+  uint8_t *scratch = (uint8_t *)ORACLE_SCRATCH_ADDR;
+  static const uint8_t jmp_abs[6] = {0xff, 0x25, 0, 0, 0, 0}; /* jmp [rip+0] ; .quad oracle_exit */
+  uint64_t exit_addr = (uint64_t)(uintptr_t)oracle_exit;
+
+  while (read_full(&req, sizeof req)) {
+    if (req.magic != ORACLE_MAGIC || req.code_len > ORACLE_CODE_MAX || (req.bits != 64 && req.bits != 32)) {
+      fprintf(stderr, "cpu-oracle: malformed request (magic %08x, code_len %u, bits %u)\n", req.magic,
+              req.code_len, req.bits);
+      return 2;
+    }
+    memset(code, 0xcc, 4096);
+    memcpy(code, req.code, req.code_len);
+    if (req.bits == 64) {
+      memcpy(code + req.code_len, jmp_abs, sizeof jmp_abs);
+      memcpy(code + req.code_len + sizeof jmp_abs, &exit_addr, sizeof exit_addr);
+    } else {
+      /* jmp far 0x33:TRAMPOLINE (EA ptr16:32), then the 64-bit trampoline jumps to oracle_exit */
+      uint8_t *p = code + req.code_len;
+      uint32_t tramp = ORACLE_CODE_ADDR + ORACLE_TRAMPOLINE;
+      p[0] = 0xea;
+      memcpy(p + 1, &tramp, 4);
+      p[5] = 0x33;
+      p[6] = 0x00;
+      memcpy(code + ORACLE_TRAMPOLINE, jmp_abs, sizeof jmp_abs);
+      memcpy(code + ORACLE_TRAMPOLINE + sizeof jmp_abs, &exit_addr, sizeof exit_addr);
+    }
+    oracle_far_entry.selector = req.bits == 64 ? 0x33 : 0x23;
+    memcpy(scratch, req.state.scratch, ORACLE_SCRATCH_SIZE);
+    memset(&oracle_out, 0, sizeof oracle_out);
+    fault_vector = -1;
+    fault_error = 0;
+
+    int faulted = oracle_run(&req.state);
+
+    memset(&resp, 0, sizeof resp);
+    resp.magic = ORACLE_MAGIC;
+    resp.vector = faulted ? fault_vector : -1;
+    resp.error_code = faulted ? fault_error : 0;
+    resp.state = oracle_out;
+    if (!faulted) resp.state.rip = ORACLE_CODE_ADDR + req.code_len;
+    memcpy(resp.state.scratch, scratch, ORACLE_SCRATCH_SIZE);
+    if (fwrite(&resp, sizeof resp, 1, stdout) != 1) return 3;
+  }
+  return fflush(stdout) == 0 ? 0 : 3;
+}
