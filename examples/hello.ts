@@ -1,2 +1,16 @@
-// What `npm start` runs. Until the machine API lands this only reports that the project built.
-console.log("nodevmm: built; the default guest arrives with the machine API.");
+// What `npm start` runs: boots the real-mode hello guest on the best backend this host has
+// (KVM when /dev/kvm is usable, the software VT-x otherwise) and shows what happened.
+import { readFileSync } from "node:fs";
+import { addPcDevices, createMachine } from "../lib/index.js";
+import { imagePath } from "./paths.js";
+
+const vm = await createMachine({ memoryMiB: 64, backend: "auto" });
+console.log(`nodevmm: ${vm.backendInfo.message}`);
+addPcDevices(vm, { serial: process.stdout });
+vm.loadFlat(readFileSync(imagePath("real-hello.bin")), { address: 0x7c00, mode: "real" });
+
+const result = await vm.run({ timeoutMs: 10_000 });
+console.log(`nodevmm: guest stopped: ${result.reason} after ${result.exits} exits`);
+console.log(vm.vcpu(0).dump());
+vm.close();
+process.exitCode = result.reason === "hlt" ? 0 : 1;

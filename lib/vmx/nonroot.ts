@@ -28,6 +28,9 @@ export interface PendingExit {
   guestPhysical?: number;
   intrInfo?: number;
   intrError?: number;
+  /** the event whose delivery this exit interrupted (IDT-vectoring information) */
+  idtVectoring?: number;
+  idtError?: number;
 }
 
 /** What the host needs to emulate an MMIO access (stands in for the instruction decoding real
@@ -395,10 +398,25 @@ export class NonRootOperation implements NonRootHooks {
       // bit 14 clear: #PF exits exactly when the error code does NOT match
       exits = ((errorCode ?? 0) & this.#pfMask) !== this.#pfMatch;
     }
-    if (!exits) return false;
-    if (type === EventType.External) {
-      return this.#exit(ExitReason.ExternalInterrupt, undefined);
+    const during = this.#delivering;
+    const nested =
+      during !== undefined && during.retired === this.#retired() && during.linearRip === ctx.linearRip;
+    if (!exits) {
+      // remember the event being delivered: a fault while delivering it is reported with it
+      this.#delivering = {
+        info: (vector | (type << 8) | (errorCode !== undefined ? 1 << 11 : 0) | 0x80000000) >>> 0,
+        error: errorCode,
+        retired: this.#retired(),
+        linearRip: ctx.linearRip,
+      };
+      return false;
     }
+    const vectoring =
+      nested && during
+        ? { idtVectoring: during.info, ...(during.error !== undefined ? { idtError: during.error } : {}) }
+        : {};
+    if (type === EventType.External)
+      return this.#exit(ExitReason.ExternalInterrupt, undefined, 0n, vectoring);
     const hasCode = errorCode !== undefined;
     const info = (vector | (type << 8) | (hasCode ? 1 << 11 : 0) | 0x80000000) >>> 0;
     const software = type === EventType.SoftwareException || type === EventType.PrivilegedSoftwareException;
@@ -409,9 +427,12 @@ export class NonRootOperation implements NonRootHooks {
       {
         intrInfo: info,
         ...(hasCode ? { intrError: errorCode } : {}),
+        ...vectoring,
       },
     );
   }
+
+  #delivering: { info: number; error: number | undefined; retired: number; linearRip: number } | undefined;
 
   tripleFault(): boolean {
     return this.#exit(ExitReason.TripleFault);

@@ -377,13 +377,12 @@ export class LogicalProcessor {
       if (stop === StopReason.Shutdown && !nr.pending) nr.record(ExitReason.TripleFault);
       if (stop === StopReason.Halted && cpu.activity === 0) cpu.activity = 1;
     }
-    this.#completeExit(
-      v,
-      nr.pending!,
-      timerOn ? Math.max(0, deadline - this.tsc) : 0,
-      idtVectoring,
-      idtError,
-    );
+    const p = nr.pending!;
+    if (!idtVectoring && p.idtVectoring) {
+      idtVectoring = p.idtVectoring;
+      idtError = p.idtError;
+    }
+    this.#completeExit(v, p, timerOn ? Math.max(0, deadline - this.tsc) : 0, idtVectoring, idtError);
     return vmcsGet32(v, F.VM_EXIT_REASON);
   }
 

@@ -3,59 +3,15 @@
 // with the reason.
 
 import { spawnSync } from "node:child_process";
-import {
-  accessSync,
-  constants,
-  existsSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
+import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensureDist, root } from "../support/dist.js";
 
-const root = join(import.meta.dirname, "..", "..");
 const bin = join(root, "bin", "nodevmm.js");
-const mainJs = join(root, "dist", "lib", "cli", "main.js");
 
-function newestSource(dir: string): number {
-  let newest = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) newest = Math.max(newest, newestSource(p));
-    else if (e.name.endsWith(".ts")) newest = Math.max(newest, statSync(p).mtimeMs);
-  }
-  return newest;
-}
-
-function ensureDist(): string | undefined {
-  const stale =
-    !existsSync(mainJs) ||
-    ["cli", "vmm", "inspect", "devices", "boot"].some(
-      (d) =>
-        existsSync(join(root, "lib", d)) && newestSource(join(root, "lib", d)) > statSync(mainJs).mtimeMs,
-    );
-  if (stale) {
-    // tsc still emits when other parts of the tree have type errors; only a missing output matters
-    spawnSync(
-      process.execPath,
-      [join(root, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.json"],
-      {
-        cwd: root,
-        stdio: "ignore",
-      },
-    );
-  }
-  return existsSync(mainJs)
-    ? undefined
-    : "dist/lib/cli/main.js could not be built (npx tsc -p tsconfig.json)";
-}
-
-const skipReason = ensureDist();
+const skipReason = ensureDist("dist/lib/cli/main.js", ["lib"]);
 
 function nodevmm(args: string[], input?: string) {
   const r = spawnSync(process.execPath, [bin, ...args], {

@@ -86,4 +86,18 @@ describe("exits taken by the interpreter under VMX", () => {
     // the entry field's valid bit is cleared by the exit; the host re-injects from IDT-vectoring info
     expect(g.lp.vmread(F.VM_ENTRY_INTR_INFO_FIELD) >> 31n).toBe(0n);
   });
+
+  it("a fault while the interpreter delivers a guest exception carries that exception as IDT-vectoring info", () => {
+    const g = guest([0x0f, 0x0b]); // ud2
+    g.lp.vmwrite(F.GUEST_IDTR_LIMIT, 0x17); // vectors 0-5 only: delivering #UD faults with #GP
+    g.lp.vmwrite(F.EXCEPTION_BITMAP, 1 << 13);
+    expect(g.lp.vmlaunch()).toBe(0);
+    expect(g.lp.vmread(F.VM_EXIT_INTR_INFO) & 0xffn).toBe(13n);
+    expect(g.lp.vmread(F.IDT_VECTORING_INFO_FIELD)).toBe(0x80000306n);
+    // an exception exit with no delivery in progress has no IDT-vectoring info
+    const plain = guest([0x0f, 0x0b]);
+    plain.lp.vmwrite(F.EXCEPTION_BITMAP, 1 << 6);
+    expect(plain.lp.vmlaunch()).toBe(0);
+    expect(plain.lp.vmread(F.IDT_VECTORING_INFO_FIELD)).toBe(0n);
+  });
 });
