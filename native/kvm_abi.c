@@ -58,6 +58,7 @@ const struct nodevmm_ioctl nodevmm_ioctls[] = {
     R(KVM_GET_TSC_KHZ),
     R(KVM_SET_TSC_KHZ),
     R(KVM_SET_SIGNAL_MASK),
+    R(KVM_ENABLE_CAP),
 };
 const size_t nodevmm_ioctl_count = sizeof nodevmm_ioctls / sizeof nodevmm_ioctls[0];
 
@@ -248,6 +249,10 @@ const struct nodevmm_field nodevmm_fields[] = {
     F(kvm_guest_debug, control),
     F(kvm_guest_debug, pad),
     FN(kvm_guest_debug, "arch.debugreg", arch.debugreg),
+    S(kvm_enable_cap),
+    F(kvm_enable_cap, cap),
+    F(kvm_enable_cap, flags),
+    F(kvm_enable_cap, args),
 };
 const size_t nodevmm_field_count = sizeof nodevmm_fields / sizeof nodevmm_fields[0];
 

@@ -50,7 +50,11 @@ export const KVM_CAP = {
   XCRS: 56,
   IMMEDIATE_EXIT: 136,
   MAX_VCPUS: 66,
+  EXIT_HYPERCALL: 201,
 } as const;
+
+/** the one hypercall KVM_CAP_EXIT_HYPERCALL can hand to user space on x86 (<linux/kvm_para.h>) */
+export const KVM_HC_MAP_GPA_RANGE = 12;
 
 export const KVM_MEM_LOG_DIRTY_PAGES = 1;
 export const KVM_MEM_READONLY = 2;

@@ -63,6 +63,7 @@ export const KVM_SET_TSC_KHZ = io(0xa2);
 export const KVM_GET_TSC_KHZ = io(0xa3);
 export const KVM_GET_XCRS = ior(0xa6, 392);
 export const KVM_SET_XCRS = iow(0xa7, 392);
+export const KVM_ENABLE_CAP = iow(0xa3, 104);
 
 /** Every request above by name (error messages, the table check). */
 export const KVM_IOCTLS: Readonly<Record<string, number>> = {
@@ -115,6 +116,7 @@ export const KVM_IOCTLS: Readonly<Record<string, number>> = {
   KVM_GET_TSC_KHZ,
   KVM_GET_XCRS,
   KVM_SET_XCRS,
+  KVM_ENABLE_CAP,
 };
 
 const NAMES = new Map(Object.entries(KVM_IOCTLS).map(([k, v]) => [v, k]));

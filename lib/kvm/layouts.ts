@@ -282,4 +282,12 @@ export const LAYOUTS = {
       "arch.debugreg": 8,
     },
   },
+  kvm_enable_cap: {
+    size: 104,
+    fields: {
+      cap: 0,
+      flags: 4,
+      args: 8,
+    },
+  },
 } as const satisfies Record<string, StructLayout>;

@@ -2,6 +2,8 @@
 
 import type { KvmBinding } from "./binding.js";
 import {
+  KVM_CAP,
+  KVM_HC_MAP_GPA_RANGE,
   KVM_IOEVENTFD_FLAG_DATAMATCH,
   KVM_IOEVENTFD_FLAG_DEASSIGN,
   KVM_IOEVENTFD_FLAG_PIO,
@@ -16,6 +18,7 @@ import {
   KVM_CREATE_IRQCHIP,
   KVM_CREATE_PIT2,
   KVM_CREATE_VCPU,
+  KVM_ENABLE_CAP,
   KVM_GET_CLOCK,
   KVM_IOEVENTFD,
   KVM_IRQ_LINE,
@@ -100,6 +103,31 @@ export class KvmVm {
 
   checkExtension(cap: number): number {
     return ioctl(this.binding, this.fd, KVM_CHECK_EXTENSION, cap);
+  }
+
+  /** KVM_ENABLE_CAP on the VM with up to four arguments. */
+  enableCap(cap: number, args: readonly (number | bigint)[] = [], flags = 0): void {
+    if (args.length > 4) throw new RangeError(`KVM_ENABLE_CAP takes at most 4 arguments, got ${args.length}`);
+    const f = LAYOUTS.kvm_enable_cap.fields;
+    const dv = new DataView(new ArrayBuffer(LAYOUTS.kvm_enable_cap.size));
+    dv.setUint32(f.cap, cap >>> 0, true);
+    dv.setUint32(f.flags, flags >>> 0, true);
+    args.forEach((a, i) => dv.setBigUint64(f.args + 8 * i, BigInt.asUintN(64, BigInt(a)), true));
+    ioctl(this.binding, this.fd, KVM_ENABLE_CAP, dv);
+  }
+
+  /**
+   * Asks KVM to hand VMCALLs with these hypercall numbers (RAX) to user space as "hypercall" exits
+   * (KVM_CAP_EXIT_HYPERCALL). The kernel offers only some numbers (on x86 only
+   * KVM_HC_MAP_GPA_RANGE); returns the numbers enabled, none when the kernel lacks the capability.
+   */
+  enableHypercallExits(numbers: readonly number[] = [KVM_HC_MAP_GPA_RANGE]): number[] {
+    const offered = this.checkExtension(KVM_CAP.EXIT_HYPERCALL);
+    const wanted = numbers.reduce((m, n) => m | (n < 31 ? 1 << n : 0), 0);
+    const mask = offered & wanted;
+    if (mask === 0) return [];
+    this.enableCap(KVM_CAP.EXIT_HYPERCALL, [mask >>> 0]);
+    return numbers.filter((n) => n < 31 && (mask & (1 << n)) !== 0);
   }
 
   /**
