@@ -148,11 +148,15 @@ std::unordered_map<uintptr_t, Mapping*> g_mappings;  // live mappings by address
 
 // ---- vCPU run state (for kicks) -------------------------------------------------------------------
 
+// run() touches only the atomics on its fast path; kick() and everything that changes `run` or
+// `thread` hold the mutex. A kick stores `pending` then reads `in_run`; run() stores `in_run` then
+// reads `pending` (both sequentially consistent): at least one of them sees the other, so a kick is
+// never lost (and kick() writes immediate_exit before it signals, for a signal that lands early).
 struct VcpuState {
   std::mutex m;
-  bool is_vcpu = false;  // run() was called on this fd
-  bool in_run = false;
-  bool pending = false;  // a kick not yet consumed by an interrupted run
+  std::atomic<bool> is_vcpu{false};  // run() was called on this fd
+  std::atomic<bool> in_run{false};
+  std::atomic<bool> pending{false};  // a kick not yet consumed by an interrupted run
   pthread_t thread{};
   struct kvm_run* run = nullptr;  // the fd's offset-0 mapping (kvm_run) when mapped through us
 };
@@ -228,7 +232,7 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
   if (VcpuState* st = FindState(fd)) {
     std::lock_guard<std::mutex> lock(st->m);
     st->is_vcpu = false;
-    st->pending = false;
+    st->pending.store(false);
     st->run = nullptr;
   }
   {
@@ -345,7 +349,7 @@ Napi::Value Mmap(const Napi::CallbackInfo& info) {
     VcpuState* st = StateFor(fd);
     std::lock_guard<std::mutex> lock(st->m);
     st->run = static_cast<struct kvm_run*>(p);
-    st->pending = false;
+    st->pending.store(false);
     st->is_vcpu = false;
   }
   return WrapMapping(env, p, length, fd);
@@ -404,28 +408,39 @@ Napi::Value Eventfd(const Napi::CallbackInfo& info) {
 // interrupted (signal, kick, immediate_exit): the caller reports that as an "intr" exit.
 Napi::Value Run(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = FdArg(info, 0, "vcpuFd");
+  // the hot path of every exit: a plain small integer is the only cheap case; anything else is
+  // checked (and rejected) by FdArg
+  Napi::Value a0 = info[0];
+  int fd;
+  if (a0.IsNumber()) {
+    double d = a0.As<Napi::Number>().DoubleValue();
+    fd = d >= 0 && d <= INT32_MAX && std::trunc(d) == d ? static_cast<int>(d) : FdArg(info, 0, "vcpuFd");
+  } else {
+    fd = FdArg(info, 0, "vcpuFd");
+  }
   static thread_local int cached_fd = -1;
   static thread_local VcpuState* cached = nullptr;
+  static thread_local pthread_t self = pthread_self();
   VcpuState* st = cached_fd == fd ? cached : (cached = StateFor(fd), cached_fd = fd, cached);
   UnblockKickSignalInThisThread();
-  {
+  if (!st->is_vcpu || !pthread_equal(st->thread, self)) {
     std::lock_guard<std::mutex> lock(st->m);
     st->is_vcpu = true;
-    st->thread = pthread_self();
-    st->in_run = true;
-    if (st->pending && st->run != nullptr) st->run->immediate_exit = 1;
+    st->thread = self;
+  }
+  st->in_run.store(true);
+  if (st->pending.load()) {
+    std::lock_guard<std::mutex> lock(st->m);
+    if (st->run != nullptr) st->run->immediate_exit = 1;
   }
   int rc = ioctl(fd, KVM_RUN, 0);
   int err = errno;
+  st->in_run.store(false);
   bool interrupted = rc < 0 && (err == EINTR || err == EAGAIN);
-  {
+  if (interrupted) {
     std::lock_guard<std::mutex> lock(st->m);
-    st->in_run = false;
-    if (interrupted) {
-      st->pending = false;
-      if (st->run != nullptr) st->run->immediate_exit = 0;
-    }
+    st->pending.store(false);
+    if (st->run != nullptr) st->run->immediate_exit = 0;
   }
   if (rc < 0 && !interrupted) throw SysError(env, err, "ioctl", "KVM_RUN");
   return Napi::Boolean::New(env, !interrupted);
@@ -438,9 +453,9 @@ Napi::Value Kick(const Napi::CallbackInfo& info) {
   int fd = FdArg(info, 0, "vcpuFd");
   VcpuState* st = StateFor(fd);
   std::lock_guard<std::mutex> lock(st->m);
-  st->pending = true;
+  st->pending.store(true);
   if (st->is_vcpu && st->run != nullptr) st->run->immediate_exit = 1;
-  if (st->in_run) pthread_kill(st->thread, KickSignal());
+  if (st->in_run.load()) pthread_kill(st->thread, KickSignal());
   return env.Undefined();
 }
 

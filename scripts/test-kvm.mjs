@@ -17,7 +17,7 @@ import { ensureInitramfs } from "./nested-kvm/initramfs.mjs";
 import { bootImage, ensureKernel } from "./nested-kvm/kernel.mjs";
 import { probeKvm } from "./nested-kvm/kvm-probe.mjs";
 import { qemuArgs, runGuest } from "./nested-kvm/qemu.mjs";
-import { shQuote, vitestSummary } from "./nested-kvm/text.mjs";
+import { countsLine, shQuote, testCounts, vitestSummary } from "./nested-kvm/text.mjs";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const CACHE = join(REPO, ".cache", "nested-kvm");
@@ -62,8 +62,15 @@ function runDirect(cmd, cwd, timeoutS) {
     // killed together with every worker it started.
     const child = spawn(cmd[0], cmd.slice(1), {
       cwd,
-      stdio: ["ignore", "inherit", "inherit"],
+      stdio: ["ignore", "pipe", "inherit"],
       detached: true,
+    });
+    // passed through as it comes, and kept for the closing count line
+    let output = "";
+    child.stdout.on("data", (buf) => {
+      process.stdout.write(buf);
+      output += buf.toString("utf8");
+      if (output.length > 1 << 20) output = output.slice(-(1 << 19));
     });
     const killGroup = (sig) => {
       try {
@@ -89,12 +96,19 @@ function runDirect(cmd, cwd, timeoutS) {
       // Workers may outlive the main process; none may stay behind.
       killGroup("SIGKILL");
       process.off("exit", onExit);
+      printCounts(output, "on this host's /dev/kvm");
       if (timedOut) {
         log(`the command did not finish within ${timeoutS} s and was killed (NODEVMM_TEST_KVM_TIMEOUT)`);
         res(LANE_FAILED);
       } else res(code ?? 128 + (signal === "SIGINT" ? 2 : 15));
     });
   });
+}
+
+/** The lane's closing line: how many tests ran and how many were skipped (for CI logs and notes). */
+function printCounts(output, where) {
+  const counts = testCounts(vitestSummary(output));
+  if (counts) log(countsLine(counts, where));
 }
 
 /** Environment the guest command sees: a CI-like shell with the host's node first on PATH. */
@@ -198,6 +212,7 @@ async function runNested(cmd, cwd) {
 
   if (r.rc !== null) {
     log(`guest command exited with ${r.rc}`);
+    printCounts(r.output, "inside the nested-KVM guest (kvm_amd under QEMU TCG)");
     return r.rc;
   }
   // No exit code came back: explain where the guest stopped.

@@ -49,6 +49,8 @@ interface Rate {
   wall: number;
   /** exits per CPU second (user + system): less disturbed when other work shares the cores */
   cpu: number;
+  /** user-space CPU time per exit, in ns: what the loop itself costs, the kernel's part aside */
+  userNs: number;
 }
 
 function runC(peer: string, exits: number): Rate {
@@ -56,8 +58,9 @@ function runC(peer: string, exits: number): Rate {
     exits: number;
     seconds: number;
     cpuSeconds: number;
+    userSeconds: number;
   };
-  return { wall: r.exits / r.seconds, cpu: r.exits / r.cpuSeconds };
+  return { wall: r.exits / r.seconds, cpu: r.exits / r.cpuSeconds, userNs: (r.userSeconds * 1e9) / r.exits };
 }
 
 /** nodevmm's loop: run, decode, dispatch on the exit kind and port, as lib/vmm's loop does. */
@@ -107,7 +110,11 @@ function runNodevmm(binding: BindingKind, exits: number): Rate {
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const cpu = process.cpuUsage(cpu0);
     if (checksum === 0) throw new Error("the handler never saw the guest's data");
-    return { wall: exits / seconds, cpu: exits / ((cpu.user + cpu.system) / 1e6) };
+    return {
+      wall: exits / seconds,
+      cpu: exits / ((cpu.user + cpu.system) / 1e6),
+      userNs: (cpu.user * 1e3) / exits,
+    };
   } finally {
     kvm.close();
   }
@@ -144,6 +151,7 @@ function main(): void {
       "ratio vs C": (wall / cWall).toFixed(3),
       "exits/CPU-s": fmt(cpu),
       "ratio vs C (CPU)": (cpu / cCpu).toFixed(3),
+      "user ns/exit": fmt(median(xs.map((r) => r.userNs))),
     };
   });
   console.log(

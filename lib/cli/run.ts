@@ -10,7 +10,7 @@ import { formatExit } from "../inspect/trace.js";
 import type { RunLimits } from "../vmm/loop.js";
 import { createMachine, type Machine } from "../vmm/machine.js";
 import { addPcDevices, type PcDevices } from "../vmm/pc.js";
-import { exitStatus, isCrash, STATUS_USAGE } from "./exit-status.js";
+import { exitStatus, isCrash, STATUS_INTERRUPTED, STATUS_USAGE } from "./exit-status.js";
 import {
   CliUsageError,
   parseAddress,
@@ -83,7 +83,12 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
           () => vm?.stop(),
         )
       : undefined;
-  const onSigint = () => vm?.stop();
+  // a Ctrl-C while the machine is being set up (before a run exists to stop) is remembered
+  let interrupted = false;
+  const onSigint = () => {
+    interrupted = true;
+    vm?.stop();
+  };
   process.on("SIGINT", onSigint);
   try {
     try {
@@ -130,6 +135,10 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
       });
     }
 
+    if (interrupted) {
+      say("stopped before the guest ran");
+      return STATUS_INTERRUPTED;
+    }
     const result = await vm.run(limits);
     const status = exitStatus(result);
     if (isCrash(result)) {

@@ -1,6 +1,16 @@
 // Disassembly with iced-x86 (NASM syntax), for dumps around RIP and for traces.
 
-import { Decoder, DecoderOptions, Formatter, FormatterSyntax } from "iced-x86";
+import { createRequire } from "node:module";
+
+type Iced = typeof import("iced-x86");
+let iced: Iced | undefined;
+
+// iced-x86 compiles its WebAssembly when first required, which costs a large share of the
+// `nodevmm` start-up time; only crash reports and --dump-regs disassemble, so it loads on first use.
+function loadIced(): Iced {
+  iced ??= createRequire(import.meta.url)("iced-x86") as Iced;
+  return iced;
+}
 
 export interface DisassembledInstruction {
   address: bigint;
@@ -26,6 +36,7 @@ export function disassemble(
   }
   const out: DisassembledInstruction[] = [];
   if (bytes.length === 0 || count <= 0) return out;
+  const { Decoder, DecoderOptions, Formatter, FormatterSyntax } = loadIced();
   const decoder = new Decoder(bitness, bytes, DecoderOptions.None);
   const formatter = new Formatter(FormatterSyntax.Nasm);
   try {

@@ -104,7 +104,6 @@ export type KvmExit =
   | KvmUnknownExit;
 
 const F = LAYOUTS.kvm_run.fields;
-const IO_SIZES = [1, 2, 4] as const;
 const INTERNAL_MESSAGES: Record<number, string> = {
   1: "emulation failure",
   2: "simultaneous exception",
@@ -117,6 +116,8 @@ export class KvmRunDecoder {
   readonly #dv: DataView;
   readonly #buffer: ArrayBuffer;
   readonly #intr: KvmIntrExit = { kind: "intr", raw: { backend: "kvm", code: KVM_EXIT.INTR } };
+  /** one raw object per exit code: exits are frequent, their raw part never changes */
+  readonly #raws: KvmRawExit[] = [];
   #ioView: Uint8Array | undefined;
 
   constructor(run: ArrayBuffer) {
@@ -129,6 +130,16 @@ export class KvmRunDecoder {
     return this.#intr;
   }
 
+  #raw(code: number): KvmRawExit {
+    if (code >= 64) return { backend: "kvm", code };
+    let raw = this.#raws[code];
+    if (raw === undefined) {
+      raw = Object.freeze({ backend: "kvm" as const, code });
+      this.#raws[code] = raw;
+    }
+    return raw;
+  }
+
   get exitReason(): number {
     return this.#dv.getUint32(F.exit_reason, true);
   }
@@ -136,12 +147,14 @@ export class KvmRunDecoder {
   decode(): KvmExit {
     const dv = this.#dv;
     const code = dv.getUint32(F.exit_reason, true);
-    const raw: KvmRawExit = { backend: "kvm", code };
+    const raw = this.#raw(code);
     switch (code) {
       case KVM_EXIT.IO: {
         const size = dv.getUint8(F["io.size"]) as 1 | 2 | 4;
         const count = dv.getUint32(F["io.count"], true);
-        const offset = Number(dv.getBigUint64(F["io.data_offset"], true));
+        // a u64 in the ABI, but an offset into the kvm_run mapping: the low half is all of it
+        // (read as a number: a BigInt per exit is measurable in the exit loop)
+        const offset = dv.getUint32(F["io.data_offset"], true);
         const length = size * count;
         // the data window is almost always the same: reuse the view instead of making one per exit
         let data = this.#ioView;
@@ -153,7 +166,7 @@ export class KvmRunDecoder {
           kind: "io",
           direction: dv.getUint8(F["io.direction"]) === KVM_EXIT_IO_OUT ? "out" : "in",
           port: dv.getUint16(F["io.port"], true),
-          size: IO_SIZES.includes(size) ? size : 1,
+          size: size === 1 || size === 2 || size === 4 ? size : 1,
           count,
           data,
           raw,

@@ -79,6 +79,10 @@ export interface GuestDebugOptions {
   hwBreakpoints?: readonly bigint[];
 }
 
+function isEmptyEntry(e: CpuidEntry): boolean {
+  return (e.function | e.index | e.flags | e.eax | e.ebx | e.ecx | e.edx) === 0;
+}
+
 export class KvmVcpu {
   readonly vm: KvmVm;
   readonly index: number;
@@ -252,7 +256,14 @@ export class KvmVcpu {
   getCpuid2(capacity = 256): CpuidEntry[] {
     const dv = cpuidBuffer(capacity);
     ioctl(this.binding, this.fd, KVM_GET_CPUID2, dv);
-    return readCpuid(dv);
+    const entries = readCpuid(dv);
+    // Kernels before 6.5 write nent back only when the buffer is too small; on success it still
+    // holds our capacity, and the entries past the real ones are the zeroes we sent. No real entry
+    // is all zero (leaf 0 reports the highest leaf in EAX), so those are dropped.
+    if (dv.getUint32(0, true) === capacity) {
+      while (entries.length > 0 && isEmptyEntry(entries[entries.length - 1]!)) entries.pop();
+    }
+    return entries;
   }
 
   /** KVM_MP_STATE_* (lib/kvm/constants.ts) */

@@ -112,7 +112,9 @@ export class KvmVm {
     const dv = new DataView(new ArrayBuffer(LAYOUTS.kvm_enable_cap.size));
     dv.setUint32(f.cap, cap >>> 0, true);
     dv.setUint32(f.flags, flags >>> 0, true);
-    args.forEach((a, i) => dv.setBigUint64(f.args + 8 * i, BigInt.asUintN(64, BigInt(a)), true));
+    args.forEach((a, i) => {
+      dv.setBigUint64(f.args + 8 * i, BigInt.asUintN(64, BigInt(a)), true);
+    });
     ioctl(this.binding, this.fd, KVM_ENABLE_CAP, dv);
   }
 

@@ -85,9 +85,18 @@ export async function openSoftBackend(
   }
 }
 
+/** How each backend is opened; replaceable so that the "auto" fallback can be exercised anywhere. */
+export interface BackendOpeners {
+  kvm(memoryBytes: number): Promise<MachineBackend>;
+  soft(memoryBytes: number, interruptController?: InterruptController): Promise<MachineBackend>;
+}
+
+const defaultOpeners: BackendOpeners = { kvm: openKvmBackend, soft: openSoftBackend };
+
 export async function openBackend(
   request: BackendRequest,
   opts: BackendFactoryOptions,
+  openers: BackendOpeners = defaultOpeners,
 ): Promise<{ backend: MachineBackend; info: BackendInfo }> {
   if (typeof request === "function") {
     const backend = await request(opts);
@@ -98,23 +107,23 @@ export async function openBackend(
   }
   switch (request) {
     case "kvm": {
-      const backend = await openKvmBackend(opts.memoryBytes);
+      const backend = await openers.kvm(opts.memoryBytes);
       return { backend, info: { kind: "kvm", requested: "kvm", message: "kvm" } };
     }
     case "soft": {
-      const backend = await openSoftBackend(opts.memoryBytes, opts.interruptController);
+      const backend = await openers.soft(opts.memoryBytes, opts.interruptController);
       return { backend, info: { kind: "soft", requested: "soft", message: "soft" } };
     }
     case "auto": {
       let fallbackReason: string;
       try {
-        const backend = await openKvmBackend(opts.memoryBytes);
+        const backend = await openers.kvm(opts.memoryBytes);
         return { backend, info: { kind: "kvm", requested: "auto", message: "kvm" } };
       } catch (e) {
         fallbackReason = e instanceof Error ? e.message : String(e);
       }
       try {
-        const backend = await openSoftBackend(opts.memoryBytes, opts.interruptController);
+        const backend = await openers.soft(opts.memoryBytes, opts.interruptController);
         return {
           backend,
           info: { kind: "soft", requested: "auto", fallbackReason, message: `soft (${fallbackReason})` },

@@ -75,6 +75,27 @@ export interface LoopHooks {
    * of a vCPU halted in the kernel with interrupts off is a HLT, as the soft backend reports it.
    */
   refineExit?(exit: VmExit, ctx: ExitContext): VmExit;
+  /**
+   * After an exit: whether the guest now waits for something only the host can cause (HLT with
+   * interrupts enabled and no device timer due). The loop then sleeps instead of re-entering at
+   * once, as a vCPU halted in KVM does. Reading it clears it.
+   */
+  takeIdleWait?(): boolean;
+  /**
+   * Async runs: resolves when the host raises an interrupt line, a device asks to be polled, a stop
+   * is requested, or at `untilMs` (performance.now() time), whichever comes first.
+   */
+  waitForEvent?(untilMs: number): Promise<void>;
+}
+
+/** What #runUntil returns when the guest waits for a host event. */
+const IDLE = Symbol("idle");
+/** Longest sleep of an idle guest before the loop looks again (limits, stop requests). */
+const IDLE_WAIT_MS = 50;
+
+/** Blocks the thread for `ms` without spinning: in a sync run nothing on this thread can wake it. */
+function sleepSync(ms: number): void {
+  if (ms > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 /** How long an async slice runs before yielding to the event loop. */
@@ -139,10 +160,16 @@ export class ExitLoop {
   /** Runs on the calling thread until a handler, a limit or a stop request ends the run. */
   runSync(vcpu: VcpuBackend, limits: RunLimits = {}): RunResult {
     const run = new RunState(vcpu, limits);
+    this.#hooks.takeIdleWait?.();
     try {
       for (;;) {
         const r = this.#runUntil(run, Number.POSITIVE_INFINITY);
-        if (r) return r;
+        if (r === IDLE) {
+          this.#disarmWatchdog();
+          sleepSync(Math.min(run.deadline, now() + IDLE_WAIT_MS) - now());
+        } else if (r) {
+          return r;
+        }
       }
     } finally {
       this.#disarmWatchdog();
@@ -152,12 +179,17 @@ export class ExitLoop {
   /** Same as runSync, in slices of a few milliseconds with the event loop served in between. */
   async run(vcpu: VcpuBackend, limits: RunLimits = {}): Promise<RunResult> {
     const run = new RunState(vcpu, limits);
+    this.#hooks.takeIdleWait?.();
     try {
       for (;;) {
         const r = this.#runUntil(run, now() + SLICE_MS);
-        if (r) return r;
+        if (r && r !== IDLE) return r;
         this.#disarmWatchdog();
-        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (r === IDLE && this.#hooks.waitForEvent) {
+          await this.#hooks.waitForEvent(Math.min(run.deadline, now() + IDLE_WAIT_MS));
+        } else {
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
       }
     } finally {
       this.#disarmWatchdog();
@@ -180,8 +212,11 @@ export class ExitLoop {
     this.#armedAt = 0;
   }
 
-  /** Runs exits until the run ends (returns its result) or the slice deadline passes (undefined). */
-  #runUntil(run: RunState, sliceEnd: number): RunResult | undefined {
+  /**
+   * Runs exits until the run ends (returns its result), the slice deadline passes (undefined) or
+   * the guest waits for a host event (IDLE).
+   */
+  #runUntil(run: RunState, sliceEnd: number): RunResult | undefined | typeof IDLE {
     const early = this.#hooks.pendingStop?.();
     if (early) return run.finish(early);
     for (;;) {
@@ -199,6 +234,7 @@ export class ExitLoop {
         return run.finish({ reason: "error", message, error });
       }
       if (step.stop) return run.finish(step.stop, step.exit);
+      if (this.#hooks.takeIdleWait?.()) return run.checkLimits() ? run.finish(run.checkLimits()!) : IDLE;
       if (now() >= sliceEnd) {
         return run.checkLimits() ? run.finish(run.checkLimits()!) : undefined;
       }

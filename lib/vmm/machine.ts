@@ -79,6 +79,10 @@ export class Machine {
   #kickTarget: KickTarget | undefined;
   #watchdog: Watchdog | undefined;
   #isHalted: (() => boolean) | undefined;
+  /** the guest halted with interrupts on and nothing on the machine's side can wake it */
+  #idleWait = false;
+  /** resolves the pending waitForEvent() of an idle async run */
+  #wake: (() => void) | undefined;
   lastResult: RunResult | undefined;
 
   constructor(
@@ -105,6 +109,12 @@ export class Machine {
       service: () => this.#service(),
       refineExit: (exit) =>
         exit.kind === "intr" && this.#haltedForGood() ? { kind: "hlt", raw: exit.raw } : exit,
+      takeIdleWait: () => {
+        const w = this.#idleWait;
+        this.#idleWait = false;
+        return w;
+      },
+      waitForEvent: (untilMs) => this.#waitForEvent(untilMs),
     });
     for (const bus of [this.io.bus, this.mmio.bus]) {
       bus.onUnhandled = (access) => {
@@ -166,7 +176,10 @@ export class Machine {
     if (!Number.isInteger(line) || line < 0 || line > 255) {
       throw new MachineConfigError(`interrupt line ${String(line)} is not an integer 0-255`);
     }
-    const set = (level: boolean) => this.backend.setIrqLine(line, level);
+    const set = (level: boolean) => {
+      this.backend.setIrqLine(line, level);
+      if (level) this.#wake?.();
+    };
     return {
       set,
       pulse: () => {
@@ -207,6 +220,7 @@ export class Machine {
         if (!polled) return;
         polled.deadline = 0;
         this.#nextDeadline = 0;
+        this.#wake?.();
       },
     };
     if (device.irq !== undefined) ctx.irq = this.irqLine(device.irq);
@@ -311,6 +325,7 @@ export class Machine {
     if (!this.#running) return;
     this.#pendingStop ??= { reason: "stopped", message: "stopped by the host" };
     for (const v of this.#vcpus) v.backend.kick();
+    this.#wake?.();
   }
 
   close(): void {
@@ -398,6 +413,19 @@ export class Machine {
       stop = { reason: "poweroff", message: "guest powered off" };
     }
     this.#pendingStop ??= stop;
+    this.#wake?.();
+  }
+
+  #waitForEvent(untilMs: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, untilMs - performance.now()));
+      this.#wake = done;
+    });
   }
 
   #afterExit(exit: VmExit, vcpu: number): void {
@@ -425,16 +453,21 @@ export class Machine {
   }
 
   /**
-   * HLT: with interrupts disabled (or no timer that could wake the guest) the halt is final.
-   * Otherwise guest time jumps to the next device deadline and the guest resumes.
+   * HLT: with interrupts disabled the halt is final. Otherwise guest time jumps to the next device
+   * deadline and the guest resumes; with no deadline only the host can wake the guest (stdin into
+   * COM1, a line raised by a handler, stop()), so the loop waits for that, as a vCPU halted in KVM
+   * does, until the run's limits end it.
    */
   #idle(): boolean {
     const regs = this.vcpu(0).getRegs();
     if ((regs.rflags & RFLAGS_IF) === 0n) return false;
     this.#service();
-    if (!Number.isFinite(this.#nextDeadline)) return false;
-    this.clock.advanceTo(this.#nextDeadline);
-    this.#service();
+    if (Number.isFinite(this.#nextDeadline)) {
+      this.clock.advanceTo(this.#nextDeadline);
+      this.#service();
+    } else {
+      this.#idleWait = true;
+    }
     return true;
   }
 }

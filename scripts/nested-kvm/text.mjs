@@ -37,6 +37,38 @@ export function vitestSummary(output) {
 }
 
 /**
+ * The test counts of a vitest summary (vitestSummary's lines): executed = passed + failed, and
+ * skipped (vitest's "skipped" and "todo"), and test files that failed as a whole (a file that does
+ * not load runs none of its tests). Undefined when there is no "Tests" line.
+ */
+export function testCounts(summary) {
+  const line = summary.find((l) => /^Tests\s/.test(l));
+  if (!line) return undefined;
+  const n = (word) => {
+    const m = line.match(new RegExp(`(\\d+) ${word}`));
+    return m ? Number(m[1]) : 0;
+  };
+  const total = line.match(/\((\d+)\)\s*$/);
+  const passed = n("passed");
+  const failed = n("failed");
+  const files = summary.find((l) => /^Test Files\s/.test(l))?.match(/(\d+) failed/);
+  return {
+    filesFailed: files ? Number(files[1]) : 0,
+    executed: passed + failed,
+    passed,
+    failed,
+    skipped: n("skipped") + n("todo"),
+    total: total ? Number(total[1]) : passed + failed + n("skipped") + n("todo"),
+  };
+}
+
+/** The closing line of the lane: "N tests executed (P passed, F failed), S skipped, where". */
+export function countsLine(counts, where) {
+  const files = counts.filesFailed > 0 ? `, ${counts.filesFailed} test files failed` : "";
+  return `${counts.executed} tests executed (${counts.passed} passed, ${counts.failed} failed), ${counts.skipped} skipped${files}, ${where}`;
+}
+
+/**
  * Stage markers the guest's /init prints on the console: "@@nkvm:stage:<name>" and
  * "@@nkvm:fail:<message>". Returns them in order of appearance.
  */

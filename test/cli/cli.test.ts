@@ -73,8 +73,12 @@ describe.skipIf(skipReason !== undefined)(
       expect(text.status).toBe(0);
       expect(text.stdout).toMatch(present ? /^\/dev\/kvm: present/m : /^\/dev\/kvm: missing/m);
       expect(text.stdout).toMatch(/^cpu vendor: /m);
-      if (/^kvm usable: true$/m.test(text.stdout))
+      if (/^kvm usable: true$/m.test(text.stdout)) {
         expect(text.stdout).toMatch(/^kvm capabilities: .*\bUSER_MEMORY\b/m);
+        // KVM_GET_API_VERSION has been 12 since Linux 2.6.22
+        expect(text.stdout).toMatch(/^kvm apiVersion: 12$/m);
+        expect(text.stdout).toMatch(/^kvm binding: (addon|koffi)$/m);
+      }
       const json = nodevmm(["info", "--json"]);
       const info = JSON.parse(json.stdout) as {
         kvmDevice: { present: boolean };

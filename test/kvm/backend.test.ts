@@ -1,8 +1,10 @@
 // The KVM MachineBackend with a small real guest: zero-copy RAM, io exits with in-data filled by the
 // caller, register mapping, the in-kernel irqchip behind setIrqLine.
 
+import { Worker } from "node:worker_threads";
 import { describe, expect, it } from "vitest";
-import { createKvmBackend, probeKvm } from "../../lib/vmm/backends/kvm.js";
+import { KVM_CAP, KVM_HC_MAP_GPA_RANGE, KVM_MP_STATE } from "../../lib/kvm/index.js";
+import { createKvmBackend, KvmMachineBackend, probeKvm } from "../../lib/vmm/backends/kvm.js";
 import type { Segment } from "../../lib/vmm/regs.js";
 
 const probe = probeKvm();
@@ -50,6 +52,66 @@ describe.skipIf(!probe.usable)(`KVM backend${skip}`, () => {
       expect(vcpu.getRegs().rax & 0xffn).toBe(42n);
       backend.setIrqLine(4, true);
       backend.setIrqLine(4, false);
+    } finally {
+      backend.close();
+    }
+  });
+
+  it("crossThreadKick() names the addon and the vCPU fd: a worker kicks a spinning guest out", async () => {
+    const backend = new KvmMachineBackend({ memoryBytes: 0x100000 });
+    try {
+      backend.memory.write(0x7c00, new Uint8Array([0xeb, 0xfe])); // jmp $
+      const vcpu = backend.createVcpu(0);
+      const s = vcpu.getSregs();
+      const flat = (type: number): Segment => ({ ...s.cs, base: 0n, selector: 0, limit: 0xffff, type });
+      vcpu.setSregs({ ...s, cs: flat(0xb), ds: flat(3), es: flat(3), ss: flat(3) });
+      vcpu.setRegs({ ...vcpu.getRegs(), rip: 0x7c00n, rflags: 2n });
+      expect(vcpu.isHalted?.()).toBe(false);
+      const target = vcpu.crossThreadKick?.();
+      if (backend.vm.binding.kind !== "addon") {
+        expect(target).toBeUndefined(); // koffi cannot signal another thread's KVM_RUN
+        return;
+      }
+      expect(target?.addonPath).toMatch(/nodevmm\.node$/);
+      const worker = new Worker(
+        `const { workerData } = require("node:worker_threads");
+         setTimeout(() => require(workerData.addonPath).kick(workerData.vcpuFd), 100);`,
+        { eval: true, workerData: target },
+      );
+      try {
+        expect(vcpu.run().kind).toBe("intr");
+      } finally {
+        await worker.terminate();
+      }
+      expect(vcpu.getRegs().rip).toBe(0x7c00n);
+    } finally {
+      backend.close();
+    }
+  });
+
+  it("isHalted() follows the vCPU's MP state (HALTED is what the kernel sets on HLT)", () => {
+    const backend = new KvmMachineBackend({ memoryBytes: 0x100000 });
+    try {
+      const vcpu = backend.createVcpu(0);
+      const kvmVcpu = vcpu.kvmVcpu;
+      expect(vcpu.isHalted?.()).toBe(false);
+      kvmVcpu.setMpState(KVM_MP_STATE.HALTED);
+      expect(vcpu.isHalted?.()).toBe(true);
+      kvmVcpu.setMpState(KVM_MP_STATE.RUNNABLE);
+      expect(vcpu.isHalted?.()).toBe(false);
+      vcpu.close();
+      expect(vcpu.isHalted?.()).toBe(false); // closed: never throws
+    } finally {
+      backend.close();
+    }
+  });
+
+  it("enables KVM_CAP_EXIT_HYPERCALL for KVM_HC_MAP_GPA_RANGE when the kernel offers it", () => {
+    const backend = new KvmMachineBackend({ memoryBytes: 0x100000 });
+    try {
+      const offered = backend.vm.checkExtension(KVM_CAP.EXIT_HYPERCALL);
+      const expected = offered & (1 << KVM_HC_MAP_GPA_RANGE) ? [KVM_HC_MAP_GPA_RANGE] : [];
+      expect(backend.hypercalls).toEqual(expected);
     } finally {
       backend.close();
     }

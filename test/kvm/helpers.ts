@@ -1,5 +1,6 @@
 // Shared setup of the real-KVM suite: whether it can run here, and small guests built as bytes.
 
+import { readFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import {
   addonPath,
@@ -15,6 +16,21 @@ export const probe = probeKvm();
 /** why the suite is skipped, shown in the test names */
 export const skipReason = probe.usable ? "" : ` (skipped: /dev/kvm not usable here: ${probe.reason})`;
 if (!probe.usable) console.warn(`test/kvm: real-KVM tests skipped: ${probe.reason}`);
+
+/**
+ * The L1 "hardware" is QEMU's TCG emulator (the nested-KVM lane of scripts/test-kvm.mjs sets
+ * NODEVMM_IN_NESTED_KVM; QEMU's generic CPU models name themselves in /proc/cpuinfo).
+ */
+export const debugRegistersEmulatedByTcg =
+  process.env.NODEVMM_IN_NESTED_KVM === "1" || /^model name\s*:\s*QEMU Virtual CPU/m.test(cpuinfo());
+
+function cpuinfo(): string {
+  try {
+    return readFileSync("/proc/cpuinfo", "utf8");
+  } catch {
+    return "";
+  }
+}
 
 export interface TestVm {
   kvm: Kvm;

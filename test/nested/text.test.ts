@@ -1,6 +1,13 @@
 import { spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { parseMarkers, shQuote, stripAnsi, vitestSummary } from "../../scripts/nested-kvm/text.mjs";
+import {
+  countsLine,
+  parseMarkers,
+  shQuote,
+  stripAnsi,
+  testCounts,
+  vitestSummary,
+} from "../../scripts/nested-kvm/text.mjs";
 
 describe("shQuote", () => {
   it("passes any word through /bin/sh unchanged", () => {
@@ -35,6 +42,23 @@ describe("vitestSummary", () => {
       "Start at  04:10:00",
       "Duration  2.31s (transform 50ms, setup 0ms)",
     ]);
+  });
+
+  it("counts executed and skipped tests for the lane's closing line", () => {
+    const c = testCounts(vitestSummary(VITEST_OUTPUT));
+    expect(c).toEqual({ filesFailed: 1, executed: 5, passed: 4, failed: 1, skipped: 0, total: 5 });
+    expect(countsLine(c!, "here")).toBe(
+      "5 tests executed (4 passed, 1 failed), 0 skipped, 1 test files failed, here",
+    );
+    expect(testCounts(["Test Files  2 passed (2)", "Tests  30 passed | 1 skipped | 2 todo (33)"])).toEqual({
+      filesFailed: 0,
+      executed: 30,
+      passed: 30,
+      failed: 0,
+      skipped: 3,
+      total: 33,
+    });
+    expect(testCounts(["Duration 1s"])).toBeUndefined();
   });
 
   it("returns nothing when vitest did not get to a summary", () => {

@@ -1,27 +1,27 @@
 // The machine over the real backends, where this host and build have them: the same guest, the
 // same devices, the same loop. Skips (with the reason) a backend that is not available.
 
-import { accessSync, constants, existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { createMachine } from "../../lib/vmm/machine.js";
 import { addPcDevices } from "../../lib/vmm/pc.js";
+import { backendsDir, unavailable } from "./available.js";
 
-const lib = join(import.meta.dirname, "..", "..", "lib", "vmm", "backends");
+const lib = backendsDir;
 const examples = join(import.meta.dirname, "..", "..", "examples");
 const example = (name: string) => readFileSync(join(examples, name));
 const hasExamples = existsSync(join(examples, "images", "custom-device.bin"));
 
-function unavailable(kind: "kvm" | "soft"): string | undefined {
-  if (!existsSync(join(lib, `${kind}.ts`))) return `lib/vmm/backends/${kind}.ts is not there`;
-  if (kind === "kvm") {
-    try {
-      accessSync("/dev/kvm", constants.R_OK | constants.W_OK);
-    } catch {
-      return "/dev/kvm is not usable";
-    }
-  }
-  return undefined;
+async function kvmHypercallGap(why: string | undefined): Promise<string | undefined> {
+  if (why !== undefined) return why;
+  if (!/EXIT_HYPERCALL/.test(readFileSync(join(lib, "kvm.ts"), "utf8")))
+    return "the KVM backend does not enable KVM_CAP_EXIT_HYPERCALL";
+  const mod = (await import("../../lib/vmm/backends/kvm.js")) as {
+    hypercallExitsReachLoop?: () => { ok: boolean; reason?: string };
+  };
+  const reach = mod.hypercallExitsReachLoop?.();
+  return reach && !reach.ok ? (reach.reason ?? "VMCALL does not reach user space here") : undefined;
 }
 
 // mov al,'o'; out 0xe9,al; mov al,'k'; out 0xe9,al; mov dx,0x3f8; mov al,'!'; out dx,al;
@@ -33,6 +33,7 @@ const HELLO = [
 
 for (const kind of ["kvm", "soft"] as const) {
   const why = unavailable(kind);
+  const hypercallGap = kind === "kvm" ? await kvmHypercallGap(why) : undefined;
   describe.skipIf(why !== undefined)(`Machine on ${kind}${why ? ` (skipped: ${why})` : ""}`, () => {
     it("runs a boot sector: debug console, COM1, debug-exit, exit events", async () => {
       const vm = await createMachine({ memoryMiB: 16, backend: kind });
@@ -112,13 +113,11 @@ for (const kind of ["kvm", "soft"] as const) {
       }
     });
 
-    // KVM surfaces VMCALL only once the backend enables KVM_CAP_EXIT_HYPERCALL (bit 12); until
-    // lib/vmm/backends/kvm.ts does, the guest waits forever there.
-    const hypercallGap =
-      kind === "kvm" &&
-      (why !== undefined || !/EXIT_HYPERCALL/.test(readFileSync(join(lib, "kvm.ts"), "utf8")));
-    it.skipIf(!hasExamples || hypercallGap)(
-      "hypercall example: VMCALL answered by an exit handler",
+    // KVM surfaces VMCALL only once the backend enables KVM_CAP_EXIT_HYPERCALL (bit 12), and not at
+    // all on kvm-pvm hosts (the backend's hypercallExitsReachLoop() says so): there the guest
+    // would wait forever.
+    it.skipIf(!hasExamples || hypercallGap !== undefined)(
+      `hypercall example: VMCALL answered by an exit handler${hypercallGap ? ` (skipped: ${hypercallGap})` : ""}`,
       async () => {
         const vm = await createMachine({ memoryMiB: 64, backend: kind });
         try {

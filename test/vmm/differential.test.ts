@@ -47,6 +47,14 @@ async function runOn(kind: "kvm" | "soft", m: Entry) {
   try {
     const serial: number[] = [];
     addPcDevices(vm, { serial: (b) => serial.push(...b) });
+    if (m.device) {
+      // the custom-device example's device (manifest "device"): OUT stores, IN returns x * 2 + 1
+      let operand = 0;
+      vm.io.onOut(0x500, (_p, _s, v) => {
+        operand = v >>> 0;
+      });
+      vm.io.onIn(0x500, () => (operand * 2 + 1) >>> 0);
+    }
     const exits: string[] = [];
     vm.on("exit", (e) => {
       if (e.kind !== "intr") exits.push(describeExit(e));
@@ -73,7 +81,8 @@ const why = unavailable();
 const entries: Entry[] = why
   ? []
   : (JSON.parse(readFileSync(join(images, "manifest.json"), "utf8")) as { images: Entry[] }).images.filter(
-      (m) => !m.device && !m.hypercall,
+      // the hypercall channel needs VMCALL to reach user space, which not every KVM host allows
+      (m) => !m.hypercall,
     );
 
 describe.skipIf(why !== undefined)(`KVM and soft backends agree${why ? ` (skipped: ${why})` : ""}`, () => {

@@ -192,11 +192,30 @@ describe("Machine", () => {
     });
     vcpu().regs.rflags = 0x202n;
     const t0 = vm.clock.nowNs();
-    const r = vm.runSync({ maxExits: 10 });
-    // the first halt waits for the timer; the second finds no deadline left and is final
-    expect(r.reason).toBe("hlt");
+    const r = vm.runSync({ maxExits: 10, timeoutMs: 30 });
+    // the first two halts skip to the timer's deadlines; the third finds none left, so only the
+    // host could wake the guest: the loop sleeps until the run's timeout
+    expect(r.reason).toBe("timeout");
     expect(r.exits).toBe(3);
+    expect(polls).toHaveLength(3);
     expect(vm.clock.nowNs() - t0).toBeGreaterThanOrEqual(2e9);
+  });
+
+  it("an idle async run wakes when the host raises a line, or stops", async () => {
+    const { vm, backend, vcpu } = await machineWith([], {
+      // halted until a line was raised, then the guest writes debug-exit
+      tail: () => (backend.irqEvents.some(([, l]) => l) ? io("out", 0xf4, 1, [2]) : hlt()),
+    });
+    vm.addDevice(new DebugExit());
+    vcpu().regs.rflags = 0x202n;
+    setTimeout(() => vm.irqLine(4).set(true), 20);
+    const r = await vm.run({ timeoutMs: 10_000 });
+    expect(r).toMatchObject({ reason: "debug-exit", exitCode: 5 });
+    // a few halts (one per look), not a spin through thousands of exits
+    expect(r.exits).toBeLessThan(10);
+    backend.irqEvents.length = 0;
+    setTimeout(() => vm.stop(), 20);
+    expect((await vm.run({ timeoutMs: 10_000 })).reason).toBe("stopped");
   });
 
   it("HLT with interrupts disabled is final", async () => {

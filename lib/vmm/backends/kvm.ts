@@ -3,8 +3,11 @@
 // up as real VMMs do it: TSS and identity-map pages for VT-x real mode, the in-kernel irqchip and
 // PIT, and each vCPU gets the CPUID KVM supports (with its own APIC id).
 
+import { existsSync } from "node:fs";
 import {
+  addonPath,
   type CpuidEntry,
+  KVM_MP_STATE,
   Kvm,
   type KvmOpenOptions,
   type KvmProbe,
@@ -32,7 +35,7 @@ const RAM_CHUNK = 0x40000000;
 const TSS_ADDRESS = 0xfffbd000;
 const IDENTITY_MAP_ADDRESS = 0xfffbc000;
 
-class KvmVcpuBackend implements VcpuBackend {
+export class KvmVcpuBackend implements VcpuBackend {
   readonly index: number;
   readonly #vcpu: KvmVcpu;
 
@@ -70,6 +73,19 @@ class KvmVcpuBackend implements VcpuBackend {
   kick(): void {
     this.#vcpu.kick();
   }
+  crossThreadKick(): { addonPath: string; vcpuFd: number } | undefined {
+    if (!this.#vcpu.binding.crossThreadKick || this.#vcpu.closed) return undefined;
+    const path = addonPath();
+    return path ? { addonPath: path, vcpuFd: this.#vcpu.fd } : undefined;
+  }
+  isHalted(): boolean {
+    if (this.#vcpu.closed) return false;
+    try {
+      return this.#vcpu.getMpState() === KVM_MP_STATE.HALTED;
+    } catch {
+      return false;
+    }
+  }
   close(): void {
     this.#vcpu.close();
   }
@@ -80,6 +96,12 @@ export class KvmMachineBackend implements MachineBackend {
   readonly memory = new GuestMemory();
   readonly kvm: Kvm;
   readonly vm: KvmVm;
+  /**
+   * Hypercall numbers whose VMCALL reaches the exit loop as a "hypercall" exit
+   * (KVM_CAP_EXIT_HYPERCALL; on x86 only KVM_HC_MAP_GPA_RANGE = 12 can be). Empty when the kernel
+   * lacks the capability; see also hypercallExitsReachLoop().
+   */
+  readonly hypercalls: readonly number[];
   #cpuid: CpuidEntry[] | undefined;
 
   constructor(opts: KvmBackendOptions) {
@@ -94,6 +116,7 @@ export class KvmMachineBackend implements MachineBackend {
       this.vm.setIdentityMapAddress(IDENTITY_MAP_ADDRESS);
       this.vm.createIrqchip();
       this.vm.createPit2();
+      this.hypercalls = enableHypercalls(this.vm);
       const low = Math.min(memoryBytes, LOW_RAM_LIMIT);
       this.#addRam(0, low);
       // one mapping is at most an ArrayBuffer's maximum (4 GiB on Node 20): high RAM goes in 1 GiB slots
@@ -111,7 +134,7 @@ export class KvmMachineBackend implements MachineBackend {
     this.memory.addRegion(guestPhysAddr, region.bytes);
   }
 
-  createVcpu(index: number): VcpuBackend {
+  createVcpu(index: number): KvmVcpuBackend {
     const vcpu = this.vm.createVcpu(index);
     this.#cpuid ??= this.kvm.getSupportedCpuid();
     vcpu.setCpuid2(this.#cpuid.map((e) => withApicId(e, index)));
@@ -125,6 +148,29 @@ export class KvmMachineBackend implements MachineBackend {
   close(): void {
     this.kvm.close();
   }
+}
+
+// The guest-side hypercall channel (examples/guests/hypercall.md) uses KVM_HC_MAP_GPA_RANGE because
+// it is the one number KVM_CAP_EXIT_HYPERCALL lets through to user space.
+function enableHypercalls(vm: KvmVm): number[] {
+  try {
+    return vm.enableHypercallExits();
+  } catch {
+    return []; // a kernel that lists the capability but refuses it: VMCALL stays in the kernel
+  }
+}
+
+/**
+ * Whether a VMCALL enabled through KVM_CAP_EXIT_HYPERCALL actually comes back from KVM_RUN here.
+ * Not on kvm-pvm (the "pagetable virtual machine" KVM some cloud sandboxes run guests on): its
+ * VMCALL path is the PVM hypervisor's own and the guest's VMCALL never completes KVM_RUN, so a
+ * guest using the channel would hang there. Detected by the module; false means "known not to".
+ */
+export function hypercallExitsReachLoop(): { ok: boolean; reason?: string } {
+  if (existsSync("/sys/module/kvm_pvm")) {
+    return { ok: false, reason: "kvm-pvm host: VMCALL does not reach user space (KVM_RUN blocks)" };
+  }
+  return { ok: true };
 }
 
 // Leaf 1 EBX[31:24] and leaf 0xB EDX carry the vCPU's APIC id; KVM reports them as 0.

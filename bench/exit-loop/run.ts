@@ -1,0 +1,152 @@
+// Port-I/O exits per second through the whole machine (createMachine, the one exit loop, the port
+// bus, a vm.io.onOut handler), on each backend usable here, next to the backend's own run() called
+// in a bare loop on the same guest. The difference per exit is what lib/vmm's loop costs.
+//
+//   npx tsc -p tsconfig.json && node dist/bench/exit-loop/run.js [seconds=1] [rounds=3]
+
+import type { BackendKind, VcpuBackend } from "../../lib/vmm/backend.js";
+import { createMachine, type Machine } from "../../lib/vmm/machine.js";
+
+// mov dx,0xe9; l: inc al; out dx,al; jmp l   (real mode at 0x7C00; one OUT exit per 3 instructions)
+const GUEST = Uint8Array.from([0xba, 0xe9, 0x00, 0xfe, 0xc0, 0xee, 0xeb, 0xfb]);
+const PORT = 0xe9;
+
+interface Sample {
+  /** exits per wall-clock second */
+  rate: number;
+  /** user-space CPU time per exit, ns: less disturbed than wall time when other work shares the cores */
+  userNs: number;
+  /** how many of the exits were the guest's OUTs (the rest: slice ends, kicks) */
+  ioShare: number;
+}
+
+async function machine(kind: BackendKind): Promise<{ vm: Machine; seen: () => number }> {
+  const vm = await createMachine({ memoryMiB: 4, backend: kind });
+  let sum = 0;
+  let n = 0;
+  vm.io.onOut(PORT, (_p, _s, v) => {
+    sum += v;
+    n++;
+  });
+  vm.loadFlat(GUEST);
+  return { vm, seen: () => (sum > 0 ? n : 0) };
+}
+
+/** vm.runSync(): the loop with handler dispatch, stats, limits and the exit event machinery. */
+async function loopSync(kind: BackendKind, seconds: number): Promise<Sample> {
+  const { vm, seen } = await machine(kind);
+  try {
+    const cpu0 = process.cpuUsage();
+    const r = vm.runSync({ timeoutMs: seconds * 1000 });
+    const user = process.cpuUsage(cpu0).user;
+    if (r.reason !== "timeout") throw new Error(`${kind}: run ended with ${r.reason} (${r.message})`);
+    return {
+      rate: r.exits / (r.durationMs / 1000),
+      userNs: (user * 1e3) / r.exits,
+      ioShare: seen() / r.exits,
+    };
+  } finally {
+    vm.close();
+  }
+}
+
+/** await vm.run(): the same, in slices with the event loop served in between. */
+async function loopAsync(kind: BackendKind, seconds: number): Promise<Sample> {
+  const { vm, seen } = await machine(kind);
+  try {
+    const cpu0 = process.cpuUsage();
+    const r = await vm.run({ timeoutMs: seconds * 1000 });
+    const user = process.cpuUsage(cpu0).user;
+    if (r.reason !== "timeout") throw new Error(`${kind}: run ended with ${r.reason} (${r.message})`);
+    return {
+      rate: r.exits / (r.durationMs / 1000),
+      userNs: (user * 1e3) / r.exits,
+      ioShare: seen() / r.exits,
+    };
+  } finally {
+    vm.close();
+  }
+}
+
+/** The backend's run() in a bare loop: no handler table, no bus, no stats (the floor). */
+async function raw(kind: BackendKind, seconds: number): Promise<Sample> {
+  const { vm } = await machine(kind);
+  try {
+    const vcpu: VcpuBackend = vm.vcpu(0).backend;
+    let exits = 0;
+    let io = 0;
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    const end = t0 + seconds * 1000;
+    let t = t0;
+    while (t < end) {
+      for (let i = 0; i < 1000; i++) {
+        if (vcpu.run().kind === "io") io++;
+      }
+      exits += 1000;
+      t = performance.now();
+    }
+    const user = process.cpuUsage(cpu0).user;
+    return { rate: exits / ((t - t0) / 1000), userNs: (user * 1e3) / exits, ioShare: io / exits };
+  } finally {
+    vm.close();
+  }
+}
+
+async function usable(kind: BackendKind): Promise<string | undefined> {
+  try {
+    const vm = await createMachine({ memoryMiB: 4, backend: kind });
+    vm.close();
+    return undefined;
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const fmt = (x: number) => Math.round(x).toLocaleString("en-US");
+
+async function main(): Promise<void> {
+  const seconds = Number(process.argv[2] ?? 1);
+  const rounds = Number(process.argv[3] ?? 3);
+  if (!(seconds > 0) || !Number.isInteger(rounds) || rounds < 1) {
+    throw new Error("usage: run.js [seconds > 0] [rounds >= 1]");
+  }
+  const rows: Record<string, string>[] = [];
+  for (const kind of ["soft", "kvm"] as const) {
+    const why = await usable(kind);
+    if (why) {
+      console.log(`exit-loop: ${kind} skipped (${why})`);
+      continue;
+    }
+    await loopSync(kind, Math.min(seconds, 0.2)); // warm-up: JIT the loop and the backend
+    await raw(kind, Math.min(seconds, 0.2));
+    const r: Sample[] = [];
+    const s: Sample[] = [];
+    const a: Sample[] = [];
+    for (let i = 0; i < rounds; i++) {
+      r.push(await raw(kind, seconds));
+      s.push(await loopSync(kind, seconds));
+      a.push(await loopAsync(kind, seconds));
+    }
+    const rate = (xs: Sample[]) => median(xs.map((x) => x.rate));
+    const userNs = (xs: Sample[]) => median(xs.map((x) => x.userNs));
+    rows.push({
+      backend: kind,
+      "raw run() exits/s": fmt(rate(r)),
+      "runSync exits/s": fmt(rate(s)),
+      "run (async) exits/s": fmt(rate(a)),
+      "raw user ns/exit": fmt(userNs(r)),
+      "loop ns/exit (sync)": fmt(userNs(s) - userNs(r)),
+      "loop ns/exit (async)": fmt(userNs(a) - userNs(r)),
+      "io share": median(s.map((x) => x.ioShare)).toFixed(3),
+    });
+  }
+  console.log(
+    `port-I/O exits through the machine loop: ${seconds} s per measurement, ${rounds} interleaved rounds, medians;` +
+      " loop ns/exit = user CPU per exit of the loop minus that of the bare run() loop",
+  );
+  if (rows.length) console.table(rows);
+}
+
+await main();
