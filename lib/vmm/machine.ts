@@ -24,7 +24,6 @@ import { MachineConfigError, VmmError } from "./errors.js";
 import { Emitter, type MachineEvents } from "./events.js";
 import type { VmExit, VmExitKind } from "./exits.js";
 import { defaultHandlers, type HandlerEnv } from "./handlers.js";
-import { kvmAssist, vcpuFds } from "./kvm-assist.js";
 import { type ExitHandler, ExitLoop, type RunLimits, type RunResult, type StopRun } from "./loop.js";
 import type { GuestMemory } from "./memory.js";
 import type { Regs, SpecialRegs } from "./regs.js";
@@ -350,17 +349,12 @@ export class Machine {
   /**
    * For backends whose run() blocks until the guest exits (KVM): how a watchdog thread kicks vCPU 0
    * (bounding timeouts and async slices) and how to tell a final in-kernel HLT. Called by
-   * createMachine; the backend's own crossThreadKick()/isHalted() win over the derived ones.
+   * createMachine; both come from the backend's own crossThreadKick()/isHalted().
    */
-  async setupBlockingEntry(vcpuFdsBefore: Set<number> = new Set()): Promise<void> {
+  async setupBlockingEntry(): Promise<void> {
     const v = this.vcpu(0).backend;
-    let target = v.crossThreadKick?.();
-    let halted = v.isHalted ? () => v.isHalted!() : undefined;
-    if (this.backend.kind === "kvm" && (!target || !halted)) {
-      const assist = await kvmAssist(v, vcpuFdsBefore);
-      target ??= assist?.crossThreadKick();
-      halted ??= assist?.isHalted;
-    }
+    const target = v.crossThreadKick?.();
+    const halted = v.isHalted ? () => v.isHalted!() : undefined;
     this.#kickTarget = target;
     this.#isHalted = halted;
     if (this.backend.kind === "kvm" && !target) {
@@ -500,14 +494,13 @@ export async function createMachine(opts: MachineOptions = {}): Promise<Machine>
     interruptController: pic,
   });
   const platform = (opts.platformDevices ?? true) && backend.kind === "soft";
-  const fdsBefore = backend.kind === "kvm" ? vcpuFds(0) : new Set<number>();
   try {
     const vm = new Machine(backend, info, {
       vcpus,
       strict: opts.strict ?? false,
       ...(platform ? { pic } : {}),
     });
-    await vm.setupBlockingEntry(fdsBefore);
+    await vm.setupBlockingEntry();
     return vm;
   } catch (e) {
     backend.close();
