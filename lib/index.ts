@@ -42,7 +42,7 @@ export type {
   UnknownExit,
   VmExit,
   VmExitKind,
-} from "./vmm/exits.js";
+} from "./types/exits.js";
 export { HYPERCALL_ENOSYS } from "./vmm/handlers.js";
 export { type HostInfo, probeHost } from "./vmm/host-info.js";
 export type {
@@ -57,7 +57,7 @@ export type {
 export { createMachine, Machine, type MachineOptions } from "./vmm/machine.js";
 export { GuestMemory, GuestMemoryError, type MemoryRegion } from "./vmm/memory.js";
 export { addPcDevices, type PcDeviceOptions, type PcDevices } from "./vmm/pc.js";
-export type * from "./vmm/regs.js";
-export { GPR_NAMES } from "./vmm/regs.js";
+export type * from "./types/regs.js";
+export { GPR_NAMES } from "./types/regs.js";
 export { ExitStats } from "./vmm/stats.js";
 export { Vcpu } from "./vmm/vcpu.js";

@@ -1,66 +1,17 @@
-// The initial vCPU state a loader asks for. Field names are those of lib/vmm/regs.ts (kvm_regs /
-// kvm_sregs style), so the machine applies it to either backend without translation; the types are
-// restated here because boot/ must not import vmm/.
+// The initial vCPU state a loader asks for, in the shared register types (kvm_regs / kvm_sregs
+// names), so the machine applies it to either backend without translation.
+
+import type { DescriptorTable, Regs, Segment, SpecialRegs } from "../types/regs.js";
 
 export type CpuMode = "real" | "protected" | "long";
 
-export interface EntrySegment {
-  base: bigint;
-  limit: number;
-  selector: number;
-  type: number;
-  present: boolean;
-  dpl: number;
-  db: boolean;
-  s: boolean;
-  l: boolean;
-  g: boolean;
-  avl: boolean;
-  unusable: boolean;
-}
-
-export interface EntryTable {
-  base: bigint;
-  limit: number;
-}
+export type EntrySegment = Segment;
+export type EntryTable = DescriptorTable;
 
 /** A subset of SpecialRegs: cr2, cr8 and apicBase keep the machine's reset values. */
-export interface EntrySregs {
-  cs: EntrySegment;
-  ds: EntrySegment;
-  es: EntrySegment;
-  fs: EntrySegment;
-  gs: EntrySegment;
-  ss: EntrySegment;
-  tr: EntrySegment;
-  ldt: EntrySegment;
-  gdt: EntryTable;
-  idt: EntryTable;
-  cr0: bigint;
-  cr3: bigint;
-  cr4: bigint;
-  efer: bigint;
-}
+export type EntrySregs = Omit<SpecialRegs, "cr2" | "cr8" | "apicBase">;
 
-export type EntryRegName =
-  | "rax"
-  | "rbx"
-  | "rcx"
-  | "rdx"
-  | "rsi"
-  | "rdi"
-  | "rsp"
-  | "rbp"
-  | "r8"
-  | "r9"
-  | "r10"
-  | "r11"
-  | "r12"
-  | "r13"
-  | "r14"
-  | "r15"
-  | "rip"
-  | "rflags";
+export type EntryRegName = keyof Regs;
 
 /** General registers the loader sets; the ones it leaves out are zero. */
 export type EntryRegs = Partial<Record<EntryRegName, bigint>>;

@@ -2,7 +2,7 @@
 // decoded lines (flag names, CR0/CR3/CR4/EFER bits, mode). Works from Regs/SpecialRegs only, so both
 // backends print the same thing for the same state.
 
-import type { Regs, Segment, SpecialRegs } from "../vmm/regs.js";
+import type { Regs, Segment, SpecialRegs } from "../types/regs.js";
 import {
   bitSet,
   decodeCr0,

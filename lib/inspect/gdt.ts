@@ -1,7 +1,7 @@
 // Descriptor-table listings: every entry of a GDT/LDT read from guest memory, decoded, one line
 // each in the style of the segment lines of the register dump.
 
-import type { DescriptorTable } from "../vmm/regs.js";
+import type { DescriptorTable } from "../types/regs.js";
 import { decodeDescriptor, describeSegment, segmentAttributes } from "./segments.js";
 
 /** What the listing reads guest memory through (GuestMemory satisfies it). */

@@ -1,7 +1,7 @@
 // Segment and descriptor decoding: the attribute word QEMU prints, its CS64/DS/TSS summary, raw
 // 8-byte GDT/LDT descriptors to Segment, and the CPU mode a register set is in.
 
-import type { Segment, SpecialRegs } from "../vmm/regs.js";
+import type { Segment, SpecialRegs } from "../types/regs.js";
 import { bitSet } from "./flags.js";
 
 /** Bits 8..23 of the descriptor's high dword (attributes and limit 19:16), as QEMU shows them. */

@@ -1,91 +1,45 @@
-// kvm_run decoded into the VM-exit union. The shapes are exactly lib/vmm/exits.ts's VmExit (kvm/ does
-// not import vmm/: structural typing makes a KvmExit a VmExit). Exit data are views into kvm_run,
-// never copies: for io "in" and mmio reads, writing exit.data answers the guest on the next run.
+// kvm_run decoded into the shared VM-exit union (lib/types/exits.ts). Exit data are views into
+// kvm_run, never copies: for io "in" and mmio reads, writing exit.data answers the guest on the next run.
 
+import type {
+  CpuidExit,
+  DebugExit,
+  FailEntryExit,
+  HltExit,
+  HypercallExit,
+  InternalErrorExit,
+  IntrExit,
+  IoExit,
+  IrqWindowOpenExit,
+  MmioExit,
+  MsrExit,
+  RawExit,
+  ShutdownExit,
+  SystemEventExit,
+  UnknownExit,
+  VmExit,
+} from "../types/exits.js";
 import { KVM_EXIT, KVM_EXIT_IO_OUT } from "./constants.js";
 import { LAYOUTS } from "./layouts.js";
 
-export interface KvmRawExit {
-  backend: "kvm";
-  /** kvm_run.exit_reason (KVM_EXIT_*) */
-  code: number;
-}
+export type KvmRawExit = Extract<RawExit, { backend: "kvm" }>;
 
-interface Base {
-  raw: KvmRawExit;
-}
-export interface KvmIoExit extends Base {
-  kind: "io";
-  direction: "in" | "out";
-  port: number;
-  size: 1 | 2 | 4;
-  count: number;
-  data: Uint8Array;
-}
-export interface KvmMmioExit extends Base {
-  kind: "mmio";
-  address: number;
-  length: number;
-  write: boolean;
-  data: Uint8Array;
-}
-export interface KvmHltExit extends Base {
-  kind: "hlt";
-}
-export interface KvmShutdownExit extends Base {
-  kind: "shutdown";
-}
-export interface KvmFailEntryExit extends Base {
-  kind: "fail_entry";
-  reason: number;
-}
-export interface KvmInternalErrorExit extends Base {
-  kind: "internal_error";
-  suberror: number;
-  data: readonly bigint[];
-  message?: string;
-}
-export interface KvmSystemEventExit extends Base {
-  kind: "system_event";
-  type: number;
-}
-export interface KvmDebugExit extends Base {
-  kind: "debug";
-  exception: number;
-  pc: bigint;
-  dr6: bigint;
-  dr7: bigint;
-}
-export interface KvmIntrExit extends Base {
-  kind: "intr";
-}
-export interface KvmIrqWindowOpenExit extends Base {
-  kind: "irq_window_open";
-}
-export interface KvmHypercallExit extends Base {
-  kind: "hypercall";
-  nr: bigint;
-  args: bigint[];
-  /** writes kvm_run.hypercall.ret */
-  ret: bigint;
-}
-export interface KvmCpuidExit extends Base {
-  kind: "cpuid";
-  leaf: number;
-  subleaf: number;
-}
-/** KVM_EXIT_X86_RDMSR/WRMSR (with KVM_CAP_X86_USER_SPACE_MSR): for a read, set value to answer. */
-export interface KvmMsrExit extends Base {
-  kind: "msr";
-  write: boolean;
-  index: number;
-  /** reads and writes kvm_run.msr.data */
-  value: bigint;
-}
-export interface KvmUnknownExit extends Base {
-  kind: "unknown";
-  code: number;
-}
+/** The exits of the shared union, with raw narrowed to KVM's. */
+type FromKvm<E extends VmExit> = Omit<E, "raw"> & { raw: KvmRawExit };
+export type KvmIoExit = FromKvm<IoExit>;
+export type KvmMmioExit = FromKvm<MmioExit>;
+export type KvmHltExit = FromKvm<HltExit>;
+export type KvmShutdownExit = FromKvm<ShutdownExit>;
+export type KvmFailEntryExit = FromKvm<FailEntryExit>;
+export type KvmInternalErrorExit = FromKvm<InternalErrorExit>;
+export type KvmSystemEventExit = FromKvm<SystemEventExit>;
+export type KvmDebugExit = FromKvm<DebugExit>;
+export type KvmIntrExit = FromKvm<IntrExit>;
+export type KvmIrqWindowOpenExit = FromKvm<IrqWindowOpenExit>;
+export type KvmHypercallExit = FromKvm<HypercallExit>;
+export type KvmCpuidExit = FromKvm<CpuidExit>;
+export type KvmMsrExit = FromKvm<MsrExit>;
+export type KvmUnknownExit = FromKvm<UnknownExit>;
 
 export type KvmExit =
   | KvmIoExit

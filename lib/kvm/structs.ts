@@ -1,68 +1,12 @@
-// DataView codecs of the register structs (offsets from LAYOUTS). The types mirror
-// lib/vmm/regs.ts field for field, so a KvmRegs is structurally a vmm Regs without kvm/ importing vmm/.
+// DataView codecs of the register structs (offsets from LAYOUTS), in the shared register types.
 
+import type { DescriptorTable, Regs, Segment, SpecialRegs } from "../types/regs.js";
 import { LAYOUTS } from "./layouts.js";
 
-export interface KvmRegs {
-  rax: bigint;
-  rbx: bigint;
-  rcx: bigint;
-  rdx: bigint;
-  rsi: bigint;
-  rdi: bigint;
-  rsp: bigint;
-  rbp: bigint;
-  r8: bigint;
-  r9: bigint;
-  r10: bigint;
-  r11: bigint;
-  r12: bigint;
-  r13: bigint;
-  r14: bigint;
-  r15: bigint;
-  rip: bigint;
-  rflags: bigint;
-}
-
-export interface KvmSegment {
-  base: bigint;
-  limit: number;
-  selector: number;
-  type: number;
-  present: boolean;
-  dpl: number;
-  db: boolean;
-  s: boolean;
-  l: boolean;
-  g: boolean;
-  avl: boolean;
-  unusable: boolean;
-}
-
-export interface KvmDtable {
-  base: bigint;
-  limit: number;
-}
-
-export interface KvmSregs {
-  cs: KvmSegment;
-  ds: KvmSegment;
-  es: KvmSegment;
-  fs: KvmSegment;
-  gs: KvmSegment;
-  ss: KvmSegment;
-  tr: KvmSegment;
-  ldt: KvmSegment;
-  gdt: KvmDtable;
-  idt: KvmDtable;
-  cr0: bigint;
-  cr2: bigint;
-  cr3: bigint;
-  cr4: bigint;
-  cr8: bigint;
-  efer: bigint;
-  apicBase: bigint;
-}
+export type KvmRegs = Regs;
+export type KvmSegment = Segment;
+export type KvmDtable = DescriptorTable;
+export type KvmSregs = SpecialRegs;
 
 const R = LAYOUTS.kvm_regs.fields;
 const REG_NAMES = Object.keys(R) as (keyof KvmRegs)[];

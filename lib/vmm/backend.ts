@@ -1,9 +1,9 @@
 // What the machine needs of a backend. lib/vmm/backends/kvm.ts wraps lib/kvm (KvmVm/KvmVcpu);
 // lib/vmm/backends/soft.ts is the small VT-x hypervisor over lib/vmx + lib/cpu.
 
-import type { VmExit } from "./exits.js";
+import type { VmExit } from "../types/exits.js";
 import type { GuestMemory } from "./memory.js";
-import type { Regs, SpecialRegs } from "./regs.js";
+import type { Regs, SpecialRegs } from "../types/regs.js";
 
 export type BackendKind = "kvm" | "soft";
 

@@ -2,7 +2,7 @@
 // filled), "unhandled" every access to an unregistered port or MMIO address.
 
 import type { UnhandledAccess } from "./bus.js";
-import type { VmExit } from "./exits.js";
+import type { VmExit } from "../types/exits.js";
 
 export interface ExitEventInfo {
   vcpu: number;

@@ -6,7 +6,7 @@
 
 import type { VcpuBackend } from "./backend.js";
 import { MachineConfigError } from "./errors.js";
-import type { VmExit, VmExitKind } from "./exits.js";
+import type { VmExit, VmExitKind } from "../types/exits.js";
 import { ExitStats } from "./stats.js";
 
 export type RunReason =

@@ -1,7 +1,7 @@
 // Exit statistics in the spirit of `perf kvm stat`: per exit kind, how many and how long the VMM
 // spent handling them (from the exit returning to the next entry), plus time spent in the guest.
 
-import type { VmExit, VmExitKind } from "./exits.js";
+import type { VmExit, VmExitKind } from "../types/exits.js";
 
 export interface ExitKindStats {
   count: number;

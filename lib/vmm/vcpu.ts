@@ -9,7 +9,7 @@ import { type Translation, walkPageTables } from "../inspect/pagewalk.js";
 import { cpuMode, modeBitness } from "../inspect/segments.js";
 import type { VcpuBackend } from "./backend.js";
 import type { GuestMemory } from "./memory.js";
-import type { Regs, SpecialRegs } from "./regs.js";
+import type { Regs, SpecialRegs } from "../types/regs.js";
 
 export class Vcpu {
   constructor(

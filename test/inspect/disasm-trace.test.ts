@@ -3,7 +3,7 @@ import { disassemble, formatDisassembly } from "../../lib/inspect/disasm.js";
 import { kvmExitName, vmxExitReasonName } from "../../lib/inspect/exit-names.js";
 import { formatStatsTable } from "../../lib/inspect/stats-table.js";
 import { formatExit } from "../../lib/inspect/trace.js";
-import type { VmExit } from "../../lib/vmm/exits.js";
+import type { VmExit } from "../../lib/types/exits.js";
 import { ExitStats } from "../../lib/vmm/stats.js";
 
 describe("disassembly", () => {

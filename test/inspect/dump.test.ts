@@ -9,7 +9,7 @@ import {
   qemuFlagLetters,
 } from "../../lib/inspect/flags.js";
 import { cpuMode, decodeDescriptor, describeSegment, segmentAttributes } from "../../lib/inspect/segments.js";
-import type { Regs, Segment, SpecialRegs } from "../../lib/vmm/regs.js";
+import type { Regs, Segment, SpecialRegs } from "../../lib/types/regs.js";
 import { realSeg, resetSregs, zeroRegs } from "../vmm/fake-backend.js";
 
 function longModeState(): { regs: Regs; sregs: SpecialRegs } {

@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from "vitest";
 import { KVM_EXIT, type KvmExit, KvmRunDecoder, LAYOUTS } from "../../lib/kvm/index.js";
-import type { VmExit } from "../../lib/vmm/exits.js";
+import type { VmExit } from "../../lib/types/exits.js";
 
 const F = LAYOUTS.kvm_run.fields;
 

@@ -4,7 +4,7 @@
 import { accessSync, constants, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import type { VmExit } from "../../lib/vmm/exits.js";
+import type { VmExit } from "../../lib/types/exits.js";
 import { createMachine } from "../../lib/vmm/machine.js";
 import { addPcDevices } from "../../lib/vmm/pc.js";
 

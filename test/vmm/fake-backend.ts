@@ -2,9 +2,9 @@
 // the loop did (data filled for "in" exits, IRQ levels, kicks, instruction budgets).
 
 import type { MachineBackend, VcpuBackend } from "../../lib/vmm/backend.js";
-import type { RawExit, VmExit } from "../../lib/vmm/exits.js";
+import type { RawExit, VmExit } from "../../lib/types/exits.js";
 import { GuestMemory } from "../../lib/vmm/memory.js";
-import type { Regs, Segment, SpecialRegs } from "../../lib/vmm/regs.js";
+import type { Regs, Segment, SpecialRegs } from "../../lib/types/regs.js";
 
 export const KVM_RAW = (code: number): RawExit => ({ backend: "kvm", code });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { HltExit, VmExit } from "../../lib/vmm/exits.js";
+import type { HltExit, VmExit } from "../../lib/types/exits.js";
 import { type ExitHandler, ExitLoop, type StopRun } from "../../lib/vmm/loop.js";
 import { FakeBackend, hlt, intr, io } from "./fake-backend.js";
 

@@ -3,7 +3,7 @@ import { GuestImageError } from "../../lib/boot/index.js";
 import type { Device, DeviceContext } from "../../lib/devices/device.js";
 import { DebugExit } from "../../lib/devices/index.js";
 import { BusConflictError, MachineConfigError, UnhandledAccessError } from "../../lib/vmm/errors.js";
-import type { IoExit, VmExit } from "../../lib/vmm/exits.js";
+import type { IoExit, VmExit } from "../../lib/types/exits.js";
 import { createMachine, type Machine } from "../../lib/vmm/machine.js";
 import { FakeBackend, hlt, intr, io, type Step } from "./fake-backend.js";
 

@@ -16,9 +16,9 @@ import {
   probeKvm as probeKvmDevice,
 } from "../../kvm/index.js";
 import type { MachineBackend, VcpuBackend } from "../backend.js";
-import type { VmExit } from "../exits.js";
+import type { VmExit } from "../../types/exits.js";
 import { GuestMemory } from "../memory.js";
-import type { Regs, SpecialRegs } from "../regs.js";
+import type { Regs, SpecialRegs } from "../../types/regs.js";
 
 export interface KvmBackendOptions {
   memoryBytes: number;
