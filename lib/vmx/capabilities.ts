@@ -135,7 +135,8 @@ const ctlMsr = (c: ControlCaps): bigint => (BigInt(c.mayBeOne >>> 0) << 32n) | B
 export const VMX_BASIC =
   BigInt(VMCS_REVISION_ID) |
   (BigInt(VMCS_REGION_SIZE) << 32n) |
-  (6n << 50n) | // write-back VMCS memory type; bit 54 clear: no INS/OUTS instruction information
+  (6n << 50n) | // write-back VMCS memory type
+  (1n << 54n) | // INS/OUTS exits report their segment and address size in the instruction information
   (1n << 55n); // true control MSRs exist
 
 /** MISC: timer rate, LMA stored in the IA-32e entry control, HLT + shutdown activity states, 4 CR3 targets. */

@@ -155,10 +155,15 @@ export function checkHostState(v: VmcsData): CheckResult {
   return OK;
 }
 
+/** PAT memory types that may be programmed: 0 UC, 1 WC, 4 WT, 5 WP, 6 WB, 7 UC- */
+const PAT_TYPES = 0b11110011;
 const validPat = (pat: bigint): boolean => {
-  for (let i = 0n; i < 8n; i++) {
-    const t = Number((pat >> (i * 8n)) & 0xffn);
-    if (![0, 1, 4, 5, 6, 7].includes(t)) return false;
+  const halves = [Number(pat & 0xffffffffn), Number(pat >> 32n)];
+  for (const half of halves) {
+    for (let shift = 0; shift < 32; shift += 8) {
+      const t = (half >>> shift) & 0xff;
+      if (t > 7 || !((PAT_TYPES >>> t) & 1)) return false;
+    }
   }
   return true;
 };

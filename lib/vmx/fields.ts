@@ -208,9 +208,17 @@ const BY_ENCODING = new Map<number, FieldInfo>(FIELDS.map((f) => [f.encoding, f]
 export const HIGHEST_INDEX = Math.max(...FIELDS.map((f) => indexOf(f.encoding)));
 
 export interface ResolvedField {
-  info: FieldInfo;
+  readonly info: FieldInfo;
   /** the access is the high half of a 64-bit field */
-  high: boolean;
+  readonly high: boolean;
+}
+
+// every supported access (full, and high for 64-bit fields) by encoding, resolved once: VMREAD and
+// VMWRITE run several times per exit, so neither hashing nor allocation on that path
+const RESOLVED: (ResolvedField | undefined)[] = Array.from({ length: 0x8000 }, () => undefined);
+for (const info of FIELDS) {
+  RESOLVED[info.encoding] = Object.freeze({ info, high: false });
+  if (info.width === FieldWidth.W64) RESOLVED[info.encoding | 1] = Object.freeze({ info, high: true });
 }
 
 /** Resolves an encoding as VMREAD/VMWRITE do; undefined = unsupported component (error 12). */
@@ -222,11 +230,7 @@ export function resolveField(encoding: number | bigint): ResolvedField | undefin
   if (!Number.isInteger(encoding) || encoding < 0 || encoding > 0xffffffff) return undefined;
   // bits 12 and 31:15 are reserved: any set bit makes the encoding unsupported
   if (encoding >>> 15 !== 0 || (encoding & 0x1000) !== 0) return undefined;
-  const high = (encoding & 1) === 1;
-  const info = BY_ENCODING.get(encoding & ~1);
-  if (!info) return undefined;
-  if (high && info.width !== FieldWidth.W64) return undefined;
-  return { info, high };
+  return RESOLVED[encoding];
 }
 
 export function fieldByEncoding(encoding: number): FieldInfo | undefined {

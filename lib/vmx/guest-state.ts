@@ -2,7 +2,7 @@
 // saved by VM exit (SDM 26.3.2, 27.3). General registers other than RSP are not in the VMCS: they
 // stay in the processor across exits, where the host (hypervisor) saves and restores them.
 
-import { type GuestCpu, Seg } from "../cpu/guest-cpu.js";
+import { type ControlRegister, type GuestCpu, Seg, type SysenterRegister } from "../cpu/guest-cpu.js";
 import { EntryCtl, ExitCtl } from "./constants.js";
 import { F } from "./fields.js";
 import { type VmcsData, vmcsGet, vmcsGet32, vmcsSet } from "./vmcs.js";
@@ -29,33 +29,43 @@ const EFER_LMA = 1n << 10n;
 const guestView = (actual: bigint, mask: bigint, shadow: bigint): bigint =>
   (actual & ~mask) | (shadow & mask);
 
+/**
+ * Loads a register only when it differs: most entries resume the state the last exit saved, and
+ * the interpreter's setControl re-derives its translation state on every call.
+ */
+function setControl(cpu: GuestCpu, reg: ControlRegister | SysenterRegister, value: bigint): void {
+  if (cpu.getControl(reg) !== value) cpu.setControl(reg, value);
+}
+
 export function loadGuestState(cpu: GuestCpu, v: VmcsData): void {
   const entry = vmcsGet32(v, F.VM_ENTRY_CONTROLS);
-  cpu.setControl(
+  setControl(
+    cpu,
     "cr0",
     guestView(vmcsGet(v, F.GUEST_CR0), vmcsGet(v, F.CR0_GUEST_HOST_MASK), vmcsGet(v, F.CR0_READ_SHADOW)),
   );
-  cpu.setControl(
+  setControl(
+    cpu,
     "cr4",
     guestView(vmcsGet(v, F.GUEST_CR4), vmcsGet(v, F.CR4_GUEST_HOST_MASK), vmcsGet(v, F.CR4_READ_SHADOW)),
   );
-  cpu.setControl("cr3", vmcsGet(v, F.GUEST_CR3));
+  setControl(cpu, "cr3", vmcsGet(v, F.GUEST_CR3));
   if (entry & EntryCtl.LOAD_DEBUG) {
-    cpu.setControl("dr7", vmcsGet(v, F.GUEST_DR7));
-    cpu.setControl("debugctl", vmcsGet(v, F.GUEST_IA32_DEBUGCTL));
+    setControl(cpu, "dr7", vmcsGet(v, F.GUEST_DR7));
+    setControl(cpu, "debugctl", vmcsGet(v, F.GUEST_IA32_DEBUGCTL));
   }
   if (entry & EntryCtl.LOAD_EFER) {
-    cpu.setControl("efer", vmcsGet(v, F.GUEST_IA32_EFER));
+    setControl(cpu, "efer", vmcsGet(v, F.GUEST_IA32_EFER));
   } else {
     // without "load IA32_EFER", LMA and LME follow the IA-32e mode guest control (SDM 26.3.2.1)
     const ia32e = (entry & EntryCtl.IA32E_MODE) !== 0;
     const efer = cpu.getControl("efer") & ~(EFER_LMA | EFER_LME);
-    cpu.setControl("efer", ia32e ? efer | EFER_LMA | EFER_LME : efer);
+    setControl(cpu, "efer", ia32e ? efer | EFER_LMA | EFER_LME : efer);
   }
-  if (entry & EntryCtl.LOAD_PAT) cpu.setControl("pat", vmcsGet(v, F.GUEST_IA32_PAT));
-  cpu.setControl("sysenter_cs", vmcsGet(v, F.GUEST_SYSENTER_CS));
-  cpu.setControl("sysenter_esp", vmcsGet(v, F.GUEST_SYSENTER_ESP));
-  cpu.setControl("sysenter_eip", vmcsGet(v, F.GUEST_SYSENTER_EIP));
+  if (entry & EntryCtl.LOAD_PAT) setControl(cpu, "pat", vmcsGet(v, F.GUEST_IA32_PAT));
+  setControl(cpu, "sysenter_cs", vmcsGet(v, F.GUEST_SYSENTER_CS));
+  setControl(cpu, "sysenter_esp", vmcsGet(v, F.GUEST_SYSENTER_ESP));
+  setControl(cpu, "sysenter_eip", vmcsGet(v, F.GUEST_SYSENTER_EIP));
   for (const [seg, sel, base, limit, ar] of SEGS) {
     cpu.setSegment(seg, {
       selector: vmcsGet32(v, sel),

@@ -5,6 +5,8 @@ export * from "./ept.js";
 export * from "./ept-builder.js";
 export * from "./errors.js";
 export * from "./fields.js";
+export * from "./guest-linear.js";
 export * from "./host-memory.js";
+export * from "./instruction-info.js";
 export type { MmioAccess, MmioCompletion, PendingExit } from "./nonroot.js";
 export * from "./processor.js";

@@ -2,6 +2,7 @@
 // controls of the current VMCS. A hook that decides "exit" records the exit (reason, qualification,
 // instruction length/info, addresses, interruption info) for the processor to complete.
 
+import { type GuestCpu, Seg } from "../cpu/guest-cpu.js";
 import {
   Access,
   type CrAccess,
@@ -16,7 +17,17 @@ import {
 import { ExitReason, Pin, Proc, Proc2 } from "./constants.js";
 import { EPT_EXEC, EPT_MISCONFIG, EPT_OK, EPT_READ, EPT_WRITE, eptWalk } from "./ept.js";
 import { F } from "./fields.js";
+import { GuestLinearReader } from "./guest-linear.js";
 import type { HostMemory } from "./host-memory.js";
+import {
+  CodeSize,
+  type DecodedOperand,
+  decodeOperand,
+  displacementQualification,
+  ioStringInfo,
+  memoryInfo,
+  operandInfo,
+} from "./instruction-info.js";
 import { type VmcsData, vmcsGet, vmcsGet32 } from "./vmcs.js";
 
 export interface PendingExit {
@@ -54,6 +65,7 @@ export interface MmioCompletion {
 /** State of the processor that non-root operation consults or updates. */
 export interface NonRootHost {
   readonly memory: HostMemory;
+  readonly cpu: GuestCpu;
   mmioAccess: MmioAccess | undefined;
   readonly mmioCompletions: MmioCompletion[];
 }
@@ -93,6 +105,10 @@ const VMX_REASONS = {
 } as const;
 
 const DT_INFO = { sgdt: 0, sidt: 1, lgdt: 2, lidt: 3, sldt: 0, str: 1, lldt: 2, ltr: 3 } as const;
+
+/** VMX instructions whose only operand is a 64-bit pointer in memory (table 28-13) */
+const POINTER_OPERAND = new Set(["vmclear", "vmptrld", "vmptrst", "vmxon"]);
+const TWO64 = 2 ** 64;
 
 export class NonRootOperation implements NonRootHooks {
   pending: PendingExit | null = null;
@@ -261,7 +277,41 @@ export class NonRootOperation implements NonRootHooks {
       (info.rep ? 32 : 0) |
       (info.immediate ? 64 : 0) |
       (info.port << 16);
-    return this.#exit(ExitReason.Io, ctx, BigInt(q >>> 0), info.string ? { guestLinear: Number.NaN } : {});
+    return this.#exit(ExitReason.Io, ctx, BigInt(q >>> 0), info.string ? this.#stringOperand(info, ctx) : {});
+  }
+
+  /** INS/OUTS: the segment and address size (IA32_VMX_BASIC[54]) and the operand's linear address */
+  #stringOperand(info: IoInfo, ctx: InstructionContext): Partial<PendingExit> {
+    const decoded = this.#decode(ctx, false);
+    if (!decoded) return {};
+    const { d, code } = decoded;
+    const cpu = this.host.cpu;
+    const seg = info.in ? Seg.ES : d.segment;
+    const index = cpu.getGpr(info.in ? 7 : 6);
+    const offset = d.addressSize === 2 ? index : index & (d.addressSize === 1 ? 0xffffffffn : 0xffffn);
+    // 64-bit mode ignores the bases of ES, CS, SS and DS
+    const base = code === CodeSize.Bits64 && seg < Seg.FS ? 0n : cpu.getSegment(seg).base;
+    const linear = BigInt.asUintN(code === CodeSize.Bits64 ? 64 : 32, base + offset);
+    return { instructionInfo: ioStringInfo(d, info.in), guestLinear: Number(linear) };
+  }
+
+  /** the exiting instruction, decoded from guest memory as the processor fetched it */
+  #decode(ctx: InstructionContext, modrm: boolean): { d: DecodedOperand; code: CodeSize } | undefined {
+    const cpu = this.host.cpu;
+    const csAr = cpu.getSegment(Seg.CS).ar;
+    const lma = (cpu.getControl("efer") & 0x400n) !== 0n;
+    const v86 = (cpu.getRflags() & 0x20000n) !== 0n;
+    const code =
+      lma && csAr & 0x2000 ? CodeSize.Bits64 : csAr & 0x4000 && !v86 ? CodeSize.Bits32 : CodeSize.Bits16;
+    const reader = new GuestLinearReader(this.host.memory, cpu, this.eptEnabled ? this.#eptp : undefined);
+    const rip = ctx.linearRip < 0 ? ctx.linearRip + TWO64 : ctx.linearRip;
+    // up to the longest instruction: the operand is decoded from the bytes, whatever length the
+    // interpreter had consumed when it asked (fewer bytes only where the next page is unmapped)
+    const bytes = reader.read(rip, 15) ?? reader.read(rip, Math.max(1, Math.min(15, ctx.length)));
+    // without readable bytes (cannot happen for an instruction just fetched) the defaults of the
+    // code size still give INS/OUTS a usable address size and segment
+    const d = decodeOperand(bytes ?? new Uint8Array(0), code, modrm && bytes !== undefined);
+    return d && (bytes || !modrm) ? { d, code } : undefined;
   }
 
   #bit(base: number, index: number): boolean {
@@ -366,20 +416,47 @@ export class NonRootOperation implements NonRootHooks {
         // INVD, XSETBV and GETSEC exit unconditionally in VMX non-root operation
         exits = true;
     }
-    return exits && this.#exit(OTHER_REASONS[instruction], ctx);
+    if (!exits) return false;
+    if (instruction === "rdrand" || instruction === "rdseed") {
+      // table 28-12: destination register 6:3, operand size 12:11
+      const d = this.#decode(ctx, true)?.d;
+      const info = d ? ((d.rm ?? 0) << 3) | (d.operandSize << 11) : 0;
+      return this.#exit(OTHER_REASONS[instruction], ctx, 0n, { instructionInfo: info });
+    }
+    return this.#exit(OTHER_REASONS[instruction], ctx);
   }
 
   descriptorTable(instruction: keyof typeof DT_INFO, ctx: InstructionContext): boolean {
     if (!(this.proc2 & Proc2.DESC_TABLE)) return false;
-    const gdt = instruction.endsWith("dt");
-    // instruction information bits 29:28 give the identity (SDM table 27-10/27-11)
-    return this.#exit(gdt ? ExitReason.GdtrIdtr : ExitReason.LdtrTr, ctx, 0n, {
-      instructionInfo: DT_INFO[instruction] << 28,
-    });
+    const gdt = instruction.endsWith("gdt") || instruction.endsWith("idt");
+    const decoded = this.#decode(ctx, true);
+    let info = DT_INFO[instruction] << 28;
+    let q = 0n;
+    if (decoded) {
+      const { d } = decoded;
+      // GDTR/IDTR (table 28-10): memory operand, operand size in bit 11; LDTR/TR (28-11): memory or register
+      info |= gdt ? memoryInfo(d) | (d.operandSize ? 1 << 11 : 0) : operandInfo(d);
+      q = displacementQualification(d);
+    }
+    return this.#exit(gdt ? ExitReason.GdtrIdtr : ExitReason.LdtrTr, ctx, q, { instructionInfo: info >>> 0 });
   }
 
   vmxInstruction(instruction: keyof typeof VMX_REASONS, ctx: InstructionContext): boolean {
-    return this.#exit(VMX_REASONS[instruction], ctx);
+    const withOperand =
+      POINTER_OPERAND.has(instruction) ||
+      instruction === "vmread" ||
+      instruction === "vmwrite" ||
+      instruction === "invept" ||
+      instruction === "invvpid";
+    const decoded = withOperand ? this.#decode(ctx, true) : undefined;
+    if (!decoded) return this.#exit(VMX_REASONS[instruction], ctx);
+    const { d } = decoded;
+    // VMREAD/VMWRITE (28-14) may take a register operand; INVEPT/INVVPID (28-9) and they carry reg2 in 31:28
+    let info = POINTER_OPERAND.has(instruction) ? memoryInfo(d) : operandInfo(d);
+    if (!POINTER_OPERAND.has(instruction)) info |= (d.reg ?? 0) << 28;
+    return this.#exit(VMX_REASONS[instruction], ctx, displacementQualification(d), {
+      instructionInfo: info >>> 0,
+    });
   }
 
   event(

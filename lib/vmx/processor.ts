@@ -36,10 +36,11 @@ export interface HostState {
   efer?: bigint;
   pat?: bigint;
   /** MSRs loaded from the VM-exit MSR-load list */
-  msrs: Map<number, bigint>;
+  msrs: ReadonlyMap<number, bigint>;
 }
 
 const CHUNK = 1 << 16;
+const NO_MSRS: ReadonlyMap<number, bigint> = new Map();
 const PHYS_LIMIT = 2 ** MAXPHYADDR;
 
 export interface LogicalProcessorOptions {
@@ -248,8 +249,11 @@ export class LogicalProcessor {
     if (!launch && !this.#launchedHere.has(v.address)) this.#fail(name, VmxError.VmresumeAfterVmxoff);
     const controls = checkControls(v);
     if (controls.kind === "vmfail") this.#fail(name, controls.error, controls.rule);
-    const hostCheck = checkHostState(v);
-    if (hostCheck.kind === "vmfail") this.#fail(name, hostCheck.error, hostCheck.rule);
+    if (!v.hostStateChecked) {
+      const hostCheck = checkHostState(v);
+      if (hostCheck.kind === "vmfail") this.#fail(name, hostCheck.error, hostCheck.rule);
+      v.hostStateChecked = true;
+    }
     this.#succeed();
     const guestCheck = checkGuestState(v);
     if (guestCheck.kind === "guest") {
@@ -340,6 +344,14 @@ export class LogicalProcessor {
         nr.record(ExitReason.ExceptionNmi, { intrInfo: (2 | (IntrType.Nmi << 8) | 0x80000000) >>> 0 });
         break;
       }
+      if (!(nr.pin & Pin.NMI_EXITING) && this.nmiPending && nr.nmiUnblocked() && cpu.activity !== 2) {
+        // without NMI exiting the NMI is the guest's: delivered through its IDT, blocking further NMIs
+        this.nmiPending = false;
+        cpu.activity = 0;
+        cpu.deliverEvent(2, IntrType.Nmi as number as EventType, undefined, 0);
+        cpu.interruptibility |= 8;
+        continue;
+      }
       const intr = this.interrupts;
       if (nr.pin & Pin.EXTERNAL_INTERRUPT && intr?.hasInterrupt() && !(cpu.interruptibility & 3)) {
         const ack = (vmcsGet32(v, F.VM_EXIT_CONTROLS) & ExitCtl.ACK_INTR_ON_EXIT) !== 0;
@@ -426,12 +438,17 @@ export class LogicalProcessor {
 
   #loadHostState(v: VmcsData): void {
     const exitCtl = vmcsGet32(v, F.VM_EXIT_CONTROLS);
-    const msrs = new Map<number, bigint>();
     const n = vmcsGet32(v, F.VM_EXIT_MSR_LOAD_COUNT);
-    const base = Number(vmcsGet(v, F.VM_EXIT_MSR_LOAD_ADDR));
-    for (let i = 0; i < n; i++) {
-      const at = base + i * 16;
-      if (this.memory.isBacked(at, 16)) msrs.set(this.memory.readU32(at), this.memory.readU64(at + 8));
+    // most hosts use no MSR-load list: no map to allocate on every exit then
+    let msrs = NO_MSRS;
+    if (n) {
+      const loaded = new Map<number, bigint>();
+      const base = Number(vmcsGet(v, F.VM_EXIT_MSR_LOAD_ADDR));
+      for (let i = 0; i < n; i++) {
+        const at = base + i * 16;
+        if (this.memory.isBacked(at, 16)) loaded.set(this.memory.readU32(at), this.memory.readU64(at + 8));
+      }
+      msrs = loaded;
     }
     this.hostState = {
       cr0: vmcsGet(v, F.HOST_CR0),

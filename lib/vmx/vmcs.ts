@@ -3,8 +3,10 @@
 // 8-11 launch state (ours), then one 8-byte slot per field of the table from byte 16. While a VMCS
 // is current the processor works on a cached copy (as hardware may); VMCLEAR writes it back.
 
-import { FIELDS, type FieldInfo, FieldWidth, type ResolvedField } from "./fields.js";
+import { F, FIELDS, type FieldInfo, FieldType, FieldWidth, type ResolvedField } from "./fields.js";
 import type { HostMemory } from "./host-memory.js";
+
+const VM_EXIT_CONTROLS = F.VM_EXIT_CONTROLS;
 
 export const REVISION_OFFSET = 0;
 export const ABORT_OFFSET = 4;
@@ -28,6 +30,11 @@ export class VmcsData {
   readonly lo = new Uint32Array(FIELDS.length);
   readonly hi = new Uint32Array(FIELDS.length);
   launchState: LaunchState = LaunchState.Clear;
+  /**
+   * The host-state checks passed and nothing they read (host-state fields, VM-exit controls) has
+   * been written since. Only VMWRITE changes those fields, so the checks need not run on every entry.
+   */
+  hostStateChecked = false;
 
   constructor(readonly address: number) {}
 
@@ -40,9 +47,22 @@ export class VmcsData {
     return this.lo[f.slot]!;
   }
   set(f: FieldInfo, value: bigint): void {
+    if (value >= 0n && value <= 0xffffffffn) {
+      // most values fit 32 bits: no BigInt arithmetic (each would allocate)
+      this.setNumber(f, Number(value));
+      return;
+    }
     const v = value & MASK[f.width];
     this.lo[f.slot] = Number(v & 0xffffffffn);
     this.hi[f.slot] = Number(v >> 32n);
+  }
+  /** the same for a non-negative integer below 2^53, without BigInt arithmetic (the exit path) */
+  setNumber(f: FieldInfo, value: number): void {
+    const width = f.width;
+    if (width === FieldWidth.W16) this.lo[f.slot] = value & 0xffff;
+    else this.lo[f.slot] = value >>> 0;
+    this.hi[f.slot] =
+      width === FieldWidth.W64 || width === FieldWidth.Natural ? Math.floor(value / 2 ** 32) : 0;
   }
 
   /** VMREAD semantics for a resolved access. */
@@ -51,6 +71,7 @@ export class VmcsData {
   }
   /** VMWRITE semantics: the value is truncated to the field's width; a high access sets bits 63:32. */
   write(r: ResolvedField, value: bigint): void {
+    if (r.info.type === FieldType.Host || r.info.encoding === VM_EXIT_CONTROLS) this.hostStateChecked = false;
     if (r.high) this.hi[r.info.slot] = Number(value & 0xffffffffn);
     else this.set(r.info, value);
   }
@@ -77,8 +98,9 @@ export class VmcsData {
   }
 }
 
-// dense by encoding: entries and exits touch ~150 fields, so no hashing on that path
-const SLOT: (FieldInfo | undefined)[] = [];
+// dense by encoding (all encodings are below 0x8000): entries and exits touch ~150 fields, so no
+// hashing on that path. Pre-filled so the engine keeps a packed array rather than a dictionary.
+const SLOT: (FieldInfo | undefined)[] = Array.from({ length: 0x8000 }, () => undefined);
 for (const f of FIELDS) SLOT[f.encoding] = f;
 const slotOf = (encoding: number): FieldInfo => {
   const f = SLOT[encoding];
@@ -94,5 +116,8 @@ export function vmcsGet32(d: VmcsData, encoding: number): number {
   return d.get32(slotOf(encoding));
 }
 export function vmcsSet(d: VmcsData, encoding: number, value: bigint | number): void {
-  d.set(slotOf(encoding), typeof value === "number" ? BigInt(value < 0 ? value >>> 0 : value) : value);
+  if (typeof value === "bigint") d.set(slotOf(encoding), value);
+  else if (value >= 0 && value <= Number.MAX_SAFE_INTEGER && Number.isInteger(value))
+    d.setNumber(slotOf(encoding), value);
+  else d.set(slotOf(encoding), BigInt(value < 0 ? value >>> 0 : value));
 }

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
+import type { VmExit } from "../../lib/types/exits.js";
+import type { Segment } from "../../lib/types/regs.js";
 import type { InterruptController } from "../../lib/vmm/backend.js";
 import { createSoftBackend, type SoftVcpu } from "../../lib/vmm/backends/soft.js";
-import type { VmExit } from "../../lib/vmm/exits.js";
-import type { Segment } from "../../lib/vmm/regs.js";
 
 const flat = (code: boolean, long = false): Omit<Segment, "selector"> => ({
   base: 0n,
@@ -248,6 +248,32 @@ describe("soft backend guests", () => {
     expect([...mem.read(0x3000, 4)]).toEqual([1, 2, 3, 4]);
     const r = vcpu.getRegs();
     expect([r.rsi, r.rdi, r.rcx]).toEqual([0x2005n, 0x3004n, 0n]);
+  });
+
+  it("string I/O follows a segment override and the address size the exit reports", () => {
+    // mov si, 0x10; mov cx, 3; rep fs outsb; hlt
+    const { vcpu, mem } = machine([0xbe, 0x10, 0x00, 0xb9, 0x03, 0x00, 0xf3, 0x64, 0x6e, 0xf4], "real");
+    const s = vcpu.getSregs();
+    s.fs = { ...s.fs, selector: 0x3000, base: 0x30000n };
+    vcpu.setSregs(s);
+    mem.write(0x30010, new TextEncoder().encode("abc"));
+    const out = expectKind(vcpu.run(), "io");
+    expect(new TextDecoder().decode(out.data)).toBe("abc");
+    expectKind(vcpu.run(), "hlt");
+    expect(vcpu.getRegs().rsi).toBe(0x13n);
+  });
+
+  it("long mode: OUTSB with a 32-bit address-size prefix reads at ESI", () => {
+    // mov rsi, 0x1_0000_2000 (ESI = 0x2000); a32 outsb; hlt
+    const { vcpu, mem } = machine(
+      [0x48, 0xbe, 0x00, 0x20, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0xba, 0xe9, 0, 0, 0, 0x67, 0x6e, 0xf4],
+      "long",
+    );
+    mem.write(0x2000, Uint8Array.of(0x5a));
+    const out = expectKind(vcpu.run(), "io");
+    expect([...out.data]).toEqual([0x5a]);
+    expectKind(vcpu.run(), "hlt");
+    expect(vcpu.getRegs().rsi).toBe(0x2001n);
   });
 
   it("a halted guest with interrupts disabled keeps reporting HLT without running", () => {

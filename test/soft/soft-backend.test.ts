@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
+import type { VmExit } from "../../lib/types/exits.js";
 import type { VcpuBackend } from "../../lib/vmm/backend.js";
 import { createSoftBackend } from "../../lib/vmm/backends/soft.js";
-import type { VmExit } from "../../lib/vmm/exits.js";
 
 function realModeAt(vcpu: VcpuBackend, rip: number): void {
   const s = vcpu.getSregs();

@@ -1,8 +1,8 @@
 // Register inspection on the soft backend: the VMCS guest-state area (read with VMREAD) plus the
 // general registers, which VT-x leaves in the processor across exits. Same names as on KVM.
 
+import { GPR_NAMES, type Regs, type Segment, type SpecialRegs } from "../../../types/regs.js";
 import { EntryCtl, F, type LogicalProcessor } from "../../../vmx/index.js";
-import { GPR_NAMES, type Regs, type Segment, type SpecialRegs } from "../../regs.js";
 import { CR0_OWNED, CR4_OWNED } from "./vmcs-setup.js";
 
 const SEG = {

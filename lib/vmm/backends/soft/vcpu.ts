@@ -3,25 +3,25 @@
 // MSRs, CR accesses, interrupt windows) and turns the rest into the VmExit union the loop handles.
 
 import { Interpreter } from "../../../cpu/index.js";
+import type { RawExit, VmExit } from "../../../types/exits.js";
 import {
   EntryCtl,
   type EptBuilder,
   ExitReason,
   F,
+  GuestLinearReader,
   type HostMemory,
   LogicalProcessor,
   Proc,
   VMCS_REVISION_ID,
 } from "../../../vmx/index.js";
 import type { InterruptController, VcpuBackend } from "../../backend.js";
-import type { RawExit, VmExit } from "../../exits.js";
 
 type SoftRaw = Extract<RawExit, { backend: "soft" }>;
 
+import type { Regs, SpecialRegs } from "../../../types/regs.js";
 import type { GuestMemory } from "../../memory.js";
-import type { Regs, SpecialRegs } from "../../regs.js";
 import { answerCpuid } from "./cpuid.js";
-import { guestTranslate } from "./guest-walk.js";
 import { readRegs, readSregs, writeRegs, writeSregs } from "./regs.js";
 import { CR0_OWNED, CR4_OWNED, writeControls, writeHostState, writeResetGuest } from "./vmcs-setup.js";
 
@@ -442,23 +442,21 @@ export class SoftVcpu implements VcpuBackend {
   }
 
   /**
-   * INS/OUTS: the host reads or writes the memory operand itself (DS:rSI for OUTS, ES:rDI for INS;
-   * segment overrides are not reported since IA32_VMX_BASIC[54] is 0). A REP prefix moves up to a
-   * page per exit; the instruction re-executes until rCX reaches 0.
+   * INS/OUTS: the host reads or writes the memory operand itself, at the guest-linear address the
+   * exit reports, with the address size from the instruction information (IA32_VMX_BASIC[54]).
+   * A REP prefix moves up to a page per exit; the instruction re-executes until rCX reaches 0.
    */
   #stringIo(raw: SoftRaw, port: number, size: 1 | 2 | 4, input: boolean, rep: boolean, len: number): VmExit {
     const lp = this.lp;
     const cpu = this.#cpu;
     const guestMemory = this.shared.guestMemory;
-    const csAr = Number(lp.vmread(F.GUEST_CS_AR_BYTES));
-    const long64 = (lp.vmread(F.GUEST_IA32_EFER) & 0x400n) !== 0n && (csAr & 0x2000) !== 0;
-    const width = long64 ? 64n : csAr & 0x4000 ? 32n : 16n;
+    const addressSize = (Number(lp.vmread(F.VMX_INSTRUCTION_INFO)) >>> 7) & 7;
+    const width = addressSize === 2 ? 64n : addressSize === 1 ? 32n : 16n;
     const mask = (1n << width) - 1n;
     const down = (lp.vmread(F.GUEST_RFLAGS) & 0x400n) !== 0n;
     const indexReg = input ? 7 : 6;
     const offset = cpu.getGpr(indexReg) & mask;
-    const base = lp.vmread(input ? F.GUEST_ES_BASE : F.GUEST_DS_BASE);
-    const linear = Number(BigInt.asIntN(64, base + offset));
+    const linear = Number(lp.vmread(F.GUEST_LINEAR_ADDRESS));
     const rcx = cpu.getGpr(1) & mask;
     if (rep && rcx === 0n) {
       this.#advance(len);
@@ -469,13 +467,8 @@ export class SoftVcpu implements VcpuBackend {
       const inPage = Math.floor((4096 - (((linear % 4096) + 4096) % 4096)) / size);
       count = Math.max(1, Math.min(Number(rcx < 4096n ? rcx : 4096n), inPage));
     }
-    const paging = {
-      cr0: lp.vmread(F.GUEST_CR0),
-      cr3: lp.vmread(F.GUEST_CR3),
-      cr4: lp.vmread(F.GUEST_CR4),
-      efer: lp.vmread(F.GUEST_IA32_EFER),
-    };
-    const gpa = guestTranslate(guestMemory, paging, linear);
+    // the guest's own paging, over this host's EPT, as the processor walked it
+    const gpa = new GuestLinearReader(lp.memory, lp.cpu, this.shared.ept.eptp).translate(linear);
     const bytes = size * count;
     if (gpa === undefined || !guestMemory.find(gpa, bytes)) {
       return {
@@ -491,8 +484,10 @@ export class SoftVcpu implements VcpuBackend {
     const step = BigInt(bytes) * (down ? -1n : 1n);
     const finish = () => {
       if (input) guestMemory.write(gpa, data);
-      cpu.setGpr(indexReg, (cpu.getGpr(indexReg) & ~mask) | ((offset + step) & mask));
-      if (rep) cpu.setGpr(1, (cpu.getGpr(1) & ~mask) | ((rcx - BigInt(count)) & mask));
+      // a 16-bit address size keeps the register's upper bits; 32-bit writes zero-extend
+      const keep = width === 16n ? ~mask : 0n;
+      cpu.setGpr(indexReg, (cpu.getGpr(indexReg) & keep) | ((offset + step) & mask));
+      if (rep) cpu.setGpr(1, (cpu.getGpr(1) & keep) | ((rcx - BigInt(count)) & mask));
       if (!rep || rcx === BigInt(count)) this.#advance(len);
     };
     if (input) this.#completion = { kind: "string-io", finish };
