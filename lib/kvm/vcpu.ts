@@ -130,6 +130,15 @@ export class KvmVcpu {
     return exited ? this.#decoder.decode() : this.#decoder.intr();
   }
 
+  /**
+   * The exit of a KVM_RUN made elsewhere (another thread calling the addon's run(fd) on this vCPU):
+   * `exited` is what that run() returned. Decoded from this thread's view of the same kvm_run.
+   */
+  exitOf(exited: boolean): KvmExit {
+    this.fd;
+    return exited ? this.#decoder.decode() : this.#decoder.intr();
+  }
+
   /** Ends the run in progress (from any thread with the addon) or the next one, as an "intr" exit. */
   kick(): void {
     this.binding.kick(this.fd);

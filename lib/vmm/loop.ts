@@ -4,9 +4,9 @@
 // end the run. Limits are checked between exits; the soft backend's instruction budget makes a
 // guest that never exits come back so that timeouts and slices still work.
 
+import type { VmExit, VmExitKind } from "../types/exits.js";
 import type { VcpuBackend } from "./backend.js";
 import { MachineConfigError } from "./errors.js";
-import type { VmExit, VmExitKind } from "../types/exits.js";
 import { ExitStats } from "./stats.js";
 
 export type RunReason =
@@ -108,6 +108,34 @@ export interface EntryWatchdog {
   arm(deadlineAbsMs: number): void;
   disarm(): void;
 }
+/**
+ * A thread that makes the blocking guest entries of async runs (KVM: kvm-worker.ts), so the event
+ * loop stays free while the guest runs. One entry at a time: start(), then poll()/wait() until it
+ * ended, then exit() reads it (registers may be touched only between exit() and the next start()).
+ */
+export interface VcpuThread {
+  /** the thread has ended (machine closed, or it failed): no further entries */
+  readonly closed: boolean;
+  /** a run begins / ends (keeps the process alive while a run waits on the thread) */
+  begin(): void;
+  end(): void;
+  start(): void;
+  /** whether the entry ended, blocking at most `ms` */
+  poll(ms: number): boolean;
+  /** resolves true when the entry ended, false after `ms` */
+  wait(ms: number): Promise<boolean>;
+  /** the ended entry's exit (throws when the entry failed) */
+  exit(): VmExit;
+  /** makes the entry in progress (or the next) end as an "intr" exit */
+  kick(): void;
+}
+
+/**
+ * With a vCPU thread, how long the main thread waits synchronously for a fast exit before it
+ * awaits it instead (bounded by the slice: the event loop still gets a turn every SLICE_MS).
+ */
+const THREAD_POLL_MS = 0.2;
+
 /** Instruction budget per backend entry when the backend supports one (bounds time between checks). */
 const SLICE_INSTRUCTIONS = 200_000;
 
@@ -119,6 +147,8 @@ export class ExitLoop {
   readonly #hooks: LoopHooks;
   /** set by the machine when the backend's run() can block (KVM): bounds every entry */
   watchdog: EntryWatchdog | undefined;
+  /** set by the machine when async runs enter the guest from a thread of their own (KVM) */
+  vcpuThread: VcpuThread | undefined;
   #armedAt = 0;
 
   constructor(handlers: ExitHandlerTable, hooks: LoopHooks = {}) {
@@ -139,7 +169,13 @@ export class ExitLoop {
   /** One guest entry, its exit, and the handler. Returns a StopRun when the run must end. */
   step(vcpu: VcpuBackend, vcpuIndex = vcpu.index): { exit: VmExit; stop?: StopRun } {
     const t0 = now();
-    let exit = vcpu.run();
+    const exit = vcpu.run();
+    return this.#dispatch(vcpu, vcpuIndex, exit, t0);
+  }
+
+  /** The handler part of step(), for an exit of an entry that began at `t0`. */
+  #dispatch(vcpu: VcpuBackend, vcpuIndex: number, raw: VmExit, t0: number): { exit: VmExit; stop?: StopRun } {
+    let exit = raw;
     const t1 = now();
     this.stats.guestNs += (t1 - t0) * 1e6;
     const ctx: ExitContext = { vcpu, vcpuIndex };
@@ -180,6 +216,8 @@ export class ExitLoop {
   async run(vcpu: VcpuBackend, limits: RunLimits = {}): Promise<RunResult> {
     const run = new RunState(vcpu, limits);
     this.#hooks.takeIdleWait?.();
+    const thread = this.vcpuThread;
+    if (thread && !thread.closed) return this.#runOnThread(run, thread);
     try {
       for (;;) {
         const r = this.#runUntil(run, now() + SLICE_MS);
@@ -193,6 +231,62 @@ export class ExitLoop {
       }
     } finally {
       this.#disarmWatchdog();
+    }
+  }
+
+  /**
+   * run() with the guest entered by a vCPU thread: the main thread awaits each exit (the event loop
+   * runs meanwhile), handles it here, and lets the thread re-enter. Timeouts, stop() and the
+   * periodic halt check kick the thread's entry, as the watchdog does for sync runs.
+   */
+  async #runOnThread(run: RunState, thread: VcpuThread): Promise<RunResult> {
+    thread.begin();
+    try {
+      let sliceEnd = now() + SLICE_MS;
+      for (;;) {
+        const early = this.#hooks.pendingStop?.();
+        if (early) return run.finish(early);
+        const limit = run.checkLimits();
+        if (limit) return run.finish(limit);
+        if (thread.closed) return run.finish(closedStop());
+        const t0 = now();
+        thread.start();
+        if (t0 >= sliceEnd) {
+          // the guest runs meanwhile; other callbacks get their turn even if its exits come fast
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          sliceEnd = now() + SLICE_MS;
+        }
+        if (!thread.poll(THREAD_POLL_MS)) {
+          for (;;) {
+            const t = now();
+            const until = Math.min(run.deadline, t + WATCHDOG_PERIOD_MS);
+            if (await thread.wait(Math.max(0, until - t))) break;
+            if (thread.closed) return run.finish(closedStop());
+            thread.kick();
+          }
+          sliceEnd = now() + SLICE_MS;
+        }
+        if (thread.closed) return run.finish(closedStop());
+        let step: { exit: VmExit; stop?: StopRun };
+        try {
+          step = this.#dispatch(run.vcpu, run.vcpu.index, thread.exit(), t0);
+          run.exits++;
+          if (!step.stop) this.#hooks.service?.();
+        } catch (error) {
+          const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+          return run.finish({ reason: "error", message, error });
+        }
+        if (step.stop) return run.finish(step.stop, step.exit);
+        if (this.#hooks.takeIdleWait?.()) {
+          const limit = run.checkLimits();
+          if (limit) return run.finish(limit);
+          if (this.#hooks.waitForEvent)
+            await this.#hooks.waitForEvent(Math.min(run.deadline, now() + IDLE_WAIT_MS));
+          sliceEnd = now() + SLICE_MS;
+        }
+      }
+    } finally {
+      thread.end();
     }
   }
 
@@ -241,6 +335,8 @@ export class ExitLoop {
     }
   }
 }
+
+const closedStop = (): StopRun => ({ reason: "stopped", message: "the machine was closed during the run" });
 
 /** Bookkeeping of one run() call: limits, counters, the instruction budget. */
 class RunState {

@@ -15,18 +15,19 @@ import {
 } from "../boot/index.js";
 import type { Device, DeviceContext, IrqLine, StopRequest } from "../devices/device.js";
 import { I8259Pair } from "../devices/i8259.js";
-import type { MachineBackend } from "./backend.js";
+import type { VmExit, VmExitKind } from "../types/exits.js";
+import type { Regs, SpecialRegs } from "../types/regs.js";
+import type { MachineBackend, VcpuBackend } from "./backend.js";
 import { type BackendInfo, type BackendRequest, openBackend } from "./backend-select.js";
 import type { BusClaim } from "./bus.js";
 import { IoBusApi, MmioBusApi } from "./bus-api.js";
 import { MachineClock } from "./clock.js";
 import { MachineConfigError, VmmError } from "./errors.js";
 import { Emitter, type MachineEvents } from "./events.js";
-import type { VmExit, VmExitKind } from "../types/exits.js";
 import { defaultHandlers, type HandlerEnv } from "./handlers.js";
+import { KvmRunWorker } from "./kvm-worker.js";
 import { type ExitHandler, ExitLoop, type RunLimits, type RunResult, type StopRun } from "./loop.js";
 import type { GuestMemory } from "./memory.js";
-import type { Regs, SpecialRegs } from "../types/regs.js";
 import type { ExitStats } from "./stats.js";
 import { Vcpu } from "./vcpu.js";
 import { type KickTarget, Watchdog } from "./watchdog.js";
@@ -45,6 +46,11 @@ export interface MachineOptions {
    * backend; KVM has its own in the kernel)
    */
   platformDevices?: boolean;
+  /**
+   * default true: on KVM (with the addon), `await vm.run()` enters the guest from a worker thread of
+   * its own so the event loop stays free; false keeps async runs on the main thread in slices
+   */
+  vcpuThread?: boolean;
 }
 
 const MAX_MEMORY_MIB = 1 << 16;
@@ -77,6 +83,7 @@ export class Machine {
   #exitIndex = 0;
   #kickTarget: KickTarget | undefined;
   #watchdog: Watchdog | undefined;
+  #vcpuThread: KvmRunWorker | undefined;
   #isHalted: (() => boolean) | undefined;
   /** the guest halted with interrupts on and nothing on the machine's side can wake it */
   #idleWait = false;
@@ -302,8 +309,9 @@ export class Machine {
   }
 
   /**
-   * Runs vCPU 0 in slices, serving the event loop between them (timers, stdin, other I/O keep
-   * working). On KVM a guest that never exits cannot be sliced yet: see README "Known gaps".
+   * Runs vCPU 0 without holding the event loop (timers, stdin, other I/O keep working): on KVM a
+   * worker thread enters the guest and hands each exit to this thread (`hasVcpuThread`); otherwise
+   * in slices with the event loop served in between.
    */
   async run(limits: RunLimits = {}): Promise<RunResult> {
     this.#beginRun();
@@ -330,6 +338,14 @@ export class Machine {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#vcpuThread) {
+      // a run in progress: its entry ends at the kick, the thread then leaves (and the run resolves)
+      this.#pendingStop ??= { reason: "stopped", message: "the machine was closed during the run" };
+      this.#vcpuThread.close();
+      this.vcpu(0).backend.kick();
+      this.loop.vcpuThread = undefined;
+      this.#wake?.();
+    }
     for (const d of this.#devices) (d as { close?: () => void }).close?.();
     void this.#watchdog?.close();
     this.loop.watchdog = undefined;
@@ -351,7 +367,7 @@ export class Machine {
    * (bounding timeouts and async slices) and how to tell a final in-kernel HLT. Called by
    * createMachine; both come from the backend's own crossThreadKick()/isHalted().
    */
-  async setupBlockingEntry(): Promise<void> {
+  async setupBlockingEntry(opts: { vcpuThread?: boolean } = {}): Promise<void> {
     const v = this.vcpu(0).backend;
     const target = v.crossThreadKick?.();
     const halted = v.isHalted ? () => v.isHalted!() : undefined;
@@ -377,6 +393,42 @@ export class Machine {
         );
       }
     }
+    if (target && (opts.vcpuThread ?? true)) await this.#startVcpuThread(target);
+  }
+
+  /** Async KVM runs: a worker enters the guest (kvm-worker.ts); without one they slice on this thread. */
+  async #startVcpuThread(target: KickTarget): Promise<void> {
+    const v = this.vcpu(0).backend as VcpuBackend & { exitOf?(exited: boolean): VmExit };
+    const exitOf = v.exitOf?.bind(v);
+    if (!exitOf) return;
+    const w = new KvmRunWorker(target);
+    try {
+      await w.ready();
+    } catch (e) {
+      w.close();
+      this.warnings.push(
+        `the KVM vCPU thread failed (${e instanceof Error ? e.message : String(e)}); await vm.run() slices on the main thread`,
+      );
+      return;
+    }
+    this.#vcpuThread = w;
+    this.loop.vcpuThread = {
+      get closed() {
+        return w.closed;
+      },
+      begin: () => w.begin(),
+      end: () => w.end(),
+      start: () => w.start(),
+      poll: (ms) => w.poll(ms),
+      wait: (ms) => w.wait(ms),
+      exit: () => exitOf(w.take()),
+      kick: () => v.kick(),
+    };
+  }
+
+  /** whether `await vm.run()` enters the guest from a thread of its own (KVM with the addon) */
+  get hasVcpuThread(): boolean {
+    return this.loop.vcpuThread !== undefined;
   }
 
   /** whether runs on this machine can be bounded while the guest never exits */
@@ -500,7 +552,7 @@ export async function createMachine(opts: MachineOptions = {}): Promise<Machine>
       strict: opts.strict ?? false,
       ...(platform ? { pic } : {}),
     });
-    await vm.setupBlockingEntry();
+    await vm.setupBlockingEntry(opts.vcpuThread === undefined ? {} : { vcpuThread: opts.vcpuThread });
     return vm;
   } catch (e) {
     backend.close();

@@ -4,6 +4,7 @@
 // the run as an "intr" exit. Deadlines travel through shared memory; no message per entry.
 
 import { Worker } from "node:worker_threads";
+import { evalWorkerArgv } from "./kvm-worker.js";
 
 // CommonJS source of the worker: waits on the shared sequence word until the deadline, then kicks.
 const WORKER_SOURCE = `
@@ -52,6 +53,7 @@ export class Watchdog {
   constructor(target: KickTarget) {
     this.#worker = new Worker(WORKER_SOURCE, {
       eval: true,
+      execArgv: evalWorkerArgv(),
       workerData: { shared: this.#shared, addonPath: target.addonPath, vcpuFd: target.vcpuFd },
     });
     let readyResolve: () => void = () => {};

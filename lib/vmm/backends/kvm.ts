@@ -15,10 +15,10 @@ import {
   type KvmVm,
   probeKvm as probeKvmDevice,
 } from "../../kvm/index.js";
-import type { MachineBackend, VcpuBackend } from "../backend.js";
 import type { VmExit } from "../../types/exits.js";
-import { GuestMemory } from "../memory.js";
 import type { Regs, SpecialRegs } from "../../types/regs.js";
+import type { MachineBackend, VcpuBackend } from "../backend.js";
+import { GuestMemory } from "../memory.js";
 
 export interface KvmBackendOptions {
   memoryBytes: number;
@@ -77,6 +77,10 @@ export class KvmVcpuBackend implements VcpuBackend {
     if (!this.#vcpu.binding.crossThreadKick || this.#vcpu.closed) return undefined;
     const path = addonPath();
     return path ? { addonPath: path, vcpuFd: this.#vcpu.fd } : undefined;
+  }
+  /** The exit of a KVM_RUN a vCPU worker thread made (kvm-worker.ts); `exited` is its run() result. */
+  exitOf(exited: boolean): VmExit {
+    return this.#vcpu.exitOf(exited);
   }
   isHalted(): boolean {
     if (this.#vcpu.closed) return false;
