@@ -718,6 +718,8 @@ function group9(cpu: Interpreter): void {
     cpu.unimplemented(0x1c7);
   }
   if (op === 1) {
+    // CMPXCHG16B requires a 16-byte aligned operand (checked before any page fault)
+    if (cpu.osz === 64 && (cpu.ea & 15) !== 0) throw new CpuFault(Vec.GP, 0);
     cpu.probeWrite(cpu.ea, cpu.osz === 64 ? 16 : 8);
     if (cpu.osz === 64) {
       // CMPXCHG16B

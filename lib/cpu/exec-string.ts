@@ -58,6 +58,7 @@ export function ioIn(cpu: Interpreter, port: number, size: 1 | 2 | 4, immediate:
   const info: IoInfo = { port, size, in: true, string: false, rep: false, immediate };
   if (hooks.io(info, cpu.ctx())) throw EXIT_SIGNAL;
   const v = hooks.portIn ? hooks.portIn(port, size) : size === 4 ? 0xffffffff : (1 << (8 * size)) - 1;
+  cpu.devicesRan();
   cpu.setReg(size * 8, 0, v >>> 0, 0);
 }
 
@@ -67,6 +68,7 @@ export function ioOut(cpu: Interpreter, port: number, size: 1 | 2 | 4, immediate
   const info: IoInfo = { port, size, in: false, string: false, rep: false, immediate };
   if (hooks.io(info, cpu.ctx())) throw EXIT_SIGNAL;
   hooks.portOut?.(port, size, cpu.getReg(size * 8, 0));
+  cpu.devicesRan();
 }
 
 /**
@@ -108,12 +110,14 @@ export function stringOp(cpu: Interpreter, b: number): void {
         const lin = cpu.linear(0, di);
         cpu.probeWrite(lin, n);
         const v = hooks.portIn ? hooks.portIn(port, n) : -1;
+        cpu.devicesRan();
         cpu.wr(size, lin, v >>> 0, 0);
         setIdx(cpu, 7, wrapIdx(cpu, di + step));
       } else {
         const si = getIdx(cpu, 6);
         const v = cpu.rd(size, cpu.linear(srcSeg, si));
         hooks.portOut?.(port, n, v);
+        cpu.devicesRan();
         setIdx(cpu, 6, wrapIdx(cpu, si + step));
       }
       if (!rep) return;

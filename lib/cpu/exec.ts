@@ -5,7 +5,20 @@ import { exec0f } from "./exec-0f.js";
 import { group3, shiftOp } from "./exec-arith.js";
 import { ioIn, ioOut, stringOp } from "./exec-string.js";
 import { CpuFault, EXIT_SIGNAL, Vec } from "./faults.js";
-import { FL_AF, FL_CF, FL_DF, FL_IF, FL_IOPL, FL_OF, FL_RF, FL_SF, FL_VM, FL_ZF, PARITY } from "./flags.js";
+import {
+  FL_AF,
+  FL_CF,
+  FL_DF,
+  FL_IF,
+  FL_IOPL,
+  FL_OF,
+  FL_RF,
+  FL_SF,
+  FL_VM,
+  FL_ZF,
+  lazyZf,
+  PARITY,
+} from "./flags.js";
 import { EventType } from "./hooks.js";
 import type { Interpreter } from "./interpreter.js";
 import { applyFlags, farReturn, farTransfer, iret, loadSeg, softwareInterrupt } from "./system.js";
@@ -92,11 +105,58 @@ function prefixed(cpu: Interpreter, b: number): void {
           cpu.asz = cpu.csD !== adsz ? 32 : 16;
         }
         cpu.opsizePrefix = opsz;
+        if (cpu.lock) checkLock(cpu, b);
         op1(cpu, b);
         return;
     }
     b = cpu.fetch8();
   }
+}
+
+/** one-byte opcodes that accept LOCK (with a memory destination); 2: only some ModRM.reg values */
+const LOCKABLE1 = new Uint8Array(256);
+for (const o of [
+  0x00, 0x01, 0x08, 0x09, 0x10, 0x11, 0x18, 0x19, 0x20, 0x21, 0x28, 0x29, 0x30, 0x31, 0x86, 0x87,
+])
+  LOCKABLE1[o] = 1;
+for (const o of [0x80, 0x81, 0x82, 0x83, 0xf6, 0xf7, 0xfe, 0xff]) LOCKABLE1[o] = 2;
+const LOCKABLE2 = new Uint8Array(256);
+for (const o of [0xab, 0xb3, 0xbb, 0xb0, 0xb1, 0xc0, 0xc1]) LOCKABLE2[o] = 1;
+for (const o of [0xba, 0xc7]) LOCKABLE2[o] = 2;
+
+/**
+ * LOCK is legal only on the read-modify-write instructions with a memory destination (SDM Vol. 2
+ * "LOCK"); anything else raises #UD before the instruction does anything. Peeks at the opcode
+ * and ModRM, then rewinds the fetch so the instruction decodes normally.
+ */
+function checkLock(cpu: Interpreter, b: number): void {
+  const ip = cpu.ip;
+  const fp = cpu.fp;
+  const fpEnd = cpu.fpEnd;
+  const fpBase = cpu.fpBase;
+  let op = b;
+  let kind: number;
+  if (b === 0x0f) {
+    op = cpu.fetch8();
+    kind = LOCKABLE2[op];
+  } else kind = LOCKABLE1[op];
+  if (kind === 0) ud();
+  const m = cpu.fetch8();
+  if (m >= 0xc0) ud();
+  const reg = (m >> 3) & 7;
+  if (kind === 2) {
+    let ok: boolean;
+    if (b === 0x0f) ok = op === 0xba ? reg >= 5 : reg === 1;
+    else if (op <= 0x83) ok = reg !== 7;
+    else if (op <= 0xf7) ok = reg === 2 || reg === 3;
+    else ok = reg <= 1;
+    if (!ok) ud();
+  }
+  cpu.ip = ip;
+  if (cpu.fpBase === fpBase) {
+    cpu.fp = fp;
+    cpu.fpEnd = fpEnd;
+  } else cpu.fpEnd = 0; // the peek crossed into the next page: refetch from ip
 }
 
 function ud(): never {
@@ -451,8 +511,7 @@ function op1(cpu: Interpreter, b: number): void {
       const rel = (cpu.fetch8() << 24) >> 24;
       // JZ/JNZ after an ALU op: ZF straight from the lazy result
       let taken: boolean;
-      if ((b & 0xe) === 4 && cpu.fOp !== 0 && cpu.fSize === 32)
-        taken = ((cpu.fRes | 0) === 0) === (b === 0x74);
+      if ((b & 0xe) === 4 && cpu.fOp !== 0) taken = lazyZf(cpu) === (b === 0x74);
       else taken = cpu.cond(b & 15);
       if (taken) branch(cpu, rel);
       return;

@@ -9,6 +9,9 @@
 // - a value wider than 32 bits travels as lo (the return value) plus `vh` (the high half);
 // - flags are lazy (flags.ts).
 
+import { type Block, blockMatches, buildBlock, CodePage, modeKey } from "./block-cache.js";
+import { COMPILE_THRESHOLD, compileBlock } from "./block-compile.js";
+import { OpKind } from "./block-ops.js";
 import { execute } from "./exec.js";
 import { CpuConfigError, CpuFault, EXIT_SIGNAL, ExitSignal, Vec } from "./faults.js";
 import {
@@ -227,6 +230,23 @@ export class Interpreter implements GuestCpu, LazyFlags {
   tlbWOff = new Int32Array(TLB_SIZE);
   tlbXOff = new Int32Array(TLB_SIZE);
   tlbGlobal = new Uint8Array(TLB_SIZE);
+  /** guest-physical page of each write and execute entry (decode-cache invalidation and lookup) */
+  tlbWGpa = new Float64Array(TLB_SIZE);
+  tlbXGpa = new Float64Array(TLB_SIZE);
+
+  // decode cache (block-cache.ts)
+  /** guest-physical page -> its cached blocks; such a page never has a write entry in the TLB */
+  codePages = new Map<number, CodePage>();
+  /** bumped whenever a cached block or a successor link may have become stale */
+  codeEpoch = 0;
+  /** bumped on every run(): blocks re-check their bytes once per run */
+  runEpoch = 0;
+  /** false: every instruction goes through the single-step decoder (tests, debugging) */
+  decodeCache = true;
+  /** runs of a block before it is compiled to a JavaScript function (0: never) */
+  jitThreshold = COMPILE_THRESHOLD;
+  /** the block that ran last (its successor link is the fast lookup) */
+  lastBlock: Block | null = null;
   /** the cached page mapping the TLB was filled from was user-accessible at CPL 3 */
   tlbCpl3 = false;
   /** guest-physical page -> mapping, for page-walk reads and non-paged fills */
@@ -465,6 +485,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
     this.fpBase = Number.NaN;
     this.fpEnd = 0;
     this.fpHi = 0;
+    this.codeEpoch++;
   }
   /** CR3 write: drops non-global entries */
   flushNonGlobal(): void {
@@ -483,6 +504,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
     this.fpBase = Number.NaN;
     this.fpEnd = 0;
     this.fpHi = 0;
+    this.codeEpoch++;
   }
   flushPage(lin: number): void {
     const i = (lin >>> 12) & TLB_MASK;
@@ -492,12 +514,38 @@ export class Interpreter implements GuestCpu, LazyFlags {
     this.fpBase = Number.NaN;
     this.fpEnd = 0;
     this.fpHi = 0;
+    this.codeEpoch++;
   }
-  invalidateCode(_gpa: number, _length: number): void {
-    // Code is fetched live from guest memory (no decode cache yet), so there is nothing to forget.
+  /** the host or a device wrote guest-physical [gpa, gpa+length): forget code decoded from it */
+  invalidateCode(gpa: number, length: number): void {
     this.fpBase = Number.NaN;
     this.fpEnd = 0;
     this.fpHi = 0;
+    if (this.codePages.size === 0 || length <= 0) return;
+    const first = gpa - (gpa % 4096);
+    for (let page = first; page < gpa + length; page += 4096) this.noteWrite(page);
+  }
+  /** a write to guest-physical `gpa` is about to happen: drop the blocks decoded from its page */
+  noteWrite(gpa: number): void {
+    const page = gpa - (gpa % 4096);
+    if (this.codePages.delete(page)) this.codeEpoch++;
+  }
+  /**
+   * A device model ran inside a hook (port I/O or MMIO handled without an exit) and may have
+   * written guest RAM behind the TLB (DMA): cached blocks re-check their bytes before running.
+   */
+  devicesRan(): void {
+    this.runEpoch++;
+    this.codeEpoch++;
+  }
+  /** the page becomes a code page: no write may bypass noteWrite from now on */
+  private markCode(gpaPage: number): CodePage {
+    const cp = new CodePage();
+    this.codePages.set(gpaPage, cp);
+    const wtag = this.tlbWTag;
+    const wgpa = this.tlbWGpa;
+    for (let i = 0; i < TLB_SIZE; i++) if (wgpa[i] === gpaPage) wtag[i] = Number.NaN;
+    return cp;
   }
 
   requireHooks(): NonRootHooks {
@@ -538,6 +586,9 @@ export class Interpreter implements GuestCpu, LazyFlags {
       this.tlbRMem[i] = m.bytes;
       this.tlbROff[i] = off;
     } else if (access === Access.Write) {
+      const gpaPage = gpa - (gpa % 4096);
+      if (this.codePages.size !== 0) this.noteWrite(gpaPage);
+      this.tlbWGpa[i] = gpaPage;
       this.tlbWTag[i] = page;
       this.tlbWMem[i] = m.bytes;
       this.tlbWOff[i] = off;
@@ -546,6 +597,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
       this.tlbRMem[i] = m.bytes;
       this.tlbROff[i] = off;
     } else {
+      this.tlbXGpa[i] = gpa - (gpa % 4096);
       this.tlbXTag[i] = page;
       this.tlbXMem[i] = m.bytes;
       this.tlbXOff[i] = off;
@@ -556,6 +608,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
   mmioRead(lin: number, size: number): number {
     const r = this.requireHooks().mmio(this.xGpa, size, false, 0, 0, lin);
     if (r === EXIT) throw EXIT_SIGNAL;
+    this.devicesRan();
     if (size === 8) {
       // an 8-byte completion arrives as a number up to 2^53 or is split by the host into two reads
       this.vh = Math.floor(r / TWO32) | 0;
@@ -566,6 +619,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
   mmioWrite(lin: number, size: number, v: number, vh: number): void {
     const r = this.requireHooks().mmio(this.xGpa, size, true, v, vh, lin);
     if (r === EXIT) throw EXIT_SIGNAL;
+    this.devicesRan();
   }
 
   rd8(lin: number): number {
@@ -1025,34 +1079,124 @@ export class Interpreter implements GuestCpu, LazyFlags {
     // a pending STI/MOV-SS shadow (from the last instruction, or loaded at VM entry) covers exactly
     // the next instruction
     this.shadowAt = -1;
-    let n = 0;
+    // memory may have changed since the last run (device DMA, the host): cached blocks re-check
+    this.runEpoch++;
+    this.codeEpoch++;
+    // instructions retired plus exceptions delivered count against the budget
+    const start = this.retired;
+    let delivered = 0;
     for (;;) {
-      if (n >= budget) return StopReason.Budget;
+      if (this.retired - start + delivered >= budget) return StopReason.Budget;
       if (this.windowRequests !== 0) {
         const ok = (this.eflags & FL_IF) !== 0 && (this.interruptibility & 3) === 0;
         if (hooks.boundary(ok)) return StopReason.Exit;
       }
       try {
         for (;;) {
+          const left = budget - (this.retired - start + delivered);
+          // blocks run only where no per-instruction bookkeeping is pending: no interrupt shadow
+          // to expire, no window request to report
+          if ((this.interruptibility & 3) === 0 && this.windowRequests === 0 && this.decodeCache) {
+            const blk = this.lookupBlock();
+            if (blk !== null && blk.ops.length !== 0 && blk.ops.length <= left) {
+              this.runBlock(blk, left);
+              if (this.activity !== 0) return this.activity === 1 ? StopReason.Halted : StopReason.Shutdown;
+              if (this.retired - start + delivered >= budget || this.windowRequests !== 0) break;
+              continue;
+            }
+          }
           this.ip = this.rip;
           execute(this);
           this.retired++;
-          n++;
           if (this.interruptibility !== 0 && this.shadowAt !== this.retired) this.interruptibility &= ~3;
           if (this.activity !== 0) return this.activity === 1 ? StopReason.Halted : StopReason.Shutdown;
-          if (n >= budget || this.windowRequests !== 0) break;
+          if (left <= 1 || this.windowRequests !== 0) break;
         }
       } catch (e) {
         if (e === EXIT_SIGNAL) return StopReason.Exit;
         if (e instanceof CpuFault) {
           const r = deliverFault(this, e);
           if (r !== undefined) return r;
-          n++;
+          delivered++;
           continue;
         }
         if (e instanceof ExitSignal) return StopReason.Exit;
         throw e;
       }
+    }
+  }
+
+  /**
+   * The cached block at CS:RIP, decoding it on a miss; null when the code page is not in the TLB
+   * (the single-step path fills it, with the fetch checks and faults that go with that).
+   */
+  lookupBlock(): Block | null {
+    const lin = this.mode64 ? this.effBase[1] + this.rip : (this.effBase[1] + this.rip) >>> 0;
+    const last = this.lastBlock;
+    if (last !== null && last.succLin === lin && last.succEpoch === this.codeEpoch) return last.succ;
+    const i = (lin >>> 12) & TLB_MASK;
+    const off = lin & 0xfff;
+    if (this.tlbXTag[i] !== lin - off) return null;
+    const gpaPage = this.tlbXGpa[i];
+    const page = this.codePages.get(gpaPage) ?? this.markCode(gpaPage);
+    const key = off * 4 + modeKey(this.mode64, this.csD);
+    const mem = this.tlbXMem[i];
+    const at = this.tlbXOff[i];
+    let blk = page.blocks.get(key);
+    if (blk === undefined || (blk.checked !== this.runEpoch && !blockMatches(blk, mem, at + off))) {
+      blk = buildBlock(mem, at, off, this.mode64, this.csD, this.runEpoch);
+      page.blocks.set(key, blk);
+    }
+    blk.checked = this.runEpoch;
+    if (last !== null) {
+      last.succ = blk;
+      last.succLin = lin;
+      last.succEpoch = this.codeEpoch;
+    }
+    return blk;
+  }
+
+  /**
+   * Runs a block's ops in order. Stops early when a generic op did not fall through to the next
+   * op (a branch, a fault handled inside it, a mode change) or needs the run loop's attention, and
+   * when anything bumped codeEpoch (the block itself may have been overwritten).
+   */
+  runBlock(blk: Block, budget: number): void {
+    this.lastBlock = blk;
+    const compiled = blk.compiled;
+    if (compiled !== null) {
+      compiled(this, budget);
+      return;
+    }
+    if (++blk.runs === this.jitThreshold) {
+      const fn = compileBlock(blk);
+      blk.compiled = fn;
+      fn(this, budget);
+      return;
+    }
+    const ops = blk.ops;
+    const epoch = this.codeEpoch;
+    for (let k = 0; k < ops.length; k++) {
+      const op = ops[k];
+      if (op.kind !== OpKind.Generic) {
+        op.fn(this, op);
+        this.retired++;
+        if (this.codeEpoch !== epoch) return;
+        continue;
+      }
+      const next = this.rip + op.len;
+      this.ip = this.rip;
+      execute(this);
+      this.retired++;
+      if (this.interruptibility !== 0 && this.shadowAt !== this.retired) this.interruptibility &= ~3;
+      if (
+        this.rip !== next ||
+        this.codeEpoch !== epoch ||
+        this.activity !== 0 ||
+        this.windowRequests !== 0 ||
+        (this.interruptibility & 3) !== 0
+      )
+        return;
     }
   }
 

@@ -120,7 +120,8 @@ export function instructionLength(bytes: Uint8Array, offset: number, bits: 16 | 
         op === 0xa4 ||
         op === 0xac ||
         op === 0xba ||
-        (op >= 0xc2 && op <= 0xc6)
+        op === 0xc2 ||
+        (op >= 0xc4 && op <= 0xc6)
       )
         imm = 1;
       else if (op >= 0x80 && op <= 0x8f) imm = bits === 64 ? 4 : iz;

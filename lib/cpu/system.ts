@@ -37,6 +37,7 @@ export function updateMode(cpu: Interpreter): void {
   cpu.fpBase = Number.NaN;
   cpu.fpEnd = 0;
   cpu.fpHi = 0;
+  cpu.codeEpoch++;
 }
 
 // ------------------------------------------------------------------ supervisor memory access
@@ -47,6 +48,8 @@ function sysByte(cpu: Interpreter, lin: number, write: boolean): { m: Uint8Array
   cpu.xGpa = gpa;
   const map = cpu.mapPhys(gpa, access, lin, false);
   if (map === MMIO) throw new CpuFault(Vec.GP, 0);
+  // supervisor writes (exception frames, TSS) bypass the TLB: keep the decode cache coherent
+  if (write && cpu.codePages.size !== 0) cpu.noteWrite(gpa);
   return { m: map.bytes, p: map.offset + (gpa % 4096) };
 }
 

@@ -109,8 +109,7 @@ describe.skipIf(unsupported !== undefined)("differential regressions", () => {
     expect(diff([insn("490fc74f10", "cmpxchg16b [r15+16]")], { 15: 0x300000n })).toEqual([]);
   });
 
-  // known bug cmpxchg16b-alignment (support/known-mismatches.ts)
-  it.fails("CMPXCHG16B on a misaligned operand raises #GP(0)", () => {
+  it("CMPXCHG16B on a misaligned operand raises #GP(0)", () => {
     expect(diff([insn("490fc74f03", "cmpxchg16b [r15+3]")], { 15: 0x300000n })).toEqual([]);
   });
 
@@ -121,9 +120,13 @@ describe.skipIf(unsupported !== undefined)("differential regressions", () => {
     );
   });
 
-  // known bug lock-ud (support/known-mismatches.ts)
-  it.fails("LOCK on a register destination raises #UD", () => {
+  it("LOCK on a register destination raises #UD", () => {
     // f0 21 e2: lock and edx, esp
     expect(diff([insn("f021e2", "lock and edx, esp", 1 << 2)], {})).toEqual([]);
+  });
+
+  it("LOCK on an instruction that does not write memory (CMP) raises #UD", () => {
+    // f0 41 39 37: lock cmp [r15], esi
+    expect(diff([insn("f0413937", "lock cmp [r15], esi")], { 15: 0x300000n })).toEqual([]);
   });
 });

@@ -1,0 +1,309 @@
+// Decodes one instruction into an Op for the decode cache. Only the forms that dominate compiled
+// and hand-written hot loops get a fast Op (register and memory ALU, INC/DEC, MOV, LEA, TEST, Jcc,
+// JMP, NOP) and only without segment/LOCK/REP/address-size prefixes; everything else becomes a
+// Generic op that runs the single-step executor, so behaviour never depends on what is cached.
+
+import {
+  aluHandler,
+  aluMI,
+  aluMR,
+  aluRM,
+  EaKind,
+  incDec,
+  incDec32,
+  incDec64,
+  jcc,
+  jmp,
+  lea,
+  load,
+  loadFast,
+  movRI,
+  movRR,
+  nop,
+  Op,
+  OpKind,
+  store,
+  storeFast,
+  testRR,
+} from "./block-ops.js";
+
+const s8 = (v: number) => (v << 24) >> 24;
+const u16 = (m: Uint8Array, p: number) => m[p] | (m[p + 1] << 8);
+const s32 = (m: Uint8Array, p: number) => m[p] | (m[p + 1] << 8) | (m[p + 2] << 16) | (m[p + 3] << 24);
+
+/** 16-bit ModRM r/m: base, index (BX SI, BX DI, BP SI, BP DI, SI, DI, BP, BX) */
+const EA16_BASE = [3, 3, 5, 5, 6, 7, 5, 3];
+const EA16_INDEX = [6, 7, 6, 7, -1, -1, -1, -1];
+
+/**
+ * Decodes the ModRM memory operand at m[p] (mod != 3) into op; returns the position after it,
+ * or -1 for a form left to the generic path.
+ */
+function decodeEa(op: Op, m: Uint8Array, p: number, rex: number, asz: number, mode64: boolean): number {
+  const b = m[p++];
+  const mod = b >> 6;
+  const rm = b & 7;
+  op.seg = 3;
+  if (asz === 16) {
+    op.eaKind = EaKind.A16;
+    if (mod === 0 && rm === 6) {
+      op.base = -1;
+      op.index = -1;
+      op.disp = u16(m, p);
+      return p + 2;
+    }
+    op.base = EA16_BASE[rm];
+    op.index = EA16_INDEX[rm];
+    if (rm === 2 || rm === 3 || rm === 6) op.seg = 2;
+    op.disp = 0;
+    if (mod === 1) op.disp = s8(m[p++]);
+    else if (mod === 2) {
+      op.disp = u16(m, p);
+      p += 2;
+    }
+    return p;
+  }
+  op.eaKind = mode64 ? EaKind.A64 : EaKind.A32;
+  op.base = -1;
+  op.index = -1;
+  op.scale = 0;
+  op.disp = 0;
+  if (rm === 4) {
+    const sib = m[p++];
+    let base = (sib & 7) | ((rex & 1) << 3);
+    const idx = ((sib >> 3) & 7) | ((rex & 2) << 2);
+    op.scale = sib >> 6;
+    if (idx !== 4) op.index = idx;
+    if ((base & 7) === 5 && mod === 0) {
+      base = -1;
+      op.disp = s32(m, p);
+      p += 4;
+    } else if (base === 4 || base === 5) op.seg = 2;
+    op.base = base;
+  } else if (rm === 5 && mod === 0) {
+    op.disp = s32(m, p);
+    p += 4;
+    if (mode64) op.eaKind = EaKind.RipRel;
+  } else {
+    op.base = rm | ((rex & 1) << 3);
+    if (rm === 5) op.seg = 2;
+  }
+  if (mod === 1) op.disp += s8(m[p++]);
+  else if (mod === 2) {
+    op.disp += s32(m, p);
+    p += 4;
+  }
+  return p;
+}
+
+/**
+ * The fast Op for the instruction of length `len` at m[p], or null when it has none.
+ * `mode64`/`csD` are the code segment's mode (part of the cache key).
+ */
+export function decodeFast(m: Uint8Array, p: number, len: number, mode64: boolean, csD: boolean): Op | null {
+  let opsz = false;
+  let rex = 0;
+  let b = m[p];
+  if (b === 0x66) {
+    opsz = true;
+    b = m[++p];
+  }
+  if (mode64 && (b & 0xf0) === 0x40) {
+    rex = b;
+    b = m[++p];
+  }
+  p++;
+  const osz = mode64 ? ((rex & 8) !== 0 ? 64 : opsz ? 16 : 32) : csD !== opsz ? 32 : 16;
+  const asz = mode64 ? 64 : csD ? 32 : 16;
+  const op = new Op();
+  op.len = len;
+  op.size = osz;
+  // ALU r/m,r and r,r/m (00-3B, not the byte forms)
+  if (b < 0x40 && (b & 7) < 4 && (b & 1) === 1) {
+    const mr = m[p];
+    const reg = ((mr >> 3) & 7) | ((rex & 4) << 1);
+    op.sub = b >> 3;
+    if (mr >= 0xc0) {
+      const rm = (mr & 7) | ((rex & 1) << 3);
+      op.kind = OpKind.AluRR;
+      op.fn = aluHandler(op.sub, osz, false);
+      op.reg = (b & 2) === 0 ? rm : reg;
+      op.rm = (b & 2) === 0 ? reg : rm;
+      return op;
+    }
+    if (decodeEa(op, m, p, rex, asz, mode64) < 0) return null;
+    op.reg = reg;
+    op.kind = (b & 2) === 0 ? OpKind.AluMR : OpKind.AluRM;
+    op.fn = (b & 2) === 0 ? aluMR : aluRM;
+    return op;
+  }
+  switch (b) {
+    case 0x81:
+    case 0x83: {
+      const mr = m[p];
+      op.sub = (mr >> 3) & 7;
+      let q = p + 1;
+      if (mr >= 0xc0) {
+        op.reg = (mr & 7) | ((rex & 1) << 3);
+        op.kind = OpKind.AluRI;
+        op.fn = aluHandler(op.sub, osz, true);
+      } else {
+        q = decodeEa(op, m, p, rex, asz, mode64);
+        if (q < 0) return null;
+        op.kind = OpKind.AluMI;
+        op.fn = aluMI;
+      }
+      let v: number;
+      if (b === 0x83) v = s8(m[q]);
+      else v = osz === 16 ? u16(m, q) : s32(m, q);
+      op.imm = osz === 16 ? v & 0xffff : v >>> 0;
+      op.immHi = osz === 64 ? v >> 31 : 0;
+      return op;
+    }
+    case 0x85: {
+      const mr = m[p];
+      if (mr < 0xc0) return null;
+      op.kind = OpKind.TestRR;
+      op.fn = testRR;
+      op.reg = ((mr >> 3) & 7) | ((rex & 4) << 1);
+      op.rm = (mr & 7) | ((rex & 1) << 3);
+      return op;
+    }
+    case 0x89:
+    case 0x8b: {
+      const mr = m[p];
+      const reg = ((mr >> 3) & 7) | ((rex & 4) << 1);
+      if (mr >= 0xc0) {
+        const rm = (mr & 7) | ((rex & 1) << 3);
+        op.kind = OpKind.MovRR;
+        op.fn = movRR;
+        op.reg = b === 0x89 ? rm : reg;
+        op.rm = b === 0x89 ? reg : rm;
+        return op;
+      }
+      if (decodeEa(op, m, p, rex, asz, mode64) < 0) return null;
+      op.reg = reg;
+      op.kind = b === 0x89 ? OpKind.Store : OpKind.Load;
+      op.fn = b === 0x89 ? (osz === 16 ? store : storeFast) : osz === 16 ? load : loadFast;
+      return op;
+    }
+    case 0x8d: {
+      const mr = m[p];
+      if (mr >= 0xc0) return null;
+      if (decodeEa(op, m, p, rex, asz, mode64) < 0) return null;
+      op.reg = ((mr >> 3) & 7) | ((rex & 4) << 1);
+      op.kind = OpKind.Lea;
+      op.fn = lea;
+      return op;
+    }
+    case 0x90:
+      if (rex !== 0 || opsz) return null;
+      op.kind = OpKind.Nop;
+      op.fn = nop;
+      return op;
+    case 0xeb:
+    case 0xe9:
+      if (opsz) return null;
+      op.kind = OpKind.Jmp;
+      op.fn = jmp;
+      op.imm = b === 0xeb ? s8(m[p]) : osz === 16 ? s16(u16(m, p)) : s32(m, p);
+      op.size = mode64 ? 64 : osz;
+      op.ends = true;
+      return op;
+    case 0xff: {
+      const mr = m[p];
+      if (mr < 0xc0 || mr >= 0xd0) return null;
+      op.kind = OpKind.IncDec;
+      op.fn = osz === 32 ? incDec32 : osz === 64 ? incDec64 : incDec;
+      op.sub = mr < 0xc8 ? 0 : 1;
+      op.reg = (mr & 7) | ((rex & 1) << 3);
+      return op;
+    }
+    case 0x0f: {
+      const b2 = m[p];
+      if (b2 < 0x80 || b2 > 0x8f || opsz) return null;
+      op.kind = OpKind.Jcc;
+      op.fn = jcc;
+      op.sub = b2 & 15;
+      op.imm = osz === 16 ? s16(u16(m, p + 1)) : s32(m, p + 1);
+      op.size = mode64 ? 64 : osz;
+      op.ends = true;
+      return op;
+    }
+    default:
+      if (b >= 0x70 && b <= 0x7f) {
+        if (opsz) return null;
+        op.kind = OpKind.Jcc;
+        op.fn = jcc;
+        op.sub = b & 15;
+        op.imm = s8(m[p]);
+        op.size = mode64 ? 64 : osz;
+        op.ends = true;
+        return op;
+      }
+      if (b >= 0x40 && b <= 0x4f && !mode64) {
+        op.kind = OpKind.IncDec;
+        op.fn = osz === 32 ? incDec32 : incDec;
+        op.sub = b < 0x48 ? 0 : 1;
+        op.reg = b & 7;
+        return op;
+      }
+      if (b >= 0xb8 && b <= 0xbf) {
+        op.kind = OpKind.MovRI;
+        op.fn = movRI;
+        op.reg = (b & 7) | ((rex & 1) << 3);
+        if (osz === 16) op.imm = u16(m, p);
+        else {
+          op.imm = s32(m, p) >>> 0;
+          op.immHi = osz === 64 ? s32(m, p + 4) : 0;
+        }
+        return op;
+      }
+      return null;
+  }
+}
+
+const s16 = (v: number) => (v << 16) >> 16;
+
+/** opcodes after which straight-line decoding stops (control transfers, HLT, mode changes) */
+export function endsBlock(m: Uint8Array, p: number, mode64: boolean): boolean {
+  let b = m[p];
+  while (
+    b === 0x66 ||
+    b === 0x67 ||
+    b === 0xf2 ||
+    b === 0xf3 ||
+    b === 0xf0 ||
+    (b & 0xe7) === 0x26 ||
+    b === 0x64 ||
+    b === 0x65 ||
+    (mode64 && (b & 0xf0) === 0x40)
+  )
+    b = m[++p];
+  switch (b) {
+    case 0x9a:
+    case 0xc2:
+    case 0xc3:
+    case 0xca:
+    case 0xcb:
+    case 0xcc:
+    case 0xcd:
+    case 0xce:
+    case 0xcf:
+    case 0xe8:
+    case 0xe9:
+    case 0xea:
+    case 0xeb:
+    case 0xf4:
+    case 0xff:
+      return true;
+    case 0x0f: {
+      const b2 = m[p + 1];
+      return (
+        b2 === 0x05 || b2 === 0x07 || b2 === 0x0b || b2 === 0x34 || b2 === 0x35 || b2 === 0x01 || b2 === 0x22
+      );
+    }
+    default:
+      return (b >= 0x70 && b <= 0x7f) || (b >= 0xe0 && b <= 0xe3);
+  }
+}
