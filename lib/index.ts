@@ -5,23 +5,6 @@ export type { BootLayout, EntryState, LoadResult } from "./boot/index.js";
 export { BootSetupError, GuestImageError } from "./boot/index.js";
 export * from "./devices/index.js";
 export * from "./inspect/index.js";
-export type { BackendKind, InterruptController, MachineBackend, VcpuBackend } from "./vmm/backend.js";
-export type {
-  BackendFactory,
-  BackendFactoryOptions,
-  BackendInfo,
-  BackendRequest,
-} from "./vmm/backend-select.js";
-export { Bus, type BusClaim, type UnhandledAccess } from "./vmm/bus.js";
-export { IoBusApi, MmioBusApi } from "./vmm/bus-api.js";
-export {
-  BackendUnavailableError,
-  BusConflictError,
-  MachineConfigError,
-  UnhandledAccessError,
-  VmmError,
-} from "./vmm/errors.js";
-export type { ExitEventInfo, MachineEvents } from "./vmm/events.js";
 // exits.ts's DebugExit (a debug exception) is exported as DebugExceptionExit: DebugExit is the
 // isa-debug-exit device.
 export type {
@@ -43,6 +26,25 @@ export type {
   VmExit,
   VmExitKind,
 } from "./types/exits.js";
+export type * from "./types/regs.js";
+export { GPR_NAMES } from "./types/regs.js";
+export type { BackendKind, InterruptController, MachineBackend, VcpuBackend } from "./vmm/backend.js";
+export type {
+  BackendFactory,
+  BackendFactoryOptions,
+  BackendInfo,
+  BackendRequest,
+} from "./vmm/backend-select.js";
+export { Bus, type BusClaim, type UnhandledAccess } from "./vmm/bus.js";
+export { IoBusApi, MmioBusApi } from "./vmm/bus-api.js";
+export {
+  BackendUnavailableError,
+  BusConflictError,
+  MachineConfigError,
+  UnhandledAccessError,
+  VmmError,
+} from "./vmm/errors.js";
+export type { ExitEventInfo, MachineEvents } from "./vmm/events.js";
 export { HYPERCALL_ENOSYS } from "./vmm/handlers.js";
 export { type HostInfo, probeHost } from "./vmm/host-info.js";
 export type {
@@ -57,7 +59,5 @@ export type {
 export { createMachine, Machine, type MachineOptions } from "./vmm/machine.js";
 export { GuestMemory, GuestMemoryError, type MemoryRegion } from "./vmm/memory.js";
 export { addPcDevices, type PcDeviceOptions, type PcDevices } from "./vmm/pc.js";
-export type * from "./types/regs.js";
-export { GPR_NAMES } from "./types/regs.js";
 export { ExitStats } from "./vmm/stats.js";
 export { Vcpu } from "./vmm/vcpu.js";

@@ -2,8 +2,8 @@
 // lib/vmm/backends/soft.ts is the small VT-x hypervisor over lib/vmx + lib/cpu.
 
 import type { VmExit } from "../types/exits.js";
-import type { GuestMemory } from "./memory.js";
 import type { Regs, SpecialRegs } from "../types/regs.js";
+import type { GuestMemory } from "./memory.js";
 
 export type BackendKind = "kvm" | "soft";
 

@@ -1,8 +1,8 @@
 // The machine's events, typed: "exit" sees every VM exit after its handler ran (so "in" data is
 // filled), "unhandled" every access to an unregistered port or MMIO address.
 
-import type { UnhandledAccess } from "./bus.js";
 import type { VmExit } from "../types/exits.js";
+import type { UnhandledAccess } from "./bus.js";
 
 export interface ExitEventInfo {
   vcpu: number;

@@ -2,8 +2,8 @@
 // it through machine.handlers / machine.setExitHandler. Port and MMIO exits go to the buses
 // (string I/O is one bus access per element); terminal exits end the run with a reason.
 
-import type { Bus } from "./bus.js";
 import type { IoExit, MmioExit } from "../types/exits.js";
+import type { Bus } from "./bus.js";
 import type { ExitContext, ExitHandlerTable, StopRun } from "./loop.js";
 
 /** KVM's -KVM_ENOSYS, what an unanswered hypercall returns in RAX. */

@@ -7,9 +7,9 @@ import { bitSet } from "../inspect/flags.js";
 import { type DescriptorEntry, formatDescriptors, listDescriptors } from "../inspect/gdt.js";
 import { type Translation, walkPageTables } from "../inspect/pagewalk.js";
 import { cpuMode, modeBitness } from "../inspect/segments.js";
+import type { Regs, SpecialRegs } from "../types/regs.js";
 import type { VcpuBackend } from "./backend.js";
 import type { GuestMemory } from "./memory.js";
-import type { Regs, SpecialRegs } from "../types/regs.js";
 
 export class Vcpu {
   constructor(

@@ -7,8 +7,8 @@ import {
   type LoadTarget,
   loadFlat,
 } from "../../lib/boot/index.js";
-import type { GuestMemory } from "../../lib/vmm/memory.js";
 import type { Regs, SpecialRegs } from "../../lib/types/regs.js";
+import type { GuestMemory } from "../../lib/vmm/memory.js";
 import { expectImageError } from "./expect-error.js";
 import { isFilled, MiB, ram } from "./fixtures.js";
 

@@ -4,8 +4,8 @@
 import { Worker } from "node:worker_threads";
 import { describe, expect, it } from "vitest";
 import { KVM_CAP, KVM_HC_MAP_GPA_RANGE, KVM_MP_STATE } from "../../lib/kvm/index.js";
-import { createKvmBackend, KvmMachineBackend, probeKvm } from "../../lib/vmm/backends/kvm.js";
 import type { Segment } from "../../lib/types/regs.js";
+import { createKvmBackend, KvmMachineBackend, probeKvm } from "../../lib/vmm/backends/kvm.js";
 
 const probe = probeKvm();
 const skip = probe.usable ? "" : ` (skipped: /dev/kvm not usable here: ${probe.reason})`;

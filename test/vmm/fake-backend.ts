@@ -1,10 +1,10 @@
 // A scripted MachineBackend for tests: run() hands out a fixed sequence of exits and records what
 // the loop did (data filled for "in" exits, IRQ levels, kicks, instruction budgets).
 
-import type { MachineBackend, VcpuBackend } from "../../lib/vmm/backend.js";
 import type { RawExit, VmExit } from "../../lib/types/exits.js";
-import { GuestMemory } from "../../lib/vmm/memory.js";
 import type { Regs, Segment, SpecialRegs } from "../../lib/types/regs.js";
+import type { MachineBackend, VcpuBackend } from "../../lib/vmm/backend.js";
+import { GuestMemory } from "../../lib/vmm/memory.js";
 
 export const KVM_RAW = (code: number): RawExit => ({ backend: "kvm", code });
 

@@ -2,8 +2,8 @@ import { describe, expect, it } from "vitest";
 import { GuestImageError } from "../../lib/boot/index.js";
 import type { Device, DeviceContext } from "../../lib/devices/device.js";
 import { DebugExit } from "../../lib/devices/index.js";
-import { BusConflictError, MachineConfigError, UnhandledAccessError } from "../../lib/vmm/errors.js";
 import type { IoExit, VmExit } from "../../lib/types/exits.js";
+import { BusConflictError, MachineConfigError, UnhandledAccessError } from "../../lib/vmm/errors.js";
 import { createMachine, type Machine } from "../../lib/vmm/machine.js";
 import { FakeBackend, hlt, intr, io, type Step } from "./fake-backend.js";
 
