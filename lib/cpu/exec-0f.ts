@@ -162,8 +162,20 @@ export function exec0f(cpu: Interpreter, op: number): void {
     }
     case 0x78:
     case 0x79:
+      // the operand is decoded first so that an exit reports the whole instruction's length
+      cpu.modrm(0);
       vmx(cpu, op === 0x78 ? "vmread" : "vmwrite");
       return;
+    case 0x38: {
+      // of the three-byte map only INVEPT/INVVPID (66 0F 38 80/81) are here, for VMX exits
+      const op3 = cpu.fetch8();
+      if (cpu.opsizePrefix && (op3 === 0x80 || op3 === 0x81)) {
+        cpu.modrm(0);
+        vmx(cpu, op3 === 0x80 ? "invept" : "invvpid");
+        return;
+      }
+      cpu.unimplemented(0x200 | op3);
+    }
     case 0x80:
     case 0x81:
     case 0x82:
