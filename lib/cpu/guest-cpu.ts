@@ -45,6 +45,18 @@ export type ControlRegister =
   | "debugctl";
 export type SysenterRegister = "sysenter_cs" | "sysenter_esp" | "sysenter_eip";
 
+/** x87 and SSE state, which VMX leaves to the hypervisor (it is not in the VMCS): moved as a whole
+ * when a vCPU migrates to another logical processor. Opaque to everyone but the interpreter. */
+export interface ExtendedState {
+  readonly fpu: Float64Array;
+  readonly fpuTop: number;
+  readonly fpuTag: number;
+  readonly fpuCw: number;
+  readonly fpuSw: number;
+  readonly xmm: Int32Array;
+  readonly mxcsr: number;
+}
+
 export interface GuestCpu {
   /** general registers by x86 number (0 = RAX ... 15 = R15) */
   getGpr(index: number): bigint;
@@ -67,6 +79,10 @@ export interface GuestCpu {
   /** any MSR the interpreter keeps (FS/GS base, KERNEL_GS_BASE, STAR, LSTAR, CSTAR, SFMASK, TSC, ...) */
   getMsr(index: number): bigint | undefined;
   setMsr(index: number, value: bigint): boolean;
+
+  /** a copy of the x87/SSE state */
+  getExtendedState(): ExtendedState;
+  setExtendedState(state: ExtendedState): void;
 
   /** VMX interruptibility-state bits: 0 STI, 1 MOV SS, 2 SMI, 3 NMI */
   interruptibility: number;

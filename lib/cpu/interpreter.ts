@@ -28,7 +28,14 @@ import {
   lazyCf,
   materialize,
 } from "./flags.js";
-import type { ControlRegister, GuestCpu, SegmentState, SysenterRegister, TableState } from "./guest-cpu.js";
+import type {
+  ControlRegister,
+  ExtendedState,
+  GuestCpu,
+  SegmentState,
+  SysenterRegister,
+  TableState,
+} from "./guest-cpu.js";
 import {
   Access,
   EventType,
@@ -1208,6 +1215,20 @@ export class Interpreter implements GuestCpu, LazyFlags {
   }
 
   // ---------------------------------------------------------------- GuestCpu
+
+  getExtendedState(): ExtendedState {
+    const { fpuTop, fpuTag, fpuCw, fpuSw, mxcsr } = this;
+    return { fpu: this.fpu.slice(), fpuTop, fpuTag, fpuCw, fpuSw, xmm: this.xmm.slice(), mxcsr };
+  }
+  setExtendedState(s: ExtendedState): void {
+    this.fpu.set(s.fpu);
+    this.xmm.set(s.xmm);
+    this.fpuTop = s.fpuTop;
+    this.fpuTag = s.fpuTag;
+    this.fpuCw = s.fpuCw;
+    this.fpuSw = s.fpuSw;
+    this.mxcsr = s.mxcsr;
+  }
 
   getGpr(index: number): bigint {
     return (BigInt(this.hi[index] >>> 0) << 32n) | BigInt(this.lo[index] >>> 0);

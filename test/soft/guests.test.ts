@@ -385,4 +385,17 @@ describe("soft backend guests", () => {
     expect(moved.getRegs()).toEqual(ref.getRegs());
     expect(moved.getSregs()).toEqual(ref.getSregs());
   });
+
+  it("migration carries the x87/SSE state, which is not in the VMCS", () => {
+    const { vcpu } = machine([0xf4], "real");
+    const state = vcpu.lp.cpu.getExtendedState();
+    state.xmm.set([0x11111111, 0x22222222, 0x33333333, 0x44444444], 12);
+    state.fpu[3] = 2.5;
+    vcpu.lp.cpu.setExtendedState({ ...state, fpuTop: 5, fpuCw: 0x27f, mxcsr: 0x9fc0 });
+    const before = vcpu.lp.cpu.getExtendedState();
+    const old = vcpu.lp;
+    vcpu.migrate();
+    expect(vcpu.lp).not.toBe(old);
+    expect(vcpu.lp.cpu.getExtendedState()).toEqual(before);
+  });
 });

@@ -3,6 +3,7 @@
 
 import type {
   ControlRegister,
+  ExtendedState,
   GuestCpu,
   SegmentState,
   SysenterRegister,
@@ -43,6 +44,21 @@ export class FakeCpu implements GuestCpu {
   retired = 0;
   program: Step[] = [];
   readonly delivered: Delivered[] = [];
+  extended: ExtendedState = {
+    fpu: new Float64Array(8),
+    fpuTop: 0,
+    fpuTag: 0,
+    fpuCw: 0x37f,
+    fpuSw: 0,
+    xmm: new Int32Array(64),
+    mxcsr: 0x1f80,
+  };
+  getExtendedState(): ExtendedState {
+    return { ...this.extended, fpu: this.extended.fpu.slice(), xmm: this.extended.xmm.slice() };
+  }
+  setExtendedState(s: ExtendedState): void {
+    this.extended = { ...s, fpu: s.fpu.slice(), xmm: s.xmm.slice() };
+  }
   tlbFlushes = 0;
 
   getGpr(i: number): bigint {

@@ -514,6 +514,7 @@ export class SoftVcpu implements VcpuBackend {
     for (let i = 0; i < 16; i++) cpu.setGpr(i, old.cpu.getGpr(i));
     cpu.setControl("cr2", old.cpu.getControl("cr2"));
     cpu.setControl("cr8", old.cpu.getControl("cr8"));
+    cpu.setExtendedState(old.cpu.getExtendedState());
     for (const msr of MIGRATED_MSRS) {
       const v = old.cpu.getMsr(msr);
       if (v !== undefined) cpu.setMsr(msr, v);
