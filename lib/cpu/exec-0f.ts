@@ -175,6 +175,7 @@ export function exec0f(cpu: Interpreter, op: number): void {
         return;
       }
       cpu.unimplemented(0x200 | op3);
+      return;
     }
     case 0x80:
     case 0x81:

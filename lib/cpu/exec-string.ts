@@ -92,6 +92,10 @@ export function stringOp(cpu: Interpreter, b: number): void {
   const step = (cpu.eflags & FL_DF) !== 0 ? -n : n;
   const rep = cpu.rep !== 0;
   const srcSeg = cpu.segOv >= 0 ? cpu.segOv : 3;
+  // segments needing limit/type checks (0 in 64-bit mode and for flat segments)
+  const chk = cpu.asz === 16 ? cpu.segChk16 : cpu.mode64 ? 0 : cpu.segChk32;
+  const srcChk = (chk >> srcSeg) & 1;
+  const dstChk = chk & 1;
   if (b >= 0x6c && b <= 0x6f) {
     const port = cpu.lo[2] & 0xffff;
     ioAllowed(cpu, port, n);
@@ -107,6 +111,7 @@ export function stringOp(cpu: Interpreter, b: number): void {
       }
       if (b < 0x6e) {
         const di = getIdx(cpu, 7);
+        if (dstChk !== 0) cpu.segCheck(0, di, n, true);
         const lin = cpu.linear(0, di);
         cpu.probeWrite(lin, n);
         const v = hooks.portIn ? hooks.portIn(port, n) : -1;
@@ -115,6 +120,7 @@ export function stringOp(cpu: Interpreter, b: number): void {
         setIdx(cpu, 7, wrapIdx(cpu, di + step));
       } else {
         const si = getIdx(cpu, 6);
+        if (srcChk !== 0) cpu.segCheck(srcSeg, si, n, false);
         const v = cpu.rd(size, cpu.linear(srcSeg, si));
         hooks.portOut?.(port, n, v);
         cpu.devicesRan();
@@ -135,6 +141,8 @@ export function stringOp(cpu: Interpreter, b: number): void {
       case 0xa4: {
         const si = getIdx(cpu, 6);
         const di = getIdx(cpu, 7);
+        if (srcChk !== 0) cpu.segCheck(srcSeg, si, n, false);
+        if (dstChk !== 0) cpu.segCheck(0, di, n, true);
         const v = cpu.rd(size, cpu.linear(srcSeg, si));
         cpu.wr(size, cpu.linear(0, di), v, cpu.vh);
         setIdx(cpu, 6, wrapIdx(cpu, si + step));
@@ -143,6 +151,7 @@ export function stringOp(cpu: Interpreter, b: number): void {
       }
       case 0xaa: {
         const di = getIdx(cpu, 7);
+        if (dstChk !== 0) cpu.segCheck(0, di, n, true);
         const v = cpu.getReg(size, 0);
         cpu.wr(size, cpu.linear(0, di), v, cpu.vh);
         setIdx(cpu, 7, wrapIdx(cpu, di + step));
@@ -150,6 +159,7 @@ export function stringOp(cpu: Interpreter, b: number): void {
       }
       case 0xac: {
         const si = getIdx(cpu, 6);
+        if (srcChk !== 0) cpu.segCheck(srcSeg, si, n, false);
         const v = cpu.rd(size, cpu.linear(srcSeg, si));
         cpu.setReg(size, 0, v, cpu.vh);
         setIdx(cpu, 6, wrapIdx(cpu, si + step));
@@ -158,6 +168,8 @@ export function stringOp(cpu: Interpreter, b: number): void {
       case 0xa6: {
         const si = getIdx(cpu, 6);
         const di = getIdx(cpu, 7);
+        if (srcChk !== 0) cpu.segCheck(srcSeg, si, n, false);
+        if (dstChk !== 0) cpu.segCheck(0, di, n, false);
         const a = cpu.rd(size, cpu.linear(srcSeg, si));
         const ah = cpu.vh;
         const v = cpu.rd(size, cpu.linear(0, di));
@@ -169,6 +181,7 @@ export function stringOp(cpu: Interpreter, b: number): void {
       default: {
         // SCAS
         const di = getIdx(cpu, 7);
+        if (dstChk !== 0) cpu.segCheck(0, di, n, false);
         const v = cpu.rd(size, cpu.linear(0, di));
         const vh = cpu.vh;
         const a = cpu.getReg(size, 0);

@@ -596,7 +596,10 @@ function op1(cpu: Interpreter, b: number): void {
         if (cpu.mod === 3) {
           cpu.lo[cpu.rm] = v;
           cpu.hi[cpu.rm] = 0;
-        } else cpu.wr32(cpu.ea, v);
+        } else {
+          if (cpu.eaChk !== 0) cpu.segCheck(cpu.eaSeg, cpu.eaOff, 4, true);
+          cpu.wr32(cpu.ea, v);
+        }
         return;
       }
       const v = cpu.getReg(size, cpu.reg);
@@ -611,6 +614,7 @@ function op1(cpu: Interpreter, b: number): void {
       cpu.modrm(0);
       const size = cpu.osz;
       if (size === 32) {
+        if (cpu.eaChk !== 0 && cpu.mod !== 3) cpu.segCheck(cpu.eaSeg, cpu.eaOff, 4, false);
         const v = cpu.mod === 3 ? cpu.lo[cpu.rm] : cpu.rd32(cpu.ea);
         cpu.lo[cpu.reg] = v;
         cpu.hi[cpu.reg] = 0;
@@ -625,7 +629,10 @@ function op1(cpu: Interpreter, b: number): void {
       const s = cpu.reg & 7;
       if (s > 5) ud();
       if (cpu.mod === 3) cpu.setReg(cpu.osz === 16 ? 16 : cpu.osz, cpu.rm, cpu.segSel[s], 0);
-      else cpu.wr16(cpu.ea, cpu.segSel[s]);
+      else {
+        if (cpu.eaChk !== 0) cpu.segCheck(cpu.eaSeg, cpu.eaOff, 2, true);
+        cpu.wr16(cpu.ea, cpu.segSel[s]);
+      }
       return;
     }
     case 0x8d: {
@@ -1188,6 +1195,7 @@ function bound(cpu: Interpreter): void {
   const size = cpu.osz;
   const sh = 32 - size;
   const idx = (cpu.getReg(size, cpu.reg) << sh) >> sh;
+  if (cpu.eaChk !== 0) cpu.segCheck(cpu.eaSeg, cpu.eaOff, size >> 2, false);
   const lo = (cpu.rd(size, cpu.ea) << sh) >> sh;
   const hi = (cpu.rd(size, cpu.addLin(cpu.ea, size >> 3)) << sh) >> sh;
   if (idx < lo || idx > hi) throw new CpuFault(Vec.BR, undefined);
@@ -1207,6 +1215,7 @@ function arpl(cpu: Interpreter): void {
 /** LES/LDS/LSS/LFS/LGS: m16:16/32/64 at cpu.ea */
 export function farPointerLoad(cpu: Interpreter, seg: number): void {
   const size = cpu.osz;
+  if (cpu.eaChk !== 0) cpu.segCheck(cpu.eaSeg, cpu.eaOff, (size >> 3) + 2, false);
   const off = cpu.rd(size, cpu.ea);
   const offHi = cpu.vh;
   const sel = cpu.rd16(cpu.addLin(cpu.ea, size >> 3));
@@ -1278,6 +1287,7 @@ function group5(cpu: Interpreter): void {
     case 5: {
       if (cpu.mod === 3) ud();
       const size = cpu.osz;
+      if (cpu.eaChk !== 0) cpu.segCheck(cpu.eaSeg, cpu.eaOff, (size >> 3) + 2, false);
       const off = cpu.rd(size, cpu.ea);
       const offHi = cpu.vh;
       const sel = cpu.rd16(cpu.addLin(cpu.ea, size >> 3));

@@ -103,6 +103,9 @@ export function toBig(v: number): bigint {
   return BigInt.asUintN(64, BigInt(v));
 }
 
+/** VMX-style "unusable" bit of a segment's access rights (null selector in protected mode) */
+const AR_UNUSABLE = 0x10000;
+
 export class Interpreter implements GuestCpu, LazyFlags {
   // general registers
   lo = new Int32Array(16);
@@ -130,6 +133,16 @@ export class Interpreter implements GuestCpu, LazyFlags {
   segBase = new Float64Array(8);
   segLimit = new Float64Array(8);
   segAr = new Int32Array(8);
+  /** bit per segment (ES..GS) whose accesses need limit/type checks with 16-bit / 32-bit offsets
+   * (system.ts updateMode; 0 in 64-bit mode and for flat segments, so the fast path does nothing) */
+  segChk16 = 0;
+  segChk32 = 0;
+  /** stack accesses need SS limit checks */
+  ssChk = false;
+  /** DS and SS are flat for the current address size: cached blocks may use their fast paths */
+  blockSegOk = true;
+  /** the decoded memory operand's segment needs checks (1) */
+  eaChk = 0;
   /** base used for address computation: 0 for ES/CS/SS/DS in 64-bit mode */
   effBase = new Float64Array(6);
   gdtBase = 0;
@@ -938,12 +951,14 @@ export class Interpreter implements GuestCpu, LazyFlags {
     if (this.asz === 32) {
       this.eaOff = lo;
       this.eaOffHi = 0;
+      this.eaChk = (this.segChk32 >> seg) & 1;
       this.ea = this.mode64 ? this.effBase[seg] + lo : (this.effBase[seg] + lo) >>> 0;
       return;
     }
     hi = (hi + carry) | 0;
     this.eaOff = lo;
     this.eaOffHi = hi;
+    this.eaChk = 0;
     // non-canonical results are caught when the TLB is filled (fill())
     this.ea = this.effBase[seg] + hi * TWO32 + lo;
   }
@@ -996,6 +1011,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
     this.eaSeg = seg;
     this.eaOff = off;
     this.eaOffHi = 0;
+    this.eaChk = (this.segChk16 >> seg) & 1;
     this.ea = (this.effBase[seg] + off) >>> 0;
   }
   /** canonical check of a 64-bit linear address (#SS for stack references, else #GP) */
@@ -1014,18 +1030,46 @@ export class Interpreter implements GuestCpu, LazyFlags {
     return (this.effBase[seg] + off) >>> 0;
   }
 
+  /**
+   * Segment limit and type check of [off, off+bytes) in `seg` (only called for non-flat segments):
+   * #GP(0), or #SS(0) for SS, before anything changes.
+   */
+  segCheck(seg: number, off: number, bytes: number, write: boolean): void {
+    const ar = this.segAr[seg];
+    const vec = seg === 2 ? Vec.SS : Vec.GP;
+    if (this.pm) {
+      if ((ar & AR_UNUSABLE) !== 0) throw new CpuFault(vec, 0); // null selector
+      if ((ar & 8) !== 0) {
+        // code segment: never writable, readable only if the R bit is set
+        if (write || (ar & 2) === 0) throw new CpuFault(Vec.GP, 0);
+      } else if (write && (ar & 2) === 0) throw new CpuFault(vec, 0);
+    }
+    const limit = this.segLimit[seg];
+    const end = off + bytes - 1;
+    if ((ar & 0x1c) === 0x14) {
+      // expand-down: valid offsets are (limit, top]
+      const top = (ar & 0x4000) !== 0 ? 0xffffffff : 0xffff;
+      if (off <= limit || end > top) throw new CpuFault(vec, 0);
+    } else if (end > limit) throw new CpuFault(vec, 0);
+  }
+
   /** reads the r/m operand (register or memory) */
   readRM(size: number): number {
     if (this.mod === 3) return this.getReg(size, this.rm);
+    if (this.eaChk !== 0) this.segCheck(this.eaSeg, this.eaOff, size >> 3, false);
     return this.rd(size, this.ea);
   }
   writeRM(size: number, v: number, vh: number): void {
     if (this.mod === 3) this.setReg(size, this.rm, v, vh);
-    else this.wr(size, this.ea, v, vh);
+    else {
+      if (this.eaChk !== 0) this.segCheck(this.eaSeg, this.eaOff, size >> 3, true);
+      this.wr(size, this.ea, v, vh);
+    }
   }
   /** reads r/m for a read-modify-write: a memory operand is checked for write first */
   readRMW(size: number): number {
     if (this.mod === 3) return this.getReg(size, this.rm);
+    if (this.eaChk !== 0) this.segCheck(this.eaSeg, this.eaOff, size >> 3, true);
     this.probeWrite(this.ea, size >> 3);
     return this.rd(size, this.ea);
   }
@@ -1058,18 +1102,21 @@ export class Interpreter implements GuestCpu, LazyFlags {
   }
   push(size: number, v: number, vh: number): void {
     const sp = this.spAdd(this.sp(), -(size >> 3));
+    if (this.ssChk) this.segCheck(2, sp, size >> 3, true);
     this.wr(size, this.stackLin(sp), v, vh);
     this.setSp(sp);
   }
   /** pops `size` bits; returns lo, hi in vh */
   pop(size: number): number {
     const sp = this.sp();
+    if (this.ssChk) this.segCheck(2, sp, size >> 3, false);
     const v = this.rd(size, this.stackLin(sp));
     this.setSp(this.spAdd(sp, size >> 3));
     return v;
   }
   /** reads the stack at sp+offset without moving it */
   peek(size: number, offset: number): number {
+    if (this.ssChk) this.segCheck(2, this.spAdd(this.sp(), offset), size >> 3, false);
     return this.rd(size, this.stackLin(this.spAdd(this.sp(), offset)));
   }
 
@@ -1103,7 +1150,12 @@ export class Interpreter implements GuestCpu, LazyFlags {
           const left = budget - (this.retired - start + delivered);
           // blocks run only where no per-instruction bookkeeping is pending: no interrupt shadow
           // to expire, no window request to report
-          if ((this.interruptibility & 3) === 0 && this.windowRequests === 0 && this.decodeCache) {
+          if (
+            (this.interruptibility & 3) === 0 &&
+            this.windowRequests === 0 &&
+            this.decodeCache &&
+            this.blockSegOk
+          ) {
             const blk = this.lookupBlock();
             if (blk !== null && blk.ops.length !== 0 && blk.ops.length <= left) {
               this.runBlock(blk, left);

@@ -27,6 +27,7 @@ export function updateMode(cpu: Interpreter): void {
   cpu.cpl = !cpu.pm ? 0 : (cpu.eflags & FL_VM) !== 0 ? 3 : (cpu.segAr[2] >> 5) & 3;
   cpu.paging = cpu.pm && (cpu.cr0 & 0x80000000) !== 0;
   for (let i = 0; i < 6; i++) cpu.effBase[i] = cpu.mode64 && i < 4 ? 0 : cpu.segBase[i];
+  updateSegChecks(cpu);
   // TLB entries are filled under the privilege current at the time: a change between user and
   // supervisor invalidates them
   if (oldUser !== (cpu.cpl === 3)) {
@@ -38,6 +39,33 @@ export function updateMode(cpu: Interpreter): void {
   cpu.fpEnd = 0;
   cpu.fpHi = 0;
   cpu.codeEpoch++;
+}
+
+/**
+ * Which segments need limit/type checks: a segment is flat (no check) when it is a usable
+ * expand-up writable data segment (readable code for CS) whose limit covers every offset of the
+ * address size. 64-bit mode has no limit checks.
+ */
+function updateSegChecks(cpu: Interpreter): void {
+  let c16 = 0;
+  let c32 = 0;
+  if (!cpu.mode64) {
+    for (let i = 0; i < 6; i++) {
+      const ar = cpu.segAr[i];
+      const limit = cpu.segLimit[i];
+      const typeOk = cpu.pm
+        ? (ar & AR_UNUSABLE) === 0 && (i === 1 ? (ar & 0x1a) === 0x1a : (ar & 0x1e) === 0x12)
+        : (ar & 0x1c) !== 0x14;
+      if (!typeOk || limit < 0xffffffff) c32 |= 1 << i;
+      if (!typeOk || limit < 0xffff) c16 |= 1 << i;
+    }
+  }
+  cpu.segChk16 = c16;
+  cpu.segChk32 = c32;
+  cpu.ssChk = ((cpu.ssB ? c32 : c16) & 4) !== 0;
+  // a block's fast ops use only DS or SS with the default address size (anything with a segment
+  // override or an address-size prefix is a generic op that single-steps through the checks)
+  cpu.blockSegOk = ((cpu.defAsz === 16 ? c16 : c32) & 0b1100) === 0;
 }
 
 // ------------------------------------------------------------------ supervisor memory access
@@ -243,8 +271,11 @@ export function farTransfer(cpu: Interpreter, sel: number, off: number, call: bo
   const d0 = readDescriptor(cpu, sel);
   if (d0 === null) throw gp(sel & ~3);
   if ((descAr(d0) & 0x10) === 0) {
-    // call gates, task gates and TSS targets are not supported
-    throw gp(sel & ~3);
+    // task gates and TSS targets (task switches) and 64-bit call gates are not supported: #GP
+    const type = descAr(d0) & 0xf;
+    if ((cpu.efer & 0x400) !== 0 || (type !== 0x4 && type !== 0xc)) throw gp(sel & ~3);
+    callGate(cpu, sel, d0, call);
+    return;
   }
   const d = codeDescriptor(cpu, sel, false);
   if (call) pushPair(cpu, osz, cpu.segSel[1], cpu.ip);
@@ -253,11 +284,85 @@ export function farTransfer(cpu: Interpreter, sel: number, off: number, call: bo
   cpu.ip = cpu.mode64 ? off : maskIp(osz, off);
 }
 
+/**
+ * Far JMP/CALL through a 16/32-bit call gate (legacy protected mode). A CALL to a more privileged
+ * non-conforming segment switches to the inner stack from the TSS and copies the gate's parameter
+ * count of words/dwords from the caller's stack; everything is checked before anything changes.
+ */
+function callGate(cpu: Interpreter, gateSel: number, g: Descriptor, call: boolean): void {
+  const gar = descAr(g);
+  const gdpl = (gar >> 5) & 3;
+  if (gdpl < cpu.cpl || gdpl < (gateSel & 3)) throw gp(gateSel & ~3);
+  if ((gar & 0x80) === 0) throw new CpuFault(Vec.NP, gateSel & ~3);
+  const gate32 = (gar & 0xf) === 0xc;
+  const sel = (g.lo >>> 16) & 0xffff;
+  const target = gate32 ? ((g.hi & 0xffff0000) | (g.lo & 0xffff)) >>> 0 : g.lo & 0xffff;
+  if ((sel & ~3) === 0) throw gp(0);
+  const d = readDescriptor(cpu, sel);
+  if (d === null) throw gp(sel & ~3);
+  const ar = descAr(d);
+  const dpl = (ar >> 5) & 3;
+  const conforming = (ar & 4) !== 0;
+  if ((ar & 0x18) !== 0x18 || dpl > cpu.cpl || (!call && !conforming && dpl !== cpu.cpl)) throw gp(sel & ~3);
+  if ((ar & 0x80) === 0) throw new CpuFault(Vec.NP, sel & ~3);
+  if (target > descLimit(d)) throw gp(0);
+  const n = gate32 ? 4 : 2;
+  const osz = gate32 ? 32 : 16;
+  if (!call || conforming || dpl === cpu.cpl) {
+    if (call) pushPair(cpu, osz, cpu.segSel[1], cpu.ip);
+    loadCs(cpu, sel, d, cpu.cpl);
+    updateMode(cpu);
+    cpu.ip = target;
+    return;
+  }
+  // more privilege: new SS:ESP from the TSS for the target's DPL
+  const newCpl = dpl;
+  const tss32 = (cpu.segAr[7] & 0xf) === 0xb || (cpu.segAr[7] & 0xf) === 0x9;
+  const trBase = cpu.segBase[7];
+  const slot = tss32 ? 4 + newCpl * 8 : 2 + newCpl * 4;
+  const tr = cpu.segSel[7] & ~3;
+  if (slot + (tss32 ? 5 : 3) > cpu.segLimit[7]) throw new CpuFault(Vec.TS, tr);
+  const newSp = sysRead(cpu, (trBase + slot) >>> 0, tss32 ? 4 : 2);
+  const ssSel = sysRead(cpu, (trBase + slot + (tss32 ? 4 : 2)) >>> 0, 2);
+  if ((ssSel & ~3) === 0) throw new CpuFault(Vec.TS, 0);
+  const ssD = readDescriptor(cpu, ssSel);
+  if (ssD === null) throw new CpuFault(Vec.TS, ssSel & ~3);
+  const sar = descAr(ssD);
+  if ((ssSel & 3) !== newCpl || ((sar >> 5) & 3) !== newCpl || (sar & 0x1a) !== 0x12) {
+    throw new CpuFault(Vec.TS, ssSel & ~3);
+  }
+  if ((sar & 0x80) === 0) throw new CpuFault(Vec.SS, ssSel & ~3);
+  const ssBig = (sar & 0x4000) !== 0;
+  const ssBase = descBase(ssD);
+  const wrapSp = (v: number) => (ssBig ? v >>> 0 : v & 0xffff);
+  // caller's stack: parameters (the highest-addressed one is pushed first)
+  const count = g.hi & 0x1f;
+  const oldSp = cpu.sp();
+  const params: number[] = [];
+  for (let i = count - 1; i >= 0; i--) params.push(cpu.rd(osz, cpu.stackLin(cpu.spAdd(oldSp, i * n))));
+  const items = [cpu.segSel[2], cpu.lo[4] >>> 0, ...params, cpu.segSel[1], cpu.ip >>> 0];
+  const top = wrapSp(newSp - items.length * n);
+  if (top + items.length * n - 1 > descLimit(ssD)) throw new CpuFault(Vec.SS, ssSel & ~3);
+  sysProbe(cpu, (ssBase + top) >>> 0, items.length * n);
+  let p = newSp;
+  for (const v of items) {
+    p = wrapSp(p - n);
+    sysWrite(cpu, (ssBase + p) >>> 0, n, osz === 16 ? v & 0xffff : v, 0);
+  }
+  loadCs(cpu, sel, d, newCpl);
+  commitSs(cpu, ssSel, ssD, newCpl);
+  if (ssBig) cpu.lo[4] = top;
+  else cpu.lo[4] = (cpu.lo[4] & ~0xffff) | top;
+  updateMode(cpu);
+  cpu.ip = target;
+}
+
 /** pushes CS then IP (each osz wide) as one all-or-nothing unit */
 function pushPair(cpu: Interpreter, osz: number, cs: number, ip: number): void {
   const n = osz >> 3;
   const sp1 = cpu.spAdd(cpu.sp(), -n);
   const sp2 = cpu.spAdd(sp1, -n);
+  if (cpu.ssChk) cpu.segCheck(2, sp2, 2 * n, true);
   const a1 = cpu.stackLin(sp1);
   const a2 = cpu.stackLin(sp2);
   cpu.probeWrite(a1, n);
@@ -298,7 +403,8 @@ export function farReturn(cpu: Interpreter, osz: number, imm: number): void {
   loadCs(cpu, sel, d, rpl);
   commitSs(cpu, ss, ssD, rpl);
   const lma = (cpu.efer & 0x400) !== 0;
-  cpu.lo[4] = sp;
+  // RETF imm releases the parameters on the outer stack too
+  cpu.lo[4] = sp + imm;
   cpu.hi[4] = osz === 64 ? spHi : 0;
   updateMode(cpu);
   nullifyDataSegs(cpu, rpl);
