@@ -47,8 +47,10 @@ export interface MachineOptions {
    */
   platformDevices?: boolean;
   /**
-   * default true: on KVM (with the addon), `await vm.run()` enters the guest from a worker thread of
-   * its own so the event loop stays free; false keeps async runs on the main thread in slices
+   * default false: true makes `await vm.run()` on KVM (with the addon) enter the guest from a worker
+   * thread of its own so the event loop stays free. Off by default: a known race there sometimes
+   * executes a port instruction twice (seen on this host and in the nested lane); false keeps async
+   * runs on the main thread in slices bounded by the watchdog
    */
   vcpuThread?: boolean;
 }
@@ -393,7 +395,7 @@ export class Machine {
         );
       }
     }
-    if (target && (opts.vcpuThread ?? true)) await this.#startVcpuThread(target);
+    if (target && (opts.vcpuThread ?? false)) await this.#startVcpuThread(target);
   }
 
   /** Async KVM runs: a worker enters the guest (kvm-worker.ts); without one they slice on this thread. */
