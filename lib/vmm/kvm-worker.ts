@@ -104,6 +104,39 @@ const waitAsync = (
 
 const errnoNames = new Map<number, string>(Object.entries(constants.errno).map(([k, v]) => [v, k]));
 
+// A wake-up is not an answer: the worker notifies after it bumps DONE, so the notify of one exit can
+// land in the wait for the next entry (the main thread saw the bump by polling, handled the exit and
+// started again before the notify). Only the word itself says the entry ended; trusting the wake-up
+// made the main thread read kvm_run while the guest was still in KVM_RUN (a port exit handled twice).
+
+/** Blocks until ctrl[index] differs from `from` (true) or `ms` pass (false); spurious wake-ups wait on. */
+export function waitForChangeSync(ctrl: Int32Array, index: number, from: number, ms: number): boolean {
+  const deadline = performance.now() + ms;
+  for (;;) {
+    if (Atomics.load(ctrl, index) !== from) return true;
+    const left = deadline - performance.now();
+    if (left <= 0) return false;
+    Atomics.wait(ctrl, index, from, left);
+  }
+}
+
+/** waitForChangeSync without blocking the event loop. */
+export async function waitForChange(
+  ctrl: Int32Array,
+  index: number,
+  from: number,
+  ms: number,
+): Promise<boolean> {
+  const deadline = performance.now() + ms;
+  for (;;) {
+    if (Atomics.load(ctrl, index) !== from) return true;
+    const left = deadline - performance.now();
+    if (left <= 0) return false;
+    const w = waitAsync(ctrl, index, from, left);
+    if (w.async) await w.value;
+  }
+}
+
 export class KvmRunWorker {
   readonly #shared = new SharedArrayBuffer(16);
   readonly #ctrl = new Int32Array(this.#shared);
@@ -200,15 +233,12 @@ export class KvmRunWorker {
     do {
       for (let i = 0; i < 64; i++) if (Atomics.load(this.#ctrl, DONE) !== this.#doneAt) return true;
     } while (performance.now() < end);
-    const rest = ms - this.#spinMs;
-    return rest > 0 && Atomics.wait(this.#ctrl, DONE, this.#doneAt, rest) !== "timed-out";
+    return waitForChangeSync(this.#ctrl, DONE, this.#doneAt, ms - this.#spinMs);
   }
 
   /** Resolves true when the entry has ended, false after `ms` without blocking the event loop. */
-  async wait(ms: number): Promise<boolean> {
-    const w = waitAsync(this.#ctrl, DONE, this.#doneAt, ms);
-    const r = w.async ? await w.value : w.value;
-    return r !== "timed-out";
+  wait(ms: number): Promise<boolean> {
+    return waitForChange(this.#ctrl, DONE, this.#doneAt, ms);
   }
 
   /** The ended entry's outcome: true the guest exited, false interrupted; throws a KvmError on failure. */

@@ -47,10 +47,9 @@ export interface MachineOptions {
    */
   platformDevices?: boolean;
   /**
-   * default false: true makes `await vm.run()` on KVM (with the addon) enter the guest from a worker
-   * thread of its own so the event loop stays free. Off by default: a known race there sometimes
-   * executes a port instruction twice (seen on this host and in the nested lane); false keeps async
-   * runs on the main thread in slices bounded by the watchdog
+   * default true: `await vm.run()` on KVM (with the addon) enters the guest from a worker thread of
+   * its own, so the event loop stays free while the guest runs; false keeps async runs on the main
+   * thread in slices bounded by the watchdog (more exits per second, a busier event loop)
    */
   vcpuThread?: boolean;
 }
@@ -395,7 +394,7 @@ export class Machine {
         );
       }
     }
-    if (target && (opts.vcpuThread ?? false)) await this.#startVcpuThread(target);
+    if (target && (opts.vcpuThread ?? true)) await this.#startVcpuThread(target);
   }
 
   /** Async KVM runs: a worker enters the guest (kvm-worker.ts); without one they slice on this thread. */
