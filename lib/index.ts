@@ -27,7 +27,7 @@ export type {
   VmExitKind,
 } from "./types/exits.js";
 export type * from "./types/regs.js";
-export { GPR_NAMES } from "./types/regs.js";
+export { emptyRegs, GPR_NAMES, segment } from "./types/regs.js";
 export type { BackendKind, InterruptController, MachineBackend, VcpuBackend } from "./vmm/backend.js";
 export type {
   BackendFactory,

@@ -1,7 +1,13 @@
 // The initial vCPU state a loader asks for, in the shared register types (kvm_regs / kvm_sregs
 // names), so the machine applies it to either backend without translation.
 
-import type { DescriptorTable, Regs, Segment, SpecialRegs } from "../types/regs.js";
+import {
+  type DescriptorTable,
+  segment as makeSegment,
+  type Regs,
+  type Segment,
+  type SpecialRegs,
+} from "../types/regs.js";
 
 export type CpuMode = "real" | "protected" | "long";
 
@@ -43,21 +49,7 @@ const TYPE_TSS_BUSY = 0xb;
 const TYPE_LDT = 0x2;
 
 function segment(init: Partial<EntrySegment>): EntrySegment {
-  return {
-    base: 0n,
-    limit: 0xffff,
-    selector: 0,
-    type: TYPE_DATA_RW_ACCESSED,
-    present: true,
-    dpl: 0,
-    db: false,
-    s: true,
-    l: false,
-    g: false,
-    avl: false,
-    unusable: false,
-    ...init,
-  };
+  return makeSegment({ type: TYPE_DATA_RW_ACCESSED, ...init });
 }
 
 /** TR and LDTR as the processor has them after reset: VM entry wants a usable busy TSS. */

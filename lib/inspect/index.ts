@@ -1,6 +1,6 @@
+export { kvmExitName, vmxExitReasonName } from "../types/exit-names.js";
 export { type DisassembledInstruction, disassemble, formatDisassembly } from "./disasm.js";
 export { type DumpOptions, formatRegisters, formatSegmentLine } from "./dump.js";
-export { kvmExitName, vmxExitReasonName } from "./exit-names.js";
 export * from "./flags.js";
 export * from "./gdt.js";
 export * from "./pagewalk.js";

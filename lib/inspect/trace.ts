@@ -1,8 +1,8 @@
 // One line per VM exit: kind, port/address, size, data, RIP, and the backend's own view (KVM exit
 // code, or the VMX basic exit reason with its qualification and instruction length).
 
+import { kvmExitName, vmxExitReasonName } from "../types/exit-names.js";
 import type { RawExit, VmExit } from "../types/exits.js";
-import { kvmExitName, vmxExitReasonName } from "./exit-names.js";
 
 export interface TraceInfo {
   /** sequence number of the exit */

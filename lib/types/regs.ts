@@ -87,3 +87,52 @@ export const GPR_NAMES = [
   "r14",
   "r15",
 ] as const;
+
+/**
+ * General registers all zero, RFLAGS 2 (bit 1 always reads as one): the base that entry states and
+ * tests spread the few registers they care about over.
+ */
+export function emptyRegs(): Regs {
+  return {
+    rax: 0n,
+    rbx: 0n,
+    rcx: 0n,
+    rdx: 0n,
+    rsi: 0n,
+    rdi: 0n,
+    rsp: 0n,
+    rbp: 0n,
+    r8: 0n,
+    r9: 0n,
+    r10: 0n,
+    r11: 0n,
+    r12: 0n,
+    r13: 0n,
+    r14: 0n,
+    r15: 0n,
+    rip: 0n,
+    rflags: 2n,
+  };
+}
+
+/**
+ * A usable segment: by default a present, accessed read/write data segment at 0 with a 64 KiB limit
+ * (what real mode has); `fields` overrides any of that.
+ */
+export function segment(fields: Partial<Segment> = {}): Segment {
+  return {
+    base: 0n,
+    limit: 0xffff,
+    selector: 0,
+    type: 3,
+    present: true,
+    dpl: 0,
+    db: false,
+    s: true,
+    l: false,
+    g: false,
+    avl: false,
+    unusable: false,
+    ...fields,
+  };
+}

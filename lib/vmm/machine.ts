@@ -16,7 +16,7 @@ import {
 import type { Device, DeviceContext, IrqLine, StopRequest } from "../devices/device.js";
 import { I8259Pair } from "../devices/i8259.js";
 import type { VmExit, VmExitKind } from "../types/exits.js";
-import type { Regs, SpecialRegs } from "../types/regs.js";
+import { emptyRegs, type Regs, type SpecialRegs } from "../types/regs.js";
 import type { MachineBackend, VcpuBackend } from "./backend.js";
 import { type BackendInfo, type BackendRequest, openBackend } from "./backend-select.js";
 import type { BusClaim } from "./bus.js";
@@ -259,27 +259,7 @@ export class Machine {
   /** Puts vCPU `i` in a loader's entry state (registers not named are zero; CR2/CR8/APIC base kept). */
   applyEntry(entry: EntryState, i = 0): void {
     const vcpu = this.vcpu(i);
-    const regs: Regs = {
-      rax: 0n,
-      rbx: 0n,
-      rcx: 0n,
-      rdx: 0n,
-      rsi: 0n,
-      rdi: 0n,
-      rsp: 0n,
-      rbp: 0n,
-      r8: 0n,
-      r9: 0n,
-      r10: 0n,
-      r11: 0n,
-      r12: 0n,
-      r13: 0n,
-      r14: 0n,
-      r15: 0n,
-      rip: 0n,
-      rflags: 2n,
-      ...entry.regs,
-    };
+    const regs: Regs = { ...emptyRegs(), ...entry.regs };
     const current = vcpu.getSregs();
     const sregs: SpecialRegs = { ...current, ...entry.sregs };
     vcpu.setSregs(sregs);

@@ -124,66 +124,11 @@ export const enum ExitReason {
   Xrstors = 64,
 }
 
-/** Names of basic exit reasons, for traces. */
-export const EXIT_REASON_NAMES: Readonly<Record<number, string>> = {
-  0: "EXCEPTION_NMI",
-  1: "EXTERNAL_INTERRUPT",
-  2: "TRIPLE_FAULT",
-  3: "INIT_SIGNAL",
-  4: "SIPI",
-  7: "INTERRUPT_WINDOW",
-  8: "NMI_WINDOW",
-  9: "TASK_SWITCH",
-  10: "CPUID",
-  11: "GETSEC",
-  12: "HLT",
-  13: "INVD",
-  14: "INVLPG",
-  15: "RDPMC",
-  16: "RDTSC",
-  18: "VMCALL",
-  19: "VMCLEAR",
-  20: "VMLAUNCH",
-  21: "VMPTRLD",
-  22: "VMPTRST",
-  23: "VMREAD",
-  24: "VMRESUME",
-  25: "VMWRITE",
-  26: "VMXOFF",
-  27: "VMXON",
-  28: "CR_ACCESS",
-  29: "DR_ACCESS",
-  30: "IO_INSTRUCTION",
-  31: "MSR_READ",
-  32: "MSR_WRITE",
-  33: "INVALID_GUEST_STATE",
-  34: "MSR_LOAD_FAIL",
-  36: "MWAIT_INSTRUCTION",
-  37: "MONITOR_TRAP_FLAG",
-  39: "MONITOR_INSTRUCTION",
-  40: "PAUSE_INSTRUCTION",
-  41: "MCE_DURING_VMENTRY",
-  43: "TPR_BELOW_THRESHOLD",
-  44: "APIC_ACCESS",
-  46: "GDTR_IDTR",
-  47: "LDTR_TR",
-  48: "EPT_VIOLATION",
-  49: "EPT_MISCONFIG",
-  50: "INVEPT",
-  51: "RDTSCP",
-  52: "PREEMPTION_TIMER",
-  53: "INVVPID",
-  54: "WBINVD",
-  55: "XSETBV",
-  57: "RDRAND",
-  58: "INVPCID",
-  59: "VMFUNC",
-  61: "RDSEED",
-  63: "XSAVES",
-  64: "XRSTORS",
-};
-
-export const exitReasonName = (basic: number): string => EXIT_REASON_NAMES[basic] ?? `UNKNOWN_${basic}`;
+// Names of basic exit reasons, for traces: the one table, in lib/types (Linux's spellings).
+export {
+  VMX_EXIT_REASON_NAMES as EXIT_REASON_NAMES,
+  vmxExitReasonName as exitReasonName,
+} from "../types/exit-names.js";
 
 /** Bit 31 of the exit-reason field: VM-entry failure. */
 export const EXIT_REASON_ENTRY_FAILURE = 0x80000000;

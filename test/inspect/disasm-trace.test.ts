@@ -1,10 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { disassemble, formatDisassembly } from "../../lib/inspect/disasm.js";
-import { kvmExitName, vmxExitReasonName } from "../../lib/inspect/exit-names.js";
+import { kvmExitName, vmxExitReasonName } from "../../lib/inspect/index.js";
 import { formatStatsTable } from "../../lib/inspect/stats-table.js";
 import { formatExit } from "../../lib/inspect/trace.js";
 import type { VmExit } from "../../lib/types/exits.js";
 import { ExitStats } from "../../lib/vmm/stats.js";
+import { ExitReason, exitReasonName } from "../../lib/vmx/constants.js";
 
 describe("disassembly", () => {
   it("decodes 16-bit code at an address", () => {
@@ -86,6 +87,19 @@ describe("exit trace", () => {
     expect(vmxExitReasonName(48)).toBe("EPT_VIOLATION");
     expect(vmxExitReasonName(999)).toBe("UNKNOWN_999");
     expect(kvmExitName(8)).toBe("SHUTDOWN");
+  });
+
+  it("names VMX exit reasons as the VMX layer does, in Linux's spelling", () => {
+    const reasons = [
+      [ExitReason.InvalidGuestState, "INVALID_STATE"],
+      [ExitReason.Vmxoff, "VMOFF"],
+      [ExitReason.Vmxon, "VMON"],
+      [ExitReason.Sipi, "SIPI_SIGNAL"],
+      [ExitReason.MsrLoading, "MSR_LOAD_FAIL"],
+    ] as const;
+    for (const [reason, name] of reasons) {
+      expect([vmxExitReasonName(reason), exitReasonName(reason)]).toEqual([name, name]);
+    }
   });
 
   it("prints a perf-kvm-stat style table", () => {

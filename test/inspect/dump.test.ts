@@ -9,8 +9,8 @@ import {
   qemuFlagLetters,
 } from "../../lib/inspect/flags.js";
 import { cpuMode, decodeDescriptor, describeSegment, segmentAttributes } from "../../lib/inspect/segments.js";
-import type { Regs, Segment, SpecialRegs } from "../../lib/types/regs.js";
-import { realSeg, resetSregs, zeroRegs } from "../vmm/fake-backend.js";
+import { emptyRegs, type Regs, type Segment, type SpecialRegs } from "../../lib/types/regs.js";
+import { realSeg, resetSregs } from "../vmm/fake-backend.js";
 
 function longModeState(): { regs: Regs; sregs: SpecialRegs } {
   const code: Segment = {
@@ -29,7 +29,13 @@ function longModeState(): { regs: Regs; sregs: SpecialRegs } {
     db: true,
     selector: 0x10,
   };
-  const regs = { ...zeroRegs(), rax: 0xdeadbeefcafebaben, r15: 1n, rip: 0xffffffff81000000n, rflags: 0x246n };
+  const regs = {
+    ...emptyRegs(),
+    rax: 0xdeadbeefcafebaben,
+    r15: 1n,
+    rip: 0xffffffff81000000n,
+    rflags: 0x246n,
+  };
   const sregs: SpecialRegs = {
     ...resetSregs(),
     cs: code,
@@ -74,7 +80,7 @@ describe("register dump", () => {
   });
 
   it("uses the 32-bit layout outside long mode, with real-mode segments undecoded", () => {
-    const regs = { ...zeroRegs(), rax: 0x1234n, rip: 0x7c00n };
+    const regs = { ...emptyRegs(), rax: 0x1234n, rip: 0x7c00n };
     const text = formatRegisters(regs, resetSregs());
     const lines = text.split("\n");
     expect(lines[0]).toBe("EAX=00001234 EBX=00000000 ECX=00000000 EDX=00000000");

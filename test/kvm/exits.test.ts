@@ -3,6 +3,7 @@
 
 import { describe, expect, it } from "vitest";
 import { KVM_EXIT, type KvmExit, KvmRunDecoder, LAYOUTS } from "../../lib/kvm/index.js";
+import { kvmExitName } from "../../lib/types/exit-names.js";
 import type { VmExit } from "../../lib/types/exits.js";
 
 const F = LAYOUTS.kvm_run.fields;
@@ -111,5 +112,11 @@ describe("KvmRunDecoder", () => {
     const u: KvmExit = page(999).exit;
     expect(u).toEqual({ kind: "unknown", code: 999, raw: { backend: "kvm", code: 999 } });
     expect(new KvmRunDecoder(new ArrayBuffer(4096)).intr().kind).toBe("intr");
+  });
+
+  it("traces name every KVM_EXIT code lib/kvm knows as KVM spells it", () => {
+    const names = Object.entries(KVM_EXIT).map(([name, code]) => [kvmExitName(code), name]);
+    expect(names.filter(([traced, name]) => traced !== name)).toEqual([]);
+    expect(names.length).toBeGreaterThan(10);
   });
 });

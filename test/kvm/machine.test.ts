@@ -12,71 +12,26 @@ import {
   KvmError,
   KvmMemoryRegionError,
 } from "../../lib/kvm/index.js";
+import { IRQ3_GUEST } from "../support/shared-guests.js";
 import { enterRealMode, makeVm, probe, skipReason, watchdog } from "./helpers.js";
 
 describe.skipIf(!probe.usable)(`KVM machine features${skipReason}`, () => {
   it("irqchip + KVM_IRQ_LINE: the guest takes IRQ 3 through its IVT and acknowledges it", async () => {
     const t = makeVm(0x10000, (vm) => vm.createIrqchip());
     try {
-      // prettier-ignore
-      t.mem.set(
-        [
-          0xfa, // cli
-          0xc7,
-          0x06,
-          0x8c,
-          0x00,
-          0x00,
-          0x11, // mov word [0x23*4], 0x1100
-          0xc7,
-          0x06,
-          0x8e,
-          0x00,
-          0x00,
-          0x00, // mov word [0x23*4+2], 0
-          0xb0,
-          0x11,
-          0xe6,
-          0x20, // ICW1
-          0xb0,
-          0x20,
-          0xe6,
-          0x21, // ICW2: vectors 0x20..0x27
-          0xb0,
-          0x04,
-          0xe6,
-          0x21, // ICW3
-          0xb0,
-          0x01,
-          0xe6,
-          0x21, // ICW4: 8086 mode
-          0xb0,
-          0xf7,
-          0xe6,
-          0x21, // mask all but IRQ 3
-          0xb0,
-          0x01,
-          0xe6,
-          0x10, // tell the host: ready
-          0xfb, // sti
-          0xf4,
-          0xeb,
-          0xfd, // l: hlt; jmp l
-        ],
-        0x1000,
-      );
-      // handler: EOI; out 0x11, 0x42; iret
-      t.mem.set([0xb0, 0x20, 0xe6, 0x20, 0xb0, 0x42, 0xe6, 0x11, 0xcf], 0x1100);
-      enterRealMode(t.vcpu, 0x1000);
-      expect(t.vcpu.run()).toMatchObject({ kind: "io", port: 0x10, direction: "out" });
-      t.vm.setIrqLine(3, true);
-      t.vm.setIrqLine(3, false);
+      // the very guest the soft suite runs (test/soft/kvm-suite.test.ts)
+      t.mem.set(IRQ3_GUEST.code, IRQ3_GUEST.codeAt);
+      t.mem.set(IRQ3_GUEST.handler, IRQ3_GUEST.handlerAt);
+      enterRealMode(t.vcpu, IRQ3_GUEST.codeAt);
+      expect(t.vcpu.run()).toMatchObject({ kind: "io", port: IRQ3_GUEST.readyPort, direction: "out" });
+      t.vm.setIrqLine(IRQ3_GUEST.irq, true);
+      t.vm.setIrqLine(IRQ3_GUEST.irq, false);
       // HLT stays in the kernel with an in-kernel irqchip: the next exit is the handler's OUT
       const dog = await watchdog(t.vcpu, 20_000);
       const ack = t.vcpu.run();
       await dog.stop();
-      expect(ack).toMatchObject({ kind: "io", port: 0x11 });
-      if (ack.kind === "io") expect(ack.data[0]).toBe(0x42);
+      expect(ack).toMatchObject({ kind: "io", port: IRQ3_GUEST.ackPort });
+      if (ack.kind === "io") expect(ack.data[0]).toBe(IRQ3_GUEST.ackValue);
       expect(t.vcpu.getLapic().length).toBe(1024);
     } finally {
       t.close();

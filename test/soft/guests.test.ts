@@ -1,22 +1,25 @@
 import { describe, expect, it } from "vitest";
 import type { VmExit } from "../../lib/types/exits.js";
-import type { Segment } from "../../lib/types/regs.js";
+import { type Segment, segment } from "../../lib/types/regs.js";
 import type { InterruptController } from "../../lib/vmm/backend.js";
 import { createSoftBackend, type SoftVcpu } from "../../lib/vmm/backends/soft.js";
 
-const flat = (code: boolean, long = false): Omit<Segment, "selector"> => ({
-  base: 0n,
-  limit: 0xffffffff,
-  type: code ? 11 : 3,
-  present: true,
-  dpl: 0,
-  db: !long,
-  s: true,
-  l: long && code,
-  g: true,
-  avl: false,
-  unusable: false,
-});
+const flat = (code: boolean, long = false): Segment =>
+  segment({ limit: 0xffffffff, type: code ? 11 : 3, db: !long, l: long && code, g: true });
+
+/** An interrupt controller with one line: while `line.pending`, vector 0x20 waits to be taken. */
+function oneLinePic(pending: boolean) {
+  const line = { pending };
+  const pic: InterruptController = {
+    setIrq: () => {},
+    hasInterrupt: () => line.pending,
+    acknowledge: () => {
+      line.pending = false;
+      return 0x20;
+    },
+  };
+  return { pic, line };
+}
 
 function machine(code: number[], mode: "real" | "protected" | "long", pic?: InterruptController) {
   const backend = createSoftBackend({ memoryBytes: 4 << 20, ...(pic ? { interruptController: pic } : {}) });
@@ -141,15 +144,7 @@ describe("soft backend guests", () => {
   });
 
   it("interrupt injection: a pending PIC interrupt is delivered through the IVT once the guest enables interrupts", () => {
-    let pending = false;
-    const pic: InterruptController = {
-      setIrq: () => {},
-      hasInterrupt: () => pending,
-      acknowledge: () => {
-        pending = false;
-        return 0x20;
-      },
-    };
+    const { pic, line } = oneLinePic(false);
     const { vcpu, mem } = machine(
       [
         0xfb, // sti
@@ -167,24 +162,16 @@ describe("soft backend guests", () => {
     mem.writeU16(0x20 * 4 + 2, 0);
     mem.write(0x3000, Uint8Array.from([0xb0, 0x99, 0xe6, 0xe9, 0xcf])); // mov al,0x99; out 0xe9,al; iret
     expectKind(vcpu.run(), "hlt");
-    pending = true;
+    line.pending = true;
     const inHandler = expectKind(vcpu.run(), "io");
     expect(inHandler.data[0]).toBe(0x99);
     const after = expectKind(vcpu.run(), "io");
     expect(after.data[0]).toBe(0x55);
-    expect(pending).toBe(false);
+    expect(line.pending).toBe(false);
   });
 
   it("an interrupt that arrives while IF=0 waits for an interrupt window", () => {
-    let pending = true;
-    const pic: InterruptController = {
-      setIrq: () => {},
-      hasInterrupt: () => pending,
-      acknowledge: () => {
-        pending = false;
-        return 0x20;
-      },
-    };
+    const { pic } = oneLinePic(true);
     const { vcpu, mem } = machine(
       [
         0xb0,

@@ -2,7 +2,7 @@
 // the loop did (data filled for "in" exits, IRQ levels, kicks, instruction budgets).
 
 import type { RawExit, VmExit } from "../../lib/types/exits.js";
-import type { Regs, Segment, SpecialRegs } from "../../lib/types/regs.js";
+import { emptyRegs, type Regs, type Segment, type SpecialRegs, segment } from "../../lib/types/regs.js";
 import type { MachineBackend, VcpuBackend } from "../../lib/vmm/backend.js";
 import { GuestMemory } from "../../lib/vmm/memory.js";
 
@@ -27,44 +27,9 @@ export const io = (
 export const hlt = (): VmExit => ({ kind: "hlt", raw: KVM_RAW(5) });
 export const intr = (): VmExit => ({ kind: "intr", raw: KVM_RAW(10) });
 
-export function zeroRegs(): Regs {
-  return {
-    rax: 0n,
-    rbx: 0n,
-    rcx: 0n,
-    rdx: 0n,
-    rsi: 0n,
-    rdi: 0n,
-    rsp: 0n,
-    rbp: 0n,
-    r8: 0n,
-    r9: 0n,
-    r10: 0n,
-    r11: 0n,
-    r12: 0n,
-    r13: 0n,
-    r14: 0n,
-    r15: 0n,
-    rip: 0n,
-    rflags: 2n,
-  };
-}
-
+/** Real-mode segment `selector` (base selector * 16, 64 KiB limit) of descriptor type `type`. */
 export function realSeg(selector = 0, type = 3): Segment {
-  return {
-    base: BigInt(selector) << 4n,
-    limit: 0xffff,
-    selector,
-    type,
-    present: true,
-    dpl: 0,
-    db: false,
-    s: true,
-    l: false,
-    g: false,
-    avl: false,
-    unusable: false,
-  };
+  return segment({ selector, base: BigInt(selector) << 4n, type });
 }
 
 export function resetSregs(): SpecialRegs {
@@ -93,7 +58,7 @@ export function resetSregs(): SpecialRegs {
 export type Step = VmExit | ((vcpu: FakeVcpu) => VmExit);
 
 export class FakeVcpu implements VcpuBackend {
-  regs = zeroRegs();
+  regs = emptyRegs();
   sregs = resetSregs();
   readonly msrs = new Map<number, bigint>();
   /** exits returned so far, in order */

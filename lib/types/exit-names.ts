@@ -1,7 +1,12 @@
-// Names of VMX basic exit reasons (Intel SDM Vol. 3C, Appendix C) and KVM_EXIT_* codes, as Linux
-// spells them, for traces.
+// Names of exit codes, for traces: VMX basic exit reasons (Intel SDM Vol. 3C, Appendix C) and
+// KVM_EXIT_* codes. The one table of each: lib/inspect prints them and lib/vmx re-exports them.
+// Spelled as Linux spells them (VMX_EXIT_REASONS in arch/x86/include/uapi/asm/vmx.h, e.g.
+// INVALID_STATE, VMOFF, SIPI_SIGNAL; KVM_EXIT_* in include/uapi/linux/kvm.h), which is what the
+// kernel's kvm_exit tracepoint and `perf kvm stat` print, so a trace of the soft backend reads like
+// one taken on a KVM host. The few reasons Linux does not name (IO_SMI, OTHER_SMI, GETSEC, RSM) keep
+// the SDM's words.
 
-const VMX_EXIT_REASONS: Record<number, string> = {
+export const VMX_EXIT_REASON_NAMES: Readonly<Record<number, string>> = {
   0: "EXCEPTION_NMI",
   1: "EXTERNAL_INTERRUPT",
   2: "TRIPLE_FAULT",
@@ -70,7 +75,7 @@ const VMX_EXIT_REASONS: Record<number, string> = {
   75: "NOTIFY",
 };
 
-const KVM_EXITS = [
+export const KVM_EXIT_NAMES = [
   "UNKNOWN",
   "EXCEPTION",
   "IO",
@@ -113,10 +118,11 @@ const KVM_EXITS = [
   "MEMORY_FAULT",
 ] as const;
 
+/** `UNKNOWN_<n>` for a reason without a name. */
 export function vmxExitReasonName(basicReason: number): string {
-  return VMX_EXIT_REASONS[basicReason] ?? `UNKNOWN_${basicReason}`;
+  return VMX_EXIT_REASON_NAMES[basicReason] ?? `UNKNOWN_${basicReason}`;
 }
 
 export function kvmExitName(code: number): string {
-  return KVM_EXITS[code] ?? `UNKNOWN_${code}`;
+  return KVM_EXIT_NAMES[code] ?? `UNKNOWN_${code}`;
 }
