@@ -3,6 +3,7 @@
 
 export type { BootLayout, EntryState, LoadResult } from "./boot/index.js";
 export { BootSetupError, GuestImageError } from "./boot/index.js";
+export type { NodevmmPlugin, PluginContext } from "./cli/plugins.js";
 export * from "./devices/index.js";
 export * from "./inspect/index.js";
 // exits.ts's DebugExit (a debug exception) is exported as DebugExceptionExit: DebugExit is the

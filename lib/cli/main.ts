@@ -4,21 +4,32 @@ import { Command, CommanderError, Option } from "commander";
 import { STATUS_USAGE } from "./exit-status.js";
 import { infoCommand } from "./info.js";
 import { type CliStreams, type RunCliOptions, runCommand } from "./run.js";
+import { packageVersion } from "./version.js";
 
 const RUN_EPILOG = `
 Flat images default to the boot-sector convention: loaded at 0x7C00, real mode, CS:IP 0000:7C00.
 Devices: COM1 (0x3f8, IRQ 4), debug console (0xe9), isa-debug-exit (0xf4), POST (0x80), CMOS/RTC,
 i8042, fw_cfg (0x510); on the soft backend also the i8259 PICs and the i8254 PIT.
-On a terminal, --serial stdio puts stdin in raw mode; Ctrl-A x stops the machine.
+With --serial stdio, stdin is COM1's input: a terminal is put in raw mode (Ctrl-A x stops the
+machine); piped input is passed on byte for byte.
+
+Plugins: --plugin PATH[,key=value...] imports PATH (relative to the working directory) and calls its
+default export (vm, { options, optionText, path, log }) after the image is loaded, before the run;
+it may add devices (vm.addDevice), port/MMIO handlers (vm.io.onIn/onOut, vm.mmio.onRead/onWrite) and
+exit handlers (vm.setExitHandler). ",," stands for a comma inside PATH or a value. Examples:
+  --plugin dist/examples/plugins/doubler.js       the device of examples/guests/custom-device.c
+  --plugin dist/examples/plugins/hypercall.js     the VMCALL channel of examples/guests/hypercall.md
 
 Exit status:
   the guest's isa-debug-exit code ((value << 1) | 1, low 8 bits), 0 on a clean halt (or reset),
-  2 bad arguments / image / backend, 3 the guest crashed (triple fault, entry failure, internal
-  error; registers are dumped to stderr), 124 --timeout or --max-exits reached, 130 interrupted.`;
+  2 bad arguments / image / plugin / backend, 3 the guest crashed (triple fault, entry failure,
+  internal error, a handler that threw; registers are dumped to stderr), 124 --timeout or
+  --max-exits reached, 130 interrupted.`;
 
 export function buildProgram(io: CliStreams, setStatus: (n: number) => void): Command {
   const program = new Command("nodevmm")
     .description("A virtual machine monitor for Node.js: KVM where /dev/kvm works, a software VT-x elsewhere")
+    .version(packageVersion(), "-V, --version", "print the nodevmm version")
     .exitOverride()
     .configureOutput({
       writeOut: (s) => io.stdout.write(s),
@@ -56,6 +67,11 @@ export function buildProgram(io: CliStreams, setStatus: (n: number) => void): Co
     .option("--max-exits <n>", "stop after N exits")
     .option("--timeout <seconds>", "stop after this many seconds")
     .option("--strict", "accesses to unregistered ports/MMIO are errors")
+    .option(
+      "--plugin <module[,key=value...]>",
+      "ES module whose default export (vm, context) adds devices or handlers before the run; repeatable",
+      (value: string, previous: string[] = []) => [...previous, value],
+    )
     .option("--dump-regs", "print the registers at the end of every run")
     .option("-v, --verbose", "say which backend runs and how the run ended")
     .addHelpText("after", RUN_EPILOG)

@@ -7,10 +7,10 @@ import type { LoadFormat } from "../boot/detect.js";
 import type { CpuMode } from "../boot/entry.js";
 import { formatStatsTable } from "../inspect/stats-table.js";
 import { formatExit } from "../inspect/trace.js";
-import type { RunLimits } from "../vmm/loop.js";
+import type { RunLimits, RunResult } from "../vmm/loop.js";
 import { createMachine, type Machine } from "../vmm/machine.js";
 import { addPcDevices, type PcDevices } from "../vmm/pc.js";
-import { exitStatus, isCrash, STATUS_INTERRUPTED, STATUS_USAGE } from "./exit-status.js";
+import { exitStatus, isCrash, STATUS_GUEST_CRASH, STATUS_INTERRUPTED, STATUS_USAGE } from "./exit-status.js";
 import {
   CliUsageError,
   parseAddress,
@@ -20,6 +20,7 @@ import {
   parseSink,
   sinkOutput,
 } from "./parse.js";
+import { applyPlugin, type LoadedPlugin, loadPlugin, PluginError, parsePluginSpec } from "./plugins.js";
 import { bridgeStdin } from "./stdin.js";
 
 export interface RunCliOptions {
@@ -38,6 +39,8 @@ export interface RunCliOptions {
   strict?: boolean;
   dumpRegs?: boolean;
   verbose?: boolean;
+  /** --plugin MODULE[,key=value...], in the order given */
+  plugin?: string[];
 }
 
 export interface CliStreams {
@@ -56,12 +59,14 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
   const limits: RunLimits = {};
   let serial: ReturnType<typeof parseSink>;
   let debugcon: ReturnType<typeof parseSink>;
+  const plugins: LoadedPlugin[] = [];
   try {
     memoryMiB = parseMemory(o.mem);
     serial = parseSink(o.serial, "--serial");
     debugcon = parseSink(o.debugcon, "--debugcon");
     if (o.maxExits !== undefined) limits.maxExits = parseCount(o.maxExits, "--max-exits");
     if (o.timeout !== undefined) limits.timeoutMs = parseSeconds(o.timeout, "--timeout") * 1000;
+    for (const spec of o.plugin ?? []) plugins.push(await loadPlugin(parsePluginSpec(spec)));
     try {
       image = readFileSync(imagePath);
     } catch (e) {
@@ -70,7 +75,7 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
       );
     }
   } catch (e) {
-    say(e instanceof CliUsageError ? e.message : errorText(e));
+    say(e instanceof CliUsageError || e instanceof PluginError ? e.message : errorText(e));
     return STATUS_USAGE;
   }
 
@@ -101,6 +106,8 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
         ...(o.cmdline !== undefined ? { cmdline: o.cmdline } : {}),
         ...(stdin ? { onSerialInputSpace: () => stdin.resume() } : {}),
       });
+      // input that came while the machine was being created waits in the bridge's backlog
+      stdin?.resume();
       const address = o.address !== undefined ? parseAddress(o.address) : undefined;
       const loaded = vm.load(image, {
         format: o.format,
@@ -111,12 +118,19 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
       if (loaded.format !== "flat" && (address !== undefined || o.mode)) {
         say(`warning: --address/--mode apply to flat images; ${imagePath} loaded as ${loaded.format}`);
       }
+      // after the load, so that a plugin sees the machine as the guest will start on it
+      const defaultHypercall = vm.loop.handlers.hypercall;
+      for (const p of plugins) await applyPlugin(vm, p, say);
+      if (vm.loop.handlers.hypercall !== defaultHypercall) {
+        const blocked = await hypercallsBlocked(vm);
+        if (blocked) say(`warning: a plugin answers hypercalls, but ${blocked}`);
+      }
       if (o.verbose)
         say(
           `loaded ${imagePath} as ${loaded.format}, entry rip=0x${(loaded.entry.regs.rip ?? 0n).toString(16)}`,
         );
     } catch (e) {
-      say(errorText(e));
+      say(e instanceof PluginError ? e.message : errorText(e));
       return STATUS_USAGE;
     }
 
@@ -139,7 +153,14 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
       say("stopped before the guest ran");
       return STATUS_INTERRUPTED;
     }
-    const result = await vm.run(limits);
+    let result: RunResult;
+    try {
+      result = await vm.run(limits);
+    } catch (e) {
+      // the run could not start or went wrong outside the guest (e.g. a plugin closed the machine)
+      say(`internal error: ${errorText(e)}`);
+      return STATUS_GUEST_CRASH;
+    }
     const status = exitStatus(result);
     if (isCrash(result)) {
       say(`guest stopped: ${result.reason}${result.message ? ` (${result.message})` : ""}`);
@@ -171,4 +192,16 @@ function safeReport(vm: Machine): string {
   } catch (e) {
     return `(registers unavailable: ${errorText(e)})\n`;
   }
+}
+
+/** Why VMCALLs of the guest will not reach the loop's hypercall handler on this machine, if so. */
+async function hypercallsBlocked(vm: Machine): Promise<string | undefined> {
+  if (vm.backend.kind !== "kvm") return undefined;
+  const numbers = (vm.backend as { hypercalls?: readonly number[] }).hypercalls;
+  if (numbers && numbers.length === 0) {
+    return "this kernel does not pass VMCALL to user space (KVM_CAP_EXIT_HYPERCALL); try --backend soft";
+  }
+  const kvm = await import("../vmm/backends/kvm.js");
+  const reach = kvm.hypercallExitsReachLoop();
+  return reach.ok ? undefined : `${reach.reason}; try --backend soft`;
 }

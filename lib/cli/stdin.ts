@@ -1,5 +1,7 @@
-// Terminal input to COM1: raw mode so keys reach the guest as typed (Ctrl-C included), with
-// QEMU's escape Ctrl-A x to stop the machine. Only when stdin is a TTY.
+// Standard input to COM1. On a terminal: raw mode so keys reach the guest as typed (Ctrl-C
+// included), with QEMU's escape Ctrl-A x to stop the machine. From a pipe or file: the bytes as they
+// come, so a guest's serial console can be scripted (`printf 'ls\n' | nodevmm run ...`). Reading
+// pauses while the UART's receive FIFO is full and resumes when the guest has drained it.
 
 import type { Uart16550 } from "../devices/uart16550.js";
 
@@ -16,8 +18,8 @@ export function bridgeStdin(
   uart: () => Uart16550 | undefined,
   stop: () => void,
 ): StdinBridge {
-  if (!stdin.isTTY) return { resume() {}, close() {} };
-  stdin.setRawMode(true);
+  const terminal = stdin.isTTY === true;
+  if (terminal) stdin.setRawMode(true);
   let escaping = false;
   let backlog: number[] = [];
   const push = () => {
@@ -30,6 +32,10 @@ export function bridgeStdin(
   };
   const onData = (chunk: Buffer) => {
     for (const b of chunk) {
+      if (!terminal) {
+        backlog.push(b);
+        continue;
+      }
       if (escaping) {
         escaping = false;
         if (b === 0x78 /* x */) {
@@ -45,14 +51,20 @@ export function bridgeStdin(
     }
     push();
   };
+  // a read error (stdin closed under us, EIO on a hung-up terminal) only ends the input
+  const onError = () => stdin.off("data", onData);
   stdin.on("data", onData);
+  stdin.on("error", onError);
   stdin.resume();
   return {
     resume: push,
     close() {
       stdin.off("data", onData);
-      stdin.setRawMode(false);
+      stdin.off("error", onError);
+      if (terminal) stdin.setRawMode(false);
       stdin.pause();
+      // a pipe whose writer stays open must not keep the process alive after the run
+      (stdin as { unref?: () => void }).unref?.();
     },
   };
 }

@@ -46,7 +46,8 @@ function cpuInfo(): HostInfo["cpu"] {
 }
 
 export async function probeHost(): Promise<HostInfo> {
-  const path = "/dev/kvm";
+  // the device lib/kvm opens (NODEVMM_KVM_DEVICE overrides it, as for tests of the error paths)
+  const path = process.env.NODEVMM_KVM_DEVICE || "/dev/kvm";
   const kvmDevice: HostInfo["kvmDevice"] = { path, present: existsSync(path), readWrite: false };
   if (kvmDevice.present) {
     try {

@@ -1,27 +1,13 @@
-// Spawns the real bin/nodevmm.js (which loads dist/). dist is rebuilt when missing or older than
-// the sources this suite covers; a build that cannot produce dist/lib/cli/main.js skips the suite
-// with the reason.
+// Spawns the real bin/nodevmm.js (which loads dist/; helpers.ts rebuilds it when stale, and a
+// build that cannot produce dist/lib/cli/main.js skips the suite with the reason). The examples run
+// in examples.test.ts, options in flags.test.ts, plugins in plugins.test.ts.
 
 import { spawnSync } from "node:child_process";
-import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ensureDist, root } from "../support/dist.js";
-
-const bin = join(root, "bin", "nodevmm.js");
-
-const skipReason = ensureDist("dist/lib/cli/main.js", ["lib"]);
-
-function nodevmm(args: string[], input?: string) {
-  const r = spawnSync(process.execPath, [bin, ...args], {
-    cwd: root,
-    encoding: "utf8",
-    timeout: 30_000,
-    input: input ?? "",
-  });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+import { backendMissing, bin, nodevmm, root, distMissing as skipReason } from "./helpers.js";
 
 let dir = "";
 beforeAll(() => {
@@ -60,11 +46,32 @@ describe.skipIf(skipReason !== undefined)(
         "--stats",
         "--max-exits",
         "--timeout",
+        "--strict",
+        "--plugin",
+        "--dump-regs",
+        "--verbose",
       ]) {
         expect(run.stdout).toContain(opt);
       }
       expect(run.stdout).toMatch(/Exit status:/);
-      expect(nodevmm(["info", "--help"]).status).toBe(0);
+      expect(run.stdout).toMatch(/^Plugins: --plugin PATH/m);
+      expect(nodevmm(["help", "run"]).stdout).toBe(run.stdout);
+      const info = nodevmm(["info", "--help"]);
+      expect(info.status).toBe(0);
+      expect(info.stdout).toContain("--json");
+      const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { version: string };
+      expect(nodevmm(["--version"])).toMatchObject({ status: 0, stdout: `${pkg.version}\n` });
+    });
+
+    it("--backend kvm without KVM is a usage error; auto falls back to soft and says why", () => {
+      const hlt = image("hlt-nokvm.bin", [0xfa, 0xf4]);
+      const env = { NODEVMM_KVM_DEVICE: join(dir, "no-kvm-here") };
+      const kvm = nodevmm(["run", hlt, "--backend", "kvm"], { env });
+      expect(kvm.status).toBe(2);
+      expect(kvm.stderr).toMatch(/^nodevmm: BackendUnavailableError: KVM unavailable: .*no-kvm-here/);
+      const auto = nodevmm(["run", hlt, "--verbose"], { env });
+      expect(auto.status).toBe(0);
+      expect(auto.stderr).toMatch(/^nodevmm: backend soft \(KVM unavailable: .*no-kvm-here.*\)$/m);
     });
 
     it("info reports /dev/kvm as this host has it, and --json is parseable", () => {
@@ -105,22 +112,8 @@ describe.skipIf(skipReason !== undefined)(
 );
 
 // End-to-end runs on every backend this build and host can provide.
-function backendAvailable(kind: "kvm" | "soft"): string | undefined {
-  if (skipReason) return skipReason;
-  if (!existsSync(join(root, "dist", "lib", "vmm", "backends", `${kind}.js`)))
-    return `no ${kind} backend in dist`;
-  if (kind === "kvm") {
-    try {
-      accessSync("/dev/kvm", constants.R_OK | constants.W_OK);
-    } catch {
-      return "/dev/kvm is not usable";
-    }
-  }
-  return undefined;
-}
-
 for (const kind of ["soft", "kvm"] as const) {
-  const why = backendAvailable(kind);
+  const why = backendMissing(kind);
   describe.skipIf(why !== undefined)(`nodevmm run on ${kind}${why ? ` (skipped: ${why})` : ""}`, () => {
     it("a boot sector printing to 0xE9 and COM1 exits with its debug-exit code", () => {
       // mov al,'h'; out 0xe9,al; mov al,'i'; out 0xe9,al; mov dx,0x3f8; mov al,'!'; out dx,al;
@@ -135,7 +128,9 @@ for (const kind of ["soft", "kvm"] as const) {
       const r = nodevmm(["run", p, "--backend", kind, "--timeout", "20", "--stats", "--trace"]);
       expect(r.stdout).toBe("hi!");
       expect(r.status).toBe((0x2a << 1) | 1);
-      expect(r.stderr).toMatch(/io out port=0x00e9 size=1 data=0x68 'h'/);
+      // reason, port, data, then RIP: after the OUT, as both backends report it
+      expect(r.stderr).toMatch(/^#0 io out port=0x00e9 size=1 data=0x68 'h' rip=0x7c04 \[/m);
+      expect(r.stderr).toMatch(/^#3 io out port=0x00f4 size=1 data=0x2a '\*' rip=0x7c12 \[/m);
       expect(r.stderr).toMatch(/^io\s+4\s/m);
     });
 
@@ -190,6 +185,21 @@ for (const kind of ["soft", "kvm"] as const) {
       expect(r.status).toBe(0);
     });
 
+    it("piped stdin reaches COM1 byte for byte, with flow control past the 16-byte FIFO", () => {
+      // the echo guest of the terminal test, fed from a pipe instead
+      const echo = image(
+        `echo-pipe-${kind}.bin`,
+        [
+          0xba, 0xfd, 0x03, 0xec, 0xa8, 0x01, 0x74, 0xfb, 0xba, 0xf8, 0x03, 0xec, 0x3c, 0x71, 0x74, 0x03,
+          0xee, 0xeb, 0xed, 0xfa, 0xf4,
+        ],
+      );
+      const text = "the serial line: 0123456789 ABCDEFGHIJKLMNOP\n".repeat(30);
+      const r = nodevmm(["run", echo, "--backend", kind, "--timeout", "30"], { input: `${text}q` });
+      expect(r.stdout).toBe(text);
+      expect(r.status).toBe(0);
+    });
+
     it("--max-exits stops a guest that loops on port I/O with status 124", () => {
       // 1: out 0x80,al; jmp 1
       const r = nodevmm([
@@ -204,57 +214,4 @@ for (const kind of ["soft", "kvm"] as const) {
       expect(r.stderr).toMatch(/max-exits/);
     });
   });
-}
-
-// The committed example images (examples/images/manifest.json) through the real command, on every
-// backend available here: exact serial output and exit status.
-interface ManifestImage {
-  name: string;
-  file: string;
-  format: string;
-  load?: { address: number; mode: string };
-  memoryMiB: number;
-  cmdline?: string;
-  expected: string;
-  stop: "hlt" | "debug-exit";
-  debugExitValue?: number;
-  device?: string;
-  hypercall?: string;
-}
-const imagesDir = join(root, "examples", "images");
-const manifestPath = join(imagesDir, "manifest.json");
-const manifest: ManifestImage[] = existsSync(manifestPath)
-  ? (JSON.parse(readFileSync(manifestPath, "utf8")) as { images: ManifestImage[] }).images
-  : [];
-// images needing a TypeScript-side device or hypercall handler are run by their examples, not the CLI
-const cliImages = manifest.filter((m) => !m.device && !m.hypercall);
-
-for (const kind of ["soft", "kvm"] as const) {
-  const why = backendAvailable(kind) ?? (cliImages.length ? undefined : "no examples/images/manifest.json");
-  describe.skipIf(why !== undefined)(
-    `nodevmm run examples on ${kind}${why ? ` (skipped: ${why})` : ""}`,
-    () => {
-      for (const m of cliImages) {
-        it(`${m.name}: serial output and exit status`, () => {
-          const args = [
-            "run",
-            join(imagesDir, m.file),
-            "--backend",
-            kind,
-            "--format",
-            m.format,
-            "--mem",
-            `${m.memoryMiB}M`,
-          ];
-          if (m.load) args.push("--address", `0x${m.load.address.toString(16)}`, "--mode", m.load.mode);
-          if (m.cmdline !== undefined) args.push("--cmdline", m.cmdline);
-          args.push("--debugcon", "none", "--timeout", "30");
-          const r = nodevmm(args);
-          const expected = readFileSync(join(imagesDir, m.expected), "utf8");
-          expect(r.stdout).toBe(expected);
-          expect(r.status).toBe(m.stop === "hlt" ? 0 : ((m.debugExitValue ?? 0) << 1) | 1);
-        });
-      }
-    },
-  );
 }

@@ -2,20 +2,12 @@
 // file:PATH and none), --format, --mem, --address/--mode, --timeout on a guest that never exits,
 // --trace marking unregistered ports, and the --stats table's layout.
 
-import { spawn, spawnSync } from "node:child_process";
-import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ensureDist, root } from "../support/dist.js";
-
-const bin = join(root, "bin", "nodevmm.js");
-const skipReason = ensureDist("dist/lib/cli/main.js", ["lib"]);
-
-function nodevmm(args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd: root, encoding: "utf8", timeout: 30_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+import { backendMissing, bin, nodevmm, root, distMissing as skipReason } from "./helpers.js";
 
 let dir = "";
 beforeAll(() => {
@@ -37,16 +29,6 @@ const TWO_SINKS = [0xb0, 0x68, 0xe6, 0xe9, 0xba, 0xf8, 0x03, 0xb0, 0x73, 0xee, 0
 const A_HLT = [0xb0, 0x41, 0xe6, 0xe9, 0xfa, 0xf4];
 // mov al,5; out 0x99,al; cli; hlt (port 0x99 has no device)
 const UNREGISTERED = [0xb0, 0x05, 0xe6, 0x99, 0xfa, 0xf4];
-
-function kvmMissing(): string | undefined {
-  if (!existsSync(join(root, "dist", "lib", "vmm", "backends", "kvm.js"))) return "no kvm backend in dist";
-  try {
-    accessSync("/dev/kvm", constants.R_OK | constants.W_OK);
-    return undefined;
-  } catch {
-    return "/dev/kvm is not usable";
-  }
-}
 
 const soft = ["--backend", "soft", "--timeout", "20"];
 
@@ -172,11 +154,22 @@ describe.skipIf(skipReason !== undefined)(
       expect(strict.status).toBe(3);
       expect(strict.stderr).toMatch(/UnhandledAccessError.*port 0x99/);
     });
+
+    it("an unregistered port reads all-ones, unless --strict makes the read an error", () => {
+      // in al,0x99; out 0xf4,al; cli; hlt: the byte read becomes the debug-exit code
+      const p = image("unreg-in.bin", [0xe4, 0x99, 0xe6, 0xf4, 0xfa, 0xf4]);
+      const lax = nodevmm(["run", p, ...soft]);
+      expect(lax.status).toBe(((0xff << 1) | 1) & 0xff);
+      const strict = nodevmm(["run", p, ...soft, "--strict"]);
+      expect(strict.status).toBe(3);
+      expect(strict.stderr).toMatch(/UnhandledAccessError.*port 0x99/);
+      expect(strict.stderr).toMatch(/^EIP=/m);
+    });
   },
 );
 
 for (const kind of ["soft", "kvm"] as const) {
-  const why = skipReason ?? (kind === "kvm" ? kvmMissing() : undefined);
+  const why = backendMissing(kind);
   describe.skipIf(why !== undefined)(
     `nodevmm run --timeout on ${kind}${why ? ` (skipped: ${why})` : ""}`,
     () => {

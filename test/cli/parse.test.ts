@@ -8,6 +8,7 @@ import {
   parseSeconds,
   parseSink,
 } from "../../lib/cli/parse.js";
+import { PluginError, parsePluginSpec } from "../../lib/cli/plugins.js";
 
 describe("CLI value parsers", () => {
   it("--mem takes K/M/G suffixes (MiB by default) and whole MiB only", () => {
@@ -56,5 +57,25 @@ describe("exit status", () => {
     expect(r("timeout")).toBe(124);
     expect(r("max-exits")).toBe(124);
     expect(r("stopped")).toBe(130);
+  });
+});
+
+describe("--plugin PATH[,key=value...]", () => {
+  it("splits the path from its options; ,, is a literal comma; bare keys are empty", () => {
+    expect(parsePluginSpec("./dev.js")).toMatchObject({ path: "./dev.js", options: {}, optionText: "" });
+    const p = parsePluginSpec("a,,b.mjs,port=0x600,name=x,,y,verbose");
+    expect(p.path).toBe("a,b.mjs");
+    expect({ ...p.options }).toEqual({ port: "0x600", name: "x,y", verbose: "" });
+    expect(p.optionText).toBe("port=0x600,name=x,,y,verbose");
+    // only the first = separates: values may hold more
+    expect({ ...parsePluginSpec("d.js,expr=a=b").options }).toEqual({ expr: "a=b" });
+    // keys like "constructor" are plain options, not Object.prototype's
+    expect(parsePluginSpec("d.js").options.constructor).toBeUndefined();
+  });
+
+  it("rejects a missing path, nameless and repeated options", () => {
+    for (const bad of ["", " ", ",port=1"]) expect(() => parsePluginSpec(bad)).toThrow(/no module path/);
+    expect(() => parsePluginSpec("d.js,=1")).toThrow(PluginError);
+    expect(() => parsePluginSpec("d.js,a=1,a=2")).toThrow(/"a" given twice/);
   });
 });

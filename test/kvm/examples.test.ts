@@ -6,8 +6,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { Doubler } from "../../examples/plugins/doubler.js";
+import { addHypercallChannel } from "../../examples/plugins/hypercall.js";
 import { hypercallExitsReachLoop } from "../../lib/vmm/backends/kvm.js";
-import type { Machine } from "../../lib/vmm/machine.js";
 import { createMachine } from "../../lib/vmm/machine.js";
 import { addPcDevices } from "../../lib/vmm/pc.js";
 import { probe, skipReason } from "./helpers.js";
@@ -32,29 +33,6 @@ const manifest: Entry[] = (
   JSON.parse(readFileSync(join(images, "manifest.json"), "utf8")) as { images: Entry[] }
 ).images;
 
-/** The custom device of custom-device.c: OUT stores an operand, IN returns operand * 2 + 1. */
-function addCustomDevice(vm: Machine): void {
-  let operand = 0;
-  vm.io.onOut(0x500, (_p, _s, v) => {
-    operand = v >>> 0;
-  });
-  vm.io.onIn(0x500, () => (operand * 2 + 1) >>> 0);
-}
-
-/** The hypercall channel of examples/guests/hypercall.md, answered from the exit loop. */
-function addHypercallChannel(vm: Machine): { calls: number } {
-  const seen = { calls: 0 };
-  vm.setExitHandler("hypercall", (e) => {
-    seen.calls++;
-    const block = Number(e.args[0]);
-    const op = vm.memory.readU64(block);
-    const a = vm.memory.readU64(block + 8);
-    const b = vm.memory.readU64(block + 16);
-    e.ret = op === 1n ? BigInt.asUintN(64, a + b) : op === 2n ? BigInt.asUintN(64, a * b) : (1n << 64n) - 1n;
-  });
-  return seen;
-}
-
 const hypercalls = hypercallExitsReachLoop();
 
 describe.skipIf(!probe.usable)(`example guests on KVM (createMachine)${skipReason}`, () => {
@@ -77,7 +55,8 @@ describe.skipIf(!probe.usable)(`example guests on KVM (createMachine)${skipReaso
           serial: (b) => serial.push(...b),
           ...(m.cmdline !== undefined ? { cmdline: m.cmdline } : {}),
         });
-        if (m.device) addCustomDevice(vm);
+        // the same host code `nodevmm run --plugin` loads for these guests (examples/plugins)
+        if (m.device) vm.addDevice(new Doubler());
         const channel = m.hypercall ? addHypercallChannel(vm) : undefined;
         let exits = 0;
         vm.on("exit", () => {

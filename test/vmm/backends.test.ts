@@ -4,6 +4,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { Doubler } from "../../examples/plugins/doubler.js";
+import { addHypercallChannel } from "../../examples/plugins/hypercall.js";
 import { createMachine } from "../../lib/vmm/machine.js";
 import { addPcDevices } from "../../lib/vmm/pc.js";
 import { backendsDir, unavailable } from "./available.js";
@@ -97,11 +99,7 @@ for (const kind of ["kvm", "soft"] as const) {
       try {
         const out: number[] = [];
         addPcDevices(vm, { serial: (b) => out.push(...b) });
-        let operand = 0;
-        vm.io.onOut(0x500, (_p, _s, v) => {
-          operand = v >>> 0;
-        });
-        vm.io.onIn(0x500, () => (operand * 2 + 1) >>> 0);
+        vm.addDevice(new Doubler()); // examples/plugins: what --plugin loads from a shell
         vm.loadFlat(example("images/custom-device.bin"), { address: 0x100000, mode: "protected" });
         const r = await vm.run({ timeoutMs: 20_000 });
         expect(r.reason).toBe("hlt");
@@ -123,24 +121,14 @@ for (const kind of ["kvm", "soft"] as const) {
         try {
           const out: number[] = [];
           addPcDevices(vm, { serial: (b) => out.push(...b) });
-          vm.setExitHandler("hypercall", (e) => {
-            const block = Number(e.args[0]);
-            const op = vm.memory.readU64(block);
-            const a = vm.memory.readU64(block + 8);
-            const b = vm.memory.readU64(block + 16);
-            e.ret =
-              op === 1n
-                ? BigInt.asUintN(64, a + b)
-                : op === 2n
-                  ? BigInt.asUintN(64, a * b)
-                  : (1n << 64n) - 1n;
-          });
+          const channel = addHypercallChannel(vm);
           vm.loadFlat(example("images/hypercall.bin"), { address: 0x100000, mode: "long" });
           const r = await vm.run({ timeoutMs: 20_000 });
           expect(Buffer.from(out).toString()).toBe(
             readFileSync(join(examples, "guests", "hypercall.expected"), "utf8"),
           );
           expect(r.reason).toBe("hlt");
+          expect(channel.calls).toBeGreaterThan(0);
         } finally {
           vm.close();
         }

@@ -4,6 +4,7 @@
 import { accessSync, constants, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { Doubler } from "../../examples/plugins/doubler.js";
 import type { VmExit } from "../../lib/types/exits.js";
 import { createMachine } from "../../lib/vmm/machine.js";
 import { addPcDevices } from "../../lib/vmm/pc.js";
@@ -47,14 +48,7 @@ async function runOn(kind: "kvm" | "soft", m: Entry) {
   try {
     const serial: number[] = [];
     addPcDevices(vm, { serial: (b) => serial.push(...b) });
-    if (m.device) {
-      // the custom-device example's device (manifest "device"): OUT stores, IN returns x * 2 + 1
-      let operand = 0;
-      vm.io.onOut(0x500, (_p, _s, v) => {
-        operand = v >>> 0;
-      });
-      vm.io.onIn(0x500, () => (operand * 2 + 1) >>> 0);
-    }
+    if (m.device) vm.addDevice(new Doubler()); // the custom-device example's device (examples/plugins)
     const exits: string[] = [];
     vm.on("exit", (e) => {
       if (e.kind !== "intr") exits.push(describeExit(e));
