@@ -98,7 +98,10 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
   try {
     try {
       vm = await createMachine({ memoryMiB, backend: o.backend, strict: o.strict ?? false });
-      if (o.verbose || o.stats || o.trace) say(`backend ${vm.backendInfo.message}`);
+      // "auto" that had to fall back says why, as QEMU warns when it cannot use KVM
+      if (o.verbose || o.stats || o.trace || vm.backendInfo.fallbackReason !== undefined) {
+        say(`backend ${vm.backendInfo.message}`);
+      }
       for (const w of vm.warnings) say(`warning: ${w}`);
       devices = addPcDevices(vm, {
         ...(sinkOutput(serial, io.stdout) ? { serial: sinkOutput(serial, io.stdout)! } : {}),

@@ -69,9 +69,12 @@ describe.skipIf(skipReason !== undefined)(
       const kvm = nodevmm(["run", hlt, "--backend", "kvm"], { env });
       expect(kvm.status).toBe(2);
       expect(kvm.stderr).toMatch(/^nodevmm: BackendUnavailableError: KVM unavailable: .*no-kvm-here/);
-      const auto = nodevmm(["run", hlt, "--verbose"], { env });
+      // said without --verbose: a fallback is worth a line on stderr
+      const auto = nodevmm(["run", hlt], { env });
       expect(auto.status).toBe(0);
       expect(auto.stderr).toMatch(/^nodevmm: backend soft \(KVM unavailable: .*no-kvm-here.*\)$/m);
+      // info looks at the same device the backend opens
+      expect(nodevmm(["info"], { env }).stdout).toMatch(/^\S*no-kvm-here: missing$/m);
     });
 
     it("info reports /dev/kvm as this host has it, and --json is parseable", () => {
