@@ -2,10 +2,11 @@
 // MOVZX/MOVSX, CMPXCHG/XADD, CPUID/RDTSC/RDMSR/WRMSR; SSE is forwarded to sse.ts.
 
 import { cpuidModel } from "./cpuid.js";
-import { branch, farPointerLoad, imulTrunc } from "./exec.js";
+import { farPointerLoad, imulTrunc, jcc, nearRel, popSeg, pushSeg, ud } from "./exec.js";
 import { big, doubleShift, popcount32 } from "./exec-arith.js";
 import { CpuFault, EXIT_SIGNAL, Vec } from "./faults.js";
 import { FL_AC, FL_CF, FL_ZF } from "./flags.js";
+import { Access } from "./hooks.js";
 import type { Interpreter } from "./interpreter.js";
 import { EFER_LMA, EFER_LME, toBig, toNum } from "./interpreter.js";
 import { readMsr, tsc, writeMsr } from "./msr.js";
@@ -14,7 +15,6 @@ import {
   descAr,
   descLimit,
   loadLdt,
-  loadSeg,
   loadTr,
   probeDescriptor,
   syscall,
@@ -27,9 +27,6 @@ import { fxrstor, fxsave } from "./x87.js";
 
 const TWO32 = 4294967296;
 
-function ud(): never {
-  throw new CpuFault(Vec.UD, undefined);
-}
 function gp0(): never {
   throw new CpuFault(Vec.GP, 0);
 }
@@ -38,6 +35,26 @@ function needCpl0(cpu: Interpreter): void {
 }
 
 export function exec0f(cpu: Interpreter, op: number): void {
+  // the condition-code rows by their high nibble: Jcc rel16/32 (8x), CMOVcc (4x), SETcc (9x)
+  const row = op >> 4;
+  if (row === 8) {
+    jcc(cpu, op & 15, nearRel(cpu));
+    return;
+  }
+  if (row === 4) {
+    cpu.modrm(0);
+    const size = cpu.osz;
+    const v = cpu.readRM(size);
+    const vh = cpu.vh;
+    if (cpu.cond(op & 15)) cpu.setReg(size, cpu.reg, v, vh);
+    else if (size === 32) cpu.hi[cpu.reg] = 0;
+    return;
+  }
+  if (row === 9) {
+    cpu.modrm(0);
+    cpu.writeRM(8, cpu.cond(op & 15) ? 1 : 0, 0);
+    return;
+  }
   switch (op) {
     case 0x00:
       group6(cpu);
@@ -108,14 +125,9 @@ export function exec0f(cpu: Interpreter, op: number): void {
       if (!writeMsr(cpu, idx, value)) gp0();
       return;
     }
-    case 0x31: {
-      if (cpu.pm && (cpu.cr4 & 4) !== 0 && cpu.cpl !== 0) gp0();
-      if (cpu.requireHooks().rdtsc(false, cpu.ctx())) throw EXIT_SIGNAL;
-      const t = tsc(cpu);
-      cpu.setReg(32, 0, Number(t & 0xffffffffn), 0);
-      cpu.setReg(32, 2, Number(t >> 32n), 0);
+    case 0x31:
+      rdtsc(cpu, false);
       return;
-    }
     case 0x32: {
       needCpl0(cpu);
       const idx = cpu.lo[1] >>> 0;
@@ -136,30 +148,6 @@ export function exec0f(cpu: Interpreter, op: number): void {
     case 0x35:
       sysexit(cpu, (cpu.rex & 8) !== 0);
       return;
-    case 0x40:
-    case 0x41:
-    case 0x42:
-    case 0x43:
-    case 0x44:
-    case 0x45:
-    case 0x46:
-    case 0x47:
-    case 0x48:
-    case 0x49:
-    case 0x4a:
-    case 0x4b:
-    case 0x4c:
-    case 0x4d:
-    case 0x4e:
-    case 0x4f: {
-      cpu.modrm(0);
-      const size = cpu.osz;
-      const v = cpu.readRM(size);
-      const vh = cpu.vh;
-      if (cpu.cond(op & 15)) cpu.setReg(size, cpu.reg, v, vh);
-      else if (size === 32) cpu.hi[cpu.reg] = 0;
-      return;
-    }
     case 0x78:
     case 0x79:
       // the operand is decoded first so that an exit reports the whole instruction's length
@@ -177,59 +165,14 @@ export function exec0f(cpu: Interpreter, op: number): void {
       cpu.unimplemented(0x200 | op3);
       return;
     }
-    case 0x80:
-    case 0x81:
-    case 0x82:
-    case 0x83:
-    case 0x84:
-    case 0x85:
-    case 0x86:
-    case 0x87:
-    case 0x88:
-    case 0x89:
-    case 0x8a:
-    case 0x8b:
-    case 0x8c:
-    case 0x8d:
-    case 0x8e:
-    case 0x8f: {
-      const rel = cpu.osz === 16 && !cpu.mode64 ? (cpu.fetch16() << 16) >> 16 : cpu.fetch32() | 0;
-      if (cpu.cond(op & 15)) branch(cpu, rel);
-      return;
-    }
-    case 0x90:
-    case 0x91:
-    case 0x92:
-    case 0x93:
-    case 0x94:
-    case 0x95:
-    case 0x96:
-    case 0x97:
-    case 0x98:
-    case 0x99:
-    case 0x9a:
-    case 0x9b:
-    case 0x9c:
-    case 0x9d:
-    case 0x9e:
-    case 0x9f:
-      cpu.modrm(0);
-      cpu.writeRM(8, cpu.cond(op & 15) ? 1 : 0, 0);
-      return;
     case 0xa0:
-    case 0xa8: {
-      const size = cpu.mode64 ? (cpu.opsizePrefix ? 16 : 64) : cpu.osz;
-      cpu.push(size, cpu.segSel[op === 0xa0 ? 4 : 5], 0);
+    case 0xa8:
+      pushSeg(cpu, op === 0xa0 ? 4 : 5);
       return;
-    }
     case 0xa1:
-    case 0xa9: {
-      const size = cpu.mode64 ? (cpu.opsizePrefix ? 16 : 64) : cpu.osz;
-      const sel = cpu.peek(size, 0) & 0xffff;
-      loadSeg(cpu, op === 0xa1 ? 4 : 5, sel);
-      cpu.setSp(cpu.spAdd(cpu.sp(), size >> 3));
+    case 0xa9:
+      popSeg(cpu, op === 0xa1 ? 4 : 5);
       return;
-    }
     case 0xa2:
       cpuid(cpu);
       return;
@@ -332,8 +275,11 @@ export function exec0f(cpu: Interpreter, op: number): void {
       const s = cpu.getReg(size, cpu.reg);
       const r = cpu.alu(0, size, d, dh, s, cpu.vh);
       const rh = cpu.vh;
+      // memory is written before the register (an exit on the write leaves the register as it
+      // was); with two registers the destination is written last (XADD r, r with the same one)
+      if (cpu.mod !== 3) cpu.writeRM(size, r, rh);
       cpu.setReg(size, cpu.reg, d, dh);
-      cpu.writeRM(size, r, rh);
+      if (cpu.mod === 3) cpu.writeRM(size, r, rh);
       return;
     }
     case 0xc7:
@@ -372,6 +318,16 @@ function vmx(
   ud();
 }
 
+/** RDTSC, and RDTSCP (which also returns TSC_AUX in ECX) */
+function rdtsc(cpu: Interpreter, aux: boolean): void {
+  if (cpu.pm && (cpu.cr4 & 4) !== 0 && cpu.cpl !== 0) gp0();
+  if (cpu.requireHooks().rdtsc(aux, cpu.ctx())) throw EXIT_SIGNAL;
+  const t = tsc(cpu);
+  cpu.setReg(32, 0, Number(t & 0xffffffffn), 0);
+  cpu.setReg(32, 2, Number(t >> 32n), 0);
+  if (aux) cpu.setReg(32, 1, cpu.tscAux >>> 0, 0);
+}
+
 function cpuid(cpu: Interpreter): void {
   const leaf = cpu.lo[0] >>> 0;
   const sub = cpu.lo[1] >>> 0;
@@ -398,9 +354,7 @@ function bitOp(cpu: Interpreter, kind: number, imm: boolean): void {
   let bit: number;
   if (cpu.mod !== 3 && !imm) {
     // register bit offset addresses memory beyond the operand
-    const unit = size >> 3;
-    const disp = Math.floor(off / size) * unit;
-    cpu.ea = cpu.addLin(cpu.ea, disp);
+    cpu.eaDisplace(Math.floor(off / size) * (size >> 3));
     off = ((off % size) + size) % size;
   }
   if (kind === 0) v = cpu.readRM(size);
@@ -457,7 +411,10 @@ function group6(cpu: Interpreter): void {
       if (hooks.descriptorTable(op === 0 ? "sldt" : "str", cpu.ctx())) throw EXIT_SIGNAL;
       const v = cpu.segSel[op === 0 ? 6 : 7];
       if (cpu.mod === 3) cpu.setReg(cpu.osz, cpu.rm, v, 0);
-      else cpu.wr16(cpu.ea, v);
+      else {
+        cpu.eaAccess(2, true);
+        cpu.wr16(cpu.ea, v);
+      }
       return;
     }
     case 2:
@@ -538,15 +495,9 @@ function group7(cpu: Interpreter): void {
         updateMode(cpu);
         return;
       }
-      case 0o71: {
-        if (cpu.pm && (cpu.cr4 & 4) !== 0 && cpu.cpl !== 0) gp0();
-        if (hooks.rdtsc(true, cpu.ctx())) throw EXIT_SIGNAL;
-        const t = tsc(cpu);
-        cpu.setReg(32, 0, Number(t & 0xffffffffn), 0);
-        cpu.setReg(32, 2, Number(t >> 32n), 0);
-        cpu.setReg(32, 1, cpu.tscAux >>> 0, 0);
+      case 0o71:
+        rdtsc(cpu, true);
         return;
-      }
       default:
         if (op === 4) {
           cpu.setReg(cpu.osz, cpu.rm, cpu.cr0 & (cpu.osz === 16 ? 0xffff : 0xffffffff), 0);
@@ -565,6 +516,7 @@ function group7(cpu: Interpreter): void {
       if (hooks.descriptorTable(op === 0 ? "sgdt" : "sidt", cpu.ctx())) throw EXIT_SIGNAL;
       const limit = op === 0 ? cpu.gdtLimit : cpu.idtLimit;
       const base = op === 0 ? cpu.gdtBase : cpu.idtBase;
+      cpu.eaAccess(cpu.mode64 ? 10 : 6, true);
       cpu.probeWrite(cpu.ea, cpu.mode64 ? 10 : 6);
       cpu.wr16(cpu.ea, limit);
       if (cpu.mode64) cpu.wr64(cpu.addLin(cpu.ea, 2), base >>> 0, Math.floor(base / TWO32) | 0);
@@ -574,6 +526,7 @@ function group7(cpu: Interpreter): void {
     case 2:
     case 3: {
       needCpl0(cpu);
+      cpu.eaAccess(cpu.mode64 ? 10 : 6, false);
       const limit = cpu.rd16(cpu.ea);
       let base: number;
       if (cpu.mode64) {
@@ -594,9 +547,12 @@ function group7(cpu: Interpreter): void {
       return;
     }
     case 4:
+      cpu.eaAccess(2, true);
       cpu.wr16(cpu.ea, cpu.cr0 & 0xffff);
       return;
     case 6:
+      needCpl0(cpu);
+      cpu.eaAccess(2, false);
       lmsw(cpu, cpu.rd16(cpu.ea), true);
       return;
     case 7: {
@@ -733,6 +689,7 @@ function group9(cpu: Interpreter): void {
   if (op === 1) {
     // CMPXCHG16B requires a 16-byte aligned operand (checked before any page fault)
     if (cpu.osz === 64 && (cpu.ea & 15) !== 0) throw new CpuFault(Vec.GP, 0);
+    cpu.eaAccess(cpu.osz === 64 ? 16 : 8, true);
     cpu.probeWrite(cpu.ea, cpu.osz === 64 ? 16 : 8);
     if (cpu.osz === 64) {
       // CMPXCHG16B
@@ -804,23 +761,29 @@ function group15(cpu: Interpreter): void {
   }
   switch (op) {
     case 0:
-      fxsave(cpu, cpu.ea);
+      fxsave(cpu);
       return;
     case 1:
-      fxrstor(cpu, cpu.ea);
+      fxrstor(cpu);
       return;
     case 2: {
+      cpu.eaAccess(4, false);
       const v = cpu.rd32(cpu.ea);
       if ((v & ~0xffff) !== 0) gp0();
       cpu.mxcsr = v;
       return;
     }
     case 3:
+      cpu.eaAccess(4, true);
       cpu.wr32(cpu.ea, cpu.mxcsr);
       return;
     case 7:
-      // CLFLUSH: checks the address like a read
-      cpu.rd8(cpu.ea);
+      // CLFLUSH: the checks of a byte load, except that an execute-only segment is allowed
+      if (cpu.eaChk !== 0) {
+        if (cpu.mode64) cpu.checkEa(1, false);
+        else cpu.segLimitCheck(cpu.eaSeg, cpu.eaOff, 1);
+      }
+      cpu.probe(cpu.ea, Access.Read);
       return;
     default:
       cpu.unimplemented(0x1ae);

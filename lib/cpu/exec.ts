@@ -75,7 +75,9 @@ function prefixed(cpu: Interpreter, b: number): void {
       case 0x2e:
       case 0x36:
       case 0x3e:
-        cpu.segOv = (b >> 3) & 3;
+        // 64-bit mode ignores these overrides: the default segment (SS for RSP/RBP) still decides
+        // between #SS and #GP
+        if (!cpu.mode64) cpu.segOv = (b >> 3) & 3;
         cpu.rex = 0;
         break;
       case 0x64:
@@ -159,7 +161,7 @@ function checkLock(cpu: Interpreter, b: number): void {
   } else cpu.fpEnd = 0; // the peek crossed into the next page: refetch from ip
 }
 
-function ud(): never {
+export function ud(): never {
   throw new CpuFault(Vec.UD, undefined);
 }
 
@@ -175,10 +177,31 @@ export function branch(cpu: Interpreter, rel: number): void {
   const t = cpu.ip + rel;
   cpu.ip = cpu.mode64 ? t : cpu.osz === 16 ? t & 0xffff : t >>> 0;
 }
+/** rel16/rel32 displacement of JMP/Jcc near (16 bits only with a 16-bit operand size outside 64-bit mode) */
+export function nearRel(cpu: Interpreter): number {
+  return cpu.osz === 16 && !cpu.mode64 ? (cpu.fetch16() << 16) >> 16 : cpu.fetch32() | 0;
+}
+/** Jcc (70-7F, 0F 80-8F) */
+export function jcc(cpu: Interpreter, cc: number, rel: number): void {
+  // JZ/JNZ after an ALU op: ZF straight from the lazy result
+  const taken = (cc & 0xe) === 4 && cpu.fOp !== 0 ? lazyZf(cpu) === (cc === 4) : cpu.cond(cc);
+  if (taken) branch(cpu, rel);
+}
 
 /** operand size of stack operations (push/pop/call/ret): 64 in 64-bit mode unless 66 */
 function stackOsz(cpu: Interpreter): number {
   return cpu.mode64 ? (cpu.opsizePrefix ? 16 : 64) : cpu.osz;
+}
+/** PUSH ES/CS/SS/DS/FS/GS */
+export function pushSeg(cpu: Interpreter, seg: number): void {
+  cpu.push(stackOsz(cpu), cpu.segSel[seg], 0);
+}
+/** POP ES/SS/DS/FS/GS: the segment loads (and may fault) before RSP moves */
+export function popSeg(cpu: Interpreter, seg: number): void {
+  const size = stackOsz(cpu);
+  loadSeg(cpu, seg, cpu.peek(size, 0) & 0xffff);
+  cpu.setSp(cpu.spAdd(cpu.sp(), size >> 3));
+  if (seg === 2) shadow(cpu, 2);
 }
 
 /** the ModRM byte if it names two registers (mod = 3) and is in the fetch window, else -1 */
@@ -326,18 +349,14 @@ function op1(cpu: Interpreter, b: number): void {
     case 0x16:
     case 0x1e:
       if (cpu.mode64) ud();
-      cpu.push(cpu.osz, cpu.segSel[b >> 3], 0);
+      pushSeg(cpu, b >> 3);
       return;
     case 0x07:
     case 0x17:
-    case 0x1f: {
+    case 0x1f:
       if (cpu.mode64) ud();
-      const sel = cpu.peek(cpu.osz, 0) & 0xffff;
-      loadSeg(cpu, b >> 3, sel);
-      cpu.setSp(cpu.spAdd(cpu.sp(), cpu.osz >> 3));
-      if (b === 0x17) shadow(cpu, 2);
+      popSeg(cpu, b >> 3);
       return;
-    }
     case 0x27:
     case 0x2f:
     case 0x37:
@@ -352,16 +371,7 @@ function op1(cpu: Interpreter, b: number): void {
     case 0x44:
     case 0x45:
     case 0x46:
-    case 0x47: {
-      if (cpu.mode64) {
-        rexPrefix(cpu, b);
-        return;
-      }
-      const r = b & 7;
-      if (cpu.osz === 32) cpu.lo[r] = cpu.inc(32, cpu.lo[r] >>> 0, 0);
-      else cpu.setReg(16, r, cpu.inc(16, cpu.lo[r] & 0xffff, 0), 0);
-      return;
-    }
+    case 0x47:
     case 0x48:
     case 0x49:
     case 0x4a:
@@ -374,9 +384,16 @@ function op1(cpu: Interpreter, b: number): void {
         rexPrefix(cpu, b);
         return;
       }
+      // INC r (40-47) / DEC r (48-4F)
       const r = b & 7;
-      if (cpu.osz === 32) cpu.lo[r] = cpu.dec(32, cpu.lo[r] >>> 0, 0);
-      else cpu.setReg(16, r, cpu.dec(16, cpu.lo[r] & 0xffff, 0), 0);
+      const dec = b >= 0x48;
+      if (cpu.osz === 32) {
+        const v = cpu.lo[r] >>> 0;
+        cpu.lo[r] = dec ? cpu.dec(32, v, 0) : cpu.inc(32, v, 0);
+      } else {
+        const v = cpu.lo[r] & 0xffff;
+        cpu.setReg(16, r, dec ? cpu.dec(16, v, 0) : cpu.inc(16, v, 0), 0);
+      }
       return;
     }
     case 0x50:
@@ -407,20 +424,10 @@ function op1(cpu: Interpreter, b: number): void {
       cpu.setReg(size, r, v, cpu.vh);
       return;
     }
-    case 0x60: {
+    case 0x60:
       if (cpu.mode64) ud();
-      const size = cpu.osz;
-      const n = size >> 3;
-      const sp0 = cpu.sp();
-      const base = cpu.spAdd(sp0, -8 * n);
-      cpu.probeWrite(cpu.stackLin(base), 8 * n);
-      for (let i = 0; i < 8; i++) {
-        const v = i === 4 ? sp0 : cpu.getReg(size, i);
-        cpu.wr(size, cpu.stackLin(cpu.spAdd(sp0, -(i + 1) * n)), v, 0);
-      }
-      cpu.setSp(base);
+      pusha(cpu);
       return;
-    }
     case 0x61: {
       if (cpu.mode64) ud();
       const size = cpu.osz;
@@ -508,12 +515,7 @@ function op1(cpu: Interpreter, b: number): void {
     case 0x7d:
     case 0x7e:
     case 0x7f: {
-      const rel = (cpu.fetch8() << 24) >> 24;
-      // JZ/JNZ after an ALU op: ZF straight from the lazy result
-      let taken: boolean;
-      if ((b & 0xe) === 4 && cpu.fOp !== 0) taken = lazyZf(cpu) === (b === 0x74);
-      else taken = cpu.cond(b & 15);
-      if (taken) branch(cpu, rel);
+      jcc(cpu, b & 15, (cpu.fetch8() << 24) >> 24);
       return;
     }
     case 0x80:
@@ -597,7 +599,7 @@ function op1(cpu: Interpreter, b: number): void {
           cpu.lo[cpu.rm] = v;
           cpu.hi[cpu.rm] = 0;
         } else {
-          if (cpu.eaChk !== 0) cpu.segCheck(cpu.eaSeg, cpu.eaOff, 4, true);
+          if (cpu.eaChk !== 0) cpu.checkEa(4, true);
           cpu.wr32(cpu.ea, v);
         }
         return;
@@ -614,7 +616,7 @@ function op1(cpu: Interpreter, b: number): void {
       cpu.modrm(0);
       const size = cpu.osz;
       if (size === 32) {
-        if (cpu.eaChk !== 0 && cpu.mod !== 3) cpu.segCheck(cpu.eaSeg, cpu.eaOff, 4, false);
+        if (cpu.eaChk !== 0 && cpu.mod !== 3) cpu.checkEa(4, false);
         const v = cpu.mod === 3 ? cpu.lo[cpu.rm] : cpu.rd32(cpu.ea);
         cpu.lo[cpu.reg] = v;
         cpu.hi[cpu.reg] = 0;
@@ -630,7 +632,7 @@ function op1(cpu: Interpreter, b: number): void {
       if (s > 5) ud();
       if (cpu.mod === 3) cpu.setReg(cpu.osz === 16 ? 16 : cpu.osz, cpu.rm, cpu.segSel[s], 0);
       else {
-        if (cpu.eaChk !== 0) cpu.segCheck(cpu.eaSeg, cpu.eaOff, 2, true);
+        if (cpu.eaChk !== 0) cpu.checkEa(2, true);
         cpu.wr16(cpu.ea, cpu.segSel[s]);
       }
       return;
@@ -655,6 +657,7 @@ function op1(cpu: Interpreter, b: number): void {
       const size = stackOsz(cpu);
       // the destination address is computed with RSP after the pop
       const sp = cpu.sp();
+      cpu.stackCheck(sp, size >> 3, false);
       const v = cpu.rd(size, cpu.stackLin(sp));
       const vh = cpu.vh;
       cpu.setSp(cpu.spAdd(sp, size >> 3));
@@ -745,7 +748,7 @@ function op1(cpu: Interpreter, b: number): void {
         const l = cpu.fetch32();
         off = (cpu.fetch32() | 0) * TWO32 + l;
       } else off = cpu.asz === 32 ? cpu.fetch32() : cpu.fetch16();
-      const lin = cpu.linear(cpu.segOv >= 0 ? cpu.segOv : 3, off);
+      const lin = cpu.dataLinear(cpu.segOv >= 0 ? cpu.segOv : 3, off, size >> 3, b >= 0xa2);
       if (b < 0xa2) {
         const v = cpu.rd(size, lin);
         cpu.setReg(size, 0, v, cpu.vh);
@@ -812,6 +815,7 @@ function op1(cpu: Interpreter, b: number): void {
       const size = stackOsz(cpu);
       const imm = b === 0xc2 ? cpu.fetch16() : 0;
       const sp = cpu.sp();
+      cpu.stackCheck(sp, size >> 3, false);
       const v = cpu.rd(size, cpu.stackLin(sp));
       const target = size === 64 ? cpu.vh * TWO32 + v : v;
       cpu.setSp(cpu.spAdd(sp, (size >> 3) + imm));
@@ -846,6 +850,7 @@ function op1(cpu: Interpreter, b: number): void {
         : cpu.ssB
           ? cpu.lo[5] >>> 0
           : cpu.lo[5] & 0xffff;
+      cpu.stackCheck(bp, size >> 3, false);
       const v = cpu.rd(size, cpu.stackLin(bp));
       const vh = cpu.vh;
       cpu.setSp(cpu.spAdd(bp, size >> 3));
@@ -902,7 +907,7 @@ function op1(cpu: Interpreter, b: number): void {
       if (cpu.asz === 64) off = cpu.hi[3] * TWO32 + (cpu.lo[3] >>> 0) + al;
       else if (cpu.asz === 32) off = (cpu.lo[3] + al) >>> 0;
       else off = (cpu.lo[3] + al) & 0xffff;
-      cpu.lo[0] = (cpu.lo[0] & ~0xff) | cpu.rd8(cpu.linear(seg, off));
+      cpu.lo[0] = (cpu.lo[0] & ~0xff) | cpu.rd8(cpu.dataLinear(seg, off, 1, false));
       return;
     }
     case 0xd8:
@@ -976,11 +981,9 @@ function op1(cpu: Interpreter, b: number): void {
       cpu.ip = cpu.mode64 ? t : size === 16 ? t & 0xffff : t >>> 0;
       return;
     }
-    case 0xe9: {
-      const rel = cpu.osz === 16 && !cpu.mode64 ? (cpu.fetch16() << 16) >> 16 : cpu.fetch32() | 0;
-      branch(cpu, rel);
+    case 0xe9:
+      branch(cpu, nearRel(cpu));
       return;
-    }
     case 0xea: {
       if (cpu.mode64) ud();
       const off = cpu.fetchImm(cpu.osz);
@@ -1195,7 +1198,7 @@ function bound(cpu: Interpreter): void {
   const size = cpu.osz;
   const sh = 32 - size;
   const idx = (cpu.getReg(size, cpu.reg) << sh) >> sh;
-  if (cpu.eaChk !== 0) cpu.segCheck(cpu.eaSeg, cpu.eaOff, size >> 2, false);
+  cpu.eaAccess(size >> 2, false);
   const lo = (cpu.rd(size, cpu.ea) << sh) >> sh;
   const hi = (cpu.rd(size, cpu.addLin(cpu.ea, size >> 3)) << sh) >> sh;
   if (idx < lo || idx > hi) throw new CpuFault(Vec.BR, undefined);
@@ -1215,7 +1218,7 @@ function arpl(cpu: Interpreter): void {
 /** LES/LDS/LSS/LFS/LGS: m16:16/32/64 at cpu.ea */
 export function farPointerLoad(cpu: Interpreter, seg: number): void {
   const size = cpu.osz;
-  if (cpu.eaChk !== 0) cpu.segCheck(cpu.eaSeg, cpu.eaOff, (size >> 3) + 2, false);
+  cpu.eaAccess((size >> 3) + 2, false);
   const off = cpu.rd(size, cpu.ea);
   const offHi = cpu.vh;
   const sel = cpu.rd16(cpu.addLin(cpu.ea, size >> 3));
@@ -1224,6 +1227,29 @@ export function farPointerLoad(cpu: Interpreter, seg: number): void {
   if (seg === 2) shadow(cpu, 2);
 }
 
+/**
+ * PUSHA/PUSHAD: every slot is checked (SS limit, then paging) before the first write, so a fault
+ * leaves memory and ESP as they were (SDM: #SS(0) if the starting or ending stack address is
+ * outside the stack segment limit). Slots are checked one by one: a 16-bit stack may wrap.
+ */
+function pusha(cpu: Interpreter): void {
+  const size = cpu.osz;
+  const n = size >> 3;
+  const sp0 = cpu.sp();
+  for (let i = 1; i <= 8; i++) cpu.stackCheck(cpu.spAdd(sp0, -i * n), n, true);
+  for (let i = 1; i <= 8; i++) cpu.probeWrite(cpu.stackLin(cpu.spAdd(sp0, -i * n)), n);
+  for (let i = 0; i < 8; i++) {
+    const v = i === 4 ? sp0 : cpu.getReg(size, i);
+    cpu.wr(size, cpu.stackLin(cpu.spAdd(sp0, -(i + 1) * n)), v, 0);
+  }
+  cpu.setSp(cpu.spAdd(sp0, -8 * n));
+}
+
+/**
+ * ENTER imm16, imm8. The enclosing frame pointers are read first; then every slot to push and the
+ * final stack pointer are checked (SS limit, then paging, as a write of the operand size at the
+ * final RSP: the SDM's #SS(0) / #PF conditions) before anything is written; RBP and RSP change last.
+ */
 function enter(cpu: Interpreter): void {
   const alloc = cpu.fetch16();
   const level = cpu.fetch8() & 31;
@@ -1231,11 +1257,11 @@ function enter(cpu: Interpreter): void {
   const n = size >> 3;
   const bpSize = cpu.stackSize;
   const sp0 = cpu.sp();
-  let sp = cpu.spAdd(sp0, -n);
-  const bp = cpu.getReg(size, 5);
-  const bph = cpu.vh;
-  cpu.wr(size, cpu.stackLin(sp), bp, bph);
-  const frame = sp;
+  const frame = cpu.spAdd(sp0, -n);
+  const frameHi = Math.floor(frame / TWO32) | 0;
+  // values to push in order: RBP, level-1 frame pointers copied from the enclosing frame, the new frame
+  const lo = [cpu.getReg(size, 5)];
+  const hi = [cpu.vh];
   if (level > 0) {
     let bpOff =
       bpSize === 64
@@ -1245,17 +1271,23 @@ function enter(cpu: Interpreter): void {
           : cpu.lo[5] & 0xffff;
     for (let i = 1; i < level; i++) {
       bpOff = cpu.spAdd(bpOff, -n);
-      const v = cpu.rd(size, cpu.stackLin(bpOff));
-      const vh = cpu.vh;
-      sp = cpu.spAdd(sp, -n);
-      cpu.wr(size, cpu.stackLin(sp), v, vh);
+      cpu.stackCheck(bpOff, n, false);
+      lo.push(cpu.rd(size, cpu.stackLin(bpOff)));
+      hi.push(cpu.vh);
     }
-    sp = cpu.spAdd(sp, -n);
-    cpu.wr(size, cpu.stackLin(sp), frame >>> 0, Math.floor(frame / TWO32) | 0);
+    lo.push(frame >>> 0);
+    hi.push(frameHi);
   }
-  cpu.setSp(cpu.spAdd(sp, -alloc));
+  const count = lo.length;
+  const final = cpu.spAdd(sp0, -count * n - alloc);
+  for (let k = 1; k <= count; k++) cpu.stackCheck(cpu.spAdd(sp0, -k * n), n, true);
+  cpu.stackCheck(final, n, true);
+  for (let k = 1; k <= count; k++) cpu.probeWrite(cpu.stackLin(cpu.spAdd(sp0, -k * n)), n);
+  cpu.probeWrite(cpu.stackLin(final), n);
+  for (let k = 0; k < count; k++) cpu.wr(size, cpu.stackLin(cpu.spAdd(sp0, -(k + 1) * n)), lo[k], hi[k]);
+  cpu.setSp(final);
   if (bpSize === 16) cpu.lo[5] = (cpu.lo[5] & ~0xffff) | (frame & 0xffff);
-  else cpu.setReg(bpSize === 64 ? 64 : 32, 5, frame >>> 0, Math.floor(frame / TWO32) | 0);
+  else cpu.setReg(bpSize === 64 ? 64 : 32, 5, frame >>> 0, frameHi);
 }
 
 function group5(cpu: Interpreter): void {
@@ -1287,7 +1319,7 @@ function group5(cpu: Interpreter): void {
     case 5: {
       if (cpu.mod === 3) ud();
       const size = cpu.osz;
-      if (cpu.eaChk !== 0) cpu.segCheck(cpu.eaSeg, cpu.eaOff, (size >> 3) + 2, false);
+      cpu.eaAccess((size >> 3) + 2, false);
       const off = cpu.rd(size, cpu.ea);
       const offHi = cpu.vh;
       const sel = cpu.rd16(cpu.addLin(cpu.ea, size >> 3));

@@ -55,6 +55,8 @@ const TLB_SIZE = 1 << TLB_BITS;
 const TLB_MASK = TLB_SIZE - 1;
 const EMPTY = new Uint8Array(0);
 const TWO32 = 4294967296;
+/** highest 64-bit linear address from which no access (at most 512 bytes) reaches past 2^47 */
+const CANON_NEAR_TOP = 0x800000000000 - 512;
 
 export const enum Cr0 {
   PE = 1,
@@ -944,23 +946,35 @@ export class Interpreter implements GuestCpu, LazyFlags {
       const d = this.fetch32() | 0;
       lo += d;
     }
-    if (this.segOv >= 0) seg = this.segOv;
+    // a CS override is checked even when CS is flat: code segments are never writable
+    let ovChk = 0;
+    if (this.segOv >= 0) {
+      seg = this.segOv;
+      if (seg === 1) ovChk = this.csOverrideChk();
+    }
     this.eaSeg = seg;
     const carry = Math.floor(lo / TWO32);
     lo = lo >>> 0;
     if (this.asz === 32) {
       this.eaOff = lo;
       this.eaOffHi = 0;
-      this.eaChk = (this.segChk32 >> seg) & 1;
+      this.eaChk = ((this.segChk32 >> seg) & 1) | ovChk;
       this.ea = this.mode64 ? this.effBase[seg] + lo : (this.effBase[seg] + lo) >>> 0;
       return;
     }
     hi = (hi + carry) | 0;
     this.eaOff = lo;
     this.eaOffHi = hi;
-    this.eaChk = 0;
-    // non-canonical results are caught when the TLB is filled (fill())
-    this.ea = this.effBase[seg] + hi * TWO32 + lo;
+    const ea = this.effBase[seg] + hi * TWO32 + lo;
+    this.ea = ea;
+    // 64-bit mode has only the canonical check: flagged here for addresses outside the canonical
+    // range or so close to its top that an access of up to 512 bytes may cross it (checkEa decides,
+    // with #SS for SS-based operands; the TLB fill would say #GP)
+    this.eaChk = ea > CANON_NEAR_TOP || ea < -0x800000000000 ? 1 : 0;
+  }
+  /** 1 if a CS-override memory operand needs checks: protected mode outside 64-bit mode */
+  csOverrideChk(): number {
+    return this.pm && !this.mode64 ? 1 : 0;
   }
   /** ModRM whose r/m always names a register (MOV CR/DR) */
   modrmReg(): void {
@@ -1006,12 +1020,16 @@ export class Interpreter implements GuestCpu, LazyFlags {
     }
     if (mod === 1) off += (this.fetch8() << 24) >> 24;
     else if (mod === 2) off += this.fetch16();
-    if (this.segOv >= 0) seg = this.segOv;
+    let ovChk = 0;
+    if (this.segOv >= 0) {
+      seg = this.segOv;
+      if (seg === 1) ovChk = this.csOverrideChk();
+    }
     off &= 0xffff;
     this.eaSeg = seg;
     this.eaOff = off;
     this.eaOffHi = 0;
-    this.eaChk = (this.segChk16 >> seg) & 1;
+    this.eaChk = ((this.segChk16 >> seg) & 1) | ovChk;
     this.ea = (this.effBase[seg] + off) >>> 0;
   }
   /** canonical check of a 64-bit linear address (#SS for stack references, else #GP) */
@@ -1029,6 +1047,54 @@ export class Interpreter implements GuestCpu, LazyFlags {
     if (this.mode64) return this.canon(this.effBase[seg] + off, seg);
     return (this.effBase[seg] + off) >>> 0;
   }
+  /**
+   * Linear address of a `bytes`-wide data access at seg:off outside the ModRM paths (moffs, XLAT),
+   * after the checks a memory operand gets (offset already masked to the address size).
+   */
+  dataLinear(seg: number, off: number, bytes: number, write: boolean): number {
+    if (this.mode64) return this.canonRange(this.effBase[seg] + off, bytes, seg);
+    const chk = ((this.asz === 16 ? this.segChk16 : this.segChk32) >> seg) & 1;
+    if (chk !== 0 || (write && seg === 1 && this.pm)) this.segCheck(seg, off, bytes, write);
+    return (this.effBase[seg] + off) >>> 0;
+  }
+  /** SS limit/type check of a stack access at offset `off` (nothing for a flat stack) */
+  stackCheck(off: number, bytes: number, write: boolean): void {
+    if (this.ssChk) this.segCheck(2, off, bytes, write);
+  }
+
+  /**
+   * Checks of the decoded memory operand for an access of `bytes` from its start; callers test
+   * `eaChk !== 0` first, so flat segments pay nothing. Outside 64-bit mode: segment limit and
+   * type; in 64-bit mode: the canonical check of the whole access (#SS(0) when SS-based).
+   */
+  checkEa(bytes: number, write: boolean): void {
+    if (this.mode64) this.ea = this.canonRange(this.ea, bytes, this.eaSeg);
+    else this.segCheck(this.eaSeg, this.eaOff, bytes, write);
+  }
+  /** [lin, lin+bytes) must be canonical (after the wrap modulo 2^64); returns lin wrapped */
+  canonRange(lin: number, bytes: number, seg: number): number {
+    const w = this.canon(lin, seg);
+    if (w >= 0 && w + bytes > 0x800000000000) throw new CpuFault(seg === 2 ? Vec.SS : Vec.GP, 0);
+    return w;
+  }
+  /** moves the decoded memory operand by `disp` bytes within the address size (BT* with a
+   * register bit offset) */
+  eaDisplace(disp: number): void {
+    if (this.asz === 64) {
+      const ea = this.ea + disp;
+      this.ea = ea;
+      this.eaChk = ea > CANON_NEAR_TOP || ea < -0x800000000000 ? 1 : 0;
+      return;
+    }
+    const off = this.asz === 32 ? (this.eaOff + disp) >>> 0 : (this.eaOff + disp) & 0xffff;
+    this.eaOff = off;
+    const lin = this.effBase[this.eaSeg] + off;
+    this.ea = this.mode64 ? lin : lin >>> 0;
+  }
+  /** the memory operand's checks when its segment needs them (SSE, x87, system operands) */
+  eaAccess(bytes: number, write: boolean): void {
+    if (this.eaChk !== 0) this.checkEa(bytes, write);
+  }
 
   /**
    * Segment limit and type check of [off, off+bytes) in `seg` (only called for non-flat segments):
@@ -1036,14 +1102,21 @@ export class Interpreter implements GuestCpu, LazyFlags {
    */
   segCheck(seg: number, off: number, bytes: number, write: boolean): void {
     const ar = this.segAr[seg];
-    const vec = seg === 2 ? Vec.SS : Vec.GP;
     if (this.pm) {
+      const vec = seg === 2 ? Vec.SS : Vec.GP;
       if ((ar & AR_UNUSABLE) !== 0) throw new CpuFault(vec, 0); // null selector
       if ((ar & 8) !== 0) {
         // code segment: never writable, readable only if the R bit is set
         if (write || (ar & 2) === 0) throw new CpuFault(Vec.GP, 0);
       } else if (write && (ar & 2) === 0) throw new CpuFault(vec, 0);
     }
+    this.segLimitCheck(seg, off, bytes);
+  }
+  /** the limit half of segCheck (CLFLUSH may name an execute-only segment) */
+  segLimitCheck(seg: number, off: number, bytes: number): void {
+    const ar = this.segAr[seg];
+    const vec = seg === 2 ? Vec.SS : Vec.GP;
+    if (this.pm && (ar & AR_UNUSABLE) !== 0) throw new CpuFault(vec, 0);
     const limit = this.segLimit[seg];
     const end = off + bytes - 1;
     if ((ar & 0x1c) === 0x14) {
@@ -1056,20 +1129,20 @@ export class Interpreter implements GuestCpu, LazyFlags {
   /** reads the r/m operand (register or memory) */
   readRM(size: number): number {
     if (this.mod === 3) return this.getReg(size, this.rm);
-    if (this.eaChk !== 0) this.segCheck(this.eaSeg, this.eaOff, size >> 3, false);
+    if (this.eaChk !== 0) this.checkEa(size >> 3, false);
     return this.rd(size, this.ea);
   }
   writeRM(size: number, v: number, vh: number): void {
     if (this.mod === 3) this.setReg(size, this.rm, v, vh);
     else {
-      if (this.eaChk !== 0) this.segCheck(this.eaSeg, this.eaOff, size >> 3, true);
+      if (this.eaChk !== 0) this.checkEa(size >> 3, true);
       this.wr(size, this.ea, v, vh);
     }
   }
   /** reads r/m for a read-modify-write: a memory operand is checked for write first */
   readRMW(size: number): number {
     if (this.mod === 3) return this.getReg(size, this.rm);
-    if (this.eaChk !== 0) this.segCheck(this.eaSeg, this.eaOff, size >> 3, true);
+    if (this.eaChk !== 0) this.checkEa(size >> 3, true);
     this.probeWrite(this.ea, size >> 3);
     return this.rd(size, this.ea);
   }

@@ -4,7 +4,7 @@
 
 import { CpuFault, Vec } from "./faults.js";
 import type { Interpreter } from "./interpreter.js";
-import { comi } from "./x87.js";
+import { comi, roundRc } from "./x87.js";
 
 const tmp = new Int32Array(4);
 const tU8 = new Uint8Array(tmp.buffer);
@@ -64,6 +64,7 @@ function src128(cpu: Interpreter, aligned: boolean): void {
     for (let i = 0; i < 4; i++) tmp[i] = cpu.xmm[b + i];
     return;
   }
+  cpu.eaAccess(16, false);
   if (aligned && (cpu.ea & 15) !== 0) throw new CpuFault(Vec.GP, 0);
   for (let i = 0; i < 4; i++) tmp[i] = cpu.rd32(cpu.addLin(cpu.ea, 4 * i));
 }
@@ -73,6 +74,7 @@ function src64(cpu: Interpreter): void {
     tmp[0] = cpu.xmm[cpu.rm * 4];
     tmp[1] = cpu.xmm[cpu.rm * 4 + 1];
   } else {
+    cpu.eaAccess(8, false);
     tmp[0] = cpu.rd64(cpu.ea);
     tmp[1] = cpu.vh;
   }
@@ -80,7 +82,11 @@ function src64(cpu: Interpreter): void {
   tmp[3] = 0;
 }
 function src32(cpu: Interpreter): void {
-  tmp[0] = cpu.mod === 3 ? cpu.xmm[cpu.rm * 4] : cpu.rd32(cpu.ea);
+  if (cpu.mod === 3) tmp[0] = cpu.xmm[cpu.rm * 4];
+  else {
+    cpu.eaAccess(4, false);
+    tmp[0] = cpu.rd32(cpu.ea);
+  }
   tmp[1] = 0;
   tmp[2] = 0;
   tmp[3] = 0;
@@ -90,9 +96,16 @@ function store128(cpu: Interpreter, lanes: Int32Array, off: number, aligned: boo
     for (let i = 0; i < 4; i++) cpu.xmm[cpu.rm * 4 + i] = lanes[off + i];
     return;
   }
+  cpu.eaAccess(16, true);
   if (aligned && (cpu.ea & 15) !== 0) throw new CpuFault(Vec.GP, 0);
   cpu.probeWrite(cpu.ea, 16);
   for (let i = 0; i < 4; i++) cpu.wr32(cpu.addLin(cpu.ea, 4 * i), lanes[off + i]);
+}
+/** stores the low 4 or 8 bytes of a lane pair (MOVSS/MOVSD/MOVLPS/MOVHPS/MOVQ stores) */
+function store64(cpu: Interpreter, lo: number, hi: number, bytes: number): void {
+  cpu.eaAccess(bytes, true);
+  if (bytes === 4) cpu.wr32(cpu.ea, lo);
+  else cpu.wr64(cpu.ea, lo, hi);
 }
 function setDest(cpu: Interpreter, lanes: Int32Array): void {
   const b = cpu.reg * 4;
@@ -161,19 +174,7 @@ function cmpPred(p: number, a: number, b: number): boolean {
 }
 
 function cvtRound(cpu: Interpreter, v: number, trunc: boolean): number {
-  if (trunc) return Math.trunc(v);
-  switch ((cpu.mxcsr >> 13) & 3) {
-    case 0: {
-      const r = Math.round(v);
-      return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
-    }
-    case 1:
-      return Math.floor(v);
-    case 2:
-      return Math.ceil(v);
-    default:
-      return Math.trunc(v);
-  }
+  return trunc ? Math.trunc(v) : roundRc(v, (cpu.mxcsr >> 13) & 3);
 }
 
 export function sse(cpu: Interpreter, op: number): void {
@@ -212,8 +213,7 @@ export function sse(cpu: Interpreter, op: number): void {
             setDest(cpu, tmp);
           }
         } else if (cpu.mod === 3) for (let i = 0; i < n; i++) xm[cpu.rm * 4 + i] = xm[d + i];
-        else if (n === 1) cpu.wr32(cpu.ea, xm[d]);
-        else cpu.wr64(cpu.ea, xm[d], xm[d + 1]);
+        else store64(cpu, xm[d], n === 1 ? 0 : xm[d + 1], 4 * n);
         return;
       }
       if (load) {
@@ -230,7 +230,7 @@ export function sse(cpu: Interpreter, op: number): void {
       const o = high ? 2 : 0;
       if ((op & 1) === 1) {
         if (cpu.mod === 3) ud();
-        cpu.wr64(cpu.ea, xm[d + o], xm[d + o + 1]);
+        store64(cpu, xm[d + o], xm[d + o + 1], 8);
         return;
       }
       if (cpu.mod === 3) {
@@ -241,9 +241,9 @@ export function sse(cpu: Interpreter, op: number): void {
         xm[d + o + 1] = xm[s + 1];
         return;
       }
-      const l = cpu.rd64(cpu.ea);
-      xm[d + o] = l;
-      xm[d + o + 1] = cpu.vh;
+      src64(cpu);
+      xm[d + o] = tmp[0];
+      xm[d + o + 1] = tmp[1];
       return;
     }
     case 0x14:
@@ -559,7 +559,7 @@ export function sse(cpu: Interpreter, op: number): void {
         xm[s + 1] = xm[d + 1];
         xm[s + 2] = 0;
         xm[s + 3] = 0;
-      } else cpu.wr64(cpu.ea, xm[d], xm[d + 1]);
+      } else store64(cpu, xm[d], xm[d + 1], 8);
       return;
     case 0xd7: {
       if (cpu.mod !== 3) ud();

@@ -35,12 +35,22 @@ function nm(cpu: Interpreter): void {
   if ((cpu.cr0 & 0xc) !== 0) throw new CpuFault(Vec.NM, undefined);
 }
 
+/** memory operand reads and writes of 16/32/64 bits, with the operand's segment checks */
+function load(cpu: Interpreter, size: 16 | 32 | 64): number {
+  cpu.eaAccess(size >> 3, false);
+  return cpu.rd(size, cpu.ea);
+}
+function store(cpu: Interpreter, size: 16 | 32 | 64, v: number, vh: number): void {
+  cpu.eaAccess(size >> 3, true);
+  cpu.wr(size, cpu.ea, v, vh);
+}
+
 function readReal(cpu: Interpreter, size: 32 | 64): number {
   if (size === 32) {
-    f32u[0] = cpu.rd32(cpu.ea);
+    f32u[0] = load(cpu, 32);
     return f32[0];
   }
-  f64u[0] = cpu.rd64(cpu.ea);
+  f64u[0] = load(cpu, 64);
   f64u[1] = cpu.vh;
   return f64[0];
 }
@@ -48,15 +58,20 @@ function readReal(cpu: Interpreter, size: 32 | 64): number {
 function writeReal(cpu: Interpreter, size: 32 | 64, v: number): void {
   if (size === 32) {
     f32[0] = v;
-    cpu.wr32(cpu.ea, f32u[0]);
+    store(cpu, 32, f32u[0], 0);
   } else {
     f64[0] = v;
-    cpu.wr64(cpu.ea, f64u[0], f64u[1]);
+    store(cpu, 64, f64u[0], f64u[1]);
   }
 }
 
 function roundInt(cpu: Interpreter, v: number): number {
-  switch ((cpu.fpuCw >> 10) & 3) {
+  return roundRc(v, (cpu.fpuCw >> 10) & 3);
+}
+/** rounds to an integer by a rounding-control field (x87 FCW.RC, MXCSR.RC): nearest-even, down,
+ * up, toward zero */
+export function roundRc(v: number, rc: number): number {
+  switch (rc) {
     case 0: {
       const r = Math.round(v);
       return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
@@ -132,10 +147,10 @@ export function x87(cpu: Interpreter, b: number): void {
             if (reg === 3) pop(cpu);
             return;
           case 5:
-            cpu.fpuCw = cpu.rd16(cpu.ea);
+            cpu.fpuCw = load(cpu, 16);
             return;
           case 7:
-            cpu.wr16(cpu.ea, cpu.fpuCw);
+            store(cpu, 16, cpu.fpuCw, 0);
             return;
           default:
             cpu.unimplemented(0xd9);
@@ -152,7 +167,7 @@ export function x87(cpu: Interpreter, b: number): void {
             if (reg === 3) pop(cpu);
             return;
           case 7:
-            cpu.wr16(cpu.ea, status(cpu));
+            store(cpu, 16, status(cpu), 0);
             return;
           default:
             cpu.unimplemented(0xdd);
@@ -161,13 +176,13 @@ export function x87(cpu: Interpreter, b: number): void {
       case 0xdb:
         switch (reg) {
           case 0:
-            push(cpu, cpu.rd32(cpu.ea) | 0);
+            push(cpu, load(cpu, 32) | 0);
             return;
           case 1:
           case 2:
           case 3: {
             const v = reg === 1 ? Math.trunc(st(cpu, 0)) : roundInt(cpu, st(cpu, 0));
-            cpu.wr32(cpu.ea, v >= -0x80000000 && v <= 0x7fffffff ? v : 0x80000000);
+            store(cpu, 32, v >= -0x80000000 && v <= 0x7fffffff ? v : 0x80000000, 0);
             if (reg !== 2) pop(cpu);
             return;
           }
@@ -178,10 +193,10 @@ export function x87(cpu: Interpreter, b: number): void {
       case 0xdf:
         switch (reg) {
           case 0:
-            push(cpu, (cpu.rd16(cpu.ea) << 16) >> 16);
+            push(cpu, (load(cpu, 16) << 16) >> 16);
             return;
           case 5: {
-            const l = cpu.rd64(cpu.ea);
+            const l = load(cpu, 64);
             push(cpu, cpu.vh * TWO32 + l);
             return;
           }
@@ -189,14 +204,14 @@ export function x87(cpu: Interpreter, b: number): void {
           case 2:
           case 3: {
             const v = reg === 1 ? Math.trunc(st(cpu, 0)) : roundInt(cpu, st(cpu, 0));
-            cpu.wr16(cpu.ea, v >= -0x8000 && v <= 0x7fff ? v : 0x8000);
+            store(cpu, 16, v >= -0x8000 && v <= 0x7fff ? v : 0x8000, 0);
             if (reg !== 2) pop(cpu);
             return;
           }
           case 7: {
             const v = roundInt(cpu, st(cpu, 0));
             const ok = Math.abs(v) < 2 ** 63;
-            cpu.wr64(cpu.ea, ok ? v >>> 0 : 0, ok ? Math.floor(v / TWO32) | 0 : 0x80000000);
+            store(cpu, 64, ok ? v >>> 0 : 0, ok ? Math.floor(v / TWO32) | 0 : 0x80000000);
             pop(cpu);
             return;
           }
@@ -206,7 +221,7 @@ export function x87(cpu: Interpreter, b: number): void {
         return;
       case 0xda:
       case 0xde: {
-        const v = b === 0xda ? cpu.rd32(cpu.ea) | 0 : (cpu.rd16(cpu.ea) << 16) >> 16;
+        const v = b === 0xda ? load(cpu, 32) | 0 : (load(cpu, 16) << 16) >> 16;
         if (reg === 2 || reg === 3) {
           compare(cpu, st(cpu, 0), v);
           if (reg === 3) pop(cpu);
@@ -367,7 +382,10 @@ function fromF80(lo: number, hi: number, se: number): number {
   return sign * m * 2 ** (exp - 16383 - 63);
 }
 
-export function fxsave(cpu: Interpreter, ea: number): void {
+/** FXSAVE m512: the whole area is checked (segment, alignment, paging) before the first write */
+export function fxsave(cpu: Interpreter): void {
+  cpu.eaAccess(512, true);
+  const ea = cpu.ea;
   if ((ea & 15) !== 0) throw new CpuFault(Vec.GP, 0);
   cpu.probeWrite(ea, 512);
   const w16 = (o: number, v: number) => cpu.wr16(cpu.addLin(ea, o), v);
@@ -393,7 +411,10 @@ export function fxsave(cpu: Interpreter, ea: number): void {
   for (let x = 0; x < nx; x++) for (let l = 0; l < 4; l++) w32(160 + 16 * x + 4 * l, cpu.xmm[x * 4 + l]);
 }
 
-export function fxrstor(cpu: Interpreter, ea: number): void {
+/** FXRSTOR m512: everything is read and checked before any register changes */
+export function fxrstor(cpu: Interpreter): void {
+  cpu.eaAccess(512, false);
+  const ea = cpu.ea;
   if ((ea & 15) !== 0) throw new CpuFault(Vec.GP, 0);
   const r16 = (o: number) => cpu.rd16(cpu.addLin(ea, o));
   const r32 = (o: number) => cpu.rd32(cpu.addLin(ea, o));
