@@ -48,7 +48,9 @@ function eaExpr(op: Op): string {
         h.push(`hi[${op.index}] * ${1 << op.scale}`);
       }
       // common case first: a non-negative offset below 4 GiB needs no carry folding
-      return `LH const l = ${l.join(" + ")}, h = ${h.join(" + ")}; LH (h === 0 && l >= 0 && l < 4294967296 ? l : ea64(l, h))`;
+      // a non-canonical stack reference is #SS(0) (block-ops.ts ea())
+      const slow = op.seg === 2 ? "cpu.canon(ea64(l, h), 2)" : "ea64(l, h)";
+      return `LH const l = ${l.join(" + ")}, h = ${h.join(" + ")}; LH (h === 0 && l >= 0 && l < 4294967296 ? l : ${slow})`;
     }
     default:
       return `(rip0 + ${op.len} + ${op.disp} + OFF)`;

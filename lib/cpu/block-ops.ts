@@ -101,7 +101,9 @@ export function ea(cpu: Interpreter, op: Op): number {
       }
       const carry = Math.floor(l / TWO32);
       // DS/SS bases are 0 in 64-bit mode (segment overrides take the generic path)
-      return ((h + carry) | 0) * TWO32 + (l >>> 0);
+      const lin = ((h + carry) | 0) * TWO32 + (l >>> 0);
+      // a non-canonical stack reference is #SS(0); the TLB fill would call it #GP
+      return op.seg === 2 ? cpu.canon(lin, 2) : lin;
     }
     default:
       return cpu.rip + op.len + op.disp;

@@ -297,6 +297,30 @@ describe("faults and budgets inside blocks", () => {
     expect(run("compiled")).toEqual(ref);
   });
 
+  it("a non-canonical address in a block is #SS(0) through RBP and #GP(0) through RSI", () => {
+    // mov ecx, 20 ; mov ebp, DATA ; mov esi, DATA ; L: mov rax, [rbp|rsi] ; dec ecx ; jnz L ;
+    // mov{abs} rbp|rsi, 0x800000000000 ; mov ecx, 1 ; jmp L: the block at L has run (and been
+    // compiled) before its memory operand turns non-canonical
+    const vectors = (base: "rbp" | "rsi", config: Config) => {
+      const load = base === "rbp" ? [0x48, 0x8b, 0x45, 0x00] : [0x48, 0x8b, 0x46, 0x00];
+      const movabs = base === "rbp" ? [0x48, 0xbd] : [0x48, 0xbe];
+      const head = [0xb9, ...le32(20), 0xbd, ...le32(DATA), 0xbe, ...le32(DATA)];
+      const l = head.length;
+      const code = [...head, ...load, 0xff, 0xc9, 0x75, 0];
+      code[code.length - 1] = (l - code.length) & 0xff;
+      code.push(...movabs, 0, 0, 0, 0, 0, 0x80, 0, 0, 0xb9, ...le32(1), 0xeb, 0);
+      code[code.length - 1] = (l - code.length) & 0xff;
+      const g = makeGuest("long", code);
+      configure(g, config);
+      g.run();
+      return { exc: r32(g.ram, EXC_LOG), err: r32(g.ram, EXC_LOG + 4), rcx: g.cpu.getGpr(1) };
+    };
+    for (const config of ["single-step", "blocks", "compiled"] as const) {
+      expect(vectors("rbp", config), config).toEqual({ exc: 12, err: 0, rcx: 1n });
+      expect(vectors("rsi", config), config).toEqual({ exc: 13, err: 0, rcx: 1n });
+    }
+  });
+
   it("run(budget) retires exactly the budget inside long blocks", () => {
     const body = Array.from({ length: 20 }, (_, i) => [0x83, 0xc0, i + 1]).flat();
     for (const config of ["blocks", "compiled"] as Config[]) {
