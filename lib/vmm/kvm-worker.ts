@@ -10,6 +10,7 @@
 import { constants } from "node:os";
 import { Worker } from "node:worker_threads";
 import { KvmError } from "../kvm/errors.js";
+import { startedWithin } from "./started-within.js";
 
 /** shared words: REQ is bumped by the main thread per entry, DONE by the worker per exit */
 const REQ = 0;
@@ -189,16 +190,8 @@ export class KvmRunWorker {
   }
 
   /** Resolves once the thread has loaded the addon; rejects if it cannot (or takes over `ms`). */
-  async ready(ms = 10_000): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`the vCPU thread did not start within ${ms} ms`)), ms);
-    });
-    try {
-      await Promise.race([this.#ready, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+  ready(ms = 10_000): Promise<void> {
+    return startedWithin(this.#ready, ms, "the vCPU thread");
   }
 
   get closed(): boolean {

@@ -5,6 +5,7 @@
 
 import { Worker } from "node:worker_threads";
 import { evalWorkerArgv } from "./kvm-worker.js";
+import { startedWithin } from "./started-within.js";
 
 // CommonJS source of the worker: waits on the shared sequence word until the deadline, then kicks.
 const WORKER_SOURCE = `
@@ -77,16 +78,8 @@ export class Watchdog {
   }
 
   /** Resolves once the thread has loaded the addon; rejects if it cannot (or takes over `ms`). */
-  async ready(ms = 10_000): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`the watchdog thread did not start within ${ms} ms`)), ms);
-    });
-    try {
-      await Promise.race([this.#ready, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+  ready(ms = 10_000): Promise<void> {
+    return startedWithin(this.#ready, ms, "the watchdog thread");
   }
 
   /** Kick at this absolute time (performance.timeOrigin + performance.now() milliseconds). */
