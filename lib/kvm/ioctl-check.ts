@@ -2,7 +2,7 @@
 // pointer arguments at least as large as the kernel will read or write, integers where the request
 // takes a value. They are what keeps a wrong argument from becoming memory corruption.
 
-import type { IoctlArg } from "./binding.js";
+import type { IoctlArg } from "./binding-api.js";
 import {
   ioctlHasPointer,
   ioctlName,

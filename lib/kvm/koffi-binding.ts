@@ -8,7 +8,7 @@
 import { createRequire } from "node:module";
 import { constants as osConstants } from "node:os";
 import { getSystemErrorMap } from "node:util";
-import type { IoctlArg, KvmBinding } from "./binding.js";
+import type { IoctlArg, KvmBinding } from "./binding-api.js";
 import { bytesOf, checkInt, checkIoctl } from "./ioctl-check.js";
 import { KVM_GET_DIRTY_LOG, KVM_RUN, KVM_SET_USER_MEMORY_REGION } from "./ioctls.js";
 
