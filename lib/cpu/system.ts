@@ -1,16 +1,19 @@
 // System mechanics: mode bookkeeping, descriptor-table reads, segment loads with their checks,
 // exception/interrupt delivery (IVT, 32-bit IDT with TSS stack switch, 64-bit IDT with IST),
-// double/triple fault, far transfers, IRET, SYSCALL/SYSRET, SYSENTER/SYSEXIT.
+// double/triple fault, far transfers, IRET, SYSCALL/SYSRET, SYSENTER/SYSEXIT. Task switches (TSS
+// targets, task gates, IRET with NT=1) are in task-switch.ts, 64-bit call gates in call-gate64.ts.
 //
 // Delivery and far transfers read and write through the supervisor-privileged helpers below and
 // commit registers only after every memory access succeeded, so a fault midway leaves the guest
-// state as it was before the instruction or event.
+// state as it was before the instruction or event (a task switch past its commit point excepted).
 
+import { callGate64 } from "./call-gate64.js";
 import { CpuFault, EXIT_SIGNAL, Vec } from "./faults.js";
 import { FL_AC, FL_IF, FL_IOPL, FL_NT, FL_RF, FL_TF, FL_VM } from "./flags.js";
 import { Access, EventType, MMIO, StopReason } from "./hooks.js";
 import type { Interpreter } from "./interpreter.js";
 import { translate } from "./mmu.js";
+import { farTaskSwitch, taskCommitCount, taskGateEvent, taskReturn } from "./task-switch.js";
 
 const TWO32 = 4294967296;
 const AR_UNUSABLE = 0x10000;
@@ -155,14 +158,14 @@ export function readDescriptor(cpu: Interpreter, sel: number): Descriptor | null
   return { lo: sysRead(cpu, addr, 4), hi: sysRead(cpu, addr + 4, 4), addr };
 }
 
-function markAccessed(cpu: Interpreter, d: Descriptor): void {
+export function markAccessed(cpu: Interpreter, d: Descriptor): void {
   if ((d.hi & 0x100) === 0) {
     d.hi |= 0x100;
     sysWrite(cpu, d.addr + 5, 1, (d.hi >>> 8) & 0xff, 0);
   }
 }
 
-function setSegCache(cpu: Interpreter, seg: number, sel: number, d: Descriptor): void {
+export function setSegCache(cpu: Interpreter, seg: number, sel: number, d: Descriptor): void {
   cpu.segSel[seg] = sel;
   cpu.segBase[seg] = descBase(d);
   cpu.segLimit[seg] = descLimit(d);
@@ -247,7 +250,7 @@ function codeDescriptor(cpu: Interpreter, sel: number, forRet: boolean): Descrip
   return d;
 }
 
-function loadCs(cpu: Interpreter, sel: number, d: Descriptor, cpl: number): void {
+export function loadCs(cpu: Interpreter, sel: number, d: Descriptor, cpl: number): void {
   markAccessed(cpu, d);
   setSegCache(cpu, 1, (sel & ~3) | cpl, d);
 }
@@ -271,10 +274,14 @@ export function farTransfer(cpu: Interpreter, sel: number, off: number, call: bo
   const d0 = readDescriptor(cpu, sel);
   if (d0 === null) throw gp(sel & ~3);
   if ((descAr(d0) & 0x10) === 0) {
-    // task gates and TSS targets (task switches) and 64-bit call gates are not supported: #GP
     const type = descAr(d0) & 0xf;
-    if ((cpu.efer & 0x400) !== 0 || (type !== 0x4 && type !== 0xc)) throw gp(sel & ~3);
-    callGate(cpu, sel, d0, call);
+    if ((cpu.efer & 0x400) !== 0) {
+      // IA-32e mode: only 64-bit call gates; task gates and TSS targets are #GP
+      if (type !== 0xc) throw gp(sel & ~3);
+      callGate64(cpu, sel, d0, call);
+    } else if (type === 0x4 || type === 0xc) callGate(cpu, sel, d0, call);
+    else if (type === 0x5 || (type & 0x5) === 0x1) farTaskSwitch(cpu, sel, d0, call);
+    else throw gp(sel & ~3);
     return;
   }
   const d = codeDescriptor(cpu, sel, false);
@@ -355,6 +362,28 @@ function callGate(cpu: Interpreter, gateSel: number, g: Descriptor, call: boolea
   else cpu.lo[4] = (cpu.lo[4] & ~0xffff) | top;
   updateMode(cpu);
   cpu.ip = target;
+}
+
+/**
+ * Writes `items` as quadwords below the 64-bit stack pointer `rsp` (first item highest) with
+ * supervisor access, all or nothing; returns the new RSP. IA-32e mode stack switches.
+ */
+export function pushQuadwords(cpu: Interpreter, rsp: number, items: number[]): number {
+  const top = rsp - items.length * 8;
+  sysProbe(cpu, cpu.canon(top, 2), items.length * 8);
+  let p = rsp;
+  for (const v of items) {
+    p -= 8;
+    sysWrite(cpu, cpu.canon(p, 2), 8, v >>> 0, Math.floor(v / TWO32) | 0);
+  }
+  return top;
+}
+
+/** IA-32e mode: SS becomes a null selector carrying the new CPL (64-bit interrupt/call gates) */
+export function nullSs(cpu: Interpreter, cpl: number): void {
+  cpu.segSel[2] = cpl;
+  cpu.segBase[2] = 0;
+  cpu.segAr[2] = AR_UNUSABLE | 0x93 | (cpl << 5);
 }
 
 /** pushes CS then IP (each osz wide) as one all-or-nothing unit */
@@ -453,6 +482,17 @@ function nullifyDataSegs(cpu: Interpreter, cpl: number): void {
 // ------------------------------------------------------------------ IRET
 
 export function iret(cpu: Interpreter, osz: number): void {
+  try {
+    iretBody(cpu, osz);
+  } catch (e) {
+    // a faulting IRET still ends NMI blocking; one that exits to the VMX layer has not executed
+    if (e instanceof CpuFault) cpu.interruptibility &= ~8;
+    throw e;
+  }
+  cpu.interruptibility &= ~8;
+}
+
+function iretBody(cpu: Interpreter, osz: number): void {
   const n = osz >> 3;
   const flagsNow = cpu.getFlags();
   if (!cpu.pm) {
@@ -468,7 +508,11 @@ export function iret(cpu: Interpreter, osz: number): void {
     return;
   }
   if ((flagsNow & FL_VM) !== 0) throw gp(0); // virtual-8086 mode is not supported
-  if ((flagsNow & FL_NT) !== 0 && (cpu.efer & 0x400) === 0) throw gp(0); // task return
+  if ((flagsNow & FL_NT) !== 0) {
+    if ((cpu.efer & 0x400) !== 0) throw gp(0);
+    taskReturn(cpu);
+    return;
+  }
   const ip = cpu.peek(osz, 0);
   const ipHi = cpu.vh;
   const cs = cpu.peek(osz, n) & 0xffff;
@@ -629,11 +673,18 @@ export function deliver(
     if (gtype !== 0xe && gtype !== 0xf) throw gp(idtErr);
     gate32 = true;
   } else {
-    if (gtype !== 0xe && gtype !== 0xf && gtype !== 0x6 && gtype !== 0x7) throw gp(idtErr); // task gates unsupported
+    if (gtype !== 0xe && gtype !== 0xf && gtype !== 0x6 && gtype !== 0x7 && gtype !== 0x5) throw gp(idtErr);
     gate32 = (gtype & 8) !== 0;
   }
   if (soft && gdpl < cpu.cpl) throw gp(idtErr);
   if ((ghi & 0x8000) === 0) throw new CpuFault(Vec.NP, idtErr);
+  if (gtype === 0x5) {
+    const event = { vector, type, errorCode: soft ? undefined : errorCode };
+    const ctx =
+      soft && softLen >= 0 ? { length: softLen, linearRip: softLin } : { length: 0, linearRip: cpu.insnLin };
+    taskGateEvent(cpu, glo, event, ext, ctx);
+    return;
+  }
   const trapGate = (gtype & 1) !== 0;
   const sel = glo >>> 16;
   let target = (glo & 0xffff) | (ghi & 0xffff0000);
@@ -677,21 +728,11 @@ export function deliver(
     const oldRsp = cpu.hi[4] * TWO32 + (cpu.lo[4] >>> 0);
     const items: number[] = [oldSs, oldRsp, flags, oldCs, cpu.rip];
     if (hasCode) items.push(errorCode >>> 0);
-    const top = rsp - items.length * 8;
-    sysProbe(cpu, cpu.canon(top, 2), items.length * 8);
-    let p = rsp;
-    for (const v of items) {
-      p -= 8;
-      sysWrite(cpu, cpu.canon(p, 2), 8, v >>> 0, Math.floor(v / TWO32) | 0);
-    }
+    const top = pushQuadwords(cpu, rsp, items);
     void ripLo;
     void ripHi;
     loadCs(cpu, sel, d, newCpl);
-    if (switching) {
-      cpu.segSel[2] = newCpl;
-      cpu.segBase[2] = 0;
-      cpu.segAr[2] = AR_UNUSABLE | 0x93 | (newCpl << 5);
-    }
+    if (switching) nullSs(cpu, newCpl);
     cpu.lo[4] = top;
     cpu.hi[4] = Math.floor(top / TWO32);
     cpu.setFlags(flags & ~(FL_TF | FL_NT | FL_RF | FL_VM | (trapGate ? 0 : FL_IF)));
@@ -762,15 +803,26 @@ export function softwareInterrupt(cpu: Interpreter, vector: number, type: EventT
   }
   if (cpu.pm && (cpu.eflags & FL_VM) !== 0) throw gp(0);
   const saved = cpu.rip;
+  const commits = taskCommitCount();
+  softLen = cpu.ip - saved;
+  softLin = cpu.insnLin;
   cpu.rip = cpu.ip;
   try {
     deliver(cpu, vector, type, undefined, false);
   } catch (e) {
-    cpu.rip = saved;
+    // a fault past a task switch's commit point belongs to the new task, at its EIP
+    if (taskCommitCount() === commits) cpu.rip = saved;
     throw e;
+  } finally {
+    softLen = -1;
   }
   cpu.ip = cpu.rip;
 }
+
+/** length (-1: none) and linear address of the INT n / INT3 / INTO / INT1 being delivered, for the
+ * VM exit of a task switch through a task gate */
+let softLen = -1;
+let softLin = 0;
 
 // ------------------------------------------------------------------ fast system calls
 

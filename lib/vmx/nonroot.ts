@@ -14,6 +14,7 @@ import {
   type NonRootHooks,
   type PageMapping,
 } from "../cpu/hooks.js";
+import { type TaskEvent, TaskSource, type TaskSwitchHook } from "../cpu/task-switch.js";
 import { ExitReason, Pin, Proc, Proc2 } from "./constants.js";
 import { EPT_EXEC, EPT_MISCONFIG, EPT_OK, EPT_READ, EPT_WRITE, eptWalk } from "./ept.js";
 import { F } from "./fields.js";
@@ -110,7 +111,7 @@ const DT_INFO = { sgdt: 0, sidt: 1, lgdt: 2, lidt: 3, sldt: 0, str: 1, lldt: 2, 
 const POINTER_OPERAND = new Set(["vmclear", "vmptrld", "vmptrst", "vmxon"]);
 const TWO64 = 2 ** 64;
 
-export class NonRootOperation implements NonRootHooks {
+export class NonRootOperation implements NonRootHooks, TaskSwitchHook {
   pending: PendingExit | null = null;
   readonly pin: number;
   readonly proc: number;
@@ -507,6 +508,32 @@ export class NonRootOperation implements NonRootHooks {
         ...vectoring,
       },
     );
+  }
+
+  /**
+   * Task switches always exit in VMX non-root operation (SDM 26.4.2), after the checks of the gate
+   * and of the new TSS descriptor. Qualification: 15:0 the new TSS selector, 31:30 the source.
+   * Through an IDT task gate the event goes to IDT-vectoring information; the instruction length
+   * is reported for CALL, JMP, IRET and software interrupts, which the hypervisor skips.
+   */
+  taskSwitch(
+    selector: number,
+    source: TaskSource,
+    ctx: InstructionContext,
+    event: TaskEvent | undefined,
+  ): boolean {
+    const q = BigInt(((selector & 0xffff) | (source << 30)) >>> 0);
+    if (source !== TaskSource.Gate || event === undefined) return this.#exit(ExitReason.TaskSwitch, ctx, q);
+    const hasCode = event.errorCode !== undefined;
+    const info = (event.vector | (event.type << 8) | (hasCode ? 1 << 11 : 0) | 0x80000000) >>> 0;
+    const software =
+      event.type === EventType.SoftwareInterrupt ||
+      event.type === EventType.SoftwareException ||
+      event.type === EventType.PrivilegedSoftwareException;
+    return this.#exit(ExitReason.TaskSwitch, software ? ctx : undefined, q, {
+      idtVectoring: info,
+      ...(hasCode ? { idtError: event.errorCode } : {}),
+    });
   }
 
   #delivering: { info: number; error: number | undefined; retired: number; linearRip: number } | undefined;

@@ -316,16 +316,22 @@ export class LogicalProcessor {
       const type = (info >>> 8) & 7;
       const code = info & (1 << 11) ? vmcsGet32(v, F.VM_ENTRY_EXCEPTION_ERROR_CODE) : undefined;
       cpu.activity = 0;
-      const stop = cpu.deliverEvent(
-        info & 0xff,
-        type as EventType,
-        code,
-        vmcsGet32(v, F.VM_ENTRY_INSTRUCTION_LEN),
-      );
+      const length = vmcsGet32(v, F.VM_ENTRY_INSTRUCTION_LEN);
+      const stop = cpu.deliverEvent(info & 0xff, type as EventType, code, length);
       if (nr.pending) {
         // the exit interrupted the injected event's delivery: report it as IDT vectoring
         idtVectoring = info & 0x80000fff;
         idtError = code;
+        if (
+          type === IntrType.SoftwareInterrupt ||
+          type === IntrType.PrivilegedSoftwareException ||
+          type === IntrType.SoftwareException
+        ) {
+          // the software event did not happen: RIP stays at its instruction, whose length the
+          // exit reports (SDM 27.2.4) so that the host can re-inject or complete it
+          cpu.setRip(vmcsGet(v, F.GUEST_RIP));
+          nr.pending.instructionLength = length;
+        }
       } else if (stop === StopReason.Shutdown) nr.record(ExitReason.TripleFault);
       if (type === IntrType.Nmi) cpu.interruptibility |= 8;
     }

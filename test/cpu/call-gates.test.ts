@@ -1,8 +1,10 @@
 // Far CALL/JMP through 16/32-bit call gates: a ring-3 caller reaches ring 0 on the TSS stack with
 // its parameters copied, RETF imm returns to ring 3 and releases them, and gate checks fault.
+// 64-bit call gates in IA-32e mode: the stack switch to RSPn with a null SS, quadword pushes, RETFQ
+// back, and the checks on the 16-byte gate and its 64-bit target.
 import { describe, expect, it } from "vitest";
 import { StopReason } from "../../lib/cpu/index.js";
-import { CODE, GDT, type Guest, hex, loggedVector, makeGuest, r32, SEL, STACK_TOP } from "./guest.js";
+import { CODE, GDT, type Guest, hex, loggedVector, makeGuest, r32, r64, SEL, STACK_TOP } from "./guest.js";
 
 const GATE = 0x50;
 const OUT = 0x5000;
@@ -97,7 +99,7 @@ describe("call gates", () => {
     expect(loggedVector(g)).toBe(13);
     expect(r32(g.ram, Number(g.cpu.getGpr(4)))).toBe(SEL.code32);
   });
-  it("a not-present gate is #NP(gate selector); a task gate is #GP(selector)", () => {
+  it("a not-present gate is #NP(gate selector); a task gate to a busy TSS is #GP(TSS selector)", () => {
     const np = user(CALLER);
     gate(np, RING0, SEL.code32, 0xc, 3, 0);
     np.ram[GDT + GATE + 5] &= 0x7f;
@@ -107,9 +109,10 @@ describe("call gates", () => {
 
     const task = user(CALLER);
     gate(task, 0, SEL.tss, 0x5, 3, 0);
+    task.ram[GDT + SEL.tss + 5] = 0x8b;
     expect(task.run(1000)).toBe(StopReason.Halted);
     expect(loggedVector(task)).toBe(13);
-    expect(r32(task.ram, Number(task.cpu.getGpr(4)))).toBe(GATE);
+    expect(r32(task.ram, Number(task.cpu.getGpr(4)))).toBe(SEL.tss);
   });
   it("a same-privilege CALL through a gate at ring 0 pushes CS:EIP on the current stack", () => {
     // call far GATE:0 ; (ring 0 target) mov eax, esp ; mov [OUT], eax ; hlt
@@ -121,5 +124,97 @@ describe("call gates", () => {
     expect(loggedVector(g)).toBe(-1);
     expect(r32(g.ram, OUT)).toBe(sp - 8);
     expect([r32(g.ram, sp - 8), r32(g.ram, sp - 4)]).toEqual([CODE + 7, SEL.code32]);
+  });
+});
+
+/** 64-bit gate at GDT+GATE (16 bytes: the GDT limit of the long-mode guest ends right after it) */
+function gate64(g: Guest, target: number, sel: number, dpl: number, upperType = 0): void {
+  w32(g.ram, GDT + GATE, (target & 0xffff) | (sel << 16));
+  w32(g.ram, GDT + GATE + 4, (target & 0xffff0000) | 0x8000 | (dpl << 13) | (0xc << 8));
+  w32(g.ram, GDT + GATE + 8, 0);
+  w32(g.ram, GDT + GATE + 12, upperType << 8);
+}
+/** ring-3 64-bit guest: CS ucode64, SS/DS udata32, RSP = 0x7000; the far pointer at PTR names the gate */
+const PTR = 0x5100;
+function user64(code: number[]): Guest {
+  const g = makeGuest("long", code);
+  g.cpu.setSegment(1, { selector: SEL.ucode64, base: 0n, limit: 0xffffffff, ar: 0xa0fb });
+  for (const s of [0, 2, 3])
+    g.cpu.setSegment(s, { selector: SEL.udata32, base: 0n, limit: 0xffffffff, ar: 0xc0f3 });
+  g.cpu.setGpr(4, 0x7000n);
+  w32(g.ram, PTR, 0);
+  g.ram[PTR + 4] = GATE | 3;
+  g.ram[PTR + 5] = 0;
+  return g;
+}
+// call far [PTR] ; jmp $
+const CALLER64 = hex("ff 1c 25 00 51 00 00 eb fe");
+
+describe("64-bit call gates", () => {
+  it("CALL from ring 3 switches to RSP0 with a null SS, pushes SS, RSP, CS, RIP; RETFQ returns", () => {
+    const g = user64(CALLER64);
+    g.ram.set(hex("f4 48 cb"), RING0); // hlt ; retfq
+    gate64(g, RING0, SEL.code64, 3);
+    expect(g.run(1000)).toBe(StopReason.Halted);
+    const rsp0 = STACK_TOP - 0x1000;
+    expect(g.cpu.getSegment(1).selector).toBe(SEL.code64);
+    expect(g.cpu.getSegment(2).selector).toBe(0);
+    expect(Number(g.cpu.getGpr(4))).toBe(rsp0 - 32);
+    expect([
+      r64(g.ram, rsp0 - 8),
+      r64(g.ram, rsp0 - 16),
+      r64(g.ram, rsp0 - 24),
+      r64(g.ram, rsp0 - 32),
+    ]).toEqual([BigInt(SEL.udata32), 0x7000n, BigInt(SEL.ucode64), BigInt(CODE + 7)]);
+    g.cpu.activity = 0;
+    expect(g.run(100)).toBe(StopReason.Budget);
+    expect(g.cpu.getSegment(1).selector).toBe(SEL.ucode64);
+    expect(g.cpu.getSegment(2).selector).toBe(SEL.udata32);
+    expect(Number(g.cpu.getGpr(4))).toBe(0x7000);
+    expect(Number(g.cpu.getRip())).toBe(CODE + 7);
+  });
+
+  it("a same-privilege CALL from compatibility mode pushes CS and RIP as quadwords", () => {
+    // 32-bit code in IA-32e mode: call far GATE:0 ; hlt
+    const g = makeGuest("long", hex("9a 00 00 00 00 50 00 f4"));
+    g.cpu.setSegment(1, { selector: SEL.code32, base: 0n, limit: 0xffffffff, ar: 0xc09b });
+    g.ram.set(hex("f4"), RING0);
+    gate64(g, RING0, SEL.code64, 0);
+    const sp = Number(g.cpu.getGpr(4));
+    expect(g.run(1000)).toBe(StopReason.Halted);
+    expect(loggedVector(g)).toBe(-1);
+    expect(g.cpu.getSegment(1).selector).toBe(SEL.code64);
+    expect(Number(g.cpu.getRip())).toBe(RING0 + 1);
+    expect(Number(g.cpu.getGpr(4))).toBe(sp - 16);
+    expect([r64(g.ram, sp - 8), r64(g.ram, sp - 16)]).toEqual([BigInt(SEL.code32), BigInt(CODE + 7)]);
+  });
+
+  it("gate and target checks: JMP to more privilege, non-64-bit target, upper type, not present", () => {
+    const cases: [string, number[], (g: Guest) => void, number, number][] = [
+      // jmp far [PTR]
+      ["JMP to ring 0", hex("ff 2c 25 00 51 00 00"), (g) => gate64(g, RING0, SEL.code64, 3), 13, SEL.code64],
+      ["32-bit target", CALLER64, (g) => gate64(g, RING0, SEL.code32, 3), 13, SEL.code32],
+      ["upper type not 0", CALLER64, (g) => gate64(g, RING0, SEL.code64, 3, 0xc), 13, GATE],
+      ["gate DPL below CPL", CALLER64, (g) => gate64(g, RING0, SEL.code64, 0), 13, GATE],
+      [
+        "gate not present",
+        CALLER64,
+        (g) => {
+          gate64(g, RING0, SEL.code64, 3);
+          g.ram[GDT + GATE + 5] &= 0x7f;
+        },
+        11,
+        GATE,
+      ],
+    ];
+    for (const [name, code, setup, vector, error] of cases) {
+      const g = user64(code);
+      setup(g);
+      expect(g.run(1000), name).toBe(StopReason.Halted);
+      expect(loggedVector(g), name).toBe(vector);
+      expect(r32(g.ram, Number(g.cpu.getGpr(4))), name).toBe(error);
+      // nothing changed before the fault: the frame holds the far CALL/JMP's own RIP
+      expect(r32(g.ram, Number(g.cpu.getGpr(4)) + 8), name).toBe(CODE);
+    }
   });
 });

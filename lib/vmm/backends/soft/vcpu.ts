@@ -23,6 +23,7 @@ import type { Regs, SpecialRegs } from "../../../types/regs.js";
 import type { GuestMemory } from "../../memory.js";
 import { answerCpuid } from "./cpuid.js";
 import { readRegs, readSregs, writeRegs, writeSregs } from "./regs.js";
+import { createTaskEmulator, emulateTaskSwitch } from "./task-switch.js";
 import { CR0_OWNED, CR4_OWNED, writeControls, writeHostState, writeResetGuest } from "./vmcs-setup.js";
 
 /** guest instructions per time slice before run() returns "intr" so the loop can service timers */
@@ -59,6 +60,8 @@ export class SoftVcpu implements VcpuBackend {
   #budgetEnd: number | undefined;
   #closed = false;
   #lastRaw: SoftRaw | undefined;
+  /** the interpreter that emulates task switches (created at the first one) */
+  #taskEmulator: Interpreter | undefined;
 
   constructor(
     readonly index: number,
@@ -329,6 +332,9 @@ export class SoftVcpu implements VcpuBackend {
       }
       case ExitReason.CrAccess:
         return this.#crAccess(raw, q, len);
+      case ExitReason.TaskSwitch:
+        this.#taskEmulator ??= createTaskEmulator(this.shared.memory, this.shared.ept.eptp);
+        return emulateTaskSwitch(lp, this.#taskEmulator, raw);
       case ExitReason.InterruptWindow:
         return undefined;
       case ExitReason.PreemptionTimer: {
