@@ -1,32 +1,23 @@
 // SSE/SSE2 subset that compilers and libcs emit: moves, logic, integer lane arithmetic and
-// compares, shuffles/unpacks, PMOVMSKB, scalar/packed float arithmetic, conversions, (U)COMIS*.
-// MMX (no 66 prefix on integer ops) and anything else raise a counted #UD.
+// compares (mmx-lanes.ts, shared with MMX), shuffles/unpacks, PMOVMSKB, scalar/packed float
+// arithmetic, conversions (those to and from mm registers included), (U)COMIS*. The integer forms
+// without a 66 prefix are MMX (mmx.ts); anything else raises a counted #UD.
 
 import { CpuFault, Vec } from "./faults.js";
 import type { Interpreter } from "./interpreter.js";
-import { comi, roundRc } from "./x87.js";
+import { checkMmx, enterMmx, isMmxOpcode, maskedStore, mmx, mmxLinkForm } from "./mmx.js";
+import { byteSignMask, laneOp, laneShift, dst as res, shuffleWords, src as tmp } from "./mmx-lanes.js";
+import { comi, mmGet, mmSet, roundRc } from "./x87.js";
 
-const tmp = new Int32Array(4);
-const tU8 = new Uint8Array(tmp.buffer);
-const tI8 = new Int8Array(tmp.buffer);
-const tU16 = new Uint16Array(tmp.buffer);
-const tI16 = new Int16Array(tmp.buffer);
 const tF32 = new Float32Array(tmp.buffer);
 const tF64 = new Float64Array(tmp.buffer);
-const res = new Int32Array(4);
 const rU8 = new Uint8Array(res.buffer);
-const rI8 = new Int8Array(res.buffer);
-const rU16 = new Uint16Array(res.buffer);
-const rI16 = new Int16Array(res.buffer);
 const rF32 = new Float32Array(res.buffer);
-const rF64 = new Float64Array(res.buffer);
 const TWO32 = 4294967296;
 
 interface Views {
   u8: Uint8Array;
-  i8: Int8Array;
   u16: Uint16Array;
-  i16: Int16Array;
   f32: Float32Array;
   f64: Float64Array;
 }
@@ -37,9 +28,7 @@ function views(cpu: Interpreter): Views {
     const b = cpu.xmm.buffer;
     v = {
       u8: new Uint8Array(b),
-      i8: new Int8Array(b),
       u16: new Uint16Array(b),
-      i16: new Int16Array(b),
       f32: new Float32Array(b),
       f64: new Float64Array(b),
     };
@@ -116,19 +105,6 @@ function destToRes(cpu: Interpreter): void {
   for (let i = 0; i < 4; i++) res[i] = cpu.xmm[b + i];
 }
 
-function sat8s(v: number): number {
-  return Math.max(-128, Math.min(127, v));
-}
-function sat8u(v: number): number {
-  return Math.max(0, Math.min(255, v));
-}
-function sat16s(v: number): number {
-  return Math.max(-32768, Math.min(32767, v));
-}
-function sat16u(v: number): number {
-  return Math.max(0, Math.min(65535, v));
-}
-
 function floatOp(op: number, a: number, b: number): number {
   switch (op) {
     case 0x58:
@@ -176,6 +152,38 @@ function cmpPred(p: number, a: number, b: number): boolean {
 function cvtRound(cpu: Interpreter, v: number, trunc: boolean): number {
   return trunc ? Math.trunc(v) : roundRc(v, (cpu.mxcsr >> 13) & 3);
 }
+/** a rounded value as int32, or the integer indefinite 0x80000000 when it does not fit */
+function toInt32(v: number): number {
+  return Number.isFinite(v) && v >= -0x80000000 && v <= 0x7fffffff ? v : 0x80000000;
+}
+
+/** CVTPI2PS / CVTPI2PD xmm, mm/m64: only a register source is an MMX instruction (the x87
+ * checks and transition) */
+function cvtPiToXmm(cpu: Interpreter, x: Views, p66: boolean): void {
+  if (cpu.mod === 3) {
+    checkMmx(cpu);
+    mmGet(cpu, cpu.rm & 7, tmp, 0);
+    enterMmx(cpu);
+  } else {
+    cpu.eaAccess(8, false);
+    tmp[0] = cpu.rd64(cpu.ea);
+    tmp[1] = cpu.vh;
+  }
+  for (let i = 0; i < 2; i++) {
+    if (p66) x.f64[cpu.reg * 2 + i] = tmp[i];
+    else x.f32[cpu.reg * 4 + i] = tmp[i];
+  }
+}
+
+/** CVT(T)PS2PI mm, xmm/m64 and CVT(T)PD2PI mm, xmm/m128 */
+function cvtXmmToPi(cpu: Interpreter, trunc: boolean, p66: boolean): void {
+  checkMmx(cpu);
+  if (p66) src128(cpu, true);
+  else src64(cpu);
+  for (let i = 0; i < 2; i++) res[i] = toInt32(cvtRound(cpu, p66 ? tF64[i] : tF32[i], trunc));
+  enterMmx(cpu);
+  mmSet(cpu, cpu.reg & 7, res[0], res[1]);
+}
 
 export function sse(cpu: Interpreter, op: number): void {
   const p66 = cpu.opsizePrefix;
@@ -187,12 +195,12 @@ export function sse(cpu: Interpreter, op: number): void {
     (op >= 0x28 && op <= 0x2f) ||
     (op >= 0x50 && op <= 0x7f) ||
     (op >= 0xc2 && op <= 0xc6) ||
-    op >= 0xd1;
+    (op >= 0xd1 && op !== 0xff);
   if (!known) cpu.unimplemented(0x100 | op);
-  if (op === 0x77) return; // EMMS
-  // integer ops without 66 are MMX: not implemented
-  const integer = (op >= 0x60 && op <= 0x76) || op >= 0xd1;
-  if (integer && !p66 && rep === 0) cpu.unimplemented(0x100 | op);
+  if (op === 0x77 || (!p66 && rep === 0 && isMmxOpcode(op))) {
+    mmx(cpu, op);
+    return;
+  }
   checkSse(cpu);
   const immLen =
     op === 0x70 || (op >= 0xc2 && op <= 0xc6 && op !== 0xc3) || (op >= 0x71 && op <= 0x73) ? 1 : 0;
@@ -279,7 +287,10 @@ export function sse(cpu: Interpreter, op: number): void {
       store128(cpu, xm, d, true);
       return;
     case 0x2a: {
-      if (rep === 0) cpu.unimplemented(0x12a);
+      if (rep === 0) {
+        cvtPiToXmm(cpu, x, p66);
+        return;
+      }
       let v: number;
       if (cpu.osz === 64) {
         const l = cpu.readRM(64);
@@ -291,7 +302,10 @@ export function sse(cpu: Interpreter, op: number): void {
     }
     case 0x2c:
     case 0x2d: {
-      if (rep === 0) cpu.unimplemented(0x100 | op);
+      if (rep === 0) {
+        cvtXmmToPi(cpu, op === 0x2c, p66);
+        return;
+      }
       if (rep === 0xf3) src32(cpu);
       else src64(cpu);
       const v = cvtRound(cpu, rep === 0xf3 ? tF32[0] : tF64[0], op === 0x2c);
@@ -396,7 +410,7 @@ export function sse(cpu: Interpreter, op: number): void {
       else
         for (let i = 0; i < 4; i++) {
           const v = cvtRound(cpu, tF32[i], rep === 0xf3);
-          xm[d + i] = Number.isFinite(v) && v >= -0x80000000 && v <= 0x7fffffff ? v : 0x80000000;
+          xm[d + i] = toInt32(v);
         }
       return;
     }
@@ -413,71 +427,10 @@ export function sse(cpu: Interpreter, op: number): void {
       src128(cpu, true);
       for (let i = 0; i < 2; i++) {
         const v = cvtRound(cpu, tF64[i], p66);
-        xm[d + i] = Number.isFinite(v) && v >= -0x80000000 && v <= 0x7fffffff ? v : 0x80000000;
+        xm[d + i] = toInt32(v);
       }
       xm[d + 2] = 0;
       xm[d + 3] = 0;
-      return;
-    }
-    case 0x60:
-    case 0x61:
-    case 0x62:
-    case 0x68:
-    case 0x69:
-    case 0x6a:
-    case 0x6c:
-    case 0x6d: {
-      src128(cpu, true);
-      destToRes(cpu);
-      const high = op >= 0x68 && op !== 0x6c;
-      const unit = op === 0x6c || op === 0x6d ? 8 : 1 << (op & 3);
-      const a = new Uint8Array(16);
-      const half = high ? 8 : 0;
-      let o = 0;
-      for (let i = 0; i < 8; i += unit) {
-        for (let k = 0; k < unit; k++) a[o++] = rU8[half + i + k];
-        for (let k = 0; k < unit; k++) a[o++] = tU8[half + i + k];
-      }
-      const b = cpu.reg * 16;
-      x.u8.set(a, b);
-      return;
-    }
-    case 0x63:
-    case 0x67:
-    case 0x6b: {
-      src128(cpu, true);
-      destToRes(cpu);
-      const out = new Uint8Array(16);
-      const o16 = new Uint16Array(out.buffer);
-      if (op === 0x6b) {
-        const ri = new Int32Array(res);
-        const ti = new Int32Array(tmp);
-        for (let i = 0; i < 4; i++) o16[i] = sat16s(ri[i]) & 0xffff;
-        for (let i = 0; i < 4; i++) o16[4 + i] = sat16s(ti[i]) & 0xffff;
-      } else {
-        const f = op === 0x63 ? sat8s : sat8u;
-        for (let i = 0; i < 8; i++) out[i] = f(rI16[i]) & 0xff;
-        for (let i = 0; i < 8; i++) out[8 + i] = f(tI16[i]) & 0xff;
-      }
-      x.u8.set(out, cpu.reg * 16);
-      return;
-    }
-    case 0x64:
-    case 0x65:
-    case 0x66:
-    case 0x74:
-    case 0x75:
-    case 0x76: {
-      src128(cpu, true);
-      destToRes(cpu);
-      const eq = op >= 0x74;
-      const w = op & 3;
-      if (w === 0)
-        for (let i = 0; i < 16; i++) rU8[i] = (eq ? rU8[i] === tU8[i] : rI8[i] > tI8[i]) ? 0xff : 0;
-      else if (w === 1)
-        for (let i = 0; i < 8; i++) rU16[i] = (eq ? rU16[i] === tU16[i] : rI16[i] > tI16[i]) ? 0xffff : 0;
-      else for (let i = 0; i < 4; i++) res[i] = (eq ? res[i] === tmp[i] : res[i] > tmp[i]) ? -1 : 0;
-      setDest(cpu, res);
       return;
     }
     case 0x6e: {
@@ -510,8 +463,7 @@ export function sse(cpu: Interpreter, op: number): void {
       if (p66) for (let i = 0; i < 4; i++) res[i] = tmp[(imm >> (2 * i)) & 3];
       else {
         for (let i = 0; i < 4; i++) res[i] = tmp[i];
-        const o = rep === 0xf3 ? 4 : 0;
-        for (let i = 0; i < 4; i++) rU16[o + i] = tU16[o + ((imm >> (2 * i)) & 3)];
+        shuffleWords(imm, rep === 0xf3 ? 4 : 0);
       }
       setDest(cpu, res);
       return;
@@ -523,10 +475,9 @@ export function sse(cpu: Interpreter, op: number): void {
       const imm = cpu.fetch8();
       const kind = cpu.reg & 7;
       cpu.reg = cpu.rm;
-      const w = op === 0x71 ? 16 : op === 0x72 ? 32 : 64;
+      destToRes(cpu);
       if (op === 0x73 && (kind === 3 || kind === 7)) {
         // PSRLDQ / PSLLDQ: whole-register byte shifts
-        destToRes(cpu);
         const n = Math.min(imm, 16);
         const out = new Uint8Array(16);
         for (let i = 0; i < 16; i++) {
@@ -536,9 +487,11 @@ export function sse(cpu: Interpreter, op: number): void {
         x.u8.set(out, cpu.reg * 16);
         return;
       }
+      const w = op === 0x71 ? 16 : op === 0x72 ? 32 : 64;
       const mode = kind === 2 ? 0 : kind === 4 ? 1 : kind === 6 ? 2 : -1;
       if (mode < 0 || (mode === 1 && w === 64)) cpu.unimplemented(0x100 | op);
-      laneShift(cpu, x, w, mode, imm);
+      laneShift(w, mode, imm, 16);
+      setDest(cpu, res);
       return;
     }
     case 0x7e:
@@ -552,7 +505,10 @@ export function sse(cpu: Interpreter, op: number): void {
       else cpu.writeRM(32, xm[d] >>> 0, 0);
       return;
     case 0xd6:
-      if (!p66) cpu.unimplemented(0x1d6);
+      if (!p66) {
+        mmxLinkForm(cpu);
+        return;
+      }
       if (cpu.mod === 3) {
         const s = cpu.rm * 4;
         xm[s] = xm[d];
@@ -561,14 +517,11 @@ export function sse(cpu: Interpreter, op: number): void {
         xm[s + 3] = 0;
       } else store64(cpu, xm[d], xm[d + 1], 8);
       return;
-    case 0xd7: {
+    case 0xd7:
       if (cpu.mod !== 3) ud();
-      const s = cpu.rm * 16;
-      let m = 0;
-      for (let i = 0; i < 16; i++) m |= (x.u8[s + i] >> 7) << i;
-      cpu.setReg(32, cpu.reg, m, 0);
+      src128(cpu, false);
+      cpu.setReg(32, cpu.reg, byteSignMask(16), 0);
       return;
-    }
     case 0xc2: {
       const imm = cpu.fetch8() & 7;
       if (rep === 0xf3) {
@@ -635,161 +588,17 @@ export function sse(cpu: Interpreter, op: number): void {
       setDest(cpu, res);
       return;
     }
+    case 0xf7:
+      // MASKMOVDQU xmm1, xmm2: bytes of xmm1 selected by the top bits of xmm2's to DS:rDI
+      if (cpu.mod !== 3) ud();
+      src128(cpu, false);
+      destToRes(cpu);
+      maskedStore(cpu, 16);
+      return;
     default:
-      integerOp(cpu, op, x);
+      src128(cpu, true);
+      destToRes(cpu);
+      if (!laneOp(op, 16)) cpu.unimplemented(0x100 | op);
+      setDest(cpu, res);
   }
-}
-
-/** mode 0 logical right, 1 arithmetic right, 2 left */
-function laneShift(cpu: Interpreter, x: Views, w: number, mode: number, count: number): void {
-  const d = cpu.reg;
-  if (w === 16) {
-    for (let i = 0; i < 8; i++) {
-      const k = d * 8 + i;
-      if (mode === 1) x.i16[k] = x.i16[k] >> Math.min(count, 15);
-      else x.u16[k] = count > 15 ? 0 : mode === 0 ? x.u16[k] >>> count : x.u16[k] << count;
-    }
-  } else if (w === 32) {
-    for (let i = 0; i < 4; i++) {
-      const k = d * 4 + i;
-      const v = cpu.xmm[k];
-      if (mode === 1) cpu.xmm[k] = v >> Math.min(count, 31);
-      else cpu.xmm[k] = count > 31 ? 0 : mode === 0 ? v >>> count : v << count;
-    }
-  } else {
-    for (let i = 0; i < 2; i++) {
-      const k = d * 4 + 2 * i;
-      let v = (BigInt(cpu.xmm[k + 1] >>> 0) << 32n) | BigInt(cpu.xmm[k] >>> 0);
-      v = count > 63 ? 0n : mode === 0 ? v >> BigInt(count) : (v << BigInt(count)) & 0xffffffffffffffffn;
-      cpu.xmm[k] = Number(v & 0xffffffffn);
-      cpu.xmm[k + 1] = Number(v >> 32n);
-    }
-  }
-}
-
-function integerOp(cpu: Interpreter, op: number, x: Views): void {
-  // shifts by an xmm count
-  if ((op >= 0xd1 && op <= 0xd3) || op === 0xe1 || op === 0xe2 || (op >= 0xf1 && op <= 0xf3)) {
-    src128(cpu, true);
-    const count = tmp[1] !== 0 ? 256 : tmp[0] >>> 0;
-    const w = (op & 3) === 1 ? 16 : (op & 3) === 2 ? 32 : 64;
-    const mode = op < 0xe0 ? 0 : op < 0xf0 ? 1 : 2;
-    laneShift(cpu, x, w, mode, Math.min(count, 255));
-    return;
-  }
-  src128(cpu, true);
-  destToRes(cpu);
-  switch (op) {
-    case 0xd4:
-    case 0xfb: {
-      for (let i = 0; i < 4; i += 2) {
-        const a = (BigInt(res[i + 1] >>> 0) << 32n) | BigInt(res[i] >>> 0);
-        const b = (BigInt(tmp[i + 1] >>> 0) << 32n) | BigInt(tmp[i] >>> 0);
-        const r = BigInt.asUintN(64, op === 0xd4 ? a + b : a - b);
-        res[i] = Number(r & 0xffffffffn);
-        res[i + 1] = Number(r >> 32n);
-      }
-      break;
-    }
-    case 0xd5:
-      for (let i = 0; i < 8; i++) rI16[i] = Math.imul(rI16[i], tI16[i]);
-      break;
-    case 0xe5:
-      for (let i = 0; i < 8; i++) rI16[i] = (rI16[i] * tI16[i]) >> 16;
-      break;
-    case 0xe4:
-      for (let i = 0; i < 8; i++) rU16[i] = (rU16[i] * tU16[i]) >>> 16;
-      break;
-    case 0xd8:
-    case 0xd9:
-    case 0xdc:
-    case 0xdd:
-    case 0xe8:
-    case 0xe9:
-    case 0xec:
-    case 0xed: {
-      const sub = (op & 4) === 0;
-      const word = (op & 1) === 1;
-      const signed = op >= 0xe8;
-      if (word)
-        for (let i = 0; i < 8; i++) {
-          const a = signed ? rI16[i] : rU16[i];
-          const b = signed ? tI16[i] : tU16[i];
-          const r = sub ? a - b : a + b;
-          rU16[i] = (signed ? sat16s(r) : sat16u(r)) & 0xffff;
-        }
-      else
-        for (let i = 0; i < 16; i++) {
-          const a = signed ? rI8[i] : rU8[i];
-          const b = signed ? tI8[i] : tU8[i];
-          const r = sub ? a - b : a + b;
-          rU8[i] = (signed ? sat8s(r) : sat8u(r)) & 0xff;
-        }
-      break;
-    }
-    case 0xda:
-      for (let i = 0; i < 16; i++) rU8[i] = Math.min(rU8[i], tU8[i]);
-      break;
-    case 0xde:
-      for (let i = 0; i < 16; i++) rU8[i] = Math.max(rU8[i], tU8[i]);
-      break;
-    case 0xea:
-      for (let i = 0; i < 8; i++) rI16[i] = Math.min(rI16[i], tI16[i]);
-      break;
-    case 0xee:
-      for (let i = 0; i < 8; i++) rI16[i] = Math.max(rI16[i], tI16[i]);
-      break;
-    case 0xe0:
-      for (let i = 0; i < 16; i++) rU8[i] = (rU8[i] + tU8[i] + 1) >> 1;
-      break;
-    case 0xe3:
-      for (let i = 0; i < 8; i++) rU16[i] = (rU16[i] + tU16[i] + 1) >> 1;
-      break;
-    case 0xf4:
-      for (let i = 0; i < 4; i += 2) {
-        const p = BigInt(res[i] >>> 0) * BigInt(tmp[i] >>> 0);
-        res[i] = Number(p & 0xffffffffn);
-        res[i + 1] = Number(p >> 32n);
-      }
-      break;
-    case 0xf5: {
-      const out = new Int32Array(4);
-      for (let i = 0; i < 4; i++) out[i] = rI16[2 * i] * tI16[2 * i] + rI16[2 * i + 1] * tI16[2 * i + 1];
-      res.set(out);
-      break;
-    }
-    case 0xf6: {
-      let s0 = 0;
-      let s1 = 0;
-      for (let i = 0; i < 8; i++) s0 += Math.abs(rU8[i] - tU8[i]);
-      for (let i = 8; i < 16; i++) s1 += Math.abs(rU8[i] - tU8[i]);
-      res[0] = s0;
-      res[1] = 0;
-      res[2] = s1;
-      res[3] = 0;
-      break;
-    }
-    case 0xf8:
-      for (let i = 0; i < 16; i++) rU8[i] = rU8[i] - tU8[i];
-      break;
-    case 0xf9:
-      for (let i = 0; i < 8; i++) rU16[i] = rU16[i] - tU16[i];
-      break;
-    case 0xfa:
-      for (let i = 0; i < 4; i++) res[i] = res[i] - tmp[i];
-      break;
-    case 0xfc:
-      for (let i = 0; i < 16; i++) rU8[i] = rU8[i] + tU8[i];
-      break;
-    case 0xfd:
-      for (let i = 0; i < 8; i++) rU16[i] = rU16[i] + tU16[i];
-      break;
-    case 0xfe:
-      for (let i = 0; i < 4; i++) res[i] = res[i] + tmp[i];
-      break;
-    default:
-      cpu.unimplemented(0x100 | op);
-  }
-  setDest(cpu, res);
-  void rF64;
 }

@@ -1,6 +1,11 @@
 // x87 subset: control/status word handling, FNINIT, loads/stores of 32/64-bit reals and
 // 16/32/64-bit integers, basic arithmetic, compares into FSW/EFLAGS, and FXSAVE/FXRSTOR.
 // Values are kept as doubles (64-bit precision instead of 80). Anything else raises a counted #UD.
+//
+// The physical registers R0-R7 are also the MMX registers mm0-7 (their 64-bit significands). A
+// register last written by MMX (or restored with an all-ones sign/exponent, as MMX leaves it)
+// holds the raw 64 bits in its Float64Array slot instead of a double, marked by bit 8+r of
+// fpuTag (which ExtendedState carries), so no MMX value is lost to a double conversion.
 
 import { CpuFault, Vec } from "./faults.js";
 import { FL_CF, FL_PF, FL_ZF } from "./flags.js";
@@ -12,16 +17,59 @@ const f64u = new Uint32Array(f64.buffer);
 const f32 = new Float32Array(1);
 const f32u = new Uint32Array(f32.buffer);
 
+/** fpuTag bit of physical register r: it holds raw MMX bits with sign/exponent 0xFFFF */
+const RAW = 0x100;
+const RAW_ALL = 0xff00;
+const wordViews = new WeakMap<Float64Array, Int32Array>();
+function words(cpu: Interpreter): Int32Array {
+  let w = wordViews.get(cpu.fpu);
+  if (w === undefined) {
+    w = new Int32Array(cpu.fpu.buffer, cpu.fpu.byteOffset, 16);
+    wordViews.set(cpu.fpu, w);
+  }
+  return w;
+}
+
+/** physical register r as a double (a raw MMX value reads as the NaN/-Inf it encodes) */
+function phys(cpu: Interpreter, r: number): number {
+  if ((cpu.fpuTag & (RAW << r)) === 0) return cpu.fpu[r];
+  const w = words(cpu);
+  return fromF80(w[2 * r], w[2 * r + 1], 0xffff);
+}
+function setPhys(cpu: Interpreter, r: number, v: number): void {
+  cpu.fpu[r] = v;
+  cpu.fpuTag &= ~(RAW << r);
+}
 function st(cpu: Interpreter, i: number): number {
-  return cpu.fpu[(cpu.fpuTop + i) & 7];
+  return phys(cpu, (cpu.fpuTop + i) & 7);
 }
 function setSt(cpu: Interpreter, i: number, v: number): void {
-  cpu.fpu[(cpu.fpuTop + i) & 7] = v;
+  setPhys(cpu, (cpu.fpuTop + i) & 7, v);
 }
 function push(cpu: Interpreter, v: number): void {
   cpu.fpuTop = (cpu.fpuTop - 1) & 7;
-  cpu.fpu[cpu.fpuTop] = v;
+  setPhys(cpu, cpu.fpuTop, v);
   cpu.fpuTag |= 1 << cpu.fpuTop;
+}
+
+/** mm register i (physical register Ri's significand) into out[off], out[off + 1] */
+export function mmGet(cpu: Interpreter, i: number, out: Int32Array, off: number): void {
+  if ((cpu.fpuTag & (RAW << i)) !== 0) {
+    const w = words(cpu);
+    out[off] = w[2 * i];
+    out[off + 1] = w[2 * i + 1];
+    return;
+  }
+  const [lo, hi] = toF80(cpu.fpu[i]);
+  out[off] = lo;
+  out[off + 1] = hi;
+}
+/** writes mm register i: the significand, with sign and exponent all ones */
+export function mmSet(cpu: Interpreter, i: number, lo: number, hi: number): void {
+  const w = words(cpu);
+  w[2 * i] = lo;
+  w[2 * i + 1] = hi;
+  cpu.fpuTag |= RAW << i;
 }
 function pop(cpu: Interpreter): void {
   cpu.fpuTag &= ~(1 << cpu.fpuTop);
@@ -316,7 +364,8 @@ export function x87(cpu: Interpreter, b: number): void {
         cpu.fpuCw = 0x37f;
         cpu.fpuSw = 0;
         cpu.fpuTop = 0;
-        cpu.fpuTag = 0;
+        // the registers keep their contents (FXSAVE still shows them), only the tags change
+        cpu.fpuTag &= RAW_ALL;
         return;
       }
       if (reg === 4 && i === 2) {
@@ -378,8 +427,66 @@ function fromF80(lo: number, hi: number, se: number): number {
   const exp = se & 0x7fff;
   if (exp === 0 && lo === 0 && hi === 0) return sign * 0;
   if (exp === 0x7fff) return (hi & 0x7fffffff) === 0 && lo === 0 ? sign * Infinity : Number.NaN;
-  const m = (hi >>> 0) * TWO32 + (lo >>> 0);
-  return sign * m * 2 ** (exp - 16383 - 63);
+  // scaled in steps: 2^(e-63) alone underflows for values near the bottom of the double range
+  let v = ((hi >>> 0) * TWO32 + (lo >>> 0)) * 2 ** -63;
+  let e = exp - 16383;
+  if (e < -1000) {
+    v *= 2 ** -1000;
+    e += 1000;
+  }
+  return sign * v * 2 ** e;
+}
+
+/** bytes of the FXSAVE image the x87 part and XMM0-7/15 occupy */
+function fxBytes(nx: number): number {
+  return 160 + 16 * nx;
+}
+
+/**
+ * The FXSAVE image of the x87/SSE state (FCW, FSW, abridged FTW, MXCSR, ST0-7 as 80-bit values,
+ * then `nx` XMM registers); FOP and the last instruction/data pointers are not kept (zero).
+ */
+export function fxImage(cpu: Interpreter, nx = 0): Uint8Array {
+  const img = new Uint8Array(fxBytes(nx));
+  const dv = new DataView(img.buffer);
+  dv.setUint16(0, cpu.fpuCw, true);
+  dv.setUint16(2, status(cpu), true);
+  img[4] = cpu.fpuTag & 0xff;
+  dv.setUint32(24, cpu.mxcsr, true);
+  dv.setUint32(28, 0xffff, true);
+  const w = words(cpu);
+  for (let k = 0; k < 8; k++) {
+    const r = (cpu.fpuTop + k) & 7;
+    const base = 32 + 16 * k;
+    const [ml, mh, se] =
+      (cpu.fpuTag & (RAW << r)) !== 0 ? [w[2 * r], w[2 * r + 1], 0xffff] : toF80(cpu.fpu[r]);
+    dv.setUint32(base, ml >>> 0, true);
+    dv.setUint32(base + 4, mh >>> 0, true);
+    dv.setUint16(base + 8, se, true);
+  }
+  for (let i = 0; i < nx * 4; i++) dv.setInt32(160 + 4 * i, cpu.xmm[i], true);
+  return img;
+}
+
+/** Loads an FXSAVE image made by fxImage or the CPU (FXRSTOR's effect; MXCSR is not checked). */
+export function loadFxImage(cpu: Interpreter, img: Uint8Array, nx = 0): void {
+  const dv = new DataView(img.buffer, img.byteOffset, img.byteLength);
+  const sw = dv.getUint16(2, true);
+  cpu.fpuCw = dv.getUint16(0, true);
+  cpu.fpuSw = sw;
+  cpu.fpuTop = (sw >> 11) & 7;
+  cpu.fpuTag = img[4];
+  cpu.mxcsr = dv.getUint32(24, true);
+  for (let k = 0; k < 8; k++) {
+    const base = 32 + 16 * k;
+    const lo = dv.getInt32(base, true);
+    const hi = dv.getInt32(base + 4, true);
+    const se = dv.getUint16(base + 8, true);
+    const r = (cpu.fpuTop + k) & 7;
+    if (se === 0xffff) mmSet(cpu, r, lo, hi);
+    else setPhys(cpu, r, fromF80(lo, hi, se));
+  }
+  for (let i = 0; i < nx * 4; i++) cpu.xmm[i] = dv.getInt32(160 + 4 * i, true);
 }
 
 /** FXSAVE m512: the whole area is checked (segment, alignment, paging) before the first write */
@@ -388,27 +495,9 @@ export function fxsave(cpu: Interpreter): void {
   const ea = cpu.ea;
   if ((ea & 15) !== 0) throw new CpuFault(Vec.GP, 0);
   cpu.probeWrite(ea, 512);
-  const w16 = (o: number, v: number) => cpu.wr16(cpu.addLin(ea, o), v);
-  const w32 = (o: number, v: number) => cpu.wr32(cpu.addLin(ea, o), v);
-  w16(0, cpu.fpuCw);
-  w16(2, status(cpu));
-  let ftw = 0;
-  for (let r = 0; r < 8; r++) if (cpu.fpuTag & (1 << r)) ftw |= 1 << r;
-  cpu.wr8(cpu.addLin(ea, 4), ftw);
-  cpu.wr8(cpu.addLin(ea, 5), 0);
-  for (let o = 6; o < 24; o += 2) w16(o, 0);
-  w32(24, cpu.mxcsr);
-  w32(28, 0xffff);
-  for (let k = 0; k < 8; k++) {
-    const [ml, mh, se] = toF80(st(cpu, k));
-    const base = 32 + 16 * k;
-    w32(base, ml);
-    w32(base + 4, mh);
-    w16(base + 8, se);
-    for (let o = 10; o < 16; o += 2) w16(base + o, 0);
-  }
-  const nx = cpu.mode64 ? 16 : 8;
-  for (let x = 0; x < nx; x++) for (let l = 0; l < 4; l++) w32(160 + 16 * x + 4 * l, cpu.xmm[x * 4 + l]);
+  const img = fxImage(cpu, cpu.mode64 ? 16 : 8);
+  const dv = new DataView(img.buffer);
+  for (let o = 0; o < img.length; o += 4) cpu.wr32(cpu.addLin(ea, o), dv.getInt32(o, true));
 }
 
 /** FXRSTOR m512: everything is read and checked before any register changes */
@@ -416,28 +505,12 @@ export function fxrstor(cpu: Interpreter): void {
   cpu.eaAccess(512, false);
   const ea = cpu.ea;
   if ((ea & 15) !== 0) throw new CpuFault(Vec.GP, 0);
-  const r16 = (o: number) => cpu.rd16(cpu.addLin(ea, o));
-  const r32 = (o: number) => cpu.rd32(cpu.addLin(ea, o));
-  const mx = r32(24);
-  if ((mx & ~0xffff) !== 0) throw new CpuFault(Vec.GP, 0);
-  const cw = r16(0);
-  const sw = r16(2);
-  const ftw = cpu.rd8(cpu.addLin(ea, 4));
-  const regs: number[] = [];
-  for (let k = 0; k < 8; k++) {
-    const base = 32 + 16 * k;
-    regs.push(fromF80(r32(base), r32(base + 4), r16(base + 8)));
-  }
   const nx = cpu.mode64 ? 16 : 8;
-  const xm: number[] = [];
-  for (let x = 0; x < nx * 4; x++) xm.push(r32(160 + 4 * x));
-  cpu.fpuCw = cw;
-  cpu.fpuSw = sw;
-  cpu.fpuTop = (sw >> 11) & 7;
-  cpu.fpuTag = ftw;
-  for (let k = 0; k < 8; k++) setSt(cpu, k, regs[k]);
-  cpu.mxcsr = mx;
-  for (let x = 0; x < nx * 4; x++) cpu.xmm[x] = xm[x];
+  const img = new Uint8Array(fxBytes(nx));
+  const dv = new DataView(img.buffer);
+  for (let o = 0; o < img.length; o += 4) dv.setInt32(o, cpu.rd32(cpu.addLin(ea, o)), true);
+  if ((dv.getUint32(24, true) & ~0xffff) !== 0) throw new CpuFault(Vec.GP, 0);
+  loadFxImage(cpu, img, nx);
 }
 
 export { comi };

@@ -31,6 +31,22 @@ describe("x87", () => {
     expect(g.ram[0x50100] | (g.ram[0x50101] << 8)).toBe(0xc7f);
     expect(r32(g.ram, 0x50118)).toBe(0x1f80);
   });
+  it("FXRSTOR of 80-bit reals near the bottom of the double range keeps them exact", () => {
+    // fxrstor [0x50000]; fstp qword [0x50200]; fstp qword [0x50208]; hlt
+    const g = makeGuest("long", hex("0f ae 0c 25 00 00 05 00 dd 1c 25 00 02 05 00 dd 1c 25 08 02 05 00 f4"));
+    const img = 0x50000;
+    g.ram.set([0x7f, 0x03, 0, 0, 0x03], img); // FCW 0x37f, TOP 0, R0 and R1 valid
+    g.ram.set([0x80, 0x1f], img + 24); // MXCSR
+    const real = (k: number, mantissaHi: number, exponent: number) => {
+      g.ram.set([0, 0, 0, 0, ...[0, 8, 16, 24].map((s) => (mantissaHi >>> s) & 0xff)], img + 32 + 16 * k);
+      g.ram.set([exponent & 0xff, exponent >> 8], img + 40 + 16 * k);
+    };
+    real(0, 0xc0000000, 16383 - 1020); // 1.5 * 2^-1020: a normal double
+    real(1, 0x80000000, 16383 - 1070); // 2^-1070: a denormal double
+    expect(g.run()).toBe(StopReason.Halted);
+    expect(readF64(g.ram, 0x50200)).toBe(1.5 * 2 ** -1020);
+    expect(readF64(g.ram, 0x50208)).toBe(2 ** -1070);
+  });
 });
 
 describe("SSE2", () => {

@@ -16,6 +16,7 @@ oracle_run:
         push r14
         push r15
         mov [rip + oracle_host_rsp], rsp
+        fxrstor64 [rip + oracle_fx_in]
         movdqu xmm0, [rdi + 144 + 0*16]
         movdqu xmm1, [rdi + 144 + 1*16]
         movdqu xmm2, [rdi + 144 + 2*16]
@@ -98,6 +99,7 @@ oracle_exit:
         movdqu [rip + oracle_out + 144 + 13*16], xmm13
         movdqu [rip + oracle_out + 144 + 14*16], xmm14
         movdqu [rip + oracle_out + 144 + 15*16], xmm15
+        fxsave64 [rip + oracle_fx_out]
         cld
         xor eax, eax
         jmp 1f

@@ -1,11 +1,11 @@
 /* The host CPU as a correctness oracle for the x86 interpreter (see test/cpu/differential.test.ts).
  * Reads fixed-size oracle_request records from stdin, runs each case's code in user mode on the real
- * processor from the given state, and writes one oracle_response per request to stdout. A fault in
- * the case's code is caught by a signal handler and reported as its vector (the kernel's trapno), with
- * the register state at the faulting instruction, as the interpreter reports an exception it would
- * deliver. A request's `bits` selects 64-bit mode or compatibility mode (a far jump to the 32-bit
- * user code segment 0x23; the case returns through a far jump to a 64-bit trampoline). Linux x86-64
- * only. */
+ * processor from the given state (general, XMM and x87/MMX registers, flags, the scratch page), and
+ * writes one oracle_response per request to stdout. A fault in the case's code is caught by a
+ * signal handler and reported as its vector (the kernel's trapno), with the register state at the
+ * faulting instruction, as the interpreter reports an exception it would deliver. A request's
+ * `bits` selects 64-bit mode or compatibility mode (a far jump to the 32-bit user code segment 0x23;
+ * the case returns through a far jump to a 64-bit trampoline). Linux x86-64 only. */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdint.h>
@@ -28,6 +28,10 @@
 /* Shared with oracle-entry.S. */
 __attribute__((visibility("hidden"))) struct oracle_state oracle_out;
 __attribute__((visibility("hidden"))) uint64_t oracle_host_rsp;
+/* FXSAVE areas: the case's x87/MMX state going in (oracle-entry.S loads it with FXRSTOR) and
+ * coming out when the code ran to its end (a fault takes it from the signal frame instead) */
+__attribute__((visibility("hidden"), aligned(16))) uint8_t oracle_fx_in[512];
+__attribute__((visibility("hidden"), aligned(16))) uint8_t oracle_fx_out[512];
 /* m16:32 far pointer used by oracle_run to enter the case's code */
 __attribute__((visibility("hidden"))) struct __attribute__((packed)) {
   uint32_t offset;
@@ -57,7 +61,10 @@ static void on_fault(int sig, siginfo_t *info, void *ctx) {
   for (int i = 0; i < 16; i++) oracle_out.gpr[i] = (uint64_t)g[greg_of_gpr[i]];
   oracle_out.rflags = (uint64_t)g[REG_EFL];
   oracle_out.rip = rip;
-  if (uc->uc_mcontext.fpregs) memcpy(oracle_out.xmm, uc->uc_mcontext.fpregs->_xmm, sizeof oracle_out.xmm);
+  if (uc->uc_mcontext.fpregs) {
+    memcpy(oracle_out.xmm, uc->uc_mcontext.fpregs->_xmm, sizeof oracle_out.xmm);
+    memcpy(oracle_out.fx, uc->uc_mcontext.fpregs, sizeof oracle_out.fx);
+  }
   fault_vector = (int)g[REG_TRAPNO];
   fault_error = (uint64_t)g[REG_ERR];
   g[REG_RIP] = (greg_t)(uintptr_t)oracle_recover;
@@ -88,7 +95,7 @@ static void map_fixed(uint64_t addr, int prot) {
 
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "--version") == 0) {
-    printf("cpu-oracle 2 request=%zu response=%zu\n", sizeof(struct oracle_request),
+    printf("cpu-oracle 3 request=%zu response=%zu\n", sizeof(struct oracle_request),
            sizeof(struct oracle_response));
     return 0;
   }
@@ -106,6 +113,9 @@ int main(int argc, char **argv) {
   int sigs[] = {SIGSEGV, SIGILL, SIGFPE, SIGTRAP, SIGBUS};
   for (unsigned i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
 
+  /* the helper's own x87 state, back in place after every case (the C ABI wants an empty x87
+   * stack, which MMX code does not leave) */
+  static uint8_t host_fx[512] __attribute__((aligned(16)));
   static struct oracle_request req;
   static struct oracle_response resp;
   uint8_t *code = (uint8_t *)ORACLE_CODE_ADDR;
@@ -140,8 +150,14 @@ int main(int argc, char **argv) {
     memset(&oracle_out, 0, sizeof oracle_out);
     fault_vector = -1;
     fault_error = 0;
+    __asm__ volatile("fxsave64 %0" : "=m"(host_fx));
+    memcpy(oracle_fx_in, host_fx, sizeof oracle_fx_in);
+    memcpy(oracle_fx_in, req.state.fx, 24);             /* FCW, FSW, FTW, FOP, FIP, FDP */
+    memcpy(oracle_fx_in + 32, req.state.fx + 32, 128); /* ST0-7 */
 
     int faulted = oracle_run(&req.state);
+    if (!faulted) memcpy(oracle_out.fx, oracle_fx_out, sizeof oracle_out.fx);
+    __asm__ volatile("fxrstor64 %0" : : "m"(host_fx));
 
     memset(&resp, 0, sizeof resp);
     resp.magic = ORACLE_MAGIC;

@@ -14,6 +14,9 @@ struct oracle_state {
   uint64_t rflags;
   uint64_t rip;
   uint8_t xmm[16][16];
+  /* bytes 0-159 of an FXSAVE image: FCW, FSW, abridged FTW, ..., MXCSR, ST0-7 (the MMX registers).
+   * In a request only FCW, FSW, FTW and ST0-7 are used (MXCSR stays the host's). */
+  uint8_t fx[160];
   uint8_t scratch[ORACLE_SCRATCH_SIZE];
 };
 

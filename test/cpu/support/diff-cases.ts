@@ -3,6 +3,7 @@
 
 import fc from "fast-check";
 import { generalForms } from "./insn-forms-gp.js";
+import { arbFx, mmxForms } from "./insn-forms-mmx.js";
 import { sseForms } from "./insn-forms-sse.js";
 import { stringOp } from "./insn-forms-string.js";
 import type { InterpResult } from "./interp-harness.js";
@@ -70,20 +71,36 @@ export const arbState: fc.Arbitrary<CpuState> = fc
     index: fc.integer({ min: 0, max: 15 }),
     flags: fc.integer({ min: 0, max: 0xfff }),
     xmm: arbBytes(256),
+    fx: arbFx,
     scratch: fc.integer({ min: 1, max: 0x7fffffff }).map(noise),
   })
-  .map(({ gpr, base, index, flags, xmm, scratch }) => {
+  .map(({ gpr, base, index, flags, xmm, fx, scratch }) => {
     const g = [...gpr];
     g[4] = BigInt(STACK_TOP);
     g[14] = BigInt(index);
     g[15] = BigInt(SCRATCH_ADDR + base * 16);
-    return { gpr: g, rflags: BigInt(0x202 | (flags & (ARITH | DF))), rip: BigInt(CODE_ADDR), xmm, scratch };
+    return {
+      gpr: g,
+      rflags: BigInt(0x202 | (flags & (ARITH | DF))),
+      rip: BigInt(CODE_ADDR),
+      xmm,
+      fx,
+      scratch,
+    };
   });
 
 /** Everything but the forms that need their own register setup (they run alone). */
 const sequenceForm: fc.Arbitrary<Insn> = fc.oneof(
   ...Object.values(generalForms).map((a) => ({ weight: 3, arbitrary: a })),
   ...Object.values(sseForms).map((a) => ({ weight: 2, arbitrary: a })),
+  ...Object.values(mmxForms).map((a) => ({ weight: 1, arbitrary: a })),
+);
+
+/** MMX-heavy sequences: MMX forms, with SSE and general forms to move values in and out */
+const mmxSequenceForm: fc.Arbitrary<Insn> = fc.oneof(
+  ...Object.values(mmxForms).map((a) => ({ weight: 6, arbitrary: a })),
+  ...Object.values(sseForms).map((a) => ({ weight: 1, arbitrary: a })),
+  ...Object.values(generalForms).map((a) => ({ weight: 1, arbitrary: a })),
 );
 
 /**
@@ -110,11 +127,11 @@ function branchOver(cc: number, next: Insn): Insn {
 
 /** 1-4 instructions (mapped to the mode by `map`, dropped when it cannot), some preceded by a
  * branch over them */
-function sequenceOf(map: (i: Insn) => Insn | undefined): fc.Arbitrary<Insn[]> {
+function sequenceOf(map: (i: Insn) => Insn | undefined, forms = sequenceForm): fc.Arbitrary<Insn[]> {
   return fc
     .tuple(
       fc.array(
-        sequenceForm
+        forms
           .filter((i) => !i.init)
           .map(map)
           .filter((i): i is Insn => i !== undefined),
@@ -148,13 +165,37 @@ export const arbCase: fc.Arbitrary<DiffCase> = fc
       { weight: 1, arbitrary: stringOp.map((i) => [i]) },
       { weight: 1, arbitrary: solo(generalForms.bitTest, (i) => i) },
       { weight: 1, arbitrary: solo(generalForms.memoryStack, (i) => i) },
+      { weight: 1, arbitrary: solo(mmxForms.maskmovq, (i) => i) },
     ),
     arbState,
   )
+  .map(([insns, state]) => withInit(insns, state));
+
+function withInit(insns: Insn[], state: CpuState): DiffCase {
+  const gpr = [...state.gpr];
+  for (const i of insns) for (const [r, v] of i.init ?? []) gpr[r] = BigInt.asUintN(64, v);
+  return { insns, state: { ...state, gpr } };
+}
+
+/** 64-bit mode cases that are mostly MMX */
+export const arbMmxCase: fc.Arbitrary<DiffCase> = fc
+  .tuple(
+    fc.oneof(
+      { weight: 8, arbitrary: sequenceOf((i) => i, mmxSequenceForm) },
+      { weight: 1, arbitrary: solo(mmxForms.maskmovq, (i) => i) },
+    ),
+    arbState,
+  )
+  .map(([insns, state]) => withInit(insns, state));
+
+/** 32-bit code cases that are mostly MMX */
+export const arbMmxCase32: fc.Arbitrary<DiffCase> = fc
+  .tuple(sequenceOf(to32, mmxSequenceForm), arbState)
   .map(([insns, state]) => {
     const gpr = [...state.gpr];
-    for (const i of insns) for (const [r, v] of i.init ?? []) gpr[r] = BigInt.asUintN(64, v);
-    return { insns, state: { ...state, gpr } };
+    gpr[6] = gpr[14]!;
+    gpr[7] = gpr[15]!;
+    return { insns, state: { ...state, gpr }, bits: 32 as const };
   });
 
 /**
@@ -260,6 +301,7 @@ export function compareRuns(interp: InterpResult, oracle: OracleResult, bits: 32
     const b = oracle.state.xmm.subarray(x * 16, x * 16 + 16);
     if (!a.every((v, i) => v === b[i])) out.push(`xmm${x}: interpreter ${bytesHex(a)}, cpu ${bytesHex(b)}`);
   }
+  out.push(...compareX87(interp.state.fx, oracle.state.fx, interp.taintMm));
   if (!interp.taintMem) {
     const a = interp.state.scratch;
     const b = oracle.state.scratch;
@@ -268,6 +310,31 @@ export function compareRuns(interp: InterpResult, oracle: OracleResult, bits: 32
         out.push(`memory 0x${(SCRATCH_ADDR + i).toString(16)}: interpreter ${a[i]}, cpu ${b[i]}`);
         break;
       }
+    }
+  }
+  return out;
+}
+
+/** FCW, FSW, the abridged FTW, and (unless tainted) the 80-bit contents of ST0-7 */
+function compareX87(a: Uint8Array | undefined, b: Uint8Array | undefined, taintRegs: boolean): string[] {
+  if (!a || !b) return a === b ? [] : ["x87 state missing on one side"];
+  const out: string[] = [];
+  const u16 = (x: Uint8Array, o: number) => x[o]! | (x[o + 1]! << 8);
+  const h = (v: number, n: number) => `0x${v.toString(16).padStart(n, "0")}`;
+  for (const [name, o] of [
+    ["fcw", 0],
+    ["fsw", 2],
+  ] as const) {
+    if (u16(a, o) !== u16(b, o)) out.push(`${name}: interpreter ${h(u16(a, o), 4)}, cpu ${h(u16(b, o), 4)}`);
+  }
+  if (a[4] !== b[4]) out.push(`ftw: interpreter ${h(a[4]!, 2)}, cpu ${h(b[4]!, 2)}`);
+  if (taintRegs) return out;
+  for (let k = 0; k < 8; k++) {
+    const x = a.subarray(32 + 16 * k, 42 + 16 * k);
+    const y = b.subarray(32 + 16 * k, 42 + 16 * k);
+    if (!x.every((v, i) => v === y[i])) {
+      const f80 = (r: Uint8Array) => bytesHex(r.slice().reverse());
+      out.push(`st${k}: interpreter ${f80(x)}, cpu ${f80(y)}`);
     }
   }
   return out;

@@ -125,7 +125,7 @@ const xmmRm: fc.Arbitrary<Rm> = fc.oneof(
   { weight: 1, arbitrary: arbRm.filter((r) => r.kind === "mem") },
 );
 
-function plain(p: Partial<Insn> & Pick<Insn, "bytes" | "text">): Insn {
+export function plain(p: Partial<Insn> & Pick<Insn, "bytes" | "text">): Insn {
   return {
     reads: 0,
     writes: 0,
@@ -138,7 +138,7 @@ function plain(p: Partial<Insn> & Pick<Insn, "bytes" | "text">): Insn {
   };
 }
 
-const memRegs = (rm: Rm): number => (rm.kind === "mem" ? bit(14) | bit(15) : 0);
+export const memRegs = (rm: Rm): number => (rm.kind === "mem" ? bit(14) | bit(15) : 0);
 
 const binary = fc
   .record({ op: fc.constantFrom(...BINARY), reg: arbXmm, rm: xmmRm, imm: fc.integer({ min: 0, max: 255 }) })
@@ -167,7 +167,7 @@ const store = fc.record({ op: fc.constantFrom(...STORES), reg: arbXmm, rm: xmmRm
   }),
 );
 
-const SHIFT_IMM: Array<[string, number, number]> = [
+export const SHIFT_IMM: Array<[string, number, number]> = [
   ["psrlw", 0x71, 2],
   ["psraw", 0x71, 4],
   ["psllw", 0x71, 6],
@@ -180,97 +180,117 @@ const SHIFT_IMM: Array<[string, number, number]> = [
   ["pslldq", 0x73, 7],
 ];
 
-const shiftImm = fc
-  .record({
-    op: fc.constantFrom(...SHIFT_IMM),
-    reg: arbXmm,
-    count: fc.oneof(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 17 })),
-  })
-  .map(({ op: [name, opcode, ext], reg, count }) =>
-    plain({
-      bytes: encode({
-        prefixes: [0x66],
-        opcode: [0x0f, opcode],
-        reg: ext,
-        rm: { kind: "reg", reg },
-        imm: { value: BigInt(count), size: 1 },
-      }),
-      text: `${name} xmm${reg}, ${count}`,
-      xmmWrite: true,
-    }),
-  );
+/** The register files the vector forms below are built for: xmm (66 prefix) or mm (none). */
+export interface VectorKind {
+  name: "xmm" | "mm";
+  prefixes: number[];
+  regs: fc.Arbitrary<number>;
+  /** what writing one of its registers is, for the harness's taint tracking */
+  write: Partial<Insn>;
+}
 
-/** moves between general registers / memory and xmm, and the word extract/insert */
-const gprXmm = fc
-  .record({
-    form: fc.integer({ min: 0, max: 5 }),
-    xmm: arbXmm,
-    gpr: fc.constantFrom(0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13),
-    rm: arbRm,
-    imm: fc.integer({ min: 0, max: 255 }),
-  })
-  .map(({ form, xmm, gpr, rm, imm }): Insn => {
-    const mem = rm.kind === "mem";
-    switch (form) {
-      case 0:
-      case 1: {
-        // movd/movq xmm, r/m32|64
-        const w = form === 1;
-        const src: Rm = mem ? rm : { kind: "reg", reg: gpr };
-        return plain({
-          bytes: encode({ prefixes: [0x66], w, opcode: [0x0f, 0x6e], reg: xmm, rm: src }),
-          text: `mov${w ? "q" : "d"} xmm${xmm}, ${rmText(src, w ? 64 : 32, true)}`,
-          reads: mem ? memRegs(rm) : bit(gpr),
-          memRead: mem,
-          xmmWrite: true,
-        });
+const XMM: VectorKind = { name: "xmm", prefixes: [0x66], regs: arbXmm, write: { xmmWrite: true } };
+
+/** shifts of a vector register by an immediate count (groups 0F 71-73) */
+export function shiftImmForms(kind: VectorKind, table: Array<[string, number, number]>): fc.Arbitrary<Insn> {
+  return fc
+    .record({
+      op: fc.constantFrom(...table),
+      reg: kind.regs,
+      count: fc.oneof(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 65 })),
+    })
+    .map(({ op: [name, opcode, ext], reg, count }) =>
+      plain({
+        bytes: encode({
+          prefixes: kind.prefixes,
+          opcode: [0x0f, opcode],
+          reg: ext,
+          rm: { kind: "reg", reg },
+          imm: { value: BigInt(count), size: 1 },
+        }),
+        text: `${name} ${kind.name}${reg}, ${count}`,
+        ...kind.write,
+      }),
+    );
+}
+
+/** moves between general registers / memory and a vector register, the word extract/insert and
+ * the byte sign mask */
+export function gprVectorForms(kind: VectorKind): fc.Arbitrary<Insn> {
+  return fc
+    .record({
+      form: fc.integer({ min: 0, max: 6 }),
+      vec: kind.regs,
+      gpr: fc.constantFrom(0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13),
+      rm: arbRm,
+      imm: fc.integer({ min: 0, max: 255 }),
+    })
+    .map(({ form, vec, gpr, rm, imm }): Insn => {
+      const mem = rm.kind === "mem";
+      const g: Rm = mem ? rm : { kind: "reg", reg: gpr };
+      const v = `${kind.name}${vec}`;
+      const prefixes = kind.prefixes;
+      switch (form) {
+        case 0:
+        case 1: {
+          // movd/movq vec, r/m32|64
+          const w = form === 1;
+          return plain({
+            bytes: encode({ prefixes, w, opcode: [0x0f, 0x6e], reg: vec, rm: g }),
+            text: `mov${w ? "q" : "d"} ${v}, ${rmText(g, w ? 64 : 32, true)}`,
+            reads: mem ? memRegs(rm) : bit(gpr),
+            memRead: mem,
+            ...kind.write,
+          });
+        }
+        case 2:
+        case 3: {
+          // movd/movq r/m32|64, vec
+          const w = form === 3;
+          return plain({
+            bytes: encode({ prefixes, w, opcode: [0x0f, 0x7e], reg: vec, rm: g }),
+            text: `mov${w ? "q" : "d"} ${rmText(g, w ? 64 : 32, true)}, ${v}`,
+            reads: memRegs(g),
+            writes: mem ? 0 : bit(gpr),
+            memWrite: mem,
+          });
+        }
+        case 4:
+        case 5: {
+          // pmovmskb r32, vec  /  pextrw r32, vec, imm8
+          const extract = form === 5;
+          return plain({
+            bytes: encode({
+              prefixes,
+              opcode: [0x0f, extract ? 0xc5 : 0xd7],
+              reg: gpr,
+              rm: { kind: "reg", reg: vec },
+              imm: extract ? { value: BigInt(imm), size: 1 } : undefined,
+            }),
+            text: `${extract ? "pextrw" : "pmovmskb"} ${rmText({ kind: "reg", reg: gpr }, 32, true)}, ${v}${extract ? `, ${imm}` : ""}`,
+            writes: bit(gpr),
+          });
+        }
+        default:
+          // pinsrw vec, r32/m16, imm8
+          return plain({
+            bytes: encode({
+              prefixes,
+              opcode: [0x0f, 0xc4],
+              reg: vec,
+              rm: g,
+              imm: { value: BigInt(imm), size: 1 },
+            }),
+            text: `pinsrw ${v}, ${rmText(g, mem ? 16 : 32, true)}, ${imm}`,
+            reads: mem ? memRegs(rm) : bit(gpr),
+            memRead: mem,
+            ...kind.write,
+          });
       }
-      case 2:
-      case 3: {
-        // movd/movq r/m32|64, xmm
-        const w = form === 3;
-        const dst: Rm = mem ? rm : { kind: "reg", reg: gpr };
-        return plain({
-          bytes: encode({ prefixes: [0x66], w, opcode: [0x0f, 0x7e], reg: xmm, rm: dst }),
-          text: `mov${w ? "q" : "d"} ${rmText(dst, w ? 64 : 32, true)}, xmm${xmm}`,
-          reads: memRegs(dst),
-          writes: mem ? 0 : bit(gpr),
-          memWrite: mem,
-        });
-      }
-      case 4: {
-        // pmovmskb r32, xmm  /  pextrw r32, xmm, imm8
-        const extract = imm >= 128;
-        return plain({
-          bytes: encode({
-            prefixes: [0x66],
-            opcode: [0x0f, extract ? 0xc5 : 0xd7],
-            reg: gpr,
-            rm: { kind: "reg", reg: xmm },
-            imm: extract ? { value: BigInt(imm), size: 1 } : undefined,
-          }),
-          text: extract ? `pextrw r${gpr}d, xmm${xmm}, ${imm}` : `pmovmskb r${gpr}d, xmm${xmm}`,
-          writes: bit(gpr),
-        });
-      }
-      default: {
-        // pinsrw xmm, r32/m16, imm8
-        const src: Rm = mem ? rm : { kind: "reg", reg: gpr };
-        return plain({
-          bytes: encode({
-            prefixes: [0x66],
-            opcode: [0x0f, 0xc4],
-            reg: xmm,
-            rm: src,
-            imm: { value: BigInt(imm), size: 1 },
-          }),
-          text: `pinsrw xmm${xmm}, ${rmText(src, 32, true)}, ${imm}`,
-          reads: mem ? memRegs(rm) : bit(gpr),
-          memRead: mem,
-          xmmWrite: true,
-        });
-      }
-    }
-  });
+    });
+}
+
+const shiftImm = shiftImmForms(XMM, SHIFT_IMM);
+const gprXmm = gprVectorForms(XMM);
 
 export const sseForms = { binary, store, shiftImm, gprXmm };

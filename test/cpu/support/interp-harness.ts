@@ -4,7 +4,6 @@
 // compared, as the oracle's signal handler reports it). It steps one instruction at a time so that
 // the undefined-result masks are computed from the real state before each instruction.
 
-import type { GuestCpu } from "../../../lib/cpu/guest-cpu.js";
 import { Seg } from "../../../lib/cpu/guest-cpu.js";
 import {
   type Access,
@@ -14,16 +13,16 @@ import {
   type PageMapping,
   StopReason,
 } from "../../../lib/cpu/hooks.js";
-import { CODE_ADDR, type CpuState, SCRATCH_ADDR, SCRATCH_SIZE } from "./oracle.js";
+import type { Interpreter } from "../../../lib/cpu/interpreter.js";
+import { fxImage, loadFxImage } from "../../../lib/cpu/x87.js";
+import { CODE_ADDR, type CpuState, initialFx, SCRATCH_ADDR, SCRATCH_SIZE } from "./oracle.js";
 import { ARITH, DF, type Insn, type Pre } from "./x86-encode.js";
 
 export const RAM_SIZE = 4 << 20;
 const PML4 = 0x1000;
 
-/** The interpreter as the harness needs it: the GuestCpu contract plus its XMM file. */
-export interface DiffCpu extends GuestCpu {
-  xmm: Int32Array;
-}
+/** The interpreter as the harness needs it: the GuestCpu contract plus its XMM and x87 state. */
+export type DiffCpu = Interpreter;
 
 export interface InterpResult {
   vector: number;
@@ -34,6 +33,8 @@ export interface InterpResult {
   taintMem: boolean;
   /** an XMM register was written from undefined inputs (XMM registers are then not compared) */
   taintXmm: boolean;
+  /** an MMX register was written from undefined inputs (ST0-7 are then not compared) */
+  taintMm: boolean;
   /** an instruction that may fault ran on undefined inputs: the outcome cannot be compared */
   indeterminate: boolean;
 }
@@ -158,6 +159,7 @@ export class InterpHarness {
     cpu.setRflags(initial.rflags);
     cpu.setRip(BigInt(CODE_ADDR));
     new Uint8Array(cpu.xmm.buffer, cpu.xmm.byteOffset, 256).set(initial.xmm);
+    loadFxImage(cpu, initial.fx ?? initialFx());
     this.hooks.vector = -1;
 
     let taintRegs = 0;
@@ -165,6 +167,7 @@ export class InterpHarness {
     let taintMem = false;
     let indeterminate = false;
     let taintXmm = false;
+    let taintMm = false;
     // instructions by address: a taken branch skips some, the walk follows RIP
     const at = new Map<number, Insn>();
     let codeEnd = CODE_ADDR;
@@ -196,6 +199,7 @@ export class InterpHarness {
         taintFlags |= written | insn.flagsWritten;
         taintMem ||= insn.memWrite;
         taintXmm ||= insn.xmmWrite === true;
+        taintMm ||= insn.mmWrite === true;
       } else {
         // an 8/16-bit write keeps the rest of the register, so a write never clears a register's
         // taint (conservative: a full 32/64-bit overwrite would)
@@ -213,11 +217,13 @@ export class InterpHarness {
       taintMem,
       indeterminate,
       taintXmm,
+      taintMm,
       state: {
         gpr,
         rflags: cpu.getRflags(),
         rip: cpu.getRip(),
         xmm: new Uint8Array(new Uint8Array(cpu.xmm.buffer, cpu.xmm.byteOffset, 256)),
+        fx: fxImage(cpu),
         scratch: ram.slice(SCRATCH_ADDR, SCRATCH_ADDR + SCRATCH_SIZE),
       },
     };

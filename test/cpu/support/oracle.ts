@@ -14,7 +14,11 @@ export const SCRATCH_SIZE = 1024;
 export const CODE_MAX = 64;
 const MAGIC = 0x4f52434c;
 
-const STATE_SIZE = 16 * 8 + 8 + 8 + 16 * 16 + SCRATCH_SIZE;
+/** bytes 0-159 of an FXSAVE image in the state: FCW .. MXCSR, then ST0-7 (16 bytes each) */
+export const FX_SIZE = 160;
+const FX_OFF = 400;
+const SCRATCH_OFF = FX_OFF + FX_SIZE;
+const STATE_SIZE = SCRATCH_OFF + SCRATCH_SIZE;
 export const REQUEST_SIZE = 16 + CODE_MAX + STATE_SIZE;
 export const RESPONSE_SIZE = 16 + STATE_SIZE;
 
@@ -25,7 +29,20 @@ export interface CpuState {
   rip: bigint;
   /** 16 registers x 16 bytes */
   xmm: Uint8Array;
+  /** the x87/MMX state as bytes 0-159 of an FXSAVE image (FCW, FSW, FTW, ST0-7 as 80-bit
+   * values; MXCSR at 24 is the host's on the CPU side); absent: the FNINIT state */
+  fx?: Uint8Array;
   scratch: Uint8Array;
+}
+
+/** The FXSAVE image prefix of the FNINIT state (FCW 0x37F, everything empty, MXCSR 0x1F80). */
+export function initialFx(): Uint8Array {
+  const fx = new Uint8Array(FX_SIZE);
+  fx[0] = 0x7f;
+  fx[1] = 0x03;
+  fx[24] = 0x80;
+  fx[25] = 0x1f;
+  return fx;
 }
 
 export interface OracleCase {
@@ -141,7 +158,8 @@ function writeState(buf: Buffer, o: number, s: CpuState): void {
   buf.writeBigUInt64LE(BigInt.asUintN(64, s.rflags), o + 128);
   buf.writeBigUInt64LE(BigInt.asUintN(64, s.rip), o + 136);
   buf.set(s.xmm.subarray(0, 256), o + 144);
-  buf.set(s.scratch.subarray(0, SCRATCH_SIZE), o + 400);
+  buf.set((s.fx ?? initialFx()).subarray(0, FX_SIZE), o + FX_OFF);
+  buf.set(s.scratch.subarray(0, SCRATCH_SIZE), o + SCRATCH_OFF);
 }
 
 function readState(buf: Buffer, o: number): CpuState {
@@ -151,8 +169,9 @@ function readState(buf: Buffer, o: number): CpuState {
     gpr,
     rflags: buf.readBigUInt64LE(o + 128),
     rip: buf.readBigUInt64LE(o + 136),
-    xmm: new Uint8Array(buf.subarray(o + 144, o + 400)),
-    scratch: new Uint8Array(buf.subarray(o + 400, o + 400 + SCRATCH_SIZE)),
+    xmm: new Uint8Array(buf.subarray(o + 144, o + FX_OFF)),
+    fx: new Uint8Array(buf.subarray(o + FX_OFF, o + SCRATCH_OFF)),
+    scratch: new Uint8Array(buf.subarray(o + SCRATCH_OFF, o + SCRATCH_OFF + SCRATCH_SIZE)),
   };
 }
 

@@ -54,6 +54,8 @@ export interface Insn {
   branches?: boolean;
   /** writes an XMM register */
   xmmWrite?: boolean;
+  /** writes an MMX register (an x87 register's contents) */
+  mmWrite?: boolean;
   /** can raise an exception depending on its inputs (DIV/IDIV #DE) */
   mayFault?: boolean;
   /** the instruction needs registers set up for it: it forms a case alone */
