@@ -6,6 +6,7 @@
 // side by side when installed.
 //
 //   node dist/bench/cpu-mips/run.js [--iterations N] [--qemu-iterations N] [--modes real,prot,long]
+//     [--interpreter-only]
 //
 // Without --iterations the interpreter's loop count is calibrated per mode (a short run first) so
 // that each timed loop takes about a second.
@@ -87,7 +88,9 @@ async function main(): Promise<number> {
       return 2;
     }
   }
-  const qemu = qemuVersion();
+  // --interpreter-only: skip the peers (quick before/after comparisons of the interpreter)
+  const only = process.argv.includes("--interpreter-only");
+  const qemu = only ? undefined : qemuVersion();
   let v86 = false;
   try {
     createRequire(import.meta.url).resolve("v86");
@@ -96,7 +99,7 @@ async function main(): Promise<number> {
     v86 = false;
   }
   console.log(
-    `interpreter: ${fixedIterations ?? "calibrated"} iterations per loop; QEMU TCG: ${qemu ? `${qemu}, ${qemuIterations} iterations` : "not installed"}; v86: ${v86 ? "installed" : "not installed"}`,
+    `interpreter: ${fixedIterations ?? "calibrated"} iterations per loop; QEMU TCG: ${qemu ? `${qemu}, ${qemuIterations} iterations` : only ? "skipped" : "not installed"}; v86: ${v86 ? "installed" : "not installed"}`,
   );
 
   const rows: Row[] = [];
@@ -108,7 +111,7 @@ async function main(): Promise<number> {
         loop,
         iterations: 0,
         interp: "-",
-        qemu: qemu ? "-" : "not installed",
+        qemu: qemu ? "-" : only ? "skipped" : "not installed",
         v86: v86 ? "no runner" : "not installed",
         notes: [],
       }),

@@ -23,6 +23,16 @@ export class Block {
   succ: Block | null = null;
   succLin = Number.NaN;
   succEpoch = -1;
+  /**
+   * Chained successors by the compiled block's exit (block-chain.ts): exit 0 (fall-through) and
+   * exit 1 (branch taken) led to the block at linear address link*Lin in codeEpoch link*Epoch.
+   */
+  link0: Block | null = null;
+  link0Lin = Number.NaN;
+  link0Epoch = -1;
+  link1: Block | null = null;
+  link1Lin = Number.NaN;
+  link1Epoch = -1;
   /** times run by the block loop; compiled (block-compile.ts) at COMPILE_THRESHOLD */
   runs = 0;
   compiled: CompiledBlock | null = null;

@@ -1,337 +1,617 @@
-// First step of the JIT: a block that has run often becomes one JavaScript function. The hottest
-// op kinds (register ALU, INC/DEC, 32/64-bit loads and stores, Jcc/JMP) are emitted inline with
-// their operands as constants; every other op calls its handler (one handler per call site, so V8
-// inlines it) or, for generic ops, the single-step executor.
+// The JIT: a block that has run often becomes one JavaScript function. Every fast op kind
+// (block-ops.ts) is emitted inline with its operands as constants; only generic ops call the
+// single-step executor.
 //
-// Exactness: RIP and `retired` are written back before anything that can fault, call out, or end
-// the block, so a fault leaves RIP at the faulting instruction and `retired` counting exactly the
-// ops before it; ops that only touch registers and lazy flags are not observable until then.
-// The generated code follows the handlers in block-ops.ts line by line (same lazy-flag encoding).
+// Inside the function the guest registers the block touches live in JS locals (r<n> for the low
+// half, h<n> for the high half, loaded at entry) and the lazy flags in the locals of
+// block-flags.ts, with the producing op's kind and size known at compile time. Everything is
+// written back to the CPU ("sync") only where it can be observed: before a generic op, on the slow
+// path of a memory access (a TLB miss: a fill that may fault, MMIO, or a write that hits a code
+// page), and at every exit. A sync writes RIP and `retired` as they are before the op, so a fault
+// leaves the state exactly as single-stepping would. After a call out, the locals are reloaded and
+// the block exits when codeEpoch moved (code or mappings changed) or a window request appeared.
+//
+// A block that branches back to its own start and has no generic op loops inside the function
+// while the budget allows a whole pass: the first pass runs with the flags in the CPU, the loop
+// body (compiled a second time) with the flags the pass leaves in locals. Nothing in such a loop
+// can halt, change the mode or ask for an interrupt window except through a slow path, which
+// exits; so the budget is the only per-iteration check.
 
 import type { Block } from "./block-cache.js";
+import {
+  borrowOut,
+  carryOut,
+  cf01,
+  condExpr,
+  FLAG_LOCALS,
+  flagReload,
+  flagSync,
+  inCpu,
+  type StaticFlags,
+} from "./block-flags.js";
 import { EaKind, genericOp, type Op, OpKind } from "./block-ops.js";
-import { condition, lazyCf, lazyZf } from "./flags.js";
+import { condition, LZ_ADD, LZ_DEC, LZ_INC, LZ_LOGIC, LZ_RES, LZ_SUB, lazyCf, PARITY } from "./flags.js";
 import type { Interpreter } from "./interpreter.js";
 
-/** runs the block (repeatedly, for a self-loop, while `budget` instructions allow a whole pass) */
-export type CompiledBlock = (cpu: Interpreter, budget: number) => void;
+/**
+ * Runs the block (repeatedly, for a self-loop, while `budget` instructions allow a whole pass).
+ * Returns which exit it left by: 0 fall-through, 1 branch taken (the run loop may chain to the
+ * successor without looking at anything else), -1 when the run loop must look at the state.
+ */
+export type CompiledBlock = (cpu: Interpreter, budget: number) => number;
 
 /** runs of a block before it is compiled (Interpreter.jitThreshold defaults to this) */
 export const COMPILE_THRESHOLD = 16;
 
 const TWO32 = 4294967296;
 
-/** JS expression for the op's linear address (mirrors block-ops.ts ea()) */
-function eaExpr(op: Op): string {
-  switch (op.eaKind) {
-    case EaKind.A16: {
-      const parts = [String(op.disp)];
-      if (op.base >= 0) parts.push(`lo[${op.base}]`);
-      if (op.index >= 0) parts.push(`lo[${op.index}]`);
-      return `((cpu.effBase[${op.seg}] + ((${parts.join(" + ")}) & 0xffff)) >>> 0)`;
+/** most instructions a self-loop runs in one call; in its first WARM_CALLS calls, WARM_SLICE */
+const LOOP_SLICE = 1 << 16;
+const WARM_CALLS = 64;
+const WARM_SLICE = 1024;
+
+const R = (r: number): string => `r${r}`;
+const H = (r: number): string => `h${r}`;
+
+/** registers an op reads or writes, and whether it writes the high half (a 32/64-bit write) */
+function regsOf(op: Op): { use: number[]; def: number[]; defHi: boolean } {
+  const mem = op.kind >= OpKind.AluRM && op.kind <= OpKind.AluMI;
+  const ea =
+    mem ||
+    op.kind === OpKind.Load ||
+    op.kind === OpKind.Store ||
+    op.kind === OpKind.Lea ||
+    op.kind === OpKind.MovxM ||
+    op.kind === OpKind.StoreImm ||
+    op.kind === OpKind.TestMR;
+  const use: number[] = [];
+  if (ea) {
+    if (op.eaKind !== EaKind.RipRel) {
+      if (op.base >= 0) use.push(op.base);
+      if (op.index >= 0) use.push(op.index);
     }
-    case EaKind.A32: {
-      const parts = [String(op.disp)];
-      if (op.base >= 0) parts.push(`lo[${op.base}]`);
-      if (op.index >= 0) parts.push(`(lo[${op.index}] << ${op.scale})`);
-      return `((cpu.effBase[${op.seg}] + ((${parts.join(" + ")}) >>> 0)) >>> 0)`;
-    }
-    case EaKind.A64: {
-      const l = [String(op.disp)];
-      const h = ["0"];
-      if (op.base >= 0) {
-        l.push(`(lo[${op.base}] >>> 0)`);
-        h.push(`hi[${op.base}]`);
+  }
+  switch (op.kind) {
+    case OpKind.AluRR:
+    case OpKind.TestRR:
+    case OpKind.MovRR:
+    case OpKind.MovxR:
+    case OpKind.CmovRR:
+      use.push(op.reg, op.rm);
+      break;
+    case OpKind.SetccR:
+      // an 8-bit write: the rest of the register is kept
+      return { use: [op.rm], def: [op.rm], defHi: false };
+    case OpKind.AluRI:
+    case OpKind.TestRI:
+    case OpKind.TestMR:
+    case OpKind.IncDec:
+    case OpKind.ShiftRI:
+    case OpKind.MovRI:
+    case OpKind.AluRM:
+    case OpKind.AluMR:
+    case OpKind.Load:
+    case OpKind.Store:
+    case OpKind.Lea:
+    case OpKind.MovxM:
+      use.push(op.reg);
+      break;
+  }
+  let def: number[] = [];
+  const writes =
+    ((op.kind === OpKind.AluRR || op.kind === OpKind.AluRI || op.kind === OpKind.AluRM) && op.sub !== 7) ||
+    op.kind === OpKind.IncDec ||
+    op.kind === OpKind.MovRR ||
+    op.kind === OpKind.MovRI ||
+    op.kind === OpKind.Load ||
+    op.kind === OpKind.Lea ||
+    op.kind === OpKind.MovxR ||
+    op.kind === OpKind.MovxM ||
+    op.kind === OpKind.CmovRR ||
+    op.kind === OpKind.ShiftRI;
+  if (writes) def = [op.reg];
+  return { use, def, defHi: writes && op.size !== 16 };
+}
+
+/** the page-offset bound below which an access of `size` bits stays in its page */
+const limit = (size: number): number => 0x1000 - (size >> 3) + 1;
+
+/** JS source of the little-endian read of `size` bits at view m, offset p, into `v` (and `vh`) */
+function readMem(size: number): string {
+  if (size === 16) return "const v = m.getUint16(p, true);";
+  if (size === 32) return "const v = m.getInt32(p, true);";
+  return "const v = m.getInt32(p, true), vh = m.getInt32(p + 4, true);";
+}
+
+/** JS source of the little-endian write of x (and xh) at view m, offset p */
+function writeMem(size: number, x: string, xh: string): string {
+  if (size === 16) return `m.setUint16(p, ${x}, true);`;
+  if (size === 32) return `m.setInt32(p, ${x}, true);`;
+  return `m.setInt32(p, ${x}, true); m.setInt32(p + 4, ${xh}, true);`;
+}
+
+/**
+ * SHL (sub 4) / SHR (5) / SAR (7) of register op.reg by the constant op.imm (1..31, 1..63 for
+ * 64 bits) into fr (frh), with CF in fcf and OF in fof, as exec-arith.ts shiftOp computes them
+ */
+function shift(op: Op): string {
+  const c = op.imm;
+  const a = R(op.reg);
+  const ah = H(op.reg);
+  if (op.size === 16) {
+    const v = `const a = ${a} & 0xffff;`;
+    if (op.sub === 4)
+      return `${v} fr = (a << ${c}) & 0xffff; fcf = ${c <= 16 ? `(a >>> ${16 - c}) & 1` : "0"}; fof = (fr >>> 15) ^ fcf; frh = 0;`;
+    if (op.sub === 5) return `${v} fr = a >>> ${c}; fcf = (a >>> ${c - 1}) & 1; fof = a >>> 15; frh = 0;`;
+    return `${v} const s = (a << 16) >> 16; fr = (s >> ${c}) & 0xffff; fcf = (s >> ${c - 1}) & 1; fof = 0; frh = 0;`;
+  }
+  if (op.size === 32) {
+    const v = `const a = ${a};`;
+    if (op.sub === 4)
+      return `${v} fr = a << ${c}; fcf = (a >>> ${32 - c}) & 1; fof = (fr >>> 31) ^ fcf; frh = 0;`;
+    if (op.sub === 5)
+      return `${v} fr = (a >>> ${c}) | 0; fcf = (a >>> ${c - 1}) & 1; fof = a >>> 31; frh = 0;`;
+    return `${v} fr = a >> ${c}; fcf = (a >> ${c - 1}) & 1; fof = 0; frh = 0;`;
+  }
+  const v = `const a = ${a}, ah = ${ah};`;
+  if (op.sub === 4) {
+    const body =
+      c < 32
+        ? `fcf = (ah >>> ${32 - c}) & 1; frh = (ah << ${c}) | (a >>> ${32 - c}); fr = a << ${c};`
+        : c === 32
+          ? "fcf = ah & 1; frh = a; fr = 0;"
+          : `fcf = (a >>> ${64 - c}) & 1; frh = a << ${c - 32}; fr = 0;`;
+    return `${v} ${body} fof = (frh >>> 31) ^ fcf;`;
+  }
+  const sar = op.sub === 7;
+  const hiShift = sar ? ">>" : ">>>";
+  const body =
+    c < 32
+      ? `fcf = (a >>> ${c - 1}) & 1; fr = (a >>> ${c}) | (ah << ${32 - c}); frh = (ah ${hiShift} ${c}) | 0;`
+      : c === 32
+        ? `fcf = a >>> 31; fr = ah; frh = ${sar ? "ah >> 31" : "0"};`
+        : `fcf = (ah ${hiShift} ${c - 33}) & 1; fr = (ah ${hiShift} ${c - 32}) | 0; frh = ${sar ? "ah >> 31" : "0"};`;
+  return `${v} ${body} fof = ${sar ? "0" : "ah >>> 31"};`;
+}
+
+class Gen {
+  readonly out: string[] = [];
+  flags: StaticFlags = inCpu();
+  /** registers with locals, registers the block writes (low half / high half) */
+  readonly used = new Set<number>();
+  readonly dirty = new Set<number>();
+  readonly dirtyHi = new Set<number>();
+  /** effective-address segments and TLB tables the code refers to */
+  readonly segs = new Set<number>();
+  tlbR = false;
+  tlbW = false;
+
+  constructor(readonly ops: Op[]) {
+    for (const op of ops) {
+      if (op.kind === OpKind.Generic) continue;
+      const { use, def, defHi } = regsOf(op);
+      for (const r of use) this.used.add(r);
+      for (const r of def) {
+        this.used.add(r);
+        this.dirty.add(r);
+        if (defHi) this.dirtyHi.add(r);
       }
-      if (op.index >= 0) {
-        l.push(`(lo[${op.index}] >>> 0) * ${1 << op.scale}`);
-        h.push(`hi[${op.index}] * ${1 << op.scale}`);
-      }
-      // common case first: a non-negative offset below 4 GiB needs no carry folding
-      // a non-canonical stack reference is #SS(0) (block-ops.ts ea())
-      const slow = op.seg === 2 ? "cpu.canon(ea64(l, h), 2)" : "ea64(l, h)";
-      return `LH const l = ${l.join(" + ")}, h = ${h.join(" + ")}; LH (h === 0 && l >= 0 && l < 4294967296 ? l : ${slow})`;
     }
-    default:
-      return `(rip0 + ${op.len} + ${op.disp} + OFF)`;
+  }
+
+  /** locals -> CPU registers and flags */
+  spill(): string {
+    let s = "";
+    for (const r of this.dirty) s += `lo[${r}] = ${R(r)}; `;
+    for (const r of this.dirtyHi) s += `hi[${r}] = ${H(r)}; `;
+    return s + flagSync(this.flags);
+  }
+
+  /** CPU registers -> locals */
+  reload(): string {
+    let s = "";
+    for (const r of this.used) s += `${R(r)} = lo[${r}]; ${H(r)} = hi[${r}]; `;
+    return s;
+  }
+
+  /** the whole state as it is before op k (at byte offset off) */
+  sync(k: number, off: number): string {
+    return `cpu.rip = rip0 + ${off}; cpu.retired = ret + ${k}; ${this.spill()}`;
+  }
+
+  /**
+   * The slow path of a memory op: sync, run the op's handler (which raises any fault with the
+   * state synced), reload, and leave the block when the call changed code, mappings or asked for
+   * a window. `after` is the flag state the op leaves.
+   */
+  slow(k: number, off: number, after: StaticFlags): string {
+    return `${this.sync(k, off)} f${k}(cpu, o${k}); ${this.reload()}${flagReload(after)}
+if (cpu.codeEpoch !== epoch || cpu.windowRequests !== 0) { cpu.retired++; return -1; }`;
+  }
+
+  /** [statements, expression] of the op's linear address; a null expression: no fast path */
+  linear(op: Op, off: number): [string, string] {
+    switch (op.eaKind) {
+      case EaKind.A16: {
+        this.segs.add(op.seg);
+        let e = String(op.disp);
+        if (op.base >= 0) e += ` + ${R(op.base)}`;
+        if (op.index >= 0) e += ` + ${R(op.index)}`;
+        return ["", `((eb${op.seg} + ((${e}) & 0xffff)) >>> 0)`];
+      }
+      case EaKind.A32: {
+        this.segs.add(op.seg);
+        let e = String(op.disp);
+        if (op.base >= 0) e += ` + ${R(op.base)}`;
+        if (op.index >= 0) e += ` + (${R(op.index)} << ${op.scale})`;
+        return ["", `((eb${op.seg} + ((${e}) >>> 0)) >>> 0)`];
+      }
+      case EaKind.A64: {
+        // DS/SS bases are 0 in 64-bit mode. The fast path takes a non-negative offset below
+        // 4 GiB (always canonical); anything else goes to the handler, which applies the
+        // canonical rule (#SS(0) through RSP/RBP, #GP(0) otherwise) with the state synced.
+        let l = String(op.disp);
+        let h = "0";
+        if (op.base >= 0) {
+          l += ` + (${R(op.base)} >>> 0)`;
+          h += ` + ${H(op.base)}`;
+        }
+        if (op.index >= 0) {
+          l += ` + (${R(op.index)} >>> 0) * ${1 << op.scale}`;
+          h += ` + ${H(op.index)} * ${1 << op.scale}`;
+        }
+        return [`const l = ${l}, hh = ${h};`, "(hh === 0 && l >= 0 && l < 4294967296 ? l : Number.NaN)"];
+      }
+      default:
+        return ["", `(rip0 + ${off + op.len + op.disp})`];
+    }
+  }
+
+  /** the ALU op `sub` of `size` bits on a (ah) and b (bh); `dst` receives the result (or null) */
+  alu(
+    sub: number,
+    size: number,
+    a: string,
+    ah: string,
+    b: string,
+    bh: string,
+    dst: (x: string, xh: string) => string,
+  ): string {
+    const f = this.flags;
+    const logic = sub === 1 || sub === 4 || sub === 6;
+    const add = sub === 0 || sub === 2;
+    const carry = sub === 2 || sub === 3;
+    const pm = add ? "+" : "-";
+    let s = carry ? `const c = ${cf01(f)}; ` : "";
+    if (logic) {
+      const o = sub === 1 ? "|" : sub === 4 ? "&" : "^";
+      if (size === 16) s += `fr = (${a} ${o} ${b}) >>> 0; frh = 0;`;
+      else s += `fr = ${a} ${o} ${b}; frh = ${size === 64 ? `${ah} ${o} ${bh}` : "0"};`;
+    } else if (size === 16) {
+      // the CPU's representation: masked operands, raw result
+      s += `fa = ${a}; fb = ${b}; fr = fa ${pm} fb${carry ? ` ${pm} c` : ""};`;
+    } else {
+      s += `fa = ${a}; fb = ${b};${carry ? " fc = c;" : ""} fr = (fa ${pm} fb${carry ? ` ${pm} fc` : ""}) | 0;`;
+      if (size === 64) {
+        const out = add ? carryOut("fa", "fb", "fr") : borrowOut("fa", "fb", "fr");
+        s += ` fah = ${ah}; fbh = ${bh}; fcl = ${out}; frh = (fah ${pm} fbh ${pm} fcl) | 0;`;
+      }
+    }
+    if (sub !== 7) s += ` ${dst("fr", "frh")}`;
+    this.flags = { kind: logic ? LZ_LOGIC : add ? LZ_ADD : LZ_SUB, size, carry };
+    return `{ ${s} }`;
+  }
+
+  /** the op's immediate as [lo, hi] operands */
+  imm(op: Op): [string, string] {
+    return op.size === 16 ? [String(op.imm), "0"] : [String(op.imm | 0), String(op.immHi | 0)];
+  }
+
+  /** assignment of x (xh) to register r at `size` bits */
+  setReg(size: number, r: number, x: string, xh: string): string {
+    if (size === 16) return `${R(r)} = (${R(r)} & -65536) | (${x} & 0xffff);`;
+    return `${R(r)} = ${x} | 0; ${H(r)} = ${size === 64 ? `${xh} | 0` : "0"};`;
+  }
+
+  /** operand of `size` bits from register r: [lo, hi] (int32 halves; 16 bits: zero-extended) */
+  getReg(size: number, r: number): [string, string] {
+    if (size === 16) return [`(${R(r)} & 0xffff)`, "0"];
+    return [R(r), size === 64 ? H(r) : "0"];
+  }
+
+  /** emits op k (not the final branch) */
+  op(op: Op, k: number, off: number): void {
+    const out = this.out;
+    const size = op.size;
+    const d = op.reg;
+    switch (op.kind) {
+      case OpKind.AluRR:
+      case OpKind.AluRI: {
+        const [a, ah] = this.getReg(size, d);
+        const [b, bh] = op.kind === OpKind.AluRR ? this.getReg(size, op.rm) : this.imm(op);
+        out.push(this.alu(op.sub, size, a, ah, b, bh, (x, xh) => this.setReg(size, d, x, xh)));
+        return;
+      }
+      case OpKind.TestRR:
+      case OpKind.TestRI: {
+        const [a, ah] = this.getReg(size, d);
+        const [b, bh] = op.kind === OpKind.TestRR ? this.getReg(size, op.rm) : this.imm(op);
+        out.push(this.alu(4, size, a, ah, b, bh, () => ""));
+        return;
+      }
+      case OpKind.IncDec: {
+        const inc = op.sub === 0;
+        const pm = inc ? "+" : "-";
+        let s = `fcf = ${cf01(this.flags)}; fb = 1; `;
+        if (size === 16)
+          s += `fa = ${R(d)} & 0xffff; fr = (fa ${pm} 1) & 0xffff; ${R(d)} = (${R(d)} & -65536) | fr;`;
+        else if (size === 32) s += `fa = ${R(d)}; fr = (fa ${pm} 1) | 0; ${R(d)} = fr; ${H(d)} = 0;`;
+        else {
+          s += `fa = ${R(d)}; fah = ${H(d)}; fbh = 0; fr = (fa ${pm} 1) | 0; `;
+          s += inc ? "frh = fr === 0 ? (fah + 1) | 0 : fah;" : "frh = fa === 0 ? (fah - 1) | 0 : fah;";
+          s += ` ${R(d)} = fr; ${H(d)} = frh;`;
+        }
+        this.flags = { kind: inc ? LZ_INC : LZ_DEC, size, carry: false };
+        out.push(`{ ${s} }`);
+        return;
+      }
+      case OpKind.MovRR: {
+        const [v, vh] = this.getReg(size, op.rm);
+        out.push(this.setReg(size, d, v, vh));
+        return;
+      }
+      case OpKind.MovRI:
+        out.push(this.setReg(size, d, String(op.imm), String(op.immHi)));
+        return;
+      case OpKind.Nop:
+        return;
+      case OpKind.Lea: {
+        out.push(`{ ${this.lea(op, off)} }`);
+        return;
+      }
+      case OpKind.ShiftRI:
+        out.push(`{ ${shift(op)} ${this.setReg(size, d, "fr", "frh")} }`);
+        this.flags = { kind: LZ_RES, size, carry: false };
+        return;
+      case OpKind.MovxR: {
+        const s = R(op.rm);
+        const sx = op.sub === 1;
+        let v: string;
+        if (op.imm === 16) v = sx ? `((${s} << 16) >> 16)` : `(${s} & 0xffff)`;
+        else if (op.byteHi) v = sx ? `((${s} << 16) >> 24)` : `((${s} >> 8) & 0xff)`;
+        else v = sx ? `((${s} << 24) >> 24)` : `(${s} & 0xff)`;
+        out.push(`{ const v = ${v}; ${this.setReg(size, d, "v", sx ? "(v >> 31)" : "0")} }`);
+        return;
+      }
+      case OpKind.CmovRR: {
+        // a 32-bit CMOV clears the high half even when the condition is false
+        const [v, vh] = this.getReg(size, op.rm);
+        const c = condExpr(this.flags, op.sub);
+        if (size === 32) out.push(`if (${c}) ${R(d)} = ${v}; ${H(d)} = 0;`);
+        else out.push(`if (${c}) { ${this.setReg(size, d, v, vh)} }`);
+        return;
+      }
+      case OpKind.SetccR: {
+        const r = R(op.rm);
+        const sh = op.byteHi ? 8 : 0;
+        out.push(`${r} = (${r} & ${~(0xff << sh)}) | ((${condExpr(this.flags, op.sub)} ? 1 : 0) << ${sh});`);
+        return;
+      }
+      case OpKind.Load:
+      case OpKind.Store:
+      case OpKind.AluRM:
+      case OpKind.AluMR:
+      case OpKind.AluMI:
+      case OpKind.MovxM:
+      case OpKind.StoreImm:
+      case OpKind.TestMR:
+        out.push(this.memOp(op, k, off));
+        return;
+      default: {
+        // generic: the executor runs it with the whole state in the CPU
+        const next = off + op.len;
+        out.push(
+          `${this.sync(k, off)} generic(cpu, o${k}); cpu.retired++;`,
+          "if (cpu.interruptibility !== 0 && cpu.shadowAt !== cpu.retired) cpu.interruptibility &= ~3;",
+          `if (cpu.rip !== rip0 + ${next} || cpu.codeEpoch !== epoch || cpu.activity !== 0 || cpu.windowRequests !== 0 || (cpu.interruptibility & 3) !== 0) return -1;`,
+          this.reload(),
+        );
+        this.flags = inCpu();
+      }
+    }
+  }
+
+  lea(op: Op, off: number): string {
+    const size = op.size;
+    switch (op.eaKind) {
+      case EaKind.A16: {
+        let e = String(op.disp);
+        if (op.base >= 0) e += ` + ${R(op.base)}`;
+        if (op.index >= 0) e += ` + ${R(op.index)}`;
+        return this.setReg(size, op.reg, `((${e}) & 0xffff)`, "0");
+      }
+      case EaKind.A32: {
+        let e = String(op.disp);
+        if (op.base >= 0) e += ` + ${R(op.base)}`;
+        if (op.index >= 0) e += ` + (${R(op.index)} << ${op.scale})`;
+        return this.setReg(size, op.reg, `(${e})`, "0");
+      }
+      case EaKind.A64: {
+        // halves kept apart: the offset need not be canonical, so it may not fit a double
+        let l = String(op.disp);
+        let h = "0";
+        if (op.base >= 0) {
+          l += ` + (${R(op.base)} >>> 0)`;
+          h += ` + ${H(op.base)}`;
+        }
+        if (op.index >= 0) {
+          l += ` + (${R(op.index)} >>> 0) * ${1 << op.scale}`;
+          h += ` + ${H(op.index)} * ${1 << op.scale}`;
+        }
+        return `const l = ${l}; ${this.setReg(size, op.reg, "l", `(${h} + Math.floor(l / ${TWO32}))`)}`;
+      }
+      default:
+        // RIP-relative: RIP is canonical, so the sum is exact
+        return `const a = rip0 + ${off + op.len + op.disp}; ${this.setReg(size, op.reg, "a", `Math.floor(a / ${TWO32})`)}`;
+    }
+  }
+
+  /** a load, store or ALU op with a memory operand: TLB hit inline, the handler on a miss */
+  memOp(op: Op, k: number, off: number): string {
+    const size = op.size;
+    const [pre, lin] = this.linear(op, off);
+    const kind = op.kind;
+    const rmw = (kind === OpKind.AluMR || kind === OpKind.AluMI) && op.sub !== 7;
+    const write = kind === OpKind.Store || kind === OpKind.StoreImm || rmw;
+    // bits accessed: MOVZX/MOVSX read their source width
+    const width = kind === OpKind.MovxM ? op.imm : size;
+    if (write) this.tlbW = true;
+    else this.tlbR = true;
+    const t = write ? "W" : "R";
+    const flagsBefore = this.flags;
+    let body: string;
+    const d = op.reg;
+    switch (kind) {
+      case OpKind.Load:
+        body = `${readMem(size)} ${this.setReg(size, d, "v", "vh")}`;
+        break;
+      case OpKind.Store: {
+        const [x, xh] = size === 16 ? [R(d), "0"] : [R(d), H(d)];
+        body = writeMem(size, x, xh);
+        break;
+      }
+      case OpKind.StoreImm: {
+        const [x, xh] = this.imm(op);
+        body = writeMem(size, x, xh);
+        break;
+      }
+      case OpKind.MovxM: {
+        const sx = op.sub === 1;
+        const get = op.imm === 8 ? (sx ? "getInt8" : "getUint8") : sx ? "getInt16" : "getUint16";
+        body = `const v = m.${get}(p${op.imm === 8 ? "" : ", true"}); ${this.setReg(size, d, "v", sx ? "(v >> 31)" : "0")}`;
+        break;
+      }
+      case OpKind.TestMR: {
+        const [b, bh] = this.getReg(size, d);
+        body = `${readMem(size)} ${this.alu(4, size, "v", size === 64 ? "vh" : "0", b, bh, () => "")}`;
+        break;
+      }
+      case OpKind.AluRM: {
+        const [a, ah] = this.getReg(size, d);
+        body = `${readMem(size)} ${this.alu(op.sub, size, a, ah, "v", size === 64 ? "vh" : "0", (x, xh) => this.setReg(size, d, x, xh))}`;
+        break;
+      }
+      default: {
+        const [b, bh] = kind === OpKind.AluMR ? this.getReg(size, d) : this.imm(op);
+        body = `${readMem(size)} ${this.alu(op.sub, size, "v", size === 64 ? "vh" : "0", b, bh, (x, xh) => writeMem(size, `(${x} | 0)`, `(${xh} | 0)`))}`;
+      }
+    }
+    const after = this.flags;
+    // the slow path syncs the flags as they were before the op
+    this.flags = flagsBefore;
+    const slow = this.slow(k, off, after);
+    this.flags = after;
+    return `{ ${pre}const lin = ${lin}, o = lin & 0xfff, i = (lin >>> 12) & 0xfff;
+if (tlb${t}Tag[i] === lin - o && o < ${limit(width)}) { const m = tlb${t}View[i], p = tlb${t}Off[i] + o; ${body} }
+else { ${slow} } }`;
+  }
+
+  /**
+   * exit with the state synced after the whole pass; `rip` is the next RIP, `which` the exit's
+   * number (block-chain.ts), -1 after a generic op (the run loop must look at the state)
+   */
+  exit(n: number, rip: string, which: string): string {
+    return `{ ${this.spill()} cpu.rip = ${rip}; cpu.retired = ret + ${n}; return ${which}; }`;
   }
 }
 
-/** [statements to put first, expression] for the op's linear address at block offset `off` */
-function linDecl(op: Op, off: number): [string, string] {
-  const e = eaExpr(op).replace("OFF", String(off));
-  if (!e.startsWith("LH ")) return ["", e];
-  const [, pre, expr] = e.split("LH ");
-  return [pre, expr];
-}
+/** the body of the block's function (compileBlock), for tests and for reading */
+export function blockSource(blk: Block): string {
+  const ops = blk.ops;
+  const n = ops.length;
+  const g = new Gen(ops);
+  const last = ops[n - 1];
+  const branch = last.kind === OpKind.Jcc || last.kind === OpKind.Jmp;
+  const straight = branch ? n - 1 : n;
+  let end = 0;
+  for (const op of ops) end += op.len;
+  const wrap = (t: string): string =>
+    last.size === 64 ? t : last.size === 16 ? `((${t}) & 0xffff)` : `((${t}) >>> 0)`;
+  const target = branch ? wrap(`rip0 + ${end + last.imm}`) : "";
+  const loops = branch && end + last.imm === 0 && ops.every((o) => o.kind !== OpKind.Generic);
 
-/** inline source of a register-only op, or null */
-function regOp(op: Op): string | null {
-  const d = op.reg;
-  const s = op.rm;
-  const w = op.sub !== 7;
-  if (op.kind === OpKind.AluRR || op.kind === OpKind.AluRI) {
-    if (op.size === 32) {
-      const b = op.kind === OpKind.AluRR ? `(lo[${s}] >>> 0)` : String(op.imm);
-      const a = `(lo[${d}] >>> 0)`;
-      switch (op.sub) {
-        case 0:
-          return `{ const a = ${a}, b = ${b}, r = a + b; cpu.fOp = 1; cpu.fSize = 32; cpu.fA = a; cpu.fB = b; cpu.fRes = r; lo[${d}] = r; hi[${d}] = 0; }`;
-        case 5:
-        case 7:
-          return `{ const a = ${a}, b = ${b}, r = a - b; cpu.fOp = 2; cpu.fSize = 32; cpu.fA = a; cpu.fB = b; cpu.fRes = r;${w ? ` lo[${d}] = r; hi[${d}] = 0;` : ""} }`;
-        case 1:
-        case 4:
-        case 6: {
-          const o = op.sub === 1 ? "|" : op.sub === 4 ? "&" : "^";
-          return `{ const r = (${a} ${o} ${b}) >>> 0; cpu.fOp = 3; cpu.fSize = 32; cpu.fRes = r; cpu.fResHi = 0; lo[${d}] = r; hi[${d}] = 0; }`;
-        }
-        default:
-          return null;
-      }
+  /** one pass over the ops before the branch */
+  const pass = (): void => {
+    let off = 0;
+    for (let k = 0; k < straight; k++) {
+      g.op(ops[k], k, off);
+      off += ops[k].len;
     }
-    if (op.size === 16) {
-      const b = op.kind === OpKind.AluRR ? `(lo[${s}] & 0xffff)` : String(op.imm);
-      const a = `(lo[${d}] & 0xffff)`;
-      const put = `lo[${d}] = (lo[${d}] & ~0xffff) | (r & 0xffff);`;
-      switch (op.sub) {
-        case 0:
-          return `{ const a = ${a}, b = ${b}, r = a + b; cpu.fOp = 1; cpu.fSize = 16; cpu.fA = a; cpu.fB = b; cpu.fRes = r; ${put} }`;
-        case 5:
-        case 7:
-          return `{ const a = ${a}, b = ${b}, r = a - b; cpu.fOp = 2; cpu.fSize = 16; cpu.fA = a; cpu.fB = b; cpu.fRes = r;${w ? ` ${put}` : ""} }`;
-        case 1:
-        case 4:
-        case 6: {
-          const o = op.sub === 1 ? "|" : op.sub === 4 ? "&" : "^";
-          return `{ const r = (${a} ${o} ${b}) >>> 0; cpu.fOp = 3; cpu.fSize = 16; cpu.fRes = r; cpu.fResHi = 0; ${put} }`;
-        }
-        default:
-          return null;
-      }
-    }
-    if (op.size === 64) {
-      const rr = op.kind === OpKind.AluRR;
-      const b = rr ? `(lo[${s}] >>> 0)` : String(op.imm);
-      const bh = rr ? `hi[${s}]` : String(op.immHi);
-      const head = `const a = (lo[${d}] >>> 0), ah = hi[${d}], b = ${b}, bh = ${bh};`;
-      switch (op.sub) {
-        case 0:
-          return `{ ${head} const r = a + b; const rh = (ah >>> 0) + (bh >>> 0) + (r > 0xffffffff ? 1 : 0); cpu.fOp = 1; cpu.fSize = 64; cpu.fA = a; cpu.fB = b; cpu.fRes = r; cpu.fAHi = ah; cpu.fBHi = bh; cpu.fResHi = rh; lo[${d}] = r; hi[${d}] = rh; }`;
-        case 5:
-        case 7:
-          return `{ ${head} const r = a - b; const rh = (ah >>> 0) - (bh >>> 0) - (r < 0 ? 1 : 0); cpu.fOp = 2; cpu.fSize = 64; cpu.fA = a; cpu.fB = b; cpu.fRes = r; cpu.fAHi = ah; cpu.fBHi = bh; cpu.fResHi = rh;${w ? ` lo[${d}] = r; hi[${d}] = rh;` : ""} }`;
-        case 1:
-        case 4:
-        case 6: {
-          const o = op.sub === 1 ? "|" : op.sub === 4 ? "&" : "^";
-          return `{ ${head} const r = (a ${o} b) >>> 0; const rh = ah ${o} bh; cpu.fOp = 3; cpu.fSize = 64; cpu.fRes = r; cpu.fResHi = rh; lo[${d}] = r; hi[${d}] = rh; }`;
-        }
-        default:
-          return null;
-      }
-    }
-    return null;
+  };
+  const taken = (): string => (last.kind === OpKind.Jmp ? "true" : condExpr(g.flags, last.sub));
+  // exits: 0 falls through, 1 takes the branch; a block with a generic op returns -1 (the op may
+  // have halted, set an interrupt shadow or asked for a window: the run loop must look)
+  const generic = ops.some((o) => o.kind === OpKind.Generic);
+  const which = (w: string): string => (generic ? "-1" : w);
+
+  pass();
+  if (!branch) {
+    // a generic op at the end has synced everything and returned, unless it fell through
+    g.out.push(last.kind === OpKind.Generic ? "return -1;" : g.exit(n, `rip0 + ${end}`, which("0")));
+  } else if (!loops) {
+    g.out.push(`{ const t = ${taken()}; ${g.exit(n, `t ? ${target} : rip0 + ${end}`, which("t ? 1 : 0"))} }`);
+  } else {
+    const back = (): string =>
+      `{ const t = ${taken()}; left -= ${n}; if (!t || left < ${n}) ${g.exit(n, `t ? rip0 : rip0 + ${end}`, "t ? 1 : 0")} ret += ${n}; }`;
+    g.out.push(back(), "for (;;) {");
+    pass();
+    g.out.push(back(), "}");
   }
-  if (op.kind === OpKind.IncDec) {
-    const inc = op.sub === 0;
-    if (op.size === 32)
-      return `{ const a = lo[${d}] >>> 0; cpu.fCf = lazyCf(cpu); cpu.fOp = ${inc ? 4 : 5}; cpu.fSize = 32; cpu.fA = a; cpu.fB = 1; const m = (a ${inc ? "+" : "-"} 1) >>> 0; cpu.fRes = m; lo[${d}] = m; hi[${d}] = 0; }`;
-    if (op.size === 16)
-      return `{ const a = lo[${d}] & 0xffff; cpu.fCf = lazyCf(cpu); cpu.fOp = ${inc ? 4 : 5}; cpu.fSize = 16; cpu.fA = a; cpu.fB = 1; const m = (a ${inc ? "+" : "-"} 1) & 0xffff; cpu.fRes = m; lo[${d}] = (lo[${d}] & ~0xffff) | m; }`;
-    if (op.size === 64)
-      return `{ const a = lo[${d}] >>> 0, ah = hi[${d}]; cpu.fCf = lazyCf(cpu); cpu.fOp = ${inc ? 4 : 5}; cpu.fSize = 64; cpu.fA = a; cpu.fB = 1; cpu.fAHi = ah; cpu.fBHi = 0; const r = a ${inc ? "+" : "-"} 1; const rh = ${inc ? "r > 0xffffffff ? (ah + 1) | 0 : ah" : "r < 0 ? (ah - 1) | 0 : ah"}; cpu.fResHi = rh; cpu.fRes = r >>> 0; lo[${d}] = r; hi[${d}] = rh; }`;
-    return null;
+
+  const head: string[] = [
+    "const lo = cpu.lo, hi = cpu.hi, epoch = cpu.codeEpoch, rip0 = cpu.rip;",
+    // a loop returns every LOOP_SLICE instructions (and block-chain.ts calls it again): V8 then
+    // optimizes the function as a whole instead of running on-stack-replaced code (slower) for
+    // the whole budget. The first calls return sooner, so that every path (the exits too) has
+    // type feedback before V8 optimizes the function (otherwise the first exit deoptimizes it).
+    `const slice = warm < ${WARM_CALLS} ? (warm++, ${WARM_SLICE}) : ${LOOP_SLICE};`,
+    "let ret = cpu.retired, left = budget < slice ? budget : slice;",
+    FLAG_LOCALS,
+  ];
+  for (const s of g.segs) head.push(`const eb${s} = cpu.effBase[${s}];`);
+  for (const t of [g.tlbR ? "R" : "", g.tlbW ? "W" : ""]) {
+    if (t !== "")
+      head.push(
+        `const tlb${t}Tag = cpu.tlb${t}Tag, tlb${t}View = cpu.tlb${t}View, tlb${t}Off = cpu.tlb${t}Off;`,
+      );
   }
-  if (op.kind === OpKind.MovRR && op.size !== 16)
-    return `lo[${d}] = lo[${s}]; hi[${d}] = ${op.size === 64 ? `hi[${s}]` : "0"};`;
-  if (op.kind === OpKind.MovRI && op.size !== 16)
-    return `lo[${d}] = ${op.imm | 0}; hi[${d}] = ${op.immHi | 0};`;
-  if (op.kind === OpKind.Nop) return "";
-  return null;
-}
+  if (g.used.size > 0)
+    head.push(`let ${[...g.used].map((r) => `${R(r)} = lo[${r}], ${H(r)} = hi[${r}]`).join(", ")};`);
 
-const isLogic = (op: Op): boolean =>
-  (op.kind === OpKind.AluRR || op.kind === OpKind.AluRI) && (op.sub === 1 || op.sub === 4 || op.sub === 6);
-
-/** the op is emitted inline and defines the whole lazy-flag state without reading it */
-function overwritesFlags(op: Op | undefined): boolean {
-  return (
-    op !== undefined &&
-    (op.kind === OpKind.AluRR || op.kind === OpKind.AluRI) &&
-    op.sub !== 2 &&
-    op.sub !== 3 &&
-    regOp(op) !== null
-  );
+  return `${head.join("\n")}\n${g.out.join("\n")}`;
 }
 
 export function compileBlock(blk: Block): CompiledBlock {
   const ops = blk.ops;
-  const out: string[] = ["const rip0 = cpu.rip;"];
-  // ops retired since `retired` was last written, and whether RIP is current
-  let unsynced = 0;
-  let ripSynced = true;
-  let off = 0;
-  const sync = (at: number): void => {
-    if (unsynced !== 0) out.push(`cpu.retired += ${unsynced};`);
-    if (!ripSynced) out.push(`cpu.rip = rip0 + ${at};`);
-    unsynced = 0;
-    ripSynced = true;
-  };
-  let ended = false;
-  for (let k = 0; k < ops.length; k++) {
-    const op = ops[k];
-    const next = off + op.len;
-    let reg = regOp(op);
-    if (reg !== null) {
-      // lazy-flag state the next op replaces before anything can observe it is not written
-      if (overwritesFlags(ops[k + 1])) reg = reg.replace(/cpu\.f[A-Za-z]+ = [^;]+;/g, "");
-      else if (k > 0 && op.kind === OpKind.IncDec && regOp(ops[k - 1]) !== null) {
-        // INC/DEC keep CF: known statically after a logic op (0) or another INC/DEC (unchanged)
-        const prev = ops[k - 1];
-        if (prev.kind === OpKind.IncDec) reg = reg.replace("cpu.fCf = lazyCf(cpu);", "");
-        else if (isLogic(prev)) reg = reg.replace("cpu.fCf = lazyCf(cpu);", "cpu.fCf = 0;");
-      }
-      out.push(reg);
-      unsynced++;
-      ripSynced = false;
-    } else if ((op.kind === OpKind.Load || op.kind === OpKind.Store) && op.size === 16) {
-      sync(off);
-      const [pre, lin] = linDecl(op, off);
-      if (op.kind === OpKind.Load) {
-        out.push(
-          `{ ${pre}const lin = ${lin}, o = lin & 0xfff, i = (lin >>> 12) & 0xfff; let v;`,
-          "if (cpu.tlbRTag[i] === lin - o && o < 0xfff) { const m = cpu.tlbRMem[i], p = cpu.tlbROff[i] + o; v = m[p] | (m[p + 1] << 8); }",
-          `else v = cpu.rd16(lin); lo[${op.reg}] = (lo[${op.reg}] & ~0xffff) | v; }`,
-        );
-      } else {
-        out.push(
-          `{ ${pre}const lin = ${lin}, o = lin & 0xfff, i = (lin >>> 12) & 0xfff, v = lo[${op.reg}];`,
-          "if (cpu.tlbWTag[i] === lin - o && o < 0xfff) { const m = cpu.tlbWMem[i], p = cpu.tlbWOff[i] + o; m[p] = v; m[p + 1] = v >> 8; }",
-          "else cpu.wr16(lin, v); }",
-        );
-        if (k < ops.length - 1)
-          out.push(`if (cpu.codeEpoch !== epoch) { cpu.retired++; cpu.rip = rip0 + ${next}; return; }`);
-      }
-      unsynced = 1;
-      ripSynced = false;
-    } else if (op.kind === OpKind.Load || op.kind === OpKind.Store) {
-      sync(off);
-      const [pre, lin] = linDecl(op, off);
-      const n8 = op.size === 64;
-      if (op.kind === OpKind.Load) {
-        out.push(
-          `{ ${pre}const lin = ${lin}, o = lin & 0xfff, i = (lin >>> 12) & 0xfff;`,
-          `if (cpu.tlbRTag[i] === lin - o && o < 0xff9) { const m = cpu.tlbRMem[i], p = cpu.tlbROff[i] + o;`,
-          `lo[${op.reg}] = m[p] | (m[p + 1] << 8) | (m[p + 2] << 16) | (m[p + 3] << 24);`,
-          `hi[${op.reg}] = ${n8 ? "m[p + 4] | (m[p + 5] << 8) | (m[p + 6] << 16) | (m[p + 7] << 24)" : "0"}; }`,
-          n8
-            ? `else { lo[${op.reg}] = cpu.rd64(lin); hi[${op.reg}] = cpu.vh; } }`
-            : `else { lo[${op.reg}] = cpu.rd32(lin); hi[${op.reg}] = 0; } }`,
-        );
-        unsynced = 1;
-        ripSynced = false;
-      } else {
-        out.push(
-          `{ ${pre}const lin = ${lin}, o = lin & 0xfff, i = (lin >>> 12) & 0xfff, v = lo[${op.reg}];`,
-          `if (cpu.tlbWTag[i] === lin - o && o < 0xff9) { const m = cpu.tlbWMem[i], p = cpu.tlbWOff[i] + o;`,
-          "m[p] = v; m[p + 1] = v >> 8; m[p + 2] = v >> 16; m[p + 3] = v >> 24;",
-          n8
-            ? `const vh = hi[${op.reg}]; m[p + 4] = vh; m[p + 5] = vh >> 8; m[p + 6] = vh >> 16; m[p + 7] = vh >> 24; }`
-            : "}",
-          n8 ? `else cpu.wr64(lin, v, hi[${op.reg}]); }` : "else cpu.wr32(lin, v); }",
-        );
-        if (k < ops.length - 1)
-          out.push(`if (cpu.codeEpoch !== epoch) { cpu.retired++; cpu.rip = rip0 + ${next}; return; }`);
-        unsynced = 1;
-        ripSynced = false;
-      }
-    } else if (op.kind === OpKind.Jcc || op.kind === OpKind.Jmp) {
-      // always the last op
-      const wrap = (t: string) => (op.size === 64 ? t : op.size === 16 ? `(${t}) & 0xffff` : `(${t}) >>> 0`);
-      const target = wrap(`rip0 + ${next + op.imm}`);
-      out.push(`cpu.retired += ${unsynced + 1};`);
-      if (op.kind === OpKind.Jmp) out.push(`cpu.rip = ${target};`);
-      else {
-        const cc = op.sub;
-        const prev = k > 0 ? ops[k - 1] : undefined;
-        // JZ/JNZ right after an inline op of known size: ZF from the raw result in place
-        const zf =
-          prev !== undefined &&
-          regOp(prev) !== null &&
-          prev.kind !== OpKind.MovRR &&
-          prev.kind !== OpKind.MovRI &&
-          prev.kind !== OpKind.Nop
-            ? prev.size === 64
-              ? "((cpu.fRes | 0) === 0 && (cpu.fResHi | 0) === 0)"
-              : prev.size === 32
-                ? "((cpu.fRes | 0) === 0)"
-                : "((cpu.fRes & 0xffff) === 0)"
-            : null;
-        const taken =
-          (cc & 0xe) === 4
-            ? zf !== null
-              ? `${zf} === ${cc === 4}`
-              : `(cpu.fOp !== 0 ? lazyZf(cpu) === ${cc === 4} : condition(cpu, ${cc}))`
-            : `condition(cpu, ${cc})`;
-        out.push(`cpu.rip = ${taken} ? ${target} : rip0 + ${next};`);
-      }
-      ended = true;
-    } else if (op.kind !== OpKind.Generic) {
-      sync(off);
-      out.push(`f${k}(cpu, o${k});`, "cpu.retired++;");
-      if (k < ops.length - 1) out.push("if (cpu.codeEpoch !== epoch) return;");
-    } else {
-      sync(off);
-      out.push(
-        `generic(cpu, o${k});`,
-        "cpu.retired++;",
-        "if (cpu.interruptibility !== 0 && cpu.shadowAt !== cpu.retired) cpu.interruptibility &= ~3;",
-        `if (cpu.rip !== rip0 + ${next} || cpu.codeEpoch !== epoch || cpu.activity !== 0 || cpu.windowRequests !== 0 || (cpu.interruptibility & 3) !== 0) return;`,
-      );
-    }
-    off = next;
-  }
-  if (!ended) sync(off);
-  // a block that branches back to its own start (a loop with no generic op, so nothing in it can
-  // halt, set an interrupt shadow or call out of the CPU) repeats inside the function while the
-  // budget allows a whole pass and nothing asked the run loop to look
-  const last = ops[ops.length - 1];
-  const loops = ended && ops.every((o) => o.kind !== OpKind.Generic) && off + last.imm === 0;
-  const body = loops
-    ? [
-        "for (let left = budget;;) {",
-        ...out,
-        `left -= ${ops.length};`,
-        `if (cpu.rip !== rip0 || left < ${ops.length} || cpu.codeEpoch !== epoch || cpu.windowRequests !== 0) return;`,
-        "}",
-      ]
-    : out;
   const factory = new Function(
     "generic",
     "ops",
     "lazyCf",
-    "lazyZf",
     "condition",
-    "ea64",
-    `const [${ops.map((_, k) => `o${k}`).join(", ")}] = ops;
+    "PARITY",
+    `"use strict";
+const [${ops.map((_, k) => `o${k}`).join(", ")}] = ops;
 const [${ops.map((_, k) => `f${k}`).join(", ")}] = ops.map((o) => o.fn);
+let warm = 0;
 return function block(cpu, budget) {
-const lo = cpu.lo, hi = cpu.hi, epoch = cpu.codeEpoch;
-${body.join("\n")}
+${blockSource(blk)}
 };`,
   ) as (
     generic: typeof genericOp,
     ops: Op[],
     cf: typeof lazyCf,
-    zf: typeof lazyZf,
     cond: typeof condition,
-    e64: typeof ea64,
+    parity: typeof PARITY,
   ) => CompiledBlock;
-  return factory(genericOp, ops, lazyCf, lazyZf, condition, ea64);
-}
-
-/** 64-bit address from the exact low sum and the high sum (carry folded, as Interpreter.modrm) */
-function ea64(l: number, h: number): number {
-  return ((h + Math.floor(l / TWO32)) | 0) * TWO32 + (l >>> 0);
+  return factory(genericOp, ops, lazyCf, condition, PARITY);
 }

@@ -1,7 +1,9 @@
 // Decodes one instruction into an Op for the decode cache. Only the forms that dominate compiled
-// and hand-written hot loops get a fast Op (register and memory ALU, INC/DEC, MOV, LEA, TEST, Jcc,
-// JMP, NOP) and only without segment/LOCK/REP/address-size prefixes; everything else becomes a
-// Generic op that runs the single-step executor, so behaviour never depends on what is cached.
+// and hand-written hot loops get a fast Op (register and memory ALU, INC/DEC, MOV incl. immediate
+// to memory, LEA, TEST, Jcc, JMP, NOP; and, inline in compiled blocks only, MOVZX/MOVSX, CMOVcc,
+// SETcc r8, shifts by a constant) and only without segment/LOCK/REP/address-size prefixes;
+// everything else becomes a Generic op that runs the single-step executor, so behaviour never
+// depends on what is cached.
 
 import {
   aluHandler,
@@ -9,6 +11,7 @@ import {
   aluMR,
   aluRM,
   EaKind,
+  genericOp,
   incDec,
   incDec32,
   incDec64,
@@ -162,7 +165,13 @@ export function decodeFast(m: Uint8Array, p: number, len: number, mode64: boolea
     }
     case 0x85: {
       const mr = m[p];
-      if (mr < 0xc0) return null;
+      if (mr < 0xc0) {
+        if (decodeEa(op, m, p, rex, asz, mode64) < 0) return null;
+        op.kind = OpKind.TestMR;
+        op.fn = genericOp;
+        op.reg = ((mr >> 3) & 7) | ((rex & 4) << 1);
+        return op;
+      }
       op.kind = OpKind.TestRR;
       op.fn = testRR;
       op.reg = ((mr >> 3) & 7) | ((rex & 4) << 1);
@@ -221,14 +230,17 @@ export function decodeFast(m: Uint8Array, p: number, len: number, mode64: boolea
     }
     case 0x0f: {
       const b2 = m[p];
-      if (b2 < 0x80 || b2 > 0x8f || opsz) return null;
-      op.kind = OpKind.Jcc;
-      op.fn = jcc;
-      op.sub = b2 & 15;
-      op.imm = osz === 16 ? s16(u16(m, p + 1)) : s32(m, p + 1);
-      op.size = mode64 ? 64 : osz;
-      op.ends = true;
-      return op;
+      if (b2 >= 0x80 && b2 <= 0x8f) {
+        if (opsz) return null;
+        op.kind = OpKind.Jcc;
+        op.fn = jcc;
+        op.sub = b2 & 15;
+        op.imm = osz === 16 ? s16(u16(m, p + 1)) : s32(m, p + 1);
+        op.size = mode64 ? 64 : osz;
+        op.ends = true;
+        return op;
+      }
+      return decode0f(op, m, p, b2, rex, asz, mode64);
     }
     default:
       if (b >= 0x70 && b <= 0x7f) {
@@ -248,6 +260,52 @@ export function decodeFast(m: Uint8Array, p: number, len: number, mode64: boolea
         op.reg = b & 7;
         return op;
       }
+      if (b === 0xf7) {
+        // TEST r, imm (F7 /0 and its alias /1; the rest of group 3 is generic)
+        const mr = m[p];
+        if (mr < 0xc0 || ((mr >> 3) & 7) > 1) return null;
+        op.kind = OpKind.TestRI;
+        op.fn = genericOp;
+        op.reg = (mr & 7) | ((rex & 1) << 3);
+        const v = osz === 16 ? u16(m, p + 1) : s32(m, p + 1);
+        op.imm = osz === 16 ? v : v >>> 0;
+        op.immHi = osz === 64 ? v >> 31 : 0;
+        return op;
+      }
+      if (b === 0xc1 || b === 0xd1) {
+        // SHL/SAL, SHR, SAR r, imm8 / 1 (a count that masks to 0 changes nothing: generic)
+        const mr = m[p];
+        const sub = (mr >> 3) & 7;
+        if (mr < 0xc0 || sub < 4) return null;
+        const count = (b === 0xd1 ? 1 : m[p + 1]) & (osz === 64 ? 0x3f : 0x1f);
+        if (count === 0) return null;
+        op.kind = OpKind.ShiftRI;
+        op.fn = genericOp;
+        op.sub = sub === 6 ? 4 : sub;
+        op.reg = (mr & 7) | ((rex & 1) << 3);
+        op.imm = count;
+        return op;
+      }
+      if (b === 0xc7) {
+        // MOV r/m, imm (/0 only); the immediate is sign-extended for 64-bit operands
+        const mr = m[p];
+        if ((mr & 0x38) !== 0) return null;
+        let q = p + 1;
+        if (mr < 0xc0) {
+          q = decodeEa(op, m, p, rex, asz, mode64);
+          if (q < 0) return null;
+          op.kind = OpKind.StoreImm;
+          op.fn = genericOp;
+        } else {
+          op.kind = OpKind.MovRI;
+          op.fn = movRI;
+          op.reg = (mr & 7) | ((rex & 1) << 3);
+        }
+        const v = osz === 16 ? u16(m, q) : s32(m, q);
+        op.imm = osz === 16 ? v : v >>> 0;
+        op.immHi = osz === 64 ? v >> 31 : 0;
+        return op;
+      }
       if (b >= 0xb8 && b <= 0xbf) {
         op.kind = OpKind.MovRI;
         op.fn = movRI;
@@ -264,6 +322,56 @@ export function decodeFast(m: Uint8Array, p: number, len: number, mode64: boolea
 }
 
 const s16 = (v: number) => (v << 16) >> 16;
+
+/** the 8-bit register of ModRM.rm (mod = 3): without REX, 4..7 are AH CH DH BH */
+function reg8(op: Op, rm: number, rex: number): void {
+  if (rex === 0 && rm >= 4) {
+    op.rm = rm - 4;
+    op.byteHi = true;
+  } else op.rm = rm | ((rex & 1) << 3);
+}
+
+/** CMOVcc r, r; SETcc r8; MOVZX/MOVSX (0F b2, ModRM at m[p + 1]) */
+function decode0f(
+  op: Op,
+  m: Uint8Array,
+  p: number,
+  b2: number,
+  rex: number,
+  asz: number,
+  mode64: boolean,
+): Op | null {
+  const mr = m[p + 1];
+  const reg = ((mr >> 3) & 7) | ((rex & 4) << 1);
+  op.fn = genericOp;
+  op.sub = b2 & 15;
+  if ((b2 & 0xf0) === 0x40) {
+    if (mr < 0xc0) return null;
+    op.kind = OpKind.CmovRR;
+    op.reg = reg;
+    op.rm = (mr & 7) | ((rex & 1) << 3);
+    return op;
+  }
+  if ((b2 & 0xf0) === 0x90) {
+    if (mr < 0xc0) return null;
+    op.kind = OpKind.SetccR;
+    reg8(op, mr & 7, rex);
+    return op;
+  }
+  if (b2 !== 0xb6 && b2 !== 0xb7 && b2 !== 0xbe && b2 !== 0xbf) return null;
+  op.sub = b2 >= 0xbe ? 1 : 0;
+  op.imm = (b2 & 1) === 0 ? 8 : 16;
+  op.reg = reg;
+  if (mr >= 0xc0) {
+    op.kind = OpKind.MovxR;
+    if (op.imm === 8) reg8(op, mr & 7, rex);
+    else op.rm = (mr & 7) | ((rex & 1) << 3);
+    return op;
+  }
+  if (decodeEa(op, m, p + 1, rex, asz, mode64) < 0) return null;
+  op.kind = OpKind.MovxM;
+  return op;
+}
 
 /** opcodes after which straight-line decoding stops (control transfers, HLT, mode changes) */
 export function endsBlock(m: Uint8Array, p: number, mode64: boolean): boolean {

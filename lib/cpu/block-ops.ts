@@ -33,6 +33,24 @@ export const enum OpKind {
   Jmp = 13,
   Nop = 14,
   TestRR = 15,
+  // forms that only the block compiler emits inline: in interpreted blocks their handler is the
+  // single-step executor (genericOp), which is exact for them (no control transfer, no shadow)
+  /** MOVZX (sub 0) / MOVSX (sub 1) r, r8/r16: source width in imm (8/16), register in rm */
+  MovxR = 16,
+  /** MOVZX / MOVSX r, m8/m16 */
+  MovxM = 17,
+  /** CMOVcc r, r (sub: condition) */
+  CmovRR = 18,
+  /** SETcc r8 (sub: condition; register in rm) */
+  SetccR = 19,
+  /** MOV m, imm */
+  StoreImm = 20,
+  /** SHL (4) / SHR (5) / SAR (7) r, count (imm: the count, already masked; not 0) */
+  ShiftRI = 21,
+  /** TEST r, imm */
+  TestRI = 22,
+  /** TEST m, r */
+  TestMR = 23,
 }
 
 /** how a memory operand's address is formed */
@@ -68,6 +86,8 @@ export class Op {
   seg = 3;
   /** the block ends after this op (control transfer) */
   ends = false;
+  /** an 8-bit register operand (rm) is AH/CH/DH/BH: bits 8-15 of register rm */
+  byteHi = false;
 }
 
 /** linear address of the op's memory operand (same arithmetic as Interpreter.modrm/ea16) */

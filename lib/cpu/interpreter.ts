@@ -10,6 +10,7 @@
 // - flags are lazy (flags.ts).
 
 import { type Block, blockMatches, buildBlock, CodePage, modeKey } from "./block-cache.js";
+import { runChain } from "./block-chain.js";
 import { COMPILE_THRESHOLD, compileBlock } from "./block-compile.js";
 import { OpKind } from "./block-ops.js";
 import { execute } from "./exec.js";
@@ -54,6 +55,17 @@ const TLB_BITS = 12;
 const TLB_SIZE = 1 << TLB_BITS;
 const TLB_MASK = TLB_SIZE - 1;
 const EMPTY = new Uint8Array(0);
+const EMPTY_VIEW = new DataView(new ArrayBuffer(0));
+/** one DataView per guest-memory array (TLB fills look it up) */
+const views = new WeakMap<Uint8Array, DataView>();
+function viewOf(bytes: Uint8Array): DataView {
+  let v = views.get(bytes);
+  if (v === undefined) {
+    v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    views.set(bytes, v);
+  }
+  return v;
+}
 const TWO32 = 4294967296;
 /** highest 64-bit linear address from which no access (at most 512 bytes) reaches past 2^47 */
 const CANON_NEAR_TOP = 0x800000000000 - 512;
@@ -248,6 +260,10 @@ export class Interpreter implements GuestCpu, LazyFlags {
   tlbRMem: Uint8Array[] = new Array(TLB_SIZE).fill(EMPTY);
   tlbWMem: Uint8Array[] = new Array(TLB_SIZE).fill(EMPTY);
   tlbXMem: Uint8Array[] = new Array(TLB_SIZE).fill(EMPTY);
+  /** DataViews over tlbRMem/tlbWMem (same indexes): compiled blocks read and write words with one
+   * access instead of byte by byte */
+  tlbRView: DataView[] = new Array(TLB_SIZE).fill(EMPTY_VIEW);
+  tlbWView: DataView[] = new Array(TLB_SIZE).fill(EMPTY_VIEW);
   tlbROff = new Int32Array(TLB_SIZE);
   tlbWOff = new Int32Array(TLB_SIZE);
   tlbXOff = new Int32Array(TLB_SIZE);
@@ -606,6 +622,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
     if (access === Access.Read) {
       this.tlbRTag[i] = page;
       this.tlbRMem[i] = m.bytes;
+      this.tlbRView[i] = viewOf(m.bytes);
       this.tlbROff[i] = off;
     } else if (access === Access.Write) {
       const gpaPage = gpa - (gpa % 4096);
@@ -613,10 +630,13 @@ export class Interpreter implements GuestCpu, LazyFlags {
       this.tlbWGpa[i] = gpaPage;
       this.tlbWTag[i] = page;
       this.tlbWMem[i] = m.bytes;
+      const view = viewOf(m.bytes);
+      this.tlbWView[i] = view;
       this.tlbWOff[i] = off;
       // a writable page is readable with the same permissions
       this.tlbRTag[i] = page;
       this.tlbRMem[i] = m.bytes;
+      this.tlbRView[i] = view;
       this.tlbROff[i] = off;
     } else {
       this.tlbXGpa[i] = gpa - (gpa % 4096);
@@ -1295,15 +1315,13 @@ export class Interpreter implements GuestCpu, LazyFlags {
    */
   runBlock(blk: Block, budget: number): void {
     this.lastBlock = blk;
-    const compiled = blk.compiled;
-    if (compiled !== null) {
-      compiled(this, budget);
+    if (blk.compiled !== null) {
+      runChain(this, blk, budget);
       return;
     }
     if (++blk.runs === this.jitThreshold) {
-      const fn = compileBlock(blk);
-      blk.compiled = fn;
-      fn(this, budget);
+      blk.compiled = compileBlock(blk);
+      runChain(this, blk, budget);
       return;
     }
     const ops = blk.ops;

@@ -27,6 +27,11 @@ const rexFor = (mode: Mode, w: boolean, reg: number, rm: number): number[] => {
   return rex === 0x40 ? [] : [rex];
 };
 
+const arbImm = fc.oneof(
+  fc.integer({ min: -0x80000000, max: 0x7fffffff }),
+  fc.constantFrom(0, 1, -1, 0x7f, 0x80, 0x7fff, -0x8000, 0xffff, 0x7fffffff, -0x80000000),
+);
+
 /** one random instruction with a fast-op form (or a short forward Jcc over one) */
 function arbInsn(mode: Mode): fc.Arbitrary<number[]> {
   const long = mode === "long";
@@ -51,20 +56,12 @@ function arbInsn(mode: Mode): fc.Arbitrary<number[]> {
       ];
     }),
     // ALU r, imm8 / imm
-    fc
-      .tuple(o16, w, aluOp, reg, fc.integer({ min: -0x80000000, max: 0x7fffffff }), fc.boolean())
-      .map(([p, wb, op, d, imm, short]) => {
-        // REX.W wins over 66: then the immediate is 32 bits
-        const size16 = long ? p.length > 0 && !wb : p.length > 0 !== (mode === "real");
-        const immBytes = short ? [imm & 0xff] : size16 ? [imm & 0xff, (imm >> 8) & 0xff] : le32(imm);
-        return [
-          ...p,
-          ...rexFor(mode, wb, 0, d),
-          short ? 0x83 : 0x81,
-          0xc0 | (op << 3) | (d & 7),
-          ...immBytes,
-        ];
-      }),
+    fc.tuple(o16, w, aluOp, reg, arbImm, fc.boolean()).map(([p, wb, op, d, imm, short]) => {
+      // REX.W wins over 66: then the immediate is 32 bits
+      const size16 = long ? p.length > 0 && !wb : p.length > 0 !== (mode === "real");
+      const immBytes = short ? [imm & 0xff] : size16 ? [imm & 0xff, (imm >> 8) & 0xff] : le32(imm);
+      return [...p, ...rexFor(mode, wb, 0, d), short ? 0x83 : 0x81, 0xc0 | (op << 3) | (d & 7), ...immBytes];
+    }),
     // INC/DEC r
     fc
       .tuple(o16, w, fc.boolean(), reg)
@@ -74,7 +71,7 @@ function arbInsn(mode: Mode): fc.Arbitrary<number[]> {
       .tuple(w, reg, anyReg)
       .map(([wb, d, s]) => [...rexFor(mode, wb, s, d), 0x89, 0xc0 | ((s & 7) << 3) | (d & 7)]),
     fc
-      .tuple(reg, fc.integer({ min: -0x80000000, max: 0x7fffffff }))
+      .tuple(reg, arbImm)
       .map(([d, imm]) =>
         mode === "real"
           ? [0x66, 0xb8 | d, ...le32(imm)]
@@ -86,7 +83,30 @@ function arbInsn(mode: Mode): fc.Arbitrary<number[]> {
       .map(([p, wb, d, dp]) => [...p, ...rexFor(mode, wb, d, 0), 0x8d, ...mem(d, dp)]),
     // loads, stores and ALU with memory
     fc
-      .tuple(o16, w, reg, disp, fc.constantFrom(0x8b, 0x89, 0x01, 0x03, 0x29, 0x2b, 0x31, 0x39, 0x3b))
+      .tuple(
+        o16,
+        w,
+        reg,
+        disp,
+        fc.constantFrom(
+          0x8b,
+          0x89,
+          0x01,
+          0x03,
+          0x09,
+          0x0b,
+          0x11,
+          0x13,
+          0x19,
+          0x1b,
+          0x21,
+          0x29,
+          0x2b,
+          0x31,
+          0x39,
+          0x3b,
+        ),
+      )
       .map(([p, wb, d, dp, opc]) => [...p, ...rexFor(mode, wb, d, 0), opc, ...mem(d, dp)]),
     fc
       .tuple(o16, w, aluOp, disp, fc.integer({ min: 0, max: 255 }))
@@ -95,6 +115,63 @@ function arbInsn(mode: Mode): fc.Arbitrary<number[]> {
     fc
       .tuple(fc.integer({ min: 0, max: 15 }), fc.constantFrom(...DEST))
       .map(([cc, d]) => [0x70 | cc, 2, 0x89, 0xc0 | d]),
+    // MOVZX/MOVSX r, r8/r16 (without REX, r8 4..7 are AH CH DH BH) and r, m8/m16
+    fc
+      .tuple(o16, w, reg, anyReg, fc.constantFrom(0xb6, 0xb7, 0xbe, 0xbf))
+      .map(([p, wb, d, s, opc]) => [
+        ...p,
+        ...rexFor(mode, wb, d, s),
+        0x0f,
+        opc,
+        0xc0 | ((d & 7) << 3) | (s & 7),
+      ]),
+    fc
+      .tuple(o16, w, reg, disp, fc.constantFrom(0xb6, 0xb7, 0xbe, 0xbf))
+      .map(([p, wb, d, dp, opc]) => [...p, ...rexFor(mode, wb, d, 0), 0x0f, opc, ...mem(d, dp)]),
+    // SHL/SHR/SAR r, imm8 (any count, masked as the CPU does) and r, 1
+    fc
+      .tuple(o16, w, fc.constantFrom(4, 5, 6, 7), reg, fc.integer({ min: 0, max: 255 }), fc.boolean())
+      .map(([p, wb, op, d, count, one]) => [
+        ...p,
+        ...rexFor(mode, wb, 0, d),
+        one ? 0xd1 : 0xc1,
+        0xc0 | (op << 3) | (d & 7),
+        ...(one ? [] : [count]),
+      ]),
+    // TEST r, imm and TEST m, r
+    fc.tuple(o16, w, anyReg, arbImm, fc.boolean()).map(([p, wb, d, imm, alias]) => {
+      const size16 = long ? p.length > 0 && !wb : p.length > 0 !== (mode === "real");
+      const immBytes = size16 ? [imm & 0xff, (imm >> 8) & 0xff] : le32(imm);
+      // F7 /1 is an alias of /0
+      return [...p, ...rexFor(mode, wb, 0, d), 0xf7, (alias ? 0xc8 : 0xc0) | (d & 7), ...immBytes];
+    }),
+    fc
+      .tuple(o16, w, anyReg, disp)
+      .map(([p, wb, d, dp]) => [...p, ...rexFor(mode, wb, d, 0), 0x85, ...mem(d, dp)]),
+    // CMOVcc r, r
+    fc
+      .tuple(o16, w, fc.integer({ min: 0, max: 15 }), reg, anyReg)
+      .map(([p, wb, cc, d, s]) => [
+        ...p,
+        ...rexFor(mode, wb, d, s),
+        0x0f,
+        0x40 | cc,
+        0xc0 | ((d & 7) << 3) | (s & 7),
+      ]),
+    // SETcc r8: AL DL BL AH DH BH, or DIL with a REX prefix
+    fc
+      .tuple(fc.integer({ min: 0, max: 15 }), fc.constantFrom(0, 2, 3, 4, 6, 7), fc.boolean())
+      .map(([cc, r, rx]) => [...(long && rx && r === 7 ? [0x40] : []), 0x0f, 0x90 | cc, 0xc0 | r]),
+    // MOV m, imm
+    fc.tuple(o16, w, disp, arbImm).map(([p, wb, dp, imm]) => {
+      const size16 = long ? p.length > 0 && !wb : p.length > 0 !== (mode === "real");
+      const immBytes = size16 ? [imm & 0xff, (imm >> 8) & 0xff] : le32(imm);
+      return [...p, ...rexFor(mode, wb, 0, 0), 0xc7, ...mem(0, dp), ...immBytes];
+    }),
+    // Jcc over ADD BP, imm8: BP is written nowhere else, so every decision shows in the result
+    fc
+      .tuple(fc.integer({ min: 0, max: 15 }), fc.integer({ min: 1, max: 127 }))
+      .map(([cc, k]) => [0x70 | cc, 3, 0x83, 0xc5, k]),
   );
 }
 
@@ -124,7 +201,15 @@ interface Outcome {
   exc: number;
 }
 
-function runIn(mode: Mode, code: number[], regs: bigint[], config: Config, budget?: number): Outcome {
+/** `flush`: the TLB is flushed after every slice, so compiled blocks take their slow paths */
+function runIn(
+  mode: Mode,
+  code: number[],
+  regs: bigint[],
+  config: Config,
+  budget?: number,
+  flush = false,
+): Outcome {
   const g = makeGuest(mode, code);
   configure(g, config);
   regs.forEach((v, r) => {
@@ -134,7 +219,11 @@ function runIn(mode: Mode, code: number[], regs: bigint[], config: Config, budge
   for (let i = 0; i < 256; i++) g.ram[DATA - 128 + i] = (i * 37 + 11) & 0xff;
   let stop: StopReason = StopReason.Budget;
   if (budget === undefined) stop = g.run(1_000_000);
-  else for (let n = 0; n < 10_000 && stop === StopReason.Budget; n++) stop = g.cpu.run(budget);
+  else
+    for (let n = 0; n < 10_000 && stop === StopReason.Budget; n++) {
+      stop = g.cpu.run(budget);
+      if (flush) g.cpu.flushTlb();
+    }
   return {
     stop,
     regs: Array.from({ length: 16 }, (_, r) => g.cpu.getGpr(r)),
@@ -146,7 +235,13 @@ function runIn(mode: Mode, code: number[], regs: bigint[], config: Config, budge
   };
 }
 
-const arbRegs = fc.array(fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), { minLength: 16, maxLength: 16 });
+/** register values, often at the edges where carry, overflow and sign change */
+const arbReg = fc.oneof(
+  fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+  fc.constantFrom(0n, 1n, 0x7fffn, 0x8000n, 0xffffn, 0x7fffffffn, 0x80000000n, 0xffffffffn),
+  fc.constantFrom(0x1_0000_0000n, (1n << 63n) - 1n, 1n << 63n, (1n << 64n) - 1n, (1n << 64n) - 0x8000n),
+);
+const arbRegs = fc.array(arbReg, { minLength: 16, maxLength: 16 });
 
 describe("decode cache and block compiler agree with the single-step executor", () => {
   for (const mode of ["real", "prot32", "long"] as Mode[]) {
@@ -160,6 +255,8 @@ describe("decode cache and block compiler agree with the single-step executor", 
           expect(runIn(mode, code, regs, "compiled")).toEqual(ref);
           // small budgets split blocks: the same instructions retire, none twice
           expect(runIn(mode, code, regs, "compiled", 7)).toEqual(ref);
+          // memory ops on their slow paths, with registers and flags synced from locals
+          expect(runIn(mode, code, regs, "compiled", 5, true)).toEqual(ref);
         }),
         { numRuns: 60 },
       );

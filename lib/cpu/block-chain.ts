@@ -1,0 +1,49 @@
+// Block chaining: a compiled block that leaves through a plain exit (fall-through or branch, no
+// generic op and no call out that changed anything) hands over to the compiled block at the new
+// RIP without going back through the run loop. Each exit remembers the block it led to, keyed by
+// the linear address and codeEpoch (anything that changes how addresses map to blocks bumps it),
+// so the hand-over is two compares. The budget stays exact: a block runs only when all its
+// instructions fit in what is left, as in the run loop. Interrupt windows, shadows and halts can
+// only come from generic ops or calls out, after which a block returns -1 and the run loop looks.
+
+import type { Block } from "./block-cache.js";
+import type { Interpreter } from "./interpreter.js";
+
+/** runs `first` (compiled) and the compiled blocks it chains to, within `budget` instructions */
+export function runChain(cpu: Interpreter, first: Block, budget: number): void {
+  let blk = first;
+  let left = budget;
+  for (;;) {
+    const before = cpu.retired;
+    const exit = blk.compiled!(cpu, left);
+    if (exit < 0) return;
+    left -= cpu.retired - before;
+    const base = cpu.effBase[1] + cpu.rip;
+    const lin = cpu.mode64 ? base : base >>> 0;
+    const epoch = cpu.codeEpoch;
+    let next: Block | null;
+    if (exit === 0) {
+      next = blk.link0;
+      if (next === null || blk.link0Lin !== lin || blk.link0Epoch !== epoch) {
+        next = cpu.lookupBlock();
+        if (next === null) return;
+        blk.link0 = next;
+        blk.link0Lin = lin;
+        blk.link0Epoch = epoch;
+      }
+    } else {
+      next = blk.link1;
+      if (next === null || blk.link1Lin !== lin || blk.link1Epoch !== epoch) {
+        next = cpu.lookupBlock();
+        if (next === null) return;
+        blk.link1 = next;
+        blk.link1Lin = lin;
+        blk.link1Epoch = epoch;
+      }
+    }
+    // an uncompiled block goes through the run loop (which counts its runs toward compiling it)
+    if (next.compiled === null || next.ops.length > left) return;
+    cpu.lastBlock = next;
+    blk = next;
+  }
+}
