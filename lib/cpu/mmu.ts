@@ -50,8 +50,9 @@ export function translate(cpu: Interpreter, lin: number, access: Access, user: b
   let pageSize: number;
 
   if ((cpu.cr4 & 0x20) === 0) {
-    // 32-bit paging
-    const pdeA = (cpu.cr3 & 0xfffff000) + (((lin >>> 22) & 0x3ff) << 2);
+    // 32-bit paging. Masks are `>>> 0`: a table or page at or above 2 GiB (the APICs) would
+    // otherwise come out negative
+    const pdeA = ((cpu.cr3 & 0xfffff000) >>> 0) + (((lin >>> 22) & 0x3ff) << 2);
     const pd = entryBytes(cpu, pdeA, lin);
     const pde = rd32(pd.m, pd.p);
     if ((pde & 1) === 0) fault(0);
@@ -65,7 +66,7 @@ export function translate(cpu: Interpreter, lin: number, access: Access, user: b
       gpa += ((pde >>> 13) & 0xff) * TWO32;
     } else {
       path.push(pd);
-      const pteA = (pde & 0xfffff000) + (((lin >>> 12) & 0x3ff) << 2);
+      const pteA = ((pde & 0xfffff000) >>> 0) + (((lin >>> 12) & 0x3ff) << 2);
       const pt = entryBytes(cpu, pteA, lin);
       const pte = rd32(pt.m, pt.p);
       if ((pte & 1) === 0) fault(0);
@@ -85,13 +86,13 @@ export function translate(cpu: Interpreter, lin: number, access: Access, user: b
       level = 4;
     } else {
       // PAE: the PDPTE (no A bit, no permissions)
-      const pdpteA = (cpu.cr3 & 0xffffffe0) + ((lin >>> 30) & 3) * 8;
+      const pdpteA = ((cpu.cr3 & 0xffffffe0) >>> 0) + ((lin >>> 30) & 3) * 8;
       const e = entryBytes(cpu, pdpteA, lin);
       const lo = rd32(e.m, e.p);
       const hi = rd32(e.m, e.p + 4);
       if ((lo & 1) === 0) fault(0);
       if ((lo & 0x1e6) !== 0 || (hi & HI_RSVD) !== 0) fault(PF_P | PF_RSVD);
-      table = (lo & 0xfffff000) + (hi & 0xff) * TWO32;
+      table = ((lo & 0xfffff000) >>> 0) + (hi & 0xff) * TWO32;
       level = 2;
     }
     for (;;) {
@@ -114,13 +115,13 @@ export function translate(cpu: Interpreter, lin: number, access: Access, user: b
         leaf = e;
         global = (lo & 0x100) !== 0;
         pageSize = level === 1 ? 0x1000 : level === 2 ? 0x200000 : 0x40000000;
-        const addr = (lo & 0xfffff000) + (hi & 0xff) * TWO32;
+        const addr = ((lo & 0xfffff000) >>> 0) + (hi & 0xff) * TWO32;
         gpa = addr - (addr % pageSize);
         if (level > 1 && (addr % pageSize) >>> 13 !== 0) fault(PF_P | PF_RSVD);
         break;
       }
       path.push(e);
-      table = (lo & 0xfffff000) + (hi & 0xff) * TWO32;
+      table = ((lo & 0xfffff000) >>> 0) + (hi & 0xff) * TWO32;
       level--;
     }
   }

@@ -14,7 +14,7 @@ import {
   type MultibootOptions,
 } from "../boot/index.js";
 import type { Device, DeviceContext, IrqLine, StopRequest } from "../devices/device.js";
-import { I8259Pair } from "../devices/i8259.js";
+import { PcInterrupts } from "../devices/pc-interrupts.js";
 import type { VmExit, VmExitKind } from "../types/exits.js";
 import { emptyRegs, type Regs, type SpecialRegs } from "../types/regs.js";
 import type { MachineBackend, VcpuBackend } from "./backend.js";
@@ -42,8 +42,8 @@ export interface MachineOptions {
   /** unregistered port/MMIO accesses end the run with an error instead of reading all-ones */
   strict?: boolean;
   /**
-   * default true: add the devices the platform needs on this backend (the i8259 pair on the soft
-   * backend; KVM has its own in the kernel)
+   * default true: add the devices the platform needs on this backend (the i8259 pair, I/O APIC
+   * and local APIC on the soft backend; KVM has its own in the kernel)
    */
   platformDevices?: boolean;
   /**
@@ -70,8 +70,11 @@ export class Machine {
   readonly mmio = new MmioBusApi();
   readonly clock = new MachineClock();
   readonly loop: ExitLoop;
-  /** the soft backend's interrupt controller, when the machine added one */
-  readonly pic: I8259Pair | undefined;
+  /**
+   * the soft backend's interrupt controller when the machine added one: the i8259 pair, I/O APIC
+   * and local APIC (`pic.i8259`, `pic.ioapic`, `pic.lapic`) and the routing between them
+   */
+  readonly pic: PcInterrupts | undefined;
   readonly #devices: Device[] = [];
   readonly #vcpus: Vcpu[];
   readonly #events = new Emitter<MachineEvents>();
@@ -95,7 +98,7 @@ export class Machine {
   constructor(
     backend: MachineBackend,
     backendInfo: BackendInfo,
-    opts: { vcpus?: number; strict?: boolean; pic?: I8259Pair } = {},
+    opts: { vcpus?: number; strict?: boolean; pic?: PcInterrupts } = {},
   ) {
     this.backend = backend;
     this.backendInfo = backendInfo;
@@ -134,7 +137,7 @@ export class Machine {
     this.#vcpus = [];
     for (let i = 0; i < n; i++) this.#vcpus.push(new Vcpu(backend.createVcpu(i), this.memory));
     this.pic = opts.pic;
-    if (opts.pic) this.addDevice(opts.pic);
+    for (const d of opts.pic?.devices ?? []) this.addDevice(d);
   }
 
   get strict(): boolean {
@@ -521,7 +524,7 @@ function checkOptions(opts: MachineOptions): { memoryMiB: number; vcpus: number 
 /** Creates a machine on the requested backend ("auto": KVM when usable, else soft; see backendInfo). */
 export async function createMachine(opts: MachineOptions = {}): Promise<Machine> {
   const { memoryMiB, vcpus } = checkOptions(opts);
-  const pic = new I8259Pair();
+  const pic = new PcInterrupts();
   const { backend, info } = await openBackend(opts.backend ?? "auto", {
     memoryBytes: memoryMiB * 1024 * 1024,
     interruptController: pic,
@@ -533,6 +536,8 @@ export async function createMachine(opts: MachineOptions = {}): Promise<Machine>
       strict: opts.strict ?? false,
       ...(platform ? { pic } : {}),
     });
+    // IA32_APIC_BASE.EN lives in the vCPU (MSR 0x1b); read only when an interrupt is in question
+    if (platform) pic.lapic.hardwareEnabled = () => ((vm.vcpu(0).getMsr(0x1b) ?? 0x800n) & 0x800n) !== 0n;
     await vm.setupBlockingEntry(opts.vcpuThread === undefined ? {} : { vcpuThread: opts.vcpuThread });
     return vm;
   } catch (e) {

@@ -1,6 +1,7 @@
 // The standard PC devices a guest expects, with their usual ports and IRQs: COM1, the debug
 // console, isa-debug-exit, POST, CMOS/RTC, i8042, fw_cfg, and on the soft backend the i8254 PIT
-// (KVM emulates the PIT and PICs in the kernel). What `nodevmm run` attaches.
+// (KVM emulates the PIT, PICs and APICs in the kernel; the soft machine's i8259 pair, I/O APIC and
+// local APIC come with createMachine). What `nodevmm run` attaches.
 
 import {
   type ByteOutput,

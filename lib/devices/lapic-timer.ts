@@ -1,0 +1,124 @@
+// The local APIC's timer: a 32-bit down counter clocked by the APIC bus through a divider, in
+// one-shot or periodic mode. Like the i8254 it is computed from the Clock at each access (no
+// ticking); expirations reach the APIC through poll(), and periods the loop polled too late for
+// coalesce into one interrupt, as they would in the IRR bit.
+
+/** KVM's default APIC bus (1 ns per cycle); QEMU's emulated APIC counts at the same rate */
+export const APIC_BUS_HZ = 1_000_000_000;
+
+/** the divider the divide configuration register selects (bits 0, 1 and 3) */
+export function apicTimerDivisor(tdcr: number): number {
+  const code = (tdcr & 3) | ((tdcr >> 1) & 4);
+  return code === 7 ? 1 : 2 << code;
+}
+
+export interface ApicTimerState {
+  initial: number;
+  startNs: number;
+  divisor: number;
+  periodic: boolean;
+  /** expirations already reported since startNs */
+  reported: number;
+}
+
+export class ApicTimer {
+  initial = 0;
+  startNs = 0;
+  divisor = 2;
+  periodic = false;
+  reported = 0;
+
+  constructor(readonly busHz: number = APIC_BUS_HZ) {}
+
+  #nsPerTick(): number {
+    return (this.divisor * 1e9) / this.busHz;
+  }
+
+  #ticks(nowNs: number): number {
+    return Math.floor(Math.max(0, nowNs - this.startNs) / this.#nsPerTick());
+  }
+
+  /** expirations (count reaching zero) between startNs and nowNs; one-shot counts at most one */
+  #expirations(nowNs: number): number {
+    if (this.initial === 0) return 0;
+    const n = Math.floor(this.#ticks(nowNs) / this.initial);
+    return this.periodic ? n : Math.min(n, 1);
+  }
+
+  /** writing the initial count (re)starts the timer; 0 stops it */
+  load(initial: number, nowNs: number): void {
+    this.initial = initial >>> 0;
+    this.startNs = nowNs;
+    this.reported = 0;
+  }
+
+  /** the current count register */
+  current(nowNs: number): number {
+    if (this.initial === 0) return 0;
+    const t = this.#ticks(nowNs);
+    if (this.periodic) return this.initial - (t % this.initial);
+    return t >= this.initial ? 0 : this.initial - t;
+  }
+
+  /** a new divider: the count goes on from where it is, at the new rate */
+  setDivisor(divisor: number, nowNs: number): void {
+    if (divisor === this.divisor) return;
+    const cur = this.current(nowNs);
+    const done = this.#expirations(nowNs) > this.reported;
+    this.divisor = divisor;
+    if (this.initial === 0) return;
+    this.#rebase(cur, nowNs, done);
+  }
+
+  /** one-shot <-> periodic: the count is not restarted (SDM 10.5.4) */
+  setPeriodic(periodic: boolean, nowNs: number): void {
+    if (periodic === this.periodic) return;
+    const cur = this.current(nowNs);
+    const pending = this.#expirations(nowNs) > this.reported;
+    const expired = !this.periodic && this.initial !== 0 && cur === 0;
+    this.periodic = periodic;
+    if (this.initial === 0) return;
+    // a one-shot count that already ran out restarts a full period when it becomes periodic
+    this.#rebase(expired ? this.initial : cur, nowNs, pending);
+  }
+
+  /** restarts the arithmetic so that current() is `cur` now; `pending` keeps an unreported expiry */
+  #rebase(cur: number, nowNs: number, pending: boolean): void {
+    const elapsed = cur === 0 ? this.initial : this.initial - cur;
+    this.startNs = nowNs - elapsed * this.#nsPerTick();
+    const n = this.#expirations(nowNs);
+    this.reported = pending ? Math.max(0, n - 1) : n;
+  }
+
+  /**
+   * Whether the count reached zero since the last call (several periods count as one), and the
+   * ns until it next does (undefined: it will not).
+   */
+  poll(nowNs: number): { fired: boolean; nextNs: number | undefined } {
+    if (this.initial === 0) return { fired: false, nextNs: undefined };
+    const n = this.#expirations(nowNs);
+    const fired = n > this.reported;
+    this.reported = n;
+    if (!this.periodic && n >= 1) return { fired, nextNs: undefined };
+    const nextAt = this.startNs + (n + 1) * this.initial * this.#nsPerTick();
+    return { fired, nextNs: Math.max(1, Math.ceil(nextAt - nowNs)) };
+  }
+
+  snapshot(): ApicTimerState {
+    return {
+      initial: this.initial,
+      startNs: this.startNs,
+      divisor: this.divisor,
+      periodic: this.periodic,
+      reported: this.reported,
+    };
+  }
+
+  restore(s: ApicTimerState): void {
+    this.initial = s.initial >>> 0;
+    this.startNs = s.startNs;
+    this.divisor = s.divisor;
+    this.periodic = s.periodic;
+    this.reported = s.reported;
+  }
+}

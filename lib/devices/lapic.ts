@@ -1,0 +1,482 @@
+// The local APIC in xAPIC mode: its 4 KiB register page at 0xFEE00000 (Intel SDM vol. 3 ch. 10),
+// the IRR/ISR/TMR priority logic, EOI (broadcast to the I/O APIC for level-triggered vectors),
+// self-IPIs through the ICR, the LVT entries and the timer (one-shot and periodic; TSC-deadline is
+// not advertised). Reset values are KVM's: the SDM's (LVTs masked, SVR 0xFF, software-disabled),
+// except that the BSP's LINT0 is ExtINT unmasked (KVM_X86_QUIRK_LINT0_REENABLED), so the 8259's
+// interrupts reach the CPU through the virtual wire as they do on KVM. One vCPU: INIT/SIPI and
+// IPIs to other APICs go nowhere; NMI/SMI have no path to the soft vCPU yet and are dropped.
+
+import type { Device, DeviceContext, DeviceRange } from "./device.js";
+import { DeviceConfigError } from "./errors.js";
+import { APIC_BUS_HZ, ApicTimer, type ApicTimerState, apicTimerDivisor } from "./lapic-timer.js";
+
+export const LAPIC_BASE = 0xfee00000;
+
+/** register offsets in the APIC page */
+export const LapicReg = {
+  ID: 0x20,
+  VERSION: 0x30,
+  TPR: 0x80,
+  APR: 0x90,
+  PPR: 0xa0,
+  EOI: 0xb0,
+  RRD: 0xc0,
+  LDR: 0xd0,
+  DFR: 0xe0,
+  SVR: 0xf0,
+  ISR: 0x100,
+  TMR: 0x180,
+  IRR: 0x200,
+  ESR: 0x280,
+  ICR_LOW: 0x300,
+  ICR_HIGH: 0x310,
+  LVT_TIMER: 0x320,
+  LVT_THERMAL: 0x330,
+  LVT_PERF: 0x340,
+  LVT_LINT0: 0x350,
+  LVT_LINT1: 0x360,
+  LVT_ERROR: 0x370,
+  TIMER_INITIAL: 0x380,
+  TIMER_CURRENT: 0x390,
+  TIMER_DIVIDE: 0x3e0,
+} as const;
+
+/** version 0x14 (integrated APIC), six LVT entries (max LVT index 5), as KVM reports */
+export const LAPIC_VERSION = 0x00050014;
+
+const LVT_MASKED = 1 << 16;
+const LVT_PERIODIC = 1 << 17;
+const SVR_ENABLE = 1 << 8;
+const MODE_FIXED = 0;
+const MODE_LOWEST = 1;
+const MODE_EXTINT = 7;
+// ESR bits
+const ESR_SEND_ILLEGAL_VECTOR = 1 << 5;
+const ESR_RECEIVE_ILLEGAL_VECTOR = 1 << 6;
+
+// the bits software may write in each LVT entry, in register order (0x320 timer ... 0x370 error)
+const LVT_WRITABLE = [
+  0x300ff, // timer: vector, mask, periodic (bit 18, TSC-deadline, is not advertised)
+  0x107ff, // thermal: vector, delivery mode, mask
+  0x107ff, // performance counters
+  0x1a7ff, // LINT0: vector, delivery mode, polarity, trigger mode, mask
+  0x1a7ff, // LINT1
+  0x100ff, // error: vector, mask
+] as const;
+const TIMER = 0;
+const LINT0 = 3;
+const ERROR = 5;
+
+export interface LocalApicOptions {
+  /** APIC ID (the vCPU index); default 0 */
+  id?: number;
+  /** default 0xFEE00000 */
+  base?: number;
+  /** timer input clock before the divider; default 1 GHz as KVM's */
+  busHz?: number;
+  /**
+   * EOI of a level-triggered vector (its TMR bit set): the I/O APIC clears Remote IRR of the
+   * entries with that vector
+   */
+  onEoi?: (vector: number) => void;
+  /** IA32_APIC_BASE bit 11 (global enable) as the vCPU has it; default: always enabled */
+  hardwareEnabled?: () => boolean;
+}
+
+export interface LocalApicState {
+  id: number;
+  tpr: number;
+  ldr: number;
+  dfr: number;
+  svr: number;
+  isr: number[];
+  tmr: number[];
+  irr: number[];
+  esr: number;
+  esrPending: number;
+  icrLow: number;
+  icrHigh: number;
+  lvt: number[];
+  tdcr: number;
+  timer: ApicTimerState;
+}
+
+/** index of the highest set bit of a 256-bit register held as 8 words, or -1 */
+function highest(bits: Uint32Array): number {
+  for (let w = 7; w >= 0; w--) {
+    const v = bits[w]!;
+    if (v !== 0) return w * 32 + 31 - Math.clz32(v);
+  }
+  return -1;
+}
+
+function setBit(bits: Uint32Array, vector: number, on: boolean): void {
+  const w = vector >> 5;
+  const m = 1 << (vector & 31);
+  bits[w] = on ? bits[w]! | m : bits[w]! & ~m;
+}
+
+function testBit(bits: Uint32Array, vector: number): boolean {
+  return (bits[vector >> 5]! & (1 << (vector & 31))) !== 0;
+}
+
+export class LocalApic implements Device {
+  readonly name = "lapic";
+  readonly ranges: readonly DeviceRange[];
+  /** the 256-bit IRR, ISR and TMR as 8 words each, to inspect (they change through the APIC's methods) */
+  readonly irr = new Uint32Array(8);
+  readonly isr = new Uint32Array(8);
+  readonly tmr = new Uint32Array(8);
+  readonly lvt = new Uint32Array(6);
+  readonly #timer: ApicTimer;
+  readonly #initialId: number;
+  onEoi: ((vector: number) => void) | undefined;
+  /**
+   * IA32_APIC_BASE bit 11. Cleared, the APIC is off the bus (its page reads all-ones), holds its
+   * vectors back, and LINT0 is the CPU's plain INTR pin: the 8259 reaches the CPU directly.
+   */
+  hardwareEnabled: () => boolean;
+  #ctx: DeviceContext | undefined;
+  id = 0;
+  tpr = 0;
+  ldr = 0;
+  dfr = 0xffffffff;
+  svr = 0xff;
+  /** errors seen since the last ESR write; the write makes them readable */
+  #esrPending = 0;
+  esr = 0;
+  icrLow = 0;
+  icrHigh = 0;
+  tdcr = 0;
+  /** cached highest IRR / ISR vector (-1: none), kept in step with the bitmaps */
+  #irrTop = -1;
+  #isrTop = -1;
+
+  constructor(opts: LocalApicOptions = {}) {
+    const id = opts.id ?? 0;
+    if (!Number.isInteger(id) || id < 0 || id > 0xff) {
+      throw new DeviceConfigError(this.name, "id", `${String(id)} is not an xAPIC ID 0-255`);
+    }
+    const base = opts.base ?? LAPIC_BASE;
+    if (!Number.isInteger(base) || base < 0 || base % 0x1000 !== 0 || base > 0xfffff000) {
+      throw new DeviceConfigError(this.name, "base", `${String(base)} is not a 4 KiB-aligned 32-bit address`);
+    }
+    const busHz = opts.busHz ?? APIC_BUS_HZ;
+    if (!(busHz > 0) || !Number.isFinite(busHz)) {
+      throw new DeviceConfigError(this.name, "busHz", `${String(busHz)} is not a positive frequency`);
+    }
+    this.#initialId = id;
+    this.#timer = new ApicTimer(busHz);
+    this.onEoi = opts.onEoi;
+    this.hardwareEnabled = opts.hardwareEnabled ?? (() => true);
+    this.ranges = [{ space: "mmio", base, length: 0x1000 }];
+    this.reset();
+  }
+
+  attach(ctx: DeviceContext): void {
+    this.#ctx = ctx;
+  }
+
+  #now(): number {
+    return this.#ctx?.clock.nowNs() ?? 0;
+  }
+
+  get softwareEnabled(): boolean {
+    return (this.svr & SVR_ENABLE) !== 0;
+  }
+
+  /** the processor priority: the TPR, or the class of the highest in-service vector if higher */
+  get ppr(): number {
+    const isrClass = this.#isrTop < 0 ? 0 : this.#isrTop & 0xf0;
+    return (this.tpr & 0xf0) >= isrClass ? this.tpr & 0xff : isrClass;
+  }
+
+  /** the vector the APIC would present to the CPU now (highest IRR above the PPR), or -1 */
+  pendingVector(): number {
+    const v = this.#irrTop;
+    if (v < 0 || (v & 0xf0) <= (this.ppr & 0xf0) || !this.hardwareEnabled()) return -1;
+    return v;
+  }
+
+  /**
+   * The CPU takes the interrupt: IRR -> ISR. With nothing above the PPR any more the APIC answers
+   * with the spurious vector, which sets no ISR bit.
+   */
+  acknowledge(): number {
+    const v = this.pendingVector();
+    if (v < 0) return this.svr & 0xff;
+    setBit(this.irr, v, false);
+    setBit(this.isr, v, true);
+    this.#irrTop = highest(this.irr);
+    if (v > this.#isrTop) this.#isrTop = v;
+    return v;
+  }
+
+  /** LINT0 passes the 8259's INTR (ExtINT, unmasked, or the APIC globally disabled) */
+  acceptsExtInt(): boolean {
+    const lint0 = this.lvt[LINT0]!;
+    if ((lint0 & LVT_MASKED) === 0 && ((lint0 >> 8) & 7) === MODE_EXTINT) return true;
+    return !this.hardwareEnabled();
+  }
+
+  /** whether a message for `destination` (physical ID, or logical MDA) is for this APIC */
+  matchesDestination(destination: number, logical: boolean): boolean {
+    const mda = destination & 0xff;
+    if (mda === 0xff) return true;
+    if (!logical) return mda === this.id >>> 24;
+    const ldr = this.ldr >>> 24;
+    if (((this.dfr >>> 28) & 0xf) === 0xf) return (ldr & mda) !== 0; // flat model
+    return ldr >> 4 === mda >> 4 && (ldr & mda & 0xf) !== 0; // cluster model
+  }
+
+  /**
+   * A fixed or lowest-priority interrupt arrives (from the I/O APIC, an IPI or a local source):
+   * it is latched in the IRR, with its TMR bit saying how it is triggered. False when the APIC
+   * does not take it (software-disabled, illegal vector).
+   */
+  acceptInterrupt(vector: number, levelTriggered: boolean): boolean {
+    const v = vector & 0xff;
+    if (!this.softwareEnabled || !this.hardwareEnabled()) return false;
+    if (v < 16) {
+      this.#error(ESR_RECEIVE_ILLEGAL_VECTOR);
+      return false;
+    }
+    setBit(this.irr, v, true);
+    setBit(this.tmr, v, levelTriggered);
+    if (v > this.#irrTop) this.#irrTop = v;
+    return true;
+  }
+
+  // ---- MMIO ----
+
+  read(offset: number, size: number, _rangeIndex: number): number {
+    if (!this.hardwareEnabled()) return size >= 4 ? 0xffffffff : size === 1 ? 0xff : 0xffff;
+    // sub-dword reads take bytes of the 32-bit register; bytes 4-15 of a register read as zero
+    if ((offset & 0xc) !== 0) return 0;
+    const v = this.#readReg(offset & 0xff0) >>> 0;
+    if (size >= 4) return v;
+    return (v >>> ((offset & 3) * 8)) & (size === 1 ? 0xff : 0xffff);
+  }
+
+  write(offset: number, size: number, value: number, _rangeIndex: number): void {
+    // the registers are written as aligned dwords; other writes are dropped, as KVM drops them
+    if (size < 4 || (offset & 0xf) !== 0 || !this.hardwareEnabled()) return;
+    this.#writeReg(offset & 0xff0, value >>> 0);
+  }
+
+  #readReg(reg: number): number {
+    switch (reg) {
+      case LapicReg.ID:
+        return this.id;
+      case LapicReg.VERSION:
+        return LAPIC_VERSION;
+      case LapicReg.TPR:
+        return this.tpr;
+      case LapicReg.PPR:
+        return this.ppr;
+      case LapicReg.LDR:
+        return this.ldr;
+      case LapicReg.DFR:
+        return this.dfr;
+      case LapicReg.SVR:
+        return this.svr;
+      case LapicReg.ESR:
+        return this.esr;
+      case LapicReg.ICR_LOW:
+        return this.icrLow;
+      case LapicReg.ICR_HIGH:
+        return this.icrHigh;
+      case LapicReg.TIMER_INITIAL:
+        return this.#timer.initial;
+      case LapicReg.TIMER_CURRENT:
+        return this.#timer.current(this.#now());
+      case LapicReg.TIMER_DIVIDE:
+        return this.tdcr;
+    }
+    if (reg >= LapicReg.ISR && reg < LapicReg.ESR) {
+      const bank = reg < LapicReg.TMR ? this.isr : reg < LapicReg.IRR ? this.tmr : this.irr;
+      return bank[(reg >> 4) & 7]!;
+    }
+    if (reg >= LapicReg.LVT_TIMER && reg <= LapicReg.LVT_ERROR)
+      return this.lvt[(reg - LapicReg.LVT_TIMER) >> 4]!;
+    // APR, RRD, EOI and the reserved offsets read as zero
+    return 0;
+  }
+
+  #writeReg(reg: number, v: number): void {
+    const now = this.#now();
+    switch (reg) {
+      case LapicReg.ID:
+        this.id = v & 0xff000000;
+        return;
+      case LapicReg.TPR:
+        this.tpr = v & 0xff;
+        return;
+      case LapicReg.EOI:
+        this.#eoi();
+        return;
+      case LapicReg.LDR:
+        this.ldr = v & 0xff000000;
+        return;
+      case LapicReg.DFR:
+        this.dfr = (v | 0x0fffffff) >>> 0;
+        return;
+      case LapicReg.SVR:
+        this.svr = v & 0x3ff;
+        // software disable masks every LVT entry (SDM 10.4.7.2)
+        if (!this.softwareEnabled) for (let i = 0; i < 6; i++) this.lvt[i] = this.lvt[i]! | LVT_MASKED;
+        return;
+      case LapicReg.ESR:
+        this.esr = this.#esrPending;
+        this.#esrPending = 0;
+        return;
+      case LapicReg.ICR_LOW:
+        this.icrLow = v & ~(1 << 12); // delivery status: sent at once
+        this.#sendIpi();
+        return;
+      case LapicReg.ICR_HIGH:
+        this.icrHigh = v & 0xff000000;
+        return;
+      case LapicReg.TIMER_INITIAL:
+        this.#timer.load(v, now);
+        this.#ctx?.requestPoll?.();
+        return;
+      case LapicReg.TIMER_DIVIDE:
+        this.tdcr = v & 0xb;
+        this.#timer.setDivisor(apicTimerDivisor(this.tdcr), now);
+        this.#ctx?.requestPoll?.();
+        return;
+    }
+    if (reg >= LapicReg.LVT_TIMER && reg <= LapicReg.LVT_ERROR) {
+      const i = (reg - LapicReg.LVT_TIMER) >> 4;
+      let val = v & LVT_WRITABLE[i]!;
+      if (!this.softwareEnabled) val |= LVT_MASKED;
+      // read-only delivery status / remote IRR bits are not modelled: they read as zero
+      this.lvt[i] = val;
+      if (i === TIMER) {
+        this.#timer.setPeriodic((val & LVT_PERIODIC) !== 0, now);
+        this.#ctx?.requestPoll?.();
+      }
+    }
+    // read-only registers (version, PPR, ISR/TMR/IRR, current count) ignore writes
+  }
+
+  /** EOI: the highest in-service vector is done; a level-triggered one is broadcast to the I/O APIC */
+  #eoi(): void {
+    const v = this.#isrTop;
+    if (v < 0) return;
+    setBit(this.isr, v, false);
+    this.#isrTop = highest(this.isr);
+    if (testBit(this.tmr, v)) this.onEoi?.(v);
+  }
+
+  /** ICR low written: fixed/lowest IPIs that target this APIC land in its own IRR */
+  #sendIpi(): void {
+    const icr = this.icrLow;
+    const vector = icr & 0xff;
+    const mode = (icr >> 8) & 7;
+    const shorthand = (icr >> 18) & 3;
+    let self: boolean;
+    if (shorthand === 1 || shorthand === 2) self = true;
+    else if (shorthand === 3) self = false;
+    else self = this.matchesDestination(this.icrHigh >>> 24, (icr & (1 << 11)) !== 0);
+    if (mode !== MODE_FIXED && mode !== MODE_LOWEST) return;
+    if (vector < 16) {
+      this.#error(ESR_SEND_ILLEGAL_VECTOR);
+      return;
+    }
+    if (self) this.acceptInterrupt(vector, (icr & (1 << 15)) !== 0);
+  }
+
+  #error(bits: number): void {
+    this.#esrPending |= bits;
+    const lvt = this.lvt[ERROR]!;
+    if (!(lvt & LVT_MASKED)) this.acceptInterrupt(lvt & 0xff, false);
+  }
+
+  /** the timer: an expiry with LVT timer unmasked raises its vector; returns ns to the next one */
+  poll(nowNs: number): number | undefined {
+    const { fired, nextNs } = this.#timer.poll(nowNs);
+    const lvt = this.lvt[TIMER]!;
+    if (fired && !(lvt & LVT_MASKED)) this.acceptInterrupt(lvt & 0xff, false);
+    return nextNs;
+  }
+
+  /** the timer's current count (what the guest reads at 0x390) */
+  timerCount(): number {
+    return this.#timer.current(this.#now());
+  }
+
+  reset(): void {
+    this.id = (this.#initialId << 24) >>> 0;
+    this.tpr = 0;
+    this.ldr = 0;
+    this.dfr = 0xffffffff;
+    this.svr = 0xff;
+    this.esr = 0;
+    this.#esrPending = 0;
+    this.icrLow = 0;
+    this.icrHigh = 0;
+    this.tdcr = 0;
+    this.irr.fill(0);
+    this.isr.fill(0);
+    this.tmr.fill(0);
+    this.#irrTop = -1;
+    this.#isrTop = -1;
+    this.lvt.fill(LVT_MASKED);
+    // the BSP's virtual wire, as KVM leaves it (KVM_X86_QUIRK_LINT0_REENABLED)
+    if (this.#initialId === 0) this.lvt[LINT0] = MODE_EXTINT << 8;
+    this.#timer.restore({ initial: 0, startNs: this.#now(), divisor: 2, periodic: false, reported: 0 });
+  }
+
+  snapshot(): LocalApicState {
+    return {
+      id: this.id,
+      tpr: this.tpr,
+      ldr: this.ldr,
+      dfr: this.dfr,
+      svr: this.svr,
+      isr: [...this.isr],
+      tmr: [...this.tmr],
+      irr: [...this.irr],
+      esr: this.esr,
+      esrPending: this.#esrPending,
+      icrLow: this.icrLow,
+      icrHigh: this.icrHigh,
+      lvt: [...this.lvt],
+      tdcr: this.tdcr,
+      timer: this.#timer.snapshot(),
+    };
+  }
+
+  restore(s: LocalApicState): void {
+    for (const [k, n] of [
+      ["isr", 8],
+      ["tmr", 8],
+      ["irr", 8],
+      ["lvt", 6],
+    ] as const) {
+      if (!Array.isArray(s[k]) || s[k].length !== n) {
+        throw new DeviceConfigError(this.name, "restore", `${k} must hold ${n} words`);
+      }
+    }
+    this.id = s.id >>> 0;
+    this.tpr = s.tpr & 0xff;
+    this.ldr = s.ldr >>> 0;
+    this.dfr = s.dfr >>> 0;
+    this.svr = s.svr & 0x3ff;
+    this.isr.set(s.isr);
+    this.tmr.set(s.tmr);
+    this.irr.set(s.irr);
+    this.esr = s.esr;
+    this.#esrPending = s.esrPending;
+    this.icrLow = s.icrLow >>> 0;
+    this.icrHigh = s.icrHigh >>> 0;
+    this.lvt.set(s.lvt);
+    this.tdcr = s.tdcr & 0xb;
+    this.#timer.restore(s.timer);
+    this.#irrTop = highest(this.irr);
+    this.#isrTop = highest(this.isr);
+    this.#ctx?.requestPoll?.();
+  }
+}
