@@ -1,9 +1,40 @@
 // What lib/kvm asks of a system-call binding: the contract both the addon and koffi implement
 // (binding.ts picks one; koffi-binding.ts is the other). Types only, so the bindings and their
-// checks depend on this file rather than on the module that loads them.
+// checks depend on this file rather than on the module that loads them (its one value is the
+// layout of koffi's shared run state, which both the binding and the kicking thread use).
 
 export type IoctlArg = number | bigint | ArrayBuffer | ArrayBufferView;
 export type BindingKind = "addon" | "koffi";
+
+/** A cross-thread kick through the addon: its kick(vcpuFd) signals the thread in KVM_RUN itself. */
+export interface AddonKickTarget {
+  /** optional: the earlier {addonPath, vcpuFd} shape still means the addon */
+  binding?: "addon";
+  /** the addon file, loadable with require() in a worker */
+  addonPath: string;
+  vcpuFd: number;
+}
+
+/**
+ * A cross-thread kick through koffi: the kicking thread maps the vCPU's kvm_run itself (fds are
+ * process-wide), sets immediate_exit and tgkill()s the thread the binding's run() recorded in
+ * `shared` (Int32 words at KOFFI_KICK_WORDS).
+ */
+export interface KoffiKickTarget {
+  binding: "koffi";
+  /** koffi's entry file: the kicking thread reaches libc (mmap, tgkill) through it */
+  addonPath: string;
+  vcpuFd: number;
+  /** the vCPU's run state, written by run() on the vCPU thread */
+  shared: SharedArrayBuffer;
+  /** the signal number kicks send (a handler is installed process-wide) */
+  signal: number;
+}
+
+export type KickTarget = AddonKickTarget | KoffiKickTarget;
+
+/** Int32 indices into KoffiKickTarget.shared */
+export const KOFFI_KICK_WORDS = { IN_RUN: 0, PENDING: 1, TID: 2, COUNT: 3 } as const;
 
 /**
  * The same functions from both bindings. Errors are Error objects carrying Node's system-error
@@ -11,8 +42,18 @@ export type BindingKind = "addon" | "koffi";
  */
 export interface KvmBinding {
   readonly kind: BindingKind;
-  /** true when kick() interrupts a KVM_RUN blocked in another thread (the addon; koffi cannot signal) */
+  /**
+   * true when a KVM_RUN blocked in one thread can be interrupted from another: the addon's kick()
+   * works from any thread; koffi's state is per thread, so other threads kick through kickTarget()
+   * (false for koffi when no kick signal handler could be installed, e.g. loaded first in a worker).
+   */
   readonly crossThreadKick: boolean;
+  /**
+   * What another thread needs to kick this vCPU out of KVM_RUN (the watchdog's worker acts on it);
+   * undefined when crossThreadKick is false. Throws a TypeError for an fd that is not a KVM vCPU.
+   * Both bindings have it; optional only so that hand-made bindings (test fakes) may leave it out.
+   */
+  kickTarget?(vcpuFd: number): KickTarget | undefined;
   open(path: string, flags?: number): number;
   close(fd: number): void;
   /** only the KVM ioctls of lib/kvm/ioctls.ts; pointer arguments are size-checked against the request */
@@ -26,7 +67,10 @@ export interface KvmBinding {
   eventfd(initval?: number, flags?: number): number;
   /** KVM_RUN: true when the guest exited (reason in kvm_run), false when interrupted (EINTR/EAGAIN) */
   run(vcpuFd: number): boolean;
-  /** makes the KVM_RUN in progress, or the next one, return false */
+  /**
+   * makes the KVM_RUN in progress, or the next one, return false. The addon's works from any
+   * thread; koffi's state is per thread, so another thread's run is kicked through kickTarget().
+   */
   kick(vcpuFd: number): void;
   /** memory must be an ArrayBuffer from mmap/mmapAnonymous; null deletes the slot */
   setUserMemoryRegion(

@@ -7,9 +7,16 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { BindingKind, KvmBinding } from "./binding-api.js";
 import { KvmUnavailableError } from "./errors.js";
-import { createKoffiBinding } from "./koffi-binding.js";
+import { createKoffiBinding, isVcpuFd } from "./koffi-binding.js";
 
-export type { BindingKind, IoctlArg, KvmBinding } from "./binding-api.js";
+export type {
+  AddonKickTarget,
+  BindingKind,
+  IoctlArg,
+  KickTarget,
+  KoffiKickTarget,
+  KvmBinding,
+} from "./binding-api.js";
 
 /** The addon's C table of the KVM ABI (sizes, offsetof, request numbers). */
 export interface AbiTable {
@@ -62,7 +69,8 @@ const cache = new Map<BindingKind, KvmBinding>();
 
 function makeAddon(): KvmBinding | undefined {
   const m = loadAddonModule();
-  if (!m) return undefined;
+  const path = addonPath();
+  if (!m || !path) return undefined;
   return {
     kind: "addon",
     crossThreadKick: true,
@@ -75,6 +83,11 @@ function makeAddon(): KvmBinding | undefined {
     eventfd: m.eventfd,
     run: m.run,
     kick: m.kick,
+    kickTarget(vcpuFd) {
+      if (!Number.isInteger(vcpuFd) || vcpuFd < 0) throw new TypeError("vcpuFd must be a file descriptor");
+      if (!isVcpuFd(vcpuFd)) throw new TypeError(`fd ${vcpuFd} is not a KVM vCPU`);
+      return { binding: "addon", addonPath: path, vcpuFd };
+    },
     setUserMemoryRegion: m.setUserMemoryRegion,
     getDirtyLog: m.getDirtyLog,
   };

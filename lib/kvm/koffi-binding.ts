@@ -1,14 +1,19 @@
 // The KVM binding without a compiler: koffi calling libc. Same interface and the same argument
-// checks as the addon. Two things it cannot do as well: a kick cannot interrupt a KVM_RUN blocked
-// in another thread (no signal handler without native code; the kick still ends the next run),
-// and an ArrayBuffer from koffi cannot be detached, so munmap replaces the pages with an inert
-// zero mapping at the same address (stale views read zeroes, never freed memory) and the address
-// range is released when the ArrayBuffer is garbage-collected.
+// checks as the addon. An ArrayBuffer from koffi cannot be detached, so munmap replaces the pages
+// with an inert zero mapping at the same address (stale views read zeroes, never freed memory) and
+// the address range is released when the ArrayBuffer is garbage-collected.
+//
+// Kicks across threads work as in Firecracker/rust-vmm and the addon: the kicker sets
+// kvm_run.immediate_exit, then signals the thread in KVM_RUN, whose (no-op) handler makes the
+// ioctl return EINTR. koffi cannot install a C handler safely, so Node installs one (see
+// KICK_SIGNAL); run() publishes its thread id and in-run flag in shared memory for the kicker.
 
+import { readlinkSync } from "node:fs";
 import { createRequire } from "node:module";
 import { constants as osConstants } from "node:os";
 import { getSystemErrorMap } from "node:util";
-import type { IoctlArg, KvmBinding } from "./binding-api.js";
+import { isMainThread } from "node:worker_threads";
+import { type IoctlArg, KOFFI_KICK_WORDS, type KoffiKickTarget, type KvmBinding } from "./binding-api.js";
 import { bytesOf, checkInt, checkIoctl } from "./ioctl-check.js";
 import { KVM_GET_DIRTY_LOG, KVM_RUN, KVM_SET_USER_MEMORY_REGION } from "./ioctls.js";
 
@@ -30,6 +35,77 @@ const EINTR = osConstants.errno.EINTR;
 const EAGAIN = osConstants.errno.EAGAIN;
 /** Node 20's largest ArrayBuffer, the addon's limit too */
 const MAX_MAPPING = 2 ** 32;
+const SIG_UNBLOCK = 1;
+const { IN_RUN, PENDING, TID, COUNT } = KOFFI_KICK_WORDS;
+
+/**
+ * The kick signal. SIGURG because nothing in Node uses it (SIGUSR1 is the inspector, SIGPROF the
+ * profiler, SIGUSR2 is what nodemon & co. send to restart, SIGINT/SIGTERM/SIGWINCH/SIGCHLD/SIGPIPE
+ * have meaning to libuv and users), the kernel sends it only to owners of sockets with out-of-band
+ * data (F_SETOWN, which Node never sets), and its default action is "ignore": should the handler
+ * ever be gone, a kick is dropped instead of killing the process. Go's runtime picked it for
+ * goroutine preemption signals for the same reasons. (The addon uses SIGRTMIN+3, which Node
+ * cannot listen to.)
+ */
+export const KICK_SIGNAL = "SIGURG";
+const kickSignalNumber = osConstants.signals[KICK_SIGNAL];
+
+// Node's listener makes libuv install a process-wide handler; Node does not keep the process alive
+// for it. Only the main thread's `process` can install one (workers get no signal events).
+let kickListener: (() => void) | undefined;
+function listenForKicks(): void {
+  if (!isMainThread || kickListener) return;
+  kickListener = () => {};
+  process.on(KICK_SIGNAL, kickListener);
+}
+
+/** Whether `fd` is a KVM vCPU (an anon inode named kvm-vcpu:N): only those get kicked. */
+export function isVcpuFd(fd: number): boolean {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`).startsWith("anon_inode:kvm-vcpu");
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * CommonJS source of `koffiKicker(target)` for a thread that kicks through a KoffiKickTarget (the
+ * watchdog's worker): it maps the vCPU's kvm_run itself while it lives (close() unmaps), so that
+ * immediate_exit can be set from there. Same order as the binding's own kick(): pending, then
+ * immediate_exit, then the signal if the vCPU thread is in KVM_RUN.
+ */
+export const KOFFI_KICKER_SOURCE = `
+function koffiKicker(t) {
+  const koffi = require(t.addonPath);
+  const link = (() => {
+    try { return require("node:fs").readlinkSync("/proc/self/fd/" + t.vcpuFd); } catch { return "nothing"; }
+  })();
+  if (!link.startsWith("anon_inode:kvm-vcpu")) throw new Error("fd " + t.vcpuFd + " is not a KVM vCPU (" + link + ")");
+  const libc = koffi.load("libc.so.6");
+  const tgkill = libc.func("int tgkill(int tgid, int tid, int sig)");
+  const mmap = libc.func("mmap", "void *", ["void *", "size_t", "int", "int", "int", "int64_t"]);
+  const munmap = libc.func("munmap", "int", ["void *", "size_t"]);
+  const p = mmap(null, 4096, ${PROT_READ | PROT_WRITE}, ${MAP_SHARED}, t.vcpuFd, 0);
+  if (p === null || BigInt(koffi.address(p)) === 0xffffffffffffffffn) {
+    throw new Error("cannot map the vCPU's kvm_run (errno " + koffi.errno() + ")");
+  }
+  const run = new Uint8Array(koffi.view(p, 4096));
+  const sh = new Int32Array(t.shared);
+  let open = true;
+  return {
+    kick() {
+      if (!open) return;
+      Atomics.store(sh, ${PENDING}, 1);
+      run[1] = 1;
+      if (Atomics.load(sh, ${IN_RUN}) !== 0) tgkill(process.pid, Atomics.load(sh, ${TID}), t.signal);
+    },
+    close() {
+      if (open) munmap(p, 4096);
+      open = false;
+    },
+  };
+}
+`;
 
 function sysError(errno: number, syscall: string, request?: string, path?: string): Error {
   const [code, text] = getSystemErrorMap().get(-errno) ?? ["EUNKNOWN", "unknown error"];
@@ -50,10 +126,50 @@ interface Mapping {
   fd: number;
 }
 
+/**
+ * Per vCPU fd. `shared` (KOFFI_KICK_WORDS) holds in_run, pending and the thread id; run() and a kick
+ * keep the addon's order so that no kick is lost: a kick stores pending then reads in_run, run()
+ * stores in_run then reads pending (Atomics are sequentially consistent), so at least one of them
+ * sees the other; and the kicker sets immediate_exit before it signals, for a signal that lands
+ * before the thread is in the ioctl.
+ */
 interface VcpuState {
   isVcpu: boolean;
-  pending: boolean;
+  shared: Int32Array<SharedArrayBuffer>;
   run?: Uint8Array;
+}
+
+const newState = (run?: Uint8Array): VcpuState => ({
+  isVcpu: false,
+  shared: new Int32Array(new SharedArrayBuffer(COUNT * 4)),
+  ...(run ? { run } : {}),
+});
+
+interface KickFns {
+  gettid(): number;
+  pthreadSigmask(how: number, set: Uint8Array, old: null): number;
+}
+
+/**
+ * libc's thread calls, once a handler for KICK_SIGNAL is in place; undefined when there is none
+ * (a worker that loaded koffi before the main thread did): then there is no cross-thread kick.
+ */
+function loadKickFns(libc: ReturnType<Koffi["load"]>): KickFns | undefined {
+  try {
+    listenForKicks();
+    const sigaction: Fn = libc.func("sigaction", "int", ["int", "void *", "void *"]);
+    // glibc's struct sigaction starts with the handler; SIG_DFL is 0 and SIG_IGN 1
+    const old = new BigUint64Array(32);
+    if ((sigaction(kickSignalNumber, null, old) as number) !== 0 || old[0]! <= 1n) return undefined;
+    libc.func("int tgkill(int tgid, int tid, int sig)"); // what kicking threads call (throws if absent)
+    return {
+      gettid: libc.func("int gettid(void)") as Fn,
+      pthreadSigmask: libc.func("int pthread_sigmask(int how, const void *set, void *old)") as Fn,
+    };
+  } catch (e) {
+    if (process.env.NODEVMM_DEBUG) console.error(e);
+    return undefined;
+  }
 }
 
 export function createKoffiBinding(): KvmBinding {
@@ -68,6 +184,20 @@ export function createKoffiBinding(): KvmBinding {
   const cMunmap: Fn = libc.func("munmap", "int", ["uint64_t", "size_t"]);
   const cEventfd: Fn = libc.func("int eventfd(unsigned int initval, int flags)");
   const MAP_FAILED = 0xffffffffffffffffn;
+  const kickFns = loadKickFns(libc);
+  const koffiPath = createRequire(import.meta.url).resolve("koffi");
+  // this binding's state belongs to the thread that created it: one thread id to publish
+  let tid = 0;
+  let threadReady = false;
+  const prepareThread = (): void => {
+    threadReady = true;
+    if (!kickFns) return;
+    tid = kickFns.gettid();
+    // a thread that blocks the kick signal could not be kicked out of KVM_RUN
+    const set = new Uint8Array(128);
+    set[(kickSignalNumber - 1) >> 3]! |= 1 << ((kickSignalNumber - 1) & 7);
+    kickFns.pthreadSigmask(SIG_UNBLOCK, set, null);
+  };
 
   const mappings = new WeakMap<ArrayBuffer, Mapping>();
   // Releases the address range of a mapping whose ArrayBuffer is gone (live or already replaced).
@@ -79,7 +209,7 @@ export function createKoffiBinding(): KvmBinding {
   const vcpu = (fd: number): VcpuState => {
     let s = vcpus.get(fd);
     if (!s) {
-      s = { isVcpu: false, pending: false };
+      s = newState();
       vcpus.set(fd, s);
     }
     return s;
@@ -102,7 +232,7 @@ export function createKoffiBinding(): KvmBinding {
 
   return {
     kind: "koffi",
-    crossThreadKick: false,
+    crossThreadKick: kickFns !== undefined,
     open(path, flags) {
       if (typeof path !== "string") throw new TypeError("path must be a string");
       if (path.includes("\0")) throw new TypeError("path must not contain NUL");
@@ -135,8 +265,7 @@ export function createKoffiBinding(): KvmBinding {
       if (mapFailed(p)) throw sysError(koffi.errno(), "mmap");
       const ab = wrap(p, length, fd);
       // a new kvm_run means a new vCPU behind this fd number: drop any earlier state of the number
-      if (offset === 0 && length >= 4096)
-        vcpus.set(fd, { isVcpu: false, pending: false, run: new Uint8Array(ab, 0, 4096) });
+      if (offset === 0 && length >= 4096) vcpus.set(fd, newState(new Uint8Array(ab, 0, 4096)));
       return ab;
     },
     mmapAnonymous(length) {
@@ -184,12 +313,17 @@ export function createKoffiBinding(): KvmBinding {
       fdArg(vcpuFd, "vcpuFd");
       const st = vcpu(vcpuFd);
       st.isVcpu = true;
-      if (st.pending && st.run) st.run[1] = 1;
+      if (!threadReady) prepareThread();
+      const sh = st.shared;
+      if (sh[TID] !== tid) Atomics.store(sh, TID, tid);
+      Atomics.store(sh, IN_RUN, 1);
+      if (Atomics.load(sh, PENDING) !== 0 && st.run) st.run[1] = 1;
       const rc = ioctlInt(vcpuFd, KVM_RUN, 0) as number;
+      const err = rc < 0 ? koffi.errno() : 0;
+      Atomics.store(sh, IN_RUN, 0);
       if (rc >= 0) return true;
-      const err = koffi.errno();
       if (err === EINTR || err === EAGAIN) {
-        st.pending = false;
+        Atomics.store(sh, PENDING, 0);
         if (st.run) st.run[1] = 0;
         return false;
       }
@@ -198,8 +332,22 @@ export function createKoffiBinding(): KvmBinding {
     kick(vcpuFd) {
       fdArg(vcpuFd, "vcpuFd");
       const st = vcpu(vcpuFd);
-      st.pending = true;
+      // this binding's state is this thread's: no run of it can be in progress while it kicks, so
+      // this only makes the next run return at once; other threads kick through kickTarget()
+      Atomics.store(st.shared, PENDING, 1);
       if (st.isVcpu && st.run) st.run[1] = 1;
+    },
+    kickTarget(vcpuFd): KoffiKickTarget | undefined {
+      fdArg(vcpuFd, "vcpuFd");
+      if (!isVcpuFd(vcpuFd)) throw new TypeError(`fd ${vcpuFd} is not a KVM vCPU`);
+      if (!kickFns) return undefined;
+      return {
+        binding: "koffi",
+        addonPath: koffiPath,
+        vcpuFd,
+        shared: vcpu(vcpuFd).shared.buffer,
+        signal: kickSignalNumber,
+      };
     },
     setUserMemoryRegion(vmFd, slot, flags, guestPhysAddr, memory) {
       fdArg(vmFd, "vmFd");

@@ -1,6 +1,7 @@
 // What the machine needs of a backend. lib/vmm/backends/kvm.ts wraps lib/kvm (KvmVm/KvmVcpu);
 // lib/vmm/backends/soft.ts is the small VT-x hypervisor over lib/vmx + lib/cpu.
 
+import type { KickTarget } from "../kvm/binding-api.js";
 import type { VmExit } from "../types/exits.js";
 import type { Regs, SpecialRegs } from "../types/regs.js";
 import type { GuestMemory } from "./memory.js";
@@ -41,12 +42,12 @@ export interface VcpuBackend {
   /** Optional (soft backend): guest instructions this vCPU has retired since it was created. */
   instructionsRetired?(): number;
   /**
-   * Optional (KVM with the addon): what a watchdog thread needs to kick this vCPU out of a blocking
-   * KVM_RUN: the addon file (its kick() is callable from any thread) and the vCPU fd. Undefined
-   * when the binding cannot kick across threads (koffi). Lets timeouts and async slices work for
-   * guests that never exit.
+   * Optional (KVM): what a watchdog thread needs to kick this vCPU out of a blocking KVM_RUN (the
+   * addon's file and the vCPU fd, or koffi's shared run state and signal); undefined when the
+   * binding cannot kick across threads. Lets timeouts and async slices work for guests that never
+   * exit.
    */
-  crossThreadKick?(): { addonPath: string; vcpuFd: number } | undefined;
+  crossThreadKick?(): KickTarget | undefined;
   /** Optional (KVM with the in-kernel irqchip): the vCPU is in HLT inside the kernel (MP state HALTED). */
   isHalted?(): boolean;
 }

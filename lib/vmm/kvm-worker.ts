@@ -77,6 +77,8 @@ export function evalWorkerArgv(): string[] {
 }
 
 export interface VcpuThreadTarget {
+  /** the thread runs KVM_RUN through the addon only: a koffi target is refused (ready() rejects) */
+  binding?: "addon" | "koffi";
   addonPath: string;
   vcpuFd: number;
   /** how long each side spins for the other's answer before it sleeps (default SPIN_MS) */
@@ -141,7 +143,7 @@ export async function waitForChange(
 export class KvmRunWorker {
   readonly #shared = new SharedArrayBuffer(16);
   readonly #ctrl = new Int32Array(this.#shared);
-  readonly #worker: Worker;
+  readonly #worker: Worker | undefined;
   readonly #ready: Promise<void>;
   readonly #fd: number;
   readonly #spinMs: number;
@@ -157,6 +159,16 @@ export class KvmRunWorker {
   constructor(target: VcpuThreadTarget) {
     this.#fd = target.vcpuFd;
     this.#spinMs = target.spinMs ?? SPIN_MS;
+    if (target.binding !== undefined && target.binding !== "addon") {
+      // koffi's run state lives in the thread that loaded it: the machine runs KVM_RUN on its own
+      // thread then (bounded by the watchdog), so refuse here rather than start a useless thread
+      this.#worker = undefined;
+      this.#exited = true;
+      this.lastError = `the vCPU thread needs the addon binding, not ${target.binding}`;
+      this.#ready = Promise.reject(new Error(this.lastError));
+      this.#ready.catch(() => {});
+      return;
+    }
     this.#worker = new Worker(WORKER_SOURCE, {
       eval: true,
       execArgv: evalWorkerArgv(),
@@ -254,7 +266,7 @@ export class KvmRunWorker {
     Atomics.store(this.#ctrl, QUIT, 1);
     Atomics.add(this.#ctrl, REQ, 1);
     Atomics.notify(this.#ctrl, REQ);
-    this.#worker.unref();
+    this.#worker?.unref();
   }
 
   get vcpuFd(): number {

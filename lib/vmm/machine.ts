@@ -382,6 +382,8 @@ export class Machine {
 
   /** Async KVM runs: a worker enters the guest (kvm-worker.ts); without one they slice on this thread. */
   async #startVcpuThread(target: KickTarget): Promise<void> {
+    // the thread enters the guest through the addon only; koffi runs slice here under the watchdog
+    if (target.binding === "koffi") return;
     const v = this.vcpu(0).backend as VcpuBackend & { exitOf?(exited: boolean): VmExit };
     const exitOf = v.exitOf?.bind(v);
     if (!exitOf) return;

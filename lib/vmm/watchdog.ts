@@ -1,17 +1,31 @@
 // A watchdog thread that kicks a vCPU out of KVM_RUN at a deadline. The main thread is blocked
-// inside KVM_RUN while the guest runs, so its own timers cannot fire; the addon's kick() is
-// callable from any thread (it signals the thread in KVM_RUN), so a worker holding the vCPU fd ends
-// the run as an "intr" exit. Deadlines travel through shared memory; no message per entry.
+// inside KVM_RUN while the guest runs, so its own timers cannot fire; a worker holding the vCPU's
+// kick target ends the run as an "intr" exit: through the addon's kick() (callable from any
+// thread), or with koffi by setting immediate_exit and signalling the vCPU thread itself
+// (KOFFI_KICKER_SOURCE). Deadlines travel through shared memory; no message per entry.
 
 import { Worker } from "node:worker_threads";
+import type { KickTarget } from "../kvm/binding-api.js";
+import { KOFFI_KICKER_SOURCE } from "../kvm/koffi-binding.js";
 import { evalWorkerArgv } from "./kvm-worker.js";
 import { startedWithin } from "./started-within.js";
+
+export type { KickTarget } from "../kvm/binding-api.js";
+
+/** how long close() lets the thread end by itself (unmapping what it mapped) before terminating it */
+const CLOSE_GRACE_MS = 1000;
 
 // CommonJS source of the worker: waits on the shared sequence word until the deadline, then kicks.
 const WORKER_SOURCE = `
 const { workerData, parentPort } = require("node:worker_threads");
-const addon = require(workerData.addonPath);
-if (typeof addon.kick !== "function") throw new Error(workerData.addonPath + " has no kick()");
+${KOFFI_KICKER_SOURCE}
+function addonKicker(t) {
+  const addon = require(t.addonPath);
+  if (typeof addon.kick !== "function") throw new Error(t.addonPath + " has no kick()");
+  return { kick: () => addon.kick(t.vcpuFd), close() {} };
+}
+const target = workerData.target;
+const kicker = target.binding === "koffi" ? koffiKicker(target) : addonKicker(target);
 parentPort.postMessage("ready");
 const ctrl = new Int32Array(workerData.shared, 0, 2);
 const deadline = new Float64Array(workerData.shared, 8, 1);
@@ -22,7 +36,7 @@ for (;;) {
   const d = deadline[0];
   if (d > 0 && now() >= d) {
     try {
-      addon.kick(workerData.vcpuFd);
+      kicker.kick();
     } catch (e) {
       parentPort.postMessage("kick failed: " + (e && e.message));
     }
@@ -33,12 +47,8 @@ for (;;) {
   }
   Atomics.wait(ctrl, 0, seq, d > 0 ? Math.max(0.05, d - now()) : undefined);
 }
+kicker.close();
 `;
-
-export interface KickTarget {
-  addonPath: string;
-  vcpuFd: number;
-}
 
 export class Watchdog {
   readonly #shared = new SharedArrayBuffer(16);
@@ -50,12 +60,13 @@ export class Watchdog {
   /** the last problem the worker reported (failed start or kick) */
   lastError: string | undefined;
   readonly #ready: Promise<void>;
+  readonly #exited: Promise<void>;
 
   constructor(target: KickTarget) {
     this.#worker = new Worker(WORKER_SOURCE, {
       eval: true,
       execArgv: evalWorkerArgv(),
-      workerData: { shared: this.#shared, addonPath: target.addonPath, vcpuFd: target.vcpuFd },
+      workerData: { shared: this.#shared, target },
     });
     let readyResolve: () => void = () => {};
     let readyReject: (e: Error) => void = () => {};
@@ -73,11 +84,16 @@ export class Watchdog {
       this.lastError = e.message;
       readyReject(e);
     });
-    this.#worker.on("exit", () => readyReject(new Error(this.lastError ?? "the watchdog thread exited")));
+    this.#exited = new Promise<void>((resolve) => {
+      this.#worker.on("exit", () => {
+        readyReject(new Error(this.lastError ?? "the watchdog thread exited"));
+        resolve();
+      });
+    });
     this.#worker.unref();
   }
 
-  /** Resolves once the thread has loaded the addon; rejects if it cannot (or takes over `ms`). */
+  /** Resolves once the thread can kick (binding loaded, vCPU mapped); rejects if not (or after `ms`). */
   ready(ms = 10_000): Promise<void> {
     return startedWithin(this.#ready, ms, "the watchdog thread");
   }
@@ -97,6 +113,17 @@ export class Watchdog {
     Atomics.store(this.#ctrl, 1, 1);
     Atomics.add(this.#ctrl, 0, 1);
     Atomics.notify(this.#ctrl, 0);
+    // a koffi kicker unmaps its kvm_run on the way out; a mapping left behind would keep the vCPU
+    // (and its VM) alive in the kernel until the process exits
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.#exited,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, CLOSE_GRACE_MS);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
     await this.#worker.terminate();
   }
 }

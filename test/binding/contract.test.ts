@@ -13,9 +13,11 @@ import {
   KVM_GET_SUPPORTED_CPUID,
   KVM_RUN,
   KVM_SET_USER_MEMORY_REGION,
+  Kvm,
   loadBinding,
   probeKvm,
 } from "../../lib/kvm/index.js";
+import { startKickWorker } from "./kick-worker.js";
 
 const available = availableBindings();
 const kvmUsable = probeKvm().usable;
@@ -133,6 +135,43 @@ describe.each(["addon", "koffi"] as BindingKind[])("binding %s", (kind) => {
         b.close(fd);
       }
       expect([...readFileSync(path).subarray(100, 103)]).toEqual([1, 2, 3]);
+    });
+
+    it("kickTarget refuses an fd that is not a KVM vCPU", () => {
+      const fd = b.eventfd(0, 0);
+      try {
+        expect(() => b.kickTarget?.(fd)).toThrow(/not a KVM vCPU/);
+      } finally {
+        b.close(fd);
+      }
+    });
+
+    it.skipIf(!kvmUsable)("on /dev/kvm: another thread kicks a spinning guest out of KVM_RUN", async () => {
+      expect(b.crossThreadKick).toBe(true);
+      const kvm = Kvm.open({ binding: b });
+      try {
+        const vm = kvm.createVm();
+        vm.setTssAddress(0xfffbd000);
+        vm.allocateMemory(0, 0x10000).bytes.set([0xeb, 0xfe], 0); // jmp $ at the reset vector's alias
+        const vcpu = vm.createVcpu(0);
+        const s = vcpu.getSregs();
+        vcpu.setSregs({ ...s, cs: { ...s.cs, base: 0n, selector: 0 } });
+        vcpu.setRegs({ ...vcpu.getRegs(), rip: 0n, rflags: 2n });
+        const target = b.kickTarget?.(vcpu.fd);
+        expect(target).toMatchObject({ binding: kind, vcpuFd: vcpu.fd });
+        const w = await startKickWorker(target!);
+        try {
+          w.kickAfter(30); // while this thread is blocked in KVM_RUN
+          expect(b.run(vcpu.fd)).toBe(false);
+          await w.kickNow(); // between runs: the next one returns at once
+          expect(b.run(vcpu.fd)).toBe(false);
+        } finally {
+          await w.close();
+        }
+        expect(vcpu.getRegs().rip).toBe(0n);
+      } finally {
+        kvm.close();
+      }
     });
 
     it.skipIf(!kvmUsable)("on /dev/kvm: API version and supported CPUID", () => {

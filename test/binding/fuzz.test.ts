@@ -25,6 +25,7 @@ describe.each(availableBindings())("binding %s under random arguments", (kind) =
       ioctl: b.ioctl,
       run: b.run,
       kick: b.kick,
+      kickTarget: b.kickTarget,
       mmapAnonymous: b.mmapAnonymous,
       munmap: b.munmap,
       setUserMemoryRegion: b.setUserMemoryRegion,

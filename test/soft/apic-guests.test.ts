@@ -47,6 +47,16 @@ function field(out: string, line: string, key: string): number {
   return Number.parseInt(m[1]!, 16);
 }
 
+/**
+ * ioapic-pit waits for 3 ticks and prints where they arrived. A host too busy to poll for a PIT
+ * period hands the guest two ticks at once (one in IRR, one in service), as a slow CPU would see
+ * them, so the count may pass 3; every tick must be at pin 2 (vector 0x62), none at pin 0.
+ */
+function expectPinTwoOnly(out: string): void {
+  expect(out).toMatch(/^pin0=00000000 pin2=[0-9a-f]{8} spurious=00000000\n$/);
+  expect(field(out, "pin0", "pin2")).toBeGreaterThanOrEqual(3);
+}
+
 /** PIT periods (~10 ms) per LAPIC timer period (100 ms) in apic-timer, over four periods */
 const PIT_TICKS_1_TO_5 = 40;
 /**
@@ -134,7 +144,7 @@ describe("APIC guests on the soft backend", () => {
   it("ioapic-pit: ISA IRQ 0 arrives at I/O APIC pin 2 (the interrupt source override)", async () => {
     const { out, result } = await runGuest("ioapic-pit", "soft", 32);
     expect(result.reason).toBe("hlt");
-    expect(out).toBe("pin0=00000000 pin2=00000003 spurious=00000000\n");
+    expectPinTwoOnly(out);
   });
 });
 
@@ -171,6 +181,9 @@ describe("the 64-bit images on the soft backend", () => {
         expectPitRatio(b.out, "soft");
         const strip = (s: string) => s.replace(/pit-ticks-from-1st-to-5th=\S+/, "");
         expect(strip(b.out)).toBe(strip(a.out));
+      } else if (name === "ioapic-pit") {
+        expectPinTwoOnly(a.out);
+        expectPinTwoOnly(b.out);
       } else {
         expect(b.out).toBe(a.out);
       }

@@ -1,11 +1,14 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { createRequire } from "node:module";
+import { constants, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { availableBindings, loadBinding } from "../../lib/kvm/binding.js";
 import { ExitLoop } from "../../lib/vmm/loop.js";
 import { absoluteNow, Watchdog } from "../../lib/vmm/watchdog.js";
 import { FakeBackend, intr } from "./fake-backend.js";
 
+const hasKoffi = availableBindings().includes("koffi");
 const dir = mkdtempSync(join(tmpdir(), "nodevmm-watchdog-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -49,6 +52,27 @@ describe("Watchdog start-up", () => {
     await expect(bad.ready()).rejects.toThrow(/has no kick/);
     await bad.close();
   });
+
+  it.skipIf(!hasKoffi)(
+    "a koffi target is acted on by the thread itself, and refused for a non-vCPU fd",
+    async () => {
+      const koffi = loadBinding("koffi");
+      const fd = koffi.eventfd(0, 0);
+      try {
+        const w = new Watchdog({
+          binding: "koffi",
+          addonPath: createRequire(import.meta.url).resolve("koffi"),
+          vcpuFd: fd,
+          shared: new SharedArrayBuffer(16),
+          signal: constants.signals.SIGURG,
+        });
+        await expect(w.ready()).rejects.toThrow(new RegExp(`fd ${fd} is not a KVM vCPU`));
+        await w.close();
+      } finally {
+        koffi.close(fd);
+      }
+    },
+  );
 });
 
 describe("ExitLoop with a watchdog", () => {

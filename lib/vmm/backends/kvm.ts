@@ -5,8 +5,8 @@
 
 import { existsSync } from "node:fs";
 import {
-  addonPath,
   type CpuidEntry,
+  type KickTarget,
   KVM_MP_STATE,
   Kvm,
   type KvmOpenOptions,
@@ -73,10 +73,11 @@ export class KvmVcpuBackend implements VcpuBackend {
   kick(): void {
     this.#vcpu.kick();
   }
-  crossThreadKick(): { addonPath: string; vcpuFd: number } | undefined {
-    if (!this.#vcpu.binding.crossThreadKick || this.#vcpu.closed) return undefined;
-    const path = addonPath();
-    return path ? { addonPath: path, vcpuFd: this.#vcpu.fd } : undefined;
+  /** what a watchdog thread needs to kick this vCPU out of KVM_RUN, with either binding */
+  crossThreadKick(): KickTarget | undefined {
+    const b = this.#vcpu.binding;
+    if (!b.crossThreadKick || this.#vcpu.closed) return undefined;
+    return b.kickTarget?.(this.#vcpu.fd);
   }
   /** The exit of a KVM_RUN a vCPU worker thread made (kvm-worker.ts); `exited` is its run() result. */
   exitOf(exited: boolean): VmExit {
