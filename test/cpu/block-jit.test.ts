@@ -225,3 +225,36 @@ describe("inline shifts by a constant", () => {
     });
   }
 });
+
+describe("carries at the exact wrap and borrows across slow paths", () => {
+  // L: add eax, ebx ; mov r11d, [rsp] (a memory op: a slow path when the TLB was flushed) ;
+  // sbb esi, edi (borrow-in from the ADD) ; setc dl ; add r8, r9 ; adc r10, r12 ; setc dh ;
+  // dec ecx ; jnz L ; hlt
+  const code = hex("01 d8 44 8b 1c 24 19 fe 0f 92 c2 4d 01 c8 4d 11 e2 0f 92 c6 ff c9 75 e8 f4");
+  const u32 = fc.integer({ min: 0, max: 0xffffffff });
+  const u64 = fc.bigInt({ min: 0n, max: (1n << 64n) - 1n });
+  const delta = fc.constantFrom(-1, 0, 1);
+  it("ADD/SBB/ADC agree with single-stepping when a+b is 2^n - 1, 2^n or 2^n + 1", () => {
+    fc.assert(
+      fc.property(u32, delta, u64, fc.constantFrom(-1n, 0n, 1n), u32, u32, (b, d, c, e, si, di) => {
+        const a = BigInt((0xffffffff - b + d) >>> 0);
+        const r9 = BigInt.asUintN(64, (1n << 64n) - 1n - c + e);
+        const init: [number, bigint][] = [
+          [0, a],
+          [3, BigInt(b)],
+          [1, 3n],
+          [6, BigInt(si)],
+          [7, BigInt(di)],
+          [8, c],
+          [9, r9],
+          [10, c],
+          [12, r9],
+        ];
+        const ref = run("long", code, "single-step", init);
+        expect(run("long", code, "compiled", init)).toEqual(ref);
+        expect(run("long", code, "compiled", init, { budget: 3, flush: true })).toEqual(ref);
+      }),
+      { numRuns: 150 },
+    );
+  });
+});
