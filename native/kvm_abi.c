@@ -24,6 +24,7 @@ const struct nodevmm_ioctl nodevmm_ioctls[] = {
     R(KVM_CREATE_IRQCHIP),
     R(KVM_CREATE_PIT2),
     R(KVM_IRQ_LINE),
+    R(KVM_SET_GSI_ROUTING),
     R(KVM_IRQ_LINE_STATUS),
     R(KVM_IOEVENTFD),
     R(KVM_IRQFD),
@@ -202,6 +203,16 @@ const struct nodevmm_field nodevmm_fields[] = {
     S(kvm_irq_level),
     F(kvm_irq_level, irq),
     F(kvm_irq_level, level),
+    S(kvm_irq_routing),
+    F(kvm_irq_routing, nr),
+    F(kvm_irq_routing, flags),
+    F(kvm_irq_routing, entries),
+    S(kvm_irq_routing_entry),
+    F(kvm_irq_routing_entry, gsi),
+    F(kvm_irq_routing_entry, type),
+    F(kvm_irq_routing_entry, flags),
+    FN(kvm_irq_routing_entry, "u.irqchip.irqchip", u.irqchip.irqchip),
+    FN(kvm_irq_routing_entry, "u.irqchip.pin", u.irqchip.pin),
     S(kvm_pit_config),
     F(kvm_pit_config, flags),
     S(kvm_ioeventfd),
@@ -281,6 +292,8 @@ size_t nodevmm_variable_arg_size(uint32_t request, const uint8_t* arg, size_t av
       return sizeof(struct kvm_msrs) + n * sizeof(struct kvm_msr_entry);
     case KVM_SET_SIGNAL_MASK:
       return sizeof(struct kvm_signal_mask) + n;
+    case KVM_SET_GSI_ROUTING:
+      return sizeof(struct kvm_irq_routing) + n * sizeof(struct kvm_irq_routing_entry);
     default:
       return 0;
   }

@@ -73,6 +73,11 @@ export const KVM_IRQFD_FLAG_DEASSIGN = 1;
 
 export const KVM_PIT_SPEAKER_DUMMY = 1;
 
+/** kvm_irq_routing_entry.type for a pin of the in-kernel irqchip */
+export const KVM_IRQ_ROUTING_IRQCHIP = 1;
+/** the in-kernel irqchips a GSI can be routed to */
+export const KVM_IRQCHIP = { PIC_MASTER: 0, PIC_SLAVE: 1, IOAPIC: 2 } as const;
+
 export const KVM_MP_STATE = {
   RUNNABLE: 0,
   UNINITIALIZED: 1,

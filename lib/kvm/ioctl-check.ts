@@ -15,6 +15,7 @@ import {
   KVM_GET_MSRS,
   KVM_GET_SUPPORTED_CPUID,
   KVM_SET_CPUID2,
+  KVM_SET_GSI_ROUTING,
   KVM_SET_MSRS,
   KVM_SET_SIGNAL_MASK,
   KVM_SET_USER_MEMORY_REGION,
@@ -57,6 +58,8 @@ function variableSize(request: number, arg: Uint8Array): number {
       return 8 + n * 16;
     case KVM_SET_SIGNAL_MASK:
       return 4 + n;
+    case KVM_SET_GSI_ROUTING:
+      return 8 + n * 48;
     default:
       return 0;
   }

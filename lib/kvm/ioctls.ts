@@ -29,6 +29,7 @@ export const KVM_SET_TSS_ADDR = io(0x47);
 export const KVM_SET_IDENTITY_MAP_ADDR = iow(0x48, 8);
 export const KVM_CREATE_IRQCHIP = io(0x60);
 export const KVM_IRQ_LINE = iow(0x61, 8);
+export const KVM_SET_GSI_ROUTING = iow(0x6a, 8);
 export const KVM_IRQ_LINE_STATUS = iowr(0x67, 8);
 export const KVM_IRQFD = iow(0x76, 32);
 export const KVM_CREATE_PIT2 = iow(0x77, 64);
@@ -82,6 +83,7 @@ export const KVM_IOCTLS: Readonly<Record<string, number>> = {
   KVM_SET_IDENTITY_MAP_ADDR,
   KVM_CREATE_IRQCHIP,
   KVM_IRQ_LINE,
+  KVM_SET_GSI_ROUTING,
   KVM_IRQ_LINE_STATUS,
   KVM_IRQFD,
   KVM_CREATE_PIT2,

@@ -195,6 +195,24 @@ export const LAYOUTS = {
       level: 4,
     },
   },
+  kvm_irq_routing: {
+    size: 8,
+    fields: {
+      nr: 0,
+      flags: 4,
+      entries: 8,
+    },
+  },
+  kvm_irq_routing_entry: {
+    size: 48,
+    fields: {
+      gsi: 0,
+      type: 4,
+      flags: 8,
+      "u.irqchip.irqchip": 16,
+      "u.irqchip.pin": 20,
+    },
+  },
   kvm_pit_config: {
     size: 64,
     fields: {

@@ -7,6 +7,7 @@ import {
   KVM_IOEVENTFD_FLAG_DATAMATCH,
   KVM_IOEVENTFD_FLAG_DEASSIGN,
   KVM_IOEVENTFD_FLAG_PIO,
+  KVM_IRQ_ROUTING_IRQCHIP,
   KVM_IRQFD_FLAG_DEASSIGN,
   KVM_MEM_LOG_DIRTY_PAGES,
   KVM_MEM_READONLY,
@@ -24,6 +25,7 @@ import {
   KVM_IRQ_LINE,
   KVM_IRQFD,
   KVM_SET_CLOCK,
+  KVM_SET_GSI_ROUTING,
   KVM_SET_IDENTITY_MAP_ADDR,
   KVM_SET_TSS_ADDR,
 } from "./ioctls.js";
@@ -70,6 +72,13 @@ export interface KvmClock {
 
 function checkAddress(v: number, what: string): void {
   if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`${what} must be a non-negative integer`);
+}
+
+/** One GSI -> irqchip pin route (KVM_IRQCHIP: 0 PIC master, 1 PIC slave, 2 I/O APIC). */
+export interface GsiRoute {
+  gsi: number;
+  irqchip: 0 | 1 | 2;
+  pin: number;
 }
 
 export class KvmVm {
@@ -276,6 +285,28 @@ export class KvmVm {
     dv.setUint32(LAYOUTS.kvm_irq_level.fields.irq, irq >>> 0, true);
     dv.setUint32(LAYOUTS.kvm_irq_level.fields.level, level ? 1 : 0, true);
     ioctl(this.binding, this.fd, KVM_IRQ_LINE, dv);
+  }
+
+  /**
+   * KVM_SET_GSI_ROUTING: the whole GSI -> irqchip-pin table (it replaces the one KVM_CREATE_IRQCHIP
+   * installed). A GSI may drive several pins (a PIC pin and an I/O APIC pin).
+   */
+  setGsiRouting(routes: readonly GsiRoute[]): void {
+    const { kvm_irq_routing: head, kvm_irq_routing_entry: entry } = LAYOUTS;
+    const dv = new DataView(new ArrayBuffer(head.size + routes.length * entry.size));
+    dv.setUint32(head.fields.nr, routes.length, true);
+    routes.forEach((r, i) => {
+      if (!Number.isInteger(r.gsi) || r.gsi < 0 || r.gsi > 0xffffffff)
+        throw new RangeError(`bad GSI ${r.gsi}`);
+      if (!Number.isInteger(r.pin) || r.pin < 0 || r.pin > 23)
+        throw new RangeError(`bad irqchip pin ${r.pin}`);
+      const at = head.fields.entries + i * entry.size;
+      dv.setUint32(at + entry.fields.gsi, r.gsi, true);
+      dv.setUint32(at + entry.fields.type, KVM_IRQ_ROUTING_IRQCHIP, true);
+      dv.setUint32(at + entry.fields["u.irqchip.irqchip"], r.irqchip, true);
+      dv.setUint32(at + entry.fields["u.irqchip.pin"], r.pin, true);
+    });
+    ioctl(this.binding, this.fd, KVM_SET_GSI_ROUTING, dv);
   }
 
   /** KVM_SET_TSS_ADDR: three pages of guest-physical space VT-x needs for real mode (below 4 GiB). */

@@ -220,8 +220,12 @@ describe.skipIf(!probe.usable)(`the same guests on KVM's in-kernel irqchip${kvmS
       expect(comparable(soft.out)).toBe(comparable(kvm.out));
     });
   }
-  // KVM's default GSI routing sends GSI 0 to pin 0; the soft machine has the PC override (pin 2)
-  it.todo("ioapic-pit on KVM once lib/vmm/backends/kvm.ts routes GSI 0 to I/O APIC pin 2");
+  // the KVM backend installs QEMU's PC routing (KVM's own default would send GSI 0 to pin 0)
+  it("ioapic-pit: on KVM too, ISA IRQ 0 arrives at I/O APIC pin 2", async () => {
+    const kvm = await runGuest("ioapic-pit", "kvm", 64);
+    expect(kvm.result.reason).toBe("hlt");
+    expectPinTwoOnly(kvm.out);
+  });
 });
 
 function toolchainProblem(): string | undefined {

@@ -6,7 +6,9 @@
 import { existsSync } from "node:fs";
 import {
   type CpuidEntry,
+  type GsiRoute,
   type KickTarget,
+  KVM_IRQCHIP,
   KVM_MP_STATE,
   Kvm,
   type KvmOpenOptions,
@@ -120,6 +122,7 @@ export class KvmMachineBackend implements MachineBackend {
       this.vm.setTssAddress(TSS_ADDRESS);
       this.vm.setIdentityMapAddress(IDENTITY_MAP_ADDRESS);
       this.vm.createIrqchip();
+      this.vm.setGsiRouting(pcGsiRoutes());
       this.vm.createPit2();
       this.hypercalls = enableHypercalls(this.vm);
       const low = Math.min(memoryBytes, LOW_RAM_LIMIT);
@@ -153,6 +156,30 @@ export class KvmMachineBackend implements MachineBackend {
   close(): void {
     this.kvm.close();
   }
+}
+
+/**
+ * The PC's interrupt routing as QEMU sets it (kvm_pc_setup_irq_routing): ISA IRQs 0-15 to the 8259
+ * pair (not the cascade, 2) and GSIs 0-23 to the I/O APIC, except that IRQ 0 (the PIT) reaches I/O
+ * APIC pin 2, the interrupt source override firmware describes, and GSI 2 no I/O APIC pin. KVM's
+ * own default sends GSI 0 to pin 0; the soft backend's router (lib/devices/pc-interrupts.ts) has
+ * the override, so both backends route alike.
+ */
+function pcGsiRoutes(): GsiRoute[] {
+  const routes: GsiRoute[] = [];
+  for (let irq = 0; irq < 16; irq++) {
+    if (irq === 2) continue;
+    routes.push({
+      gsi: irq,
+      irqchip: irq < 8 ? KVM_IRQCHIP.PIC_MASTER : KVM_IRQCHIP.PIC_SLAVE,
+      pin: irq % 8,
+    });
+  }
+  for (let gsi = 0; gsi < 24; gsi++) {
+    if (gsi === 2) continue;
+    routes.push({ gsi, irqchip: KVM_IRQCHIP.IOAPIC, pin: gsi === 0 ? 2 : gsi });
+  }
+  return routes;
 }
 
 // The guest-side hypercall channel (examples/guests/hypercall.md) uses KVM_HC_MAP_GPA_RANGE because
