@@ -75,6 +75,14 @@ export class PcInterrupts {
     return this.lapic.acceptsExtInt() || this.ioapic.routesExtInt();
   }
 
+  /** the LAPIC's TPR, which CR8 aliases (bits 3:0 of CR8 are TPR bits 7:4) */
+  readonly taskPriority = {
+    get: (): number => this.lapic.tpr,
+    set: (value: number): void => {
+      this.lapic.tpr = value & 0xff;
+    },
+  };
+
   hasInterrupt(): boolean {
     if (this.i8259.hasInterrupt() && this.#extIntOpen()) return true;
     return this.lapic.pendingVector() >= 0;

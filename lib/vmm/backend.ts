@@ -15,6 +15,11 @@ export interface InterruptController {
   hasInterrupt(): boolean;
   /** INTA cycle: returns the vector and updates in-service state */
   acknowledge(): number;
+  /**
+   * Optional: the local APIC's task-priority register (bits 7:4 are CR8 in 64-bit mode). With it,
+   * the soft vCPU's MOV to/from CR8 reads and writes the APIC's TPR, as on hardware.
+   */
+  taskPriority?: { get(): number; set(value: number): void };
 }
 
 export interface VcpuBackend {

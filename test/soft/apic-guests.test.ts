@@ -260,3 +260,29 @@ describe("APIC guest images", () => {
     },
   );
 });
+
+describe("CR8 is the local APIC's task priority", () => {
+  // mov eax, 5 ; mov cr8, rax ; mov r15d, 0xfee00080 ; mov ebx, [r15] (TPR) ;
+  // mov dword [r15], 0x30 ; mov rcx, cr8 ; cli ; hlt
+  const code = Uint8Array.from([
+    0xb8, 0x05, 0x00, 0x00, 0x00, 0x44, 0x0f, 0x22, 0xc0, 0x41, 0xbf, 0x80, 0x00, 0xe0, 0xfe, 0x41, 0x8b,
+    0x1f, 0x41, 0xc7, 0x07, 0x30, 0x00, 0x00, 0x00, 0x44, 0x0f, 0x20, 0xc1, 0xfa, 0xf4,
+  ]);
+  const run = async (backend: "soft" | "kvm") => {
+    const vm = await createMachine({ backend, memoryMiB: 4 });
+    try {
+      vm.loadFlat(code, { address: 0x10000, mode: "long" });
+      const r = vm.runSync({ timeoutMs: 10_000 });
+      const regs = vm.vcpu(0).getRegs();
+      return { reason: r.reason, tpr: regs.rbx, cr8: regs.rcx, sregsCr8: vm.vcpu(0).getSregs().cr8 };
+    } finally {
+      vm.close();
+    }
+  };
+  it("MOV to CR8 sets TPR[7:4]; a TPR write through the MMIO page shows in MOV from CR8 and in sregs", async () => {
+    expect(await run("soft")).toEqual({ reason: "hlt", tpr: 0x50n, cr8: 3n, sregsCr8: 3n });
+  });
+  it.skipIf(!probe.usable)(`KVM's in-kernel LAPIC agrees${kvmSkip}`, async () => {
+    expect(await run("kvm")).toEqual(await run("soft"));
+  });
+});

@@ -434,6 +434,13 @@ export class SoftVcpu implements VcpuBackend {
       this.#advance(len);
       return undefined;
     }
+    if (cr === 8 && (type === 0 || type === 1)) {
+      if (type === 0) this.#setCr8(source() & 0xfn);
+      else if (gpr === 4) lp.vmwrite(F.GUEST_RSP, this.#cr8());
+      else this.#cpu.setGpr(gpr, this.#cr8());
+      this.#advance(len);
+      return undefined;
+    }
     if (type === 3) {
       // LMSW: bits 3:0 of CR0 from the source (PE cannot be cleared)
       const src = (q >> 16n) & 0xfn;
@@ -537,10 +544,22 @@ export class SoftVcpu implements VcpuBackend {
     writeRegs(this.lp, regs);
   }
   getSregs(): SpecialRegs {
-    return readSregs(this.lp);
+    return { ...readSregs(this.lp), cr8: this.#cr8() };
   }
   setSregs(sregs: SpecialRegs): void {
     writeSregs(this.lp, sregs);
+    this.#setCr8(sregs.cr8 & 0xfn);
+  }
+
+  /** CR8 = TPR[7:4] of the local APIC when the machine has one, else the interpreter's own register */
+  #cr8(): bigint {
+    const tpr = this.shared.interrupts?.taskPriority;
+    return tpr ? BigInt(tpr.get() >> 4) : this.#cpu.getControl("cr8");
+  }
+  #setCr8(value: bigint): void {
+    const tpr = this.shared.interrupts?.taskPriority;
+    if (tpr) tpr.set(Number(value) << 4);
+    this.#cpu.setControl("cr8", value);
   }
   getMsr(index: number): bigint | undefined {
     return this.#readMsr(index);

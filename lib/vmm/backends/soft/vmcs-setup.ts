@@ -32,8 +32,11 @@ export interface SoftVmcsPages {
 export function writeControls(lp: LogicalProcessor, pages: SoftVmcsPages): void {
   lp.vmwrite(F.PIN_BASED_VM_EXEC_CONTROL, adjustControls(Pin.PREEMPTION_TIMER, PIN_CAPS));
   const proc =
-    adjustControls(Proc.HLT | Proc.USE_IO_BITMAPS | Proc.USE_MSR_BITMAPS | Proc.SECONDARY, PROC_CAPS) &
-    ~((Proc.CR3_LOAD | Proc.CR3_STORE) & ~TRUE_PROC_CAPS.mustBeOne);
+    adjustControls(
+      // CR8 is the local APIC's TPR: its moves exit so the host keeps the two as one register
+      Proc.HLT | Proc.USE_IO_BITMAPS | Proc.USE_MSR_BITMAPS | Proc.SECONDARY | Proc.CR8_LOAD | Proc.CR8_STORE,
+      PROC_CAPS,
+    ) & ~((Proc.CR3_LOAD | Proc.CR3_STORE) & ~TRUE_PROC_CAPS.mustBeOne);
   lp.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, proc >>> 0);
   lp.vmwrite(
     F.SECONDARY_VM_EXEC_CONTROL,
