@@ -1,8 +1,8 @@
 // Shared setup of the real-KVM suite: whether it can run here, a VM with one vCPU, a watchdog.
 
 import { readFileSync } from "node:fs";
-import { Worker } from "node:worker_threads";
-import { addonPath, Kvm, type KvmVcpu, type KvmVm, probeKvm } from "../../lib/kvm/index.js";
+import { Kvm, type KvmVcpu, type KvmVm, probeKvm } from "../../lib/kvm/index.js";
+import { Watchdog } from "../../lib/vmm/watchdog.js";
 
 // the mode helpers are shared with the soft backend's run of the same guests
 export { enterLongMode, enterProtectedMode, enterRealMode, HIGH, PML4, u32 } from "../support/modes.js";
@@ -50,21 +50,14 @@ export function makeVm(size = 0x10000, setup?: (vm: KvmVm) => void, logDirtyPage
 
 /**
  * For runs that would block in the kernel if the guest misbehaved (HLT with an in-kernel irqchip):
- * a worker kicks the vCPU after `ms`, turning a hang into an "intr" exit the test then rejects.
- * Needs the addon (koffi cannot interrupt another thread's KVM_RUN); a no-op otherwise.
+ * the machine's watchdog thread kicks the vCPU after `ms` (through either binding's kick target),
+ * turning a hang into an "intr" exit the test then rejects.
  */
 export async function watchdog(vcpu: KvmVcpu, ms: number): Promise<{ stop(): Promise<void> }> {
-  const addon = addonPath();
-  if (vcpu.binding.kind !== "addon" || !addon) return { stop: async () => undefined };
-  const worker = new Worker(
-    `const { workerData } = require("node:worker_threads");
-     setTimeout(() => require(workerData.addon).kick(workerData.fd), workerData.ms);`,
-    { eval: true, workerData: { addon, fd: vcpu.fd, ms } },
-  );
-  await new Promise((resolve) => worker.once("online", resolve));
-  return {
-    stop: async () => {
-      await worker.terminate();
-    },
-  };
+  const target = vcpu.binding.kickTarget?.(vcpu.fd);
+  if (!target) throw new Error(`the ${vcpu.binding.kind} binding cannot kick across threads here`);
+  const dog = new Watchdog(target);
+  await dog.ready();
+  dog.arm(performance.timeOrigin + performance.now() + ms);
+  return { stop: () => dog.close() };
 }
