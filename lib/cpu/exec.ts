@@ -658,7 +658,7 @@ function op1(cpu: Interpreter, b: number): void {
       // the destination address is computed with RSP after the pop
       const sp = cpu.sp();
       cpu.stackCheck(sp, size >> 3, false);
-      const v = cpu.rd(size, cpu.stackLin(sp));
+      const v = cpu.rd(size, cpu.stackLin(sp, size >> 3));
       const vh = cpu.vh;
       cpu.setSp(cpu.spAdd(sp, size >> 3));
       try {
@@ -816,7 +816,7 @@ function op1(cpu: Interpreter, b: number): void {
       const imm = b === 0xc2 ? cpu.fetch16() : 0;
       const sp = cpu.sp();
       cpu.stackCheck(sp, size >> 3, false);
-      const v = cpu.rd(size, cpu.stackLin(sp));
+      const v = cpu.rd(size, cpu.stackLin(sp, size >> 3));
       const target = size === 64 ? cpu.vh * TWO32 + v : v;
       cpu.setSp(cpu.spAdd(sp, (size >> 3) + imm));
       cpu.ip = target;
@@ -851,7 +851,7 @@ function op1(cpu: Interpreter, b: number): void {
           ? cpu.lo[5] >>> 0
           : cpu.lo[5] & 0xffff;
       cpu.stackCheck(bp, size >> 3, false);
-      const v = cpu.rd(size, cpu.stackLin(bp));
+      const v = cpu.rd(size, cpu.stackLin(bp, size >> 3));
       const vh = cpu.vh;
       cpu.setSp(cpu.spAdd(bp, size >> 3));
       cpu.setReg(size, 5, v, vh);

@@ -1184,8 +1184,9 @@ export class Interpreter implements GuestCpu, LazyFlags {
     } else if (this.ssB) this.lo[4] = v;
     else this.lo[4] = (this.lo[4] & ~0xffff) | (v & 0xffff);
   }
-  stackLin(off: number): number {
-    if (this.mode64) return this.canon(off, 2);
+  /** linear address of a `bytes`-byte stack access at `off` (64-bit: the whole access canonical, else #SS) */
+  stackLin(off: number, bytes = 1): number {
+    if (this.mode64) return this.canonRange(off, bytes, 2);
     return (this.effBase[2] + off) >>> 0;
   }
   /** offset after moving the stack pointer by delta (wrapping in the stack size) */
@@ -1196,21 +1197,21 @@ export class Interpreter implements GuestCpu, LazyFlags {
   push(size: number, v: number, vh: number): void {
     const sp = this.spAdd(this.sp(), -(size >> 3));
     if (this.ssChk) this.segCheck(2, sp, size >> 3, true);
-    this.wr(size, this.stackLin(sp), v, vh);
+    this.wr(size, this.stackLin(sp, size >> 3), v, vh);
     this.setSp(sp);
   }
   /** pops `size` bits; returns lo, hi in vh */
   pop(size: number): number {
     const sp = this.sp();
     if (this.ssChk) this.segCheck(2, sp, size >> 3, false);
-    const v = this.rd(size, this.stackLin(sp));
+    const v = this.rd(size, this.stackLin(sp, size >> 3));
     this.setSp(this.spAdd(sp, size >> 3));
     return v;
   }
   /** reads the stack at sp+offset without moving it */
   peek(size: number, offset: number): number {
     if (this.ssChk) this.segCheck(2, this.spAdd(this.sp(), offset), size >> 3, false);
-    return this.rd(size, this.stackLin(this.spAdd(this.sp(), offset)));
+    return this.rd(size, this.stackLin(this.spAdd(this.sp(), offset), size >> 3));
   }
 
   // ---------------------------------------------------------------- run loop

@@ -246,3 +246,33 @@ describe("far-pointer loads (LDS/LES/LSS)", () => {
     expect(g.cpu.getSegment(0)).toEqual(es);
   });
 });
+
+describe("64-bit stack slots that cross the canonical boundary", () => {
+  // the #SS handler runs on IST1, a good stack: RSP itself is the bad one
+  const onIst = (code: number[]) => {
+    const g = makeGuest("long", code);
+    const IDT = 0x2000;
+    const TSS = 0x3000;
+    g.ram[IDT + 16 * 12 + 4] = 1;
+    const ist = 0x80000;
+    g.ram.set([ist & 0xff, (ist >> 8) & 0xff, (ist >> 16) & 0xff, 0, 0, 0, 0, 0], TSS + 0x24);
+    return g;
+  };
+  const cases: [string, number[]][] = [
+    // mov rsp, 0x7ffffffffffc ; pop rax | ret | pop qword [rbx]: 8 bytes from 2^47 - 4
+    ["POP r64", [...hex("48 bc fc ff ff ff ff 7f 00 00"), 0x58, 0xf4]],
+    ["RET", [...hex("48 bc fc ff ff ff ff 7f 00 00"), 0xc3, 0xf4]],
+    ["POP r/m64", [...hex("48 bc fc ff ff ff ff 7f 00 00"), 0x8f, 0x03, 0xf4]],
+    // mov rsp, 0x800000000004 ; push rax: the slot is 2^47 - 4 .. 2^47 + 3
+    ["PUSH r64", [...hex("48 bc 04 00 00 00 00 80 00 00"), 0x50, 0xf4]],
+  ];
+  for (const [name, code] of cases) {
+    it(`${name}: #SS(0), not #GP`, () => {
+      const g = onIst(code);
+      g.cpu.setGpr(3, 0x5000n);
+      g.run();
+      expect(loggedVector(g)).toBe(12);
+      expect(r32(g.ram, 0x9004)).toBe(0);
+    });
+  }
+});
