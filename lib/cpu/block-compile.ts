@@ -130,6 +130,33 @@ function writeMem(size: number, x: string, xh: string): string {
   return `m.setInt32(p, ${x}, true); m.setInt32(p + 4, ${xh}, true);`;
 }
 
+/** The 16/32-bit offset of a memory operand as a JS sum (16-bit forms have no scale). */
+function offsetSum(op: Op): string {
+  let e = String(op.disp);
+  if (op.base >= 0) e += ` + ${R(op.base)}`;
+  if (op.index >= 0)
+    e += op.eaKind === EaKind.A16 ? ` + ${R(op.index)}` : ` + (${R(op.index)} << ${op.scale})`;
+  return e;
+}
+
+/**
+ * A 64-bit address as two exact JS sums, low dwords and high dwords (the offset need not be
+ * canonical, so it may not fit a double); the caller folds the carry.
+ */
+function a64Sums(op: Op): [string, string] {
+  let l = String(op.disp);
+  let h = "0";
+  if (op.base >= 0) {
+    l += ` + (${R(op.base)} >>> 0)`;
+    h += ` + ${H(op.base)}`;
+  }
+  if (op.index >= 0) {
+    l += ` + (${R(op.index)} >>> 0) * ${1 << op.scale}`;
+    h += ` + ${H(op.index)} * ${1 << op.scale}`;
+  }
+  return [l, h];
+}
+
 /**
  * SHL (sub 4) / SHR (5) / SAR (7) of register op.reg by the constant op.imm (1..31, 1..63 for
  * 64 bits) into fr (frh), with CF in fcf and OF in fof, as exec-arith.ts shiftOp computes them
@@ -234,32 +261,19 @@ if (cpu.codeEpoch !== epoch || cpu.windowRequests !== 0) { cpu.retired++; return
     switch (op.eaKind) {
       case EaKind.A16: {
         this.segs.add(op.seg);
-        let e = String(op.disp);
-        if (op.base >= 0) e += ` + ${R(op.base)}`;
-        if (op.index >= 0) e += ` + ${R(op.index)}`;
+        const e = offsetSum(op);
         return ["", `((eb${op.seg} + ((${e}) & 0xffff)) >>> 0)`];
       }
       case EaKind.A32: {
         this.segs.add(op.seg);
-        let e = String(op.disp);
-        if (op.base >= 0) e += ` + ${R(op.base)}`;
-        if (op.index >= 0) e += ` + (${R(op.index)} << ${op.scale})`;
+        const e = offsetSum(op);
         return ["", `((eb${op.seg} + ((${e}) >>> 0)) >>> 0)`];
       }
       case EaKind.A64: {
         // DS/SS bases are 0 in 64-bit mode. The fast path takes a non-negative offset below
         // 4 GiB (always canonical); anything else goes to the handler, which applies the
         // canonical rule (#SS(0) through RSP/RBP, #GP(0) otherwise) with the state synced.
-        let l = String(op.disp);
-        let h = "0";
-        if (op.base >= 0) {
-          l += ` + (${R(op.base)} >>> 0)`;
-          h += ` + ${H(op.base)}`;
-        }
-        if (op.index >= 0) {
-          l += ` + (${R(op.index)} >>> 0) * ${1 << op.scale}`;
-          h += ` + ${H(op.index)} * ${1 << op.scale}`;
-        }
+        const [l, h] = a64Sums(op);
         return [`const l = ${l}, hh = ${h};`, "(hh === 0 && l >= 0 && l < 4294967296 ? l : Number.NaN)"];
       }
       default:
@@ -425,29 +439,16 @@ if (cpu.codeEpoch !== epoch || cpu.windowRequests !== 0) { cpu.retired++; return
     const size = op.size;
     switch (op.eaKind) {
       case EaKind.A16: {
-        let e = String(op.disp);
-        if (op.base >= 0) e += ` + ${R(op.base)}`;
-        if (op.index >= 0) e += ` + ${R(op.index)}`;
+        const e = offsetSum(op);
         return this.setReg(size, op.reg, `((${e}) & 0xffff)`, "0");
       }
       case EaKind.A32: {
-        let e = String(op.disp);
-        if (op.base >= 0) e += ` + ${R(op.base)}`;
-        if (op.index >= 0) e += ` + (${R(op.index)} << ${op.scale})`;
+        const e = offsetSum(op);
         return this.setReg(size, op.reg, `(${e})`, "0");
       }
       case EaKind.A64: {
         // halves kept apart: the offset need not be canonical, so it may not fit a double
-        let l = String(op.disp);
-        let h = "0";
-        if (op.base >= 0) {
-          l += ` + (${R(op.base)} >>> 0)`;
-          h += ` + ${H(op.base)}`;
-        }
-        if (op.index >= 0) {
-          l += ` + (${R(op.index)} >>> 0) * ${1 << op.scale}`;
-          h += ` + ${H(op.index)} * ${1 << op.scale}`;
-        }
+        const [l, h] = a64Sums(op);
         return `const l = ${l}; ${this.setReg(size, op.reg, "l", `(${h} + Math.floor(l / ${TWO32}))`)}`;
       }
       default:
