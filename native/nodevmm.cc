@@ -453,9 +453,12 @@ Napi::Value Kick(const Napi::CallbackInfo& info) {
   int fd = FdArg(info, 0, "vcpuFd");
   VcpuState* st = StateFor(fd);
   std::lock_guard<std::mutex> lock(st->m);
-  st->pending.store(true);
+  // one signal per pending kick: the signal is real-time, so every pthread_kill queues another
+  // delivery, and a caller kicking in a loop would keep the vCPU thread in its handler for good
+  // (immediate_exit, set before the first signal, already ends any entry that starts later)
+  const bool already = st->pending.exchange(true);
   if (st->is_vcpu && st->run != nullptr) st->run->immediate_exit = 1;
-  if (st->in_run.load()) pthread_kill(st->thread, KickSignal());
+  if (st->in_run.load() && !already) pthread_kill(st->thread, KickSignal());
   return env.Undefined();
 }
 

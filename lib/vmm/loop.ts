@@ -257,12 +257,16 @@ export class ExitLoop {
           sliceEnd = now() + SLICE_MS;
         }
         if (!thread.poll(THREAD_POLL_MS)) {
+          // once kicked, the entry gets a whole period to come back: re-kicking at once (a run
+          // past its deadline waits 0 ms) would flood the thread with signals and never yield
+          let kicked = false;
           for (;;) {
             const t = now();
-            const until = Math.min(run.deadline, t + WATCHDOG_PERIOD_MS);
+            const until = kicked ? t + WATCHDOG_PERIOD_MS : Math.min(run.deadline, t + WATCHDOG_PERIOD_MS);
             if (await thread.wait(Math.max(0, until - t))) break;
             if (thread.closed) return run.finish(closedStop());
             thread.kick();
+            kicked = true;
           }
           sliceEnd = now() + SLICE_MS;
         }

@@ -7,8 +7,11 @@ import type { VmExit } from "../../lib/types/exits.js";
 import { ExitLoop, type StopRun, type VcpuThread } from "../../lib/vmm/loop.js";
 import { FakeBackend, hlt, intr, io } from "./fake-backend.js";
 
-/** "hang": the entry ends only when kicked (a guest spinning in KVM_RUN). */
-type Entry = VmExit | "hang";
+/**
+ * "hang": the entry ends only when kicked (a guest spinning in KVM_RUN); "slow": it ends 30 ms after
+ * the first kick (a thread busy elsewhere when the signal lands).
+ */
+type Entry = VmExit | "hang" | "slow";
 
 class ScriptedThread implements VcpuThread {
   closed = false;
@@ -25,11 +28,13 @@ class ScriptedThread implements VcpuThread {
   end(): void {
     this.refs--;
   }
+  #slow = false;
   start(): void {
     const next = this.script[this.entries++];
     if (next === undefined) throw new Error("script exhausted");
-    this.#done = next !== "hang";
-    this.#exit = next === "hang" ? undefined : next;
+    this.#slow = next === "slow";
+    this.#done = next !== "hang" && next !== "slow";
+    this.#exit = typeof next === "string" ? undefined : next;
   }
   poll(): boolean {
     return this.#done;
@@ -54,6 +59,14 @@ class ScriptedThread implements VcpuThread {
   kick(): void {
     this.kicks++;
     if (this.#done) return;
+    if (this.#slow) {
+      this.#slow = false;
+      setTimeout(() => this.#finishKick(), 30);
+      return;
+    }
+    this.#finishKick();
+  }
+  #finishKick(): void {
     this.#done = true;
     this.#exit = intr();
     this.#onDone?.();
@@ -68,6 +81,15 @@ class ScriptedThread implements VcpuThread {
 const vcpu = () => new FakeBackend([]).createVcpu(0);
 
 describe("ExitLoop with a vCPU thread", () => {
+  it("a run past its deadline kicks a slow entry once and waits for it, not in a loop", async () => {
+    const loop = new ExitLoop({ intr: () => undefined, hlt: () => ({ reason: "hlt" }) });
+    const thread = new ScriptedThread(["slow", hlt()]);
+    loop.vcpuThread = thread;
+    const r = await loop.run(vcpu(), { timeoutMs: 5 });
+    expect(r.reason).toBe("timeout");
+    expect(thread.kicks).toBe(1);
+  });
+
   it("dispatches the thread's exits in order on this thread until a handler stops", async () => {
     const seen: string[] = [];
     const loop = new ExitLoop({
