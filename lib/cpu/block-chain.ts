@@ -43,6 +43,8 @@ export function runChain(cpu: Interpreter, first: Block, budget: number): void {
     }
     // an uncompiled block goes through the run loop (which counts its runs toward compiling it)
     if (next.compiled === null || next.ops.length > left) return;
+    // the run loop asks the host for interrupts every so many blocks, chained ones included
+    if (--cpu.pollCountdown <= 0) return;
     cpu.lastBlock = next;
     blk = next;
   }

@@ -88,8 +88,19 @@ export interface GuestCpu {
   interruptibility: number;
   /** 0 active, 1 HLT, 2 shutdown, 3 wait-for-SIPI */
   activity: number;
-  /** non-zero asks the interpreter to call hooks.boundary() at each instruction boundary */
+  /**
+   * Windows the VMX layer wants reported at instruction boundaries (Window bits; 0 none). The
+   * interpreter calls hooks.boundary() at every boundary where one could open: every instruction
+   * with the monitor trap flag; for the interrupt and NMI windows, after each instruction that can
+   * change RFLAGS.IF, the interrupt shadow or NMI blocking (none of these are compiled fast ops),
+   * so compiled blocks keep running while a window stays shut.
+   */
   windowRequests: number;
+  /**
+   * Asked every few dozen blocks or instructions and at every delivered exception: true stops
+   * run() with StopReason.HostInterrupt (a host timer or kick, an external interrupt of the host).
+   */
+  hostPoll: (() => boolean) | null;
 
   /** the VMX layer's hooks while in non-root operation; null outside it */
   hooks: NonRootHooks | null;
@@ -108,8 +119,14 @@ export interface GuestCpu {
 
   /** Runs until an exit, HLT, shutdown, or `budget` instructions have retired. */
   run(budget: number): StopReason;
-  /** instructions retired since creation (the soft TSC and the preemption timer count these) */
+  /** instructions retired since creation */
   readonly retired: number;
+  /**
+   * exceptions and interrupts delivered since creation (including injected events): with
+   * `retired`, the work that budgets and the preemption timer count, so that a guest whose every
+   * instruction faults still uses up its budget
+   */
+  readonly eventsDelivered: number;
 
   /** drops every cached translation (CR3 write by the host, EPT change, INVEPT) */
   flushTlb(): void;

@@ -175,4 +175,14 @@ export const enum StopReason {
   Halted = 2,
   /** triple fault outside non-root operation: activity state shutdown */
   Shutdown = 3,
+  /** cpu.hostPoll answered true: the host has an interrupt pending (a timer, a kick) */
+  HostInterrupt = 4,
+}
+
+/** Bits of GuestCpu.windowRequests */
+export const enum Window {
+  Interrupt = 1,
+  Nmi = 2,
+  /** monitor trap flag: a boundary after every instruction */
+  MonitorTrap = 4,
 }

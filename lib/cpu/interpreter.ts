@@ -46,11 +46,14 @@ import {
   type NonRootHooks,
   type PageMapping,
   StopReason,
+  Window,
 } from "./hooks.js";
 import { translate } from "./mmu.js";
 import { MSR, readMsr, writeMsr } from "./msr.js";
 import { deliver, deliverFault, updateMode } from "./system.js";
 
+/** blocks or single steps between two calls of hostPoll (bounds the wall time between them) */
+const POLL_EVERY = 64;
 const TLB_BITS = 12;
 const TLB_SIZE = 1 << TLB_BITS;
 const TLB_MASK = TLB_SIZE - 1;
@@ -215,7 +218,11 @@ export class Interpreter implements GuestCpu, LazyFlags {
   activity = 0;
   windowRequests = 0;
   hooks: NonRootHooks | null = null;
+  hostPoll: (() => boolean) | null = null;
   retired = 0;
+  eventsDelivered = 0;
+  /** blocks or single steps left before run() asks hostPoll again */
+  pollCountdown = POLL_EVERY;
   /** how many times each unimplemented opcode raised #UD: index op (1 byte), 0x100|op (0F op),
    * 0x200|op (0F 38 op), 0x300|op (0F 3A op) */
   udCounts = new Uint32Array(0x400);
@@ -1231,22 +1238,23 @@ export class Interpreter implements GuestCpu, LazyFlags {
     this.runEpoch++;
     this.codeEpoch++;
     // instructions retired plus exceptions delivered count against the budget
-    const start = this.retired;
-    let delivered = 0;
+    const start = this.retired + this.eventsDelivered;
     for (;;) {
-      if (this.retired - start + delivered >= budget) return StopReason.Budget;
+      if (this.retired + this.eventsDelivered - start >= budget) return StopReason.Budget;
       if (this.windowRequests !== 0) {
         const ok = (this.eflags & FL_IF) !== 0 && (this.interruptibility & 3) === 0;
         if (hooks.boundary(ok)) return StopReason.Exit;
       }
       try {
         for (;;) {
-          const left = budget - (this.retired - start + delivered);
-          // blocks run only where no per-instruction bookkeeping is pending: no interrupt shadow
-          // to expire, no window request to report
+          if (--this.pollCountdown <= 0 && this.pollHost()) return StopReason.HostInterrupt;
+          const left = budget - (this.retired + this.eventsDelivered - start);
+          // blocks run where no per-instruction bookkeeping is pending: no interrupt shadow to
+          // expire, no monitor trap flag (interrupt/NMI windows open only after generic ops, which
+          // end the block)
           if (
             (this.interruptibility & 3) === 0 &&
-            this.windowRequests === 0 &&
+            (this.windowRequests & Window.MonitorTrap) === 0 &&
             this.decodeCache &&
             this.blockSegOk
           ) {
@@ -1254,7 +1262,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
             if (blk !== null && blk.ops.length !== 0 && blk.ops.length <= left) {
               this.runBlock(blk, left);
               if (this.activity !== 0) return this.activity === 1 ? StopReason.Halted : StopReason.Shutdown;
-              if (this.retired - start + delivered >= budget || this.windowRequests !== 0) break;
+              if (this.retired + this.eventsDelivered - start >= budget || this.windowRequests !== 0) break;
               continue;
             }
           }
@@ -1270,13 +1278,21 @@ export class Interpreter implements GuestCpu, LazyFlags {
         if (e instanceof CpuFault) {
           const r = deliverFault(this, e);
           if (r !== undefined) return r;
-          delivered++;
+          this.eventsDelivered++;
+          // a guest whose every instruction faults still reaches the host's checks
+          if (--this.pollCountdown <= 0 && this.pollHost()) return StopReason.HostInterrupt;
           continue;
         }
         if (e instanceof ExitSignal) return StopReason.Exit;
         throw e;
       }
     }
+  }
+
+  /** asks the host whether it has an interrupt pending (every POLL_EVERY blocks or steps) */
+  pollHost(): boolean {
+    this.pollCountdown = POLL_EVERY;
+    return this.hostPoll?.() === true;
   }
 
   /**
@@ -1523,6 +1539,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
       this.rip = this.rip + instructionLength;
     }
     if (this.activity === 1) this.activity = 0;
+    this.eventsDelivered++;
     try {
       deliver(this, vector, type, errorCode, false);
     } catch (e) {

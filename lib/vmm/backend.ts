@@ -44,7 +44,16 @@ export interface VcpuBackend {
    * timeouts of guests that never exit, and `maxInstructions`.
    */
   setInstructionBudget?(n: number | undefined): void;
-  /** Optional (soft backend): guest instructions this vCPU has retired since it was created. */
+  /**
+   * Optional (soft backend): run() returns an "intr" exit by this performance.now() time, whatever
+   * the guest does (its own slice bound applies too); undefined removes it.
+   */
+  setEntryDeadline?(atMs: number | undefined): void;
+  /**
+   * Optional (soft backend): guest instructions this vCPU has retired since it was created, plus the
+   * exceptions and interrupts delivered to it (the unit of instruction budgets: a guest whose every
+   * instruction faults still uses them up).
+   */
   instructionsRetired?(): number;
   /**
    * Optional (KVM): what a watchdog thread needs to kick this vCPU out of a blocking KVM_RUN (the

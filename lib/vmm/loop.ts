@@ -29,7 +29,7 @@ export interface RunLimits {
   timeoutMs?: number;
   /** stop after this many exits in this run */
   maxExits?: number;
-  /** stop after this many guest instructions in this run (soft backend only) */
+  /** stop after this many guest instructions (exceptions and interrupts delivered count too) in this run (soft backend only) */
   maxInstructions?: number;
 }
 
@@ -44,7 +44,7 @@ export interface StopRun {
 export interface RunResult extends StopRun {
   /** exits handled during this run */
   exits: number;
-  /** guest instructions retired during this run (soft backend) */
+  /** guest instructions retired during this run, plus exceptions and interrupts delivered (soft backend) */
   instructions?: number;
   durationMs: number;
   /** the exit that ended the run, when one did */
@@ -70,6 +70,8 @@ export interface LoopHooks {
   pendingStop?(): StopRun | undefined;
   /** periodic service between exits (device timers) */
   service?(): void;
+  /** performance.now() time of the next device deadline service() must meet (Infinity: none) */
+  nextServiceMs?(): number;
   /**
    * Sees each exit before dispatch and may return the exit it stands for: an interrupted KVM_RUN
    * of a vCPU halted in the kernel with interrupts off is a HLT, as the soft backend reports it.
@@ -321,6 +323,16 @@ export class ExitLoop {
       const limit = run.checkLimits();
       if (limit) return run.finish(limit);
       run.armBudget();
+      if (run.vcpu.setEntryDeadline) {
+        // the entry comes back by the run's deadline, the slice's end, and the next device deadline
+        let device = this.#hooks.nextServiceMs?.() ?? Number.POSITIVE_INFINITY;
+        if (device <= now()) {
+          // a device is due already (the first entry of a run): serve it rather than exit at once
+          this.#hooks.service?.();
+          device = this.#hooks.nextServiceMs?.() ?? Number.POSITIVE_INFINITY;
+        }
+        run.vcpu.setEntryDeadline(Math.min(run.deadline, sliceEnd, device));
+      }
       if (this.watchdog) this.#armWatchdog(this.watchdog, Math.min(run.deadline, sliceEnd));
       let step: { exit: VmExit; stop?: StopRun };
       try {
@@ -390,6 +402,11 @@ class RunState {
 
   armBudget(): void {
     if (!this.vcpu.setInstructionBudget) return;
+    // a backend with entry deadlines is bounded in time by them: a budget only for maxInstructions
+    if (this.vcpu.setEntryDeadline && this.limits.maxInstructions === undefined) {
+      this.vcpu.setInstructionBudget(undefined);
+      return;
+    }
     let budget = SLICE_INSTRUCTIONS;
     if (this.limits.maxInstructions !== undefined) {
       budget = Math.min(budget, this.limits.maxInstructions - (this.instructions ?? 0));
@@ -399,6 +416,7 @@ class RunState {
 
   finish(stop: StopRun, exit?: VmExit): RunResult {
     this.vcpu.setInstructionBudget?.(undefined);
+    this.vcpu.setEntryDeadline?.(undefined);
     const result: RunResult = { ...stop, exits: this.exits, durationMs: now() - this.start };
     const n = this.instructions;
     if (n !== undefined) result.instructions = n;

@@ -117,6 +117,10 @@ export class Machine {
         return s;
       },
       service: () => this.#service(),
+      nextServiceMs: () =>
+        this.#polled.length === 0 || !Number.isFinite(this.#nextDeadline)
+          ? Number.POSITIVE_INFINITY
+          : performance.now() + (this.#nextDeadline - this.clock.nowNs()) / 1e6,
       refineExit: (exit) =>
         exit.kind === "intr" && this.#haltedForGood() ? { kind: "hlt", raw: exit.raw } : exit,
       takeIdleWait: () => {

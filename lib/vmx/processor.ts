@@ -4,7 +4,7 @@
 // (the host) with host state loaded, exactly where a hypervisor would continue at HOST_RIP.
 
 import type { GuestCpu } from "../cpu/guest-cpu.js";
-import { type EventType, StopReason } from "../cpu/hooks.js";
+import { type EventType, StopReason, Window } from "../cpu/hooks.js";
 import { CAPABILITY_MSRS, MAXPHYADDR, PREEMPTION_TIMER_RATE, VMCS_REVISION_ID } from "./capabilities.js";
 import { EXIT_REASON_ENTRY_FAILURE, ExitCtl, ExitReason, IntrType, Pin, Proc, Proc2 } from "./constants.js";
 import { checkControls, checkGuestState, checkHostState } from "./entry-checks.js";
@@ -40,6 +40,9 @@ export interface HostState {
 }
 
 const CHUNK = 1 << 16;
+/** vectors the host's own interrupts are acknowledged with (as Linux numbers its timer and IPIs) */
+export const HOST_TIMER_VECTOR = 0xec;
+export const HOST_KICK_VECTOR = 0xfd;
 const NO_MSRS: ReadonlyMap<number, bigint> = new Map();
 const PHYS_LIMIT = 2 ** MAXPHYADDR;
 
@@ -70,8 +73,16 @@ export class LogicalProcessor {
   #lastEntered: VmcsData | null = null;
   /** VMCS regions launched in this VMX session (VMXOFF ends it): VMRESUME of another is error 6 */
   readonly #launchedHere = new Set<number>();
-  /** TSC ticks spent halted (the TSC is retired instructions plus idle time) */
+  /** TSC ticks spent halted (the TSC is retired instructions and delivered events plus idle time) */
   #idle = 0;
+  /**
+   * The host's timer (performance.now() time; Infinity when not armed) and a pending kick: the
+   * host's own interrupts. In non-root operation with external-interrupt exiting they end the guest
+   * with an external-interrupt exit (reason 1) within a few dozen blocks, whatever the guest runs,
+   * as a host's timer tick or IPI does on VT-x.
+   */
+  hostTimerAt = Number.POSITIVE_INFINITY;
+  hostKick = false;
 
   constructor(opts: LogicalProcessorOptions) {
     this.memory = opts.memory;
@@ -85,7 +96,22 @@ export class LogicalProcessor {
   }
   /** the time-stamp counter of this processor */
   get tsc(): number {
-    return this.cpu.retired + this.#idle;
+    return this.cpu.retired + this.cpu.eventsDelivered + this.#idle;
+  }
+
+  /** a host interrupt is pending: a kick, or the host timer has expired */
+  hostInterruptPending(): boolean {
+    return this.hostKick || performance.now() >= this.hostTimerAt;
+  }
+
+  /** acknowledges the pending host interrupt: its vector (the kick first) */
+  #acknowledgeHost(): number {
+    if (this.hostKick) {
+      this.hostKick = false;
+      return HOST_KICK_VECTOR;
+    }
+    this.hostTimerAt = Number.POSITIVE_INFINITY;
+    return HOST_TIMER_VECTOR;
   }
 
   /** RDMSR of a VMX capability MSR (undefined for any other index). */
@@ -338,11 +364,22 @@ export class LogicalProcessor {
 
     const timerOn = (nr.pin & Pin.PREEMPTION_TIMER) !== 0;
     const deadline = this.tsc + vmcsGet32(v, F.VMX_PREEMPTION_TIMER_VALUE) * 2 ** PREEMPTION_TIMER_RATE;
-    cpu.windowRequests = nr.proc & (Proc.INTERRUPT_WINDOW | Proc.NMI_WINDOW | Proc.MONITOR_TRAP_FLAG) ? 1 : 0;
+    cpu.windowRequests =
+      (nr.proc & Proc.INTERRUPT_WINDOW ? Window.Interrupt : 0) |
+      (nr.proc & Proc.NMI_WINDOW ? Window.Nmi : 0) |
+      (nr.proc & Proc.MONITOR_TRAP_FLAG ? Window.MonitorTrap : 0);
+    const hostExits = (nr.pin & Pin.EXTERNAL_INTERRUPT) !== 0;
+    const ackOnExit = (vmcsGet32(v, F.VM_EXIT_CONTROLS) & ExitCtl.ACK_INTR_ON_EXIT) !== 0;
+    cpu.hostPoll = hostExits ? () => this.hostInterruptPending() : null;
 
     while (!nr.pending) {
       if (timerOn && this.tsc >= deadline) {
         nr.record(ExitReason.PreemptionTimer);
+        break;
+      }
+      if (hostExits && this.hostInterruptPending()) {
+        const vector = this.#acknowledgeHost();
+        nr.record(ExitReason.ExternalInterrupt, ackOnExit ? { intrInfo: (vector | 0x80000000) >>> 0 } : {});
         break;
       }
       if (nr.pin & Pin.NMI_EXITING && this.nmiPending && nr.nmiUnblocked()) {
@@ -359,11 +396,10 @@ export class LogicalProcessor {
         continue;
       }
       const intr = this.interrupts;
-      if (nr.pin & Pin.EXTERNAL_INTERRUPT && intr?.hasInterrupt() && !(cpu.interruptibility & 3)) {
-        const ack = (vmcsGet32(v, F.VM_EXIT_CONTROLS) & ExitCtl.ACK_INTR_ON_EXIT) !== 0;
+      if (hostExits && intr?.hasInterrupt() && !(cpu.interruptibility & 3)) {
         nr.record(
           ExitReason.ExternalInterrupt,
-          ack ? { intrInfo: (intr.acknowledge() | 0x80000000) >>> 0 } : {},
+          ackOnExit ? { intrInfo: (intr.acknowledge() | 0x80000000) >>> 0 } : {},
         );
         break;
       }
@@ -383,7 +419,14 @@ export class LogicalProcessor {
           this.#idle += deadline - this.tsc;
           continue;
         }
+        if (hostExits && Number.isFinite(this.hostTimerAt)) {
+          // halted until the host's timer: its interrupt ends the wait
+          const vector = this.#acknowledgeHost();
+          nr.record(ExitReason.ExternalInterrupt, ackOnExit ? { intrInfo: (vector | 0x80000000) >>> 0 } : {});
+          break;
+        }
         cpu.hooks = null;
+        cpu.hostPoll = null;
         throw new VmxDeadlockError("guest halted (HLT not exiting) with no event that could wake it");
       }
       if (cpu.activity === 2) {
@@ -392,6 +435,7 @@ export class LogicalProcessor {
       }
       const budget = timerOn ? Math.min(CHUNK, deadline - this.tsc) : CHUNK;
       const stop = cpu.run(budget);
+      // StopReason.HostInterrupt: the exit is recorded at the top of the loop
       if (stop === StopReason.Shutdown && !nr.pending) nr.record(ExitReason.TripleFault);
       if (stop === StopReason.Halted && cpu.activity === 0) cpu.activity = 1;
     }
@@ -438,6 +482,7 @@ export class LogicalProcessor {
         this.memory.writeU64(at + 8, cpu.getMsr(this.memory.readU32(at)) ?? 0n);
     }
     cpu.hooks = null;
+    cpu.hostPoll = null;
     cpu.windowRequests = 0;
     this.#loadHostState(v);
   }

@@ -8,6 +8,7 @@ import {
   instructionLength,
   Seg,
   StopReason,
+  Window,
 } from "../../lib/cpu/index.js";
 import { CODE, hex, loggedVector, makeGuest, r32, r64, SEL } from "./guest.js";
 
@@ -157,7 +158,8 @@ describe("instruction boundaries", () => {
       seen.push([g.cpu.getRip(), ok]);
       return false;
     };
-    g.cpu.windowRequests = 1;
+    // the monitor trap flag asks for every boundary
+    g.cpu.windowRequests = Window.MonitorTrap;
     expect(g.run()).toBe(StopReason.Halted);
     const base = BigInt(CODE);
     expect(seen).toEqual([
@@ -171,10 +173,34 @@ describe("instruction boundaries", () => {
     const g = makeGuest("prot32", hex("40 40 f4"));
     let calls = 0;
     g.hooks.boundary = () => ++calls === 2;
-    g.cpu.windowRequests = 1;
+    g.cpu.windowRequests = Window.MonitorTrap;
     expect(g.run()).toBe(StopReason.Exit);
     expect(g.cpu.getRip()).toBe(BigInt(CODE + 1));
     expect(g.cpu.getGpr(0)).toBe(1n);
+  });
+});
+
+describe("interrupt windows with compiled blocks", () => {
+  it("a shut window lets blocks run; the boundary where STI's shadow ends is still reported", () => {
+    // cli; 1000 x (inc eax; inc ebx; dec ecx; jnz) ; sti; nop; inc edx; hlt
+    const g = makeGuest("prot32", hex("fa b9 e8 03 00 00 40 43 49 75 fb fb 90 42 f4"));
+    const seen: [bigint, boolean][] = [];
+    g.hooks.boundary = (ok) => {
+      seen.push([g.cpu.getRip(), ok]);
+      return ok;
+    };
+    g.cpu.windowRequests = Window.Interrupt;
+    const edx = g.cpu.getGpr(2);
+    expect(g.run()).toBe(StopReason.Exit);
+    const base = BigInt(CODE);
+    // the window opens after STI and the NOP in its shadow: the exit is before INC EDX
+    expect(g.cpu.getRip()).toBe(base + 13n);
+    expect(g.cpu.getGpr(0)).toBe(1000n);
+    expect(g.cpu.getGpr(2)).toBe(edx);
+    expect(seen.at(-1)).toEqual([base + 13n, true]);
+    expect(seen.filter(([, ok]) => ok)).toHaveLength(1);
+    // blocks ran the loop: far fewer boundaries than instructions
+    expect(seen.length).toBeLessThan(100);
   });
 });
 

@@ -23,7 +23,8 @@ describe("task switches on the soft backend", () => {
         .split("\n")
         .map((l) => l[0]),
     ).toEqual([..."AaBbCcEeApD"]);
-    expect([...soft.kinds].sort()).toEqual(["hlt", "io"]);
+    // "intr" exits are the host's (device deadlines, slices), not the guest's
+    expect([...soft.kinds].filter((k) => k !== "intr").sort()).toEqual(["hlt", "io"]);
     GPR_NAMES.forEach((name, i) => {
       expect(soft.regs[name], name).toBe(bare.cpu.getGpr(i));
     });

@@ -42,6 +42,8 @@ export class FakeCpu implements GuestCpu {
   windowRequests = 0;
   hooks: NonRootHooks | null = null;
   retired = 0;
+  eventsDelivered = 0;
+  hostPoll: (() => boolean) | null = null;
   program: Step[] = [];
   readonly delivered: Delivered[] = [];
   extended: ExtendedState = {

@@ -89,6 +89,43 @@ export function oracleUnsupportedReason(): string | undefined {
   return undefined;
 }
 
+let compat32: { reason: string | undefined } | undefined;
+
+/**
+ * Why 32-bit (compatibility-mode) cases cannot run on this host, or undefined when they can. Some
+ * hosts (PVM-based VMs among them) give a 64-bit process no working 32-bit code segment: the far
+ * jump to selector 0x23 faults and the helper dies with SIGSEGV. Probed once with one NOP.
+ */
+export function oracle32UnsupportedReason(): string | undefined {
+  if (compat32) return compat32.reason;
+  let reason = oracleUnsupportedReason();
+  if (reason === undefined) {
+    const probe: OracleCase = {
+      code: Uint8Array.of(0x90),
+      bits: 32,
+      state: {
+        gpr: new Array<bigint>(16).fill(0n),
+        rflags: 2n,
+        rip: 0n,
+        xmm: new Uint8Array(256),
+        scratch: new Uint8Array(SCRATCH_SIZE),
+      },
+    };
+    let bin: string | undefined;
+    try {
+      bin = oracleBinary();
+    } catch {
+      // a helper that cannot be built fails the suites that use it, with its own error
+    }
+    const r = bin === undefined ? undefined : spawnSync(bin, [], { input: encodeRequests([probe]) });
+    if (r?.signal)
+      reason = `this host cannot run 32-bit code segments (a far jump to selector 0x23 ended the oracle with ${r.signal})`;
+  }
+  compat32 = { reason };
+  if (reason !== undefined) console.warn(`32-bit oracle cases skipped: ${reason}`);
+  return reason;
+}
+
 let cachedPath: string | undefined;
 
 /** Path of an up-to-date oracle binary: CMake's build when newer than the sources, else one built

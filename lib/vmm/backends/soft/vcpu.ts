@@ -26,10 +26,13 @@ import { readRegs, readSregs, writeRegs, writeSregs } from "./regs.js";
 import { createTaskEmulator, emulateTaskSwitch } from "./task-switch.js";
 import { CR0_OWNED, CR4_OWNED, writeControls, writeHostState, writeResetGuest } from "./vmcs-setup.js";
 
-/** guest instructions per time slice before run() returns "intr" so the loop can service timers */
-const SLICE = 1 << 18;
 const TIMER_RATE = 5;
 const MAX_TIMER = 0xffffffff;
+/**
+ * Longest time one run() stays in the guest without an entry deadline: the host timer's interrupt
+ * (an external-interrupt exit) ends it, so the caller regains control whatever the guest does.
+ */
+const MAX_ENTRY_MS = 50;
 
 type Completion =
   | { kind: "io-in"; size: number; data: Uint8Array; length: number }
@@ -57,7 +60,10 @@ export class SoftVcpu implements VcpuBackend {
   #launched = false;
   #completion: Completion | undefined;
   #kicked = false;
+  /** work count (instructions retired + events delivered) at which run() returns "intr" */
   #budgetEnd: number | undefined;
+  /** performance.now() time by which run() returns "intr" */
+  #deadline: number | undefined;
   #closed = false;
   #lastRaw: SoftRaw | undefined;
   /** the interpreter that emulates task switches (created at the first one) */
@@ -84,6 +90,12 @@ export class SoftVcpu implements VcpuBackend {
 
   get #cpu() {
     return this.lp.cpu;
+  }
+
+  /** what budgets count: instructions retired and exceptions/interrupts delivered */
+  #work(): number {
+    const cpu = this.lp.cpu;
+    return cpu.retired + cpu.eventsDelivered;
   }
 
   #raw(): SoftRaw {
@@ -196,6 +208,12 @@ export class SoftVcpu implements VcpuBackend {
   run(): VmExit {
     if (this.#closed) throw new Error("vCPU is closed");
     this.#complete();
+    // the host timer bounds this whole call, exits handled here included (a guest that loops on
+    // CPUID or faults never reaches the caller otherwise)
+    this.lp.hostTimerAt = Math.min(
+      this.#deadline ?? Number.POSITIVE_INFINITY,
+      performance.now() + MAX_ENTRY_MS,
+    );
     for (;;) {
       const lp = this.lp;
       this.#injectInterrupts();
@@ -203,15 +221,18 @@ export class SoftVcpu implements VcpuBackend {
         // still halted with nothing to inject: report HLT again and let the loop wait for an event
         if (this.#kicked) {
           this.#kicked = false;
+          lp.hostKick = false;
           return { kind: "intr", raw: this.#lastRaw };
         }
         return { kind: "hlt", raw: this.#lastRaw };
       }
-      let slice = SLICE;
-      if (this.#budgetEnd !== undefined)
-        slice = Math.max(0, Math.min(slice, this.#budgetEnd - this.#cpu.retired));
-      if (this.#kicked) slice = 0;
-      lp.vmwrite(F.VMX_PREEMPTION_TIMER_VALUE, Math.min(MAX_TIMER, Math.ceil(slice / 2 ** TIMER_RATE)));
+      let timer = MAX_TIMER;
+      if (this.#budgetEnd !== undefined) {
+        const left = this.#budgetEnd - this.#work();
+        if (left <= 0) return { kind: "intr", raw: this.#lastRaw ?? this.#raw() };
+        timer = Math.min(MAX_TIMER, Math.ceil(left / 2 ** TIMER_RATE));
+      }
+      lp.vmwrite(F.VMX_PREEMPTION_TIMER_VALUE, timer);
       const field = this.#launched ? lp.vmresume() : lp.vmlaunch();
       if (!(field & 0x80000000)) {
         this.#launched = true;
@@ -337,12 +358,11 @@ export class SoftVcpu implements VcpuBackend {
         return emulateTaskSwitch(lp, this.#taskEmulator, raw);
       case ExitReason.InterruptWindow:
         return undefined;
-      case ExitReason.PreemptionTimer: {
-        const budgetHit = this.#budgetEnd !== undefined && this.#cpu.retired >= this.#budgetEnd;
+      case ExitReason.PreemptionTimer:
+      case ExitReason.ExternalInterrupt:
+        // the budget ran out, or the host's timer or a kick interrupted the guest
         this.#kicked = false;
-        void budgetHit;
         return { kind: "intr", raw };
-      }
       case ExitReason.TripleFault:
         return { kind: "shutdown", raw };
       case ExitReason.Invd:
@@ -569,12 +589,18 @@ export class SoftVcpu implements VcpuBackend {
   }
   kick(): void {
     this.#kicked = true;
+    // a host interrupt: it ends the entry in progress, or the next one at once
+    this.lp.hostKick = true;
   }
   setInstructionBudget(n: number | undefined): void {
-    this.#budgetEnd = n === undefined ? undefined : this.#cpu.retired + Math.max(0, n);
+    this.#budgetEnd = n === undefined ? undefined : this.#work() + Math.max(0, n);
   }
+  setEntryDeadline(atMs: number | undefined): void {
+    this.#deadline = atMs;
+  }
+  /** instructions retired plus exceptions and interrupts delivered (what budgets count) */
   instructionsRetired(): number {
-    return this.#cpu.retired;
+    return this.#work();
   }
   close(): void {
     this.#closed = true;

@@ -30,7 +30,11 @@ export interface SoftVmcsPages {
 }
 
 export function writeControls(lp: LogicalProcessor, pages: SoftVmcsPages): void {
-  lp.vmwrite(F.PIN_BASED_VM_EXEC_CONTROL, adjustControls(Pin.PREEMPTION_TIMER, PIN_CAPS));
+  // the host's own interrupts (its slice timer, kicks) end non-root operation, as on KVM
+  lp.vmwrite(
+    F.PIN_BASED_VM_EXEC_CONTROL,
+    adjustControls(Pin.PREEMPTION_TIMER | Pin.EXTERNAL_INTERRUPT, PIN_CAPS),
+  );
   const proc =
     adjustControls(
       // CR8 is the local APIC's TPR: its moves exit so the host keeps the two as one register
@@ -46,7 +50,11 @@ export function writeControls(lp: LogicalProcessor, pages: SoftVmcsPages): void 
   lp.vmwrite(
     F.VM_EXIT_CONTROLS,
     adjustControls(
-      ExitCtl.HOST_ADDR_SPACE_SIZE | ExitCtl.SAVE_EFER | ExitCtl.SAVE_PAT | ExitCtl.SAVE_DEBUG,
+      ExitCtl.HOST_ADDR_SPACE_SIZE |
+        ExitCtl.SAVE_EFER |
+        ExitCtl.SAVE_PAT |
+        ExitCtl.SAVE_DEBUG |
+        ExitCtl.ACK_INTR_ON_EXIT,
       EXIT_CAPS,
     ),
   );
