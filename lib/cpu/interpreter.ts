@@ -286,8 +286,13 @@ export class Interpreter implements GuestCpu, LazyFlags {
   codeEpoch = 0;
   /** bumped on every run(): blocks re-check their bytes once per run */
   runEpoch = 0;
+  /**
+   * What new interpreters start with (the soft backend creates its own): tests run whole suites
+   * single-stepped by clearing it, to prove blocks and single steps give the same exits and state.
+   */
+  static defaultDecodeCache = true;
   /** false: every instruction goes through the single-step decoder (tests, debugging) */
-  decodeCache = true;
+  decodeCache = Interpreter.defaultDecodeCache;
   /** runs of a block before it is compiled to a JavaScript function (0: never) */
   jitThreshold = COMPILE_THRESHOLD;
   /** the block that ran last (its successor link is the fast lookup) */
