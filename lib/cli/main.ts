@@ -1,9 +1,10 @@
 // The `nodevmm` command. main(argv) returns the exit status; bin/nodevmm.js sets it.
+// The commands' modules (the machine, devices, loaders) load when a command runs, not for --help
+// or --version; the backends load when one is opened (lib/vmm/backend-select.ts).
 
 import { Command, CommanderError, Option } from "commander";
 import { STATUS_USAGE } from "./exit-status.js";
-import { infoCommand } from "./info.js";
-import { type CliStreams, type RunCliOptions, runCommand } from "./run.js";
+import type { CliStreams, RunCliOptions } from "./run.js";
 import { packageVersion } from "./version.js";
 
 const RUN_EPILOG = `
@@ -76,6 +77,7 @@ export function buildProgram(io: CliStreams, setStatus: (n: number) => void): Co
     .option("-v, --verbose", "say which backend runs and how the run ended")
     .addHelpText("after", RUN_EPILOG)
     .action(async (image: string, opts: RunCliOptions) => {
+      const { runCommand } = await import("./run.js");
       setStatus(await runCommand(image, opts, io));
     });
 
@@ -84,6 +86,7 @@ export function buildProgram(io: CliStreams, setStatus: (n: number) => void): Co
     .description("report whether this host can use KVM, and what the backends say")
     .option("--json", "machine-readable output")
     .action(async (opts: { json?: boolean }) => {
+      const { infoCommand } = await import("./info.js");
       setStatus(await infoCommand(opts, io));
     });
 

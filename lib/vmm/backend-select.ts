@@ -33,10 +33,10 @@ interface SoftModule {
   }): MachineBackend | Promise<MachineBackend>;
 }
 
-// Specifiers in variables: the modules are written by other parts of the project and may be absent
-// in a partial build; TypeScript must not resolve them at compile time.
-const KVM_MODULE = "./backends/kvm.js";
-const SOFT_MODULE = "./backends/soft.js";
+// Literal specifiers, so that the CLI's bundler (scripts/build-cli.mjs) follows them: in the bundle a
+// backend's modules are still evaluated only when that backend is opened.
+const importKvm = () => import("./backends/kvm.js");
+const importSoft = () => import("./backends/soft.js");
 
 const describe = (e: unknown): string => {
   // a backend missing from this build (not yet compiled, or removed) is not a crash worth a stack
@@ -47,10 +47,14 @@ const describe = (e: unknown): string => {
   return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
 };
 
-async function importModule<T>(kind: BackendKind, spec: string, exportName: string): Promise<T> {
+async function importModule<T>(
+  kind: BackendKind,
+  load: () => Promise<unknown>,
+  exportName: string,
+): Promise<T> {
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(spec)) as Record<string, unknown>;
+    mod = (await load()) as Record<string, unknown>;
   } catch (e) {
     throw new BackendUnavailableError(`the ${kind} backend module failed to load (${describe(e)})`, kind, e);
   }
@@ -61,7 +65,7 @@ async function importModule<T>(kind: BackendKind, spec: string, exportName: stri
 }
 
 export async function openKvmBackend(memoryBytes: number): Promise<MachineBackend> {
-  const mod = await importModule<KvmModule>("kvm", KVM_MODULE, "createKvmBackend");
+  const mod = await importModule<KvmModule>("kvm", importKvm, "createKvmBackend");
   try {
     return await mod.createKvmBackend({ memoryBytes });
   } catch (e) {
@@ -74,7 +78,7 @@ export async function openSoftBackend(
   memoryBytes: number,
   interruptController?: InterruptController,
 ): Promise<MachineBackend> {
-  const mod = await importModule<SoftModule>("soft", SOFT_MODULE, "createSoftBackend");
+  const mod = await importModule<SoftModule>("soft", importSoft, "createSoftBackend");
   try {
     return await mod.createSoftBackend(
       interruptController ? { memoryBytes, interruptController } : { memoryBytes },

@@ -17,8 +17,6 @@ export interface HostInfo {
   platform: string;
 }
 
-const KVM_MODULE = "./backends/kvm.js";
-const SOFT_MODULE = "./backends/soft.js";
 const describe = (e: unknown): string => {
   // a backend missing from this build (not yet compiled, or removed) is not a crash worth a stack
   if ((e as { code?: string })?.code === "ERR_MODULE_NOT_FOUND") {
@@ -65,7 +63,7 @@ export async function probeHost(): Promise<HostInfo> {
     platform: `${process.platform}-${process.arch}`,
   };
   try {
-    const mod = (await import(KVM_MODULE)) as { probeKvm?: () => unknown };
+    const mod = (await import("./backends/kvm.js")) as { probeKvm?: () => unknown };
     if (typeof mod.probeKvm !== "function") info.kvmProbeError = "the KVM backend does not export probeKvm()";
     else info.kvmProbe = await mod.probeKvm();
   } catch (e) {
@@ -87,7 +85,7 @@ export async function probeHost(): Promise<HostInfo> {
     }
   }
   try {
-    const mod = (await import(SOFT_MODULE)) as { createSoftBackend?: unknown };
+    const mod = (await import("./backends/soft.js")) as { createSoftBackend?: unknown };
     info.soft.available = typeof mod.createSoftBackend === "function";
     if (!info.soft.available) info.soft.error = "the soft backend does not export createSoftBackend()";
   } catch (e) {

@@ -37,3 +37,21 @@ export function ensureDist(output: string, sourceDirs: readonly string[]): strin
   }
   return existsSync(out) ? undefined : `${output} could not be built (npx tsc -p tsconfig.json)`;
 }
+
+/**
+ * The CLI bundle bin/nodevmm.js prefers (dist/cli, scripts/build-cli.mjs), rebuilt when missing or
+ * older than tsc's output. Returns undefined when it is built and fresh, else why it is not.
+ */
+export function ensureCliBundle(): string | undefined {
+  const bundle = join(root, "dist", "cli", "nodevmm.cjs");
+  const lib = join(root, "dist", "lib", "cli", "main.js");
+  if (!existsSync(lib)) return "dist/lib/cli/main.js is not built";
+  const fresh = () => existsSync(bundle) && statSync(bundle).mtimeMs >= statSync(lib).mtimeMs;
+  if (!fresh()) {
+    spawnSync(process.execPath, [join(root, "scripts", "build-cli.mjs"), "--quiet"], {
+      cwd: root,
+      stdio: "ignore",
+    });
+  }
+  return fresh() ? undefined : "dist/cli/nodevmm.cjs could not be built (node scripts/build-cli.mjs)";
+}
