@@ -1,12 +1,56 @@
-import { defineConfig } from "vitest/config";
+import { configDefaults, defineConfig } from "vitest/config";
+
+/**
+ * Two projects: "blocks" runs every suite as users run the interpreter (block cache and compiled
+ * blocks on); "single-step" runs the VMX, exit and soft-backend suites again with
+ * Interpreter.defaultDecodeCache = false (test/support/single-step.ts; test/vmx/mode.test.ts checks
+ * it took effect), so that blocks and single steps are held to the same exits and state. Not run
+ * twice: suites that drive the VMX layer with a fake CPU, spawn the CLI (the child process would not
+ * see the setting), choose the mode per interpreter themselves, or bound wall time.
+ */
+const SINGLE_STEP_INCLUDE = [
+  "test/vmx/**/*.test.ts",
+  "test/soft/**/*.test.ts",
+  "test/vmm/{backends,guest-runs,machine}.test.ts",
+  // the interpreter asking the VMX hooks about a guest's VMX instructions
+  "test/cpu/vmx-instructions.test.ts",
+];
+const SINGLE_STEP_EXCLUDE = [
+  // drive the VMX layer with test/vmx/fake-cpu.ts, not the interpreter: nothing to switch
+  "test/vmx/{entry,entry-cache,exits,fields,guest-linear,instructions}.test.ts",
+  // spawn bin/nodevmm.js
+  "test/soft/{cli-trace,bounded-cli}.test.ts",
+  // sets decodeCache per interpreter itself (both modes in one run)
+  "test/vmx/blocks-vs-single-step.test.ts",
+  // wall-time bounds of the mode users run
+  "test/soft/bounded.test.ts",
+];
 
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
-    globalSetup: ["test/support/global-setup.ts"],
     // test/kvm needs a real /dev/kvm; it skips itself with a visible reason elsewhere.
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: "forks",
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: "blocks",
+          include: ["test/**/*.test.ts"],
+          globalSetup: ["test/support/global-setup.ts"],
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "single-step",
+          include: SINGLE_STEP_INCLUDE,
+          exclude: [...configDefaults.exclude, ...SINGLE_STEP_EXCLUDE],
+          env: { NODEVMM_SINGLE_STEP: "1" },
+          setupFiles: ["test/support/single-step.ts"],
+        },
+      },
+    ],
   },
 });

@@ -138,6 +138,14 @@ export interface VcpuThread {
  */
 const THREAD_POLL_MS = 0.2;
 
+/**
+ * The shortest entry a device deadline may ask for (the run's own deadline and the slice's end are
+ * kept exactly): a timer programmed faster than the loop can serve it (an i8254 at divisor 1 fires
+ * every 0.8 us) would otherwise end every entry before the guest ran a single instruction, so the
+ * guest never got to run at all. Its periods coalesce meanwhile, as KVM clamps timer periods.
+ */
+const MIN_DEVICE_ENTRY_MS = 0.05;
+
 /** Instruction budget per backend entry when the backend supports one (bounds time between checks). */
 const SLICE_INSTRUCTIONS = 200_000;
 
@@ -331,6 +339,7 @@ export class ExitLoop {
           this.#hooks.service?.();
           device = this.#hooks.nextServiceMs?.() ?? Number.POSITIVE_INFINITY;
         }
+        device = Math.max(device, now() + MIN_DEVICE_ENTRY_MS);
         run.vcpu.setEntryDeadline(Math.min(run.deadline, sliceEnd, device));
       }
       if (this.watchdog) this.#armWatchdog(this.watchdog, Math.min(run.deadline, sliceEnd));

@@ -128,8 +128,13 @@ export class NonRootOperation implements NonRootHooks, TaskSwitchHook {
   readonly #ioB: number;
   readonly #msrBitmap: number;
   readonly #eptp: bigint;
-  /** retired-instruction count at VM entry (MTF fires once an instruction has retired) */
-  retiredAtEntry = 0;
+  /**
+   * Instructions retired plus events delivered at VM entry, before any injection: MTF fires at the
+   * first boundary after either moves (SDM Vol. 3C, "Monitor Trap Flag": after the first
+   * instruction, after the delivery of a fault it raised, and before the first instruction when
+   * the entry injected an event)
+   */
+  workAtEntry = 0;
   readonly #retired: () => number;
 
   constructor(
@@ -543,7 +548,8 @@ export class NonRootOperation implements NonRootHooks, TaskSwitchHook {
   }
 
   boundary(interruptible: boolean): boolean {
-    if (this.proc & Proc.MONITOR_TRAP_FLAG && this.#retired() > this.retiredAtEntry) {
+    const cpu = this.host.cpu;
+    if (this.proc & Proc.MONITOR_TRAP_FLAG && cpu.retired + cpu.eventsDelivered > this.workAtEntry) {
       return this.#exit(ExitReason.MonitorTrapFlag);
     }
     if (this.proc & Proc.NMI_WINDOW && this.nmiUnblocked()) return this.#exit(ExitReason.NmiWindow);

@@ -331,7 +331,7 @@ export class LogicalProcessor {
     this.#lastEntered = v;
     loadGuestState(cpu, v);
     cpu.hooks = nr;
-    nr.retiredAtEntry = cpu.retired;
+    nr.workAtEntry = cpu.retired + cpu.eventsDelivered;
     nr.nmiUnblocked = () => (cpu.interruptibility & 0xa) === 0;
     this.mmioAccess = undefined;
 

@@ -5,6 +5,7 @@
 import { Interpreter } from "../../../cpu/index.js";
 import type { RawExit, VmExit } from "../../../types/exits.js";
 import {
+  CR4_FIXED1,
   EntryCtl,
   type EptBuilder,
   ExitReason,
@@ -432,12 +433,24 @@ export class SoftVcpu implements VcpuBackend {
     const gpr = Number((q >> 8n) & 0xfn);
     const source = (): bigint => (gpr === 4 ? lp.vmread(F.GUEST_RSP) : this.#cpu.getGpr(gpr));
     if (type === 0 && cr === 0) {
-      const value = source() & 0xffffffffn;
+      const full = source();
+      const value = full & 0xffffffffn;
       const old = lp.vmread(F.GUEST_CR0);
-      lp.vmwrite(F.CR0_READ_SHADOW, value);
-      lp.vmwrite(F.GUEST_CR0, value | CR0_OWNED);
       const efer = lp.vmread(F.GUEST_IA32_EFER);
       const pgOn = (value & 0x80000000n) !== 0n;
+      // what MOV to CR0 faults on (#GP(0)): bits 63:32, PG without PE, NW without CD, paging turned
+      // on with EFER.LME and CR4.PAE clear. Written as asked, the next VM entry would fail instead.
+      if (
+        full !== value ||
+        (pgOn && !(value & 1n)) ||
+        (value & 0x60000000n) === 0x20000000n ||
+        (pgOn && !(old & 0x80000000n) && efer & 0x100n && !(lp.vmread(F.GUEST_CR4) & 0x20n))
+      ) {
+        this.#injectGp();
+        return undefined;
+      }
+      lp.vmwrite(F.CR0_READ_SHADOW, value);
+      lp.vmwrite(F.GUEST_CR0, value | CR0_OWNED);
       if (pgOn !== ((old & 0x80000000n) !== 0n) && efer & 0x100n) {
         const entry = lp.vmread(F.VM_ENTRY_CONTROLS);
         const ia32e = BigInt(EntryCtl.IA32E_MODE);
@@ -449,6 +462,13 @@ export class SoftVcpu implements VcpuBackend {
     }
     if (type === 0 && cr === 4) {
       const value = source();
+      // bits this processor lacks (VMXE too: VMX is hidden from the guest) and clearing PAE in
+      // IA-32e mode are #GP(0), as on KVM; written as asked, the next VM entry would fail instead
+      const lma = (lp.vmread(F.GUEST_IA32_EFER) & 0x400n) !== 0n;
+      if ((value & ~(CR4_FIXED1 & ~CR4_OWNED)) !== 0n || (lma && !(value & 0x20n))) {
+        this.#injectGp();
+        return undefined;
+      }
       lp.vmwrite(F.CR4_READ_SHADOW, value);
       lp.vmwrite(F.GUEST_CR4, value | CR4_OWNED);
       this.#advance(len);
