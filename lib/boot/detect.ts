@@ -1,15 +1,18 @@
-// One entry point for "load this file": multiboot first (as QEMU's -kernel checks it before ELF, so
-// a multiboot ELF kernel gets its info structure), then ELF, else a flat binary.
+// One entry point for "load this file": a Linux bzImage first (55 AA at 0x1FE and "HdrS" at 0x202,
+// the test QEMU's -kernel makes before anything else), then multiboot (as QEMU checks it before ELF,
+// so a multiboot ELF kernel gets its info structure), then ELF, else a flat binary.
 
 import { hasElfMagic, loadElf } from "./elf.js";
 import { BootSetupError } from "./errors.js";
 import { type FlatOptions, type LoadResult, loadFlat } from "./flat.js";
+import { hasBzImageHeader, loadLinux } from "./linux.js";
 import { hasMultibootHeader, loadMultiboot, type MultibootOptions } from "./multiboot.js";
 import type { LoadTarget } from "./target.js";
 
-export type LoadFormat = "auto" | "flat" | "elf" | "multiboot";
+export type LoadFormat = "auto" | "flat" | "elf" | "multiboot" | "linux";
 
 export function detectFormat(image: Uint8Array): Exclude<LoadFormat, "auto"> {
+  if (hasBzImageHeader(image)) return "linux";
   if (hasMultibootHeader(image)) return "multiboot";
   if (hasElfMagic(image)) return "elf";
   return "flat";
@@ -17,9 +20,14 @@ export function detectFormat(image: Uint8Array): Exclude<LoadFormat, "auto"> {
 
 export interface LoadImageOptions extends FlatOptions, MultibootOptions {
   format?: LoadFormat;
+  /** Linux: the initial ramdisk (multiboot kernels take `modules` instead) */
+  initrd?: Uint8Array;
 }
 
-/** Loads an image of any supported format; flat-only options (address, mode, entry, stack) apply to flat images. */
+/**
+ * Loads an image of any supported format. Flat-only options (address, mode, entry, stack) apply to
+ * flat images; `cmdline` goes to multiboot and Linux kernels, `modules` to multiboot, `initrd` to Linux.
+ */
 export function loadImage(target: LoadTarget, image: Uint8Array, opts: LoadImageOptions = {}): LoadResult {
   const format = opts.format ?? "auto";
   const chosen = format === "auto" ? detectFormat(image) : format;
@@ -30,7 +38,17 @@ export function loadImage(target: LoadTarget, image: Uint8Array, opts: LoadImage
       return loadElf(target, image, opts);
     case "multiboot":
       return loadMultiboot(target, image, opts);
+    case "linux":
+      if (opts.modules?.length) {
+        throw new BootSetupError("modules are for multiboot kernels; a Linux kernel takes one initrd");
+      }
+      return loadLinux(target, {
+        kernel: image,
+        ...(opts.initrd ? { initrd: opts.initrd } : {}),
+        ...(opts.cmdline !== undefined ? { cmdline: opts.cmdline } : {}),
+        ...(opts.layout ? { layout: opts.layout } : {}),
+      });
     default:
-      throw new BootSetupError(`format ${String(format)} is not one of auto, flat, elf, multiboot`);
+      throw new BootSetupError(`format ${String(format)} is not one of auto, flat, elf, multiboot, linux`);
   }
 }

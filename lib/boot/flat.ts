@@ -16,6 +16,7 @@ import {
   pageTableBytes,
   type ReservedRange,
 } from "./layout.js";
+import type { LinuxBootInfo } from "./linux.js";
 import { applyPlacements, checkPlacements, type LoadedRange, type Placement } from "./plan.js";
 import type { LoadTarget } from "./target.js";
 
@@ -37,7 +38,7 @@ export interface FlatOptions {
   layout?: Partial<BootLayout>;
 }
 
-export type ImageFormat = "flat" | "elf32" | "elf64" | "multiboot";
+export type ImageFormat = "flat" | "elf32" | "elf64" | "multiboot" | "linux";
 
 export interface LoadResult {
   format: ImageFormat;
@@ -46,8 +47,10 @@ export interface LoadResult {
   loaded: LoadedRange[];
   /** the loader's own structures written to guest memory */
   reserved: ReservedRange[];
-  /** multiboot: address of the multiboot information structure (also in EBX) */
+  /** multiboot: address of the multiboot information structure (also in EBX); linux: the zero page (RSI) */
   bootInfo?: number;
+  /** linux: where the kernel, zero page, command line and initrd went, and the e820 map */
+  linux?: LinuxBootInfo;
 }
 
 function checkAddress(name: string, value: number): void {

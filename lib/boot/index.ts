@@ -1,5 +1,6 @@
-// Guest loaders: flat binaries (real, protected or long mode), ELF32/ELF64, multiboot v1.
+// Guest loaders: flat binaries (real, protected or long mode), ELF32/ELF64, multiboot v1, Linux bzImage.
 export { detectFormat, type LoadFormat, type LoadImageOptions, loadImage } from "./detect.js";
+export * from "./e820.js";
 export {
   ELF_MAGIC,
   type ElfImage,
@@ -28,6 +29,7 @@ export {
   PAGE_TABLES_SIZE,
   type ReservedRange,
 } from "./layout.js";
+export * from "./linux.js";
 export * from "./multiboot.js";
 export type { LoadedRange } from "./plan.js";
 export type { LoadTarget, RamRange } from "./target.js";

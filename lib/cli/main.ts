@@ -41,13 +41,13 @@ export function buildProgram(io: CliStreams, setStatus: (n: number) => void): Co
   program
     .command("run")
     .description("boot a guest image")
-    .argument("<image>", "guest image (flat binary, ELF32/ELF64, multiboot v1)")
+    .argument("<image>", "guest image (flat binary, ELF32/ELF64, multiboot v1, Linux bzImage)")
     .addOption(
       new Option("--format <format>", "image format")
-        .choices(["auto", "flat", "elf", "multiboot"])
+        .choices(["auto", "flat", "elf", "multiboot", "linux"])
         .default("auto"),
     )
-    .option("--mem <size>", "guest RAM, e.g. 64M, 1G", "64M")
+    .option("--mem <size>", "guest RAM, e.g. 64M, 1G (default 64M; 256M for a Linux kernel)")
     .addOption(
       new Option("--backend <backend>", "CPU backend (auto: KVM when usable)")
         .choices(["auto", "kvm", "soft"])
@@ -60,7 +60,9 @@ export function buildProgram(io: CliStreams, setStatus: (n: number) => void): Co
     .addOption(
       new Option("--mode <mode>", "entry mode of a flat image").choices(["real", "protected", "long"]),
     )
-    .option("--cmdline <text>", "kernel command line (multiboot info, fw_cfg)")
+    .option("--cmdline <text>", "kernel command line (Linux, multiboot info, fw_cfg)")
+    .option("--append <text>", "the same as --cmdline (QEMU's spelling)")
+    .option("--initrd <file>", "initial ramdisk of a Linux kernel")
     .option("--serial <sink>", "COM1 output: stdio | file:PATH | none", "stdio")
     .option("--debugcon <sink>", "port 0xE9 output: stdio | file:PATH | none", "stdio")
     .option("--trace", "print every VM exit to stderr")

@@ -3,7 +3,7 @@
 // register dump when the guest crashed).
 
 import { readFileSync } from "node:fs";
-import type { LoadFormat } from "../boot/detect.js";
+import { detectFormat, type LoadFormat } from "../boot/detect.js";
 import type { CpuMode } from "../boot/entry.js";
 import { formatStatsTable } from "../inspect/stats-table.js";
 import { formatExit } from "../inspect/trace.js";
@@ -25,11 +25,14 @@ import { bridgeStdin } from "./stdin.js";
 
 export interface RunCliOptions {
   format: LoadFormat;
-  mem: string;
+  mem?: string;
   backend: "auto" | "kvm" | "soft";
   address?: string;
   mode?: CpuMode;
   cmdline?: string;
+  /** --append: QEMU's name for --cmdline */
+  append?: string;
+  initrd?: string;
   serial: string;
   debugcon: string;
   trace?: boolean;
@@ -60,20 +63,33 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
   let serial: ReturnType<typeof parseSink>;
   let debugcon: ReturnType<typeof parseSink>;
   const plugins: LoadedPlugin[] = [];
+  let initrd: Uint8Array | undefined;
+  let cmdline = o.cmdline;
+  const readInput = (path: string): Uint8Array => {
+    try {
+      return readFileSync(path);
+    } catch (e) {
+      throw new CliUsageError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? errorText(e)}`);
+    }
+  };
   try {
-    memoryMiB = parseMemory(o.mem);
+    if (o.append !== undefined) {
+      if (cmdline !== undefined) throw new CliUsageError("give the command line once: --cmdline or --append");
+      cmdline = o.append;
+    }
     serial = parseSink(o.serial, "--serial");
     debugcon = parseSink(o.debugcon, "--debugcon");
     if (o.maxExits !== undefined) limits.maxExits = parseCount(o.maxExits, "--max-exits");
     if (o.timeout !== undefined) limits.timeoutMs = parseSeconds(o.timeout, "--timeout") * 1000;
     for (const spec of o.plugin ?? []) plugins.push(await loadPlugin(parsePluginSpec(spec)));
-    try {
-      image = readFileSync(imagePath);
-    } catch (e) {
-      throw new CliUsageError(
-        `cannot read ${imagePath}: ${(e as NodeJS.ErrnoException).code ?? errorText(e)}`,
-      );
+    image = readInput(imagePath);
+    const linux = (o.format === "auto" ? detectFormat(image) : o.format) === "linux";
+    if (o.initrd !== undefined) {
+      if (!linux) throw new CliUsageError(`--initrd is for a Linux kernel; ${imagePath} is not a bzImage`);
+      initrd = readInput(o.initrd);
     }
+    // a distribution kernel wants more than a tiny guest's 64 MiB to decompress and start
+    memoryMiB = parseMemory(o.mem ?? (linux ? "256M" : "64M"));
   } catch (e) {
     say(e instanceof CliUsageError || e instanceof PluginError ? e.message : errorText(e));
     return STATUS_USAGE;
@@ -106,7 +122,7 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
       devices = addPcDevices(vm, {
         ...(sinkOutput(serial, io.stdout) ? { serial: sinkOutput(serial, io.stdout)! } : {}),
         ...(sinkOutput(debugcon, io.stdout) ? { debugcon: sinkOutput(debugcon, io.stdout)! } : {}),
-        ...(o.cmdline !== undefined ? { cmdline: o.cmdline } : {}),
+        ...(cmdline !== undefined ? { cmdline } : {}),
         ...(stdin ? { onSerialInputSpace: () => stdin.resume() } : {}),
       });
       // input that came while the machine was being created waits in the bridge's backlog
@@ -116,7 +132,8 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
         format: o.format,
         ...(address !== undefined ? { address } : {}),
         ...(o.mode ? { mode: o.mode } : {}),
-        ...(o.cmdline !== undefined ? { cmdline: o.cmdline } : {}),
+        ...(cmdline !== undefined ? { cmdline } : {}),
+        ...(initrd ? { initrd } : {}),
       });
       if (loaded.format !== "flat" && (address !== undefined || o.mode)) {
         say(`warning: --address/--mode apply to flat images; ${imagePath} loaded as ${loaded.format}`);

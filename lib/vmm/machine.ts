@@ -5,11 +5,14 @@ import {
   type ElfOptions,
   type EntryState,
   type FlatOptions,
+  type LinuxBootInfo,
+  type LinuxOptions,
   type LoadImageOptions,
   type LoadResult,
   loadElf,
   loadFlat,
   loadImage,
+  loadLinux,
   loadMultiboot,
   type MultibootOptions,
 } from "../boot/index.js";
@@ -258,7 +261,16 @@ export class Machine {
   loadMultiboot(image: Uint8Array, opts: MultibootOptions = {}): LoadResult {
     return this.#load(image, () => loadMultiboot(this.memory, image, opts));
   }
-  /** Any supported format; `format: "auto"` (default) detects multiboot, then ELF, else flat. */
+  /** A Linux bzImage through the x86 boot protocol (64-bit entry when the kernel has one). */
+  loadLinux(opts: LinuxOptions): LoadResult & { linux: LinuxBootInfo } {
+    let result: (LoadResult & { linux: LinuxBootInfo }) | undefined;
+    this.#load(opts?.kernel, () => {
+      result = loadLinux(this.memory, opts);
+      return result;
+    });
+    return result!;
+  }
+  /** Any supported format; `format: "auto"` (default) detects a bzImage, multiboot, then ELF, else flat. */
   load(image: Uint8Array, opts: LoadImageOptions = {}): LoadResult {
     return this.#load(image, () => loadImage(this.memory, image, opts));
   }
