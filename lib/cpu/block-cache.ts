@@ -1,19 +1,35 @@
 // The decode cache: straight-line blocks of pre-decoded instructions (block-ops.ts), keyed by the
 // guest-physical address of their first byte and the code segment's mode, grouped per 4-KiB page.
 //
-// Invalidation: a guest-physical page that holds cached code has no write entry in the TLB, so the
-// first write to it takes the TLB-fill path, which drops the page's blocks (Interpreter.noteWrite);
-// ordinary writes to data pages pay nothing. Writes the interpreter does not see (a device's DMA
-// between two run() calls, the host loading an image) are caught by re-checking a block's bytes
-// the first time it runs in each run() call, or earlier through Interpreter.invalidateCode.
+// Invalidation, by byte ranges: each code page keeps a bitmap of the bytes its blocks were decoded
+// from. A guest-physical page with live blocks has only checked write entries in the TLB (their
+// tag never equals a linear page, Interpreter.fill), so every guest write to it goes through the
+// write slow path, which looks at the bitmap: a write that misses every block changes nothing; a
+// write that hits drops only the blocks it overlaps (Interpreter.codeWritten) and bumps codeEpoch.
+// Compiled blocks make that check inline, so data beside code costs one bitmap test a store.
+// Ordinary writes to data pages pay nothing. A page whose blocks keep being hit by writes (code
+// that patches itself or the code it is about to run), or that keeps gaining blocks at new entry
+// points (code rewritten around them), is "hot": its blocks are dropped, it takes plain write
+// entries again, and its code is single-stepped for a while (the period doubles each time the
+// page turns hot again soon after; Interpreter.hotPolicy), then blocks are tried again.
+// Writes the interpreter does not see (a device's DMA between two run() calls, the host loading an
+// image) are caught by re-checking a block's bytes the first time it runs in each run() call, or
+// earlier through Interpreter.invalidateCode.
 // Anything that changes how linear addresses or the mode map to blocks (TLB flushes, updateMode,
 // invalidation) bumps Interpreter.codeEpoch, which drops the one-entry successor links and stops a
 // block that is running.
 
 import type { CompiledBlock } from "./block-compile.js";
 import { decodeFast, endsBlock } from "./block-decode.js";
-import { Op } from "./block-ops.js";
+import { Op, OpKind } from "./block-ops.js";
 import { instructionLength } from "./length.js";
+
+/**
+ * Added to a linear page in Interpreter.tlbWTag: a checked write entry (the page has cached
+ * blocks). No access's page equals it, so writes leave the fast path and look at the page's
+ * block bitmap first (CodePage.covers).
+ */
+export const CODE_TAG = 0.5;
 
 /** longest block; bounds the work lost when a block is dropped */
 const MAX_OPS = 32;
@@ -38,6 +54,10 @@ export class Block {
   compiled: CompiledBlock | null = null;
   /** Interpreter.runEpoch in which `code` was last compared with guest memory */
   checked: number;
+  /** page offset of the first byte (`code` covers [off, off + code.length)) */
+  off = 0;
+  /** some op has a fast form (a block of generic ops only is never compiled) */
+  readonly fast: boolean;
   constructor(
     readonly ops: Op[],
     /** the bytes the ops were decoded from */
@@ -45,16 +65,102 @@ export class Block {
     runEpoch: number,
   ) {
     this.checked = runEpoch;
+    this.fast = ops.some((op) => op.kind !== OpKind.Generic);
   }
 }
 
 export class CodePage {
   /** key: page offset * 4 + mode (2: 64-bit, 1: 32-bit default size, 0: 16-bit) */
   readonly blocks = new Map<number, Block>();
+  /** a bit per byte of the page: some block in `blocks` was decoded from it */
+  readonly cover = new Int32Array(128);
+  /**
+   * The TLB keeps only checked write entries for the page. False while it has no blocks: plain
+   * write entries; the next block built there makes it live again, unless the page is hot (until
+   * `hotUntil`: its code is single-stepped).
+   */
+  live = true;
+  /** writes that dropped blocks, counted while they come at most hotPolicy.gap apart */
+  hits = 0;
+  /** Interpreter clock (instructions retired + events delivered) at the last counted hit */
+  lastHit = Number.NEGATIVE_INFINITY;
+  /** clock until which the page stays hot, and how many hot periods came close together */
+  hotUntil = 0;
+  hotRuns = 0;
+
+  constructor(readonly gpa: number) {}
+
+  /** the page's code is single-stepped at Interpreter clock `clock` */
+  hotAt(clock: number): boolean {
+    return !this.live && clock < this.hotUntil;
+  }
+
+  add(key: number, blk: Block): void {
+    this.blocks.set(key, blk);
+    // an empty block (an instruction the length decoder does not know, or one crossing the page
+    // end) still depends on its first byte
+    this.mark(blk.off, blk.code.length === 0 ? 1 : blk.code.length);
+  }
+
+  private mark(off: number, n: number): void {
+    const cover = this.cover;
+    for (let b = off; b < off + n && b < 4096; b++) cover[b >> 5] |= 1 << (b & 31);
+  }
+
+  /** some block was decoded from a byte in [off, off + n) (the range within the page) */
+  covers(off: number, n: number): boolean {
+    const cover = this.cover;
+    const end = off + n - 1;
+    const w0 = off >> 5;
+    const w1 = end >> 5;
+    if (w0 === w1) return (cover[w0] & (((2 << (end & 31)) - 1) & (-1 << (off & 31)))) !== 0;
+    if ((cover[w0] & (-1 << (off & 31))) !== 0) return true;
+    for (let w = w0 + 1; w < w1; w++) if (cover[w] !== 0) return true;
+    return (cover[w1] & ((2 << (end & 31)) - 1)) !== 0;
+  }
+
+  /** drops the blocks decoded from any byte in [off, off + n); returns how many */
+  drop(off: number, n: number): number {
+    let dropped = 0;
+    for (const [key, blk] of this.blocks) {
+      const len = blk.code.length === 0 ? 1 : blk.code.length;
+      if (blk.off < off + n && off < blk.off + len) {
+        this.blocks.delete(key);
+        dropped++;
+      }
+    }
+    if (dropped !== 0) {
+      this.cover.fill(0);
+      for (const blk of this.blocks.values()) this.mark(blk.off, blk.code.length === 0 ? 1 : blk.code.length);
+    }
+    return dropped;
+  }
+
+  /** drops every block */
+  clear(): number {
+    const n = this.blocks.size;
+    this.blocks.clear();
+    this.cover.fill(0);
+    return n;
+  }
 }
 
 export function modeKey(mode64: boolean, csD: boolean): number {
   return mode64 ? 2 : csD ? 1 : 0;
+}
+
+/** generic ops carry only their length and whether they end the block: one shared Op per pair */
+const GENERIC: Op[][] = [[], []];
+function genericOf(len: number, ends: boolean): Op {
+  const row = GENERIC[ends ? 1 : 0];
+  let op = row[len];
+  if (op === undefined) {
+    op = new Op();
+    op.len = len;
+    op.ends = ends;
+    row[len] = op;
+  }
+  return op;
 }
 
 /**
@@ -77,17 +183,14 @@ export function buildBlock(
   while (p < 4096 && ops.length < MAX_OPS) {
     const len = instructionLength(view, p, bits);
     if (len < 0) break;
-    let op = decodeFast(view, p, len, mode64, csD);
-    if (op === null) {
-      op = new Op();
-      op.len = len;
-      op.ends = endsBlock(view, p, mode64);
-    }
+    const op = decodeFast(view, p, len, mode64, csD) ?? genericOf(len, endsBlock(view, p, mode64));
     ops.push(op);
     p += len;
     if (op.ends) break;
   }
-  return new Block(ops, view.slice(off, p), runEpoch);
+  const blk = new Block(ops, view.slice(off, p), runEpoch);
+  blk.off = off;
+  return blk;
 }
 
 /** true when guest memory still holds the bytes the block was decoded from */

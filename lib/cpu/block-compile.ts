@@ -6,9 +6,10 @@
 // half, h<n> for the high half, loaded at entry) and the lazy flags in the locals of
 // block-flags.ts, with the producing op's kind and size known at compile time. Everything is
 // written back to the CPU ("sync") only where it can be observed: before a generic op, on the slow
-// path of a memory access (a TLB miss: a fill that may fault, MMIO, or a write that hits a code
-// page), and at every exit. A sync writes RIP and `retired` as they are before the op, so a fault
-// leaves the state exactly as single-stepping would. After a call out, the locals are reloaded and
+// path of a memory access (a TLB miss: a fill that may fault, MMIO; a write that hits the bytes of
+// cached blocks; an offset past the segment's bound, where segCheck decides), and at every exit.
+// A sync writes RIP and `retired` as they are before the op, so a fault leaves the state exactly
+// as single-stepping would. After a call out, the locals are reloaded and
 // the block exits when codeEpoch moved (code or mappings changed) or a window request appeared.
 //
 // A block that branches back to its own start and has no generic op loops inside the function
@@ -17,7 +18,7 @@
 // can halt, change the mode or ask for an interrupt window except through a slow path, which
 // exits; so the budget is the only per-iteration check.
 
-import type { Block } from "./block-cache.js";
+import { type Block, CODE_TAG } from "./block-cache.js";
 import {
   borrowOut,
   carryOut,
@@ -208,8 +209,9 @@ class Gen {
   readonly used = new Set<number>();
   readonly dirty = new Set<number>();
   readonly dirtyHi = new Set<number>();
-  /** effective-address segments and TLB tables the code refers to */
+  /** effective-address segments, segment bounds (sR<seg>/sW<seg>) and TLB tables the code refers to */
   readonly segs = new Set<number>();
+  readonly bounds = new Set<string>();
   tlbR = false;
   tlbW = false;
 
@@ -253,31 +255,38 @@ class Gen {
    */
   slow(k: number, off: number, after: StaticFlags): string {
     return `${this.sync(k, off)} f${k}(cpu, o${k}); ${this.reload()}${flagReload(after)}
-if (cpu.codeEpoch !== epoch || cpu.windowRequests !== 0) { cpu.retired++; return -1; }`;
+if (cpu.codeEpoch !== epoch) { cpu.retired++; return -1; }`;
   }
 
-  /** [statements, expression] of the op's linear address; a null expression: no fast path */
-  linear(op: Op, off: number): [string, string] {
+  /**
+   * [statements, expression, condition] of the op's linear address for an access of `bytes`
+   * bytes: the fast path also needs the condition (the segment bound of block-ops.ts eaAcc; the
+   * handler on the slow path runs segCheck)
+   */
+  linear(op: Op, off: number, bytes: number, write: boolean): [string, string, string] {
     switch (op.eaKind) {
-      case EaKind.A16: {
-        this.segs.add(op.seg);
-        const e = offsetSum(op);
-        return ["", `((eb${op.seg} + ((${e}) & 0xffff)) >>> 0)`];
-      }
+      case EaKind.A16:
       case EaKind.A32: {
         this.segs.add(op.seg);
+        const bound = `s${write ? "W" : "R"}${op.seg}`;
+        this.bounds.add(bound);
         const e = offsetSum(op);
-        return ["", `((eb${op.seg} + ((${e}) >>> 0)) >>> 0)`];
+        const mask = op.eaKind === EaKind.A16 ? "& 0xffff" : ">>> 0";
+        return [
+          `const e = (${e}) ${mask};`,
+          `((eb${op.seg} + e) >>> 0)`,
+          ` && e ${bytes > 1 ? `+ ${bytes - 1} ` : ""}<= ${bound}`,
+        ];
       }
       case EaKind.A64: {
         // DS/SS bases are 0 in 64-bit mode. The fast path takes a non-negative offset below
         // 4 GiB (always canonical); anything else goes to the handler, which applies the
         // canonical rule (#SS(0) through RSP/RBP, #GP(0) otherwise) with the state synced.
         const [l, h] = a64Sums(op);
-        return [`const l = ${l}, hh = ${h};`, "(hh === 0 && l >= 0 && l < 4294967296 ? l : Number.NaN)"];
+        return [`const l = ${l}, hh = ${h};`, "(hh === 0 && l >= 0 && l < 4294967296 ? l : Number.NaN)", ""];
       }
       default:
-        return ["", `(rip0 + ${off + op.len + op.disp})`];
+        return ["", `(rip0 + ${off + op.len + op.disp})`, ""];
     }
   }
 
@@ -425,9 +434,10 @@ if (cpu.codeEpoch !== epoch || cpu.windowRequests !== 0) { cpu.retired++; return
         // generic: the executor runs it with the whole state in the CPU
         const next = off + op.len;
         out.push(
-          `${this.sync(k, off)} generic(cpu, o${k}); cpu.retired++;`,
+          // a requested interrupt/NMI window can open only where RFLAGS.IF or NMI blocking changed
+          `${this.sync(k, off)} const w${k} = (cpu.eflags & 0x200) | (cpu.interruptibility & 8); generic(cpu, o${k}); cpu.retired++;`,
           "if (cpu.interruptibility !== 0 && cpu.shadowAt !== cpu.retired) cpu.interruptibility &= ~3;",
-          `if (cpu.rip !== rip0 + ${next} || cpu.codeEpoch !== epoch || cpu.activity !== 0 || cpu.windowRequests !== 0 || (cpu.interruptibility & 3) !== 0) return -1;`,
+          `if (cpu.rip !== rip0 + ${next} || cpu.codeEpoch !== epoch || cpu.activity !== 0 || (cpu.interruptibility & 3) !== 0 || (cpu.windowRequests !== 0 && ((cpu.eflags & 0x200) | (cpu.interruptibility & 8)) !== w${k})) return -1;`,
           this.reload(),
         );
         this.flags = inCpu();
@@ -460,12 +470,12 @@ if (cpu.codeEpoch !== epoch || cpu.windowRequests !== 0) { cpu.retired++; return
   /** a load, store or ALU op with a memory operand: TLB hit inline, the handler on a miss */
   memOp(op: Op, k: number, off: number): string {
     const size = op.size;
-    const [pre, lin] = this.linear(op, off);
     const kind = op.kind;
     const rmw = (kind === OpKind.AluMR || kind === OpKind.AluMI) && op.sub !== 7;
     const write = kind === OpKind.Store || kind === OpKind.StoreImm || rmw;
     // bits accessed: MOVZX/MOVSX read their source width
     const width = kind === OpKind.MovxM ? op.imm : size;
+    const [pre, lin, inSeg] = this.linear(op, off, width >> 3, write);
     if (write) this.tlbW = true;
     else this.tlbR = true;
     const t = write ? "W" : "R";
@@ -512,8 +522,13 @@ if (cpu.codeEpoch !== epoch || cpu.windowRequests !== 0) { cpu.retired++; return
     this.flags = flagsBefore;
     const slow = this.slow(k, off, after);
     this.flags = after;
-    return `{ ${pre}const lin = ${lin}, o = lin & 0xfff, i = (lin >>> 12) & 0xfff;
-if (tlb${t}Tag[i] === lin - o && o < ${limit(width)}) { const m = tlb${t}View[i], p = tlb${t}Off[i] + o; ${body} }
+    // a write to a page with cached blocks (a checked entry: tag + CODE_TAG) that misses their bytes
+    // needs nothing more; one that hits them goes to the handler, which drops them
+    const hit = write
+      ? `((tg = tlbWTag[i]) === lin - o || (tg === lin - o + ${CODE_TAG} && !tlbWCode[i].covers(o, ${width >> 3})))`
+      : `tlbRTag[i] === lin - o`;
+    return `{ ${pre}const lin = ${lin}, o = lin & 0xfff, i = (lin >>> 12) & 0xfff;${write ? " let tg;" : ""}
+if (${hit} && o < ${limit(width)}${inSeg}) { const m = tlb${t}View[i], p = tlb${t}Off[i] + o; ${body} }
 else { ${slow} } }`;
   }
 
@@ -580,10 +595,13 @@ export function blockSource(blk: Block): string {
     FLAG_LOCALS,
   ];
   for (const s of g.segs) head.push(`const eb${s} = cpu.effBase[${s}];`);
+  // segment loads change the bounds only through generic ops, after which the block leaves when
+  // codeEpoch moved (updateMode bumps it)
+  for (const b of g.bounds) head.push(`const ${b} = cpu.segFast${b[1]}[${b.slice(2)}];`);
   for (const t of [g.tlbR ? "R" : "", g.tlbW ? "W" : ""]) {
     if (t !== "")
       head.push(
-        `const tlb${t}Tag = cpu.tlb${t}Tag, tlb${t}View = cpu.tlb${t}View, tlb${t}Off = cpu.tlb${t}Off;`,
+        `const tlb${t}Tag = cpu.tlb${t}Tag, tlb${t}View = cpu.tlb${t}View, tlb${t}Off = cpu.tlb${t}Off;${t === "W" ? " const tlbWCode = cpu.tlbWCode;" : ""}`,
       );
   }
   if (g.used.size > 0)

@@ -130,6 +130,29 @@ export function ea(cpu: Interpreter, op: Op): number {
   }
 }
 
+/**
+ * Linear address of the op's memory operand for an access of `bytes` bytes, after the segment's
+ * limit and type checks (Interpreter.segFastR/W: nothing to do for a flat segment; segCheck, with
+ * its #GP(0)/#SS(0), past the bound) — as the single-step executor checks its memory operands.
+ */
+export function eaAcc(cpu: Interpreter, op: Op, bytes: number, write: boolean): number {
+  const kind = op.eaKind;
+  if (kind !== EaKind.A16 && kind !== EaKind.A32) return ea(cpu, op);
+  const lo = cpu.lo;
+  let off = op.disp;
+  if (op.base >= 0) off += lo[op.base];
+  if (kind === EaKind.A16) {
+    if (op.index >= 0) off += lo[op.index];
+    off &= 0xffff;
+  } else {
+    if (op.index >= 0) off += lo[op.index] << op.scale;
+    off >>>= 0;
+  }
+  const seg = op.seg;
+  if (off + bytes - 1 > (write ? cpu.segFastW[seg] : cpu.segFastR[seg])) cpu.segCheck(seg, off, bytes, write);
+  return (cpu.effBase[seg] + off) >>> 0;
+}
+
 export function genericOp(cpu: Interpreter, _op: Op): void {
   cpu.ip = cpu.rip;
   execute(cpu);
@@ -193,7 +216,7 @@ export function aluRI(cpu: Interpreter, op: Op): void {
 /** reg = reg op [mem] */
 export function aluRM(cpu: Interpreter, op: Op): void {
   const size = op.size;
-  const v = cpu.rd(size, ea(cpu, op));
+  const v = cpu.rd(size, eaAcc(cpu, op, size >> 3, false));
   const vh = cpu.vh;
   const a = readReg(cpu, size, op.reg);
   const r = cpu.alu(op.sub, size, a, cpu.vh, v, vh);
@@ -204,7 +227,7 @@ export function aluRM(cpu: Interpreter, op: Op): void {
 /** [mem] = [mem] op reg */
 export function aluMR(cpu: Interpreter, op: Op): void {
   const size = op.size;
-  const lin = ea(cpu, op);
+  const lin = eaAcc(cpu, op, size >> 3, op.sub !== 7);
   if (op.sub !== 7) cpu.probeWrite(lin, size >> 3);
   const a = cpu.rd(size, lin);
   const ah = cpu.vh;
@@ -217,7 +240,7 @@ export function aluMR(cpu: Interpreter, op: Op): void {
 /** [mem] = [mem] op imm */
 export function aluMI(cpu: Interpreter, op: Op): void {
   const size = op.size;
-  const lin = ea(cpu, op);
+  const lin = eaAcc(cpu, op, size >> 3, op.sub !== 7);
   if (op.sub !== 7) cpu.probeWrite(lin, size >> 3);
   const a = cpu.rd(size, lin);
   const r = cpu.alu(op.sub, size, a, cpu.vh, op.imm, op.immHi);
@@ -263,7 +286,7 @@ export function movRI(cpu: Interpreter, op: Op): void {
 
 export function load(cpu: Interpreter, op: Op): void {
   const size = op.size;
-  const lin = ea(cpu, op);
+  const lin = eaAcc(cpu, op, size >> 3, false);
   if (size === 32) {
     const v = cpu.rd32(lin);
     cpu.lo[op.reg] = v;
@@ -277,7 +300,7 @@ export function load(cpu: Interpreter, op: Op): void {
 
 export function store(cpu: Interpreter, op: Op): void {
   const size = op.size;
-  const lin = ea(cpu, op);
+  const lin = eaAcc(cpu, op, size >> 3, true);
   if (size === 32) cpu.wr32(lin, cpu.lo[op.reg]);
   else if (size === 64) cpu.wr64(lin, cpu.lo[op.reg], cpu.hi[op.reg]);
   else cpu.wr16(lin, cpu.lo[op.reg]);
@@ -564,7 +587,7 @@ export function incDec64(cpu: Interpreter, op: Op): void {
 
 /** 32/64-bit load with the TLB hit inline */
 export function loadFast(cpu: Interpreter, op: Op): void {
-  const lin = ea(cpu, op);
+  const lin = eaAcc(cpu, op, op.size >> 3, false);
   const o = lin & 0xfff;
   const i = (lin >>> 12) & 0xfff;
   const d = op.reg;
@@ -586,7 +609,7 @@ export function loadFast(cpu: Interpreter, op: Op): void {
 
 /** 32/64-bit store with the TLB hit inline */
 export function storeFast(cpu: Interpreter, op: Op): void {
-  const lin = ea(cpu, op);
+  const lin = eaAcc(cpu, op, op.size >> 3, true);
   const o = lin & 0xfff;
   const i = (lin >>> 12) & 0xfff;
   const s = op.reg;

@@ -1,7 +1,10 @@
 // String instructions (MOVS CMPS STOS LODS SCAS INS OUTS) with REP/REPE/REPNE and the address
 // size selecting SI/ESI/RSI, and port I/O. Each REP iteration commits its registers, so a fault
-// or exit in the middle leaves the completed iterations done and RIP at the instruction.
+// or exit in the middle leaves the completed iterations done and RIP at the instruction. REP MOVS
+// and REP STOS over flat segments copy or fill the part of a run that stays within mapped pages
+// straight in guest memory (repBulk), with the same results and faults.
 
+import { CODE_TAG } from "./block-cache.js";
 import { CpuFault, EXIT_SIGNAL, Vec } from "./faults.js";
 import { FL_DF, FL_IOPL, FL_VM } from "./flags.js";
 import type { IoInfo } from "./hooks.js";
@@ -86,6 +89,116 @@ function counter(cpu: Interpreter): number {
   return getIdx(cpu, 1);
 }
 
+/** highest index value of the address size */
+function idxMask(asz: number): number {
+  return asz === 16 ? 0xffff : asz === 32 ? 0xffffffff : Number.POSITIVE_INFINITY;
+}
+
+/**
+ * How many `n`-byte elements from index `idx` (moving by `step`) stay within the page of the
+ * first one and wrap neither the index nor (64-bit) the canonical range, given the linear address
+ * `lin` of the first; 0 when the first element itself crosses a page.
+ */
+function room(lin: number, idx: number, n: number, step: number, asz: number): number {
+  const o = lin & 0xfff;
+  if (o + n > 0x1000) return 0;
+  if (step > 0) return Math.min(Math.floor((0x1000 - o) / n), Math.floor((idxMask(asz) - idx) / n) + 1);
+  return Math.min(Math.floor(o / n) + 1, asz === 64 ? Number.POSITIVE_INFINITY : Math.floor(idx / n) + 1);
+}
+
+/** linear address of seg:idx for a string element, or NaN when it is not canonical (64-bit mode) */
+function elementLinear(cpu: Interpreter, seg: number, idx: number, bytes: number): number {
+  if (!cpu.mode64) return (cpu.effBase[seg] + idx) >>> 0;
+  let lin = cpu.effBase[seg] + idx;
+  // modulo 2^64, as Interpreter.canon
+  if (lin >= 0x800000000000) lin -= 2 ** 64;
+  else if (lin < -0x800000000000) lin += 2 ** 64;
+  return lin >= -0x800000000000 && lin + bytes <= 0x800000000000 ? lin : Number.NaN;
+}
+
+/**
+ * REP MOVS / REP STOS over the part of the next `max` iterations that stays within the current
+ * source and destination pages, straight in guest memory: what the per-iteration loop does, in
+ * the same order, with the same registers after it. Only where that loop would not fault: the
+ * segments need no checks (the caller sees to it) and the pages are already in the TLB (the
+ * loop's first iteration on a page fills the entry, and raises any fault, itself). A destination
+ * page with cached blocks drops the blocks the range hits, as the loop's writes would. Returns
+ * how many iterations were done (0: let the loop do the next one).
+ */
+function repBulk(
+  cpu: Interpreter,
+  movs: boolean,
+  size: number,
+  step: number,
+  srcSeg: number,
+  max: number,
+): number {
+  const n = size >> 3;
+  const asz = cpu.asz;
+  let k = Math.min(counter(cpu), max);
+  const di = getIdx(cpu, 7);
+  const dLin = elementLinear(cpu, 0, di, n);
+  if (Number.isNaN(dLin)) return 0;
+  const dOff = dLin & 0xfff;
+  const dPage = dLin - dOff;
+  const d = (dLin >>> 12) & 0xfff;
+  const tag = cpu.tlbWTag[d];
+  if (tag !== dPage && tag !== dPage + CODE_TAG) return 0;
+  k = Math.min(k, room(dLin, di, n, step, asz));
+  let si = 0;
+  let src: Uint8Array | null = null;
+  let sp = 0;
+  if (movs) {
+    si = getIdx(cpu, 6);
+    const sLin = elementLinear(cpu, srcSeg, si, n);
+    if (Number.isNaN(sLin)) return 0;
+    const sOff = sLin & 0xfff;
+    const s = (sLin >>> 12) & 0xfff;
+    if (cpu.tlbRTag[s] !== sLin - sOff) return 0;
+    k = Math.min(k, room(sLin, si, n, step, asz));
+    src = cpu.tlbRMem[s];
+    sp = cpu.tlbROff[s] + sOff;
+  }
+  if (k <= 0) return 0;
+  // the bytes written, from the lowest
+  const lo = step > 0 ? dOff : dOff - (k - 1) * n;
+  if (tag !== dPage) {
+    const cp = cpu.tlbWCode[d]!;
+    if (!cp.live) cpu.tlbWTag[d] = dPage;
+    else if (cp.covers(lo, k * n)) cpu.codeWritten(cp, lo, k * n);
+  }
+  const m = cpu.tlbWMem[d];
+  const dp = cpu.tlbWOff[d] + dOff;
+  if (src !== null) {
+    // element by element, each read whole before it is written (overlapping copies repeat as
+    // on the CPU)
+    // (the two arrays are views of guest memory: compare where they sit in their buffer)
+    const behind = src.buffer === m.buffer ? m.byteOffset - src.byteOffset : 0;
+    for (let j = 0; j < k; j++) {
+      const from = sp + j * step;
+      const to = dp + j * step;
+      if (n === 1) m[to] = src[from];
+      else if (to + behind <= from) for (let b = 0; b < n; b++) m[to + b] = src[from + b];
+      else for (let b = n - 1; b >= 0; b--) m[to + b] = src[from + b];
+    }
+    setIdx(cpu, 6, wrapIdx(cpu, si + k * step));
+  } else {
+    const v = cpu.getReg(size, 0);
+    if (n === 1) m.fill(v, step > 0 ? dp : dp - (k - 1), step > 0 ? dp + k : dp + 1);
+    else {
+      const vh = size === 64 ? cpu.vh : 0;
+      const first = step > 0 ? dp : dp - (k - 1) * n;
+      for (let j = 0; j < k; j++) {
+        const at = first + j * n;
+        for (let b = 0; b < n; b++) m[at + b] = b < 4 ? v >>> (8 * b) : vh >>> (8 * (b - 4));
+      }
+    }
+  }
+  setIdx(cpu, 7, wrapIdx(cpu, di + k * step));
+  setIdx(cpu, 1, wrapIdx(cpu, counter(cpu) - k));
+  return k;
+}
+
 export function stringOp(cpu: Interpreter, b: number): void {
   const size = b === 0x6c || b === 0x6e || (b & 1) === 0 ? 8 : cpu.osz;
   const n = size >> 3;
@@ -131,11 +244,20 @@ export function stringOp(cpu: Interpreter, b: number): void {
     }
   }
   const op = b & 0xfe;
+  // REP MOVS and REP STOS over flat segments go a page at a time where the pages are mapped
+  const bulk = rep && cpu.repBulk && (op === 0xa4 ? (srcChk | dstChk) === 0 : op === 0xaa && dstChk === 0);
   for (let chunk = REP_CHUNK; ; chunk--) {
     if (rep && counter(cpu) === 0) return;
     if (chunk === 0) {
       restart(cpu);
       return;
+    }
+    if (bulk) {
+      const done = repBulk(cpu, op === 0xa4, size, step, srcSeg, chunk);
+      if (done !== 0) {
+        chunk -= done - 1;
+        continue;
+      }
     }
     switch (op) {
       case 0xa4: {

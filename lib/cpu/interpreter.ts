@@ -9,7 +9,7 @@
 // - a value wider than 32 bits travels as lo (the return value) plus `vh` (the high half);
 // - flags are lazy (flags.ts).
 
-import { type Block, blockMatches, buildBlock, CodePage, modeKey } from "./block-cache.js";
+import { type Block, blockMatches, buildBlock, CODE_TAG, CodePage, modeKey } from "./block-cache.js";
 import { runChain } from "./block-chain.js";
 import { COMPILE_THRESHOLD, compileBlock } from "./block-compile.js";
 import { OpKind } from "./block-ops.js";
@@ -54,6 +54,36 @@ import { deliver, deliverFault, updateMode } from "./system.js";
 
 /** blocks or single steps between two calls of hostPoll (bounds the wall time between them) */
 const POLL_EVERY = 64;
+/**
+ * Self-modifying code (block-cache.ts): a page turns hot after `hits` writes that dropped blocks,
+ * each at most `gap` instructions (+ events) after the one before; it is then single-stepped for
+ * `base` * 2^n instructions, n counting the hot periods that began less than `forget` after the
+ * previous one ended (at most `maxDoublings`).
+ */
+export interface HotPagePolicy {
+  hits: number;
+  gap: number;
+  base: number;
+  maxDoublings: number;
+  forget: number;
+}
+export const DEFAULT_HOT_POLICY: Readonly<HotPagePolicy> = {
+  hits: 8,
+  gap: 1 << 16,
+  base: 1 << 14,
+  maxDoublings: 6,
+  forget: 1 << 22,
+};
+/** blocks a page may hold: past it the page starts over (code that keeps finding new entry points) */
+const MAX_PAGE_BLOCKS = 512;
+/**
+ * Decoded ops the cache may gather before it starts over (QEMU flushes its translation buffer when
+ * full likewise): code that is entered at ever new places (a guest running through memory) would
+ * otherwise grow the host's heap without bound. About 200 bytes an op.
+ */
+const MAX_CACHED_OPS = 1 << 18;
+/** single steps between two block lookups while the code runs on a hot page */
+const HOT_SKIP = 32;
 const TLB_BITS = 12;
 const TLB_SIZE = 1 << TLB_BITS;
 const TLB_MASK = TLB_SIZE - 1;
@@ -156,8 +186,14 @@ export class Interpreter implements GuestCpu, LazyFlags {
   segChk32 = 0;
   /** stack accesses need SS limit checks */
   ssChk = false;
-  /** DS and SS are flat for the current address size: cached blocks may use their fast paths */
-  blockSegOk = true;
+  /**
+   * Per segment (ES..GS), the highest offset of an access's last byte that a block's memory op
+   * (default address size, no override) may reach without segCheck: +Infinity when the segment
+   * needs no checks, its limit when only the limit can fault, -1 when segCheck must decide every
+   * access (system.ts updateSegChecks). Reads and writes apart (a read-only segment).
+   */
+  segFastR = new Float64Array(6).fill(Number.POSITIVE_INFINITY);
+  segFastW = new Float64Array(6).fill(Number.POSITIVE_INFINITY);
   /** the decoded memory operand's segment needs checks (1) */
   eaChk = 0;
   /** base used for address computation: 0 for ES/CS/SS/DS in 64-bit mode */
@@ -278,10 +314,31 @@ export class Interpreter implements GuestCpu, LazyFlags {
   /** guest-physical page of each write and execute entry (decode-cache invalidation and lookup) */
   tlbWGpa = new Float64Array(TLB_SIZE);
   tlbXGpa = new Float64Array(TLB_SIZE);
+  /** the code page of each checked write entry (tag + CODE_TAG) */
+  tlbWCode: (CodePage | null)[] = new Array(TLB_SIZE).fill(null);
 
   // decode cache (block-cache.ts)
-  /** guest-physical page -> its cached blocks; such a page never has a write entry in the TLB */
+  /** guest-physical page -> its cached blocks; while such a page is live, its write entries in the
+   * TLB are checked ones (CODE_TAG) */
   codePages = new Map<number, CodePage>();
+  /** when a page whose blocks keep being overwritten is single-stepped instead (tests lower it) */
+  hotPolicy: HotPagePolicy = { ...DEFAULT_HOT_POLICY };
+  /** blocks decoded (lookupBlock misses) */
+  blocksBuilt = 0;
+  /** ops decoded since the cache last started over (MAX_CACHED_OPS) */
+  private cachedOps = 0;
+  /** times the whole cache started over */
+  codeFlushes = 0;
+  /** blocks dropped because the guest wrote into the bytes they were decoded from */
+  blocksInvalidated = 0;
+  /** times a page turned hot (its code single-stepped for a while: it kept being rewritten) */
+  hotPageEvents = 0;
+  /** lookupBlock's memo of the last hot page it declined: linear page, codeEpoch, until */
+  private hotLin = Number.NaN;
+  private hotEpoch = -1;
+  private hotUntil = 0;
+  /** single steps the run loop takes before it looks for a block again (after a hot page) */
+  private hotSkip = 0;
   /** bumped whenever a cached block or a successor link may have become stale */
   codeEpoch = 0;
   /** bumped on every run(): blocks re-check their bytes once per run */
@@ -293,6 +350,8 @@ export class Interpreter implements GuestCpu, LazyFlags {
   static defaultDecodeCache = true;
   /** false: every instruction goes through the single-step decoder (tests, debugging) */
   decodeCache = Interpreter.defaultDecodeCache;
+  /** REP MOVS/STOS a page at a time where they can (exec-string.ts; false: an iteration at a time) */
+  repBulk = true;
   /** runs of a block before it is compiled to a JavaScript function (0: never) */
   jitThreshold = COMPILE_THRESHOLD;
   /** the block that ran last (its successor link is the fast lookup) */
@@ -572,13 +631,57 @@ export class Interpreter implements GuestCpu, LazyFlags {
     this.fpEnd = 0;
     this.fpHi = 0;
     if (this.codePages.size === 0 || length <= 0) return;
-    const first = gpa - (gpa % 4096);
-    for (let page = first; page < gpa + length; page += 4096) this.noteWrite(page);
+    const end = gpa + length;
+    let dropped = 0;
+    for (const cp of this.codePages.values()) {
+      if (cp.gpa + 4096 <= gpa || cp.gpa >= end || cp.blocks.size === 0) continue;
+      const from = Math.max(gpa, cp.gpa);
+      const to = Math.min(end, cp.gpa + 4096);
+      dropped += cp.drop(from - cp.gpa, to - from);
+      if (cp.blocks.size === 0) cp.live = false;
+    }
+    if (dropped !== 0) this.codeEpoch++;
   }
-  /** a write to guest-physical `gpa` is about to happen: drop the blocks decoded from its page */
-  noteWrite(gpa: number): void {
-    const page = gpa - (gpa % 4096);
-    if (this.codePages.delete(page)) this.codeEpoch++;
+  /**
+   * The guest writes guest-physical [gpa, gpa+bytes) (within one page) outside the TLB (system
+   * writes: exception frames, TSS): drops the blocks decoded from those bytes.
+   */
+  noteWrite(gpa: number, bytes: number): void {
+    const cp = this.codePages.get(gpa - (gpa % 4096));
+    if (cp?.live && cp.covers(gpa % 4096, bytes)) this.codeWritten(cp, gpa % 4096, bytes);
+  }
+  /**
+   * A guest write hit the bytes of cached blocks on page `cp`: drop them (a block that is running
+   * stops after the current instruction: codeEpoch), and count the hit toward making the page hot.
+   */
+  codeWritten(cp: CodePage, off: number, bytes: number): void {
+    const n = cp.drop(off, bytes);
+    if (n === 0) return;
+    this.blocksInvalidated += n;
+    this.codeEpoch++;
+    // a page left without blocks takes plain write entries until a block is built there again
+    if (cp.blocks.size === 0) cp.live = false;
+    const now = this.retired + this.eventsDelivered;
+    // the iterations of a REP string instruction (and the bytes of one store) count once
+    if (now === cp.lastHit) return;
+    const policy = this.hotPolicy;
+    if (now - cp.lastHit > policy.gap) cp.hits = 0;
+    cp.lastHit = now;
+    if (++cp.hits < policy.hits) return;
+    // rebuilt and rewritten again and again: single-step the page's code for a while
+    this.blocksInvalidated += this.makeHot(cp, now);
+  }
+  /** page `cp` turns hot at clock `now`: its blocks go, its code is single-stepped for a while */
+  private makeHot(cp: CodePage, now: number): number {
+    const policy = this.hotPolicy;
+    if (now - cp.hotUntil > policy.forget) cp.hotRuns = 0;
+    cp.hotUntil = now + policy.base * 2 ** cp.hotRuns;
+    if (cp.hotRuns < policy.maxDoublings) cp.hotRuns++;
+    cp.hits = 0;
+    cp.live = false;
+    this.hotPageEvents++;
+    this.codeEpoch++;
+    return cp.clear();
   }
   /**
    * A device model ran inside a hook (port I/O or MMIO handled without an exit) and may have
@@ -588,14 +691,31 @@ export class Interpreter implements GuestCpu, LazyFlags {
     this.runEpoch++;
     this.codeEpoch++;
   }
-  /** the page becomes a code page: no write may bypass noteWrite from now on */
+  /** drops every cached block (the cache is full): code is decoded anew as it runs */
+  flushCode(): void {
+    for (const cp of this.codePages.values()) {
+      cp.clear();
+      cp.live = false;
+    }
+    this.codePages.clear();
+    this.cachedOps = 0;
+    this.lastBlock = null;
+    this.hotLin = Number.NaN;
+    this.codeFlushes++;
+    this.codeEpoch++;
+  }
+  /** the page becomes a code page: no write may bypass the checked write path from now on */
   private markCode(gpaPage: number): CodePage {
-    const cp = new CodePage();
+    const cp = new CodePage(gpaPage);
     this.codePages.set(gpaPage, cp);
+    this.guardWrites(gpaPage);
+    return cp;
+  }
+  /** drops the plain write entries of a guest-physical page (the next write refills a checked one) */
+  private guardWrites(gpaPage: number): void {
     const wtag = this.tlbWTag;
     const wgpa = this.tlbWGpa;
     for (let i = 0; i < TLB_SIZE; i++) if (wgpa[i] === gpaPage) wtag[i] = Number.NaN;
-    return cp;
   }
 
   requireHooks(): NonRootHooks {
@@ -638,9 +758,13 @@ export class Interpreter implements GuestCpu, LazyFlags {
       this.tlbROff[i] = off;
     } else if (access === Access.Write) {
       const gpaPage = gpa - (gpa % 4096);
-      if (this.codePages.size !== 0) this.noteWrite(gpaPage);
+      const cp = this.codePages.size !== 0 ? this.codePages.get(gpaPage) : undefined;
       this.tlbWGpa[i] = gpaPage;
-      this.tlbWTag[i] = page;
+      // a page with live blocks: every write looks at the block bitmap first (wrSlow)
+      if (cp?.live) {
+        this.tlbWTag[i] = page + CODE_TAG;
+        this.tlbWCode[i] = cp;
+      } else this.tlbWTag[i] = page;
       this.tlbWMem[i] = m.bytes;
       const view = viewOf(m.bytes);
       this.tlbWView[i] = view;
@@ -738,8 +862,10 @@ export class Interpreter implements GuestCpu, LazyFlags {
   probe(lin: number, access: Access): void {
     const i = (lin >>> 12) & TLB_MASK;
     const page = lin - (lin & 0xfff);
-    const tag = access === Access.Write ? this.tlbWTag : this.tlbRTag;
-    if (tag[i] !== page) this.fill(lin, access);
+    if (access === Access.Write) {
+      const t = this.tlbWTag[i];
+      if (t !== page && t !== page + CODE_TAG) this.fill(lin, access);
+    } else if (this.tlbRTag[i] !== page) this.fill(lin, access);
   }
   /** checks that [lin, lin+size) is writable before a read-modify-write reads it */
   probeWrite(lin: number, size: number): void {
@@ -757,11 +883,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
       this.tlbWMem[i][this.tlbWOff[i] + (lin & 0xfff)] = v;
       return;
     }
-    if (!this.fill(lin, Access.Write)) {
-      this.mmioWrite(lin, 1, v & 0xff, 0);
-      return;
-    }
-    this.tlbWMem[i][this.tlbWOff[i] + (lin & 0xfff)] = v;
+    this.wrSlow(lin, 1, v, 0);
   }
   wr16(lin: number, v: number): void {
     const o = lin & 0xfff;
@@ -811,9 +933,20 @@ export class Interpreter implements GuestCpu, LazyFlags {
     const o = lin & 0xfff;
     if (o + size <= 0x1000) {
       const i = (lin >>> 12) & TLB_MASK;
-      if (!this.fill(lin, Access.Write)) {
-        this.mmioWrite(lin, size, v, vh);
-        return;
+      const page = lin - o;
+      let tag = this.tlbWTag[i];
+      if (tag !== page && tag !== page + CODE_TAG) {
+        if (!this.fill(lin, Access.Write)) {
+          this.mmioWrite(lin, size, v, vh);
+          return;
+        }
+        tag = this.tlbWTag[i];
+      }
+      if (tag !== page) {
+        // a page with cached blocks: drop the blocks this write hits (none: nothing happens)
+        const cp = this.tlbWCode[i]!;
+        if (!cp.live) this.tlbWTag[i] = page;
+        else if (cp.covers(o, size)) this.codeWritten(cp, o, size);
       }
       const m = this.tlbWMem[i];
       const p = this.tlbWOff[i] + o;
@@ -1261,13 +1394,21 @@ export class Interpreter implements GuestCpu, LazyFlags {
             (this.interruptibility & 3) === 0 &&
             (this.windowRequests & Window.MonitorTrap) === 0 &&
             this.decodeCache &&
-            this.blockSegOk
+            // code on a hot page is single-stepped without asking for blocks at every step
+            (this.hotSkip === 0 || this.hotSkip-- === 0)
           ) {
             const blk = this.lookupBlock();
-            if (blk !== null && blk.ops.length !== 0 && blk.ops.length <= left) {
+            if (blk !== null && blk.ops.length !== 0) {
+              const window = this.windowState();
               this.runBlock(blk, left);
               if (this.activity !== 0) return this.activity === 1 ? StopReason.Halted : StopReason.Shutdown;
-              if (this.retired + this.eventsDelivered - start >= budget || this.windowRequests !== 0) break;
+              if (this.retired + this.eventsDelivered - start >= budget) break;
+              // a window can have opened only where IF, NMI blocking or the shadow changed
+              if (
+                this.windowRequests !== 0 &&
+                (this.windowState() !== window || (this.interruptibility & 3) !== 0)
+              )
+                break;
               continue;
             }
           }
@@ -1294,6 +1435,15 @@ export class Interpreter implements GuestCpu, LazyFlags {
     }
   }
 
+  /**
+   * What decides whether a requested interrupt or NMI window is open, besides the interrupt
+   * shadow: RFLAGS.IF and NMI blocking. Only generic ops change them, and a block stops after one
+   * that did, so the run loop can ask hooks.boundary() exactly where a window may have opened.
+   */
+  windowState(): number {
+    return (this.eflags & FL_IF) | (this.interruptibility & 8);
+  }
+
   /** asks the host whether it has an interrupt pending (every POLL_EVERY blocks or steps) */
   pollHost(): boolean {
     this.pollCountdown = POLL_EVERY;
@@ -1311,15 +1461,48 @@ export class Interpreter implements GuestCpu, LazyFlags {
     const i = (lin >>> 12) & TLB_MASK;
     const off = lin & 0xfff;
     if (this.tlbXTag[i] !== lin - off) return null;
+    const clock = this.retired + this.eventsDelivered;
+    if (lin - off === this.hotLin && this.hotEpoch === this.codeEpoch && clock < this.hotUntil) {
+      this.hotSkip = HOT_SKIP;
+      return null;
+    }
     const gpaPage = this.tlbXGpa[i];
-    const page = this.codePages.get(gpaPage) ?? this.markCode(gpaPage);
+    let page = this.codePages.get(gpaPage);
+    if (page === undefined) page = this.markCode(gpaPage);
+    else if (!page.live) {
+      // a hot page: single-stepped until its period ends, then blocks are tried again
+      if (clock < page.hotUntil) {
+        this.hotLin = lin - off;
+        this.hotEpoch = this.codeEpoch;
+        this.hotUntil = page.hotUntil;
+        this.hotSkip = HOT_SKIP;
+        return null;
+      }
+      page.live = true;
+      this.guardWrites(gpaPage);
+    }
     const key = off * 4 + modeKey(this.mode64, this.csD);
     const mem = this.tlbXMem[i];
     const at = this.tlbXOff[i];
     let blk = page.blocks.get(key);
     if (blk === undefined || (blk.checked !== this.runEpoch && !blockMatches(blk, mem, at + off))) {
+      if (page.blocks.size >= MAX_PAGE_BLOCKS) {
+        // code that keeps finding new entry points (rewritten around, or entered anywhere)
+        this.makeHot(page, clock);
+        this.hotLin = lin - off;
+        this.hotEpoch = this.codeEpoch;
+        this.hotUntil = page.hotUntil;
+        this.hotSkip = HOT_SKIP;
+        return null;
+      }
+      if (this.cachedOps >= MAX_CACHED_OPS) {
+        this.flushCode();
+        return null;
+      }
       blk = buildBlock(mem, at, off, this.mode64, this.csD, this.runEpoch);
-      page.blocks.set(key, blk);
+      page.add(key, blk);
+      this.blocksBuilt++;
+      this.cachedOps += blk.ops.length + 1;
     }
     blk.checked = this.runEpoch;
     if (last !== null) {
@@ -1337,18 +1520,25 @@ export class Interpreter implements GuestCpu, LazyFlags {
    */
   runBlock(blk: Block, budget: number): void {
     this.lastBlock = blk;
-    if (blk.compiled !== null) {
-      runChain(this, blk, budget);
-      return;
-    }
-    if (++blk.runs === this.jitThreshold) {
-      blk.compiled = compileBlock(blk);
-      runChain(this, blk, budget);
-      return;
-    }
     const ops = blk.ops;
+    // a block longer than the budget runs its first `budget` ops interpreted (a compiled block
+    // runs whole), rather than leaving the budget's tail to single steps that would each decode
+    // a block of their own
+    const n = Math.min(ops.length, budget);
+    if (n === ops.length) {
+      if (blk.compiled !== null) {
+        runChain(this, blk, budget);
+        return;
+      }
+      // a block of generic ops only gains nothing from compiling: it stays interpreted
+      if (++blk.runs === this.jitThreshold && blk.fast) {
+        blk.compiled = compileBlock(blk);
+        runChain(this, blk, budget);
+        return;
+      }
+    }
     const epoch = this.codeEpoch;
-    for (let k = 0; k < ops.length; k++) {
+    for (let k = 0; k < n; k++) {
       const op = ops[k];
       if (op.kind !== OpKind.Generic) {
         op.fn(this, op);
@@ -1357,6 +1547,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
         continue;
       }
       const next = this.rip + op.len;
+      const window = this.windowState();
       this.ip = this.rip;
       execute(this);
       this.retired++;
@@ -1365,8 +1556,8 @@ export class Interpreter implements GuestCpu, LazyFlags {
         this.rip !== next ||
         this.codeEpoch !== epoch ||
         this.activity !== 0 ||
-        this.windowRequests !== 0 ||
-        (this.interruptibility & 3) !== 0
+        (this.interruptibility & 3) !== 0 ||
+        (this.windowRequests !== 0 && this.windowState() !== window)
       )
         return;
     }

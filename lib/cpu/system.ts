@@ -67,20 +67,45 @@ function updateSegChecks(cpu: Interpreter): void {
   cpu.segChk32 = c32;
   cpu.ssChk = ((cpu.ssB ? c32 : c16) & 4) !== 0;
   // a block's fast ops use only DS or SS with the default address size (anything with a segment
-  // override or an address-size prefix is a generic op that single-steps through the checks)
-  cpu.blockSegOk = ((cpu.defAsz === 16 ? c16 : c32) & 0b1100) === 0;
+  // override or an address-size prefix is a generic op that single-steps through the checks):
+  // they compare the offset of an access's last byte with these bounds and leave anything above
+  // them to segCheck, so a segment with a base, a limit or an unusual type keeps blocks on
+  const chk = cpu.defAsz === 16 ? c16 : cpu.defAsz === 32 ? c32 : 0;
+  for (let i = 0; i < 6; i++) {
+    let r = Number.POSITIVE_INFINITY;
+    let w = r;
+    if (((chk >> i) & 1) !== 0) {
+      const ar = cpu.segAr[i];
+      const limit = cpu.segLimit[i];
+      if ((ar & 0x1c) === 0x14 || (cpu.pm && (ar & AR_UNUSABLE) !== 0)) {
+        // expand-down or null: segCheck decides every access
+        r = -1;
+        w = -1;
+      } else if (!cpu.pm) {
+        r = limit;
+        w = limit;
+      } else {
+        const code = (ar & 8) !== 0;
+        r = code && (ar & 2) === 0 ? -1 : limit;
+        w = code || (ar & 2) === 0 ? -1 : limit;
+      }
+    }
+    cpu.segFastR[i] = r;
+    cpu.segFastW[i] = w;
+  }
 }
 
 // ------------------------------------------------------------------ supervisor memory access
 
-function sysByte(cpu: Interpreter, lin: number, write: boolean): { m: Uint8Array; p: number } {
+/** `bytes`: how many bytes from `lin` (within its page) the caller is about to write (0: a probe) */
+function sysByte(cpu: Interpreter, lin: number, write: boolean, bytes = 0): { m: Uint8Array; p: number } {
   const access = write ? Access.Write : Access.Read;
   const gpa = cpu.paging ? translate(cpu, lin, access, false) : lin;
   cpu.xGpa = gpa;
   const map = cpu.mapPhys(gpa, access, lin, false);
   if (map === MMIO) throw new CpuFault(Vec.GP, 0);
   // supervisor writes (exception frames, TSS) bypass the TLB: keep the decode cache coherent
-  if (write && cpu.codePages.size !== 0) cpu.noteWrite(gpa);
+  if (bytes !== 0 && cpu.codePages.size !== 0) cpu.noteWrite(gpa, bytes);
   return { m: map.bytes, p: map.offset + (gpa % 4096) };
 }
 
@@ -103,12 +128,12 @@ export function sysRead(cpu: Interpreter, lin: number, size: number): number {
 export function sysWrite(cpu: Interpreter, lin: number, size: number, v: number, vh: number): void {
   const byte = (k: number) => (k < 4 ? v >> (8 * k) : vh >> (8 * (k - 4))) & 0xff;
   if ((lin & 0xfff) + size <= 0x1000) {
-    const { m, p } = sysByte(cpu, lin, true);
+    const { m, p } = sysByte(cpu, lin, true, size);
     for (let k = 0; k < size; k++) m[p + k] = byte(k);
     return;
   }
   for (let k = 0; k < size; k++) {
-    const { m, p } = sysByte(cpu, cpu.addLin(lin, k), true);
+    const { m, p } = sysByte(cpu, cpu.addLin(lin, k), true, 1);
     m[p] = byte(k);
   }
 }

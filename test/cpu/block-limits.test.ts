@@ -1,0 +1,40 @@
+// Limits of the block cache that keep the host safe from what a guest runs: the cache starts over
+// when full (a guest executing its way through memory must not grow the host's heap without bound),
+// and a requested interrupt window that stays shut does not break blocks at every generic op.
+import { describe, expect, it } from "vitest";
+import { StopReason, Window } from "../../lib/cpu/index.js";
+import { CODE, hex, makeGuest } from "./guest.js";
+
+describe("block cache limits", () => {
+  it("a guest running through megabytes of code gets a cache that starts over, not one that grows", () => {
+    // 6 MiB of `add [eax], al` (00 00) executed once each, then HLT: every address is new code
+    const sled = new Uint8Array(6 << 20);
+    sled[sled.length - 1] = 0xf4;
+    const g = makeGuest("prot32", sled);
+    g.cpu.setGpr(0, 0x9100n); // [eax]: a data word outside the code
+    expect(g.run(1e9)).toBe(StopReason.Halted);
+    expect(g.cpu.getRip()).toBe(BigInt(CODE + sled.length));
+    expect(g.cpu.codeFlushes).toBeGreaterThan(0);
+    let blocks = 0;
+    for (const page of g.cpu.codePages.values()) blocks += page.blocks.size;
+    // never more than the cache holds (2^18 ops, at least one per block)
+    expect(blocks).toBeLessThan(1 << 18);
+  });
+
+  it("with an interrupt window requested and IF=0, generic ops stay inside blocks", () => {
+    // cli; ecx=2000; loop: in al,0x80 (generic); inc ebx; dec ecx; jnz loop; sti; nop; hlt
+    const g = makeGuest("prot32", hex("fa b9 d0 07 00 00 e4 80 43 49 75 fa fb 90 f4"));
+    const seen: bigint[] = [];
+    g.hooks.boundary = (ok) => {
+      seen.push(g.cpu.getRip());
+      return ok;
+    };
+    g.cpu.windowRequests = Window.Interrupt;
+    expect(g.run()).toBe(StopReason.Exit);
+    expect(g.cpu.getGpr(3) & 0xffffffffn).toBe(2000n);
+    // exits where STI's shadow ends, before HLT
+    expect(g.cpu.getRip()).toBe(BigInt(CODE + 14));
+    // the loop's block compiles and keeps running: a few boundaries, not two per iteration
+    expect(seen.length).toBeLessThan(200);
+  });
+});
