@@ -640,7 +640,9 @@ function movCr(cpu: Interpreter, toCr: boolean): void {
       cpu.flushNonGlobal();
       return;
     case 4: {
-      if (hi !== 0 || (lo & ~0x3707ff) !== 0) gp0();
+      // VME..OSXMMEXCPT and VMXE: the bits this CPU implements (CPUID offers no FSGSBASE, PCIDE,
+      // OSXSAVE, SMEP, SMAP, LA57, UMIP; IA32_VMX_CR4_FIXED1 agrees), the rest are reserved
+      if (hi !== 0 || (lo & ~CR4_IMPLEMENTED) !== 0) gp0();
       if ((cpu.efer & EFER_LMA) !== 0 && (lo & 0x20) === 0) gp0();
       cpu.cr4 = lo;
       updateMode(cpu);
@@ -652,6 +654,9 @@ function movCr(cpu: Interpreter, toCr: boolean): void {
       cpu.cr8 = lo;
   }
 }
+
+/** CR4 bits MOV to CR4 accepts: 0-10 and 13 (VMXE) */
+const CR4_IMPLEMENTED = 0x27ff;
 
 function movDr(cpu: Interpreter, toDr: boolean): void {
   cpu.modrmReg();

@@ -89,6 +89,34 @@ describe("CPUID and MSRs", () => {
     expect(loggedVector(g)).toBe(13);
     expect(r64(g.ram, Number(g.cpu.getGpr(4)) + 8)).toBe(BigInt(CODE + 5));
   });
+  it("MOV to CR4 of a bit CPUID does not offer (FSGSBASE, PCIDE, OSXSAVE, SMEP, SMAP) is #GP(0)", () => {
+    for (const bit of [16, 17, 18, 20, 21, 12, 11]) {
+      // mov eax,cr4; or eax,1<<bit; mov cr4,eax; hlt
+      const imm = (1 << bit) >>> 0;
+      const g = makeGuest("prot32", [
+        0x0f,
+        0x20,
+        0xe0,
+        0x0d,
+        imm & 0xff,
+        (imm >> 8) & 0xff,
+        (imm >> 16) & 0xff,
+        imm >>> 24,
+        0x0f,
+        0x22,
+        0xe0,
+        0xf4,
+      ]);
+      expect(g.run()).toBe(StopReason.Halted);
+      expect(loggedVector(g), `CR4 bit ${bit}`).toBe(13);
+      expect(Number(g.cpu.getControl("cr4")) & imm).toBe(0);
+    }
+    // the bits it implements are taken (PGE, OSFXSR)
+    const ok = makeGuest("prot32", hex("0f 20 e0 0d 80 02 00 00 0f 22 e0 f4"));
+    expect(ok.run()).toBe(StopReason.Halted);
+    expect(loggedVector(ok)).toBe(-1);
+    expect(Number(ok.cpu.getControl("cr4")) & 0x280).toBe(0x280);
+  });
   it("FS/GS base and KERNEL_GS_BASE through the GuestCpu MSR interface", () => {
     const cpu = new Interpreter();
     expect(cpu.setMsr(0xc0000100, 0xffff800000001000n)).toBe(true);
