@@ -43,7 +43,6 @@ export class FakeCpu implements GuestCpu {
   hooks: NonRootHooks | null = null;
   retired = 0;
   eventsDelivered = 0;
-  stringIterations = 0;
   hostPoll: (() => boolean) | null = null;
   program: Step[] = [];
   readonly delivered: Delivered[] = [];

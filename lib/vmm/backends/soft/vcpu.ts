@@ -63,8 +63,6 @@ export class SoftVcpu implements VcpuBackend {
   #kicked = false;
   /** work count (instructions retired + events delivered) at which run() returns "intr" */
   #budgetEnd: number | undefined;
-  /** REP INS/OUTS iterations this host completed for the guest (#stringIo) */
-  #hostIterations = 0;
   /** performance.now() time by which run() returns "intr" */
   #deadline: number | undefined;
   #closed = false;
@@ -95,10 +93,10 @@ export class SoftVcpu implements VcpuBackend {
     return this.lp.cpu;
   }
 
-  /** what budgets count: instructions retired, exceptions/interrupts delivered, REP iterations */
+  /** what budgets count: instructions retired and exceptions/interrupts delivered */
   #work(): number {
     const cpu = this.lp.cpu;
-    return cpu.retired + cpu.eventsDelivered + cpu.stringIterations + this.#hostIterations;
+    return cpu.retired + cpu.eventsDelivered;
   }
 
   #raw(): SoftRaw {
@@ -542,11 +540,7 @@ export class SoftVcpu implements VcpuBackend {
       // a 16-bit address size keeps the register's upper bits; 32-bit writes zero-extend
       const keep = width === 16n ? ~mask : 0n;
       cpu.setGpr(indexReg, (cpu.getGpr(indexReg) & keep) | ((offset + step) & mask));
-      if (rep) {
-        cpu.setGpr(1, (cpu.getGpr(1) & keep) | ((rcx - BigInt(count)) & mask));
-        // iterations this host did are work like those the interpreter does (budgets count them)
-        this.#hostIterations += count;
-      }
+      if (rep) cpu.setGpr(1, (cpu.getGpr(1) & keep) | ((rcx - BigInt(count)) & mask));
       if (!rep || rcx === BigInt(count)) this.#advance(len);
     };
     if (input) this.#completion = { kind: "string-io", finish };
@@ -624,7 +618,7 @@ export class SoftVcpu implements VcpuBackend {
   setEntryDeadline(atMs: number | undefined): void {
     this.#deadline = atMs;
   }
-  /** instructions retired plus exceptions/interrupts delivered and REP iterations (what budgets count) */
+  /** instructions retired plus exceptions and interrupts delivered (what budgets count) */
   instructionsRetired(): number {
     return this.#work();
   }
