@@ -19,7 +19,7 @@ import {
 import { EntryCtl, ExitCtl, IntrType, Pin, Proc, Proc2 } from "./constants.js";
 import { validEptp } from "./ept.js";
 import { F } from "./fields.js";
-import { type VmcsData, vmcsGet, vmcsGet32 } from "./vmcs.js";
+import { memoCheck, type VmcsData, vmcsGet, vmcsGet32 } from "./vmcs.js";
 
 export type CheckResult =
   | { kind: "ok" }
@@ -41,7 +41,16 @@ export const canonical = (a: bigint): boolean => {
 const fitsCaps = (value: number, caps: ControlCaps): boolean =>
   (value & caps.mustBeOne) >>> 0 === caps.mustBeOne && (value & ~caps.mayBeOne) >>> 0 === 0;
 
+const CONTROLS_KEY = {};
+/**
+ * Every check here is a pure function of the VMCS fields it reads, memoized on their values
+ * (memoCheck): a VMWRITE, or a VM exit, that changes any of them runs the check again.
+ */
 export function checkControls(v: VmcsData): CheckResult {
+  return memoCheck(v, CONTROLS_KEY, controlsUncached);
+}
+
+function controlsUncached(v: VmcsData): CheckResult {
   const pin = vmcsGet32(v, F.PIN_BASED_VM_EXEC_CONTROL);
   const proc = vmcsGet32(v, F.CPU_BASED_VM_EXEC_CONTROL);
   const proc2 = proc & Proc.SECONDARY ? vmcsGet32(v, F.SECONDARY_VM_EXEC_CONTROL) : 0;
@@ -182,7 +191,28 @@ const arReserved = (ar: number) => (ar & 0xfffe0f00) !== 0;
 const granularityOk = (limit: number, ar: number): boolean =>
   ((limit & 0xfff) === 0xfff || arG(ar) === 0) && ((limit & 0xfff00000) === 0 || arG(ar) === 1);
 
+const CONTROL_REGISTERS_KEY = {};
+/** one key per mode (ug, ia32e, vm86, pe as bits 0-3): the mode is an input of checkSegments */
+const SEGMENT_KEYS = Array.from({ length: 16 }, (_, m) => ({
+  m,
+  check: (v: VmcsData) =>
+    checkSegments(v, { ug: !!(m & 1), ia32e: !!(m & 2), vm86: !!(m & 4), pe: !!(m & 8) }),
+}));
+
 export function checkGuestState(v: VmcsData): CheckResult {
+  const head = memoCheck(v, CONTROL_REGISTERS_KEY, checkControlRegisters);
+  if (head.kind !== "ok") return head;
+  const proc = vmcsGet32(v, F.CPU_BASED_VM_EXEC_CONTROL);
+  const proc2 = proc & Proc.SECONDARY ? vmcsGet32(v, F.SECONDARY_VM_EXEC_CONTROL) : 0;
+  const entry = vmcsGet32(v, F.VM_ENTRY_CONTROLS);
+  const ug = (proc2 & Proc2.UNRESTRICTED_GUEST) !== 0;
+  const ia32e = (entry & EntryCtl.IA32E_MODE) !== 0;
+  const cr0 = vmcsGet(v, F.GUEST_CR0);
+  return checkGuestRest(v, ug, ia32e, cr0);
+}
+
+/** the control-register and MSR rules, the first of the guest-state checks */
+function checkControlRegisters(v: VmcsData): CheckResult {
   const proc = vmcsGet32(v, F.CPU_BASED_VM_EXEC_CONTROL);
   const proc2 = proc & Proc.SECONDARY ? vmcsGet32(v, F.SECONDARY_VM_EXEC_CONTROL) : 0;
   const entry = vmcsGet32(v, F.VM_ENTRY_CONTROLS);
@@ -209,7 +239,10 @@ export function checkGuestState(v: VmcsData): CheckResult {
     if (cr0 & 0x80000000n && lma !== ((efer >> 8n) & 1n))
       return guest("guest EFER.LMA != LME with paging on");
   }
+  return OK;
+}
 
+function checkGuestRest(v: VmcsData, ug: boolean, ia32e: boolean, cr0: bigint): CheckResult {
   const rflags = vmcsGet(v, F.GUEST_RFLAGS);
   const vm86 = (rflags & 0x20000n) !== 0n;
   if (rflags & 0xffffffffffc08028n || !(rflags & 2n)) return guest("guest RFLAGS reserved bits wrong");
@@ -221,7 +254,9 @@ export function checkGuestState(v: VmcsData): CheckResult {
     return guest("injecting an external interrupt with RFLAGS.IF=0");
   }
 
-  const segCheck = checkSegments(v, { ug, ia32e, vm86, pe: (cr0 & 1n) === 1n });
+  const mode = (ug ? 1 : 0) | (ia32e ? 2 : 0) | (vm86 ? 4 : 0) | ((cr0 & 1n) === 1n ? 8 : 0);
+  const segKey = SEGMENT_KEYS[mode]!;
+  const segCheck = memoCheck(v, segKey, segKey.check);
   if (segCheck.kind !== "ok") return segCheck;
 
   for (const f of [F.GUEST_GDTR_BASE, F.GUEST_IDTR_BASE]) {

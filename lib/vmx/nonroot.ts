@@ -560,6 +560,17 @@ export class NonRootOperation implements NonRootHooks, TaskSwitchHook {
   /** set by the processor from the guest's interruptibility state */
   nmiUnblocked: () => boolean = () => true;
 
+  /**
+   * Back to the state the constructor leaves, for another VM entry with the same controls (the
+   * processor reuses the object while the fields the constructor read keep their values).
+   */
+  reset(): void {
+    this.pending = null;
+    this.workAtEntry = 0;
+    this.#delivering = undefined;
+    this.nmiUnblocked = () => true;
+  }
+
   /** exits the processor records itself (preemption timer, pending external interrupt/NMI, window at entry) */
   record(reason: number, extra: Partial<PendingExit> = {}): void {
     this.#exit(reason, undefined, 0n, extra);

@@ -13,7 +13,7 @@ import { F, resolveField } from "./fields.js";
 import { loadGuestState, saveGuestState } from "./guest-state.js";
 import type { HostMemory } from "./host-memory.js";
 import { type MmioAccess, type MmioCompletion, NonRootOperation, type PendingExit } from "./nonroot.js";
-import { LaunchState, VmcsData, vmcsGet, vmcsGet32, vmcsSet } from "./vmcs.js";
+import { LaunchState, memoCheck, VmcsData, vmcsGet, vmcsGet32, vmcsSet } from "./vmcs.js";
 
 /** The INTR line as the processor sees it (the emulated PIC satisfies this). */
 export interface InterruptSource {
@@ -77,6 +77,8 @@ export class LogicalProcessor {
   readonly mmioCompletions: MmioCompletion[] = [];
 
   #vmxon: number | null = null;
+  /** names this processor's NonRootOperation memo in a VMCS (see memoCheck) */
+  readonly #nonRootKey = {};
   #current: VmcsData | null = null;
   #lastEntered: VmcsData | null = null;
   /** VMCS regions launched in this VMX session (VMXOFF ends it): VMRESUME of another is error 6 */
@@ -231,13 +233,29 @@ export class LogicalProcessor {
     return this.#current.read(r);
   }
 
+  /**
+   * VMREAD returning a number: the same checks and outcome as vmread, for callers that know the
+   * field's value is below 2^53 (32-bit fields, RIP outside 64-bit mode...): no BigInt on the
+   * exit path. Above 2^53 the number is rounded; use vmread there.
+   */
+  vmreadNumber(encoding: number): number {
+    this.#requireVmx("VMREAD");
+    if (!this.#current) this.#failInvalid("VMREAD");
+    const r = resolveField(encoding);
+    if (!r) this.#fail("VMREAD", VmxError.UnsupportedComponent, `encoding 0x${encoding.toString(16)}`);
+    this.#succeed();
+    return this.#current.readNumber(r);
+  }
+
   vmwrite(encoding: number | bigint, value: bigint | number): void {
     this.#requireVmx("VMWRITE");
     if (!this.#current) this.#failInvalid("VMWRITE");
     const r = resolveField(encoding);
     if (!r) this.#fail("VMWRITE", VmxError.UnsupportedComponent, `encoding 0x${encoding.toString(16)}`);
     if (r.info.readOnly) this.#fail("VMWRITE", VmxError.WriteReadOnly, r.info.name);
-    this.#current.write(r, BigInt.asUintN(64, typeof value === "number" ? BigInt(value) : value));
+    if (typeof value === "number" && value >= 0 && Number.isSafeInteger(value))
+      this.#current.writeNumber(r, value);
+    else this.#current.write(r, BigInt.asUintN(64, typeof value === "number" ? BigInt(value) : value));
     this.#succeed();
   }
 
@@ -333,7 +351,9 @@ export class LogicalProcessor {
   #runGuest(v: VmcsData): number {
     const cpu = this.cpu;
     this.lastEntryFailure = undefined;
-    const nr = new NonRootOperation(this, v, () => this.cpu.retired);
+    // the controls non-root operation consults, read again only when one of them changed
+    const nr = memoCheck(v, this.#nonRootKey, (v) => new NonRootOperation(this, v, () => this.cpu.retired));
+    nr.reset();
     const vpid = (nr.proc2 & Proc2.VPID) !== 0;
     if (!vpid || this.#lastEntered !== v) cpu.flushTlb();
     this.#lastEntered = v;

@@ -38,12 +38,19 @@ export class VmcsData {
 
   constructor(readonly address: number) {}
 
+  /** slots read while a memoized check runs (see memoCheck); null when not tracing */
+  trace: number[] | null = null;
+  /** memoized entry checks: the fields each read last time and its verdict */
+  readonly memos = new Map<object, CheckMemo<unknown>>();
+
   get(f: FieldInfo): bigint {
+    if (this.trace !== null) this.trace.push(f.slot);
     const hi = this.hi[f.slot]!;
     return hi === 0 ? BigInt(this.lo[f.slot]!) : (BigInt(hi) << 32n) | BigInt(this.lo[f.slot]!);
   }
   /** fast path for fields of at most 32 bits */
   get32(f: FieldInfo): number {
+    if (this.trace !== null) this.trace.push(f.slot);
     return this.lo[f.slot]!;
   }
   set(f: FieldInfo, value: bigint): void {
@@ -74,6 +81,18 @@ export class VmcsData {
     if (r.info.type === FieldType.Host || r.info.encoding === VM_EXIT_CONTROLS) this.hostStateChecked = false;
     if (r.high) this.hi[r.info.slot] = Number(value & 0xffffffffn);
     else this.set(r.info, value);
+  }
+
+  /** VMREAD as a number: exact when the value is below 2^53 (callers check `readHigh` otherwise) */
+  readNumber(r: ResolvedField): number {
+    const slot = r.info.slot;
+    return r.high ? this.hi[slot]! : this.lo[slot]! + this.hi[slot]! * 2 ** 32;
+  }
+  /** `write` for a non-negative integer below 2^53, without BigInt arithmetic */
+  writeNumber(r: ResolvedField, value: number): void {
+    if (r.info.type === FieldType.Host || r.info.encoding === VM_EXIT_CONTROLS) this.hostStateChecked = false;
+    if (r.high) this.hi[r.info.slot] = value % 2 ** 32;
+    else this.setNumber(r.info, value);
   }
 
   /** Writes the cached data and launch state into the region (VMCLEAR). */
@@ -120,4 +139,56 @@ export function vmcsSet(d: VmcsData, encoding: number, value: bigint | number): 
   else if (value >= 0 && value <= Number.MAX_SAFE_INTEGER && Number.isInteger(value))
     d.setNumber(slotOf(encoding), value);
   else d.set(slotOf(encoding), BigInt(value < 0 ? value >>> 0 : value));
+}
+
+/** What a memoized check read (slots and their values) and what it answered. */
+export interface CheckMemo<T> {
+  slots: Int32Array;
+  lo: Uint32Array;
+  hi: Uint32Array;
+  result: T;
+}
+
+/**
+ * Runs `check`, a pure function of the VMCS fields it reads through get/get32 (and of nothing
+ * else), or returns its last verdict when every field it read last time still holds the value it
+ * had then: a deterministic function that reads the same values takes the same path, reads the
+ * same fields and answers the same. Exact whoever wrote the fields (VMWRITE or the processor).
+ * `key` names the check (the same key must always mean the same function).
+ */
+export function memoCheck<T>(v: VmcsData, key: object, check: (v: VmcsData) => T): T {
+  const memo = v.memos.get(key) as CheckMemo<T> | undefined;
+  if (memo !== undefined) {
+    const { slots, lo, hi } = memo;
+    const vlo = v.lo;
+    const vhi = v.hi;
+    let same = true;
+    for (let i = 0; i < slots.length; i++) {
+      const s = slots[i]!;
+      if (vlo[s] !== lo[i] || vhi[s] !== hi[i]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return memo.result;
+  }
+  const outer = v.trace;
+  const trace: number[] = [];
+  v.trace = trace;
+  let result: T;
+  try {
+    result = check(v);
+  } finally {
+    v.trace = outer;
+  }
+  if (outer !== null) for (const s of trace) outer.push(s);
+  const unique = [...new Set(trace)];
+  const slots = Int32Array.from(unique);
+  v.memos.set(key, {
+    slots,
+    lo: Uint32Array.from(unique, (s) => v.lo[s]!),
+    hi: Uint32Array.from(unique, (s) => v.hi[s]!),
+    result,
+  });
+  return result;
 }

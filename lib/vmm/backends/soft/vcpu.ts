@@ -101,20 +101,24 @@ export class SoftVcpu implements VcpuBackend {
 
   #raw(): SoftRaw {
     const lp = this.lp;
-    const field = Number(lp.vmread(F.VM_EXIT_REASON));
+    const field = lp.vmreadNumber(F.VM_EXIT_REASON);
     return {
       backend: "soft",
       reason: field & 0xffff,
       exitReasonField: field,
       qualification: lp.vmread(F.EXIT_QUALIFICATION),
-      instructionLength: Number(lp.vmread(F.VM_EXIT_INSTRUCTION_LEN)),
+      instructionLength: lp.vmreadNumber(F.VM_EXIT_INSTRUCTION_LEN),
     };
   }
 
   #advance(length: number): void {
-    this.lp.vmwrite(F.GUEST_RIP, this.lp.vmread(F.GUEST_RIP) + BigInt(length));
+    const lp = this.lp;
+    // numbers while RIP + length stays below 2^53 (always outside 64-bit mode), BigInts above
+    const rip = lp.vmreadNumber(F.GUEST_RIP);
+    if (rip + length <= Number.MAX_SAFE_INTEGER) lp.vmwrite(F.GUEST_RIP, rip + length);
+    else lp.vmwrite(F.GUEST_RIP, lp.vmread(F.GUEST_RIP) + BigInt(length));
     // an emulated instruction ends any STI/MOV-SS shadow
-    this.lp.vmwrite(F.GUEST_INTERRUPTIBILITY_INFO, this.lp.vmread(F.GUEST_INTERRUPTIBILITY_INFO) & ~3n);
+    lp.vmwrite(F.GUEST_INTERRUPTIBILITY_INFO, lp.vmreadNumber(F.GUEST_INTERRUPTIBILITY_INFO) & ~3);
   }
 
   #setGprSized(index: number, size: number, value: bigint): void {
@@ -168,7 +172,8 @@ export class SoftVcpu implements VcpuBackend {
   #interruptible(): boolean {
     const lp = this.lp;
     return (
-      (lp.vmread(F.GUEST_RFLAGS) & 0x200n) !== 0n && (lp.vmread(F.GUEST_INTERRUPTIBILITY_INFO) & 3n) === 0n
+      (lp.vmreadNumber(F.GUEST_RFLAGS) & 0x200) !== 0 &&
+      (lp.vmreadNumber(F.GUEST_INTERRUPTIBILITY_INFO) & 3) === 0
     );
   }
 
@@ -176,18 +181,19 @@ export class SoftVcpu implements VcpuBackend {
   #injectInterrupts(): void {
     const lp = this.lp;
     const pic = this.shared.interrupts;
-    const proc = lp.vmread(F.CPU_BASED_VM_EXEC_CONTROL);
-    const window = BigInt(Proc.INTERRUPT_WINDOW);
-    if (!pic?.hasInterrupt() || lp.vmread(F.VM_ENTRY_INTR_INFO_FIELD) >> 31n) {
-      if (proc & window) lp.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, proc & ~window);
+    // a 32-bit control: plain numbers (>>> 0 keeps them unsigned)
+    const proc = lp.vmreadNumber(F.CPU_BASED_VM_EXEC_CONTROL);
+    const window = Proc.INTERRUPT_WINDOW;
+    if (!pic?.hasInterrupt() || lp.vmreadNumber(F.VM_ENTRY_INTR_INFO_FIELD) >>> 31) {
+      if (proc & window) lp.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, (proc & ~window) >>> 0);
       return;
     }
-    if (this.#interruptible() && lp.vmread(F.GUEST_ACTIVITY_STATE) !== 2n) {
+    if (this.#interruptible() && lp.vmreadNumber(F.GUEST_ACTIVITY_STATE) !== 2) {
       lp.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, (0x80000000 | (pic.acknowledge() & 0xff)) >>> 0);
       lp.vmwrite(F.GUEST_ACTIVITY_STATE, 0);
-      if (proc & window) lp.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, proc & ~window);
+      if (proc & window) lp.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, (proc & ~window) >>> 0);
     } else if (!(proc & window)) {
-      lp.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, proc | window);
+      lp.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, (proc | window) >>> 0);
     }
   }
 
@@ -218,7 +224,7 @@ export class SoftVcpu implements VcpuBackend {
     for (;;) {
       const lp = this.lp;
       this.#injectInterrupts();
-      if (lp.vmread(F.GUEST_ACTIVITY_STATE) === 1n && this.#lastRaw) {
+      if (lp.vmreadNumber(F.GUEST_ACTIVITY_STATE) === 1 && this.#lastRaw) {
         // still halted with nothing to inject: report HLT again and let the loop wait for an event
         if (this.#kicked) {
           this.#kicked = false;
@@ -247,7 +253,7 @@ export class SoftVcpu implements VcpuBackend {
   /** An exit that interrupted an event's delivery: the event is delivered again on the next entry. */
   #reinjectVectoring(): void {
     const lp = this.lp;
-    const info = Number(lp.vmread(F.IDT_VECTORING_INFO_FIELD));
+    const info = lp.vmreadNumber(F.IDT_VECTORING_INFO_FIELD);
     if (!(info & 0x80000000)) return;
     lp.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, (info & 0x80000fff) >>> 0);
     if (info & (1 << 11)) lp.vmwrite(F.VM_ENTRY_EXCEPTION_ERROR_CODE, lp.vmread(F.IDT_VECTORING_ERROR_CODE));
@@ -263,16 +269,19 @@ export class SoftVcpu implements VcpuBackend {
     const len = raw.instructionLength;
     switch (raw.reason) {
       case ExitReason.Io: {
-        const size = (Number(q & 7n) + 1) as 1 | 2 | 4;
-        const input = (q & 8n) !== 0n;
-        const port = Number((q >> 16n) & 0xffffn);
-        if (q & 16n) return this.#stringIo(raw, port, size, input, (q & 32n) !== 0n, len);
+        // the I/O qualification fits 32 bits
+        const qn = Number(q);
+        const size = ((qn & 7) + 1) as 1 | 2 | 4;
+        const input = (qn & 8) !== 0;
+        const port = (qn >>> 16) & 0xffff;
+        if (qn & 16) return this.#stringIo(raw, port, size, input, (qn & 32) !== 0, len);
         const data = new Uint8Array(size);
         if (input) {
           this.#completion = { kind: "io-in", size, data, length: len };
         } else {
-          const rax = this.#cpu.getGpr(0);
-          for (let i = 0; i < size; i++) data[i] = Number((rax >> BigInt(i * 8)) & 0xffn);
+          // bits 31:0 of RAX: size is at most 4
+          const eax = Number(this.#cpu.getGpr(0) & 0xffffffffn);
+          for (let i = 0; i < size; i++) data[i] = (eax >>> (i * 8)) & 0xff;
           // as on KVM, an OUT is complete when it reaches the loop: RIP is already past it
           this.#advance(len);
         }
