@@ -93,6 +93,8 @@ export class LogicalProcessor {
    */
   hostTimerAt = Number.POSITIVE_INFINITY;
   hostKick = false;
+  /** the interpreter's hostPoll while external-interrupt exiting is on (one closure, not one per entry) */
+  readonly #hostPoll = (): boolean => this.hostInterruptPending();
 
   constructor(opts: LogicalProcessorOptions) {
     this.memory = opts.memory;
@@ -114,14 +116,14 @@ export class LogicalProcessor {
     return this.hostKick || performance.now() >= this.hostTimerAt;
   }
 
-  /** acknowledges the pending host interrupt: its vector (the kick first) */
-  #acknowledgeHost(): number {
+  /** the pending host interrupt (the kick first) ends non-root operation: exit reason 1 */
+  #hostExit(nr: NonRootOperation, ackOnExit: boolean): void {
+    let vector = HOST_TIMER_VECTOR;
     if (this.hostKick) {
       this.hostKick = false;
-      return HOST_KICK_VECTOR;
-    }
-    this.hostTimerAt = Number.POSITIVE_INFINITY;
-    return HOST_TIMER_VECTOR;
+      vector = HOST_KICK_VECTOR;
+    } else this.hostTimerAt = Number.POSITIVE_INFINITY;
+    nr.record(ExitReason.ExternalInterrupt, ackOnExit ? { intrInfo: (vector | 0x80000000) >>> 0 } : {});
   }
 
   /** RDMSR of a VMX capability MSR (undefined for any other index). */
@@ -398,7 +400,7 @@ export class LogicalProcessor {
       (nr.proc & Proc.MONITOR_TRAP_FLAG ? Window.MonitorTrap : 0);
     const hostExits = (nr.pin & Pin.EXTERNAL_INTERRUPT) !== 0;
     const ackOnExit = (vmcsGet32(v, F.VM_EXIT_CONTROLS) & ExitCtl.ACK_INTR_ON_EXIT) !== 0;
-    cpu.hostPoll = hostExits ? () => this.hostInterruptPending() : null;
+    cpu.hostPoll = hostExits ? this.#hostPoll : null;
 
     while (!nr.pending) {
       if (timerOn && this.tsc >= deadline) {
@@ -406,8 +408,7 @@ export class LogicalProcessor {
         break;
       }
       if (hostExits && this.hostInterruptPending()) {
-        const vector = this.#acknowledgeHost();
-        nr.record(ExitReason.ExternalInterrupt, ackOnExit ? { intrInfo: (vector | 0x80000000) >>> 0 } : {});
+        this.#hostExit(nr, ackOnExit);
         break;
       }
       if (nr.pin & Pin.NMI_EXITING && this.nmiPending && nr.nmiUnblocked()) {
@@ -449,8 +450,7 @@ export class LogicalProcessor {
         }
         if (hostExits && Number.isFinite(this.hostTimerAt)) {
           // halted until the host's timer: its interrupt ends the wait
-          const vector = this.#acknowledgeHost();
-          nr.record(ExitReason.ExternalInterrupt, ackOnExit ? { intrInfo: (vector | 0x80000000) >>> 0 } : {});
+          this.#hostExit(nr, ackOnExit);
           break;
         }
         cpu.hooks = null;
