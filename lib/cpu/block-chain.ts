@@ -14,10 +14,11 @@ export function runChain(cpu: Interpreter, first: Block, budget: number): void {
   let blk = first;
   let left = budget;
   for (;;) {
-    const before = cpu.retired;
+    const before = cpu.work();
     const exit = blk.compiled!(cpu, left);
     if (exit < 0) return;
-    left -= cpu.retired - before;
+    // work, not instructions: a REP string instruction ending the block counts its iterations
+    left -= cpu.work() - before;
     const base = cpu.effBase[1] + cpu.rip;
     const lin = cpu.mode64 ? base : base >>> 0;
     const epoch = cpu.codeEpoch;

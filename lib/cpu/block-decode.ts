@@ -376,6 +376,7 @@ function decode0f(
 /** opcodes after which straight-line decoding stops (control transfers, HLT, mode changes) */
 export function endsBlock(m: Uint8Array, p: number, mode64: boolean): boolean {
   let b = m[p];
+  let rep = false;
   while (
     b === 0x66 ||
     b === 0x67 ||
@@ -386,8 +387,13 @@ export function endsBlock(m: Uint8Array, p: number, mode64: boolean): boolean {
     b === 0x64 ||
     b === 0x65 ||
     (mode64 && (b & 0xf0) === 0x40)
-  )
+  ) {
+    if (b === 0xf2 || b === 0xf3) rep = true;
     b = m[++p];
+  }
+  // a REP string instruction's iterations count against the budget that admitted the block by
+  // its instruction count: the run loop looks at the budget again after it
+  if (rep && ((b >= 0x6c && b <= 0x6f) || (b >= 0xa4 && b <= 0xa7) || (b >= 0xaa && b <= 0xaf))) return true;
   switch (b) {
     case 0x9a:
     case 0xc2:

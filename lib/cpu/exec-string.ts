@@ -241,6 +241,7 @@ export function stringOp(cpu: Interpreter, b: number): void {
       }
       if (!rep) return;
       setIdx(cpu, 1, wrapIdx(cpu, counter(cpu) - 1));
+      cpu.stringIterations++;
     }
   }
   const op = b & 0xfe;
@@ -256,6 +257,7 @@ export function stringOp(cpu: Interpreter, b: number): void {
       const done = repBulk(cpu, op === 0xa4, size, step, srcSeg, chunk);
       if (done !== 0) {
         chunk -= done - 1;
+        cpu.stringIterations += done;
         continue;
       }
     }
@@ -313,6 +315,7 @@ export function stringOp(cpu: Interpreter, b: number): void {
     }
     if (!rep) return;
     setIdx(cpu, 1, wrapIdx(cpu, counter(cpu) - 1));
+    cpu.stringIterations++;
     if (op === 0xa6 || op === 0xae) {
       const zf = cpu.cond(4);
       if (cpu.rep === 0xf3 ? !zf : zf) return;

@@ -127,6 +127,13 @@ export interface GuestCpu {
    * instruction faults still uses up its budget
    */
   readonly eventsDelivered: number;
+  /**
+   * iterations of REP string instructions completed since creation: work too (a REP of 2^32
+   * iterations retires one instruction), counted by budgets and the preemption timer
+   */
+  readonly stringIterations: number;
+  /** what budgets and the preemption timer count: retired + eventsDelivered + stringIterations */
+  work(): number;
 
   /** drops every cached translation (CR3 write by the host, EPT change, INVEPT) */
   flushTlb(): void;

@@ -257,6 +257,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
   hostPoll: (() => boolean) | null = null;
   retired = 0;
   eventsDelivered = 0;
+  stringIterations = 0;
   /** blocks or single steps left before run() asks hostPoll again */
   pollCountdown = POLL_EVERY;
   /** how many times each unimplemented opcode raised #UD: index op (1 byte), 0x100|op (0F op),
@@ -1376,9 +1377,9 @@ export class Interpreter implements GuestCpu, LazyFlags {
     this.runEpoch++;
     this.codeEpoch++;
     // instructions retired plus exceptions delivered count against the budget
-    const start = this.retired + this.eventsDelivered;
+    const start = this.work();
     for (;;) {
-      if (this.retired + this.eventsDelivered - start >= budget) return StopReason.Budget;
+      if (this.work() - start >= budget) return StopReason.Budget;
       if (this.windowRequests !== 0) {
         const ok = (this.eflags & FL_IF) !== 0 && (this.interruptibility & 3) === 0;
         if (hooks.boundary(ok)) return StopReason.Exit;
@@ -1386,7 +1387,9 @@ export class Interpreter implements GuestCpu, LazyFlags {
       try {
         for (;;) {
           if (--this.pollCountdown <= 0 && this.pollHost()) return StopReason.HostInterrupt;
-          const left = budget - (this.retired + this.eventsDelivered - start);
+          const left = budget - (this.work() - start);
+          // REP iterations can use up more than the instructions that ran
+          if (left <= 0) break;
           // blocks run where no per-instruction bookkeeping is pending: no interrupt shadow to
           // expire, no monitor trap flag (interrupt/NMI windows open only after generic ops, which
           // end the block)
@@ -1402,7 +1405,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
               const window = this.windowState();
               this.runBlock(blk, left);
               if (this.activity !== 0) return this.activity === 1 ? StopReason.Halted : StopReason.Shutdown;
-              if (this.retired + this.eventsDelivered - start >= budget) break;
+              if (this.work() - start >= budget) break;
               // a window can have opened only where IF, NMI blocking or the shadow changed
               if (
                 this.windowRequests !== 0 &&
@@ -1442,6 +1445,11 @@ export class Interpreter implements GuestCpu, LazyFlags {
    */
   windowState(): number {
     return (this.eflags & FL_IF) | (this.interruptibility & 8);
+  }
+
+  /** what budgets count: instructions retired, events delivered, REP string iterations */
+  work(): number {
+    return this.retired + this.eventsDelivered + this.stringIterations;
   }
 
   /** asks the host whether it has an interrupt pending (every POLL_EVERY blocks or steps) */

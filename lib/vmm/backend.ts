@@ -51,8 +51,9 @@ export interface VcpuBackend {
   setEntryDeadline?(atMs: number | undefined): void;
   /**
    * Optional (soft backend): guest instructions this vCPU has retired since it was created, plus the
-   * exceptions and interrupts delivered to it (the unit of instruction budgets: a guest whose every
-   * instruction faults still uses them up).
+   * exceptions and interrupts delivered to it and the iterations of REP string instructions (the
+   * unit of instruction budgets: a guest whose every instruction faults, or one REP of 2^32
+   * iterations, still uses them up).
    */
   instructionsRetired?(): number;
   /**

@@ -29,7 +29,7 @@ export interface RunLimits {
   timeoutMs?: number;
   /** stop after this many exits in this run */
   maxExits?: number;
-  /** stop after this many guest instructions (exceptions and interrupts delivered count too) in this run (soft backend only) */
+  /** stop after this many guest instructions (exceptions and interrupts delivered and REP iterations count too) in this run (soft backend only) */
   maxInstructions?: number;
 }
 
@@ -44,7 +44,7 @@ export interface StopRun {
 export interface RunResult extends StopRun {
   /** exits handled during this run */
   exits: number;
-  /** guest instructions retired during this run, plus exceptions and interrupts delivered (soft backend) */
+  /** guest instructions retired during this run, plus exceptions and interrupts delivered and REP iterations (soft backend) */
   instructions?: number;
   durationMs: number;
   /** the exit that ended the run, when one did */

@@ -83,7 +83,7 @@ export class LogicalProcessor {
   #lastEntered: VmcsData | null = null;
   /** VMCS regions launched in this VMX session (VMXOFF ends it): VMRESUME of another is error 6 */
   readonly #launchedHere = new Set<number>();
-  /** TSC ticks spent halted (the TSC is retired instructions and delivered events plus idle time) */
+  /** TSC ticks spent halted (the TSC is retired instructions, delivered events and REP iterations plus idle time) */
   #idle = 0;
   /**
    * The host's timer (performance.now() time; Infinity when not armed) and a pending kick: the
@@ -108,7 +108,7 @@ export class LogicalProcessor {
   }
   /** the time-stamp counter of this processor */
   get tsc(): number {
-    return this.cpu.retired + this.cpu.eventsDelivered + this.#idle;
+    return this.cpu.work() + this.#idle;
   }
 
   /** a host interrupt is pending: a kick, or the host timer has expired */

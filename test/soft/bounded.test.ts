@@ -320,8 +320,12 @@ describe("generated guests that stress the limits end at them (soft backend)", (
         fc.boolean(),
         fc.integer({ min: 1, max: 100_000 }),
         async (s, limit, sync, n) => {
-          // REP iterations and maxInstructions: see the known lib/cpu gaps below
-          fc.pre(!(s.k === "rep" && limit === "maxInstructions"));
+          // a REP with an operand in MMIO that crosses a page, or MOVS from MMIO to MMIO, re-runs an
+          // access after the next one's exit and never completes an iteration (issue 13, "MMIO
+          // that completes once"): only time and exits end those, so maxInstructions takes REPs
+          // over RAM
+          const outside = (a: number) => a >>> 0 >= 16 << 20;
+          fc.pre(!(s.k === "rep" && limit === "maxInstructions" && (outside(s.esi) || outside(s.edi))));
           const { image, mode, address } = build(s);
           const vm = await machine(image, (m) =>
             mode === "real" ? m.load(image) : m.loadFlat(image, { address, mode }),
@@ -346,7 +350,8 @@ describe("generated guests that stress the limits end at them (soft backend)", (
             if (limit === "timeoutMs") expect(wallMs).toBeLessThan(10 * value + 200);
             if (result.reason === "max-instructions") {
               expect(result.instructions! - value).toBeGreaterThanOrEqual(0);
-              expect(result.instructions! - value).toBeLessThan(TICK);
+              // a REP string instruction runs up to 4096 iterations between two looks at the budget
+              expect(result.instructions! - value).toBeLessThan(s.k === "rep" ? 4096 + TICK : TICK);
             }
           } finally {
             vm.close();
@@ -378,17 +383,15 @@ describe("an interrupt storm still lets the guest run", () => {
   }
 });
 
-// ---------------------------------------------------------------- known gaps (lib/cpu)
+// ---------------------------------------------------------------- long REP string instructions
 
 /**
  * 32-bit flat code: `cld; mov edi,X; mov ecx,0xffffffff; rep stosd` (or `mov edx,0x80; rep insb`).
- * maxInstructions must end these like any other guest, and quickly: today lib/cpu counts a chunk
- * of 4096 REP iterations as one instruction (maxInstructions: 200000 takes some 800 million
- * iterations) and iterations that exit (into MMIO, or string I/O the host completes) not at all,
- * so the run goes on until another limit. Reported in issue 9; remove `.fails` once fixed (and
- * let the generated REP guests above take maxInstructions too).
+ * maxInstructions must end these like any other guest, and quickly: each REP iteration counts as
+ * work (once a chunk of 4096 iterations counted as one instruction, and iterations that exit into
+ * MMIO as none, so such a run went on until another limit).
  */
-describe("long REP string instructions end at maxInstructions (known lib/cpu gap)", () => {
+describe("long REP string instructions end at maxInstructions", () => {
   const rep = (edi: number, op: number[]) => {
     const a = new Asm(32, 0x10000);
     a.db(0xfc)
@@ -405,11 +408,13 @@ describe("long REP string instructions end at maxInstructions (known lib/cpu gap
     ["REP STOSD into MMIO", rep(0x40000000, [0xf3, 0xab])],
     ["REP INSB from port 0x80", rep(0x100000, [0xf3, 0x6c])],
   ] as const) {
-    it.fails(`${name}, 2^32-1 iterations: maxInstructions 200000 ends the run`, async () => {
+    it(`${name}, 2^32-1 iterations: maxInstructions ends the run`, async () => {
       const vm = await machine(code, (m) => m.loadFlat(code, { address: 0x10000, mode: "protected" }));
       try {
-        // 200000 instructions take a few milliseconds: a run still going after 500 ms missed them
-        const { result } = await runWith(vm, "maxInstructions", true, 200_000, 500);
+        // these take a few milliseconds: a run still going after 500 ms missed them
+        // each iteration into MMIO is an exit of its own: fewer of them fit in the time
+        const n = name.includes("MMIO") ? 2_000 : 200_000;
+        const { result } = await runWith(vm, "maxInstructions", true, n, 500);
         expect(result.reason, result.message).toBe("max-instructions");
       } finally {
         vm.close();

@@ -43,6 +43,10 @@ export class FakeCpu implements GuestCpu {
   hooks: NonRootHooks | null = null;
   retired = 0;
   eventsDelivered = 0;
+  stringIterations = 0;
+  work(): number {
+    return this.retired + this.eventsDelivered + this.stringIterations;
+  }
   hostPoll: (() => boolean) | null = null;
   program: Step[] = [];
   readonly delivered: Delivered[] = [];

@@ -63,6 +63,8 @@ export class SoftVcpu implements VcpuBackend {
   #kicked = false;
   /** work count (instructions retired + events delivered) at which run() returns "intr" */
   #budgetEnd: number | undefined;
+  /** REP INS/OUTS iterations this host completed for the guest (#stringIo) */
+  #hostIterations = 0;
   /** performance.now() time by which run() returns "intr" */
   #deadline: number | undefined;
   #closed = false;
@@ -93,10 +95,9 @@ export class SoftVcpu implements VcpuBackend {
     return this.lp.cpu;
   }
 
-  /** what budgets count: instructions retired and exceptions/interrupts delivered */
+  /** what budgets count: instructions retired, exceptions/interrupts delivered, REP iterations */
   #work(): number {
-    const cpu = this.lp.cpu;
-    return cpu.retired + cpu.eventsDelivered;
+    return this.lp.cpu.work() + this.#hostIterations;
   }
 
   #raw(): SoftRaw {
@@ -549,7 +550,11 @@ export class SoftVcpu implements VcpuBackend {
       // a 16-bit address size keeps the register's upper bits; 32-bit writes zero-extend
       const keep = width === 16n ? ~mask : 0n;
       cpu.setGpr(indexReg, (cpu.getGpr(indexReg) & keep) | ((offset + step) & mask));
-      if (rep) cpu.setGpr(1, (cpu.getGpr(1) & keep) | ((rcx - BigInt(count)) & mask));
+      if (rep) {
+        cpu.setGpr(1, (cpu.getGpr(1) & keep) | ((rcx - BigInt(count)) & mask));
+        // iterations this host did are work like those the interpreter does (budgets count them)
+        this.#hostIterations += count;
+      }
       if (!rep || rcx === BigInt(count)) this.#advance(len);
     };
     if (input) this.#completion = { kind: "string-io", finish };
@@ -627,7 +632,7 @@ export class SoftVcpu implements VcpuBackend {
   setEntryDeadline(atMs: number | undefined): void {
     this.#deadline = atMs;
   }
-  /** instructions retired plus exceptions and interrupts delivered (what budgets count) */
+  /** instructions retired plus exceptions/interrupts delivered and REP iterations (what budgets count) */
   instructionsRetired(): number {
     return this.#work();
   }
