@@ -14,6 +14,8 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -204,6 +206,56 @@ void UnblockKickSignalInThisThread() {
   done = true;
 }
 
+// ---- KVM fds this binding made ---------------------------------------------------------------------
+
+// Which fds are KVM's: /dev/kvm as open() found it, and the VM and vCPU fds KVM_CREATE_VM and
+// KVM_CREATE_VCPU returned through ioctl(). Only a vCPU fd gets its kvm_run mapped and kicked; any
+// other fd that reached mmap() (an empty file, a device) could hand JS pages that raise SIGBUS.
+// A vCPU fd is also checked against /proc/self/fd when mapped: an fd closed behind our back (fs.
+// closeSync) may since name something else.
+enum class FdKind { kSystem, kVm, kVcpu };
+struct KvmFd {
+  FdKind kind;
+  size_t vcpu_mmap_size;  // KVM_GET_VCPU_MMAP_SIZE of the /dev/kvm it came from; 0 if unknown
+};
+
+std::mutex g_fds_mutex;
+std::unordered_map<int, KvmFd> g_fds;
+size_t g_last_vcpu_mmap_size = 0;  // the host's, once any /dev/kvm was opened through us
+
+constexpr unsigned kKvmMajor = 10;   // a misc device
+constexpr unsigned kKvmMinor = 232;  // KVM_MINOR in <linux/miscdevice.h>
+
+void RecordFd(int fd, bool kvm, FdKind kind, size_t mmap_size) {
+  std::lock_guard<std::mutex> lock(g_fds_mutex);
+  if (!kvm) {
+    g_fds.erase(fd);
+    return;
+  }
+  if (mmap_size == 0) mmap_size = g_last_vcpu_mmap_size;
+  if (kind == FdKind::kSystem && mmap_size != 0) g_last_vcpu_mmap_size = mmap_size;
+  g_fds[fd] = KvmFd{kind, mmap_size};
+}
+
+bool LookupFd(int fd, KvmFd* out) {
+  std::lock_guard<std::mutex> lock(g_fds_mutex);
+  auto it = g_fds.find(fd);
+  if (it == g_fds.end()) return false;
+  *out = it->second;
+  return true;
+}
+
+// What /proc/self/fd says the fd is ("anon_inode:kvm-vcpu:0", "/dev/kvm", ...).
+bool FdLinkStartsWith(int fd, const char* prefix) {
+  char path[64];
+  char target[256];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(path, target, sizeof target - 1);
+  if (n < 0) return false;
+  target[n] = '\0';
+  return strncmp(target, prefix, strlen(prefix)) == 0;
+}
+
 // memory slots registered through SetUserMemoryRegion: (vm fd, slot) -> size, to size dirty logs
 std::mutex g_slots_mutex;
 std::map<std::pair<int, uint32_t>, uint64_t> g_slots;
@@ -223,12 +275,22 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
     e.Set("path", Napi::String::New(env, path));
     throw e;
   }
+  struct stat st;
+  bool kvm = fstat(fd, &st) == 0 && S_ISCHR(st.st_mode) && major(st.st_rdev) == kKvmMajor &&
+             minor(st.st_rdev) == kKvmMinor;
+  size_t mmap_size = 0;
+  if (kvm) {
+    int n = ioctl(fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+    if (n > 0) mmap_size = static_cast<size_t>(n);
+  }
+  RecordFd(fd, kvm, FdKind::kSystem, mmap_size);
   return Napi::Number::New(env, fd);
 }
 
 Napi::Value Close(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = FdArg(info, 0);
+  RecordFd(fd, false, FdKind::kSystem, 0);
   if (VcpuState* st = FindState(fd)) {
     std::lock_guard<std::mutex> lock(st->m);
     st->is_vcpu = false;
@@ -293,6 +355,13 @@ Napi::Value Ioctl(const Napi::CallbackInfo& info) {
     rc = ioctl(fd, request, b.data);
   }
   if (rc < 0) throw SysError(env, errno, "ioctl", name);
+  if (request == KVM_CREATE_VM || request == KVM_CREATE_VCPU) {
+    // only KVM answers ioctls of type 0xAE: the new fd is KVM's whatever `fd` was recorded as
+    KvmFd parent{FdKind::kSystem, 0};
+    LookupFd(fd, &parent);
+    RecordFd(static_cast<int>(rc), true, request == KVM_CREATE_VM ? FdKind::kVm : FdKind::kVcpu,
+             parent.vcpu_mmap_size);
+  }
   return Napi::Number::New(env, static_cast<double>(rc));
 }
 
@@ -340,10 +409,37 @@ Napi::Value Mmap(const Napi::CallbackInfo& info) {
   int fd = FdArg(info, 0);
   size_t length = static_cast<size_t>(IntArg(info, 1, "length", 1, kMaxMapping));
   int64_t offset = IntArg(info, 2, "offset", 0, INT64_MAX);
-  if (offset % sysconf(_SC_PAGESIZE) != 0) ThrowRange(env, "offset must be a multiple of the page size");
+  const int64_t page = sysconf(_SC_PAGESIZE);
+  if (offset % page != 0) ThrowRange(env, "offset must be a multiple of the page size");
+  const uint64_t end = static_cast<uint64_t>(offset) + length;
+  // Pages the kernel has nothing behind fault with SIGBUS when touched, long after this call: only
+  // ranges known to be backed are mapped. A vCPU has KVM_GET_VCPU_MMAP_SIZE bytes (kvm_run, the PIO
+  // page, the coalesced MMIO ring); a regular file has its size (the last page's tail reads as
+  // zeroes). Truncating a mapped file is still the caller's doing, as with any shared mapping.
+  KvmFd rec;
+  const bool vcpu = LookupFd(fd, &rec) && rec.kind == FdKind::kVcpu && FdLinkStartsWith(fd, "anon_inode:kvm-vcpu");
+  if (vcpu) {
+    const uint64_t limit = rec.vcpu_mmap_size != 0 ? rec.vcpu_mmap_size : static_cast<uint64_t>(page);
+    if (end > limit) {
+      ThrowRange(env, "a vCPU fd maps at most " + std::to_string(limit) + " bytes (KVM_GET_VCPU_MMAP_SIZE), asked for " +
+                          std::to_string(length) + " at offset " + std::to_string(offset));
+    }
+  } else {
+    struct stat st;
+    if (fstat(fd, &st) < 0) throw SysError(env, errno, "fstat");
+    if (!S_ISREG(st.st_mode)) {
+      ThrowType(env, "fd " + std::to_string(fd) + " is neither a KVM vCPU this binding created nor a regular file: refusing to map it");
+    }
+    const uint64_t backed = (static_cast<uint64_t>(st.st_size) + page - 1) / page * page;
+    if (end > backed) {
+      ThrowRange(env, "mapping " + std::to_string(length) + " bytes at offset " + std::to_string(offset) +
+                          " reaches past the end of the file (" + std::to_string(st.st_size) +
+                          " bytes): those pages would raise SIGBUS");
+    }
+  }
   void* p = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, offset);
   if (p == MAP_FAILED) throw SysError(env, errno, "mmap");
-  if (offset == 0 && length >= 4096) {
+  if (vcpu && offset == 0) {
     // a new kvm_run means a new vCPU behind this fd number: nothing from an earlier user of the
     // number (a kick aimed at a closed fd) may carry over
     VcpuState* st = StateFor(fd);
@@ -401,6 +497,7 @@ Napi::Value Eventfd(const Napi::CallbackInfo& info) {
   int flags = info[1].IsUndefined() ? 0 : static_cast<int>(IntArg(info, 1, "flags", 0, INT32_MAX));
   int fd = eventfd(initval, flags | EFD_CLOEXEC);
   if (fd < 0) throw SysError(env, errno, "eventfd");
+  RecordFd(fd, false, FdKind::kSystem, 0);
   return Napi::Number::New(env, fd);
 }
 

@@ -1,5 +1,7 @@
-// `nodevmm info`: can this host run guests on KVM, and if not, why; what the soft backend says.
+// `nodevmm info`: can this host run guests on KVM, and if not, why; which system-call binding KVM
+// would run on (the native addon or koffi) and why that one; what the soft backend says.
 
+import { type BindingChoice, describeBinding } from "../kvm/binding.js";
 import { type HostInfo, probeHost } from "../vmm/host-info.js";
 import type { CliStreams } from "./run.js";
 
@@ -14,11 +16,12 @@ function formatValue(v: unknown): string {
   return String(v);
 }
 
-export function formatHostInfo(info: HostInfo): string {
+export function formatHostInfo(info: HostInfo, binding?: BindingChoice): string {
   const d = info.kvmDevice;
   const lines = [
     `${d.path}: ${d.present ? (d.readWrite ? "present, read-write access" : `present, not accessible (${d.error})`) : "missing"}`,
   ];
+  if (binding) lines.push(`binding: ${binding.kind ?? "none"} (${binding.reason})`);
   if (info.kvmProbe !== undefined) {
     const probe = info.kvmProbe;
     if (probe && typeof probe === "object") {
@@ -47,12 +50,13 @@ export function formatHostInfo(info: HostInfo): string {
 
 export async function infoCommand(opts: { json?: boolean }, io: CliStreams): Promise<number> {
   const info = await probeHost();
+  const binding = describeBinding();
   if (opts.json) {
     io.stdout.write(
-      `${JSON.stringify(info, (_k, v) => (typeof v === "bigint" ? `0x${v.toString(16)}` : v), 2)}\n`,
+      `${JSON.stringify({ ...info, binding }, (_k, v) => (typeof v === "bigint" ? `0x${v.toString(16)}` : v), 2)}\n`,
     );
   } else {
-    io.stdout.write(formatHostInfo(info));
+    io.stdout.write(formatHostInfo(info, binding));
   }
   return 0;
 }

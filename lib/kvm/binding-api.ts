@@ -58,11 +58,20 @@ export interface KvmBinding {
   close(fd: number): void;
   /** only the KVM ioctls of lib/kvm/ioctls.ts; pointer arguments are size-checked against the request */
   ioctl(fd: number, request: number, arg?: IoctlArg): number;
-  /** a shared mapping of fd as an ArrayBuffer (kvm_run: the vCPU fd at offset 0) */
+  /**
+   * a shared mapping of fd as an ArrayBuffer (kvm_run: the vCPU fd at offset 0). Only ranges with
+   * something behind them: a vCPU fd this binding got from KVM_CREATE_VCPU (up to
+   * KVM_GET_VCPU_MMAP_SIZE), or a regular file (up to its size); anything else is a TypeError,
+   * a range past the end a RangeError, as touching such pages would raise SIGBUS.
+   */
   mmap(fd: number, length: number, offset: number): ArrayBuffer;
   /** private zeroed memory, e.g. guest RAM */
   mmapAnonymous(length: number): ArrayBuffer;
-  /** ends a mapping; every view of it then reads as empty (addon) or as inert zeroes (koffi) */
+  /**
+   * ends a mapping; every view of it is then detached (addon: length 0, writes throw a TypeError) or
+   * reaches only inert private pages (koffi, whose buffers cannot be detached: reads see zeroes or
+   * what was written since, never the file, the guest or freed memory)
+   */
   munmap(buffer: ArrayBuffer): void;
   eventfd(initval?: number, flags?: number): number;
   /** KVM_RUN: true when the guest exited (reason in kvm_run), false when interrupted (EINTR/EAGAIN) */
@@ -70,6 +79,7 @@ export interface KvmBinding {
   /**
    * makes the KVM_RUN in progress, or the next one, return false. The addon's works from any
    * thread; koffi's state is per thread, so another thread's run is kicked through kickTarget().
+   * Harmless on an fd that is not a vCPU: only a vCPU's own kvm_run mapping is ever written.
    */
   kick(vcpuFd: number): void;
   /** memory must be an ArrayBuffer from mmap/mmapAnonymous; null deletes the slot */

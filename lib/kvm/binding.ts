@@ -53,10 +53,20 @@ export function addonPath(): string | undefined {
 }
 
 let addonModule: AddonModule | null | undefined;
+/** why the built addon could not be loaded (another Node's build, a missing library) */
+let addonLoadError: string | undefined;
 function loadAddonModule(): AddonModule | null {
   if (addonModule !== undefined) return addonModule;
   const p = addonPath();
-  addonModule = p ? (createRequire(import.meta.url)(p) as AddonModule) : null;
+  addonModule = null;
+  if (p) {
+    try {
+      addonModule = createRequire(import.meta.url)(p) as AddonModule;
+    } catch (e) {
+      // koffi still works: a broken build must not take the KVM backend with it
+      addonLoadError = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    }
+  }
   return addonModule;
 }
 
@@ -135,6 +145,47 @@ export function loadBinding(kind?: BindingKind): KvmBinding {
       ? "run `node scripts/build-addon.mjs`, or set NODEVMM_BINDING=koffi"
       : "install koffi or build the addon",
   );
+}
+
+/** Which binding loadBinding() gives here, and why that one; kind undefined when none loads. */
+export interface BindingChoice {
+  kind: BindingKind | undefined;
+  reason: string;
+}
+
+/** What scripts/build-addon.mjs wrote at install: whether the addon was built, and why not. */
+function installStatus(): { built?: boolean; reason?: string } | undefined {
+  try {
+    return JSON.parse(readFileSync(join(packageRoot(), "build", "addon-status.json"), "utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Why the addon is not in use, in a few words (for `nodevmm info`). */
+function addonAbsence(): string {
+  if (addonLoadError !== undefined) return `the native addon did not load (${addonLoadError})`;
+  const status = installStatus();
+  if (status && status.built === false && status.reason) return `no native addon: ${status.reason}`;
+  if (status?.built === true)
+    return "no native addon: it was built at install, but build/Release/nodevmm.node is gone";
+  return "no native addon: it was not built (install scripts did not run, e.g. npm install --ignore-scripts)";
+}
+
+export function describeBinding(): BindingChoice {
+  const env = process.env.NODEVMM_BINDING;
+  let b: KvmBinding;
+  try {
+    b = loadBinding();
+  } catch (e) {
+    return { kind: undefined, reason: e instanceof Error ? e.message : String(e) };
+  }
+  if (env === "addon" || env === "koffi") return { kind: b.kind, reason: `NODEVMM_BINDING=${env}` };
+  if (b.kind === "addon") return { kind: "addon", reason: `native addon at ${addonPath()}` };
+  return {
+    kind: "koffi",
+    reason: `${addonAbsence()}; \`npm rebuild nodevmm\` with python3, make and g++ builds it`,
+  };
 }
 
 function makeKoffiSafe(): KvmBinding | undefined {

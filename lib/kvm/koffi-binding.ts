@@ -1,21 +1,34 @@
 // The KVM binding without a compiler: koffi calling libc. Same interface and the same argument
-// checks as the addon. An ArrayBuffer from koffi cannot be detached, so munmap replaces the pages
-// with an inert zero mapping at the same address (stale views read zeroes, never freed memory) and
-// the address range is released when the ArrayBuffer is garbage-collected.
+// checks as the addon. An ArrayBuffer from koffi cannot be detached (V8 refuses to transfer it), so
+// munmap replaces the pages with inert private zero pages at the same address, readable and
+// writable: a stale view reads zeroes and writes go nowhere, never into freed memory, the file or the
+// guest; the address range is released when the ArrayBuffer is garbage-collected.
+//
+// As in the addon, only ranges known to be backed are mapped (a vCPU fd that came from
+// KVM_CREATE_VCPU through this binding, up to KVM_GET_VCPU_MMAP_SIZE; a regular file, up to its
+// size), and only a vCPU's kvm_run is written by kick(): a page with nothing behind it raises
+// SIGBUS when touched.
 //
 // Kicks across threads work as in Firecracker/rust-vmm and the addon: the kicker sets
 // kvm_run.immediate_exit, then signals the thread in KVM_RUN, whose (no-op) handler makes the
 // ioctl return EINTR. koffi cannot install a C handler safely, so Node installs one (see
 // KICK_SIGNAL); run() publishes its thread id and in-run flag in shared memory for the kicker.
 
-import { readlinkSync } from "node:fs";
+import { fstatSync, readlinkSync } from "node:fs";
 import { createRequire } from "node:module";
 import { constants as osConstants } from "node:os";
 import { getSystemErrorMap } from "node:util";
 import { isMainThread } from "node:worker_threads";
 import { type IoctlArg, KOFFI_KICK_WORDS, type KoffiKickTarget, type KvmBinding } from "./binding-api.js";
 import { bytesOf, checkInt, checkIoctl } from "./ioctl-check.js";
-import { KVM_GET_DIRTY_LOG, KVM_RUN, KVM_SET_USER_MEMORY_REGION } from "./ioctls.js";
+import {
+  KVM_CREATE_VCPU,
+  KVM_CREATE_VM,
+  KVM_GET_DIRTY_LOG,
+  KVM_GET_VCPU_MMAP_SIZE,
+  KVM_RUN,
+  KVM_SET_USER_MEMORY_REGION,
+} from "./ioctls.js";
 
 type Koffi = typeof import("koffi");
 // biome-ignore lint/suspicious/noExplicitAny: koffi's foreign functions are untyped
@@ -57,6 +70,23 @@ function listenForKicks(): void {
   if (!isMainThread || kickListener) return;
   kickListener = () => {};
   process.on(KICK_SIGNAL, kickListener);
+}
+
+/** /dev/kvm: misc device 10, minor KVM_MINOR (232) */
+const KVM_DEVICE = { major: 10, minor: 232 };
+
+/** Whether `fd` is the KVM device (whatever path it was opened by). */
+function isKvmDevice(fd: number): boolean {
+  try {
+    const st = fstatSync(fd);
+    // Linux's dev_t: the major in bits 8-19 and 32 up, the minor in bits 0-7 and 20 up
+    const rdev = BigInt(st.rdev);
+    const major = Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn));
+    const minor = Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn));
+    return st.isCharacterDevice() && major === KVM_DEVICE.major && minor === KVM_DEVICE.minor;
+  } catch {
+    return false;
+  }
 }
 
 /** Whether `fd` is a KVM vCPU (an anon inode named kvm-vcpu:N): only those get kicked. */
@@ -117,6 +147,13 @@ function sysError(errno: number, syscall: string, request?: string, path?: strin
   if (request) e.request = request;
   if (path !== undefined) e.path = path;
   return e;
+}
+
+/** a KVM fd this binding made: /dev/kvm from open(), VMs and vCPUs from ioctl() */
+interface KvmFd {
+  kind: "system" | "vm" | "vcpu";
+  /** KVM_GET_VCPU_MMAP_SIZE of the /dev/kvm it came from; 0 if unknown */
+  vcpuMmapSize: number;
 }
 
 interface Mapping {
@@ -206,6 +243,17 @@ export function createKoffiBinding(): KvmBinding {
   });
   const vcpus = new Map<number, VcpuState>();
   const slots = new Map<string, number>();
+  const kvmFds = new Map<number, KvmFd>();
+  let lastVcpuMmapSize = 0;
+  const recordFd = (fd: number, rec: KvmFd | undefined) => {
+    if (!rec) {
+      kvmFds.delete(fd);
+      return;
+    }
+    if (rec.vcpuMmapSize === 0) rec.vcpuMmapSize = lastVcpuMmapSize;
+    else if (rec.kind === "system") lastVcpuMmapSize = rec.vcpuMmapSize;
+    kvmFds.set(fd, rec);
+  };
   const vcpu = (fd: number): VcpuState => {
     let s = vcpus.get(fd);
     if (!s) {
@@ -226,6 +274,42 @@ export function createKoffiBinding(): KvmBinding {
     return ab;
   }
 
+  /**
+   * Refuses a range the kernel has nothing behind (touching it would raise SIGBUS later); true
+   * when fd is a vCPU of this binding's (its offset-0 page is kvm_run).
+   */
+  function checkMappable(fd: number, length: number, offset: number): boolean {
+    const rec = kvmFds.get(fd);
+    if (rec?.kind === "vcpu" && isVcpuFd(fd)) {
+      const limit = rec.vcpuMmapSize || 4096;
+      if (offset + length > limit) {
+        throw new RangeError(
+          `a vCPU fd maps at most ${limit} bytes (KVM_GET_VCPU_MMAP_SIZE), asked for ${length} at offset ${offset}`,
+        );
+      }
+      return true;
+    }
+    let st: ReturnType<typeof fstatSync>;
+    try {
+      st = fstatSync(fd);
+    } catch (e) {
+      const errno = (e as NodeJS.ErrnoException).errno;
+      throw typeof errno === "number" ? sysError(-errno, "fstat") : e;
+    }
+    if (!st.isFile()) {
+      throw new TypeError(
+        `fd ${fd} is neither a KVM vCPU this binding created nor a regular file: refusing to map it`,
+      );
+    }
+    const backed = Math.ceil(st.size / 4096) * 4096;
+    if (offset + length > backed) {
+      throw new RangeError(
+        `mapping ${length} bytes at offset ${offset} reaches past the end of the file (${st.size} bytes): those pages would raise SIGBUS`,
+      );
+    }
+    return false;
+  }
+
   function mapFailed(ptr: unknown): boolean {
     return ptr === null || BigInt(koffi.address(ptr)) === MAP_FAILED;
   }
@@ -239,11 +323,18 @@ export function createKoffiBinding(): KvmBinding {
       const f = flags === undefined ? O_RDWR : checkInt(flags, "flags", 0, 0x7fffffff);
       const fd = cOpen(path, f | O_CLOEXEC, 0) as number;
       if (fd < 0) throw sysError(koffi.errno(), "open", undefined, path);
+      if (isKvmDevice(fd)) {
+        const size = ioctlInt(fd, KVM_GET_VCPU_MMAP_SIZE, 0) as number;
+        recordFd(fd, { kind: "system", vcpuMmapSize: Math.max(size, 0) });
+      } else {
+        recordFd(fd, undefined);
+      }
       return fd;
     },
     close(fd) {
       fdArg(fd);
       vcpus.delete(fd);
+      recordFd(fd, undefined);
       for (const k of slots.keys()) if (k.startsWith(`${fd}:`)) slots.delete(k);
       if (cClose(fd) < 0) throw sysError(koffi.errno(), "close");
     },
@@ -254,6 +345,13 @@ export function createKoffiBinding(): KvmBinding {
         a.kind === "int" ? ioctlInt(fd, request, a.value) : ioctlPtr(fd, request, a.bytes)
       ) as number;
       if (rc < 0) throw sysError(koffi.errno(), "ioctl", name);
+      if (request === KVM_CREATE_VM || request === KVM_CREATE_VCPU) {
+        // only KVM answers ioctls of type 0xAE: the new fd is KVM's whatever `fd` was recorded as
+        recordFd(rc, {
+          kind: request === KVM_CREATE_VM ? "vm" : "vcpu",
+          vcpuMmapSize: kvmFds.get(fd)?.vcpuMmapSize ?? 0,
+        });
+      }
       return rc;
     },
     mmap(fd, length, offset) {
@@ -261,11 +359,12 @@ export function createKoffiBinding(): KvmBinding {
       checkInt(length, "length", 1, MAX_MAPPING);
       checkInt(offset, "offset", 0, Number.MAX_SAFE_INTEGER);
       if (offset % 4096 !== 0) throw new RangeError("offset must be a multiple of the page size");
+      const vcpu = checkMappable(fd, length, offset);
       const p = mmapPtr(null, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, offset);
       if (mapFailed(p)) throw sysError(koffi.errno(), "mmap");
       const ab = wrap(p, length, fd);
       // a new kvm_run means a new vCPU behind this fd number: drop any earlier state of the number
-      if (offset === 0 && length >= 4096) vcpus.set(fd, newState(new Uint8Array(ab, 0, 4096)));
+      if (vcpu && offset === 0) vcpus.set(fd, newState(new Uint8Array(ab, 0, Math.min(length, 4096))));
       return ab;
     },
     mmapAnonymous(length) {
@@ -288,12 +387,13 @@ export function createKoffiBinding(): KvmBinding {
       const st = m.fd >= 0 ? vcpus.get(m.fd) : undefined;
       if (st?.run && st.run.buffer === buffer) st.run = undefined;
       // MAP_FIXED replaces the old pages atomically: the range never becomes unmapped while JS
-      // still holds views of it.
+      // still holds views of it. Writable, so that a write through a stale view lands in the inert
+      // pages instead of faulting (the addon detaches; koffi's buffers cannot be).
       const r = BigInt(
         mmapAt(
           m.address,
           m.length,
-          PROT_READ,
+          PROT_READ | PROT_WRITE,
           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED,
           -1,
           0,
@@ -307,6 +407,7 @@ export function createKoffiBinding(): KvmBinding {
       const f = flags === undefined ? 0 : checkInt(flags, "flags", 0, 0x7fffffff);
       const fd = cEventfd(i, f | EFD_CLOEXEC) as number;
       if (fd < 0) throw sysError(koffi.errno(), "eventfd");
+      recordFd(fd, undefined);
       return fd;
     },
     run(vcpuFd) {
