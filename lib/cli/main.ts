@@ -76,6 +76,8 @@ export function buildProgram(io: CliStreams, setStatus: (n: number) => void): Co
       (value: string, previous: string[] = []) => [...previous, value],
     )
     .option("--dump-regs", "print the registers at the end of every run")
+    .option("--gdb <[host:]port>", "listen for gdb (remote protocol) there; host default 127.0.0.1")
+    .option("--gdb-wait", "stop before the first instruction until gdb continues (port 1234 without --gdb)")
     .option("-v, --verbose", "say which backend runs and how the run ended")
     .addHelpText("after", RUN_EPILOG)
     .action(async (image: string, opts: RunCliOptions) => {

@@ -50,6 +50,20 @@ export function parseSeconds(text: string, option: string): number {
   return v;
 }
 
+/** QEMU's -s port, for --gdb-wait without --gdb */
+export const DEFAULT_GDB_PORT = 1234;
+
+/** "[HOST:]PORT" (host default 127.0.0.1; "[::1]:1234" for IPv6) -> where the gdb stub listens. */
+export function parseGdbAddress(text: string, option = "--gdb"): { host: string; port: number } {
+  const m = /^(?:(\[[^\]]+\]|[^:]*):)?(\d+)$/.exec(text.trim());
+  const port = Number(m?.[2]);
+  if (!m || !Number.isInteger(port) || port > 65535) {
+    throw new CliUsageError(`${option}: "${text}" is not [HOST:]PORT (e.g. 1234 or 0.0.0.0:1234)`);
+  }
+  const host = m[1] ? m[1].replace(/^\[|\]$/g, "") : "127.0.0.1";
+  return { host: host || "127.0.0.1", port };
+}
+
 export type Sink = { kind: "stdio" } | { kind: "file"; path: string } | { kind: "none" };
 
 /** "stdio" | "file:PATH" | "none". */

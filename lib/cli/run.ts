@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { detectFormat, type LoadFormat } from "../boot/detect.js";
 import type { CpuMode } from "../boot/entry.js";
+import type { GdbServerHandle } from "../gdb/index.js";
 import { formatStatsTable } from "../inspect/stats-table.js";
 import { formatExit } from "../inspect/trace.js";
 import type { RunLimits, RunResult } from "../vmm/loop.js";
@@ -13,8 +14,10 @@ import { addPcDevices, type PcDevices } from "../vmm/pc.js";
 import { exitStatus, isCrash, STATUS_GUEST_CRASH, STATUS_INTERRUPTED, STATUS_USAGE } from "./exit-status.js";
 import {
   CliUsageError,
+  DEFAULT_GDB_PORT,
   parseAddress,
   parseCount,
+  parseGdbAddress,
   parseMemory,
   parseSeconds,
   parseSink,
@@ -44,6 +47,10 @@ export interface RunCliOptions {
   verbose?: boolean;
   /** --plugin MODULE[,key=value...], in the order given */
   plugin?: string[];
+  /** --gdb [HOST:]PORT: a GDB remote stub listens there */
+  gdb?: string;
+  /** --gdb-wait: stop before the first instruction until gdb continues (QEMU's -S) */
+  gdbWait?: boolean;
 }
 
 export interface CliStreams {
@@ -65,6 +72,7 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
   const plugins: LoadedPlugin[] = [];
   let initrd: Uint8Array | undefined;
   let cmdline = o.cmdline;
+  let gdb: { host: string; port: number } | undefined;
   const readInput = (path: string): Uint8Array => {
     try {
       return readFileSync(path);
@@ -81,6 +89,8 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
     debugcon = parseSink(o.debugcon, "--debugcon");
     if (o.maxExits !== undefined) limits.maxExits = parseCount(o.maxExits, "--max-exits");
     if (o.timeout !== undefined) limits.timeoutMs = parseSeconds(o.timeout, "--timeout") * 1000;
+    if (o.gdb !== undefined) gdb = parseGdbAddress(o.gdb);
+    else if (o.gdbWait) gdb = { host: "127.0.0.1", port: DEFAULT_GDB_PORT };
     for (const spec of o.plugin ?? []) plugins.push(await loadPlugin(parsePluginSpec(spec)));
     image = readInput(imagePath);
     const linux = (o.format === "auto" ? detectFormat(image) : o.format) === "linux";
@@ -174,12 +184,23 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
       return STATUS_INTERRUPTED;
     }
     let result: RunResult;
+    let stub: GdbServerHandle | undefined;
     try {
-      result = await vm.run(limits);
+      if (gdb) {
+        stub = await vm.gdbServer({ ...gdb, wait: o.gdbWait ?? false, log: say });
+        say(
+          `gdb: listening on ${stub.host}:${stub.port}${o.gdbWait ? " (the guest waits for gdb to continue)" : ""}`,
+        );
+      }
+      result = stub ? await stub.run(limits) : await vm.run(limits);
     } catch (e) {
       // the run could not start or went wrong outside the guest (e.g. a plugin closed the machine)
-      say(`internal error: ${errorText(e)}`);
-      return STATUS_GUEST_CRASH;
+      // a port gdb cannot have (in use, not permitted) is the user's to fix, like a bad option
+      const listen = e instanceof Error && e.name === "GdbServerError";
+      say(`${listen ? "" : "internal error: "}${errorText(e)}`);
+      return listen ? STATUS_USAGE : STATUS_GUEST_CRASH;
+    } finally {
+      await stub?.close();
     }
     const status = exitStatus(result);
     if (isCrash(result)) {

@@ -17,6 +17,7 @@ import {
   type MultibootOptions,
 } from "../boot/index.js";
 import type { Device, DeviceContext, IrqLine, StopRequest } from "../devices/device.js";
+import type { GdbServerHandle, GdbServerOptions } from "../gdb/index.js";
 import { PcInterrupts } from "../devices/pc-interrupts.js";
 import type { VmExit, VmExitKind } from "../types/exits.js";
 import { emptyRegs, type Regs, type SpecialRegs } from "../types/regs.js";
@@ -325,6 +326,12 @@ export class Machine {
 
   get running(): boolean {
     return this.#running;
+  }
+
+  /** A GDB remote stub for vCPU 0 (lib/gdb); run the guest with the handle's run() so gdb steers it. */
+  async gdbServer(opts: GdbServerOptions = {}): Promise<GdbServerHandle> {
+    const { startGdbServer } = await import("../gdb/index.js");
+    return startGdbServer(this, opts);
   }
 
   /** Ends the current run with reason "stopped" (at the next exit; the vCPU is kicked). No-op when idle. */

@@ -1,0 +1,90 @@
+// The guest the gdb suites debug: 64-bit code with symbols, assembled with GNU as and linked at
+// 1 MiB (examples/guests/guest.ld). It counts to 5, sets RBX (`bump`), writes `watched`, spins
+// until `flag` is set from outside, then writes the counter to the debug-exit port (exit code
+// (5 << 1) | 1 = 11). Built once per suite into a temporary folder; undefined + reason when the
+// tools are missing.
+
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const SOURCE = `
+        .code64
+        .globl _start, counter_loop, bump, after_bump, spin, done, counter, watched, flag
+        .text
+_start:
+        xorq    %rax, %rax
+        movq    $5, %rcx
+counter_loop:
+        addq    $1, counter(%rip)
+        incq    %rax
+        loop    counter_loop
+bump:
+        movq    $0x1234, %rbx
+after_bump:
+        movl    $7, watched(%rip)
+        nop
+spin:
+        cmpb    $0, flag(%rip)
+        je      spin
+done:
+        movb    counter(%rip), %al
+        outb    %al, $0xf4
+        cli
+        hlt
+        .data
+        .balign 8
+counter: .quad 0
+watched: .long 0
+flag:    .byte 0
+        .section .note.GNU-stack, "", @progbits
+`;
+
+export interface GdbGuest {
+  elfPath: string;
+  image: Uint8Array;
+  symbols: Map<string, bigint>;
+}
+
+const has = (tool: string) => spawnSync("sh", ["-c", `command -v ${tool}`]).status === 0;
+
+export function gdbMissing(): string | undefined {
+  return has("gdb") ? undefined : "gdb is not installed (apt-get install -y gdb)";
+}
+
+export function buildGuest(): GdbGuest | string {
+  for (const tool of ["as", "ld", "nm"]) if (!has(tool)) return `${tool} is not installed (binutils)`;
+  const dir = mkdtempSync(join(tmpdir(), "nodevmm-gdb-"));
+  writeFileSync(join(dir, "guest.S"), SOURCE);
+  const script = join(import.meta.dirname, "..", "..", "examples", "guests", "guest.ld");
+  const run = (cmd: string, args: string[]) => spawnSync(cmd, args, { cwd: dir, encoding: "utf8" });
+  const as = run("as", ["--64", "-g", "-o", "guest.o", "guest.S"]);
+  if (as.status !== 0) return `as failed: ${as.stderr}`;
+  const ld = run("ld", ["--no-warn-rwx-segments", "-T", script, "-o", "guest.elf", "guest.o"]);
+  if (ld.status !== 0) return `ld failed: ${ld.stderr}`;
+  const nm = run("nm", ["guest.elf"]);
+  const symbols = new Map<string, bigint>();
+  for (const line of nm.stdout.split("\n")) {
+    const [addr, , name] = line.trim().split(/\s+/);
+    if (addr && name) symbols.set(name, BigInt(`0x${addr}`));
+  }
+  const elfPath = join(dir, "guest.elf");
+  return { elfPath, image: readFileSync(elfPath), symbols };
+}
+
+/** Runs gdb -batch with these commands; resolves with its stdout+stderr. */
+export function runGdb(elf: string, commands: string[]): Promise<{ status: number | null; out: string }> {
+  const args = ["-nx", "-batch", "-q", elf, ...commands.flatMap((c) => ["-ex", c])];
+  return new Promise((resolve) => {
+    const p = spawn("gdb", args, { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    p.stdout.on("data", (d) => {
+      out += d;
+    });
+    p.stderr.on("data", (d) => {
+      out += d;
+    });
+    p.on("close", (status) => resolve({ status, out }));
+  });
+}

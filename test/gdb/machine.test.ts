@@ -1,0 +1,163 @@
+// The stub over a real Machine on the soft backend, driven by a protocol client in the test: the
+// guest stops where gdb's packets say (INT3 breakpoints, MTF steps, EPT watchpoints, Ctrl-C), and
+// memory reads hide the INT3s.
+
+import { connect, type Socket } from "node:net";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { parseLeHex } from "../../lib/gdb/hex.js";
+import type { GdbServerHandle } from "../../lib/gdb/index.js";
+import { checksum, PacketReader } from "../../lib/gdb/packet.js";
+import { REGISTER_INDEX } from "../../lib/gdb/registers.js";
+import { addPcDevices, createMachine, type Machine } from "../../lib/index.js";
+import { buildGuest, type GdbGuest } from "./guest.js";
+
+/** A minimal gdb: sends packets with acks on, collects replies in order. */
+class Client {
+  readonly #socket: Socket;
+  readonly #reader = new PacketReader();
+  readonly #replies: string[] = [];
+  #waiter: (() => void) | undefined;
+
+  private constructor(socket: Socket) {
+    this.#socket = socket;
+    socket.on("data", (chunk) => {
+      for (const item of this.#reader.push(chunk)) {
+        if (item.kind === "packet") {
+          this.#replies.push(Buffer.from(item.payload).toString("latin1"));
+          socket.write("+");
+        }
+      }
+      this.#waiter?.();
+    });
+  }
+
+  static open(port: number): Promise<Client> {
+    return new Promise((resolve, reject) => {
+      const s = connect(port, "127.0.0.1", () => resolve(new Client(s)));
+      s.once("error", reject);
+    });
+  }
+
+  send(payload: string): void {
+    this.#socket.write(`$${payload}#${checksum(Buffer.from(payload, "latin1"))}`);
+  }
+  raw(bytes: Uint8Array): void {
+    this.#socket.write(bytes);
+  }
+  async next(): Promise<string> {
+    while (this.#replies.length === 0) await new Promise<void>((r) => (this.#waiter = r));
+    return this.#replies.shift()!;
+  }
+  async ask(payload: string): Promise<string> {
+    this.send(payload);
+    const r = await this.next();
+    if (process.env.GDB_TRACE) console.log(payload, "->", r.slice(0, 60));
+    return r;
+  }
+  close(): void {
+    this.#socket.destroy();
+  }
+}
+
+let guest: GdbGuest | string;
+beforeAll(() => {
+  guest = buildGuest();
+});
+
+let vm: Machine | undefined;
+let stub: GdbServerHandle | undefined;
+afterEach(async () => {
+  await stub?.close();
+  vm?.close();
+  vm = undefined;
+  stub = undefined;
+});
+
+async function start(g: GdbGuest) {
+  vm = await createMachine({ backend: "soft", memoryMiB: 16 });
+  addPcDevices(vm, {});
+  vm.loadElf(g.image);
+  stub = await vm.gdbServer({ port: 0, wait: true });
+  const run = stub.run({ timeoutMs: 60_000 });
+  const client = await Client.open(stub.port);
+  return { vm, stub, run, client };
+}
+
+const hex = (n: bigint) => n.toString(16);
+const reg = async (c: Client, name: string) =>
+  parseLeHex(await c.ask(`p${REGISTER_INDEX.get(name)!.toString(16)}`))!;
+
+describe("gdb stub on the soft backend (protocol client)", () => {
+  it("breaks, reads and writes registers and memory, steps, watches, detaches", async (ctx) => {
+    if (typeof guest === "string") return ctx.skip(guest);
+    const sym = (n: string) => (guest as GdbGuest).symbols.get(n)!;
+    const { run, client: c, vm } = await start(guest);
+    expect(await c.ask("?")).toBe("T05thread:1;");
+    expect(await reg(c, "rip")).toBe(sym("_start"));
+    // INT3 at `bump`, hidden from memory reads
+    const before = await c.ask(`m${hex(sym("bump"))},4`);
+    expect(await c.ask(`Z0,${hex(sym("bump"))},1`)).toBe("OK");
+    expect(vm.memory.readU8(Number(sym("bump")))).toBe(0xcc);
+    expect(await c.ask(`m${hex(sym("bump"))},4`)).toBe(before);
+    expect(await c.ask("c")).toBe("T05thread:1;swbreak:;");
+    expect(await reg(c, "rip")).toBe(sym("bump"));
+    expect(await reg(c, "rax")).toBe(5n);
+    expect(await c.ask(`m${hex(sym("counter"))},8`)).toBe("0500000000000000");
+    expect(await c.ask(`z0,${hex(sym("bump"))},1`)).toBe("OK");
+    // one instruction: RBX = 0x1234, RIP at after_bump
+    expect(await c.ask("s")).toBe("T05thread:1;");
+    expect(await reg(c, "rip")).toBe(sym("after_bump"));
+    expect(await reg(c, "rbx")).toBe(0x1234n);
+    // a register write sticks
+    expect(await c.ask(`P${REGISTER_INDEX.get("rbx")!.toString(16)}=9900000000000000`)).toBe("OK");
+    expect(vm.vcpu(0).getRegs().rbx).toBe(0x99n);
+    // write watchpoint: stops after the store, with its address
+    expect(await c.ask(`Z2,${hex(sym("watched"))},4`)).toBe("OK");
+    expect(await c.ask("c")).toBe(`T05thread:1;watch:${hex(sym("watched"))};`);
+    expect(await c.ask(`m${hex(sym("watched"))},4`)).toBe("07000000");
+    expect(await reg(c, "rip")).toBe(sym("after_bump") + 10n);
+    expect(await c.ask(`z2,${hex(sym("watched"))},4`)).toBe("OK");
+    // the guest spins until flag is set: Ctrl-C stops it in the loop
+    c.send("c");
+    c.raw(Uint8Array.of(3));
+    expect(await c.next()).toBe("T02thread:1;");
+    const rip = await reg(c, "rip");
+    expect(rip >= sym("spin") && rip < sym("done")).toBe(true);
+    // flag = 1 through M, then detach: the guest finishes by itself (debug-exit code (5 << 1) | 1)
+    expect(await c.ask(`M${hex(sym("flag"))},1:01`)).toBe("OK");
+    expect(await c.ask("D")).toBe("OK");
+    const r = await run;
+    expect(r.reason).toBe("debug-exit");
+    expect(r.exitCode).toBe(11);
+    c.close();
+  });
+
+  it("stops on read watchpoints and hardware breakpoints, and answers monitor commands", async (ctx) => {
+    if (typeof guest === "string") return ctx.skip(guest);
+    const sym = (n: string) => (guest as GdbGuest).symbols.get(n)!;
+    const { run, client: c } = await start(guest);
+    expect(await c.ask("?")).toBe("T05thread:1;");
+    // the first `addq $1, counter(%rip)` reads counter: stop after it, counter already 1
+    expect(await c.ask(`Z3,${hex(sym("counter"))},8`)).toBe("OK");
+    expect(await c.ask("c")).toBe(`T05thread:1;rwatch:${hex(sym("counter"))};`);
+    expect(await c.ask(`m${hex(sym("counter"))},8`)).toBe("0100000000000000");
+    expect(await reg(c, "rip")).toBe(sym("counter_loop") + 8n); // addq $1, counter(%rip) is 8 bytes
+    expect(await c.ask(`z3,${hex(sym("counter"))},8`)).toBe("OK");
+    // Z1 on the soft backend: exact, reported as a hardware breakpoint
+    expect(await c.ask(`Z1,${hex(sym("bump"))},1`)).toBe("OK");
+    expect(await c.ask("c")).toBe("T05thread:1;hwbreak:;");
+    expect(await reg(c, "rip")).toBe(sym("bump"));
+    expect(await c.ask(`z1,${hex(sym("bump"))},1`)).toBe("OK");
+    const monitor = async (cmd: string) =>
+      Buffer.from(await c.ask(`qRcmd,${Buffer.from(cmd).toString("hex")}`), "hex").toString();
+    expect(await monitor("info registers")).toMatch(/RIP=0*100017/);
+    expect(await monitor("translate 0x100017")).toContain("100017");
+    expect(await monitor("exits")).toMatch(/Exit kind/);
+    // k ends the run
+    c.send("k");
+    const r = await run;
+    expect(r.reason).toBe("stopped");
+    expect(r.message).toBe("killed by gdb");
+    c.close();
+  });
+});
