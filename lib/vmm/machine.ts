@@ -17,8 +17,8 @@ import {
   type MultibootOptions,
 } from "../boot/index.js";
 import type { Device, DeviceContext, IrqLine, StopRequest } from "../devices/device.js";
-import type { GdbServerHandle, GdbServerOptions } from "../gdb/index.js";
 import { PcInterrupts } from "../devices/pc-interrupts.js";
+import type { GdbServerHandle, GdbServerOptions } from "../gdb/index.js";
 import type { VmExit, VmExitKind } from "../types/exits.js";
 import { emptyRegs, type Regs, type SpecialRegs } from "../types/regs.js";
 import type { MachineBackend, VcpuBackend } from "./backend.js";
