@@ -38,6 +38,8 @@ export default defineConfig({
         test: {
           name: "blocks",
           include: ["test/**/*.test.ts"],
+          // minutes per boot: `npm run test:linux` (vitest.linux.config.ts)
+          exclude: [...configDefaults.exclude, "test/linux/**"],
           globalSetup: ["test/support/global-setup.ts"],
         },
       },

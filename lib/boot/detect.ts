@@ -2,6 +2,7 @@
 // the test QEMU's -kernel makes before anything else), then multiboot (as QEMU checks it before ELF,
 // so a multiboot ELF kernel gets its info structure), then ELF, else a flat binary.
 
+import type { E820Entry } from "./e820.js";
 import { hasElfMagic, loadElf } from "./elf.js";
 import { BootSetupError } from "./errors.js";
 import { type FlatOptions, type LoadResult, loadFlat } from "./flat.js";
@@ -22,6 +23,9 @@ export interface LoadImageOptions extends FlatOptions, MultibootOptions {
   format?: LoadFormat;
   /** Linux: the initial ramdisk (multiboot kernels take `modules` instead) */
   initrd?: Uint8Array;
+  /** Linux: the ACPI RSDP's address and extra e820 entries (see LinuxOptions) */
+  acpiRsdp?: number;
+  e820?: readonly E820Entry[];
 }
 
 /**
@@ -47,6 +51,8 @@ export function loadImage(target: LoadTarget, image: Uint8Array, opts: LoadImage
         ...(opts.initrd ? { initrd: opts.initrd } : {}),
         ...(opts.cmdline !== undefined ? { cmdline: opts.cmdline } : {}),
         ...(opts.layout ? { layout: opts.layout } : {}),
+        ...(opts.acpiRsdp !== undefined ? { acpiRsdp: opts.acpiRsdp } : {}),
+        ...(opts.e820 ? { e820: opts.e820 } : {}),
       });
     default:
       throw new BootSetupError(`format ${String(format)} is not one of auto, flat, elf, multiboot, linux`);

@@ -63,6 +63,12 @@ export function buildProgram(io: CliStreams, setStatus: (n: number) => void): Co
     .option("--cmdline <text>", "kernel command line (Linux, multiboot info, fw_cfg)")
     .option("--append <text>", "the same as --cmdline (QEMU's spelling)")
     .option("--initrd <file>", "initial ramdisk of a Linux kernel")
+    .option(
+      "--drive <file=PATH[,readonly][,serial=ID]>",
+      "a virtio-blk disk backed by an image file (vda, vdb, ... in order); repeatable",
+      (value: string, previous: string[] = []) => [...previous, value],
+    )
+    .option("--rng", "a virtio-rng entropy device")
     .option("--serial <sink>", "COM1 output: stdio | file:PATH | none", "stdio")
     .option("--debugcon <sink>", "port 0xE9 output: stdio | file:PATH | none", "stdio")
     .option("--trace", "print every VM exit to stderr")

@@ -64,6 +64,37 @@ export function parseGdbAddress(text: string, option = "--gdb"): { host: string;
   return { host: host || "127.0.0.1", port };
 }
 
+export interface DriveSpec {
+  path: string;
+  readonly: boolean;
+  serial?: string;
+}
+
+/** QEMU's -drive spelling, the part we take: "file=PATH[,readonly[=on|off]][,serial=ID]" (",," is a comma). */
+export function parseDrive(text: string, option = "--drive"): DriveSpec {
+  const parts = text.split(/(?<!,),(?!,)/).map((p) => p.replaceAll(",,", ","));
+  let path: string | undefined;
+  let readonly = false;
+  let serial: string | undefined;
+  for (const part of parts) {
+    const eq = part.indexOf("=");
+    const key = eq < 0 ? part : part.slice(0, eq);
+    const value = eq < 0 ? undefined : part.slice(eq + 1);
+    if (key === "file" && value) path = value;
+    else if (key === "readonly" && (value === undefined || value === "on" || value === "off"))
+      readonly = value !== "off";
+    else if (key === "serial" && value !== undefined) serial = value;
+    else {
+      throw new CliUsageError(
+        `${option}: "${part}" is not one of file=PATH, readonly[=on|off], serial=ID (in "${text}")`,
+      );
+    }
+  }
+  if (path === undefined)
+    throw new CliUsageError(`${option}: "${text}" names no file= (file=PATH[,readonly])`);
+  return { path, readonly, ...(serial !== undefined ? { serial } : {}) };
+}
+
 export type Sink = { kind: "stdio" } | { kind: "file"; path: string } | { kind: "none" };
 
 /** "stdio" | "file:PATH" | "none". */

@@ -11,12 +11,15 @@ import { formatExit } from "../inspect/trace.js";
 import type { RunLimits, RunResult } from "../vmm/loop.js";
 import { createMachine, type Machine } from "../vmm/machine.js";
 import { addPcDevices, type PcDevices } from "../vmm/pc.js";
+import { addVirtioDevices } from "../vmm/virtio.js";
 import { exitStatus, isCrash, STATUS_GUEST_CRASH, STATUS_INTERRUPTED, STATUS_USAGE } from "./exit-status.js";
 import {
   CliUsageError,
   DEFAULT_GDB_PORT,
+  type DriveSpec,
   parseAddress,
   parseCount,
+  parseDrive,
   parseGdbAddress,
   parseMemory,
   parseSeconds,
@@ -36,6 +39,10 @@ export interface RunCliOptions {
   /** --append: QEMU's name for --cmdline */
   append?: string;
   initrd?: string;
+  /** --drive file=PATH[,readonly][,serial=ID], repeatable: virtio-blk disks */
+  drive?: string[];
+  /** --rng: a virtio-rng */
+  rng?: boolean;
   serial: string;
   debugcon: string;
   trace?: boolean;
@@ -73,6 +80,7 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
   let initrd: Uint8Array | undefined;
   let cmdline = o.cmdline;
   let gdb: { host: string; port: number } | undefined;
+  let drives: DriveSpec[] = [];
   const readInput = (path: string): Uint8Array => {
     try {
       return readFileSync(path);
@@ -89,6 +97,7 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
     debugcon = parseSink(o.debugcon, "--debugcon");
     if (o.maxExits !== undefined) limits.maxExits = parseCount(o.maxExits, "--max-exits");
     if (o.timeout !== undefined) limits.timeoutMs = parseSeconds(o.timeout, "--timeout") * 1000;
+    drives = (o.drive ?? []).map((d) => parseDrive(d));
     if (o.gdb !== undefined) gdb = parseGdbAddress(o.gdb);
     else if (o.gdbWait) gdb = { host: "127.0.0.1", port: DEFAULT_GDB_PORT };
     for (const spec of o.plugin ?? []) plugins.push(await loadPlugin(parsePluginSpec(spec)));
@@ -135,6 +144,14 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
         ...(cmdline !== undefined ? { cmdline } : {}),
         ...(stdin ? { onSerialInputSpace: () => stdin.resume() } : {}),
       });
+      // virtio-mmio devices; a Linux kernel learns of them from its command line
+      const virtio =
+        drives.length || o.rng
+          ? addVirtioDevices(vm, { drives, ...(o.rng ? { rng: true } : {}) })
+          : undefined;
+      const kernelCmdline = virtio?.cmdline.length
+        ? [cmdline, ...virtio.cmdline].filter((s) => s !== undefined && s !== "").join(" ")
+        : cmdline;
       // input that came while the machine was being created waits in the bridge's backlog
       stdin?.resume();
       const address = o.address !== undefined ? parseAddress(o.address) : undefined;
@@ -142,7 +159,7 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
         format: o.format,
         ...(address !== undefined ? { address } : {}),
         ...(o.mode ? { mode: o.mode } : {}),
-        ...(cmdline !== undefined ? { cmdline } : {}),
+        ...(kernelCmdline !== undefined ? { cmdline: kernelCmdline } : {}),
         ...(initrd ? { initrd } : {}),
       });
       if (loaded.format !== "flat" && (address !== undefined || o.mode)) {

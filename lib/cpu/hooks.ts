@@ -26,8 +26,11 @@ export interface PageMapping {
 
 /** Returned by mapPage when the guest-physical page is not RAM: the access goes through mmio(). */
 export const MMIO = 1 as const;
-/** Returned by mapPage / answered by hooks when the VMX layer recorded a VM exit. */
-export const EXIT = 2 as const;
+/**
+ * Returned by mapPage / answered by hooks when the VMX layer recorded a VM exit. Negative: mmio()
+ * returns it in place of a read value (0 and up), so it must be no value a device can return.
+ */
+export const EXIT = -1 as const;
 
 export interface IoInfo {
   port: number;

@@ -1,3 +1,4 @@
+export * from "./acpi-pm.js";
 export * from "./cmos.js";
 export * from "./debug-exit.js";
 export * from "./debugcon.js";
@@ -14,4 +15,6 @@ export * from "./lapic-timer.js";
 export * from "./output.js";
 export * from "./pc-interrupts.js";
 export * from "./post.js";
+export * from "./reset-ports.js";
 export * from "./uart16550.js";
+export * from "./virtio/index.js";

@@ -1,6 +1,7 @@
 // The Machine: guest memory, vCPUs, buses, devices and the exit loop over one backend (KVM or the
 // software VT-x). Everything a guest touches goes through here; the backend only runs the CPU.
 
+import { withPcAcpi } from "../boot/acpi/pc.js";
 import {
   type ElfOptions,
   type EntryState,
@@ -265,15 +266,21 @@ export class Machine {
   /** A Linux bzImage through the x86 boot protocol (64-bit entry when the kernel has one). */
   loadLinux(opts: LinuxOptions): LoadResult & { linux: LinuxBootInfo } {
     let result: (LoadResult & { linux: LinuxBootInfo }) | undefined;
+    // the PC's ACPI tables (lib/boot/acpi), unless the caller names an RSDP of its own
+    const acpi = withPcAcpi(opts ?? {}, this.vcpuCount);
     this.#load(opts?.kernel, () => {
-      result = loadLinux(this.memory, opts);
+      result = loadLinux(this.memory, acpi.options);
       return result;
     });
+    acpi.install(this.memory);
     return result!;
   }
   /** Any supported format; `format: "auto"` (default) detects a bzImage, multiboot, then ELF, else flat. */
   load(image: Uint8Array, opts: LoadImageOptions = {}): LoadResult {
-    return this.#load(image, () => loadImage(this.memory, image, opts));
+    const acpi = withPcAcpi(opts, this.vcpuCount);
+    const result = this.#load(image, () => loadImage(this.memory, image, acpi.options));
+    if (result.format === "linux") acpi.install(this.memory);
+    return result;
   }
 
   /** Puts vCPU `i` in a loader's entry state (registers not named are zero; CR2/CR8/APIC base kept). */

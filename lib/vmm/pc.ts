@@ -1,9 +1,12 @@
 // The standard PC devices a guest expects, with their usual ports and IRQs: COM1, the debug
-// console, isa-debug-exit, POST, CMOS/RTC, i8042, fw_cfg, and on the soft backend the i8254 PIT
+// console, isa-debug-exit, POST, CMOS/RTC, i8042, fw_cfg, the ACPI PM block and reset ports the
+// ACPI tables describe (lib/boot/acpi, written by vm.loadLinux), and on the soft backend the i8254 PIT
 // (KVM emulates the PIT, PICs and APICs in the kernel; the soft machine's i8259 pair, I/O APIC and
 // local APIC come with createMachine). What `nodevmm run` attaches.
 
+import { PC_ACPI } from "../boot/acpi/pc.js";
 import {
+  AcpiPm,
   type ByteOutput,
   CmosRtc,
   DebugConsole,
@@ -12,6 +15,8 @@ import {
   I8042,
   I8254,
   PostPort,
+  ResetControl,
+  SystemControlPortA,
   Uart16550,
 } from "../devices/index.js";
 import type { Machine } from "./machine.js";
@@ -35,6 +40,12 @@ export interface PcDevices {
   cmos: CmosRtc;
   i8042: I8042;
   fwCfg: FwCfg;
+  /** PM1a event/control blocks and PM timer at 0xB000 (the FADT's), SCI on IRQ 9 */
+  acpiPm: AcpiPm;
+  /** port 0xCF9 (the FADT's RESET_REG) */
+  resetControl: ResetControl;
+  /** port 0x92 */
+  port92: SystemControlPortA;
   /** soft backend only */
   pit?: I8254;
 }
@@ -64,7 +75,23 @@ export function addPcDevices(vm: Machine, opts: PcDeviceOptions = {}): PcDevices
       dmaMemory: { read: (gpa, len) => vm.memory.read(gpa, len), write: (gpa, b) => vm.memory.write(gpa, b) },
     }),
   );
-  const devices: PcDevices = { uart, debugcon, debugExit, post, cmos, i8042, fwCfg };
+  const acpiPm = vm.addDevice(
+    new AcpiPm({ base: PC_ACPI.pmBase, irq: PC_ACPI.sciIrq, s5SlpTyp: PC_ACPI.s5SlpTyp }),
+  );
+  const resetControl = vm.addDevice(new ResetControl({ port: PC_ACPI.resetPort }));
+  const port92 = vm.addDevice(new SystemControlPortA());
+  const devices: PcDevices = {
+    uart,
+    debugcon,
+    debugExit,
+    post,
+    cmos,
+    i8042,
+    fwCfg,
+    acpiPm,
+    resetControl,
+    port92,
+  };
   if (vm.backend.kind === "soft") devices.pit = vm.addDevice(new I8254({ base: 0x40, irq: 0 }));
   return devices;
 }

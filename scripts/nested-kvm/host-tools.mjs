@@ -19,7 +19,7 @@ function readHead(path, n = 4096) {
   }
 }
 
-function staticBusybox() {
+export function staticBusybox() {
   for (const p of ["/bin/busybox", "/usr/bin/busybox", which("busybox")]) {
     if (!p) continue;
     try {
@@ -29,9 +29,9 @@ function staticBusybox() {
   return null;
 }
 
-function missingPackages() {
+function missingPackages(withQemu = true) {
   const missing = [];
-  if (!which("qemu-system-x86_64")) missing.push("qemu-system-x86");
+  if (withQemu && !which("qemu-system-x86_64")) missing.push("qemu-system-x86");
   if (!staticBusybox()) missing.push("busybox-static");
   if (!which("depmod")) missing.push("kmod");
   return missing;
@@ -45,13 +45,18 @@ export function aptUpdate(log) {
   });
 }
 
-/** @returns {{ qemu: string, busybox: string, depmod: string }} */
-export function ensureHostTools(log) {
+/**
+ * @param {(msg: string) => void} log
+ * @param {{ qemu?: boolean }} [opts] qemu: false when the lane boots no QEMU (the Linux lane)
+ * @returns {{ qemu: string, busybox: string, depmod: string }}
+ */
+export function ensureHostTools(log, opts = {}) {
+  const withQemu = opts.qemu !== false;
   for (const t of ["apt-get", "dpkg"]) {
     if (!which(t))
       throw new StepError("find the host tools", `${t} is missing: the nested lane needs a Debian host`);
   }
-  const missing = missingPackages();
+  const missing = missingPackages(withQemu);
   if (missing.length) {
     if (process.getuid?.() !== 0) {
       throw new StepError(
@@ -67,7 +72,7 @@ export function ensureHostTools(log) {
       [...APT_LOCK, "install", "-y", "-q", "--no-install-recommends", ...missing],
       { env: APT_ENV, inherit: true },
     );
-    const still = missingPackages();
+    const still = missingPackages(withQemu);
     if (still.length)
       throw new StepError("install the host tools", `still missing after apt-get: ${still.join(", ")}`);
   }

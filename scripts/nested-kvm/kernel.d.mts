@@ -2,6 +2,8 @@ export interface CachedKernel {
   release: string;
   package: string;
   modules: string[];
+  /** the Linux lane's modules in load order (a subset of modules) */
+  linuxModules: string[];
   dir: string;
   vmlinuz: string;
   fresh: boolean;

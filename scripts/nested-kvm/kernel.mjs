@@ -19,7 +19,13 @@ import { gunzipSync } from "node:zlib";
 import { bzImagePayload, hasPvhEntry } from "./bzimage.mjs";
 import { runStep, StepError, which } from "./exec.mjs";
 import { aptUpdate } from "./host-tools.mjs";
-import { parseModulesBuiltin, parseModulesDep, resolveLoadOrder, WANTED_MODULES } from "./modules.mjs";
+import {
+  LINUX_LANE_MODULES,
+  parseModulesBuiltin,
+  parseModulesDep,
+  resolveLoadOrder,
+  WANTED_MODULES,
+} from "./modules.mjs";
 
 const META_PACKAGE = "linux-image-amd64";
 
@@ -115,8 +121,10 @@ function build(cacheRoot, pkg, depmod, log) {
       ? parseModulesBuiltin(readFileSync(builtinPath, "utf8"))
       : new Set();
     let order;
+    let linuxOrder;
     try {
       order = resolveLoadOrder(dep, builtin, WANTED_MODULES);
+      linuxOrder = resolveLoadOrder(dep, builtin, LINUX_LANE_MODULES);
     } catch (e) {
       throw new StepError(`find the guest's modules in ${pkg.name}`, /** @type {Error} */ (e).message);
     }
@@ -125,7 +133,14 @@ function build(cacheRoot, pkg, depmod, log) {
     copyFileSync(vmlinuz, join(stage, "vmlinuz"));
     for (const m of order)
       writeFileSync(join(stage, "modules", `${m.name}.ko`), decompressModule(join(modDir, m.path)));
-    const manifest = { release: pkg.release, package: pkg.name, modules: order.map((m) => m.name) };
+    const manifest = {
+      release: pkg.release,
+      package: pkg.name,
+      modules: order.map((m) => m.name),
+      wanted: [...WANTED_MODULES],
+      // what the Linux lane's guest loads, in order (scripts/linux-lane)
+      linuxModules: linuxOrder.map((m) => m.name),
+    };
     writeFileSync(join(stage, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
     const dir = join(cacheRoot, `kernel-${pkg.release}`);
     rmSync(dir, { recursive: true, force: true });
@@ -162,7 +177,8 @@ export function ensureKernel({ cacheRoot, depmod, log }) {
       );
   }
   const hit = readManifest(join(cacheRoot, `kernel-${pkg.release}`));
-  if (hit) return { ...hit, fresh: false };
+  // a cache made before a module was wanted is made again (offline, build() falls back to it)
+  if (hit && WANTED_MODULES.every((m) => hit.wanted?.includes(m))) return { ...hit, fresh: false };
   let built;
   try {
     built = build(cacheRoot, pkg, depmod, log);

@@ -2,6 +2,8 @@ export interface ModuleDep {
   path: string;
   deps: string[];
 }
+export const NESTED_MODULES: readonly string[];
+export const LINUX_LANE_MODULES: readonly string[];
 export const WANTED_MODULES: readonly string[];
 export function moduleName(path: string): string;
 export function parseModulesDep(text: string): Map<string, ModuleDep>;

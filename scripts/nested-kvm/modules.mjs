@@ -1,8 +1,15 @@
 // Kernel-module bookkeeping for the guest: which .ko files to pack and in which order to insmod them,
 // computed from the modules.dep that depmod writes (busybox insmod knows no dependencies).
 
-/** The modules the guest needs: 9p for the host's root and the share, overlay for a writable root, KVM. */
-export const WANTED_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "overlay", "kvm_amd"];
+/**
+ * The modules the guests need. The nested-KVM guest: 9p for the host's root and the share, overlay for
+ * a writable root, KVM. The Linux lane's guest (scripts/linux-lane): the virtio-mmio transport and the
+ * block, console and entropy devices nodevmm offers.
+ */
+export const NESTED_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "overlay", "kvm_amd"];
+export const LINUX_LANE_MODULES = ["virtio_mmio", "virtio_blk", "virtio_console", "virtio_rng"];
+/** one kernel cache serves both lanes */
+export const WANTED_MODULES = [...NESTED_MODULES, ...LINUX_LANE_MODULES];
 
 /** "kernel/arch/x86/kvm/kvm-amd.ko.xz" -> "kvm_amd" (modprobe treats "-" and "_" alike). */
 export function moduleName(path) {

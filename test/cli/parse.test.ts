@@ -4,6 +4,7 @@ import {
   CliUsageError,
   parseAddress,
   parseCount,
+  parseDrive,
   parseMemory,
   parseSeconds,
   parseSink,
@@ -39,6 +40,24 @@ describe("CLI value parsers", () => {
     expect(parseSink("none", "--serial")).toEqual({ kind: "none" });
     expect(parseSink("file:/tmp/x.log", "--serial")).toEqual({ kind: "file", path: "/tmp/x.log" });
     expect(() => parseSink("file:", "--serial")).toThrow(CliUsageError);
+  });
+});
+
+describe("--drive file=PATH[,readonly][,serial=ID]", () => {
+  it("takes QEMU's spelling, the part a virtio-blk disk needs", () => {
+    expect(parseDrive("file=disk.img")).toEqual({ path: "disk.img", readonly: false });
+    expect(parseDrive("file=/a/b.img,readonly")).toEqual({ path: "/a/b.img", readonly: true });
+    expect(parseDrive("readonly=off,file=x,serial=root1")).toEqual({
+      path: "x",
+      readonly: false,
+      serial: "root1",
+    });
+    expect(parseDrive("file=a,,b.img,readonly=on")).toEqual({ path: "a,b.img", readonly: true });
+  });
+  it("names what it does not take", () => {
+    expect(() => parseDrive("disk.img")).toThrow(/disk\.img.*file=PATH/);
+    expect(() => parseDrive("file=x,if=virtio")).toThrow(CliUsageError);
+    expect(() => parseDrive("readonly")).toThrow(/names no file=/);
   });
 });
 

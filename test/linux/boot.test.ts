@@ -1,0 +1,142 @@
+// Debian's kernel boots on the soft backend to the Linux lane's busybox /init (scripts/linux-lane),
+// which reports what it saw over COM1 as "@@linux:" markers: the CPU, a checksum of generated data,
+// the virtio disk (written, flushed, read back past the page cache, and found again by a second boot
+// of the same disk image), virtio-rng and virtio-console; then `poweroff` ends the run as a poweroff.
+// Run by `npm run test:linux` (scripts/test-linux.mjs), which fetches the kernel and builds the
+// initramfs and hands their paths over; without them the suite skips and says why.
+
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { createMachine } from "../../lib/vmm/machine.js";
+import { addPcDevices } from "../../lib/vmm/pc.js";
+import { addVirtioDevices } from "../../lib/vmm/virtio.js";
+
+const KERNEL = process.env.NODEVMM_LINUX_KERNEL;
+const INITRD = process.env.NODEVMM_LINUX_INITRD;
+const missing =
+  KERNEL && INITRD ? undefined : "NODEVMM_LINUX_KERNEL/INITRD not set: run `npm run test:linux`";
+const BOOT_TIMEOUT_MS = 20 * 60_000;
+const DISK_BYTES = 8 << 20;
+const MEMORY_MIB = 256;
+
+const md5 = (s: string | Uint8Array) => createHash("md5").update(s).digest("hex");
+/** `seq 1 n` as busybox prints it */
+const seq = (n: number) => Array.from({ length: n }, (_, i) => `${i + 1}\n`).join("");
+
+/** "@@linux:key:value" lines of the console, in order */
+function markers(text: string): [string, string][] {
+  const out: [string, string][] = [];
+  for (const m of text.matchAll(/@@linux:([^:\r\n]*):?([^\r\n]*)/g)) out.push([m[1]!, m[2]!.trim()]);
+  return out;
+}
+const marker = (ms: [string, string][], key: string) => ms.find(([k]) => k === key)?.[1];
+
+/** one boot through the API: COM1 and hvc0 captured, the disk as virtio-blk, rng */
+async function bootApi(disk: string) {
+  const vm = await createMachine({ backend: "soft", memoryMiB: MEMORY_MIB });
+  let serial = "";
+  let hvc = "";
+  const decoder = new TextDecoder();
+  const broken: string[] = [];
+  try {
+    addPcDevices(vm, {
+      serial: (b: Uint8Array) => {
+        serial += decoder.decode(b);
+      },
+    });
+    const virtio = addVirtioDevices(vm, {
+      drives: [{ path: disk }],
+      rng: true,
+      console: {
+        output: (b: Uint8Array) => {
+          hvc += decoder.decode(b);
+        },
+      },
+      onBroken: (device, message) => broken.push(`${device}: ${message}`),
+    });
+    vm.loadLinux({
+      kernel: readFileSync(KERNEL!),
+      initrd: readFileSync(INITRD!),
+      cmdline: `console=ttyS0 quiet ${virtio.cmdline.join(" ")}`,
+    });
+    const result = await vm.run({ timeoutMs: BOOT_TIMEOUT_MS });
+    return { result, serial, hvc, broken };
+  } finally {
+    vm.close();
+  }
+}
+
+describe.skipIf(missing !== undefined)(
+  `Linux on the soft backend${missing ? ` (skipped: ${missing})` : ""}`,
+  () => {
+    it("boots to /init, uses the virtio disk, rng and console, and powers off; a second boot finds the disk's data", async () => {
+      const dir = mkdtempSync(join(tmpdir(), "nodevmm-linux-"));
+      try {
+        const disk = join(dir, "disk.img");
+        const first = Buffer.alloc(DISK_BYTES);
+        first.write("nodevmm boot 0\n");
+        writeFileSync(disk, first);
+
+        const one = await bootApi(disk);
+        const ms = markers(one.serial);
+        expect(one.broken).toEqual([]);
+        expect(marker(ms, "init"), one.serial.slice(-3000)).toBeDefined();
+        expect(ms.filter(([k]) => k === "fail" || k === "missing-flag")).toEqual([]);
+        expect(marker(ms, "cpus")).toBe("1");
+        expect(marker(ms, "vendor")).toBe("GenuineIntel");
+        expect(marker(ms, "sum")).toBe(md5(seq(50_000)));
+        expect(marker(ms, "disk-sectors")).toBe(String(DISK_BYTES / 512));
+        expect(marker(ms, "disk-before")).toBe("nodevmm boot 0");
+        expect(marker(ms, "disk-after")).toBe("nodevmm boot 1");
+        expect(marker(ms, "disk-data")).toBe(md5(seq(100_000)));
+        expect(marker(ms, "rng")).toMatch(/virtio_rng/);
+        expect(marker(ms, "rng-bytes")).toBe("16");
+        expect(marker(ms, "hvc0")).toBe("yes");
+        expect(one.hvc).toContain("@@linux:hello from hvc0");
+        expect(marker(ms, "done")).toBeDefined();
+        expect(one.result.reason, one.result.message).toBe("poweroff");
+        // what the guest wrote and flushed is in the image file
+        const image = readFileSync(disk);
+        expect(image.subarray(0, 15).toString()).toBe("nodevmm boot 1\n");
+        expect(md5(image.subarray(1 << 20, (1 << 20) + 588_895))).toBe(md5(seq(100_000)));
+
+        // the same disk through `nodevmm run`, as users boot it
+        const cli = spawnSync(
+          process.execPath,
+          [
+            "bin/nodevmm.js",
+            "run",
+            KERNEL!,
+            "--initrd",
+            INITRD!,
+            "--append",
+            "console=ttyS0 quiet",
+            "--drive",
+            `file=${disk}`,
+            "--backend",
+            "soft",
+            "--mem",
+            `${MEMORY_MIB}M`,
+            "--timeout",
+            String(BOOT_TIMEOUT_MS / 1000),
+          ],
+          { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: BOOT_TIMEOUT_MS + 60_000 },
+        );
+        const ms2 = markers(cli.stdout);
+        expect(marker(ms2, "disk-before"), `${cli.stdout.slice(-3000)}\n${cli.stderr}`).toBe(
+          "nodevmm boot 1",
+        );
+        expect(marker(ms2, "disk-after")).toBe("nodevmm boot 2");
+        expect(marker(ms2, "done")).toBeDefined();
+        expect(cli.status, cli.stderr).toBe(0);
+        expect(readFileSync(disk).subarray(0, 15).toString()).toBe("nodevmm boot 2\n");
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  },
+);
