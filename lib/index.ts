@@ -42,6 +42,7 @@ export {
   BackendUnavailableError,
   BusConflictError,
   MachineConfigError,
+  RegisterValueError,
   UnhandledAccessError,
   VmmError,
 } from "./vmm/errors.js";

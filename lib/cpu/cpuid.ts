@@ -1,6 +1,8 @@
 // The CPUID model the interpreter answers with when the hooks do not take CPUID: a GenuineIntel
 // family-6 part advertising exactly what the interpreter implements.
 
+import { MAXPHYADDR } from "./control-checks.js";
+
 /** [eax, ebx, ecx, edx] for leaf/subleaf */
 export function cpuidModel(leaf: number, subleaf: number, apicId: number): [number, number, number, number] {
   switch (leaf >>> 0) {
@@ -35,7 +37,8 @@ export function cpuidModel(leaf: number, subleaf: number, apicId: number): [numb
       return [eax, ebx, ecx, edx];
     }
     case 7:
-      return [0, 0, 0, 0];
+      // EBX: IA32_TSC_ADJUST (1)
+      return subleaf === 0 ? [0, 1 << 1, 0, 0] : [0, 0, 0, 0];
     case 0xd:
       // XSAVE is not advertised; leaf kept so the max-leaf value is honest
       return [0, 0, 0, 0];
@@ -54,7 +57,9 @@ export function cpuidModel(leaf: number, subleaf: number, apicId: number): [numb
     case 0x80000004:
       return str("                ");
     case 0x80000008:
-      return [0x3028, 0, 0, 0];
+      // 48-bit linear, 39-bit physical addresses: the MAXPHYADDR the VMX layer (and EPT) uses, so a
+      // CR3 or page-table entry the guest may hold is one a VM entry accepts
+      return [0x3000 | MAXPHYADDR, 0, 0, 0];
     default:
       void subleaf;
       return [0, 0, 0, 0];

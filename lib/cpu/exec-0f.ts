@@ -1,6 +1,18 @@
 // The two-byte opcode map (0F xx): system instructions, CMOV/SETcc/Jcc near, bit operations,
 // MOVZX/MOVSX, CMPXCHG/XADD, CPUID/RDTSC/RDMSR/WRMSR; SSE is forwarded to sse.ts.
 
+import {
+  type ControlState,
+  CR4_OFFERED,
+  CR4_OSXSAVE,
+  CR4_VMXE,
+  canonicalNumber,
+  cr0Fault,
+  cr0Stored,
+  cr3Fault,
+  cr4Fault,
+  xsetbvFault,
+} from "./control-checks.js";
 import { cpuidModel } from "./cpuid.js";
 import { farPointerLoad, imulTrunc, jcc, nearRel, popSeg, pushSeg, ud } from "./exec.js";
 import { big, doubleShift, popcount32 } from "./exec-arith.js";
@@ -471,16 +483,20 @@ function group7(cpu: Interpreter): void {
         cpu.eflags |= FL_AC;
         return;
       case 0o20: {
-        // XGETBV
+        // XGETBV: #UD unless the OS enabled XSAVE (CR4.OSXSAVE); XCR0 is the only XCR offered
+        if ((cpu.cr4 & CR4_OSXSAVE) === 0) ud();
         if (cpu.lo[1] !== 0) gp0();
         cpu.setReg(32, 0, Number(cpu.xcr0 & 0xffffffffn), 0);
         cpu.setReg(32, 2, 0, 0);
         return;
       }
       case 0o21:
+        // XSETBV: #UD and the CPL check come before the VM exit (SDM Vol. 3C 26.1.1), the value
+        // checks after it (the hypervisor emulates them)
+        if ((cpu.cr4 & CR4_OSXSAVE) === 0) ud();
         needCpl0(cpu);
         if (hooks.other("xsetbv", cpu.ctx())) throw EXIT_SIGNAL;
-        if (cpu.lo[1] !== 0 || (cpu.lo[0] & 1) === 0 || cpu.lo[2] !== 0 || (cpu.lo[0] & ~3) !== 0) gp0();
+        if (xsetbvFault(cpu.lo[1], cpu.lo[0], cpu.lo[2]) !== undefined) gp0();
         cpu.xcr0 = BigInt(cpu.lo[0] & 3);
         return;
       case 0o24:
@@ -537,6 +553,8 @@ function group7(cpu: Interpreter): void {
         if (cpu.osz === 16) base &= 0xffffff;
       }
       if (hooks.descriptorTable(op === 2 ? "lgdt" : "lidt", cpu.ctx())) throw EXIT_SIGNAL;
+      // a 64-bit base must be canonical (SDM Vol. 2A LGDT/LIDT: #GP(0) in 64-bit mode)
+      if (cpu.mode64 && !canonicalNumber(base)) gp0();
       if (op === 2) {
         cpu.gdtBase = base;
         cpu.gdtLimit = limit;
@@ -612,20 +630,12 @@ function movCr(cpu: Interpreter, toCr: boolean): void {
   if (hooks.crAccess({ type: "mov-to", cr, gpr, value: big(lo, hi) }, cpu.ctx())) throw EXIT_SIGNAL;
   switch (cr) {
     case 0: {
-      if (hi !== 0) gp0();
-      const v = lo | 0x10;
-      if ((v & 0x80000000) !== 0 && (v & 1) === 0) gp0();
-      if ((v & 0x20000000) !== 0 && (v & 0x40000000) === 0) gp0();
+      if (cr0Fault(controlState(cpu), lo, hi) !== undefined) gp0();
+      const v = cr0Stored(lo);
       const pgOn = (v & 0x80000000) !== 0 && (cpu.cr0 & 0x80000000) === 0;
       const pgOff = (v & 0x80000000) === 0 && (cpu.cr0 & 0x80000000) !== 0;
-      if (pgOn && (cpu.efer & EFER_LME) !== 0) {
-        if ((cpu.cr4 & 0x20) === 0) gp0();
-        cpu.efer |= EFER_LMA;
-      }
-      if (pgOff && (cpu.efer & EFER_LMA) !== 0) {
-        if (cpu.mode64) gp0();
-        cpu.efer &= ~EFER_LMA;
-      }
+      if (pgOn && (cpu.efer & EFER_LME) !== 0) cpu.efer |= EFER_LMA;
+      if (pgOff) cpu.efer &= ~EFER_LMA;
       cpu.cr0 = v;
       updateMode(cpu);
       cpu.flushTlb();
@@ -635,15 +645,14 @@ function movCr(cpu: Interpreter, toCr: boolean): void {
       cpu.cr2 = toNum(big(lo, hi));
       return;
     case 3:
+      if (cr3Fault((cpu.efer & EFER_LMA) !== 0, hi) !== undefined) gp0();
       cpu.cr3 = hi * TWO32 + lo;
       if ((cpu.efer & EFER_LMA) === 0) cpu.cr3 = lo;
       cpu.flushNonGlobal();
       return;
     case 4: {
-      // VME..OSXMMEXCPT and VMXE: the bits this CPU implements (CPUID offers no FSGSBASE, PCIDE,
-      // OSXSAVE, SMEP, SMAP, LA57, UMIP; IA32_VMX_CR4_FIXED1 agrees), the rest are reserved
-      if (hi !== 0 || (lo & ~CR4_IMPLEMENTED) !== 0) gp0();
-      if ((cpu.efer & EFER_LMA) !== 0 && (lo & 0x20) === 0) gp0();
+      // the bits CPUID offers, and VMXE (MOV to CR4 that sets it exits in VMX non-root operation)
+      if (cr4Fault(controlState(cpu), lo, hi, CR4_OFFERED | CR4_VMXE) !== undefined) gp0();
       cpu.cr4 = lo;
       updateMode(cpu);
       cpu.flushTlb();
@@ -655,8 +664,18 @@ function movCr(cpu: Interpreter, toCr: boolean): void {
   }
 }
 
-/** CR4 bits MOV to CR4 accepts: 0-10 and 13 (VMXE) */
-const CR4_IMPLEMENTED = 0x27ff;
+/** what the CR0/CR4 rules of control-checks.ts look at */
+function controlState(cpu: Interpreter): ControlState {
+  const trType = cpu.segAr[7] & 0xf;
+  return {
+    cr0: cpu.cr0,
+    cr3Low: cpu.cr3 % 4096,
+    cr4: cpu.cr4,
+    efer: cpu.efer,
+    csL: (cpu.segAr[1] & 0x2000) !== 0,
+    tr16: trType === 1 || trType === 3,
+  };
+}
 
 function movDr(cpu: Interpreter, toDr: boolean): void {
   cpu.modrmReg();
@@ -666,6 +685,8 @@ function movDr(cpu: Interpreter, toDr: boolean): void {
   if ((dr === 4 || dr === 5) && (cpu.cr4 & 8) !== 0) ud();
   if (cpu.requireHooks().drAccess(dr, toDr, cpu.rm, cpu.ctx())) throw EXIT_SIGNAL;
   const r = dr === 4 ? 6 : dr === 5 ? 7 : dr;
+  // DR6/DR7 bits 63:32 are reserved: writing a 1 there is #GP(0) in 64-bit mode
+  if (toDr && r >= 6 && cpu.mode64 && cpu.hi[cpu.rm] !== 0) gp0();
   if (toDr) cpu.dr[r] = cpu.lo[cpu.rm] >>> 0;
   else
     cpu.setReg(

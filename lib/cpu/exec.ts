@@ -37,6 +37,20 @@ export function execute(cpu: Interpreter): void {
   // prefixes are opcodes of op1 that divert to prefixed(), so the common path pays nothing for them
   op1(cpu, cpu.fetch8());
   cpu.rip = cpu.ip;
+  // sequential execution past the top of the canonical range (an instruction ending at
+  // 0x800000000000): #GP(0) at the next fetch, taken now so that no instruction boundary (and no
+  // VM exit) ever sees a non-canonical RIP. Branches fault before they move RIP (checkTarget).
+  if (cpu.mode64 && (cpu.ip >= 0x800000000000 || cpu.ip < -0x800000000000)) nonCanonicalNext(cpu);
+}
+
+function nonCanonicalNext(cpu: Interpreter): never {
+  cpu.retired++;
+  throw new CpuFault(Vec.GP, 0);
+}
+
+/** a near branch target in 64-bit mode must be canonical: #GP(0) at the branch, nothing changed */
+export function checkTarget(cpu: Interpreter, t: number): void {
+  if (cpu.mode64 && (t >= 0x800000000000 || t < -0x800000000000)) throw new CpuFault(Vec.GP, 0);
 }
 
 /** legacy prefix bytes and REX (64-bit mode) */
@@ -175,6 +189,7 @@ function simm8(cpu: Interpreter, size: number): number {
 /** near branch target: ip + rel with the operand-size wrap */
 export function branch(cpu: Interpreter, rel: number): void {
   const t = cpu.ip + rel;
+  checkTarget(cpu, t);
   cpu.ip = cpu.mode64 ? t : cpu.osz === 16 ? t & 0xffff : t >>> 0;
 }
 /** rel16/rel32 displacement of JMP/Jcc near (16 bits only with a 16-bit operand size outside 64-bit mode) */
@@ -818,6 +833,7 @@ function op1(cpu: Interpreter, b: number): void {
       cpu.stackCheck(sp, size >> 3, false);
       const v = cpu.rd(size, cpu.stackLin(sp, size >> 3));
       const target = size === 64 ? cpu.vh * TWO32 + v : v;
+      checkTarget(cpu, target);
       cpu.setSp(cpu.spAdd(sp, (size >> 3) + imm));
       cpu.ip = target;
       return;
@@ -925,6 +941,9 @@ function op1(cpu: Interpreter, b: number): void {
     case 0xe2:
     case 0xe3: {
       const rel = (cpu.fetch8() << 24) >> 24;
+      // a LOOP whose target faults leaves rCX as it was
+      const rcxLo = cpu.lo[1];
+      const rcxHi = cpu.hi[1];
       let take: boolean;
       if (b === 0xe3) {
         take =
@@ -952,6 +971,14 @@ function op1(cpu: Interpreter, b: number): void {
         if (b === 0xe0) take &&= !cpu.cond(4);
         else if (b === 0xe1) take &&= cpu.cond(4);
       }
+      if (take && cpu.mode64) {
+        const t = cpu.ip + rel;
+        if (t >= 0x800000000000 || t < -0x800000000000) {
+          cpu.lo[1] = rcxLo;
+          cpu.hi[1] = rcxHi;
+          checkTarget(cpu, t);
+        }
+      }
       if (take) branch(cpu, rel);
       return;
     }
@@ -976,8 +1003,9 @@ function op1(cpu: Interpreter, b: number): void {
       const size = cpu.mode64 ? 64 : cpu.osz;
       const rel = size === 16 ? (cpu.fetch16() << 16) >> 16 : cpu.fetch32() | 0;
       const ret = cpu.ip;
-      cpu.push(size, ret >>> 0, Math.floor(ret / TWO32) | 0);
       const t = ret + rel;
+      checkTarget(cpu, t);
+      cpu.push(size, ret >>> 0, Math.floor(ret / TWO32) | 0);
       cpu.ip = cpu.mode64 ? t : size === 16 ? t & 0xffff : t >>> 0;
       return;
     }
@@ -1308,6 +1336,7 @@ function group5(cpu: Interpreter): void {
       const size = cpu.mode64 ? (cpu.opsizePrefix ? 16 : 64) : cpu.osz;
       const v = cpu.readRM(size);
       const target = size === 64 ? cpu.vh * TWO32 + v : v;
+      checkTarget(cpu, target);
       if (op === 2) {
         const ret = cpu.ip;
         cpu.push(size, ret >>> 0, Math.floor(ret / TWO32) | 0);

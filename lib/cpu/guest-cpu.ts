@@ -134,6 +134,8 @@ export interface GuestCpu {
   readonly stringIterations: number;
   /** what budgets and the preemption timer count: retired + eventsDelivered + stringIterations */
   work(): number;
+  /** the TSC's source in ticks (the host's clock, scaled); null: the TSC counts retired instructions */
+  tscClock: (() => number) | null;
 
   /** drops every cached translation (CR3 write by the host, EPT change, INVEPT) */
   flushTlb(): void;

@@ -8,6 +8,18 @@
 // - instructionLength(bytes, offset, bits) returns the length, or -1 (never throws) for encodings
 //   it does not decode (VEX/EVEX/XOP/3DNow!, undefined opcodes, truncated input, > 15 bytes).
 export { type BareExit, type BareHandlers, type BareHooks, createBareHooks } from "./bare-hooks.js";
+export {
+  type ControlState,
+  CR4_OFFERED,
+  canonicalBig,
+  cr0Fault,
+  cr0Stored,
+  cr3Fault,
+  cr4Fault,
+  eferFault,
+  eferStored,
+  patValid,
+} from "./control-checks.js";
 export { cpuidModel } from "./cpuid.js";
 export { CpuConfigError, CpuFault } from "./faults.js";
 export * from "./guest-cpu.js";

@@ -102,6 +102,7 @@ function viewOf(bytes: Uint8Array): DataView {
 const TWO32 = 4294967296;
 /** highest 64-bit linear address from which no access (at most 512 bytes) reaches past 2^47 */
 const CANON_NEAR_TOP = 0x800000000000 - 512;
+const CANON_EDGE = 0x800000000000 - TWO32;
 
 export const enum Cr0 {
   PE = 1,
@@ -225,6 +226,13 @@ export class Interpreter implements GuestCpu, LazyFlags {
   miscEnable = 1n;
   tscAux = 0;
   tscOffset = 0n;
+  /** IA32_TSC_ADJUST (unsigned 64-bit) */
+  tscAdjust = 0n;
+  /**
+   * The TSC's source in ticks (the host's clock scaled to the TSC frequency, so that guest time
+   * follows wall time as on hardware); null counts retired instructions, which is reproducible.
+   */
+  tscClock: (() => number) | null = null;
   /** MSRs written by the guest that the interpreter only stores (MTRRs and the like) */
   otherMsrs = new Map<number, bigint>();
   xcr0 = 1n;
@@ -1466,6 +1474,9 @@ export class Interpreter implements GuestCpu, LazyFlags {
     const lin = this.mode64 ? this.effBase[1] + this.rip : (this.effBase[1] + this.rip) >>> 0;
     const last = this.lastBlock;
     if (last !== null && last.succLin === lin && last.succEpoch === this.codeEpoch) return last.succ;
+    // code within 4 GiB of an edge of the canonical range is single-stepped: a relative branch or
+    // its last instruction may leave the range, which the single-step path faults on (exec.ts)
+    if (this.mode64 && (lin > CANON_EDGE || lin < -CANON_EDGE)) return null;
     const i = (lin >>> 12) & TLB_MASK;
     const off = lin & 0xfff;
     if (this.tlbXTag[i] !== lin - off) return null;

@@ -2,13 +2,14 @@
 // global pages. Paging-structure reads go through hooks.mapPage (EPT) with pagingStructure=true.
 // Errors raise #PF with the architectural error code and CR2.
 
+import { MAXPHYADDR } from "./control-checks.js";
 import { CpuFault, Vec } from "./faults.js";
 import { Access, MMIO } from "./hooks.js";
 import type { Interpreter } from "./interpreter.js";
 
 const TWO32 = 4294967296;
-/** bits 51:40 of an entry's high half: above our MAXPHYADDR (40) */
-const HI_RSVD = 0x000fff00;
+/** bits 51:MAXPHYADDR of an entry, in its high half */
+const HI_RSVD = 0x000fffff & ~((1 << (MAXPHYADDR - 32)) - 1);
 
 export const PF_P = 1;
 export const PF_W = 2;

@@ -1,6 +1,14 @@
 // Model-specific registers the interpreter implements. Unknown indices return undefined/false and
 // RDMSR/WRMSR turn that into #GP(0), as a real CPU does for an MSR it does not have.
 
+import {
+  canonicalBig,
+  eferFault,
+  eferStored,
+  MAXPHYADDR,
+  mtrrTypesValid,
+  patValid,
+} from "./control-checks.js";
 import { type Interpreter, toBig, toNum } from "./interpreter.js";
 import { updateMode } from "./system.js";
 
@@ -24,13 +32,26 @@ export const MSR = {
   GS_BASE: 0xc0000101,
   KERNEL_GS_BASE: 0xc0000102,
   TSC_AUX: 0xc0000103,
+  TSC_ADJUST: 0x3b,
 } as const;
+
+/** MTRR_DEF_TYPE, the variable-range pairs IA32_MTRRCAP.VCNT (8) announces and the fixed ranges */
+function isMtrr(index: number): boolean {
+  return (
+    index === MSR.MTRR_DEF_TYPE ||
+    (index >= 0x200 && index < 0x200 + 2 * MTRR_VCNT) ||
+    index === 0x250 ||
+    index === 0x258 ||
+    index === 0x259 ||
+    (index >= 0x268 && index <= 0x26f)
+  );
+}
+const MTRR_VCNT = 8;
 
 function isStoredOnly(index: number): boolean {
   // MTRRs, microcode/platform info and the like: stored, no effect
   return (
-    (index >= 0x200 && index <= 0x26f) ||
-    index === MSR.MTRR_DEF_TYPE ||
+    isMtrr(index) ||
     index === 0x8b ||
     index === 0x79 ||
     index === 0x3a ||
@@ -40,14 +61,52 @@ function isStoredOnly(index: number): boolean {
   );
 }
 
+/** bits 63:MAXPHYADDR of a physical address */
+const ABOVE_PHYS = ~((1n << BigInt(MAXPHYADDR)) - 1n) & 0xffffffffffffffffn;
+
+/**
+ * Whether WRMSR of `value` to one of the stored-only MSRs is allowed (SDM Vol. 3A 12.11 MTRRs; the
+ * machine-check MSRs as KVM emulates them, Vol. 3B 16.3.1).
+ */
+function storedOnlyValid(cpu: Interpreter, index: number, value: bigint): boolean {
+  if (index === MSR.MTRR_DEF_TYPE) return (value & ~0xcffn) === 0n && mtrrTypesValid(value, 1);
+  if (index >= 0x200 && index < 0x210) {
+    // PHYSBASEn: type in 7:0, 11:8 reserved; PHYSMASKn: valid in 11, 10:0 reserved; both: the
+    // address bits stop below MAXPHYADDR
+    if ((index & 1) === 0) return (value & (0xf00n | ABOVE_PHYS)) === 0n && mtrrTypesValid(value, 1);
+    return (value & (0x7ffn | ABOVE_PHYS)) === 0n;
+  }
+  if (isMtrr(index)) return mtrrTypesValid(value, 8);
+  switch (index) {
+    case 0x3a:
+      // IA32_FEATURE_CONTROL: writable until its lock bit is set
+      return ((cpu.otherMsrs.get(0x3a) ?? 0n) & 1n) === 0n;
+    case 0x179:
+      return false; // IA32_MCG_CAP is read-only
+    case 0x17a:
+      return value === 0n; // IA32_MCG_STATUS: only cleared by software
+    case 0x17b:
+      return value === 0n || value === 0xffffffffffffffffn; // IA32_MCG_CTL: all banks off or on
+  }
+  return true;
+}
+
+/** the time-stamp counter before IA32_TSC writes: the host's clock when given one, else the work count */
+function tscBase(cpu: Interpreter): bigint {
+  const clock = cpu.tscClock;
+  return BigInt(clock === null ? cpu.retired : Math.floor(clock()));
+}
+
 export function tsc(cpu: Interpreter): bigint {
-  return BigInt.asUintN(64, BigInt(cpu.retired) + cpu.tscOffset);
+  return BigInt.asUintN(64, tscBase(cpu) + cpu.tscOffset);
 }
 
 export function readMsr(cpu: Interpreter, index: number): bigint | undefined {
   switch (index) {
     case MSR.TSC:
       return tsc(cpu);
+    case MSR.TSC_ADJUST:
+      return cpu.tscAdjust;
     case MSR.APIC_BASE:
       return cpu.apicBase;
     case MSR.MTRRCAP:
@@ -88,19 +147,31 @@ export function readMsr(cpu: Interpreter, index: number): bigint | undefined {
   }
 }
 
-function canonical(v: bigint): boolean {
-  const s = BigInt.asIntN(64, v);
-  return s >= -(1n << 47n) && s < 1n << 47n;
-}
+const canonical = canonicalBig;
+
+/** IA32_APIC_BASE: BSP (8), EN (11) and the base below MAXPHYADDR; x2APIC (10) is not offered */
+const APIC_BASE_WRITABLE = (~ABOVE_PHYS & ~0xfffn) | 0x900n;
+/** IA32_DEBUGCTL bits defined on this family (LBR, BTF, TR, BTS..., FREEZE_*): 2-5 and 63:16 reserved */
+const DEBUGCTL_DEFINED = 0xffc3n;
 
 /** false: the MSR does not exist or the value is invalid (#GP) */
 export function writeMsr(cpu: Interpreter, index: number, value: bigint): boolean {
   value = BigInt.asUintN(64, value);
   switch (index) {
-    case MSR.TSC:
-      cpu.tscOffset = value - BigInt(cpu.retired);
+    case MSR.TSC: {
+      // IA32_TSC_ADJUST follows every write to the TSC (SDM Vol. 3B 18.17.3)
+      const offset = value - tscBase(cpu);
+      cpu.tscAdjust = BigInt.asUintN(64, cpu.tscAdjust + offset - cpu.tscOffset);
+      cpu.tscOffset = offset;
+      return true;
+    }
+    case MSR.TSC_ADJUST:
+      // and writing it moves the TSC by the same amount
+      cpu.tscOffset += BigInt.asIntN(64, value - cpu.tscAdjust);
+      cpu.tscAdjust = value;
       return true;
     case MSR.APIC_BASE:
+      if ((value & ~APIC_BASE_WRITABLE) !== 0n) return false;
       cpu.apicBase = value;
       return true;
     case MSR.SYSENTER_CS:
@@ -118,18 +189,17 @@ export function writeMsr(cpu: Interpreter, index: number, value: bigint): boolea
       cpu.miscEnable = value;
       return true;
     case MSR.PAT:
+      if (!patValid(value)) return false;
       cpu.pat = value;
       return true;
     case MSR.DEBUGCTL:
+      if ((value & ~DEBUGCTL_DEFINED) !== 0n) return false;
       cpu.debugctl = value;
       return true;
     case MSR.EFER: {
-      const v = Number(value & 0xffffffffn);
-      if ((v & ~0xd01) !== 0 || value >> 32n !== 0n) return false;
       // LME cannot change while paging is on; LMA is read-only
-      const old = cpu.efer;
-      if ((cpu.cr0 & 0x80000000) !== 0 && ((v ^ old) & 0x100) !== 0) return false;
-      cpu.efer = (v & ~0x400) | (old & 0x400);
+      if (eferFault(cpu.efer, value, cpu.cr0) !== undefined) return false;
+      cpu.efer = eferStored(cpu.efer, value);
       updateMode(cpu);
       cpu.flushTlb();
       return true;
@@ -159,10 +229,12 @@ export function writeMsr(cpu: Interpreter, index: number, value: bigint): boolea
       cpu.kernelGsBase = toNum(value);
       return true;
     case MSR.TSC_AUX:
+      if (value >> 32n !== 0n) return false;
       cpu.tscAux = Number(value & 0xffffffffn);
       return true;
     default:
       if (isStoredOnly(index)) {
+        if (!storedOnlyValid(cpu, index, value)) return false;
         cpu.otherMsrs.set(index, value);
         return true;
       }

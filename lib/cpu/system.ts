@@ -8,6 +8,7 @@
 // state as it was before the instruction or event (a task switch past its commit point excepted).
 
 import { callGate64 } from "./call-gate64.js";
+import { canonicalNumber } from "./control-checks.js";
 import { CpuFault, EXIT_SIGNAL, Vec } from "./faults.js";
 import { FL_AC, FL_IF, FL_IOPL, FL_NT, FL_RF, FL_TF, FL_VM } from "./flags.js";
 import { Access, EventType, MMIO, StopReason } from "./hooks.js";
@@ -17,6 +18,8 @@ import { farTaskSwitch, taskCommitCount, taskGateEvent, taskReturn } from "./tas
 
 const TWO32 = 4294967296;
 const AR_UNUSABLE = 0x10000;
+/** lowest limit under which no access from a 16-bit offset (at most 512 bytes, FXSAVE) can end past it */
+const FLAT16_LIMIT = 0xffff + 511;
 
 export function updateMode(cpu: Interpreter): void {
   const oldUser = cpu.cpl === 3;
@@ -46,8 +49,10 @@ export function updateMode(cpu: Interpreter): void {
 
 /**
  * Which segments need limit/type checks: a segment is flat (no check) when it is a usable
- * expand-up writable data segment (readable code for CS) whose limit covers every offset of the
- * address size. 64-bit mode has no limit checks.
+ * expand-up writable data segment (readable code for CS) whose limit covers every access that
+ * starts at an offset of the address size. With 16-bit addresses a 64 KiB limit does not: a word
+ * at offset 0xFFFF ends past it, which is #GP (#SS for the stack) in real mode as in protected
+ * mode (SDM Vol. 3B 21.1.1 / 20.1.1), not a wrap to offset 0 or an access above the segment.
  */
 function updateSegChecks(cpu: Interpreter): void {
   let c16 = 0;
@@ -60,7 +65,7 @@ function updateSegChecks(cpu: Interpreter): void {
         ? (ar & AR_UNUSABLE) === 0 && (i === 1 ? (ar & 0x1a) === 0x1a : (ar & 0x1e) === 0x12)
         : (ar & 0x1c) !== 0x14;
       if (!typeOk || limit < 0xffffffff) c32 |= 1 << i;
-      if (!typeOk || limit < 0xffff) c16 |= 1 << i;
+      if (!typeOk || limit < FLAT16_LIMIT) c16 |= 1 << i;
     }
   }
   cpu.segChk16 = c16;
@@ -285,6 +290,22 @@ function maskIp(osz: number, ip: number): number {
   return osz === 16 ? ip & 0xffff : osz === 32 ? ip >>> 0 : ip;
 }
 
+/**
+ * The offset a far transfer (JMP, CALL, RET, IRET) loads with code segment `d`, checked before
+ * anything changes: canonical when the target is 64-bit code, else within the segment limit
+ * (#GP(0) either way: SDM Vol. 2A JMP/CALL/RET, Vol. 2B IRET). Without the limit check a 64-bit
+ * operand could leave offset bits 63:32 set in compatibility mode, a RIP no VM entry accepts.
+ */
+function farTarget(cpu: Interpreter, d: Descriptor, ip: number, osz: number): number {
+  if ((cpu.efer & 0x400) !== 0 && (descAr(d) & 0x2000) !== 0) {
+    if (!canonicalNumber(ip)) throw gp(0);
+    return ip;
+  }
+  const t = maskIp(osz, ip);
+  if (t < 0 || t > descLimit(d)) throw gp(0);
+  return t;
+}
+
 /** far JMP/CALL to sel:off; pushes CS:IP of the next instruction for CALL */
 export function farTransfer(cpu: Interpreter, sel: number, off: number, call: boolean, osz: number): void {
   sel &= 0xffff;
@@ -310,10 +331,11 @@ export function farTransfer(cpu: Interpreter, sel: number, off: number, call: bo
     return;
   }
   const d = codeDescriptor(cpu, sel, false);
+  const target = farTarget(cpu, d, off, osz);
   if (call) pushPair(cpu, osz, cpu.segSel[1], cpu.ip);
   loadCs(cpu, sel, d, cpu.cpl);
   updateMode(cpu);
-  cpu.ip = cpu.mode64 ? off : maskIp(osz, off);
+  cpu.ip = target;
 }
 
 /**
@@ -442,11 +464,12 @@ export function farReturn(cpu: Interpreter, osz: number, imm: number): void {
   }
   const d = codeDescriptor(cpu, sel, true);
   const rpl = sel & 3;
+  const target = farTarget(cpu, d, fullIp, osz);
   if (rpl === cpu.cpl) {
     loadCs(cpu, sel, d, rpl);
     cpu.setSp(cpu.spAdd(cpu.sp(), 2 * n + imm));
     updateMode(cpu);
-    cpu.ip = cpu.mode64 ? fullIp : maskIp(osz, fullIp);
+    cpu.ip = target;
     return;
   }
   // return to an outer privilege level: SS:SP follow
@@ -456,13 +479,12 @@ export function farReturn(cpu: Interpreter, osz: number, imm: number): void {
   const ssD = outerStack(cpu, ss, rpl);
   loadCs(cpu, sel, d, rpl);
   commitSs(cpu, ss, ssD, rpl);
-  const lma = (cpu.efer & 0x400) !== 0;
   // RETF imm releases the parameters on the outer stack too
   cpu.lo[4] = sp + imm;
   cpu.hi[4] = osz === 64 ? spHi : 0;
   updateMode(cpu);
   nullifyDataSegs(cpu, rpl);
-  cpu.ip = cpu.mode64 || lma ? fullIp : maskIp(osz, fullIp);
+  cpu.ip = target;
 }
 
 /** validates the SS to load when returning to privilege `rpl` */
@@ -546,14 +568,14 @@ function iretBody(cpu: Interpreter, osz: number): void {
   if ((fl & FL_VM) !== 0 && cpu.cpl === 0 && osz === 32 && !cpu.mode64) throw gp(0);
   const d = codeDescriptor(cpu, cs, true);
   const rpl = cs & 3;
-  const lma = (cpu.efer & 0x400) !== 0;
+  const target = farTarget(cpu, d, fullIp, osz);
   let newFlags = applyFlags(cpu, flagsNow, fl, osz);
   if (rpl === cpu.cpl && !cpu.mode64) {
     loadCs(cpu, cs, d, rpl);
     cpu.setSp(cpu.spAdd(cpu.sp(), 3 * n));
     cpu.setFlags(newFlags);
     updateMode(cpu);
-    cpu.ip = lma && (cpu.segAr[1] & 0x2000) !== 0 ? fullIp : maskIp(osz, fullIp);
+    cpu.ip = target;
     return;
   }
   const sp = cpu.peek(osz, 3 * n);
@@ -572,7 +594,7 @@ function iretBody(cpu: Interpreter, osz: number): void {
   cpu.setFlags(newFlags);
   updateMode(cpu);
   if (outer) nullifyDataSegs(cpu, rpl);
-  cpu.ip = cpu.mode64 ? fullIp : maskIp(osz, fullIp);
+  cpu.ip = target;
 }
 
 /** EFLAGS loaded by IRET/POPF honouring CPL/IOPL (IOPL at CPL 0 only, IF when CPL <= IOPL) */
@@ -727,6 +749,7 @@ export function deliver(
   if ((ar & 0x18) !== 0x18 || dpl > cpu.cpl) throw gp((sel & ~3) + ext);
   if ((ar & 0x80) === 0) throw new CpuFault(Vec.NP, (sel & ~3) + ext);
   if (long && ((ar & 0x2000) === 0 || (ar & 0x4000) !== 0)) throw gp((sel & ~3) + ext);
+  if (long && !canonicalNumber(target)) throw gp(ext);
   const conforming = (ar & 4) !== 0;
   const newCpl = conforming ? cpu.cpl : dpl;
   const hasCode = errorCode !== undefined && !soft;
@@ -943,6 +966,10 @@ export function sysexit(cpu: Interpreter, rexW: boolean): void {
   const cs = cpu.sysenterCs & 0xfffc;
   if (!cpu.pm || cpu.cpl !== 0 || cs === 0) throw gp(0);
   if (rexW) {
+    // the new RIP (RDX) and RSP (RCX) must be canonical
+    const rdx = cpu.hi[2] * TWO32 + (cpu.lo[2] >>> 0);
+    const rcx = cpu.hi[1] * TWO32 + (cpu.lo[1] >>> 0);
+    if (!canonicalNumber(rdx) || !canonicalNumber(rcx)) throw gp(0);
     cpu.segSel[1] = (cs + 32) | 3;
     cpu.segAr[1] = 0xa0fb;
     cpu.segSel[2] = (cs + 40) | 3;
@@ -1001,10 +1028,13 @@ export function loadTr(cpu: Interpreter, sel: number): void {
   if (d === null) throw gp(sel & ~3);
   const ar = descAr(d);
   const type = ar & 0x1f;
-  if (type !== 0x9 && type !== 0x1) throw gp(sel & ~3);
+  // IA-32e mode has only 64-bit TSSs (type 9): a 16-bit one there is #GP (and no VM entry takes it)
+  if (type !== 0x9 && (type !== 0x1 || (cpu.efer & 0x400) !== 0)) throw gp(sel & ~3);
   if ((ar & 0x80) === 0) throw new CpuFault(Vec.NP, sel & ~3);
   let base = descBase(d);
   if ((cpu.efer & 0x400) !== 0) base = (sysRead(cpu, d.addr + 8, 4) | 0) * TWO32 + base;
+  // IA-32e mode: the 16-byte descriptor's base must be canonical (SDM Vol. 2A LTR)
+  if (!canonicalNumber(base)) throw gp(sel & ~3);
   d.hi |= 0x200;
   sysWrite(cpu, d.addr + 5, 1, (d.hi >>> 8) & 0xff, 0);
   cpu.segSel[7] = sel;
@@ -1027,6 +1057,7 @@ export function loadLdt(cpu: Interpreter, sel: number): void {
   if ((ar & 0x80) === 0) throw new CpuFault(Vec.NP, sel & ~3);
   let base = descBase(d);
   if ((cpu.efer & 0x400) !== 0) base = (sysRead(cpu, d.addr + 8, 4) | 0) * TWO32 + base;
+  if (!canonicalNumber(base)) throw gp(sel & ~3);
   cpu.segSel[6] = sel;
   cpu.segBase[6] = base;
   cpu.segLimit[6] = descLimit(d);

@@ -1,6 +1,7 @@
 // What the machine needs of a backend. lib/vmm/backends/kvm.ts wraps lib/kvm (KvmVm/KvmVcpu);
 // lib/vmm/backends/soft.ts is the small VT-x hypervisor over lib/vmx + lib/cpu.
 
+import type { Clock } from "../devices/device.js";
 import type { KickTarget } from "../kvm/binding-api.js";
 import type { VmExit } from "../types/exits.js";
 import type { Regs, SpecialRegs } from "../types/regs.js";
@@ -73,5 +74,15 @@ export interface MachineBackend {
   createVcpu(index: number): VcpuBackend;
   /** level of an interrupt line (ISA IRQ / GSI): KVM_IRQ_LINE on KVM, the emulated PIC on soft */
   setIrqLine(line: number, level: boolean): void;
+  /**
+   * Optional (KVM): guest writes to this range need not exit one by one (coalesced MMIO/PIO); the
+   * backend delivers them, in order, before the next exit it reports. False when it cannot.
+   */
+  coalesceWrites?(space: "io" | "mmio", base: number, length: number): boolean;
+  /**
+   * Optional (soft backend): the machine's clock, which guest time follows (the TSC counts it at
+   * the frequency CPUID states, as the PIT, RTC and APIC timer do).
+   */
+  useClock?(clock: Clock): void;
   close(): void;
 }

@@ -51,6 +51,22 @@ export class MachineConfigError extends VmmError {
   override name = "MachineConfigError";
 }
 
+/**
+ * setRegs/setSregs/setMsr of a vCPU with a value no x86 CPU can hold (a reserved bit, a
+ * non-canonical address, a value out of range or of the wrong type, an unknown register): refused
+ * before anything is written. `register` names the field (`rflags`, `cr4`, `cs.base`, `msr 0x277`).
+ */
+export class RegisterValueError extends VmmError {
+  override name = "RegisterValueError";
+  constructor(
+    message: string,
+    readonly register: string,
+    readonly value: unknown,
+  ) {
+    super(message);
+  }
+}
+
 export function hex(n: number | bigint, width = 0): string {
   return `0x${n.toString(16).padStart(width, "0")}`;
 }

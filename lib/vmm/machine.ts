@@ -108,6 +108,7 @@ export class Machine {
     this.backend = backend;
     this.backendInfo = backendInfo;
     this.memory = backend.memory;
+    backend.useClock?.(this.clock);
     this.#env = {
       io: this.io.bus,
       mmio: this.mmio.bus,

@@ -9,7 +9,9 @@ import { type Translation, walkPageTables } from "../inspect/pagewalk.js";
 import { cpuMode, modeBitness } from "../inspect/segments.js";
 import type { Regs, SpecialRegs } from "../types/regs.js";
 import type { VcpuBackend } from "./backend.js";
+import { hex, RegisterValueError } from "./errors.js";
 import type { GuestMemory } from "./memory.js";
+import { checkMsr, checkRegs, checkSregs } from "./register-checks.js";
 
 export class Vcpu {
   constructor(
@@ -23,20 +25,37 @@ export class Vcpu {
   getRegs(): Regs {
     return this.backend.getRegs();
   }
-  setRegs(regs: Regs): void {
-    this.backend.setRegs(regs);
+  /**
+   * Writes the registers named (the others keep their values; `{}` changes nothing). A value no
+   * CPU can hold (reserved RFLAGS bits, a non-canonical RIP in 64-bit mode, a wrong type) is a
+   * RegisterValueError before anything is written.
+   */
+  setRegs(regs: Partial<Regs>): void {
+    this.backend.setRegs(checkRegs(regs, this.backend.getRegs(), this.backend.getSregs()));
   }
   getSregs(): SpecialRegs {
     return this.backend.getSregs();
   }
-  setSregs(sregs: SpecialRegs): void {
-    this.backend.setSregs(sregs);
+  /** As setRegs, for segments (merged field by field), descriptor tables and control registers. */
+  setSregs(sregs: Partial<SpecialRegs>): void {
+    this.backend.setSregs(checkSregs(sregs, this.backend.getSregs()));
   }
   getMsr(index: number): bigint | undefined {
     return this.backend.getMsr(index);
   }
+  /** RegisterValueError when the vCPU has no such MSR or refuses the value (as WRMSR would #GP). */
   setMsr(index: number, value: bigint): void {
-    this.backend.setMsr(index, value);
+    const msr = checkMsr(index, value);
+    try {
+      this.backend.setMsr(msr.index, msr.value);
+    } catch (e) {
+      if (!(e instanceof RangeError)) throw e;
+      throw new RegisterValueError(
+        `msr ${hex(msr.index)} = ${hex(msr.value)}: ${e.message}`,
+        `msr ${hex(msr.index)}`,
+        value,
+      );
+    }
   }
 
   /** Registers in QEMU's `info registers` layout plus decoded flags and control registers. */

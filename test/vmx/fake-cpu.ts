@@ -44,6 +44,7 @@ export class FakeCpu implements GuestCpu {
   retired = 0;
   eventsDelivered = 0;
   stringIterations = 0;
+  tscClock: (() => number) | null = null;
   work(): number {
     return this.retired + this.eventsDelivered + this.stringIterations;
   }

@@ -2,6 +2,7 @@
 // Host-physical memory holds guest RAM, and this hypervisor's own pages: VMCS regions, EPT paging
 // structures, I/O and MSR bitmaps.
 
+import type { Clock } from "../../devices/device.js";
 import { EptBuilder, HostMemory } from "../../vmx/index.js";
 import type { InterruptController, MachineBackend, VcpuBackend } from "../backend.js";
 import { GuestMemory } from "../memory.js";
@@ -75,6 +76,11 @@ export class SoftBackend implements MachineBackend {
     const vcpu = new SoftVcpu(index, this.#shared);
     this.#vcpus.push(vcpu);
     return vcpu;
+  }
+
+  useClock(clock: Clock): void {
+    this.#shared.clock = clock;
+    for (const v of this.#vcpus) v.useClock(clock);
   }
 
   setIrqLine(line: number, level: boolean): void {

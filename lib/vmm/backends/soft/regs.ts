@@ -1,8 +1,10 @@
 // Register inspection on the soft backend: the VMCS guest-state area (read with VMREAD) plus the
 // general registers, which VT-x leaves in the processor across exits. Same names as on KVM.
 
+import { CR4_OFFERED } from "../../../cpu/index.js";
 import { GPR_NAMES, type Regs, type Segment, type SpecialRegs } from "../../../types/regs.js";
-import { EntryCtl, F, type LogicalProcessor } from "../../../vmx/index.js";
+import { EntryCtl, F, type LogicalProcessor, MAXPHYADDR } from "../../../vmx/index.js";
+import { hex, RegisterValueError } from "../../errors.js";
 import { CR0_OWNED, CR4_OWNED } from "./vmcs-setup.js";
 
 const SEG = {
@@ -96,7 +98,31 @@ export function readSregs(lp: LogicalProcessor): SpecialRegs {
   };
 }
 
+/**
+ * What the soft CPU cannot hold although another x86 could (lib/vmm/register-checks.ts checks the
+ * architecture): CR4 features its CPUID does not offer, VMXE (VMX is hidden), CR3 above its
+ * MAXPHYADDR. Refused before anything is written, as KVM refuses KVM_SET_SREGS.
+ */
+function checkSoftSregs(s: SpecialRegs): void {
+  if ((s.cr4 & ~BigInt(CR4_OFFERED)) !== 0n) {
+    const bad = s.cr4 & ~BigInt(CR4_OFFERED);
+    throw new RegisterValueError(
+      `cr4 = ${hex(s.cr4)}: bits ${hex(bad)} are not offered by the soft CPU`,
+      "cr4",
+      s.cr4,
+    );
+  }
+  if (s.cr3 >> BigInt(MAXPHYADDR) !== 0n) {
+    throw new RegisterValueError(
+      `cr3 = ${hex(s.cr3)}: above the soft CPU's MAXPHYADDR (${MAXPHYADDR})`,
+      "cr3",
+      s.cr3,
+    );
+  }
+}
+
 export function writeSregs(lp: LogicalProcessor, s: SpecialRegs): void {
+  checkSoftSregs(s);
   for (const k of Object.keys(SEG) as (keyof typeof SEG)[]) {
     const [sel, base, limit, ar] = SEG[k];
     const v = s[k];

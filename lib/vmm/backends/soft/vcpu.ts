@@ -2,10 +2,20 @@
 // guest with VMLAUNCH/VMRESUME, reads every exit back with VMREAD, emulates what it can (CPUID,
 // MSRs, CR accesses, interrupt windows) and turns the rest into the VmExit union the loop handles.
 
-import { Interpreter } from "../../../cpu/index.js";
+import {
+  type ControlState,
+  CR4_OFFERED,
+  cr0Fault,
+  cr0Stored,
+  cr4Fault,
+  eferFault,
+  eferStored,
+  Interpreter,
+  patValid,
+} from "../../../cpu/index.js";
+import type { Clock } from "../../../devices/device.js";
 import type { RawExit, VmExit } from "../../../types/exits.js";
 import {
-  CR4_FIXED1,
   EntryCtl,
   type EptBuilder,
   ExitReason,
@@ -22,7 +32,7 @@ type SoftRaw = Extract<RawExit, { backend: "soft" }>;
 
 import type { Regs, SpecialRegs } from "../../../types/regs.js";
 import type { GuestMemory } from "../../memory.js";
-import { answerCpuid } from "./cpuid.js";
+import { answerCpuid, TSC_HZ } from "./cpuid.js";
 import { readRegs, readSregs, writeRegs, writeSregs } from "./regs.js";
 import { createTaskEmulator, emulateTaskSwitch } from "./task-switch.js";
 import { CR0_OWNED, CR4_OWNED, writeControls, writeHostState, writeResetGuest } from "./vmcs-setup.js";
@@ -53,6 +63,8 @@ export interface SoftVcpuShared {
   msrBitmap: number;
   interrupts: InterruptController | undefined;
   guestMemory: GuestMemory;
+  /** what guest time follows once the machine gives its clock (see useClock) */
+  clock?: Clock;
 }
 
 export class SoftVcpu implements VcpuBackend {
@@ -87,6 +99,7 @@ export class SoftVcpu implements VcpuBackend {
     this.lp.vmptrld(this.vmcs);
     writeControls(this.lp, { ...shared, eptp: shared.ept.eptp });
     writeHostState(this.lp);
+    if (shared.clock) this.useClock(shared.clock);
     writeResetGuest(this.lp);
     this.lp.cpu.setGpr(2, 0x600n);
   }
@@ -116,10 +129,33 @@ export class SoftVcpu implements VcpuBackend {
     const lp = this.lp;
     // numbers while RIP + length stays below 2^53 (always outside 64-bit mode), BigInts above
     const rip = lp.vmreadNumber(F.GUEST_RIP);
-    if (rip + length <= Number.MAX_SAFE_INTEGER) lp.vmwrite(F.GUEST_RIP, rip + length);
+    const next = rip + length;
+    if (next > 0xffffffff && next <= Number.MAX_SAFE_INTEGER && this.#pastEnd(next)) return;
+    if (next <= Number.MAX_SAFE_INTEGER) lp.vmwrite(F.GUEST_RIP, next);
     else lp.vmwrite(F.GUEST_RIP, lp.vmread(F.GUEST_RIP) + BigInt(length));
     // an emulated instruction ends any STI/MOV-SS shadow
     lp.vmwrite(F.GUEST_INTERRUPTIBILITY_INFO, lp.vmreadNumber(F.GUEST_INTERRUPTIBILITY_INFO) & ~3);
+  }
+
+  /**
+   * An emulated instruction that ends past 4 GiB: outside 64-bit mode EIP wraps to 0; in 64-bit
+   * mode, at the top of the canonical range, the next fetch is #GP(0), which is raised now at the
+   * instruction (the VMCS cannot hold the non-canonical RIP the fault would otherwise report).
+   * True when handled here.
+   */
+  #pastEnd(next: number): boolean {
+    const lp = this.lp;
+    const mode64 =
+      (lp.vmreadNumber(F.GUEST_IA32_EFER) & 0x400) !== 0 &&
+      (lp.vmreadNumber(F.GUEST_CS_AR_BYTES) & 0x2000) !== 0;
+    if (mode64) {
+      if (next < 0x800000000000) return false;
+      this.#injectGp();
+      return true;
+    }
+    lp.vmwrite(F.GUEST_RIP, next % 2 ** 32);
+    lp.vmwrite(F.GUEST_INTERRUPTIBILITY_INFO, lp.vmreadNumber(F.GUEST_INTERRUPTIBILITY_INFO) & ~3);
+    return true;
   }
 
   #setGprSized(index: number, size: number, value: bigint): void {
@@ -421,18 +457,38 @@ export class SoftVcpu implements VcpuBackend {
     const lp = this.lp;
     switch (index) {
       case 0xc0000080: {
-        if (v & ~0xd01n) return false;
-        // LMA is not writable; keep the processor's
-        const lma = lp.vmread(F.GUEST_IA32_EFER) & 0x400n;
-        lp.vmwrite(F.GUEST_IA32_EFER, (v & ~0x400n) | lma);
+        // reserved bits, LME changed while paging is on: #GP; LMA is not writable (control-checks.ts)
+        const old = lp.vmreadNumber(F.GUEST_IA32_EFER);
+        if (eferFault(old, v, lp.vmreadNumber(F.GUEST_CR0)) !== undefined) return false;
+        lp.vmwrite(F.GUEST_IA32_EFER, eferStored(old, v));
         return true;
       }
       case 0x277:
+        // a reserved memory type is #GP; stored, it would fail the next VM entry
+        if (!patValid(v)) return false;
         lp.vmwrite(F.GUEST_IA32_PAT, v);
         return true;
+      case 0x3a:
+        return false; // IA32_FEATURE_CONTROL reads as locked (#readMsr): writes are #GP
     }
     if (index >= 0x480 && index <= 0x491) return false;
     return this.#cpu.setMsr(index, v);
+  }
+
+  /** the guest's CR0/CR4 (as it sees them), EFER and CS/TR, for the MOV to CRn rules */
+  #controlState(): ControlState {
+    const lp = this.lp;
+    const view = (actual: number, shadow: number, mask: bigint) =>
+      Number((lp.vmread(actual) & ~mask) | (lp.vmread(shadow) & mask));
+    const trType = lp.vmreadNumber(F.GUEST_TR_AR_BYTES) & 0xf;
+    return {
+      cr0: view(F.GUEST_CR0, F.CR0_READ_SHADOW, CR0_OWNED),
+      cr3Low: lp.vmreadNumber(F.GUEST_CR3) % 4096,
+      cr4: view(F.GUEST_CR4, F.CR4_READ_SHADOW, CR4_OWNED),
+      efer: lp.vmreadNumber(F.GUEST_IA32_EFER),
+      csL: (lp.vmreadNumber(F.GUEST_CS_AR_BYTES) & 0x2000) !== 0,
+      tr16: trType === 1 || trType === 3,
+    };
   }
 
   /** MOV to CR0/CR4 that touched a host-owned bit (NE, VMXE): emulate it as the guest asked. */
@@ -444,21 +500,17 @@ export class SoftVcpu implements VcpuBackend {
     const source = (): bigint => (gpr === 4 ? lp.vmread(F.GUEST_RSP) : this.#cpu.getGpr(gpr));
     if (type === 0 && cr === 0) {
       const full = source();
-      const value = full & 0xffffffffn;
       const old = lp.vmread(F.GUEST_CR0);
       const efer = lp.vmread(F.GUEST_IA32_EFER);
-      const pgOn = (value & 0x80000000n) !== 0n;
-      // what MOV to CR0 faults on (#GP(0)): bits 63:32, PG without PE, NW without CD, paging turned
-      // on with EFER.LME and CR4.PAE clear. Written as asked, the next VM entry would fail instead.
-      if (
-        full !== value ||
-        (pgOn && !(value & 1n)) ||
-        (value & 0x60000000n) === 0x20000000n ||
-        (pgOn && !(old & 0x80000000n) && efer & 0x100n && !(lp.vmread(F.GUEST_CR4) & 0x20n))
-      ) {
+      // what MOV to CR0 faults on (#GP(0)) is what the interpreter checks (control-checks.ts);
+      // written as asked, the next VM entry would fail instead
+      const lo = Number(full & 0xffffffffn);
+      if (cr0Fault(this.#controlState(), lo, Number(full >> 32n)) !== undefined) {
         this.#injectGp();
         return undefined;
       }
+      const value = BigInt(cr0Stored(lo));
+      const pgOn = (value & 0x80000000n) !== 0n;
       lp.vmwrite(F.CR0_READ_SHADOW, value);
       lp.vmwrite(F.GUEST_CR0, value | CR0_OWNED);
       if (pgOn !== ((old & 0x80000000n) !== 0n) && efer & 0x100n) {
@@ -474,8 +526,8 @@ export class SoftVcpu implements VcpuBackend {
       const value = source();
       // bits this processor lacks (VMXE too: VMX is hidden from the guest) and clearing PAE in
       // IA-32e mode are #GP(0), as on KVM; written as asked, the next VM entry would fail instead
-      const lma = (lp.vmread(F.GUEST_IA32_EFER) & 0x400n) !== 0n;
-      if ((value & ~(CR4_FIXED1 & ~CR4_OWNED)) !== 0n || (lma && !(value & 0x20n))) {
+      const lo = Number(value & 0xffffffffn);
+      if (cr4Fault(this.#controlState(), lo, Number(value >> 32n), CR4_OFFERED) !== undefined) {
         this.#injectGp();
         return undefined;
       }
@@ -621,6 +673,12 @@ export class SoftVcpu implements VcpuBackend {
   setMsr(index: number, value: bigint): void {
     if (!this.#writeMsr(index, value)) throw new RangeError(`MSR 0x${index.toString(16)} cannot be written`);
   }
+  /** guest time from now on: the TSC counts the machine's clock at TSC_HZ */
+  useClock(clock: Clock): void {
+    const perNs = TSC_HZ / 1e9;
+    this.lp.cpu.tscClock = () => clock.nowNs() * perNs;
+  }
+
   kick(): void {
     this.#kicked = true;
     // a host interrupt: it ends the entry in progress, or the next one at once
