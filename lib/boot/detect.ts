@@ -1,21 +1,24 @@
 // One entry point for "load this file": a Linux bzImage first (55 AA at 0x1FE and "HdrS" at 0x202,
 // the test QEMU's -kernel makes before anything else), then multiboot (as QEMU checks it before ELF,
-// so a multiboot ELF kernel gets its info structure), then ELF, else a flat binary.
+// so a multiboot ELF kernel gets its info structure), then ELF - a Linux vmlinux (the rule in
+// vmlinux.ts: x86_64 ET_EXEC with a "Linux" ELF note and a physical entry) boots as Linux, any other
+// ELF through the generic loader -, else a flat binary.
 
 import type { E820Entry } from "./e820.js";
 import { hasElfMagic, loadElf } from "./elf.js";
 import { BootSetupError } from "./errors.js";
 import { type FlatOptions, type LoadResult, loadFlat } from "./flat.js";
-import { hasBzImageHeader, loadLinux } from "./linux.js";
+import { hasBzImageHeader, type LinuxOptions, loadLinux } from "./linux.js";
 import { hasMultibootHeader, loadMultiboot, type MultibootOptions } from "./multiboot.js";
 import type { LoadTarget } from "./target.js";
+import { isLinuxVmlinux } from "./vmlinux.js";
 
 export type LoadFormat = "auto" | "flat" | "elf" | "multiboot" | "linux";
 
 export function detectFormat(image: Uint8Array): Exclude<LoadFormat, "auto"> {
   if (hasBzImageHeader(image)) return "linux";
   if (hasMultibootHeader(image)) return "multiboot";
-  if (hasElfMagic(image)) return "elf";
+  if (hasElfMagic(image)) return isLinuxVmlinux(image) ? "linux" : "elf";
   return "flat";
 }
 
@@ -26,6 +29,8 @@ export interface LoadImageOptions extends FlatOptions, MultibootOptions {
   /** Linux: the ACPI RSDP's address and extra e820 entries (see LinuxOptions) */
   acpiRsdp?: number;
   e820?: readonly E820Entry[];
+  /** Linux: decompress a bzImage's payload on the host ("auto", the default) or in the guest */
+  decompress?: LinuxOptions["decompress"];
 }
 
 /**
@@ -53,6 +58,7 @@ export function loadImage(target: LoadTarget, image: Uint8Array, opts: LoadImage
         ...(opts.layout ? { layout: opts.layout } : {}),
         ...(opts.acpiRsdp !== undefined ? { acpiRsdp: opts.acpiRsdp } : {}),
         ...(opts.e820 ? { e820: opts.e820 } : {}),
+        ...(opts.decompress ? { decompress: opts.decompress } : {}),
       });
     default:
       throw new BootSetupError(`format ${String(format)} is not one of auto, flat, elf, multiboot, linux`);

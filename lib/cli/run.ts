@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { detectFormat, type LoadFormat } from "../boot/detect.js";
 import type { CpuMode } from "../boot/entry.js";
+import { describeLinuxBoot } from "../boot/linux.js";
 import type { GdbServerHandle } from "../gdb/index.js";
 import { formatStatsTable } from "../inspect/stats-table.js";
 import { formatExit } from "../inspect/trace.js";
@@ -176,6 +177,7 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
         say(
           `loaded ${imagePath} as ${loaded.format}, entry rip=0x${(loaded.entry.regs.rip ?? 0n).toString(16)}`,
         );
+      if (o.verbose && loaded.linux) say(describeLinuxBoot(loaded.linux));
     } catch (e) {
       say(e instanceof PluginError ? e.message : errorText(e));
       return STATUS_USAGE;
