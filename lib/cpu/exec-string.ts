@@ -81,6 +81,15 @@ export function ioOut(cpu: Interpreter, port: number, size: 1 | 2 | 4, immediate
  */
 const REP_CHUNK = 4096;
 
+/**
+ * Iterations a REP may do before it restarts: a chunk, and no more than leaves the current run's
+ * budget exact (the instruction counts one more when it restarts), but at least one.
+ */
+function repChunk(cpu: Interpreter): number {
+  const left = cpu.workLimit - cpu.work() - 1;
+  return left >= REP_CHUNK ? REP_CHUNK : left > 1 ? left : 1;
+}
+
 function restart(cpu: Interpreter): void {
   cpu.ip = cpu.rip;
 }
@@ -216,7 +225,7 @@ export function stringOp(cpu: Interpreter, b: number): void {
     const info: IoInfo = { port, size: n as 1 | 2 | 4, in: b < 0x6e, string: true, rep, immediate: false };
     if (rep && counter(cpu) === 0) return;
     if (hooks.io(info, cpu.ctx())) throw EXIT_SIGNAL;
-    for (let chunk = REP_CHUNK; ; chunk--) {
+    for (let chunk = repChunk(cpu); ; chunk--) {
       if (rep && counter(cpu) === 0) return;
       if (chunk === 0) {
         restart(cpu);
@@ -247,7 +256,7 @@ export function stringOp(cpu: Interpreter, b: number): void {
   const op = b & 0xfe;
   // REP MOVS and REP STOS over flat segments go a page at a time where the pages are mapped
   const bulk = rep && cpu.repBulk && (op === 0xa4 ? (srcChk | dstChk) === 0 : op === 0xaa && dstChk === 0);
-  for (let chunk = REP_CHUNK; ; chunk--) {
+  for (let chunk = repChunk(cpu); ; chunk--) {
     if (rep && counter(cpu) === 0) return;
     if (chunk === 0) {
       restart(cpu);

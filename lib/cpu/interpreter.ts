@@ -266,6 +266,8 @@ export class Interpreter implements GuestCpu, LazyFlags {
   retired = 0;
   eventsDelivered = 0;
   stringIterations = 0;
+  /** the work count at which the current run() ends (REP chunks stop there) */
+  workLimit = Number.POSITIVE_INFINITY;
   /** blocks or single steps left before run() asks hostPoll again */
   pollCountdown = POLL_EVERY;
   /** how many times each unimplemented opcode raised #UD: index op (1 byte), 0x100|op (0F op),
@@ -1386,6 +1388,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
     this.codeEpoch++;
     // instructions retired plus exceptions delivered count against the budget
     const start = this.work();
+    this.workLimit = start + budget;
     for (;;) {
       if (this.work() - start >= budget) return StopReason.Budget;
       if (this.windowRequests !== 0) {

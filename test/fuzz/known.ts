@@ -1,0 +1,39 @@
+// Failures the fuzzer has found that are reported and not yet fixed (each has an `it.fails` test in
+// regressions.test.ts with its minimal case). A run counts them and prints one replay per kind but
+// does not fail for them; `npm run fuzz -- --strict` (FUZZ_STRICT=1) does. When a fix lands, its
+// regression test starts to pass, `it.fails` then fails, and the entry here goes.
+
+export interface KnownBug {
+  /** matched against an OracleViolation's signature */
+  signature: RegExp;
+  /** what is wrong and where it is reported */
+  note: string;
+}
+
+export const KNOWN_BUGS: readonly KnownBug[] = [
+  {
+    signature: /^(guest|image) run internal-error: .*string I\/O operand is not in guest RAM/,
+    note: "REP INS/OUTS whose memory operand is MMIO or beyond RAM ends the run as internal-error (lib/vmm handlers / soft backend); KVM's emulator completes it through MMIO exits",
+  },
+  {
+    signature:
+      /^(guest|image) run internal-error: .*EPT violation outside guest RAM that is not a data access/,
+    note: "a guest that jumps to (or walks page tables in) guest-physical memory with no RAM behind it ends the run as internal-error (soft backend EPT handling): it should be a defined stop (or an all-ones fetch), not an internal error",
+  },
+  {
+    signature: /^guest stuck on \S+: /,
+    note: "an instruction whose MMIO access is anything but one plain load or store never completes: each attempt exits for the access and the instruction restarts, so the guest spins on it until the run's timeout (lib/cpu / soft backend MMIO completion). Seen with read-modify-write (add [rax],al with rax beyond RAM; inc dword [0xfee00080] on the local APIC), MOVS/CMPS between two MMIO addresses, REP string instructions, FXRSTOR, SGDT and FCOM m64 on MMIO",
+  },
+  {
+    signature: /^guest run fail-entry: /,
+    note: "a guest-caused VM-entry failure: a 32-bit far return in real mode to an offset past CS's limit is taken instead of raising #GP, and the next VM entry fails its guest-state checks (exit reason 0x80000021) (lib/cpu far transfers / lib/vmx entry checks)",
+  },
+  {
+    signature: /^api \w+ threw (Error|TypeError|RangeError|SyntaxError|ReferenceError)$/,
+    note: "public API calls with null/undefined/wrong-typed arguments throw engine errors (Cannot read properties of null, Cannot convert object to primitive value, BigInt SyntaxError) instead of typed errors naming the argument (issue 14, API section)",
+  },
+];
+
+export function knownBug(signature: string): KnownBug | undefined {
+  return KNOWN_BUGS.find((k) => k.signature.test(signature));
+}
