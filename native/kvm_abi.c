@@ -26,6 +26,8 @@ const struct nodevmm_ioctl nodevmm_ioctls[] = {
     R(KVM_IRQ_LINE),
     R(KVM_SET_GSI_ROUTING),
     R(KVM_IRQ_LINE_STATUS),
+    R(KVM_REGISTER_COALESCED_MMIO),
+    R(KVM_UNREGISTER_COALESCED_MMIO),
     R(KVM_IOEVENTFD),
     R(KVM_IRQFD),
     R(KVM_GET_DIRTY_LOG),

@@ -2,7 +2,7 @@
 // bus, a vm.io.onOut handler), on each backend usable here, next to the backend's own run() called
 // in a bare loop on the same guest. The difference per exit is what lib/vmm's loop costs.
 //
-//   npx tsc -p tsconfig.json && node dist/bench/exit-loop/run.js [seconds=1] [rounds=3]
+//   npx tsc -p tsconfig.json && node dist/bench/exit-loop/run.js [seconds=1] [rounds=3] [backends=soft,kvm]
 
 import type { BackendKind, VcpuBackend } from "../../lib/vmm/backend.js";
 import { createMachine, type Machine } from "../../lib/vmm/machine.js";
@@ -50,9 +50,13 @@ async function loopSync(kind: BackendKind, seconds: number): Promise<Sample> {
   }
 }
 
-/** await vm.run(): the same, in slices with the event loop served in between. */
-async function loopAsync(kind: BackendKind, seconds: number): Promise<Sample> {
+/**
+ * await vm.run(): the same, in slices with the event loop served in between. `hotEntry` true lets
+ * the main thread enter a guest that exits hot itself (ExitLoop.hotEntry, lib/vmm/loop.ts).
+ */
+async function loopAsync(kind: BackendKind, seconds: number, hotEntry = false): Promise<Sample> {
   const { vm, seen } = await machine(kind);
+  vm.loop.hotEntry = hotEntry;
   try {
     const cpu0 = process.cpuUsage();
     const r = await vm.run({ timeoutMs: seconds * 1000 });
@@ -109,11 +113,17 @@ const fmt = (x: number) => Math.round(x).toLocaleString("en-US");
 async function main(): Promise<void> {
   const seconds = Number(process.argv[2] ?? 1);
   const rounds = Number(process.argv[3] ?? 3);
-  if (!(seconds > 0) || !Number.isInteger(rounds) || rounds < 1) {
-    throw new Error("usage: run.js [seconds > 0] [rounds >= 1]");
+  const kinds = (process.argv[4] ?? "soft,kvm").split(",");
+  if (
+    !(seconds > 0) ||
+    !Number.isInteger(rounds) ||
+    rounds < 1 ||
+    kinds.some((k) => k !== "soft" && k !== "kvm")
+  ) {
+    throw new Error("usage: run.js [seconds > 0] [rounds >= 1] [backends: soft,kvm]");
   }
   const rows: Record<string, string>[] = [];
-  for (const kind of ["soft", "kvm"] as const) {
+  for (const kind of kinds as BackendKind[]) {
     const why = await usable(kind);
     if (why) {
       console.log(`exit-loop: ${kind} skipped (${why})`);
@@ -124,10 +134,12 @@ async function main(): Promise<void> {
     const r: Sample[] = [];
     const s: Sample[] = [];
     const a: Sample[] = [];
+    const t: Sample[] = [];
     for (let i = 0; i < rounds; i++) {
       r.push(await raw(kind, seconds));
       s.push(await loopSync(kind, seconds));
       a.push(await loopAsync(kind, seconds));
+      if (kind === "kvm") t.push(await loopAsync(kind, seconds, true));
     }
     const rate = (xs: Sample[]) => median(xs.map((x) => x.rate));
     const userNs = (xs: Sample[]) => median(xs.map((x) => x.userNs));
@@ -136,6 +148,8 @@ async function main(): Promise<void> {
       "raw run() exits/s": fmt(rate(r)),
       "runSync exits/s": fmt(rate(s)),
       "run (async) exits/s": fmt(rate(a)),
+      "async, hot entry": t.length ? fmt(rate(t)) : "-",
+      "async/sync": (rate(a) / rate(s)).toFixed(3),
       "raw user ns/exit": fmt(userNs(r)),
       "loop ns/exit (sync)": fmt(userNs(s) - userNs(r)),
       "loop ns/exit (async)": fmt(userNs(a) - userNs(r)),

@@ -134,12 +134,15 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
   try {
     try {
       vm = await createMachine({ memoryMiB, backend: o.backend, strict: o.strict ?? false });
+      // --stats prints handling times: time every exit, not a sample of them (lib/vmm/stats.ts)
+      if (o.stats) vm.stats.timeEvery = 1;
       // "auto" that had to fall back says why, as QEMU warns when it cannot use KVM
       if (o.verbose || o.stats || o.trace || vm.backendInfo.fallbackReason !== undefined) {
         say(`backend ${vm.backendInfo.message}`);
       }
       for (const w of vm.warnings) say(`warning: ${w}`);
       devices = addPcDevices(vm, {
+        coalesce: !o.trace,
         ...(sinkOutput(serial, io.stdout) ? { serial: sinkOutput(serial, io.stdout)! } : {}),
         ...(sinkOutput(debugcon, io.stdout) ? { debugcon: sinkOutput(debugcon, io.stdout)! } : {}),
         ...(cmdline !== undefined ? { cmdline } : {}),

@@ -40,6 +40,9 @@ export const KVM_CAP = {
   MP_STATE: 14,
   SYNC_MMU: 16,
   IOEVENTFD: 36,
+  /** answers the page offset of the coalesced ring in the vCPU mapping (2 on x86) */
+  COALESCED_MMIO: 15,
+  COALESCED_PIO: 162,
   SET_IDENTITY_MAP_ADDR: 37,
   ADJUST_CLOCK: 39,
   IRQFD: 32,

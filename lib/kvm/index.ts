@@ -1,5 +1,6 @@
 // lib/kvm: the KVM API in TypeScript over a system-call binding (the addon or koffi).
 export * from "./binding.js";
+export * from "./coalesced.js";
 export * from "./constants.js";
 export * from "./errors.js";
 export * from "./exits.js";

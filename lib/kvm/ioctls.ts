@@ -31,6 +31,9 @@ export const KVM_CREATE_IRQCHIP = io(0x60);
 export const KVM_IRQ_LINE = iow(0x61, 8);
 export const KVM_SET_GSI_ROUTING = iow(0x6a, 8);
 export const KVM_IRQ_LINE_STATUS = iowr(0x67, 8);
+/** struct kvm_coalesced_mmio_zone: u64 addr, u32 size, u32 pio */
+export const KVM_REGISTER_COALESCED_MMIO = iow(0x67, 16);
+export const KVM_UNREGISTER_COALESCED_MMIO = iow(0x68, 16);
 export const KVM_IRQFD = iow(0x76, 32);
 export const KVM_CREATE_PIT2 = iow(0x77, 64);
 export const KVM_IOEVENTFD = iow(0x79, 64);
@@ -85,6 +88,8 @@ export const KVM_IOCTLS: Readonly<Record<string, number>> = {
   KVM_IRQ_LINE,
   KVM_SET_GSI_ROUTING,
   KVM_IRQ_LINE_STATUS,
+  KVM_REGISTER_COALESCED_MMIO,
+  KVM_UNREGISTER_COALESCED_MMIO,
   KVM_IRQFD,
   KVM_CREATE_PIT2,
   KVM_IOEVENTFD,

@@ -1,6 +1,7 @@
 // KvmVcpu: a vCPU fd and its kvm_run mapping. run() returns the decoded exit (views into kvm_run).
 
 import type { KvmBinding } from "./binding.js";
+import { CoalescedRing } from "./coalesced.js";
 import { KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP } from "./constants.js";
 import { KvmClosedError } from "./errors.js";
 import { type KvmExit, KvmRunDecoder } from "./exits.js";
@@ -91,6 +92,10 @@ export class KvmVcpu {
   readonly runBuffer: ArrayBuffer;
   #fd: number;
   readonly #decoder: KvmRunDecoder;
+  #ring: CoalescedRing | undefined;
+  /** while ring writes are replayed: what the entry that found them returned (see run()) */
+  #replayOf: boolean | undefined;
+  #coalescedWrites = 0;
   readonly #runBytes: Uint8Array;
   readonly #onClose: () => void;
   readonly #regsBuf = new DataView(new ArrayBuffer(LAYOUTS.kvm_regs.size));
@@ -117,26 +122,70 @@ export class KvmVcpu {
     return this.#fd < 0;
   }
 
-  /** KVM_RUN until the next exit. An interrupted run (kick, signal, immediate_exit) is an "intr" exit. */
+  /**
+   * KVM_RUN until the next exit. An interrupted run (kick, signal, immediate_exit) is an "intr" exit.
+   * With a coalesced ring (useCoalescedRing), the writes KVM queued during the entry come first,
+   * one port/MMIO write exit each in guest order, then the exit that ended the entry: the loop sees
+   * the exits it would have seen without coalescing (only later), and KVM_RUN is not re-entered
+   * until all were taken.
+   */
   run(): KvmExit {
     const fd = this.#fd;
     if (fd < 0) throw new KvmClosedError(`KvmVcpu ${this.index}`);
+    if (this.#replayOf !== undefined) return this.#replay();
     let exited: boolean;
     try {
       exited = this.binding.run(fd);
     } catch (e) {
       throw asKvmError(e);
     }
+    return this.#exit(exited);
+  }
+
+  #exit(exited: boolean): KvmExit {
+    if (this.#ring?.pending) {
+      this.#replayOf = exited;
+      return this.#replay();
+    }
+    return exited ? this.#decoder.decode() : this.#decoder.intr();
+  }
+
+  #replay(): KvmExit {
+    const write = this.#ring!.shift();
+    if (write !== undefined) {
+      this.#coalescedWrites++;
+      return write;
+    }
+    const exited = this.#replayOf!;
+    this.#replayOf = undefined;
     return exited ? this.#decoder.decode() : this.#decoder.intr();
   }
 
   /**
    * The exit of a KVM_RUN made elsewhere (another thread calling the addon's run(fd) on this vCPU):
    * `exited` is what that run() returned. Decoded from this thread's view of the same kvm_run.
+   * While hasPendingExit, no KVM_RUN is to be made: this returns the next pending exit instead.
    */
   exitOf(exited: boolean): KvmExit {
     this.fd;
-    return exited ? this.#decoder.decode() : this.#decoder.intr();
+    if (this.#replayOf !== undefined) return this.#replay();
+    return this.#exit(exited);
+  }
+
+  /** Exits are queued (coalesced writes, then the exit of their entry): the next run() makes no KVM_RUN. */
+  get hasPendingExit(): boolean {
+    return this.#replayOf !== undefined;
+  }
+
+  /** Replays the coalesced-write ring at `pageOffset` of the vCPU mapping (KvmVm.coalescedRingPage). */
+  useCoalescedRing(pageOffset: number): void {
+    this.fd;
+    this.#ring = new CoalescedRing(this.runBuffer, pageOffset);
+  }
+
+  /** guest writes that reached run() through the coalesced ring rather than exits of their own */
+  get coalescedWrites(): number {
+    return this.#coalescedWrites;
   }
 
   /** Ends the run in progress (from any thread with the addon) or the next one, as an "intr" exit. */

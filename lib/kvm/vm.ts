@@ -24,10 +24,12 @@ import {
   KVM_IOEVENTFD,
   KVM_IRQ_LINE,
   KVM_IRQFD,
+  KVM_REGISTER_COALESCED_MMIO,
   KVM_SET_CLOCK,
   KVM_SET_GSI_ROUTING,
   KVM_SET_IDENTITY_MAP_ADDR,
   KVM_SET_TSS_ADDR,
+  KVM_UNREGISTER_COALESCED_MMIO,
 } from "./ioctls.js";
 import type { Kvm } from "./kvm.js";
 import { LAYOUTS } from "./layouts.js";
@@ -364,6 +366,48 @@ export class KvmVm {
 
   unregisterIrqfd(eventFd: number, gsi: number): void {
     this.#irqfd(eventFd, gsi, true);
+  }
+
+  /**
+   * The page of the vCPU mapping that holds the coalesced-write ring (KVM_CAP_COALESCED_MMIO),
+   * 0 when KVM has none; ports need KVM_CAP_COALESCED_PIO as well (coalescedPio).
+   */
+  get coalescedRingPage(): number {
+    return this.checkExtension(KVM_CAP.COALESCED_MMIO);
+  }
+
+  get coalescedPio(): boolean {
+    return this.coalescedRingPage > 0 && this.checkExtension(KVM_CAP.COALESCED_PIO) > 0;
+  }
+
+  #coalesced(address: number, size: number, pio: boolean, request: number): void {
+    if (
+      !Number.isSafeInteger(address) ||
+      address < 0 ||
+      !Number.isInteger(size) ||
+      size < 1 ||
+      size > 0xffffffff
+    ) {
+      throw new RangeError(`coalesced zone ${address}+${size} is not a valid range`);
+    }
+    if (pio && address + size > 0x10000) throw new RangeError(`ports ${address}+${size} are past 0xffff`);
+    const dv = new DataView(new ArrayBuffer(16));
+    dv.setBigUint64(0, BigInt(address), true);
+    dv.setUint32(8, size, true);
+    dv.setUint32(12, pio ? 1 : 0, true);
+    ioctl(this.binding, this.fd, request, dv);
+  }
+
+  /**
+   * KVM_REGISTER_COALESCED_MMIO: guest writes to [address, address + size) (I/O ports with `pio`)
+   * no longer exit; KVM queues them in the ring each vCPU's run() replays (KvmVcpu). Reads still exit.
+   */
+  registerCoalesced(address: number, size: number, pio: boolean): void {
+    this.#coalesced(address, size, pio, KVM_REGISTER_COALESCED_MMIO);
+  }
+
+  unregisterCoalesced(address: number, size: number, pio: boolean): void {
+    this.#coalesced(address, size, pio, KVM_UNREGISTER_COALESCED_MMIO);
   }
 
   /** KVM_GET_CLOCK: the guest's kvmclock in nanoseconds. */

@@ -6,6 +6,10 @@
 // The addon's run() records the calling thread as the vCPU's, so the addon's kick() (stop(),
 // timeouts, the periodic halt check) signals this worker while it is in KVM_RUN, whichever thread
 // calls it. Register ioctls from the main thread happen only while the worker is parked.
+//
+// The hand-over per exit is what async runs cost over sync ones (0.1-0.2x the sync rate in the
+// 1-CPU nested-KVM lane). ExitLoop.hotEntry (off by default) lets the main thread enter a guest
+// that exits hot itself instead; measured, moving KVM_RUN between threads cost more (see there).
 
 import { constants } from "node:os";
 import { Worker } from "node:worker_threads";
@@ -76,7 +80,14 @@ export function evalWorkerArgv(): string[] {
   return out;
 }
 
+/**
+ * Optional key of a VcpuThreadTarget: whether the vCPU has exits queued (coalesced writes, see
+ * KvmVcpu.run), in which case an entry is answered from the queue without waking the thread.
+ */
+export const PENDING_EXIT = Symbol("nodevmm.pendingExit");
+
 export interface VcpuThreadTarget {
+  [PENDING_EXIT]?: () => boolean;
   /** the thread runs KVM_RUN through the addon only: a koffi target is refused (ready() rejects) */
   binding?: "addon" | "koffi";
   addonPath: string;
@@ -87,9 +98,11 @@ export interface VcpuThreadTarget {
 
 /**
  * No spinning by default: measured with bench/exit-loop on a 2-core host shared with other work,
- * any spin (10-50 us) lowered async exits/s, the spinning thread taking the core the other needs.
+ * any spin (10-50 us) lowered async exits/s, the spinning thread taking the core the other needs
+ * (and in the 1-CPU nested-KVM lane a spin only delays the thread it waits for).
+ * NODEVMM_VCPU_SPIN_MS sets it, for measuring.
  */
-const SPIN_MS = 0;
+const SPIN_MS = Number(process.env.NODEVMM_VCPU_SPIN_MS ?? 0) || 0;
 
 // Node 20 has Atomics.waitAsync; the TypeScript lib this project targets does not declare it yet.
 const waitAsync = (
@@ -149,6 +162,9 @@ export class KvmRunWorker {
   readonly #spinMs: number;
   /** DONE as it was when the entry in progress started */
   #doneAt = 0;
+  readonly #pending: (() => boolean) | undefined;
+  /** the entry in progress was answered from the vCPU's queue: the thread was not asked */
+  #local = false;
   #inRun = false;
   #keepAlive: NodeJS.Timeout | undefined;
   #closed = false;
@@ -159,6 +175,7 @@ export class KvmRunWorker {
   constructor(target: VcpuThreadTarget) {
     this.#fd = target.vcpuFd;
     this.#spinMs = target.spinMs ?? SPIN_MS;
+    this.#pending = target[PENDING_EXIT];
     if (target.binding !== undefined && target.binding !== "addon") {
       // koffi's run state lives in the thread that loaded it: the machine runs KVM_RUN on its own
       // thread then (bounded by the watchdog), so refuse here rather than start a useless thread
@@ -227,6 +244,8 @@ export class KvmRunWorker {
     if (this.closed) throw new Error("the vCPU thread is closed");
     if (this.#inRun) throw new Error("the vCPU thread is already in a run");
     this.#inRun = true;
+    this.#local = this.#pending?.() === true;
+    if (this.#local) return;
     this.#doneAt = Atomics.load(this.#ctrl, DONE);
     Atomics.add(this.#ctrl, REQ, 1);
     Atomics.notify(this.#ctrl, REQ);
@@ -234,6 +253,7 @@ export class KvmRunWorker {
 
   /** Whether the entry has ended, blocking this thread at most `ms` (a short spin for fast exits). */
   poll(ms: number): boolean {
+    if (this.#local) return true;
     const end = performance.now() + Math.min(ms, this.#spinMs);
     do {
       for (let i = 0; i < 64; i++) if (Atomics.load(this.#ctrl, DONE) !== this.#doneAt) return true;
@@ -243,6 +263,7 @@ export class KvmRunWorker {
 
   /** Resolves true when the entry has ended, false after `ms` without blocking the event loop. */
   wait(ms: number): Promise<boolean> {
+    if (this.#local) return Promise.resolve(true);
     return waitForChange(this.#ctrl, DONE, this.#doneAt, ms);
   }
 
@@ -250,6 +271,10 @@ export class KvmRunWorker {
   take(): boolean {
     if (!this.#inRun) throw new Error("no entry in progress");
     this.#inRun = false;
+    if (this.#local) {
+      this.#local = false;
+      return true; // the vCPU answers from its queue whatever this says
+    }
     const r = Atomics.load(this.#ctrl, RESULT);
     if (r >= 0) return r === 1;
     const code = r === NO_ERRNO ? "EUNKNOWN" : (errnoNames.get(-r) ?? "EUNKNOWN");

@@ -139,12 +139,33 @@ export interface VcpuThread {
 const THREAD_POLL_MS = 0.2;
 
 /**
+ * An async run with a vCPU thread enters the guest from the main thread itself after this many
+ * exits in a row ended by themselves within HOT_ENTRY_MS, and goes back to the thread when a slice
+ * has fewer than HOT_MIN_EXITS exits of the guest's own, interrupted entries aside (the guest
+ * computes or halts: the event loop must stay free).
+ * Each switch moves KVM_RUN to another thread, which costs the kernel an RCU grace period, hence
+ * the hysteresis.
+ */
+const HOT_AFTER = 64;
+/** an entry that ended by itself within this long counts as hot (ms) */
+const HOT_ENTRY_MS = 2;
+/** a hot slice with fewer guest exits than this (in 8 ms: 2 kHz) means the guest went quiet */
+const HOT_MIN_EXITS = 16;
+
+/**
  * The shortest entry a device deadline may ask for (the run's own deadline and the slice's end are
  * kept exactly): a timer programmed faster than the loop can serve it (an i8254 at divisor 1 fires
  * every 0.8 us) would otherwise end every entry before the guest ran a single instruction, so the
  * guest never got to run at all. Its periods coalesce meanwhile, as KVM clamps timer periods.
  */
 const MIN_DEVICE_ENTRY_MS = 0.05;
+
+/**
+ * With a watchdog bounding each entry, the run reads the clock once per this many exits (and after
+ * every interrupted entry, which is how a deadline's kick arrives): a clock read costs about what
+ * all the rest of a KVM exit's Node-side work does.
+ */
+const CLOCK_EVERY = 16;
 
 /** Instruction budget per backend entry when the backend supports one (bounds time between checks). */
 const SLICE_INSTRUCTIONS = 200_000;
@@ -159,7 +180,18 @@ export class ExitLoop {
   watchdog: EntryWatchdog | undefined;
   /** set by the machine when async runs enter the guest from a thread of their own (KVM) */
   vcpuThread: VcpuThread | undefined;
+  /**
+   * With a vCPU thread: enter a guest that exits hot from this thread (see HOT_AFTER). Off by
+   * default: on the kernels measured (6.1, nested-KVM lane) the first KVM_RUN from the other thread
+   * waits for an RCU grace period (KVM tracks the vCPU's task), which cost more than the wake-ups
+   * it saves (bench/exit-loop's "hot entry" column); kernels with the rwlock-based vcpu->pid
+   * tracking may gain from it.
+   */
+  hotEntry = false;
   #armedAt = 0;
+  #ctx: ExitContext | undefined;
+  /** the exit #dispatch handled last */
+  #lastExit: VmExit | undefined;
 
   constructor(handlers: ExitHandlerTable, hooks: LoopHooks = {}) {
     this.handlers = { ...handlers };
@@ -178,18 +210,46 @@ export class ExitLoop {
 
   /** One guest entry, its exit, and the handler. Returns a StopRun when the run must end. */
   step(vcpu: VcpuBackend, vcpuIndex = vcpu.index): { exit: VmExit; stop?: StopRun } {
-    const t0 = now();
-    const exit = vcpu.run();
-    return this.#dispatch(vcpu, vcpuIndex, exit, t0);
+    const stop = this.#enter(vcpu, vcpuIndex);
+    const exit = this.#lastExit!;
+    this.#lastExit = undefined;
+    return stop ? { exit, stop } : { exit };
   }
 
-  /** The handler part of step(), for an exit of an entry that began at `t0`. */
-  #dispatch(vcpu: VcpuBackend, vcpuIndex: number, raw: VmExit, t0: number): { exit: VmExit; stop?: StopRun } {
+  /** step() without the result object: the exit is left in #lastExit (the per-exit path). */
+  #enter(vcpu: VcpuBackend, vcpuIndex: number): StopRun | undefined {
+    if (!this.stats.timeNext()) return this.#dispatch(vcpu, vcpuIndex, vcpu.run(), -1);
+    const t0 = now();
+    return this.#dispatch(vcpu, vcpuIndex, vcpu.run(), t0);
+  }
+
+  /** The context handlers see; one per vCPU, not one per exit. */
+  #ctxOf(vcpu: VcpuBackend, vcpuIndex: number): ExitContext {
+    const c = this.#ctx;
+    if (c !== undefined && c.vcpu === vcpu && c.vcpuIndex === vcpuIndex) return c;
+    const ctx = { vcpu, vcpuIndex };
+    this.#ctx = ctx;
+    return ctx;
+  }
+
+  /**
+   * The handler part of step(), for an exit of an entry that began at `t0` (-1: an entry not
+   * timed, see ExitStats). Leaves the exit in #lastExit and returns the StopRun, if any.
+   */
+  #dispatch(vcpu: VcpuBackend, vcpuIndex: number, raw: VmExit, t0: number): StopRun | undefined {
     let exit = raw;
-    const t1 = now();
-    this.stats.guestNs += (t1 - t0) * 1e6;
-    const ctx: ExitContext = { vcpu, vcpuIndex };
-    if (this.#hooks.refineExit) exit = this.#hooks.refineExit(exit, ctx);
+    const stats = this.stats;
+    let t1 = -1;
+    if (t0 >= 0) {
+      t1 = now();
+      stats.recordGuest((t1 - t0) * 1e6);
+    }
+    const ctx = this.#ctxOf(vcpu, vcpuIndex);
+    const hooks = this.#hooks;
+    if (hooks.refineExit) exit = hooks.refineExit(exit, ctx);
+    // the first exit of each kind is timed too, so that every kind in the table has a time
+    if (t1 < 0 && stats.isNew(exit.kind)) t1 = now();
+    this.#lastExit = exit;
     const handler = this.handlers[exit.kind] as ExitHandler | undefined;
     let stop: StopRun | undefined;
     if (handler) {
@@ -197,10 +257,10 @@ export class ExitLoop {
     } else {
       stop = { reason: "internal-error", message: `no handler for exit kind "${exit.kind}"` };
     }
-    this.stats.record(exit, (now() - t1) * 1e6);
-    this.#hooks.afterExit?.(exit, ctx);
-    stop ??= this.#hooks.pendingStop?.();
-    return stop ? { exit, stop } : { exit };
+    if (t1 >= 0) stats.record(exit, (now() - t1) * 1e6);
+    else stats.count(exit);
+    hooks.afterExit?.(exit, ctx);
+    return stop ?? hooks.pendingStop?.();
   }
 
   /** Runs on the calling thread until a handler, a limit or a stop request ends the run. */
@@ -253,7 +313,22 @@ export class ExitLoop {
     thread.begin();
     try {
       let sliceEnd = now() + SLICE_MS;
+      /** exits in a row that ended by themselves soon after their entry: the guest is exiting "hot" */
+      let fast = 0;
       for (;;) {
+        if (fast >= HOT_AFTER && this.watchdog && this.hotEntry) {
+          // Hot: while the guest keeps exiting, this thread enters it itself in watchdog-bounded
+          // slices (what runs without a vCPU thread do), so no exit pays for a wake-up of the
+          // other thread. Back to the vCPU thread when a slice shows the guest stopped exiting.
+          const r = await this.#hotSlice(run);
+          if (r) return r;
+          // entries on the thread are not bounded by the watchdog: read the clock at every check
+          run.clockEvery = 1;
+          run.clockDue();
+          fast = 0;
+          sliceEnd = now() + SLICE_MS;
+          continue;
+        }
         const early = this.#hooks.pendingStop?.();
         if (early) return run.finish(early);
         const limit = run.checkLimits();
@@ -266,7 +341,8 @@ export class ExitLoop {
           await new Promise<void>((resolve) => setImmediate(resolve));
           sliceEnd = now() + SLICE_MS;
         }
-        if (!thread.poll(THREAD_POLL_MS)) {
+        if (thread.poll(THREAD_POLL_MS)) fast++;
+        else {
           // once kicked, the entry gets a whole period to come back: re-kicking at once (a run
           // past its deadline waits 0 ms) would flood the thread with signals and never yield
           let kicked = false;
@@ -278,19 +354,22 @@ export class ExitLoop {
             thread.kick();
             kicked = true;
           }
+          // the hand-over itself can take longer than the poll (a loaded or single-CPU host):
+          // an entry that ended by itself soon still counts as hot
+          fast = !kicked && now() - t0 < HOT_ENTRY_MS ? fast + 1 : 0;
           sliceEnd = now() + SLICE_MS;
         }
         if (thread.closed) return run.finish(closedStop());
-        let step: { exit: VmExit; stop?: StopRun };
+        let stop: StopRun | undefined;
         try {
-          step = this.#dispatch(run.vcpu, run.vcpu.index, thread.exit(), t0);
+          stop = this.#dispatch(run.vcpu, run.vcpu.index, thread.exit(), this.stats.timeNext() ? t0 : -1);
           run.exits++;
-          if (!step.stop) this.#hooks.service?.();
+          if (!stop) this.#hooks.service?.();
         } catch (error) {
           const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
           return run.finish({ reason: "error", message, error });
         }
-        if (step.stop) return run.finish(step.stop, step.exit);
+        if (stop) return run.finish(stop, this.#lastExit);
         if (this.#hooks.takeIdleWait?.()) {
           const limit = run.checkLimits();
           if (limit) return run.finish(limit);
@@ -304,10 +383,41 @@ export class ExitLoop {
     }
   }
 
+  /**
+   * Hot slices of an async run with a vCPU thread: SLICE_MS of exits entered from this thread, the
+   * event loop served in between, for as long as the guest exits at least HOT_MIN_EXITS times a
+   * slice. Returns the run's result when it ended, undefined when the guest went quiet.
+   */
+  async #hotSlice(run: RunState): Promise<RunResult | undefined> {
+    try {
+      // The first slice pays for moving KVM_RUN to this thread (an RCU grace period in the kernel,
+      // milliseconds): it is not judged. After that, two quiet slices in a row end the hot phase.
+      let quiet = -1;
+      for (;;) {
+        const before = run.guestExits;
+        const r = this.#runUntil(run, now() + SLICE_MS);
+        if (r && r !== IDLE) return r;
+        this.#disarmWatchdog();
+        if (r === IDLE) {
+          if (this.#hooks.waitForEvent) {
+            await this.#hooks.waitForEvent(Math.min(run.deadline, now() + IDLE_WAIT_MS));
+          }
+          return undefined;
+        }
+        // kicks aside (one ends the slice), few exits: the guest stopped exiting by itself
+        if (run.guestExits - before >= HOT_MIN_EXITS) quiet = 0;
+        else if (++quiet >= 2) return undefined;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    } finally {
+      this.#disarmWatchdog();
+    }
+  }
+
   // Re-arming costs a wake-up of the watchdog thread, so it happens only when the armed deadline
-  // has passed or is later than needed, about once per period, not once per exit.
-  #armWatchdog(w: EntryWatchdog, until: number): void {
-    const t = now();
+  // has passed or is later than needed, about once per period, not once per exit. `t` is the
+  // run's clock (RunState.time()).
+  #armWatchdog(w: EntryWatchdog, until: number, t: number): void {
     const want = Math.min(until, t + WATCHDOG_PERIOD_MS);
     if (this.#armedAt <= t || this.#armedAt > want) {
       this.#armedAt = want;
@@ -325,36 +435,46 @@ export class ExitLoop {
    * the guest waits for a host event (IDLE).
    */
   #runUntil(run: RunState, sliceEnd: number): RunResult | undefined | typeof IDLE {
-    const early = this.#hooks.pendingStop?.();
+    const hooks = this.#hooks;
+    const early = hooks.pendingStop?.();
     if (early) return run.finish(early);
+    const vcpu = run.vcpu;
+    const index = vcpu.index;
+    // a watchdog bounds every entry in time: the clock need not be read after each exit
+    run.clockEvery = this.watchdog && !vcpu.setEntryDeadline ? CLOCK_EVERY : 1;
     for (;;) {
       const limit = run.checkLimits();
       if (limit) return run.finish(limit);
       run.armBudget();
-      if (run.vcpu.setEntryDeadline) {
+      if (vcpu.setEntryDeadline) {
         // the entry comes back by the run's deadline, the slice's end, and the next device deadline
-        let device = this.#hooks.nextServiceMs?.() ?? Number.POSITIVE_INFINITY;
+        let device = hooks.nextServiceMs?.() ?? Number.POSITIVE_INFINITY;
         if (device <= now()) {
           // a device is due already (the first entry of a run): serve it rather than exit at once
-          this.#hooks.service?.();
-          device = this.#hooks.nextServiceMs?.() ?? Number.POSITIVE_INFINITY;
+          hooks.service?.();
+          device = hooks.nextServiceMs?.() ?? Number.POSITIVE_INFINITY;
         }
         device = Math.max(device, now() + MIN_DEVICE_ENTRY_MS);
-        run.vcpu.setEntryDeadline(Math.min(run.deadline, sliceEnd, device));
+        vcpu.setEntryDeadline(Math.min(run.deadline, sliceEnd, device));
       }
-      if (this.watchdog) this.#armWatchdog(this.watchdog, Math.min(run.deadline, sliceEnd));
-      let step: { exit: VmExit; stop?: StopRun };
+      if (this.watchdog) this.#armWatchdog(this.watchdog, Math.min(run.deadline, sliceEnd), run.lastTime);
+      let stop: StopRun | undefined;
       try {
-        step = this.step(run.vcpu);
+        stop = this.#enter(vcpu, index);
         run.exits++;
-        if (!step.stop) this.#hooks.service?.();
+        if (!stop) hooks.service?.();
       } catch (error) {
         const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
         return run.finish({ reason: "error", message, error });
       }
-      if (step.stop) return run.finish(step.stop, step.exit);
-      if (this.#hooks.takeIdleWait?.()) return run.checkLimits() ? run.finish(run.checkLimits()!) : IDLE;
-      if (now() >= sliceEnd) {
+      const exit = this.#lastExit!;
+      this.#lastExit = undefined;
+      if (exit.kind !== "intr") run.guestExits++;
+      if (stop) return run.finish(stop, exit);
+      // an interrupted entry may be the watchdog's kick at a deadline: look at the clock now
+      if (exit.kind === "intr") run.clockDue();
+      if (hooks.takeIdleWait?.()) return run.checkLimits() ? run.finish(run.checkLimits()!) : IDLE;
+      if (sliceEnd !== Number.POSITIVE_INFINITY && run.time() >= sliceEnd) {
         return run.checkLimits() ? run.finish(run.checkLimits()!) : undefined;
       }
     }
@@ -367,6 +487,13 @@ const closedStop = (): StopRun => ({ reason: "stopped", message: "the machine wa
 class RunState {
   exits = 0;
   readonly start = now();
+  /** read the clock after this many exits (1: after each); see CLOCK_EVERY */
+  clockEvery = 1;
+  /** the clock as last read */
+  lastTime = this.start;
+  /** exits the guest made itself (not interrupted entries) */
+  guestExits = 0;
+  #untilClock = 0;
   readonly #startInstructions: number | undefined;
   /** loop-clock time the run must end by (Infinity without timeoutMs) */
   readonly deadline: number;
@@ -403,10 +530,23 @@ class RunState {
     if (maxInstructions !== undefined && (this.instructions ?? 0) >= maxInstructions) {
       return { reason: "max-instructions", message: `reached ${maxInstructions} instructions` };
     }
-    if (now() >= this.deadline) {
+    if (this.time() >= this.deadline) {
       return { reason: "timeout", message: `timed out after ${this.limits.timeoutMs} ms` };
     }
     return undefined;
+  }
+
+  /** performance.now(), read at most once per `clockEvery` calls. */
+  time(): number {
+    if (--this.#untilClock > 0) return this.lastTime;
+    this.#untilClock = this.clockEvery;
+    this.lastTime = now();
+    return this.lastTime;
+  }
+
+  /** The next time() reads the clock. */
+  clockDue(): void {
+    this.#untilClock = 0;
   }
 
   armBudget(): void {

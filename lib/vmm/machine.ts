@@ -443,6 +443,16 @@ export class Machine {
     };
   }
 
+  /**
+   * Writes to this range may reach their handlers late, batched, but in order (KVM coalesced
+   * MMIO/PIO: the guest does not exit for each): for devices that only record what is written
+   * (debug console, POST codes), never for ones whose writes the guest must see take effect at
+   * once. Returns whether the backend does it (KVM with the capability; else writes exit as usual).
+   */
+  coalesceWrites(space: "io" | "mmio", base: number, length = 1): boolean {
+    return this.backend.coalesceWrites?.(space, base, length) ?? false;
+  }
+
   /** whether `await vm.run()` enters the guest from a thread of its own (KVM with the addon) */
   get hasVcpuThread(): boolean {
     return this.loop.vcpuThread !== undefined;

@@ -28,6 +28,12 @@ export interface PcDeviceOptions {
   debugcon?: ByteOutput;
   /** fw_cfg's kernel command line */
   cmdline?: string;
+  /**
+   * Let the debug console's and POST port's writes skip their exits (KVM coalesced PIO; replayed in
+   * order before the next exit, see Machine.coalesceWrites). Default true; off for exact per-exit
+   * traces (a replayed write's exit comes after the guest ran on).
+   */
+  coalesce?: boolean;
   /** called when COM1's receive FIFO has room again after receive() refused bytes */
   onSerialInputSpace?: () => void;
 }
@@ -65,6 +71,10 @@ export function addPcDevices(vm: Machine, opts: PcDeviceOptions = {}): PcDevices
   );
   const debugExit = vm.addDevice(new DebugExit({ port: 0xf4 }));
   const post = vm.addDevice(new PostPort({ port: 0x80 }));
+  if (opts.coalesce ?? true) {
+    vm.coalesceWrites("io", 0xe9);
+    vm.coalesceWrites("io", 0x80);
+  }
   const cmos = vm.addDevice(new CmosRtc({ memoryBytes: ramBytes, cpus: vm.vcpuCount }));
   const i8042 = vm.addDevice(new I8042());
   const fwCfg = vm.addDevice(

@@ -20,6 +20,7 @@ import {
 import type { VmExit } from "../../types/exits.js";
 import type { Regs, SpecialRegs } from "../../types/regs.js";
 import type { MachineBackend, VcpuBackend } from "../backend.js";
+import { PENDING_EXIT } from "../kvm-worker.js";
 import { GuestMemory } from "../memory.js";
 
 export interface KvmBackendOptions {
@@ -79,7 +80,12 @@ export class KvmVcpuBackend implements VcpuBackend {
   crossThreadKick(): KickTarget | undefined {
     const b = this.#vcpu.binding;
     if (!b.crossThreadKick || this.#vcpu.closed) return undefined;
-    return b.kickTarget?.(this.#vcpu.fd);
+    const target = b.kickTarget?.(this.#vcpu.fd);
+    if (!target) return undefined;
+    // a vCPU thread (kvm-worker.ts) made from this target must not enter the guest while exits are
+    // queued here (coalesced writes); a symbol key, so the target still clones to other threads
+    const vcpu = this.#vcpu;
+    return Object.assign(target, { [PENDING_EXIT]: () => vcpu.hasPendingExit });
   }
   /** The exit of a KVM_RUN a vCPU worker thread made (kvm-worker.ts); `exited` is its run() result. */
   exitOf(exited: boolean): VmExit {
@@ -110,6 +116,9 @@ export class KvmMachineBackend implements MachineBackend {
    */
   readonly hypercalls: readonly number[];
   #cpuid: CpuidEntry[] | undefined;
+  readonly #vcpus: KvmVcpu[] = [];
+  /** page of the coalesced ring once a zone was registered */
+  #ringPage = 0;
 
   constructor(opts: KvmBackendOptions) {
     const { memoryBytes } = opts;
@@ -146,7 +155,26 @@ export class KvmMachineBackend implements MachineBackend {
     const vcpu = this.vm.createVcpu(index);
     this.#cpuid ??= this.kvm.getSupportedCpuid();
     vcpu.setCpuid2(this.#cpuid.map((e) => withApicId(e, index)));
+    if (this.#ringPage) vcpu.useCoalescedRing(this.#ringPage);
+    this.#vcpus.push(vcpu);
     return new KvmVcpuBackend(vcpu);
+  }
+
+  /**
+   * Guest writes to this range stop exiting one by one (KVM coalesced MMIO/PIO): KVM queues them and
+   * the vCPUs replay them, in order, before the next exit they report (KvmVcpu.run). For devices
+   * that only record writes (debug console, POST codes): their handlers run later, never out of
+   * order. False when this KVM cannot (no KVM_CAP_COALESCED_MMIO, or _PIO for ports).
+   */
+  coalesceWrites(space: "io" | "mmio", base: number, length: number): boolean {
+    const page = this.vm.coalescedRingPage;
+    if (page <= 0 || (space === "io" && !this.vm.coalescedPio)) return false;
+    this.vm.registerCoalesced(base, length, space === "io");
+    if (!this.#ringPage) {
+      this.#ringPage = page;
+      for (const v of this.#vcpus) v.useCoalescedRing(page);
+    }
+    return true;
   }
 
   setIrqLine(line: number, level: boolean): void {
