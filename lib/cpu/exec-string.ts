@@ -87,7 +87,7 @@ const REP_CHUNK = 4096;
  */
 function repChunk(cpu: Interpreter): number {
   const left = cpu.workLimit - cpu.work() - 1;
-  return left >= REP_CHUNK ? REP_CHUNK : left > 1 ? left : 1;
+  return Math.min(REP_CHUNK, Math.max(left, 1));
 }
 
 function restart(cpu: Interpreter): void {
