@@ -83,7 +83,11 @@ export interface NonRootHooks {
    * An access to a non-RAM guest-physical address. For a read, returns the value when one is
    * available (a completion queued for this instruction by the host), otherwise EXIT after
    * recording the exit. For a write, returns 0 when the write was consumed (already completed),
-   * otherwise EXIT. Widths are 1, 2, 4 or 8 bytes; 8-byte values travel as two 32-bit halves.
+   * otherwise EXIT. Each access lies within one page and is 1 to 8 bytes wide (widths other than
+   * 1, 2, 4 and 8 are the MMIO part of an access that crosses into or out of RAM, as KVM splits
+   * them); values of more than 4 bytes travel as two 32-bit halves: written in lo/hi, read as the
+   * returned bits 31:0 with bits 63:32 in `mmioHigh` (when the hooks keep it; otherwise the
+   * returned number is the whole value, exact up to 2^53).
    */
   mmio(
     gpa: number,
@@ -93,6 +97,8 @@ export interface NonRootHooks {
     hi: number,
     linear: number,
   ): number | typeof EXIT;
+  /** bits 63:32 of the last read of more than 4 bytes that mmio() answered */
+  readonly mmioHigh?: number;
 
   io(info: IoInfo, ctx: InstructionContext): boolean;
   /**

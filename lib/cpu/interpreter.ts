@@ -794,14 +794,18 @@ export class Interpreter implements GuestCpu, LazyFlags {
     return true;
   }
 
+  /**
+   * An access of `size` bytes (1 to 8, within one page) to the MMIO address in xGpa. A read
+   * returns bits 31:0 and leaves the rest in vh.
+   */
   mmioRead(lin: number, size: number): number {
-    const r = this.requireHooks().mmio(this.xGpa, size, false, 0, 0, lin);
+    const hooks = this.requireHooks();
+    const r = hooks.mmio(this.xGpa, size, false, 0, 0, lin);
     if (r === EXIT) throw EXIT_SIGNAL;
     this.devicesRan();
-    if (size === 8) {
-      // an 8-byte completion arrives as a number up to 2^53 or is split by the host into two reads
-      this.vh = Math.floor(r / TWO32) | 0;
-      return r >>> 0;
+    if (size > 4) {
+      const high = hooks.mmioHigh;
+      this.vh = (high === undefined ? Math.floor(r / TWO32) : high) | 0;
     }
     return r >>> 0;
   }
@@ -847,9 +851,36 @@ export class Interpreter implements GuestCpu, LazyFlags {
       this.vh = m[p + 4] | (m[p + 5] << 8) | (m[p + 6] << 16) | (m[p + 7] << 24);
       return (m[p] | (m[p + 1] << 8) | (m[p + 2] << 16) | (m[p + 3] << 24)) >>> 0;
     }
-    const l = this.rdSlow(lin, 4);
-    this.vh = this.rdSlow(this.addLin(lin, 4), 4) | 0;
-    return l;
+    if (o < 0xff9) {
+      // one access, also to MMIO (one 8-byte exit, as KVM makes it)
+      if (!this.fill(lin, Access.Read)) return this.mmioRead(lin, 8);
+      const m = this.tlbRMem[i];
+      const p = this.tlbROff[i] + o;
+      this.vh = m[p + 4] | (m[p + 5] << 8) | (m[p + 6] << 16) | (m[p + 7] << 24);
+      return (m[p] | (m[p + 1] << 8) | (m[p + 2] << 16) | (m[p + 3] << 24)) >>> 0;
+    }
+    const b = this.rdBytes(lin, 8);
+    this.vh = b[4] | (b[5] << 8) | (b[6] << 16) | (b[7] << 24);
+    return (b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0;
+  }
+  /** 16 bytes (SSE) into out[at..at+3] as four 32-bit lanes */
+  rd128(lin: number, out: Int32Array, at: number): void {
+    const o = lin & 0xfff;
+    const i = (lin >>> 12) & TLB_MASK;
+    if (this.tlbRTag[i] === lin - o && o < 0xff1) {
+      const m = this.tlbRMem[i];
+      const p = this.tlbROff[i] + o;
+      for (let k = 0; k < 4; k++) {
+        const q = p + 4 * k;
+        out[at + k] = m[q] | (m[q + 1] << 8) | (m[q + 2] << 16) | (m[q + 3] << 24);
+      }
+      return;
+    }
+    const b = this.rdBytes(lin, 16);
+    for (let k = 0; k < 4; k++) {
+      const q = 4 * k;
+      out[at + k] = b[q] | (b[q + 1] << 8) | (b[q + 2] << 16) | (b[q + 3] << 24);
+    }
   }
   rdSlow(lin: number, size: number): number {
     const o = lin & 0xfff;
@@ -862,13 +893,71 @@ export class Interpreter implements GuestCpu, LazyFlags {
       for (let k = size - 1; k >= 0; k--) v = v * 256 + m[p + k];
       return v;
     }
-    // crosses a page: translate both pages before reading either (precise faults)
-    const second = this.addLin(lin, 0x1000 - o);
-    this.probe(lin, Access.Read);
-    this.probe(second, Access.Read);
+    const b = this.rdBytes(lin, size);
     let v = 0;
-    for (let k = size - 1; k >= 0; k--) v = v * 256 + this.rd8(this.addLin(lin, k));
+    for (let k = size - 1; k >= 0; k--) v = v * 256 + b[k];
     return v;
+  }
+
+  /** bytes of an access the fast paths leave to rdBytes/wrBytes (16 at most) */
+  private readonly accBytes = new Uint8Array(16);
+
+  /**
+   * Reads `size` bytes (up to 16) that may cross a page or lie in MMIO, into accBytes: both pages
+   * are translated before either is read (precise faults), then each page's part is read in
+   * address order, from RAM directly and from MMIO as accesses of at most 8 bytes each. So every
+   * MMIO byte is read once, in the pieces KVM's emulator makes of the same access.
+   */
+  rdBytes(lin: number, size: number): Uint8Array {
+    const b = this.accBytes;
+    b.fill(0);
+    const first = Math.min(size, 0x1000 - (lin & 0xfff));
+    if (first < size) {
+      this.probe(lin, Access.Read);
+      this.probe(this.addLin(lin, first), Access.Read);
+    }
+    for (let off = 0; off < size; ) {
+      const end = off < first ? first : size;
+      const n = Math.min(8, end - off);
+      this.rdPiece(this.addLin(lin, off), n, b, off);
+      off += n;
+    }
+    return b;
+  }
+  /** n (at most 8) bytes within one page into b[at..] */
+  private rdPiece(lin: number, n: number, b: Uint8Array, at: number): void {
+    const i = (lin >>> 12) & TLB_MASK;
+    if (this.tlbRTag[i] === lin - (lin & 0xfff) || this.fill(lin, Access.Read)) {
+      const m = this.tlbRMem[i];
+      const p = this.tlbROff[i] + (lin & 0xfff);
+      for (let k = 0; k < n; k++) b[at + k] = m[p + k];
+      return;
+    }
+    const lo = this.mmioRead(lin, n);
+    const hi = n > 4 ? this.vh : 0;
+    for (let k = 0; k < n; k++) b[at + k] = k < 4 ? lo >>> (8 * k) : hi >>> (8 * (k - 4));
+  }
+  /**
+   * Writes `size` bytes (up to 16) from accBytes where they may cross a page or lie in MMIO: both
+   * pages (or the one page of a 16-byte store) are checked for writing first, then each page's
+   * part is written in address order, MMIO in pieces of at most 8 bytes (as rdBytes).
+   */
+  wrBytes(lin: number, size: number): void {
+    const b = this.accBytes;
+    const first = Math.min(size, 0x1000 - (lin & 0xfff));
+    if (first < size) {
+      this.probe(lin, Access.Write);
+      this.probe(this.addLin(lin, first), Access.Write);
+    } else if (size > 8) this.probe(lin, Access.Write);
+    for (let off = 0; off < size; ) {
+      const end = off < first ? first : size;
+      const n = Math.min(8, end - off);
+      const lo = b[off] | (b[off + 1] << 8) | (b[off + 2] << 16) | (b[off + 3] << 24);
+      const hi = b[off + 4] | (b[off + 5] << 8) | (b[off + 6] << 16) | (b[off + 7] << 24);
+      // within one page: wrSlow's in-page path (RAM, code pages, or one MMIO access)
+      this.wrSlow(this.addLin(lin, off), n, lo, hi);
+      off += n;
+    }
   }
   probe(lin: number, access: Access): void {
     const i = (lin >>> 12) & TLB_MASK;
@@ -964,9 +1053,32 @@ export class Interpreter implements GuestCpu, LazyFlags {
       for (let k = 0; k < size; k++) m[p + k] = k < 4 ? v >> (8 * k) : vh >> (8 * (k - 4));
       return;
     }
-    this.probe(lin, Access.Write);
-    this.probe(this.addLin(lin, 0x1000 - o), Access.Write);
-    for (let k = 0; k < size; k++) this.wr8(this.addLin(lin, k), k < 4 ? v >> (8 * k) : vh >> (8 * (k - 4)));
+    // crosses a page
+    const b = this.accBytes;
+    b.fill(0);
+    for (let k = 0; k < size; k++) b[k] = k < 4 ? v >> (8 * k) : vh >> (8 * (k - 4));
+    this.wrBytes(lin, size);
+  }
+  /** 16 bytes (SSE) from four 32-bit lanes lanes[at..at+3] */
+  wr128(lin: number, lanes: Int32Array, at: number): void {
+    const o = lin & 0xfff;
+    const i = (lin >>> 12) & TLB_MASK;
+    if (this.tlbWTag[i] === lin - o && o < 0xff1) {
+      const m = this.tlbWMem[i];
+      const p = this.tlbWOff[i] + o;
+      for (let k = 0; k < 4; k++) {
+        const v = lanes[at + k];
+        const q = p + 4 * k;
+        m[q] = v;
+        m[q + 1] = v >> 8;
+        m[q + 2] = v >> 16;
+        m[q + 3] = v >> 24;
+      }
+      return;
+    }
+    const b = this.accBytes;
+    for (let k = 0; k < 16; k++) b[k] = lanes[at + (k >> 2)] >> (8 * (k & 3));
+    this.wrBytes(lin, 16);
   }
 
   /** read of `size` (8/16/32/64) bits; 64 puts the high half in vh */

@@ -55,7 +55,8 @@ function src128(cpu: Interpreter, aligned: boolean): void {
   }
   cpu.eaAccess(16, false);
   if (aligned && (cpu.ea & 15) !== 0) throw new CpuFault(Vec.GP, 0);
-  for (let i = 0; i < 4; i++) tmp[i] = cpu.rd32(cpu.addLin(cpu.ea, 4 * i));
+  // one 16-byte access: in MMIO, two 8-byte ones, as KVM splits it
+  cpu.rd128(cpu.ea, tmp, 0);
 }
 /** low 64 bits of the source into tmp[0..1] (tmp[2..3] zero for memory) */
 function src64(cpu: Interpreter): void {
@@ -87,8 +88,7 @@ function store128(cpu: Interpreter, lanes: Int32Array, off: number, aligned: boo
   }
   cpu.eaAccess(16, true);
   if (aligned && (cpu.ea & 15) !== 0) throw new CpuFault(Vec.GP, 0);
-  cpu.probeWrite(cpu.ea, 16);
-  for (let i = 0; i < 4; i++) cpu.wr32(cpu.addLin(cpu.ea, 4 * i), lanes[off + i]);
+  cpu.wr128(cpu.ea, lanes, off);
 }
 /** stores the low 4 or 8 bytes of a lane pair (MOVSS/MOVSD/MOVLPS/MOVHPS/MOVQ stores) */
 function store64(cpu: Interpreter, lo: number, hi: number, bytes: number): void {

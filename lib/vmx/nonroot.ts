@@ -13,6 +13,7 @@ import {
   MMIO,
   type NonRootHooks,
   type PageMapping,
+  Window,
 } from "../cpu/hooks.js";
 import { type TaskEvent, TaskSource, type TaskSwitchHook } from "../cpu/task-switch.js";
 import { ExitReason, Pin, Proc, Proc2 } from "./constants.js";
@@ -29,6 +30,7 @@ import {
   memoryInfo,
   operandInfo,
 } from "./instruction-info.js";
+import { completionLow, type MmioReplay } from "./mmio-replay.js";
 import { type VmcsData, vmcsGet, vmcsGet32 } from "./vmcs.js";
 
 export interface PendingExit {
@@ -56,19 +58,15 @@ export interface MmioAccess {
   hi: number;
 }
 
-export interface MmioCompletion {
-  gpa: number;
-  size: number;
-  write: boolean;
-  value: number;
-}
+export type { MmioCompletion } from "./mmio-replay.js";
 
 /** State of the processor that non-root operation consults or updates. */
 export interface NonRootHost {
   readonly memory: HostMemory;
   readonly cpu: GuestCpu;
   mmioAccess: MmioAccess | undefined;
-  readonly mmioCompletions: MmioCompletion[];
+  /** the MMIO accesses of the instruction in progress that the host completed */
+  readonly mmioReplay: MmioReplay;
 }
 
 const EXCEPTION_TYPES = new Set<number>([
@@ -238,6 +236,9 @@ export class NonRootOperation implements NonRootHooks, TaskSwitchHook {
     });
   }
 
+  /** bits 63:32 of the last read of more than 4 bytes mmio() answered */
+  mmioHigh = 0;
+
   mmio(
     gpa: number,
     size: number,
@@ -246,14 +247,17 @@ export class NonRootOperation implements NonRootHooks, TaskSwitchHook {
     hi: number,
     linear: number,
   ): number | typeof EXIT {
-    const queue = this.host.mmioCompletions;
-    const head = queue[0];
-    if (head && head.gpa === gpa && head.size === size && head.write === write) {
-      queue.shift();
-      return write ? 0 : head.value;
+    const cpu = this.host.cpu;
+    const replay = this.host.mmioReplay;
+    const done = replay.replay(cpu.work(), cpu.getRip(), gpa, size, write);
+    if (done !== undefined) {
+      if (write) return 0;
+      this.mmioHigh = replay.high;
+      return completionLow(done);
     }
     if (!this.eptEnabled) {
       // no EPT: nothing decodes the access; unbacked host-physical reads float high
+      this.mmioHigh = size >= 8 ? 0xffffffff : size > 4 ? 2 ** ((size - 4) * 8) - 1 : 0;
       return write ? 0 : size >= 4 ? 0xffffffff : (1 << (size * 8)) - 1;
     }
     const walk = eptWalk(this.host.memory, this.#eptp, gpa - (gpa % 4096), write ? EPT_WRITE : EPT_READ);
@@ -552,10 +556,27 @@ export class NonRootOperation implements NonRootHooks, TaskSwitchHook {
     if (this.proc & Proc.MONITOR_TRAP_FLAG && cpu.retired + cpu.eventsDelivered > this.workAtEntry) {
       return this.#exit(ExitReason.MonitorTrapFlag);
     }
+    if (!(this.proc & (Proc.NMI_WINDOW | Proc.INTERRUPT_WINDOW))) return false;
+    const replay = this.host.mmioReplay;
+    if (replay.done.length !== 0 && replay.pending(cpu.work(), cpu.getRip())) {
+      // the instruction has MMIO accesses the host completed and runs to its end before a window
+      // opens (as KVM completes an instruction before it injects anything): no event in between
+      // may make it start over. Boundaries come after every instruction until it has retired.
+      cpu.windowRequests |= Window.MonitorTrap;
+      this.#stepping = true;
+      return false;
+    }
+    if (this.#stepping) {
+      this.#stepping = false;
+      if (!(this.proc & Proc.MONITOR_TRAP_FLAG)) cpu.windowRequests &= ~Window.MonitorTrap;
+    }
     if (this.proc & Proc.NMI_WINDOW && this.nmiUnblocked()) return this.#exit(ExitReason.NmiWindow);
     if (this.proc & Proc.INTERRUPT_WINDOW && interruptible) return this.#exit(ExitReason.InterruptWindow);
     return false;
   }
+
+  /** boundary() asked for a boundary after every instruction while one with MMIO finishes */
+  #stepping = false;
 
   /** set by the processor from the guest's interruptibility state */
   nmiUnblocked: () => boolean = () => true;
@@ -566,6 +587,9 @@ export class NonRootOperation implements NonRootHooks, TaskSwitchHook {
    */
   reset(): void {
     this.pending = null;
+    this.#stepping = false;
+    // an instruction left half done at the last exit runs again from its first MMIO access
+    this.host.mmioReplay.rewind();
     this.workAtEntry = 0;
     this.#delivering = undefined;
     this.nmiUnblocked = () => true;

@@ -12,7 +12,8 @@ import { VmxError, VmxFaultError, VmxInstructionError } from "./errors.js";
 import { F, resolveField } from "./fields.js";
 import { loadGuestState, saveGuestState } from "./guest-state.js";
 import type { HostMemory } from "./host-memory.js";
-import { type MmioAccess, type MmioCompletion, NonRootOperation, type PendingExit } from "./nonroot.js";
+import { type MmioCompletion, MmioReplay } from "./mmio-replay.js";
+import { type MmioAccess, NonRootOperation, type PendingExit } from "./nonroot.js";
 import { LaunchState, memoCheck, VmcsData, vmcsGet, vmcsGet32, vmcsSet } from "./vmcs.js";
 
 /** The INTR line as the processor sees it (the emulated PIC satisfies this). */
@@ -73,8 +74,11 @@ export class LogicalProcessor {
   hostState: HostState | undefined;
   /** the MMIO access behind the last EPT-violation exit, for the host's emulation */
   mmioAccess: MmioAccess | undefined;
-  /** completions the host queued for the next entry (see completeMmio) */
-  readonly mmioCompletions: MmioCompletion[] = [];
+  /** the MMIO accesses of the instruction in progress the host completed (see completeMmio) */
+  readonly mmioReplay = new MmioReplay();
+  get mmioCompletions(): MmioCompletion[] {
+    return this.mmioReplay.done;
+  }
 
   #vmxon: number | null = null;
   /** names this processor's NonRootOperation memo in a VMCS (see memoCheck) */
@@ -280,7 +284,7 @@ export class LogicalProcessor {
   // --- MMIO completion ----------------------------------------------------------------------------
   /** Queues the result of an MMIO access the host emulated; the re-executed instruction consumes it. */
   completeMmio(completion: MmioCompletion): void {
-    this.mmioCompletions.push(completion);
+    this.mmioReplay.complete(completion);
   }
 
   // --- VM entry -----------------------------------------------------------------------------------

@@ -250,11 +250,19 @@ describe("string instructions", () => {
   });
   it("a long REP runs in chunks: budgets stop it mid-way with RIP at the instruction", () => {
     const g = makeGuest("prot32", hex("bf 00 00 05 00 b9 10 27 00 00 b0 ab f3 aa f4"));
+    // three MOVs, then what is left of the budget: one iteration (the REP counts one more)
     expect(g.cpu.run(4)).toBe(StopReason.Budget);
     expect(g.cpu.getRip()).toBe(BigInt(CODE + 12));
-    expect(g.cpu.getGpr(1)).toBe(BigInt(10000 - 4096));
-    expect(g.ram[0x50000 + 4095]).toBe(0xab);
-    expect(g.ram[0x50000 + 4096]).toBe(0);
+    expect(g.cpu.getGpr(1)).toBe(BigInt(10000 - 1));
+    expect(g.ram[0x50000]).toBe(0xab);
+    expect(g.ram[0x50000 + 1]).toBe(0);
+    // a budget of 100: 99 iterations and the restart
+    expect(g.cpu.run(100)).toBe(StopReason.Budget);
+    expect(g.cpu.getRip()).toBe(BigInt(CODE + 12));
+    expect(g.cpu.getGpr(1)).toBe(BigInt(10000 - 100));
+    expect(g.ram[0x50000 + 99]).toBe(0xab);
+    expect(g.ram[0x50000 + 100]).toBe(0);
+    // no budget to speak of: chunks of 4,096 until it is done
     expect(g.run()).toBe(StopReason.Halted);
     expect(g.cpu.getGpr(1)).toBe(0n);
     expect(g.ram[0x50000 + 9999]).toBe(0xab);

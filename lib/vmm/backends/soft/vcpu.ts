@@ -127,6 +127,8 @@ export class SoftVcpu implements VcpuBackend {
 
   #advance(length: number): void {
     const lp = this.lp;
+    // this host completed the instruction: MMIO accesses it made are not to be replayed
+    lp.mmioReplay.drop();
     // numbers while RIP + length stays below 2^53 (always outside 64-bit mode), BigInts above
     const rip = lp.vmreadNumber(F.GUEST_RIP);
     const next = rip + length;
@@ -188,13 +190,8 @@ export class SoftVcpu implements VcpuBackend {
         let hi = 0;
         for (let i = 0; i < Math.min(4, c.size); i++) lo |= c.data[i]! << (i * 8);
         for (let i = 4; i < c.size; i++) hi |= c.data[i]! << ((i - 4) * 8);
-        // 8-byte completions travel as one number: exact up to 2^53 (interpreter contract)
-        this.lp.completeMmio({
-          gpa: c.gpa,
-          size: c.size,
-          write: false,
-          value: (lo >>> 0) + (hi >>> 0) * 2 ** 32,
-        });
+        // the halves apart: all 64 bits of an 8-byte read reach the guest
+        this.lp.completeMmio({ gpa: c.gpa, size: c.size, write: false, value: lo >>> 0, hi: hi >>> 0 });
         break;
       }
       case "mmio-write":
@@ -225,7 +222,11 @@ export class SoftVcpu implements VcpuBackend {
       if (proc & window) lp.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, (proc & ~window) >>> 0);
       return;
     }
-    if (this.#interruptible() && lp.vmreadNumber(F.GUEST_ACTIVITY_STATE) !== 2) {
+    // an instruction with MMIO accesses this host completed runs to its end first: the interrupt
+    // window opens after it (NonRootOperation.boundary), as KVM completes it before injecting
+    const replay = lp.mmioReplay;
+    const midInstruction = replay.done.length !== 0 && replay.pending(lp.cpu.work(), lp.vmread(F.GUEST_RIP));
+    if (this.#interruptible() && lp.vmreadNumber(F.GUEST_ACTIVITY_STATE) !== 2 && !midInstruction) {
       lp.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, (0x80000000 | (pic.acknowledge() & 0xff)) >>> 0);
       lp.vmwrite(F.GUEST_ACTIVITY_STATE, 0);
       if (proc & window) lp.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, (proc & ~window) >>> 0);
@@ -581,6 +582,10 @@ export class SoftVcpu implements VcpuBackend {
     if (rep && !down) {
       const inPage = Math.floor((4096 - (((linear % 4096) + 4096) % 4096)) / size);
       count = Math.max(1, Math.min(Number(rcx < 4096n ? rcx : 4096n), inPage));
+      // no more iterations than the instruction budget has left (the REP counts one more), as the
+      // interpreter's own REPs
+      if (this.#budgetEnd !== undefined)
+        count = Math.max(1, Math.min(count, this.#budgetEnd - this.#work() - 1));
     }
     // the guest's own paging, over this host's EPT, as the processor walked it
     const gpa = new GuestLinearReader(lp.memory, lp.cpu, this.shared.ept.eptp).translate(linear);
@@ -638,6 +643,9 @@ export class SoftVcpu implements VcpuBackend {
       const v = old.cpu.getMsr(msr);
       if (v !== undefined) cpu.setMsr(msr, v);
     }
+    // an instruction with MMIO accesses completed goes on where it was on the new processor
+    const rip = lp.vmread(F.GUEST_RIP);
+    if (old.mmioReplay.current(old.cpu.work(), rip)) lp.mmioReplay.adopt(old.mmioReplay, cpu.work(), rip);
     this.lp = lp;
     this.#launched = false;
     return lp;
