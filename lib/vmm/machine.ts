@@ -1,6 +1,7 @@
 // The Machine: guest memory, vCPUs, buses, devices and the exit loop over one backend (KVM or the
 // software VT-x). Everything a guest touches goes through here; the backend only runs the CPU.
 
+import type { VirtioMmioSlot } from "../boot/acpi/dsdt.js";
 import { withPcAcpi } from "../boot/acpi/pc.js";
 import {
   type ElfOptions,
@@ -19,6 +20,7 @@ import {
 } from "../boot/index.js";
 import type { Device, DeviceContext, IrqLine, StopRequest } from "../devices/device.js";
 import { PcInterrupts } from "../devices/pc-interrupts.js";
+import { VirtioMmioDevice } from "../devices/virtio/mmio-transport.js";
 import type { GdbServerHandle, GdbServerOptions } from "../gdb/index.js";
 import type { VmExit, VmExitKind } from "../types/exits.js";
 import { emptyRegs, type Regs, type SpecialRegs } from "../types/regs.js";
@@ -268,7 +270,7 @@ export class Machine {
   loadLinux(opts: LinuxOptions): LoadResult & { linux: LinuxBootInfo } {
     let result: (LoadResult & { linux: LinuxBootInfo }) | undefined;
     // the PC's ACPI tables (lib/boot/acpi), unless the caller names an RSDP of its own
-    const acpi = withPcAcpi(opts ?? {}, this.vcpuCount);
+    const acpi = withPcAcpi(opts ?? {}, this.vcpuCount, this.#virtioSlots());
     this.#load(opts?.kernel, () => {
       result = loadLinux(this.memory, acpi.options);
       return result;
@@ -276,9 +278,16 @@ export class Machine {
     acpi.install(this.memory);
     return result!;
   }
+  /** the virtio-mmio devices attached so far, for the DSDT (lib/boot/acpi) */
+  #virtioSlots(): VirtioMmioSlot[] {
+    return this.#devices
+      .filter((d): d is VirtioMmioDevice => d instanceof VirtioMmioDevice && d.irq !== undefined)
+      .map((d) => ({ base: d.ranges[0]!.base, length: d.ranges[0]!.length, irq: d.irq! }));
+  }
+
   /** Any supported format; `format: "auto"` (default) detects a bzImage, multiboot, then ELF, else flat. */
   load(image: Uint8Array, opts: LoadImageOptions = {}): LoadResult {
-    const acpi = withPcAcpi(opts, this.vcpuCount);
+    const acpi = withPcAcpi(opts, this.vcpuCount, this.#virtioSlots());
     const result = this.#load(image, () => loadImage(this.memory, image, acpi.options));
     if (result.format === "linux") acpi.install(this.memory);
     return result;

@@ -375,4 +375,35 @@ describe.skipIf(!haveIasl)("ACPICA's disassembler (iasl -d)", () => {
       rmSync(dir, { recursive: true });
     }
   });
+
+  it("describes virtio-mmio devices as LNRO0005 devices with their window and line", () => {
+    const acpi = buildPcAcpi({
+      cpus: 1,
+      virtioMmio: [
+        { base: 0xd0000000, length: 0x1000, irq: 5 },
+        { base: 0xd0001000, length: 0x1000, irq: 6 },
+      ],
+    });
+    const dsdt = acpi.tables.find((t) => t.signature === "DSDT")!;
+    const bytes = acpi.bytes.subarray(dsdt.gpa - acpi.base, dsdt.gpa - acpi.base + dsdt.length);
+    const dir = mkdtempSync(join(tmpdir(), "acpi-"));
+    try {
+      writeFileSync(join(dir, "dsdt.dat"), bytes);
+      const r = spawnSync("iasl", ["-d", join(dir, "dsdt.dat")], { encoding: "utf8", cwd: dir });
+      expect(r.status, `${r.stdout}${r.stderr}`).toBe(0);
+      expect(`${r.stdout}${r.stderr}`).not.toMatch(/error|warning/i);
+      const dsl = readFileSync(join(dir, "dsdt.dsl"), "utf8");
+      expect(dsl.match(/Name \(_HID, "LNRO0005"\)/g)?.length).toBe(2);
+      expect(dsl).toMatch(/Memory32Fixed \(ReadWrite,\s*0xD0000000,[^)]*0x00001000,/);
+      expect(dsl).toMatch(/Memory32Fixed \(ReadWrite,\s*0xD0001000,[^)]*0x00001000,/);
+      expect(dsl).toMatch(
+        /Interrupt \(ResourceConsumer, Level, ActiveHigh, Exclusive, ,, \)\s*\{\s*0x00000005,?\s*\}/,
+      );
+      expect(dsl).toMatch(
+        /Interrupt \(ResourceConsumer, Level, ActiveHigh, Exclusive, ,, \)\s*\{\s*0x00000006,?\s*\}/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+  });
 });

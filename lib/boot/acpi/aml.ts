@@ -14,7 +14,10 @@ export const AML = {
   StringPrefix: 0x0d,
   QWordPrefix: 0x0e,
   ScopeOp: 0x10,
+  BufferOp: 0x11,
   PackageOp: 0x12,
+  ExtOpPrefix: 0x5b,
+  DeviceOp: 0x82,
   DualNamePrefix: 0x2e,
   MultiNamePrefix: 0x2f,
   RootChar: 0x5c,
@@ -133,4 +136,40 @@ export function scope(path: string, terms: readonly Aml[]): Aml {
 /** Terms one after another (a table's TermList). */
 export function terms(list: readonly Aml[]): Aml {
   return concat(list);
+}
+
+/** Buffer(){bytes}: BufferOp, PkgLength, BufferSize, the bytes. */
+export function buffer(bytes: Uint8Array | readonly number[]): Aml {
+  const body = concat([integer(bytes.length), bytes]);
+  return concat([[AML.BufferOp], pkgLength(body.length), body]);
+}
+
+/** Device(path){terms}. */
+export function device(path: string, terms: readonly Aml[]): Aml {
+  const body = concat([nameString(path), ...terms]);
+  return concat([[AML.ExtOpPrefix, AML.DeviceOp], pkgLength(body.length), body]);
+}
+
+/**
+ * The resource descriptors of a ResourceTemplate (ACPI 6.x 6.4), closed by the End Tag (checksum
+ * 0: "treat as correct"), as the Buffer a _CRS names.
+ */
+export function resourceTemplate(descriptors: readonly (readonly number[])[]): Aml {
+  return buffer(concat([...descriptors, [0x79, 0x00]]));
+}
+
+const le32 = (v: number) => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff];
+
+/** Memory32Fixed(ReadWrite or ReadOnly, base, length): large item 0x86 (6.4.3.4). */
+export function memory32Fixed(base: number, length: number, writable = true): number[] {
+  return [0x86, 9, 0, writable ? 1 : 0, ...le32(base), ...le32(length)];
+}
+
+/**
+ * Interrupt(ResourceConsumer, Level or Edge, ActiveHigh or ActiveLow, Exclusive){gsi}: the
+ * Extended Interrupt Descriptor, large item 0x89 (6.4.3.6), with one interrupt.
+ */
+export function extendedInterrupt(gsi: number, opts: { edge: boolean; activeLow: boolean }): number[] {
+  const flags = 1 | (opts.edge ? 2 : 0) | (opts.activeLow ? 4 : 0);
+  return [0x89, 6, 0, flags, 1, ...le32(gsi)];
 }

@@ -9,7 +9,7 @@
 import { E820_ACPI, E820_RESERVED, type E820Entry, HIGH_MEMORY, ISA_HOLE_START } from "../e820.js";
 import { BootSetupError, hex } from "../errors.js";
 import type { LoadTarget } from "../target.js";
-import { dsdtBytes } from "./dsdt.js";
+import { dsdtBytes, type VirtioMmioSlot } from "./dsdt.js";
 import { facsBytes, fadtBytes } from "./fadt.js";
 import { INTI, madtBytes } from "./madt.js";
 import { RSDP_SIZE, rsdpBytes, rsdtBytes, xsdtBytes } from "./rsdp.js";
@@ -39,6 +39,8 @@ export const PC_ACPI = Object.freeze({
 export interface PcAcpiOptions {
   /** vCPUs: one Processor Local APIC entry each, APIC IDs 0..cpus-1 */
   cpus: number;
+  /** virtio-mmio devices the DSDT describes */
+  virtioMmio?: readonly VirtioMmioSlot[];
   /** where the block starts: 4 KiB-aligned inside 0xE0000-0xFFFFF; default 0xE0000 */
   base?: number;
 }
@@ -90,7 +92,11 @@ export function buildPcAcpi(opts: PcAcpiOptions): PcAcpi {
   // the RSDP goes first but names the XSDT/RSDT that come last: reserve its slot, fill it at the end
   const rsdp = place("RSD PTR ", new Uint8Array(RSDP_SIZE), 16);
   const facs = place("FACS", facsBytes(), 64);
-  const dsdt = place("DSDT", dsdtBytes({ s5SlpTyp: PC_ACPI.s5SlpTyp }), 16);
+  const dsdt = place(
+    "DSDT",
+    dsdtBytes({ s5SlpTyp: PC_ACPI.s5SlpTyp, ...(opts.virtioMmio ? { virtioMmio: opts.virtioMmio } : {}) }),
+    16,
+  );
   const fadt = place(
     "FACP",
     fadtBytes({
@@ -164,9 +170,10 @@ export interface AcpiLinuxFields {
 export function withPcAcpi<T extends AcpiLinuxFields>(
   opts: T,
   cpus: number,
+  virtioMmio: readonly VirtioMmioSlot[] = [],
 ): { options: T; install(target: LoadTarget): void } {
   if (opts.acpiRsdp !== undefined) return { options: opts, install: () => {} };
-  const acpi = buildPcAcpi({ cpus });
+  const acpi = buildPcAcpi({ cpus, virtioMmio });
   return {
     options: { ...opts, acpiRsdp: acpi.rsdp, e820: [...(opts.e820 ?? []), ...acpi.e820] },
     install: (target) => installPcAcpi(target, acpi),
