@@ -12,6 +12,7 @@ import { spawn } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { ensureLinuxGuest } from "./linux-lane/guest.mjs";
 import { ensureHostTools } from "./nested-kvm/host-tools.mjs";
 import { ensureInitramfs } from "./nested-kvm/initramfs.mjs";
 import { bootImage, ensureKernel } from "./nested-kvm/kernel.mjs";
@@ -139,12 +140,28 @@ function guestEnv() {
   return env;
 }
 
+/**
+ * The Linux lane's kernel and initramfs for test/kvm/linux.test.ts (handed over in the environment,
+ * which reaches the nested guest too); without them that test skips and says why.
+ */
+function offerLinuxGuest() {
+  if (process.env.NODEVMM_LINUX_KERNEL && process.env.NODEVMM_LINUX_INITRD) return;
+  try {
+    const g = ensureLinuxGuest(log);
+    process.env.NODEVMM_LINUX_KERNEL = g.kernel;
+    process.env.NODEVMM_LINUX_INITRD = g.initrd;
+  } catch (e) {
+    log(`no Linux guest for test/kvm/linux.test.ts: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
 async function runNested(cmd, cwd) {
   const timeoutS = timeoutSeconds(1200);
   const t0 = performance.now();
   const tools = ensureHostTools(log);
   const kernel = ensureKernel({ cacheRoot: CACHE, depmod: tools.depmod, log });
   const initrd = ensureInitramfs(kernel, tools.busybox);
+  offerLinuxGuest();
   const image = bootImage(kernel);
   if (!image.pvh) log(`booting the bzImage (slower): ${image.why}`);
   const prepared = performance.now();
@@ -247,6 +264,7 @@ async function main() {
       const kvm = await probeKvm();
       if (kvm.usable) {
         log(`${kvm.reason}: running on the host`);
+        offerLinuxGuest();
         return await runDirect(cmd, cwd, timeoutSeconds(600));
       }
       log(`${kvm.reason}: running inside a nested-KVM QEMU guest`);

@@ -6,69 +6,24 @@
 // initramfs and hands their paths over; without them the suite skips and says why.
 
 import { spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { createMachine } from "../../lib/vmm/machine.js";
-import { addPcDevices } from "../../lib/vmm/pc.js";
-import { addVirtioDevices } from "../../lib/vmm/virtio.js";
+import {
+  bootLinux,
+  LINUX_DISK_BYTES as DISK_BYTES,
+  LINUX_INITRD as INITRD,
+  LINUX_KERNEL as KERNEL,
+  LINUX_MEMORY_MIB as MEMORY_MIB,
+  marker,
+  markers,
+  md5,
+  linuxMissing as missing,
+  seq,
+} from "../support/linux-guest.js";
 
-const KERNEL = process.env.NODEVMM_LINUX_KERNEL;
-const INITRD = process.env.NODEVMM_LINUX_INITRD;
-const missing =
-  KERNEL && INITRD ? undefined : "NODEVMM_LINUX_KERNEL/INITRD not set: run `npm run test:linux`";
 const BOOT_TIMEOUT_MS = 20 * 60_000;
-const DISK_BYTES = 8 << 20;
-const MEMORY_MIB = 256;
-
-const md5 = (s: string | Uint8Array) => createHash("md5").update(s).digest("hex");
-/** `seq 1 n` as busybox prints it */
-const seq = (n: number) => Array.from({ length: n }, (_, i) => `${i + 1}\n`).join("");
-
-/** "@@linux:key:value" lines of the console, in order */
-function markers(text: string): [string, string][] {
-  const out: [string, string][] = [];
-  for (const m of text.matchAll(/@@linux:([^:\r\n]*):?([^\r\n]*)/g)) out.push([m[1]!, m[2]!.trim()]);
-  return out;
-}
-const marker = (ms: [string, string][], key: string) => ms.find(([k]) => k === key)?.[1];
-
-/** one boot through the API: COM1 and hvc0 captured, the disk as virtio-blk, rng */
-async function bootApi(disk: string) {
-  const vm = await createMachine({ backend: "soft", memoryMiB: MEMORY_MIB });
-  let serial = "";
-  let hvc = "";
-  const decoder = new TextDecoder();
-  const broken: string[] = [];
-  try {
-    addPcDevices(vm, {
-      serial: (b: Uint8Array) => {
-        serial += decoder.decode(b);
-      },
-    });
-    const virtio = addVirtioDevices(vm, {
-      drives: [{ path: disk }],
-      rng: true,
-      console: {
-        output: (b: Uint8Array) => {
-          hvc += decoder.decode(b);
-        },
-      },
-      onBroken: (device, message) => broken.push(`${device}: ${message}`),
-    });
-    vm.loadLinux({
-      kernel: readFileSync(KERNEL!),
-      initrd: readFileSync(INITRD!),
-      cmdline: `console=ttyS0 quiet ${virtio.cmdline.join(" ")}`,
-    });
-    const result = await vm.run({ timeoutMs: BOOT_TIMEOUT_MS });
-    return { result, serial, hvc, broken };
-  } finally {
-    vm.close();
-  }
-}
 
 describe.skipIf(missing !== undefined)(
   `Linux on the soft backend${missing ? ` (skipped: ${missing})` : ""}`,
@@ -81,7 +36,7 @@ describe.skipIf(missing !== undefined)(
         first.write("nodevmm boot 0\n");
         writeFileSync(disk, first);
 
-        const one = await bootApi(disk);
+        const one = await bootLinux("soft", disk, BOOT_TIMEOUT_MS);
         const ms = markers(one.serial);
         expect(one.broken).toEqual([]);
         expect(marker(ms, "init"), one.serial.slice(-3000)).toBeDefined();

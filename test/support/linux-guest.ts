@@ -1,0 +1,82 @@
+// The Linux lane's guest (scripts/linux-lane: Debian's kernel and a busybox /init that reports over
+// COM1 as "@@linux:" markers), booted through the API with the disk as virtio-blk, a virtio-rng and
+// a virtio-console: shared by test/linux (soft backend) and test/kvm (KVM, in the nested lane).
+// scripts/test-linux.mjs and scripts/test-kvm.mjs hand the kernel and initramfs over in
+// NODEVMM_LINUX_KERNEL / NODEVMM_LINUX_INITRD.
+
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import type { RunResult } from "../../lib/vmm/loop.js";
+import { createMachine } from "../../lib/vmm/machine.js";
+import { addPcDevices } from "../../lib/vmm/pc.js";
+import { addVirtioDevices } from "../../lib/vmm/virtio.js";
+
+export const LINUX_KERNEL = process.env.NODEVMM_LINUX_KERNEL;
+export const LINUX_INITRD = process.env.NODEVMM_LINUX_INITRD;
+/** why the Linux tests cannot run here, or undefined */
+export const linuxMissing =
+  LINUX_KERNEL && LINUX_INITRD
+    ? undefined
+    : "NODEVMM_LINUX_KERNEL/INITRD not set (npm run test:linux, or the nested lane, sets them)";
+
+export const LINUX_DISK_BYTES = 8 << 20;
+export const LINUX_MEMORY_MIB = 256;
+
+export const md5 = (s: string | Uint8Array): string => createHash("md5").update(s).digest("hex");
+/** `seq 1 n` as busybox prints it */
+export const seq = (n: number): string => Array.from({ length: n }, (_, i) => `${i + 1}\n`).join("");
+
+/** "@@linux:key:value" lines of the console, in order */
+export function markers(text: string): [string, string][] {
+  const out: [string, string][] = [];
+  for (const m of text.matchAll(/@@linux:([^:\r\n]*):?([^\r\n]*)/g)) out.push([m[1]!, m[2]!.trim()]);
+  return out;
+}
+export const marker = (ms: [string, string][], key: string): string | undefined =>
+  ms.find(([k]) => k === key)?.[1];
+
+export interface LinuxBoot {
+  result: RunResult;
+  serial: string;
+  hvc: string;
+  broken: string[];
+}
+
+/** one boot through the API: COM1 and hvc0 captured, `disk` as virtio-blk, a virtio-rng */
+export async function bootLinux(
+  backend: "soft" | "kvm",
+  disk: string,
+  timeoutMs: number,
+): Promise<LinuxBoot> {
+  const vm = await createMachine({ backend, memoryMiB: LINUX_MEMORY_MIB });
+  let serial = "";
+  let hvc = "";
+  const decoder = new TextDecoder();
+  const broken: string[] = [];
+  try {
+    addPcDevices(vm, {
+      serial: (b: Uint8Array) => {
+        serial += decoder.decode(b);
+      },
+    });
+    const virtio = addVirtioDevices(vm, {
+      drives: [{ path: disk }],
+      rng: true,
+      console: {
+        output: (b: Uint8Array) => {
+          hvc += decoder.decode(b);
+        },
+      },
+      onBroken: (device, message) => broken.push(`${device}: ${message}`),
+    });
+    vm.loadLinux({
+      kernel: readFileSync(LINUX_KERNEL!),
+      initrd: readFileSync(LINUX_INITRD!),
+      cmdline: `console=ttyS0 quiet ${virtio.cmdline.join(" ")}`,
+    });
+    const result = await vm.run({ timeoutMs });
+    return { result, serial, hvc, broken };
+  } finally {
+    vm.close();
+  }
+}
