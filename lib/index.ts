@@ -1,11 +1,89 @@
 // nodevmm's public API: createMachine and the Machine, the exit/register types both backends share,
-// the devices, the loaders' errors, and the inspection helpers.
+// the devices, the loaders' options and errors, and the inspection helpers. Runtime exports are
+// listed one by one: helpers the modules share among themselves (encoders, bit tests, unit
+// conversions, fw_cfg keys) stay internal. The raw KVM layer is the `nodevmm/kvm` subpath.
+//
+// Naming: exit kinds (`VmExit["kind"]`) are snake_case, as KVM's KVM_EXIT_* names are
+// (`internal_error`, `fail_entry`); run reasons (`RunResult["reason"]`) are kebab-case words for
+// people (`internal-error`, `debug-exit`). Bus handlers take (where, handler, length?) on both
+// buses; mmio.onRead/onWrite also accept the older (address, length, handler).
 
-export type { BootLayout, EntryState, LoadResult } from "./boot/index.js";
+export type {
+  BootLayout,
+  ElfOptions,
+  EntryState,
+  FlatOptions,
+  ImageFormat,
+  LinuxOptions,
+  LoadFormat,
+  LoadImageOptions,
+  LoadResult,
+  MultibootOptions,
+} from "./boot/index.js";
 export { BootSetupError, GuestImageError } from "./boot/index.js";
 export type { NodevmmPlugin, PluginContext } from "./cli/plugins.js";
-export * from "./devices/index.js";
-export * from "./inspect/index.js";
+export type * from "./devices/index.js";
+export {
+  AcpiPm,
+  ApicTimer,
+  CmosRtc,
+  DebugConsole,
+  DebugExit,
+  DeviceConfigError,
+  FwCfg,
+  FwCfgError,
+  I8042,
+  I8254,
+  I8259Pair,
+  IoApic,
+  LocalApic,
+  openDiskImage,
+  PcInterrupts,
+  PicChip,
+  PostPort,
+  ResetControl,
+  SystemControlPortA,
+  Uart16550,
+  VirtioBlk,
+  VirtioConsole,
+  VirtioMmioDevice,
+  VirtioRng,
+  Virtqueue,
+  VirtqueueError,
+} from "./devices/index.js";
+export type * from "./inspect/index.js";
+export {
+  CR0_BITS,
+  CR4_BITS,
+  cpuMode,
+  decodeCr0,
+  decodeCr3,
+  decodeCr4,
+  decodeDescriptor,
+  decodeEfer,
+  decodeRflags,
+  describeSegment,
+  disassemble,
+  EFER_BITS,
+  formatDescriptors,
+  formatDisassembly,
+  formatExit,
+  formatExitDetail,
+  formatRaw,
+  formatRegisters,
+  formatSegmentLine,
+  formatStatsTable,
+  formatTranslation,
+  kvmExitName,
+  listDescriptors,
+  modeBitness,
+  pagingMode,
+  RFLAGS_BITS,
+  segmentAttributes,
+  vmxExitReasonName,
+  walkPageTables,
+} from "./inspect/index.js";
+export { KvmUnavailableError, type KvmUnavailableReason } from "./kvm/errors.js";
 // exits.ts's DebugExit (a debug exception) is exported as DebugExceptionExit: DebugExit is the
 // isa-debug-exit device.
 export type {
@@ -37,10 +115,20 @@ export type {
   BackendRequest,
 } from "./vmm/backend-select.js";
 export { Bus, type BusClaim, type UnhandledAccess } from "./vmm/bus.js";
-export { IoBusApi, MmioBusApi } from "./vmm/bus-api.js";
+export {
+  IoBusApi,
+  MmioBusApi,
+  type MmioReadHandler,
+  type MmioWriteHandler,
+  type PortInHandler,
+  type PortOutHandler,
+} from "./vmm/bus-api.js";
 export {
   BackendUnavailableError,
   BusConflictError,
+  InvalidArgumentError,
+  MachineBusyError,
+  MachineClosedError,
   MachineConfigError,
   RegisterValueError,
   UnhandledAccessError,
@@ -58,7 +146,8 @@ export type {
   RunResult,
   StopRun,
 } from "./vmm/loop.js";
-export { createMachine, Machine, type MachineOptions } from "./vmm/machine.js";
+// the class as a type only: machines come from createMachine, which sets up what a run needs
+export { createMachine, type Machine, type MachineOptions } from "./vmm/machine.js";
 export { GuestMemory, GuestMemoryError, type MemoryRegion } from "./vmm/memory.js";
 export { addPcDevices, type PcDeviceOptions, type PcDevices } from "./vmm/pc.js";
 export { ExitStats } from "./vmm/stats.js";

@@ -5,7 +5,7 @@
 //   npx tsc -p tsconfig.json && node dist/bench/exit-loop/run.js [seconds=1] [rounds=3] [backends=soft,kvm]
 
 import type { BackendKind, VcpuBackend } from "../../lib/vmm/backend.js";
-import { createMachine, type Machine } from "../../lib/vmm/machine.js";
+import { createMachine, type Machine, machineExitLoop } from "../../lib/vmm/machine.js";
 
 // mov dx,0xe9; l: inc al; out dx,al; jmp l   (real mode at 0x7C00; one OUT exit per 3 instructions)
 const GUEST = Uint8Array.from([0xba, 0xe9, 0x00, 0xfe, 0xc0, 0xee, 0xeb, 0xfb]);
@@ -56,7 +56,7 @@ async function loopSync(kind: BackendKind, seconds: number): Promise<Sample> {
  */
 async function loopAsync(kind: BackendKind, seconds: number, hotEntry = false): Promise<Sample> {
   const { vm, seen } = await machine(kind);
-  vm.loop.hotEntry = hotEntry;
+  machineExitLoop(vm).hotEntry = hotEntry;
   try {
     const cpu0 = process.cpuUsage();
     const r = await vm.run({ timeoutMs: seconds * 1000 });

@@ -2,8 +2,12 @@
 // loader validates the whole image before it writes a byte, so a thrown error leaves guest memory as
 // it was.
 
-export class GuestImageError extends Error {
+import { VmmError } from "../types/errors.js";
+
+/** What is wrong with a guest image (kernel, ELF, multiboot, flat binary) and where in the file. */
+export class GuestImageError extends VmmError {
   override name = "GuestImageError";
+  override readonly code: string = "ERR_VMM_GUEST_IMAGE";
   constructor(
     /** the header field (or structure) that is wrong, e.g. "e_phoff", "ph[2].p_filesz", "checksum" */
     readonly field: string,
@@ -18,8 +22,9 @@ export class GuestImageError extends Error {
 
 /** The loader's own structures (page tables, GDT, boot info) cannot be placed: a configuration
  * problem (too little RAM, a command line that does not fit), not a problem of the image. */
-export class BootSetupError extends Error {
+export class BootSetupError extends VmmError {
   override name = "BootSetupError";
+  override readonly code: string = "ERR_VMM_BOOT_SETUP";
 }
 
 export function hex(n: number | bigint): string {

@@ -4,6 +4,7 @@
 
 import { Command, CommanderError, Option } from "commander";
 import { STATUS_USAGE } from "./exit-status.js";
+import type { ResumeCliOptions } from "./resume.js";
 import type { CliStreams, RunCliOptions } from "./run.js";
 import { packageVersion } from "./version.js";
 
@@ -84,11 +85,32 @@ export function buildProgram(io: CliStreams, setStatus: (n: number) => void): Co
     .option("--dump-regs", "print the registers at the end of every run")
     .option("--gdb <[host:]port>", "listen for gdb (remote protocol) there; host default 127.0.0.1")
     .option("--gdb-wait", "stop before the first instruction until gdb continues (port 1234 without --gdb)")
+    .option("--save <path>", "save a snapshot when the run stops for --max-exits/--timeout (see resume)")
     .option("-v, --verbose", "say which backend runs and how the run ended")
     .addHelpText("after", RUN_EPILOG)
     .action(async (image: string, opts: RunCliOptions) => {
       const { runCommand } = await import("./run.js");
       setStatus(await runCommand(image, opts, io));
+    });
+
+  program
+    .command("resume")
+    .description("resume a snapshot saved with run --save")
+    .argument("<snapshot>", "snapshot file")
+    .addOption(
+      new Option("--backend <backend>", "CPU backend (auto: KVM when usable)")
+        .choices(["auto", "kvm", "soft"])
+        .default("auto"),
+    )
+    .option("--serial <sink>", "COM1 output: stdio | file:PATH | none", "stdio")
+    .option("--debugcon <sink>", "port 0xE9 output: stdio | file:PATH | none", "stdio")
+    .option("--max-exits <n>", "stop after N exits")
+    .option("--timeout <seconds>", "stop after this many seconds")
+    .option("--save <path>", "save again when this run stops for a limit")
+    .option("-v, --verbose", "say which backend runs")
+    .action(async (path: string, opts: ResumeCliOptions) => {
+      const { resumeCommand } = await import("./resume.js");
+      setStatus(await resumeCommand(path, opts, io));
     });
 
   program

@@ -3,6 +3,7 @@
 // register dump when the guest crashed).
 
 import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { detectFormat, type LoadFormat } from "../boot/detect.js";
 import type { CpuMode } from "../boot/entry.js";
 import { describeLinuxBoot } from "../boot/linux.js";
@@ -10,7 +11,7 @@ import type { GdbServerHandle } from "../gdb/index.js";
 import { formatStatsTable } from "../inspect/stats-table.js";
 import { formatExit } from "../inspect/trace.js";
 import type { RunLimits, RunResult } from "../vmm/loop.js";
-import { createMachine, type Machine } from "../vmm/machine.js";
+import { createMachine, type Machine, machineExitLoop } from "../vmm/machine.js";
 import { addPcDevices, type PcDevices } from "../vmm/pc.js";
 import { addVirtioDevices } from "../vmm/virtio.js";
 import { exitStatus, isCrash, STATUS_GUEST_CRASH, STATUS_INTERRUPTED, STATUS_USAGE } from "./exit-status.js";
@@ -59,6 +60,8 @@ export interface RunCliOptions {
   gdb?: string;
   /** --gdb-wait: stop before the first instruction until gdb continues (QEMU's -S) */
   gdbWait?: boolean;
+  /** --save PATH: a snapshot when the run stops for --max-exits/--timeout (lib/cli/resume.ts) */
+  save?: string;
 }
 
 export interface CliStreams {
@@ -170,9 +173,9 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
         say(`warning: --address/--mode apply to flat images; ${imagePath} loaded as ${loaded.format}`);
       }
       // after the load, so that a plugin sees the machine as the guest will start on it
-      const defaultHypercall = vm.loop.handlers.hypercall;
+      const defaultHypercall = machineExitLoop(vm).handlers.hypercall;
       for (const p of plugins) await applyPlugin(vm, p, say);
-      if (vm.loop.handlers.hypercall !== defaultHypercall) {
+      if (machineExitLoop(vm).handlers.hypercall !== defaultHypercall) {
         const blocked = await hypercallsBlocked(vm);
         if (blocked) say(`warning: a plugin answers hypercalls, but ${blocked}`);
       }
@@ -224,7 +227,13 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
     } finally {
       await stub?.close();
     }
-    const status = exitStatus(result);
+    let status = exitStatus(result);
+    if (o.save !== undefined) {
+      const { saveAfterRun } = await import("./resume.js");
+      const cli = { drives: drives.map((d) => ({ ...d, path: resolve(d.path) })), rng: o.rng ?? false };
+      const app = { cli: cmdline === undefined ? cli : { ...cli, cmdline } };
+      status = (await saveAfterRun(vm, result, o.save, app, say)) ?? status;
+    }
     if (isCrash(result)) {
       say(`guest stopped: ${result.reason}${result.message ? ` (${result.message})` : ""}`);
       io.stderr.write(safeReport(vm));

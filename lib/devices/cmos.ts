@@ -4,7 +4,7 @@
 // QEMU's pc machine stores for SeaBIOS and friends.
 
 import type { Device, DeviceContext, DeviceRange, IrqLine } from "./device.js";
-import { DeviceConfigError } from "./errors.js";
+import { DeviceConfigError, deviceOptions } from "./errors.js";
 
 export const RTC_SECONDS = 0x00;
 export const RTC_SECONDS_ALARM = 0x01;
@@ -94,7 +94,8 @@ export class CmosRtc implements Device {
   #lastSecond = Number.NaN;
   #lastPeriod = Number.NaN;
 
-  constructor(opts: CmosRtcOptions = {}) {
+  constructor(options?: CmosRtcOptions) {
+    const opts = deviceOptions(this.name, options);
     this.irq = opts.irq ?? 8;
     this.#source = opts.timeSource ?? "host";
     if (this.#source !== "host" && this.#source !== "clock") {

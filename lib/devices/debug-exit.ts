@@ -39,6 +39,14 @@ export class DebugExit implements Device {
     return 0;
   }
 
+  /** snapshots: the last code written (plain data) */
+  snapshot(): { lastCode: number | null } {
+    return { lastCode: this.#lastCode ?? null };
+  }
+  restore(s: { lastCode: number | null }): void {
+    this.#lastCode = typeof s?.lastCode === "number" ? s.lastCode : undefined;
+  }
+
   write(_offset: number, size: number, value: number): void {
     const v = value % 2 ** (8 * size);
     // kept as a Number (not int32) so a 32-bit value does not wrap; the CLI takes & 0xff

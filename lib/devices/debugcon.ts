@@ -48,6 +48,14 @@ export class DebugConsole implements Device {
     this.#sink.write(bytes);
   }
 
+  /** snapshots: the byte count (what was written went to the sink already) */
+  snapshot(): { bytesWritten: number } {
+    return { bytesWritten: this.#count };
+  }
+  restore(s: { bytesWritten: number }): void {
+    this.#count = Number.isSafeInteger(s?.bytesWritten) ? s.bytesWritten : 0;
+  }
+
   close(): void {
     this.#sink.close();
   }

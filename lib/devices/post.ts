@@ -61,6 +61,17 @@ export class PostPort implements Device {
     this.#onCode?.(code);
   }
 
+  /** snapshots: the codes seen (plain data; the onCode callback is the new owner's) */
+  snapshot(): { history: number[]; last: number | null; writes: number } {
+    return { history: [...this.#history], last: this.#last ?? null, writes: this.#writes };
+  }
+  restore(s: { history: number[]; last: number | null; writes: number }): void {
+    const codes = Array.isArray(s?.history) ? s.history.map((c) => c & 0xff) : [];
+    this.#history = this.#max > 0 ? codes.slice(-this.#max) : [];
+    this.#last = typeof s?.last === "number" ? s.last & 0xff : undefined;
+    this.#writes = Number.isSafeInteger(s?.writes) ? s.writes : 0;
+  }
+
   reset(): void {
     this.#history = [];
     this.#last = undefined;

@@ -31,6 +31,8 @@ export interface RunLimits {
   maxExits?: number;
   /** stop after this many guest instructions (exceptions and interrupts delivered and REP iterations count too) in this run (soft backend only) */
   maxInstructions?: number;
+  /** aborting it ends the run as "stopped", as Machine.stop() does (checked by the Machine) */
+  signal?: AbortSignal;
 }
 
 export interface StopRun {

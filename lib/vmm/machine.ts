@@ -22,6 +22,7 @@ import type { Device, DeviceContext, IrqLine, StopRequest } from "../devices/dev
 import { PcInterrupts } from "../devices/pc-interrupts.js";
 import { VirtioMmioDevice } from "../devices/virtio/mmio-transport.js";
 import type { GdbServerHandle, GdbServerOptions } from "../gdb/index.js";
+import type { SaveOptions, SaveResult, Snapshot } from "../snapshot/index.js";
 import type { VmExit, VmExitKind } from "../types/exits.js";
 import { emptyRegs, type Regs, type SpecialRegs } from "../types/regs.js";
 import type { MachineBackend, VcpuBackend } from "./backend.js";
@@ -29,13 +30,26 @@ import { type BackendInfo, type BackendRequest, openBackend } from "./backend-se
 import type { BusClaim } from "./bus.js";
 import { IoBusApi, MmioBusApi } from "./bus-api.js";
 import { MachineClock } from "./clock.js";
-import { MachineConfigError, VmmError } from "./errors.js";
+import { InvalidArgumentError, MachineBusyError, MachineClosedError, MachineConfigError } from "./errors.js";
 import { Emitter, type MachineEvents } from "./events.js";
 import { defaultHandlers, type HandlerEnv } from "./handlers.js";
 import { KvmRunWorker } from "./kvm-worker.js";
 import { type ExitHandler, ExitLoop, type RunLimits, type RunResult, type StopRun } from "./loop.js";
 import type { GuestMemory } from "./memory.js";
 import type { ExitStats } from "./stats.js";
+import {
+  booleanArg,
+  bytesArg,
+  describeValue,
+  functionArg,
+  integerArg,
+  limitArg,
+  objectArg,
+  oneOfArg,
+  optional,
+  optionsArg,
+  stringArg,
+} from "./validate.js";
 import { Vcpu } from "./vcpu.js";
 import { type KickTarget, Watchdog } from "./watchdog.js";
 
@@ -59,10 +73,26 @@ export interface MachineOptions {
    * thread in slices bounded by the watchdog (more exits per second, a busier event loop)
    */
   vcpuThread?: boolean;
+  /** resume a snapshot (a file, or readSnapshot()'s result): size and vCPUs come from it (lib/snapshot) */
+  restore?: string | Snapshot;
+  /** with `restore`: attaches the snapshot's devices (e.g. addPcDevices) before its state goes back */
+  setup?: (vm: Machine, snap: Snapshot) => void | Promise<void>;
+  /** with `restore`: what the restore could not carry over (e.g. across backends) */
+  onNotes?: (notes: string[]) => void;
 }
 
 const MAX_MEMORY_MIB = 1 << 16;
 const RFLAGS_IF = 1n << 9n;
+
+// Set in Machine's static block: what createMachine and in-repo tools reach of a machine's
+// internals without making them part of the public class.
+let exitLoopOf: (vm: Machine) => ExitLoop;
+let setupBlockingEntry: (vm: Machine, opts: { vcpuThread?: boolean }) => Promise<void>;
+
+// Node 20 has both symbols; older runtimes get the ones Node's own polyfill registers
+const disposeSymbol: typeof Symbol.dispose = Symbol.dispose ?? Symbol.for("nodejs.dispose");
+const asyncDisposeSymbol: typeof Symbol.asyncDispose =
+  Symbol.asyncDispose ?? Symbol.for("nodejs.asyncDispose");
 
 interface Polled {
   device: Device;
@@ -76,7 +106,7 @@ export class Machine {
   readonly io = new IoBusApi();
   readonly mmio = new MmioBusApi();
   readonly clock = new MachineClock();
-  readonly loop: ExitLoop;
+  readonly #loop: ExitLoop;
   /**
    * the soft backend's interrupt controller when the machine added one: the i8259 pair, I/O APIC
    * and local APIC (`pic.i8259`, `pic.ioapic`, `pic.lapic`) and the routing between them
@@ -100,7 +130,7 @@ export class Machine {
   #idleWait = false;
   /** resolves the pending waitForEvent() of an idle async run */
   #wake: (() => void) | undefined;
-  lastResult: RunResult | undefined;
+  #lastResult: RunResult | undefined;
 
   constructor(
     backend: MachineBackend,
@@ -117,7 +147,7 @@ export class Machine {
       lastAccessUnhandled: false,
       idle: () => this.#idle(),
     };
-    this.loop = new ExitLoop(defaultHandlers(this.#env), {
+    this.#loop = new ExitLoop(defaultHandlers(this.#env), {
       afterExit: (exit, ctx) => this.#afterExit(exit, ctx.vcpuIndex),
       pendingStop: () => {
         const s = this.#pendingStop;
@@ -140,22 +170,35 @@ export class Machine {
     });
     for (const bus of [this.io.bus, this.mmio.bus]) {
       bus.onUnhandled = (access) => {
-        this.loop.stats.unhandled++;
+        this.#loop.stats.unhandled++;
         this.#events.emit("unhandled", access);
       };
     }
     this.strict = opts.strict ?? false;
     const n = opts.vcpus ?? 1;
     this.#vcpus = [];
-    for (let i = 0; i < n; i++) this.#vcpus.push(new Vcpu(backend.createVcpu(i), this.memory));
+    const closed = () => this.#closed;
+    for (let i = 0; i < n; i++) this.#vcpus.push(new Vcpu(backend.createVcpu(i), this.memory, closed));
     this.pic = opts.pic;
     for (const d of opts.pic?.devices ?? []) this.addDevice(d);
+  }
+
+  static {
+    // internals createMachine, the CLI, tests and benchmarks reach, kept off the public class
+    exitLoopOf = (vm) => vm.#loop;
+    setupBlockingEntry = (vm, opts) => vm.#setupBlockingEntry(opts);
+  }
+
+  /** the result of the last run that ended (undefined before the first) */
+  get lastResult(): RunResult | undefined {
+    return this.#lastResult;
   }
 
   get strict(): boolean {
     return this.io.bus.strict;
   }
   set strict(on: boolean) {
+    booleanArg("strict", on);
     this.io.bus.strict = on;
     this.mmio.bus.strict = on;
   }
@@ -165,7 +208,7 @@ export class Machine {
   }
 
   get stats(): ExitStats {
-    return this.loop.stats;
+    return this.#loop.stats;
   }
 
   get vcpuCount(): number {
@@ -173,15 +216,30 @@ export class Machine {
   }
 
   vcpu(i = 0): Vcpu {
+    integerArg("i", i, 0, Number.MAX_SAFE_INTEGER);
     const v = this.#vcpus[i];
     if (!v) throw new MachineConfigError(`no vCPU ${i} (the machine has ${this.#vcpus.length})`);
     return v;
   }
 
+  /** Calls `fn` at each `event`; returns a function that removes it. */
   on<K extends keyof MachineEvents>(event: K, fn: MachineEvents[K]): () => void {
+    oneOfArg("event", event, MACHINE_EVENTS);
+    functionArg("fn", fn);
     return this.#events.on(event, fn);
   }
+  /** Calls `fn` at the next `event` only; returns a function that removes it before then. */
+  once<K extends keyof MachineEvents>(event: K, fn: MachineEvents[K]): () => void {
+    oneOfArg("event", event, MACHINE_EVENTS);
+    functionArg("fn", fn);
+    const off = this.#events.on(event, ((...args: Parameters<MachineEvents[K]>) => {
+      off();
+      (fn as (...a: Parameters<MachineEvents[K]>) => void)(...args);
+    }) as MachineEvents[K]);
+    return off;
+  }
   off<K extends keyof MachineEvents>(event: K, fn: MachineEvents[K]): void {
+    oneOfArg("event", event, MACHINE_EVENTS);
     this.#events.off(event, fn);
   }
 
@@ -190,15 +248,18 @@ export class Machine {
     kind: K,
     handler: ExitHandler<Extract<VmExit, { kind: K }>>,
   ): ExitHandler<Extract<VmExit, { kind: K }>> | undefined {
-    return this.loop.setHandler(kind, handler);
+    oneOfArg("kind", kind, EXIT_KINDS);
+    functionArg("handler", handler);
+    return this.#loop.setHandler(kind, handler);
   }
 
   /** An interrupt line routed to the backend (KVM_IRQ_LINE, or the soft backend's PIC). */
   irqLine(line: number): IrqLine {
-    if (!Number.isInteger(line) || line < 0 || line > 255) {
-      throw new MachineConfigError(`interrupt line ${String(line)} is not an integer 0-255`);
-    }
+    integerArg("line", line, 0, 255);
     const set = (level: boolean) => {
+      booleanArg("level", level);
+      // a device may lower its line as it closes: after close() lines go nowhere
+      if (this.#closed) return;
       this.backend.setIrqLine(line, level);
       if (level) this.#wake?.();
     };
@@ -214,6 +275,7 @@ export class Machine {
   /** Maps the device's ranges on the buses (all or none), wires its IRQ, clock and stop requests. */
   addDevice<D extends Device>(device: D): D {
     this.#checkOpen();
+    checkDevice(device);
     if (this.#devices.includes(device)) throw new MachineConfigError(`${device.name} is already attached`);
     const releases: (() => void)[] = [];
     try {
@@ -257,17 +319,24 @@ export class Machine {
 
   // ---- loaders (lib/boot) ----
 
-  loadFlat(image: Uint8Array, opts: FlatOptions = {}): LoadResult {
-    return this.#load(image, () => loadFlat(this.memory, image, opts));
+  loadFlat(image: Uint8Array, opts?: FlatOptions): LoadResult {
+    const o = checkLoadOptions(opts);
+    return this.#load(image, () => loadFlat(this.memory, image, o));
   }
-  loadElf(image: Uint8Array, opts: ElfOptions = {}): LoadResult {
-    return this.#load(image, () => loadElf(this.memory, image, opts));
+  loadElf(image: Uint8Array, opts?: ElfOptions): LoadResult {
+    const o = checkLoadOptions(opts);
+    return this.#load(image, () => loadElf(this.memory, image, o));
   }
-  loadMultiboot(image: Uint8Array, opts: MultibootOptions = {}): LoadResult {
-    return this.#load(image, () => loadMultiboot(this.memory, image, opts));
+  loadMultiboot(image: Uint8Array, opts?: MultibootOptions): LoadResult {
+    const o = checkLoadOptions(opts);
+    return this.#load(image, () => loadMultiboot(this.memory, image, o));
   }
   /** A Linux bzImage through the x86 boot protocol (64-bit entry when the kernel has one). */
   loadLinux(opts: LinuxOptions): LoadResult & { linux: LinuxBootInfo } {
+    this.#checkOpen();
+    objectArg("opts", opts);
+    checkLoadOptions(opts);
+    bytesArg("opts.kernel", opts.kernel);
     let result: (LoadResult & { linux: LinuxBootInfo }) | undefined;
     // the PC's ACPI tables (lib/boot/acpi), unless the caller names an RSDP of its own
     const acpi = withPcAcpi(opts ?? {}, this.vcpuCount, this.#virtioSlots());
@@ -286,8 +355,10 @@ export class Machine {
   }
 
   /** Any supported format; `format: "auto"` (default) detects a bzImage, multiboot, then ELF, else flat. */
-  load(image: Uint8Array, opts: LoadImageOptions = {}): LoadResult {
-    const acpi = withPcAcpi(opts, this.vcpuCount, this.#virtioSlots());
+  load(image: Uint8Array, opts?: LoadImageOptions): LoadResult {
+    this.#checkOpen();
+    bytesArg("image", image);
+    const acpi = withPcAcpi(checkLoadOptions(opts), this.vcpuCount, this.#virtioSlots());
     const result = this.#load(image, () => loadImage(this.memory, image, acpi.options));
     if (result.format === "linux") acpi.install(this.memory);
     return result;
@@ -295,6 +366,7 @@ export class Machine {
 
   /** Puts vCPU `i` in a loader's entry state (registers not named are zero; CR2/CR8/APIC base kept). */
   applyEntry(entry: EntryState, i = 0): void {
+    objectArg("entry", entry);
     const vcpu = this.vcpu(i);
     const regs: Regs = { ...emptyRegs(), ...entry.regs };
     const current = vcpu.getSregs();
@@ -305,9 +377,7 @@ export class Machine {
 
   #load(image: Uint8Array, load: () => LoadResult): LoadResult {
     this.#checkOpen();
-    if (!(image instanceof Uint8Array)) {
-      throw new MachineConfigError(`the image must be a Uint8Array (or Buffer), got ${typeof image}`);
-    }
+    bytesArg("image", image);
     const result = load();
     this.applyEntry(result.entry);
     return result;
@@ -316,12 +386,15 @@ export class Machine {
   // ---- running ----
 
   /** Runs vCPU 0 on the calling thread until the guest stops or a limit is reached. */
-  runSync(limits: RunLimits = {}): RunResult {
+  runSync(limits?: RunLimits): RunResult {
+    const checked = checkLimits(limits);
     this.#beginRun();
+    const unlisten = this.#listenAbort(checked.signal);
     try {
-      this.lastResult = this.loop.runSync(this.vcpu(0).backend, limits);
-      return this.lastResult;
+      this.#lastResult = this.#loop.runSync(this.vcpu(0).backend, checked);
+      return this.#lastResult;
     } finally {
+      unlisten();
       this.#running = false;
     }
   }
@@ -331,12 +404,15 @@ export class Machine {
    * worker thread enters the guest and hands each exit to this thread (`hasVcpuThread`); otherwise
    * in slices with the event loop served in between.
    */
-  async run(limits: RunLimits = {}): Promise<RunResult> {
+  async run(limits?: RunLimits): Promise<RunResult> {
+    const checked = checkLimits(limits);
     this.#beginRun();
+    const unlisten = this.#listenAbort(checked.signal);
     try {
-      this.lastResult = await this.loop.run(this.vcpu(0).backend, limits);
-      return this.lastResult;
+      this.#lastResult = await this.#loop.run(this.vcpu(0).backend, checked);
+      return this.#lastResult;
     } finally {
+      unlisten();
       this.#running = false;
     }
   }
@@ -345,10 +421,38 @@ export class Machine {
     return this.#running;
   }
 
+  /** whether close() was called */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** An AbortSignal in the run's limits stops it as stop() does (at once when already aborted). */
+  #listenAbort(signal: AbortSignal | undefined): () => void {
+    if (!signal) return () => {};
+    if (signal.aborted) {
+      this.#pendingStop ??= { reason: "stopped", message: "the run's signal was aborted" };
+      return () => {};
+    }
+    const onAbort = () => {
+      this.#pendingStop ??= { reason: "stopped", message: "the run's signal was aborted" };
+      this.stop();
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    return () => signal.removeEventListener("abort", onAbort);
+  }
+
   /** A GDB remote stub for vCPU 0 (lib/gdb); run the guest with the handle's run() so gdb steers it. */
-  async gdbServer(opts: GdbServerOptions = {}): Promise<GdbServerHandle> {
+  async gdbServer(opts?: GdbServerOptions): Promise<GdbServerHandle> {
+    this.#checkOpen();
+    const o = optionsArg("opts", opts);
     const { startGdbServer } = await import("../gdb/index.js");
-    return startGdbServer(this, opts);
+    return startGdbServer(this, o);
+  }
+
+  /** Saves the stopped machine to a file (lib/snapshot); SnapshotError while it runs. */
+  async snapshot(path: string, opts: SaveOptions = {}): Promise<SaveResult> {
+    const { saveSnapshot } = await import("../snapshot/index.js");
+    return saveSnapshot(this, path, opts);
   }
 
   /** Ends the current run with reason "stopped" (at the next exit; the vCPU is kicked). No-op when idle. */
@@ -359,27 +463,46 @@ export class Machine {
     this.#wake?.();
   }
 
+  /**
+   * Releases the backend (vCPUs, guest memory, the KVM file descriptors). A run in progress ends
+   * as "stopped"; afterwards register access, dump() and guest memory throw MachineClosedError.
+   * Closing twice is a no-op.
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#running) {
+      this.#pendingStop ??= { reason: "stopped", message: "the machine was closed during the run" };
+      this.#wake?.();
+    }
     if (this.#vcpuThread) {
       // a run in progress: its entry ends at the kick, the thread then leaves (and the run resolves)
       this.#pendingStop ??= { reason: "stopped", message: "the machine was closed during the run" };
       this.#vcpuThread.close();
       this.vcpu(0).backend.kick();
-      this.loop.vcpuThread = undefined;
+      this.#loop.vcpuThread = undefined;
       this.#wake?.();
     }
     for (const d of this.#devices) (d as { close?: () => void }).close?.();
     void this.#watchdog?.close();
-    this.loop.watchdog = undefined;
+    this.#loop.watchdog = undefined;
     for (const v of this.#vcpus) v.backend.close();
+    this.memory.close();
     this.backend.close();
+  }
+
+  /** `using vm = await createMachine()` closes it at the end of the scope. */
+  [disposeSymbol](): void {
+    this.close();
+  }
+  /** `await using vm = await createMachine()` closes it at the end of the scope. */
+  async [asyncDisposeSymbol](): Promise<void> {
+    this.close();
   }
 
   #beginRun(): void {
     this.#checkOpen();
-    if (this.#running) throw new VmmError("the machine is already running");
+    if (this.#running) throw new MachineBusyError("the machine is already running");
     this.#running = true;
   }
 
@@ -391,7 +514,7 @@ export class Machine {
    * (bounding timeouts and async slices) and how to tell a final in-kernel HLT. Called by
    * createMachine; both come from the backend's own crossThreadKick()/isHalted().
    */
-  async setupBlockingEntry(opts: { vcpuThread?: boolean } = {}): Promise<void> {
+  async #setupBlockingEntry(opts: { vcpuThread?: boolean }): Promise<void> {
     const v = this.vcpu(0).backend;
     const target = v.crossThreadKick?.();
     const halted = v.isHalted ? () => v.isHalted!() : undefined;
@@ -408,7 +531,7 @@ export class Machine {
       try {
         await w.ready();
         this.#watchdog = w;
-        this.loop.watchdog = w;
+        this.#loop.watchdog = w;
       } catch (e) {
         void w.close();
         this.#kickTarget = undefined;
@@ -438,7 +561,7 @@ export class Machine {
       return;
     }
     this.#vcpuThread = w;
-    this.loop.vcpuThread = {
+    this.#loop.vcpuThread = {
       get closed() {
         return w.closed;
       },
@@ -459,12 +582,16 @@ export class Machine {
    * once. Returns whether the backend does it (KVM with the capability; else writes exit as usual).
    */
   coalesceWrites(space: "io" | "mmio", base: number, length = 1): boolean {
+    this.#checkOpen();
+    oneOfArg("space", space, ["io", "mmio"] as const);
+    integerArg("base", base, 0, Number.MAX_SAFE_INTEGER);
+    integerArg("length", length, 1, Number.MAX_SAFE_INTEGER);
     return this.backend.coalesceWrites?.(space, base, length) ?? false;
   }
 
   /** whether `await vm.run()` enters the guest from a thread of its own (KVM with the addon) */
   get hasVcpuThread(): boolean {
-    return this.loop.vcpuThread !== undefined;
+    return this.#loop.vcpuThread !== undefined;
   }
 
   /** whether runs on this machine can be bounded while the guest never exits */
@@ -478,7 +605,7 @@ export class Machine {
   }
 
   #checkOpen(): void {
-    if (this.#closed) throw new VmmError("the machine is closed");
+    if (this.#closed) throw new MachineClosedError();
   }
 
   #requestStop(req: StopRequest): void {
@@ -555,16 +682,13 @@ export class Machine {
 }
 
 function checkOptions(opts: MachineOptions): { memoryMiB: number; vcpus: number } {
-  const memoryMiB = opts.memoryMiB ?? 64;
-  if (!Number.isInteger(memoryMiB) || memoryMiB < 1 || memoryMiB > MAX_MEMORY_MIB) {
-    throw new MachineConfigError(
-      `memoryMiB must be an integer 1-${MAX_MEMORY_MIB}, got ${String(opts.memoryMiB)}`,
-    );
-  }
-  const vcpus = opts.vcpus ?? 1;
-  if (!Number.isInteger(vcpus) || vcpus < 1) {
-    throw new MachineConfigError(`vcpus must be a positive integer, got ${String(opts.vcpus)}`);
-  }
+  const memoryMiB = integerArg("opts.memoryMiB", opts.memoryMiB ?? 64, 1, MAX_MEMORY_MIB);
+  const vcpus = integerArg("opts.vcpus", opts.vcpus ?? 1, 1, Number.MAX_SAFE_INTEGER);
+  const backend = opts.backend ?? "auto";
+  if (typeof backend !== "function") oneOfArg("opts.backend", backend, ["auto", "kvm", "soft"] as const);
+  optional(opts.strict, "opts.strict", booleanArg);
+  optional(opts.platformDevices, "opts.platformDevices", booleanArg);
+  optional(opts.vcpuThread, "opts.vcpuThread", booleanArg);
   if (vcpus > 1) {
     throw new MachineConfigError(
       `vcpus: ${vcpus} requested, but only 1 vCPU is supported so far (SMP is on the roadmap)`,
@@ -574,7 +698,12 @@ function checkOptions(opts: MachineOptions): { memoryMiB: number; vcpus: number 
 }
 
 /** Creates a machine on the requested backend ("auto": KVM when usable, else soft; see backendInfo). */
-export async function createMachine(opts: MachineOptions = {}): Promise<Machine> {
+export async function createMachine(options?: MachineOptions): Promise<Machine> {
+  const opts = optionsArg("options", options);
+  if (opts.restore !== undefined) {
+    const { createRestoredMachine } = await import("../snapshot/index.js");
+    return createRestoredMachine({ ...opts, restore: opts.restore }, createMachine);
+  }
   const { memoryMiB, vcpus } = checkOptions(opts);
   const pic = new PcInterrupts();
   const { backend, info } = await openBackend(opts.backend ?? "auto", {
@@ -590,10 +719,109 @@ export async function createMachine(opts: MachineOptions = {}): Promise<Machine>
     });
     // IA32_APIC_BASE.EN lives in the vCPU (MSR 0x1b); read only when an interrupt is in question
     if (platform) pic.lapic.hardwareEnabled = () => ((vm.vcpu(0).getMsr(0x1b) ?? 0x800n) & 0x800n) !== 0n;
-    await vm.setupBlockingEntry(opts.vcpuThread === undefined ? {} : { vcpuThread: opts.vcpuThread });
+    await setupBlockingEntry(vm, opts.vcpuThread === undefined ? {} : { vcpuThread: opts.vcpuThread });
     return vm;
   } catch (e) {
     backend.close();
     throw e;
   }
+}
+
+/**
+ * The machine's exit loop (handler table, stats, tuning knobs): for the CLI, tests and benchmarks
+ * in this repository, not exported from the package (users have setExitHandler and stats).
+ */
+export function machineExitLoop(vm: Machine): ExitLoop {
+  return exitLoopOf(vm);
+}
+
+const MACHINE_EVENTS: readonly (keyof MachineEvents)[] = ["exit", "unhandled"];
+
+/** every exit kind, so that setExitHandler refuses a misspelt one (the Record keeps it complete) */
+const EXIT_KIND_SET: Record<VmExitKind, true> = {
+  io: true,
+  mmio: true,
+  hlt: true,
+  shutdown: true,
+  fail_entry: true,
+  internal_error: true,
+  system_event: true,
+  debug: true,
+  intr: true,
+  irq_window_open: true,
+  hypercall: true,
+  cpuid: true,
+  msr: true,
+  unknown: true,
+};
+const EXIT_KINDS = Object.keys(EXIT_KIND_SET) as VmExitKind[];
+
+/**
+ * The loaders' options, field by field where a field is a plain value (the loaders check values
+ * and structures such as `layout` and `modules` themselves, against the image).
+ */
+function checkLoadOptions<T extends object>(opts: T | undefined): T {
+  const o = optionsArg("opts", opts) as Partial<LoadImageOptions & LinuxOptions>;
+  for (const key of ["address", "entry", "stack", "acpiRsdp"] as const) {
+    optional(o[key], `opts.${key}`, (a, v) => integerArg(a, v, 0, Number.MAX_SAFE_INTEGER));
+  }
+  optional(o.mode, "opts.mode", (a, v) => oneOfArg(a, v, ["real", "protected", "long"] as const));
+  optional(o.format, "opts.format", (a, v) =>
+    oneOfArg(a, v, ["auto", "flat", "elf", "multiboot", "linux"] as const),
+  );
+  optional(o.cmdline, "opts.cmdline", stringArg);
+  optional(o.bootLoaderName, "opts.bootLoaderName", stringArg);
+  optional(o.initrd, "opts.initrd", bytesArg);
+  for (const key of ["layout", "modules", "e820"] as const) optional(o[key], `opts.${key}`, objectArg);
+  return o as T;
+}
+
+/** Run limits as the loop takes them, checked here so a bad one names itself. */
+function checkLimits(limits: RunLimits | undefined): RunLimits {
+  const l = optionsArg("limits", limits);
+  optional(l.timeoutMs, "limits.timeoutMs", limitArg);
+  optional(l.maxExits, "limits.maxExits", limitArg);
+  optional(l.maxInstructions, "limits.maxInstructions", limitArg);
+  if (l.signal !== undefined && !(l.signal instanceof AbortSignal)) {
+    throw new InvalidArgumentError(
+      `limits.signal must be an AbortSignal, got ${describeValue(l.signal)}`,
+      "limits.signal",
+    );
+  }
+  return l;
+}
+
+/**
+ * What addDevice needs of a device, checked before any range is claimed, so a device missing a
+ * handler fails here rather than at the guest's first access.
+ */
+function checkDevice(device: unknown): void {
+  const d = objectArg<Partial<Device>>("device", device);
+  if (typeof d.name !== "string") {
+    throw new InvalidArgumentError(
+      `device.name must be a string, got ${describeValue(d.name)}`,
+      "device.name",
+    );
+  }
+  const ranges: unknown = d.ranges;
+  if (!Array.isArray(ranges)) {
+    throw new InvalidArgumentError(
+      `${d.name}: device.ranges must be an array, got ${describeValue(ranges)}`,
+      "device.ranges",
+    );
+  }
+  ranges.forEach((r: unknown, i) => {
+    const arg = `device.ranges[${i}]`;
+    const range = objectArg<Record<string, unknown>>(arg, r);
+    oneOfArg(`${arg}.space`, range.space, ["io", "mmio"] as const);
+    integerArg(`${arg}.base`, range.base, 0, Number.MAX_SAFE_INTEGER);
+    integerArg(`${arg}.length`, range.length, 1, Number.MAX_SAFE_INTEGER);
+  });
+  if (ranges.length > 0) {
+    functionArg("device.read", d.read);
+    functionArg("device.write", d.write);
+  }
+  optional(d.irq, "device.irq", (a, v) => integerArg(a, v, 0, 255));
+  optional(d.attach, "device.attach", functionArg);
+  optional(d.poll, "device.poll", functionArg);
 }

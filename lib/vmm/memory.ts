@@ -2,6 +2,9 @@
 // memory handed to KVM_SET_USER_MEMORY_REGION (zero-copy); on the soft backend they are the RAM the
 // EPT maps. Loaders and devices reach guest memory only through this class.
 
+import { MachineClosedError } from "./errors.js";
+import { bytesArg, integerArg } from "./validate.js";
+
 export interface MemoryRegion {
   /** KVM slot number / soft-backend region index */
   readonly slot: number;
@@ -27,6 +30,12 @@ const PAGE = 4096;
 
 export class GuestMemory {
   readonly #regions: MemoryRegion[] = [];
+  #closed = false;
+
+  /** The machine closed: from now on reads and writes throw MachineClosedError (KVM unmapped it). */
+  close(): void {
+    this.#closed = true;
+  }
 
   get regions(): readonly MemoryRegion[] {
     return this.#regions;
@@ -86,6 +95,9 @@ export class GuestMemory {
 
   /** A view of guest memory (no copy). Throws GuestMemoryError when the range is not RAM. */
   view(gpa: number, length: number): Uint8Array {
+    if (this.#closed) throw new MachineClosedError("guest memory");
+    integerArg("gpa", gpa, 0, Number.MAX_SAFE_INTEGER);
+    integerArg("length", length, 0, Number.MAX_SAFE_INTEGER);
     const r = this.find(gpa, length);
     if (!r) {
       throw new GuestMemoryError(
@@ -103,6 +115,7 @@ export class GuestMemory {
   }
 
   write(gpa: number, data: Uint8Array): void {
+    bytesArg("data", data);
     this.view(gpa, data.length).set(data);
   }
 

@@ -20,6 +20,7 @@ import {
   Uart16550,
 } from "../devices/index.js";
 import type { Machine } from "./machine.js";
+import { optionsArg } from "./validate.js";
 
 export interface PcDeviceOptions {
   /** COM1 output; default: discard */
@@ -56,7 +57,8 @@ export interface PcDevices {
   pit?: I8254;
 }
 
-export function addPcDevices(vm: Machine, opts: PcDeviceOptions = {}): PcDevices {
+export function addPcDevices(vm: Machine, options?: PcDeviceOptions): PcDevices {
+  const opts = optionsArg("options", options);
   const ramBytes = vm.memory.size;
   const uart = vm.addDevice(
     new Uart16550({

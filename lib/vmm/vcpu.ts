@@ -9,20 +9,28 @@ import { type Translation, walkPageTables } from "../inspect/pagewalk.js";
 import { cpuMode, modeBitness } from "../inspect/segments.js";
 import type { Regs, SpecialRegs } from "../types/regs.js";
 import type { VcpuBackend } from "./backend.js";
-import { hex, RegisterValueError } from "./errors.js";
+import { hex, MachineClosedError, RegisterValueError } from "./errors.js";
 import type { GuestMemory } from "./memory.js";
 import { checkMsr, checkRegs, checkSregs } from "./register-checks.js";
+import { addressArg, integerArg, optionsArg } from "./validate.js";
 
 export class Vcpu {
+  readonly #closed: () => boolean;
+
   constructor(
     readonly backend: VcpuBackend,
     readonly memory: GuestMemory,
-  ) {}
+    /** whether the machine was closed: register access then throws MachineClosedError */
+    closed: () => boolean = () => false,
+  ) {
+    this.#closed = closed;
+  }
 
   get index(): number {
     return this.backend.index;
   }
   getRegs(): Regs {
+    this.#checkOpen();
     return this.backend.getRegs();
   }
   /**
@@ -31,20 +39,26 @@ export class Vcpu {
    * RegisterValueError before anything is written.
    */
   setRegs(regs: Partial<Regs>): void {
+    this.#checkOpen();
     this.backend.setRegs(checkRegs(regs, this.backend.getRegs(), this.backend.getSregs()));
   }
   getSregs(): SpecialRegs {
+    this.#checkOpen();
     return this.backend.getSregs();
   }
   /** As setRegs, for segments (merged field by field), descriptor tables and control registers. */
   setSregs(sregs: Partial<SpecialRegs>): void {
+    this.#checkOpen();
     this.backend.setSregs(checkSregs(sregs, this.backend.getSregs()));
   }
   getMsr(index: number): bigint | undefined {
+    this.#checkOpen();
+    integerArg("index", index, 0, 0xffffffff);
     return this.backend.getMsr(index);
   }
   /** RegisterValueError when the vCPU has no such MSR or refuses the value (as WRMSR would #GP). */
   setMsr(index: number, value: bigint): void {
+    this.#checkOpen();
     const msr = checkMsr(index, value);
     try {
       this.backend.setMsr(msr.index, msr.value);
@@ -60,12 +74,13 @@ export class Vcpu {
 
   /** Registers in QEMU's `info registers` layout plus decoded flags and control registers. */
   dump(opts?: DumpOptions): string {
-    return formatRegisters(this.getRegs(), this.getSregs(), opts);
+    const o = optionsArg("opts", opts);
+    return formatRegisters(this.getRegs(), this.getSregs(), o);
   }
 
   /** Walks the guest's page tables for a guest-virtual (linear) address. */
   translate(gva: bigint | number): Translation {
-    return walkPageTables(this.memory, this.getSregs(), BigInt(gva));
+    return walkPageTables(this.memory, this.getSregs(), addressArg("gva", gva));
   }
 
   /** Guest-linear address of the next instruction (CS.base + RIP, masked to the mode). */
@@ -84,6 +99,7 @@ export class Vcpu {
    * leaves RAM or an unmapped page.
    */
   disassemble(count = 8): DisassembledInstruction[] {
+    integerArg("count", count, 0, 4096);
     const regs = this.getRegs();
     const sregs = this.getSregs();
     const bitness = modeBitness(cpuMode(sregs, regs.rflags));
@@ -93,12 +109,14 @@ export class Vcpu {
 
   /** The GDT's descriptors, decoded (read as guest-physical: loaders identity-map their GDT). */
   gdtEntries(maxEntries = 32): DescriptorEntry[] {
+    integerArg("maxEntries", maxEntries, 0, 8192);
     const s = this.getSregs();
     return listDescriptors(this.memory, s.gdt, bitSet(s.efer, 10), maxEntries);
   }
 
   /** dump() followed by the code at RIP, for crash reports. */
   report(count = 4): string {
+    integerArg("count", count, 0, 4096);
     let code: string;
     try {
       const list = this.disassemble(count);
@@ -113,6 +131,10 @@ export class Vcpu {
       gdt = `(unreadable: ${e instanceof Error ? e.message : String(e)})`;
     }
     return `${this.dump()}GDT entries:\n${gdt}\nCode at RIP:\n${code}\n`;
+  }
+
+  #checkOpen(): void {
+    if (this.#closed()) throw new MachineClosedError(`vCPU ${this.backend.index}`);
   }
 
   /** Reads up to `length` bytes of guest-linear memory, stopping at the first unreadable byte. */

@@ -14,7 +14,7 @@ import hypercallPlugin, {
 import type { PluginContext } from "../../lib/cli/plugins.js";
 import type { HypercallExit, RawExit } from "../../lib/index.js";
 import { HYPERCALL_ENOSYS } from "../../lib/vmm/handlers.js";
-import { createMachine, type Machine } from "../../lib/vmm/machine.js";
+import { createMachine, type Machine, machineExitLoop } from "../../lib/vmm/machine.js";
 import { addPcDevices } from "../../lib/vmm/pc.js";
 import { expected, IMAGES, manifest } from "./paths.js";
 
@@ -91,7 +91,7 @@ describe("examples/plugins/hypercall", () => {
   it("leaves other hypercall numbers to the handler that was there (ENOSYS by default)", async () => {
     const vm = await softMachine();
     await hypercallPlugin(vm, context());
-    const handler = vm.loop.handlers.hypercall!;
+    const handler = machineExitLoop(vm).handlers.hypercall!;
     const exit = (nr: bigint, gpa: bigint): HypercallExit => ({
       kind: "hypercall",
       nr,

@@ -21,16 +21,12 @@ export const KNOWN_BUGS: readonly KnownBug[] = [
     note: "a guest that jumps to (or walks page tables in) guest-physical memory with no RAM behind it ends the run as internal-error (soft backend EPT handling): it should be a defined stop (or an all-ones fetch), not an internal error",
   },
   {
-    signature: /^guest stuck on \S+: /,
-    note: "an instruction whose MMIO access is anything but one plain load or store never completes: each attempt exits for the access and the instruction restarts, so the guest spins on it until the run's timeout (lib/cpu / soft backend MMIO completion). Seen with read-modify-write (add [rax],al with rax beyond RAM; inc dword [0xfee00080] on the local APIC), MOVS/CMPS between two MMIO addresses, REP string instructions, FXRSTOR, SGDT and FCOM m64 on MMIO",
-  },
-  {
     signature: /^guest run fail-entry: /,
     note: "a guest-caused VM-entry failure: a 32-bit far return in real mode to an offset past CS's limit is taken instead of raising #GP, and the next VM entry fails its guest-state checks (exit reason 0x80000021) (lib/cpu far transfers / lib/vmx entry checks)",
   },
   {
-    signature: /^api \w+ threw (Error|TypeError|RangeError|SyntaxError|ReferenceError)$/,
-    note: "public API calls with null/undefined/wrong-typed arguments throw engine errors (Cannot read properties of null, Cannot convert object to primitive value, BigInt SyntaxError) instead of typed errors naming the argument (issue 14, API section)",
+    signature: /^api (device|addPcDevices) threw (Error|TypeError|RangeError|SyntaxError|ReferenceError)$/,
+    note: "device constructors and addPcDevices with null/wrong-typed options throw engine errors (new Uart16550(null), new I8254({ base: <object without a prototype> }), output: 5) instead of DeviceConfigError naming the option (lib/devices constructors; issue 14, API section). The Machine, vCPU and bus calls check their arguments",
   },
 ];
 

@@ -1,0 +1,22 @@
+// What goes wrong with a snapshot, as a value the user can act on: which section of the file (or of
+// the machine) is at fault and why. A restore that throws this has changed nothing on the machine.
+
+export type SnapshotSection =
+  | "file"
+  | "header"
+  | "config"
+  | "memory"
+  | "vcpus"
+  | "devices"
+  | "machine"
+  | "cli";
+
+export class SnapshotError extends Error {
+  override readonly name = "SnapshotError";
+  constructor(
+    readonly section: SnapshotSection,
+    message: string,
+  ) {
+    super(`snapshot ${section}: ${message}`);
+  }
+}
