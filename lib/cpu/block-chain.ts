@@ -2,7 +2,8 @@
 // generic op and no call out that changed anything) hands over to the compiled block at the new
 // RIP without going back through the run loop. Each exit remembers the block it led to, keyed by
 // the linear address and codeEpoch (anything that changes how addresses map to blocks bumps it),
-// so the hand-over is two compares. The budget stays exact: a block runs only when all its
+// and leads only to a block whose bytes were checked in this run() (Interpreter.runEpoch), so the
+// hand-over is a few compares. The budget stays exact: a block runs only when all its
 // instructions fit in what is left, as in the run loop. Interrupt windows, shadows and halts can
 // only come from generic ops or calls out, after which a block returns -1 and the run loop looks.
 
@@ -25,7 +26,12 @@ export function runChain(cpu: Interpreter, first: Block, budget: number): void {
     let next: Block | null;
     if (exit === 0) {
       next = blk.link0;
-      if (next === null || blk.link0Lin !== lin || blk.link0Epoch !== epoch) {
+      if (
+        next === null ||
+        blk.link0Lin !== lin ||
+        blk.link0Epoch !== epoch ||
+        next.checked !== cpu.runEpoch
+      ) {
         next = cpu.lookupBlock();
         if (next === null) return;
         blk.link0 = next;
@@ -34,7 +40,12 @@ export function runChain(cpu: Interpreter, first: Block, budget: number): void {
       }
     } else {
       next = blk.link1;
-      if (next === null || blk.link1Lin !== lin || blk.link1Epoch !== epoch) {
+      if (
+        next === null ||
+        blk.link1Lin !== lin ||
+        blk.link1Epoch !== epoch ||
+        next.checked !== cpu.runEpoch
+      ) {
         next = cpu.lookupBlock();
         if (next === null) return;
         blk.link1 = next;

@@ -30,7 +30,7 @@ import {
   inCpu,
   type StaticFlags,
 } from "./block-flags.js";
-import { EaKind, genericOp, type Op, OpKind } from "./block-ops.js";
+import { EaKind, genericOp, hasMem, type Op, OpKind } from "./block-ops.js";
 import { condition, LZ_ADD, LZ_DEC, LZ_INC, LZ_LOGIC, LZ_RES, LZ_SUB, lazyCf, PARITY } from "./flags.js";
 import type { Interpreter } from "./interpreter.js";
 
@@ -56,21 +56,10 @@ const H = (r: number): string => `h${r}`;
 
 /** registers an op reads or writes, and whether it writes the high half (a 32/64-bit write) */
 function regsOf(op: Op): { use: number[]; def: number[]; defHi: boolean } {
-  const mem = op.kind >= OpKind.AluRM && op.kind <= OpKind.AluMI;
-  const ea =
-    mem ||
-    op.kind === OpKind.Load ||
-    op.kind === OpKind.Store ||
-    op.kind === OpKind.Lea ||
-    op.kind === OpKind.MovxM ||
-    op.kind === OpKind.StoreImm ||
-    op.kind === OpKind.TestMR;
   const use: number[] = [];
-  if (ea) {
-    if (op.eaKind !== EaKind.RipRel) {
-      if (op.base >= 0) use.push(op.base);
-      if (op.index >= 0) use.push(op.index);
-    }
+  if (hasMem(op) && op.eaKind !== EaKind.RipRel) {
+    if (op.base >= 0) use.push(op.base);
+    if (op.index >= 0) use.push(op.index);
   }
   switch (op.kind) {
     case OpKind.AluRR:
@@ -97,6 +86,14 @@ function regsOf(op: Op): { use: number[]; def: number[]; defHi: boolean } {
     case OpKind.MovxM:
       use.push(op.reg);
       break;
+    // the stack ops inline in 64-bit mode (elsewhere their handler runs, and reloads)
+    case OpKind.Push:
+      return { use: [op.reg, 4], def: [4], defHi: true };
+    case OpKind.Pop:
+      return { use: [4], def: [op.reg, 4], defHi: true };
+    case OpKind.Call:
+    case OpKind.Ret:
+      return { use: [4], def: [4], defHi: true };
   }
   let def: number[] = [];
   const writes =
@@ -111,7 +108,12 @@ function regsOf(op: Op): { use: number[]; def: number[]; defHi: boolean } {
     op.kind === OpKind.CmovRR ||
     op.kind === OpKind.ShiftRI;
   if (writes) def = [op.reg];
-  return { use, def, defHi: writes && op.size !== 16 };
+  return { use, def, defHi: writes && op.size >= 32 };
+}
+
+/** the op is a control transfer whose target is known only when it runs (CALL, RET, indirect) */
+function transfers(op: Op): boolean {
+  return op.kind === OpKind.Call || op.kind === OpKind.Ret || op.kind === OpKind.Indirect;
 }
 
 /** the page-offset bound below which an access of `size` bits stays in its page */
@@ -119,6 +121,7 @@ const limit = (size: number): number => 0x1000 - (size >> 3) + 1;
 
 /** JS source of the little-endian read of `size` bits at view m, offset p, into `v` (and `vh`) */
 function readMem(size: number): string {
+  if (size === 8) return "const v = m.getUint8(p);";
   if (size === 16) return "const v = m.getUint16(p, true);";
   if (size === 32) return "const v = m.getInt32(p, true);";
   return "const v = m.getInt32(p, true), vh = m.getInt32(p + 4, true);";
@@ -126,6 +129,7 @@ function readMem(size: number): string {
 
 /** JS source of the little-endian write of x (and xh) at view m, offset p */
 function writeMem(size: number, x: string, xh: string): string {
+  if (size === 8) return `m.setUint8(p, ${x});`;
   if (size === 16) return `m.setUint16(p, ${x}, true);`;
   if (size === 32) return `m.setInt32(p, ${x}, true);`;
   return `m.setInt32(p, ${x}, true); m.setInt32(p + 4, ${xh}, true);`;
@@ -279,14 +283,25 @@ if (cpu.codeEpoch !== epoch) { cpu.retired++; return -1; }`;
         ];
       }
       case EaKind.A64: {
-        // DS/SS bases are 0 in 64-bit mode. The fast path takes a non-negative offset below
-        // 4 GiB (always canonical); anything else goes to the handler, which applies the
-        // canonical rule (#SS(0) through RSP/RBP, #GP(0) otherwise) with the state synced.
+        // The offset wrapped to 64 bits, plus the FS/GS base (DS/SS bases are 0 in 64-bit
+        // mode). A non-canonical address never equals a TLB tag (only canonical pages are
+        // filled; beyond 2^53 the double is inexact but still far outside the canonical range),
+        // so it takes the slow path, where the handler applies the canonical rule (#SS(0)
+        // through RSP/RBP, #GP(0) otherwise) with the state synced.
         const [l, h] = a64Sums(op);
-        return [`const l = ${l}, hh = ${h};`, "(hh === 0 && l >= 0 && l < 4294967296 ? l : Number.NaN)", ""];
+        const base = op.seg >= 4 ? `eb${op.seg} + ` : "";
+        if (op.seg >= 4) this.segs.add(op.seg);
+        return [
+          `const l = ${l}, hh = ${h};`,
+          `(${base}(hh === 0 && l >= 0 && l < ${TWO32} ? l : ((hh + Math.floor(l / ${TWO32})) | 0) * ${TWO32} + (l >>> 0)))`,
+          "",
+        ];
       }
-      default:
-        return ["", `(rip0 + ${off + op.len + op.disp})`, ""];
+      default: {
+        const base = op.seg >= 4 ? `eb${op.seg} + ` : "";
+        if (op.seg >= 4) this.segs.add(op.seg);
+        return ["", `(${base}rip0 + ${off + op.len + op.disp})`, ""];
+      }
     }
   }
 
@@ -308,9 +323,9 @@ if (cpu.codeEpoch !== epoch) { cpu.retired++; return -1; }`;
     let s = carry ? `const c = ${cf01(f)}; ` : "";
     if (logic) {
       const o = sub === 1 ? "|" : sub === 4 ? "&" : "^";
-      if (size === 16) s += `fr = (${a} ${o} ${b}) >>> 0; frh = 0;`;
+      if (size <= 16) s += `fr = (${a} ${o} ${b}) >>> 0; frh = 0;`;
       else s += `fr = ${a} ${o} ${b}; frh = ${size === 64 ? `${ah} ${o} ${bh}` : "0"};`;
-    } else if (size === 16) {
+    } else if (size <= 16) {
       // the CPU's representation: masked operands, raw result
       s += `fa = ${a}; fb = ${b}; fr = fa ${pm} fb${carry ? ` ${pm} c` : ""};`;
     } else {
@@ -327,17 +342,22 @@ if (cpu.codeEpoch !== epoch) { cpu.retired++; return -1; }`;
 
   /** the op's immediate as [lo, hi] operands */
   imm(op: Op): [string, string] {
-    return op.size === 16 ? [String(op.imm), "0"] : [String(op.imm | 0), String(op.immHi | 0)];
+    return op.size <= 16 ? [String(op.imm), "0"] : [String(op.imm | 0), String(op.immHi | 0)];
   }
 
-  /** assignment of x (xh) to register r at `size` bits */
-  setReg(size: number, r: number, x: string, xh: string): string {
+  /** assignment of x (xh) to register r at `size` bits (8 bits: bits 8-15 when `high`) */
+  setReg(size: number, r: number, x: string, xh: string, high = false): string {
+    if (size === 8)
+      return high
+        ? `${R(r)} = (${R(r)} & -65281) | ((${x} & 0xff) << 8);`
+        : `${R(r)} = (${R(r)} & -256) | (${x} & 0xff);`;
     if (size === 16) return `${R(r)} = (${R(r)} & -65536) | (${x} & 0xffff);`;
     return `${R(r)} = ${x} | 0; ${H(r)} = ${size === 64 ? `${xh} | 0` : "0"};`;
   }
 
-  /** operand of `size` bits from register r: [lo, hi] (int32 halves; 16 bits: zero-extended) */
-  getReg(size: number, r: number): [string, string] {
+  /** operand of `size` bits from register r: [lo, hi] (int32 halves; 8/16 bits: zero-extended) */
+  getReg(size: number, r: number, high = false): [string, string] {
+    if (size === 8) return [high ? `((${R(r)} >> 8) & 0xff)` : `(${R(r)} & 0xff)`, "0"];
     if (size === 16) return [`(${R(r)} & 0xffff)`, "0"];
     return [R(r), size === 64 ? H(r) : "0"];
   }
@@ -350,15 +370,15 @@ if (cpu.codeEpoch !== epoch) { cpu.retired++; return -1; }`;
     switch (op.kind) {
       case OpKind.AluRR:
       case OpKind.AluRI: {
-        const [a, ah] = this.getReg(size, d);
-        const [b, bh] = op.kind === OpKind.AluRR ? this.getReg(size, op.rm) : this.imm(op);
-        out.push(this.alu(op.sub, size, a, ah, b, bh, (x, xh) => this.setReg(size, d, x, xh)));
+        const [a, ah] = this.getReg(size, d, op.regHi);
+        const [b, bh] = op.kind === OpKind.AluRR ? this.getReg(size, op.rm, op.byteHi) : this.imm(op);
+        out.push(this.alu(op.sub, size, a, ah, b, bh, (x, xh) => this.setReg(size, d, x, xh, op.regHi)));
         return;
       }
       case OpKind.TestRR:
       case OpKind.TestRI: {
-        const [a, ah] = this.getReg(size, d);
-        const [b, bh] = op.kind === OpKind.TestRR ? this.getReg(size, op.rm) : this.imm(op);
+        const [a, ah] = this.getReg(size, d, op.regHi);
+        const [b, bh] = op.kind === OpKind.TestRR ? this.getReg(size, op.rm, op.byteHi) : this.imm(op);
         out.push(this.alu(4, size, a, ah, b, bh, () => ""));
         return;
       }
@@ -379,12 +399,12 @@ if (cpu.codeEpoch !== epoch) { cpu.retired++; return -1; }`;
         return;
       }
       case OpKind.MovRR: {
-        const [v, vh] = this.getReg(size, op.rm);
-        out.push(this.setReg(size, d, v, vh));
+        const [v, vh] = this.getReg(size, op.rm, op.byteHi);
+        out.push(this.setReg(size, d, v, vh, op.regHi));
         return;
       }
       case OpKind.MovRI:
-        out.push(this.setReg(size, d, String(op.imm), String(op.immHi)));
+        out.push(this.setReg(size, d, String(op.imm), String(op.immHi), op.regHi));
         return;
       case OpKind.Nop:
         return;
@@ -400,7 +420,8 @@ if (cpu.codeEpoch !== epoch) { cpu.retired++; return -1; }`;
         const s = R(op.rm);
         const sx = op.sub === 1;
         let v: string;
-        if (op.imm === 16) v = sx ? `((${s} << 16) >> 16)` : `(${s} & 0xffff)`;
+        if (op.imm === 32) v = `(${s} | 0)`;
+        else if (op.imm === 16) v = sx ? `((${s} << 16) >> 16)` : `(${s} & 0xffff)`;
         else if (op.byteHi) v = sx ? `((${s} << 16) >> 24)` : `((${s} >> 8) & 0xff)`;
         else v = sx ? `((${s} << 24) >> 24)` : `(${s} & 0xff)`;
         out.push(`{ const v = ${v}; ${this.setReg(size, d, "v", sx ? "(v >> 31)" : "0")} }`);
@@ -428,17 +449,37 @@ if (cpu.codeEpoch !== epoch) { cpu.retired++; return -1; }`;
       case OpKind.MovxM:
       case OpKind.StoreImm:
       case OpKind.TestMR:
+      case OpKind.TestMI:
         out.push(this.memOp(op, k, off));
         return;
+      case OpKind.Push:
+      case OpKind.Pop:
+      case OpKind.Call:
+      case OpKind.Ret:
+        // inline in 64-bit mode (a flat stack); elsewhere SS.B, limits and wraps are the handler's
+        out.push(op.size === 64 ? this.stack(op, k, off) : this.callOut(op, k, off));
+        return;
+      case OpKind.Leave:
+      case OpKind.Indirect:
+      case OpKind.Unary:
+      case OpKind.Imul:
+      case OpKind.BitOp:
+      case OpKind.IncDecM:
+      case OpKind.Shift:
+        out.push(this.callOut(op, k, off));
+        return;
       default: {
-        // generic: the executor runs it with the whole state in the CPU
+        // generic: the executor runs it with the whole state in the CPU. The block goes on (or,
+        // after its last op, chains by RIP) unless the op changed what the run loop must look at:
+        // code or mappings, a halt, an interrupt shadow, or a requested interrupt/NMI window that
+        // may have opened (only where RFLAGS.IF or NMI blocking changed)
         const next = off + op.len;
+        const lastOp = k === this.ops.length - 1;
         out.push(
-          // a requested interrupt/NMI window can open only where RFLAGS.IF or NMI blocking changed
           `${this.sync(k, off)} const w${k} = (cpu.eflags & 0x200) | (cpu.interruptibility & 8); generic(cpu, o${k}); cpu.retired++;`,
           "if (cpu.interruptibility !== 0 && cpu.shadowAt !== cpu.retired) cpu.interruptibility &= ~3;",
-          `if (cpu.rip !== rip0 + ${next} || cpu.codeEpoch !== epoch || cpu.activity !== 0 || (cpu.interruptibility & 3) !== 0 || (cpu.windowRequests !== 0 && ((cpu.eflags & 0x200) | (cpu.interruptibility & 8)) !== w${k})) return -1;`,
-          this.reload(),
+          `if (${lastOp ? "" : `cpu.rip !== rip0 + ${next} || `}cpu.codeEpoch !== epoch || cpu.activity !== 0 || (cpu.interruptibility & 3) !== 0 || (cpu.windowRequests !== 0 && ((cpu.eflags & 0x200) | (cpu.interruptibility & 8)) !== w${k})) return -1;`,
+          lastOp ? `return cpu.rip === rip0 + ${next} ? 0 : 1;` : this.reload(),
         );
         this.flags = inCpu();
       }
@@ -467,6 +508,58 @@ if (cpu.codeEpoch !== epoch) { cpu.retired++; return -1; }`;
     }
   }
 
+  /**
+   * An op whose compiled form is its handler (exact, no decoding): the state synced before it,
+   * the locals reloaded after it. A control transfer leaves its target in `tgt`.
+   */
+  callOut(op: Op, k: number, off: number): string {
+    const flags =
+      op.kind === OpKind.Imul ||
+      op.kind === OpKind.BitOp ||
+      op.kind === OpKind.IncDecM ||
+      op.kind === OpKind.Shift ||
+      (op.kind === OpKind.Unary && op.sub === 3);
+    const after = flags ? inCpu() : this.flags;
+    const s = this.slow(k, off, after);
+    this.flags = after;
+    return `{ ${s}${transfers(op) ? " tgt = cpu.rip;" : ""} }`;
+  }
+
+  /**
+   * PUSH/POP/CALL/RET in 64-bit mode: the stack slot through the TLB inline (an 8-byte access
+   * within a page at a canonical RSP: anything else, a non-canonical RSP (#SS) or a target that
+   * is not canonical (#GP) included, goes to the handler with the state synced)
+   */
+  stack(op: Op, k: number, off: number): string {
+    const slow = this.slow(k, off, this.flags);
+    const slowT = `${slow}${transfers(op) ? " tgt = cpu.rip;" : ""}`;
+    const at = "o = lin & 0xfff, i = (lin >>> 12) & 0xfff";
+    const lim = limit(64);
+    if (op.kind === OpKind.Push || op.kind === OpKind.Call) {
+      this.tlbW = true;
+      const value =
+        op.kind === OpKind.Push
+          ? `const vl = ${R(op.reg)}, vh = ${H(op.reg)};`
+          : `const ra = rip0 + ${off + op.len}, vl = ra | 0, vh = Math.floor(ra / ${TWO32}) | 0;`;
+      const done = op.kind === OpKind.Call ? ` tgt = rip0 + ${off + op.len + op.imm};` : "";
+      return `{ ${value} const nl = (r4 - 8) | 0, nh = (r4 >>> 0) < 8 ? (h4 - 1) | 0 : h4;
+const lin = nh * ${TWO32} + (nl >>> 0), ${at}; let tg;
+if (((tg = tlbWTag[i]) === lin - o || (tg === lin - o + ${CODE_TAG} && !tlbWCode[i].covers(o, 8))) && o < ${lim}) { const m = tlbWView[i], p = tlbWOff[i] + o; m.setInt32(p, vl, true); m.setInt32(p + 4, vh, true); r4 = nl; h4 = nh;${done} }
+else { ${slowT} } }`;
+    }
+    this.tlbR = true;
+    const rsp = `const lin = h4 * ${TWO32} + (r4 >>> 0), ${at};`;
+    if (op.kind === OpKind.Pop) {
+      return `{ ${rsp}
+if (tlbRTag[i] === lin - o && o < ${lim}) { const m = tlbRView[i], p = tlbROff[i] + o, v = m.getInt32(p, true), vh = m.getInt32(p + 4, true); h4 = (r4 >>> 0) >= 0xfffffff8 ? (h4 + 1) | 0 : h4; r4 = (r4 + 8) | 0; ${R(op.reg)} = v; ${H(op.reg)} = vh; }
+else { ${slow} } }`;
+    }
+    return `{ ${rsp} let t = Number.NaN;
+if (tlbRTag[i] === lin - o && o < ${lim}) { const m = tlbRView[i], p = tlbROff[i] + o; t = m.getInt32(p + 4, true) * ${TWO32} + m.getUint32(p, true); }
+if (t >= -140737488355328 && t < 140737488355328) { const a = (r4 >>> 0) + ${8 + op.imm}; h4 = (h4 + Math.floor(a / ${TWO32})) | 0; r4 = a | 0; tgt = t; }
+else { ${slowT} } }`;
+  }
+
   /** a load, store or ALU op with a memory operand: TLB hit inline, the handler on a miss */
   memOp(op: Op, k: number, off: number): string {
     const size = op.size;
@@ -484,10 +577,10 @@ if (cpu.codeEpoch !== epoch) { cpu.retired++; return -1; }`;
     const d = op.reg;
     switch (kind) {
       case OpKind.Load:
-        body = `${readMem(size)} ${this.setReg(size, d, "v", "vh")}`;
+        body = `${readMem(size)} ${this.setReg(size, d, "v", "vh", op.regHi)}`;
         break;
       case OpKind.Store: {
-        const [x, xh] = size === 16 ? [R(d), "0"] : [R(d), H(d)];
+        const [x, xh] = this.getReg(size, d, op.regHi);
         body = writeMem(size, x, xh);
         break;
       }
@@ -498,22 +591,32 @@ if (cpu.codeEpoch !== epoch) { cpu.retired++; return -1; }`;
       }
       case OpKind.MovxM: {
         const sx = op.sub === 1;
-        const get = op.imm === 8 ? (sx ? "getInt8" : "getUint8") : sx ? "getInt16" : "getUint16";
+        const get =
+          op.imm === 8
+            ? sx
+              ? "getInt8"
+              : "getUint8"
+            : op.imm === 32
+              ? "getInt32"
+              : sx
+                ? "getInt16"
+                : "getUint16";
         body = `const v = m.${get}(p${op.imm === 8 ? "" : ", true"}); ${this.setReg(size, d, "v", sx ? "(v >> 31)" : "0")}`;
         break;
       }
-      case OpKind.TestMR: {
-        const [b, bh] = this.getReg(size, d);
+      case OpKind.TestMR:
+      case OpKind.TestMI: {
+        const [b, bh] = kind === OpKind.TestMR ? this.getReg(size, d, op.regHi) : this.imm(op);
         body = `${readMem(size)} ${this.alu(4, size, "v", size === 64 ? "vh" : "0", b, bh, () => "")}`;
         break;
       }
       case OpKind.AluRM: {
-        const [a, ah] = this.getReg(size, d);
-        body = `${readMem(size)} ${this.alu(op.sub, size, a, ah, "v", size === 64 ? "vh" : "0", (x, xh) => this.setReg(size, d, x, xh))}`;
+        const [a, ah] = this.getReg(size, d, op.regHi);
+        body = `${readMem(size)} ${this.alu(op.sub, size, a, ah, "v", size === 64 ? "vh" : "0", (x, xh) => this.setReg(size, d, x, xh, op.regHi))}`;
         break;
       }
       default: {
-        const [b, bh] = kind === OpKind.AluMR ? this.getReg(size, d) : this.imm(op);
+        const [b, bh] = kind === OpKind.AluMR ? this.getReg(size, d, op.regHi) : this.imm(op);
         body = `${readMem(size)} ${this.alu(op.sub, size, "v", size === 64 ? "vh" : "0", b, bh, (x, xh) => writeMem(size, `(${x} | 0)`, `(${xh} | 0)`))}`;
       }
     }
@@ -565,17 +668,16 @@ export function blockSource(blk: Block): string {
     }
   };
   const taken = (): string => (last.kind === OpKind.Jmp ? "true" : condExpr(g.flags, last.sub));
-  // exits: 0 falls through, 1 takes the branch; a block with a generic op returns -1 (the op may
-  // have halted, set an interrupt shadow or asked for a window: the run loop must look)
-  const generic = ops.some((o) => o.kind === OpKind.Generic);
-  const which = (w: string): string => (generic ? "-1" : w);
+  // exits: 0 falls through, 1 takes the branch (or a CALL/RET/indirect transfer, to `tgt`); a
+  // generic op returns -1 itself where the run loop must look at the state
 
   pass();
-  if (!branch) {
-    // a generic op at the end has synced everything and returned, unless it fell through
-    g.out.push(last.kind === OpKind.Generic ? "return -1;" : g.exit(n, `rip0 + ${end}`, which("0")));
+  if (transfers(last)) g.out.push(g.exit(n, "tgt", "1"));
+  else if (!branch) {
+    // a generic op at the end has synced everything and returned
+    if (last.kind !== OpKind.Generic) g.out.push(g.exit(n, `rip0 + ${end}`, "0"));
   } else if (!loops) {
-    g.out.push(`{ const t = ${taken()}; ${g.exit(n, `t ? ${target} : rip0 + ${end}`, which("t ? 1 : 0"))} }`);
+    g.out.push(`{ const t = ${taken()}; ${g.exit(n, `t ? ${target} : rip0 + ${end}`, "t ? 1 : 0")} }`);
   } else {
     const back = (): string =>
       `{ const t = ${taken()}; left -= ${n}; if (!t || left < ${n}) ${g.exit(n, `t ? rip0 : rip0 + ${end}`, "t ? 1 : 0")} ret += ${n}; }`;
@@ -594,6 +696,7 @@ export function blockSource(blk: Block): string {
     "let ret = cpu.retired, left = budget < slice ? budget : slice;",
     FLAG_LOCALS,
   ];
+  if (transfers(last)) head.push("let tgt = 0;");
   for (const s of g.segs) head.push(`const eb${s} = cpu.effBase[${s}];`);
   // segment loads change the bounds only through generic ops, after which the block leaves when
   // codeEpoch moved (updateMode bumps it)

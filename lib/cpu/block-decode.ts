@@ -9,25 +9,50 @@ import {
   aluHandler,
   aluMI,
   aluMR,
+  aluMR8,
   aluRM,
+  aluRM8,
+  aluRR8,
+  bitOp,
+  call,
+  cmov,
   EaKind,
   genericOp,
+  hasMem,
+  imul,
   incDec,
   incDec32,
   incDec64,
+  incDecM,
+  indirect,
   jcc,
   jmp,
   lea,
+  leave,
   load,
   loadFast,
+  mov8,
   movRI,
   movRR,
+  movx,
   nop,
   Op,
   OpKind,
+  pop,
+  push,
+  ret,
+  setcc,
+  shiftR,
+  shiftRI,
   store,
   storeFast,
+  storeImm,
+  test8,
+  testMI,
+  testMR,
+  testRI,
   testRR,
+  unary,
 } from "./block-ops.js";
 
 const s8 = (v: number) => (v << 24) >> 24;
@@ -101,60 +126,137 @@ function decodeEa(op: Op, m: Uint8Array, p: number, rex: number, asz: number, mo
 
 /**
  * The fast Op for the instruction of length `len` at m[p], or null when it has none.
- * `mode64`/`csD` are the code segment's mode (part of the cache key).
+ * `mode64`/`csD` are the code segment's mode (part of the cache key). Prefixes: 66, and in 64-bit
+ * mode REX and an FS/GS override (on forms with a memory operand: the segment's base is added).
  */
 export function decodeFast(m: Uint8Array, p: number, len: number, mode64: boolean, csD: boolean): Op | null {
   let opsz = false;
+  let segOv = -1;
   let rex = 0;
   let b = m[p];
-  if (b === 0x66) {
-    opsz = true;
+  for (;;) {
+    if (b === 0x66) opsz = true;
+    else if (mode64 && (b === 0x64 || b === 0x65)) segOv = b - 0x60;
+    else break;
     b = m[++p];
   }
   if (mode64 && (b & 0xf0) === 0x40) {
     rex = b;
     b = m[++p];
   }
-  p++;
+  const op = decodeOp(m, p + 1, b, len, mode64, csD, opsz, rex);
+  if (op === null || segOv < 0) return op;
+  // a segment override on anything but a memory operand (or on LEA, which ignores it): generic
+  if (!hasMem(op) || op.kind === OpKind.Lea) return null;
+  op.seg = segOv;
+  return op;
+}
+
+/** the stack operand size (PUSH/POP/CALL/RET/LEAVE), or 0 for the 16-bit form in 64-bit mode */
+function stackSize(mode64: boolean, opsz: boolean, osz: number): number {
+  return mode64 ? (opsz ? 0 : 64) : osz;
+}
+
+/** the opcode b (prefixes already read) with its ModRM at m[p] */
+function decodeOp(
+  m: Uint8Array,
+  p: number,
+  b: number,
+  len: number,
+  mode64: boolean,
+  csD: boolean,
+  opsz: boolean,
+  rex: number,
+): Op | null {
   const osz = mode64 ? ((rex & 8) !== 0 ? 64 : opsz ? 16 : 32) : csD !== opsz ? 32 : 16;
   const asz = mode64 ? 64 : csD ? 32 : 16;
   const op = new Op();
   op.len = len;
   op.size = osz;
-  // ALU r/m,r and r,r/m (00-3B, not the byte forms)
-  if (b < 0x40 && (b & 7) < 4 && (b & 1) === 1) {
+  if (b < 0x40 && (b & 7) < 4) {
+    // ALU r/m,r and r,r/m (00-3B)
     const mr = m[p];
-    const reg = ((mr >> 3) & 7) | ((rex & 4) << 1);
     op.sub = b >> 3;
+    const toRm = (b & 2) === 0;
+    if ((b & 1) === 0) {
+      // byte forms
+      op.size = 8;
+      if (mr >= 0xc0) {
+        op.kind = OpKind.AluRR;
+        op.fn = aluRR8;
+        if (toRm) {
+          reg8(op, (mr & 7) | ((rex & 1) << 3), rex, true);
+          reg8(op, ((mr >> 3) & 7) | ((rex & 4) << 1), rex);
+        } else {
+          reg8(op, ((mr >> 3) & 7) | ((rex & 4) << 1), rex, true);
+          reg8(op, (mr & 7) | ((rex & 1) << 3), rex);
+        }
+        return op;
+      }
+      if (decodeEa(op, m, p, rex, asz, mode64) < 0) return null;
+      reg8(op, ((mr >> 3) & 7) | ((rex & 4) << 1), rex, true);
+      op.kind = toRm ? OpKind.AluMR : OpKind.AluRM;
+      op.fn = toRm ? aluMR8 : aluRM8;
+      return op;
+    }
+    const reg = ((mr >> 3) & 7) | ((rex & 4) << 1);
     if (mr >= 0xc0) {
       const rm = (mr & 7) | ((rex & 1) << 3);
       op.kind = OpKind.AluRR;
       op.fn = aluHandler(op.sub, osz, false);
-      op.reg = (b & 2) === 0 ? rm : reg;
-      op.rm = (b & 2) === 0 ? reg : rm;
+      op.reg = toRm ? rm : reg;
+      op.rm = toRm ? reg : rm;
       return op;
     }
     if (decodeEa(op, m, p, rex, asz, mode64) < 0) return null;
     op.reg = reg;
-    op.kind = (b & 2) === 0 ? OpKind.AluMR : OpKind.AluRM;
-    op.fn = (b & 2) === 0 ? aluMR : aluRM;
+    op.kind = toRm ? OpKind.AluMR : OpKind.AluRM;
+    op.fn = toRm ? aluMR : aluRM;
+    return op;
+  }
+  if (b < 0x40 && (b & 7) < 6) {
+    // ALU AL, imm8 / eAX, imm (04-3D)
+    op.sub = b >> 3;
+    op.reg = 0;
+    op.kind = OpKind.AluRI;
+    if ((b & 1) === 0) {
+      op.size = 8;
+      op.fn = aluRR8;
+      op.imm = m[p];
+      return op;
+    }
+    op.fn = aluHandler(op.sub, osz, true);
+    const v = osz === 16 ? u16(m, p) : s32(m, p);
+    op.imm = osz === 16 ? v : v >>> 0;
+    op.immHi = osz === 64 ? v >> 31 : 0;
     return op;
   }
   switch (b) {
+    case 0x80:
     case 0x81:
     case 0x83: {
       const mr = m[p];
       op.sub = (mr >> 3) & 7;
       let q = p + 1;
+      if (b === 0x80) op.size = 8;
       if (mr >= 0xc0) {
-        op.reg = (mr & 7) | ((rex & 1) << 3);
         op.kind = OpKind.AluRI;
-        op.fn = aluHandler(op.sub, osz, true);
+        if (b === 0x80) {
+          reg8(op, (mr & 7) | ((rex & 1) << 3), rex, true);
+          op.fn = aluRR8;
+        } else {
+          op.reg = (mr & 7) | ((rex & 1) << 3);
+          op.fn = aluHandler(op.sub, osz, true);
+        }
       } else {
         q = decodeEa(op, m, p, rex, asz, mode64);
         if (q < 0) return null;
         op.kind = OpKind.AluMI;
         op.fn = aluMI;
+      }
+      if (b === 0x80) {
+        op.imm = m[q];
+        return op;
       }
       let v: number;
       if (b === 0x83) v = s8(m[q]);
@@ -163,19 +265,49 @@ export function decodeFast(m: Uint8Array, p: number, len: number, mode64: boolea
       op.immHi = osz === 64 ? v >> 31 : 0;
       return op;
     }
+    case 0x84:
     case 0x85: {
       const mr = m[p];
+      const reg = ((mr >> 3) & 7) | ((rex & 4) << 1);
+      if (b === 0x84) {
+        op.size = 8;
+        op.fn = test8;
+        reg8(op, reg, rex, true);
+      } else op.reg = reg;
       if (mr < 0xc0) {
         if (decodeEa(op, m, p, rex, asz, mode64) < 0) return null;
         op.kind = OpKind.TestMR;
-        op.fn = genericOp;
-        op.reg = ((mr >> 3) & 7) | ((rex & 4) << 1);
+        if (b === 0x85) op.fn = testMR;
         return op;
       }
       op.kind = OpKind.TestRR;
-      op.fn = testRR;
-      op.reg = ((mr >> 3) & 7) | ((rex & 4) << 1);
-      op.rm = (mr & 7) | ((rex & 1) << 3);
+      if (b === 0x85) {
+        op.fn = testRR;
+        op.rm = (mr & 7) | ((rex & 1) << 3);
+      } else reg8(op, (mr & 7) | ((rex & 1) << 3), rex);
+      return op;
+    }
+    case 0x88:
+    case 0x8a: {
+      // MOV r/m8, r8 / r8, r/m8
+      const mr = m[p];
+      op.size = 8;
+      op.fn = mov8;
+      const reg = ((mr >> 3) & 7) | ((rex & 4) << 1);
+      if (mr >= 0xc0) {
+        op.kind = OpKind.MovRR;
+        if (b === 0x88) {
+          reg8(op, (mr & 7) | ((rex & 1) << 3), rex, true);
+          reg8(op, reg, rex);
+        } else {
+          reg8(op, reg, rex, true);
+          reg8(op, (mr & 7) | ((rex & 1) << 3), rex);
+        }
+        return op;
+      }
+      if (decodeEa(op, m, p, rex, asz, mode64) < 0) return null;
+      reg8(op, reg, rex, true);
+      op.kind = b === 0x88 ? OpKind.Store : OpKind.Load;
       return op;
     }
     case 0x89:
@@ -206,9 +338,26 @@ export function decodeFast(m: Uint8Array, p: number, len: number, mode64: boolea
       return op;
     }
     case 0x90:
-      if (rex !== 0 || opsz) return null;
+      // NOP, and XCHG AX, AX with 66 (REX.B: XCHG r8, rAX)
+      if ((rex & 1) !== 0) return null;
       op.kind = OpKind.Nop;
       op.fn = nop;
+      return op;
+    case 0xa9: {
+      op.kind = OpKind.TestRI;
+      op.fn = testRI;
+      op.reg = 0;
+      const v = osz === 16 ? u16(m, p) : s32(m, p);
+      op.imm = osz === 16 ? v : v >>> 0;
+      op.immHi = osz === 64 ? v >> 31 : 0;
+      return op;
+    }
+    case 0xa8:
+      op.size = 8;
+      op.kind = OpKind.TestRI;
+      op.fn = test8;
+      op.reg = 0;
+      op.imm = m[p];
       return op;
     case 0xeb:
     case 0xe9:
@@ -219,13 +368,145 @@ export function decodeFast(m: Uint8Array, p: number, len: number, mode64: boolea
       op.size = mode64 ? 64 : osz;
       op.ends = true;
       return op;
+    case 0xe8: {
+      // in 64-bit mode a 66 prefix is ignored by Intel and honoured by AMD: generic
+      const size = stackSize(mode64, opsz, osz);
+      if (size === 0 || (mode64 && opsz)) return null;
+      op.kind = OpKind.Call;
+      op.fn = call;
+      op.size = size;
+      op.imm = size === 16 ? s16(u16(m, p)) : s32(m, p);
+      op.ends = true;
+      return op;
+    }
+    case 0xc2:
+    case 0xc3: {
+      const size = stackSize(mode64, opsz, osz);
+      if (size === 0) return null;
+      op.kind = OpKind.Ret;
+      op.fn = ret;
+      op.size = size;
+      op.imm = b === 0xc2 ? u16(m, p) : 0;
+      op.ends = true;
+      return op;
+    }
+    case 0xc9: {
+      const size = stackSize(mode64, opsz, osz);
+      if (size === 0) return null;
+      op.kind = OpKind.Leave;
+      op.fn = leave;
+      op.size = size;
+      return op;
+    }
+    case 0x63: {
+      // MOVSXD (64-bit mode; ARPL elsewhere)
+      if (!mode64 || osz === 16) return null;
+      const mr = m[p];
+      op.reg = ((mr >> 3) & 7) | ((rex & 4) << 1);
+      op.sub = 1;
+      op.imm = 32;
+      op.fn = movx;
+      if (mr >= 0xc0) {
+        op.kind = OpKind.MovxR;
+        op.rm = (mr & 7) | ((rex & 1) << 3);
+        return op;
+      }
+      if (decodeEa(op, m, p, rex, asz, mode64) < 0) return null;
+      op.kind = OpKind.MovxM;
+      return op;
+    }
+    case 0xfe:
     case 0xff: {
       const mr = m[p];
-      if (mr < 0xc0 || mr >= 0xd0) return null;
-      op.kind = OpKind.IncDec;
-      op.fn = osz === 32 ? incDec32 : osz === 64 ? incDec64 : incDec;
-      op.sub = mr < 0xc8 ? 0 : 1;
-      op.reg = (mr & 7) | ((rex & 1) << 3);
+      const sub = (mr >> 3) & 7;
+      if (b === 0xfe) {
+        if (sub > 1 || mr >= 0xc0) return null;
+        op.size = 8;
+      }
+      if (sub <= 1) {
+        if (mr >= 0xc0) {
+          op.kind = OpKind.IncDec;
+          op.fn = osz === 32 ? incDec32 : osz === 64 ? incDec64 : incDec;
+          op.sub = sub;
+          op.reg = (mr & 7) | ((rex & 1) << 3);
+          return op;
+        }
+        if (decodeEa(op, m, p, rex, asz, mode64) < 0) return null;
+        op.kind = OpKind.IncDecM;
+        op.fn = incDecM;
+        op.sub = sub;
+        return op;
+      }
+      if (sub !== 2 && sub !== 4) return null;
+      // CALL / JMP near through r/m: 64-bit in 64-bit mode
+      const size = stackSize(mode64, opsz, osz);
+      if (size === 0) return null;
+      op.kind = OpKind.Indirect;
+      op.fn = indirect;
+      op.sub = sub;
+      op.size = size;
+      op.ends = true;
+      if (mr >= 0xc0) {
+        op.rm = (mr & 7) | ((rex & 1) << 3);
+        return op;
+      }
+      if (decodeEa(op, m, p, rex, asz, mode64) < 0) return null;
+      op.mem = true;
+      return op;
+    }
+    case 0xf6:
+    case 0xf7: {
+      const mr = m[p];
+      const sub = (mr >> 3) & 7;
+      if (sub === 1 || sub > 3) return null;
+      if (b === 0xf6) op.size = 8;
+      let q = p + 1;
+      if (mr >= 0xc0) {
+        if (b === 0xf6) reg8(op, (mr & 7) | ((rex & 1) << 3), rex, sub === 0);
+        else if (sub === 0) op.reg = (mr & 7) | ((rex & 1) << 3);
+        else op.rm = (mr & 7) | ((rex & 1) << 3);
+      } else {
+        q = decodeEa(op, m, p, rex, asz, mode64);
+        if (q < 0) return null;
+        op.mem = true;
+      }
+      if (sub !== 0) {
+        op.kind = OpKind.Unary;
+        op.fn = unary;
+        op.sub = sub;
+        return op;
+      }
+      // TEST r/m, imm
+      op.kind = op.mem ? OpKind.TestMI : OpKind.TestRI;
+      op.mem = false;
+      if (b === 0xf6) {
+        op.fn = op.kind === OpKind.TestMI ? testMI : test8;
+        op.imm = m[q];
+        return op;
+      }
+      op.fn = op.kind === OpKind.TestMI ? testMI : testRI;
+      const v = osz === 16 ? u16(m, q) : s32(m, q);
+      op.imm = osz === 16 ? v : v >>> 0;
+      op.immHi = osz === 64 ? v >> 31 : 0;
+      return op;
+    }
+    case 0x69:
+    case 0x6b: {
+      const mr = m[p];
+      op.kind = OpKind.Imul;
+      op.fn = imul;
+      op.sub = 1;
+      op.reg = ((mr >> 3) & 7) | ((rex & 4) << 1);
+      let q = p + 1;
+      if (mr >= 0xc0) op.rm = (mr & 7) | ((rex & 1) << 3);
+      else {
+        q = decodeEa(op, m, p, rex, asz, mode64);
+        if (q < 0) return null;
+        op.mem = true;
+      }
+      const v = b === 0x6b ? s8(m[q]) : osz === 16 ? u16(m, q) : s32(m, q);
+      op.imm = osz === 16 ? v & 0xffff : v >>> 0;
+      op.immHi = v >> 31;
       return op;
     }
     case 0x0f: {
@@ -260,50 +541,79 @@ export function decodeFast(m: Uint8Array, p: number, len: number, mode64: boolea
         op.reg = b & 7;
         return op;
       }
-      if (b === 0xf7) {
-        // TEST r, imm (F7 /0 and its alias /1; the rest of group 3 is generic)
-        const mr = m[p];
-        if (mr < 0xc0 || ((mr >> 3) & 7) > 1) return null;
-        op.kind = OpKind.TestRI;
-        op.fn = genericOp;
-        op.reg = (mr & 7) | ((rex & 1) << 3);
-        const v = osz === 16 ? u16(m, p + 1) : s32(m, p + 1);
-        op.imm = osz === 16 ? v : v >>> 0;
-        op.immHi = osz === 64 ? v >> 31 : 0;
+      if (b >= 0x50 && b <= 0x5f) {
+        const size = stackSize(mode64, opsz, osz);
+        if (size === 0) return null;
+        op.kind = b < 0x58 ? OpKind.Push : OpKind.Pop;
+        op.fn = b < 0x58 ? push : pop;
+        op.size = size;
+        op.reg = (b & 7) | ((rex & 1) << 3);
         return op;
       }
-      if (b === 0xc1 || b === 0xd1) {
-        // SHL/SAL, SHR, SAR r, imm8 / 1 (a count that masks to 0 changes nothing: generic)
+      if (b === 0xc0 || b === 0xc1 || (b >= 0xd0 && b <= 0xd3)) {
+        // shifts and rotates of a register: SHL/SAL, SHR, SAR by a constant that does not mask to
+        // 0 are inline in compiled blocks; the rest (rotates, by CL, 8-bit) run their handler
         const mr = m[p];
         const sub = (mr >> 3) & 7;
-        if (mr < 0xc0 || sub < 4) return null;
-        const count = (b === 0xd1 ? 1 : m[p + 1]) & (osz === 64 ? 0x3f : 0x1f);
-        if (count === 0) return null;
-        op.kind = OpKind.ShiftRI;
-        op.fn = genericOp;
-        op.sub = sub === 6 ? 4 : sub;
-        op.reg = (mr & 7) | ((rex & 1) << 3);
-        op.imm = count;
+        if (mr < 0xc0) return null;
+        const wide = (b & 1) !== 0;
+        const raw = b === 0xd0 || b === 0xd1 ? 1 : b === 0xd2 || b === 0xd3 ? -1 : m[p + 1];
+        const count = raw & (osz === 64 ? 0x3f : 0x1f);
+        if (wide && sub >= 4 && raw >= 0 && count !== 0) {
+          op.kind = OpKind.ShiftRI;
+          op.fn = shiftRI;
+          op.sub = sub === 6 ? 4 : sub;
+          op.reg = (mr & 7) | ((rex & 1) << 3);
+          op.imm = count;
+          return op;
+        }
+        op.kind = OpKind.Shift;
+        op.fn = shiftR;
+        op.sub = sub;
+        op.imm = raw;
+        if (wide) op.rm = (mr & 7) | ((rex & 1) << 3);
+        else {
+          op.size = 8;
+          reg8(op, (mr & 7) | ((rex & 1) << 3), rex);
+        }
         return op;
       }
-      if (b === 0xc7) {
+      if (b === 0xc6 || b === 0xc7) {
         // MOV r/m, imm (/0 only); the immediate is sign-extended for 64-bit operands
         const mr = m[p];
         if ((mr & 0x38) !== 0) return null;
         let q = p + 1;
+        if (b === 0xc6) op.size = 8;
         if (mr < 0xc0) {
           q = decodeEa(op, m, p, rex, asz, mode64);
           if (q < 0) return null;
           op.kind = OpKind.StoreImm;
-          op.fn = genericOp;
+          op.fn = storeImm;
         } else {
           op.kind = OpKind.MovRI;
-          op.fn = movRI;
-          op.reg = (mr & 7) | ((rex & 1) << 3);
+          if (b === 0xc6) {
+            reg8(op, (mr & 7) | ((rex & 1) << 3), rex, true);
+            op.fn = mov8;
+          } else {
+            op.fn = movRI;
+            op.reg = (mr & 7) | ((rex & 1) << 3);
+          }
+        }
+        if (b === 0xc6) {
+          op.imm = m[q];
+          return op;
         }
         const v = osz === 16 ? u16(m, q) : s32(m, q);
         op.imm = osz === 16 ? v : v >>> 0;
         op.immHi = osz === 64 ? v >> 31 : 0;
+        return op;
+      }
+      if (b >= 0xb0 && b <= 0xb7) {
+        op.kind = OpKind.MovRI;
+        op.fn = mov8;
+        op.size = 8;
+        reg8(op, (b & 7) | ((rex & 1) << 3), rex, true);
+        op.imm = m[p];
         return op;
       }
       if (b >= 0xb8 && b <= 0xbf) {
@@ -323,12 +633,20 @@ export function decodeFast(m: Uint8Array, p: number, len: number, mode64: boolea
 
 const s16 = (v: number) => (v << 16) >> 16;
 
-/** the 8-bit register of ModRM.rm (mod = 3): without REX, 4..7 are AH CH DH BH */
-function reg8(op: Op, rm: number, rex: number): void {
-  if (rex === 0 && rm >= 4) {
-    op.rm = rm - 4;
-    op.byteHi = true;
-  } else op.rm = rm | ((rex & 1) << 3);
+/**
+ * The 8-bit register r (REX bits included) into op.rm/byteHi, or op.reg/regHi with `intoReg`:
+ * without REX, 4..7 are AH CH DH BH
+ */
+function reg8(op: Op, r: number, rex: number, intoReg = false): void {
+  const high = rex === 0 && r >= 4;
+  const n = high ? r - 4 : r;
+  if (intoReg) {
+    op.reg = n;
+    op.regHi = high;
+  } else {
+    op.rm = n;
+    op.byteHi = high;
+  }
 }
 
 /** CMOVcc r, r; SETcc r8; MOVZX/MOVSX (0F b2, ModRM at m[p + 1]) */
@@ -345,8 +663,15 @@ function decode0f(
   const reg = ((mr >> 3) & 7) | ((rex & 4) << 1);
   op.fn = genericOp;
   op.sub = b2 & 15;
+  if (b2 === 0x1f || b2 === 0x18 || b2 === 0x0d) {
+    // hint NOPs and prefetches: a memory operand is never accessed
+    op.kind = OpKind.Nop;
+    op.fn = nop;
+    return op;
+  }
   if ((b2 & 0xf0) === 0x40) {
     if (mr < 0xc0) return null;
+    op.fn = cmov;
     op.kind = OpKind.CmovRR;
     op.reg = reg;
     op.rm = (mr & 7) | ((rex & 1) << 3);
@@ -354,17 +679,50 @@ function decode0f(
   }
   if ((b2 & 0xf0) === 0x90) {
     if (mr < 0xc0) return null;
+    op.fn = setcc;
     op.kind = OpKind.SetccR;
-    reg8(op, mr & 7, rex);
+    reg8(op, (mr & 7) | ((rex & 1) << 3), rex);
+    return op;
+  }
+  const rm = (mr & 7) | ((rex & 1) << 3);
+  if (b2 === 0xaf) {
+    // IMUL reg, r/m
+    op.kind = OpKind.Imul;
+    op.fn = imul;
+    op.sub = 0;
+    op.reg = reg;
+    if (mr >= 0xc0) op.rm = rm;
+    else {
+      if (decodeEa(op, m, p + 1, rex, asz, mode64) < 0) return null;
+      op.mem = true;
+    }
+    return op;
+  }
+  if (b2 === 0xba || b2 === 0xa3 || b2 === 0xab || b2 === 0xb3 || b2 === 0xbb) {
+    // BT/BTS/BTR/BTC on a register (a memory operand with a register offset reaches beyond it)
+    if (mr < 0xc0) return null;
+    op.kind = OpKind.BitOp;
+    op.fn = bitOp;
+    op.rm = rm;
+    if (b2 === 0xba) {
+      if (((mr >> 3) & 7) < 4) return null;
+      op.sub = ((mr >> 3) & 7) - 4;
+      op.imm = m[p + 2] & (op.size - 1);
+    } else {
+      op.sub = (b2 >> 3) & 3;
+      op.reg = reg;
+      op.imm = -1;
+    }
     return op;
   }
   if (b2 !== 0xb6 && b2 !== 0xb7 && b2 !== 0xbe && b2 !== 0xbf) return null;
+  op.fn = movx;
   op.sub = b2 >= 0xbe ? 1 : 0;
   op.imm = (b2 & 1) === 0 ? 8 : 16;
   op.reg = reg;
   if (mr >= 0xc0) {
     op.kind = OpKind.MovxR;
-    if (op.imm === 8) reg8(op, mr & 7, rex);
+    if (op.imm === 8) reg8(op, (mr & 7) | ((rex & 1) << 3), rex);
     else op.rm = (mr & 7) | ((rex & 1) << 3);
     return op;
   }

@@ -11,7 +11,7 @@
 //   fa fb fr     operands and result (low halves)          fah fbh frh  high halves (64-bit)
 //   fc           carry/borrow in (ADC/SBB)                  fcl          carry/borrow out of the low half (64-bit)
 //   fcf          CF kept by INC/DEC, or set by a shift   fof          OF set by a shift
-// 16-bit ops keep the CPU's own representation (operands masked, raw unmasked result). Shifts
+// 8- and 16-bit ops keep the CPU's own representation (operands masked, raw unmasked result). Shifts
 // (kind LZ_RES) keep their result in fr/frh and CF/OF in fcf/fof.
 
 import { LZ_ADD, LZ_DEC, LZ_INC, LZ_LOGIC, LZ_RES, LZ_SUB } from "./flags.js";
@@ -21,7 +21,7 @@ export const IN_CPU = -1;
 
 /**
  * kind: IN_CPU or the LZ_* kind of the op that produced them (ADD SUB LOGIC INC DEC RES); size
- * 16/32/64; carry: the op added or subtracted a carry in (ADC/SBB, held in fc)
+ * 8/16/32/64; carry: the op added or subtracted a carry in (ADC/SBB, held in fc)
  */
 export interface StaticFlags {
   kind: number;
@@ -47,10 +47,10 @@ export function cf01(f: StaticFlags): string {
   const w = f.size === 64;
   switch (f.kind) {
     case LZ_ADD:
-      if (f.size === 16) return "((fr >>> 16) & 1)";
+      if (f.size <= 16) return `((fr >>> ${f.size}) & 1)`;
       return w ? carryOut("fah", "fbh", "frh") : carryOut("fa", "fb", "fr");
     case LZ_SUB:
-      if (f.size === 16) return "(fr >>> 31)";
+      if (f.size <= 16) return "(fr >>> 31)";
       return w ? borrowOut("fah", "fbh", "frh") : borrowOut("fa", "fb", "fr");
     case LZ_LOGIC:
       return "0";
@@ -64,18 +64,20 @@ export function cf01(f: StaticFlags): string {
 }
 
 function zf(f: StaticFlags): string {
+  if (f.size === 8) return "((fr & 0xff) === 0)";
   if (f.size === 16) return "((fr & 0xffff) === 0)";
   return f.size === 32 ? "(fr === 0)" : "((fr | frh) === 0)";
 }
 
 function sf(f: StaticFlags): string {
+  if (f.size === 8) return "((fr & 0x80) !== 0)";
   if (f.size === 16) return "((fr & 0x8000) !== 0)";
   return f.size === 32 ? "(fr < 0)" : "(frh < 0)";
 }
 
 function of(f: StaticFlags): string {
   const [a, b, r] = f.size === 64 ? ["fah", "fbh", "frh"] : ["fa", "fb", "fr"];
-  const m = f.size === 16 ? "0x8000" : "0x80000000";
+  const m = f.size === 8 ? "0x80" : f.size === 16 ? "0x8000" : "0x80000000";
   switch (f.kind) {
     case LZ_ADD:
     case LZ_INC:
@@ -132,7 +134,7 @@ export function flagSync(f: StaticFlags): string {
     return `${head} cpu.fRes = fr >>> 0; cpu.fResHi = ${f.size === 64 ? "frh" : "0"}; cpu.fA = 0; cpu.fB = 0; cpu.fCf = fcf; cpu.fOf = fof; cpu.fAf = 0;`;
   const incDec = f.kind === LZ_INC || f.kind === LZ_DEC;
   const cf = incDec ? " cpu.fCf = fcf;" : "";
-  if (f.size === 16) return `${head} cpu.fA = fa; cpu.fB = fb; cpu.fRes = fr;${cf}`;
+  if (f.size <= 16) return `${head} cpu.fA = fa; cpu.fB = fb; cpu.fRes = fr;${cf}`;
   if (incDec) {
     const wide = f.size === 64 ? " cpu.fAHi = fah; cpu.fBHi = 0; cpu.fResHi = frh;" : "";
     return `${head} cpu.fA = fa >>> 0; cpu.fB = 1; cpu.fRes = fr >>> 0;${wide}${cf}`;
@@ -155,7 +157,7 @@ export function flagReload(f: StaticFlags): string {
     return `fr = cpu.fRes | 0; frh = ${f.size === 64 ? "cpu.fResHi | 0" : "0"}; fcf = cpu.fCf; fof = cpu.fOf;`;
   const incDec = f.kind === LZ_INC || f.kind === LZ_DEC;
   const cf = incDec ? " fcf = cpu.fCf;" : "";
-  if (f.size === 16) return `fa = cpu.fA; fb = cpu.fB; fr = cpu.fRes;${cf}`;
+  if (f.size <= 16) return `fa = cpu.fA; fb = cpu.fB; fr = cpu.fRes;${cf}`;
   let s = `fa = cpu.fA | 0; fb = cpu.fB | 0; fr = cpu.fRes | 0;${cf}`;
   if (f.size === 64) s += " fah = cpu.fAHi | 0; fbh = cpu.fBHi | 0; frh = cpu.fResHi | 0;";
   if (!incDec) {

@@ -7,8 +7,9 @@
 // architectural state, leave RIP at the instruction until it completes, and set RIP to the next
 // instruction (or the branch target) last.
 
-import { execute } from "./exec.js";
-import { condition, LZ_ADD, LZ_DEC, LZ_INC, LZ_LOGIC, LZ_SUB, lazyCf, lazyZf } from "./flags.js";
+import { checkTarget, execute, imulTrunc } from "./exec.js";
+import { shiftOp } from "./exec-arith.js";
+import { condition, FL_CF, LZ_ADD, LZ_DEC, LZ_INC, LZ_LOGIC, LZ_SUB, lazyCf, lazyZf } from "./flags.js";
 import type { Interpreter } from "./interpreter.js";
 
 const TWO32 = 4294967296;
@@ -51,6 +52,32 @@ export const enum OpKind {
   TestRI = 22,
   /** TEST m, r */
   TestMR = 23,
+  // stack and control transfers (the transfers end the block)
+  /** PUSH r (size: the stack operand size) */
+  Push = 24,
+  /** POP r */
+  Pop = 25,
+  /** CALL rel (imm: the displacement; size: the operand size) */
+  Call = 26,
+  /** RET near (imm: bytes released after the return address) */
+  Ret = 27,
+  /** CALL (sub 2) / JMP (sub 4) through a register (rm) or memory (mem) */
+  Indirect = 28,
+  /** LEAVE */
+  Leave = 29,
+  // forms whose compiled code calls their handler (exact, with the state synced): no decoding
+  /** NOT (sub 2) / NEG (sub 3) of a register (rm) or memory (mem) */
+  Unary = 30,
+  /** IMUL reg, r/m (sub 0) or reg, r/m, imm (sub 1) */
+  Imul = 31,
+  /** BT (sub 0) BTS (1) BTR (2) BTC (3) of register rm, bit offset imm (>= 0) or register reg */
+  BitOp = 32,
+  /** TEST m, imm */
+  TestMI = 33,
+  /** INC (sub 0) / DEC (sub 1) of memory */
+  IncDecM = 34,
+  /** shift or rotate (sub: ModRM /r) of register rm by imm (raw count), or by CL when imm < 0 */
+  Shift = 35,
 }
 
 /** how a memory operand's address is formed */
@@ -88,9 +115,20 @@ export class Op {
   ends = false;
   /** an 8-bit register operand (rm) is AH/CH/DH/BH: bits 8-15 of register rm */
   byteHi = false;
+  /** the same for the 8-bit register operand in reg */
+  regHi = false;
+  /** the r/m operand is memory (Indirect, Unary, Imul) */
+  mem = false;
 }
 
-/** linear address of the op's memory operand (same arithmetic as Interpreter.modrm/ea16) */
+/** highest 64-bit linear address from which no access (at most 512 bytes) reaches past 2^47 */
+const CANON_NEAR_TOP = 0x800000000000 - 512;
+
+/**
+ * Linear address of the op's memory operand (same arithmetic as Interpreter.modrm/ea16). In 64-bit
+ * mode the offset wraps to 64 bits and an FS/GS override adds the segment's base (the canonical
+ * check is eaAcc's).
+ */
 export function ea(cpu: Interpreter, op: Op): number {
   const lo = cpu.lo;
   switch (op.eaKind) {
@@ -120,24 +158,29 @@ export function ea(cpu: Interpreter, op: Op): number {
         h += hi[op.index] * m;
       }
       const carry = Math.floor(l / TWO32);
-      // DS/SS bases are 0 in 64-bit mode (segment overrides take the generic path)
       const lin = ((h + carry) | 0) * TWO32 + (l >>> 0);
-      // a non-canonical stack reference is #SS(0); the TLB fill would call it #GP
-      return op.seg === 2 ? cpu.canon(lin, 2) : lin;
+      // ES/CS/SS/DS bases are 0 in 64-bit mode (block ops take no other overrides)
+      return op.seg >= 4 ? cpu.effBase[op.seg] + lin : lin;
     }
-    default:
-      return cpu.rip + op.len + op.disp;
+    default: {
+      const lin = cpu.rip + op.len + op.disp;
+      return op.seg >= 4 ? cpu.effBase[op.seg] + lin : lin;
+    }
   }
 }
 
 /**
  * Linear address of the op's memory operand for an access of `bytes` bytes, after the segment's
  * limit and type checks (Interpreter.segFastR/W: nothing to do for a flat segment; segCheck, with
- * its #GP(0)/#SS(0), past the bound) — as the single-step executor checks its memory operands.
+ * its #GP(0)/#SS(0), past the bound) or, in 64-bit mode, the canonical check of the whole access
+ * (#SS(0) for an SS-based operand) — as the single-step executor checks its memory operands.
  */
 export function eaAcc(cpu: Interpreter, op: Op, bytes: number, write: boolean): number {
   const kind = op.eaKind;
-  if (kind !== EaKind.A16 && kind !== EaKind.A32) return ea(cpu, op);
+  if (kind !== EaKind.A16 && kind !== EaKind.A32) {
+    const lin = ea(cpu, op);
+    return lin > CANON_NEAR_TOP || lin < -0x800000000000 ? cpu.canonRange(lin, bytes, op.seg) : lin;
+  }
   const lo = cpu.lo;
   let off = op.disp;
   if (op.base >= 0) off += lo[op.base];
@@ -630,5 +673,297 @@ export function storeFast(cpu: Interpreter, op: Op): void {
     }
   } else if (op.size === 64) cpu.wr64(lin, v, cpu.hi[s]);
   else cpu.wr32(lin, v);
+  cpu.rip += op.len;
+}
+
+// ---------------------------------------------------------------- 8-bit operands
+
+/** 8-bit register r: bits 8-15 when `high` (AH CH DH BH) */
+function get8(cpu: Interpreter, r: number, high: boolean): number {
+  return high ? (cpu.lo[r] >> 8) & 0xff : cpu.lo[r] & 0xff;
+}
+function set8(cpu: Interpreter, r: number, high: boolean, v: number): void {
+  if (high) cpu.lo[r] = (cpu.lo[r] & ~0xff00) | ((v & 0xff) << 8);
+  else cpu.lo[r] = (cpu.lo[r] & ~0xff) | (v & 0xff);
+}
+
+/** reg8 = reg8 op rm8 (register forms, and the 80 /r register form with rm unused) */
+export function aluRR8(cpu: Interpreter, op: Op): void {
+  const b = op.kind === OpKind.AluRI ? op.imm : get8(cpu, op.rm, op.byteHi);
+  const r = cpu.alu(op.sub, 8, get8(cpu, op.reg, op.regHi), 0, b, 0);
+  if (op.sub !== 7) set8(cpu, op.reg, op.regHi, r);
+  cpu.rip += op.len;
+}
+export function aluRM8(cpu: Interpreter, op: Op): void {
+  const v = cpu.rd8(eaAcc(cpu, op, 1, false));
+  const r = cpu.alu(op.sub, 8, get8(cpu, op.reg, op.regHi), 0, v, 0);
+  if (op.sub !== 7) set8(cpu, op.reg, op.regHi, r);
+  cpu.rip += op.len;
+}
+export function aluMR8(cpu: Interpreter, op: Op): void {
+  const lin = eaAcc(cpu, op, 1, op.sub !== 7);
+  if (op.sub !== 7) cpu.probeWrite(lin, 1);
+  const a = cpu.rd8(lin);
+  const r = cpu.alu(op.sub, 8, a, 0, get8(cpu, op.reg, op.regHi), 0);
+  if (op.sub !== 7) cpu.wr8(lin, r);
+  cpu.rip += op.len;
+}
+/** TEST r8, r8 / r8, imm8 / m8, r8 */
+export function test8(cpu: Interpreter, op: Op): void {
+  let a: number;
+  if (op.kind === OpKind.TestMR) a = cpu.rd8(eaAcc(cpu, op, 1, false));
+  else if (op.kind === OpKind.TestRI) a = op.imm;
+  else a = get8(cpu, op.rm, op.byteHi);
+  cpu.logic(8, a & get8(cpu, op.reg, op.regHi), 0);
+  cpu.rip += op.len;
+}
+/** MOV r8, r8 / r8, imm8 / r8, m8 / m8, r8 */
+export function mov8(cpu: Interpreter, op: Op): void {
+  switch (op.kind) {
+    case OpKind.MovRR:
+      set8(cpu, op.reg, op.regHi, get8(cpu, op.rm, op.byteHi));
+      break;
+    case OpKind.MovRI:
+      set8(cpu, op.reg, op.regHi, op.imm);
+      break;
+    case OpKind.Load:
+      set8(cpu, op.reg, op.regHi, cpu.rd8(eaAcc(cpu, op, 1, false)));
+      break;
+    default:
+      cpu.wr8(eaAcc(cpu, op, 1, true), get8(cpu, op.reg, op.regHi));
+  }
+  cpu.rip += op.len;
+}
+
+// ---------------------------------------------------------------- memory forms without a fast path
+
+/** TEST r, imm (16/32/64) */
+export function testRI(cpu: Interpreter, op: Op): void {
+  const size = op.size;
+  const a = readReg(cpu, size, op.reg);
+  cpu.logic(size, a & op.imm, size === 64 ? cpu.vh & op.immHi : 0);
+  cpu.rip += op.len;
+}
+/** TEST m, r (16/32/64) */
+export function testMR(cpu: Interpreter, op: Op): void {
+  const size = op.size;
+  const a = cpu.rd(size, eaAcc(cpu, op, size >> 3, false));
+  const ah = cpu.vh;
+  const v = readReg(cpu, size, op.reg);
+  cpu.logic(size, a & v, size === 64 ? ah & cpu.vh : 0);
+  cpu.rip += op.len;
+}
+/** TEST m, imm */
+export function testMI(cpu: Interpreter, op: Op): void {
+  const size = op.size;
+  const a = cpu.rd(size, eaAcc(cpu, op, size >> 3, false));
+  cpu.logic(size, a & op.imm, size === 64 ? cpu.vh & op.immHi : 0);
+  cpu.rip += op.len;
+}
+/** MOV m, imm */
+export function storeImm(cpu: Interpreter, op: Op): void {
+  const size = op.size;
+  cpu.wr(size, eaAcc(cpu, op, size >> 3, true), op.imm, op.immHi);
+  cpu.rip += op.len;
+}
+/** INC/DEC m */
+export function incDecM(cpu: Interpreter, op: Op): void {
+  const size = op.size;
+  const lin = eaAcc(cpu, op, size >> 3, true);
+  cpu.probeWrite(lin, size >> 3);
+  const a = cpu.rd(size, lin);
+  const r = op.sub === 0 ? cpu.inc(size, a, cpu.vh) : cpu.dec(size, a, cpu.vh);
+  cpu.wr(size, lin, r, cpu.vh);
+  cpu.rip += op.len;
+}
+/** MOVZX / MOVSX (source width in imm: 8, 16; MOVSXD: 32) from a register or memory */
+export function movx(cpu: Interpreter, op: Op): void {
+  const from = op.imm;
+  let v: number;
+  if (op.kind === OpKind.MovxM) v = cpu.rd(from, eaAcc(cpu, op, from >> 3, false));
+  else if (from === 8) v = get8(cpu, op.rm, op.byteHi);
+  else v = from === 16 ? cpu.lo[op.rm] & 0xffff : cpu.lo[op.rm] >>> 0;
+  if (op.sub === 1) v = from === 8 ? (v << 24) >> 24 : from === 16 ? (v << 16) >> 16 : v | 0;
+  writeReg(cpu, op.size, op.reg, v, v >> 31);
+  cpu.rip += op.len;
+}
+/** NOT (sub 2) / NEG (sub 3) */
+export function unary(cpu: Interpreter, op: Op): void {
+  const size = op.size;
+  let lin = 0;
+  let a: number;
+  let ah = 0;
+  if (op.mem) {
+    lin = eaAcc(cpu, op, size >> 3, true);
+    cpu.probeWrite(lin, size >> 3);
+    a = cpu.rd(size, lin);
+    ah = cpu.vh;
+  } else if (size === 8) a = get8(cpu, op.rm, op.byteHi);
+  else {
+    a = readReg(cpu, size, op.rm);
+    ah = cpu.vh;
+  }
+  let r: number;
+  let rh: number;
+  if (op.sub === 2) {
+    r = (~a & (size >= 32 ? 0xffffffff : (1 << size) - 1)) >>> 0;
+    rh = ~ah;
+  } else {
+    r = cpu.alu(5, size, 0, 0, a, ah);
+    rh = cpu.vh;
+  }
+  if (op.mem) cpu.wr(size, lin, r, rh);
+  else if (size === 8) set8(cpu, op.rm, op.byteHi, r);
+  else writeReg(cpu, size, op.rm, r, rh);
+  cpu.rip += op.len;
+}
+/** IMUL reg, r/m (sub 0) / reg, r/m, imm (sub 1) with the truncated result */
+export function imul(cpu: Interpreter, op: Op): void {
+  const size = op.size;
+  const a = op.mem ? cpu.rd(size, eaAcc(cpu, op, size >> 3, false)) : readReg(cpu, size, op.rm);
+  const ah = cpu.vh;
+  if (op.sub === 1) imulTrunc(cpu, size, op.reg, a, ah, op.imm, op.immHi);
+  else {
+    const b = readReg(cpu, size, op.reg);
+    imulTrunc(cpu, size, op.reg, b, cpu.vh, a, ah);
+  }
+  cpu.rip += op.len;
+}
+/** BT/BTS/BTR/BTC on a register, bit offset imm (already masked) or register reg */
+export function bitOp(cpu: Interpreter, op: Op): void {
+  const size = op.size;
+  let off = op.imm;
+  if (off < 0) {
+    const raw = readReg(cpu, size, op.reg);
+    off = (size === 16 ? (raw << 16) >> 16 : raw | 0) & (size - 1);
+  }
+  let v = readReg(cpu, size, op.rm);
+  let vh = size === 64 ? cpu.vh : 0;
+  const bit = off >= 32 ? (vh >>> (off - 32)) & 1 : (v >>> off) & 1;
+  cpu.patchFlags(FL_CF, bit);
+  if (op.sub !== 0) {
+    const set = op.sub === 1 ? 1 : op.sub === 2 ? 0 : bit ^ 1;
+    if (off >= 32) vh = set ? vh | (1 << (off - 32)) : vh & ~(1 << (off - 32));
+    else v = (set ? v | (1 << off) : v & ~(1 << off)) >>> 0;
+    writeReg(cpu, size, op.rm, v, vh);
+  }
+  cpu.rip += op.len;
+}
+
+// ---------------------------------------------------------------- stack and control transfers
+// Through the interpreter's own push/pop/stack helpers: the stack size (SS.B), SS limit checks
+// outside 64-bit mode and the canonical #SS(0) in it are theirs, as in the single-step executor.
+
+export function push(cpu: Interpreter, op: Op): void {
+  const size = op.size;
+  const v = readReg(cpu, size, op.reg);
+  cpu.push(size, v, size === 64 ? cpu.vh : 0);
+  cpu.rip += op.len;
+}
+export function pop(cpu: Interpreter, op: Op): void {
+  const size = op.size;
+  const v = cpu.pop(size);
+  writeReg(cpu, size, op.reg, v, cpu.vh);
+  cpu.rip += op.len;
+}
+export function call(cpu: Interpreter, op: Op): void {
+  const size = op.size;
+  const ret = cpu.rip + op.len;
+  const t = ret + op.imm;
+  checkTarget(cpu, t);
+  cpu.push(size, ret >>> 0, Math.floor(ret / TWO32) | 0);
+  cpu.rip = cpu.mode64 ? t : size === 16 ? t & 0xffff : t >>> 0;
+}
+export function ret(cpu: Interpreter, op: Op): void {
+  const size = op.size;
+  const sp = cpu.sp();
+  cpu.stackCheck(sp, size >> 3, false);
+  const v = cpu.rd(size, cpu.stackLin(sp, size >> 3));
+  const target = size === 64 ? cpu.vh * TWO32 + v : v;
+  checkTarget(cpu, target);
+  cpu.setSp(cpu.spAdd(sp, (size >> 3) + op.imm));
+  cpu.rip = target;
+}
+/** CALL (sub 2) / JMP (sub 4) to the address in a register or memory */
+export function indirect(cpu: Interpreter, op: Op): void {
+  const size = op.size;
+  const v = op.mem ? cpu.rd(size, eaAcc(cpu, op, size >> 3, false)) : readReg(cpu, size, op.rm);
+  const target = size === 64 ? cpu.vh * TWO32 + v : v;
+  checkTarget(cpu, target);
+  if (op.sub === 2) {
+    const r = cpu.rip + op.len;
+    cpu.push(size, r >>> 0, Math.floor(r / TWO32) | 0);
+  }
+  cpu.rip = target;
+}
+export function leave(cpu: Interpreter, op: Op): void {
+  const size = op.size;
+  const bp = cpu.mode64
+    ? cpu.hi[5] * TWO32 + (cpu.lo[5] >>> 0)
+    : cpu.ssB
+      ? cpu.lo[5] >>> 0
+      : cpu.lo[5] & 0xffff;
+  cpu.stackCheck(bp, size >> 3, false);
+  const v = cpu.rd(size, cpu.stackLin(bp, size >> 3));
+  const vh = cpu.vh;
+  cpu.setSp(cpu.spAdd(bp, size >> 3));
+  writeReg(cpu, size, 5, v, vh);
+  cpu.rip += op.len;
+}
+
+/** the op has a memory operand (its address from ea/eaAcc) */
+export function hasMem(op: Op): boolean {
+  switch (op.kind) {
+    case OpKind.AluRM:
+    case OpKind.AluMR:
+    case OpKind.AluMI:
+    case OpKind.Load:
+    case OpKind.Store:
+    case OpKind.Lea:
+    case OpKind.MovxM:
+    case OpKind.StoreImm:
+    case OpKind.TestMR:
+    case OpKind.TestMI:
+    case OpKind.IncDecM:
+      return true;
+    case OpKind.Indirect:
+    case OpKind.Unary:
+    case OpKind.Imul:
+      return op.mem;
+    default:
+      return false;
+  }
+}
+
+/** CMOVcc r, r */
+export function cmov(cpu: Interpreter, op: Op): void {
+  const size = op.size;
+  const v = readReg(cpu, size, op.rm);
+  if (condition(cpu, op.sub)) writeReg(cpu, size, op.reg, v, cpu.vh);
+  else if (size === 32) cpu.hi[op.reg] = 0;
+  cpu.rip += op.len;
+}
+/** SETcc r8 */
+export function setcc(cpu: Interpreter, op: Op): void {
+  set8(cpu, op.rm, op.byteHi, condition(cpu, op.sub) ? 1 : 0);
+  cpu.rip += op.len;
+}
+/** SHL/SHR/SAR r, count (ShiftRI: the count already masked, not 0) */
+export function shiftRI(cpu: Interpreter, op: Op): void {
+  const size = op.size;
+  const a = readReg(cpu, size, op.reg);
+  const r = shiftOp(cpu, op.sub, size, a, cpu.vh, op.imm) ?? 0;
+  writeReg(cpu, size, op.reg, r, cpu.vh);
+  cpu.rip += op.len;
+}
+/** any shift or rotate of a register (C0 C1 D0-D3), as the single-step executor runs them */
+export function shiftR(cpu: Interpreter, op: Op): void {
+  const size = op.size;
+  const a = size === 8 ? get8(cpu, op.rm, op.byteHi) : readReg(cpu, size, op.rm);
+  const r = shiftOp(cpu, op.sub, size, a, cpu.vh, op.imm >= 0 ? op.imm : cpu.lo[1] & 0xff);
+  if (r !== undefined) {
+    if (size === 8) set8(cpu, op.rm, op.byteHi, r);
+    else writeReg(cpu, size, op.rm, r, cpu.vh);
+  } else if (size === 32) cpu.hi[op.rm] = 0; // still a 32-bit register write
   cpu.rip += op.len;
 }

@@ -84,6 +84,9 @@ const MAX_PAGE_BLOCKS = 512;
 const MAX_CACHED_OPS = 1 << 18;
 /** single steps between two block lookups while the code runs on a hot page */
 const HOT_SKIP = 32;
+/** entries of lookupBlock's cache of blocks by linear address */
+const JMP_SIZE = 4096;
+const JMP_MASK = JMP_SIZE - 1;
 const TLB_BITS = 12;
 const TLB_SIZE = 1 << TLB_BITS;
 const TLB_MASK = TLB_SIZE - 1;
@@ -322,6 +325,8 @@ export class Interpreter implements GuestCpu, LazyFlags {
   tlbWOff = new Int32Array(TLB_SIZE);
   tlbXOff = new Int32Array(TLB_SIZE);
   tlbGlobal = new Uint8Array(TLB_SIZE);
+  /** the execute entry's own global bit (tlbGlobal is the last fill's at the index, of any kind) */
+  tlbXGlobal = new Uint8Array(TLB_SIZE);
   /** guest-physical page of each write and execute entry (decode-cache invalidation and lookup) */
   tlbWGpa = new Float64Array(TLB_SIZE);
   tlbXGpa = new Float64Array(TLB_SIZE);
@@ -352,6 +357,17 @@ export class Interpreter implements GuestCpu, LazyFlags {
   private hotSkip = 0;
   /** bumped whenever a cached block or a successor link may have become stale */
   codeEpoch = 0;
+  /**
+   * lookupBlock's direct-mapped cache of blocks by linear address, each entry valid in the
+   * codeEpoch it was made in (returns and indirect branches, whose successor links keep missing)
+   */
+  private readonly jmpLin = new Float64Array(JMP_SIZE).fill(Number.NaN);
+  private readonly jmpEpoch = new Float64Array(JMP_SIZE).fill(-1);
+  private readonly jmpBlk: (Block | null)[] = new Array(JMP_SIZE).fill(null);
+  /** per TLB index, the codeEpoch in which lookupBlock last handed out a block there (flushPage) */
+  codeLinEpoch = new Float64Array(TLB_SIZE).fill(-1);
+  /** the codeEpoch in which lookupBlock last handed out a block on a non-global page (flushNonGlobal) */
+  nonGlobalCodeEpoch = -1;
   /** bumped on every run(): blocks re-check their bytes once per run */
   runEpoch = 0;
   /**
@@ -624,7 +640,10 @@ export class Interpreter implements GuestCpu, LazyFlags {
     this.fpBase = Number.NaN;
     this.fpEnd = 0;
     this.fpHi = 0;
-    this.codeEpoch++;
+    // global translations may outlive a CR3 write, so links and memos into global code pages stay
+    // (as such entries may stay in a processor's TLB); only code on a non-global page looked up
+    // in this epoch needs new ones
+    if (this.nonGlobalCodeEpoch === this.codeEpoch) this.codeEpoch++;
   }
   flushPage(lin: number): void {
     const i = (lin >>> 12) & TLB_MASK;
@@ -634,7 +653,9 @@ export class Interpreter implements GuestCpu, LazyFlags {
     this.fpBase = Number.NaN;
     this.fpEnd = 0;
     this.fpHi = 0;
-    this.codeEpoch++;
+    // links and memos of this epoch may lead to code at a page with this index (lookupBlock
+    // stamps it); older ones are dead already
+    if (this.codeLinEpoch[i] === this.codeEpoch) this.codeEpoch++;
   }
   /** the host or a device wrote guest-physical [gpa, gpa+length): forget code decoded from it */
   invalidateCode(gpa: number, length: number): void {
@@ -787,6 +808,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
       this.tlbROff[i] = off;
     } else {
       this.tlbXGpa[i] = gpa - (gpa % 4096);
+      this.tlbXGlobal[i] = !this.paging || this.xGlobal ? 1 : 0;
       this.tlbXTag[i] = page;
       this.tlbXMem[i] = m.bytes;
       this.tlbXOff[i] = off;
@@ -1496,8 +1518,8 @@ export class Interpreter implements GuestCpu, LazyFlags {
     // the next instruction
     this.shadowAt = -1;
     // memory may have changed since the last run (device DMA, the host): cached blocks re-check
+    // (links and memos lead only to blocks checked in this run: block-chain.ts, lookupBlock)
     this.runEpoch++;
-    this.codeEpoch++;
     // instructions retired plus exceptions delivered count against the budget
     const start = this.work();
     this.workLimit = start + budget;
@@ -1588,7 +1610,29 @@ export class Interpreter implements GuestCpu, LazyFlags {
   lookupBlock(): Block | null {
     const lin = this.mode64 ? this.effBase[1] + this.rip : (this.effBase[1] + this.rip) >>> 0;
     const last = this.lastBlock;
-    if (last !== null && last.succLin === lin && last.succEpoch === this.codeEpoch) return last.succ;
+    if (
+      last !== null &&
+      last.succLin === lin &&
+      last.succEpoch === this.codeEpoch &&
+      last.succ !== null &&
+      last.succ.checked === this.runEpoch
+    )
+      return last.succ;
+    const ci = ((lin >>> 2) ^ (lin >>> 12)) & JMP_MASK;
+    const hit = this.jmpBlk[ci];
+    if (
+      hit !== null &&
+      this.jmpLin[ci] === lin &&
+      this.jmpEpoch[ci] === this.codeEpoch &&
+      hit.checked === this.runEpoch
+    ) {
+      if (last !== null) {
+        last.succ = hit;
+        last.succLin = lin;
+        last.succEpoch = this.codeEpoch;
+      }
+      return hit;
+    }
     // code within 4 GiB of an edge of the canonical range is single-stepped: a relative branch or
     // its last instruction may leave the range, which the single-step path faults on (exec.ts)
     if (this.mode64 && (lin > CANON_EDGE || lin < -CANON_EDGE)) return null;
@@ -1639,6 +1683,11 @@ export class Interpreter implements GuestCpu, LazyFlags {
       this.cachedOps += blk.ops.length + 1;
     }
     blk.checked = this.runEpoch;
+    this.codeLinEpoch[i] = this.codeEpoch;
+    this.jmpLin[ci] = lin;
+    this.jmpEpoch[ci] = this.codeEpoch;
+    this.jmpBlk[ci] = blk;
+    if (this.tlbXGlobal[i] === 0) this.nonGlobalCodeEpoch = this.codeEpoch;
     if (last !== null) {
       last.succ = blk;
       last.succLin = lin;

@@ -21,8 +21,45 @@ const AR_UNUSABLE = 0x10000;
 /** lowest limit under which no access from a 16-bit offset (at most 512 bytes, FXSAVE) can end past it */
 const FLAT16_LIMIT = 0xffff + 511;
 
+/** what cached blocks depend on beyond the code bytes (updateMode compares it before and after) */
+const MODE_SNAPSHOT = new Float64Array(23);
+
+function snapshotMode(cpu: Interpreter, out: Float64Array): void {
+  out.set(cpu.effBase, 0);
+  out.set(cpu.segFastR, 6);
+  out.set(cpu.segFastW, 12);
+  out[18] =
+    (cpu.mode64 ? 1 : 0) | (cpu.csD ? 2 : 0) | (cpu.ssB ? 4 : 0) | (cpu.pm ? 8 : 0) | (cpu.paging ? 16 : 0);
+  out[19] = cpu.cpl;
+  out[20] = cpu.segChk16;
+  out[21] = cpu.segChk32;
+  out[22] = cpu.ssChk ? 1 : 0;
+}
+
+/** true when the state snapshotMode took in `was` still holds */
+function sameMode(cpu: Interpreter, was: Float64Array): boolean {
+  for (let i = 0; i < 6; i++) {
+    if (was[i] !== cpu.effBase[i] || was[6 + i] !== cpu.segFastR[i] || was[12 + i] !== cpu.segFastW[i])
+      return false;
+  }
+  return (
+    was[18] ===
+      ((cpu.mode64 ? 1 : 0) |
+        (cpu.csD ? 2 : 0) |
+        (cpu.ssB ? 4 : 0) |
+        (cpu.pm ? 8 : 0) |
+        (cpu.paging ? 16 : 0)) &&
+    was[19] === cpu.cpl &&
+    was[20] === cpu.segChk16 &&
+    was[21] === cpu.segChk32 &&
+    was[22] === (cpu.ssChk ? 1 : 0)
+  );
+}
+
 export function updateMode(cpu: Interpreter): void {
   const oldUser = cpu.cpl === 3;
+  const was = MODE_SNAPSHOT;
+  snapshotMode(cpu, was);
   cpu.pm = (cpu.cr0 & 1) !== 0;
   const lma = (cpu.efer & 0x400) !== 0;
   cpu.mode64 = lma && (cpu.segAr[1] & 0x2000) !== 0;
@@ -44,7 +81,10 @@ export function updateMode(cpu: Interpreter): void {
   cpu.fpBase = Number.NaN;
   cpu.fpEnd = 0;
   cpu.fpHi = 0;
-  cpu.codeEpoch++;
+  // blocks (compiled ones keep segment bases and bounds in locals) and their links depend on the
+  // mode, the segments' bases and bounds and the privilege: a reload that changed none of them
+  // (a VM entry's guest state, an IRET or interrupt within the kernel) leaves them valid
+  if (oldUser !== (cpu.cpl === 3) || !sameMode(cpu, was)) cpu.codeEpoch++;
 }
 
 /**
