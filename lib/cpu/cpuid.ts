@@ -37,8 +37,8 @@ export function cpuidModel(leaf: number, subleaf: number, apicId: number): [numb
       return [eax, ebx, ecx, edx];
     }
     case 7:
-      // EBX: IA32_TSC_ADJUST (1)
-      return subleaf === 0 ? [0, 1 << 1, 0, 0] : [0, 0, 0, 0];
+      // EBX: IA32_TSC_ADJUST (1); EDX: IA32_ARCH_CAPABILITIES (29)
+      return subleaf === 0 ? [0, 1 << 1, 0, 1 << 29] : [0, 0, 0, 0];
     case 0xd:
       // XSAVE is not advertised; leaf kept so the max-leaf value is honest
       return [0, 0, 0, 0];

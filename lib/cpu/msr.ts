@@ -33,6 +33,7 @@ export const MSR = {
   KERNEL_GS_BASE: 0xc0000102,
   TSC_AUX: 0xc0000103,
   TSC_ADJUST: 0x3b,
+  ARCH_CAPABILITIES: 0x10a,
 } as const;
 
 /** MTRR_DEF_TYPE, the variable-range pairs IA32_MTRRCAP.VCNT (8) announces and the fixed ranges */
@@ -91,6 +92,9 @@ function storedOnlyValid(cpu: Interpreter, index: number, value: bigint): boolea
   return true;
 }
 
+/** IA32_ARCH_CAPABILITIES: RDCL_NO (0), SSB_NO (4), MDS_NO (5), TAA_NO (8); read-only */
+const ARCH_CAPABILITIES_NOT_AFFECTED = (1n << 0n) | (1n << 4n) | (1n << 5n) | (1n << 8n);
+
 /** the time-stamp counter before IA32_TSC writes: the host's clock when given one, else the work count */
 function tscBase(cpu: Interpreter): bigint {
   const clock = cpu.tscClock;
@@ -105,6 +109,11 @@ export function readMsr(cpu: Interpreter, index: number): bigint | undefined {
   switch (index) {
     case MSR.TSC:
       return tsc(cpu);
+    case MSR.ARCH_CAPABILITIES:
+      // an interpreter executes nothing speculatively: not affected by Rogue Data Cache Load
+      // (Meltdown), Speculative Store Bypass, MDS or TSX Async Abort (so a kernel needs no page-table
+      // isolation or buffer clearing for them)
+      return ARCH_CAPABILITIES_NOT_AFFECTED;
     case MSR.TSC_ADJUST:
       return cpu.tscAdjust;
     case MSR.APIC_BASE:

@@ -123,3 +123,24 @@ describe("soft backend: the TSC follows the machine's clock", () => {
     }
   });
 });
+
+describe("soft backend: IA32_ARCH_CAPABILITIES", () => {
+  it("is offered (CPUID.7.0:EDX[29]) and says the interpreter is not affected by Meltdown, SSB, MDS, TAA", async () => {
+    // mov eax,7; xor ecx,ecx; cpuid; mov [0x510],edx; mov ecx,0x10a; rdmsr; mov [0x500],eax;
+    // mov [0x504],edx; hlt
+    const code = [
+      0x66, 0xb8, 7, 0, 0, 0, 0x66, 0x31, 0xc9, 0x0f, 0xa2, 0x66, 0x89, 0x16, 0x10, 0x05, 0x66, 0xb9, 0x0a,
+      0x01, 0, 0, 0x0f, 0x32, 0x66, 0xa3, 0x00, 0x05, 0x66, 0x89, 0x16, 0x04, 0x05, 0xf4,
+    ];
+    const vm = await createMachine({ backend: "soft", memoryMiB: 1 });
+    try {
+      vm.load(Uint8Array.from(code));
+      expect((await vm.run({ timeoutMs: 5000 })).reason).toBe("hlt");
+      expect((vm.memory.readU32(0x510) >>> 29) & 1).toBe(1);
+      const caps = u64(vm, 0x500);
+      for (const bit of [0n, 4n, 5n, 8n]) expect((caps >> bit) & 1n).toBe(1n);
+    } finally {
+      vm.close();
+    }
+  });
+});
