@@ -115,14 +115,15 @@ function consumer(name, tarball, installArgs, expectBinding) {
   if (!check(`${name}: npm install of the tarball`, install.ok, install.text)) return;
   if (installArgs.includes("--foreground-scripts")) {
     // what a user sees of our install script: one line naming the binding, none of node-gyp's
+    // (npm 11's own "install-scripts ... not yet covered by allowScripts" advisory is npm's, and
+    // comes and goes with how npm matches the consumer's allowScripts to a tarball: not checked)
     const ours = install.text.split("\n").filter((l) => /^nodevmm: /.test(l));
     check(
       `${name}: the install says which binding it got, in one line (${ours.join(" | ")})`,
       ours.length === 1 &&
         ours[0] ===
           `nodevmm: ${expectBinding === "addon" ? "native addon built" : "no compiler, using koffi"}` &&
-        !/gyp info/.test(install.text) &&
-        !/install-scripts/.test(install.text),
+        !/gyp info/.test(install.text),
       install.text,
     );
   }
