@@ -21,6 +21,11 @@ export const KNOWN_BUGS: readonly KnownBug[] = [
     note: "a guest that jumps to (or walks page tables in) guest-physical memory with no RAM behind it ends the run as internal-error (soft backend EPT handling): it should be a defined stop (or an all-ones fetch), not an internal error",
   },
   {
+    signature:
+      /^guest stuck on (fxsave|fxrstor|fxsave64|fxrstor64|xsave|xrstor|fsave|fnsave|frstor|fstenv|fnstenv|fldenv|enter)\b/,
+    note: "the instructions whose memory operand is larger than 16 bytes (FXSAVE/FXRSTOR, the x87 environment and state) or that write several stack slots (ENTER with a nesting level) still repeat an MMIO access without completing (lib/cpu: their accesses bypass the per-instruction MMIO log); every other form completes once",
+  },
+  {
     signature: /^guest run fail-entry: /,
     note: "a guest-caused VM-entry failure: a 32-bit far return in real mode to an offset past CS's limit is taken instead of raising #GP, and the next VM entry fails its guest-state checks (exit reason 0x80000021) (lib/cpu far transfers / lib/vmx entry checks)",
   },
