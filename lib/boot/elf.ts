@@ -37,7 +37,8 @@ export interface ElfImage {
   segments: ElfSegment[];
 }
 
-class Reader {
+/** Little-endian fields of an ELF image; absurd 64-bit values are the image's fault. */
+export class Reader {
   readonly dv: DataView;
   constructor(readonly image: Uint8Array) {
     this.dv = new DataView(image.buffer, image.byteOffset, image.byteLength);
@@ -47,6 +48,9 @@ class Reader {
   }
   u32(off: number): number {
     return this.dv.getUint32(off, true);
+  }
+  big(off: number): bigint {
+    return this.dv.getBigUint64(off, true);
   }
   /** a 64-bit field as a number; values no address can have are the image's fault */
   u64(off: number, field: string): number {

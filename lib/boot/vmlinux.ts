@@ -12,7 +12,7 @@
 // alone is not enough: other kernels (FreeBSD's) carry one too. Older kernels load with an explicit
 // `format: "linux"`, which skips the note test.
 
-import { hasElfMagic } from "./elf.js";
+import { hasElfMagic, Reader } from "./elf.js";
 import { GuestImageError, hex } from "./errors.js";
 import {
   CAN_USE_HEAP,
@@ -47,29 +47,6 @@ export interface VmlinuxImage {
   end: number;
   /** owners of the ELF notes, e.g. ["Xen", "GNU", "Linux"] (each once) */
   noteOwners: string[];
-}
-
-class Reader {
-  readonly dv: DataView;
-  constructor(readonly image: Uint8Array) {
-    this.dv = new DataView(image.buffer, image.byteOffset, image.byteLength);
-  }
-  u16(off: number): number {
-    return this.dv.getUint16(off, true);
-  }
-  u32(off: number): number {
-    return this.dv.getUint32(off, true);
-  }
-  big(off: number): bigint {
-    return this.dv.getBigUint64(off, true);
-  }
-  u64(off: number, field: string): number {
-    const v = this.dv.getBigUint64(off, true);
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) {
-      throw new GuestImageError(field, off, `value ${hex(v)} is absurd (beyond 2^53)`);
-    }
-    return Number(v);
-  }
 }
 
 interface ProgramHeader {
