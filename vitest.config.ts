@@ -24,6 +24,7 @@ const SINGLE_STEP_EXCLUDE = [
   "test/vmx/blocks-vs-single-step.test.ts",
   // wall-time bounds of the mode users run
   "test/soft/bounded.test.ts",
+  "test/soft/shared-thread.test.ts",
 ];
 
 export default defineConfig({

@@ -1,7 +1,8 @@
 // `npm run test:kvm`: the real-KVM suite (test/kvm). On a host whose /dev/kvm works it runs vitest
 // directly; otherwise (or with NODEVMM_NESTED=1) it boots a QEMU TCG guest with emulated SVM, loads
 // kvm_amd there and runs the suite inside with the host's own node and this checkout (see
-// ../shared/nested-kvm.md). `node scripts/test-kvm.mjs -- <cmd...>` runs <cmd> instead of the suite.
+// ../shared/nested-kvm.md). `node scripts/test-kvm.mjs test/kvm/smp-threads.test.ts ...` runs only
+// those files (vitest filters); `node scripts/test-kvm.mjs -- <cmd...>` runs <cmd> instead of the suite.
 //
 // Environment: NODEVMM_NESTED=1 (or --nested) forces the nested VM; NODEVMM_TEST_KVM_TIMEOUT bounds
 // the run in seconds (default 600 on the host, 1200 for the whole QEMU run), after which everything
@@ -31,18 +32,24 @@ function parseArgs(argv) {
   const dash = argv.indexOf("--");
   const own = dash < 0 ? argv : argv.slice(0, dash);
   const cmd = dash < 0 ? [] : argv.slice(dash + 1);
+  const usage = "usage: test-kvm.mjs [--nested] [test files or vitest filters...] [-- <cmd...>]";
+  const filters = [];
   for (const a of own) {
-    if (a !== "--nested")
-      throw new Error(`unknown option ${a} (usage: test-kvm.mjs [--nested] [-- <cmd...>])`);
+    if (a === "--nested") continue;
+    if (a.startsWith("-")) throw new Error(`unknown option ${a} (${usage})`);
+    filters.push(a);
   }
   if (dash >= 0 && cmd.length === 0) throw new Error("nothing after --: give a command to run");
-  return { forceNested: own.includes("--nested") || process.env.NODEVMM_NESTED === "1", cmd };
+  if (dash >= 0 && filters.length > 0)
+    throw new Error(`test filters and a command do not go together (${usage})`);
+  return { forceNested: own.includes("--nested") || process.env.NODEVMM_NESTED === "1", cmd, filters };
 }
 
-function defaultSuite() {
+function defaultSuite(filters) {
   if (!existsSync(join(REPO, "test", "kvm")))
     throw new Error("test/kvm does not exist: there is no KVM suite to run");
-  return [process.execPath, join(REPO, "node_modules", "vitest", "vitest.mjs"), "run", "test/kvm"];
+  const vitest = [process.execPath, join(REPO, "node_modules", "vitest", "vitest.mjs"), "run"];
+  return [...vitest, ...(filters.length > 0 ? filters : ["test/kvm"])];
 }
 
 /** Seconds the whole run may take: NODEVMM_TEST_KVM_TIMEOUT, else `fallback`. */
@@ -257,7 +264,7 @@ async function main() {
     return LANE_FAILED;
   }
   try {
-    const cmd = opts.cmd.length ? opts.cmd : defaultSuite();
+    const cmd = opts.cmd.length ? opts.cmd : defaultSuite(opts.filters);
     // The suite's path is relative to the checkout; a user's command runs where the user is.
     const cwd = opts.cmd.length ? process.cwd() : REPO;
     if (!opts.forceNested) {

@@ -46,6 +46,11 @@ cc32 multiboot-start.S multiboot-start.o
 cc32 multiboot-info.c multiboot-info.o
 ld32 "$out/multiboot-info.elf" "$tmp/multiboot-start.o" "$tmp/multiboot-info.o"
 
+# smp.elf: multiboot v1 ELF32 kernel, C: finds the CPUs in the ACPI MADT, starts the APs, runs a test
+cc32 smp-start.S smp-start.o
+cc32 smp.c smp.o
+ld32 "$out/smp.elf" "$tmp/smp-start.o" "$tmp/smp.o"
+
 # custom-device.bin: flat, 32-bit protected mode at 0x100000, C
 cc32 start32.S start32.o
 cc32 custom-device.c custom-device.o

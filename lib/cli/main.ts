@@ -49,6 +49,11 @@ export function buildProgram(io: CliStreams, setStatus: (n: number) => void): Co
         .default("auto"),
     )
     .option("--mem <size>", "guest RAM, e.g. 64M, 1G (default 64M; 256M for a Linux kernel)")
+    .option("--smp <n>", "vCPUs (default 1; more than 1 runs on the soft backend for now)")
+    .option(
+      "--deterministic",
+      "soft backend: guest time counts instructions and vCPUs take fixed turns, so runs repeat exactly",
+    )
     .addOption(
       new Option("--backend <backend>", "CPU backend (auto: KVM when usable)")
         .choices(["auto", "kvm", "soft"])

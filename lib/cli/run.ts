@@ -11,7 +11,7 @@ import type { GdbServerHandle } from "../gdb/index.js";
 import { formatStatsTable } from "../inspect/stats-table.js";
 import { formatExit } from "../inspect/trace.js";
 import type { RunLimits, RunResult } from "../vmm/loop.js";
-import { createMachine, type Machine, machineExitLoop } from "../vmm/machine.js";
+import { createMachine, MAX_SOFT_VCPUS, type Machine, machineExitLoop } from "../vmm/machine.js";
 import { addPcDevices, type PcDevices } from "../vmm/pc.js";
 import { addVirtioDevices } from "../vmm/virtio.js";
 import { exitStatus, isCrash, STATUS_GUEST_CRASH, STATUS_INTERRUPTED, STATUS_USAGE } from "./exit-status.js";
@@ -62,6 +62,10 @@ export interface RunCliOptions {
   gdbWait?: boolean;
   /** --save PATH: a snapshot when the run stops for --max-exits/--timeout (lib/cli/resume.ts) */
   save?: string;
+  /** --smp N: vCPUs */
+  smp?: string;
+  /** --deterministic: instruction-counted guest time, fixed vCPU turns (soft backend) */
+  deterministic?: boolean;
 }
 
 export interface CliStreams {
@@ -77,6 +81,7 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
   let vm: Machine | undefined;
   let image: Uint8Array;
   let memoryMiB: number;
+  let vcpus = 1;
   const limits: RunLimits = {};
   let serial: ReturnType<typeof parseSink>;
   let debugcon: ReturnType<typeof parseSink>;
@@ -100,6 +105,12 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
     serial = parseSink(o.serial, "--serial");
     debugcon = parseSink(o.debugcon, "--debugcon");
     if (o.maxExits !== undefined) limits.maxExits = parseCount(o.maxExits, "--max-exits");
+    if (o.smp !== undefined) {
+      vcpus = parseCount(o.smp, "--smp");
+      if (vcpus < 1 || vcpus > MAX_SOFT_VCPUS) {
+        throw new CliUsageError(`--smp takes 1-${MAX_SOFT_VCPUS} vCPUs, not ${o.smp}`);
+      }
+    }
     if (o.timeout !== undefined) limits.timeoutMs = parseSeconds(o.timeout, "--timeout") * 1000;
     drives = (o.drive ?? []).map((d) => parseDrive(d));
     if (o.gdb !== undefined) gdb = parseGdbAddress(o.gdb);
@@ -136,7 +147,13 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
   process.on("SIGINT", onSigint);
   try {
     try {
-      vm = await createMachine({ memoryMiB, backend: o.backend, strict: o.strict ?? false });
+      vm = await createMachine({
+        memoryMiB,
+        vcpus,
+        backend: o.backend,
+        strict: o.strict ?? false,
+        deterministic: o.deterministic ?? false,
+      });
       // --stats prints handling times: time every exit, not a sample of them (lib/vmm/stats.ts)
       if (o.stats) vm.stats.timeEvery = 1;
       // "auto" that had to fall back says why, as QEMU warns when it cannot use KVM
@@ -190,17 +207,23 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
     }
 
     if (o.trace) {
-      const v = vm.vcpu(0);
-      vm.on("exit", (exit, info) => {
+      const machine = vm;
+      // with several vCPUs each line says whose exit it is
+      const smp = machine.vcpuCount > 1;
+      machine.on("exit", (exit, info) => {
         let rip: bigint | undefined;
         try {
-          rip = v.getRegs().rip;
+          rip = machine.vcpu(info.vcpu).getRegs().rip;
         } catch {
           rip = undefined;
         }
-        io.stderr.write(
-          `${formatExit(exit, { index: info.index, unhandled: info.unhandled, ...(rip !== undefined ? { rip } : {}) })}\n`,
-        );
+        const detail = {
+          index: info.index,
+          unhandled: info.unhandled,
+          ...(smp ? { vcpu: info.vcpu } : {}),
+          ...(rip !== undefined ? { rip } : {}),
+        };
+        io.stderr.write(`${formatExit(exit, detail)}\n`);
       });
     }
 
@@ -247,7 +270,11 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
     if (o.dumpRegs && !isCrash(result)) io.stderr.write(safeReport(vm));
     if (o.stats) {
       io.stderr.write(
-        formatStatsTable(vm.stats.rows(), { guestNs: vm.stats.guestNs, unhandled: vm.stats.unhandled }),
+        formatStatsTable(vm.stats.rows(), {
+          guestNs: vm.stats.guestNs,
+          unhandled: vm.stats.unhandled,
+          byVcpu: vm.stats.byVcpu,
+        }),
       );
     }
     return status;
@@ -258,12 +285,18 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
   }
 }
 
+/** Every vCPU's registers (with a CPU#n header, as QEMU's `info registers -a`, when there are several). */
 function safeReport(vm: Machine): string {
-  try {
-    return vm.vcpu(0).report();
-  } catch (e) {
-    return `(registers unavailable: ${errorText(e)})\n`;
+  let out = "";
+  for (let i = 0; i < vm.vcpuCount; i++) {
+    if (vm.vcpuCount > 1) out += `CPU#${i}\n`;
+    try {
+      out += vm.vcpu(i).report();
+    } catch (e) {
+      out += `(registers unavailable: ${errorText(e)})\n`;
+    }
   }
+  return out;
 }
 
 /** Why VMCALLs of the guest will not reach the loop's hypercall handler on this machine, if so. */

@@ -133,7 +133,11 @@ export function exec0f(cpu: Interpreter, op: number): void {
       needCpl0(cpu);
       const idx = cpu.lo[1] >>> 0;
       const value = (BigInt(cpu.lo[2] >>> 0) << 32n) | BigInt(cpu.lo[0] >>> 0);
-      if (cpu.requireHooks().wrmsr(idx, value, cpu.ctx())) throw EXIT_SIGNAL;
+      // deferred exits: execute() throws them (see Interpreter.exitDeferred)
+      if (cpu.requireHooks().wrmsr(idx, value, cpu.ctx())) {
+        cpu.exitDeferred = true;
+        return;
+      }
       if (!writeMsr(cpu, idx, value)) gp0();
       return;
     }
@@ -143,7 +147,10 @@ export function exec0f(cpu: Interpreter, op: number): void {
     case 0x32: {
       needCpl0(cpu);
       const idx = cpu.lo[1] >>> 0;
-      if (cpu.requireHooks().rdmsr(idx, cpu.ctx())) throw EXIT_SIGNAL;
+      if (cpu.requireHooks().rdmsr(idx, cpu.ctx())) {
+        cpu.exitDeferred = true;
+        return;
+      }
       const v = readMsr(cpu, idx);
       if (v === undefined) gp0();
       cpu.setReg(32, 0, Number(v & 0xffffffffn), 0);
@@ -333,7 +340,10 @@ function vmx(
 /** RDTSC, and RDTSCP (which also returns TSC_AUX in ECX) */
 function rdtsc(cpu: Interpreter, aux: boolean): void {
   if (cpu.pm && (cpu.cr4 & 4) !== 0 && cpu.cpl !== 0) gp0();
-  if (cpu.requireHooks().rdtsc(aux, cpu.ctx())) throw EXIT_SIGNAL;
+  if (cpu.requireHooks().rdtsc(aux, cpu.ctx())) {
+    cpu.exitDeferred = true;
+    return;
+  }
   const t = tsc(cpu);
   cpu.setReg(32, 0, Number(t & 0xffffffffn), 0);
   cpu.setReg(32, 2, Number(t >> 32n), 0);
@@ -343,7 +353,10 @@ function rdtsc(cpu: Interpreter, aux: boolean): void {
 function cpuid(cpu: Interpreter): void {
   const leaf = cpu.lo[0] >>> 0;
   const sub = cpu.lo[1] >>> 0;
-  if (cpu.requireHooks().cpuid(leaf, sub, cpu.ctx())) throw EXIT_SIGNAL;
+  if (cpu.requireHooks().cpuid(leaf, sub, cpu.ctx())) {
+    cpu.exitDeferred = true;
+    return;
+  }
   const r = cpuidModel(leaf, sub, 0);
   for (let i = 0; i < 4; i++) cpu.setReg(32, [0, 3, 1, 2][i], r[i] >>> 0, 0);
 }

@@ -59,7 +59,11 @@ export function ioIn(cpu: Interpreter, port: number, size: 1 | 2 | 4, immediate:
   ioAllowed(cpu, port, size);
   const hooks = cpu.requireHooks();
   const info: IoInfo = { port, size, in: true, string: false, rep: false, immediate };
-  if (hooks.io(info, cpu.ctx())) throw EXIT_SIGNAL;
+  if (hooks.io(info, cpu.ctx())) {
+    // execute() throws the exit (op1 returns at once after us)
+    cpu.exitDeferred = true;
+    return;
+  }
   const v = hooks.portIn ? hooks.portIn(port, size) : size === 4 ? 0xffffffff : (1 << (8 * size)) - 1;
   cpu.devicesRan();
   cpu.setReg(size * 8, 0, v >>> 0, 0);
@@ -69,7 +73,10 @@ export function ioOut(cpu: Interpreter, port: number, size: 1 | 2 | 4, immediate
   ioAllowed(cpu, port, size);
   const hooks = cpu.requireHooks();
   const info: IoInfo = { port, size, in: false, string: false, rep: false, immediate };
-  if (hooks.io(info, cpu.ctx())) throw EXIT_SIGNAL;
+  if (hooks.io(info, cpu.ctx())) {
+    cpu.exitDeferred = true;
+    return;
+  }
   hooks.portOut?.(port, size, cpu.getReg(size * 8, 0));
   cpu.devicesRan();
 }

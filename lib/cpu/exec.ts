@@ -36,6 +36,13 @@ export function execute(cpu: Interpreter): void {
   cpu.opsizePrefix = false;
   // prefixes are opcodes of op1 that divert to prefixed(), so the common path pays nothing for them
   op1(cpu, cpu.fetch8());
+  if (cpu.exitDeferred) {
+    // thrown here rather than at the hook: a throw out of op1 (a huge function V8 rarely optimizes)
+    // costs microseconds, spent mapping its baseline frame's return address to a bytecode offset
+    // by walking its offset table
+    cpu.exitDeferred = false;
+    throw EXIT_SIGNAL;
+  }
   cpu.rip = cpu.ip;
   // sequential execution past the top of the canonical range (an instruction ending at
   // 0x800000000000): #GP(0) at the next fetch, taken now so that no instruction boundary (and no
@@ -692,7 +699,7 @@ function op1(cpu: Interpreter, b: number): void {
       }
       if (cpu.rep === 0xf3) {
         const ctx = cpu.ctx();
-        if (cpu.requireHooks().other("pause", ctx)) throw EXIT_SIGNAL;
+        if (cpu.requireHooks().other("pause", ctx)) cpu.exitDeferred = true;
       }
       return;
     case 0x91:
@@ -1027,7 +1034,10 @@ function op1(cpu: Interpreter, b: number): void {
       return;
     case 0xf4: {
       if (cpu.cpl !== 0) throw new CpuFault(Vec.GP, 0);
-      if (cpu.requireHooks().hlt(cpu.ctx())) throw EXIT_SIGNAL;
+      if (cpu.requireHooks().hlt(cpu.ctx())) {
+        cpu.exitDeferred = true;
+        return;
+      }
       cpu.activity = 1;
       return;
     }

@@ -65,6 +65,15 @@ export interface GuestCpu {
   setRip(value: bigint): void;
   getRflags(): bigint;
   setRflags(value: bigint): void;
+  /**
+   * Number forms for the VM-exit path, where a BigInt per field would be most of the cost: RIP as
+   * a two's-complement signed number (exact for canonical addresses), RFLAGS (bits 63:32 are
+   * reserved zeros), a segment's access rights.
+   */
+  getRipNumber(): number;
+  setRipNumber(value: number): void;
+  getRflagsNumber(): number;
+  getSegmentAr(seg: Seg): number;
 
   getSegment(seg: Seg): SegmentState;
   setSegment(seg: Seg, state: SegmentState): void;

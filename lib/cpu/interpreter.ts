@@ -266,6 +266,12 @@ export class Interpreter implements GuestCpu, LazyFlags {
   windowRequests = 0;
   hooks: NonRootHooks | null = null;
   hostPoll: (() => boolean) | null = null;
+  /**
+   * An instruction's hook recorded a VM exit and the instruction returned without effect (see
+   * execute): the frequent instruction exits (I/O, HLT, PAUSE, CPUID, RDMSR/WRMSR, RDTSC) end this
+   * way rather than by throwing EXIT_SIGNAL out of op1/exec0f, through which V8 unwinds slowly
+   */
+  exitDeferred = false;
   retired = 0;
   eventsDelivered = 0;
   stringIterations = 0;
@@ -1784,6 +1790,18 @@ export class Interpreter implements GuestCpu, LazyFlags {
   }
   getRflags(): bigint {
     return BigInt(this.getFlags() >>> 0);
+  }
+  getRipNumber(): number {
+    return this.rip;
+  }
+  setRipNumber(value: number): void {
+    this.rip = value;
+  }
+  getRflagsNumber(): number {
+    return this.getFlags() >>> 0;
+  }
+  getSegmentAr(seg: number): number {
+    return this.segAr[seg];
   }
   setRflags(value: bigint): void {
     this.setFlags(Number(value & 0xffffffffn));

@@ -331,6 +331,18 @@ function maskIp(osz: number, ip: number): number {
 }
 
 /**
+ * The offset a far transfer loads in real or virtual-8086 mode, checked before anything changes:
+ * past the code segment's limit (the cached limit in real mode, 0xFFFF in virtual-8086 mode) it is
+ * #GP(0), as the SDM's JMP/CALL/RET/IRET pseudo-code says; taken, the next VM entry would fail.
+ */
+function realTarget(cpu: Interpreter, osz: number, ip: number): number {
+  const t = maskIp(osz, ip);
+  const limit = (cpu.eflags & FL_VM) !== 0 ? 0xffff : cpu.segLimit[1]!;
+  if (t > limit) throw gp(0);
+  return t;
+}
+
+/**
  * The offset a far transfer (JMP, CALL, RET, IRET) loads with code segment `d`, checked before
  * anything changes: canonical when the target is 64-bit code, else within the segment limit
  * (#GP(0) either way: SDM Vol. 2A JMP/CALL/RET, Vol. 2B IRET). Without the limit check a 64-bit
@@ -350,10 +362,11 @@ function farTarget(cpu: Interpreter, d: Descriptor, ip: number, osz: number): nu
 export function farTransfer(cpu: Interpreter, sel: number, off: number, call: boolean, osz: number): void {
   sel &= 0xffff;
   if (!cpu.pm || (cpu.eflags & FL_VM) !== 0) {
+    const target = realTarget(cpu, osz, off);
     if (call) pushPair(cpu, osz, cpu.segSel[1], cpu.ip);
     realSeg(cpu, 1, sel);
     updateMode(cpu);
-    cpu.ip = maskIp(osz, off);
+    cpu.ip = target;
     return;
   }
   if ((sel & ~3) === 0) throw gp(0);
@@ -496,10 +509,11 @@ export function farReturn(cpu: Interpreter, osz: number, imm: number): void {
   const sel = cpu.peek(osz, n) & 0xffff;
   const fullIp = osz === 64 ? ipHi * TWO32 + ip : ip;
   if (!cpu.pm || (cpu.eflags & FL_VM) !== 0) {
+    const target = realTarget(cpu, osz, fullIp);
     realSeg(cpu, 1, sel);
     cpu.setSp(cpu.spAdd(cpu.sp(), 2 * n + imm));
     updateMode(cpu);
-    cpu.ip = maskIp(osz, fullIp);
+    cpu.ip = target;
     return;
   }
   const d = codeDescriptor(cpu, sel, true);
@@ -586,12 +600,13 @@ function iretBody(cpu: Interpreter, osz: number): void {
     const ip = cpu.peek(osz, 0);
     const cs = cpu.peek(osz, n) & 0xffff;
     const fl = cpu.peek(osz, 2 * n);
+    const target = realTarget(cpu, osz, ip);
     realSeg(cpu, 1, cs);
     cpu.setSp(cpu.spAdd(cpu.sp(), 3 * n));
     const mask = osz === 16 ? 0xffff : 0x257fd5;
     cpu.setFlags((flagsNow & ~mask) | (fl & mask));
     updateMode(cpu);
-    cpu.ip = maskIp(osz, ip);
+    cpu.ip = target;
     return;
   }
   if ((flagsNow & FL_VM) !== 0) throw gp(0); // virtual-8086 mode is not supported

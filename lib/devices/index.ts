@@ -1,4 +1,5 @@
 export * from "./acpi-pm.js";
+export * from "./apic-bus.js";
 export * from "./cmos.js";
 export * from "./debug-exit.js";
 export * from "./debugcon.js";
@@ -11,6 +12,7 @@ export * from "./i8259.js";
 export * from "./i8259-chip.js";
 export * from "./ioapic.js";
 export * from "./lapic.js";
+export * from "./lapic-page.js";
 export * from "./lapic-timer.js";
 export * from "./output.js";
 export * from "./pc-interrupts.js";

@@ -1,13 +1,15 @@
 // The local APIC in xAPIC mode: its 4 KiB register page at 0xFEE00000 (Intel SDM vol. 3 ch. 10),
 // the IRR/ISR/TMR priority logic, EOI (broadcast to the I/O APIC for level-triggered vectors),
-// self-IPIs through the ICR, the LVT entries and the timer (one-shot and periodic; TSC-deadline is
-// not advertised). Reset values are KVM's: the SDM's (LVTs masked, SVR 0xFF, software-disabled),
-// except that the BSP's LINT0 is ExtINT unmasked (KVM_X86_QUIRK_LINT0_REENABLED), so the 8259's
-// interrupts reach the CPU through the virtual wire as they do on KVM. One vCPU: INIT/SIPI and
-// IPIs to other APICs go nowhere; NMI/SMI have no path to the soft vCPU yet and are dropped.
+// IPIs through the ICR, the LVT entries and the timer (one-shot and periodic; TSC-deadline is not
+// advertised). Reset values are KVM's (kvm_lapic_reset): the SDM's (LVTs masked, SVR 0xFF,
+// software-disabled), except that the BSP's LINT0 is ExtINT unmasked (KVM_X86_QUIRK_LINT0_REENABLED,
+// the BSP only, at RESET and INIT alike), so the 8259's interrupts reach the CPU through the virtual
+// wire as they do on KVM. On its own the APIC delivers only the IPIs it sends itself; on an APIC
+// bus (apic-bus.ts, which PcInterrupts wires) every IPI goes to the bus.
 
 import type { Device, DeviceContext, DeviceRange } from "./device.js";
 import { DeviceConfigError } from "./errors.js";
+import type { ApicMessage } from "./ioapic.js";
 import { APIC_BUS_HZ, ApicTimer, type ApicTimerState, apicTimerDivisor } from "./lapic-timer.js";
 
 export const LAPIC_BASE = 0xfee00000;
@@ -66,6 +68,18 @@ const LVT_WRITABLE = [
 const TIMER = 0;
 const LINT0 = 3;
 const ERROR = 5;
+
+/** the ICR's destination shorthand: 0 the destination field, 1 self, 2 all including self, 3 all excluding self */
+export type IpiShorthand = 0 | 1 | 2 | 3;
+
+/** an IPI as the ICR describes it, handed to the APIC bus */
+export interface Ipi extends ApicMessage {
+  shorthand: IpiShorthand;
+  /** ICR bit 14, level: assert (true) or de-assert; INIT with level trigger and de-assert is a no-op */
+  assert: boolean;
+  /** the sending APIC */
+  source: LocalApic;
+}
 
 export interface LocalApicOptions {
   /** APIC ID (the vCPU index); default 0 */
@@ -132,6 +146,11 @@ export class LocalApic implements Device {
   readonly #initialId: number;
   onEoi: ((vector: number) => void) | undefined;
   /**
+   * The APIC bus: every IPI written to the ICR (after the sender's own checks) goes to it. Unset,
+   * the APIC is alone and delivers only fixed/lowest-priority IPIs that address itself.
+   */
+  sendIpi: ((ipi: Ipi) => void) | undefined;
+  /**
    * IA32_APIC_BASE bit 11. Cleared, the APIC is off the bus (its page reads all-ones), holds its
    * vectors back, and LINT0 is the CPU's plain INTR pin: the 8259 reaches the CPU directly.
    */
@@ -179,6 +198,11 @@ export class LocalApic implements Device {
 
   #now(): number {
     return this.#ctx?.clock.nowNs() ?? 0;
+  }
+
+  /** the bootstrap processor's APIC (vCPU 0, KVM's bsp_vcpu_id): its LINT0 comes out of reset as ExtINT */
+  get isBsp(): boolean {
+    return this.#initialId === 0;
   }
 
   get softwareEnabled(): boolean {
@@ -370,22 +394,42 @@ export class LocalApic implements Device {
     if (testBit(this.tmr, v)) this.onEoi?.(v);
   }
 
-  /** ICR low written: fixed/lowest IPIs that target this APIC land in its own IRR */
+  /**
+   * ICR low written: the IPI goes to the bus; a fixed or lowest-priority one with a vector below
+   * 16 is not sent and sets the sender's "send illegal vector" error (SDM 10.5.3).
+   */
   #sendIpi(): void {
     const icr = this.icrLow;
     const vector = icr & 0xff;
     const mode = (icr >> 8) & 7;
-    const shorthand = (icr >> 18) & 3;
-    let self: boolean;
-    if (shorthand === 1 || shorthand === 2) self = true;
-    else if (shorthand === 3) self = false;
-    else self = this.matchesDestination(this.icrHigh >>> 24, (icr & (1 << 11)) !== 0);
-    if (mode !== MODE_FIXED && mode !== MODE_LOWEST) return;
-    if (vector < 16) {
+    const shorthand = ((icr >> 18) & 3) as IpiShorthand;
+    const logical = (icr & (1 << 11)) !== 0;
+    const levelTriggered = (icr & (1 << 15)) !== 0;
+    if ((mode === MODE_FIXED || mode === MODE_LOWEST) && vector < 16) {
       this.#error(ESR_SEND_ILLEGAL_VECTOR);
       return;
     }
-    if (self) this.acceptInterrupt(vector, (icr & (1 << 15)) !== 0);
+    const bus = this.sendIpi;
+    if (bus) {
+      const destination = this.icrHigh >>> 24;
+      bus({
+        vector,
+        deliveryMode: mode,
+        destination,
+        logical,
+        levelTriggered,
+        shorthand,
+        assert: (icr & (1 << 14)) !== 0,
+        source: this,
+      });
+      return;
+    }
+    if (mode !== MODE_FIXED && mode !== MODE_LOWEST) return;
+    let self: boolean;
+    if (shorthand === 1 || shorthand === 2) self = true;
+    else if (shorthand === 3) self = false;
+    else self = this.matchesDestination(this.icrHigh >>> 24, logical);
+    if (self) this.acceptInterrupt(vector, levelTriggered);
   }
 
   #error(bits: number): void {
@@ -407,8 +451,19 @@ export class LocalApic implements Device {
     return this.#timer.current(this.#now());
   }
 
+  /** RESET (power-up): every register to its reset value, the APIC ID to the vCPU index */
   reset(): void {
     this.id = (this.#initialId << 24) >>> 0;
+    this.initReset();
+  }
+
+  /**
+   * An INIT (INIT IPI or INIT# pin): the registers go back to their power-up values except the
+   * APIC ID, which keeps what software wrote (SDM 10.4.7.3; KVM's kvm_lapic_reset(init_event) sets
+   * the ID at RESET only). The timer stops; the APIC comes out software-disabled; the BSP's LINT0
+   * is ExtINT again, as KVM leaves it.
+   */
+  initReset(): void {
     this.tpr = 0;
     this.ldr = 0;
     this.dfr = 0xffffffff;
@@ -424,8 +479,8 @@ export class LocalApic implements Device {
     this.#irrTop = -1;
     this.#isrTop = -1;
     this.lvt.fill(LVT_MASKED);
-    // the BSP's virtual wire, as KVM leaves it (KVM_X86_QUIRK_LINT0_REENABLED)
-    if (this.#initialId === 0) this.lvt[LINT0] = MODE_EXTINT << 8;
+    // the BSP's virtual wire, as KVM leaves it (KVM_X86_QUIRK_LINT0_REENABLED, kvm_vcpu_is_reset_bsp)
+    if (this.isBsp) this.lvt[LINT0] = MODE_EXTINT << 8;
     this.#timer.restore({ initial: 0, startNs: this.#now(), divisor: 2, periodic: false, reported: 0 });
   }
 
@@ -450,6 +505,8 @@ export class LocalApic implements Device {
   }
 
   restore(s: LocalApicState): void {
+    if (!s || typeof s !== "object")
+      throw new DeviceConfigError(this.name, "restore", "the state is not an object");
     for (const [k, n] of [
       ["isr", 8],
       ["tmr", 8],

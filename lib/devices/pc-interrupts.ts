@@ -1,18 +1,29 @@
 // The PC's interrupt routing for the soft backend, as KVM's in-kernel irqchip wires it: every
-// interrupt line feeds both the i8259 pair and the I/O APIC; the CPU takes the local APIC's vector,
-// or the 8259's through LINT0 programmed ExtINT (the virtual wire, on at reset) or through an I/O
-// APIC pin 0 entry programmed ExtINT. It has the shape of lib/vmm's InterruptController
-// (setIrq/hasInterrupt/acknowledge) without importing it.
+// interrupt line feeds both the i8259 pair and the I/O APIC; the I/O APIC's messages and the local
+// APICs' IPIs travel the APIC bus (apic-bus.ts) to one local APIC per CPU (APIC ID = CPU index).
+// A CPU takes its own local APIC's vector, or the 8259's through its LINT0 programmed ExtINT (the
+// virtual wire, on at reset on the BSP only) or through an I/O APIC pin 0 entry programmed ExtINT
+// whose destination selects it. forCpu(i) is what CPU i's vCPU asks; the methods of the class
+// itself are CPU 0's. It has the shape of lib/vmm's InterruptController (setIrq/hasInterrupt/
+// acknowledge/taskPriority/forCpu) without importing it.
 
+import { ApicBus, type CpuSignalHandler } from "./apic-bus.js";
 import type { Device } from "./device.js";
 import { DeviceConfigError } from "./errors.js";
 import { I8259Pair } from "./i8259.js";
 import { type ApicMessage, IOAPIC_PINS, IoApic } from "./ioapic.js";
 import { LocalApic } from "./lapic.js";
+import { LapicPage } from "./lapic-page.js";
+
+/** xAPIC IDs are 8 bits and 0xFF is the broadcast, so 255 CPUs at most */
+export const MAX_APIC_CPUS = 255;
 
 export interface PcInterruptsOptions {
+  /** CPUs, one local APIC each (APIC ID = CPU index); default 1 */
+  cpus?: number;
   i8259?: I8259Pair;
   ioapic?: IoApic;
+  /** CPU 0's local APIC (the others are made with IDs 1..cpus-1 at its base) */
   lapic?: LocalApic;
   /**
    * The I/O APIC pin ISA IRQ 0 (the PIT) drives; default 2, the interrupt source override of
@@ -24,16 +35,45 @@ export interface PcInterruptsOptions {
 /** the highest line setIrq takes: ISA IRQs 0-15 and the I/O APIC's other pins as GSIs 16-23 */
 export const MAX_INTERRUPT_LINE = IOAPIC_PINS - 1;
 
+/** the interrupt controller as one CPU sees it (lib/vmm's InterruptController shape) */
+export interface CpuInterrupts {
+  setIrq(line: number, level: boolean): void;
+  hasInterrupt(): boolean;
+  acknowledge(): number;
+  /** the CPU's LAPIC TPR, which CR8 aliases (bits 3:0 of CR8 are TPR bits 7:4) */
+  readonly taskPriority: { get(): number; set(value: number): void };
+}
+
 export class PcInterrupts {
   readonly i8259: I8259Pair;
   readonly ioapic: IoApic;
+  /** one local APIC per CPU, index = CPU number = initial APIC ID */
+  readonly lapics: readonly LocalApic[];
+  /** CPU 0's local APIC */
   readonly lapic: LocalApic;
+  /** the APIC bus the I/O APIC and the IPIs travel */
+  readonly bus: ApicBus;
+  /** the device at 0xFEE00000 that serves the current CPU's APIC */
+  readonly lapicPage: LapicPage;
   readonly #pinOf: Int8Array;
+  readonly #views: CpuInterrupts[];
 
   constructor(opts: PcInterruptsOptions = {}) {
+    const cpus = opts.cpus ?? 1;
+    if (!Number.isInteger(cpus) || cpus < 1 || cpus > MAX_APIC_CPUS) {
+      throw new DeviceConfigError(
+        "pc-interrupts",
+        "cpus",
+        `${String(cpus)} is not a CPU count 1-${MAX_APIC_CPUS}`,
+      );
+    }
     this.i8259 = opts.i8259 ?? new I8259Pair();
     this.ioapic = opts.ioapic ?? new IoApic();
     this.lapic = opts.lapic ?? new LocalApic();
+    const base = this.lapic.ranges[0]!.base;
+    const lapics = [this.lapic];
+    for (let id = 1; id < cpus; id++) lapics.push(new LocalApic({ id, base }));
+    this.lapics = lapics;
     const irq0Pin = opts.irq0Pin ?? 2;
     if (!Number.isInteger(irq0Pin) || irq0Pin < 0 || irq0Pin > MAX_INTERRUPT_LINE) {
       throw new DeviceConfigError("pc-interrupts", "irq0Pin", `${String(irq0Pin)} is not an I/O APIC pin`);
@@ -44,13 +84,55 @@ export class PcInterrupts {
       this.#pinOf[0] = irq0Pin;
       this.#pinOf[irq0Pin] = -1;
     }
-    this.ioapic.deliver = (msg) => this.#deliver(msg);
-    this.lapic.onEoi = (vector) => this.ioapic.eoi(vector);
+    this.bus = new ApicBus(lapics);
+    this.lapicPage = new LapicPage(lapics);
+    this.ioapic.deliver = (msg: ApicMessage) => this.bus.deliver(msg);
+    for (const apic of lapics) {
+      // EOIs are broadcast: any CPU's EOI of a level-triggered vector reaches the I/O APIC
+      apic.onEoi = (vector) => this.ioapic.eoi(vector);
+      apic.sendIpi = (ipi) => {
+        this.bus.deliver(ipi, ipi);
+      };
+    }
+    this.#views = lapics.map((_, i) => this.#view(i));
+  }
+
+  get cpus(): number {
+    return this.lapics.length;
   }
 
   /** the devices to map on the machine's buses */
   get devices(): readonly Device[] {
-    return [this.i8259, this.ioapic, this.lapic];
+    return [this.i8259, this.ioapic, this.lapicPage];
+  }
+
+  /** the CPU whose accesses the 0xFEE00000 page serves; the machine sets it before each exit */
+  get currentCpu(): number {
+    return this.lapicPage.current;
+  }
+  set currentCpu(cpu: number) {
+    this.lapicPage.current = cpu;
+  }
+
+  /** INIT, SIPI and NMI messages on the APIC bus, for the CPU they address */
+  get onCpuSignal(): CpuSignalHandler | undefined {
+    return this.bus.onCpuSignal;
+  }
+  set onCpuSignal(fn: CpuSignalHandler | undefined) {
+    this.bus.onCpuSignal = fn;
+  }
+
+  /** the controller as CPU `index` sees it: its own local APIC, the 8259 if its ExtINT path is open */
+  forCpu(index: number): CpuInterrupts {
+    const v = this.#views[index];
+    if (!Number.isInteger(index) || !v) {
+      throw new DeviceConfigError(
+        "pc-interrupts",
+        "forCpu",
+        `${String(index)} is not a CPU 0-${this.cpus - 1}`,
+      );
+    }
+    return v;
   }
 
   /** the I/O APIC pin `line` drives, or -1 */
@@ -71,33 +153,44 @@ export class PcInterrupts {
     if (pin >= 0) this.ioapic.setPin(pin, level);
   }
 
-  #extIntOpen(): boolean {
-    return this.lapic.acceptsExtInt() || this.ioapic.routesExtInt();
+  /** whether the 8259's INTR reaches CPU `cpu`: its LINT0, or an I/O APIC ExtINT entry addressed to it */
+  extIntOpen(cpu: number): boolean {
+    const apic = this.lapics[cpu]!;
+    if (apic.acceptsExtInt()) return true;
+    if (!this.ioapic.routesExtInt() || !apic.hardwareEnabled()) return false;
+    const [low, high] = this.ioapic.entry(0);
+    return apic.matchesDestination(high >>> 24, (low & (1 << 11)) !== 0);
   }
 
-  /** the LAPIC's TPR, which CR8 aliases (bits 3:0 of CR8 are TPR bits 7:4) */
-  readonly taskPriority = {
-    get: (): number => this.lapic.tpr,
-    set: (value: number): void => {
-      this.lapic.tpr = value & 0xff;
-    },
-  };
+  /** CPU 0's TPR (see CpuInterrupts.taskPriority) */
+  get taskPriority(): CpuInterrupts["taskPriority"] {
+    return this.#views[0]!.taskPriority;
+  }
 
   hasInterrupt(): boolean {
-    if (this.i8259.hasInterrupt() && this.#extIntOpen()) return true;
-    return this.lapic.pendingVector() >= 0;
+    return this.#views[0]!.hasInterrupt();
   }
 
-  /** the 8259 first, as KVM's kvm_cpu_get_interrupt() takes ExtINT before the APIC's vectors */
+  /** CPU 0 takes an interrupt (see forCpu) */
   acknowledge(): number {
-    if (this.i8259.hasInterrupt() && this.#extIntOpen()) return this.i8259.acknowledge();
-    return this.lapic.acknowledge();
+    return this.#views[0]!.acknowledge();
   }
 
-  #deliver(msg: ApicMessage): boolean {
-    // fixed and lowest priority (one APIC: it is the lowest); NMI/SMI/INIT have no path yet
-    if (msg.deliveryMode !== 0 && msg.deliveryMode !== 1) return false;
-    if (!this.lapic.matchesDestination(msg.destination, msg.logical)) return false;
-    return this.lapic.acceptInterrupt(msg.vector, msg.levelTriggered);
+  #view(cpu: number): CpuInterrupts {
+    const apic = this.lapics[cpu]!;
+    const i8259 = this.i8259;
+    return {
+      setIrq: (line, level) => this.setIrq(line, level),
+      hasInterrupt: () => (i8259.hasInterrupt() && this.extIntOpen(cpu)) || apic.pendingVector() >= 0,
+      // the 8259 first, as KVM's kvm_cpu_get_interrupt() takes ExtINT before the APIC's vectors
+      acknowledge: () =>
+        i8259.hasInterrupt() && this.extIntOpen(cpu) ? i8259.acknowledge() : apic.acknowledge(),
+      taskPriority: {
+        get: () => apic.tpr,
+        set: (value) => {
+          apic.tpr = value & 0xff;
+        },
+      },
+    };
   }
 }

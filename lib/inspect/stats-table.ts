@@ -10,7 +10,7 @@ const us = (ns: number): string => (ns / 1000).toFixed(2);
 
 export function formatStatsTable(
   rows: readonly StatsRow[],
-  extra: { guestNs?: number; unhandled?: number } = {},
+  extra: { guestNs?: number; unhandled?: number; byVcpu?: readonly number[] } = {},
 ): string {
   const totalCount = rows.reduce((a, r) => a + r.stats.count, 0);
   const totalNs = rows.reduce((a, r) => a + r.stats.totalNs, 0);
@@ -31,5 +31,9 @@ export function formatStatsTable(
   out.push(`Total Samples:${totalCount}, Total handling time:${us(totalNs)}us`);
   if (extra.guestNs !== undefined) out.push(`Time in guest (backend run): ${us(extra.guestNs)}us`);
   if (extra.unhandled !== undefined) out.push(`Unregistered accesses: ${extra.unhandled}`);
+  // with several vCPUs, whose exits they were
+  if (extra.byVcpu && extra.byVcpu.length > 1) {
+    out.push(`Exits per vCPU: ${Array.from(extra.byVcpu, (n, i) => `cpu${i} ${n ?? 0}`).join(", ")}`);
+  }
   return `${out.join("\n")}\n`;
 }

@@ -41,3 +41,15 @@ export class KvmClosedError extends Error {
 export class KvmMemoryRegionError extends RangeError {
   override name = "KvmMemoryRegionError";
 }
+
+/** More vCPUs were asked of a VM than this KVM (KVM_CAP_MAX_VCPUS) or the caller allows. */
+export class KvmVcpuLimitError extends RangeError {
+  override name = "KvmVcpuLimitError";
+  constructor(
+    readonly requested: number,
+    readonly limit: number,
+    why: string,
+  ) {
+    super(`${requested} vCPUs requested, at most ${limit} possible (${why})`);
+  }
+}

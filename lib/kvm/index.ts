@@ -2,6 +2,7 @@
 export * from "./binding.js";
 export * from "./coalesced.js";
 export * from "./constants.js";
+export * from "./cpuid-topology.js";
 export * from "./errors.js";
 export * from "./exits.js";
 export * from "./ioctls.js";

@@ -2,7 +2,7 @@
 // kvm-ioctls). Closing an owner closes what it owns; using a closed object throws KvmClosedError.
 
 import { type BindingKind, type KvmBinding, loadBinding } from "./binding.js";
-import { KVM_API_VERSION, MAX_CPUID_ENTRIES } from "./constants.js";
+import { KVM_API_VERSION, KVM_CAP, MAX_CPUID_ENTRIES } from "./constants.js";
 import { KvmClosedError, KvmError, KvmUnavailableError } from "./errors.js";
 import {
   KVM_CHECK_EXTENSION,
@@ -94,6 +94,17 @@ export class Kvm {
   /** KVM_CHECK_EXTENSION on the system fd: 0 when unsupported, else a capability-specific value. */
   checkExtension(cap: number): number {
     return ioctl(this.binding, this.fd, KVM_CHECK_EXTENSION, cap);
+  }
+
+  /**
+   * The vCPU limits of this KVM (Documentation/virt/kvm/api.rst, KVM_CREATE_VCPU): `recommended`
+   * is KVM_CAP_NR_VCPUS (the host's CPU count; 4 when the capability is missing), `max` is
+   * KVM_CAP_MAX_VCPUS (`recommended` when missing). KVM_CREATE_VCPU refuses ids past `max`.
+   */
+  vcpuLimits(): { recommended: number; max: number } {
+    const recommended = this.checkExtension(KVM_CAP.NR_VCPUS) || 4;
+    const max = this.checkExtension(KVM_CAP.MAX_VCPUS) || recommended;
+    return { recommended, max };
   }
 
   /** Size of the kvm_run mapping of each vCPU. */

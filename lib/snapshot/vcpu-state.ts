@@ -1,8 +1,9 @@
 // A vCPU's architectural state in a snapshot. The part every backend has comes through the
 // backend-neutral API (registers, segment caches, control registers, the MSRs listed below). The
 // soft backend adds what its VT-x keeps: the VMCS guest-state area and pending-injection fields
-// (activity state = HLT, STI/MOV-SS shadow, an event about to be injected, pending debug
-// exceptions, SYSENTER, DR7, PAT), the interpreter's FPU/SSE state, DR0-DR6 and the TSC offset.
+// (activity state = HLT or wait-for-SIPI, STI/MOV-SS shadow, an event about to be injected, pending
+// debug exceptions, SYSENTER, DR7, PAT), the NMI, INIT and SIPI latched on its logical processor,
+// the interpreter's FPU/SSE state, DR0-DR6 and the TSC offset.
 // Not carried yet: see README "Snapshots" (KVM events/FPU/LAPIC, MMIO instructions left half done).
 
 import type { Regs, SpecialRegs } from "../types/regs.js";
@@ -66,6 +67,8 @@ export interface SoftVcpuState {
   mxcsr: number;
   /** DR0-DR7 as the interpreter keeps them */
   dr: number[];
+  /** events latched on the logical processor, not yet taken (absent in older snapshots: none) */
+  pending?: { nmi: boolean; init: boolean; sipiVector: number };
 }
 
 export interface VcpuState {
@@ -124,6 +127,7 @@ export function captureVcpu(vcpu: Vcpu): VcpuState {
       xmm: b64(x.xmm),
       mxcsr: x.mxcsr,
       dr: dr ? [...dr] : [],
+      pending: { nmi: lp.nmiPending, init: lp.initPending, sipiVector: lp.sipiVector },
     };
   }
   return state;
@@ -145,6 +149,19 @@ export function checkVcpuState(s: unknown, i: number): VcpuState {
       if (!(name in F) || typeof value !== "bigint") throw bad(`VMCS field ${name} unknown or not a number`);
     }
     if (typeof v.soft.fpu !== "string" || typeof v.soft.xmm !== "string") throw bad("FPU/SSE state missing");
+    const p = v.soft.pending;
+    if (
+      p !== undefined &&
+      (typeof p !== "object" ||
+        p === null ||
+        typeof p.nmi !== "boolean" ||
+        typeof p.init !== "boolean" ||
+        !Number.isInteger(p.sipiVector) ||
+        p.sipiVector < -1 ||
+        p.sipiVector > 0xff)
+    ) {
+      throw bad("pending NMI/INIT/SIPI malformed");
+    }
   }
   return v;
 }
@@ -188,6 +205,9 @@ export function applyVcpu(vcpu: Vcpu, s: VcpuState, notes: string[]): void {
   });
   const dr = (lp.cpu as { dr?: Float64Array }).dr;
   if (dr && s.soft.dr.length === dr.length) dr.set(s.soft.dr);
+  lp.nmiPending = s.soft.pending?.nmi ?? false;
+  lp.initPending = s.soft.pending?.init ?? false;
+  lp.sipiVector = s.soft.pending?.sipiVector ?? -1;
   if ((s.soft.vmcs.GUEST_ACTIVITY_STATE ?? 0n) === 1n) {
     notes.push(
       `vCPU ${s.index}: restored halted; it wakes at the next interrupt, but until then the loop sees host-timer exits, not HLT`,

@@ -9,6 +9,8 @@ export interface BackendFactoryOptions {
   memoryBytes: number;
   /** the platform interrupt controller (i8259 pair) a soft backend injects interrupts from */
   interruptController?: InterruptController;
+  /** vCPUs the machine will create (a soft backend states the CPU topology in CPUID from it) */
+  vcpus?: number;
 }
 
 export type BackendFactory = (opts: BackendFactoryOptions) => MachineBackend | Promise<MachineBackend>;
@@ -24,12 +26,13 @@ export interface BackendInfo {
 }
 
 interface KvmModule {
-  createKvmBackend(opts: { memoryBytes: number }): MachineBackend | Promise<MachineBackend>;
+  createKvmBackend(opts: { memoryBytes: number; vcpus?: number }): MachineBackend | Promise<MachineBackend>;
 }
 interface SoftModule {
   createSoftBackend(opts: {
     memoryBytes: number;
     interruptController?: InterruptController;
+    vcpus?: number;
   }): MachineBackend | Promise<MachineBackend>;
 }
 
@@ -64,10 +67,10 @@ async function importModule<T>(
   return mod as T;
 }
 
-export async function openKvmBackend(memoryBytes: number): Promise<MachineBackend> {
+export async function openKvmBackend(memoryBytes: number, vcpus = 1): Promise<MachineBackend> {
   const mod = await importModule<KvmModule>("kvm", importKvm, "createKvmBackend");
   try {
-    return await mod.createKvmBackend({ memoryBytes });
+    return await mod.createKvmBackend({ memoryBytes, vcpus });
   } catch (e) {
     if (e instanceof BackendUnavailableError) throw e;
     throw new BackendUnavailableError(`KVM unavailable: ${describe(e)}`, "kvm", e);
@@ -77,11 +80,12 @@ export async function openKvmBackend(memoryBytes: number): Promise<MachineBacken
 export async function openSoftBackend(
   memoryBytes: number,
   interruptController?: InterruptController,
+  vcpus = 1,
 ): Promise<MachineBackend> {
   const mod = await importModule<SoftModule>("soft", importSoft, "createSoftBackend");
   try {
     return await mod.createSoftBackend(
-      interruptController ? { memoryBytes, interruptController } : { memoryBytes },
+      interruptController ? { memoryBytes, interruptController, vcpus } : { memoryBytes, vcpus },
     );
   } catch (e) {
     if (e instanceof BackendUnavailableError) throw e;
@@ -91,8 +95,12 @@ export async function openSoftBackend(
 
 /** How each backend is opened; replaceable so that the "auto" fallback can be exercised anywhere. */
 export interface BackendOpeners {
-  kvm(memoryBytes: number): Promise<MachineBackend>;
-  soft(memoryBytes: number, interruptController?: InterruptController): Promise<MachineBackend>;
+  kvm(memoryBytes: number, vcpus?: number): Promise<MachineBackend>;
+  soft(
+    memoryBytes: number,
+    interruptController?: InterruptController,
+    vcpus?: number,
+  ): Promise<MachineBackend>;
 }
 
 const defaultOpeners: BackendOpeners = { kvm: openKvmBackend, soft: openSoftBackend };
@@ -111,23 +119,23 @@ export async function openBackend(
   }
   switch (request) {
     case "kvm": {
-      const backend = await openers.kvm(opts.memoryBytes);
+      const backend = await openers.kvm(opts.memoryBytes, opts.vcpus);
       return { backend, info: { kind: "kvm", requested: "kvm", message: "kvm" } };
     }
     case "soft": {
-      const backend = await openers.soft(opts.memoryBytes, opts.interruptController);
+      const backend = await openers.soft(opts.memoryBytes, opts.interruptController, opts.vcpus);
       return { backend, info: { kind: "soft", requested: "soft", message: "soft" } };
     }
     case "auto": {
       let fallbackReason: string;
       try {
-        const backend = await openers.kvm(opts.memoryBytes);
+        const backend = await openers.kvm(opts.memoryBytes, opts.vcpus);
         return { backend, info: { kind: "kvm", requested: "auto", message: "kvm" } };
       } catch (e) {
         fallbackReason = e instanceof Error ? e.message : String(e);
       }
       try {
-        const backend = await openers.soft(opts.memoryBytes, opts.interruptController);
+        const backend = await openers.soft(opts.memoryBytes, opts.interruptController, opts.vcpus);
         return {
           backend,
           info: { kind: "soft", requested: "auto", fallbackReason, message: `soft (${fallbackReason})` },

@@ -21,7 +21,12 @@ export interface InterruptController {
    * the soft vCPU's MOV to/from CR8 reads and writes the APIC's TPR, as on hardware.
    */
   taskPriority?: { get(): number; set(value: number): void };
+  /** Optional (SMP): the controller as CPU `index` sees it (its own local APIC). */
+  forCpu?(index: number): InterruptController;
 }
+
+/** What the APIC bus delivers to a CPU besides interrupts (SDM vol. 3 ch. 10.6, 8.4). */
+export type CpuSignal = "init" | "sipi" | "nmi";
 
 export interface VcpuBackend {
   readonly index: number;
@@ -47,7 +52,8 @@ export interface VcpuBackend {
   setInstructionBudget?(n: number | undefined): void;
   /**
    * Optional (soft backend): run() returns an "intr" exit by this performance.now() time, whatever
-   * the guest does (its own slice bound applies too); undefined removes it.
+   * the guest does (its own slice bound applies too); undefined removes it. Infinity removes every
+   * host-time bound (deterministic runs: an instruction budget must bound the entry instead).
    */
   setEntryDeadline?(atMs: number | undefined): void;
   /**
@@ -66,6 +72,15 @@ export interface VcpuBackend {
   crossThreadKick?(): KickTarget | undefined;
   /** Optional (KVM with the in-kernel irqchip): the vCPU is in HLT inside the kernel (MP state HALTED). */
   isHalted?(): boolean;
+  /** Optional (soft): INIT, SIPI (vector = the SIPI's 8-bit vector) or NMI arriving from the APIC bus. */
+  signal?(kind: CpuSignal, vector?: number): void;
+  /** Optional (soft): false while the vCPU waits for SIPI, or is halted (HLT activity) with no interrupt/NMI/INIT/SIPI it would take. */
+  runnable?(): boolean;
+  /**
+   * Optional (soft, several vCPUs): the last exit came from a PAUSE loop, the guest spin-waiting
+   * for another vCPU (VT-x PAUSE-loop exiting); reading clears it. The loop ends this vCPU's turn.
+   */
+  takeYield?(): boolean;
 }
 
 export interface MachineBackend {

@@ -30,6 +30,7 @@ const { workerData, parentPort } = require("node:worker_threads");
 const addon = require(workerData.addonPath);
 if (typeof addon.run !== "function") throw new Error(workerData.addonPath + " has no run()");
 const ctrl = new Int32Array(workerData.shared);
+const bell = workerData.doorbell ? new Int32Array(workerData.doorbell) : undefined;
 const fd = workerData.vcpuFd;
 let seen = Atomics.load(ctrl, ${REQ});
 parentPort.postMessage("ready");
@@ -58,6 +59,10 @@ for (;;) {
   Atomics.store(ctrl, ${RESULT}, result);
   Atomics.add(ctrl, ${DONE}, 1);
   Atomics.notify(ctrl, ${DONE});
+  if (bell) {
+    Atomics.add(bell, 0, 1);
+    Atomics.notify(bell, 0);
+  }
 }
 `;
 
@@ -94,6 +99,11 @@ export interface VcpuThreadTarget {
   vcpuFd: number;
   /** how long each side spins for the other's answer before it sleeps (default SPIN_MS) */
   spinMs?: number;
+  /**
+   * SMP (kvm-threads.ts): an Int32 word the thread also bumps and notifies after each exit, shared
+   * by every vCPU's thread, so that one wait on it wakes the main thread for an exit of any vCPU
+   */
+  doorbell?: SharedArrayBuffer;
 }
 
 /**
@@ -194,6 +204,7 @@ export class KvmRunWorker {
         addonPath: target.addonPath,
         vcpuFd: target.vcpuFd,
         spinMs: target.spinMs ?? SPIN_MS,
+        doorbell: target.doorbell,
       },
     });
     let readyResolve: () => void = () => {};
@@ -261,6 +272,16 @@ export class KvmRunWorker {
     return waitForChangeSync(this.#ctrl, DONE, this.#doneAt, ms - this.#spinMs);
   }
 
+  /** Whether an entry is in progress: start() was called and take() not yet. */
+  get inRun(): boolean {
+    return this.#inRun;
+  }
+
+  /** Whether the entry in progress has ended (without waiting). */
+  ended(): boolean {
+    return this.#local || Atomics.load(this.#ctrl, DONE) !== this.#doneAt;
+  }
+
   /** Resolves true when the entry has ended, false after `ms` without blocking the event loop. */
   wait(ms: number): Promise<boolean> {
     if (this.#local) return Promise.resolve(true);
@@ -279,6 +300,15 @@ export class KvmRunWorker {
     if (r >= 0) return r === 1;
     const code = r === NO_ERRNO ? "EUNKNOWN" : (errnoNames.get(-r) ?? "EUNKNOWN");
     throw new KvmError(this.lastError ?? `ioctl KVM_RUN failed (${code})`, code, r, "ioctl", "KVM_RUN");
+  }
+
+  /**
+   * Blocks until the entry in progress (if any) has ended, at most `ms`: after close() and a kick,
+   * so that guest memory is unmapped only once the vCPU is out of the guest. False on timeout.
+   */
+  waitOut(ms: number): boolean {
+    if (!this.#inRun || this.#local || this.#exited) return true;
+    return waitForChangeSync(this.#ctrl, DONE, this.#doneAt, ms);
   }
 
   /**

@@ -7,6 +7,7 @@
 import type { VmExit, VmExitKind } from "../types/exits.js";
 import type { VcpuBackend } from "./backend.js";
 import { MachineConfigError } from "./errors.js";
+import { runThreadsAsync, runThreadsSync, type ThreadRunEnv, type VcpuThreads } from "./loop-threads.js";
 import { ExitStats } from "./stats.js";
 
 export type RunReason =
@@ -90,6 +91,18 @@ export interface LoopHooks {
    * is requested, or at `untilMs` (performance.now() time), whichever comes first.
    */
   waitForEvent?(untilMs: number): Promise<void>;
+  /**
+   * Several vCPUs, none runnable (all halted or waiting for SIPI): the run ends (a StopRun), guest
+   * time moved on to a device deadline ("resume": look again), or only the host can wake a vCPU
+   * ("wait": the loop sleeps as for takeIdleWait).
+   */
+  allAsleep?(): StopRun | "resume" | "wait";
+  /**
+   * Deterministic machines: guest instructions until the next device deadline (Infinity: none;
+   * <= 0: due now). With it device deadlines bound entries by instructions, never by host time,
+   * and every run takes the vCPUs' turns in fixed quanta (runnable() needed, even for one vCPU).
+   */
+  deviceBudget?(): number;
 }
 
 /** What #runUntil returns when the guest waits for a host event. */
@@ -172,6 +185,13 @@ const CLOCK_EVERY = 16;
 /** Instruction budget per backend entry when the backend supports one (bounds time between checks). */
 const SLICE_INSTRUCTIONS = 200_000;
 
+/**
+ * Several vCPUs on this thread: each runs this many instructions (exceptions, interrupts and REP
+ * iterations counted as budgets count them) before the next runnable one gets its turn, unless it
+ * stops being runnable first. Fixed quanta make the interleaving a function of the guest alone.
+ */
+export const SMP_QUANTUM = 20_000;
+
 const now = (): number => performance.now();
 
 export class ExitLoop {
@@ -182,6 +202,11 @@ export class ExitLoop {
   watchdog: EntryWatchdog | undefined;
   /** set by the machine when async runs enter the guest from a thread of their own (KVM) */
   vcpuThread: VcpuThread | undefined;
+  /**
+   * set by the machine when each of several vCPUs enters the guest from a thread of its own (KVM
+   * SMP): runs of all of them go through loop-threads.ts, sync and async alike
+   */
+  vcpuThreads: VcpuThreads | undefined;
   /**
    * With a vCPU thread: enter a guest that exits hot from this thread (see HOT_AFTER). Off by
    * default: on the kernels measured (6.1, nested-KVM lane) the first KVM_RUN from the other thread
@@ -261,13 +286,19 @@ export class ExitLoop {
     }
     if (t1 >= 0) stats.record(exit, (now() - t1) * 1e6);
     else stats.count(exit);
+    stats.countVcpu(vcpuIndex);
     hooks.afterExit?.(exit, ctx);
     return stop ?? hooks.pendingStop?.();
   }
 
-  /** Runs on the calling thread until a handler, a limit or a stop request ends the run. */
-  runSync(vcpu: VcpuBackend, limits: RunLimits = {}): RunResult {
-    const run = new RunState(vcpu, limits);
+  /**
+   * Runs on the calling thread until a handler, a limit or a stop request ends the run. Several
+   * vCPUs take turns in instruction quanta (SMP_QUANTUM); they need runnable() (the soft backend).
+   */
+  runSync(vcpus: VcpuBackend | readonly VcpuBackend[], limits: RunLimits = {}): RunResult {
+    const threads = this.#threadsFor(vcpus);
+    if (threads) return runThreadsSync(...this.#onThreads(vcpus as readonly VcpuBackend[], limits, threads));
+    const run = new RunState(vcpus, limits);
     this.#hooks.takeIdleWait?.();
     try {
       for (;;) {
@@ -285,11 +316,13 @@ export class ExitLoop {
   }
 
   /** Same as runSync, in slices of a few milliseconds with the event loop served in between. */
-  async run(vcpu: VcpuBackend, limits: RunLimits = {}): Promise<RunResult> {
-    const run = new RunState(vcpu, limits);
+  async run(vcpus: VcpuBackend | readonly VcpuBackend[], limits: RunLimits = {}): Promise<RunResult> {
+    const threads = this.#threadsFor(vcpus);
+    if (threads) return runThreadsAsync(...this.#onThreads(vcpus as readonly VcpuBackend[], limits, threads));
+    const run = new RunState(vcpus, limits);
     this.#hooks.takeIdleWait?.();
     const thread = this.vcpuThread;
-    if (thread && !thread.closed) return this.#runOnThread(run, thread);
+    if (thread && !thread.closed && run.vcpus.length === 1) return this.#runOnThread(run, thread);
     try {
       for (;;) {
         const r = this.#runUntil(run, now() + SLICE_MS);
@@ -304,6 +337,35 @@ export class ExitLoop {
     } finally {
       this.#disarmWatchdog();
     }
+  }
+
+  /** The vCPU threads a run of `vcpus` goes through: several vCPUs, one thread each (KVM SMP). */
+  #threadsFor(vcpus: VcpuBackend | readonly VcpuBackend[]): VcpuThreads | undefined {
+    const t = this.vcpuThreads;
+    return t && Array.isArray(vcpus) && vcpus.length > 1 && vcpus.length === t.count ? t : undefined;
+  }
+
+  /** A run on vCPU threads (loop-threads.ts): each vCPU's exits dispatched here as #dispatch does. */
+  #onThreads(
+    vcpus: readonly VcpuBackend[],
+    limits: RunLimits,
+    threads: VcpuThreads,
+  ): [RunState, VcpuThreads, ThreadRunEnv] {
+    const run = new RunState(vcpus, limits, true);
+    const hooks = this.#hooks;
+    const env: ThreadRunEnv = {
+      dispatch: (i, exit, t0) => {
+        const stop = this.#dispatch(vcpus[i]!, i, exit, t0);
+        const handled = this.#lastExit!;
+        this.#lastExit = undefined;
+        return { stop, exit: handled };
+      },
+      timeNext: () => this.stats.timeNext(),
+      pendingStop: () => hooks.pendingStop?.(),
+      service: () => hooks.service?.(),
+      nextServiceMs: () => hooks.nextServiceMs?.() ?? Number.POSITIVE_INFINITY,
+    };
+    return [run, threads, env];
   }
 
   /**
@@ -437,6 +499,7 @@ export class ExitLoop {
    * the guest waits for a host event (IDLE).
    */
   #runUntil(run: RunState, sliceEnd: number): RunResult | undefined | typeof IDLE {
+    if (run.vcpus.length > 1 || this.#hooks.deviceBudget) return this.#runUntilSmp(run, sliceEnd);
     const hooks = this.#hooks;
     const early = hooks.pendingStop?.();
     if (early) return run.finish(early);
@@ -448,31 +511,10 @@ export class ExitLoop {
       const limit = run.checkLimits();
       if (limit) return run.finish(limit);
       run.armBudget();
-      if (vcpu.setEntryDeadline) {
-        // the entry comes back by the run's deadline, the slice's end, and the next device deadline
-        let device = hooks.nextServiceMs?.() ?? Number.POSITIVE_INFINITY;
-        if (device <= now()) {
-          // a device is due already (the first entry of a run): serve it rather than exit at once
-          hooks.service?.();
-          device = hooks.nextServiceMs?.() ?? Number.POSITIVE_INFINITY;
-        }
-        device = Math.max(device, now() + MIN_DEVICE_ENTRY_MS);
-        vcpu.setEntryDeadline(Math.min(run.deadline, sliceEnd, device));
-      }
+      if (vcpu.setEntryDeadline) this.#setEntryDeadline(vcpu, run, sliceEnd);
       if (this.watchdog) this.#armWatchdog(this.watchdog, Math.min(run.deadline, sliceEnd), run.lastTime);
-      let stop: StopRun | undefined;
-      try {
-        stop = this.#enter(vcpu, index);
-        run.exits++;
-        if (!stop) hooks.service?.();
-      } catch (error) {
-        const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-        return run.finish({ reason: "error", message, error });
-      }
-      const exit = this.#lastExit!;
-      this.#lastExit = undefined;
-      if (exit.kind !== "intr") run.guestExits++;
-      if (stop) return run.finish(stop, exit);
+      const exit = this.#enterCounted(run, vcpu, index);
+      if (!isExit(exit)) return exit;
       // an interrupted entry may be the watchdog's kick at a deadline: look at the clock now
       if (exit.kind === "intr") run.clockDue();
       if (hooks.takeIdleWait?.()) return run.checkLimits() ? run.finish(run.checkLimits()!) : IDLE;
@@ -481,12 +523,101 @@ export class ExitLoop {
       }
     }
   }
+
+  /**
+   * The entry comes back by the run's deadline, the slice's end, and the next device deadline (a
+   * device due already, as at a run's first entry, is served rather than exited for at once).
+   */
+  #setEntryDeadline(vcpu: VcpuBackend, run: RunState, sliceEnd: number): void {
+    const hooks = this.#hooks;
+    let device = hooks.nextServiceMs?.() ?? Number.POSITIVE_INFINITY;
+    if (device <= now()) {
+      hooks.service?.();
+      device = hooks.nextServiceMs?.() ?? Number.POSITIVE_INFINITY;
+    }
+    device = Math.max(device, now() + MIN_DEVICE_ENTRY_MS);
+    vcpu.setEntryDeadline!(Math.min(run.deadline, sliceEnd, device));
+  }
+
+  /** One entry and its exit's handling, counted in `run`: the exit, or the run's result when it ended. */
+  #enterCounted(run: RunState, vcpu: VcpuBackend, index: number): VmExit | RunResult {
+    let stop: StopRun | undefined;
+    try {
+      stop = this.#enter(vcpu, index);
+      run.exits++;
+      if (!stop) this.#hooks.service?.();
+    } catch (error) {
+      const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+      return run.finish({ reason: "error", message, error });
+    }
+    const exit = this.#lastExit!;
+    this.#lastExit = undefined;
+    if (exit.kind !== "intr") run.guestExits++;
+    return stop ? run.finish(stop, exit) : exit;
+  }
+
+  /**
+   * #runUntil for several vCPUs on this thread: the current vCPU keeps the CPU until its quantum is
+   * used or it stops being runnable (HLT, waiting for SIPI), then the next runnable one in index
+   * order takes over. Each entry is bounded by the quantum, the run's limits, the slice's end and
+   * the next device deadline, so devices and timeouts are served as with one vCPU.
+   */
+  #runUntilSmp(run: RunState, sliceEnd: number): RunResult | undefined | typeof IDLE {
+    const hooks = this.#hooks;
+    const early = hooks.pendingStop?.();
+    if (early) return run.finish(early);
+    for (;;) {
+      const limit = run.checkLimits();
+      if (limit) return run.finish(limit);
+      const vcpu = run.pick();
+      if (!vcpu) {
+        const r = hooks.allAsleep?.() ?? "wait";
+        if (r === "resume") continue;
+        if (r === "wait") return run.checkLimits() ? run.finish(run.checkLimits()!) : IDLE;
+        return run.finish(r);
+      }
+      const deviceBudget = hooks.deviceBudget;
+      if (deviceBudget) {
+        // deterministic: a device due is served first, and the next one bounds the entry in instructions
+        let left = deviceBudget();
+        if (left <= 0) {
+          hooks.service?.();
+          left = deviceBudget();
+        }
+        run.armQuantum(vcpu, Math.max(1, left));
+        // no host time inside an entry: an interrupted entry would restart what VT-x restarts at
+        // each entry (PAUSE-loop detection); the run's limits and slices are looked at between
+        // entries, which the quantum keeps short
+        vcpu.setEntryDeadline?.(Number.POSITIVE_INFINITY);
+      } else {
+        run.armQuantum(vcpu);
+        if (vcpu.setEntryDeadline) this.#setEntryDeadline(vcpu, run, sliceEnd);
+      }
+      const exit = this.#enterCounted(run, vcpu, vcpu.index);
+      if (!isExit(exit)) return exit;
+      // one vCPU's idle wait is the scheduler's business (allAsleep), not the whole machine's
+      hooks.takeIdleWait?.();
+      if (sliceEnd !== Number.POSITIVE_INFINITY && run.time() >= sliceEnd) {
+        return run.checkLimits() ? run.finish(run.checkLimits()!) : undefined;
+      }
+      if (exit.kind === "intr") run.clockDue();
+    }
+  }
 }
+
+/** tells #enterCounted's exit from a run's result */
+const isExit = (r: VmExit | RunResult): r is VmExit => (r as Partial<VmExit>).kind !== undefined;
 
 const closedStop = (): StopRun => ({ reason: "stopped", message: "the machine was closed during the run" });
 
-/** Bookkeeping of one run() call: limits, counters, the instruction budget. */
+/** Bookkeeping of one run() call: limits, counters, the instruction budget, the vCPUs' turns. */
 class RunState {
+  readonly vcpus: readonly VcpuBackend[];
+  /** the vCPU of a one-vCPU run (vcpus[0]) */
+  readonly vcpu: VcpuBackend;
+  /** SMP: index in `vcpus` of the vCPU whose quantum runs, and the instruction count it ends at */
+  #current = 0;
+  #quantumEnd = Number.NEGATIVE_INFINITY;
   exits = 0;
   readonly start = now();
   /** read the clock after this many exits (1: after each); see CLOCK_EVERY */
@@ -501,9 +632,22 @@ class RunState {
   readonly deadline: number;
 
   constructor(
-    readonly vcpu: VcpuBackend,
+    vcpus: VcpuBackend | readonly VcpuBackend[],
     readonly limits: RunLimits,
+    /** each vCPU enters from a thread of its own (loop-threads.ts): no turns to take here */
+    threaded = false,
   ) {
+    this.vcpus = Array.isArray(vcpus) ? vcpus : [vcpus as VcpuBackend];
+    if (this.vcpus.length === 0) throw new MachineConfigError("a run needs at least one vCPU");
+    this.vcpu = this.vcpus[0]!;
+    // the first pick() starts with vCPU 0 (the BSP)
+    this.#current = this.vcpus.length - 1;
+    if (!threaded && this.vcpus.length > 1 && !this.vcpus.every((v) => v.runnable && v.instructionsRetired)) {
+      throw new MachineConfigError(
+        "several vCPUs on one thread need a backend that reports runnable() and counts instructions (the soft backend)",
+      );
+    }
+    const vcpu = this.vcpu;
     for (const key of ["timeoutMs", "maxExits", "maxInstructions"] as const) {
       const v = limits[key];
       if (v !== undefined && (typeof v !== "number" || !(v >= 0) || Number.isNaN(v))) {
@@ -515,12 +659,57 @@ class RunState {
         "maxInstructions needs a backend that counts instructions (the soft backend); KVM cannot",
       );
     }
-    this.#startInstructions = vcpu.instructionsRetired?.();
+    this.#startInstructions = this.#retired();
     this.deadline = limits.timeoutMs === undefined ? Number.POSITIVE_INFINITY : this.start + limits.timeoutMs;
   }
 
+  /** instructions all vCPUs retired (budget units), or undefined when the backend does not count */
+  #retired(): number | undefined {
+    const vs = this.vcpus;
+    if (vs.length === 1) return vs[0]!.instructionsRetired?.();
+    let n = 0;
+    for (const v of vs) {
+      // vCPUs on threads of their own (KVM) count nothing
+      const r = v.instructionsRetired?.();
+      if (r === undefined) return undefined;
+      n += r;
+    }
+    return n;
+  }
+
+  /**
+   * SMP: the vCPU to enter next. The current one while its quantum lasts and it is runnable, else
+   * the next runnable one after it (a new quantum); undefined when none is runnable.
+   */
+  pick(): VcpuBackend | undefined {
+    const vs = this.vcpus;
+    const cur = vs[this.#current]!;
+    // a vCPU spinning on PAUSE waits for another: its turn ends early
+    if (!cur.takeYield?.() && cur.instructionsRetired!() < this.#quantumEnd && cur.runnable!()) return cur;
+    for (let k = 1; k <= vs.length; k++) {
+      const i = (this.#current + k) % vs.length;
+      const v = vs[i]!;
+      if (v.runnable!()) {
+        this.#current = i;
+        this.#quantumEnd = v.instructionsRetired!() + SMP_QUANTUM;
+        return v;
+      }
+    }
+    this.#quantumEnd = Number.NEGATIVE_INFINITY;
+    return undefined;
+  }
+
+  /** SMP: the entry's budget, the rest of the quantum (and of maxInstructions, and `most`) */
+  armQuantum(vcpu: VcpuBackend, most = Number.POSITIVE_INFINITY): void {
+    let budget = Math.min(most, this.#quantumEnd - vcpu.instructionsRetired!());
+    if (this.limits.maxInstructions !== undefined) {
+      budget = Math.min(budget, this.limits.maxInstructions - (this.instructions ?? 0));
+    }
+    vcpu.setInstructionBudget!(Math.max(1, budget));
+  }
+
   get instructions(): number | undefined {
-    const n = this.vcpu.instructionsRetired?.();
+    const n = this.#retired();
     return n === undefined || this.#startInstructions === undefined ? undefined : n - this.#startInstructions;
   }
 
@@ -566,8 +755,10 @@ class RunState {
   }
 
   finish(stop: StopRun, exit?: VmExit): RunResult {
-    this.vcpu.setInstructionBudget?.(undefined);
-    this.vcpu.setEntryDeadline?.(undefined);
+    for (const v of this.vcpus) {
+      v.setInstructionBudget?.(undefined);
+      v.setEntryDeadline?.(undefined);
+    }
     const result: RunResult = { ...stop, exits: this.exits, durationMs: now() - this.start };
     const n = this.instructions;
     if (n !== undefined) result.instructions = n;

@@ -29,12 +29,20 @@ import type { MachineBackend, VcpuBackend } from "./backend.js";
 import { type BackendInfo, type BackendRequest, openBackend } from "./backend-select.js";
 import type { BusClaim } from "./bus.js";
 import { IoBusApi, MmioBusApi } from "./bus-api.js";
-import { MachineClock } from "./clock.js";
+import { type GuestClock, InstructionClock, MachineClock } from "./clock.js";
 import { InvalidArgumentError, MachineBusyError, MachineClosedError, MachineConfigError } from "./errors.js";
 import { Emitter, type MachineEvents } from "./events.js";
 import { defaultHandlers, type HandlerEnv } from "./handlers.js";
+import { KvmVcpuThreads, kvmSmpUnsupported } from "./kvm-threads.js";
 import { KvmRunWorker } from "./kvm-worker.js";
-import { type ExitHandler, ExitLoop, type RunLimits, type RunResult, type StopRun } from "./loop.js";
+import {
+  type ExitContext,
+  type ExitHandler,
+  ExitLoop,
+  type RunLimits,
+  type RunResult,
+  type StopRun,
+} from "./loop.js";
 import type { GuestMemory } from "./memory.js";
 import type { ExitStats } from "./stats.js";
 import {
@@ -56,8 +64,21 @@ import { type KickTarget, Watchdog } from "./watchdog.js";
 export interface MachineOptions {
   /** guest RAM in MiB; default 64 */
   memoryMiB?: number;
-  /** default 1 (SMP is on the roadmap) */
+  /**
+   * default 1, at most MAX_SOFT_VCPUS (on KVM also KVM_CAP_MAX_VCPUS). vCPU 0 is the bootstrap
+   * processor, the others wait for INIT/SIPI as a PC's application processors do. On the soft
+   * backend the vCPUs take turns on this thread in fixed instruction quanta; on KVM each enters the
+   * guest from a thread of its own (the addon binding) and this thread handles every exit.
+   */
   vcpus?: number;
+  /**
+   * default false. Soft backend: guest time counts instructions (1 ns each) instead of following
+   * the host clock, device timers end entries at exact instruction counts, and vCPUs take turns in
+   * fixed instruction quanta, so that a run is reproducible: the same guest exits (host "intr"
+   * interruptions aside), output and final state every time, whatever the host's speed or load.
+   * Input from the host (stdin, a handler's interrupt) is the only thing that can differ.
+   */
+  deterministic?: boolean;
   /** "auto" (default): KVM when /dev/kvm is usable, else the soft backend */
   backend?: BackendRequest;
   /** unregistered port/MMIO accesses end the run with an error instead of reading all-ones */
@@ -82,6 +103,8 @@ export interface MachineOptions {
 }
 
 const MAX_MEMORY_MIB = 1 << 16;
+/** xAPIC IDs are 8 bits (0xFF broadcasts); 64 as KVM's KVM_MAX_VCPUS of old */
+export const MAX_SOFT_VCPUS = 64;
 const RFLAGS_IF = 1n << 9n;
 
 // Set in Machine's static block: what createMachine and in-repo tools reach of a machine's
@@ -105,7 +128,8 @@ export class Machine {
   readonly memory: GuestMemory;
   readonly io = new IoBusApi();
   readonly mmio = new MmioBusApi();
-  readonly clock = new MachineClock();
+  /** guest time: host time plus idle skips, or instructions on a deterministic machine */
+  readonly clock: GuestClock;
   readonly #loop: ExitLoop;
   /**
    * the soft backend's interrupt controller when the machine added one: the i8259 pair, I/O APIC
@@ -114,6 +138,8 @@ export class Machine {
   readonly pic: PcInterrupts | undefined;
   readonly #devices: Device[] = [];
   readonly #vcpus: Vcpu[];
+  /** the vCPUs' backends, in index order (what a run enters) */
+  #backends: VcpuBackend[] = [];
   readonly #events = new Emitter<MachineEvents>();
   readonly #env: HandlerEnv;
   readonly #polled: Polled[] = [];
@@ -135,17 +161,27 @@ export class Machine {
   constructor(
     backend: MachineBackend,
     backendInfo: BackendInfo,
-    opts: { vcpus?: number; strict?: boolean; pic?: PcInterrupts } = {},
+    opts: { vcpus?: number; strict?: boolean; pic?: PcInterrupts; deterministic?: boolean } = {},
   ) {
     this.backend = backend;
     this.backendInfo = backendInfo;
     this.memory = backend.memory;
+    const deterministic = opts.deterministic ?? false;
+    if (deterministic && backend.kind !== "soft") {
+      throw new MachineConfigError(
+        `deterministic runs need the soft backend (this machine runs on ${backend.kind})`,
+      );
+    }
+    const instructionClock = deterministic
+      ? new InstructionClock(() => this.#instructionsRetired())
+      : undefined;
+    this.clock = instructionClock ?? new MachineClock();
     backend.useClock?.(this.clock);
     this.#env = {
       io: this.io.bus,
       mmio: this.mmio.bus,
       lastAccessUnhandled: false,
-      idle: () => this.#idle(),
+      idle: (ctx) => this.#idle(ctx),
     };
     this.#loop = new ExitLoop(defaultHandlers(this.#env), {
       afterExit: (exit, ctx) => this.#afterExit(exit, ctx.vcpuIndex),
@@ -159,8 +195,15 @@ export class Machine {
         this.#polled.length === 0 || !Number.isFinite(this.#nextDeadline)
           ? Number.POSITIVE_INFINITY
           : performance.now() + (this.#nextDeadline - this.clock.nowNs()) / 1e6,
-      refineExit: (exit) =>
-        exit.kind === "intr" && this.#haltedForGood() ? { kind: "hlt", raw: exit.raw } : exit,
+      refineExit: (exit, ctx) => {
+        // the local APIC page answers for the CPU whose exit this is
+        if (this.pic) this.pic.currentCpu = ctx.vcpuIndex;
+        return exit.kind === "intr" && this.#haltedForGood() ? { kind: "hlt", raw: exit.raw } : exit;
+      },
+      allAsleep: () => this.#allAsleep(),
+      ...(instructionClock
+        ? { deviceBudget: () => instructionClock.instructionsUntil(this.#nextDeadline) }
+        : {}),
       takeIdleWait: () => {
         const w = this.#idleWait;
         this.#idleWait = false;
@@ -179,7 +222,12 @@ export class Machine {
     this.#vcpus = [];
     const closed = () => this.#closed;
     for (let i = 0; i < n; i++) this.#vcpus.push(new Vcpu(backend.createVcpu(i), this.memory, closed));
+    this.#backends = this.#vcpus.map((v) => v.backend);
     this.pic = opts.pic;
+    if (opts.pic) {
+      // INIT, SIPI and NMI messages on the APIC bus reach the vCPU they address
+      opts.pic.onCpuSignal = (cpu, kind, vector) => this.#vcpus[cpu]?.backend.signal?.(kind, vector);
+    }
     for (const d of opts.pic?.devices ?? []) this.addDevice(d);
   }
 
@@ -329,7 +377,10 @@ export class Machine {
   }
   loadMultiboot(image: Uint8Array, opts?: MultibootOptions): LoadResult {
     const o = checkLoadOptions(opts);
-    return this.#load(image, () => loadMultiboot(this.memory, image, o));
+    const result = this.#load(image, () => loadMultiboot(this.memory, image, o));
+    // a multiboot kernel finds the ACPI tables where firmware leaves them (QEMU's SeaBIOS does)
+    withPcAcpi({}, this.vcpuCount, this.#virtioSlots()).install(this.memory);
+    return result;
   }
   /** A Linux bzImage through the x86 boot protocol (64-bit entry when the kernel has one). */
   loadLinux(opts: LinuxOptions): LoadResult & { linux: LinuxBootInfo } {
@@ -360,7 +411,7 @@ export class Machine {
     bytesArg("image", image);
     const acpi = withPcAcpi(checkLoadOptions(opts), this.vcpuCount, this.#virtioSlots());
     const result = this.#load(image, () => loadImage(this.memory, image, acpi.options));
-    if (result.format === "linux") acpi.install(this.memory);
+    if (result.format === "linux" || result.format === "multiboot") acpi.install(this.memory);
     return result;
   }
 
@@ -385,13 +436,19 @@ export class Machine {
 
   // ---- running ----
 
-  /** Runs vCPU 0 on the calling thread until the guest stops or a limit is reached. */
+  /** the vCPUs a run enters: vCPU 0 alone, or all of them (SMP) */
+  #runVcpus(): VcpuBackend | readonly VcpuBackend[] {
+    this.#checkOpen();
+    return this.#backends.length === 1 ? this.#backends[0]! : this.#backends;
+  }
+
+  /** Runs the guest (every vCPU) on the calling thread until it stops or a limit is reached. */
   runSync(limits?: RunLimits): RunResult {
     const checked = checkLimits(limits);
     this.#beginRun();
     const unlisten = this.#listenAbort(checked.signal);
     try {
-      this.#lastResult = this.#loop.runSync(this.vcpu(0).backend, checked);
+      this.#lastResult = this.#loop.runSync(this.#runVcpus(), checked);
       return this.#lastResult;
     } finally {
       unlisten();
@@ -400,7 +457,7 @@ export class Machine {
   }
 
   /**
-   * Runs vCPU 0 without holding the event loop (timers, stdin, other I/O keep working): on KVM a
+   * Runs the guest without holding the event loop (timers, stdin, other I/O keep working): on KVM a
    * worker thread enters the guest and hands each exit to this thread (`hasVcpuThread`); otherwise
    * in slices with the event loop served in between.
    */
@@ -409,7 +466,7 @@ export class Machine {
     this.#beginRun();
     const unlisten = this.#listenAbort(checked.signal);
     try {
-      this.#lastResult = await this.#loop.run(this.vcpu(0).backend, checked);
+      this.#lastResult = await this.#loop.run(this.#runVcpus(), checked);
       return this.#lastResult;
     } finally {
       unlisten();
@@ -515,6 +572,16 @@ export class Machine {
    * createMachine; both come from the backend's own crossThreadKick()/isHalted().
    */
   async #setupBlockingEntry(opts: { vcpuThread?: boolean }): Promise<void> {
+    if (this.backend.kind === "kvm" && this.#backends.length > 1) {
+      // SMP: a thread per vCPU enters KVM_RUN for every run, sync or async (kvm-threads.ts); the
+      // main thread never does, so it needs no watchdog. MachineConfigError when threads cannot.
+      const threads = await KvmVcpuThreads.start(this.#backends);
+      this.#loop.vcpuThreads = threads;
+      this.#kickTarget = this.#backends[0]!.crossThreadKick?.();
+      // MP states only while no vCPU is in KVM_RUN (the ioctl would wait for the run to end)
+      this.#isHalted = () => threads.allParked() && this.#backends.every((b) => b.isHalted?.() ?? false);
+      return;
+    }
     const v = this.vcpu(0).backend;
     const target = v.crossThreadKick?.();
     const halted = v.isHalted ? () => v.isHalted!() : undefined;
@@ -599,9 +666,42 @@ export class Machine {
     return this.#kickTarget !== undefined || this.backend.kind === "soft";
   }
 
+  /**
+   * SMP: no vCPU can ever run again: none is runnable and none has interrupts enabled (a vCPU
+   * waiting for SIPI has IF clear; only another CPU's SIPI could start it, and none runs).
+   */
+  #allHaltedForGood(): boolean {
+    for (const v of this.#backends) {
+      if (v.runnable?.() ?? true) return false;
+      if ((v.getRegs().rflags & RFLAGS_IF) !== 0n) return false;
+    }
+    return true;
+  }
+
+  /** instructions all vCPUs retired (the deterministic clock's count) */
+  #instructionsRetired(): number {
+    let n = 0;
+    for (const v of this.#backends) n += v.instructionsRetired?.() ?? 0;
+    return n;
+  }
+
+  /** SMP, every vCPU asleep: end the run, jump to the next device deadline, or wait for the host. */
+  #allAsleep(): StopRun | "resume" | "wait" {
+    if (this.#allHaltedForGood()) {
+      return { reason: "hlt", message: "every vCPU halted with interrupts disabled or waits for SIPI" };
+    }
+    this.#service();
+    if (this.#backends.some((v) => v.runnable?.() ?? true)) return "resume";
+    if (!Number.isFinite(this.#nextDeadline)) return "wait";
+    this.clock.advanceTo(this.#nextDeadline);
+    this.#service();
+    return "resume";
+  }
+
+  /** every vCPU is halted in the kernel with interrupts disabled, or waits for INIT/SIPI (KVM) */
   #haltedForGood(): boolean {
     if (!this.#isHalted?.()) return false;
-    return (this.vcpu(0).getRegs().rflags & RFLAGS_IF) === 0n;
+    return this.#backends.every((b) => (b.getRegs().rflags & RFLAGS_IF) === 0n);
   }
 
   #checkOpen(): void {
@@ -667,8 +767,10 @@ export class Machine {
    * COM1, a line raised by a handler, stop()), so the loop waits for that, as a vCPU halted in KVM
    * does, until the run's limits end it.
    */
-  #idle(): boolean {
-    const regs = this.vcpu(0).getRegs();
+  #idle(ctx: ExitContext): boolean {
+    // SMP: the halted vCPU sleeps (not runnable) while others run; allAsleep() decides the rest
+    if (this.#backends.length > 1) return !this.#allHaltedForGood();
+    const regs = this.vcpu(ctx.vcpuIndex).getRegs();
     if ((regs.rflags & RFLAGS_IF) === 0n) return false;
     this.#service();
     if (Number.isFinite(this.#nextDeadline)) {
@@ -689,10 +791,9 @@ function checkOptions(opts: MachineOptions): { memoryMiB: number; vcpus: number 
   optional(opts.strict, "opts.strict", booleanArg);
   optional(opts.platformDevices, "opts.platformDevices", booleanArg);
   optional(opts.vcpuThread, "opts.vcpuThread", booleanArg);
-  if (vcpus > 1) {
-    throw new MachineConfigError(
-      `vcpus: ${vcpus} requested, but only 1 vCPU is supported so far (SMP is on the roadmap)`,
-    );
+  optional(opts.deterministic, "opts.deterministic", booleanArg);
+  if (vcpus > MAX_SOFT_VCPUS) {
+    throw new MachineConfigError(`vcpus: ${vcpus} requested, at most ${MAX_SOFT_VCPUS} are supported`);
   }
   return { memoryMiB, vcpus };
 }
@@ -705,20 +806,39 @@ export async function createMachine(options?: MachineOptions): Promise<Machine> 
     return createRestoredMachine({ ...opts, restore: opts.restore }, createMachine);
   }
   const { memoryMiB, vcpus } = checkOptions(opts);
-  const pic = new PcInterrupts();
-  const { backend, info } = await openBackend(opts.backend ?? "auto", {
-    memoryBytes: memoryMiB * 1024 * 1024,
-    interruptController: pic,
-  });
+  const pic = new PcInterrupts({ cpus: vcpus });
+  const request = opts.backend ?? "auto";
+  const factoryOpts = { memoryBytes: memoryMiB * 1024 * 1024, interruptController: pic, vcpus };
+  // deterministic runs are the soft backend's: "auto" goes there rather than refuse on a KVM host
+  const softOnly = (opts.deterministic ?? false) && request === "auto";
+  let { backend, info } = await openBackend(softOnly ? "soft" : request, factoryOpts);
+  if (softOnly) {
+    const fallbackReason = "deterministic runs on the soft backend";
+    info = { kind: "soft", requested: "auto", fallbackReason, message: "soft (deterministic)" };
+  }
+  // SMP on KVM enters KVM_RUN from a thread per vCPU, which only the addon binding can
+  const noSmp = vcpus > 1 ? kvmSmpUnsupported(backend) : undefined;
+  if (noSmp) {
+    backend.close();
+    if (request !== "auto") throw new MachineConfigError(`vcpus: ${vcpus} on KVM: ${noSmp}`);
+    ({ backend } = await openBackend("soft", factoryOpts));
+    const fallbackReason = `${vcpus} vCPUs: ${noSmp}`;
+    info = { kind: "soft", requested: "auto", fallbackReason, message: `soft (${fallbackReason})` };
+  }
   const platform = (opts.platformDevices ?? true) && backend.kind === "soft";
   try {
     const vm = new Machine(backend, info, {
       vcpus,
+      deterministic: opts.deterministic ?? false,
       strict: opts.strict ?? false,
       ...(platform ? { pic } : {}),
     });
     // IA32_APIC_BASE.EN lives in the vCPU (MSR 0x1b); read only when an interrupt is in question
-    if (platform) pic.lapic.hardwareEnabled = () => ((vm.vcpu(0).getMsr(0x1b) ?? 0x800n) & 0x800n) !== 0n;
+    if (platform) {
+      pic.lapics.forEach((lapic, i) => {
+        lapic.hardwareEnabled = () => ((vm.vcpu(i).getMsr(0x1b) ?? 0x800n) & 0x800n) !== 0n;
+      });
+    }
     await setupBlockingEntry(vm, opts.vcpuThread === undefined ? {} : { vcpuThread: opts.vcpuThread });
     return vm;
   } catch (e) {

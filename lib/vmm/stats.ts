@@ -41,6 +41,8 @@ export class ExitStats {
   /** unregistered port/MMIO accesses seen by the handlers */
   unhandled = 0;
   exits = 0;
+  /** exits per vCPU index (SMP: whose exits they were) */
+  readonly byVcpu: number[] = [];
   #timeEvery = DEFAULT_TIME_EVERY;
   #untilTimed = 0;
   #guestTimed = 0;
@@ -115,8 +117,15 @@ export class ExitStats {
     this.#guestTimedNs += ns;
   }
 
+  /** An exit of vCPU `index` (counted beside count()/record()). */
+  countVcpu(index: number): void {
+    const b = this.byVcpu;
+    b[index] = (b[index] ?? 0) + 1;
+  }
+
   reset(): void {
     this.byKind.clear();
+    this.byVcpu.length = 0;
     this.#lastKind = undefined;
     this.#last = undefined;
     this.unhandled = 0;

@@ -8,8 +8,12 @@ export const VMCS_REVISION_ID = 0x534f4654 & 0x7fffffff; // "SOFT"
 export const VMCS_REGION_SIZE = 4096;
 /** Physical-address width of the soft host (CPUID.80000008H:EAX[7:0]). */
 export const MAXPHYADDR = 39;
-/** The preemption timer counts down once every 2^RATE retired instructions (our TSC). */
-export const PREEMPTION_TIMER_RATE = 5;
+/**
+ * The preemption timer counts down once every 2^RATE retired instructions (our TSC). 0, which the
+ * SDM allows: instruction budgets (time slices, maxInstructions, deterministic quanta) end at the
+ * exact instruction wherever an entry began, not at the next multiple of a coarser tick.
+ */
+export const PREEMPTION_TIMER_RATE = 0;
 export const CR3_TARGET_MAX = 4;
 
 /** A control word's capability: bits that must be 1 (allowed-0 = 0) and bits that may be 1. */
@@ -67,7 +71,8 @@ export const PROC2_CAPS: ControlCaps = {
     Proc2.WBINVD |
     Proc2.UNRESTRICTED_GUEST |
     Proc2.RDRAND |
-    Proc2.RDSEED,
+    Proc2.RDSEED |
+    Proc2.PAUSE_LOOP,
 };
 export const EXIT_CAPS: ControlCaps = {
   mustBeOne: EXIT_DEFAULT1,
@@ -139,9 +144,17 @@ export const VMX_BASIC =
   (1n << 54n) | // INS/OUTS exits report their segment and address size in the instruction information
   (1n << 55n); // true control MSRs exist
 
-/** MISC: timer rate, LMA stored in the IA-32e entry control, HLT + shutdown activity states, 4 CR3 targets. */
+/**
+ * MISC: timer rate, LMA stored in the IA-32e entry control, the HLT (6), shutdown (7) and
+ * wait-for-SIPI (8) activity states, 4 CR3 targets.
+ */
 export const VMX_MISC =
-  BigInt(PREEMPTION_TIMER_RATE) | (1n << 5n) | (1n << 6n) | (1n << 7n) | (BigInt(CR3_TARGET_MAX) << 16n);
+  BigInt(PREEMPTION_TIMER_RATE) |
+  (1n << 5n) |
+  (1n << 6n) |
+  (1n << 7n) |
+  (1n << 8n) |
+  (BigInt(CR3_TARGET_MAX) << 16n);
 
 export const CAPABILITY_MSRS: ReadonlyMap<number, bigint> = new Map<number, bigint>([
   [Msr.VMX_BASIC, VMX_BASIC],

@@ -171,3 +171,11 @@ export const enum IntrType {
   SoftwareException = 6,
   Other = 7,
 }
+
+/** Guest activity state (SDM 24.4.2); IA32_VMX_MISC bits 8:6 report HLT, shutdown and wait-for-SIPI. */
+export const enum Activity {
+  Active = 0,
+  Hlt = 1,
+  Shutdown = 2,
+  WaitForSipi = 3,
+}

@@ -18,7 +18,7 @@ import {
 } from "./capabilities.js";
 import { EntryCtl, ExitCtl, IntrType, Pin, Proc, Proc2 } from "./constants.js";
 import { validEptp } from "./ept.js";
-import { F } from "./fields.js";
+import { F, fieldByEncoding } from "./fields.js";
 import { memoCheck, type VmcsData, vmcsGet, vmcsGet32 } from "./vmcs.js";
 
 export type CheckResult =
@@ -41,13 +41,19 @@ export const canonical = (a: bigint): boolean => {
 const fitsCaps = (value: number, caps: ControlCaps): boolean =>
   (value & caps.mustBeOne) >>> 0 === caps.mustBeOne && (value & ~caps.mayBeOne) >>> 0 === 0;
 
+const RIP_FIELD = fieldByEncoding(F.GUEST_RIP)!;
 const CONTROLS_KEY = {};
+const ENTRY_EVENT_KEY = {};
 /**
  * Every check here is a pure function of the VMCS fields it reads, memoized on their values
- * (memoCheck): a VMWRITE, or a VM exit, that changes any of them runs the check again.
+ * (memoCheck): a VMWRITE, or a VM exit, that changes any of them runs the check again. The rules
+ * come in small groups, run in the SDM's order (the first broken rule is the one reported), so
+ * that an entry after the host wrote a field or two runs only the groups that read them.
  */
 export function checkControls(v: VmcsData): CheckResult {
-  return memoCheck(v, CONTROLS_KEY, controlsUncached);
+  const controls = memoCheck(v, CONTROLS_KEY, controlsUncached);
+  if (controls.kind !== "ok") return controls;
+  return memoCheck(v, ENTRY_EVENT_KEY, checkEntryEvent);
 }
 
 function controlsUncached(v: VmcsData): CheckResult {
@@ -93,7 +99,7 @@ function controlsUncached(v: VmcsData): CheckResult {
     if (a & 0xfn || !physOk(a + BigInt(n) * 16n - 1n))
       return ctl("MSR list address misaligned or beyond MAXPHYADDR");
   }
-  return checkEntryEvent(v);
+  return OK;
 }
 
 function checkEntryEvent(v: VmcsData): CheckResult {
@@ -199,17 +205,45 @@ const SEGMENT_KEYS = Array.from({ length: 16 }, (_, m) => ({
     checkSegments(v, { ug: !!(m & 1), ia32e: !!(m & 2), vm86: !!(m & 4), pe: !!(m & 8) }),
 }));
 
+const RFLAGS_KEY = {};
+const SEGMENTS_KEY = {};
+const TABLES_KEY = {};
+const RIP_KEY = {};
+const ACTIVITY_KEY = {};
+const INTERRUPTIBILITY_KEY = {};
+const OTHER_KEY = {};
+
+/** the guest-state rules (SDM 26.3.1), group by group in the SDM's order */
+const GUEST_GROUPS: readonly [object, (v: VmcsData) => CheckResult][] = [
+  [CONTROL_REGISTERS_KEY, checkControlRegisters],
+  [RFLAGS_KEY, checkRflags],
+  [SEGMENTS_KEY, checkSegmentsInMode],
+  [TABLES_KEY, checkTables],
+  [RIP_KEY, checkRip],
+  [ACTIVITY_KEY, checkActivity],
+  [INTERRUPTIBILITY_KEY, checkInterruptibility],
+  [OTHER_KEY, checkOther],
+];
+
 export function checkGuestState(v: VmcsData): CheckResult {
-  const head = memoCheck(v, CONTROL_REGISTERS_KEY, checkControlRegisters);
-  if (head.kind !== "ok") return head;
+  for (const [key, check] of GUEST_GROUPS) {
+    const r = memoCheck(v, key, check);
+    if (r.kind !== "ok") return r;
+  }
+  return OK;
+}
+
+const unrestricted = (v: VmcsData): boolean => {
   const proc = vmcsGet32(v, F.CPU_BASED_VM_EXEC_CONTROL);
   const proc2 = proc & Proc.SECONDARY ? vmcsGet32(v, F.SECONDARY_VM_EXEC_CONTROL) : 0;
-  const entry = vmcsGet32(v, F.VM_ENTRY_CONTROLS);
-  const ug = (proc2 & Proc2.UNRESTRICTED_GUEST) !== 0;
-  const ia32e = (entry & EntryCtl.IA32E_MODE) !== 0;
-  const cr0 = vmcsGet(v, F.GUEST_CR0);
-  return checkGuestRest(v, ug, ia32e, cr0);
-}
+  return (proc2 & Proc2.UNRESTRICTED_GUEST) !== 0;
+};
+const ia32eGuest = (v: VmcsData): boolean => (vmcsGet32(v, F.VM_ENTRY_CONTROLS) & EntryCtl.IA32E_MODE) !== 0;
+/** an event the entry injects: its interruption-information field (0: none) */
+const injection = (v: VmcsData): number => {
+  const info = vmcsGet32(v, F.VM_ENTRY_INTR_INFO_FIELD);
+  return info & 0x80000000 ? info : 0;
+};
 
 /** the control-register and MSR rules, the first of the guest-state checks */
 function checkControlRegisters(v: VmcsData): CheckResult {
@@ -242,61 +276,96 @@ function checkControlRegisters(v: VmcsData): CheckResult {
   return OK;
 }
 
-function checkGuestRest(v: VmcsData, ug: boolean, ia32e: boolean, cr0: bigint): CheckResult {
+function checkRflags(v: VmcsData): CheckResult {
   const rflags = vmcsGet(v, F.GUEST_RFLAGS);
-  const vm86 = (rflags & 0x20000n) !== 0n;
   if (rflags & 0xffffffffffc08028n || !(rflags & 2n)) return guest("guest RFLAGS reserved bits wrong");
-  if (vm86 && (ia32e || !(cr0 & 1n))) return guest("RFLAGS.VM with IA-32e mode or CR0.PE=0");
-  const intrInfo = vmcsGet32(v, F.VM_ENTRY_INTR_INFO_FIELD);
-  const injecting = (intrInfo & 0x80000000) !== 0;
-  const injType = (intrInfo >>> 8) & 7;
-  if (injecting && injType === IntrType.External && !(rflags & 0x200n)) {
+  if (rflags & 0x20000n && (ia32eGuest(v) || !(vmcsGet(v, F.GUEST_CR0) & 1n)))
+    return guest("RFLAGS.VM with IA-32e mode or CR0.PE=0");
+  const intrInfo = injection(v);
+  if (intrInfo && ((intrInfo >>> 8) & 7) === IntrType.External && !(rflags & 0x200n)) {
     return guest("injecting an external interrupt with RFLAGS.IF=0");
   }
+  return OK;
+}
 
-  const mode = (ug ? 1 : 0) | (ia32e ? 2 : 0) | (vm86 ? 4 : 0) | ((cr0 & 1n) === 1n ? 8 : 0);
+function checkSegmentsInMode(v: VmcsData): CheckResult {
+  const vm86 = (vmcsGet(v, F.GUEST_RFLAGS) & 0x20000n) !== 0n;
+  const pe = (vmcsGet(v, F.GUEST_CR0) & 1n) === 1n;
+  const mode = (unrestricted(v) ? 1 : 0) | (ia32eGuest(v) ? 2 : 0) | (vm86 ? 4 : 0) | (pe ? 8 : 0);
   const segKey = SEGMENT_KEYS[mode]!;
-  const segCheck = memoCheck(v, segKey, segKey.check);
-  if (segCheck.kind !== "ok") return segCheck;
+  return memoCheck(v, segKey, segKey.check);
+}
 
+function checkTables(v: VmcsData): CheckResult {
   for (const f of [F.GUEST_GDTR_BASE, F.GUEST_IDTR_BASE]) {
     if (!canonical(vmcsGet(v, f))) return guest("GDTR/IDTR base not canonical");
   }
   for (const f of [F.GUEST_GDTR_LIMIT, F.GUEST_IDTR_LIMIT]) {
     if (vmcsGet32(v, f) & 0xffff0000) return guest("GDTR/IDTR limit bits 31:16 set");
   }
+  return OK;
+}
 
-  const rip = vmcsGet(v, F.GUEST_RIP);
+function checkRip(v: VmcsData): CheckResult {
+  const ia32e = ia32eGuest(v);
+  // bits 63:32 as a number: this group runs again at most entries (the host moves RIP)
+  const ripHigh = v.getHigh(RIP_FIELD);
   const csL = arL(vmcsGet32(v, F.GUEST_CS_AR_BYTES));
-  if ((!ia32e || !csL) && rip >> 32n) return guest("guest RIP bits 63:32 set outside 64-bit mode");
-  if (ia32e && csL && !canonical(rip)) return guest("guest RIP not canonical");
+  if ((!ia32e || !csL) && ripHigh !== 0) return guest("guest RIP bits 63:32 set outside 64-bit mode");
+  // canonical: bits 63:47 all equal
+  const top = ripHigh >>> 15;
+  if (ia32e && csL && top !== 0 && top !== 0x1ffff) return guest("guest RIP not canonical");
+  return OK;
+}
 
+/**
+ * SDM 26.3.1.5: the states IA32_VMX_MISC[8:6] reports (HLT, shutdown, wait-for-SIPI), and no
+ * injection of an event the state would block
+ */
+function checkActivity(v: VmcsData): CheckResult {
   const activity = vmcsGet32(v, F.GUEST_ACTIVITY_STATE);
-  if (activity > 2) return guest("activity state not supported (IA32_VMX_MISC reports HLT and shutdown)");
+  if (activity > 3) return guest("activity state not supported (IA32_VMX_MISC reports states 0-3)");
   if (activity === 1 && arDpl(vmcsGet32(v, F.GUEST_SS_AR_BYTES)) !== 0)
     return guest("HLT activity with SS.DPL != 0");
-  if (injecting && activity === 1) {
+  const intrInfo = injection(v);
+  if (intrInfo && activity !== 0) {
+    const injType = (intrInfo >>> 8) & 7;
     const vector = intrInfo & 0xff;
-    const allowed =
-      injType === IntrType.External ||
-      injType === IntrType.Nmi ||
-      (injType === IntrType.HardwareException && (vector === 1 || vector === 18));
-    if (!allowed) return guest("event not injectable in HLT activity state");
+    const machineCheck = injType === IntrType.HardwareException && vector === 18;
+    if (activity === 1) {
+      const allowed =
+        injType === IntrType.External ||
+        injType === IntrType.Nmi ||
+        machineCheck ||
+        (injType === IntrType.HardwareException && vector === 1);
+      if (!allowed) return guest("event not injectable in HLT activity state");
+    } else if (activity === 2) {
+      if (injType !== IntrType.Nmi && !machineCheck)
+        return guest("event other than NMI or #MC injected in shutdown activity state");
+    } else return guest("event injection in wait-for-SIPI activity state");
   }
-  if (injecting && activity === 2) return guest("event injection in shutdown activity state");
+  return OK;
+}
 
+function checkInterruptibility(v: VmcsData): CheckResult {
   const intr = vmcsGet32(v, F.GUEST_INTERRUPTIBILITY_INFO);
   if (intr & 0xffffffe0) return guest("interruptibility reserved bits set");
   if ((intr & 3) === 3) return guest("blocking by both STI and MOV SS");
-  if (intr & 1 && !(rflags & 0x200n)) return guest("blocking by STI with RFLAGS.IF=0");
+  if (intr & 1 && !(vmcsGet(v, F.GUEST_RFLAGS) & 0x200n)) return guest("blocking by STI with RFLAGS.IF=0");
   if (intr & 4) return guest("blocking by SMI outside SMM");
-  if (injecting && injType === IntrType.External && intr & 3) {
+  const intrInfo = injection(v);
+  const injType = (intrInfo >>> 8) & 7;
+  if (intrInfo && injType === IntrType.External && intr & 3) {
     return guest("injecting an external interrupt while blocked by STI or MOV SS");
   }
-  if (injecting && injType === IntrType.Nmi && intr & 2)
+  if (intrInfo && injType === IntrType.Nmi && intr & 2)
     return guest("injecting an NMI while blocked by MOV SS");
-  if (activity === 1 && intr & 3) return guest("HLT activity with STI/MOV SS blocking");
+  if (intr & 3 && vmcsGet32(v, F.GUEST_ACTIVITY_STATE) !== 0)
+    return guest("inactive activity state with STI/MOV SS blocking");
+  return OK;
+}
 
+function checkOther(v: VmcsData): CheckResult {
   const pend = vmcsGet(v, F.GUEST_PENDING_DBG_EXCEPTIONS);
   if (pend & ~0x1500fn) return guest("pending debug exceptions reserved bits set");
   if (vmcsGet(v, F.VMCS_LINK_POINTER) !== 0xffffffffffffffffn)

@@ -35,7 +35,8 @@ import { type VmcsData, vmcsGet, vmcsGet32 } from "./vmcs.js";
 
 export interface PendingExit {
   reason: number;
-  qualification: bigint;
+  /** a number when it is a non-negative integer below 2^53 (no BigInt on the frequent exits) */
+  qualification: bigint | number;
   instructionLength: number;
   instructionInfo: number;
   guestLinear?: number;
@@ -108,6 +109,8 @@ const DT_INFO = { sgdt: 0, sidt: 1, lgdt: 2, lidt: 3, sldt: 0, str: 1, lldt: 2, 
 /** VMX instructions whose only operand is a 64-bit pointer in memory (table 28-13) */
 const POINTER_OPERAND = new Set(["vmclear", "vmptrld", "vmptrst", "vmxon"]);
 const TWO64 = 2 ** 64;
+const NO_EXTRA: Partial<PendingExit> = Object.freeze({});
+const ALWAYS = (): boolean => true;
 
 export class NonRootOperation implements NonRootHooks, TaskSwitchHook {
   pending: PendingExit | null = null;
@@ -134,6 +137,12 @@ export class NonRootOperation implements NonRootHooks, TaskSwitchHook {
    */
   workAtEntry = 0;
   readonly #retired: () => number;
+  /** PAUSE-loop exiting: the gap and window (in our TSC: retired instructions) */
+  readonly #pleGap: number;
+  readonly #pleWindow: number;
+  /** TSC of the last PAUSE at CPL 0 in this entry, and of the first PAUSE of its loop (-1: none yet) */
+  #pauseLast = -1;
+  #pauseFirst = -1;
 
   constructor(
     readonly host: NonRootHost,
@@ -159,21 +168,21 @@ export class NonRootOperation implements NonRootHooks, TaskSwitchHook {
     this.#msrBitmap = Number(vmcsGet(v, F.MSR_BITMAP));
     this.#eptp = vmcsGet(v, F.EPT_POINTER);
     this.#retired = retired;
+    this.#pleGap = vmcsGet32(v, F.PLE_GAP);
+    this.#pleWindow = vmcsGet32(v, F.PLE_WINDOW);
   }
 
   #exit(
     reason: number,
     ctx?: InstructionContext,
-    qualification = 0n,
-    extra: Partial<PendingExit> = {},
+    qualification: bigint | number = 0,
+    extra: Partial<PendingExit> = NO_EXTRA,
   ): true {
-    this.pending = {
-      reason,
-      qualification,
-      instructionLength: ctx?.length ?? 0,
-      instructionInfo: 0,
-      ...extra,
-    };
+    const instructionLength = ctx?.length ?? 0;
+    this.pending =
+      extra === NO_EXTRA
+        ? { reason, qualification, instructionLength, instructionInfo: 0 }
+        : { reason, qualification, instructionLength, instructionInfo: 0, ...extra };
     return true;
   }
 
@@ -287,7 +296,7 @@ export class NonRootOperation implements NonRootHooks, TaskSwitchHook {
       (info.rep ? 32 : 0) |
       (info.immediate ? 64 : 0) |
       (info.port << 16);
-    return this.#exit(ExitReason.Io, ctx, BigInt(q >>> 0), info.string ? this.#stringOperand(info, ctx) : {});
+    return this.#exit(ExitReason.Io, ctx, q >>> 0, info.string ? this.#stringOperand(info, ctx) : NO_EXTRA);
   }
 
   /** INS/OUTS: the segment and address size (IA32_VMX_BASIC[54]) and the operand's linear address */
@@ -411,7 +420,8 @@ export class NonRootOperation implements NonRootHooks, TaskSwitchHook {
         exits = (this.proc & Proc.MWAIT) !== 0;
         break;
       case "pause":
-        exits = (this.proc & Proc.PAUSE) !== 0;
+        exits =
+          (this.proc & Proc.PAUSE) !== 0 || ((this.proc2 & Proc2.PAUSE_LOOP) !== 0 && this.#pauseLoop());
         break;
       case "wbinvd":
         exits = (this.proc2 & Proc2.WBINVD) !== 0;
@@ -585,18 +595,34 @@ export class NonRootOperation implements NonRootHooks, TaskSwitchHook {
    * Back to the state the constructor leaves, for another VM entry with the same controls (the
    * processor reuses the object while the fields the constructor read keep their values).
    */
+  /**
+   * PAUSE-loop exiting (SDM vol. 3C 26.1.3): a PAUSE at CPL 0 more than PLE_Gap after the previous
+   * one starts a loop (as does the first since VM entry); one more than PLE_Window after its loop's
+   * first PAUSE exits. Time is this processor's TSC, retired instructions.
+   */
+  #pauseLoop(): boolean {
+    // CPL is SS.DPL (access rights bits 6:5)
+    if (((this.host.cpu.getSegment(Seg.SS).ar >> 5) & 3) !== 0) return false;
+    const now = this.#retired();
+    if (this.#pauseLast < 0 || now - this.#pauseLast > this.#pleGap) this.#pauseFirst = now;
+    this.#pauseLast = now;
+    return now - this.#pauseFirst > this.#pleWindow;
+  }
+
   reset(): void {
     this.pending = null;
+    this.#pauseLast = -1;
+    this.#pauseFirst = -1;
     this.#stepping = false;
     // an instruction left half done at the last exit runs again from its first MMIO access
     this.host.mmioReplay.rewind();
     this.workAtEntry = 0;
     this.#delivering = undefined;
-    this.nmiUnblocked = () => true;
+    this.nmiUnblocked = ALWAYS;
   }
 
   /** exits the processor records itself (preemption timer, pending external interrupt/NMI, window at entry) */
-  record(reason: number, extra: Partial<PendingExit> = {}): void {
-    this.#exit(reason, undefined, 0n, extra);
+  record(reason: number, extra: Partial<PendingExit> = NO_EXTRA): void {
+    this.#exit(reason, undefined, 0, extra);
   }
 }

@@ -6,15 +6,24 @@
 import type { GuestCpu } from "../cpu/guest-cpu.js";
 import { type EventType, StopReason, Window } from "../cpu/hooks.js";
 import { CAPABILITY_MSRS, MAXPHYADDR, PREEMPTION_TIMER_RATE, VMCS_REVISION_ID } from "./capabilities.js";
-import { EXIT_REASON_ENTRY_FAILURE, ExitCtl, ExitReason, IntrType, Pin, Proc, Proc2 } from "./constants.js";
+import {
+  Activity,
+  EXIT_REASON_ENTRY_FAILURE,
+  ExitCtl,
+  ExitReason,
+  IntrType,
+  Pin,
+  Proc,
+  Proc2,
+} from "./constants.js";
 import { checkControls, checkGuestState, checkHostState } from "./entry-checks.js";
 import { VmxError, VmxFaultError, VmxInstructionError } from "./errors.js";
 import { F, resolveField } from "./fields.js";
-import { loadGuestState, saveGuestState } from "./guest-state.js";
+import { loadGuestState, savedSlots, saveEntryMode, syncSlot } from "./guest-state.js";
 import type { HostMemory } from "./host-memory.js";
 import { type MmioCompletion, MmioReplay } from "./mmio-replay.js";
 import { type MmioAccess, NonRootOperation, type PendingExit } from "./nonroot.js";
-import { LaunchState, memoCheck, VmcsData, vmcsGet, vmcsGet32, vmcsSet } from "./vmcs.js";
+import { LaunchState, type LiveGuest, memoCheck, VmcsData, vmcsGet, vmcsGet32, vmcsSet } from "./vmcs.js";
 
 /** The INTR line as the processor sees it (the emulated PIC satisfies this). */
 export interface InterruptSource {
@@ -53,6 +62,22 @@ const LONG_CHUNK = 1 << 24;
 export const HOST_TIMER_VECTOR = 0xec;
 export const HOST_KICK_VECTOR = 0xfd;
 const NO_MSRS: ReadonlyMap<number, bigint> = new Map();
+const HOST_STATE_KEY = {};
+
+/** the host state a VM exit loads, from the host-state area (without MSR-load list entries) */
+function hostStateOf(v: VmcsData): HostState {
+  const exitCtl = vmcsGet32(v, F.VM_EXIT_CONTROLS);
+  return {
+    cr0: vmcsGet(v, F.HOST_CR0),
+    cr3: vmcsGet(v, F.HOST_CR3),
+    cr4: vmcsGet(v, F.HOST_CR4),
+    rsp: vmcsGet(v, F.HOST_RSP),
+    rip: vmcsGet(v, F.HOST_RIP),
+    ...(exitCtl & ExitCtl.LOAD_EFER ? { efer: vmcsGet(v, F.HOST_IA32_EFER) } : {}),
+    ...(exitCtl & ExitCtl.LOAD_PAT ? { pat: vmcsGet(v, F.HOST_IA32_PAT) } : {}),
+    msrs: NO_MSRS,
+  };
+}
 const PHYS_LIMIT = 2 ** MAXPHYADDR;
 
 export interface LogicalProcessorOptions {
@@ -69,6 +94,19 @@ export class LogicalProcessor {
   interrupts: InterruptSource | undefined;
   /** an NMI is pending on the processor's NMI pin */
   nmiPending = false;
+  /**
+   * An INIT is latched (from the APIC bus). In VMX non-root operation it causes a VM exit (basic
+   * reason 3) unless the processor waits for SIPI, which blocks it (SDM 25.2): it is dropped then,
+   * as KVM's nested VMX does, the processor being in the state an INIT would leave it in.
+   */
+  initPending = false;
+  /**
+   * The vector of a latched start-up IPI, or -1. Only the wait-for-SIPI activity state takes it
+   * (a VM exit, reason 4, qualification = vector); in any other state it is discarded (SDM 26.6.2),
+   * unless an INIT is pending: that INIT's exit comes first and leaves the processor to the host,
+   * which puts it in wait-for-SIPI, as happens on hardware where the INIT exit precedes the SIPI.
+   */
+  sipiVector = -1;
   /** RFLAGS arithmetic flags as the last VMX instruction left them (CF=1 fail-invalid, ZF=1 fail-valid) */
   rflags = 0x2;
   hostState: HostState | undefined;
@@ -97,8 +135,12 @@ export class LogicalProcessor {
    */
   hostTimerAt = Number.POSITIVE_INFINITY;
   hostKick = false;
+  /** this processor's interpreter as the holder of a VMCS's live guest state (VmcsData.live) */
+  readonly #live: LiveGuest = { sync: (v, slot) => syncSlot(this.cpu, v, slot) };
+  /** NMIs are not blocked by NMI or MOV-SS blocking (one closure, not one per entry) */
+  readonly #nmiUnblocked = (): boolean => (this.cpu.interruptibility & 0xa) === 0;
   /** the interpreter's hostPoll while external-interrupt exiting is on (one closure, not one per entry) */
-  readonly #hostPoll = (): boolean => this.hostInterruptPending();
+  readonly #hostPoll = (): boolean => this.initPending || this.hostInterruptPending();
 
   constructor(opts: LogicalProcessorOptions) {
     this.memory = opts.memory;
@@ -113,6 +155,15 @@ export class LogicalProcessor {
   /** the time-stamp counter of this processor */
   get tsc(): number {
     return this.cpu.work() + this.#idle;
+  }
+
+  /** latches an INIT signal (see initPending) */
+  postInit(): void {
+    this.initPending = true;
+  }
+  /** latches a start-up IPI with its 8-bit vector (see sipiVector) */
+  postSipi(vector: number): void {
+    this.sipiVector = vector & 0xff;
   }
 
   /** a host interrupt is pending: a kick, or the host timer has expired */
@@ -363,11 +414,19 @@ export class LogicalProcessor {
     const vpid = (nr.proc2 & Proc2.VPID) !== 0;
     if (!vpid || this.#lastEntered !== v) cpu.flushTlb();
     this.#lastEntered = v;
-    loadGuestState(cpu, v);
+    // the guest state the last exit left in this interpreter needs only what VMWRITE changed since
+    // (an entry MSR-load list, which wrote the interpreter already, has everything loaded as before)
+    loadGuestState(cpu, v, v.live === this.#live && vmcsGet32(v, F.VM_ENTRY_MSR_LOAD_COUNT) === 0);
+    v.clearWritten();
     cpu.hooks = nr;
     nr.workAtEntry = cpu.retired + cpu.eventsDelivered;
-    nr.nmiUnblocked = () => (cpu.interruptibility & 0xa) === 0;
+    nr.nmiUnblocked = this.#nmiUnblocked;
     this.mmioAccess = undefined;
+
+    // the timer runs from VM entry: an event injected now counts against it as the budgets that
+    // program it count delivered events (else every entry with an injection overshot by one)
+    const timerOn = (nr.pin & Pin.PREEMPTION_TIMER) !== 0;
+    const deadline = this.tsc + vmcsGet32(v, F.VMX_PREEMPTION_TIMER_VALUE) * 2 ** PREEMPTION_TIMER_RATE;
 
     let idtVectoring = 0;
     let idtError: number | undefined;
@@ -377,6 +436,8 @@ export class LogicalProcessor {
       const code = info & (1 << 11) ? vmcsGet32(v, F.VM_ENTRY_EXCEPTION_ERROR_CODE) : undefined;
       cpu.activity = 0;
       const length = vmcsGet32(v, F.VM_ENTRY_INSTRUCTION_LEN);
+      // the RIP this entry loaded (the GUEST_RIP slot may be the interpreter's, which delivery moves)
+      const entryRip = cpu.getRipNumber();
       const stop = cpu.deliverEvent(info & 0xff, type as EventType, code, length);
       if (nr.pending) {
         // the exit interrupted the injected event's delivery: report it as IDT vectoring
@@ -389,15 +450,13 @@ export class LogicalProcessor {
         ) {
           // the software event did not happen: RIP stays at its instruction, whose length the
           // exit reports (SDM 27.2.4) so that the host can re-inject or complete it
-          cpu.setRip(vmcsGet(v, F.GUEST_RIP));
+          cpu.setRipNumber(entryRip);
           nr.pending.instructionLength = length;
         }
       } else if (stop === StopReason.Shutdown) nr.record(ExitReason.TripleFault);
       if (type === IntrType.Nmi) cpu.interruptibility |= 8;
     }
 
-    const timerOn = (nr.pin & Pin.PREEMPTION_TIMER) !== 0;
-    const deadline = this.tsc + vmcsGet32(v, F.VMX_PREEMPTION_TIMER_VALUE) * 2 ** PREEMPTION_TIMER_RATE;
     cpu.windowRequests =
       (nr.proc & Proc.INTERRUPT_WINDOW ? Window.Interrupt : 0) |
       (nr.proc & Proc.NMI_WINDOW ? Window.Nmi : 0) |
@@ -407,6 +466,12 @@ export class LogicalProcessor {
     cpu.hostPoll = hostExits ? this.#hostPoll : null;
 
     while (!nr.pending) {
+      // INIT ranks above the preemption timer, NMIs and interrupts (SDM 6.9, 25.2)
+      if (
+        (this.initPending || this.sipiVector >= 0 || cpu.activity === Activity.WaitForSipi) &&
+        this.#startup(nr, ackOnExit)
+      )
+        break;
       if (timerOn && this.tsc >= deadline) {
         nr.record(ExitReason.PreemptionTimer);
         break;
@@ -436,7 +501,7 @@ export class LogicalProcessor {
         );
         break;
       }
-      const interruptible = (cpu.getRflags() & 0x200n) !== 0n && (cpu.interruptibility & 3) === 0;
+      const interruptible = (cpu.getRflagsNumber() & 0x200) !== 0 && (cpu.interruptibility & 3) === 0;
       if (cpu.windowRequests && cpu.activity === 0 && nr.boundary(interruptible)) break;
       if (cpu.activity === 1) {
         if (!(nr.pin & Pin.EXTERNAL_INTERRUPT) && intr?.hasInterrupt() && interruptible) {
@@ -481,6 +546,35 @@ export class LogicalProcessor {
     return vmcsGet32(v, F.VM_EXIT_REASON);
   }
 
+  /**
+   * INIT and SIPI in non-root operation, and the wait-for-SIPI state, in which the processor runs
+   * nothing and takes nothing else: external interrupts and NMIs are blocked (NMIs stay pending),
+   * and the preemption timer does not exit (SDM 25.5.1). With no SIPI to take it returns to the
+   * host as from a HLT nothing wakes: the host's interrupt (reason 1), at once. True when an exit
+   * was recorded.
+   */
+  #startup(nr: NonRootOperation, ackOnExit: boolean): boolean {
+    if (this.cpu.activity !== Activity.WaitForSipi) {
+      if (this.initPending) {
+        this.initPending = false;
+        nr.record(ExitReason.Init);
+        return true;
+      }
+      // active, HLT and shutdown block SIPIs: discarded, no exit
+      this.sipiVector = -1;
+      return false;
+    }
+    this.initPending = false;
+    if (this.sipiVector >= 0) {
+      const vector = this.sipiVector;
+      this.sipiVector = -1;
+      nr.record(ExitReason.Sipi, { qualification: BigInt(vector) });
+      return true;
+    }
+    this.#hostExit(nr, ackOnExit);
+    return true;
+  }
+
   #completeExit(
     v: VmcsData,
     p: PendingExit,
@@ -489,8 +583,10 @@ export class LogicalProcessor {
     idtError?: number,
   ): void {
     const cpu = this.cpu;
-    saveGuestState(cpu, v);
     const exitCtl = vmcsGet32(v, F.VM_EXIT_CONTROLS);
+    // the guest state stays in the interpreter, synced field by field as it is read (vmcs.ts)
+    saveEntryMode(cpu, v);
+    v.leaveLive(this.#live, savedSlots(exitCtl));
     if (exitCtl & ExitCtl.SAVE_PREEMPTION_TIMER) {
       vmcsSet(v, F.VMX_PREEMPTION_TIMER_VALUE, Math.floor(timerLeft / 2 ** PREEMPTION_TIMER_RATE));
     }
@@ -521,28 +617,19 @@ export class LogicalProcessor {
   }
 
   #loadHostState(v: VmcsData): void {
-    const exitCtl = vmcsGet32(v, F.VM_EXIT_CONTROLS);
-    const n = vmcsGet32(v, F.VM_EXIT_MSR_LOAD_COUNT);
-    // most hosts use no MSR-load list: no map to allocate on every exit then
-    let msrs = NO_MSRS;
-    if (n) {
-      const loaded = new Map<number, bigint>();
-      const base = Number(vmcsGet(v, F.VM_EXIT_MSR_LOAD_ADDR));
-      for (let i = 0; i < n; i++) {
-        const at = base + i * 16;
-        if (this.memory.isBacked(at, 16)) loaded.set(this.memory.readU32(at), this.memory.readU64(at + 8));
-      }
-      msrs = loaded;
+    // most hosts use no MSR-load list: the host state is then a function of VMCS fields alone,
+    // built again only when one of them changed (no object and BigInts on every exit)
+    if (vmcsGet32(v, F.VM_EXIT_MSR_LOAD_COUNT) === 0) {
+      this.hostState = memoCheck(v, HOST_STATE_KEY, hostStateOf);
+      return;
     }
-    this.hostState = {
-      cr0: vmcsGet(v, F.HOST_CR0),
-      cr3: vmcsGet(v, F.HOST_CR3),
-      cr4: vmcsGet(v, F.HOST_CR4),
-      rsp: vmcsGet(v, F.HOST_RSP),
-      rip: vmcsGet(v, F.HOST_RIP),
-      ...(exitCtl & ExitCtl.LOAD_EFER ? { efer: vmcsGet(v, F.HOST_IA32_EFER) } : {}),
-      ...(exitCtl & ExitCtl.LOAD_PAT ? { pat: vmcsGet(v, F.HOST_IA32_PAT) } : {}),
-      msrs,
-    };
+    const n = vmcsGet32(v, F.VM_EXIT_MSR_LOAD_COUNT);
+    const loaded = new Map<number, bigint>();
+    const base = Number(vmcsGet(v, F.VM_EXIT_MSR_LOAD_ADDR));
+    for (let i = 0; i < n; i++) {
+      const at = base + i * 16;
+      if (this.memory.isBacked(at, 16)) loaded.set(this.memory.readU32(at), this.memory.readU64(at + 8));
+    }
+    this.hostState = { ...hostStateOf(v), msrs: loaded };
   }
 }

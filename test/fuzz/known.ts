@@ -27,7 +27,7 @@ export const KNOWN_BUGS: readonly KnownBug[] = [
   },
   {
     signature: /^guest run fail-entry: /,
-    note: "a guest-caused VM-entry failure: a 32-bit far return in real mode to an offset past CS's limit is taken instead of raising #GP, and the next VM entry fails its guest-state checks (exit reason 0x80000021) (lib/cpu far transfers / lib/vmx entry checks)",
+    note: "a guest-caused VM-entry failure: the interpreter left a guest state no CPU could be in and the next VM entry's full checks (entryChecks.all, on while fuzzing) caught it (exit reason 0x80000021). The case found so far, far JMP/CALL/RET/IRET in real mode past CS's limit, is fixed (#GP); a new one is a bug in lib/cpu",
   },
   {
     signature: /^api (device|addPcDevices) threw (Error|TypeError|RangeError|SyntaxError|ReferenceError)$/,

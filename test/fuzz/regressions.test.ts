@@ -124,10 +124,10 @@ describe("guest code in real mode", () => {
     expect(r.outcome).toBe("max-instructions");
   });
 
-  // Bug: a guest-caused VM-entry failure. A 32-bit far return in real mode to an offset beyond the
-  // 64 KiB limit (0x219e:0xfffff9cc) is taken instead of raising #GP, and the next VM entry fails
+  // Was: a guest-caused VM-entry failure. A 32-bit far return in real mode to an offset beyond the
+  // 64 KiB limit (0x219e:0xfffff9cc) was taken instead of raising #GP, and the next VM entry failed
   // its guest-state checks (exit reason 0x80000021). Found by the fuzzer (seed 20240601).
-  it.fails("a far return to an offset past CS's limit faults instead of failing VM entry", async () => {
+  it("a far return to an offset past CS's limit faults instead of failing VM entry", async () => {
     // mov eax,0x219e; push eax; mov eax,0xfffff9cc; push eax; o32 retf; hlt
     const push = (v: number) => [O32, MOV_EAX, ...imm32(v), O32, 0x50];
     await runGuestCase(realCase([...push(0x219e), ...push(0xfffff9cc), O32, 0xcb, 0xf4]));

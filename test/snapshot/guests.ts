@@ -1,6 +1,7 @@
 // Real-mode guests for the snapshot tests (flat images at 0x7C00, the CLI's default).
 
 import { Alu, Asm, AX, CX, DX } from "../support/asm.js";
+import { irq0Setup } from "../support/real-mode-timer.js";
 
 const JZ = 4;
 const JNZ = 5;
@@ -33,21 +34,7 @@ export function countingGuest(n = 200): Uint8Array {
  */
 export function pendingTimerGuest(): Uint8Array {
   const a = new Asm(16, 0x7c00);
-  a.db(0xfa); // cli
-  a.aluRR(Alu.Xor, AX, AX).db(0x8e, 0xd8); // mov ds, ax
-  a.movRI(AX, 0).store({ abs: 0x600 }, AX);
-  // IVT[8] = 0000:handler
-  a.db(0xc7, 0x06, 0x20, 0x00).addr("handler").db(0xc7, 0x06, 0x22, 0x00, 0x00, 0x00);
-  // i8259 master: ICW1-4 (vector base 8), mask all but IRQ 0
-  for (const [port, v] of [
-    [0x20, 0x11],
-    [0x21, 0x08],
-    [0x21, 0x04],
-    [0x21, 0x01],
-    [0x21, 0xfe],
-  ] as const) {
-    a.db(0xb0, v).outImm(port, 1);
-  }
+  irq0Setup(a, "handler");
   // PIT channel 0, lobyte/hibyte, mode 0, count 0x0800 (~1.7 ms)
   a.db(0xb0, 0x30).outImm(0x43, 1);
   a.db(0xb0, 0x00).outImm(0x40, 1);

@@ -257,9 +257,11 @@ describe("Machine", () => {
     await expect(createMachine({ memoryMiB: 0, backend: () => new FakeBackend([]) })).rejects.toThrow(
       MachineConfigError,
     );
+    // several vCPUs need the soft backend or vCPU threads, which this fake KVM backend cannot give
     await expect(createMachine({ vcpus: 2, backend: () => new FakeBackend([]) })).rejects.toThrow(
-      /only 1 vCPU/,
+      /needs the soft backend/,
     );
+    await expect(createMachine({ vcpus: 65, backend: "soft" })).rejects.toThrow(/at most 64/);
     await expect(createMachine({ backend: "bogus" as "kvm" })).rejects.toThrow(/backend must be/);
   });
 

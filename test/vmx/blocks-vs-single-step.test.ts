@@ -13,7 +13,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { Interpreter } from "../../lib/cpu/index.js";
-import { F, Pin, Proc, VmxDeadlockError } from "../../lib/vmx/index.js";
+import { F, Pin, PREEMPTION_TIMER_RATE, Proc, VmxDeadlockError } from "../../lib/vmx/index.js";
 import { Alu, Asm, AX, BP, BX, CX, DI, DX, type Mem, SI } from "../support/asm.js";
 import { rigWith } from "./setup.js";
 
@@ -224,9 +224,13 @@ const controls: fc.Arbitrary<Controls> = fc.record({
     { arbitrary: fc.constant(0), weight: 4 },
     { arbitrary: fc.integer({ min: 1, max: 40 }), weight: 1 },
   ),
+  // budgets long enough to reach the compiled hot loop, ending anywhere in it
   timer: fc.oneof(
     { arbitrary: fc.constant(0), weight: 2 },
-    { arbitrary: fc.integer({ min: 1, max: 400 }), weight: 1 },
+    {
+      arbitrary: fc.integer({ min: 32, max: 12_800 }).map((n) => Math.ceil(n / 2 ** PREEMPTION_TIMER_RATE)),
+      weight: 1,
+    },
   ),
 });
 
@@ -834,11 +838,11 @@ const SCENARIOS: { name: string; c: Case | Case[]; reasons: number[] }[] = [
   {
     name: "the preemption timer expires at the same instruction inside compiled loops",
     // timer values whose instruction budgets end at every offset into the loop's blocks
-    c: [1, 2, 3, 5, 7, 11].map((timer) => ({
+    c: [33, 70, 101, 163, 229, 357].map((budget) => ({
       mode: "prot" as const,
       dsBase: 0,
       ifAtEntry: false,
-      controls: { ...NO_CONTROLS, timer },
+      controls: { ...NO_CONTROLS, timer: Math.ceil(budget / 2 ** PREEMPTION_TIMER_RATE) },
       hot: { count: 400, body: [{ k: "alu", op: Alu.Add, dst: AX, src: DX } as Op] },
       program: [loop(100, { k: "store", r: AX, disp: 4, byte: false }, { k: "incdec", r: SI, dec: true })],
     })),

@@ -21,7 +21,7 @@ const INVALID_GUEST: Mutation[] = [
   ["TR unusable", (lp) => or(lp, F.GUEST_TR_AR_BYTES, 0x10000n)],
   ["GDTR limit bits 31:16", (lp) => lp.vmwrite(F.GUEST_GDTR_LIMIT, 0x10000)],
   ["interruptibility: STI and MOV SS", (lp) => lp.vmwrite(F.GUEST_INTERRUPTIBILITY_INFO, 3)],
-  ["activity state 3", (lp) => lp.vmwrite(F.GUEST_ACTIVITY_STATE, 3)],
+  ["activity state 4", (lp) => lp.vmwrite(F.GUEST_ACTIVITY_STATE, 4)],
   ["VMCS link pointer not all-ones", (lp) => lp.vmwrite(F.VMCS_LINK_POINTER, 0n)],
   [
     "PAT with an invalid type (load PAT)",

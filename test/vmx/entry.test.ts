@@ -33,7 +33,29 @@ const INVALID_GUEST: Mutation[] = [
   ["LDTR usable with wrong type", (lp) => lp.vmwrite(F.GUEST_LDTR_AR_BYTES, 0x83)],
   ["GDTR limit bits 31:16", (lp) => lp.vmwrite(F.GUEST_GDTR_LIMIT, 0x10000)],
   ["IDTR base not canonical", (lp) => lp.vmwrite(F.GUEST_IDTR_BASE, 0x0001_0000_0000_0000n)],
-  ["activity wait-for-SIPI (unsupported)", (lp) => lp.vmwrite(F.GUEST_ACTIVITY_STATE, 3)],
+  [
+    "wait-for-SIPI with STI blocking",
+    (lp) => {
+      lp.vmwrite(F.GUEST_RFLAGS, 0x202);
+      lp.vmwrite(F.GUEST_INTERRUPTIBILITY_INFO, 1);
+      lp.vmwrite(F.GUEST_ACTIVITY_STATE, 3);
+    },
+  ],
+  [
+    "NMI injected in wait-for-SIPI",
+    (lp) => {
+      lp.vmwrite(F.GUEST_ACTIVITY_STATE, 3);
+      lp.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, 0x80000202);
+    },
+  ],
+  [
+    "#GP injected in shutdown",
+    (lp) => {
+      lp.vmwrite(F.GUEST_ACTIVITY_STATE, 2);
+      lp.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, 0x80000b0d);
+      lp.vmwrite(F.VM_ENTRY_EXCEPTION_ERROR_CODE, 0);
+    },
+  ],
   ["activity 4", (lp) => lp.vmwrite(F.GUEST_ACTIVITY_STATE, 4)],
   [
     "HLT with SS.DPL 3",

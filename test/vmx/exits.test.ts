@@ -1,6 +1,16 @@
 import { describe, expect, it } from "vitest";
 import { Access, EventType, EXIT, MMIO } from "../../lib/cpu/hooks.js";
-import { EPT_OK, EPT_VIOLATION, ExitCtl, eptWalk, F, Pin, Proc, Proc2 } from "../../lib/vmx/index.js";
+import {
+  EPT_OK,
+  EPT_VIOLATION,
+  ExitCtl,
+  eptWalk,
+  F,
+  Pin,
+  PREEMPTION_TIMER_RATE,
+  Proc,
+  Proc2,
+} from "../../lib/vmx/index.js";
 import { ctx, type FakeCpu, hltStep, type Step } from "./fake-cpu.js";
 import { type Rig, rig } from "./setup.js";
 
@@ -365,7 +375,7 @@ describe("interrupts, windows, MTF and the preemption timer", () => {
     r.lp.vmwrite(F.VMX_PREEMPTION_TIMER_VALUE, 10);
     r.lp.vmwrite(F.VM_EXIT_CONTROLS, r.lp.vmread(F.VM_EXIT_CONTROLS) | BigInt(ExitCtl.SAVE_PREEMPTION_TIMER));
     expect(r.lp.vmlaunch()).toBe(52);
-    expect(r.cpu.retired).toBe(10 << 5);
+    expect(r.cpu.retired).toBe(10 * 2 ** PREEMPTION_TIMER_RATE);
     expect(r.lp.vmread(F.VMX_PREEMPTION_TIMER_VALUE)).toBe(0n);
   });
 
@@ -375,7 +385,7 @@ describe("interrupts, windows, MTF and the preemption timer", () => {
     r.cpu.program[0] = hltStep;
     expect(r.lp.vmlaunch()).toBe(52);
     expect(r.lp.vmread(F.GUEST_ACTIVITY_STATE)).toBe(1n);
-    expect(r.lp.tsc).toBe(3 << 5);
+    expect(r.lp.tsc).toBe(3 * 2 ** PREEMPTION_TIMER_RATE);
   });
 
   it("event injection delivers the entry event, clears the valid bit, and wakes HLT", () => {

@@ -83,6 +83,18 @@ export class FakeCpu implements GuestCpu {
   getRflags(): bigint {
     return this.rflags;
   }
+  getRipNumber(): number {
+    return Number(BigInt.asIntN(64, this.rip));
+  }
+  setRipNumber(v: number): void {
+    this.rip = BigInt.asUintN(64, BigInt(v));
+  }
+  getRflagsNumber(): number {
+    return Number(this.rflags & 0xffffffffn);
+  }
+  getSegmentAr(s: number): number {
+    return this.segs[s]!.ar;
+  }
   setRflags(v: bigint): void {
     this.rflags = v;
   }

@@ -1,11 +1,14 @@
 // The KVM backend: a MachineBackend over lib/kvm. Guest RAM is anonymous mmap'd memory registered
 // both with KVM (a memory slot) and as a GuestMemory region: the same bytes, no copies. The VM is set
 // up as real VMMs do it: TSS and identity-map pages for VT-x real mode, the in-kernel irqchip and
-// PIT, and each vCPU gets the CPUID KVM supports (with its own APIC id).
+// PIT, and each vCPU gets the CPUID KVM supports with its own APIC id and the machine's topology
+// (cpuid-topology.ts). With several vCPUs, vCPU 0 is the bootstrap processor; the in-kernel irqchip
+// keeps the others in the wait-for-SIPI state until the guest's INIT/SIPI reaches their local APIC.
 
 import { existsSync } from "node:fs";
 import {
   type CpuidEntry,
+  cpuidForVcpu,
   type GsiRoute,
   type KickTarget,
   KVM_IRQCHIP,
@@ -14,6 +17,7 @@ import {
   type KvmOpenOptions,
   type KvmProbe,
   type KvmVcpu,
+  KvmVcpuLimitError,
   type KvmVm,
   probeKvm as probeKvmDevice,
 } from "../../kvm/index.js";
@@ -27,7 +31,14 @@ export interface KvmBackendOptions {
   memoryBytes: number;
   /** which binding lib/kvm uses (default: NODEVMM_BINDING, else the addon, else koffi) */
   binding?: KvmOpenOptions["binding"];
+  /** vCPUs the machine creates (default 1): CPUID states this topology; at most MAX_KVM_VCPUS */
+  vcpus?: number;
 }
+
+/** how long closing a vCPU waits for its thread to leave KVM_RUN after the kick */
+const CLOSE_WAIT_MS = 2000;
+/** xAPIC ids are 8 bits and the machine's tables (MP table, MADT) list at most this many CPUs */
+export const MAX_KVM_VCPUS = 64;
 
 const PAGE = 4096;
 /** RAM above this goes above 4 GiB, leaving the 32-bit MMIO hole (and TSS/identity map) free */
@@ -41,6 +52,7 @@ const IDENTITY_MAP_ADDRESS = 0xfffbc000;
 export class KvmVcpuBackend implements VcpuBackend {
   readonly index: number;
   readonly #vcpu: KvmVcpu;
+  #thread: { close(): void; waitOut?(ms: number): boolean } | undefined;
 
   constructor(vcpu: KvmVcpu) {
     this.index = vcpu.index;
@@ -91,15 +103,43 @@ export class KvmVcpuBackend implements VcpuBackend {
   exitOf(exited: boolean): VmExit {
     return this.#vcpu.exitOf(exited);
   }
+  /**
+   * In the kernel and not running: HLT (MP state HALTED) or waiting for INIT/SIPI (an AP before the
+   * guest starts it, or after an INIT). Only while no thread is in KVM_RUN on this vCPU: the ioctl
+   * waits for the run to end.
+   */
   isHalted(): boolean {
     if (this.#vcpu.closed) return false;
     try {
-      return this.#vcpu.getMpState() === KVM_MP_STATE.HALTED;
+      const s = this.#vcpu.getMpState();
+      return (
+        s === KVM_MP_STATE.HALTED || s === KVM_MP_STATE.UNINITIALIZED || s === KVM_MP_STATE.INIT_RECEIVED
+      );
     } catch {
       return false;
     }
   }
+  /** SMP: false while halted or waiting for SIPI (see isHalted(): only between entries). */
+  runnable(): boolean {
+    return !this.isHalted();
+  }
+  /**
+   * A thread that enters the guest for this vCPU (SMP: kvm-threads.ts): closing the vCPU ends it,
+   * the vCPU kicked first so that a KVM_RUN in progress returns.
+   */
+  attachThread(thread: { close(): void; waitOut?(ms: number): boolean }): void {
+    this.#thread = thread;
+  }
   close(): void {
+    const t = this.#thread;
+    this.#thread = undefined;
+    t?.close();
+    if (t && !this.#vcpu.closed) {
+      this.#vcpu.kick();
+      // out of the guest before its memory goes (the machine unmaps it next): a vCPU still in
+      // KVM_RUN would fault on it, and unmapping pages in use makes KVM stop every CPU running it
+      t.waitOut?.(CLOSE_WAIT_MS);
+    }
     this.#vcpu.close();
   }
 }
@@ -115,6 +155,8 @@ export class KvmMachineBackend implements MachineBackend {
    * lacks the capability; see also hypercallExitsReachLoop().
    */
   readonly hypercalls: readonly number[];
+  /** vCPUs the machine creates (the topology CPUID states) */
+  readonly vcpuCount: number;
   #cpuid: CpuidEntry[] | undefined;
   readonly #vcpus: KvmVcpu[] = [];
   /** page of the coalesced ring once a zone was registered */
@@ -125,8 +167,14 @@ export class KvmMachineBackend implements MachineBackend {
     if (!Number.isSafeInteger(memoryBytes) || memoryBytes <= 0 || memoryBytes % PAGE !== 0) {
       throw new RangeError(`memoryBytes must be a positive multiple of 4 KiB, got ${memoryBytes}`);
     }
+    const count = opts.vcpus ?? 1;
+    if (!Number.isSafeInteger(count) || count < 1) {
+      throw new RangeError(`vcpus must be a positive integer, got ${String(opts.vcpus)}`);
+    }
+    this.vcpuCount = count;
     this.kvm = Kvm.open(opts.binding === undefined ? {} : { binding: opts.binding });
     try {
+      checkVcpuLimit(this.kvm, count);
       this.vm = this.kvm.createVm();
       this.vm.setTssAddress(TSS_ADDRESS);
       this.vm.setIdentityMapAddress(IDENTITY_MAP_ADDRESS);
@@ -152,9 +200,17 @@ export class KvmMachineBackend implements MachineBackend {
   }
 
   createVcpu(index: number): KvmVcpuBackend {
+    if (index >= this.vcpuCount) {
+      throw new RangeError(`vCPU ${index} is past the ${this.vcpuCount} this backend was opened for`);
+    }
     const vcpu = this.vm.createVcpu(index);
     this.#cpuid ??= this.kvm.getSupportedCpuid();
-    vcpu.setCpuid2(this.#cpuid.map((e) => withApicId(e, index)));
+    try {
+      vcpu.setCpuid2(cpuidForVcpu(this.#cpuid, index, this.vcpuCount));
+    } catch (e) {
+      vcpu.close();
+      throw e;
+    }
     if (this.#ringPage) vcpu.useCoalescedRing(this.#ringPage);
     this.#vcpus.push(vcpu);
     return new KvmVcpuBackend(vcpu);
@@ -233,11 +289,14 @@ export function hypercallExitsReachLoop(): { ok: boolean; reason?: string } {
   return { ok: true };
 }
 
-// Leaf 1 EBX[31:24] and leaf 0xB EDX carry the vCPU's APIC id; KVM reports them as 0.
-function withApicId(e: CpuidEntry, index: number): CpuidEntry {
-  if (e.function === 1) return { ...e, ebx: ((e.ebx & 0x00ffffff) | (index << 24)) >>> 0 };
-  if (e.function === 0xb || e.function === 0x1f) return { ...e, edx: index >>> 0 };
-  return e;
+/** More vCPUs than KVM_CAP_MAX_VCPUS (or MAX_KVM_VCPUS) allows: a KvmVcpuLimitError. */
+function checkVcpuLimit(kvm: Kvm, count: number): void {
+  if (count <= 1) return;
+  const { max } = kvm.vcpuLimits();
+  if (count > MAX_KVM_VCPUS) {
+    throw new KvmVcpuLimitError(count, Math.min(max, MAX_KVM_VCPUS), "nodevmm's limit on KVM");
+  }
+  if (count > max) throw new KvmVcpuLimitError(count, max, "this KVM's KVM_CAP_MAX_VCPUS");
 }
 
 export function createKvmBackend(opts: KvmBackendOptions): MachineBackend {

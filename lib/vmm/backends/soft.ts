@@ -2,6 +2,7 @@
 // Host-physical memory holds guest RAM, and this hypervisor's own pages: VMCS regions, EPT paging
 // structures, I/O and MSR bitmaps.
 
+import type { Interpreter } from "../../cpu/index.js";
 import type { Clock } from "../../devices/device.js";
 import { EptBuilder, HostMemory } from "../../vmx/index.js";
 import type { InterruptController, MachineBackend, VcpuBackend } from "../backend.js";
@@ -15,6 +16,11 @@ const PAGE = 4096;
 export interface SoftBackendOptions {
   memoryBytes: number;
   interruptController?: InterruptController;
+  /**
+   * vCPUs the machine will create (default 1): the topology CPUID states, one package of that many
+   * cores (QEMU's `-smp N`). Creating more raises it.
+   */
+  vcpus?: number;
 }
 
 export class SoftBackend implements MachineBackend {
@@ -27,6 +33,10 @@ export class SoftBackend implements MachineBackend {
 
   constructor(opts: SoftBackendOptions) {
     const size = opts.memoryBytes;
+    const vcpus = opts.vcpus ?? 1;
+    if (!Number.isSafeInteger(vcpus) || vcpus < 1 || vcpus > 255) {
+      throw new RangeError(`vcpus must be an integer from 1 to 255, got ${vcpus}`);
+    }
     if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE !== 0 || size > 0xc0000000) {
       throw new RangeError(`memoryBytes must be a positive multiple of 4 KiB up to 3 GiB, got ${size}`);
     }
@@ -69,13 +79,26 @@ export class SoftBackend implements MachineBackend {
       msrBitmap,
       interrupts: opts.interruptController,
       guestMemory: this.memory,
+      vcpus,
     };
   }
 
   createVcpu(index: number): VcpuBackend {
+    this.#shared.vcpus = Math.max(this.#shared.vcpus, index + 1);
     const vcpu = new SoftVcpu(index, this.#shared);
     this.#vcpus.push(vcpu);
     return vcpu;
+  }
+
+  /**
+   * The host (a loader, a snapshot restore, a debugger's breakpoint) wrote guest-physical
+   * [gpa, gpa + length): every vCPU forgets the code it decoded from there. Guest writes need no
+   * call: a vCPU drops its own blocks as it writes them, and each VM entry of another re-checks a
+   * block's bytes before it first runs (Interpreter.runEpoch), so all vCPUs interleaved on this
+   * thread see one another's code writes at their next entry at the latest.
+   */
+  invalidateCode(gpa: number, length: number): void {
+    for (const v of this.#vcpus) (v.lp.cpu as Partial<Interpreter>).invalidateCode?.(gpa, length);
   }
 
   useClock(clock: Clock): void {

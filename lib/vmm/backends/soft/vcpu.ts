@@ -16,6 +16,7 @@ import {
 import type { Clock } from "../../../devices/device.js";
 import type { RawExit, VmExit } from "../../../types/exits.js";
 import {
+  Activity,
   EntryCtl,
   type EptBuilder,
   ExitReason,
@@ -23,21 +24,31 @@ import {
   GuestLinearReader,
   type HostMemory,
   LogicalProcessor,
+  PREEMPTION_TIMER_RATE,
   Proc,
   VMCS_REVISION_ID,
 } from "../../../vmx/index.js";
-import type { InterruptController, VcpuBackend } from "../../backend.js";
+import type { CpuSignal, InterruptController, VcpuBackend } from "../../backend.js";
 
 type SoftRaw = Extract<RawExit, { backend: "soft" }>;
 
 import type { Regs, SpecialRegs } from "../../../types/regs.js";
 import type { GuestMemory } from "../../memory.js";
-import { answerCpuid, TSC_HZ } from "./cpuid.js";
+import { answerCpuid, CPU_SIGNATURE, TSC_HZ } from "./cpuid.js";
 import { readRegs, readSregs, writeRegs, writeSregs } from "./regs.js";
 import { createTaskEmulator, emulateTaskSwitch } from "./task-switch.js";
-import { CR0_OWNED, CR4_OWNED, writeControls, writeHostState, writeResetGuest } from "./vmcs-setup.js";
+import {
+  CR0_OWNED,
+  CR4_OWNED,
+  writeControls,
+  writeHostState,
+  writeInitGuest,
+  writeResetGuest,
+  writeSipiStart,
+} from "./vmcs-setup.js";
 
-const TIMER_RATE = 5;
+// the preemption timer's rate as IA32_VMX_MISC[4:0] reports it
+const TIMER_RATE = PREEMPTION_TIMER_RATE;
 const MAX_TIMER = 0xffffffff;
 /**
  * Longest time one run() stays in the guest without an entry deadline: the host timer's interrupt
@@ -54,6 +65,10 @@ type Completion =
 
 /** MSRs the interpreter keeps outside the VMCS (SYSCALL, KERNEL_GS_BASE, TSC_AUX, APIC base) */
 const MIGRATED_MSRS = [0x1b, 0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084, 0xc0000102, 0xc0000103];
+const APIC_BASE_MSR = 0x1b;
+/** IA32_APIC_BASE at reset: the xAPIC enabled at FEE00000, bit 8 (BSP) on the bootstrap processor only */
+const APIC_BASE_AP = 0xfee00800n;
+const APIC_BASE_BSP = APIC_BASE_AP | 0x100n;
 
 export interface SoftVcpuShared {
   memory: HostMemory;
@@ -65,6 +80,8 @@ export interface SoftVcpuShared {
   guestMemory: GuestMemory;
   /** what guest time follows once the machine gives its clock (see useClock) */
   clock?: Clock;
+  /** CPUs in the machine (the topology CPUID states) */
+  vcpus: number;
 }
 
 export class SoftVcpu implements VcpuBackend {
@@ -73,6 +90,8 @@ export class SoftVcpu implements VcpuBackend {
   #launched = false;
   #completion: Completion | undefined;
   #kicked = false;
+  /** the guest spun on PAUSE (see takeYield) */
+  #yielded = false;
   /** work count (instructions retired + events delivered) at which run() returns "intr" */
   #budgetEnd: number | undefined;
   /** REP INS/OUTS iterations this host completed for the guest (#stringIo) */
@@ -83,12 +102,17 @@ export class SoftVcpu implements VcpuBackend {
   #lastRaw: SoftRaw | undefined;
   /** the interpreter that emulates task switches (created at the first one) */
   #taskEmulator: Interpreter | undefined;
+  /** the interrupt controller as this CPU sees it (its own local APIC with SMP) */
+  readonly #irq: InterruptController | undefined;
+  /** run() is in progress (a signal then kicks it so that the event is taken promptly) */
+  #running = false;
 
   constructor(
     readonly index: number,
     readonly shared: SoftVcpuShared,
   ) {
     const mem = shared.memory;
+    this.#irq = shared.interrupts?.forCpu?.(index) ?? shared.interrupts;
     this.lp = new LogicalProcessor({ memory: mem, cpu: new Interpreter(), id: index });
     const vmxon = mem.allocatePage();
     mem.writeU32(vmxon, VMCS_REVISION_ID);
@@ -102,6 +126,9 @@ export class SoftVcpu implements VcpuBackend {
     if (shared.clock) this.useClock(shared.clock);
     writeResetGuest(this.lp);
     this.lp.cpu.setGpr(2, 0x600n);
+    this.lp.cpu.setMsr(APIC_BASE_MSR, index === 0 ? APIC_BASE_BSP : APIC_BASE_AP);
+    // application processors start in the INIT state, waiting for SIPI, as a PC's do
+    if (index > 0) this.#enterInitState();
   }
 
   get #cpu() {
@@ -214,11 +241,16 @@ export class SoftVcpu implements VcpuBackend {
   /** injects a pending PIC interrupt, or asks for an interrupt window when the guest cannot take it */
   #injectInterrupts(): void {
     const lp = this.lp;
-    const pic = this.shared.interrupts;
+    const pic = this.#irq;
     // a 32-bit control: plain numbers (>>> 0 keeps them unsigned)
     const proc = lp.vmreadNumber(F.CPU_BASED_VM_EXEC_CONTROL);
     const window = Proc.INTERRUPT_WINDOW;
-    if (!pic?.hasInterrupt() || lp.vmreadNumber(F.VM_ENTRY_INTR_INFO_FIELD) >>> 31) {
+    if (
+      !pic?.hasInterrupt() ||
+      lp.vmreadNumber(F.VM_ENTRY_INTR_INFO_FIELD) >>> 31 ||
+      // waiting for SIPI blocks external interrupts: nothing to inject, no window to open
+      lp.vmreadNumber(F.GUEST_ACTIVITY_STATE) === Activity.WaitForSipi
+    ) {
       if (proc & window) lp.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, (proc & ~window) >>> 0);
       return;
     }
@@ -252,17 +284,28 @@ export class SoftVcpu implements VcpuBackend {
 
   run(): VmExit {
     if (this.#closed) throw new Error("vCPU is closed");
+    this.#running = true;
+    try {
+      return this.#run();
+    } finally {
+      this.#running = false;
+    }
+  }
+
+  #run(): VmExit {
     this.#complete();
     // the host timer bounds this whole call, exits handled here included (a guest that loops on
     // CPUID or faults never reaches the caller otherwise)
-    this.lp.hostTimerAt = Math.min(
-      this.#deadline ?? Number.POSITIVE_INFINITY,
-      performance.now() + MAX_ENTRY_MS,
-    );
+    // (a deadline of Infinity: no host-time bound at all, for deterministic runs, which bound
+    // every entry by an instruction budget instead)
+    this.lp.hostTimerAt =
+      this.#deadline === Number.POSITIVE_INFINITY
+        ? Number.POSITIVE_INFINITY
+        : Math.min(this.#deadline ?? Number.POSITIVE_INFINITY, performance.now() + MAX_ENTRY_MS);
     for (;;) {
       const lp = this.lp;
       this.#injectInterrupts();
-      if (lp.vmreadNumber(F.GUEST_ACTIVITY_STATE) === 1 && this.#lastRaw) {
+      if (lp.vmreadNumber(F.GUEST_ACTIVITY_STATE) === Activity.Hlt && this.#lastRaw && !this.#wakeEvent()) {
         // still halted with nothing to inject: report HLT again and let the loop wait for an event
         if (this.#kicked) {
           this.#kicked = false;
@@ -349,6 +392,12 @@ export class SoftVcpu implements VcpuBackend {
         }
         return { kind: "mmio", address: access.gpa, length: access.size, write: access.write, data, raw };
       }
+      case ExitReason.Pause:
+        // PAUSE-loop exiting (several vCPUs): the guest spin-waits for another vCPU; the PAUSE is
+        // done, and the loop gives that one its turn
+        this.#advance(len);
+        this.#yielded = true;
+        return { kind: "intr", raw };
       case ExitReason.Hlt:
         // the host completes HLT: past it, in the HLT activity state until an interrupt wakes it
         this.#advance(len);
@@ -359,7 +408,7 @@ export class SoftVcpu implements VcpuBackend {
         const cpu = this.#cpu;
         const leaf = Number(cpu.getGpr(0) & 0xffffffffn);
         const sub = Number(cpu.getGpr(1) & 0xffffffffn);
-        const [a, b, c, d] = answerCpuid(leaf, sub, this.index);
+        const [a, b, c, d] = answerCpuid(leaf, sub, this.index, this.shared.vcpus);
         cpu.setGpr(0, BigInt(a >>> 0));
         cpu.setGpr(3, BigInt(b >>> 0));
         cpu.setGpr(1, BigInt(c >>> 0));
@@ -413,6 +462,14 @@ export class SoftVcpu implements VcpuBackend {
         return { kind: "intr", raw };
       case ExitReason.TripleFault:
         return { kind: "shutdown", raw };
+      case ExitReason.Init:
+        // the guest's INIT: this host resets the vCPU to the INIT state; an AP waits for SIPI (the
+        // next entry takes a SIPI already pending, else returns "intr"), the BSP runs on
+        this.#enterInitState();
+        return undefined;
+      case ExitReason.Sipi:
+        writeSipiStart(lp, Number(q & 0xffn));
+        return undefined;
       case ExitReason.Invd:
         // caches are not modelled: INVD completes as a no-op, as KVM emulates it
         this.#advance(len);
@@ -436,6 +493,93 @@ export class SoftVcpu implements VcpuBackend {
         return undefined;
       default:
         return { kind: "unknown", code: raw.reason, raw };
+    }
+  }
+
+  /** an INIT, or an NMI the guest does not block, ends a halt (interrupts: #injectInterrupts) */
+  #wakeEvent(): boolean {
+    const lp = this.lp;
+    return lp.initPending || (lp.nmiPending && (lp.vmreadNumber(F.GUEST_INTERRUPTIBILITY_INFO) & 8) === 0);
+  }
+
+  /**
+   * The INIT state (at an INIT exit, and for an application processor from the start): the VMCS
+   * fields by VMWRITE (writeInitGuest: real mode at F000:FFF0, waiting for SIPI unless this is the
+   * bootstrap processor, IA32_APIC_BASE bit 8, which runs from there), the registers
+   * outside the VMCS here: general registers 0 but EDX = the processor signature, CR2 = 0,
+   * DR0-DR3 = 0, DR6 = FFFF0FF0. x87/SSE, PAT, MTRRs, the TSC and IA32_APIC_BASE stay, as INIT
+   * leaves them (SDM vol. 3 table 9-1); the local APIC resets itself (10.4.7.3). A pending NMI
+   * goes, as KVM's INIT reset drops it, and so does an instruction left half done.
+   */
+  #enterInitState(): void {
+    const lp = this.lp;
+    const cpu = lp.cpu;
+    writeInitGuest(lp, ((cpu.getMsr(APIC_BASE_MSR) ?? 0n) & 0x100n) !== 0n);
+    for (let i = 0; i < 16; i++) cpu.setGpr(i, 0n);
+    cpu.setGpr(2, BigInt(CPU_SIGNATURE));
+    cpu.setControl("cr2", 0n);
+    cpu.setControl("cr8", 0n);
+    cpu.setControl("dr6", 0xffff0ff0n);
+    (cpu as { dr?: Float64Array }).dr?.fill(0, 0, 4);
+    lp.nmiPending = false;
+    lp.mmioReplay.drop();
+    this.#completion = undefined;
+    this.#lastRaw = undefined;
+  }
+
+  /**
+   * INIT, SIPI (vector: its 8 bits) or NMI from the APIC bus, latched on this vCPU's logical
+   * processor; the VM entry takes them (exits 3 and 4, NMI delivery). A SIPI reaches only a vCPU
+   * waiting for SIPI (or one with an INIT pending, which will be): any other drops it as it
+   * arrives, as the active and HLT states block SIPIs (SDM 26.6.2).
+   */
+  signal(kind: CpuSignal, vector?: number): void {
+    const lp = this.lp;
+    switch (kind) {
+      case "init":
+        lp.postInit();
+        break;
+      case "nmi":
+        lp.nmiPending = true;
+        break;
+      case "sipi":
+        if (vector === undefined || !Number.isInteger(vector) || vector < 0 || vector > 0xff) {
+          throw new RangeError(`SIPI vector must be an integer 0..255, got ${vector}`);
+        }
+        if (lp.initPending || lp.vmreadNumber(F.GUEST_ACTIVITY_STATE) === Activity.WaitForSipi)
+          lp.postSipi(vector);
+        break;
+      default:
+        throw new RangeError(`unknown CPU signal ${String(kind)}`);
+    }
+    if (this.#running) this.kick();
+  }
+
+  /**
+   * False while waiting for SIPI with none pending, or halted with nothing it would take: no
+   * INIT, no NMI it does not block, no event to inject, no interrupt from its controller with
+   * IF=1 and no interrupt shadow.
+   */
+  /** whether the last exit was a PAUSE loop: the guest waits for another vCPU (reading clears it) */
+  takeYield(): boolean {
+    const y = this.#yielded;
+    this.#yielded = false;
+    return y;
+  }
+
+  runnable(): boolean {
+    const lp = this.lp;
+    switch (lp.vmreadNumber(F.GUEST_ACTIVITY_STATE)) {
+      case Activity.WaitForSipi:
+        return lp.sipiVector >= 0;
+      case Activity.Hlt:
+        return (
+          this.#wakeEvent() ||
+          lp.vmreadNumber(F.VM_ENTRY_INTR_INFO_FIELD) >>> 31 === 1 ||
+          (this.#irq?.hasInterrupt() === true && this.#interruptible())
+        );
+      default:
+        return true;
     }
   }
 
@@ -646,6 +790,10 @@ export class SoftVcpu implements VcpuBackend {
     // an instruction with MMIO accesses completed goes on where it was on the new processor
     const rip = lp.vmread(F.GUEST_RIP);
     if (old.mmioReplay.current(old.cpu.work(), rip)) lp.mmioReplay.adopt(old.mmioReplay, cpu.work(), rip);
+    // events latched on the old processor go with the vCPU
+    lp.nmiPending = old.nmiPending;
+    lp.initPending = old.initPending;
+    lp.sipiVector = old.sipiVector;
     this.lp = lp;
     this.#launched = false;
     return lp;
@@ -667,11 +815,11 @@ export class SoftVcpu implements VcpuBackend {
 
   /** CR8 = TPR[7:4] of the local APIC when the machine has one, else the interpreter's own register */
   #cr8(): bigint {
-    const tpr = this.shared.interrupts?.taskPriority;
+    const tpr = this.#irq?.taskPriority;
     return tpr ? BigInt(tpr.get() >> 4) : this.#cpu.getControl("cr8");
   }
   #setCr8(value: bigint): void {
-    const tpr = this.shared.interrupts?.taskPriority;
+    const tpr = this.#irq?.taskPriority;
     if (tpr) tpr.set(Number(value) << 4);
     this.#cpu.setControl("cr8", value);
   }

@@ -2,6 +2,7 @@
 // power-on state, as KVM presents a new vCPU: real mode at F000:FFF0).
 
 import {
+  Activity,
   adjustControls,
   ENTRY_CAPS,
   EntryCtl,
@@ -27,7 +28,18 @@ export interface SoftVmcsPages {
   ioBitmapB: number;
   msrBitmap: number;
   eptp: bigint;
+  /** vCPUs of the machine: with several, a guest spinning on PAUSE gives the others its turn */
+  vcpus: number;
 }
+
+/**
+ * PAUSE-loop exiting, in our TSC (retired instructions): PAUSEs at most 128 instructions apart are
+ * a loop (KVM's ple_gap), and one that has spun for 512 instructions exits so that the loop runs
+ * another vCPU. KVM's window is 4096 cycles, about a microsecond; spin loops run a few million
+ * instructions per second here, so the same wait is a few hundred instructions.
+ */
+const PLE_GAP = 128;
+const PLE_WINDOW = 512;
 
 export function writeControls(lp: LogicalProcessor, pages: SoftVmcsPages): void {
   // the host's own interrupts (its slice timer, kicks) end non-root operation, as on KVM
@@ -42,10 +54,13 @@ export function writeControls(lp: LogicalProcessor, pages: SoftVmcsPages): void 
       PROC_CAPS,
     ) & ~((Proc.CR3_LOAD | Proc.CR3_STORE) & ~TRUE_PROC_CAPS.mustBeOne);
   lp.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, proc >>> 0);
+  const pauseLoop = pages.vcpus > 1 ? Proc2.PAUSE_LOOP : 0;
   lp.vmwrite(
     F.SECONDARY_VM_EXEC_CONTROL,
-    adjustControls(Proc2.EPT | Proc2.UNRESTRICTED_GUEST | Proc2.RDTSCP | Proc2.VPID, PROC2_CAPS),
+    adjustControls(Proc2.EPT | Proc2.UNRESTRICTED_GUEST | Proc2.RDTSCP | Proc2.VPID | pauseLoop, PROC2_CAPS),
   );
+  lp.vmwrite(F.PLE_GAP, PLE_GAP);
+  lp.vmwrite(F.PLE_WINDOW, PLE_WINDOW);
   lp.vmwrite(F.VPID, 1);
   lp.vmwrite(
     F.VM_EXIT_CONTROLS,
@@ -96,8 +111,14 @@ const SEGMENTS = [
 
 /** Power-on state: real mode, CS:IP = F000:FFF0 with CS.base = 0xFFFF0000. */
 export function writeResetGuest(lp: LogicalProcessor): void {
-  lp.vmwrite(F.GUEST_CR0, 0x60000010n | CR0_OWNED);
-  lp.vmwrite(F.CR0_READ_SHADOW, 0x60000010n);
+  writeRealModeState(lp, 0x60000010n);
+  lp.vmwrite(F.GUEST_IA32_PAT, 0x0007040600070406n);
+}
+
+/** CR0, CR4, segments, descriptor tables, RFLAGS, RIP and DR7 as both RESET and INIT leave them */
+function writeRealModeState(lp: LogicalProcessor, cr0: bigint): void {
+  lp.vmwrite(F.GUEST_CR0, cr0 | CR0_OWNED);
+  lp.vmwrite(F.CR0_READ_SHADOW, cr0);
   lp.vmwrite(F.GUEST_CR4, CR4_OWNED);
   lp.vmwrite(F.CR4_READ_SHADOW, 0n);
   for (const [sel, base, limit, ar] of SEGMENTS) {
@@ -119,5 +140,46 @@ export function writeResetGuest(lp: LogicalProcessor): void {
   lp.vmwrite(F.GUEST_RFLAGS, 2n);
   lp.vmwrite(F.GUEST_RIP, 0xfff0n);
   lp.vmwrite(F.GUEST_DR7, 0x400n);
-  lp.vmwrite(F.GUEST_IA32_PAT, 0x0007040600070406n);
+}
+
+/**
+ * The INIT state (SDM vol. 3 9.1.1, table 9-1) in the guest-state area, and the activity state
+ * after it: wait-for-SIPI for an application processor, active for the bootstrap processor, which
+ * starts over at the reset vector (as KVM does). Real mode at F000:FFF0, CR0 = ET with CD and NW kept, CR3 = CR4 = 0, EFER = 0
+ * (not IA-32e mode), flat 64-KiB real-mode segments, GDTR/IDTR limit FFFF, DR7 = 400, no
+ * interrupt shadow, no event to inject. PAT and the MTRRs stay (INIT leaves them); the general
+ * registers, CR2, DR0-DR6 and x87/SSE are outside the VMCS (the vCPU sets what INIT changes).
+ */
+export function writeInitGuest(lp: LogicalProcessor, bsp: boolean): void {
+  const cdNw = lp.vmread(F.CR0_READ_SHADOW) & 0x60000000n;
+  writeRealModeState(lp, cdNw | 0x10n);
+  lp.vmwrite(F.GUEST_CR3, 0n);
+  for (const f of [
+    F.GUEST_LDTR_SELECTOR,
+    F.GUEST_LDTR_BASE,
+    F.GUEST_TR_SELECTOR,
+    F.GUEST_TR_BASE,
+    F.GUEST_GDTR_BASE,
+    F.GUEST_IDTR_BASE,
+    F.GUEST_RSP,
+    F.GUEST_IA32_EFER,
+    F.GUEST_IA32_DEBUGCTL,
+    F.GUEST_INTERRUPTIBILITY_INFO,
+    F.GUEST_PENDING_DBG_EXCEPTIONS,
+    F.VM_ENTRY_INTR_INFO_FIELD,
+  ]) {
+    lp.vmwrite(f, 0);
+  }
+  lp.vmwrite(F.VM_ENTRY_CONTROLS, lp.vmreadNumber(F.VM_ENTRY_CONTROLS) & ~EntryCtl.IA32E_MODE);
+  lp.vmwrite(F.GUEST_ACTIVITY_STATE, bsp ? Activity.Active : Activity.WaitForSipi);
+}
+
+/** SIPI: the processor starts in real mode at vector:0000 (CS = vector << 8, base vector << 12). */
+export function writeSipiStart(lp: LogicalProcessor, vector: number): void {
+  lp.vmwrite(F.GUEST_CS_SELECTOR, (vector & 0xff) << 8);
+  lp.vmwrite(F.GUEST_CS_BASE, (vector & 0xff) << 12);
+  lp.vmwrite(F.GUEST_CS_LIMIT, 0xffff);
+  lp.vmwrite(F.GUEST_CS_AR_BYTES, 0x9b);
+  lp.vmwrite(F.GUEST_RIP, 0);
+  lp.vmwrite(F.GUEST_ACTIVITY_STATE, Activity.Active);
 }

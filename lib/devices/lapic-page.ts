@@ -1,0 +1,88 @@
+// The 0xFEE00000 page on a machine with several local APICs. Every CPU sees its own APIC at the same
+// address, so the bus has one device, and each access goes to the APIC of the CPU that made it
+// (`current`, which the machine sets before handling each exit). Timers tick whoever runs: poll()
+// serves every APIC's. Its snapshot holds every APIC's state.
+
+import type { Device, DeviceContext, DeviceRange } from "./device.js";
+import { DeviceConfigError } from "./errors.js";
+import type { LocalApic, LocalApicState } from "./lapic.js";
+
+export interface LapicPageState {
+  /** one state per CPU, index = CPU number */
+  lapics: LocalApicState[];
+}
+
+export class LapicPage implements Device {
+  readonly name = "lapic";
+  readonly ranges: readonly DeviceRange[];
+  readonly lapics: readonly LocalApic[];
+  #current = 0;
+
+  constructor(lapics: readonly LocalApic[]) {
+    if (lapics.length === 0)
+      throw new DeviceConfigError(this.name, "lapics", "at least one local APIC is needed");
+    this.lapics = lapics;
+    this.ranges = lapics[0]!.ranges;
+  }
+
+  /** the CPU whose APIC the page serves */
+  get current(): number {
+    return this.#current;
+  }
+  set current(cpu: number) {
+    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.lapics.length) {
+      throw new DeviceConfigError(
+        this.name,
+        "currentCpu",
+        `${String(cpu)} is not a CPU 0-${this.lapics.length - 1}`,
+      );
+    }
+    this.#current = cpu;
+  }
+
+  attach(ctx: DeviceContext): void {
+    for (const a of this.lapics) a.attach(ctx);
+  }
+
+  read(offset: number, size: number, rangeIndex: number): number {
+    return this.lapics[this.#current]!.read(offset, size, rangeIndex);
+  }
+
+  write(offset: number, size: number, value: number, rangeIndex: number): void {
+    this.lapics[this.#current]!.write(offset, size, value, rangeIndex);
+  }
+
+  /** every APIC's timer; ns until the first of them next needs a call */
+  poll(nowNs: number): number | undefined {
+    let next: number | undefined;
+    for (const a of this.lapics) {
+      const n = a.poll(nowNs);
+      if (n !== undefined && (next === undefined || n < next)) next = n;
+    }
+    return next;
+  }
+
+  reset(): void {
+    for (const a of this.lapics) a.reset();
+  }
+
+  snapshot(): LapicPageState {
+    return { lapics: this.lapics.map((a) => a.snapshot()) };
+  }
+
+  /** takes a LapicPageState, or one LocalApicState (a snapshot from before SMP) on a 1-CPU machine */
+  restore(s: LapicPageState | LocalApicState): void {
+    const states =
+      s && Array.isArray((s as Partial<LapicPageState>).lapics) ? (s as LapicPageState).lapics : [s];
+    if (states.length !== this.lapics.length) {
+      throw new DeviceConfigError(
+        this.name,
+        "restore",
+        `the state has ${states.length} local APICs, this machine ${this.lapics.length}`,
+      );
+    }
+    states.forEach((st, i) => {
+      this.lapics[i]!.restore(st as LocalApicState);
+    });
+  }
+}
