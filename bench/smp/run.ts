@@ -17,6 +17,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { computeSum } from "../../examples/guests/smp-compute.js";
 import { probeKvm } from "../../lib/kvm/index.js";
 import { MachineConfigError } from "../../lib/vmm/errors.js";
 import { createMachine, type MachineOptions } from "../../lib/vmm/machine.js";
@@ -40,21 +41,6 @@ const QEMU_N = option("qemu-n", 400_000_000);
 const ROUNDS = option("rounds", 400);
 const REPEATS = Math.max(1, option("repeats", 3));
 const withQemu = !process.argv.includes("--no-qemu");
-
-/** the guest's mix() summed over i < n, mod 2^32 (what `compute` prints) */
-function computeSum(n: number): number {
-  let sum = 0;
-  for (let i = 0; i < n; i++) {
-    let x = i;
-    x ^= x >>> 16;
-    x = Math.imul(x, 0x7feb352d);
-    x ^= x >>> 15;
-    x = Math.imul(x, 0x846ca68b);
-    x ^= x >>> 16;
-    sum = (sum + (x >>> 0)) >>> 0;
-  }
-  return sum;
-}
 
 /** what a passing run's last line must be */
 function lastLine(test: "compute" | "pingpong", cpus: number, n: number): string {

@@ -7,6 +7,7 @@
 
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { computeSum } from "../../examples/guests/smp-compute.js";
 import type { RunResult } from "../../lib/vmm/loop.js";
 import { createMachine, type MachineOptions } from "../../lib/vmm/machine.js";
 import { addPcDevices } from "../../lib/vmm/pc.js";
@@ -42,21 +43,6 @@ export const SMP_DEFAULT_N: Readonly<Record<SmpTest, number | undefined>> = {
   compute: 1_000_000,
   ipi: undefined,
 };
-
-/** the guest's mix() (lowbias32), and the sum of mix(i) for i < n mod 2^32 that compute prints */
-export function computeSum(n: number): number {
-  let sum = 0;
-  for (let i = 0; i < n; i++) {
-    let x = i;
-    x ^= x >>> 16;
-    x = Math.imul(x, 0x7feb352d);
-    x ^= x >>> 15;
-    x = Math.imul(x, 0x846ca68b);
-    x ^= x >>> 16;
-    sum = (sum + (x >>> 0)) >>> 0;
-  }
-  return sum;
-}
 
 /** tests that run on one CPU as well (the others need CPU 1) */
 const ONE_CPU_TESTS: readonly SmpTest[] = ["xadd", "spinlock", "compute"];
