@@ -41,7 +41,6 @@ describe("soft machines sharing the main thread", () => {
       const others = await Promise.all([0, 1, 2].map(() => machineWith(finiteGuest())));
       let ticks = 0;
       const interval = setInterval(() => ticks++, 1);
-      let ticksWhenOthersEnded = -1;
       let busyRunning = true;
       try {
         const busyRun = busy.run({ timeoutMs: BUSY_MS }).finally(() => {
@@ -52,7 +51,6 @@ describe("soft machines sharing the main thread", () => {
             vm.run({ timeoutMs: 60_000 }).then((result) => ({ result, whileBusy: busyRunning })),
           ),
         );
-        ticksWhenOthersEnded = ticks;
         const busyResult = await busyRun;
         expect(busyResult.reason).toBe("timeout");
         for (const { result, whileBusy } of ended) {
@@ -63,7 +61,6 @@ describe("soft machines sharing the main thread", () => {
         // timers kept firing while the busy guest ran its BUSY_MS: the event loop turns between
         // every machine's slices (a frozen loop would tick once, at the end)
         expect(ticks).toBeGreaterThanOrEqual(20);
-        expect(ticksWhenOthersEnded).toBeGreaterThanOrEqual(1);
       } finally {
         clearInterval(interval);
         busy.close();
