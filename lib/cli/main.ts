@@ -78,6 +78,7 @@ export function buildProgram(io: CliStreams, setStatus: (n: number) => void): Co
     .option("--serial <sink>", "COM1 output: stdio | file:PATH | none", "stdio")
     .option("--debugcon <sink>", "port 0xE9 output: stdio | file:PATH | none", "stdio")
     .option("--trace", "print every VM exit to stderr")
+    .option("--trace-file <path>", "print every VM exit to this file instead (implies --trace)")
     .option("--stats", "print exit statistics to stderr at the end")
     .option("--max-exits <n>", "stop after N exits")
     .option("--timeout <seconds>", "stop after this many seconds")
@@ -91,7 +92,8 @@ export function buildProgram(io: CliStreams, setStatus: (n: number) => void): Co
     .option("--gdb <[host:]port>", "listen for gdb (remote protocol) there; host default 127.0.0.1")
     .option("--gdb-wait", "stop before the first instruction until gdb continues (port 1234 without --gdb)")
     .option("--save <path>", "save a snapshot when the run stops for --max-exits/--timeout (see resume)")
-    .option("-v, --verbose", "say which backend runs and how the run ended")
+    .option("-v, --verbose", "say which backend runs, what the image looks like and how the run ended")
+    .option("-q, --quiet", "no notice when KVM is unavailable and the soft backend runs instead, no warnings")
     .addHelpText("after", RUN_EPILOG)
     .action(async (image: string, opts: RunCliOptions) => {
       const { runCommand } = await import("./run.js");
@@ -145,7 +147,8 @@ export async function main(
       // --help and --version end through here with exit code 0
       status = e.exitCode === 0 ? 0 : STATUS_USAGE;
     } else {
-      io.stderr.write(`nodevmm: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}\n`);
+      const { messageOf } = await import("./messages.js");
+      io.stderr.write(`nodevmm: ${messageOf(e)}\n`);
       status = 1;
     }
   }

@@ -1,10 +1,12 @@
 // Parsers for command-line values; each throws CliUsageError with the option's name and the
 // accepted forms, which the CLI prints and exits with status 2.
 
-import type { ByteOutput } from "../devices/output.js";
+import { VmmError } from "../types/errors.js";
 
-export class CliUsageError extends Error {
+/** A command-line argument the command cannot use; the message names the option. Status 2. */
+export class CliUsageError extends VmmError {
   override name = "CliUsageError";
+  override readonly code: string = "ERR_VMM_CLI_USAGE";
 }
 
 const UNITS: Record<string, number> = { K: 1 / 1024, M: 1, G: 1024 };
@@ -103,13 +105,4 @@ export function parseSink(text: string, option: string): Sink {
   if (text === "none") return { kind: "none" };
   if (text.startsWith("file:") && text.length > 5) return { kind: "file", path: text.slice(5) };
   throw new CliUsageError(`${option}: "${text}" is not one of stdio, file:PATH, none`);
-}
-
-export function sinkOutput(
-  sink: Sink,
-  stdout: { write(chunk: Uint8Array): unknown },
-): ByteOutput | undefined {
-  if (sink.kind === "stdio") return stdout;
-  if (sink.kind === "file") return { path: sink.path };
-  return undefined;
 }

@@ -7,10 +7,13 @@
 import { existsSync, statSync } from "node:fs";
 import { basename, extname, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { VmmError } from "../types/errors.js";
 import type { Machine } from "../vmm/machine.js";
 
-export class PluginError extends Error {
+/** A --plugin module that is missing, fails to load or to register, or throws. Status 2. */
+export class PluginError extends VmmError {
   override name = "PluginError";
+  override readonly code: string = "ERR_VMM_PLUGIN";
 }
 
 export interface PluginContext {

@@ -7,7 +7,9 @@ import { createMachine, type Machine } from "../vmm/machine.js";
 import { addPcDevices } from "../vmm/pc.js";
 import { addVirtioDevices } from "../vmm/virtio.js";
 import { exitStatus, isCrash, STATUS_GUEST_CRASH, STATUS_USAGE } from "./exit-status.js";
-import { CliUsageError, type DriveSpec, parseCount, parseSeconds, parseSink, sinkOutput } from "./parse.js";
+import { messageOf } from "./messages.js";
+import { OutputFiles } from "./outputs.js";
+import { type DriveSpec, parseCount, parseSeconds, parseSink, type Sink } from "./parse.js";
 import type { CliStreams } from "./run.js";
 
 /** What the CLI keeps in a snapshot to rebuild the machine's devices on resume. */
@@ -34,7 +36,7 @@ export async function saveAfterRun(
     say(`saved ${saved.path} (${saved.bytes} bytes, ${saved.pages} pages of RAM)`);
     return undefined;
   } catch (e) {
-    say(`cannot save: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
+    say(`cannot save: ${messageOf(e)}`);
     return STATUS_GUEST_CRASH;
   }
 }
@@ -50,17 +52,36 @@ export interface ResumeCliOptions {
 }
 
 export async function resumeCommand(path: string, o: ResumeCliOptions, io: CliStreams): Promise<number> {
+  const files = new OutputFiles();
+  try {
+    return await resumeWithFiles(path, o, io, files);
+  } finally {
+    files.closeAll();
+  }
+}
+
+async function resumeWithFiles(
+  path: string,
+  o: ResumeCliOptions,
+  io: CliStreams,
+  files: OutputFiles,
+): Promise<number> {
   const say = (line: string) => io.stderr.write(`nodevmm: ${line}\n`);
   const limits: RunLimits = {};
-  let serial: ReturnType<typeof parseSink>;
-  let debugcon: ReturnType<typeof parseSink>;
+  const output = (sink: Sink, option: string) =>
+    sink.kind === "stdio" ? io.stdout : sink.kind === "file" ? files.open(sink.path, option) : undefined;
+  let out: ReturnType<typeof output>;
+  let dbg: ReturnType<typeof output>;
+  // the output files are opened before the snapshot is read: a bad path is a usage error
   try {
-    serial = parseSink(o.serial, "--serial");
-    debugcon = parseSink(o.debugcon, "--debugcon");
+    const serial = parseSink(o.serial, "--serial");
+    const debugcon = parseSink(o.debugcon, "--debugcon");
     if (o.maxExits !== undefined) limits.maxExits = parseCount(o.maxExits, "--max-exits");
     if (o.timeout !== undefined) limits.timeoutMs = parseSeconds(o.timeout, "--timeout") * 1000;
+    out = output(serial, "--serial");
+    dbg = output(debugcon, "--debugcon");
   } catch (e) {
-    say(e instanceof CliUsageError ? e.message : String(e));
+    say(messageOf(e));
     return STATUS_USAGE;
   }
   let vm: Machine | undefined;
@@ -73,8 +94,6 @@ export async function resumeCommand(path: string, o: ResumeCliOptions, io: CliSt
         setup: (m, snap) => {
           const saved = (snap.app as Partial<CliSnapshotApp> | undefined)?.cli;
           if (saved) app = { cli: saved };
-          const out = sinkOutput(serial, io.stdout);
-          const dbg = sinkOutput(debugcon, io.stdout);
           addPcDevices(m, {
             ...(out ? { serial: out } : {}),
             ...(dbg ? { debugcon: dbg } : {}),
@@ -89,7 +108,7 @@ export async function resumeCommand(path: string, o: ResumeCliOptions, io: CliSt
         },
       });
     } catch (e) {
-      say(e instanceof Error ? `${e.name}: ${e.message}` : String(e));
+      say(messageOf(e));
       return STATUS_USAGE;
     }
     if (o.verbose) say(`resumed ${path} on ${vm.backendInfo.message}`);

@@ -2,11 +2,13 @@
 // limits, then the exit status (the guest's debug-exit code, 0 on a clean halt, non-zero with a
 // register dump when the guest crashed).
 
-import { readFileSync } from "node:fs";
+import { accessSync, constants, readFileSync, type Stats, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { detectFormat, type LoadFormat } from "../boot/detect.js";
 import type { CpuMode } from "../boot/entry.js";
+import { GuestImageError } from "../boot/errors.js";
 import { describeLinuxBoot } from "../boot/linux.js";
+import type { ByteOutput } from "../devices/output.js";
 import type { GdbServerHandle } from "../gdb/index.js";
 import { formatStatsTable } from "../inspect/stats-table.js";
 import { formatExit } from "../inspect/trace.js";
@@ -15,6 +17,9 @@ import { createMachine, MAX_SOFT_VCPUS, type Machine, machineExitLoop } from "..
 import { addPcDevices, type PcDevices } from "../vmm/pc.js";
 import { addVirtioDevices } from "../vmm/virtio.js";
 import { exitStatus, isCrash, STATUS_GUEST_CRASH, STATUS_INTERRUPTED, STATUS_USAGE } from "./exit-status.js";
+import { imageNotes } from "./image-notes.js";
+import { LineTracker, messageOf } from "./messages.js";
+import { OutputFiles } from "./outputs.js";
 import {
   CliUsageError,
   DEFAULT_GDB_PORT,
@@ -26,9 +31,9 @@ import {
   parseMemory,
   parseSeconds,
   parseSink,
-  sinkOutput,
+  type Sink,
 } from "./parse.js";
-import { applyPlugin, type LoadedPlugin, loadPlugin, PluginError, parsePluginSpec } from "./plugins.js";
+import { applyPlugin, type LoadedPlugin, loadPlugin, parsePluginSpec } from "./plugins.js";
 import { bridgeStdin } from "./stdin.js";
 
 export interface RunCliOptions {
@@ -48,12 +53,16 @@ export interface RunCliOptions {
   serial: string;
   debugcon: string;
   trace?: boolean;
+  /** --trace-file PATH: the --trace lines go to this file instead of stderr */
+  traceFile?: string;
   stats?: boolean;
   maxExits?: string;
   timeout?: string;
   strict?: boolean;
   dumpRegs?: boolean;
   verbose?: boolean;
+  /** --quiet: no notice that "auto" fell back to the soft backend, no warnings */
+  quiet?: boolean;
   /** --plugin MODULE[,key=value...], in the order given */
   plugin?: string[];
   /** --gdb [HOST:]PORT: a GDB remote stub listens there */
@@ -74,10 +83,103 @@ export interface CliStreams {
   stdin: NodeJS.ReadStream;
 }
 
-const errorText = (e: unknown): string => (e instanceof Error ? `${e.name}: ${e.message}` : String(e));
+/** lib/vmm/machine.ts's bound on memoryMiB: 64 GiB */
+export const MAX_MEM_MIB = 1 << 16;
+/** lib/vmm/backends/soft.ts's bound: guest RAM below the 32-bit PCI hole, 3 GiB */
+export const SOFT_MAX_MEM_MIB = 3 << 10;
+
+const sizeText = (mib: number): string => (mib % 1024 === 0 ? `${mib / 1024}G` : `${mib}M`);
+
+/** The guest RAM a --backend can give: a usage error naming the limit when it is more. */
+function checkMemory(memoryMiB: number, text: string, backend: RunCliOptions["backend"]): void {
+  if (memoryMiB > MAX_MEM_MIB) {
+    throw new CliUsageError(
+      `--mem: ${text} is more than a machine can have (at most ${sizeText(MAX_MEM_MIB)})`,
+    );
+  }
+  if (backend === "soft" && memoryMiB > SOFT_MAX_MEM_MIB) {
+    throw new CliUsageError(
+      `--mem: ${text} is more than the soft backend can give (at most ${sizeText(SOFT_MAX_MEM_MIB)}); KVM can give more`,
+    );
+  }
+}
+
+/**
+ * Reads an image or initrd: a regular file only. A FIFO or a device such as /dev/zero may never end
+ * (and opening a FIFO waits for a writer), so it is refused by its stat, before it is opened.
+ */
+function readInput(path: string): Uint8Array {
+  const failed = (e: unknown) =>
+    new CliUsageError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? messageOf(e)}`);
+  let st: Stats;
+  try {
+    st = statSync(path);
+  } catch (e) {
+    throw failed(e);
+  }
+  if (!st.isFile()) {
+    const kind = st.isDirectory()
+      ? "a directory"
+      : st.isFIFO()
+        ? "a FIFO"
+        : st.isCharacterDevice() || st.isBlockDevice()
+          ? "a device"
+          : st.isSocket()
+            ? "a socket"
+            : "not a regular file";
+    throw new CliUsageError(`cannot read ${path}: ${kind}; give an image file`);
+  }
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw failed(e);
+  }
+}
+
+/** A --drive image must be a regular file the run can open as asked (the device opens it later). */
+function checkDrive(d: DriveSpec): void {
+  try {
+    if (!statSync(d.path).isFile()) throw new CliUsageError(`--drive: ${d.path} is not a regular file`);
+    accessSync(d.path, d.readonly ? constants.R_OK : constants.R_OK | constants.W_OK);
+  } catch (e) {
+    if (e instanceof CliUsageError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    const why =
+      code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : (code ?? messageOf(e));
+    throw new CliUsageError(
+      `--drive: cannot open ${d.path}: ${why}${code === "EACCES" && !d.readonly ? " (readonly?)" : ""}`,
+    );
+  }
+}
+
+/** The fallback notice: the first clause of why KVM could not be used, in one short line. */
+function fallbackLine(reason: string): string {
+  const why = reason.replace(/^KVM unavailable: /, "").split(" (")[0];
+  return `KVM unavailable (${why}), using the soft backend`;
+}
 
 export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStreams): Promise<number> {
-  const say = (line: string) => io.stderr.write(`nodevmm: ${line}\n`);
+  const lines = new LineTracker();
+  const say = (line: string) => io.stderr.write(`${lines.takeBreak()}nodevmm: ${line}\n`);
+  const files = new OutputFiles();
+  try {
+    return await runWithFiles(imagePath, o, io, say, lines, files);
+  } finally {
+    files.closeAll();
+  }
+}
+
+async function runWithFiles(
+  imagePath: string,
+  o: RunCliOptions,
+  io: CliStreams,
+  say: (line: string) => void,
+  lines: LineTracker,
+  files: OutputFiles,
+): Promise<number> {
+  const guestStdout = lines.track(io.stdout);
+  const output = (sink: Sink, option: string): ByteOutput | undefined =>
+    sink.kind === "stdio" ? guestStdout : sink.kind === "file" ? files.open(sink.path, option) : undefined;
   let vm: Machine | undefined;
   let image: Uint8Array;
   let memoryMiB: number;
@@ -90,13 +192,16 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
   let cmdline = o.cmdline;
   let gdb: { host: string; port: number } | undefined;
   let drives: DriveSpec[] = [];
-  const readInput = (path: string): Uint8Array => {
-    try {
-      return readFileSync(path);
-    } catch (e) {
-      throw new CliUsageError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? errorText(e)}`);
-    }
+  let address: number | undefined;
+  let serialOut: ByteOutput | undefined;
+  let debugconOut: ByteOutput | undefined;
+  // trace lines on stderr share the terminal with the guest's output, as nodevmm's own lines do
+  let traceOut: { write(text: string): unknown } = {
+    write: (text: string) => io.stderr.write(lines.takeBreak() + text),
   };
+  let backend = o.backend;
+  let memText: string;
+  // every argument is checked, and every output file opened, before a backend starts
   try {
     if (o.append !== undefined) {
       if (cmdline !== undefined) throw new CliUsageError("give the command line once: --cmdline or --append");
@@ -112,7 +217,9 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
       }
     }
     if (o.timeout !== undefined) limits.timeoutMs = parseSeconds(o.timeout, "--timeout") * 1000;
+    if (o.address !== undefined) address = parseAddress(o.address);
     drives = (o.drive ?? []).map((d) => parseDrive(d));
+    for (const d of drives) checkDrive(d);
     if (o.gdb !== undefined) gdb = parseGdbAddress(o.gdb);
     else if (o.gdbWait) gdb = { host: "127.0.0.1", port: DEFAULT_GDB_PORT };
     for (const spec of o.plugin ?? []) plugins.push(await loadPlugin(parsePluginSpec(spec)));
@@ -123,9 +230,20 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
       initrd = readInput(o.initrd);
     }
     // a distribution kernel wants more than a tiny guest's 64 MiB to decompress and start
-    memoryMiB = parseMemory(o.mem ?? (linux ? "256M" : "64M"));
+    memText = o.mem ?? (linux ? "256M" : "64M");
+    memoryMiB = parseMemory(memText);
+    checkMemory(memoryMiB, memText, o.backend);
+    // more RAM than the soft backend has can only come from KVM: "auto" then means KVM or nothing
+    if (backend === "auto" && memoryMiB > SOFT_MAX_MEM_MIB) backend = "kvm";
+    serialOut = output(serial, "--serial");
+    debugconOut = output(debugcon, "--debugcon");
+    if (o.traceFile !== undefined) {
+      const file = files.open(o.traceFile, "--trace-file");
+      const encoder = new TextEncoder();
+      traceOut = { write: (text: string) => file.write(encoder.encode(text)) };
+    }
   } catch (e) {
-    say(e instanceof CliUsageError || e instanceof PluginError ? e.message : errorText(e));
+    say(messageOf(e));
     return STATUS_USAGE;
   }
 
@@ -145,26 +263,47 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
     vm?.stop();
   };
   process.on("SIGINT", onSigint);
+  // a plugin's promise that rejects, or its timer that throws, after it registered would end the
+  // process with Node's stack trace: it ends the run instead, reported in one line with status 2
+  let pluginFailure: string | undefined;
+  const onRejection = (reason: unknown) => {
+    pluginFailure ??= `a plugin failed after the run started: ${messageOf(reason)}`;
+    vm?.stop();
+  };
+  if (plugins.length) {
+    process.on("unhandledRejection", onRejection);
+    process.on("uncaughtException", onRejection);
+  }
+  const trace = o.trace || o.traceFile !== undefined;
   try {
     try {
-      vm = await createMachine({
-        memoryMiB,
-        vcpus,
-        backend: o.backend,
-        strict: o.strict ?? false,
-        deterministic: o.deterministic ?? false,
-      });
+      try {
+        vm = await createMachine({
+          memoryMiB,
+          vcpus,
+          backend,
+          strict: o.strict ?? false,
+          deterministic: o.deterministic ?? false,
+        });
+      } catch (e) {
+        if (backend !== o.backend) {
+          throw new CliUsageError(
+            `--mem: ${memText} needs KVM (the soft backend gives at most ${sizeText(SOFT_MAX_MEM_MIB)}): ${messageOf(e)}`,
+          );
+        }
+        throw e;
+      }
       // --stats prints handling times: time every exit, not a sample of them (lib/vmm/stats.ts)
       if (o.stats) vm.stats.timeEvery = 1;
-      // "auto" that had to fall back says why, as QEMU warns when it cannot use KVM
-      if (o.verbose || o.stats || o.trace || vm.backendInfo.fallbackReason !== undefined) {
-        say(`backend ${vm.backendInfo.message}`);
-      }
-      for (const w of vm.warnings) say(`warning: ${w}`);
+      const fallback = vm.backendInfo.fallbackReason;
+      if (o.verbose || (!o.quiet && (o.stats || o.trace))) say(`backend ${vm.backendInfo.message}`);
+      // "auto" that had to fall back says so in one line, as QEMU warns when it cannot use KVM
+      else if (fallback !== undefined && !o.quiet) say(fallbackLine(fallback));
+      if (!o.quiet) for (const w of vm.warnings) say(`warning: ${w}`);
       devices = addPcDevices(vm, {
-        coalesce: !o.trace,
-        ...(sinkOutput(serial, io.stdout) ? { serial: sinkOutput(serial, io.stdout)! } : {}),
-        ...(sinkOutput(debugcon, io.stdout) ? { debugcon: sinkOutput(debugcon, io.stdout)! } : {}),
+        coalesce: !trace,
+        ...(serialOut ? { serial: serialOut } : {}),
+        ...(debugconOut ? { debugcon: debugconOut } : {}),
         ...(cmdline !== undefined ? { cmdline } : {}),
         ...(stdin ? { onSerialInputSpace: () => stdin.resume() } : {}),
       });
@@ -178,7 +317,6 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
         : cmdline;
       // input that came while the machine was being created waits in the bridge's backlog
       stdin?.resume();
-      const address = o.address !== undefined ? parseAddress(o.address) : undefined;
       const loaded = vm.load(image, {
         format: o.format,
         ...(address !== undefined ? { address } : {}),
@@ -186,7 +324,7 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
         ...(kernelCmdline !== undefined ? { cmdline: kernelCmdline } : {}),
         ...(initrd ? { initrd } : {}),
       });
-      if (loaded.format !== "flat" && (address !== undefined || o.mode)) {
+      if (loaded.format !== "flat" && (address !== undefined || o.mode) && !o.quiet) {
         say(`warning: --address/--mode apply to flat images; ${imagePath} loaded as ${loaded.format}`);
       }
       // after the load, so that a plugin sees the machine as the guest will start on it
@@ -201,12 +339,14 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
           `loaded ${imagePath} as ${loaded.format}, entry rip=0x${(loaded.entry.regs.rip ?? 0n).toString(16)}`,
         );
       if (o.verbose && loaded.linux) say(describeLinuxBoot(loaded.linux));
+      if (o.verbose) for (const note of imageNotes(imagePath, image, loaded.format, o.mode)) say(note);
     } catch (e) {
-      say(e instanceof PluginError ? e.message : errorText(e));
+      // the loader says which field is wrong and where; the path says in which file
+      say(e instanceof GuestImageError ? `${imagePath}: ${e.message}` : messageOf(e));
       return STATUS_USAGE;
     }
 
-    if (o.trace) {
+    if (trace) {
       const machine = vm;
       // with several vCPUs each line says whose exit it is
       const smp = machine.vcpuCount > 1;
@@ -223,7 +363,7 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
           ...(smp ? { vcpu: info.vcpu } : {}),
           ...(rip !== undefined ? { rip } : {}),
         };
-        io.stderr.write(`${formatExit(exit, detail)}\n`);
+        traceOut.write(`${formatExit(exit, detail)}\n`);
       });
     }
 
@@ -245,10 +385,14 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
       // the run could not start or went wrong outside the guest (e.g. a plugin closed the machine)
       // a port gdb cannot have (in use, not permitted) is the user's to fix, like a bad option
       const listen = e instanceof Error && e.name === "GdbServerError";
-      say(`${listen ? "" : "internal error: "}${errorText(e)}`);
+      say(`${listen ? "" : "internal error: "}${messageOf(e)}`);
       return listen ? STATUS_USAGE : STATUS_GUEST_CRASH;
     } finally {
       await stub?.close();
+    }
+    if (pluginFailure !== undefined) {
+      say(pluginFailure);
+      return STATUS_USAGE;
     }
     let status = exitStatus(result);
     if (o.save !== undefined) {
@@ -280,6 +424,8 @@ export async function runCommand(imagePath: string, o: RunCliOptions, io: CliStr
     return status;
   } finally {
     process.off("SIGINT", onSigint);
+    process.off("unhandledRejection", onRejection);
+    process.off("uncaughtException", onRejection);
     stdin?.close();
     vm?.close();
   }
@@ -293,7 +439,7 @@ function safeReport(vm: Machine): string {
     try {
       out += vm.vcpu(i).report();
     } catch (e) {
-      out += `(registers unavailable: ${errorText(e)})\n`;
+      out += `(registers unavailable: ${messageOf(e)})\n`;
     }
   }
   return out;

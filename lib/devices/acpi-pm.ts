@@ -9,7 +9,7 @@
 // the power button.
 
 import type { Device, DeviceContext, DeviceRange, IrqLine } from "./device.js";
-import { checkIrq, checkPort, DeviceConfigError } from "./errors.js";
+import { DeviceOptionReader } from "./options.js";
 
 /** PM1_STS / PM1_EN bits. */
 export const PM1_TMR = 1 << 0;
@@ -85,14 +85,12 @@ export class AcpiPm implements Device {
   #control = 0;
   #timerHalves = 0;
 
-  constructor(opts: AcpiPmOptions = {}) {
-    this.base = checkPort(this.name, "base", opts.base ?? 0xb000, 12);
-    this.irq = checkIrq(this.name, opts.irq ?? 9);
-    const s5 = opts.s5SlpTyp ?? 5;
-    if (!Number.isInteger(s5) || s5 < 0 || s5 > 7) {
-      throw new DeviceConfigError(this.name, "s5SlpTyp", `${String(s5)} is not a 3-bit SLP_TYP`);
-    }
-    this.s5SlpTyp = s5;
+  constructor(opts?: AcpiPmOptions) {
+    const o = new DeviceOptionReader(this.name, opts);
+    this.base = o.port("base", 0xb000, 12);
+    this.irq = o.irq("irq", 9);
+    // SLP_TYP is a 3-bit field of PM1_CNT
+    this.s5SlpTyp = o.integer("s5SlpTyp", 5, 0, 7);
     this.ranges = [
       { space: "io", base: this.base, length: 4 },
       { space: "io", base: this.base + 4, length: 2 },

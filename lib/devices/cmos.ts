@@ -3,8 +3,10 @@
 // of B honoured, periodic/alarm/update-ended interrupts on IRQ 8, and the memory-size bytes that
 // QEMU's pc machine stores for SeaBIOS and friends.
 
+import { describeValue } from "../types/describe-value.js";
 import type { Device, DeviceContext, DeviceRange, IrqLine } from "./device.js";
-import { DeviceConfigError, deviceOptions } from "./errors.js";
+import { DeviceConfigError } from "./errors.js";
+import { DeviceOptionReader } from "./options.js";
 
 export const RTC_SECONDS = 0x00;
 export const RTC_SECONDS_ALARM = 0x01;
@@ -95,30 +97,26 @@ export class CmosRtc implements Device {
   #lastPeriod = Number.NaN;
 
   constructor(options?: CmosRtcOptions) {
-    const opts = deviceOptions(this.name, options);
-    this.irq = opts.irq ?? 8;
-    this.#source = opts.timeSource ?? "host";
-    if (this.#source !== "host" && this.#source !== "clock") {
-      throw new DeviceConfigError(
-        this.name,
-        "timeSource",
-        `"${String(this.#source)}" is not "host" or "clock"`,
-      );
+    const o: DeviceOptionReader<CmosRtcOptions> = new DeviceOptionReader(this.name, options);
+    this.irq = o.irq("irq", 8);
+    this.#source = o.oneOf("timeSource", ["host", "clock"] as const, "host");
+    const start = o.get("startTime", new Date());
+    if (!(start instanceof Date) || Number.isNaN(start.getTime())) {
+      o.fail("startTime", `must be a valid Date, got ${describeValue(start)}`);
     }
-    const start = opts.startTime ?? new Date();
-    if (Number.isNaN(start.getTime())) throw new DeviceConfigError(this.name, "startTime", "invalid date");
     this.#startMs = start.getTime();
-    const mem = opts.memoryBytes ?? 0;
-    if (!Number.isSafeInteger(mem) || mem < 0) {
-      throw new DeviceConfigError(this.name, "memoryBytes", `${String(mem)} is not a byte count`);
-    }
-    const below = opts.belowFourGiB ?? (mem >= LOWMEM_SPLIT ? LOWMEM_GB_ALIGNED : mem);
-    if (!Number.isSafeInteger(below) || below < 0 || below > mem || below > 2 ** 32) {
-      throw new DeviceConfigError(this.name, "belowFourGiB", `${String(below)} is not within RAM and 4 GiB`);
-    }
-    const cpus = opts.cpus ?? 1;
-    if (!Number.isInteger(cpus) || cpus < 1 || cpus > 256) {
-      throw new DeviceConfigError(this.name, "cpus", `${String(cpus)} is not a CPU count 1-256`);
+    const mem = o.integer("memoryBytes", 0, 0, Number.MAX_SAFE_INTEGER);
+    const below = o.integer(
+      "belowFourGiB",
+      mem >= LOWMEM_SPLIT ? LOWMEM_GB_ALIGNED : mem,
+      0,
+      Number.MAX_SAFE_INTEGER,
+    );
+    if (below > mem || below > 2 ** 32) o.fail("belowFourGiB", `${below} is not within RAM and 4 GiB`);
+    const cpus = o.integer("cpus", 1, 1, 256);
+    const nvram = o.get("nvram", {});
+    if (typeof nvram !== "object" || nvram === null || Array.isArray(nvram)) {
+      o.fail("nvram", `must be an object of index -> byte, got ${describeValue(nvram)}`);
     }
     const d = this.#initial;
     d[RTC_REG_A] = 0x26; // 32.768 kHz time base, 1024 Hz periodic rate
@@ -127,10 +125,18 @@ export class CmosRtc implements Device {
     d[0x14] = 0x02; // equipment: FPU present, no floppy
     setMemoryBytes(d, below, mem - below);
     d[0x5f] = cpus - 1;
-    for (const [k, v] of Object.entries(opts.nvram ?? {})) {
+    for (const [k, v] of Object.entries(nvram) as [string, unknown][]) {
       const i = Number(k);
-      if (!Number.isInteger(i) || i < 0 || i > 127 || !Number.isInteger(v) || v < 0 || v > 255) {
-        throw new DeviceConfigError(this.name, "nvram", `entry ${k}=${String(v)} is not index 0-127 -> byte`);
+      if (
+        !Number.isInteger(i) ||
+        i < 0 ||
+        i > 127 ||
+        typeof v !== "number" ||
+        !Number.isInteger(v) ||
+        v < 0 ||
+        v > 255
+      ) {
+        o.fail("nvram", `entry ${JSON.stringify(k)} = ${describeValue(v)} is not index 0-127 -> byte`);
       }
       d[i] = v;
     }

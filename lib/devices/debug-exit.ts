@@ -2,7 +2,7 @@
 // never report 0 through it (0 stays "clean halt"). QEMU's device returns 0 on reads.
 
 import type { Device, DeviceContext, DeviceRange } from "./device.js";
-import { checkPort, DeviceConfigError } from "./errors.js";
+import { DeviceOptionReader } from "./options.js";
 
 export interface DebugExitOptions {
   /** default 0xf4 */
@@ -17,12 +17,11 @@ export class DebugExit implements Device {
   #ctx: DeviceContext | undefined;
   #lastCode: number | undefined;
 
-  constructor(opts: DebugExitOptions = {}) {
-    const size = opts.size ?? 4;
-    if (size !== 1 && size !== 2 && size !== 4) {
-      throw new DeviceConfigError(this.name, "size", `${String(size)} is not 1, 2 or 4`);
-    }
-    const port = checkPort(this.name, "port", opts.port ?? 0xf4, size);
+  constructor(opts?: DebugExitOptions) {
+    const o = new DeviceOptionReader(this.name, opts);
+    const size = o.integer("size", 4, 1, 4);
+    if (size === 3) o.fail("size", "must be 1, 2 or 4, got the number 3");
+    const port = o.port("port", 0xf4, size);
     this.ranges = [{ space: "io", base: port, length: size }];
   }
 

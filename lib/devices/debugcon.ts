@@ -2,7 +2,7 @@
 // the readback value (0xE9 in QEMU), which is how guests detect the port is there.
 
 import type { Device, DeviceRange } from "./device.js";
-import { checkPort } from "./errors.js";
+import { DeviceOptionReader } from "./options.js";
 import { type ByteOutput, type ByteSink, byteSink } from "./output.js";
 
 export interface DebugConsoleOptions {
@@ -21,11 +21,12 @@ export class DebugConsole implements Device {
   #sink: ByteSink;
   #count = 0;
 
-  constructor(opts: DebugConsoleOptions = {}) {
-    const port = checkPort(this.name, "port", opts.port ?? 0xe9);
+  constructor(opts?: DebugConsoleOptions) {
+    const o = new DeviceOptionReader(this.name, opts);
+    const port = o.port("port", 0xe9);
     this.ranges = [{ space: "io", base: port, length: 1 }];
-    this.readback = (opts.readback ?? 0xe9) & 0xff;
-    this.#sink = byteSink(opts.output);
+    this.readback = o.integer("readback", 0xe9, 0, 0xff);
+    this.#sink = byteSink(o.output("output"));
   }
 
   /** bytes written by the guest so far */

@@ -2,11 +2,20 @@
 // guest poking a register wrongly gets what the hardware would give it, not an exception.
 
 import { describeValue } from "../types/describe-value.js";
+import { VmmRangeError } from "../types/errors.js";
 
-export class DeviceConfigError extends RangeError {
+/**
+ * A device was given an option (or a host-side call an argument) it cannot use: `device` names the
+ * device, `option` the option as its options type spells it (`base`, `modem.cts`, `kernel.addr`).
+ * A VmmError (`code` ERR_VMM_DEVICE_CONFIG) and, as before, a RangeError.
+ */
+export class DeviceConfigError extends VmmRangeError {
   override name = "DeviceConfigError";
+  override readonly code: string = "ERR_VMM_DEVICE_CONFIG";
   constructor(
+    /** the device's name (`uart16550`, `virtio-blk`) */
     readonly device: string,
+    /** the option or argument at fault */
     readonly option: string,
     message: string,
   ) {
@@ -14,16 +23,17 @@ export class DeviceConfigError extends RangeError {
   }
 }
 
-export function checkPort(device: string, option: string, value: number, length = 1): number {
-  if (!Number.isInteger(value) || value < 0 || value + length > 0x10000) {
-    throw new DeviceConfigError(device, option, `port ${describeValue(value)} is not in 0..0xffff`);
+export function checkPort(device: string, option: string, value: unknown, length = 1): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value + length > 0x10000) {
+    const last = (0x10000 - length).toString(16);
+    throw new DeviceConfigError(device, option, `port ${describeValue(value)} is not in 0..0x${last}`);
   }
   return value;
 }
 
-export function checkIrq(device: string, value: number): number {
-  if (!Number.isInteger(value) || value < 0 || value > 255) {
-    throw new DeviceConfigError(device, "irq", `${describeValue(value)} is not an interrupt line number`);
+export function checkIrq(device: string, value: unknown, option = "irq", max = 255): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > max) {
+    throw new DeviceConfigError(device, option, `${describeValue(value)} is not an interrupt line 0-${max}`);
   }
   return value;
 }

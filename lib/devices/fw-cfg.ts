@@ -3,8 +3,10 @@
 // by a 14-bit selector; named files live at 0x20 and up and are listed by the directory at 0x19.
 // Integers in items are little-endian; the directory and the DMA structures are big-endian.
 
+import { describeValue } from "../types/describe-value.js";
 import type { Device, DeviceRange } from "./device.js";
 import { DeviceConfigError } from "./errors.js";
+import { DeviceOptionReader } from "./options.js";
 
 export const FW_CFG_SIGNATURE = 0x00;
 export const FW_CFG_ID = 0x01;
@@ -125,9 +127,13 @@ export interface FwCfgState {
   dmaAddrHigh: number;
 }
 
+/** fw_cfg's DeviceConfigError: a wrong option, file name or item key. */
 export class FwCfgError extends DeviceConfigError {
   override name = "FwCfgError";
 }
+
+const fwCfgError = (device: string, option: string, message: string) =>
+  new FwCfgError(device, option, message);
 
 function u16(v: number): Uint8Array {
   const b = new Uint8Array(2);
@@ -158,83 +164,116 @@ export class FwCfg implements Device {
   /** DMA transfers that failed (bad address, write to a read-only item) */
   dmaErrors = 0;
 
-  constructor(opts: FwCfgOptions = {}) {
-    const base = opts.base ?? 0x510;
-    const dmaBase = opts.dmaBase ?? 0x514;
-    this.#dma = opts.dmaMemory;
+  constructor(opts?: FwCfgOptions) {
+    const o: DeviceOptionReader<FwCfgOptions> = new DeviceOptionReader(this.name, opts, "", fwCfgError);
+    const base = o.port("base", 0x510, 2);
+    const dmaBase = o.port("dmaBase", 0x514, 8);
+    const dma = o.raw("dmaMemory");
+    if (dma !== undefined) {
+      const d = dma as Partial<Record<keyof DmaMemory, unknown>> | null;
+      if (
+        typeof d !== "object" ||
+        d === null ||
+        typeof d.read !== "function" ||
+        typeof d.write !== "function"
+      ) {
+        o.fail("dmaMemory", `must be { read(gpa, len), write(gpa, bytes) }, got ${describeValue(dma)}`);
+      }
+    }
+    this.#dma = dma as DmaMemory | undefined;
     const ranges: DeviceRange[] = [{ space: "io", base, length: 2 }];
     if (this.#dma) ranges.push({ space: "io", base: dmaBase, length: 8 });
     this.ranges = ranges;
 
+    const uuid = o.bytes("uuid") ?? new Uint8Array(16);
+    if (uuid.length !== 16) o.fail("uuid", `must be 16 bytes, got ${uuid.length}`);
+    const ram = o.integer("ramBytes", 0, 0, Number.MAX_SAFE_INTEGER);
+    const nographic = o.boolean("nographic", true);
+    const cpus = o.integer("cpus", 1, 1, 0xffff);
+    const maxCpus = o.integer("maxCpus", cpus, cpus, 0xffff);
+    const kernel = this.#blobOption(o, "kernel");
+    const entry = kernel?.integer("entry", 0, 0, 0xffffffff);
+    const setup = this.#blobOption(o, "setup");
+    const initrd = this.#blobOption(o, "initrd");
+    const cmdline = o.string("cmdline");
+    const cmdlineAddr = o.integer("cmdlineAddr", 0, 0, 0xffffffff);
+    const e820 = o.raw("e820");
+    if (e820 !== undefined) {
+      if (!Array.isArray(e820))
+        o.fail("e820", `must be an array of { addr, size, type }, got ${describeValue(e820)}`);
+      e820.forEach((e: unknown, i) => {
+        const r = e as Partial<Record<keyof E820Entry, unknown>> | null;
+        const ok =
+          typeof r === "object" &&
+          r !== null &&
+          [r.addr, r.size].every((x) => typeof x === "number" && Number.isSafeInteger(x) && x >= 0) &&
+          Number.isSafeInteger((r.addr as number) + (r.size as number)) &&
+          typeof r.type === "number" &&
+          Number.isInteger(r.type) &&
+          r.type >= 0 &&
+          r.type <= 0xffffffff;
+        if (!ok) o.fail(`e820[${i}]`, `${describeValue(e)} is not a valid { addr, size, type } range`);
+      });
+    }
+    const files = o.get("files", {});
+    if (typeof files !== "object" || files === null || Array.isArray(files)) {
+      o.fail("files", `must be an object of name -> Uint8Array, got ${describeValue(files)}`);
+    }
+    for (const [name, data] of Object.entries(files) as [string, unknown][]) {
+      if (!(data instanceof Uint8Array))
+        o.fail(`files[${JSON.stringify(name)}]`, `must be a Uint8Array, got ${describeValue(data)}`);
+    }
+
     this.setItem(FW_CFG_SIGNATURE, new TextEncoder().encode("QEMU"));
     this.setItem(FW_CFG_ID, u32(this.#dma ? 3 : 1));
-    const uuid = opts.uuid ?? new Uint8Array(16);
-    if (uuid.length !== 16) throw new FwCfgError(this.name, "uuid", `must be 16 bytes, got ${uuid.length}`);
     this.setItem(FW_CFG_UUID, uuid);
-    const ram = opts.ramBytes ?? 0;
-    if (!Number.isSafeInteger(ram) || ram < 0)
-      throw new FwCfgError(this.name, "ramBytes", `${String(ram)} is not a size`);
     this.setItem(FW_CFG_RAM_SIZE, u64(ram));
-    this.setItem(FW_CFG_NOGRAPHIC, u16(opts.nographic === false ? 0 : 1));
-    const cpus = opts.cpus ?? 1;
-    const maxCpus = opts.maxCpus ?? cpus;
-    if (
-      !Number.isInteger(cpus) ||
-      cpus < 1 ||
-      cpus > 0xffff ||
-      !Number.isInteger(maxCpus) ||
-      maxCpus < cpus
-    ) {
-      throw new FwCfgError(this.name, "cpus", `${String(cpus)} (max ${String(maxCpus)}) is not a CPU count`);
-    }
+    this.setItem(FW_CFG_NOGRAPHIC, u16(nographic ? 1 : 0));
     this.setItem(FW_CFG_NB_CPUS, u16(cpus));
     this.setItem(FW_CFG_MAX_CPUS, u16(maxCpus));
     this.setItem(FW_CFG_MACHINE_ID, u32(0));
     this.setItem(FW_CFG_BOOT_MENU, u16(0));
     this.setItem(FW_CFG_NUMA, u64(0));
 
-    if (opts.kernel) {
-      this.#blob("kernel", opts.kernel, FW_CFG_KERNEL_ADDR, FW_CFG_KERNEL_SIZE, FW_CFG_KERNEL_DATA);
-      if (opts.kernel.entry !== undefined) this.setItem(FW_CFG_KERNEL_ENTRY, u32(opts.kernel.entry));
+    if (kernel) {
+      this.#blob(kernel, FW_CFG_KERNEL_ADDR, FW_CFG_KERNEL_SIZE, FW_CFG_KERNEL_DATA);
+      if (kernel.raw("entry") !== undefined) this.setItem(FW_CFG_KERNEL_ENTRY, u32(entry ?? 0));
     }
-    if (opts.setup) this.#blob("setup", opts.setup, FW_CFG_SETUP_ADDR, FW_CFG_SETUP_SIZE, FW_CFG_SETUP_DATA);
-    if (opts.initrd)
-      this.#blob("initrd", opts.initrd, FW_CFG_INITRD_ADDR, FW_CFG_INITRD_SIZE, FW_CFG_INITRD_DATA);
-    if (opts.cmdline !== undefined) {
-      const text = new TextEncoder().encode(opts.cmdline);
+    if (setup) this.#blob(setup, FW_CFG_SETUP_ADDR, FW_CFG_SETUP_SIZE, FW_CFG_SETUP_DATA);
+    if (initrd) this.#blob(initrd, FW_CFG_INITRD_ADDR, FW_CFG_INITRD_SIZE, FW_CFG_INITRD_DATA);
+    if (cmdline !== undefined) {
+      const text = new TextEncoder().encode(cmdline);
       const data = new Uint8Array(text.length + 1);
       data.set(text);
-      this.#blob(
-        "cmdline",
-        { data, addr: opts.cmdlineAddr },
-        FW_CFG_CMDLINE_ADDR,
-        FW_CFG_CMDLINE_SIZE,
-        FW_CFG_CMDLINE_DATA,
-      );
-      this.setItem(FW_CFG_KERNEL_CMDLINE, u32(opts.cmdlineAddr ?? 0));
+      this.setItem(FW_CFG_CMDLINE_ADDR, u32(cmdlineAddr));
+      this.setItem(FW_CFG_CMDLINE_SIZE, u32(data.length));
+      this.setItem(FW_CFG_CMDLINE_DATA, data);
+      this.setItem(FW_CFG_KERNEL_CMDLINE, u32(cmdlineAddr));
     }
     this.#rebuildDir();
-    if (opts.e820) {
-      for (const e of opts.e820) {
-        const ok = [e.addr, e.size, e.addr + e.size].every((x) => Number.isSafeInteger(x) && x >= 0);
-        if (!ok || !Number.isInteger(e.type) || e.type < 0 || e.type > 0xffffffff) {
-          throw new FwCfgError(this.name, "e820", `entry ${JSON.stringify(e)} is not a valid range`);
-        }
-      }
-      this.addFile("etc/e820", encodeE820(opts.e820));
-    }
-    for (const [name, data] of Object.entries(opts.files ?? {})) this.addFile(name, data);
+    if (e820 !== undefined) this.addFile("etc/e820", encodeE820(e820 as E820Entry[]));
+    for (const [name, data] of Object.entries(files as Record<string, Uint8Array>)) this.addFile(name, data);
   }
 
-  #blob(what: string, b: FwCfgBlob, addrKey: number, sizeKey: number, dataKey: number): void {
-    if (!(b.data instanceof Uint8Array)) throw new FwCfgError(this.name, what, "data must be a Uint8Array");
-    const addr = b.addr ?? 0;
-    if (!Number.isInteger(addr) || addr < 0 || addr > 0xffffffff) {
-      throw new FwCfgError(this.name, `${what}.addr`, `${String(addr)} is not a 32-bit address`);
+  /** a FwCfgBlob option, checked: `data` bytes and a 32-bit `addr` */
+  #blobOption(
+    o: DeviceOptionReader<FwCfgOptions>,
+    key: "kernel" | "setup" | "initrd",
+  ): DeviceOptionReader<FwCfgBlob & { entry?: number }> | undefined {
+    const blob = o.nested<FwCfgBlob & { entry?: number }>(key);
+    if (!blob) return undefined;
+    if (!(blob.raw("data") instanceof Uint8Array)) {
+      blob.fail("data", `must be a Uint8Array, got ${describeValue(blob.raw("data"))}`);
     }
-    this.setItem(addrKey, u32(addr));
-    this.setItem(sizeKey, u32(b.data.length));
-    this.setItem(dataKey, b.data);
+    blob.integer("addr", 0, 0, 0xffffffff);
+    return blob;
+  }
+
+  #blob(b: DeviceOptionReader<FwCfgBlob>, addrKey: number, sizeKey: number, dataKey: number): void {
+    const data = b.raw("data") as Uint8Array;
+    this.setItem(addrKey, u32(b.integer("addr", 0, 0, 0xffffffff)));
+    this.setItem(sizeKey, u32(data.length));
+    this.setItem(dataKey, data);
   }
 
   /** Sets (or replaces) a numbered item. Keys 0x20 and up belong to files: use addFile. */

@@ -5,7 +5,7 @@
 // instead of waiting for timeouts.
 
 import type { Device, DeviceContext, DeviceRange, IrqLine } from "./device.js";
-import { DeviceConfigError } from "./errors.js";
+import { DeviceOptionReader } from "./options.js";
 
 // status register
 const STAT_OBF = 0x01;
@@ -79,14 +79,11 @@ export class I8042 implements Device {
   #scanSet = 2;
   #kbdEnabled = true;
 
-  constructor(opts: I8042Options = {}) {
-    const irq = opts.irq ?? 1;
-    if (!Number.isInteger(irq) || irq < 0 || irq > 15) {
-      throw new DeviceConfigError(this.name, "irq", `${String(irq)} is not an ISA IRQ`);
-    }
-    this.irq = irq;
-    this.#onA20 = opts.onA20;
-    this.#resetA20 = opts.a20 ?? true;
+  constructor(opts?: I8042Options) {
+    const o = new DeviceOptionReader(this.name, opts);
+    this.irq = o.irq("irq", 1, 15);
+    this.#onA20 = o.callback("onA20");
+    this.#resetA20 = o.boolean("a20", true);
     this.#outport = OUTPORT_RESET | (this.#resetA20 ? OUTPORT_A20 : 0) | 0xc0;
   }
 

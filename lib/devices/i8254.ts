@@ -6,6 +6,7 @@
 
 import type { Device, DeviceContext, DeviceRange, IrqLine } from "./device.js";
 import { DeviceConfigError } from "./errors.js";
+import { DeviceOptionReader } from "./options.js";
 
 export const PIT_HZ = 1193182;
 const NS_PER_S = 1e9;
@@ -184,14 +185,12 @@ export class I8254 implements Device {
   /** interrupts raised on IRQ 0 (rising edges delivered) */
   irqCount = 0;
 
-  constructor(opts: I8254Options = {}) {
-    const base = opts.base ?? 0x40;
-    if (!Number.isInteger(base) || base < 0 || base > 0xfffc) {
-      throw new DeviceConfigError(this.name, "base", `${String(base)} is not a port`);
-    }
-    this.irq = opts.irq ?? 0;
+  constructor(opts?: I8254Options) {
+    const o = new DeviceOptionReader(this.name, opts);
+    const base = o.port("base", 0x40, 4);
+    this.irq = o.irq("irq", 0);
     const ranges: DeviceRange[] = [{ space: "io", base, length: 4 }];
-    if (opts.speakerPort ?? true) ranges.push({ space: "io", base: 0x61, length: 1 });
+    if (o.boolean("speakerPort", true)) ranges.push({ space: "io", base: 0x61, length: 1 });
     this.ranges = ranges;
   }
 

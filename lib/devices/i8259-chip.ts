@@ -1,6 +1,9 @@
 // One 8259A: the register file and priority logic. The pair (i8259.ts) wires two of them in
 // cascade. Semantics follow the Intel 8259A datasheet as QEMU's hw/intc/i8259.c models it.
 
+import { describeValue } from "../types/describe-value.js";
+import { DeviceConfigError } from "./errors.js";
+
 export interface PicChipState {
   lastIrr: number;
   irr: number;
@@ -44,8 +47,24 @@ export class PicChip {
 
   constructor(
     readonly isMaster: boolean,
+    /** the ELCR bits this chip's inputs may set (PIIX: 0xf8 master, 0xde slave) */
     readonly elcrMask: number,
-  ) {}
+  ) {
+    if (typeof isMaster !== "boolean") {
+      throw new DeviceConfigError(
+        "i8259",
+        "isMaster",
+        `must be true or false, got ${describeValue(isMaster)}`,
+      );
+    }
+    if (typeof elcrMask !== "number" || !Number.isInteger(elcrMask) || elcrMask < 0 || elcrMask > 0xff) {
+      throw new DeviceConfigError(
+        "i8259",
+        "elcrMask",
+        `must be a byte mask 0-0xff, got ${describeValue(elcrMask)}`,
+      );
+    }
+  }
 
   #isLevel(irq: number): boolean {
     return this.levelTriggeredAll || (this.elcr & (1 << irq)) !== 0;

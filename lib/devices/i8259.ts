@@ -6,6 +6,7 @@
 import type { Device, DeviceRange } from "./device.js";
 import { DeviceConfigError } from "./errors.js";
 import { PicChip, type PicChipState } from "./i8259-chip.js";
+import { DeviceOptionReader } from "./options.js";
 
 export interface I8259Options {
   /** called whenever the INTR output to the CPU changes level */
@@ -33,13 +34,14 @@ export class I8259Pair implements Device {
   /** count of acknowledges that found nothing to deliver (spurious IRQ 7/15) */
   spuriousCount = 0;
 
-  constructor(opts: I8259Options = {}) {
-    this.#onIntr = opts.onIntrChange;
+  constructor(opts?: I8259Options) {
+    const o = new DeviceOptionReader(this.name, opts);
+    this.#onIntr = o.callback("onIntrChange");
     const ranges: DeviceRange[] = [
       { space: "io", base: 0x20, length: 2 },
       { space: "io", base: 0xa0, length: 2 },
     ];
-    if (opts.elcr ?? true) ranges.push({ space: "io", base: 0x4d0, length: 2 });
+    if (o.boolean("elcr", true)) ranges.push({ space: "io", base: 0x4d0, length: 2 });
     this.ranges = ranges;
   }
 

@@ -2,7 +2,7 @@
 // the history is bounded. Reads return 0xff: on PCs (and QEMU) the port is write-only.
 
 import type { Device, DeviceRange } from "./device.js";
-import { checkPort, DeviceConfigError } from "./errors.js";
+import { DeviceOptionReader } from "./options.js";
 
 export interface PostPortOptions {
   /** default 0x80 */
@@ -22,15 +22,12 @@ export class PostPort implements Device {
   #last: number | undefined;
   #writes = 0;
 
-  constructor(opts: PostPortOptions = {}) {
-    const port = checkPort(this.name, "port", opts.port ?? 0x80);
+  constructor(opts?: PostPortOptions) {
+    const o = new DeviceOptionReader(this.name, opts);
+    const port = o.port("port", 0x80);
     this.ranges = [{ space: "io", base: port, length: 1 }];
-    const max = opts.historyLength ?? 64;
-    if (!Number.isInteger(max) || max < 0) {
-      throw new DeviceConfigError(this.name, "historyLength", `${String(max)} is not a count`);
-    }
-    this.#max = max;
-    this.#onCode = opts.onCode;
+    this.#max = o.integer("historyLength", 64, 0, 2 ** 24);
+    this.#onCode = o.callback("onCode");
   }
 
   get lastCode(): number | undefined {

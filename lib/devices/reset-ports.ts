@@ -7,7 +7,7 @@
 // Both end the run with reason "reset" (the machine stops rather than rebooting the guest).
 
 import type { Device, DeviceContext, DeviceRange } from "./device.js";
-import { checkPort } from "./errors.js";
+import { DeviceOptionReader } from "./options.js";
 
 export const RST_CNT_SYS_RST = 1 << 1;
 export const RST_CNT_RST_CPU = 1 << 2;
@@ -25,8 +25,9 @@ export class ResetControl implements Device {
   #ctx: DeviceContext | undefined;
   #value = 0;
 
-  constructor(opts: ResetControlOptions = {}) {
-    this.ranges = [{ space: "io", base: checkPort(this.name, "port", opts.port ?? 0xcf9), length: 1 }];
+  constructor(opts?: ResetControlOptions) {
+    const o = new DeviceOptionReader(this.name, opts);
+    this.ranges = [{ space: "io", base: o.port("port", 0xcf9), length: 1 }];
   }
 
   attach(ctx: DeviceContext): void {
@@ -80,11 +81,12 @@ export class SystemControlPortA implements Device {
   readonly #onA20: ((enabled: boolean) => void) | undefined;
   #value: number;
 
-  constructor(opts: SystemControlPortAOptions = {}) {
-    this.ranges = [{ space: "io", base: checkPort(this.name, "port", opts.port ?? 0x92), length: 1 }];
-    this.#resetValue = (opts.a20 ?? true) ? PORT92_A20 : 0;
+  constructor(opts?: SystemControlPortAOptions) {
+    const o = new DeviceOptionReader(this.name, opts);
+    this.ranges = [{ space: "io", base: o.port("port", 0x92), length: 1 }];
+    this.#resetValue = o.boolean("a20", true) ? PORT92_A20 : 0;
     this.#value = this.#resetValue;
-    this.#onA20 = opts.onA20;
+    this.#onA20 = o.callback("onA20");
   }
 
   attach(ctx: DeviceContext): void {

@@ -5,7 +5,8 @@
 // receive FIFO), so the 16-byte transmit FIFO never fills.
 
 import type { Device, DeviceContext, DeviceRange, IrqLine } from "./device.js";
-import { checkIrq, checkPort, DeviceConfigError } from "./errors.js";
+import { DeviceConfigError } from "./errors.js";
+import { DeviceOptionReader } from "./options.js";
 import { type ByteOutput, type ByteSink, byteSink } from "./output.js";
 
 export const UART_FIFO_SIZE = 16;
@@ -124,14 +125,26 @@ export class Uart16550 implements Device {
   #txCount = 0;
   #lastRbr = 0;
 
-  constructor(opts: Uart16550Options = {}) {
-    this.name = opts.name ?? "uart16550";
-    const base = checkPort(this.name, "base", opts.base ?? 0x3f8, 8);
-    this.irq = checkIrq(this.name, opts.irq ?? 4);
+  constructor(opts?: Uart16550Options) {
+    const o = new DeviceOptionReader("uart16550", opts);
+    this.name = o.string("name", "uart16550");
+    const base = o.port("base", 0x3f8, 8);
+    this.irq = o.irq("irq", 4);
     this.ranges = [{ space: "io", base, length: 8 }];
-    this.#sink = byteSink(opts.output);
-    this.#onInputSpace = opts.onInputSpace;
-    this.#resetLines = linesToMsr(opts.modem ?? { cts: true, dsr: true, dcd: true });
+    this.#onInputSpace = o.callback("onInputSpace");
+    const modem = o.nested<ModemLines>("modem");
+    this.#resetLines = linesToMsr(
+      modem
+        ? {
+            cts: modem.boolean("cts", false),
+            dsr: modem.boolean("dsr", false),
+            ri: modem.boolean("ri", false),
+            dcd: modem.boolean("dcd", false),
+          }
+        : { cts: true, dsr: true, dcd: true },
+    );
+    // last: a file output is opened on the first byte, but nothing may throw after the sink exists
+    this.#sink = byteSink(o.output("output"));
     this.#externalLines = this.#resetLines;
   }
 

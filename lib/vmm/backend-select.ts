@@ -3,7 +3,7 @@
 // only; "auto" tries KVM first and records why it fell back.
 
 import type { BackendKind, InterruptController, MachineBackend } from "./backend.js";
-import { BackendUnavailableError, MachineConfigError } from "./errors.js";
+import { BackendUnavailableError, MachineConfigError, VmmError } from "./errors.js";
 
 export interface BackendFactoryOptions {
   memoryBytes: number;
@@ -47,6 +47,8 @@ const describe = (e: unknown): string => {
     const missing = (e as Error).message.match(/Cannot find module '([^']+)'/)?.[1];
     return `module not found${missing ? ` (${missing})` : ""}`;
   }
+  // nodevmm's own errors are written for people; an engine error's class says it is a bug
+  if (e instanceof VmmError) return e.message;
   return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
 };
 

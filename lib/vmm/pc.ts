@@ -19,8 +19,17 @@ import {
   SystemControlPortA,
   Uart16550,
 } from "../devices/index.js";
+import { byteOutputProblem } from "../devices/output.js";
+import { InvalidArgumentError } from "./errors.js";
 import type { Machine } from "./machine.js";
-import { optionsArg } from "./validate.js";
+import { booleanArg, functionArg, objectArg, optional, optionsArg, stringArg } from "./validate.js";
+
+/** A ByteOutput option, checked here so that the error names addPcDevices' option, not the device's. */
+function outputArg(argument: string, value: unknown): ByteOutput {
+  const problem = byteOutputProblem(value);
+  if (problem) throw new InvalidArgumentError(`${argument}: ${problem}`, argument);
+  return value as ByteOutput;
+}
 
 export interface PcDeviceOptions {
   /** COM1 output; default: discard */
@@ -58,22 +67,29 @@ export interface PcDevices {
 }
 
 export function addPcDevices(vm: Machine, options?: PcDeviceOptions): PcDevices {
+  objectArg("vm", vm);
   const opts = optionsArg("options", options);
+  // every option is checked before the first device is added, so a wrong one leaves vm as it was
+  const serial = optional(opts.serial, "options.serial", outputArg);
+  const debugconOut = optional(opts.debugcon, "options.debugcon", outputArg);
+  const cmdline = optional(opts.cmdline, "options.cmdline", stringArg);
+  const coalesce = optional(opts.coalesce, "options.coalesce", booleanArg) ?? true;
+  const onSerialInputSpace = optional(opts.onSerialInputSpace, "options.onSerialInputSpace", functionArg);
   const ramBytes = vm.memory.size;
   const uart = vm.addDevice(
     new Uart16550({
       base: 0x3f8,
       irq: 4,
-      ...(opts.serial ? { output: opts.serial } : {}),
-      ...(opts.onSerialInputSpace ? { onInputSpace: opts.onSerialInputSpace } : {}),
+      ...(serial ? { output: serial } : {}),
+      ...(onSerialInputSpace ? { onInputSpace: onSerialInputSpace as () => void } : {}),
     }),
   );
   const debugcon = vm.addDevice(
-    new DebugConsole({ port: 0xe9, ...(opts.debugcon ? { output: opts.debugcon } : {}) }),
+    new DebugConsole({ port: 0xe9, ...(debugconOut ? { output: debugconOut } : {}) }),
   );
   const debugExit = vm.addDevice(new DebugExit({ port: 0xf4 }));
   const post = vm.addDevice(new PostPort({ port: 0x80 }));
-  if (opts.coalesce ?? true) {
+  if (coalesce) {
     vm.coalesceWrites("io", 0xe9);
     vm.coalesceWrites("io", 0x80);
   }
@@ -83,7 +99,7 @@ export function addPcDevices(vm: Machine, options?: PcDeviceOptions): PcDevices 
     new FwCfg({
       ramBytes,
       cpus: vm.vcpuCount,
-      ...(opts.cmdline !== undefined ? { cmdline: opts.cmdline } : {}),
+      ...(cmdline !== undefined ? { cmdline } : {}),
       dmaMemory: { read: (gpa, len) => vm.memory.read(gpa, len), write: (gpa, b) => vm.memory.write(gpa, b) },
     }),
   );

@@ -184,7 +184,7 @@ describe.skipIf(distMissing !== undefined)(
       const p = plugin("closer.mjs", "export default (vm) => vm.close();");
       const r = run("--plugin", p);
       expect(r.status).toBe(3);
-      expect(r.stderr).toBe("nodevmm: internal error: MachineClosedError: the machine is closed\n");
+      expect(r.stderr).toBe("nodevmm: internal error: the machine is closed\n");
     });
   },
 );

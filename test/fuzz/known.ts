@@ -29,10 +29,6 @@ export const KNOWN_BUGS: readonly KnownBug[] = [
     signature: /^guest run fail-entry: /,
     note: "a guest-caused VM-entry failure: the interpreter left a guest state no CPU could be in and the next VM entry's full checks (entryChecks.all, on while fuzzing) caught it (exit reason 0x80000021). The case found so far, far JMP/CALL/RET/IRET in real mode past CS's limit, is fixed (#GP); a new one is a bug in lib/cpu",
   },
-  {
-    signature: /^api (device|addPcDevices) threw (Error|TypeError|RangeError|SyntaxError|ReferenceError)$/,
-    note: "device constructors and addPcDevices with null/wrong-typed options throw engine errors (new Uart16550(null), new I8254({ base: <object without a prototype> }), output: 5) instead of DeviceConfigError naming the option (lib/devices constructors; issue 14, API section). The Machine, vCPU and bus calls check their arguments",
-  },
 ];
 
 export function knownBug(signature: string): KnownBug | undefined {

@@ -76,6 +76,6 @@ describe("nodevmm run --save / nodevmm resume", () => {
     writeFileSync(bad, Buffer.from("NVMMSNAP\x07\x00\x00\x00\x00\x00\x00\x00", "latin1"));
     const r = await cli(["resume", bad, "--backend", "soft", "--serial", "none", "--debugcon", "none"]);
     expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/SnapshotError: snapshot header: format version 7/);
+    expect(r.stderr).toMatch(/^nodevmm: snapshot header: format version 7/);
   });
 });

@@ -6,7 +6,9 @@
 // writes with IOERR, writing nothing.
 
 import { basename } from "node:path";
+import { describeValue } from "../../types/describe-value.js";
 import { DeviceConfigError } from "../errors.js";
+import { DeviceOptionReader } from "../options.js";
 import { gather, scatter, slices } from "./buffers.js";
 import { type BlockImage, openDiskImage } from "./disk-image.js";
 import { dataView } from "./guest-ram.js";
@@ -70,15 +72,35 @@ export class VirtioBlk extends VirtioMmioDevice {
   readonly #id: Uint8Array;
 
   constructor(opts: VirtioBlkOptions) {
-    const readonly = (opts?.readonly ?? false) || (opts?.image?.readonly ?? false);
-    const queueSize = opts?.queueSize ?? 256;
+    // every option is checked before the transport is set up or the file opened
+    const o = new DeviceOptionReader<VirtioBlkOptions>("virtio-blk", opts);
+    const path = o.string("path");
+    const image = o.raw("image") as Partial<BlockImage> | null | undefined;
+    if (image !== undefined) {
+      const methods = ["read", "write", "flush", "close"] as const;
+      if (
+        typeof image !== "object" ||
+        image === null ||
+        typeof image.size !== "number" ||
+        !Number.isSafeInteger(image.size) ||
+        image.size < 0 ||
+        methods.some((m) => typeof image[m] !== "function")
+      ) {
+        o.fail(
+          "image",
+          `must be a BlockImage (size, read, write, flush, close), got ${describeValue(image)}`,
+        );
+      }
+    }
+    const readonly = o.boolean("readonly", false) || image?.readonly === true;
+    const queueSize = o.integer("queueSize", 256, 1, 2 ** 15);
     let features =
       featureBit(VIRTIO_BLK_F_SIZE_MAX) | featureBit(VIRTIO_BLK_F_SEG_MAX) | featureBit(VIRTIO_BLK_F_FLUSH);
     features |= readonly
       ? featureBit(VIRTIO_BLK_F_RO)
       : featureBit(VIRTIO_BLK_F_DISCARD) | featureBit(VIRTIO_BLK_F_WRITE_ZEROES);
     super({ kind: "virtio-blk", deviceId: VIRTIO_ID_BLOCK, features, queueSizes: [queueSize] }, opts);
-    const serial = opts.serial ?? defaultSerial(opts.path);
+    const serial = o.string("serial") ?? defaultSerial(path);
     if (!/^[\x20-\x7e]*$/.test(serial) || serial.length > VIRTIO_BLK_ID_BYTES) {
       throw new DeviceConfigError(
         "virtio-blk",
@@ -87,7 +109,7 @@ export class VirtioBlk extends VirtioMmioDevice {
       );
     }
     // opened last: nothing after this throws, so the file is never left open by a failed constructor
-    this.#image = opts.image ?? openDiskImage(opts.path as string, { readonly });
+    this.#image = (image as BlockImage | undefined) ?? openDiskImage(path as string, { readonly });
     this.readonly = readonly;
     this.sectors = Math.floor(this.#image.size / BLK_SECTOR);
     // seg_max leaves room for the header and status descriptors in a direct chain

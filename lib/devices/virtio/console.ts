@@ -3,7 +3,7 @@
 // receiveq buffers. Linux names it hvc0. EMERG_WRITE is offered: a byte written to config offset 8
 // goes straight to the output (early or emergency output without queues).
 
-import { DeviceConfigError } from "../errors.js";
+import { DeviceOptionReader } from "../options.js";
 import { type ByteOutput, type ByteSink, byteSink } from "../output.js";
 import { gather, scatter } from "./buffers.js";
 import {
@@ -49,7 +49,11 @@ export class VirtioConsole extends VirtioMmioDevice {
   bytesWritten = 0;
 
   constructor(opts: VirtioConsoleOptions) {
-    const queueSize = opts?.queueSize ?? 256;
+    const o = new DeviceOptionReader<VirtioConsoleOptions>("virtio-console", opts);
+    const queueSize = o.integer("queueSize", 256, 1, 2 ** 15);
+    const size = o.integer("inputBuffer", 4096, 1, 1 << 24);
+    const onInputSpace = o.callback<() => void>("onInputSpace");
+    const output = o.output("output");
     super(
       {
         kind: "virtio-console",
@@ -59,13 +63,9 @@ export class VirtioConsole extends VirtioMmioDevice {
       },
       opts,
     );
-    const size = opts.inputBuffer ?? 4096;
-    if (!Number.isInteger(size) || size < 1 || size > 1 << 24) {
-      throw new DeviceConfigError("virtio-console", "inputBuffer", `${String(size)} is not 1-16777216 bytes`);
-    }
     this.#pending = new Uint8Array(size);
-    this.#onInputSpace = opts.onInputSpace;
-    this.#sink = byteSink(opts.output);
+    this.#onInputSpace = onInputSpace;
+    this.#sink = byteSink(output);
   }
 
   /**

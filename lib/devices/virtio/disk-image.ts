@@ -4,6 +4,7 @@
 
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, writeSync } from "node:fs";
 import { DeviceConfigError } from "../errors.js";
+import { DeviceOptionReader } from "../options.js";
 
 export interface BlockImage {
   /** bytes; the device shows floor(size / 512) sectors */
@@ -28,11 +29,11 @@ const OPEN_ERRORS: Record<string, string> = {
 };
 
 /** Opens a raw disk image (a regular file); read-write unless `readonly`. */
-export function openDiskImage(path: string, opts: { readonly?: boolean } = {}): BlockImage {
+export function openDiskImage(path: string, opts?: { readonly?: boolean }): BlockImage {
   if (typeof path !== "string" || path === "") {
     throw new DeviceConfigError("virtio-blk", "path", "a disk image path is required");
   }
-  const ro = opts.readonly ?? false;
+  const ro = new DeviceOptionReader("virtio-blk", opts).boolean("readonly", false);
   let fd: number;
   try {
     fd = openSync(path, ro ? "r" : "r+");

@@ -7,8 +7,10 @@
 // bug in a device's handler) sets DEVICE_NEEDS_RESET with a config-change interrupt, keeps the reason
 // in `broken`, and the device's queues stay idle until the driver resets it.
 
+import { describeValue } from "../../types/describe-value.js";
 import type { Device, DeviceContext, DeviceRange, IrqLine } from "../device.js";
-import { checkIrq, DeviceConfigError } from "../errors.js";
+import { DeviceConfigError } from "../errors.js";
+import { DeviceOptionReader } from "../options.js";
 import type { GuestRam } from "./guest-ram.js";
 import { VIRTQ_MAX_SIZE, Virtqueue, type VirtqueueOptions } from "./queue.js";
 
@@ -156,17 +158,23 @@ export abstract class VirtioMmioDevice implements Device {
 
   constructor(spec: VirtioDeviceSpec, opts: VirtioMmioOptions) {
     const kind = spec.kind;
-    if (!opts || typeof opts !== "object")
-      throw new DeviceConfigError(kind, "options", "an object is required");
-    const { base } = opts;
-    if (!Number.isSafeInteger(base) || base < 0 || base % VIRTIO_MMIO_WINDOW !== 0) {
+    if (opts === undefined) throw new DeviceConfigError(kind, "options", "an object is required");
+    const o = new DeviceOptionReader<VirtioMmioOptions>(kind, opts);
+    const base = o.raw("base");
+    if (
+      typeof base !== "number" ||
+      !Number.isSafeInteger(base) ||
+      base < 0 ||
+      base % VIRTIO_MMIO_WINDOW !== 0
+    ) {
       throw new DeviceConfigError(
         kind,
         "base",
-        `${String(base)} is not a 4 KiB-aligned guest-physical address`,
+        `${describeValue(base)} is not a 4 KiB-aligned guest-physical address`,
       );
     }
-    if (!opts.memory || typeof opts.memory.view !== "function") {
+    const memory = o.raw("memory") as Partial<GuestRam> | null | undefined;
+    if (typeof memory !== "object" || memory === null || typeof memory.view !== "function") {
       throw new DeviceConfigError(kind, "memory", "guest RAM ({ view(gpa, length) }) is required");
     }
     for (const n of spec.queueSizes) {
@@ -174,17 +182,18 @@ export abstract class VirtioMmioDevice implements Device {
         throw new DeviceConfigError(
           kind,
           "queueSize",
-          `${String(n)} is not a power of 2 in 1-${VIRTQ_MAX_SIZE}`,
+          `${describeValue(n)} is not a power of 2 in 1-${VIRTQ_MAX_SIZE}`,
         );
       }
     }
+    if (o.raw("irq") === undefined) throw new DeviceConfigError(kind, "irq", "an interrupt line is required");
+    this.irq = o.irq("irq", 0);
+    this.#onBroken = o.callback("onBroken");
     this.name = `${kind}@${base.toString(16)}`;
-    this.irq = checkIrq(kind, opts.irq);
     this.ranges = [{ space: "mmio", base, length: VIRTIO_MMIO_WINDOW }];
     this.deviceId = spec.deviceId;
     this.offeredFeatures = spec.features | TRANSPORT_FEATURES;
-    this.memory = opts.memory;
-    this.#onBroken = opts.onBroken;
+    this.memory = memory as GuestRam;
     this.#queues = spec.queueSizes.map((numMax) => ({
       numMax,
       num: numMax,

@@ -6,6 +6,10 @@
 // Anything else is a VirtqueueError, which the transport turns into DEVICE_NEEDS_RESET: the guest
 // broke the ring, the host keeps running.
 
+import { describeValue } from "../../types/describe-value.js";
+import { VmmError } from "../../types/errors.js";
+import { DeviceConfigError } from "../errors.js";
+import { DeviceOptionReader } from "../options.js";
 import { dataView, type GuestRam } from "./guest-ram.js";
 
 export const VIRTQ_DESC_F_NEXT = 1;
@@ -18,8 +22,9 @@ const DESC_BYTES = 16;
 const TWO32 = 2 ** 32;
 
 /** A malformed ring or descriptor chain (the guest's fault); the message says what and where. */
-export class VirtqueueError extends Error {
+export class VirtqueueError extends VmmError {
   override name = "VirtqueueError";
+  override readonly code: string = "ERR_VMM_VIRTQUEUE";
 }
 
 /** where the driver put the queue (QueueDesc/QueueDriver/QueueDevice) and its size (QueueNum) */
@@ -68,8 +73,38 @@ export class Virtqueue {
   #signalledUsed = 0;
 
   /** Checks the layout (size a power of 2, alignment, every area inside RAM); throws VirtqueueError. */
-  constructor(ram: GuestRam, layout: QueueLayout, opts: VirtqueueOptions = {}) {
-    const { size, desc, driver, device } = layout;
+  constructor(ram: GuestRam, layout: QueueLayout, opts?: VirtqueueOptions) {
+    // the host's arguments: a wrong type is the caller's DeviceConfigError, a bad layout the guest's
+    if (typeof ram !== "object" || ram === null || typeof ram.view !== "function") {
+      throw new DeviceConfigError(
+        "virtqueue",
+        "ram",
+        `must be guest RAM ({ view(gpa, length) }), got ${describeValue(ram)}`,
+      );
+    }
+    if (layout === undefined) throw new DeviceConfigError("virtqueue", "layout", "is required");
+    const l: DeviceOptionReader<QueueLayout> = new DeviceOptionReader("virtqueue", layout, "layout.");
+    // only the type is the host's to get right: values come from the guest's registers (up to 2^64),
+    // and a size or an address that does not fit is the guest's VirtqueueError below
+    const field = (key: keyof QueueLayout): number => {
+      const v = l.raw(key);
+      if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
+        l.fail(key, `must be a non-negative integer, got ${describeValue(v)}`);
+      }
+      return v;
+    };
+    const size = field("size");
+    const desc = field("desc");
+    const driver = field("driver");
+    const device = field("device");
+    const o: DeviceOptionReader<VirtqueueOptions> = new DeviceOptionReader("virtqueue", opts);
+    const eventIdx = o.boolean("eventIdx", false);
+    const indirect = o.boolean("indirect", false);
+    const maxChainBytes = o.integer("maxChainBytes", TWO32 - 1, 0, Number.MAX_SAFE_INTEGER);
+    const maxDescriptorBytes = o.get("maxDescriptorBytes", Number.POSITIVE_INFINITY);
+    if (typeof maxDescriptorBytes !== "number" || !(maxDescriptorBytes >= 0)) {
+      o.fail("maxDescriptorBytes", `must be a non-negative number, got ${describeValue(maxDescriptorBytes)}`);
+    }
     if (!Number.isInteger(size) || size < 1 || size > VIRTQ_MAX_SIZE || (size & (size - 1)) !== 0) {
       throw new VirtqueueError(`queue size ${size} is not a power of 2 in 1-${VIRTQ_MAX_SIZE}`);
     }
@@ -77,15 +112,15 @@ export class Virtqueue {
     if (driver % 2 !== 0) throw new VirtqueueError(`available ring ${hex(driver)} is not 2-byte aligned`);
     if (device % 4 !== 0) throw new VirtqueueError(`used ring ${hex(device)} is not 4-byte aligned`);
     this.size = size;
-    this.layout = { ...layout };
+    this.layout = { size, desc, driver, device };
     this.#ram = ram;
     this.#desc = area(ram, "descriptor table", desc, DESC_BYTES * size);
     this.#avail = area(ram, "available ring", driver, 6 + 2 * size);
     this.#used = area(ram, "used ring", device, 6 + 8 * size);
-    this.#eventIdx = opts.eventIdx ?? false;
-    this.#indirect = opts.indirect ?? false;
-    this.#maxChainBytes = opts.maxChainBytes ?? TWO32 - 1;
-    this.#maxDescriptorBytes = opts.maxDescriptorBytes ?? Number.POSITIVE_INFINITY;
+    this.#eventIdx = eventIdx;
+    this.#indirect = indirect;
+    this.#maxChainBytes = maxChainBytes;
+    this.#maxDescriptorBytes = maxDescriptorBytes;
   }
 
   /** the next available-ring index the device will read */

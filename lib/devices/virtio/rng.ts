@@ -2,6 +2,7 @@
 // filled with random bytes from the host (crypto.randomFillSync unless a source is given).
 
 import { randomFillSync } from "node:crypto";
+import { DeviceOptionReader } from "../options.js";
 import { VirtioMmioDevice, type VirtioMmioOptions } from "./mmio-transport.js";
 import { type Virtqueue, VirtqueueError } from "./queue.js";
 
@@ -22,11 +23,11 @@ export class VirtioRng extends VirtioMmioDevice {
   bytesProvided = 0;
 
   constructor(opts: VirtioRngOptions) {
-    super(
-      { kind: "virtio-rng", deviceId: VIRTIO_ID_ENTROPY, features: 0n, queueSizes: [opts?.queueSize ?? 256] },
-      opts,
-    );
-    this.#source = opts.source ?? ((b) => void randomFillSync(b));
+    const o = new DeviceOptionReader<VirtioRngOptions>("virtio-rng", opts);
+    const queueSize = o.integer("queueSize", 256, 1, 2 ** 15);
+    const source = o.callback<(into: Uint8Array) => void>("source");
+    super({ kind: "virtio-rng", deviceId: VIRTIO_ID_ENTROPY, features: 0n, queueSizes: [queueSize] }, opts);
+    this.#source = source ?? ((b) => void randomFillSync(b));
   }
 
   protected configSpace(): Uint8Array {
