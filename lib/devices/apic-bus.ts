@@ -8,7 +8,9 @@
 // ExtINT messages are dropped (no SMM; the 8259's ExtINT reaches a CPU through its LINT0 or an
 // I/O APIC ExtINT entry, which PcInterrupts checks). Edge cases follow KVM's irq_comm.c/lapic.c:
 // a physical broadcast in lowest-priority mode is delivered as fixed, an INIT level de-assert does
-// nothing, hardware-disabled APICs (IA32_APIC_BASE.EN clear) are off the bus.
+// nothing, hardware-disabled APICs (IA32_APIC_BASE.EN clear) are off the bus. An IPI from an APIC
+// in x2APIC mode carries a 32-bit destination (0xFFFFFFFF the broadcast), which each target matches
+// as its own mode says (LocalApic.matchesDestination).
 
 import type { ApicMessage } from "./ioapic.js";
 import type { IpiShorthand, LocalApic } from "./lapic.js";
@@ -50,6 +52,7 @@ export class ApicBus {
   /** the CPUs (indexes) whose APICs a message selects, hardware-disabled APICs left out */
   targets(destination: number, logical: boolean, opts: BusDelivery = {}): number[] {
     const { source, shorthand = 0 } = opts;
+    const wide = source?.x2apic === true;
     const out: number[] = [];
     this.lapics.forEach((apic, i) => {
       if (!apic.hardwareEnabled()) return;
@@ -57,7 +60,7 @@ export class ApicBus {
       if (shorthand === 1) hit = apic === source;
       else if (shorthand === 2) hit = true;
       else if (shorthand === 3) hit = apic !== source;
-      else hit = apic.matchesDestination(destination, logical);
+      else hit = apic.matchesDestination(destination, logical, wide);
       if (hit) out.push(i);
     });
     return out;
@@ -71,13 +74,10 @@ export class ApicBus {
     const cpus = this.targets(msg.destination, msg.logical, opts);
     if (cpus.length === 0) return false;
     let mode = msg.deliveryMode;
+    const broadcast =
+      opts.source?.x2apic === true ? msg.destination >>> 0 === 0xffffffff : (msg.destination & 0xff) === 0xff;
     // KVM: "phys broadcast and lowest prio" is delivered to every APIC as fixed
-    if (
-      mode === DeliveryMode.LOWEST &&
-      !msg.logical &&
-      (msg.destination & 0xff) === 0xff &&
-      !opts.shorthand
-    ) {
+    if (mode === DeliveryMode.LOWEST && !msg.logical && broadcast && !opts.shorthand) {
       mode = DeliveryMode.FIXED;
     }
     switch (mode) {

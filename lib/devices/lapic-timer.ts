@@ -122,3 +122,84 @@ export class ApicTimer {
     this.reported = s.reported;
   }
 }
+
+/** what TSC-deadline mode compares against: the time-stamp counter of the CPU that owns the APIC */
+export interface TscSource {
+  /** the TSC's value now */
+  read(): bigint;
+  /** its rate (ticks per second of the machine's clock) */
+  readonly hz: number;
+}
+
+const MAX_DEADLINE_WAIT_NS = 60e9;
+
+export interface TscDeadlineState {
+  /** IA32_TSC_DEADLINE as armed, in decimal (device state is plain JSON); "0": disarmed */
+  value: string;
+  /** the machine-clock time at which the TSC reaches it */
+  atNs: number;
+}
+
+/**
+ * TSC-deadline mode (SDM vol. 3 10.5.4.1): IA32_TSC_DEADLINE armed with a TSC value fires once
+ * the TSC reaches it and disarms itself (the MSR reads 0 again); 0 disarms it. The TSC follows the
+ * machine's clock at a fixed rate, so the deadline becomes a clock time when armed.
+ */
+export class TscDeadline {
+  value = 0n;
+  atNs = 0;
+
+  /**
+   * Arms at `value` (0 disarms). `tscNow` is read before `nowNs`, so that at `atNs` the TSC has
+   * reached `value` even if the two reads straddle a tick; a deadline already past fires at the
+   * next poll.
+   */
+  arm(value: bigint, tscNow: bigint, hz: number, nowNs: number): void {
+    this.value = BigInt.asUintN(64, value);
+    if (this.value === 0n) return;
+    const ticks = this.value - tscNow;
+    const perSecond = BigInt(Math.max(1, Math.round(hz)));
+    this.atNs = ticks <= 0n ? nowNs : nowNs + Number((ticks * 1_000_000_000n + perSecond - 1n) / perSecond);
+  }
+
+  disarm(): void {
+    this.value = 0n;
+  }
+
+  /** whether the deadline passed (it disarms then), and the ns until it will (undefined: disarmed) */
+  poll(nowNs: number): { fired: boolean; nextNs: number | undefined } {
+    if (this.value === 0n) return { fired: false, nextNs: undefined };
+    if (nowNs >= this.atNs) {
+      this.value = 0n;
+      return { fired: true, nextNs: undefined };
+    }
+    // a deadline years away is looked at again in a while rather than handed on as a huge delay
+    return {
+      fired: false,
+      nextNs: Math.min(MAX_DEADLINE_WAIT_NS, Math.max(1, Math.ceil(this.atNs - nowNs))),
+    };
+  }
+
+  snapshot(): TscDeadlineState {
+    return { value: this.value.toString(), atNs: this.atNs };
+  }
+
+  /** a state from snapshot(), or undefined: disarmed */
+  restore(s: TscDeadlineState | undefined): void {
+    // the owner checked the value (tscDeadlineStateProblem)
+    this.value = s ? BigInt.asUintN(64, BigInt(s.value)) : 0n;
+    this.atNs = typeof s?.atNs === "number" && Number.isFinite(s.atNs) ? s.atNs : 0;
+  }
+}
+
+/** what is wrong with a saved TscDeadlineState, or undefined when restore() can take it */
+export function tscDeadlineStateProblem(s: unknown): string | undefined {
+  if (s === undefined) return undefined;
+  const v = s as Partial<TscDeadlineState> | null;
+  if (!v || typeof v !== "object") return "tscDeadline is not an object";
+  if (typeof v.value !== "string" || !/^\d{1,20}$/.test(v.value))
+    return "tscDeadline.value is not a decimal integer";
+  if (typeof v.atNs !== "number" || !Number.isFinite(v.atNs))
+    return "tscDeadline.atNs is not a finite number";
+  return undefined;
+}

@@ -1,7 +1,10 @@
-// The local APIC in xAPIC mode: its 4 KiB register page at 0xFEE00000 (Intel SDM vol. 3 ch. 10),
-// the IRR/ISR/TMR priority logic, EOI (broadcast to the I/O APIC for level-triggered vectors),
-// IPIs through the ICR, the LVT entries and the timer (one-shot and periodic; TSC-deadline is not
-// advertised). Reset values are KVM's (kvm_lapic_reset): the SDM's (LVTs masked, SVR 0xFF,
+// The local APIC (Intel SDM vol. 3 ch. 10): in xAPIC mode its 4 KiB register page at 0xFEE00000,
+// in x2APIC mode (IA32_APIC_BASE.EXTD, 10.12) the same registers as MSRs 0x800-0x8FF
+// (lapic-x2apic.ts says which exist), with a 32-bit APIC ID, a derived logical ID, a 64-bit ICR
+// and SELF IPI, while the page answers as a disabled APIC's. The IRR/ISR/TMR priority logic, EOI
+// (broadcast to the I/O APIC for level-triggered vectors), IPIs through the ICR, the LVT entries and
+// the timer: one-shot, periodic, and TSC-deadline (IA32_TSC_DEADLINE against the owning CPU's TSC,
+// 10.5.4.1). Reset values are KVM's (kvm_lapic_reset): the SDM's (LVTs masked, SVR 0xFF,
 // software-disabled), except that the BSP's LINT0 is ExtINT unmasked (KVM_X86_QUIRK_LINT0_REENABLED,
 // the BSP only, at RESET and INIT alike), so the 8259's interrupts reach the CPU through the virtual
 // wire as they do on KVM. On its own the APIC delivers only the IPIs it sends itself; on an APIC
@@ -10,7 +13,26 @@
 import type { Device, DeviceContext, DeviceRange } from "./device.js";
 import { DeviceConfigError } from "./errors.js";
 import type { ApicMessage } from "./ioapic.js";
-import { APIC_BUS_HZ, ApicTimer, type ApicTimerState, apicTimerDivisor } from "./lapic-timer.js";
+import {
+  APIC_BUS_HZ,
+  ApicTimer,
+  type ApicTimerState,
+  apicTimerDivisor,
+  TscDeadline,
+  type TscDeadlineState,
+  type TscSource,
+  tscDeadlineStateProblem,
+} from "./lapic-timer.js";
+import {
+  TSC_DEADLINE_MSR,
+  X2APIC_ICR_LOW_BITS,
+  X2APIC_ICR_MSR,
+  X2APIC_SELF_IPI,
+  x2apicLogicalId,
+  x2apicReadable,
+  x2apicRegister,
+  x2apicWritable,
+} from "./lapic-x2apic.js";
 
 export const LAPIC_BASE = 0xfee00000;
 
@@ -47,7 +69,10 @@ export const LapicReg = {
 export const LAPIC_VERSION = 0x00050014;
 
 const LVT_MASKED = 1 << 16;
-const LVT_PERIODIC = 1 << 17;
+/** LVT timer bits 18:17: 00 one-shot, 01 periodic, 10 TSC-deadline (11 reserved: counts as one-shot) */
+const TIMER_MODE_SHIFT = 17;
+const TIMER_PERIODIC = 1;
+const TIMER_TSC_DEADLINE = 2;
 const SVR_ENABLE = 1 << 8;
 const MODE_FIXED = 0;
 const MODE_LOWEST = 1;
@@ -58,7 +83,7 @@ const ESR_RECEIVE_ILLEGAL_VECTOR = 1 << 6;
 
 // the bits software may write in each LVT entry, in register order (0x320 timer ... 0x370 error)
 const LVT_WRITABLE = [
-  0x300ff, // timer: vector, mask, periodic (bit 18, TSC-deadline, is not advertised)
+  0x700ff, // timer: vector, mask, mode (one-shot, periodic, TSC-deadline)
   0x107ff, // thermal: vector, delivery mode, mask
   0x107ff, // performance counters
   0x1a7ff, // LINT0: vector, delivery mode, polarity, trigger mode, mask
@@ -113,6 +138,10 @@ export interface LocalApicState {
   lvt: number[];
   tdcr: number;
   timer: ApicTimerState;
+  /** IA32_APIC_BASE.EXTD (absent in snapshots from before x2APIC: xAPIC mode) */
+  x2apic?: boolean;
+  /** the armed TSC deadline (absent: disarmed) */
+  tscDeadline?: TscDeadlineState;
 }
 
 /** index of the highest set bit of a 256-bit register held as 8 words, or -1 */
@@ -143,7 +172,18 @@ export class LocalApic implements Device {
   readonly tmr = new Uint32Array(8);
   readonly lvt = new Uint32Array(6);
   readonly #timer: ApicTimer;
+  readonly #deadline = new TscDeadline();
   readonly #initialId: number;
+  /**
+   * The time-stamp counter of the CPU that owns this APIC, which TSC-deadline mode compares
+   * against; the CPU sets it. Unset, IA32_TSC_DEADLINE cannot be armed.
+   */
+  tsc: TscSource | undefined;
+  /**
+   * IA32_APIC_BASE.EXTD as the CPU has it (setX2apic): registers are MSRs, the page is dark, the
+   * APIC ID is the 32-bit x2APIC ID and the logical ID is derived from it.
+   */
+  #x2apic = false;
   onEoi: ((vector: number) => void) | undefined;
   /**
    * The APIC bus: every IPI written to the ICR (after the sender's own checks) goes to it. Unset,
@@ -243,8 +283,40 @@ export class LocalApic implements Device {
     return !this.hardwareEnabled();
   }
 
-  /** whether a message for `destination` (physical ID, or logical MDA) is for this APIC */
-  matchesDestination(destination: number, logical: boolean): boolean {
+  /** attached to a machine (its clock polls the timer): what the CPU's MSR interface needs */
+  get attached(): boolean {
+    return this.#ctx !== undefined;
+  }
+
+  /** x2APIC mode (IA32_APIC_BASE.EXTD) */
+  get x2apic(): boolean {
+    return this.#x2apic;
+  }
+
+  /** the x2APIC ID: the initial APIC ID, which software cannot change */
+  get x2apicId(): number {
+    return this.#initialId;
+  }
+
+  /**
+   * Whether a message for `destination` (physical ID, or logical MDA) is for this APIC. `wide`: a
+   * 32-bit x2APIC destination (an IPI from an APIC in x2APIC mode); otherwise 8 bits, as the I/O
+   * APIC and xAPIC senders address, whose 0xFF is the broadcast in x2APIC mode too (KVM's
+   * kvm_apic_mda). Logical x2APIC destinations are cluster (31:16) and a mask of 16 (15:0).
+   */
+  matchesDestination(destination: number, logical: boolean, wide = false): boolean {
+    if (this.#x2apic) {
+      const d = wide ? destination >>> 0 : destination & 0xff;
+      const mda = !wide && d === 0xff ? 0xffffffff : d;
+      if (mda === 0xffffffff) return true;
+      if (!logical) return mda === this.#initialId;
+      return this.ldr >>> 16 === mda >>> 16 && (this.ldr & mda & 0xffff) !== 0;
+    }
+    if (wide) {
+      // an x2APIC sender addressing an APIC still in xAPIC mode (mixed modes are not architectural)
+      if (destination >>> 0 === 0xffffffff) return true;
+      if (destination >>> 0 >= 0xff) return false;
+    }
     const mda = destination & 0xff;
     if (mda === 0xff) return true;
     if (!logical) return mda === this.id >>> 24;
@@ -274,7 +346,8 @@ export class LocalApic implements Device {
   // ---- MMIO ----
 
   read(offset: number, size: number, _rangeIndex: number): number {
-    if (!this.hardwareEnabled()) return size >= 4 ? 0xffffffff : size === 1 ? 0xff : 0xffff;
+    // in x2APIC mode the page behaves as a globally disabled APIC's (SDM 10.12.2)
+    if (this.#x2apic || !this.hardwareEnabled()) return size >= 4 ? 0xffffffff : size === 1 ? 0xff : 0xffff;
     // sub-dword reads take bytes of the 32-bit register; bytes 4-15 of a register read as zero
     if ((offset & 0xc) !== 0) return 0;
     const v = this.#readReg(offset & 0xff0) >>> 0;
@@ -284,14 +357,14 @@ export class LocalApic implements Device {
 
   write(offset: number, size: number, value: number, _rangeIndex: number): void {
     // the registers are written as aligned dwords; other writes are dropped, as KVM drops them
-    if (size < 4 || (offset & 0xf) !== 0 || !this.hardwareEnabled()) return;
+    if (size < 4 || (offset & 0xf) !== 0 || this.#x2apic || !this.hardwareEnabled()) return;
     this.#writeReg(offset & 0xff0, value >>> 0);
   }
 
   #readReg(reg: number): number {
     switch (reg) {
       case LapicReg.ID:
-        return this.id;
+        return this.#x2apic ? this.#initialId : this.id;
       case LapicReg.VERSION:
         return LAPIC_VERSION;
       case LapicReg.TPR:
@@ -356,12 +429,14 @@ export class LocalApic implements Device {
         return;
       case LapicReg.ICR_LOW:
         this.icrLow = v & ~(1 << 12); // delivery status: sent at once
-        this.#sendIpi();
+        this.#sendIpi(this.icrLow, this.icrHigh >>> 24);
         return;
       case LapicReg.ICR_HIGH:
         this.icrHigh = v & 0xff000000;
         return;
       case LapicReg.TIMER_INITIAL:
+        // TSC-deadline mode has no count: writes are ignored (10.5.4.1)
+        if (this.#timerMode() === TIMER_TSC_DEADLINE) return;
         this.#timer.load(v, now);
         this.#ctx?.requestPoll?.();
         return;
@@ -376,9 +451,16 @@ export class LocalApic implements Device {
       let val = v & LVT_WRITABLE[i]!;
       if (!this.softwareEnabled) val |= LVT_MASKED;
       // read-only delivery status / remote IRR bits are not modelled: they read as zero
+      const before = this.#timerMode();
       this.lvt[i] = val;
       if (i === TIMER) {
-        this.#timer.setPeriodic((val & LVT_PERIODIC) !== 0, now);
+        const mode = this.#timerMode();
+        // entering or leaving TSC-deadline mode disarms the timer, whichever kind it was (10.5.4.1)
+        if ((before === TIMER_TSC_DEADLINE) !== (mode === TIMER_TSC_DEADLINE)) {
+          this.#timer.load(0, now);
+          this.#deadline.disarm();
+        }
+        this.#timer.setPeriodic(mode === TIMER_PERIODIC, now);
         this.#ctx?.requestPoll?.();
       }
     }
@@ -394,12 +476,16 @@ export class LocalApic implements Device {
     if (testBit(this.tmr, v)) this.onEoi?.(v);
   }
 
+  #timerMode(): number {
+    return (this.lvt[TIMER]! >>> TIMER_MODE_SHIFT) & 3;
+  }
+
   /**
-   * ICR low written: the IPI goes to the bus; a fixed or lowest-priority one with a vector below
-   * 16 is not sent and sets the sender's "send illegal vector" error (SDM 10.5.3).
+   * An IPI as ICR bits 31:0 `icr` and `destination` (8 bits in xAPIC mode, 32 in x2APIC mode)
+   * describe it goes to the bus; a fixed or lowest-priority one with a vector below 16 is not sent
+   * and sets the sender's "send illegal vector" error (SDM 10.5.3).
    */
-  #sendIpi(): void {
-    const icr = this.icrLow;
+  #sendIpi(icr: number, destination: number): void {
     const vector = icr & 0xff;
     const mode = (icr >> 8) & 7;
     const shorthand = ((icr >> 18) & 3) as IpiShorthand;
@@ -411,7 +497,6 @@ export class LocalApic implements Device {
     }
     const bus = this.sendIpi;
     if (bus) {
-      const destination = this.icrHigh >>> 24;
       bus({
         vector,
         deliveryMode: mode,
@@ -428,7 +513,7 @@ export class LocalApic implements Device {
     let self: boolean;
     if (shorthand === 1 || shorthand === 2) self = true;
     else if (shorthand === 3) self = false;
-    else self = this.matchesDestination(this.icrHigh >>> 24, logical);
+    else self = this.matchesDestination(destination, logical, this.#x2apic);
     if (self) this.acceptInterrupt(vector, levelTriggered);
   }
 
@@ -440,10 +525,90 @@ export class LocalApic implements Device {
 
   /** the timer: an expiry with LVT timer unmasked raises its vector; returns ns to the next one */
   poll(nowNs: number): number | undefined {
-    const { fired, nextNs } = this.#timer.poll(nowNs);
+    const count = this.#timer.poll(nowNs);
+    const deadline = this.#deadline.poll(nowNs);
+    // a deadline reached disarms itself, masked or not; only an unmasked one interrupts
+    if (count.fired || deadline.fired) this.#timerInterrupt();
+    if (count.nextNs === undefined) return deadline.nextNs;
+    return deadline.nextNs === undefined ? count.nextNs : Math.min(count.nextNs, deadline.nextNs);
+  }
+
+  /** the timer expired: its vector, unless LVT timer is masked */
+  #timerInterrupt(): void {
     const lvt = this.lvt[TIMER]!;
-    if (fired && !(lvt & LVT_MASKED)) this.acceptInterrupt(lvt & 0xff, false);
-    return nextNs;
+    if (!(lvt & LVT_MASKED)) this.acceptInterrupt(lvt & 0xff, false);
+  }
+
+  // ---- the MSR interface (the CPU routes RDMSR/WRMSR of its own APIC's MSRs here) ----
+
+  /**
+   * RDMSR of an x2APIC register (0x800-0x8FF) or IA32_TSC_DEADLINE; undefined: #GP. x2APIC
+   * registers exist only in x2APIC mode (10.12.2); IA32_TSC_DEADLINE reads 0 outside TSC-deadline
+   * mode and while disarmed.
+   */
+  readMsr(index: number): bigint | undefined {
+    if (index === TSC_DEADLINE_MSR) {
+      if (!this.hardwareEnabled() || this.#timerMode() !== TIMER_TSC_DEADLINE) return 0n;
+      // a deadline the TSC has reached has fired, whether or not the loop polled since
+      const d = this.#deadline.value;
+      if (d !== 0n && this.tsc && this.tsc.read() >= d) {
+        this.#deadline.disarm();
+        this.#timerInterrupt();
+      }
+      return this.#deadline.value;
+    }
+    if (!this.#x2apic || !this.hardwareEnabled() || !x2apicReadable(index)) return undefined;
+    if (index === X2APIC_ICR_MSR) return (BigInt(this.icrHigh >>> 0) << 32n) | BigInt(this.icrLow >>> 0);
+    return BigInt(this.#readReg(x2apicRegister(index)) >>> 0);
+  }
+
+  /**
+   * WRMSR of an x2APIC register or IA32_TSC_DEADLINE; false: #GP (not in x2APIC mode, no such
+   * register, read-only, reserved bits set). IA32_TSC_DEADLINE writes outside TSC-deadline mode
+   * are ignored.
+   */
+  writeMsr(index: number, value: bigint): boolean {
+    const v = BigInt.asUintN(64, value);
+    if (index === TSC_DEADLINE_MSR) {
+      if (!this.hardwareEnabled() || this.#timerMode() !== TIMER_TSC_DEADLINE) return true;
+      const tsc = this.tsc;
+      if (!tsc) return true;
+      // the TSC first (TscDeadline.arm)
+      const tscNow = tsc.read();
+      this.#deadline.arm(v, tscNow, tsc.hz, this.#now());
+      this.#ctx?.requestPoll?.();
+      return true;
+    }
+    if (!this.#x2apic || !this.hardwareEnabled() || !x2apicWritable(index, v)) return false;
+    if (index === X2APIC_ICR_MSR) {
+      this.icrHigh = Number(v >> 32n) >>> 0;
+      this.icrLow = Number(v & 0xffffffffn) & X2APIC_ICR_LOW_BITS;
+      this.#sendIpi(this.icrLow, this.icrHigh);
+      return true;
+    }
+    const reg = x2apicRegister(index);
+    // SELF IPI: a fixed, edge-triggered IPI to this APIC, the ICR left as it is (10.12.11)
+    if (reg === X2APIC_SELF_IPI) this.#sendIpi((1 << 18) | Number(v), 0);
+    else this.#writeReg(reg, Number(v) >>> 0);
+    return true;
+  }
+
+  /**
+   * IA32_APIC_BASE.EXTD changed (the CPU checked the transition, 10.12.5). Entering x2APIC mode
+   * keeps the registers but the APIC ID, the LDR (now the logical x2APIC ID) and the ICR's high
+   * half; leaving it (to the disabled state, the only legal way) keeps only the APIC ID.
+   */
+  setX2apic(on: boolean): void {
+    if (on === this.#x2apic) return;
+    this.#x2apic = on;
+    this.id = (this.#initialId << 24) >>> 0;
+    if (on) {
+      this.ldr = x2apicLogicalId(this.#initialId);
+      this.icrHigh = 0;
+    } else {
+      this.initReset();
+    }
+    this.#ctx?.requestPoll?.();
   }
 
   /** the timer's current count (what the guest reads at 0x390) */
@@ -453,6 +618,7 @@ export class LocalApic implements Device {
 
   /** RESET (power-up): every register to its reset value, the APIC ID to the vCPU index */
   reset(): void {
+    this.#x2apic = false;
     this.id = (this.#initialId << 24) >>> 0;
     this.initReset();
   }
@@ -461,11 +627,12 @@ export class LocalApic implements Device {
    * An INIT (INIT IPI or INIT# pin): the registers go back to their power-up values except the
    * APIC ID, which keeps what software wrote (SDM 10.4.7.3; KVM's kvm_lapic_reset(init_event) sets
    * the ID at RESET only). The timer stops; the APIC comes out software-disabled; the BSP's LINT0
-   * is ExtINT again, as KVM leaves it.
+   * is ExtINT again, as KVM leaves it. An APIC in x2APIC mode stays in it, with its derived
+   * logical ID (10.12.5.1).
    */
   initReset(): void {
     this.tpr = 0;
-    this.ldr = 0;
+    this.ldr = this.#x2apic ? x2apicLogicalId(this.#initialId) : 0;
     this.dfr = 0xffffffff;
     this.svr = 0xff;
     this.esr = 0;
@@ -482,6 +649,7 @@ export class LocalApic implements Device {
     // the BSP's virtual wire, as KVM leaves it (KVM_X86_QUIRK_LINT0_REENABLED, kvm_vcpu_is_reset_bsp)
     if (this.isBsp) this.lvt[LINT0] = MODE_EXTINT << 8;
     this.#timer.restore({ initial: 0, startNs: this.#now(), divisor: 2, periodic: false, reported: 0 });
+    this.#deadline.disarm();
   }
 
   snapshot(): LocalApicState {
@@ -501,6 +669,8 @@ export class LocalApic implements Device {
       lvt: [...this.lvt],
       tdcr: this.tdcr,
       timer: this.#timer.snapshot(),
+      x2apic: this.#x2apic,
+      tscDeadline: this.#deadline.snapshot(),
     };
   }
 
@@ -517,6 +687,8 @@ export class LocalApic implements Device {
         throw new DeviceConfigError(this.name, "restore", `${k} must hold ${n} words`);
       }
     }
+    const deadlineProblem = tscDeadlineStateProblem(s.tscDeadline);
+    if (deadlineProblem) throw new DeviceConfigError(this.name, "restore", deadlineProblem);
     this.id = s.id >>> 0;
     this.tpr = s.tpr & 0xff;
     this.ldr = s.ldr >>> 0;
@@ -532,6 +704,8 @@ export class LocalApic implements Device {
     this.lvt.set(s.lvt);
     this.tdcr = s.tdcr & 0xb;
     this.#timer.restore(s.timer);
+    this.#x2apic = s.x2apic === true;
+    this.#deadline.restore(s.tscDeadline);
     this.#irrTop = highest(this.irr);
     this.#isrTop = highest(this.isr);
     this.#ctx?.requestPoll?.();

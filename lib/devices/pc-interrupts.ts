@@ -3,9 +3,10 @@
 // APICs' IPIs travel the APIC bus (apic-bus.ts) to one local APIC per CPU (APIC ID = CPU index).
 // A CPU takes its own local APIC's vector, or the 8259's through its LINT0 programmed ExtINT (the
 // virtual wire, on at reset on the BSP only) or through an I/O APIC pin 0 entry programmed ExtINT
-// whose destination selects it. forCpu(i) is what CPU i's vCPU asks; the methods of the class
-// itself are CPU 0's. It has the shape of lib/vmm's InterruptController (setIrq/hasInterrupt/
-// acknowledge/taskPriority/forCpu) without importing it.
+// whose destination selects it. forCpu(i) is what CPU i's vCPU asks, its APIC's MSRs (x2APIC,
+// IA32_TSC_DEADLINE) included; the methods of the class itself are CPU 0's. It has the shape of
+// lib/vmm's InterruptController (setIrq/hasInterrupt/acknowledge/taskPriority/apicMsrs/forCpu)
+// without importing it.
 
 import { ApicBus, type CpuSignalHandler } from "./apic-bus.js";
 import type { Device } from "./device.js";
@@ -14,6 +15,7 @@ import { I8259Pair } from "./i8259.js";
 import { type ApicMessage, IOAPIC_PINS, IoApic } from "./ioapic.js";
 import { LocalApic } from "./lapic.js";
 import { LapicPage } from "./lapic-page.js";
+import type { TscSource } from "./lapic-timer.js";
 
 /** xAPIC IDs are 8 bits and 0xFF is the broadcast, so 255 CPUs at most */
 export const MAX_APIC_CPUS = 255;
@@ -42,6 +44,23 @@ export interface CpuInterrupts {
   acknowledge(): number;
   /** the CPU's LAPIC TPR, which CR8 aliases (bits 3:0 of CR8 are TPR bits 7:4) */
   readonly taskPriority: { get(): number; set(value: number): void };
+  /** the CPU's own LAPIC as its RDMSR/WRMSR reach it */
+  readonly apicMsrs: LocalApicMsrs;
+}
+
+/**
+ * A local APIC's MSRs, for the CPU that owns it: the x2APIC registers (0x800-0x8FF) and
+ * IA32_TSC_DEADLINE (readMsr undefined / writeMsr false: #GP), the mode IA32_APIC_BASE.EXTD
+ * selects, and the CPU's TSC for TSC-deadline mode.
+ */
+export interface LocalApicMsrs {
+  /** on a machine (a bare one leaves the controllers unattached: then the CPU has no APIC MSRs) */
+  readonly attached: boolean;
+  readMsr(index: number): bigint | undefined;
+  writeMsr(index: number, value: bigint): boolean;
+  readonly x2apic: boolean;
+  setX2apic(on: boolean): void;
+  tsc: TscSource | undefined;
 }
 
 export class PcInterrupts {
@@ -191,6 +210,7 @@ export class PcInterrupts {
           apic.tpr = value & 0xff;
         },
       },
+      apicMsrs: apic,
     };
   }
 }

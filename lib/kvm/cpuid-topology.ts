@@ -9,6 +9,10 @@ import type { CpuidEntry } from "./structs.js";
 const INTEL_EBX = 0x756e6547; // "Genu"
 /** CPUID.1:EDX.HTT: EBX[23:16] holds the package's logical processor count */
 const HTT = 1 << 28;
+/** KVM_CHECK_EXTENSION: the in-kernel LAPIC emulates TSC-deadline mode (<linux/kvm.h>) */
+export const KVM_CAP_TSC_DEADLINE_TIMER = 72;
+/** CPUID.1:ECX.TSC_DEADLINE_TIMER */
+const TSC_DEADLINE = 1 << 24;
 /** CPUID.80000001h:ECX.CmpLegacy (AMD): the package's cores are reported as its logical processors */
 const CMP_LEGACY = 1 << 1;
 /** leaf 0xB/0x1F level types (ECX[15:8]) */
@@ -27,8 +31,17 @@ export function apicIdBits(count: number): number {
  * 0x8000001E) and a topology of one package with `count` single-thread cores (leaves 1, 4, 0xB,
  * 0x1F, 0x80000001, 0x80000008, 0x8000001E). Leaves KVM does not list stay absent; the
  * extended-topology leaves get exactly the sub-leaves the topology has (SMT, core, the end marker).
+ * x2APIC (CPUID.1:ECX[21]) is KVM's to offer and stays as it lists it; the TSC-deadline timer
+ * (ECX[24]) older kernels leave out of the list (their API doc: it depends on the in-kernel
+ * irqchip) and announce through KVM_CAP_TSC_DEADLINE_TIMER instead: `tscDeadline` adds it then, as
+ * QEMU does.
  */
-export function cpuidForVcpu(supported: readonly CpuidEntry[], index: number, count: number): CpuidEntry[] {
+export function cpuidForVcpu(
+  supported: readonly CpuidEntry[],
+  index: number,
+  count: number,
+  opts: { tscDeadline?: boolean } = {},
+): CpuidEntry[] {
   if (!Number.isInteger(count) || count < 1) throw new RangeError(`vCPU count must be >= 1, got ${count}`);
   if (!Number.isInteger(index) || index < 0 || index >= count) {
     throw new RangeError(`vCPU index ${index} is not in [0, ${count})`);
@@ -47,7 +60,8 @@ export function cpuidForVcpu(supported: readonly CpuidEntry[], index: number, co
           ebx |= Math.min(255, count) << 16;
           edx |= HTT;
         }
-        out.push({ ...e, ebx: ebx >>> 0, edx: edx >>> 0 });
+        const ecx = opts.tscDeadline ? e.ecx | TSC_DEADLINE : e.ecx;
+        out.push({ ...e, ebx: ebx >>> 0, ecx: ecx >>> 0, edx: edx >>> 0 });
         break;
       }
       case 4: {

@@ -21,8 +21,27 @@ export interface InterruptController {
    * the soft vCPU's MOV to/from CR8 reads and writes the APIC's TPR, as on hardware.
    */
   taskPriority?: { get(): number; set(value: number): void };
+  /**
+   * Optional: the CPU's own local APIC as its MSRs reach it. With it, the soft vCPU offers x2APIC
+   * and TSC-deadline in CPUID and routes IA32_APIC_BASE.EXTD, the x2APIC registers (0x800-0x8FF)
+   * and IA32_TSC_DEADLINE (0x6E0) there.
+   */
+  apicMsrs?: ApicMsrAccess;
   /** Optional (SMP): the controller as CPU `index` sees it (its own local APIC). */
   forCpu?(index: number): InterruptController;
+}
+
+/** A local APIC's MSR interface (lib/devices' LocalApicMsrs): undefined / false mean #GP. */
+export interface ApicMsrAccess {
+  /** the APIC is on the machine; until then the CPU offers and routes none of this */
+  readonly attached: boolean;
+  readMsr(index: number): bigint | undefined;
+  writeMsr(index: number, value: bigint): boolean;
+  /** IA32_APIC_BASE.EXTD as the APIC has it */
+  readonly x2apic: boolean;
+  setX2apic(on: boolean): void;
+  /** the CPU's time-stamp counter, which TSC-deadline mode compares against */
+  tsc: { read(): bigint; readonly hz: number } | undefined;
 }
 
 /** What the APIC bus delivers to a CPU besides interrupts (SDM vol. 3 ch. 10.6, 8.4). */

@@ -97,7 +97,7 @@ describe("local APIC: registers", () => {
     expect(rd(R.LVT_TIMER)).toBe(0x300ff); // masked anyway: the APIC is software-disabled
     wr(R.SVR, 0x100);
     wr(R.LVT_TIMER, 0xffffffff);
-    expect(rd(R.LVT_TIMER)).toBe(0x300ff); // no TSC-deadline bit, no delivery status
+    expect(rd(R.LVT_TIMER)).toBe(0x700ff); // the mode with TSC-deadline (bit 18), no delivery status
     wr(R.LVT_LINT1, 0xffffffff);
     expect(rd(R.LVT_LINT1)).toBe(0x1a7ff);
     wr(R.LVT_ERROR, 0xa7f3); // no delivery mode, polarity or trigger bits

@@ -11,6 +11,7 @@ import {
   cpuidForVcpu,
   type GsiRoute,
   type KickTarget,
+  KVM_CAP_TSC_DEADLINE_TIMER,
   KVM_IRQCHIP,
   KVM_MP_STATE,
   Kvm,
@@ -206,7 +207,9 @@ export class KvmMachineBackend implements MachineBackend {
     const vcpu = this.vm.createVcpu(index);
     this.#cpuid ??= this.kvm.getSupportedCpuid();
     try {
-      vcpu.setCpuid2(cpuidForVcpu(this.#cpuid, index, this.vcpuCount));
+      // the in-kernel irqchip (always created here) emulates TSC-deadline mode where KVM says so
+      const tscDeadline = this.kvm.checkExtension(KVM_CAP_TSC_DEADLINE_TIMER) > 0;
+      vcpu.setCpuid2(cpuidForVcpu(this.#cpuid, index, this.vcpuCount, { tscDeadline }));
     } catch (e) {
       vcpu.close();
       throw e;

@@ -2,7 +2,8 @@
 // features it implements), with VMX hidden, the hypervisor bit and leaves present, and the TSC's
 // frequency stated so that a kernel need not calibrate it (Linux takes leaf 0x15 as known).
 // The topology is QEMU's for `-smp N` since its 6.2 machine types (cores preferred over sockets):
-// one package of N cores with one thread each; CPU i has initial APIC ID i.
+// one package of N cores with one thread each; CPU i has initial APIC ID i. x2APIC and the
+// TSC-deadline timer are offered when the vCPU has a local APIC that implements them.
 
 import { cpuidModel } from "../../../cpu/index.js";
 
@@ -60,11 +61,20 @@ function topologyLeaf(subleaf: number, apicId: number, cpus: number): [number, n
   }
 }
 
+/** CPUID.1:ECX: x2APIC (21) and the local APIC timer's TSC-deadline mode (24) */
+export const X2APIC_BIT = 1 << 21;
+export const TSC_DEADLINE_BIT = 1 << 24;
+
+/**
+ * `lapicMsrs`: the vCPU's local APIC answers its MSRs (x2APIC registers, IA32_TSC_DEADLINE), as
+ * lib/devices' LocalApic does; a vCPU without one (no platform devices) must not offer them.
+ */
 export function answerCpuid(
   leaf: number,
   subleaf: number,
   apicId: number,
   cpus = 1,
+  lapicMsrs = false,
 ): [number, number, number, number] {
   const l = leaf >>> 0;
   switch (l) {
@@ -99,6 +109,7 @@ export function answerCpuid(
   const r = cpuidModel(l, subleaf >>> 0, apicId);
   if (l === 1) {
     r[2] = (r[2] & ~(1 << 5)) | (1 << 31); // no VMX for the guest; running under a hypervisor
+    if (lapicMsrs) r[2] |= X2APIC_BIT | TSC_DEADLINE_BIT;
     // EBX[23:16]: logical processors in the package (with HTT, EDX[28], when more than one)
     r[1] = ((r[1] & ~0x00ff0000) | ((Math.min(cpus, 255) & 0xff) << 16)) >>> 0;
     if (cpus > 1) r[3] = (r[3] | (1 << 28)) >>> 0;

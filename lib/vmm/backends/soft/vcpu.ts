@@ -28,7 +28,7 @@ import {
   Proc,
   VMCS_REVISION_ID,
 } from "../../../vmx/index.js";
-import type { CpuSignal, InterruptController, VcpuBackend } from "../../backend.js";
+import type { ApicMsrAccess, CpuSignal, InterruptController, VcpuBackend } from "../../backend.js";
 
 type SoftRaw = Extract<RawExit, { backend: "soft" }>;
 
@@ -69,6 +69,36 @@ const APIC_BASE_MSR = 0x1b;
 /** IA32_APIC_BASE at reset: the xAPIC enabled at FEE00000, bit 8 (BSP) on the bootstrap processor only */
 const APIC_BASE_AP = 0xfee00800n;
 const APIC_BASE_BSP = APIC_BASE_AP | 0x100n;
+/** IA32_APIC_BASE.EXTD (x2APIC mode) and EN (global enable) */
+const APIC_EXTD = 0x400n;
+const APIC_EN = 0x800n;
+const TSC_MSR = 0x10;
+const TSC_DEADLINE_MSR = 0x6e0;
+/** the x2APIC registers' MSRs the CPU hands to its local APIC */
+const X2APIC_FIRST = 0x800;
+const X2APIC_LAST = 0x8ff;
+/** APIC MSR writes after which the timer's next deadline or another CPU's IRR may have moved */
+const APIC_WAKE_MSRS = new Set([TSC_DEADLINE_MSR, 0x830, 0x832, 0x838, 0x83e, 0x83f]);
+
+const isApicMsr = (index: number): boolean =>
+  index === TSC_DEADLINE_MSR || (index >= X2APIC_FIRST && index <= X2APIC_LAST);
+
+/**
+ * Sets the MSR bitmap bits (read and write) of IA32_APIC_BASE, IA32_TSC_DEADLINE and the x2APIC
+ * range: they exit to this host, which hands them to the vCPU's local APIC (the interpreter has no
+ * APIC). The bitmap is shared by every vCPU: setting the bits again is harmless.
+ */
+function exitOnApicMsrs(memory: HostMemory, bitmap: number): void {
+  const set = (msr: number) => {
+    for (const half of [0, 0x800]) {
+      const at = bitmap + half + (msr >> 3);
+      memory.writeU8(at, memory.readU8(at) | (1 << (msr & 7)));
+    }
+  };
+  set(APIC_BASE_MSR);
+  set(TSC_DEADLINE_MSR);
+  for (let msr = X2APIC_FIRST; msr <= X2APIC_LAST; msr++) set(msr);
+}
 
 export interface SoftVcpuShared {
   memory: HostMemory;
@@ -106,6 +136,8 @@ export class SoftVcpu implements VcpuBackend {
   readonly #irq: InterruptController | undefined;
   /** run() is in progress (a signal then kicks it so that the event is taken promptly) */
   #running = false;
+  /** this CPU's local APIC as its MSRs reach it (x2APIC, TSC-deadline), when the machine has one */
+  readonly #apic: ApicMsrAccess | undefined;
 
   constructor(
     readonly index: number,
@@ -113,6 +145,7 @@ export class SoftVcpu implements VcpuBackend {
   ) {
     const mem = shared.memory;
     this.#irq = shared.interrupts?.forCpu?.(index) ?? shared.interrupts;
+    this.#apic = this.#irq?.apicMsrs;
     this.lp = new LogicalProcessor({ memory: mem, cpu: new Interpreter(), id: index });
     const vmxon = mem.allocatePage();
     mem.writeU32(vmxon, VMCS_REVISION_ID);
@@ -121,6 +154,10 @@ export class SoftVcpu implements VcpuBackend {
     this.lp.vmxon(vmxon);
     this.lp.vmclear(this.vmcs);
     this.lp.vmptrld(this.vmcs);
+    if (this.#apic) {
+      exitOnApicMsrs(mem, shared.msrBitmap);
+      this.#apic.tsc = { read: () => this.#cpu.getMsr(TSC_MSR) ?? 0n, hz: TSC_HZ };
+    }
     writeControls(this.lp, { ...shared, eptp: shared.ept.eptp });
     writeHostState(this.lp);
     if (shared.clock) this.useClock(shared.clock);
@@ -408,7 +445,13 @@ export class SoftVcpu implements VcpuBackend {
         const cpu = this.#cpu;
         const leaf = Number(cpu.getGpr(0) & 0xffffffffn);
         const sub = Number(cpu.getGpr(1) & 0xffffffffn);
-        const [a, b, c, d] = answerCpuid(leaf, sub, this.index, this.shared.vcpus);
+        const [a, b, c, d] = answerCpuid(
+          leaf,
+          sub,
+          this.index,
+          this.shared.vcpus,
+          this.#lapic() !== undefined,
+        );
         cpu.setGpr(0, BigInt(a >>> 0));
         cpu.setGpr(3, BigInt(b >>> 0));
         cpu.setGpr(1, BigInt(c >>> 0));
@@ -432,9 +475,14 @@ export class SoftVcpu implements VcpuBackend {
         const cpu = this.#cpu;
         const index = Number(cpu.getGpr(1) & 0xffffffffn);
         const v = ((cpu.getGpr(2) & 0xffffffffn) << 32n) | (cpu.getGpr(0) & 0xffffffffn);
-        if (this.#writeMsr(index, v)) this.#advance(len);
-        else this.#injectGp();
-        return undefined;
+        if (!this.#writeMsr(index, v)) {
+          this.#injectGp();
+          return undefined;
+        }
+        this.#advance(len);
+        // a timer reprogrammed or an IPI sent: the loop looks at device deadlines and the other
+        // vCPUs again, as after the xAPIC page's MMIO exits
+        return APIC_WAKE_MSRS.has(index) && this.#lapic() ? { kind: "intr", raw } : undefined;
       }
       case ExitReason.Vmcall: {
         const cpu = this.#cpu;
@@ -583,6 +631,15 @@ export class SoftVcpu implements VcpuBackend {
     }
   }
 
+  /**
+   * The local APIC behind this CPU's APIC MSRs, once it is on the machine (a machine without
+   * platform devices has the controllers but never attaches them: no x2APIC, no TSC-deadline).
+   */
+  #lapic(): ApicMsrAccess | undefined {
+    const apic = this.#apic;
+    return apic?.attached ? apic : undefined;
+  }
+
   /** MSRs kept in the VMCS guest-state area are read there (the VMCS is the guest's truth). */
   #readMsr(index: number): bigint | undefined {
     const lp = this.lp;
@@ -595,10 +652,35 @@ export class SoftVcpu implements VcpuBackend {
         return 1n; // IA32_FEATURE_CONTROL locked with VMX disabled: the guest sees no VMX
     }
     if (index >= 0x480 && index <= 0x491) return undefined;
+    const apic = this.#lapic();
+    if (apic) {
+      if (isApicMsr(index)) return apic.readMsr(index);
+      // EXTD is the APIC's mode; the interpreter keeps the rest of IA32_APIC_BASE
+      if (index === APIC_BASE_MSR && apic.x2apic) return (this.#cpu.getMsr(index) ?? 0n) | APIC_EXTD;
+    }
     return this.#cpu.getMsr(index);
   }
 
-  #writeMsr(index: number, v: bigint): boolean {
+  /**
+   * IA32_APIC_BASE with a local APIC that has x2APIC mode: EN=0 with EXTD=1 is invalid, and a guest
+   * may not go from x2APIC to xAPIC mode nor from disabled to x2APIC (SDM vol. 3 10.12.5, #GP); the
+   * host may, as KVM lets user space. The interpreter checks the other bits (base, reserved).
+   */
+  #writeApicBase(apic: ApicMsrAccess, v: bigint, host: boolean): boolean {
+    const extd = (v & APIC_EXTD) !== 0n;
+    const en = (v & APIC_EN) !== 0n;
+    if (extd && !en) return false;
+    if (!host) {
+      const wasEn = ((this.#cpu.getMsr(APIC_BASE_MSR) ?? 0n) & APIC_EN) !== 0n;
+      if (apic.x2apic && en && !extd) return false;
+      if (!wasEn && extd) return false;
+    }
+    if (!this.#cpu.setMsr(APIC_BASE_MSR, v & ~APIC_EXTD)) return false;
+    apic.setX2apic(extd);
+    return true;
+  }
+
+  #writeMsr(index: number, v: bigint, host = false): boolean {
     const lp = this.lp;
     switch (index) {
       case 0xc0000080: {
@@ -617,6 +699,11 @@ export class SoftVcpu implements VcpuBackend {
         return false; // IA32_FEATURE_CONTROL reads as locked (#readMsr): writes are #GP
     }
     if (index >= 0x480 && index <= 0x491) return false;
+    const apic = this.#lapic();
+    if (apic) {
+      if (isApicMsr(index)) return apic.writeMsr(index, v);
+      if (index === APIC_BASE_MSR) return this.#writeApicBase(apic, v, host);
+    }
     return this.#cpu.setMsr(index, v);
   }
 
@@ -806,11 +893,14 @@ export class SoftVcpu implements VcpuBackend {
     writeRegs(this.lp, regs);
   }
   getSregs(): SpecialRegs {
-    return { ...readSregs(this.lp), cr8: this.#cr8() };
+    const apicBase = this.#readMsr(APIC_BASE_MSR);
+    return { ...readSregs(this.lp), cr8: this.#cr8(), ...(apicBase === undefined ? {} : { apicBase }) };
   }
   setSregs(sregs: SpecialRegs): void {
     writeSregs(this.lp, sregs);
     this.#setCr8(sregs.cr8 & 0xfn);
+    // EXTD goes to the local APIC (writeSregs gives the interpreter what it holds)
+    if (this.#lapic() && sregs.apicBase) this.#writeMsr(APIC_BASE_MSR, sregs.apicBase, true);
   }
 
   /** CR8 = TPR[7:4] of the local APIC when the machine has one, else the interpreter's own register */
@@ -827,7 +917,8 @@ export class SoftVcpu implements VcpuBackend {
     return this.#readMsr(index);
   }
   setMsr(index: number, value: bigint): void {
-    if (!this.#writeMsr(index, value)) throw new RangeError(`MSR 0x${index.toString(16)} cannot be written`);
+    if (!this.#writeMsr(index, value, true))
+      throw new RangeError(`MSR 0x${index.toString(16)} cannot be written`);
   }
   /** guest time from now on: the TSC counts the machine's clock at TSC_HZ */
   useClock(clock: Clock): void {
