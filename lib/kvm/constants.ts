@@ -51,6 +51,8 @@ export const KVM_CAP = {
   VCPU_EVENTS: 41,
   DEBUGREGS: 50,
   XCRS: 56,
+  XSAVE: 55,
+  PIT_STATE2: 35,
   IMMEDIATE_EXIT: 136,
   MAX_VCPUS: 66,
   EXIT_HYPERCALL: 201,
@@ -90,6 +92,22 @@ export const KVM_MP_STATE = {
 } as const;
 
 export const KVM_CPUID_FLAG_SIGNIFCANT_INDEX = 1;
+
+/** kvm_vcpu_events.flags: which optional fields KVM_SET_VCPU_EVENTS takes */
+export const KVM_VCPUEVENT_VALID = {
+  NMI_PENDING: 0x1,
+  SIPI_VECTOR: 0x2,
+  SHADOW: 0x4,
+  SMM: 0x8,
+  PAYLOAD: 0x10,
+  TRIPLE_FAULT: 0x20,
+} as const;
+
+/** kvm_vcpu_events.interrupt.shadow */
+export const KVM_X86_SHADOW_INT = { MOV_SS: 0x1, STI: 0x2 } as const;
+
+/** kvm_irqchip.chip_id for KVM_GET/SET_IRQCHIP */
+export const KVM_IRQCHIP_ID = { PIC_MASTER: 0, PIC_SLAVE: 1, IOAPIC: 2 } as const;
 
 /** Upper bound of entries asked of KVM_GET_SUPPORTED_CPUID (KVM_MAX_CPUID_ENTRIES is 256). */
 export const MAX_CPUID_ENTRIES = 256;

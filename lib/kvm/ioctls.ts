@@ -68,6 +68,14 @@ export const KVM_GET_TSC_KHZ = io(0xa3);
 export const KVM_GET_XCRS = ior(0xa6, 392);
 export const KVM_SET_XCRS = iow(0xa7, 392);
 export const KVM_ENABLE_CAP = iow(0xa3, 104);
+/** struct kvm_irqchip: u32 chip_id, u32 pad, a 512-byte union (kvm_pic_state / kvm_ioapic_state) */
+export const KVM_GET_IRQCHIP = iowr(0x62, 520);
+/** _IOR although the kernel reads it: <linux/kvm.h> has it so */
+export const KVM_SET_IRQCHIP = ior(0x63, 520);
+export const KVM_GET_PIT2 = ior(0x9f, 112);
+export const KVM_SET_PIT2 = iow(0xa0, 112);
+export const KVM_GET_XSAVE = ior(0xa4, 4096);
+export const KVM_SET_XSAVE = iow(0xa5, 4096);
 
 /** Every request above by name (error messages, the table check). */
 export const KVM_IOCTLS: Readonly<Record<string, number>> = {
@@ -124,6 +132,12 @@ export const KVM_IOCTLS: Readonly<Record<string, number>> = {
   KVM_GET_XCRS,
   KVM_SET_XCRS,
   KVM_ENABLE_CAP,
+  KVM_GET_IRQCHIP,
+  KVM_SET_IRQCHIP,
+  KVM_GET_PIT2,
+  KVM_SET_PIT2,
+  KVM_GET_XSAVE,
+  KVM_SET_XSAVE,
 };
 
 const NAMES = new Map(Object.entries(KVM_IOCTLS).map(([k, v]) => [v, k]));

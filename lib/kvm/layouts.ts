@@ -300,6 +300,99 @@ export const LAYOUTS = {
       "arch.debugreg": 8,
     },
   },
+  kvm_xsave: {
+    size: 4096,
+    fields: {
+      region: 0,
+    },
+  },
+  kvm_xcrs: {
+    size: 392,
+    fields: {
+      nr_xcrs: 0,
+      flags: 4,
+      xcrs: 8,
+    },
+  },
+  kvm_xcr: {
+    size: 16,
+    fields: {
+      xcr: 0,
+      value: 8,
+    },
+  },
+  kvm_debugregs: {
+    size: 128,
+    fields: {
+      db: 0,
+      dr6: 32,
+      dr7: 40,
+      flags: 48,
+    },
+  },
+  kvm_irqchip: {
+    size: 520,
+    fields: {
+      chip_id: 0,
+      chip: 8,
+    },
+  },
+  kvm_pic_state: {
+    size: 16,
+    fields: {
+      last_irr: 0,
+      irr: 1,
+      imr: 2,
+      isr: 3,
+      priority_add: 4,
+      irq_base: 5,
+      read_reg_select: 6,
+      poll: 7,
+      special_mask: 8,
+      init_state: 9,
+      auto_eoi: 10,
+      rotate_on_auto_eoi: 11,
+      special_fully_nested_mode: 12,
+      init4: 13,
+      elcr: 14,
+      elcr_mask: 15,
+    },
+  },
+  kvm_ioapic_state: {
+    size: 216,
+    fields: {
+      base_address: 0,
+      ioregsel: 8,
+      id: 12,
+      irr: 16,
+      redirtbl: 24,
+    },
+  },
+  kvm_pit_channel_state: {
+    size: 24,
+    fields: {
+      count: 0,
+      latched_count: 4,
+      count_latched: 6,
+      status_latched: 7,
+      status: 8,
+      read_state: 9,
+      write_state: 10,
+      write_latch: 11,
+      rw_mode: 12,
+      mode: 13,
+      bcd: 14,
+      gate: 15,
+      count_load_time: 16,
+    },
+  },
+  kvm_pit_state2: {
+    size: 112,
+    fields: {
+      channels: 0,
+      flags: 72,
+    },
+  },
   kvm_enable_cap: {
     size: 104,
     fields: {

@@ -7,6 +7,7 @@ import { KvmClosedError } from "./errors.js";
 import { type KvmExit, KvmRunDecoder } from "./exits.js";
 import {
   KVM_GET_CPUID2,
+  KVM_GET_DEBUGREGS,
   KVM_GET_FPU,
   KVM_GET_LAPIC,
   KVM_GET_MP_STATE,
@@ -14,7 +15,10 @@ import {
   KVM_GET_REGS,
   KVM_GET_SREGS,
   KVM_GET_VCPU_EVENTS,
+  KVM_GET_XCRS,
+  KVM_GET_XSAVE,
   KVM_SET_CPUID2,
+  KVM_SET_DEBUGREGS,
   KVM_SET_FPU,
   KVM_SET_GUEST_DEBUG,
   KVM_SET_LAPIC,
@@ -23,6 +27,8 @@ import {
   KVM_SET_REGS,
   KVM_SET_SREGS,
   KVM_SET_VCPU_EVENTS,
+  KVM_SET_XCRS,
+  KVM_SET_XSAVE,
   KVM_TRANSLATE,
 } from "./ioctls.js";
 import { LAYOUTS } from "./layouts.js";
@@ -73,11 +79,49 @@ export interface KvmVcpuEvents {
   raw: Uint8Array;
 }
 
+export interface KvmDebugRegs {
+  /** DR0-DR3 */
+  db: [bigint, bigint, bigint, bigint];
+  dr6: bigint;
+  dr7: bigint;
+}
+
 export interface GuestDebugOptions {
   /** trap after every instruction (KVM_EXIT_DEBUG, exception 1) */
   singleStep?: boolean;
   /** up to 4 linear addresses of execution breakpoints (DR0-DR3) */
   hwBreakpoints?: readonly bigint[];
+}
+
+/** A kvm_vcpu_events struct's fields (a saved copy, or what KVM_GET_VCPU_EVENTS filled). */
+export function decodeVcpuEvents(raw: Uint8Array): KvmVcpuEvents {
+  if (raw.length !== LAYOUTS.kvm_vcpu_events.size) {
+    throw new RangeError(`kvm_vcpu_events is ${LAYOUTS.kvm_vcpu_events.size} bytes, got ${raw.length}`);
+  }
+  const f = LAYOUTS.kvm_vcpu_events.fields;
+  const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  return {
+    exception: {
+      injected: raw[f["exception.injected"]] !== 0,
+      nr: raw[f["exception.nr"]]!,
+      hasErrorCode: raw[f["exception.has_error_code"]] !== 0,
+      errorCode: dv.getUint32(f["exception.error_code"], true),
+    },
+    interrupt: {
+      injected: raw[f["interrupt.injected"]] !== 0,
+      nr: raw[f["interrupt.nr"]]!,
+      soft: raw[f["interrupt.soft"]] !== 0,
+      shadow: raw[f["interrupt.shadow"]]!,
+    },
+    nmi: {
+      injected: raw[f["nmi.injected"]] !== 0,
+      pending: raw[f["nmi.pending"]] !== 0,
+      masked: raw[f["nmi.masked"]] !== 0,
+    },
+    sipiVector: dv.getUint32(f.sipi_vector, true),
+    flags: dv.getUint32(f.flags, true),
+    raw,
+  };
 }
 
 function isEmptyEntry(e: CpuidEntry): boolean {
@@ -338,32 +382,9 @@ export class KvmVcpu {
   }
 
   getVcpuEvents(): KvmVcpuEvents {
-    const f = LAYOUTS.kvm_vcpu_events.fields;
     const raw = new Uint8Array(LAYOUTS.kvm_vcpu_events.size);
-    const dv = new DataView(raw.buffer);
     ioctl(this.binding, this.fd, KVM_GET_VCPU_EVENTS, raw);
-    return {
-      exception: {
-        injected: raw[f["exception.injected"]] !== 0,
-        nr: raw[f["exception.nr"]]!,
-        hasErrorCode: raw[f["exception.has_error_code"]] !== 0,
-        errorCode: dv.getUint32(f["exception.error_code"], true),
-      },
-      interrupt: {
-        injected: raw[f["interrupt.injected"]] !== 0,
-        nr: raw[f["interrupt.nr"]]!,
-        soft: raw[f["interrupt.soft"]] !== 0,
-        shadow: raw[f["interrupt.shadow"]]!,
-      },
-      nmi: {
-        injected: raw[f["nmi.injected"]] !== 0,
-        pending: raw[f["nmi.pending"]] !== 0,
-        masked: raw[f["nmi.masked"]] !== 0,
-      },
-      sipiVector: dv.getUint32(f.sipi_vector, true),
-      flags: dv.getUint32(f.flags, true),
-      raw,
-    };
+    return decodeVcpuEvents(raw);
   }
 
   setVcpuEvents(ev: KvmVcpuEvents): void {
@@ -399,6 +420,70 @@ export class KvmVcpu {
       throw new RangeError(`LAPIC state is ${LAYOUTS.kvm_lapic_state.size} bytes, got ${regs.length}`);
     }
     ioctl(this.binding, this.fd, KVM_SET_LAPIC, regs);
+  }
+
+  /**
+   * KVM_GET_XSAVE: the guest's XSAVE area (the legacy FXSAVE image in its first 512 bytes, then
+   * the XSAVE header and the components XCR0 enables) as one 4 KiB block (KVM_CAP_XSAVE).
+   */
+  getXsave(): Uint8Array {
+    const region = new Uint8Array(LAYOUTS.kvm_xsave.size);
+    ioctl(this.binding, this.fd, KVM_GET_XSAVE, region);
+    return region;
+  }
+
+  setXsave(region: Uint8Array): void {
+    if (region.length !== LAYOUTS.kvm_xsave.size) {
+      throw new RangeError(`the XSAVE area is ${LAYOUTS.kvm_xsave.size} bytes, got ${region.length}`);
+    }
+    ioctl(this.binding, this.fd, KVM_SET_XSAVE, region.slice());
+  }
+
+  /** KVM_GET_XCRS: the extended control registers (XCR0 on today's CPUs) as [index, value]. */
+  getXcrs(): [number, bigint][] {
+    const f = LAYOUTS.kvm_xcrs.fields;
+    const x = LAYOUTS.kvm_xcr;
+    const dv = new DataView(new ArrayBuffer(LAYOUTS.kvm_xcrs.size));
+    ioctl(this.binding, this.fd, KVM_GET_XCRS, dv);
+    const n = Math.min(dv.getUint32(f.nr_xcrs, true), 16);
+    return Array.from({ length: n }, (_, i) => {
+      const at = f.xcrs + i * x.size;
+      return [dv.getUint32(at + x.fields.xcr, true), dv.getBigUint64(at + x.fields.value, true)];
+    });
+  }
+
+  setXcrs(xcrs: readonly [number, bigint][]): void {
+    if (xcrs.length > 16) throw new RangeError(`at most 16 XCRs, got ${xcrs.length}`);
+    const f = LAYOUTS.kvm_xcrs.fields;
+    const x = LAYOUTS.kvm_xcr;
+    const dv = new DataView(new ArrayBuffer(LAYOUTS.kvm_xcrs.size));
+    dv.setUint32(f.nr_xcrs, xcrs.length, true);
+    xcrs.forEach(([index, value], i) => {
+      const at = f.xcrs + i * x.size;
+      dv.setUint32(at + x.fields.xcr, index >>> 0, true);
+      dv.setBigUint64(at + x.fields.value, BigInt.asUintN(64, value), true);
+    });
+    ioctl(this.binding, this.fd, KVM_SET_XCRS, dv);
+  }
+
+  /** KVM_GET_DEBUGREGS: the guest's own DR0-DR3, DR6 and DR7 (KVM_CAP_DEBUGREGS). */
+  getDebugRegs(): KvmDebugRegs {
+    const f = LAYOUTS.kvm_debugregs.fields;
+    const dv = new DataView(new ArrayBuffer(LAYOUTS.kvm_debugregs.size));
+    ioctl(this.binding, this.fd, KVM_GET_DEBUGREGS, dv);
+    const db = [0, 1, 2, 3].map((i) => dv.getBigUint64(f.db + 8 * i, true)) as KvmDebugRegs["db"];
+    return { db, dr6: dv.getBigUint64(f.dr6, true), dr7: dv.getBigUint64(f.dr7, true) };
+  }
+
+  setDebugRegs(regs: KvmDebugRegs): void {
+    const f = LAYOUTS.kvm_debugregs.fields;
+    const dv = new DataView(new ArrayBuffer(LAYOUTS.kvm_debugregs.size));
+    regs.db.forEach((v, i) => {
+      dv.setBigUint64(f.db + 8 * i, BigInt.asUintN(64, v), true);
+    });
+    dv.setBigUint64(f.dr6, BigInt.asUintN(64, regs.dr6), true);
+    dv.setBigUint64(f.dr7, BigInt.asUintN(64, regs.dr7), true);
+    ioctl(this.binding, this.fd, KVM_SET_DEBUGREGS, dv);
   }
 
   /** KVM_TRANSLATE: a linear address through the guest's current paging. */

@@ -21,6 +21,8 @@ import {
   KVM_CREATE_VCPU,
   KVM_ENABLE_CAP,
   KVM_GET_CLOCK,
+  KVM_GET_IRQCHIP,
+  KVM_GET_PIT2,
   KVM_IOEVENTFD,
   KVM_IRQ_LINE,
   KVM_IRQFD,
@@ -28,6 +30,8 @@ import {
   KVM_SET_CLOCK,
   KVM_SET_GSI_ROUTING,
   KVM_SET_IDENTITY_MAP_ADDR,
+  KVM_SET_IRQCHIP,
+  KVM_SET_PIT2,
   KVM_SET_TSS_ADDR,
   KVM_UNREGISTER_COALESCED_MMIO,
 } from "./ioctls.js";
@@ -427,6 +431,41 @@ export class KvmVm {
   }
 
   /** Closes the vCPUs, deletes and unmaps owned memory, then closes the VM fd. Idempotent. */
+  /**
+   * KVM_GET_IRQCHIP: one chip of the in-kernel irqchip (KVM_IRQCHIP_ID: the 8259s' kvm_pic_state,
+   * or the I/O APIC's kvm_ioapic_state), the 512-byte union as the kernel fills it.
+   */
+  getIrqchip(chipId: number): Uint8Array {
+    const f = LAYOUTS.kvm_irqchip.fields;
+    const buf = new Uint8Array(LAYOUTS.kvm_irqchip.size);
+    new DataView(buf.buffer).setUint32(f.chip_id, chipId >>> 0, true);
+    ioctl(this.binding, this.fd, KVM_GET_IRQCHIP, buf);
+    return buf.slice(f.chip, f.chip + 512);
+  }
+
+  setIrqchip(chipId: number, chip: Uint8Array): void {
+    const f = LAYOUTS.kvm_irqchip.fields;
+    if (chip.length > 512) throw new RangeError(`an irqchip state is at most 512 bytes, got ${chip.length}`);
+    const buf = new Uint8Array(LAYOUTS.kvm_irqchip.size);
+    new DataView(buf.buffer).setUint32(f.chip_id, chipId >>> 0, true);
+    buf.set(chip, f.chip);
+    ioctl(this.binding, this.fd, KVM_SET_IRQCHIP, buf);
+  }
+
+  /** KVM_GET_PIT2: the in-kernel i8254's kvm_pit_state2 (count_load_time is host ktime, ns). */
+  getPit2(): Uint8Array {
+    const buf = new Uint8Array(LAYOUTS.kvm_pit_state2.size);
+    ioctl(this.binding, this.fd, KVM_GET_PIT2, buf);
+    return buf;
+  }
+
+  setPit2(state: Uint8Array): void {
+    if (state.length !== LAYOUTS.kvm_pit_state2.size) {
+      throw new RangeError(`kvm_pit_state2 is ${LAYOUTS.kvm_pit_state2.size} bytes, got ${state.length}`);
+    }
+    ioctl(this.binding, this.fd, KVM_SET_PIT2, state.slice());
+  }
+
   close(): void {
     if (this.#fd < 0) return;
     for (const v of [...this.#vcpus.values()]) v.close();

@@ -11,6 +11,11 @@ export interface DeviceRecord {
   /** null: the device keeps no state of its own, or has no snapshot() yet */
   state: unknown;
   snapshottable: boolean;
+  /**
+   * a device KVM keeps in the kernel (8259s, I/O APIC, LAPIC, PIT), written from a KVM machine in
+   * the soft device's form: a soft machine that lacks it skips it instead of refusing the snapshot
+   */
+  platform?: boolean;
 }
 
 const isSnapshottable = (d: Device): d is SnapshottableDevice =>

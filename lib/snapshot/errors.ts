@@ -8,6 +8,7 @@ export type SnapshotSection =
   | "memory"
   | "vcpus"
   | "devices"
+  | "kvm"
   | "machine"
   | "cli";
 

@@ -6,11 +6,21 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { packageVersion } from "../cli/version.js";
 import type { VcpuBackend } from "../vmm/backend.js";
+import type { KvmMachineBackend } from "../vmm/backends/kvm.js";
 import type { Machine, MachineOptions } from "../vmm/machine.js";
 import type { LogicalProcessor } from "../vmx/index.js";
 import { applyDevices, captureDevices, type DeviceRecord, matchDevices } from "./devices.js";
 import { SnapshotError } from "./errors.js";
 import { type Container, decodeContainer, encodeContainer, jsonBytes, jsonSection } from "./format.js";
+import {
+  applyKvmPlatform,
+  applySoftPlatformOnKvm,
+  captureKvmPlatform,
+  checkKvmPlatform,
+  type KvmPlatformState,
+  PLATFORM_DEVICES,
+} from "./kvm-platform.js";
+import { kvmVcpuOf, settleKvm } from "./kvm-vcpu.js";
 import {
   applyMemory,
   checkRegions,
@@ -44,6 +54,8 @@ export interface Snapshot {
   memory: MemoryImage;
   /** free-form data of the program that saved it (the CLI keeps its run options here) */
   app?: unknown;
+  /** KVM's in-kernel irqchip and PIT as the kernel gave them (snapshots made on KVM) */
+  kvm?: KvmPlatformState;
 }
 
 export interface SaveOptions {
@@ -70,6 +82,13 @@ export interface RestoreResult {
  * are those the guest would see.
  */
 function settle(vm: Machine): void {
+  if (vm.backend.kind === "kvm") {
+    for (let i = 0; i < vm.vcpuCount; i++) {
+      const v = kvmVcpuOf(vm.vcpu(i).backend);
+      if (v) settleKvm(v);
+    }
+    return;
+  }
   if (vm.backend.kind !== "soft") return;
   for (let i = 0; i < vm.vcpuCount; i++) {
     const b = vm.vcpu(i).backend;
@@ -111,19 +130,33 @@ export function encodeSnapshot(vm: Machine, opts: SaveOptions = {}): { bytes: Bu
     strict: vm.strict,
   };
   const vcpus = Array.from({ length: vm.vcpuCount }, (_, i) => captureVcpu(vm.vcpu(i)));
+  const devices = captureDevices(vm.devices);
+  const platform = kvmPlatformOf(vm, config.clockNs);
+  if (platform) devices.push(...platform.records);
   const memory = encodeMemory(vm.memory);
   const sections: [string, Uint8Array][] = [
     ["config", jsonBytes(config)],
     ["vcpus", jsonBytes(vcpus)],
-    ["devices", jsonBytes(captureDevices(vm.devices))],
+    ["devices", jsonBytes(devices)],
     ["memory", memory.bytes],
   ];
+  if (platform) sections.push(["kvm", jsonBytes(platform.state)]);
   if (opts.app !== undefined) sections.push(["app", jsonBytes(opts.app)]);
   const bytes = encodeContainer(
     { nodevmm: packageVersion(), backend: vm.backend.kind, createdAt: new Date().toISOString() },
     sections,
   );
   return { bytes, pages: memory.pages };
+}
+
+function kvmVcpus(vm: Machine) {
+  return Array.from({ length: vm.vcpuCount }, (_, i) => kvmVcpuOf(vm.vcpu(i).backend)!);
+}
+
+function kvmPlatformOf(vm: Machine, clockNs: number) {
+  if (vm.backend.kind !== "kvm") return undefined;
+  const kvmVm = (vm.backend as KvmMachineBackend).vm;
+  return captureKvmPlatform(kvmVm, kvmVcpus(vm), clockNs);
 }
 
 export async function saveSnapshot(vm: Machine, path: string, opts: SaveOptions = {}): Promise<SaveResult> {
@@ -171,6 +204,7 @@ export function decodeSnapshot(file: Uint8Array): Snapshot {
   const memory = decodeMemory(memoryBytes, config.regions);
   const snap: Snapshot = { header: c.header, config, vcpus, devices: devices as DeviceRecord[], memory };
   if (c.sections.has("app")) snap.app = jsonSection(c, "app" as never);
+  if (c.sections.has("kvm")) snap.kvm = checkKvmPlatform(jsonSection(c, "kvm"));
   return snap;
 }
 
@@ -198,10 +232,13 @@ export function restoreSnapshot(vm: Machine, snap: Snapshot): RestoreResult {
       `the snapshot has ${snap.config.vcpus} vCPUs, this machine ${vm.vcpuCount}`,
     );
   }
-  const pairs = matchDevices(snap.devices, vm.devices);
   const notes: string[] = [];
+  const { own, platform } = splitPlatform(vm, snap.devices, notes);
+  const pairs = matchDevices(own, vm.devices);
   if (snap.header.backend !== vm.backend.kind) {
-    notes.push(`saved on ${snap.header.backend}, restored on ${vm.backend.kind}`);
+    notes.push(
+      `saved on ${snap.header.backend}, restored on ${vm.backend.kind}: the guest sees this backend's CPUID, and MSRs it refuses are listed here`,
+    );
   }
   try {
     applyMemory(vm.memory, snap.memory);
@@ -214,6 +251,19 @@ export function restoreSnapshot(vm: Machine, snap: Snapshot): RestoreResult {
     snap.vcpus.forEach((s, i) => {
       applyVcpu(vm.vcpu(i), s, notes);
     });
+    if (vm.backend.kind === "kvm") {
+      const kvmVm = (vm.backend as KvmMachineBackend).vm;
+      try {
+        if (snap.kvm && snap.header.backend === "kvm") applyKvmPlatform(kvmVm, snap.kvm, notes);
+        else applySoftPlatformOnKvm(kvmVm, kvmVcpus(vm), platform, notes);
+      } catch (e) {
+        if (e instanceof SnapshotError) throw e;
+        throw new SnapshotError(
+          "kvm",
+          `in-kernel irqchip/PIT: ${e instanceof Error ? e.message : String(e)}`,
+        );
+      }
+    }
     applyDevices(pairs);
     vm.strict = snap.config.strict;
   } catch (e) {
@@ -221,6 +271,29 @@ export function restoreSnapshot(vm: Machine, snap: Snapshot): RestoreResult {
     throw e;
   }
   return { notes };
+}
+
+/**
+ * The records this machine restores as devices, and those of the interrupt controllers and PIT
+ * that it keeps elsewhere: on KVM in the kernel; on soft, a KVM snapshot's PIT when the machine
+ * has no i8254 attached (skipped, with a note).
+ */
+function splitPlatform(
+  vm: Machine,
+  records: readonly DeviceRecord[],
+  notes: string[],
+): { own: DeviceRecord[]; platform: DeviceRecord[] } {
+  const own: DeviceRecord[] = [];
+  const platform: DeviceRecord[] = [];
+  for (const r of records) {
+    const isPlatform = r && typeof r.name === "string" && PLATFORM_DEVICES.includes(r.name);
+    const present = vm.devices.some((d) => d.name === r?.name);
+    if (isPlatform && vm.backend.kind === "kvm" && !present) platform.push(r);
+    else if (isPlatform && r.platform && !present)
+      notes.push(`${r.name}: not on this machine, its state is dropped`);
+    else own.push(r);
+  }
+  return { own, platform };
 }
 
 export interface RestoreOptions extends MachineOptions {

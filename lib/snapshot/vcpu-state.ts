@@ -3,14 +3,25 @@
 // soft backend adds what its VT-x keeps: the VMCS guest-state area and pending-injection fields
 // (activity state = HLT or wait-for-SIPI, STI/MOV-SS shadow, an event about to be injected, pending
 // debug exceptions, SYSENTER, DR7, PAT), the NMI, INIT and SIPI latched on its logical processor,
-// the interpreter's FPU/SSE state, DR0-DR6 and the TSC offset.
-// Not carried yet: see README "Snapshots" (KVM events/FPU/LAPIC, MMIO instructions left half done).
+// the interpreter's FPU/SSE state, DR0-DR6 and the TSC offset. The KVM backend adds what KVM keeps
+// (kvm-vcpu.ts: XSAVE area, XCRs, vCPU events, MP state, LAPIC, debug registers, IA32_TSC). Both
+// add the architectural record (arch-state.ts) the other backend resumes from.
 
 import type { Regs, SpecialRegs } from "../types/regs.js";
 import type { VcpuBackend } from "../vmm/backend.js";
 import type { Vcpu } from "../vmm/vcpu.js";
 import { F, FIELDS, type LogicalProcessor } from "../vmx/index.js";
+import { type ArchVcpuState, applySoftArch, checkArch, softArch } from "./arch-state.js";
 import { SnapshotError } from "./errors.js";
+import {
+  applyArchOnKvm,
+  applyKvmVcpu,
+  captureKvmVcpu,
+  checkKvmVcpu,
+  type KvmVcpuState,
+  kvmVcpuOf,
+  MSR_TSC,
+} from "./kvm-vcpu.js";
 
 /**
  * MSRs saved through getMsr/setMsr, when the vCPU has them. EFER, FS/GS base and the APIC base
@@ -78,6 +89,10 @@ export interface VcpuState {
   msrs: [number, bigint][];
   /** present when the snapshot came from the soft backend */
   soft?: SoftVcpuState;
+  /** present when the snapshot came from KVM */
+  kvm?: KvmVcpuState;
+  /** x87/SSE, events, debug registers and TSC in a form both backends take (absent in older snapshots) */
+  arch?: ArchVcpuState;
 }
 
 /** the soft backend's vCPU exposes its logical processor (lib/vmm/backends/soft/vcpu.ts) */
@@ -111,8 +126,15 @@ export function captureVcpu(vcpu: Vcpu): VcpuState {
     if (v !== undefined) msrs.push([index, v]);
   }
   const state: VcpuState = { index: vcpu.index, regs: vcpu.getRegs(), sregs: vcpu.getSregs(), msrs };
+  const kvm = kvmVcpuOf(vcpu.backend);
+  if (kvm) {
+    const k = captureKvmVcpu(kvm);
+    state.kvm = k.kvm;
+    state.arch = k.arch;
+  }
   const lp = softLp(vcpu.backend);
   if (lp) {
+    state.arch = softArch(lp, vcpu.getMsr(MSR_TSC));
     const vmcs: Record<string, bigint> = {};
     for (const name of [...GUEST_FIELDS, ...SOFT_CONTROL_FIELDS]) vmcs[name] = lp.vmread(F[name]);
     const x = lp.cpu.getExtendedState();
@@ -163,6 +185,8 @@ export function checkVcpuState(s: unknown, i: number): VcpuState {
       throw bad("pending NMI/INIT/SIPI malformed");
     }
   }
+  if (v.kvm !== undefined) checkKvmVcpu(v.kvm, bad);
+  if (v.arch !== undefined) checkArch(v.arch, bad);
   return v;
 }
 
@@ -185,12 +209,30 @@ export function applyVcpu(vcpu: Vcpu, s: VcpuState, notes: string[]): void {
       notes.push(`vCPU ${s.index}: MSR 0x${index.toString(16)} not restored (this backend refuses it)`);
     }
   }
-  if (!s.soft) {
-    notes.push(`vCPU ${s.index}: saved without soft-backend state (pending events, FPU/SSE are reset)`);
+  const kvm = kvmVcpuOf(vcpu.backend);
+  if (kvm) {
+    try {
+      if (s.kvm) applyKvmVcpu(kvm, s.kvm, notes);
+      else if (s.arch) applyArchOnKvm(kvm, s.arch, notes);
+      else notes.push(`vCPU ${s.index}: saved without FPU/SSE and event state (they are reset)`);
+    } catch (e) {
+      throw new SnapshotError("vcpus", `vCPU ${s.index}: ${e instanceof Error ? e.message : String(e)}`);
+    }
     return;
   }
   if (!lp) {
-    notes.push(`vCPU ${s.index}: soft-backend state (VMCS, FPU/SSE) not applied on this backend`);
+    notes.push(`vCPU ${s.index}: FPU/SSE and event state not applied on this backend`);
+    return;
+  }
+  if (!s.soft) {
+    if (s.arch) {
+      applySoftArch(lp, s.arch);
+      notes.push(
+        `vCPU ${s.index}: the TSC follows this machine's clock (IA32_TSC is not carried over to soft)`,
+      );
+    } else {
+      notes.push(`vCPU ${s.index}: saved without FPU/SSE and event state (they are reset)`);
+    }
     return;
   }
   for (const [name, value] of Object.entries(s.soft.vmcs)) lp.vmwrite(F[name as keyof typeof F], value);

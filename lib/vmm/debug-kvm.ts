@@ -3,8 +3,18 @@
 // after each instruction (exception 1, DR6.BS), and USE_HW_BP loads DR0-DR3/DR7 for hardware
 // breakpoints and write or access watchpoints (x86 has no read-only data breakpoints; lengths 1,
 // 2, 4, 8, aligned). #BP and #DB the guest raises itself are injected back into it.
-// Untested here without /dev/kvm: written against the KVM API (Documentation/virt/kvm/api.rst).
+//
+// Where the "hardware" is itself emulated, debug-register hits may never come: KVM under QEMU's
+// TCG (emulated SVM) loads DR7 on VMRUN without arming QEMU's breakpoint hooks. A probe (a
+// one-page VM whose store to a watched byte must end in KVM_EXIT_DEBUG) finds that out once per
+// process; there, execution breakpoints and write watchpoints are checked after every single step
+// instead (a write watchpoint then fires when the watched bytes change, the way gdb's own software
+// watchpoints do), and read/access watchpoints are refused. Where INT3 does not reach the host
+// either (the same emulator raises it as a software interrupt the #BP intercept never sees), the
+// guest is stepped while breakpoints are set and stops before an INT3 of ours would execute; gdb
+// steps over a breakpoint it resumes from with the breakpoint removed, so none executes.
 
+import type { KvmBinding } from "../kvm/binding.js";
 import {
   KVM_GUESTDBG_ENABLE,
   KVM_GUESTDBG_SINGLESTEP,
@@ -12,6 +22,7 @@ import {
   KVM_GUESTDBG_USE_SW_BP,
 } from "../kvm/constants.js";
 import { KVM_SET_GUEST_DEBUG } from "../kvm/ioctls.js";
+import { Kvm } from "../kvm/kvm.js";
 import { LAYOUTS } from "../kvm/layouts.js";
 import { ioctl } from "../kvm/syscall.js";
 import type { KvmVcpu } from "../kvm/vcpu.js";
@@ -56,6 +67,61 @@ export function guestDebugStruct(opts: {
   return dv;
 }
 
+export interface GuestDebugProbe {
+  /** a data breakpoint in DR0 ends KVM_RUN with KVM_EXIT_DEBUG (#DB) */
+  hardware: boolean;
+  /** with KVM_GUESTDBG_USE_SW_BP, the guest's INT3 ends KVM_RUN with KVM_EXIT_DEBUG (#BP) */
+  int3: boolean;
+}
+
+const probed = new Map<string, GuestDebugProbe>();
+
+/**
+ * What of KVM_SET_GUEST_DEBUG works on this host, found by running a scratch one-page real-mode
+ * VM once per binding kind: under QEMU TCG's emulated SVM neither does (QEMU arms no breakpoint
+ * hooks for the DR7 that VMRUN loads, and raises INT3 as a software interrupt that the #BP
+ * intercept never sees). A failure of the probe itself counts as "does not work".
+ */
+export function probeGuestDebug(binding: KvmBinding): GuestDebugProbe {
+  const known = probed.get(binding.kind);
+  if (known) return known;
+  const result: GuestDebugProbe = { hardware: false, int3: false };
+  let kvm: Kvm | undefined;
+  try {
+    kvm = Kvm.open({ binding });
+    const vm = kvm.createVm();
+    vm.setTssAddress(0xfffbd000);
+    vm.setIdentityMapAddress(0xfffbc000);
+    const ram = vm.allocateMemory(0, 0x1000);
+    ram.bytes.set([0xa2, 0x00, 0x08, 0xf4], 0x100); // mov [0x800], al; hlt
+    ram.bytes.set([0xcc, 0xf4], 0x180); // int3; hlt
+    ram.bytes.set([0xf4], 0x200); // the guest's own #BP handler: hlt
+    ram.bytes.set([0x00, 0x02, 0x00, 0x00], 4 * 3); // IVT entry 3 -> 0000:0200
+    const vcpu = vm.createVcpu(0);
+    const s = vcpu.getSregs();
+    vcpu.setSregs({ ...s, cs: { ...s.cs, base: 0n, selector: 0 } });
+    const runAt = (rip: bigint, opts: Parameters<typeof guestDebugStruct>[0]) => {
+      vcpu.setRegs({ ...vcpu.getRegs(), rip, rflags: 2n, rsp: 0xf00n });
+      ioctl(binding, vcpu.fd, KVM_SET_GUEST_DEBUG, guestDebugStruct(opts));
+      return vcpu.run();
+    };
+    const hw = runAt(0x100n, {
+      swBreakpoints: false,
+      singleStep: false,
+      points: [{ linear: 0x800n, gpa: 0x800, length: 1, kind: "write" }],
+    });
+    result.hardware = hw.kind === "debug" && hw.exception === 1;
+    const bp = runAt(0x180n, { swBreakpoints: true, singleStep: false, points: [] });
+    result.int3 = bp.kind === "debug" && bp.exception === 3;
+  } catch {
+    // as probed so far
+  } finally {
+    kvm?.close();
+  }
+  probed.set(binding.kind, result);
+  return result;
+}
+
 export class KvmDebugDriver implements DebugDriver {
   readonly #host: DebugHost;
   readonly #report: (s: DebugStop) => void;
@@ -64,16 +130,39 @@ export class KvmDebugDriver implements DebugDriver {
   #sw = false;
   #step = false;
   #points: readonly HardwarePoint[] = [];
+  /** false: the debug registers do not fire here, points are checked after single steps */
+  readonly #hardwareFires: boolean;
+  /** false: INT3 does not reach the host here, our breakpoints are checked after single steps */
+  readonly #int3Traps: boolean;
+  /** emulated write watchpoints: the watched bytes as last seen */
+  #watched = new Map<HardwarePoint, Uint8Array>();
 
   constructor(host: DebugHost, report: (s: DebugStop) => void) {
     this.#host = host;
     this.#report = report;
     this.#vcpu = (host.vm.vcpu(0).backend as KvmVcpuBackend).kvmVcpu;
+    const probe = probeGuestDebug(this.#vcpu.binding);
+    this.#hardwareFires = probe.hardware;
+    this.#int3Traps = probe.int3;
     this.#prevDebug = host.vm.setExitHandler("debug", (exit, ctx) => this.#debug(exit, ctx));
   }
 
+  /** whether breakpoints and watchpoints are checked by stepping rather than by DR0-DR3 and INT3 */
+  get emulates(): { hardware: boolean; int3: boolean } {
+    return { hardware: !this.#hardwareFires, int3: !this.#int3Traps };
+  }
+
+  /** points checked after every step (see the head of this file) */
+  get #stepping(): boolean {
+    return (!this.#hardwareFires && this.#points.length > 0) || (!this.#int3Traps && this.#sw);
+  }
+
   #apply(): void {
-    const dv = guestDebugStruct({ swBreakpoints: this.#sw, singleStep: this.#step, points: this.#points });
+    const dv = guestDebugStruct({
+      swBreakpoints: this.#sw,
+      singleStep: this.#step || this.#stepping,
+      points: this.#hardwareFires ? this.#points : [],
+    });
     ioctl(this.#vcpu.binding, this.#vcpu.fd, KVM_SET_GUEST_DEBUG, dv);
   }
 
@@ -88,10 +177,17 @@ export class KvmDebugDriver implements DebugDriver {
   supports(point: Omit<HardwarePoint, "gpa">, active: readonly HardwarePoint[]): boolean {
     if (active.length >= 4 || point.kind === "read") return false;
     if (point.kind === "exec") return true;
+    if (!this.#hardwareFires && point.kind !== "write") return false;
     return DR7_LEN[point.length] !== undefined && point.linear % BigInt(point.length) === 0n;
   }
   setHardware(points: readonly HardwarePoint[]): void {
     this.#points = [...points];
+    const watched = new Map<HardwarePoint, Uint8Array>();
+    for (const p of this.#points) {
+      if (p.kind === "write")
+        watched.set(p, this.#watched.get(p) ?? this.#host.vm.memory.read(p.gpa, p.length));
+    }
+    this.#watched = watched;
     this.#apply();
   }
   codeWritten(): void {}
@@ -113,7 +209,14 @@ export class KvmDebugDriver implements DebugDriver {
       return undefined;
     }
     if (exit.exception === 1) {
-      const slot = [0, 1, 2, 3].find((i) => (exit.dr6 >> BigInt(i)) & 1n);
+      if (this.#stepping) {
+        const hit = this.#emulatedHit(exit.pc);
+        if (hit) {
+          this.#report(hit);
+          return { reason: "debug", message: hit.kind === "watch" ? "watchpoint" : "breakpoint" };
+        }
+      }
+      const slot = this.#hardwareFires ? [0, 1, 2, 3].find((i) => (exit.dr6 >> BigInt(i)) & 1n) : undefined;
       const p = slot === undefined ? undefined : this.#points[slot];
       if (p) {
         this.#report(
@@ -123,14 +226,37 @@ export class KvmDebugDriver implements DebugDriver {
         );
         return { reason: "debug", message: "hardware breakpoint" };
       }
-      if (this.#step && exit.dr6 & DR6_BS) {
+      // DR6.BS marks the step; emulated CPUs (QEMU TCG under nested KVM) may leave it out
+      if (this.#step && (exit.dr6 & DR6_BS || slot === undefined)) {
         this.#report({ kind: "step" });
         return { reason: "debug", message: "single step" };
       }
+      if (this.#stepping) return undefined; // a step of ours: on to the next instruction
       this.#inject(1);
       return undefined;
     }
     return this.#prevDebug?.(exit, ctx);
+  }
+
+  /** after a step: an execution point at the next instruction, or watched bytes that changed */
+  #emulatedHit(pc: bigint): DebugStop | undefined {
+    // stopped before the INT3 we placed there executes (the guest would take #BP itself)
+    if (!this.#int3Traps && this.#host.isSoftwareBreakpoint(pc)) {
+      return { kind: "breakpoint", address: pc, hardware: this.#host.isHardwareInt3(pc) };
+    }
+    if (this.#hardwareFires) return undefined;
+    for (const p of this.#points) {
+      if (p.kind === "exec" && p.linear === pc)
+        return { kind: "breakpoint", address: p.linear, hardware: true };
+    }
+    for (const [p, before] of this.#watched) {
+      const now = this.#host.vm.memory.read(p.gpa, p.length);
+      if (!now.every((b, i) => b === before[i])) {
+        this.#watched.set(p, now);
+        return { kind: "watch", address: p.linear, watch: "write" };
+      }
+    }
+    return undefined;
   }
 
   /** a #BP or #DB of the guest's own goes back to it (KVM re-executes INT3 as a soft exception) */

@@ -19,6 +19,8 @@ fail() {
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
+# loopback up: tests talk to servers they start on 127.0.0.1 (the GDB stub)
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up 2>/dev/null
 # Keep kernel chatter (9p, kvm notices) off the console the host parses.
 echo 1 > /proc/sys/kernel/printk
 stage init

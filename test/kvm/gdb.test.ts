@@ -1,0 +1,151 @@
+// The GDB stub on real KVM (KVM_SET_GUEST_DEBUG): Debian's gdb in batch mode against the guest of
+// test/gdb (break on a symbol, continue, registers and memory read and written, stepi, a
+// watchpoint that fires, detach letting the guest finish), and a protocol client for what batch
+// gdb cannot do promptly (Ctrl-C on the spinning guest). Inside the nested-KVM lane gdb is the
+// host's own (the guest runs chrooted in the host's root).
+
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { parseLeHex } from "../../lib/gdb/hex.js";
+import type { GdbServerHandle } from "../../lib/gdb/index.js";
+import { REGISTER_INDEX } from "../../lib/gdb/registers.js";
+import { addPcDevices, createMachine, type Machine } from "../../lib/index.js";
+import { probeGuestDebug } from "../../lib/vmm/debug-kvm.js";
+import { Client } from "../gdb/client.js";
+import { buildGuest, type GdbGuest, gdbMissing, runGdb } from "../gdb/guest.js";
+import { probe, skipReason } from "./helpers.js";
+
+let guest: GdbGuest | string;
+beforeAll(async () => {
+  guest = probe.usable ? buildGuest() : "no KVM";
+  if (probe.usable) {
+    // which path the stub takes here (under QEMU TCG both are emulated by single steps)
+    const { Kvm } = await import("../../lib/kvm/index.js");
+    const kvm = Kvm.open();
+    const found = probeGuestDebug(kvm.binding);
+    kvm.close();
+    console.log(
+      `test/kvm/gdb: debug registers ${found.hardware ? "fire" : "do not fire (stepped instead)"}, ` +
+        `INT3 ${found.int3 ? "traps" : "does not trap (stepped instead)"} on this host`,
+    );
+  }
+});
+
+let vm: Machine | undefined;
+let stub: GdbServerHandle | undefined;
+afterEach(async () => {
+  await stub?.close();
+  vm?.close();
+  vm = undefined;
+  stub = undefined;
+});
+
+async function start(g: GdbGuest) {
+  vm = await createMachine({ backend: "kvm", memoryMiB: 16 });
+  addPcDevices(vm, { coalesce: false });
+  vm.loadElf(g.image);
+  stub = await vm.gdbServer({ port: 0, wait: true });
+  const run = stub.run({ timeoutMs: 120_000 });
+  // a test that fails before the run ends closes the machine under it: that rejection is expected
+  run.catch(() => undefined);
+  return { vm, stub, run };
+}
+
+/** the run's result, or undefined when it has not ended `ms` after gdb did */
+const ended = <T>(run: Promise<T>, ms: number) =>
+  Promise.race([run, new Promise<undefined>((r) => setTimeout(() => r(undefined), ms))]);
+
+const hex = (n: bigint) => n.toString(16);
+
+describe.skipIf(!probe.usable)(`gdb stub on KVM${skipReason}`, () => {
+  it("Debian gdb: breaks on a symbol, reads and writes registers and memory, steps, watches, detaches", async (ctx) => {
+    const missing = gdbMissing();
+    if (missing) return ctx.skip(missing);
+    if (typeof guest === "string") return ctx.skip(guest);
+    const g = guest;
+    const { run, stub: s, vm: m } = await start(g);
+    const { out, status } = await runGdb(g.elfPath, [
+      "set pagination off",
+      "set confirm off",
+      `target remote 127.0.0.1:${s.port}`,
+      "echo @start \n",
+      "print/x $pc",
+      "break bump",
+      "continue",
+      "echo @at-bump \n",
+      "print/x $pc",
+      "print $rax",
+      "print *(long *)&counter",
+      "set var *(long *)&counter = 6",
+      "stepi",
+      "echo @stepped \n",
+      "print/x $pc",
+      "print/x $rbx",
+      "set var $rbx = 0xabc",
+      "print/x $rbx",
+      "info registers fs_base cr0 efer",
+      "delete",
+      "watch *(int *)&watched",
+      "continue",
+      "echo @watched \n",
+      "print *(int *)&watched",
+      "delete",
+      "set var *(char *)&flag = 1",
+      "detach",
+    ]);
+    const r = await ended(run, 20_000);
+    if (process.env.GDB_TRACE) console.log(out);
+    expect(r, `the run did not end after gdb detached:\n${out}`).toBeDefined();
+    if (!r) return;
+    const section = (name: string) => out.split(`@${name}`)[1] ?? "";
+    expect(status, out).toBe(0);
+    expect(section("start"), out).toContain(`= 0x${g.symbols.get("_start")!.toString(16)}`);
+    expect(section("at-bump"), out).toMatch(/\$2 = 0x100017/);
+    expect(section("at-bump"), out).toContain("$3 = 5");
+    expect(section("at-bump"), out).toContain("$4 = 5");
+    expect(section("stepped"), out).toContain(`$5 = 0x${g.symbols.get("after_bump")!.toString(16)}`);
+    expect(section("stepped"), out).toContain("$6 = 0x1234");
+    expect(section("stepped"), out).toContain("$7 = 0xabc");
+    expect(section("stepped"), out).toMatch(/cr0\s+0x[0-9a-f]+/);
+    expect(section("stepped"), out).toMatch(/efer\s+0x[0-9a-f]*5[0-9a-f]{2}/);
+    expect(out).toMatch(/[Ww]atchpoint 2: \*\(int \*\)&watched\s+Old value = 0\s+New value = 7/);
+    expect(section("watched"), out).toContain("= 7");
+    expect(m.vcpu(0).getRegs().rbx).toBe(0xabcn);
+    expect(r.reason, out).toBe("debug-exit");
+    expect(r.exitCode).toBe(13);
+  }, 180_000);
+
+  it("protocol client: Ctrl-C stops the spinning guest, memory written through M lets it finish", async (ctx) => {
+    if (typeof guest === "string") return ctx.skip(guest);
+    const sym = (n: string) => (guest as GdbGuest).symbols.get(n)!;
+    const { run, stub: s } = await start(guest);
+    const c = await Client.open(s.port);
+    try {
+      const reg = async (name: string) =>
+        parseLeHex(await c.ask(`p${REGISTER_INDEX.get(name)!.toString(16)}`))!;
+      expect(await c.ask("?")).toBe("T05thread:1;");
+      expect(await reg("rip")).toBe(sym("_start"));
+      // a hardware breakpoint (DR0) at `bump`
+      expect(await c.ask(`Z1,${hex(sym("bump"))},1`)).toBe("OK");
+      expect(await c.ask("c")).toBe("T05thread:1;hwbreak:;");
+      expect(await reg("rip")).toBe(sym("bump"));
+      expect(await c.ask(`z1,${hex(sym("bump"))},1`)).toBe("OK");
+      // single steps report SIGTRAP at the next instruction
+      expect(await c.ask("s")).toBe("T05thread:1;");
+      expect(await reg("rip")).toBe(sym("after_bump"));
+      c.send("c");
+      // the guest spins on `flag`: let it reach the loop, then Ctrl-C
+      await new Promise((r) => setTimeout(r, 200));
+      c.raw(Uint8Array.of(3));
+      expect(await c.next()).toBe("T02thread:1;");
+      const rip = await reg("rip");
+      expect(rip >= sym("spin") && rip < sym("done")).toBe(true);
+      expect(await c.ask(`M${hex(sym("flag"))},1:01`)).toBe("OK");
+      expect(await c.ask("D")).toBe("OK");
+      const r = await run;
+      expect(r.reason).toBe("debug-exit");
+      expect(r.exitCode).toBe(11);
+    } finally {
+      c.close();
+    }
+  }, 120_000);
+});
