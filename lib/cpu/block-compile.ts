@@ -41,8 +41,15 @@ import type { Interpreter } from "./interpreter.js";
  */
 export type CompiledBlock = (cpu: Interpreter, budget: number) => number;
 
-/** runs of a block before it is compiled (Interpreter.jitThreshold defaults to this) */
-export const COMPILE_THRESHOLD = 16;
+/**
+ * Runs of a block before it is compiled (Interpreter.jitThreshold defaults to this). High on
+ * purpose: a compiled block is a new JS function that V8 parses, runs in its own interpreter and
+ * optimizes on a background thread, which costs more than the block saves unless it runs tens of
+ * thousands of times. Kernel code is mostly blocks run a few hundred times: the Linux lane's boot
+ * (`nodevmm run --deterministic`, so the same 1.96 billion instructions each time) took 158 s of
+ * CPU at 16, 87 s at 2,000, 65 s at 20,000 and 64 s at 100,000.
+ */
+export const COMPILE_THRESHOLD = 20_000;
 
 const TWO32 = 4294967296;
 

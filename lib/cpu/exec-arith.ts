@@ -1,11 +1,11 @@
 // Shifts and rotates, group 3 (TEST/NOT/NEG/MUL/IMUL/DIV/IDIV), double shifts and bit scans.
-// 64-bit operands use BigInt here: these are not on the hot path of typical loops.
+// 64-bit multiplies and shifts work on 32-bit halves (kernel code is full of them); the double
+// shifts and divisions of 64-bit operands still use BigInt.
 
 import { CpuFault, Vec } from "./faults.js";
 import { FL_CF, FL_OF } from "./flags.js";
 import type { Interpreter } from "./interpreter.js";
-
-const M64 = (1n << 64n) - 1n;
+import { mulS64, mulU64, product } from "./mul64.js";
 
 export function big(lo: number, hi: number): bigint {
   return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
@@ -98,63 +98,96 @@ export function shiftOp(
 }
 
 function shift64(cpu: Interpreter, op: number, a: number, ah: number, c: number): number {
-  const x = big(a, ah);
-  let r: bigint;
+  const l = a >>> 0;
+  const h = ah >>> 0;
   switch (op) {
-    case 0: {
-      r = ((x << BigInt(c)) | (x >> BigInt(64 - c))) & M64;
-      const cf = Number(r & 1n);
-      cpu.patchFlags(FL_CF | FL_OF, cf | ((Number(r >> 63n) ^ cf) << 11));
-      return split(cpu, r);
-    }
+    case 0:
     case 1: {
-      r = ((x >> BigInt(c)) | (x << BigInt(64 - c))) & M64;
-      const cf = Number(r >> 63n);
-      cpu.patchFlags(FL_CF | FL_OF, cf | ((cf ^ Number((r >> 62n) & 1n)) << 11));
-      return split(cpu, r);
+      // ROR by c is ROL by 64 - c
+      const k = op === 0 ? c : 64 - c;
+      let rl: number;
+      let rh: number;
+      if (k === 32) {
+        rl = h;
+        rh = l;
+      } else if (k < 32) {
+        rh = ((h << k) | (l >>> (32 - k))) >>> 0;
+        rl = ((l << k) | (h >>> (32 - k))) >>> 0;
+      } else {
+        const d = k - 32;
+        rh = ((l << d) | (h >>> (32 - d))) >>> 0;
+        rl = ((h << d) | (l >>> (32 - d))) >>> 0;
+      }
+      if (op === 0) {
+        const cf = rl & 1;
+        cpu.patchFlags(FL_CF | FL_OF, cf | (((rh >>> 31) ^ cf) << 11));
+      } else {
+        const cf = rh >>> 31;
+        cpu.patchFlags(FL_CF | FL_OF, cf | ((cf ^ ((rh >>> 30) & 1)) << 11));
+      }
+      cpu.vh = rh | 0;
+      return rl;
     }
     case 2:
     case 3: {
-      let cf = BigInt(cpu.cf());
-      r = x;
+      // RCL/RCR through CF, bit by bit (rare in practice)
+      let cf = cpu.cf();
+      let rl = l;
+      let rh = h;
       for (let i = 0; i < c; i++) {
         if (op === 2) {
-          const out = r >> 63n;
-          r = ((r << 1n) | cf) & M64;
+          const out = rh >>> 31;
+          rh = ((rh << 1) | (rl >>> 31)) >>> 0;
+          rl = ((rl << 1) | cf) >>> 0;
           cf = out;
         } else {
-          const out = r & 1n;
-          r = (r >> 1n) | (cf << 63n);
+          const out = rl & 1;
+          rl = ((rl >>> 1) | (rh << 31)) >>> 0;
+          rh = ((rh >>> 1) | (cf << 31)) >>> 0;
           cf = out;
         }
       }
-      const top = Number(r >> 63n);
-      const of = op === 2 ? top ^ Number(cf) : top ^ Number((r >> 62n) & 1n);
-      cpu.patchFlags(FL_CF | FL_OF, Number(cf) | (of << 11));
-      return split(cpu, r);
+      const top = rh >>> 31;
+      const of = op === 2 ? top ^ cf : top ^ ((rh >>> 30) & 1);
+      cpu.patchFlags(FL_CF | FL_OF, cf | (of << 11));
+      cpu.vh = rh | 0;
+      return rl;
     }
     case 4:
     case 6: {
-      r = (x << BigInt(c)) & M64;
-      const cf = Number((x >> BigInt(64 - c)) & 1n);
-      const lo = split(cpu, r);
-      cpu.setRes(64, lo, cpu.vh, cf, Number(r >> 63n) ^ cf);
-      return lo;
-    }
-    case 5: {
-      r = x >> BigInt(c);
-      const cf = Number((x >> BigInt(c - 1)) & 1n);
-      const lo = split(cpu, r);
-      cpu.setRes(64, lo, cpu.vh, cf, Number(x >> 63n));
-      return lo;
+      let rl: number;
+      let rh: number;
+      if (c < 32) {
+        rh = ((h << c) | (l >>> (32 - c))) >>> 0;
+        rl = (l << c) >>> 0;
+      } else {
+        rh = (l << (c - 32)) >>> 0;
+        rl = 0;
+      }
+      // the last bit shifted out: bit 64 - c of the operand
+      const b = 64 - c;
+      const cf = b < 32 ? (l >>> b) & 1 : (h >>> (b - 32)) & 1;
+      cpu.vh = rh | 0;
+      cpu.setRes(64, rl, rh | 0, cf, (rh >>> 31) ^ cf);
+      return rl;
     }
     default: {
-      const s = BigInt.asIntN(64, x);
-      r = BigInt.asUintN(64, s >> BigInt(c));
-      const cf = Number((s >> BigInt(c - 1)) & 1n);
-      const lo = split(cpu, r);
-      cpu.setRes(64, lo, cpu.vh, cf, 0);
-      return lo;
+      // 5: SHR, 7: SAR
+      const hs = op === 5 ? h : ah | 0;
+      let rl: number;
+      let rh: number;
+      if (c < 32) {
+        rl = ((l >>> c) | (h << (32 - c))) >>> 0;
+        rh = op === 5 ? h >>> c : hs >> c;
+      } else {
+        rl = (op === 5 ? h >>> (c - 32) : hs >> (c - 32)) >>> 0;
+        rh = op === 5 ? 0 : hs >> 31;
+      }
+      const b = c - 1;
+      const cf = b < 32 ? (l >>> b) & 1 : (h >>> (b - 32)) & 1;
+      cpu.vh = rh | 0;
+      cpu.setRes(64, rl, rh | 0, cf, op === 5 ? h >>> 31 : 0);
+      return rl;
     }
   }
 }
@@ -254,32 +287,29 @@ function mul(cpu: Interpreter, size: number, v: number, vh: number, signed: bool
     cpu.setRes(16, p & 0xffff, 0, ovf, ovf);
     return;
   }
-  let p: bigint;
+  if (size === 32) {
+    // the 64-bit product is beyond a double's exact range: EDX:EAX through the 64-bit multiply
+    if (signed) mulS64(lo[0] | 0, lo[0] >> 31, v | 0, v >> 31);
+    else mulU64(lo[0] >>> 0, 0, v >>> 0, 0);
+    const l = product[0];
+    const h = product[1];
+    const ovf = signed ? (h !== (l >>> 31 ? 0xffffffff : 0) ? 1 : 0) : h !== 0 ? 1 : 0;
+    cpu.setReg(32, 0, l, 0);
+    cpu.setReg(32, 2, h, 0);
+    cpu.setRes(32, l, 0, ovf, ovf);
+    return;
+  }
   let ovf: number;
-  const bits = BigInt(size);
-  if (size === 32) {
-    p = signed ? BigInt(lo[0] | 0) * BigInt(v | 0) : BigInt(lo[0] >>> 0) * BigInt(v >>> 0);
-  } else {
-    const a = big(lo[0], cpu.hi[0]);
-    const b = big(v, vh);
-    p = signed ? BigInt.asIntN(64, a) * BigInt.asIntN(64, b) : a * b;
+  if (signed) ovf = mulS64(lo[0], cpu.hi[0], v, vh) ? 1 : 0;
+  else {
+    mulU64(lo[0], cpu.hi[0], v, vh);
+    ovf = product[2] !== 0 || product[3] !== 0 ? 1 : 0;
   }
-  const low = BigInt.asUintN(size, p);
-  const high = BigInt.asUintN(size, p >> bits);
-  if (signed) ovf = BigInt.asIntN(size, p) !== p ? 1 : 0;
-  else ovf = high !== 0n ? 1 : 0;
-  if (size === 32) {
-    cpu.setReg(32, 0, Number(low), 0);
-    cpu.setReg(32, 2, Number(high), 0);
-    cpu.setRes(32, Number(low), 0, ovf, ovf);
-  } else {
-    const l = split(cpu, low);
-    const lh = cpu.vh;
-    cpu.setReg(64, 0, l, lh);
-    const h = split(cpu, high);
-    cpu.setReg(64, 2, h, cpu.vh);
-    cpu.setRes(64, l, lh, ovf, ovf);
-  }
+  const l = product[0];
+  const lh = product[1] | 0;
+  cpu.setReg(64, 0, l, lh);
+  cpu.setReg(64, 2, product[2], product[3] | 0);
+  cpu.setRes(64, l, lh, ovf, ovf);
 }
 
 function div(cpu: Interpreter, size: number, v: number, vh: number, signed: boolean): void {

@@ -21,6 +21,7 @@ import {
 } from "./flags.js";
 import { EventType } from "./hooks.js";
 import type { Interpreter } from "./interpreter.js";
+import { mulS64, product } from "./mul64.js";
 import { applyFlags, farReturn, farTransfer, iret, loadSeg, softwareInterrupt } from "./system.js";
 import { x87 } from "./x87.js";
 
@@ -1136,13 +1137,9 @@ export function imulTrunc(
   bh: number,
 ): void {
   if (size === 64) {
-    const x = BigInt.asIntN(64, (BigInt(ah) << 32n) | BigInt(a >>> 0));
-    const y = BigInt.asIntN(64, (BigInt(bh) << 32n) | BigInt(b >>> 0));
-    const p = x * y;
-    const t = BigInt.asIntN(64, p);
-    const lo = Number(t & 0xffffffffn);
-    const hi = Number((t >> 32n) & 0xffffffffn) | 0;
-    const ovf = t !== p ? 1 : 0;
+    const ovf = mulS64(a, ah, b, bh) ? 1 : 0;
+    const lo = product[0];
+    const hi = product[1] | 0;
     cpu.setReg(64, reg, lo, hi);
     cpu.setRes(64, lo, hi, ovf, ovf);
     return;
@@ -1150,15 +1147,10 @@ export function imulTrunc(
   const sh = 32 - size;
   const x = (a << sh) >> sh;
   const y = (b << sh) >> sh;
-  let p: number;
-  let t: number;
-  if (size === 32) {
-    p = Number(BigInt(x) * BigInt(y));
-    t = Math.imul(x, y);
-  } else {
-    p = x * y;
-    t = (p << sh) >> sh;
-  }
+  // a double holds the 32 x 32-bit product exactly wherever it fits in 32 bits, and far from
+  // any 32-bit value where it does not: comparing it with the truncated product finds overflow
+  const p = x * y;
+  const t = size === 32 ? Math.imul(x, y) : (p << sh) >> sh;
   const ovf = t !== p ? 1 : 0;
   const r = size === 32 ? t >>> 0 : t & 0xffff;
   cpu.setReg(size, reg, r, 0);
