@@ -2,7 +2,7 @@ import { configDefaults, defineConfig } from "vitest/config";
 
 /**
  * Two projects: "blocks" runs every suite as users run the interpreter (block cache and compiled
- * blocks on); "single-step" runs the VMX, exit and soft-backend suites again with
+ * blocks on; blocks compile after 16 runs rather than 20,000, test/support/early-compile.ts); "single-step" runs the VMX, exit and soft-backend suites again with
  * Interpreter.defaultDecodeCache = false (test/support/single-step.ts; test/vmx/mode.test.ts checks
  * it took effect), so that blocks and single steps are held to the same exits and state. Not run
  * twice: suites that drive the VMX layer with a fake CPU, spawn the CLI (the child process would not
@@ -42,6 +42,8 @@ export default defineConfig({
           // minutes per boot: `npm run test:linux` (vitest.linux.config.ts)
           exclude: [...configDefaults.exclude, "test/linux/**"],
           globalSetup: ["test/support/global-setup.ts"],
+          // blocks compile after 16 runs here, not 20,000, so that short guests run compiled code
+          setupFiles: ["test/support/early-compile.ts"],
         },
       },
       {

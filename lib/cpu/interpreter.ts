@@ -385,8 +385,13 @@ export class Interpreter implements GuestCpu, LazyFlags {
   decodeCache = Interpreter.defaultDecodeCache;
   /** REP MOVS/STOS a page at a time where they can (exec-string.ts; false: an iteration at a time) */
   repBulk = true;
+  /**
+   * What new interpreters start with as jitThreshold: the "blocks" test project lowers it so that
+   * short test guests run compiled blocks too (test/support/early-compile.ts).
+   */
+  static defaultJitThreshold = COMPILE_THRESHOLD;
   /** runs of a block before it is compiled to a JavaScript function (0: never) */
-  jitThreshold = COMPILE_THRESHOLD;
+  jitThreshold = Interpreter.defaultJitThreshold;
   /** the block that ran last (its successor link is the fast lookup) */
   lastBlock: Block | null = null;
   /** the cached page mapping the TLB was filled from was user-accessible at CPL 3 */

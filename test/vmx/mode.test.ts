@@ -2,6 +2,7 @@
 // "blocks" project with the block cache and compiled blocks, "single-step" one instruction at a
 // time. A setup that silently failed to take effect would run the same mode twice and prove nothing.
 import { describe, expect, it } from "vitest";
+import { COMPILE_THRESHOLD } from "../../lib/cpu/block-compile.js";
 import { Interpreter } from "../../lib/cpu/index.js";
 import { createSoftBackend, type SoftVcpu } from "../../lib/vmm/backends/soft.js";
 
@@ -18,6 +19,8 @@ describe(`this project runs ${singleStep ? "single-stepped" : "with compiled blo
   it("new interpreters start with the block cache as the project says", () => {
     expect(Interpreter.defaultDecodeCache).toBe(!singleStep);
     expect(new Interpreter().decodeCache).toBe(!singleStep);
+    // the blocks project compiles early (test/support/early-compile.ts); users get COMPILE_THRESHOLD
+    expect(new Interpreter().jitThreshold).toBe(singleStep ? COMPILE_THRESHOLD : 16);
   });
 
   it("the soft backend's vCPU runs a loop through compiled blocks only in the blocks project", () => {
