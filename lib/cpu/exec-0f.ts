@@ -14,6 +14,7 @@ import {
   xsetbvFault,
 } from "./control-checks.js";
 import { cpuidModel } from "./cpuid.js";
+import { DebugException, DR6_BD, DR7_GD, syncDebug } from "./debug.js";
 import { farPointerLoad, imulTrunc, jcc, nearRel, popSeg, pushSeg, ud } from "./exec.js";
 import { big, doubleShift, popcount32 } from "./exec-arith.js";
 import { CpuFault, EXIT_SIGNAL, Vec } from "./faults.js";
@@ -669,6 +670,8 @@ function movCr(cpu: Interpreter, toCr: boolean): void {
       cpu.cr4 = lo;
       updateMode(cpu);
       cpu.flushTlb();
+      // CR4.DE decides whether R/W = 10b breakpoints watch I/O
+      syncDebug(cpu);
       return;
     }
     default:
@@ -697,15 +700,23 @@ function movDr(cpu: Interpreter, toDr: boolean): void {
   if (dr > 7) ud();
   if ((dr === 4 || dr === 5) && (cpu.cr4 & 8) !== 0) ud();
   if (cpu.requireHooks().drAccess(dr, toDr, cpu.rm, cpu.ctx())) throw EXIT_SIGNAL;
+  // general detect: the access faults with DR6.BD (after the MOV-DR exit, which comes first)
+  if ((cpu.dr[7] & DR7_GD) !== 0) throw new DebugException(DR6_BD, true);
   const r = dr === 4 ? 6 : dr === 5 ? 7 : dr;
   // DR6/DR7 bits 63:32 are reserved: writing a 1 there is #GP(0) in 64-bit mode
   if (toDr && r >= 6 && cpu.mode64 && cpu.hi[cpu.rm] !== 0) gp0();
-  if (toDr) cpu.dr[r] = cpu.lo[cpu.rm] >>> 0;
-  else
+  if (toDr) {
+    // DR0-DR3 hold 64-bit linear addresses in 64-bit mode (signed, as the interpreter forms them)
+    cpu.dr[r] = r < 4 && cpu.mode64 ? cpu.hi[cpu.rm] * TWO32 + (cpu.lo[cpu.rm] >>> 0) : cpu.lo[cpu.rm] >>> 0;
+    if (r !== 6) syncDebug(cpu, r < 4);
+  } else if (r < 4) {
+    const v = cpu.dr[r];
+    cpu.setReg(cpu.mode64 ? 64 : 32, cpu.rm, v >>> 0, Math.floor(v / TWO32) | 0);
+  } else
     cpu.setReg(
       cpu.mode64 ? 64 : 32,
       cpu.rm,
-      r === 6 ? (cpu.dr[6] | 0xffff0ff0) >>> 0 : r === 7 ? (cpu.dr[7] | 0x400) >>> 0 : cpu.dr[r],
+      r === 6 ? (cpu.dr[6] | 0xffff0ff0) >>> 0 : (cpu.dr[7] | 0x400) >>> 0,
       0,
     );
 }

@@ -5,6 +5,7 @@
 // straight in guest memory (repBulk), with the same results and faults.
 
 import { CODE_TAG } from "./block-cache.js";
+import { debugActive, watchPort } from "./debug.js";
 import { CpuFault, EXIT_SIGNAL, Vec } from "./faults.js";
 import { FL_DF, FL_IOPL, FL_VM } from "./flags.js";
 import type { IoInfo } from "./hooks.js";
@@ -66,6 +67,7 @@ export function ioIn(cpu: Interpreter, port: number, size: 1 | 2 | 4, immediate:
   }
   const v = hooks.portIn ? hooks.portIn(port, size) : size === 4 ? 0xffffffff : (1 << (8 * size)) - 1;
   cpu.devicesRan();
+  if (cpu.dbgIo !== 0) watchPort(cpu, port, size);
   cpu.setReg(size * 8, 0, v >>> 0, 0);
 }
 
@@ -79,6 +81,7 @@ export function ioOut(cpu: Interpreter, port: number, size: 1 | 2 | 4, immediate
   }
   hooks.portOut?.(port, size, cpu.getReg(size * 8, 0));
   cpu.devicesRan();
+  if (cpu.dbgIo !== 0) watchPort(cpu, port, size);
 }
 
 /**
@@ -93,6 +96,8 @@ const REP_CHUNK = 4096;
  * budget exact (the instruction counts one more when it restarts), but at least one.
  */
 function repChunk(cpu: Interpreter): number {
+  // breakpoints and single-step trap after the iteration that hit them (SDM 17.3.1.2, 17.3.1.4)
+  if (debugActive(cpu)) return 1;
   const left = cpu.workLimit - cpu.work() - 1;
   return Math.min(REP_CHUNK, Math.max(left, 1));
 }
@@ -232,6 +237,7 @@ export function stringOp(cpu: Interpreter, b: number): void {
     const info: IoInfo = { port, size: n as 1 | 2 | 4, in: b < 0x6e, string: true, rep, immediate: false };
     if (rep && counter(cpu) === 0) return;
     if (hooks.io(info, cpu.ctx())) throw EXIT_SIGNAL;
+    if (cpu.dbgIo !== 0) watchPort(cpu, port, n);
     for (let chunk = repChunk(cpu); ; chunk--) {
       if (rep && counter(cpu) === 0) return;
       if (chunk === 0) {

@@ -126,6 +126,17 @@ export interface GuestCpu {
     instructionLength: number,
   ): StopReason | undefined;
 
+  /**
+   * The pending debug exceptions VM entry loads (B0-B3 and BS, SDM 26.7.3): a #DB now, or after
+   * the next instruction inside a MOV SS shadow. Optional: a CPU without debug support has none.
+   */
+  raiseDebug?(bits: number): StopReason | undefined;
+  /**
+   * Takes the #DB bits held over a MOV SS shadow (what VM exit saves as pending debug
+   * exceptions), leaving none held.
+   */
+  takePendingDebug?(): number;
+
   /** Runs until an exit, HLT, shutdown, or `budget` instructions have retired. */
   run(budget: number): StopReason;
   /** instructions retired since creation */

@@ -13,11 +13,14 @@ import { type Block, blockMatches, buildBlock, CODE_TAG, CodePage, modeKey } fro
 import { runChain } from "./block-chain.js";
 import { COMPILE_THRESHOLD, compileBlock } from "./block-compile.js";
 import { OpKind } from "./block-ops.js";
+import { DebugException, debugAfter, debugBefore, pageWatched, syncDebug, watchAccess } from "./debug.js";
 import { execute } from "./exec.js";
 import { CpuConfigError, CpuFault, EXIT_SIGNAL, ExitSignal, Vec } from "./faults.js";
 import {
   condition,
   FL_IF,
+  FL_RF,
+  FL_TF,
   type LazyFlags,
   LZ_ADD,
   LZ_DEC,
@@ -215,6 +218,22 @@ export class Interpreter implements GuestCpu, LazyFlags {
   cr8 = 0;
   efer = 0;
   dr = new Float64Array(8);
+  // debug.ts: what DR7 enables (masks of breakpoints 0-3 by kind) and the #DB being gathered
+  /** DR7 enables a breakpoint: the run loop single-steps through the debug checks */
+  dbgOn = false;
+  /** DR7 and CR4.DE as syncDebug last saw them */
+  dbgKey = -1;
+  dbgExec = 0;
+  dbgData = 0;
+  dbgIo = 0;
+  /** B0-B3 of the breakpoints the current instruction's accesses matched */
+  dbgHits = 0;
+  /** #DB bits held over a MOV SS / POP SS shadow */
+  dbgPending = 0;
+  /** the current instruction delivered an event or masked TF: no single-step trap after it */
+  dbgNoStep = false;
+  /** RF as the current instruction started (restored when it ends in a VM exit) */
+  dbgRf = 0;
   pat = 0x0007040600070406n;
   debugctl = 0n;
   sysenterCs = 0;
@@ -445,7 +464,12 @@ export class Interpreter implements GuestCpu, LazyFlags {
     this.efer = 0;
     this.activity = 0;
     this.interruptibility = 0;
+    this.dr.fill(0);
+    this.dr[6] = 0xffff0ff0;
+    this.dr[7] = 0x400;
+    this.dbgPending = 0;
     updateMode(this);
+    syncDebug(this);
   }
 
   // ---------------------------------------------------------------- flags
@@ -454,6 +478,9 @@ export class Interpreter implements GuestCpu, LazyFlags {
     return materialize(this);
   }
   setFlags(v: number): void {
+    // TF set by a generic op in a block (POPF): the block stops after it, and the run loop
+    // single-steps from there (codeEpoch)
+    if ((v & ~this.eflags & FL_TF) !== 0) this.codeEpoch++;
     this.eflags = (v & 0x3f7fd5) | 2;
     this.fOp = LZ_NONE;
   }
@@ -804,10 +831,9 @@ export class Interpreter implements GuestCpu, LazyFlags {
       const cp = this.codePages.size !== 0 ? this.codePages.get(gpaPage) : undefined;
       this.tlbWGpa[i] = gpaPage;
       // a page with live blocks: every write looks at the block bitmap first (wrSlow)
-      if (cp?.live) {
-        this.tlbWTag[i] = page + CODE_TAG;
-        this.tlbWCode[i] = cp;
-      } else this.tlbWTag[i] = page;
+      this.tlbWCode[i] = cp ?? null;
+      if (cp?.live) this.tlbWTag[i] = page + CODE_TAG;
+      else this.tlbWTag[i] = page;
       this.tlbWMem[i] = m.bytes;
       const view = viewOf(m.bytes);
       this.tlbWView[i] = view;
@@ -823,6 +849,12 @@ export class Interpreter implements GuestCpu, LazyFlags {
       this.tlbXTag[i] = page;
       this.tlbXMem[i] = m.bytes;
       this.tlbXOff[i] = off;
+    }
+    // a page a data breakpoint covers is left untagged: each access comes back here, through the
+    // slow paths that check the breakpoints (the entry stays filled for the caller's access)
+    if (this.dbgData !== 0 && access !== Access.Execute && pageWatched(this, page)) {
+      this.tlbRTag[i] = Number.NaN;
+      this.tlbWTag[i] = Number.NaN;
     }
     return true;
   }
@@ -851,6 +883,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
   rd8(lin: number): number {
     const i = (lin >>> 12) & TLB_MASK;
     if (this.tlbRTag[i] === lin - (lin & 0xfff)) return this.tlbRMem[i][this.tlbROff[i] + (lin & 0xfff)];
+    if (this.dbgData !== 0) watchAccess(this, lin, 1, false);
     if (!this.fill(lin, Access.Read)) return this.mmioRead(lin, 1) & 0xff;
     return this.tlbRMem[i][this.tlbROff[i] + (lin & 0xfff)];
   }
@@ -884,6 +917,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
       this.vh = m[p + 4] | (m[p + 5] << 8) | (m[p + 6] << 16) | (m[p + 7] << 24);
       return (m[p] | (m[p + 1] << 8) | (m[p + 2] << 16) | (m[p + 3] << 24)) >>> 0;
     }
+    if (this.dbgData !== 0) watchAccess(this, lin, 8, false);
     if (o < 0xff9) {
       // one access, also to MMIO (one 8-byte exit, as KVM makes it)
       if (!this.fill(lin, Access.Read)) return this.mmioRead(lin, 8);
@@ -916,6 +950,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
     }
   }
   rdSlow(lin: number, size: number): number {
+    if (this.dbgData !== 0) watchAccess(this, lin, size, false);
     const o = lin & 0xfff;
     if (o + size <= 0x1000) {
       const i = (lin >>> 12) & TLB_MASK;
@@ -942,6 +977,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
    * MMIO byte is read once, in the pieces KVM's emulator makes of the same access.
    */
   rdBytes(lin: number, size: number): Uint8Array {
+    if (this.dbgData !== 0) watchAccess(this, lin, size, false);
     const b = this.accBytes;
     b.fill(0);
     const first = Math.min(size, 0x1000 - (lin & 0xfff));
@@ -976,6 +1012,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
    * part is written in address order, MMIO in pieces of at most 8 bytes (as rdBytes).
    */
   wrBytes(lin: number, size: number): void {
+    if (this.dbgData !== 0) watchAccess(this, lin, size, true);
     const b = this.accBytes;
     const first = Math.min(size, 0x1000 - (lin & 0xfff));
     if (first < size) {
@@ -1063,6 +1100,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
     this.wrSlow(lin, 8, v, vh);
   }
   wrSlow(lin: number, size: number, v: number, vh: number): void {
+    if (this.dbgData !== 0) watchAccess(this, lin, size, true);
     const o = lin & 0xfff;
     if (o + size <= 0x1000) {
       const i = (lin >>> 12) & TLB_MASK;
@@ -1076,10 +1114,14 @@ export class Interpreter implements GuestCpu, LazyFlags {
         tag = this.tlbWTag[i];
       }
       if (tag !== page) {
-        // a page with cached blocks: drop the blocks this write hits (none: nothing happens)
-        const cp = this.tlbWCode[i]!;
-        if (!cp.live) this.tlbWTag[i] = page;
-        else if (cp.covers(o, size)) this.codeWritten(cp, o, size);
+        // a page with cached blocks: drop the blocks this write hits (none: nothing happens); or
+        // a page a data breakpoint keeps untagged, which may have blocks too
+        const cp = this.tlbWCode[i];
+        if (cp !== null) {
+          if (!cp.live) {
+            if (tag === page + CODE_TAG) this.tlbWTag[i] = page;
+          } else if (cp.covers(o, size)) this.codeWritten(cp, o, size);
+        }
       }
       const m = this.tlbWMem[i];
       const p = this.tlbWOff[i] + o;
@@ -1548,10 +1590,12 @@ export class Interpreter implements GuestCpu, LazyFlags {
           if (left <= 0) break;
           // blocks run where no per-instruction bookkeeping is pending: no interrupt shadow to
           // expire, no monitor trap flag (interrupt/NMI windows open only after generic ops, which
-          // end the block)
+          // end the block), no debug condition (breakpoints enabled, TF, RF, a held #DB)
+          const dbg = this.dbgOn || (this.eflags & (FL_TF | FL_RF)) !== 0 || this.dbgPending !== 0;
           if (
             (this.interruptibility & 3) === 0 &&
             (this.windowRequests & Window.MonitorTrap) === 0 &&
+            !dbg &&
             this.decodeCache &&
             // code on a hot page is single-stepped without asking for blocks at every step
             (this.hotSkip === 0 || this.hotSkip-- === 0)
@@ -1572,6 +1616,11 @@ export class Interpreter implements GuestCpu, LazyFlags {
             }
           }
           this.ip = this.rip;
+          if (dbg) {
+            this.debugStep();
+            if (this.activity !== 0) return this.activity === 1 ? StopReason.Halted : StopReason.Shutdown;
+            break;
+          }
           execute(this);
           this.retired++;
           if (this.interruptibility !== 0 && this.shadowAt !== this.retired) this.interruptibility &= ~3;
@@ -1579,8 +1628,9 @@ export class Interpreter implements GuestCpu, LazyFlags {
           if (left <= 1 || this.windowRequests !== 0) break;
         }
       } catch (e) {
-        if (e === EXIT_SIGNAL) return StopReason.Exit;
+        if (e === EXIT_SIGNAL) return this.exitRf();
         if (e instanceof CpuFault) {
+          this.dbgRf = 0;
           const r = deliverFault(this, e);
           if (r !== undefined) return r;
           this.eventsDelivered++;
@@ -1588,10 +1638,32 @@ export class Interpreter implements GuestCpu, LazyFlags {
           if (--this.pollCountdown <= 0 && this.pollHost()) return StopReason.HostInterrupt;
           continue;
         }
-        if (e instanceof ExitSignal) return StopReason.Exit;
+        if (e instanceof ExitSignal) return this.exitRf();
         throw e;
       }
     }
+  }
+
+  /**
+   * One instruction with the debug checks around it (debug.ts): an instruction breakpoint before
+   * it, the data, I/O and single-step traps after it. The run loop then looks at the state again.
+   */
+  private debugStep(): void {
+    const start = this.rip;
+    const tf = debugBefore(this);
+    execute(this);
+    this.retired++;
+    if (this.interruptibility !== 0 && this.shadowAt !== this.retired) this.interruptibility &= ~3;
+    debugAfter(this, tf, start);
+  }
+
+  /** an instruction that ended in a VM exit did not complete: RF keeps the value it started with */
+  private exitRf(): StopReason {
+    if (this.dbgRf !== 0) {
+      this.eflags |= FL_RF;
+      this.dbgRf = 0;
+    }
+    return StopReason.Exit;
   }
 
   /**
@@ -1887,6 +1959,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
         break;
       case "cr4":
         this.cr4 = n;
+        syncDebug(this);
         break;
       case "cr8":
         this.cr8 = n & 15;
@@ -1896,6 +1969,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
         break;
       case "dr7":
         this.dr[7] = n;
+        syncDebug(this);
         break;
       case "efer":
         this.efer = n;
@@ -1924,6 +1998,22 @@ export class Interpreter implements GuestCpu, LazyFlags {
   }
   setMsr(index: number, value: bigint): boolean {
     return writeMsr(this, index, value);
+  }
+
+  raiseDebug(bits: number): StopReason | undefined {
+    if ((this.interruptibility & 2) !== 0) {
+      this.dbgPending |= bits;
+      return undefined;
+    }
+    if (this.activity === 1) this.activity = 0;
+    this.eventsDelivered++;
+    return deliverFault(this, new DebugException(bits, false));
+  }
+
+  takePendingDebug(): number {
+    const bits = this.dbgPending;
+    this.dbgPending = 0;
+    return bits;
   }
 
   deliverEvent(

@@ -9,6 +9,7 @@
 
 import { callGate64 } from "./call-gate64.js";
 import { canonicalNumber } from "./control-checks.js";
+import { DebugException, DR6_BD, reportDebug } from "./debug.js";
 import { CpuFault, EXIT_SIGNAL, Vec } from "./faults.js";
 import { FL_AC, FL_IF, FL_IOPL, FL_NT, FL_RF, FL_TF, FL_VM } from "./flags.js";
 import { Access, EventType, MMIO, StopReason } from "./hooks.js";
@@ -685,6 +686,11 @@ export function deliverFault(cpu: Interpreter, f: CpuFault, during = -1): StopRe
   let vector = f.vector;
   let code = hasErrorCode(vector) ? (f.code ?? 0) : undefined;
   let cr2 = f.cr2;
+  // a #DB from a debug condition reports its DR6 bits (in DR6, or as the exit qualification)
+  let dbBits = f instanceof DebugException ? f.dr6 : -1;
+  // every fault-class exception but an instruction-breakpoint #DB pushes RF = 1, so that the
+  // instruction it restarts cannot hit its own instruction breakpoint (SDM 17.3.1.1)
+  if (!(f instanceof DebugException) || (f.fault && (f.dr6 & DR6_BD) !== 0)) cpu.eflags |= FL_RF;
   let prev = during;
   if (prev >= 0 && prev < 32) {
     if (prev === Vec.DF) return tripleFault(cpu);
@@ -696,10 +702,13 @@ export function deliverFault(cpu: Interpreter, f: CpuFault, during = -1): StopRe
   }
   for (;;) {
     const ctx = { length: 0, linearRip: cpu.insnLin };
-    if (hooks.event(vector, EventType.HardwareException, code, vector === Vec.PF ? cr2 : undefined, ctx)) {
-      return StopReason.Exit;
-    }
+    const qual = vector === Vec.PF ? cr2 : vector === Vec.DB && dbBits >= 0 ? dbBits : undefined;
+    if (hooks.event(vector, EventType.HardwareException, code, qual, ctx)) return StopReason.Exit;
     if (vector === Vec.PF && cr2 !== undefined) cpu.cr2 = cr2;
+    if (vector === Vec.DB && dbBits >= 0) {
+      reportDebug(cpu, dbBits);
+      dbBits = -1;
+    }
     try {
       deliver(cpu, vector, EventType.HardwareException, code, false);
       return undefined;
@@ -745,6 +754,8 @@ export function deliver(
   const ext = soft ? 0 : 1;
   const flags = cpu.getFlags();
   cpu.activity = 0;
+  // the handler starts with TF = 0: no single-step trap for the instruction that raised the event
+  cpu.dbgNoStep = true;
   if (!cpu.pm) {
     if (vector * 4 + 3 > cpu.idtLimit) throw gp(vector * 8 + 2 + ext);
     const ent = sysRead(cpu, (cpu.idtBase + vector * 4) >>> 0, 4);
@@ -951,6 +962,8 @@ export function syscall(cpu: Interpreter): void {
     cpu.hi[11] = 0;
     cpu.segAr[1] = 0xa09b;
     cpu.setFlags(flags & ~cpu.sfmask & ~FL_RF);
+    // TF masked: no single-step trap after the SYSCALL (Linux reports it itself at syscall exit)
+    if ((flags & cpu.sfmask & FL_TF) !== 0) cpu.dbgNoStep = true;
     updateMode(cpu);
     cpu.ip = target;
   } else {

@@ -6,6 +6,7 @@
 // EFLAGS, EIP, general registers and selectors loaded), a fault while loading the new task's
 // segment descriptors is raised in the context of the new task, as the SDM describes.
 
+import { syncDebug } from "./debug.js";
 import { CpuFault, EXIT_SIGNAL, Vec } from "./faults.js";
 import { FL_NT, FL_VM } from "./flags.js";
 import type { EventType, InstructionContext, NonRootHooks } from "./hooks.js";
@@ -237,6 +238,7 @@ export function switchTask(
   cpu.segAr[7] = descAr(t.d) | 2;
   cpu.cr0 |= 8;
   cpu.dr[7] = (cpu.dr[7] & ~DR7_LOCAL) >>> 0;
+  syncDebug(cpu);
   if (t.is32 && cpu.paging) {
     cpu.cr3 = img.cr3 >>> 0;
     cpu.flushNonGlobal();

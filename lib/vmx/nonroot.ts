@@ -520,7 +520,9 @@ export class NonRootOperation implements NonRootHooks, TaskSwitchHook {
     return this.#exit(
       ExitReason.ExceptionNmi,
       software ? ctx : undefined,
-      vector === 14 ? BigInt(cr2 ?? 0) : 0n,
+      // #PF: the faulting address; #DB (hardware): B0-B3, BD and BS as DR6 would have them, DR6
+      // itself left unchanged (SDM 27.2.1); INT1 and INT3 report nothing
+      vector === 14 || (vector === 1 && type === EventType.HardwareException) ? BigInt(cr2 ?? 0) : 0n,
       {
         intrInfo: info,
         ...(hasCode ? { intrError: errorCode } : {}),

@@ -457,6 +457,14 @@ export class LogicalProcessor {
       if (type === IntrType.Nmi) cpu.interruptibility |= 8;
     }
 
+    // pending debug exceptions (B0-B3, BS) the entry loaded: a #DB before the first instruction
+    // unless an event was injected (SDM 26.7.3)
+    const pendingDbg = vmcsGet32(v, F.GUEST_PENDING_DBG_EXCEPTIONS) & 0x400f;
+    if (pendingDbg !== 0 && !(info & 0x80000000) && !nr.pending && cpu.raiseDebug) {
+      if (cpu.raiseDebug(pendingDbg) === StopReason.Shutdown && !nr.pending)
+        nr.record(ExitReason.TripleFault);
+    }
+
     cpu.windowRequests =
       (nr.proc & Proc.INTERRUPT_WINDOW ? Window.Interrupt : 0) |
       (nr.proc & Proc.NMI_WINDOW ? Window.Nmi : 0) |
@@ -538,6 +546,15 @@ export class LogicalProcessor {
       if (stop === StopReason.Halted && cpu.activity === 0) cpu.activity = 1;
     }
     const p = nr.pending!;
+    // a #DB held over a MOV SS shadow when the exit came stays pending in the VMCS (SDM 27.3.4):
+    // B0-B3, BS, and bit 12 when a breakpoint matched
+    const held = cpu.takePendingDebug?.() ?? 0;
+    if (held !== 0 || pendingDbg !== 0)
+      vmcsSet(
+        v,
+        F.GUEST_PENDING_DBG_EXCEPTIONS,
+        held === 0 ? 0 : (held & 0x400f) | (held & 0xf ? 0x1000 : 0),
+      );
     if (!idtVectoring && p.idtVectoring) {
       idtVectoring = p.idtVectoring;
       idtError = p.idtError;
