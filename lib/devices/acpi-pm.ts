@@ -32,12 +32,15 @@ const TIMER_MASK = 0xffffff;
 /** TMR_STS is set each time bit 23 of the counter changes. */
 const TIMER_HALF = 1 << 23;
 
-// what each status bit's enable sends to the SCI; WAK_STS has no enable. GBL_EN does not stick:
-// there is no firmware to share the global lock with, and ACPICA reads that as "no global lock".
+// what each status bit's enable sends to the SCI; WAK_STS has no enable. GBL_EN, SLPBTN_EN and
+// RTC_EN stick as on a PC's chipset (ACPICA enables them and reads them back: else it logs "Could
+// not enable ... event" at every boot) but nothing sets their status bits: no firmware shares the
+// global lock (its FACS word is then free whenever the OS looks), and there is no sleep button or
+// RTC alarm wake.
 const SCI_SOURCES = PM1_TMR | PM1_PWRBTN;
 // status bits the hardware can set; the rest read 0 (write 1 to clear)
 const STS_IMPLEMENTED = PM1_TMR | PM1_PWRBTN | PM1_WAK_STS;
-const EN_IMPLEMENTED = PM1_TMR | PM1_PWRBTN;
+const EN_IMPLEMENTED = PM1_TMR | PM1_GBL | PM1_PWRBTN | PM1_SLPBTN | PM1_RTC;
 // bits PM1_CNT keeps: BM_RLD and SLP_TYP (SCI_EN is fixed at 1; GBL_RLS and SLP_EN are write-only)
 const CNT_KEPT = PM1_CNT_BM_RLD | PM1_CNT_SLP_TYP_MASK;
 

@@ -134,14 +134,15 @@ describe("ACPI PM1 events and the SCI", () => {
     expect(h.irq.level).toBe(false);
   });
 
-  it("the power button raises the SCI only when the OS enabled PWRBTN_EN; GBL_EN does not stick", () => {
+  it("the power button raises the SCI only when the OS enabled PWRBTN_EN; GBL_EN and RTC_EN stick but never fire", () => {
     const pm = new AcpiPm();
     const h = attach(pm);
     expect(pm.pressPowerButton()).toBe(false);
     expect(h.irq.level).toBe(false);
     expect(h.inw(STS) & PM1_PWRBTN).toBe(PM1_PWRBTN);
-    h.outw(EN, PM1_PWRBTN | (1 << 5));
-    expect(h.inw(EN)).toBe(PM1_PWRBTN); // no global lock hardware
+    h.outw(EN, PM1_PWRBTN | (1 << 5) | (1 << 10) | (1 << 12));
+    // GBL_EN and RTC_EN read back as ACPICA expects; bit 12 is reserved
+    expect(h.inw(EN)).toBe(PM1_PWRBTN | (1 << 5) | (1 << 10));
     expect(h.irq.level).toBe(true);
     h.outw(STS, 0xffff); // ACPICA clears all fixed status bits like this
     expect(h.irq.level).toBe(false);

@@ -2,7 +2,7 @@
 // which reports what it saw over COM1 as "@@linux:" markers: the CPU, a checksum of generated data,
 // the virtio disk (written, flushed, read back past the page cache, and found again by a second boot
 // of the same disk image), virtio-rng and virtio-console; then `poweroff` ends the run as a poweroff.
-// (Two vCPUs are not in this lane yet: see the session-5 note of issue 11.)
+// Two vCPUs: test/linux/smp.test.ts; an interactive shell on a terminal: test/linux/shell.test.ts.
 // Run by `npm run test:linux` (scripts/test-linux.mjs), which fetches the kernel and builds the
 // initramfs and hands their paths over; without them the suite skips and says why.
 
