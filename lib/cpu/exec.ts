@@ -1137,6 +1137,18 @@ export function imulTrunc(
   bh: number,
 ): void {
   if (size === 64) {
+    // operands that are sign-extended 32-bit values (indexes times element sizes, mostly) whose
+    // product a double holds exactly: no overflow is possible, and the halves come from the double
+    if ((ah | 0) === a >> 31 && (bh | 0) === b >> 31) {
+      const p = (a | 0) * (b | 0);
+      if (p <= 2 ** 53 && p >= -(2 ** 53)) {
+        const lo = p >>> 0;
+        const hi = Math.floor(p / 4294967296) | 0;
+        cpu.setReg(64, reg, lo, hi);
+        cpu.setRes(64, lo, hi, 0, 0);
+        return;
+      }
+    }
     const ovf = mulS64(a, ah, b, bh) ? 1 : 0;
     const lo = product[0];
     const hi = product[1] | 0;

@@ -18,6 +18,14 @@ export function mulU64(aLo: number, aHi: number, bLo: number, bHi: number): void
   // product - low word is an exact multiple of 2^32
   const l00 = Math.imul(aLo, bLo) >>> 0;
   const h00 = Math.round((aLo * bLo - l00) / T32);
+  if ((aHi | bHi) === 0) {
+    // 32-bit values in 64-bit registers (hashes, scaled indexes): one partial product
+    product[0] = l00;
+    product[1] = h00;
+    product[2] = 0;
+    product[3] = 0;
+    return;
+  }
   const l01 = Math.imul(aLo, bHi) >>> 0;
   const h01 = Math.round((aLo * bHi - l01) / T32);
   const l10 = Math.imul(aHi, bLo) >>> 0;

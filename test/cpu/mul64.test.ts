@@ -40,4 +40,16 @@ describe("mul64", () => {
       { numRuns: 5000 },
     );
   });
+
+  it("32-bit operands in 64-bit registers (one partial product) equal BigInt's", () => {
+    fc.assert(
+      fc.property(half, half, (al, bl) => {
+        mulU64(al, 0, bl, 0);
+        expect(words()).toBe(BigInt(al) * BigInt(bl));
+        const overflow = mulS64(al, 0, bl, 0);
+        expect(overflow).toBe(BigInt(al) * BigInt(bl) >= 1n << 63n);
+      }),
+      { numRuns: 5000 },
+    );
+  });
 });
