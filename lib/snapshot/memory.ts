@@ -18,14 +18,23 @@ export function describeRegions(memory: GuestMemory): RegionInfo[] {
   return memory.regions.map((r) => ({ gpa: r.guestPhysAddr, size: r.size }));
 }
 
-function pageIsZero(bytes: Uint8Array, off: number): boolean {
-  if ((bytes.byteOffset + off) % 8 === 0) {
-    const words = new BigUint64Array(bytes.buffer, bytes.byteOffset + off, PAGE / 8);
-    for (let i = 0; i < words.length; i++) if (words[i] !== 0n) return false;
-    return true;
+const CHUNK = 64 * 1024;
+const ZERO = new Uint8Array(CHUNK);
+
+/** whether [off, off + length) of `bytes` is all zero, compared natively (a JS loop is 30x slower) */
+function isZero(bytes: Uint8Array, off: number, length: number): boolean {
+  const view = Buffer.from(bytes.buffer, bytes.byteOffset + off, length);
+  return view.equals(length === CHUNK ? ZERO : ZERO.subarray(0, length));
+}
+
+/** calls `page` for each 4 KiB page of `bytes` (a region) that is not all zero */
+function forNonZeroPages(bytes: Uint8Array, page: (p: number) => void): void {
+  for (let off = 0; off < bytes.length; off += CHUNK) {
+    const len = Math.min(CHUNK, bytes.length - off);
+    // most of RAM is untouched: whole chunks at a time, pages only inside a chunk with data
+    if (isZero(bytes, off, len)) continue;
+    for (let at = off; at < off + len; at += PAGE) if (!isZero(bytes, at, PAGE)) page(at / PAGE);
   }
-  for (let i = off; i < off + PAGE; i++) if (bytes[i] !== 0) return false;
-  return true;
 }
 
 /** The non-zero pages of every region, deflated; also returns how many pages were kept. */
@@ -33,15 +42,14 @@ export function encodeMemory(memory: GuestMemory): { bytes: Uint8Array; pages: n
   const chunks: Buffer[] = [];
   let pages = 0;
   memory.regions.forEach((r, ri) => {
-    for (let p = 0; p * PAGE < r.size; p++) {
-      if (pageIsZero(r.bytes, p * PAGE)) continue;
+    forNonZeroPages(r.bytes, (p) => {
       const rec = Buffer.allocUnsafe(RECORD);
       rec.writeUInt32LE(ri, 0);
       rec.writeUInt32LE(p, 4);
       rec.set(r.bytes.subarray(p * PAGE, (p + 1) * PAGE), 8);
       chunks.push(rec);
       pages++;
-    }
+    });
   });
   return { bytes: deflateSync(Buffer.concat(chunks), { level: 1 }), pages };
 }
@@ -95,6 +103,17 @@ export function checkRegions(memory: GuestMemory, regions: readonly RegionInfo[]
 }
 
 export function applyMemory(memory: GuestMemory, image: MemoryImage): void {
-  for (const r of memory.regions) r.bytes.fill(0);
+  // pages the snapshot does not hold must end up zero: nothing to do in a machine nothing has
+  // touched yet (one made for the restore); otherwise only the non-zero ones are cleared
+  if (!memory.untouched) {
+    const held = memory.regions.map((r) => new Uint8Array(Math.ceil(r.size / PAGE)));
+    for (const [ri, p] of image.pages) held[ri]![p] = 1;
+    memory.regions.forEach((r, ri) => {
+      const h = held[ri]!;
+      forNonZeroPages(r.bytes, (p) => {
+        if (h[p] === 0) r.bytes.fill(0, p * PAGE, (p + 1) * PAGE);
+      });
+    });
+  }
   for (const [ri, p, page] of image.pages) memory.regions[ri]!.bytes.set(page, p * PAGE);
 }

@@ -561,6 +561,7 @@ export class Machine {
     this.#checkOpen();
     if (this.#running) throw new MachineBusyError("the machine is already running");
     this.#running = true;
+    this.memory.markTouched();
   }
 
   /** Problems that limit what runs can do (e.g. no watchdog: KVM runs cannot be interrupted). */

@@ -93,9 +93,25 @@ export class GuestMemory {
     return n;
   }
 
+  /**
+   * No byte of RAM has been handed out by view() (which read, write and the rest go through) nor
+   * has a guest run since the machine was made: every byte is still zero. A restore then needs not
+   * read all of RAM to find what to clear (the first touch of each page costs a page fault).
+   */
+  get untouched(): boolean {
+    return this.#untouched;
+  }
+  #untouched = true;
+
+  /** Called when a guest starts to run: from then on RAM may hold anything. */
+  markTouched(): void {
+    this.#untouched = false;
+  }
+
   /** A view of guest memory (no copy). Throws GuestMemoryError when the range is not RAM. */
   view(gpa: number, length: number): Uint8Array {
     if (this.#closed) throw new MachineClosedError("guest memory");
+    this.#untouched = false;
     integerArg("gpa", gpa, 0, Number.MAX_SAFE_INTEGER);
     integerArg("length", length, 0, Number.MAX_SAFE_INTEGER);
     const r = this.find(gpa, length);
