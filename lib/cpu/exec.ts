@@ -1139,6 +1139,18 @@ export function imulTrunc(
   if (size === 64) {
     // operands that are sign-extended 32-bit values (indexes times element sizes, mostly) whose
     // product a double holds exactly: no overflow is possible, and the halves come from the double
+    if ((ah | bh) === 0) {
+      // zero-extended 32-bit values ((u64)x * y in C): one partial product; the signed result
+      // overflows when it reaches 2^63
+      const x = a >>> 0;
+      const y = b >>> 0;
+      const lo = Math.imul(x, y) >>> 0;
+      const hi = Math.round((x * y - lo) / 4294967296) | 0;
+      const ovf = hi >>> 31;
+      cpu.setReg(64, reg, lo, hi);
+      cpu.setRes(64, lo, hi, ovf, ovf);
+      return;
+    }
     if ((ah | 0) === a >> 31 && (bh | 0) === b >> 31) {
       const p = (a | 0) * (b | 0);
       if (p <= 2 ** 53 && p >= -(2 ** 53)) {

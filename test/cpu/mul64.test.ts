@@ -1,6 +1,8 @@
 // The 64 x 64 -> 128-bit multiply on 32-bit halves (lib/cpu/mul64.ts) against BigInt.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { imulTrunc } from "../../lib/cpu/exec.js";
+import type { Interpreter } from "../../lib/cpu/interpreter.js";
 import { mulS64, mulU64, product } from "../../lib/cpu/mul64.js";
 
 const words = (): bigint =>
@@ -50,6 +52,30 @@ describe("mul64", () => {
         expect(overflow).toBe(BigInt(al) * BigInt(bl) >= 1n << 63n);
       }),
       { numRuns: 5000 },
+    );
+  });
+
+  it("IMUL r64 (imulTrunc) keeps the low 64 bits and flags overflow as BigInt says, on every operand shape", () => {
+    const shaped = fc.oneof(
+      half.map((lo) => [lo, 0] as const), // zero-extended 32-bit
+      half.map((lo) => [lo, lo >> 31] as const), // sign-extended 32-bit
+      fc.tuple(half, half),
+    );
+    fc.assert(
+      fc.property(shaped, shaped, ([al, ah], [bl, bh]) => {
+        const got: { lo?: number; hi?: number; cf?: number; of?: number } = {};
+        const cpu = {
+          setReg: (_size: number, _reg: number, lo: number, hi: number) => Object.assign(got, { lo, hi }),
+          setRes: (_size: number, _lo: number, _hi: number, cf: number, of: number) =>
+            Object.assign(got, { cf, of }),
+        } as unknown as Interpreter;
+        imulTrunc(cpu, 64, 0, al, ah, bl, bh);
+        const p = BigInt.asIntN(64, u64(al, ah)) * BigInt.asIntN(64, u64(bl, bh));
+        expect(u64(got.lo!, got.hi!)).toBe(BigInt.asUintN(64, p));
+        const ovf = BigInt.asIntN(64, p) !== p ? 1 : 0;
+        expect([got.cf, got.of]).toEqual([ovf, ovf]);
+      }),
+      { numRuns: 10000 },
     );
   });
 });
