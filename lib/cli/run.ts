@@ -254,6 +254,8 @@ async function runWithFiles(
           io.stdin,
           () => devices?.uart,
           () => vm?.stop(),
+          // the run then ends "stopped", which --save saves (resume.ts saveAfterRun)
+          o.save !== undefined ? { saveAndStop: () => vm?.stop() } : {},
         )
       : undefined;
   // a Ctrl-C while the machine is being set up (before a run exists to stop) is remembered

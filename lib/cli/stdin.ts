@@ -19,6 +19,7 @@ export const STDIN_BACKLOG_LIMIT = 64 * 1024;
 export const ESCAPE_HELP = [
   "Ctrl-A h    print this help",
   "Ctrl-A x    stop the machine",
+  "Ctrl-A s    stop the machine and save it to the --save file (nodevmm resume goes on from there)",
   "Ctrl-A b    send a break to the guest's serial port",
   "Ctrl-A Ctrl-A  send Ctrl-A to the guest",
 ].join("\n");
@@ -37,6 +38,11 @@ export interface StdinBridgeOptions {
   notice?: { write(text: string): unknown };
   /** the backlog's bound; default STDIN_BACKLOG_LIMIT */
   backlogLimit?: number;
+  /**
+   * Ctrl-A s: stop the run so that it is saved (--save); absent when nothing would save it (the
+   * key then only says so)
+   */
+  saveAndStop?: () => void;
 }
 
 /** A FIFO of bytes that does not copy the whole backlog each time the UART takes a few. */
@@ -129,6 +135,14 @@ export function bridgeStdin(
         case 0x78: // x
           stopped = true;
           stop();
+          return undefined;
+        case 0x73: // s
+          if (options.saveAndStop === undefined) {
+            say("Ctrl-A s saves the machine only with --save PATH");
+            break;
+          }
+          stopped = true;
+          options.saveAndStop();
           return undefined;
         case 0x68: // h
           say(ESCAPE_HELP);

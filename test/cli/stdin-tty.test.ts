@@ -4,7 +4,7 @@
 // its --timeout).
 
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -40,4 +40,40 @@ describe(`escape keys on a terminal${skip ? ` (skipped: ${skip})` : ""}`, () => 
       expect(r.stdout).toMatch(/Ctrl-A x\s+stop the machine/);
     },
   );
+
+  it.skipIf(skip !== undefined)(
+    "Ctrl-A s stops the machine and saves it to --save; nodevmm resume goes on from there",
+    () => {
+      const spin = join(dir, "spin-save.bin");
+      writeFileSync(spin, Buffer.from([0xeb, 0xfe]));
+      const snap = join(dir, "spin.snap");
+      const cmd = `${JSON.stringify(process.execPath)} ${JSON.stringify(bin)} run ${JSON.stringify(spin)} --backend soft --timeout 60 --save ${JSON.stringify(snap)}`;
+      const r = spawnSync("sh", ["-c", `(sleep 1; printf '\\001s') | script -qec '${cmd}' /dev/null`], {
+        encoding: "utf8",
+        timeout: 120_000,
+      });
+      expect(r.status, r.stdout).toBe(STATUS_INTERRUPTED);
+      expect(r.stdout).toMatch(/saved .*spin\.snap/);
+      expect(existsSync(snap)).toBe(true);
+      const resumed = spawnSync(process.execPath, [bin, "resume", snap, "--timeout", "0.5"], {
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+      // the spinning guest goes on spinning: the resumed run ends at its limit
+      expect(resumed.status, resumed.stderr).toBe(STATUS_LIMIT);
+    },
+  );
+
+  it.skipIf(skip !== undefined)("Ctrl-A s without --save says so and the guest runs on", () => {
+    const spin = join(dir, "spin-nosave.bin");
+    writeFileSync(spin, Buffer.from([0xeb, 0xfe]));
+    const cmd = `${JSON.stringify(process.execPath)} ${JSON.stringify(bin)} run ${JSON.stringify(spin)} --backend soft --timeout 60`;
+    const r = spawnSync(
+      "sh",
+      ["-c", `(sleep 1; printf '\\001s'; sleep 0.3; printf '\\001x') | script -qec '${cmd}' /dev/null`],
+      { encoding: "utf8", timeout: 120_000 },
+    );
+    expect(r.stdout).toContain("Ctrl-A s saves the machine only with --save PATH");
+    expect(r.status, r.stdout).toBe(STATUS_INTERRUPTED);
+  });
 });
