@@ -2,7 +2,8 @@
 // vm.run() segments: a breakpoint, step or watchpoint (lib/vmm/debug.ts) ends a segment with reason
 // "debug", Ctrl-C with vm.stop(); the stop goes to gdb and the next segment starts when gdb
 // resumes. A run that ends for any other reason (debug-exit, power-off, final HLT, limits) ends
-// the debugged run too, and gdb hears that the process exited.
+// the debugged run too, and gdb hears that the process exited. Each vCPU the debugger can stop
+// (every one on soft, vCPU 0 on KVM: MachineDebug.vcpus) is a thread to gdb.
 
 import { formatTranslation } from "../inspect/pagewalk.js";
 import { formatStatsTable } from "../inspect/stats-table.js";
@@ -44,11 +45,17 @@ function finalEvent(r: RunResult): StopEvent {
   }
 }
 
-function stopEvent(s: DebugStop | undefined): StopEvent {
-  if (!s || s.kind === "step") return { kind: "signal", signal: SIGTRAP };
+function stopEvent(s: DebugStop | undefined, stepped: number): StopEvent {
+  const vcpu = s?.vcpu ?? stepped;
+  if (!s || s.kind === "step") return { kind: "signal", signal: SIGTRAP, vcpu };
   if (s.kind === "watch")
-    return { kind: "signal", signal: SIGTRAP, watch: { type: WATCH_STOPS[s.watch], address: s.address } };
-  return { kind: "signal", signal: SIGTRAP, reason: s.hardware ? "hwbreak" : "swbreak" };
+    return {
+      kind: "signal",
+      signal: SIGTRAP,
+      watch: { type: WATCH_STOPS[s.watch], address: s.address },
+      vcpu,
+    };
+  return { kind: "signal", signal: SIGTRAP, reason: s.hardware ? "hwbreak" : "swbreak", vcpu };
 }
 
 export interface MachineTargetOptions {
@@ -68,6 +75,8 @@ export class MachineGdbTarget implements GdbTarget {
   #interrupt: number | undefined;
   #killed = false;
   #resume: ((r: Resume) => void) | undefined;
+  /** the vCPU a step steps (gdb's Hc / vCont thread) */
+  #stepVcpu = 0;
   /** a resume that came before the run waited for one */
   #queued: Resume | undefined;
   #haltWaiters: ((ev: StopEvent) => void)[] = [];
@@ -90,7 +99,7 @@ export class MachineGdbTarget implements GdbTarget {
     if (this.#opts.waitForGdb) {
       const first = await this.#nextResume();
       if (first === "kill") return this.#killedResult(exits);
-      this.debug.setSingleStep(first === "step");
+      this.debug.setSingleStep(first === "step", this.#stepVcpu);
     }
     for (;;) {
       this.#state = "running";
@@ -113,9 +122,10 @@ export class MachineGdbTarget implements GdbTarget {
       this.debug.setSingleStep(false);
       if (this.#killed) return this.#killedResult(exits);
       let ev: StopEvent;
-      if (r.reason === "debug") ev = stopEvent(stop);
-      else if (r.reason === "stopped" && stop) ev = stopEvent(stop);
-      else if (r.reason === "stopped" && interrupt !== undefined) ev = { kind: "signal", signal: interrupt };
+      if (r.reason === "debug") ev = stopEvent(stop, this.#stepVcpu);
+      else if (r.reason === "stopped" && stop) ev = stopEvent(stop, this.#stepVcpu);
+      else if (r.reason === "stopped" && interrupt !== undefined)
+        ev = { kind: "signal", signal: interrupt, vcpu: 0 };
       else {
         this.#state = "ended";
         this.#last = finalEvent(r);
@@ -128,7 +138,7 @@ export class MachineGdbTarget implements GdbTarget {
       // nobody to resume us (gdb left while the stop was on its way): run on
       const next = this.#opts.connected && !this.#opts.connected() ? "continue" : await this.#nextResume();
       if (next === "kill") return this.#killedResult(exits);
-      this.debug.setSingleStep(next === "step");
+      this.debug.setSingleStep(next === "step", this.#stepVcpu);
     }
   }
 
@@ -170,40 +180,55 @@ export class MachineGdbTarget implements GdbTarget {
     });
   }
 
-  readRegisters(): RegisterValues {
-    return readVcpuRegisters(this.vm.vcpu(0));
+  threads(): number {
+    return this.debug.vcpus;
   }
 
-  writeRegisters(values: RegisterValues): void {
-    writeVcpuRegisters(this.vm.vcpu(0), values);
+  /** a vCPU gdb may look at (on KVM only vCPU 0 is debugged: the others are refused, not faked) */
+  #vcpu(vcpu = 0) {
+    if (!Number.isInteger(vcpu) || vcpu < 0 || vcpu >= this.debug.vcpus) {
+      throw new GdbTargetError(`vCPU ${String(vcpu)} is not debugged on this backend`, 22);
+    }
+    return this.vm.vcpu(vcpu);
   }
 
-  readMemory(address: bigint, length: number): Uint8Array {
-    return this.debug.readLinear(address, length);
+  readRegisters(vcpu = 0): RegisterValues {
+    return readVcpuRegisters(this.#vcpu(vcpu));
   }
 
-  writeMemory(address: bigint, data: Uint8Array): void {
+  writeRegisters(values: RegisterValues, vcpu = 0): void {
+    writeVcpuRegisters(this.#vcpu(vcpu), values);
+  }
+
+  readMemory(address: bigint, length: number, vcpu = 0): Uint8Array {
+    this.#vcpu(vcpu);
+    return this.debug.readLinear(address, length, vcpu);
+  }
+
+  writeMemory(address: bigint, data: Uint8Array, vcpu = 0): void {
+    this.#vcpu(vcpu);
     try {
-      this.debug.writeLinear(address, data);
+      this.debug.writeLinear(address, data, vcpu);
     } catch (e) {
       if (e instanceof DebugError) throw new GdbTargetError(e.message, 14);
       throw e;
     }
   }
 
-  insertBreakpoint(type: BreakpointType, address: bigint, kind: number): boolean {
+  insertBreakpoint(type: BreakpointType, address: bigint, kind: number, vcpu = 0): boolean {
+    this.#vcpu(vcpu);
     try {
       if (type === 0) {
-        this.debug.insertSoftwareBreakpoint(address);
+        this.debug.insertSoftwareBreakpoint(address, false, vcpu);
         return true;
       }
       if (type === 1) {
         // where the backend has no execution breakpoints of its own (soft), an INT3 does the same exactly
-        if (!this.debug.insertHardware(address, 1, "exec"))
-          this.debug.insertSoftwareBreakpoint(address, true);
+        if (!this.debug.insertHardware(address, 1, "exec", vcpu))
+          this.debug.insertSoftwareBreakpoint(address, true, vcpu);
         return true;
       }
-      return this.debug.insertHardware(address, kind, WATCH_KINDS[type]);
+      return this.debug.insertHardware(address, kind, WATCH_KINDS[type], vcpu);
     } catch (e) {
       if (e instanceof DebugError) throw new GdbTargetError(e.message, 14);
       throw e;
@@ -219,11 +244,13 @@ export class MachineGdbTarget implements GdbTarget {
     return this.debug.removeHardware(address, kind, WATCH_KINDS[type]) || true;
   }
 
-  resume(mode: "continue" | "step"): void {
+  resume(mode: "continue" | "step", vcpu = 0): void {
     if (this.#state === "ended") {
       queueMicrotask(() => this.notify(this.#last));
       return;
     }
+    this.#vcpu(vcpu);
+    this.#stepVcpu = vcpu;
     this.#wake(mode);
   }
 
@@ -245,9 +272,9 @@ export class MachineGdbTarget implements GdbTarget {
     else this.#wake("kill");
   }
 
-  monitor(command: string): string {
+  monitor(command: string, vcpu = 0): string {
     const [verb, ...rest] = command.trim().split(/\s+/);
-    const v = this.vm.vcpu(0);
+    const v = this.#vcpu(vcpu);
     if (verb === "info" && rest[0] === "registers") return v.dump();
     if (verb === "exits") {
       const s = this.vm.stats;

@@ -1,6 +1,8 @@
 // One gdb connection: acks and no-ack mode, the command dispatcher, and stop replies. Packets are
 // handled one at a time in arrival order (a `?` waits for the target to halt). All-stop mode with
-// one thread per vCPU (one vCPU for now: thread 1).
+// one thread per vCPU (thread id = vCPU index + 1), as QEMU's gdbstub: when one vCPU stops, all are
+// stopped; Hg picks whose registers g/G/p/P read and whose address translation m/M/X/Z use, Hc (or
+// a vCont action's thread) which vCPU a step steps; a stop makes the vCPU that stopped current.
 
 import { fromHex, parseHexNumber, toHex } from "./hex.js";
 import { framePacket, type Incoming, PacketReader, unescapeBinary } from "./packet.js";
@@ -11,7 +13,6 @@ import { targetXml } from "./target-xml.js";
 /** Largest packet we accept and send (hex digits of a `g` reply fit many times over). */
 export const PACKET_SIZE = 0x4000;
 
-const THREAD = 1;
 const EFAULT = 14;
 const EINVAL = 22;
 
@@ -26,7 +27,7 @@ export function stopReply(ev: StopEvent): string {
   const hex2 = (n: number) => (n & 0xff).toString(16).padStart(2, "0");
   if (ev.kind === "exited") return `W${hex2(ev.code)}`;
   if (ev.kind === "terminated") return `X${hex2(ev.signal)}`;
-  let reply = `T${hex2(ev.signal)}thread:${THREAD.toString(16)};`;
+  let reply = `T${hex2(ev.signal)}thread:${((ev.vcpu ?? 0) + 1).toString(16)};`;
   if (ev.watch) reply += `${ev.watch.type}:${ev.watch.address.toString(16)};`;
   else if (ev.reason) reply += `${ev.reason}:;`;
   return reply;
@@ -44,6 +45,10 @@ export class GdbSession {
   #running = false;
   #ended = false;
   #ending: "detach" | "kill" | undefined;
+  /** vCPU of the Hg thread (registers, memory, breakpoints) */
+  #gVcpu = 0;
+  /** vCPU of the Hc thread (what c/s step) */
+  #cVcpu = 0;
 
   constructor(target: GdbTarget, send: (bytes: Uint8Array) => void, opts: SessionOptions = {}) {
     this.#target = target;
@@ -64,7 +69,27 @@ export class GdbSession {
   stopped(ev: StopEvent): void {
     if (!this.#running || this.#ended) return;
     this.#running = false;
+    this.#stoppedOn(ev);
     this.#reply(stopReply(ev));
+  }
+
+  /** gdb's current thread becomes the one that stopped (as it switches to it) */
+  #stoppedOn(ev: StopEvent): void {
+    if (ev.kind !== "signal") return;
+    this.#gVcpu = this.#cVcpu = ev.vcpu ?? 0;
+  }
+
+  get #threads(): number {
+    return Math.max(1, this.#target.threads?.() ?? 1);
+  }
+
+  /** the vCPU of a thread id in hex; undefined when no such thread; "all" for -1, "any" for 0 */
+  #thread(id: string): number | "all" | "any" | undefined {
+    if (id === "-1") return "all";
+    const n = parseHexNumber(id);
+    if (n === undefined) return undefined;
+    if (n === 0n) return "any";
+    return n <= BigInt(this.#threads) ? Number(n) - 1 : undefined;
   }
 
   /** resolves when the packets received so far have been answered */
@@ -126,19 +151,21 @@ export class GdbSession {
     switch (c) {
       case "?": {
         this.#running = false;
-        return stopReply(await t.halt());
+        const ev = await t.halt();
+        this.#stoppedOn(ev);
+        return stopReply(ev);
       }
       case "g":
-        return encodeRegisters(t.readRegisters());
+        return encodeRegisters(t.readRegisters(this.#gVcpu));
       case "G": {
         const values = decodeRegisters(text.slice(1));
         if (!values) return err(EINVAL);
-        t.writeRegisters(values);
+        t.writeRegisters(values, this.#gVcpu);
         return "OK";
       }
       case "p": {
         const n = parseHexNumber(text.slice(1));
-        const r = n === undefined ? undefined : encodeRegister(Number(n), t.readRegisters());
+        const r = n === undefined ? undefined : encodeRegister(Number(n), t.readRegisters(this.#gVcpu));
         return r ?? err(EINVAL);
       }
       case "P": {
@@ -146,13 +173,13 @@ export class GdbSession {
         const n = parseHexNumber(num ?? "");
         const reg = n === undefined || value === undefined ? undefined : decodeRegister(Number(n), value);
         if (!reg) return err(EINVAL);
-        t.writeRegisters(new Map([[reg.name, reg.value]]));
+        t.writeRegisters(new Map([[reg.name, reg.value]]), this.#gVcpu);
         return "OK";
       }
       case "m": {
         const range = addressLength(text.slice(1));
         if (!range) return err(EINVAL);
-        const data = t.readMemory(range.address, Math.min(range.length, PACKET_SIZE / 2 - 8));
+        const data = t.readMemory(range.address, Math.min(range.length, PACKET_SIZE / 2 - 8), this.#gVcpu);
         return data.length > 0 || range.length === 0 ? toHex(data) : err(EFAULT);
       }
       case "M": {
@@ -160,7 +187,7 @@ export class GdbSession {
         const range = addressLength(text.slice(1, colon));
         const data = fromHex(text.slice(colon + 1));
         if (colon < 0 || !range || !data || data.length !== range.length) return err(EINVAL);
-        t.writeMemory(range.address, data);
+        t.writeMemory(range.address, data, this.#gVcpu);
         return "OK";
       }
       case "X": {
@@ -169,24 +196,33 @@ export class GdbSession {
         if (colon < 0 || !range) return err(EINVAL);
         const data = unescapeBinary(raw.subarray(colon + 1));
         if (data.length !== range.length) return err(EINVAL);
-        if (data.length > 0) t.writeMemory(range.address, data);
+        if (data.length > 0) t.writeMemory(range.address, data, this.#gVcpu);
         return "OK";
       }
       case "c":
       case "s":
-        return this.#resume(c === "c" ? "continue" : "step", text.slice(1));
+        return this.#resume(c === "c" ? "continue" : "step", text.slice(1), this.#cVcpu);
       case "C":
       case "S": {
         // the signal to deliver has no meaning for a guest: resume as plain c/s
         const addr = text.split(";")[1] ?? "";
-        return this.#resume(c === "C" ? "continue" : "step", addr);
+        return this.#resume(c === "C" ? "continue" : "step", addr, this.#cVcpu);
       }
       case "Z":
       case "z":
         return this.#breakpoint(c === "Z", text.slice(1));
-      case "H":
-      case "T":
+      case "H": {
+        // Hg / Hc: -1 (all) and 0 (any) leave the choice as it is
+        const vcpu = this.#thread(text.slice(2));
+        if (vcpu === undefined || (text[1] !== "g" && text[1] !== "c")) return err(EINVAL);
+        if (typeof vcpu === "number") {
+          if (text[1] === "g") this.#gVcpu = vcpu;
+          else this.#cVcpu = vcpu;
+        }
         return "OK";
+      }
+      case "T":
+        return typeof this.#thread(text.slice(1)) === "number" ? "OK" : err(EINVAL);
       case "D":
         this.#end("detach");
         t.detach();
@@ -211,14 +247,14 @@ export class GdbSession {
     this.#ending = how;
   }
 
-  #resume(mode: "continue" | "step", address: string): undefined | string {
+  #resume(mode: "continue" | "step", address: string, vcpu: number): undefined | string {
     if (address) {
       const rip = parseHexNumber(address);
       if (rip === undefined) return err(EINVAL);
-      this.#target.writeRegisters(new Map([["rip", rip]]));
+      this.#target.writeRegisters(new Map([["rip", rip]]), vcpu);
     }
     this.#running = true;
-    this.#target.resume(mode);
+    this.#target.resume(mode, vcpu);
     return undefined;
   }
 
@@ -230,8 +266,8 @@ export class GdbSession {
     if (!(ty >= 0 && ty <= 4) || address === undefined || k === undefined) return err(EINVAL);
     const t = this.#target;
     const ok = insert
-      ? t.insertBreakpoint(ty as BreakpointType, address, Number(k))
-      : t.removeBreakpoint(ty as BreakpointType, address, Number(k));
+      ? t.insertBreakpoint(ty as BreakpointType, address, Number(k), this.#gVcpu)
+      : t.removeBreakpoint(ty as BreakpointType, address, Number(k), this.#gVcpu);
     return ok ? "OK" : "";
   }
 
@@ -252,13 +288,16 @@ export class GdbSession {
       case "qAttached":
         return "1";
       case "qfThreadInfo":
-        return `m${THREAD.toString(16)}`;
+        return `m${Array.from({ length: this.#threads }, (_, i) => (i + 1).toString(16)).join(",")}`;
       case "qsThreadInfo":
         return "l";
       case "qC":
-        return `QC${THREAD.toString(16)}`;
-      case "qThreadExtraInfo":
-        return toHex(Buffer.from("vCPU 0"));
+        return `QC${(this.#gVcpu + 1).toString(16)}`;
+      case "qThreadExtraInfo": {
+        const vcpu = this.#thread(text.slice("qThreadExtraInfo,".length));
+        if (typeof vcpu !== "number") return err(EINVAL);
+        return toHex(Buffer.from(`vCPU ${vcpu}`));
+      }
       case "qSymbol":
         return "OK";
       case "qXfer":
@@ -267,7 +306,7 @@ export class GdbSession {
         const command = fromHex(text.slice("qRcmd,".length));
         if (!command) return err(EINVAL);
         if (!this.#target.monitor) return "";
-        const out = this.#target.monitor(Buffer.from(command).toString("latin1"));
+        const out = this.#target.monitor(Buffer.from(command).toString("latin1"), this.#gVcpu);
         return out ? toHex(Buffer.from(out.endsWith("\n") ? out : `${out}\n`)) : "OK";
       }
       default:
@@ -295,16 +334,20 @@ export class GdbSession {
   #verbose(text: string): string | undefined {
     if (text === "vCont?") return "vCont;c;C;s;S";
     if (text.startsWith("vCont;")) {
-      // the first action that applies to our thread (no thread id, -1, or ours)
+      // all-stop: a step action (`s:2`, or `s` for the current thread) steps that one vCPU with the
+      // others held; otherwise a continue runs them all
+      let resume: "continue" | undefined;
       for (const action of text.slice(6).split(";")) {
         const [verb, tid] = action.split(":");
-        if (tid !== undefined && tid !== "-1" && parseHexNumber(tid) !== BigInt(THREAD)) continue;
         const v = verb?.[0];
-        if (v === "c" || v === "C") return this.#resume("continue", "");
-        if (v === "s" || v === "S") return this.#resume("step", "");
-        return err(EINVAL);
+        if (v !== "c" && v !== "C" && v !== "s" && v !== "S") return err(EINVAL);
+        const vcpu = tid === undefined ? "all" : this.#thread(tid);
+        if (vcpu === undefined) return err(EINVAL);
+        if (v === "s" || v === "S")
+          return this.#resume("step", "", typeof vcpu === "number" ? vcpu : this.#cVcpu);
+        resume = "continue";
       }
-      return err(EINVAL);
+      return resume ? this.#resume(resume, "", this.#cVcpu) : err(EINVAL);
     }
     if (text.startsWith("vKill")) {
       this.#end("kill");

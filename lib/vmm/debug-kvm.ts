@@ -136,6 +136,8 @@ export class KvmDebugDriver implements DebugDriver {
   readonly #int3Traps: boolean;
   /** emulated write watchpoints: the watched bytes as last seen */
   #watched = new Map<HardwarePoint, Uint8Array>();
+  /** KVM_SET_GUEST_DEBUG goes to vCPU 0 only: the other vCPUs' threads are not debugged (yet) */
+  readonly vcpus = 1;
 
   constructor(host: DebugHost, report: (s: DebugStop) => void) {
     this.#host = host;

@@ -4,6 +4,9 @@
 // to it come back as EPT violations carrying the exact address and width; the host opens the page
 // for that one instruction (MTF), closes it again, and stops there when the access touched a
 // watched range. Exact on every access width; accesses elsewhere on the page cost two exits each.
+// Several vCPUs: each has its own VMCS (exception bitmap, MTF) and all share the EPT. While one
+// vCPU steps (or has a watched page open for one instruction) the others are held (not runnable
+// to the loop's turns), so a step is one instruction of that vCPU and nothing else.
 
 import type { MmioExit, UnknownExit } from "../types/exits.js";
 import { ExitReason, F, Proc } from "../vmx/index.js";
@@ -25,16 +28,19 @@ const debugStop = (message: string): StopRun => ({ reason: "debug", message });
 export class SoftDebugDriver implements DebugDriver {
   readonly #host: DebugHost;
   readonly #report: (s: DebugStop) => void;
-  readonly #vcpu: SoftVcpu;
+  readonly #all: readonly SoftVcpu[];
+  readonly vcpus: number;
   readonly #prevUnknown: ExitHandler<UnknownExit> | undefined;
   readonly #prevMmio: ExitHandler<MmioExit> | undefined;
   readonly #offExit: () => void;
   #stepping = false;
+  /** the vCPU that steps */
+  #stepVcpu = 0;
   #stepFrom = 0n;
   /** a watched range was accessed: the stop comes after its instruction (MTF) */
   #pendingWatch: DebugStop | undefined;
-  /** a watched page is open for one instruction, closed again at the next MTF exit */
-  #overWatch = false;
+  /** the vCPU that has a watched page open for one instruction, closed again at its next MTF exit */
+  #overWatch: number | undefined;
   /** watched guest-physical pages and the EPT permissions they keep */
   #pages = new Map<number, number>();
 
@@ -42,39 +48,62 @@ export class SoftDebugDriver implements DebugDriver {
     this.#host = host;
     this.#report = report;
     const vm = host.vm;
-    this.#vcpu = vm.vcpu(0).backend as SoftVcpu;
+    this.vcpus = vm.vcpuCount;
+    this.#all = Array.from({ length: this.vcpus }, (_, i) => vm.vcpu(i).backend as SoftVcpu);
     this.#prevUnknown = vm.setExitHandler("unknown", (exit, ctx) => this.#unknown(exit, ctx));
     this.#prevMmio = vm.setExitHandler("mmio", (exit, ctx) => this.#mmio(exit, ctx));
-    this.#offExit = vm.on("exit", (exit) => {
+    this.#offExit = vm.on("exit", (exit, info) => {
       // a step over an instruction the host completed (OUT, HLT, MMIO): no MTF exit follows it
-      if (this.#stepping && exit.kind !== "unknown" && exit.kind !== "intr" && !this.#overWatch) {
-        if (host.linearRip() !== this.#stepFrom) {
-          this.#report({ kind: "step" });
+      const v = this.#stepVcpu;
+      if (this.#stepping && info.index === v && exit.kind !== "unknown" && exit.kind !== "intr") {
+        if (this.#overWatch === undefined && host.linearRip(v) !== this.#stepFrom) {
+          this.#report({ kind: "step", vcpu: v });
           vm.stop();
         }
       }
     });
   }
 
-  get #lp() {
-    return this.#vcpu.lp;
+  // the VMCS of a vCPU is read through its current logical processor (migrate() may replace it)
+  #lp(vcpu: number) {
+    return this.#all[vcpu]!.lp;
   }
 
-  #setProc(bit: number, on: boolean): void {
-    const proc = this.#lp.vmreadNumber(F.CPU_BASED_VM_EXEC_CONTROL);
-    this.#lp.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, (on ? proc | bit : proc & ~bit) >>> 0);
+  #setProc(vcpu: number, bit: number, on: boolean): void {
+    const lp = this.#lp(vcpu);
+    const proc = lp.vmreadNumber(F.CPU_BASED_VM_EXEC_CONTROL);
+    lp.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, (on ? proc | bit : proc & ~bit) >>> 0);
   }
 
   trapBreakpoints(on: boolean): void {
-    const bitmap = this.#lp.vmreadNumber(F.EXCEPTION_BITMAP);
     const bit = 1 << BP_VECTOR;
-    this.#lp.vmwrite(F.EXCEPTION_BITMAP, (on ? bitmap | bit : bitmap & ~bit) >>> 0);
+    for (let i = 0; i < this.vcpus; i++) {
+      const lp = this.#lp(i);
+      const bitmap = lp.vmreadNumber(F.EXCEPTION_BITMAP);
+      lp.vmwrite(F.EXCEPTION_BITMAP, (on ? bitmap | bit : bitmap & ~bit) >>> 0);
+    }
   }
 
-  setSingleStep(on: boolean): void {
+  setSingleStep(on: boolean, vcpu = 0): void {
     this.#stepping = on;
-    if (on) this.#stepFrom = this.#host.linearRip();
-    this.#setProc(Proc.MONITOR_TRAP_FLAG, on || this.#overWatch);
+    if (on) {
+      this.#stepVcpu = vcpu;
+      this.#stepFrom = this.#host.linearRip(vcpu);
+    }
+    this.#applyMtf();
+  }
+
+  /** MTF on the vCPU that steps or has a watched page open; the other vCPUs held meanwhile */
+  #applyMtf(): void {
+    const only = this.#overWatch ?? (this.#stepping ? this.#stepVcpu : undefined);
+    for (let i = 0; i < this.vcpus; i++) this.#setProc(i, Proc.MONITOR_TRAP_FLAG, i === only);
+    if (this.vcpus === 1) return;
+    for (let i = 0; i < this.vcpus; i++) {
+      const v = this.#all[i] as unknown as { runnable?: () => boolean };
+      // an own property over the class's method: the loop's turns skip a held vCPU
+      if (only !== undefined && i !== only) v.runnable = () => false;
+      else if (Object.hasOwn(v, "runnable")) delete v.runnable;
+    }
   }
 
   supports(point: Omit<HardwarePoint, "gpa">): boolean {
@@ -94,12 +123,19 @@ export class SoftDebugDriver implements DebugDriver {
     for (const page of this.#pages.keys()) if (!want.has(page)) this.#setPermissions(page, 7);
     for (const [page, perms] of want) this.#setPermissions(page, perms);
     this.#pages = want;
-    // cached translations carry the old permissions
-    this.#lp.invept(2);
+    // cached translations carry the old permissions (on every vCPU: the EPT is theirs together)
+    this.#inveptAll();
+  }
+
+  #inveptAll(): void {
+    for (let i = 0; i < this.vcpus; i++) this.#lp(i).invept(2);
   }
 
   codeWritten(gpa: number, length: number): void {
-    (this.#lp.cpu as { invalidateCode?(gpa: number, length: number): void }).invalidateCode?.(gpa, length);
+    for (let i = 0; i < this.vcpus; i++) {
+      const cpu = this.#lp(i).cpu as { invalidateCode?(gpa: number, length: number): void };
+      cpu.invalidateCode?.(gpa, length);
+    }
   }
 
   close(): void {
@@ -108,31 +144,32 @@ export class SoftDebugDriver implements DebugDriver {
     if (this.#prevMmio) vm.setExitHandler("mmio", this.#prevMmio);
     this.#offExit();
     this.#pendingWatch = undefined;
-    this.#overWatch = false;
+    this.#overWatch = undefined;
     this.setSingleStep(false);
     this.trapBreakpoints(false);
     this.setHardware([]);
   }
 
   #unknown(exit: UnknownExit, ctx: ExitContext): ReturnType<ExitHandler> {
-    const lp = this.#lp;
+    const vcpu = ctx.vcpuIndex;
+    const lp = this.#lp(vcpu);
     if (exit.code === ExitReason.MonitorTrapFlag) {
-      if (this.#overWatch) {
+      if (this.#overWatch === vcpu) {
         // the instruction that touched a watched page retired: the page closes again; the MMIO
         // completion its first attempt queued was never used (the retry ran on RAM)
-        this.#overWatch = false;
+        this.#overWatch = undefined;
         lp.mmioCompletions.splice(0);
         this.setHardware(this.#host.hardware());
-        this.#setProc(Proc.MONITOR_TRAP_FLAG, this.#stepping);
+        this.#applyMtf();
       }
       const watch = this.#pendingWatch;
       this.#pendingWatch = undefined;
       if (watch) {
-        this.#report(watch);
+        this.#report({ ...watch, vcpu });
         return debugStop("watchpoint");
       }
-      if (this.#stepping) {
-        this.#report({ kind: "step" });
+      if (this.#stepping && vcpu === this.#stepVcpu) {
+        this.#report({ kind: "step", vcpu });
         return debugStop("single step");
       }
       return undefined;
@@ -141,9 +178,9 @@ export class SoftDebugDriver implements DebugDriver {
       exit.code === ExitReason.ExceptionNmi &&
       (lp.vmreadNumber(F.VM_EXIT_INTR_INFO) & 0xff) === BP_VECTOR
     ) {
-      const rip = this.#host.linearRip();
+      const rip = this.#host.linearRip(vcpu);
       if (this.#host.isSoftwareBreakpoint(rip)) {
-        this.#report({ kind: "breakpoint", address: rip, hardware: this.#host.isHardwareInt3(rip) });
+        this.#report({ kind: "breakpoint", address: rip, hardware: this.#host.isHardwareInt3(rip), vcpu });
         return debugStop(`breakpoint at 0x${rip.toString(16)}`);
       }
       // the guest's own INT3: delivered to it as if we were not there
@@ -169,22 +206,23 @@ export class SoftDebugDriver implements DebugDriver {
       this.#pendingWatch = { kind: "watch", address: p.linear, watch: p.kind };
     }
     this.#setPermissions(page, 7);
-    this.#lp.invept(2);
-    this.#overWatch = true;
-    this.#setProc(Proc.MONITOR_TRAP_FLAG, true);
+    this.#inveptAll();
+    this.#overWatch = ctx.vcpuIndex;
+    this.#applyMtf();
     return undefined;
   }
 
   /** Sets the EPT permissions of one 4-KiB page, splitting a 2-MiB mapping into a page table first. */
   #setPermissions(gpa: number, perms: number): void {
-    const mem = this.#vcpu.shared.memory;
+    const shared = this.#all[0]!.shared;
+    const mem = shared.memory;
     const read = (at: number) => mem.readU32(at) + mem.readU32(at + 4) * TWO32;
     const write = (at: number, v: number) => {
       mem.writeU32(at, v % TWO32);
       mem.writeU32(at + 4, Math.floor(v / TWO32));
     };
     const addr = (entry: number) => entry - (entry % PAGE) - Math.floor(entry / 2 ** 52) * 2 ** 52;
-    let table = Number(this.#vcpu.shared.ept.eptp & 0xffffffffff000n);
+    let table = Number(shared.ept.eptp & 0xffffffffff000n);
     for (const shift of [39, 30]) {
       const e = read(table + (Math.floor(gpa / 2 ** shift) % 512) * 8);
       if (!(e & 7)) return;

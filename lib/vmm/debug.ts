@@ -4,7 +4,9 @@
 // does underneath lives in a DebugDriver: debug-soft.ts (the software VT-x: exception bitmap, the
 // monitor trap flag, EPT permissions) and debug-kvm.ts (KVM_SET_GUEST_DEBUG, DR0-DR7).
 // A stop shows up as a run that ended with reason "debug" (or "stopped" for a step completed by an
-// exit the host emulated); takeStop() says what it was.
+// exit the host emulated); takeStop() says what it was and which vCPU it was on. Addresses are
+// linear as one vCPU sees them (its CR3): the `vcpu` arguments (default 0) say which, as gdb's
+// selected thread does.
 
 import { cpuMode } from "../inspect/segments.js";
 import { VmmError } from "./errors.js";
@@ -12,10 +14,14 @@ import type { Machine } from "./machine.js";
 
 export type WatchKind = "write" | "read" | "access";
 
-export type DebugStop =
+export type DebugStop = (
   | { kind: "breakpoint"; address: bigint; hardware: boolean }
   | { kind: "step" }
-  | { kind: "watch"; address: bigint; watch: WatchKind };
+  | { kind: "watch"; address: bigint; watch: WatchKind }
+) & {
+  /** the vCPU that hit it or stepped (absent: vCPU 0, the only one the backend debugs) */
+  vcpu?: number;
+};
 
 /** A debug request the machine cannot do (unmapped address, no free debug register, ...). */
 export class DebugError extends VmmError {
@@ -34,8 +40,10 @@ export interface HardwarePoint {
 export interface DebugDriver {
   /** guest #BP exits to the host (our INT3s) */
   trapBreakpoints(on: boolean): void;
-  /** the next entry stops after one instruction */
-  setSingleStep(on: boolean): void;
+  /** the next entry of vCPU `vcpu` stops after one instruction (the others do not run meanwhile where the backend can hold them) */
+  setSingleStep(on: boolean, vcpu?: number): void;
+  /** vCPUs this backend debugs (breakpoints trapped, steps, registers): 1 = vCPU 0 only */
+  readonly vcpus: number;
   /** whether the backend can watch/break on this; checked before a point is added */
   supports(point: Omit<HardwarePoint, "gpa">, active: readonly HardwarePoint[]): boolean;
   /** the complete set of hardware breakpoints and watchpoints from now on */
@@ -51,8 +59,8 @@ export interface DebugHost {
   isSoftwareBreakpoint(linear: bigint): boolean;
   /** an INT3 that stands for a hardware breakpoint gdb asked for (backends without enough of their own) */
   isHardwareInt3(linear: bigint): boolean;
-  /** the guest-linear address of the next instruction */
-  linearRip(): bigint;
+  /** the guest-linear address of the next instruction of a vCPU (default 0) */
+  linearRip(vcpu?: number): bigint;
   hardware(): readonly HardwarePoint[];
 }
 
@@ -75,7 +83,7 @@ export class MachineDebug implements DebugHost {
     this.vm = vm;
   }
 
-  /** Attaches the debugger to vCPU 0 of `vm` (its exit handlers are wrapped until close()). */
+  /** Attaches the debugger to `vm` (its exit handlers are wrapped until close()): every vCPU on soft, vCPU 0 on KVM. */
   static async attach(vm: Machine): Promise<MachineDebug> {
     const d = new MachineDebug(vm);
     if (vm.backend.kind === "soft") {
@@ -99,12 +107,26 @@ export class MachineDebug implements DebugHost {
     return s;
   }
 
-  setSingleStep(on: boolean): void {
-    this.#driver.setSingleStep(on);
+  /** how many vCPUs (0 .. n-1) the debugger can stop, step and inspect on this backend */
+  get vcpus(): number {
+    return this.#driver.vcpus;
   }
 
-  linearRip(): bigint {
-    return this.vm.vcpu(0).linearRip();
+  setSingleStep(on: boolean, vcpu = 0): void {
+    this.#checkVcpu(vcpu);
+    this.#driver.setSingleStep(on, vcpu);
+  }
+
+  linearRip(vcpu = 0): bigint {
+    return this.vm.vcpu(vcpu).linearRip();
+  }
+
+  #checkVcpu(vcpu: number): void {
+    if (!Number.isInteger(vcpu) || vcpu < 0 || vcpu >= this.#driver.vcpus) {
+      throw new DebugError(
+        `vCPU ${String(vcpu)} cannot be debugged here (debuggable: 0..${this.#driver.vcpus - 1})`,
+      );
+    }
   }
 
   hardware(): readonly HardwarePoint[] {
@@ -120,8 +142,9 @@ export class MachineDebug implements DebugHost {
   }
 
   /** guest-physical address of a linear one (the guest's page tables), or a DebugError */
-  translate(linear: bigint): number {
-    const t = this.vm.vcpu(0).translate(linear);
+  translate(linear: bigint, vcpu = 0): number {
+    this.#checkVcpu(vcpu);
+    const t = this.vm.vcpu(vcpu).translate(linear);
     if (t.physical === undefined || !this.vm.memory.find(Number(t.physical), 1)) {
       throw new DebugError(`linear address 0x${linear.toString(16)} is not mapped to guest RAM`);
     }
@@ -129,13 +152,13 @@ export class MachineDebug implements DebugHost {
   }
 
   /** Reads guest-linear memory up to the first unmapped byte; INT3s we placed read as the original bytes. */
-  readLinear(linear: bigint, length: number): Uint8Array {
+  readLinear(linear: bigint, length: number, vcpu = 0): Uint8Array {
     const out = new Uint8Array(length);
     let n = 0;
     while (n < length) {
       let gpa: number;
       try {
-        gpa = this.translate(linear + BigInt(n));
+        gpa = this.translate(linear + BigInt(n), vcpu);
       } catch {
         break;
       }
@@ -153,10 +176,10 @@ export class MachineDebug implements DebugHost {
   }
 
   /** Writes guest-linear memory (all or nothing); bytes under our INT3s update the saved originals. */
-  writeLinear(linear: bigint, data: Uint8Array): void {
+  writeLinear(linear: bigint, data: Uint8Array, vcpu = 0): void {
     const pieces: { gpa: number; from: number; n: number }[] = [];
     for (let n = 0; n < data.length; ) {
-      const gpa = this.translate(linear + BigInt(n));
+      const gpa = this.translate(linear + BigInt(n), vcpu);
       const chunk = Math.min(data.length - n, 4096 - (gpa % 4096));
       pieces.push({ gpa, from: n, n: chunk });
       n += chunk;
@@ -175,13 +198,13 @@ export class MachineDebug implements DebugHost {
     }
   }
 
-  insertSoftwareBreakpoint(linear: bigint, hardware = false): void {
+  insertSoftwareBreakpoint(linear: bigint, hardware = false, vcpu = 0): void {
     const bp = this.#sw.get(linear);
     if (bp) {
       bp.refs++;
       return;
     }
-    const gpa = this.translate(linear);
+    const gpa = this.translate(linear, vcpu);
     const original = this.vm.memory.readU8(gpa);
     this.vm.memory.writeU8(gpa, 0xcc);
     this.#driver.codeWritten(gpa, 1);
@@ -202,9 +225,9 @@ export class MachineDebug implements DebugHost {
   }
 
   /** Adds a hardware breakpoint or watchpoint; false when this backend cannot have it. */
-  insertHardware(linear: bigint, length: number, kind: HardwarePoint["kind"]): boolean {
+  insertHardware(linear: bigint, length: number, kind: HardwarePoint["kind"], vcpu = 0): boolean {
     if (!this.#driver.supports({ linear, length, kind }, this.#hw)) return false;
-    this.#hw.push({ linear, length, kind, gpa: this.translate(linear) });
+    this.#hw.push({ linear, length, kind, gpa: this.translate(linear, vcpu) });
     this.#driver.setHardware(this.#hw);
     return true;
   }
@@ -237,8 +260,9 @@ export class MachineDebug implements DebugHost {
   }
 
   /** the mode the vCPU is in (gdb's view of addresses depends on it) */
-  mode(): ReturnType<typeof cpuMode> {
-    const v = this.vm.vcpu(0);
+  mode(vcpu = 0): ReturnType<typeof cpuMode> {
+    this.#checkVcpu(vcpu);
+    const v = this.vm.vcpu(vcpu);
     return cpuMode(v.getSregs(), v.getRegs().rflags);
   }
 }

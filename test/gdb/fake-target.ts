@@ -1,5 +1,6 @@
 // A GdbTarget over plain data for protocol tests: 64 KiB of memory at 0, a register map, and a
-// resume that stops at once (or waits for interrupt()).
+// resume that stops at once (or waits for interrupt()). `threadCount` vCPUs share the memory; vCPU n
+// reads its registers with RIP 0x1000 + n * 0x100.
 
 import type { RegisterValues } from "../../lib/gdb/registers.js";
 import { type BreakpointType, type GdbTarget, GdbTargetError, type StopEvent } from "../../lib/gdb/target.js";
@@ -19,18 +20,28 @@ export class FakeTarget implements GdbTarget {
   nextStop: StopEvent | undefined = { kind: "signal", signal: 5 };
   notify: (ev: StopEvent) => void = () => {};
   running = false;
+  threadCount = 1;
+  /** the vCPU each request came for, in order ("g1", "m0", "s1", ...) */
+  calls: string[] = [];
 
   async halt(): Promise<StopEvent> {
     this.running = false;
     return { kind: "signal", signal: 5 };
   }
-  readRegisters(): RegisterValues {
-    return new Map(this.regs);
+  threads(): number {
+    return this.threadCount;
+  }
+  readRegisters(vcpu = 0): RegisterValues {
+    this.calls.push(`g${vcpu}`);
+    const r = new Map(this.regs);
+    if (vcpu > 0) r.set("rip", 0x1000n + BigInt(vcpu) * 0x100n);
+    return r;
   }
   writeRegisters(values: RegisterValues): void {
     for (const [k, v] of values) this.regs.set(k, v);
   }
-  readMemory(address: bigint, length: number): Uint8Array {
+  readMemory(address: bigint, length: number, vcpu = 0): Uint8Array {
+    this.calls.push(`m${vcpu}`);
     if (address >= BigInt(this.memory.length)) throw new GdbTargetError("unmapped", 14);
     const a = Number(address);
     return this.memory.slice(a, Math.min(a + length, this.memory.length));
@@ -39,7 +50,8 @@ export class FakeTarget implements GdbTarget {
     if (address + BigInt(data.length) > BigInt(this.memory.length)) throw new GdbTargetError("unmapped", 14);
     this.memory.set(data, Number(address));
   }
-  insertBreakpoint(type: BreakpointType, address: bigint, kind: number): boolean {
+  insertBreakpoint(type: BreakpointType, address: bigint, kind: number, vcpu = 0): boolean {
+    this.calls.push(`Z${vcpu}`);
     if (type === 3) return false;
     this.breakpoints.push(`${type}:${address.toString(16)}:${kind}`);
     return true;
@@ -49,8 +61,9 @@ export class FakeTarget implements GdbTarget {
     this.breakpoints = this.breakpoints.filter((b) => b !== key);
     return type !== 3;
   }
-  resume(mode: "continue" | "step"): void {
+  resume(mode: "continue" | "step", vcpu = 0): void {
     this.log.push(mode);
+    this.calls.push(`${mode[0]}${vcpu}`);
     this.running = true;
     const stop = this.nextStop;
     if (stop) {

@@ -215,6 +215,43 @@ describe("the session", () => {
     expect(await c.ask("vMustReplyEmpty")).toBe("");
   });
 
+  it("makes each vCPU a thread: list, T, Hg for registers/memory/breakpoints, Hc and vCont for steps", async () => {
+    const c = connect();
+    c.target.threadCount = 3;
+    expect(await c.ask("qfThreadInfo")).toBe("m1,2,3");
+    expect(await c.ask("qThreadExtraInfo,3")).toBe(Buffer.from("vCPU 2").toString("hex"));
+    expect(await c.ask("qThreadExtraInfo,4")).toBe("E16");
+    expect(await c.ask("T3")).toBe("OK");
+    expect(await c.ask("T4")).toBe("E16");
+    expect(await c.ask("Hg4")).toBe("E16");
+    expect(await c.ask("Hg2")).toBe("OK");
+    expect(await c.ask("qC")).toBe("QC2");
+    const rip = REGISTER_INDEX.get("rip")!.toString(16);
+    expect(parseLeHex(await c.ask(`p${rip}`))).toBe(0x1100n);
+    await c.ask("m0,4");
+    await c.ask("Z0,10,1");
+    // -1 and 0 (all, any) keep the choice
+    expect(await c.ask("Hg-1")).toBe("OK");
+    expect(await c.ask("Hg0")).toBe("OK");
+    await c.ask("g");
+    expect(c.target.calls).toEqual(["g1", "m1", "Z1", "g1"]);
+    c.target.calls.length = 0;
+    // a step acts on the thread vCont names, or Hc's; a plain continue resumes everyone
+    c.target.nextStop = { kind: "signal", signal: 5, vcpu: 2 };
+    expect(await c.ask("vCont;s:3;c")).toBe("T05thread:3;");
+    // the thread that stopped becomes current for Hg and Hc
+    expect(await c.ask("qC")).toBe("QC3");
+    expect(await c.ask("s")).toBe("T05thread:3;");
+    expect(await c.ask("Hc2")).toBe("OK");
+    expect(await c.ask("s")).toBe("T05thread:3;");
+    expect(await c.ask("vCont;s:4")).toBe("E16");
+    expect(await c.ask("vCont;x")).toBe("E16");
+    c.target.nextStop = { kind: "signal", signal: 5, vcpu: 0, reason: "swbreak" };
+    expect(await c.ask("vCont;c")).toBe("T05thread:1;swbreak:;");
+    await c.ask("g");
+    expect(c.target.calls).toEqual(["s2", "s2", "s1", "c2", "g0"]);
+  });
+
   it("passes monitor commands (qRcmd) and ends on detach and kill", async () => {
     const c = connect();
     const hex = Buffer.from("info registers").toString("hex");
