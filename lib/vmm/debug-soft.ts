@@ -98,12 +98,7 @@ export class SoftDebugDriver implements DebugDriver {
     const only = this.#overWatch ?? (this.#stepping ? this.#stepVcpu : undefined);
     for (let i = 0; i < this.vcpus; i++) this.#setProc(i, Proc.MONITOR_TRAP_FLAG, i === only);
     if (this.vcpus === 1) return;
-    for (let i = 0; i < this.vcpus; i++) {
-      const v = this.#all[i] as unknown as { runnable?: () => boolean };
-      // an own property over the class's method: the loop's turns skip a held vCPU
-      if (only !== undefined && i !== only) v.runnable = () => false;
-      else if (Object.hasOwn(v, "runnable")) delete v.runnable;
-    }
+    for (let i = 0; i < this.vcpus; i++) this.#all[i]!.held = only !== undefined && i !== only;
   }
 
   supports(point: Omit<HardwarePoint, "gpa">): boolean {

@@ -615,7 +615,14 @@ export class SoftVcpu implements VcpuBackend {
     return y;
   }
 
+  /**
+   * Held by a debugger (lib/vmm/debug-soft.ts) while another vCPU steps: not runnable, whatever
+   * its state, so the loop's turns pass it by.
+   */
+  held = false;
+
   runnable(): boolean {
+    if (this.held) return false;
     const lp = this.lp;
     switch (lp.vmreadNumber(F.GUEST_ACTIVITY_STATE)) {
       case Activity.WaitForSipi:
