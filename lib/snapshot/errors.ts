@@ -1,6 +1,8 @@
 // What goes wrong with a snapshot, as a value the user can act on: which section of the file (or of
 // the machine) is at fault and why. A restore that throws this has changed nothing on the machine.
 
+import { VmmError } from "../types/errors.js";
+
 export type SnapshotSection =
   | "file"
   | "header"
@@ -12,8 +14,9 @@ export type SnapshotSection =
   | "machine"
   | "cli";
 
-export class SnapshotError extends Error {
+export class SnapshotError extends VmmError {
   override readonly name = "SnapshotError";
+  override readonly code: string = "ERR_VMM_SNAPSHOT";
   constructor(
     readonly section: SnapshotSection,
     message: string,

@@ -2,6 +2,7 @@
 // memory handed to KVM_SET_USER_MEMORY_REGION (zero-copy); on the soft backend they are the RAM the
 // EPT maps. Loaders and devices reach guest memory only through this class.
 
+import { VmmRangeError } from "../types/errors.js";
 import { MachineClosedError } from "./errors.js";
 import { bytesArg, integerArg } from "./validate.js";
 
@@ -15,8 +16,9 @@ export interface MemoryRegion {
   readonly readonly: boolean;
 }
 
-export class GuestMemoryError extends RangeError {
+export class GuestMemoryError extends VmmRangeError {
   override name = "GuestMemoryError";
+  override readonly code: string = "ERR_VMM_GUEST_MEMORY";
   constructor(
     message: string,
     readonly address: number,
