@@ -43,7 +43,9 @@ describe.skipIf(missing !== undefined)(
         // the shell's prompt (busybox's line editor then asks the terminal where the cursor is),
         // then a command whose answer only the shell can compute
         { waitFor: /^\/ # /m, type: "echo hello $((6 * 7))\r" },
-        { waitFor: /hello 42/, type: "/bin/busybox poweroff -f\r" },
+        // the answer on its own line and the next prompt (typing earlier would echo the next
+        // command onto the answer's line)
+        { waitFor: /^hello 42\r*\n[\s\S]*^\/ # /m, type: "/bin/busybox poweroff -f\r" },
       ];
       let step = 0;
       child.stdout.on("data", (b: Buffer) => {
