@@ -1,3 +1,12 @@
+/**
+ * A virtual machine monitor for Node.js: `createMachine()` gives a {@link Machine} that runs x86
+ * guests on KVM where `/dev/kvm` is usable and on a software VT-x everywhere else, with the same
+ * VM-exit loop, devices, loaders and register inspection on both. The raw KVM layer
+ * (`Kvm`, `KvmVm`, `KvmVcpu`) is the `nodevmm/kvm` subpath.
+ *
+ * @packageDocumentation
+ */
+
 // nodevmm's public API: createMachine and the Machine, the exit/register types both backends share,
 // the devices, the loaders' options and errors, and the inspection helpers. Runtime exports are
 // listed one by one: helpers the modules share among themselves (encoders, bit tests, unit

@@ -14,7 +14,7 @@ import { createRequire } from "node:module";
 import * as zlib from "node:zlib";
 import type { BzImagePayload, PayloadFormat } from "./bzimage-payload.js";
 
-/** Where a decompressor comes from: this process (node:zlib, @napi-rs/lzma) or a program on PATH. */
+/** Where a decompressor comes from: this process (node:zlib, `@napi-rs/lzma`) or a program on PATH. */
 export type DecompressorKind = "native" | "tool";
 
 export interface DecompressOptions {

@@ -49,7 +49,7 @@ export interface AcpiPmOptions {
   base?: number;
   /** the SCI's ISA IRQ; default 9 */
   irq?: number;
-  /** SLP_TYP that means S5 (soft off); default 5, as lib/boot/acpi's \_S5 says */
+  /** SLP_TYP that means S5 (soft off); default 5, as lib/boot/acpi's `\_S5` says */
   s5SlpTyp?: number;
 }
 

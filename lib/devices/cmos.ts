@@ -57,7 +57,7 @@ export interface CmosRtcOptions {
   startTime?: Date;
   /** default 8 */
   irq?: number;
-  /** extra bytes to preset, index -> value */
+  /** extra bytes to preset: the value for each CMOS index */
   nvram?: Readonly<Record<number, number>>;
 }
 

@@ -5,8 +5,10 @@
 // of their vector. Register semantics follow KVM's in-kernel IOAPIC (arch/x86/kvm/ioapic.c), the
 // reference the KVM backend gives.
 
+import { describeValue } from "../types/describe-value.js";
 import type { Device, DeviceRange } from "./device.js";
 import { DeviceConfigError } from "./errors.js";
+import { DeviceOptionReader } from "./options.js";
 
 export const IOAPIC_BASE = 0xfec00000;
 export const IOAPIC_PINS = 24;
@@ -63,17 +65,16 @@ export class IoApic implements Device {
   /** messages accepted by a local APIC (inspection) */
   delivered = 0;
 
-  constructor(opts: IoApicOptions = {}) {
-    const base = opts.base ?? IOAPIC_BASE;
-    if (!Number.isInteger(base) || base < 0 || base % 0x1000 !== 0 || base > 0xfffff000) {
-      throw new DeviceConfigError(this.name, "base", `${String(base)} is not a 4 KiB-aligned 32-bit address`);
-    }
-    const id = opts.id ?? 0;
-    if (!Number.isInteger(id) || id < 0 || id > 15) {
-      throw new DeviceConfigError(this.name, "id", `${String(id)} is not an I/O APIC ID 0-15`);
+  constructor(opts?: IoApicOptions) {
+    const o: DeviceOptionReader<IoApicOptions> = new DeviceOptionReader(this.name, opts);
+    const base = o.page("base", IOAPIC_BASE);
+    const id = o.get("id", 0);
+    // the ID register holds 4 bits (27:24)
+    if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id > 15) {
+      o.fail("id", `${describeValue(id)} is not an I/O APIC ID 0-15`);
     }
     this.#initialId = id;
-    this.deliver = opts.deliver;
+    this.deliver = o.callback<ApicMessageSink>("deliver");
     this.ranges = [{ space: "mmio", base, length: 0x1000 }];
     this.reset();
   }
@@ -207,7 +208,8 @@ export class IoApic implements Device {
 
   #checkPin(pin: number, what: string): void {
     if (!Number.isInteger(pin) || pin < 0 || pin >= IOAPIC_PINS) {
-      throw new DeviceConfigError(this.name, what, `pin ${String(pin)} is not 0-${IOAPIC_PINS - 1}`);
+      const shown = typeof pin === "number" ? String(pin) : describeValue(pin);
+      throw new DeviceConfigError(this.name, what, `pin ${shown} is not 0-${IOAPIC_PINS - 1}`);
     }
   }
 

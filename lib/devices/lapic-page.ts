@@ -3,9 +3,10 @@
 // (`current`, which the machine sets before handling each exit). Timers tick whoever runs: poll()
 // serves every APIC's. Its snapshot holds every APIC's state.
 
+import { describeValue } from "../types/describe-value.js";
 import type { Device, DeviceContext, DeviceRange } from "./device.js";
 import { DeviceConfigError } from "./errors.js";
-import type { LocalApic, LocalApicState } from "./lapic.js";
+import { LocalApic, type LocalApicState } from "./lapic.js";
 
 export interface LapicPageState {
   /** one state per CPU, index = CPU number */
@@ -19,8 +20,29 @@ export class LapicPage implements Device {
   #current = 0;
 
   constructor(lapics: readonly LocalApic[]) {
+    if (!Array.isArray(lapics)) {
+      throw new DeviceConfigError(this.name, "lapics", `must be an array, got ${describeValue(lapics)}`);
+    }
     if (lapics.length === 0)
       throw new DeviceConfigError(this.name, "lapics", "at least one local APIC is needed");
+    const ids = new Set<number>();
+    lapics.forEach((a: unknown, i) => {
+      if (!(a instanceof LocalApic)) {
+        throw new DeviceConfigError(
+          this.name,
+          `lapics[${i}]`,
+          `must be a LocalApic, got ${describeValue(a)}`,
+        );
+      }
+      // one page serves them all: an APIC elsewhere would be reached at the wrong address
+      if (a.ranges[0]!.base !== lapics[0]!.ranges[0]!.base) {
+        throw new DeviceConfigError(this.name, `lapics[${i}]`, "is not at the first APIC's base address");
+      }
+      // the APIC bus addresses CPUs by APIC ID: two with one ID would both take its messages
+      const id = a.x2apicId; // the initial APIC ID, whatever the guest wrote to the ID register
+      if (ids.has(id)) throw new DeviceConfigError(this.name, `lapics[${i}]`, `APIC ID ${id} is taken`);
+      ids.add(id);
+    });
     this.lapics = lapics;
     this.ranges = lapics[0]!.ranges;
   }
@@ -34,7 +56,7 @@ export class LapicPage implements Device {
       throw new DeviceConfigError(
         this.name,
         "currentCpu",
-        `${String(cpu)} is not a CPU 0-${this.lapics.length - 1}`,
+        `${describeValue(cpu)} is not a CPU 0-${this.lapics.length - 1}`,
       );
     }
     this.#current = cpu;

@@ -3,6 +3,9 @@
 // ticking); expirations reach the APIC through poll(), and periods the loop polled too late for
 // coalesce into one interrupt, as they would in the IRR bit.
 
+import { describeValue } from "../types/describe-value.js";
+import { DeviceConfigError } from "./errors.js";
+
 /** KVM's default APIC bus (1 ns per cycle); QEMU's emulated APIC counts at the same rate */
 export const APIC_BUS_HZ = 1_000_000_000;
 
@@ -28,7 +31,13 @@ export class ApicTimer {
   periodic = false;
   reported = 0;
 
-  constructor(readonly busHz: number = APIC_BUS_HZ) {}
+  constructor(readonly busHz: number = APIC_BUS_HZ) {
+    // a zero, negative or non-numeric rate would make every count NaN or Infinity later
+    if (typeof busHz !== "number" || !Number.isFinite(busHz) || busHz <= 0) {
+      const got = describeValue(busHz);
+      throw new DeviceConfigError("apic-timer", "busHz", `must be a positive number, got ${got}`);
+    }
+  }
 
   #nsPerTick(): number {
     return (this.divisor * 1e9) / this.busHz;
@@ -70,7 +79,7 @@ export class ApicTimer {
     this.#rebase(cur, nowNs, done);
   }
 
-  /** one-shot <-> periodic: the count is not restarted (SDM 10.5.4) */
+  /** a switch between one-shot and periodic: the count is not restarted (SDM 10.5.4) */
   setPeriodic(periodic: boolean, nowNs: number): void {
     if (periodic === this.periodic) return;
     const cur = this.current(nowNs);

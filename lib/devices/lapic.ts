@@ -10,6 +10,7 @@
 // wire as they do on KVM. On its own the APIC delivers only the IPIs it sends itself; on an APIC
 // bus (apic-bus.ts, which PcInterrupts wires) every IPI goes to the bus.
 
+import { describeValue } from "../types/describe-value.js";
 import type { Device, DeviceContext, DeviceRange } from "./device.js";
 import { DeviceConfigError } from "./errors.js";
 import type { ApicMessage } from "./ioapic.js";
@@ -33,6 +34,7 @@ import {
   x2apicRegister,
   x2apicWritable,
 } from "./lapic-x2apic.js";
+import { DeviceOptionReader } from "./options.js";
 
 export const LAPIC_BASE = 0xfee00000;
 
@@ -211,23 +213,18 @@ export class LocalApic implements Device {
   #irrTop = -1;
   #isrTop = -1;
 
-  constructor(opts: LocalApicOptions = {}) {
-    const id = opts.id ?? 0;
-    if (!Number.isInteger(id) || id < 0 || id > 0xff) {
-      throw new DeviceConfigError(this.name, "id", `${String(id)} is not an xAPIC ID 0-255`);
+  constructor(opts?: LocalApicOptions) {
+    const o: DeviceOptionReader<LocalApicOptions> = new DeviceOptionReader(this.name, opts);
+    const id = o.get("id", 0);
+    if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id > 0xff) {
+      o.fail("id", `${describeValue(id)} is not an xAPIC ID 0-255`);
     }
-    const base = opts.base ?? LAPIC_BASE;
-    if (!Number.isInteger(base) || base < 0 || base % 0x1000 !== 0 || base > 0xfffff000) {
-      throw new DeviceConfigError(this.name, "base", `${String(base)} is not a 4 KiB-aligned 32-bit address`);
-    }
-    const busHz = opts.busHz ?? APIC_BUS_HZ;
-    if (!(busHz > 0) || !Number.isFinite(busHz)) {
-      throw new DeviceConfigError(this.name, "busHz", `${String(busHz)} is not a positive frequency`);
-    }
+    const base = o.page("base", LAPIC_BASE);
+    const busHz = o.positive("busHz", APIC_BUS_HZ);
     this.#initialId = id;
     this.#timer = new ApicTimer(busHz);
-    this.onEoi = opts.onEoi;
-    this.hardwareEnabled = opts.hardwareEnabled ?? (() => true);
+    this.onEoi = o.callback<(vector: number) => void>("onEoi");
+    this.hardwareEnabled = o.callback<() => boolean>("hardwareEnabled") ?? (() => true);
     this.ranges = [{ space: "mmio", base, length: 0x1000 }];
     this.reset();
   }
@@ -263,8 +260,8 @@ export class LocalApic implements Device {
   }
 
   /**
-   * The CPU takes the interrupt: IRR -> ISR. With nothing above the PPR any more the APIC answers
-   * with the spurious vector, which sets no ISR bit.
+   * The CPU takes the interrupt: its IRR bit moves to the ISR. With nothing above the PPR any more
+   * the APIC answers with the spurious vector, which sets no ISR bit.
    */
   acknowledge(): number {
     const v = this.pendingVector();

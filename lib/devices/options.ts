@@ -79,6 +79,24 @@ export class DeviceOptionReader<T extends object> {
     return v;
   }
 
+  /** a finite number above 0 (a frequency, a rate) */
+  positive(key: keyof T & string, fallback: number): number {
+    const v = this.get(key, fallback);
+    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) this.#wrong(key, "a positive number", v);
+    return v;
+  }
+
+  /** a 4 KiB-aligned 32-bit physical address: where an MMIO register page (an APIC's) can sit */
+  page(key: keyof T & string, fallback: number): number {
+    const v = this.get(key, fallback);
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > 0xfffff000 || v % 0x1000 !== 0) {
+      const shown =
+        typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? `0x${v.toString(16)}` : describeValue(v);
+      this.fail(key, `${shown} is not a 4 KiB-aligned 32-bit address`);
+    }
+    return v;
+  }
+
   boolean(key: keyof T & string, fallback: boolean): boolean {
     const v = this.get(key, fallback);
     if (typeof v !== "boolean") this.#wrong(key, "true or false", v);

@@ -8,6 +8,7 @@
 // lib/vmm's InterruptController (setIrq/hasInterrupt/acknowledge/taskPriority/apicMsrs/forCpu)
 // without importing it.
 
+import { describeValue } from "../types/describe-value.js";
 import { ApicBus, type CpuSignalHandler } from "./apic-bus.js";
 import type { Device } from "./device.js";
 import { DeviceConfigError } from "./errors.js";
@@ -16,6 +17,7 @@ import { type ApicMessage, IOAPIC_PINS, IoApic } from "./ioapic.js";
 import { LocalApic } from "./lapic.js";
 import { LapicPage } from "./lapic-page.js";
 import type { TscSource } from "./lapic-timer.js";
+import { DeviceOptionReader } from "./options.js";
 
 /** xAPIC IDs are 8 bits and 0xFF is the broadcast, so 255 CPUs at most */
 export const MAX_APIC_CPUS = 255;
@@ -77,26 +79,29 @@ export class PcInterrupts {
   readonly #pinOf: Int8Array;
   readonly #views: CpuInterrupts[];
 
-  constructor(opts: PcInterruptsOptions = {}) {
-    const cpus = opts.cpus ?? 1;
-    if (!Number.isInteger(cpus) || cpus < 1 || cpus > MAX_APIC_CPUS) {
-      throw new DeviceConfigError(
-        "pc-interrupts",
-        "cpus",
-        `${String(cpus)} is not a CPU count 1-${MAX_APIC_CPUS}`,
-      );
-    }
-    this.i8259 = opts.i8259 ?? new I8259Pair();
-    this.ioapic = opts.ioapic ?? new IoApic();
-    this.lapic = opts.lapic ?? new LocalApic();
+  constructor(opts?: PcInterruptsOptions) {
+    const o: DeviceOptionReader<PcInterruptsOptions> = new DeviceOptionReader("pc-interrupts", opts);
+    const cpus = o.integer("cpus", 1, 1, MAX_APIC_CPUS);
+    const irq0Pin = o.integer("irq0Pin", 2, 0, MAX_INTERRUPT_LINE);
+    const given = <C>(
+      key: "i8259" | "ioapic" | "lapic",
+      cls: abstract new (...a: never[]) => C,
+    ): C | undefined => {
+      const v = o.raw(key);
+      if (v !== undefined && !(v instanceof cls))
+        o.fail(key, `must be an instance of ${cls.name}, got ${describeValue(v)}`);
+      return v as C | undefined;
+    };
+    const lapic = given("lapic", LocalApic);
+    // the others take IDs 1..cpus-1
+    if (lapic && !lapic.isBsp) o.fail("lapic", `must be CPU 0's, with APIC ID 0 (it has ${lapic.x2apicId})`);
+    this.i8259 = given("i8259", I8259Pair) ?? new I8259Pair();
+    this.ioapic = given("ioapic", IoApic) ?? new IoApic();
+    this.lapic = lapic ?? new LocalApic();
     const base = this.lapic.ranges[0]!.base;
     const lapics = [this.lapic];
     for (let id = 1; id < cpus; id++) lapics.push(new LocalApic({ id, base }));
     this.lapics = lapics;
-    const irq0Pin = opts.irq0Pin ?? 2;
-    if (!Number.isInteger(irq0Pin) || irq0Pin < 0 || irq0Pin > MAX_INTERRUPT_LINE) {
-      throw new DeviceConfigError("pc-interrupts", "irq0Pin", `${String(irq0Pin)} is not an I/O APIC pin`);
-    }
     this.#pinOf = new Int8Array(IOAPIC_PINS);
     for (let line = 0; line < IOAPIC_PINS; line++) this.#pinOf[line] = line;
     if (irq0Pin !== 0) {

@@ -4,7 +4,7 @@
 /**
  * An error nodevmm raised on purpose: `code` is a stable string (`ERR_VMM_...`) to branch on, as
  * Node's own errors carry one; `name` is the class's name, for people. `instanceof VmmError` also
- * holds for the errors that are RangeErrors too ({@link VmmRangeError}: DeviceConfigError and the
+ * holds for the errors that are RangeErrors too (`VmmRangeError`: DeviceConfigError and the
  * KVM layer's range errors), which JavaScript's single inheritance cannot give by `extends` alone.
  */
 export class VmmError extends Error {

@@ -19,7 +19,7 @@ export interface IoExit {
   direction: "in" | "out";
   port: number;
   size: 1 | 2 | 4;
-  /** >1 for string I/O (REP INS/OUTS): data holds size*count bytes */
+  /** more than 1 for string I/O (REP INS/OUTS): data holds size*count bytes */
   count: number;
   /** out: the bytes the guest wrote; in: fill these before the next run */
   data: Uint8Array;

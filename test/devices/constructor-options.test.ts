@@ -1,21 +1,36 @@
-// Every device class lib/index.ts exports (outside the APIC family), and addPcDevices, checks its
+// Every device class lib/index.ts exports, the APIC family (LocalApic, IoApic, ApicTimer,
+// PcInterrupts and the page that serves the local APICs) included, and addPcDevices, checks its
 // options when it is made: a null, missing-where-required or wrong-typed option is a DeviceConfigError
 // (a VmmError with code ERR_VMM_DEVICE_CONFIG, still a RangeError) that names the option, never an
 // engine TypeError then or when the guest first touches the device. Found by `npm run fuzz` (target
 // "api"), issue 14.
 
 import { describe, expect, it } from "vitest";
+import { LapicPage } from "../../lib/devices/index.js";
 import * as api from "../../lib/index.js";
 import { DeviceConfigError, VmmError } from "../../lib/index.js";
 import { FakeRam } from "./virtio/driver.js";
 
-type Kind = "port" | "int" | "bool" | "fn" | "output" | "string" | "bytes" | "object" | "array" | "date";
+type Kind =
+  | "port"
+  | "int"
+  | "positive"
+  | "bool"
+  | "fn"
+  | "output"
+  | "string"
+  | "bytes"
+  | "object"
+  | "instance"
+  | "array"
+  | "date";
 
 const noProto = (): unknown => Object.create(null);
 const NOT_A_NUMBER: unknown[] = [null, Number.NaN, "1", 1.5, -1, 1n, {}, noProto(), true, [], 2 ** 53];
 const BAD: Record<Kind, unknown[]> = {
   port: [...NOT_A_NUMBER, 0x10000],
   int: NOT_A_NUMBER,
+  positive: [null, Number.NaN, "1", 0, -1, -0.5, 1n, {}, noProto(), true, [], Number.POSITIVE_INFINITY],
   bool: [null, "yes", 1, 0, {}, noProto()],
   fn: [null, 5, "f", {}, noProto()],
   output: [
@@ -32,6 +47,8 @@ const BAD: Record<Kind, unknown[]> = {
   string: [null, 5, {}, noProto(), Symbol("s")],
   bytes: [null, "x", [1, 2], {}, noProto()],
   object: [null, 5, "x", []],
+  /** an object of a given class (a device handed to another) */
+  instance: [null, 5, "x", [], {}, noProto()],
   array: [null, 5, "x", {}, [null], [{ addr: -1, size: 1, type: 1 }]],
   date: [null, 5, "2020-01-01", {}, noProto(), new Date(Number.NaN)],
 };
@@ -142,6 +159,21 @@ const DEVICES: Record<string, DeviceCase> = {
   SystemControlPortA: {
     make: (o) => new api.SystemControlPortA(o as never),
     options: { port: "port", a20: "bool", onA20: "fn" },
+    optional: true,
+  },
+  LocalApic: {
+    make: (o) => new api.LocalApic(o as never),
+    options: { id: "int", base: "int", busHz: "positive", onEoi: "fn", hardwareEnabled: "fn" },
+    optional: true,
+  },
+  IoApic: {
+    make: (o) => new api.IoApic(o as never),
+    options: { base: "int", id: "int", deliver: "fn" },
+    optional: true,
+  },
+  PcInterrupts: {
+    make: (o) => new api.PcInterrupts(o as never),
+    options: { cpus: "int", irq0Pin: "int", i8259: "instance", ioapic: "instance", lapic: "instance" },
     optional: true,
   },
   VirtioRng: {
@@ -302,6 +334,108 @@ describe("device constructors check their options", () => {
       base: 0x501,
       length: 2,
     });
+  });
+});
+
+describe("the APIC family: IDs, page bases, bus frequency and CPU counts in range", () => {
+  const cases: [string, () => unknown, string][] = [
+    // xAPIC IDs are 8 bits; the I/O APIC's ID register holds 4 (bits 27:24)
+    ["LocalApic id 256", () => new api.LocalApic({ id: 256 }), "id"],
+    ["IoApic id 16", () => new api.IoApic({ id: 16 }), "id"],
+    // register pages are 4 KiB-aligned below 4 GiB
+    ["LocalApic base not page-aligned", () => new api.LocalApic({ base: 0xfee00010 }), "base"],
+    ["LocalApic base above 4 GiB", () => new api.LocalApic({ base: 0x1_0000_0000 }), "base"],
+    ["IoApic base not page-aligned", () => new api.IoApic({ base: 0xfec00400 }), "base"],
+    ["IoApic base above 4 GiB", () => new api.IoApic({ base: 0x1_fec0_0000 }), "base"],
+    ["LocalApic busHz 0", () => new api.LocalApic({ busHz: 0 }), "busHz"],
+    ["ApicTimer busHz 0", () => new api.ApicTimer(0), "busHz"],
+    ["ApicTimer busHz as a string", () => new api.ApicTimer("1e9" as never), "busHz"],
+    ["PcInterrupts cpus 0", () => new api.PcInterrupts({ cpus: 0 }), "cpus"],
+    ["PcInterrupts cpus 256 (0xFF is the broadcast ID)", () => new api.PcInterrupts({ cpus: 256 }), "cpus"],
+    ["PcInterrupts irq0Pin 24", () => new api.PcInterrupts({ irq0Pin: 24 }), "irq0Pin"],
+    // CPU 0's APIC: the others are made with IDs 1..cpus-1
+    [
+      "PcInterrupts lapic with APIC ID 1",
+      () => new api.PcInterrupts({ cpus: 2, lapic: new api.LocalApic({ id: 1 }) }),
+      "lapic",
+    ],
+    [
+      "PcInterrupts ioapic of another class",
+      () => new api.PcInterrupts({ ioapic: new api.I8254() as never }),
+      "ioapic",
+    ],
+  ];
+  for (const [what, make, option] of cases) {
+    it(`refuses ${what}, naming ${option}`, () => {
+      expectConfigError(thrown(make), option, what);
+    });
+  }
+
+  it("the page that serves every CPU's local APIC takes LocalApics at one base with distinct IDs", () => {
+    const cpu0 = new api.LocalApic({ id: 0 });
+    expect(() => new LapicPage([cpu0, new api.LocalApic({ id: 1 })])).not.toThrow();
+    expectConfigError(
+      thrown(() => new LapicPage(null as never)),
+      "lapics",
+      "null",
+    );
+    expectConfigError(
+      thrown(() => new LapicPage([])),
+      "lapics",
+      "empty",
+    );
+    expectConfigError(
+      thrown(() => new LapicPage([cpu0, {} as never])),
+      "lapics[1]",
+      "not a LocalApic",
+    );
+    expectConfigError(
+      thrown(() => new LapicPage([cpu0, new api.LocalApic({ id: 0 })])),
+      "lapics[1]",
+      "same APIC ID",
+    );
+    expectConfigError(
+      thrown(() => new LapicPage([cpu0, new api.LocalApic({ id: 1, base: 0xfed00000 })])),
+      "lapics[1]",
+      "another base",
+    );
+    const pc = new api.PcInterrupts({ cpus: 2 });
+    expectConfigError(
+      thrown(() => {
+        pc.currentCpu = 2;
+      }),
+      "currentCpu",
+      "CPU 2 of 2",
+    );
+    expectConfigError(
+      thrown(() => {
+        pc.currentCpu = Object.create(null);
+      }),
+      "currentCpu",
+      "an object without a prototype",
+    );
+  });
+
+  it("accepted options take effect", () => {
+    const lapic = new api.LocalApic({ id: 7, base: 0xfed00000, busHz: 100_000_000 });
+    expect(lapic.ranges).toEqual([{ space: "mmio", base: 0xfed00000, length: 0x1000 }]);
+    // APIC ID register, bits 31:24
+    expect(lapic.read(0x20, 4, 0) >>> 24).toBe(7);
+    const ioapic = new api.IoApic({ id: 5, base: 0xfec01000 });
+    expect(ioapic.ranges).toEqual([{ space: "mmio", base: 0xfec01000, length: 0x1000 }]);
+    ioapic.write(0, 4, 0, 0); // IOREGSEL: the ID register
+    expect((ioapic.read(0x10, 4, 0) >>> 24) & 0xf).toBe(5);
+    const cpu0 = new api.LocalApic({ base: 0xfed00000 });
+    const pc = new api.PcInterrupts({ cpus: 3, lapic: cpu0, ioapic });
+    expect(pc.lapic).toBe(cpu0);
+    expect(pc.ioapic).toBe(ioapic);
+    // the other CPUs' APICs sit at CPU 0's base
+    expect(pc.lapics.map((a) => [a.x2apicId, a.ranges[0]!.base])).toEqual([
+      [0, 0xfed00000],
+      [1, 0xfed00000],
+      [2, 0xfed00000],
+    ]);
+    expect(new api.ApicTimer(1e8).busHz).toBe(1e8);
   });
 });
 

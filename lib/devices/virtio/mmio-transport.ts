@@ -90,7 +90,7 @@ export interface VirtioMmioOptions {
 
 /** what a device class tells the transport about itself */
 export interface VirtioDeviceSpec {
-  /** "virtio-blk", ...; the device's name is this plus @base */
+  /** "virtio-blk", ...; the device's name is this plus `@base` */
   kind: string;
   /** virtio device ID (2 block, 3 console, 4 entropy) */
   deviceId: number;
