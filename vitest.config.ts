@@ -1,7 +1,7 @@
 import { configDefaults, defineConfig } from "vitest/config";
 
 /**
- * Two projects: "blocks" runs every suite as users run the interpreter (block cache and compiled
+ * Three projects (the third, "vcpu-thread", below): "blocks" runs every suite as users run the interpreter (block cache and compiled
  * blocks on; blocks compile after 16 runs rather than 20,000, test/support/early-compile.ts); "single-step" runs the VMX, exit and soft-backend suites again with
  * Interpreter.defaultDecodeCache = false (test/support/single-step.ts; test/vmx/mode.test.ts checks
  * it took effect), so that blocks and single steps are held to the same exits and state. Not run
@@ -25,6 +25,17 @@ const SINGLE_STEP_EXCLUDE = [
   // wall-time bounds of the mode users run
   "test/soft/bounded.test.ts",
   "test/soft/shared-thread.test.ts",
+];
+
+/**
+ * "vcpu-thread": suites whose soft machines run again with their vCPU in a worker thread
+ * (NODEVMM_VCPU_THREAD=1 makes vcpuThread default to true on the soft backend): the same guests,
+ * exits and output as on the machine's thread. Not the suites of snapshots, the debugger,
+ * deterministic runs or SMP, which keep the vCPUs on the machine's thread.
+ */
+const VCPU_THREAD_INCLUDE = [
+  "test/soft/{apic-guests,mmio-complete,cr-access,task-switch,tsc,acpi-power,kvm-suite}.test.ts",
+  "test/vmm/{guest-runs,machine,virtio,differential,backends,api-validation}.test.ts",
 ];
 
 export default defineConfig({
@@ -54,6 +65,14 @@ export default defineConfig({
           exclude: [...configDefaults.exclude, ...SINGLE_STEP_EXCLUDE],
           env: { NODEVMM_SINGLE_STEP: "1" },
           setupFiles: ["test/support/single-step.ts"],
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "vcpu-thread",
+          include: VCPU_THREAD_INCLUDE,
+          env: { NODEVMM_VCPU_THREAD: "1" },
         },
       },
     ],

@@ -72,7 +72,12 @@ const lazyBuiltins = {
 // import() with a computed specifier stays a runtime import() in the bundle, which cannot work there
 // (a vm.Script with a code cache has no module loader behind it): a backend opened that way would be
 // "unavailable". The one allowed is the plugin loader's, whose runs use dist/lib (bin/nodevmm.js).
-const COMPUTED_IMPORT_ALLOWED = [join("dist", "lib", "cli", "plugins.js")];
+// The soft vCPU thread's loader is another: its import() is text of a worker's source, run by Node's
+// loader in the thread (the module it loads is dist/lib's).
+const COMPUTED_IMPORT_ALLOWED = [
+  join("dist", "lib", "cli", "plugins.js"),
+  join("dist", "lib", "vmm", "backends", "soft", "threads.js"),
+];
 const noComputedImports = {
   name: "no-computed-imports",
   setup(build) {
@@ -115,7 +120,8 @@ try {
     platform: "node",
     target: "node20",
     // iced-x86 (WebAssembly) and koffi (a native module) stay in node_modules: createRequire()
-    external: ["iced-x86", "koffi"],
+    // esbuild: only the TypeScript sources bundle the vCPU thread with it (worker-script.ts)
+    external: ["iced-x86", "koffi", "esbuild"],
     // the sources locate package.json, the addon and node_modules from their own URL
     define: {
       "import.meta.url": "__nodevmmModuleUrl",

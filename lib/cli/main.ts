@@ -60,6 +60,10 @@ export function buildProgram(io: CliStreams, setStatus: (n: number) => void): Co
         .default("auto"),
     )
     .option(
+      "--vcpu-thread",
+      "soft backend: run the vCPU in a worker thread beside the exit loop (one vCPU; not with --gdb, --save, --deterministic)",
+    )
+    .option(
       "--address <addr>",
       "load address of a flat image (default 0x7C00 in real mode, 0x100000 otherwise)",
     )

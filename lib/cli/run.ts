@@ -75,6 +75,8 @@ export interface RunCliOptions {
   smp?: string;
   /** --deterministic: instruction-counted guest time, fixed vCPU turns (soft backend) */
   deterministic?: boolean;
+  /** --vcpu-thread: the soft vCPU runs in a worker thread (createMachine's vcpuThread) */
+  vcpuThread?: boolean;
 }
 
 export interface CliStreams {
@@ -222,6 +224,16 @@ async function runWithFiles(
     for (const d of drives) checkDrive(d);
     if (o.gdb !== undefined) gdb = parseGdbAddress(o.gdb);
     else if (o.gdbWait) gdb = { host: "127.0.0.1", port: DEFAULT_GDB_PORT };
+    // the soft backend's vCPU threads (KVM's have none of these limits)
+    if (o.vcpuThread && o.backend !== "kvm") {
+      const clash = [
+        [gdb !== undefined, "--gdb"],
+        [o.save !== undefined, "--save"],
+        [o.deterministic === true, "--deterministic"],
+        [vcpus > 1, "--smp"],
+      ].find(([on]) => on);
+      if (clash) throw new CliUsageError(`--vcpu-thread cannot be used with ${clash[1]} yet`);
+    }
     for (const spec of o.plugin ?? []) plugins.push(await loadPlugin(parsePluginSpec(spec)));
     image = readInput(imagePath);
     const linux = (o.format === "auto" ? detectFormat(image) : o.format) === "linux";
@@ -286,6 +298,7 @@ async function runWithFiles(
           backend,
           strict: o.strict ?? false,
           deterministic: o.deterministic ?? false,
+          ...(o.vcpuThread ? { vcpuThread: true } : {}),
         });
       } catch (e) {
         if (backend !== o.backend) {

@@ -11,6 +11,8 @@ export interface BackendFactoryOptions {
   interruptController?: InterruptController;
   /** vCPUs the machine will create (a soft backend states the CPU topology in CPUID from it) */
   vcpus?: number;
+  /** soft backend: each vCPU runs in a worker thread of its own (lib/vmm/backends/soft/threads.ts) */
+  vcpuThreads?: boolean;
 }
 
 export type BackendFactory = (opts: BackendFactoryOptions) => MachineBackend | Promise<MachineBackend>;
@@ -33,7 +35,9 @@ interface SoftModule {
     memoryBytes: number;
     interruptController?: InterruptController;
     vcpus?: number;
+    threadModule?: string;
   }): MachineBackend | Promise<MachineBackend>;
+  softWorkerUrl?(): Promise<string>;
 }
 
 // Literal specifiers, so that the CLI's bundler (scripts/build-cli.mjs) follows them: in the bundle a
@@ -83,12 +87,17 @@ export async function openSoftBackend(
   memoryBytes: number,
   interruptController?: InterruptController,
   vcpus = 1,
+  vcpuThreads = false,
 ): Promise<MachineBackend> {
   const mod = await importModule<SoftModule>("soft", importSoft, "createSoftBackend");
   try {
-    return await mod.createSoftBackend(
-      interruptController ? { memoryBytes, interruptController, vcpus } : { memoryBytes, vcpus },
-    );
+    const threadModule = vcpuThreads && mod.softWorkerUrl ? await mod.softWorkerUrl() : undefined;
+    return await mod.createSoftBackend({
+      memoryBytes,
+      vcpus,
+      ...(interruptController ? { interruptController } : {}),
+      ...(threadModule === undefined ? {} : { threadModule }),
+    });
   } catch (e) {
     if (e instanceof BackendUnavailableError) throw e;
     throw new BackendUnavailableError(`the soft backend failed to start: ${describe(e)}`, "soft", e);
@@ -102,6 +111,7 @@ export interface BackendOpeners {
     memoryBytes: number,
     interruptController?: InterruptController,
     vcpus?: number,
+    vcpuThreads?: boolean,
   ): Promise<MachineBackend>;
 }
 
@@ -125,7 +135,12 @@ export async function openBackend(
       return { backend, info: { kind: "kvm", requested: "kvm", message: "kvm" } };
     }
     case "soft": {
-      const backend = await openers.soft(opts.memoryBytes, opts.interruptController, opts.vcpus);
+      const backend = await openers.soft(
+        opts.memoryBytes,
+        opts.interruptController,
+        opts.vcpus,
+        opts.vcpuThreads,
+      );
       return { backend, info: { kind: "soft", requested: "soft", message: "soft" } };
     }
     case "auto": {
@@ -137,7 +152,12 @@ export async function openBackend(
         fallbackReason = e instanceof Error ? e.message : String(e);
       }
       try {
-        const backend = await openers.soft(opts.memoryBytes, opts.interruptController, opts.vcpus);
+        const backend = await openers.soft(
+          opts.memoryBytes,
+          opts.interruptController,
+          opts.vcpus,
+          opts.vcpuThreads,
+        );
         return {
           backend,
           info: { kind: "soft", requested: "auto", fallbackReason, message: `soft (${fallbackReason})` },

@@ -11,17 +11,42 @@ export interface GuestClock extends Clock {
   advanceTo(targetNs: number): void;
 }
 
+/** What a MachineClock on another thread needs to show the same time (MachineClock.share). */
+export interface SharedClockState {
+  /** performance.timeOrigin + performance.now() when the clock started */
+  readonly originEpochMs: number;
+  /** one float64: the idle time skipped so far, in ns */
+  readonly skipped: SharedArrayBuffer;
+}
+
 export class MachineClock implements GuestClock {
-  readonly #origin = performance.now();
-  #skippedNs = 0;
+  /** the start in this thread's performance.now() time (threads' time origins differ) */
+  readonly #origin: number;
+  readonly #state: SharedClockState;
+  readonly #skipped: Float64Array;
+
+  /** A new clock, or (with `shared`) the same clock as another thread's. */
+  constructor(shared?: SharedClockState) {
+    this.#state = shared ?? {
+      originEpochMs: performance.timeOrigin + performance.now(),
+      skipped: new SharedArrayBuffer(8),
+    };
+    this.#origin = this.#state.originEpochMs - performance.timeOrigin;
+    this.#skipped = new Float64Array(this.#state.skipped);
+  }
+
+  /** what a vCPU thread needs to read this clock (new MachineClock(state) there) */
+  share(): SharedClockState {
+    return this.#state;
+  }
 
   nowNs(): number {
-    return (performance.now() - this.#origin) * 1e6 + this.#skippedNs;
+    return (performance.now() - this.#origin) * 1e6 + this.#skipped[0]!;
   }
 
   advanceTo(targetNs: number): void {
     const now = this.nowNs();
-    if (targetNs > now) this.#skippedNs += targetNs - now;
+    if (targetNs > now) this.#skipped[0] = this.#skipped[0]! + (targetNs - now);
   }
 }
 

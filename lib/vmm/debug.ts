@@ -9,7 +9,7 @@
 // selected thread does.
 
 import { cpuMode } from "../inspect/segments.js";
-import { VmmError } from "./errors.js";
+import { MachineConfigError, VmmError } from "./errors.js";
 import type { Machine } from "./machine.js";
 
 export type WatchKind = "write" | "read" | "access";
@@ -87,6 +87,11 @@ export class MachineDebug implements DebugHost {
   static async attach(vm: Machine): Promise<MachineDebug> {
     const d = new MachineDebug(vm);
     if (vm.backend.kind === "soft") {
+      if (vm.hasVcpuThread) {
+        throw new MachineConfigError(
+          "the debugger needs the soft vCPUs on the machine's thread: create the machine with vcpuThread: false",
+        );
+      }
       const { SoftDebugDriver } = await import("./debug-soft.js");
       d.#driver = new SoftDebugDriver(d, (s) => d.#report(s));
     } else {

@@ -9,8 +9,9 @@
 import type { KickTarget } from "../kvm/binding-api.js";
 import type { VmExit } from "../types/exits.js";
 import type { MachineBackend, VcpuBackend } from "./backend.js";
+import { DoorbellThreads } from "./doorbell.js";
 import { MachineConfigError } from "./errors.js";
-import { KvmRunWorker, waitForChange, waitForChangeSync } from "./kvm-worker.js";
+import { KvmRunWorker } from "./kvm-worker.js";
 import type { VcpuThreads } from "./loop-threads.js";
 
 /** What a vCPU backend offers for a thread of its own (backends/kvm.ts KvmVcpuBackend). */
@@ -55,11 +56,9 @@ function isThreadable(v: VcpuBackend): v is ThreadableVcpu {
   );
 }
 
-export class KvmVcpuThreads implements VcpuThreads {
-  readonly #bell: Int32Array;
+export class KvmVcpuThreads extends DoorbellThreads implements VcpuThreads {
   readonly #threads: readonly EntryThread[];
   readonly #vcpus: readonly { exitOf(exited: boolean): VmExit; kick(): void }[];
-  #keepAlive: NodeJS.Timeout | undefined;
 
   constructor(
     vcpus: readonly { exitOf(exited: boolean): VmExit; kick(): void }[],
@@ -69,9 +68,9 @@ export class KvmVcpuThreads implements VcpuThreads {
     if (vcpus.length !== threads.length || vcpus.length === 0) {
       throw new RangeError(`${vcpus.length} vCPUs and ${threads.length} threads`);
     }
+    super(bell);
     this.#vcpus = vcpus;
     this.#threads = threads;
-    this.#bell = bell;
   }
 
   /**
@@ -124,25 +123,6 @@ export class KvmVcpuThreads implements VcpuThreads {
   /** no vCPU is in an entry: their registers and states may be read */
   allParked(): boolean {
     return this.#threads.every((t) => !t.inRun);
-  }
-
-  begin(): void {
-    // a pending Atomics.waitAsync does not keep Node alive
-    this.#keepAlive ??= setInterval(() => {}, 1 << 30);
-  }
-  end(): void {
-    if (this.#keepAlive) clearInterval(this.#keepAlive);
-    this.#keepAlive = undefined;
-  }
-
-  bell(): number {
-    return Atomics.load(this.#bell, 0);
-  }
-  waitSync(seen: number, ms: number): boolean {
-    return waitForChangeSync(this.#bell, 0, seen, ms);
-  }
-  wait(seen: number, ms: number): Promise<boolean> {
-    return waitForChange(this.#bell, 0, seen, ms);
   }
 
   start(i: number): void {

@@ -42,6 +42,11 @@ export interface VcpuThreads {
   exit(i: number): VmExit;
   /** makes vCPU `i`'s entry in progress (or its next) end promptly as an "intr" exit */
   kick(i: number): void;
+  /**
+   * Optional: the machine's interrupt state may have changed (an exit was handled, devices were
+   * serviced): vCPUs whose interrupt controller is not in the kernel look at it again (soft threads).
+   */
+  sync?(): void;
 }
 
 /** What the runner needs of the loop: its dispatch, its hooks, the run's bookkeeping (RunState). */
@@ -138,6 +143,9 @@ export function* threadRun(
         run.exits++;
         if (exit.kind !== "intr") run.guestExits++;
         if (!stop) env.service();
+        threads.sync?.();
+        // a limit this exit reached ends the run before the vCPU re-enters (one exit more otherwise)
+        if (!stop && !ending) stop = run.checkLimits();
       } catch (error) {
         stop = errorStop(error);
       }
@@ -178,8 +186,10 @@ export function* threadRun(
     const t = now();
     let device = env.nextServiceMs();
     if (device <= t) {
-      // device timers while the vCPUs run (their interrupts go to the in-kernel irqchip)
+      // device timers while the vCPUs run (their interrupts go to the in-kernel irqchip, or to the
+      // soft threads' pending words)
       env.service();
+      threads.sync?.();
       device = env.nextServiceMs();
     }
     const untilMs =

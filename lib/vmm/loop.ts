@@ -115,6 +115,9 @@ function sleepSync(ms: number): void {
   if (ms > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
+const vcpuList = (v: VcpuBackend | readonly VcpuBackend[]): readonly VcpuBackend[] =>
+  Array.isArray(v) ? (v as readonly VcpuBackend[]) : [v as VcpuBackend];
+
 /** How long an async slice runs before yielding to the event loop. */
 const SLICE_MS = 8;
 /** With a watchdog, the longest a single entry may block before the loop looks again (halt checks). */
@@ -296,8 +299,8 @@ export class ExitLoop {
    * vCPUs take turns in instruction quanta (SMP_QUANTUM); they need runnable() (the soft backend).
    */
   runSync(vcpus: VcpuBackend | readonly VcpuBackend[], limits: RunLimits = {}): RunResult {
-    const threads = this.#threadsFor(vcpus);
-    if (threads) return runThreadsSync(...this.#onThreads(vcpus as readonly VcpuBackend[], limits, threads));
+    const threads = this.#threadsFor(vcpus, limits);
+    if (threads) return runThreadsSync(...this.#onThreads(vcpuList(vcpus), limits, threads));
     const run = new RunState(vcpus, limits);
     this.#hooks.takeIdleWait?.();
     try {
@@ -317,8 +320,8 @@ export class ExitLoop {
 
   /** Same as runSync, in slices of a few milliseconds with the event loop served in between. */
   async run(vcpus: VcpuBackend | readonly VcpuBackend[], limits: RunLimits = {}): Promise<RunResult> {
-    const threads = this.#threadsFor(vcpus);
-    if (threads) return runThreadsAsync(...this.#onThreads(vcpus as readonly VcpuBackend[], limits, threads));
+    const threads = this.#threadsFor(vcpus, limits);
+    if (threads) return runThreadsAsync(...this.#onThreads(vcpuList(vcpus), limits, threads));
     const run = new RunState(vcpus, limits);
     this.#hooks.takeIdleWait?.();
     const thread = this.vcpuThread;
@@ -339,10 +342,15 @@ export class ExitLoop {
     }
   }
 
-  /** The vCPU threads a run of `vcpus` goes through: several vCPUs, one thread each (KVM SMP). */
-  #threadsFor(vcpus: VcpuBackend | readonly VcpuBackend[]): VcpuThreads | undefined {
+  /** The vCPU threads a run of `vcpus` goes through: one thread per vCPU (KVM SMP, soft vCPU threads). */
+  #threadsFor(vcpus: VcpuBackend | readonly VcpuBackend[], limits: RunLimits): VcpuThreads | undefined {
     const t = this.vcpuThreads;
-    return t && Array.isArray(vcpus) && vcpus.length > 1 && vcpus.length === t.count ? t : undefined;
+    const list = vcpuList(vcpus);
+    if (!t || list.length !== t.count) return undefined;
+    // instruction budgets bound each entry: vCPUs that take them (soft threads) are entered one at a
+    // time from this thread then, as without threads (KVM's refuse maxInstructions below)
+    if (limits.maxInstructions !== undefined && list.every((v) => v.setInstructionBudget)) return undefined;
+    return t;
   }
 
   /** A run on vCPU threads (loop-threads.ts): each vCPU's exits dispatched here as #dispatch does. */

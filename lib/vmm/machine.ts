@@ -43,6 +43,7 @@ import {
   type RunResult,
   type StopRun,
 } from "./loop.js";
+import type { VcpuThreads } from "./loop-threads.js";
 import type { GuestMemory } from "./memory.js";
 import type { ExitStats } from "./stats.js";
 import {
@@ -89,9 +90,16 @@ export interface MachineOptions {
    */
   platformDevices?: boolean;
   /**
-   * default true: `await vm.run()` on KVM (with the addon) enters the guest from a worker thread of
+   * KVM, default true: `await vm.run()` (with the addon) enters the guest from a worker thread of
    * its own, so the event loop stays free while the guest runs; false keeps async runs on the main
-   * thread in slices bounded by the watchdog (more exits per second, a busier event loop)
+   * thread in slices bounded by the watchdog (more exits per second, a busier event loop).
+   *
+   * Soft backend, default false (or the environment's NODEVMM_VCPU_THREAD=1): true runs the vCPU,
+   * its VMCS and interpreter in a worker thread over shared guest memory, so the guest runs beside
+   * the event loop, not in slices of it, and machines run in parallel on a multi-core host. Each
+   * exit crosses threads (fewer exits per second). Not yet with snapshots, the debugger,
+   * `deterministic` or several vCPUs: those keep the vCPUs on the machine's thread (`vm.warnings`
+   * says so for vcpus > 1).
    */
   vcpuThread?: boolean;
   /** resume a snapshot (a file, or readSnapshot()'s result): size and vCPUs come from it (lib/snapshot) */
@@ -100,6 +108,11 @@ export interface MachineOptions {
   setup?: (vm: Machine, snap: Snapshot) => void | Promise<void>;
   /** with `restore`: what the restore could not carry over (e.g. across backends) */
   onNotes?: (notes: string[]) => void;
+}
+
+/** What the machine needs of a soft backend's vCPU threads (backends/soft/threads.ts SoftVcpuThreads). */
+interface SoftVcpuThreadsLike extends VcpuThreads {
+  allParked(): boolean;
 }
 
 const MAX_MEMORY_MIB = 1 << 16;
@@ -151,6 +164,8 @@ export class Machine {
   #kickTarget: KickTarget | undefined;
   #watchdog: Watchdog | undefined;
   #vcpuThread: KvmRunWorker | undefined;
+  /** the soft vCPUs run in worker threads (backends/soft/threads.ts) */
+  #softThreads = false;
   #isHalted: (() => boolean) | undefined;
   /** the guest halted with interrupts on and nothing on the machine's side can wake it */
   #idleWait = false;
@@ -573,6 +588,18 @@ export class Machine {
    * createMachine; both come from the backend's own crossThreadKick()/isHalted().
    */
   async #setupBlockingEntry(opts: { vcpuThread?: boolean }): Promise<void> {
+    const soft = this.backend as { vcpuThreads?(): Promise<SoftVcpuThreadsLike | undefined> };
+    if (this.backend.kind === "soft" && soft.vcpuThreads) {
+      // soft vCPUs in worker threads (backends/soft/threads.ts): every run, sync or async, goes
+      // through them; the machine's thread only handles exits
+      const threads = await soft.vcpuThreads();
+      if (threads) {
+        this.#softThreads = true;
+        this.#loop.vcpuThreads = threads;
+        this.#isHalted = () => threads.allParked() && this.#backends.every((b) => !(b.runnable?.() ?? true));
+        return;
+      }
+    }
     if (this.backend.kind === "kvm" && this.#backends.length > 1) {
       // SMP: a thread per vCPU enters KVM_RUN for every run, sync or async (kvm-threads.ts); the
       // main thread never does, so it needs no watchdog. MachineConfigError when threads cannot.
@@ -657,9 +684,12 @@ export class Machine {
     return this.backend.coalesceWrites?.(space, base, length) ?? false;
   }
 
-  /** whether `await vm.run()` enters the guest from a thread of its own (KVM with the addon) */
+  /**
+   * whether runs enter the guest from a thread of their own: `await vm.run()` on KVM with the
+   * addon; every run on the soft backend with `vcpuThread: true`
+   */
   get hasVcpuThread(): boolean {
-    return this.#loop.vcpuThread !== undefined;
+    return this.#loop.vcpuThread !== undefined || this.#softThreads;
   }
 
   /** whether runs on this machine can be bounded while the guest never exits */
@@ -809,7 +839,11 @@ export async function createMachine(options?: MachineOptions): Promise<Machine> 
   const { memoryMiB, vcpus } = checkOptions(opts);
   const pic = new PcInterrupts({ cpus: vcpus });
   const request = opts.backend ?? "auto";
-  const factoryOpts = { memoryBytes: memoryMiB * 1024 * 1024, interruptController: pic, vcpus };
+  // soft vCPU threads: asked for, and one vCPU (several need atomic guest memory across threads: not
+  // yet; they take turns on this thread) on the host clock (deterministic runs take turns too)
+  const softThreadAsked = opts.vcpuThread ?? process.env.NODEVMM_VCPU_THREAD === "1";
+  const vcpuThreads = softThreadAsked && vcpus === 1 && !(opts.deterministic ?? false);
+  const factoryOpts = { memoryBytes: memoryMiB * 1024 * 1024, interruptController: pic, vcpus, vcpuThreads };
   // deterministic runs are the soft backend's: "auto" goes there rather than refuse on a KVM host
   const softOnly = (opts.deterministic ?? false) && request === "auto";
   let { backend, info } = await openBackend(softOnly ? "soft" : request, factoryOpts);
@@ -841,6 +875,13 @@ export async function createMachine(options?: MachineOptions): Promise<Machine> 
       });
     }
     await setupBlockingEntry(vm, opts.vcpuThread === undefined ? {} : { vcpuThread: opts.vcpuThread });
+    if (backend.kind === "soft" && opts.vcpuThread === true && !vcpuThreads) {
+      vm.warnings.push(
+        opts.deterministic
+          ? "deterministic runs interleave the vCPUs on the machine's thread (vcpuThread is ignored)"
+          : `${vcpus} soft vCPUs take turns on the machine's thread (vCPU threads need atomic guest memory: not yet)`,
+      );
+    }
     return vm;
   } catch (e) {
     backend.close();

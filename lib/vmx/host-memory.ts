@@ -24,11 +24,50 @@ export interface HostLocation {
   offset: number;
 }
 
+/** A chunk as another thread attaches it (HostMemory.sharedChunks / attach). */
+export interface SharedChunk {
+  base: number;
+  buffer: SharedArrayBuffer;
+}
+
+export interface HostMemoryOptions {
+  /**
+   * Chunks live in SharedArrayBuffers, so that another thread (a vCPU's worker) can attach them and
+   * see the same host-physical memory.
+   */
+  shared?: boolean;
+  /** the first host-physical address this instance hands out (a worker allocates apart from its parent) */
+  firstHpa?: number;
+}
+
 export class HostMemory {
   readonly #chunks: Chunk[] = [];
-  #next = FIRST_HPA;
+  #next: number;
   #arena: Chunk | undefined;
   #arenaUsed = ARENA;
+  readonly #shared: boolean;
+
+  constructor(opts: HostMemoryOptions = {}) {
+    this.#shared = opts.shared ?? false;
+    this.#next = opts.firstHpa ?? FIRST_HPA;
+  }
+
+  /** The chunks allocated so far, for attach() on another thread (only with `shared`). */
+  sharedChunks(): SharedChunk[] {
+    if (!this.#shared) throw new HostMemoryError("this host memory is not shared");
+    return this.#chunks.map((c) => ({ base: c.base, buffer: c.bytes.buffer as SharedArrayBuffer }));
+  }
+
+  /** Maps chunks another instance allocated (sharedChunks) at their host-physical addresses. */
+  attach(chunks: readonly SharedChunk[]): void {
+    for (const { base, buffer } of chunks) {
+      if (this.#find(base) || this.#find(base + buffer.byteLength - 1)) {
+        throw new HostMemoryError(`host-physical 0x${base.toString(16)} is already backed`);
+      }
+      const bytes = new Uint8Array(buffer);
+      this.#chunks.push({ base, bytes, view: new DataView(buffer) });
+    }
+  }
 
   /** Allocates `size` bytes (zeroed, page-aligned) and returns its host-physical address. */
   allocate(size: number): { hpa: number; bytes: Uint8Array } {
@@ -38,7 +77,7 @@ export class HostMemory {
     const align = rounded >= 0x200000 ? 0x200000 : PAGE;
     const base = Math.ceil(this.#next / align) * align;
     if (base + rounded > 2 ** MAXPHYADDR) throw new HostMemoryError("host-physical address space exhausted");
-    const bytes = new Uint8Array(rounded);
+    const bytes = this.#shared ? new Uint8Array(new SharedArrayBuffer(rounded)) : new Uint8Array(rounded);
     this.#chunks.push({ base, bytes, view: new DataView(bytes.buffer) });
     this.#next = base + rounded;
     return { hpa: base, bytes: rounded === size ? bytes : bytes.subarray(0, size) };

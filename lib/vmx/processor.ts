@@ -85,6 +85,11 @@ export interface LogicalProcessorOptions {
   cpu: GuestCpu;
   interrupts?: InterruptSource;
   id?: number;
+  /**
+   * Where the host's kick is latched (index 0, non-zero = pending): an Int32Array over a
+   * SharedArrayBuffer lets another thread kick this processor while it runs the guest.
+   */
+  kickWord?: Int32Array;
 }
 
 export class LogicalProcessor {
@@ -134,7 +139,13 @@ export class LogicalProcessor {
    * as a host's timer tick or IPI does on VT-x.
    */
   hostTimerAt = Number.POSITIVE_INFINITY;
-  hostKick = false;
+  readonly #kick: Int32Array;
+  get hostKick(): boolean {
+    return Atomics.load(this.#kick, 0) !== 0;
+  }
+  set hostKick(on: boolean) {
+    Atomics.store(this.#kick, 0, on ? 1 : 0);
+  }
   /** this processor's interpreter as the holder of a VMCS's live guest state (VmcsData.live) */
   readonly #live: LiveGuest = { sync: (v, slot) => syncSlot(this.cpu, v, slot) };
   /** NMIs are not blocked by NMI or MOV-SS blocking (one closure, not one per entry) */
@@ -147,6 +158,7 @@ export class LogicalProcessor {
     this.cpu = opts.cpu;
     this.interrupts = opts.interrupts;
     this.id = opts.id ?? 0;
+    this.#kick = opts.kickWord ?? new Int32Array(1);
   }
 
   get inVmxOperation(): boolean {

@@ -6,8 +6,12 @@ import type { Interpreter } from "../../cpu/index.js";
 import type { Clock } from "../../devices/device.js";
 import { EptBuilder, HostMemory } from "../../vmx/index.js";
 import type { InterruptController, MachineBackend, VcpuBackend } from "../backend.js";
+import { MachineClock } from "../clock.js";
+import { MachineConfigError } from "../errors.js";
 import { GuestMemory } from "../memory.js";
+import { SoftThreadVcpu, SoftVcpuThreads } from "./soft/threads.js";
 import { SoftVcpu, type SoftVcpuShared } from "./soft/vcpu.js";
+import { softWorkerUrl } from "./soft/worker-script.js";
 
 export { SoftVcpu } from "./soft/vcpu.js";
 
@@ -21,17 +25,32 @@ export interface SoftBackendOptions {
    * cores (QEMU's `-smp N`). Creating more raises it.
    */
   vcpus?: number;
+  /**
+   * The URL of the vCPU thread's module (softWorkerUrl): each vCPU then runs in a worker thread of
+   * its own over shared memory (threads.ts); the machine runs them through vcpuThreads().
+   */
+  threadModule?: string;
 }
+
+/** Where each vCPU thread's own host-physical allocations begin (VMXON and VMCS regions): 1 GiB apiece above 256 GiB. */
+const THREAD_HPA_BASE = 2 ** 38;
+const THREAD_HPA_STRIDE = 2 ** 30;
 
 export class SoftBackend implements MachineBackend {
   readonly kind = "soft" as const;
   readonly memory = new GuestMemory();
-  readonly host = new HostMemory();
+  readonly host: HostMemory;
   readonly #shared: SoftVcpuShared;
   readonly #vcpus: SoftVcpu[] = [];
   readonly ramHpa: number;
+  readonly #threadModule: string | undefined;
+  readonly #threaded: SoftThreadVcpu[] = [];
+  #threads: SoftVcpuThreads | undefined;
+  readonly #doorbell = new SharedArrayBuffer(4);
 
   constructor(opts: SoftBackendOptions) {
+    this.#threadModule = opts.threadModule;
+    this.host = new HostMemory({ shared: opts.threadModule !== undefined });
     const size = opts.memoryBytes;
     const vcpus = opts.vcpus ?? 1;
     if (!Number.isSafeInteger(vcpus) || vcpus < 1 || vcpus > 255) {
@@ -85,9 +104,59 @@ export class SoftBackend implements MachineBackend {
 
   createVcpu(index: number): VcpuBackend {
     this.#shared.vcpus = Math.max(this.#shared.vcpus, index + 1);
+    if (this.#threadModule !== undefined) return this.#createThreadVcpu(index);
     const vcpu = new SoftVcpu(index, this.#shared);
     this.#vcpus.push(vcpu);
     return vcpu;
+  }
+
+  #createThreadVcpu(index: number): SoftThreadVcpu {
+    const clock = this.#shared.clock;
+    if (clock !== undefined && !(clock instanceof MachineClock)) {
+      throw new MachineConfigError(
+        "vCPU threads need the host clock (deterministic runs interleave vCPUs on one thread)",
+      );
+    }
+    if (this.#threads)
+      throw new MachineConfigError("vCPU threads are already running: no vCPU can join them");
+    const s = this.#shared;
+    const interrupts = s.interrupts?.forCpu?.(index) ?? s.interrupts;
+    const v = new SoftThreadVcpu({
+      url: this.#threadModule!,
+      index,
+      clock,
+      interrupts,
+      onChange: () => this.#threads?.sync(),
+      data: {
+        vcpus: s.vcpus,
+        chunks: this.host.sharedChunks(),
+        ramHpa: this.ramHpa,
+        ramBytes: this.memory.regions[0]!.size,
+        eptp: s.ept.eptp,
+        ioBitmapA: s.ioBitmapA,
+        ioBitmapB: s.ioBitmapB,
+        msrBitmap: s.msrBitmap,
+        firstHpa: THREAD_HPA_BASE + index * THREAD_HPA_STRIDE,
+        doorbell: this.#doorbell,
+        interrupts: interrupts !== undefined,
+      },
+    });
+    this.#threaded.push(v);
+    return v;
+  }
+
+  /**
+   * The vCPUs' threads, once every vCPU is created and its thread started (undefined when the
+   * vCPUs run on the caller's thread). The machine's runs go through them (loop-threads.ts).
+   */
+  async vcpuThreads(): Promise<SoftVcpuThreads | undefined> {
+    if (this.#threadModule === undefined) return undefined;
+    if (!this.#threads) {
+      await Promise.all(this.#threaded.map((v) => v.ready()));
+      this.#threads = new SoftVcpuThreads(this.#threaded, this.#doorbell);
+      this.#threads.sync();
+    }
+    return this.#threads;
   }
 
   /**
@@ -99,22 +168,31 @@ export class SoftBackend implements MachineBackend {
    */
   invalidateCode(gpa: number, length: number): void {
     for (const v of this.#vcpus) (v.lp.cpu as Partial<Interpreter>).invalidateCode?.(gpa, length);
+    for (const v of this.#threaded) v.invalidateCode(gpa, length);
   }
 
   useClock(clock: Clock): void {
+    if (this.#threaded.length > 0)
+      throw new MachineConfigError("the clock of vCPU threads is set before they start");
     this.#shared.clock = clock;
     for (const v of this.#vcpus) v.useClock(clock);
   }
 
   setIrqLine(line: number, level: boolean): void {
     this.#shared.interrupts?.setIrq(line, level);
+    // vCPU threads see interrupts through their pending words
+    this.#threads?.sync();
   }
 
   close(): void {
     for (const v of this.#vcpus) v.close();
+    for (const v of this.#threaded) v.close();
   }
 }
 
 export function createSoftBackend(opts: SoftBackendOptions): MachineBackend {
   return new SoftBackend(opts);
 }
+
+/** the module vCPU threads load (SoftBackendOptions.threadModule); rejects when this build has none */
+export { softWorkerUrl };

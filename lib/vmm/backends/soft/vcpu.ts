@@ -18,7 +18,6 @@ import type { RawExit, VmExit } from "../../../types/exits.js";
 import {
   Activity,
   EntryCtl,
-  type EptBuilder,
   ExitReason,
   F,
   GuestLinearReader,
@@ -102,7 +101,8 @@ function exitOnApicMsrs(memory: HostMemory, bitmap: number): void {
 
 export interface SoftVcpuShared {
   memory: HostMemory;
-  ept: EptBuilder;
+  /** the EPT the VMCS points at (built by the backend; a vCPU thread has only its pointer) */
+  ept: { readonly eptp: bigint };
   ioBitmapA: number;
   ioBitmapB: number;
   msrBitmap: number;
@@ -119,7 +119,6 @@ export class SoftVcpu implements VcpuBackend {
   readonly vmcs: number;
   #launched = false;
   #completion: Completion | undefined;
-  #kicked = false;
   /** the guest spun on PAUSE (see takeYield) */
   #yielded = false;
   /** work count (instructions retired + events delivered) at which run() returns "intr" */
@@ -139,14 +138,24 @@ export class SoftVcpu implements VcpuBackend {
   /** this CPU's local APIC as its MSRs reach it (x2APIC, TSC-deadline), when the machine has one */
   readonly #apic: ApicMsrAccess | undefined;
 
+  /** where kicks are latched: shared with the thread that kicks this vCPU when it runs in a worker */
+  readonly #kickWord: Int32Array;
+
   constructor(
     readonly index: number,
     readonly shared: SoftVcpuShared,
+    opts: { kickWord?: Int32Array } = {},
   ) {
     const mem = shared.memory;
     this.#irq = shared.interrupts?.forCpu?.(index) ?? shared.interrupts;
     this.#apic = this.#irq?.apicMsrs;
-    this.lp = new LogicalProcessor({ memory: mem, cpu: new Interpreter(), id: index });
+    this.#kickWord = opts.kickWord ?? new Int32Array(1);
+    this.lp = new LogicalProcessor({
+      memory: mem,
+      cpu: new Interpreter(),
+      id: index,
+      kickWord: this.#kickWord,
+    });
     const vmxon = mem.allocatePage();
     mem.writeU32(vmxon, VMCS_REVISION_ID);
     this.vmcs = mem.allocatePage();
@@ -344,8 +353,7 @@ export class SoftVcpu implements VcpuBackend {
       this.#injectInterrupts();
       if (lp.vmreadNumber(F.GUEST_ACTIVITY_STATE) === Activity.Hlt && this.#lastRaw && !this.#wakeEvent()) {
         // still halted with nothing to inject: report HLT again and let the loop wait for an event
-        if (this.#kicked) {
-          this.#kicked = false;
+        if (lp.hostKick) {
           lp.hostKick = false;
           return { kind: "intr", raw: this.#lastRaw };
         }
@@ -506,7 +514,6 @@ export class SoftVcpu implements VcpuBackend {
       case ExitReason.PreemptionTimer:
       case ExitReason.ExternalInterrupt:
         // the budget ran out, or the host's timer or a kick interrupted the guest
-        this.#kicked = false;
         return { kind: "intr", raw };
       case ExitReason.TripleFault:
         return { kind: "shutdown", raw };
@@ -866,7 +873,12 @@ export class SoftVcpu implements VcpuBackend {
   migrate(): LogicalProcessor {
     const old = this.lp;
     const cpu = new Interpreter();
-    const lp = new LogicalProcessor({ memory: this.shared.memory, cpu, id: old.id });
+    const lp = new LogicalProcessor({
+      memory: this.shared.memory,
+      cpu,
+      id: old.id,
+      kickWord: this.#kickWord,
+    });
     const vmxon = this.shared.memory.allocatePage();
     this.shared.memory.writeU32(vmxon, VMCS_REVISION_ID);
     lp.vmxon(vmxon);
@@ -934,7 +946,6 @@ export class SoftVcpu implements VcpuBackend {
   }
 
   kick(): void {
-    this.#kicked = true;
     // a host interrupt: it ends the entry in progress, or the next one at once
     this.lp.hostKick = true;
   }

@@ -1,0 +1,162 @@
+// What a soft vCPU's worker thread (thread-worker.ts) and the machine's thread (threads.ts) share:
+// the words of the vCPU's control block, and the messages on its MessagePort. Words carry what must
+// reach a thread that is busy or asleep (kicks, pending interrupts, INIT/SIPI/NMI, "an exit is
+// ready"); messages carry the data, read synchronously with receiveMessageOnPort after the word moved.
+
+import type { MessagePort } from "node:worker_threads";
+import type { SharedChunk } from "../../../vmx/host-memory.js";
+import type { SharedClockState } from "../../clock.js";
+
+/** Int32 words of a vCPU's control block (an Int32Array over a SharedArrayBuffer). */
+export const W = {
+  /** the machine's thread bumps it for each command it posts */
+  CMD: 0,
+  /** the worker sets it to CMD's value once the command is done (its reply posted) */
+  DONE: 1,
+  /** the host's kick, latched as the logical processor's hostKick (LogicalProcessorOptions.kickWord) */
+  KICK: 2,
+  /** 1 while the CPU's interrupt controller has an interrupt for it (kept by the machine's thread) */
+  IRQ: 3,
+  /** INIT, NMI and SIPI (+ vector) from the APIC bus, taken by the worker at its next entry */
+  SIGNALS: 4,
+  /** the worker bumps it after posting the exit that ended an entry */
+  EXIT: 5,
+  /** the worker bumps it after posting a request to the machine's thread (an interrupt acknowledge...) */
+  REQUEST: 6,
+  /** the machine's thread sets it to REQUEST's value once the reply is posted */
+  REPLIED: 7,
+  /** the worker failed outside any command (its error posted as a "failed" message) */
+  FAILED: 8,
+} as const;
+
+/** Int32 words in a control block; three 64-bit slots follow them (TSC_OFFSET_I64, F64_RETIRED, APIC_BASE_I64) */
+export const CONTROL_WORDS = 16;
+/** byte size of a control block */
+export const CONTROL_BYTES = CONTROL_WORDS * 4 + 24;
+/** BigInt64 index (over the same buffer) of the vCPU's TSC offset, published at every exit and request */
+export const TSC_OFFSET_I64 = CONTROL_WORDS / 2;
+/** Float64 index of the vCPU's instructionsRetired(), published with it */
+export const F64_RETIRED = CONTROL_WORDS / 2 + 1;
+/** BigInt64 index of the vCPU's IA32_APIC_BASE, published with them (the local APIC asks it while the vCPU runs) */
+export const APIC_BASE_I64 = CONTROL_WORDS / 2 + 2;
+
+export const SIGNAL_INIT = 1;
+export const SIGNAL_NMI = 2;
+export const SIGNAL_SIPI = 4;
+
+/** What the worker is started with (workerData). */
+export interface VcpuWorkerData {
+  index: number;
+  vcpus: number;
+  chunks: SharedChunk[];
+  /** guest RAM: its host-physical address and size (guest-physical 0) */
+  ramHpa: number;
+  ramBytes: number;
+  eptp: bigint;
+  ioBitmapA: number;
+  ioBitmapB: number;
+  msrBitmap: number;
+  /** host-physical address where the worker's own allocations (VMXON, VMCS regions) begin */
+  firstHpa: number;
+  control: SharedArrayBuffer;
+  doorbell: SharedArrayBuffer;
+  clock: SharedClockState | undefined;
+  /** the machine has an interrupt controller (else the vCPU has none either) */
+  interrupts: boolean;
+  port: MessagePort;
+}
+
+/** The completion of the last exit, as the machine's handler left it (io/mmio input, hypercall). */
+export interface Completion {
+  data?: Uint8Array;
+  ret?: bigint;
+}
+
+/** setInstructionBudget / setEntryDeadline (epoch ms) made since the last command, applied before it */
+export interface EntryLimits {
+  budget?: { n: number | undefined };
+  deadline?: { at: number | undefined };
+}
+
+/** Machine's thread -> worker. */
+export type Command =
+  | { op: "run"; completion: Completion | undefined; limits: EntryLimits }
+  | { op: "call"; name: string; args: unknown[]; limits: EntryLimits };
+
+/** An error as it crosses threads. */
+export interface WireError {
+  name: string;
+  message: string;
+  /** the worker's stack, kept as the cause's (for bug reports) */
+  stack?: string;
+  /** the error's own fields (a VmmError's code, a RegisterValueError's register and value...) */
+  fields?: Record<string, unknown>;
+}
+
+/** Worker -> machine's thread. */
+export type WorkerMessage =
+  | { t: "ready" }
+  | { t: "reply"; ok?: unknown; error?: WireError }
+  | { t: "exit"; exit: unknown }
+  | { t: "exit-error"; error: WireError }
+  | { t: "request"; op: RequestOp; args: unknown[] }
+  | { t: "failed"; error: WireError };
+
+/** What the worker asks the machine's thread during an entry (the interrupt controller and APIC are there). */
+export type RequestOp =
+  | "acknowledge"
+  | "tpr-get"
+  | "tpr-set"
+  | "apic-attached"
+  | "apic-x2apic"
+  | "apic-set-x2apic"
+  | "apic-read-msr"
+  | "apic-write-msr";
+
+export function wireError(e: unknown): WireError {
+  if (!(e instanceof Error)) return { name: "Error", message: String(e) };
+  const fields: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(e)) {
+    if (typeof v !== "function" && typeof v !== "object") fields[k] = v;
+  }
+  return { name: e.name, message: e.message, ...(e.stack ? { stack: e.stack } : {}), fields };
+}
+
+/** JavaScript's own error classes come back as themselves (callers tell a refused value by RangeError) */
+const BUILTIN_ERRORS: Record<string, ErrorConstructor> = {
+  RangeError,
+  TypeError,
+  SyntaxError,
+  ReferenceError,
+  EvalError,
+  URIError,
+};
+
+/**
+ * The error on the machine's thread, of the class it had when that class is a builtin or one of
+ * `classes` (nodevmm's errors, which callers tell apart with instanceof), else an Error of its name.
+ */
+export function fromWire(w: WireError, prefix = "", classes: Readonly<Record<string, unknown>> = {}): Error {
+  const known = Object.hasOwn(classes, w.name) ? classes[w.name] : undefined;
+  const cause = w.stack ? { cause: { stack: w.stack } } : undefined;
+  if (typeof known === "function" && known.prototype instanceof Error) {
+    // built without its constructor (whose arguments differ per class), then given its fields
+    const e = Object.create(known.prototype as object) as Error;
+    Object.assign(e, w.fields ?? {});
+    Object.defineProperty(e, "message", { value: prefix + w.message, writable: true, configurable: true });
+    if (cause) Object.defineProperty(e, "cause", { value: cause.cause, writable: true, configurable: true });
+    Error.captureStackTrace(e, fromWire);
+    return e;
+  }
+  const Ctor = Object.hasOwn(BUILTIN_ERRORS, w.name) ? BUILTIN_ERRORS[w.name]! : Error;
+  const e = new Ctor(prefix + w.message, cause);
+  if (e.name !== w.name) e.name = w.name;
+  return e;
+}
+
+/** Bumps word `i` and wakes whoever waits on it. */
+export function bump(words: Int32Array, i: number): number {
+  const v = Atomics.add(words, i, 1) + 1;
+  Atomics.notify(words, i);
+  return v;
+}

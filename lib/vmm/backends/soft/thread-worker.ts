@@ -1,0 +1,276 @@
+// A soft vCPU in a worker thread: its logical processor, VMCS and interpreter live here, over the
+// machine's host-physical memory (SharedArrayBuffers), so that the guest runs while the machine's
+// thread (the exit loop, devices, the user's handlers) stays free. Each command of the machine's
+// thread (threads.ts) is served here in turn: "run" enters the guest until the next exit the machine
+// must see; calls read and write the vCPU's state while it is parked. The interrupt controller and
+// the local APIC stay on the machine's thread: the vCPU sees the pending-interrupt word it keeps, and
+// asks there for the vector (INTA) and for APIC registers it reaches through MSRs and CR8.
+
+import { isMainThread, receiveMessageOnPort, workerData } from "node:worker_threads";
+import type { VmExit } from "../../../types/exits.js";
+import { HostMemory } from "../../../vmx/host-memory.js";
+import type { ApicMsrAccess, InterruptController } from "../../backend.js";
+import { MachineClock } from "../../clock.js";
+import { GuestMemory } from "../../memory.js";
+import { waitForChangeSync } from "../../wait-word.js";
+import {
+  APIC_BASE_I64,
+  bump,
+  CONTROL_WORDS,
+  type Command,
+  type Completion,
+  type EntryLimits,
+  F64_RETIRED,
+  type RequestOp,
+  SIGNAL_INIT,
+  SIGNAL_NMI,
+  SIGNAL_SIPI,
+  TSC_OFFSET_I64,
+  type VcpuWorkerData,
+  W,
+  type WorkerMessage,
+  wireError,
+} from "./thread-protocol.js";
+import { SoftVcpu } from "./vcpu.js";
+
+const APIC_BASE_MSR = 0x1b;
+
+/** what the machine's thread may call on a parked vCPU (VcpuBackend's methods, and the debugger's) */
+const CALLS = new Set([
+  "getRegs",
+  "setRegs",
+  "getSregs",
+  "setSregs",
+  "getMsr",
+  "setMsr",
+  "runnable",
+  "takeYield",
+  "invalidateCode",
+]);
+
+/** how long one wait lasts before looking again (a terminated worker leaves at the next look) */
+const WAIT_SLICE_MS = 1000;
+
+export function serveVcpu(data: VcpuWorkerData): void {
+  const words = new Int32Array(data.control, 0, CONTROL_WORDS);
+  const wide = new BigInt64Array(data.control);
+  const floats = new Float64Array(data.control);
+  const bell = new Int32Array(data.doorbell);
+  const port = data.port;
+  const post = (m: WorkerMessage): void => port.postMessage(m);
+  const ring = (): void => {
+    Atomics.add(bell, 0, 1);
+    Atomics.notify(bell, 0);
+  };
+
+  const host = new HostMemory({ firstHpa: data.firstHpa });
+  host.attach(data.chunks);
+  const ram = host.resolve(data.ramHpa);
+  if (!ram) throw new Error("guest RAM is not in the shared chunks");
+  const guest = new GuestMemory();
+  guest.addRegion(0, ram.bytes.subarray(ram.offset, ram.offset + data.ramBytes));
+
+  let vcpu: SoftVcpu | undefined;
+  const publish = (): void => {
+    if (!vcpu) return;
+    const cpu = vcpu.lp.cpu as { tscOffset?: bigint };
+    wide[TSC_OFFSET_I64] = BigInt.asIntN(64, cpu.tscOffset ?? 0n);
+    floats[F64_RETIRED] = vcpu.instructionsRetired();
+    // the interpreter's copy: the vCPU's own getMsr would ask the APIC, i.e. this thread's requests
+    wide[APIC_BASE_I64] = BigInt.asIntN(64, vcpu.lp.cpu.getMsr(APIC_BASE_MSR) ?? 0n);
+  };
+
+  let requests = 0;
+  /** asks the machine's thread (where the interrupt controller is) and waits for its answer */
+  const request = (op: RequestOp, args: unknown[] = []): unknown => {
+    publish();
+    post({ t: "request", op, args });
+    requests = bump(words, W.REQUEST);
+    // the machine's thread may be waiting for a call's DONE, or for the doorbell of a run
+    Atomics.notify(words, W.DONE);
+    ring();
+    for (let r = Atomics.load(words, W.REPLIED); r !== requests; r = Atomics.load(words, W.REPLIED)) {
+      Atomics.wait(words, W.REPLIED, r, WAIT_SLICE_MS);
+    }
+    const m = receiveMessageOnPort(port)?.message as WorkerMessage | undefined;
+    if (m?.t !== "reply") throw new Error(`vCPU ${data.index}: no reply to ${op}`);
+    if (m.error) throw new Error(`${op}: ${m.error.message}`);
+    return m.ok;
+  };
+
+  let attached = false;
+  const apic: ApicMsrAccess = {
+    get attached() {
+      // attaching is for good: asked until it is true
+      attached ||= request("apic-attached") === true;
+      return attached;
+    },
+    readMsr: (index) => request("apic-read-msr", [index]) as bigint | undefined,
+    writeMsr: (index, value) => request("apic-write-msr", [index, value]) === true,
+    get x2apic() {
+      return request("apic-x2apic") === true;
+    },
+    setX2apic: (on) => {
+      request("apic-set-x2apic", [on]);
+    },
+    // the machine's thread reads the TSC from the clock and the offset published here
+    tsc: undefined,
+  };
+  const interrupts: InterruptController | undefined = data.interrupts
+    ? {
+        setIrq: () => {
+          throw new Error("interrupt lines are raised on the machine's thread");
+        },
+        hasInterrupt: () => Atomics.load(words, W.IRQ) !== 0,
+        acknowledge: () => request("acknowledge") as number,
+        taskPriority: {
+          get: () => request("tpr-get") as number,
+          set: (value) => {
+            request("tpr-set", [value]);
+          },
+        },
+        apicMsrs: apic,
+      }
+    : undefined;
+
+  vcpu = new SoftVcpu(
+    data.index,
+    {
+      memory: host,
+      ept: { eptp: data.eptp },
+      ioBitmapA: data.ioBitmapA,
+      ioBitmapB: data.ioBitmapB,
+      msrBitmap: data.msrBitmap,
+      interrupts,
+      guestMemory: guest,
+      ...(data.clock ? { clock: new MachineClock(data.clock) } : {}),
+      vcpus: data.vcpus,
+    },
+    { kickWord: words.subarray(W.KICK, W.KICK + 1) },
+  );
+  const v = vcpu;
+
+  /** INIT, NMI and SIPI that arrived from the APIC bus since the last look */
+  const takeSignals = (): void => {
+    const s = Atomics.exchange(words, W.SIGNALS, 0);
+    if (s === 0) return;
+    if (s & SIGNAL_INIT) v.signal("init");
+    if (s & SIGNAL_NMI) v.signal("nmi");
+    if (s & SIGNAL_SIPI) v.signal("sipi", (s >>> 8) & 0xff);
+  };
+
+  let lastExit: VmExit | undefined;
+  /** the last entry ended in HLT and the machine took it (it only re-enters to wait) */
+  let reportedHlt = false;
+  /** the entry deadline in this thread's performance.now() time */
+  let deadline: number | undefined;
+
+  const complete = (c: Completion | undefined): void => {
+    if (!c || !lastExit) return;
+    const e = lastExit as { data?: Uint8Array; ret?: bigint };
+    if (c.data && e.data) e.data.set(c.data.subarray(0, e.data.length));
+    if (c.ret !== undefined) e.ret = c.ret;
+  };
+
+  const interruptsEnabled = (): boolean => (v.getRegs().rflags & 0x200n) !== 0n;
+
+  /** one entry, as the machine sees it: the vCPU's run(), with HLT waited out here as a CPU does */
+  const enter = (): VmExit => {
+    for (;;) {
+      takeSignals();
+      const exit = v.run();
+      if (exit.kind !== "hlt") {
+        reportedHlt = false;
+        return exit;
+      }
+      // the first HLT goes to the machine (it may end the run, or jump time to a device deadline);
+      // a HLT that only one vCPU with interrupts disabled could leave ends the run there at once
+      if (!reportedHlt || (data.vcpus === 1 && !interruptsEnabled())) {
+        reportedHlt = true;
+        return exit;
+      }
+      // halted again: sleep until a kick, an interrupt it takes, a signal, or the entry's end
+      const end = Math.min(deadline ?? Number.POSITIVE_INFINITY, performance.now() + 50);
+      for (;;) {
+        if (Atomics.load(words, W.KICK) !== 0 || Atomics.load(words, W.SIGNALS) !== 0) break;
+        if (v.runnable()) break;
+        const left = end - performance.now();
+        if (left <= 0) return { kind: "intr", raw: exit.raw };
+        Atomics.wait(words, W.KICK, 0, left);
+      }
+    }
+  };
+
+  const applyLimits = (l: EntryLimits): void => {
+    if (l.budget) v.setInstructionBudget(l.budget.n);
+    if (l.deadline) {
+      // sent as epoch milliseconds: each thread's performance.now() has its own origin
+      const at = l.deadline.at;
+      deadline = at === undefined || !Number.isFinite(at) ? at : at - performance.timeOrigin;
+      v.setEntryDeadline(deadline);
+    }
+  };
+
+  const call = (name: string, args: unknown[]): unknown => {
+    if (name === "invalidateCode") {
+      const cpu = v.lp.cpu as { invalidateCode?(gpa: number, length: number): void };
+      cpu.invalidateCode?.(args[0] as number, args[1] as number);
+      return undefined;
+    }
+    if (!CALLS.has(name)) throw new Error(`unknown vCPU call ${name}`);
+    const fn = (v as unknown as Record<string, (...a: unknown[]) => unknown>)[name]!;
+    return fn.apply(v, args);
+  };
+
+  let done = 0;
+  publish();
+  post({ t: "ready" });
+  for (;;) {
+    if (!waitForChangeSync(words, W.CMD, done, WAIT_SLICE_MS)) continue;
+    const m = receiveMessageOnPort(port)?.message as Command | undefined;
+    if (!m) continue;
+    done = (done + 1) | 0;
+    takeSignals();
+    applyLimits(m.limits);
+    if (m.op === "run") {
+      try {
+        complete(m.completion);
+        lastExit = enter();
+        publish();
+        post({ t: "exit", exit: lastExit });
+      } catch (e) {
+        lastExit = undefined;
+        publish();
+        post({ t: "exit-error", error: wireError(e) });
+      }
+      Atomics.store(words, W.DONE, done);
+      bump(words, W.EXIT);
+      ring();
+    } else {
+      try {
+        post({ t: "reply", ok: call(m.name, m.args) });
+      } catch (e) {
+        post({ t: "reply", error: wireError(e) });
+      }
+      publish();
+      Atomics.store(words, W.DONE, done);
+      Atomics.notify(words, W.DONE);
+    }
+  }
+}
+
+if (!isMainThread && (workerData as { nodevmmSoftVcpu?: VcpuWorkerData } | null)?.nodevmmSoftVcpu) {
+  const data = (workerData as { nodevmmSoftVcpu: VcpuWorkerData }).nodevmmSoftVcpu;
+  try {
+    serveVcpu(data);
+  } catch (e) {
+    // a vCPU that cannot start says why, and the machine's waits see it at once
+    data.port.postMessage({ t: "failed", error: wireError(e) } satisfies WorkerMessage);
+    const words = new Int32Array(data.control, 0, CONTROL_WORDS);
+    bump(words, W.FAILED);
+    Atomics.notify(words, W.DONE);
+    const bell = new Int32Array(data.doorbell);
+    Atomics.add(bell, 0, 1);
+    Atomics.notify(bell, 0);
+  }
+}

@@ -1,0 +1,486 @@
+// The machine's side of soft vCPUs that run in worker threads (thread-worker.ts). SoftThreadVcpu is
+// the VcpuBackend the machine holds: its calls go to the parked thread and wait for the answer; its
+// entries are started and taken by SoftVcpuThreads, the VcpuThreads the loop's thread runner drives
+// (loop-threads.ts, as for KVM's vCPU threads). While an entry runs, the thread may ask for what
+// lives here (an interrupt's vector, APIC registers): those requests are answered whenever this
+// thread looks at the vCPU (ended(), and every wait for a call's answer).
+
+import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from "node:worker_threads";
+import type { VmExit } from "../../../types/exits.js";
+import type { Regs, SpecialRegs } from "../../../types/regs.js";
+import type { ApicMsrAccess, CpuSignal, InterruptController, VcpuBackend } from "../../backend.js";
+import type { MachineClock } from "../../clock.js";
+import { DoorbellThreads } from "../../doorbell.js";
+import * as vmmErrors from "../../errors.js";
+import { evalWorkerArgv } from "../../kvm-worker.js";
+import type { VcpuThreads } from "../../loop-threads.js";
+import { waitForChange } from "../../wait-word.js";
+import { TSC_HZ } from "./cpuid.js";
+import {
+  APIC_BASE_I64,
+  bump,
+  CONTROL_BYTES,
+  CONTROL_WORDS,
+  type Command,
+  type Completion,
+  type EntryLimits,
+  F64_RETIRED,
+  fromWire,
+  type RequestOp,
+  SIGNAL_INIT,
+  SIGNAL_NMI,
+  SIGNAL_SIPI,
+  TSC_OFFSET_I64,
+  type VcpuWorkerData,
+  W,
+  type WorkerMessage,
+} from "./thread-protocol.js";
+
+const APIC_BASE_MSR = 0x1b;
+
+/** A thread that has not answered for this long is taken for dead (its error, if any, is reported). */
+const CALL_TIMEOUT_MS = 60_000;
+
+/** Loads the vCPU module (url) in the new thread; a failure to load is reported as the thread failing. */
+const WORKER_SOURCE = `
+const { workerData } = require("node:worker_threads");
+import(workerData.url).catch((e) => {
+  const data = workerData.nodevmmSoftVcpu;
+  data.port.postMessage({ t: "failed", error: { name: e && e.name || "Error", message: String(e && e.message || e) } });
+  const words = new Int32Array(data.control, 0, ${CONTROL_WORDS});
+  Atomics.add(words, ${W.FAILED}, 1);
+  Atomics.notify(words, ${W.DONE});
+  const bell = new Int32Array(data.doorbell);
+  Atomics.add(bell, 0, 1);
+  Atomics.notify(bell, 0);
+});
+`;
+
+export class SoftVcpuThreadError extends Error {
+  override name = "SoftVcpuThreadError";
+}
+
+/** What the machine's thread keeps of a vCPU whose thread starts (SoftBackend.createVcpu). */
+export interface SoftThreadVcpuOptions {
+  url: string;
+  data: Omit<VcpuWorkerData, "control" | "port" | "index" | "clock">;
+  index: number;
+  clock: MachineClock | undefined;
+  /** this CPU's view of the interrupt controller (its own local APIC) */
+  interrupts: InterruptController | undefined;
+  /** the interrupt state may have changed (an APIC register was written): look at every vCPU */
+  onChange: () => void;
+}
+
+export class SoftThreadVcpu implements VcpuBackend {
+  readonly index: number;
+  readonly #words: Int32Array;
+  readonly #wide: BigInt64Array;
+  readonly #floats: Float64Array;
+  readonly #port: MessagePort;
+  readonly #worker: Worker;
+  readonly #irq: InterruptController | undefined;
+  readonly #onChange: () => void;
+  #cmd = 0;
+  #exitsTaken = 0;
+  #replied = 0;
+  #inEntry = false;
+  #inCall = false;
+  /** budget and deadline set since the last entry (sent with the next command) */
+  #entryLimits: EntryLimits = {};
+  #lastExit: VmExit | undefined;
+  #closed = false;
+  #failure: Error | undefined;
+
+  constructor(opts: SoftThreadVcpuOptions) {
+    this.index = opts.index;
+    const control = new SharedArrayBuffer(CONTROL_BYTES);
+    this.#words = new Int32Array(control, 0, CONTROL_WORDS);
+    this.#wide = new BigInt64Array(control);
+    this.#floats = new Float64Array(control);
+    this.#irq = opts.interrupts;
+    this.#onChange = opts.onChange;
+    const { port1, port2 } = new MessageChannel();
+    this.#port = port1;
+    const data: VcpuWorkerData = {
+      ...opts.data,
+      index: opts.index,
+      control,
+      port: port2,
+      clock: opts.clock?.share(),
+    };
+    this.#worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      execArgv: evalWorkerArgv(),
+      workerData: { url: opts.url, nodevmmSoftVcpu: data },
+      transferList: [port2],
+    });
+    this.#worker.on("error", (e) => {
+      this.#failure ??= new SoftVcpuThreadError(`vCPU ${this.index}'s thread failed: ${e.message}`);
+    });
+    // parked, it must not keep the process alive (runs hold it: SoftVcpuThreads.begin)
+    this.#worker.unref();
+    this.#port.unref();
+    const apic = this.#irq?.apicMsrs;
+    if (apic && opts.clock) {
+      // TSC-deadline mode compares against the CPU's TSC: the clock's, plus the offset the guest's
+      // IA32_TSC writes gave it (published by the thread at every exit and request)
+      const clock = opts.clock;
+      const perNs = TSC_HZ / 1e9;
+      apic.tsc = {
+        read: () =>
+          BigInt.asUintN(64, BigInt(Math.floor(clock.nowNs() * perNs)) + this.#wide[TSC_OFFSET_I64]!),
+        hz: TSC_HZ,
+      };
+    }
+  }
+
+  /** resolves once the thread serves commands; rejects when it cannot start */
+  async ready(ms = 30_000): Promise<void> {
+    const end = performance.now() + ms;
+    // an Atomics.waitAsync does not keep Node alive, and the thread is unref'd
+    const keepAlive = setInterval(() => {}, 1000);
+    try {
+      while (this.#failure === undefined && Atomics.load(this.#words, W.FAILED) === 0) {
+        if (this.#readyMessage()) return;
+        if (performance.now() >= end) {
+          throw new SoftVcpuThreadError(`vCPU ${this.index}'s thread did not start`);
+        }
+        await waitForChange(this.#words, W.FAILED, 0, 5);
+      }
+      throw this.#failed();
+    } finally {
+      clearInterval(keepAlive);
+    }
+  }
+
+  #ready = false;
+  #readyMessage(): boolean {
+    if (this.#ready) return true;
+    const m = receiveMessageOnPort(this.#port)?.message as WorkerMessage | undefined;
+    if (!m) return false;
+    if (m.t === "failed") {
+      this.#failure = fromWire(m.error, `vCPU ${this.index}'s thread failed: `);
+      return false;
+    }
+    if (m.t !== "ready") throw new SoftVcpuThreadError(`vCPU ${this.index}: unexpected ${m.t} before ready`);
+    this.#ready = true;
+    return true;
+  }
+
+  #failed(): Error {
+    if (!this.#failure) {
+      const m = receiveMessageOnPort(this.#port)?.message as WorkerMessage | undefined;
+      this.#failure =
+        m?.t === "failed"
+          ? fromWire(m.error, `vCPU ${this.index}'s thread failed: `)
+          : new SoftVcpuThreadError(`vCPU ${this.index}'s thread failed`);
+    }
+    return this.#failure;
+  }
+
+  get closed(): boolean {
+    return this.#closed || this.#failure !== undefined || Atomics.load(this.#words, W.FAILED) !== 0;
+  }
+
+  get inEntry(): boolean {
+    return this.#inEntry;
+  }
+
+  #send(cmd: Command): void {
+    if (this.#closed) throw new SoftVcpuThreadError(`vCPU ${this.index} is closed`);
+    if (this.closed) throw this.#failed();
+    if (!this.#ready) this.#awaitReady();
+    this.#port.postMessage(cmd);
+    this.#cmd = bump(this.#words, W.CMD);
+  }
+
+  /** a call before ready() resolved (createMachine awaits it; tests that build backends may not) */
+  #awaitReady(): void {
+    const end = performance.now() + CALL_TIMEOUT_MS;
+    while (!this.#readyMessage()) {
+      if (this.closed) throw this.#failed();
+      if (performance.now() >= end)
+        throw new SoftVcpuThreadError(`vCPU ${this.index}'s thread did not start`);
+      Atomics.wait(this.#words, W.FAILED, 0, 5);
+    }
+  }
+
+  /** a call on the parked vCPU: its answer, or its error */
+  call(name: string, ...args: unknown[]): unknown {
+    if (this.#inEntry) throw new SoftVcpuThreadError(`vCPU ${this.index} is in the guest (${name})`);
+    // a request of the thread's, answered here, that calls back into the vCPU
+    if (this.#inCall) throw new SoftVcpuThreadError(`vCPU ${this.index} is busy with a call (${name})`);
+    this.#inCall = true;
+    try {
+      return this.#call(name, args);
+    } finally {
+      this.#inCall = false;
+    }
+  }
+
+  #call(name: string, args: unknown[]): unknown {
+    const limits = this.#entryLimits;
+    this.#entryLimits = {};
+    this.#send({ op: "call", name, args, limits });
+    const end = performance.now() + CALL_TIMEOUT_MS;
+    for (;;) {
+      this.serve();
+      const done = Atomics.load(this.#words, W.DONE);
+      if (done === this.#cmd) break;
+      if (this.closed) throw this.#failed();
+      const left = end - performance.now();
+      if (left <= 0) throw new SoftVcpuThreadError(`vCPU ${this.index} did not answer ${name}`);
+      Atomics.wait(this.#words, W.DONE, done, Math.min(left, 1000));
+    }
+    const m = receiveMessageOnPort(this.#port)?.message as WorkerMessage | undefined;
+    if (m?.t !== "reply") throw new SoftVcpuThreadError(`vCPU ${this.index}: no answer to ${name}`);
+    if (m.error) throw fromWire(m.error, "", vmmErrors);
+    return m.ok;
+  }
+
+  /** Answers the thread's requests (interrupt acknowledge, APIC registers) that wait. */
+  serve(): void {
+    for (;;) {
+      const asked = Atomics.load(this.#words, W.REQUEST);
+      if (asked === this.#replied) return;
+      const m = receiveMessageOnPort(this.#port)?.message as WorkerMessage | undefined;
+      if (m?.t !== "request") throw new SoftVcpuThreadError(`vCPU ${this.index}: a request went missing`);
+      let reply: WorkerMessage;
+      try {
+        reply = { t: "reply", ok: this.#answer(m.op, m.args) };
+      } catch (e) {
+        reply = { t: "reply", error: { name: (e as Error).name, message: (e as Error).message } };
+      }
+      this.#port.postMessage(reply);
+      this.#replied = (this.#replied + 1) | 0;
+      Atomics.store(this.#words, W.REPLIED, this.#replied);
+      Atomics.notify(this.#words, W.REPLIED);
+    }
+  }
+
+  #answer(op: RequestOp, args: unknown[]): unknown {
+    const irq = this.#irq;
+    const apic: ApicMsrAccess | undefined = irq?.apicMsrs;
+    switch (op) {
+      case "acknowledge": {
+        const vector = irq!.acknowledge();
+        this.#onChange();
+        return vector;
+      }
+      case "tpr-get":
+        return irq!.taskPriority!.get();
+      case "tpr-set":
+        irq!.taskPriority!.set(args[0] as number);
+        this.#onChange();
+        return undefined;
+      case "apic-attached":
+        return apic?.attached ?? false;
+      case "apic-x2apic":
+        return apic?.x2apic ?? false;
+      case "apic-set-x2apic":
+        apic!.setX2apic(args[0] as boolean);
+        return undefined;
+      case "apic-read-msr":
+        return apic!.readMsr(args[0] as number);
+      case "apic-write-msr": {
+        const ok = apic!.writeMsr(args[0] as number, args[1] as bigint);
+        this.#onChange();
+        return ok;
+      }
+    }
+  }
+
+  /** Makes the pending-interrupt word what this CPU's controller says; true when it rose. */
+  syncInterrupt(): boolean {
+    const want = this.#irq?.hasInterrupt() === true ? 1 : 0;
+    const had = Atomics.exchange(this.#words, W.IRQ, want);
+    if (want === had) return false;
+    // a thread halted in the guest sleeps on the kick word: let it look again
+    Atomics.notify(this.#words, W.KICK);
+    return want === 1;
+  }
+
+  /** Lets the guest run until its next exit (take it with takeExit once exitReady). */
+  startEntry(): void {
+    const e = this.#lastExit as {
+      kind?: string;
+      direction?: string;
+      write?: boolean;
+      data?: Uint8Array;
+      ret?: bigint;
+    };
+    let completion: Completion | undefined;
+    if (e?.kind === "io" && e.direction === "in") completion = { data: e.data! };
+    else if (e?.kind === "mmio" && !e.write) completion = { data: e.data! };
+    else if (e?.kind === "hypercall") completion = { ret: e.ret! };
+    this.#lastExit = undefined;
+    const limits = this.#entryLimits;
+    this.#entryLimits = {};
+    this.#send({ op: "run", completion, limits });
+    this.#inEntry = true;
+  }
+
+  get exitReady(): boolean {
+    this.serve();
+    return this.#inEntry && Atomics.load(this.#words, W.EXIT) !== this.#exitsTaken;
+  }
+
+  takeExit(): VmExit {
+    if (!this.exitReady) throw new SoftVcpuThreadError(`vCPU ${this.index} has no exit to take`);
+    this.#exitsTaken = (this.#exitsTaken + 1) | 0;
+    this.#inEntry = false;
+    const m = receiveMessageOnPort(this.#port)?.message as WorkerMessage | undefined;
+    if (m?.t === "exit") {
+      this.#lastExit = m.exit as VmExit;
+      return this.#lastExit;
+    }
+    if (m?.t === "exit-error") throw fromWire(m.error, "", vmmErrors);
+    throw new SoftVcpuThreadError(`vCPU ${this.index}: its exit went missing`);
+  }
+
+  /** One entry on the calling thread's time: started, waited for, taken (runs outside SoftVcpuThreads). */
+  run(): VmExit {
+    this.startEntry();
+    const end = performance.now() + CALL_TIMEOUT_MS;
+    while (!this.exitReady) {
+      if (this.closed) throw this.#failed();
+      if (performance.now() >= end) throw new SoftVcpuThreadError(`vCPU ${this.index} never exited`);
+      Atomics.wait(this.#words, W.EXIT, this.#exitsTaken, 50);
+    }
+    return this.takeExit();
+  }
+
+  getRegs(): Regs {
+    return this.call("getRegs") as Regs;
+  }
+  setRegs(regs: Regs): void {
+    this.call("setRegs", regs);
+  }
+  getSregs(): SpecialRegs {
+    return this.call("getSregs") as SpecialRegs;
+  }
+  setSregs(sregs: SpecialRegs): void {
+    this.call("setSregs", sregs);
+  }
+  getMsr(index: number): bigint | undefined {
+    // the local APIC asks whether it is enabled while the vCPU runs, or while the thread waits for
+    // it in a request: the value the thread published as it exited or asked
+    if (index === APIC_BASE_MSR && (this.#inEntry || this.#inCall)) {
+      return BigInt.asUintN(64, this.#wide[APIC_BASE_I64]!);
+    }
+    return this.call("getMsr", index) as bigint | undefined;
+  }
+  setMsr(index: number, value: bigint): void {
+    this.call("setMsr", index, value);
+  }
+  // Budgets and deadlines take effect at the next entry: they go with its command (one hand-over
+  // per entry, not three), and a call reads them out first.
+  setInstructionBudget(n: number | undefined): void {
+    this.#entryLimits.budget = { n };
+  }
+  setEntryDeadline(atMs: number | undefined): void {
+    // epoch milliseconds: the thread's performance.now() has another origin
+    this.#entryLimits.deadline = {
+      at: atMs === undefined || !Number.isFinite(atMs) ? atMs : atMs + performance.timeOrigin,
+    };
+  }
+  instructionsRetired(): number {
+    return this.#floats[F64_RETIRED]!;
+  }
+  runnable(): boolean {
+    return this.call("runnable") as boolean;
+  }
+  takeYield(): boolean {
+    return this.call("takeYield") as boolean;
+  }
+  invalidateCode(gpa: number, length: number): void {
+    this.call("invalidateCode", gpa, length);
+  }
+
+  kick(): void {
+    Atomics.store(this.#words, W.KICK, 1);
+    Atomics.notify(this.#words, W.KICK);
+  }
+
+  signal(kind: CpuSignal, vector?: number): void {
+    let bits: number;
+    switch (kind) {
+      case "init":
+        bits = SIGNAL_INIT;
+        break;
+      case "nmi":
+        bits = SIGNAL_NMI;
+        break;
+      case "sipi":
+        if (vector === undefined || !Number.isInteger(vector) || vector < 0 || vector > 0xff) {
+          throw new RangeError(`SIPI vector must be an integer 0..255, got ${vector}`);
+        }
+        bits = SIGNAL_SIPI | (vector << 8);
+        break;
+      default:
+        throw new RangeError(`unknown CPU signal ${String(kind)}`);
+    }
+    // a later SIPI's vector replaces an earlier one's
+    for (;;) {
+      const old = Atomics.load(this.#words, W.SIGNALS);
+      const next = kind === "sipi" ? (old & ~0xff00) | bits : old | bits;
+      if (Atomics.compareExchange(this.#words, W.SIGNALS, old, next) === old) break;
+    }
+    Atomics.notify(this.#words, W.KICK);
+    if (this.#inEntry) this.kick();
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#port.close();
+    void this.#worker.terminate();
+  }
+}
+
+/** The soft vCPU threads of a machine, as the loop's thread runner drives them. */
+export class SoftVcpuThreads extends DoorbellThreads implements VcpuThreads {
+  readonly #vcpus: readonly SoftThreadVcpu[];
+
+  constructor(vcpus: readonly SoftThreadVcpu[], doorbell: SharedArrayBuffer) {
+    super(new Int32Array(doorbell));
+    this.#vcpus = vcpus;
+  }
+
+  get count(): number {
+    return this.#vcpus.length;
+  }
+  get closed(): boolean {
+    return this.#vcpus.some((v) => v.closed);
+  }
+  /** no vCPU is in an entry: their states may be read */
+  allParked(): boolean {
+    return this.#vcpus.every((v) => !v.inEntry);
+  }
+  start(i: number): void {
+    this.#vcpus[i]!.startEntry();
+  }
+  inEntry(i: number): boolean {
+    return this.#vcpus[i]!.inEntry;
+  }
+  ended(i: number): boolean {
+    return this.#vcpus[i]!.exitReady;
+  }
+  exit(i: number): VmExit {
+    return this.#vcpus[i]!.takeExit();
+  }
+  kick(i: number): void {
+    this.#vcpus[i]!.kick();
+  }
+  /** every vCPU's pending-interrupt word as its controller says; a running vCPU with a new one is kicked */
+  sync(): void {
+    for (const v of this.#vcpus) {
+      if (v.syncInterrupt() && v.inEntry) v.kick();
+    }
+  }
+  close(): void {
+    this.end();
+    for (const v of this.#vcpus) v.close();
+  }
+}
