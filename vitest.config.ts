@@ -30,11 +30,12 @@ const SINGLE_STEP_EXCLUDE = [
 /**
  * "vcpu-thread": suites whose soft machines run again with their vCPU in a worker thread
  * (NODEVMM_VCPU_THREAD=1 makes vcpuThread default to true on the soft backend): the same guests,
- * exits and output as on the machine's thread. Not the suites of snapshots, the debugger,
- * deterministic runs or SMP, which keep the vCPUs on the machine's thread.
+ * exits and output as on the machine's thread. Not the suites of the debugger, deterministic runs
+ * or SMP, which keep the vCPUs on the machine's thread.
  */
 const VCPU_THREAD_INCLUDE = [
-  "test/soft/{apic-guests,mmio-complete,cr-access,task-switch,tsc,acpi-power,kvm-suite}.test.ts",
+  "test/soft/{apic-guests,mmio-complete,cr-access,task-switch,tsc,acpi-power,kvm-suite,shared-thread}.test.ts",
+  "test/snapshot/*.test.ts",
   "test/vmm/{guest-runs,machine,virtio,differential,backends,api-validation}.test.ts",
 ];
 

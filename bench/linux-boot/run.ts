@@ -34,7 +34,8 @@ interface Timing {
   note?: string;
 }
 
-type Side = "nodevmm-soft" | "qemu-tcg" | "nodevmm-kvm" | "qemu-kvm";
+/** nodevmm-soft-thread: the soft vCPU in a worker thread (`--vcpu-thread`) */
+type Side = "nodevmm-soft" | "nodevmm-soft-thread" | "qemu-tcg" | "nodevmm-kvm" | "qemu-kvm";
 
 function kvmUsable(): boolean {
   try {
@@ -46,8 +47,8 @@ function kvmUsable(): boolean {
 }
 
 function command(side: Side, g: Guest, disk: string): [string, string[]] {
-  if (side === "nodevmm-soft" || side === "nodevmm-kvm") {
-    const backend = side === "nodevmm-soft" ? "soft" : "kvm";
+  if (side.startsWith("nodevmm")) {
+    const backend = side === "nodevmm-kvm" ? "kvm" : "soft";
     return [
       process.execPath,
       [
@@ -66,6 +67,7 @@ function command(side: Side, g: Guest, disk: string): [string, string[]] {
         `${MEMORY_MIB}M`,
         "--timeout",
         String(TIMEOUT_MS / 1000),
+        ...(side === "nodevmm-soft-thread" ? ["--vcpu-thread"] : []),
       ],
     ];
   }
@@ -161,7 +163,7 @@ async function main(): Promise<void> {
   const g = ensureLinuxGuest((m) => console.error(`linux-boot: ${m}`));
   const qemu = process.argv.includes("--no-qemu") ? { reason: "skipped (--no-qemu)" } : ensureQemu();
   const kvm = kvmUsable();
-  const sides: Side[] = ["nodevmm-soft"];
+  const sides: Side[] = ["nodevmm-soft", "nodevmm-soft-thread"];
   if ("version" in qemu) sides.push("qemu-tcg");
   if (kvm) sides.push("nodevmm-kvm");
   if (kvm && "version" in qemu) sides.push("qemu-kvm");
@@ -187,6 +189,7 @@ async function main(): Promise<void> {
   const lines: string[][] = [["backend", "to /init", "to poweroff", "vs QEMU (poweroff)", "goal", "note"]];
   const pairs: [Side, Side | undefined, number][] = [
     ["nodevmm-soft", "version" in qemu ? "qemu-tcg" : undefined, GOAL.soft],
+    ["nodevmm-soft-thread", "version" in qemu ? "qemu-tcg" : undefined, GOAL.soft],
     ["qemu-tcg", undefined, 0],
   ];
   if (kvm)

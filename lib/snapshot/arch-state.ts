@@ -5,42 +5,14 @@
 // snapshot resumes on the other backend; a snapshot resumed on the backend that made it also
 // carries that backend's own record (vcpu-state.ts), which wins there.
 
-import type { Interpreter } from "../cpu/interpreter.js";
-import { fxImage, loadFxImage } from "../cpu/x87.js";
 import { KVM_MP_STATE, KVM_VCPUEVENT_VALID, KVM_X86_SHADOW_INT, type KvmVcpuEvents } from "../kvm/index.js";
-import { F, type LogicalProcessor } from "../vmx/index.js";
+import { type ArchVcpuState, FX_BYTES } from "../vmm/backends/soft/saved-state.js";
 import { SnapshotError } from "./errors.js";
 
-/** bytes of the FXSAVE image kept: the legacy area's x87, MXCSR and XMM0-15 */
-export const FX_BYTES = 160 + 16 * 16;
-
-export type Activity = "active" | "hlt" | "wait-sipi";
-
-/** An event on its way into the guest at the next entry (VMX entry interruption information). */
-export interface InjectedEvent {
-  /** VMX interruption type: 0 external interrupt, 2 NMI, 3 hardware exception, 4 software interrupt, 6 software exception */
-  type: number;
-  vector: number;
-  errorCode?: number;
-  instructionLength: number;
-}
-
-export interface ArchVcpuState {
-  /** the FXSAVE image's first FX_BYTES bytes (FCW, FSW, abridged FTW, FOP, FIP, FDP, MXCSR, ST0-7, XMM0-15), base64 */
-  fx: string;
-  /** interrupts blocked by STI / by MOV SS or POP SS for one instruction */
-  stiShadow: boolean;
-  movSsShadow: boolean;
-  /** NMIs blocked (an NMI handler runs) / one latched, not yet taken */
-  nmiMasked: boolean;
-  nmiPending: boolean;
-  activity: Activity;
-  injected?: InjectedEvent;
-  /** DR0-DR3, DR6, DR7 */
-  dr: { db: bigint[]; dr6: bigint; dr7: bigint };
-  /** IA32_TSC when saved (undefined when the vCPU would not say) */
-  tsc?: bigint;
-}
+// the soft vCPU reads and writes this record itself (lib/vmm/backends/soft/saved-state.ts), in its
+// thread when it runs in one
+export type { Activity, ArchVcpuState, InjectedEvent } from "../vmm/backends/soft/saved-state.js";
+export { FX_BYTES };
 
 const b64 = (a: Uint8Array): string => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString("base64");
 
@@ -72,72 +44,6 @@ export function checkArch(a: unknown, bad: (what: string) => SnapshotError): Arc
   }
   fxBytesOf(s.fx);
   return s;
-}
-
-// ---- soft backend: the interpreter and the VMCS guest-state area
-
-const INTR_VALID = 1n << 31n;
-const INTR_HAS_ERROR = 1n << 11n;
-
-export function softArch(lp: LogicalProcessor, tsc: bigint | undefined): ArchVcpuState {
-  const cpu = lp.cpu as unknown as Interpreter;
-  const fx = fxImage(cpu, 16);
-  const intr = lp.vmread(F.GUEST_INTERRUPTIBILITY_INFO);
-  const act = lp.vmread(F.GUEST_ACTIVITY_STATE);
-  const info = lp.vmread(F.VM_ENTRY_INTR_INFO_FIELD);
-  const dr = (cpu as unknown as { dr: Float64Array }).dr;
-  const state: ArchVcpuState = {
-    fx: b64(fx),
-    stiShadow: (intr & 1n) !== 0n,
-    movSsShadow: (intr & 2n) !== 0n,
-    nmiMasked: (intr & 8n) !== 0n,
-    nmiPending: lp.nmiPending,
-    activity: act === 1n ? "hlt" : act === 3n ? "wait-sipi" : "active",
-    dr: {
-      db: [0, 1, 2, 3].map((i) => BigInt.asUintN(64, BigInt(dr[i]!))),
-      dr6: BigInt(dr[6]!),
-      dr7: lp.vmread(F.GUEST_DR7),
-    },
-  };
-  if (tsc !== undefined) state.tsc = tsc;
-  if (info & INTR_VALID) {
-    state.injected = {
-      type: Number((info >> 8n) & 7n),
-      vector: Number(info & 0xffn),
-      instructionLength: Number(lp.vmread(F.VM_ENTRY_INSTRUCTION_LEN)),
-      ...(info & INTR_HAS_ERROR ? { errorCode: Number(lp.vmread(F.VM_ENTRY_EXCEPTION_ERROR_CODE)) } : {}),
-    };
-  }
-  return state;
-}
-
-export function applySoftArch(lp: LogicalProcessor, s: ArchVcpuState): void {
-  const cpu = lp.cpu as unknown as Interpreter;
-  loadFxImage(cpu, fxBytesOf(s.fx), 16);
-  const intr = (s.stiShadow ? 1n : 0n) | (s.movSsShadow ? 2n : 0n) | (s.nmiMasked ? 8n : 0n);
-  lp.vmwrite(F.GUEST_INTERRUPTIBILITY_INFO, intr);
-  lp.vmwrite(F.GUEST_ACTIVITY_STATE, s.activity === "hlt" ? 1n : s.activity === "wait-sipi" ? 3n : 0n);
-  lp.nmiPending = s.nmiPending;
-  const dr = (cpu as unknown as { dr: Float64Array }).dr;
-  s.dr.db.forEach((v, i) => {
-    dr[i] = Number(v);
-  });
-  dr[6] = Number(s.dr.dr6);
-  dr[7] = Number(s.dr.dr7);
-  lp.vmwrite(F.GUEST_DR7, s.dr.dr7);
-  const inj = s.injected;
-  if (inj) {
-    const info =
-      INTR_VALID |
-      (BigInt(inj.type & 7) << 8n) |
-      BigInt(inj.vector & 0xff) |
-      (inj.errorCode !== undefined ? INTR_HAS_ERROR : 0n);
-    lp.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, info);
-    lp.vmwrite(F.VM_ENTRY_EXCEPTION_ERROR_CODE, BigInt(inj.errorCode ?? 0));
-    lp.vmwrite(F.VM_ENTRY_INSTRUCTION_LEN, BigInt(inj.instructionLength));
-  } else {
-    lp.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, 0n);
-  }
 }
 
 // ---- KVM: kvm_vcpu_events, the MP state, the FXSAVE part of the XSAVE area

@@ -8,7 +8,6 @@ import { packageVersion } from "../cli/version.js";
 import type { VcpuBackend } from "../vmm/backend.js";
 import type { KvmMachineBackend } from "../vmm/backends/kvm.js";
 import type { Machine, MachineOptions } from "../vmm/machine.js";
-import type { LogicalProcessor } from "../vmx/index.js";
 import { applyDevices, captureDevices, type DeviceRecord, matchDevices } from "./devices.js";
 import { SnapshotError } from "./errors.js";
 import { type Container, decodeContainer, encodeContainer, jsonBytes, jsonSection } from "./format.js";
@@ -107,9 +106,9 @@ function settle(vm: Machine): void {
   }
 }
 
+/** the soft vCPU (in its thread, when it runs in one) is in the middle of an MMIO instruction */
 function halfDoneMmio(b: VcpuBackend): boolean {
-  const lp = (b as { lp?: LogicalProcessor }).lp;
-  return (lp?.mmioReplay?.done.length ?? 0) !== 0;
+  return (b as { mmioInFlight?(): boolean }).mmioInFlight?.() === true;
 }
 
 /** The stopped machine as snapshot bytes. SnapshotError("machine") while it runs. */
@@ -120,7 +119,6 @@ export function encodeSnapshot(vm: Machine, opts: SaveOptions = {}): { bytes: Bu
       "the machine is running: stop it (or let run() return) before a snapshot",
     );
   }
-  refuseSoftThreads(vm);
   settle(vm);
   const regions = describeRegions(vm.memory);
   const config: SnapshotConfig = {
@@ -224,19 +222,8 @@ export async function readSnapshot(path: string): Promise<Snapshot> {
  * names and ranges). Checks come first (RAM layout, vCPU count, devices): a SnapshotError from them
  * leaves the machine as it was. A failure while writing closes the machine.
  */
-/** Soft vCPUs in worker threads keep their state there: snapshots do not reach it yet. */
-function refuseSoftThreads(vm: Machine): void {
-  if (vm.backend.kind === "soft" && vm.hasVcpuThread) {
-    throw new SnapshotError(
-      "machine",
-      "snapshots of soft machines whose vCPUs run in worker threads are not supported yet: create the machine with vcpuThread: false",
-    );
-  }
-}
-
 export function restoreSnapshot(vm: Machine, snap: Snapshot): RestoreResult {
   if (vm.running) throw new SnapshotError("machine", "the machine is running");
-  refuseSoftThreads(vm);
   checkRegions(vm.memory, snap.config.regions);
   if (vm.vcpuCount !== snap.config.vcpus) {
     throw new SnapshotError(
@@ -254,11 +241,11 @@ export function restoreSnapshot(vm: Machine, snap: Snapshot): RestoreResult {
   }
   try {
     applyMemory(vm.memory, snap.memory);
-    // code the soft backend compiled from the old contents is stale now
-    const cpu = (vm.vcpu(0).backend as { lp?: LogicalProcessor }).lp?.cpu as
-      | { invalidateCode?(gpa: number, length: number): void }
-      | undefined;
-    for (const r of vm.memory.regions) cpu?.invalidateCode?.(r.guestPhysAddr, r.size);
+    // code the soft vCPUs compiled from the old contents is stale now (each keeps its own)
+    for (let i = 0; i < vm.vcpuCount; i++) {
+      const b = vm.vcpu(i).backend as { invalidateCode?(gpa: number, length: number): void };
+      for (const r of vm.memory.regions) b.invalidateCode?.(r.guestPhysAddr, r.size);
+    }
     vm.clock.advanceTo(snap.config.clockNs);
     snap.vcpus.forEach((s, i) => {
       applyVcpu(vm.vcpu(i), s, notes);

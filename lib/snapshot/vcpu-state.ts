@@ -9,9 +9,16 @@
 
 import type { Regs, SpecialRegs } from "../types/regs.js";
 import type { VcpuBackend } from "../vmm/backend.js";
+import {
+  type ArchVcpuState,
+  SOFT_FPU_BYTES,
+  SOFT_XMM_BYTES,
+  type SoftVcpuState,
+} from "../vmm/backends/soft/saved-state.js";
+import type { SoftVcpu } from "../vmm/backends/soft/vcpu.js";
 import type { Vcpu } from "../vmm/vcpu.js";
-import { F, FIELDS, type LogicalProcessor } from "../vmx/index.js";
-import { type ArchVcpuState, applySoftArch, checkArch, softArch } from "./arch-state.js";
+import { F } from "../vmx/index.js";
+import { checkArch } from "./arch-state.js";
 import { SnapshotError } from "./errors.js";
 import {
   applyArchOnKvm,
@@ -20,8 +27,9 @@ import {
   checkKvmVcpu,
   type KvmVcpuState,
   kvmVcpuOf,
-  MSR_TSC,
 } from "./kvm-vcpu.js";
+
+export type { SoftVcpuState } from "../vmm/backends/soft/saved-state.js";
 
 /**
  * MSRs saved through getMsr/setMsr, when the vCPU has them. EFER, FS/GS base and the APIC base
@@ -56,32 +64,6 @@ export const SAVED_MSRS: readonly number[] = [
   0x3b, // TSC_ADJUST (on soft the TSC offset is this; written after the clock is restored)
 ];
 
-/** VMCS fields outside the guest-state area that hold guest state (pending injection, CR shadows). */
-const SOFT_CONTROL_FIELDS = [
-  "VM_ENTRY_INTR_INFO_FIELD",
-  "VM_ENTRY_EXCEPTION_ERROR_CODE",
-  "VM_ENTRY_INSTRUCTION_LEN",
-  "CR0_READ_SHADOW",
-  "CR4_READ_SHADOW",
-] as const;
-
-export interface SoftVcpuState {
-  /** VMCS fields by name (the guest-state area plus SOFT_CONTROL_FIELDS) */
-  vmcs: Record<string, bigint>;
-  /** the interpreter's x87 registers (8 x f64) and XMM registers, base64 of their bytes */
-  fpu: string;
-  fpuTop: number;
-  fpuTag: number;
-  fpuCw: number;
-  fpuSw: number;
-  xmm: string;
-  mxcsr: number;
-  /** DR0-DR7 as the interpreter keeps them */
-  dr: number[];
-  /** events latched on the logical processor, not yet taken (absent in older snapshots: none) */
-  pending?: { nmi: boolean; init: boolean; sipiVector: number };
-}
-
 export interface VcpuState {
   index: number;
   regs: Regs;
@@ -95,28 +77,14 @@ export interface VcpuState {
   arch?: ArchVcpuState;
 }
 
-/** the soft backend's vCPU exposes its logical processor (lib/vmm/backends/soft/vcpu.ts) */
-function softLp(backend: VcpuBackend): LogicalProcessor | undefined {
-  const lp = (backend as { lp?: LogicalProcessor }).lp;
-  return lp && typeof lp.vmread === "function" ? lp : undefined;
-}
+/** What a soft vCPU does for snapshots, on the machine's thread or in its own (SoftVcpu, SoftThreadVcpu). */
+export type SoftSavedStateAccess = Pick<SoftVcpu, "captureSoftState" | "applySoftState">;
 
-const GUEST_FIELDS = FIELDS.filter((f) => f.type === 2 && f.name !== "VMCS_LINK_POINTER").map((f) => f.name);
-
-const b64 = (a: ArrayBufferView): string =>
-  Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString("base64");
-
-function fromB64<T extends Float64Array | Int32Array>(
-  text: string,
-  make: (b: ArrayBuffer) => T,
-  want: number,
-): T {
-  const bytes = Buffer.from(text, "base64");
-  if (bytes.length !== want)
-    throw new SnapshotError("vcpus", `FPU/SSE state is ${bytes.length} bytes, want ${want}`);
-  const copy = new ArrayBuffer(bytes.length);
-  new Uint8Array(copy).set(bytes);
-  return make(copy);
+export function softSavedStateOf(backend: VcpuBackend): SoftSavedStateAccess | undefined {
+  const b = backend as Partial<SoftSavedStateAccess>;
+  return typeof b.captureSoftState === "function" && typeof b.applySoftState === "function"
+    ? (b as SoftSavedStateAccess)
+    : undefined;
 }
 
 export function captureVcpu(vcpu: Vcpu): VcpuState {
@@ -132,25 +100,11 @@ export function captureVcpu(vcpu: Vcpu): VcpuState {
     state.kvm = k.kvm;
     state.arch = k.arch;
   }
-  const lp = softLp(vcpu.backend);
-  if (lp) {
-    state.arch = softArch(lp, vcpu.getMsr(MSR_TSC));
-    const vmcs: Record<string, bigint> = {};
-    for (const name of [...GUEST_FIELDS, ...SOFT_CONTROL_FIELDS]) vmcs[name] = lp.vmread(F[name]);
-    const x = lp.cpu.getExtendedState();
-    const dr = (lp.cpu as { dr?: Float64Array }).dr;
-    state.soft = {
-      vmcs,
-      fpu: b64(x.fpu),
-      fpuTop: x.fpuTop,
-      fpuTag: x.fpuTag,
-      fpuCw: x.fpuCw,
-      fpuSw: x.fpuSw,
-      xmm: b64(x.xmm),
-      mxcsr: x.mxcsr,
-      dr: dr ? [...dr] : [],
-      pending: { nmi: lp.nmiPending, init: lp.initPending, sipiVector: lp.sipiVector },
-    };
+  const soft = softSavedStateOf(vcpu.backend);
+  if (soft) {
+    const saved = soft.captureSoftState();
+    state.arch = saved.arch;
+    state.soft = saved.soft;
   }
   return state;
 }
@@ -171,6 +125,11 @@ export function checkVcpuState(s: unknown, i: number): VcpuState {
       if (!(name in F) || typeof value !== "bigint") throw bad(`VMCS field ${name} unknown or not a number`);
     }
     if (typeof v.soft.fpu !== "string" || typeof v.soft.xmm !== "string") throw bad("FPU/SSE state missing");
+    const fpuBytes = Buffer.from(v.soft.fpu, "base64").length;
+    const xmmBytes = Buffer.from(v.soft.xmm, "base64").length;
+    if (fpuBytes !== SOFT_FPU_BYTES || xmmBytes !== SOFT_XMM_BYTES) {
+      throw bad(`FPU/SSE state is ${fpuBytes}+${xmmBytes} bytes, want ${SOFT_FPU_BYTES}+${SOFT_XMM_BYTES}`);
+    }
     const p = v.soft.pending;
     if (
       p !== undefined &&
@@ -195,7 +154,6 @@ export function checkVcpuState(s: unknown, i: number): VcpuState {
  * soft state on KVM, an MSR the target lacks). The machine clock must be restored first (TSC).
  */
 export function applyVcpu(vcpu: Vcpu, s: VcpuState, notes: string[]): void {
-  const lp = softLp(vcpu.backend);
   try {
     vcpu.setSregs(s.sregs);
     vcpu.setRegs(s.regs);
@@ -220,39 +178,17 @@ export function applyVcpu(vcpu: Vcpu, s: VcpuState, notes: string[]): void {
     }
     return;
   }
-  if (!lp) {
+  const soft = softSavedStateOf(vcpu.backend);
+  if (!soft) {
     notes.push(`vCPU ${s.index}: FPU/SSE and event state not applied on this backend`);
     return;
   }
-  if (!s.soft) {
-    if (s.arch) {
-      applySoftArch(lp, s.arch);
-      notes.push(
-        `vCPU ${s.index}: the TSC follows this machine's clock (IA32_TSC is not carried over to soft)`,
-      );
-    } else {
-      notes.push(`vCPU ${s.index}: saved without FPU/SSE and event state (they are reset)`);
-    }
-    return;
+  let own: string[];
+  try {
+    // a soft record wins over the architectural one (exact); without either the state stays reset
+    own = soft.applySoftState({ soft: s.soft, arch: s.soft ? undefined : s.arch });
+  } catch (e) {
+    throw new SnapshotError("vcpus", `vCPU ${s.index}: ${e instanceof Error ? e.message : String(e)}`);
   }
-  for (const [name, value] of Object.entries(s.soft.vmcs)) lp.vmwrite(F[name as keyof typeof F], value);
-  lp.cpu.setExtendedState({
-    fpu: fromB64(s.soft.fpu, (b) => new Float64Array(b), 64),
-    fpuTop: s.soft.fpuTop,
-    fpuTag: s.soft.fpuTag,
-    fpuCw: s.soft.fpuCw,
-    fpuSw: s.soft.fpuSw,
-    xmm: fromB64(s.soft.xmm, (b) => new Int32Array(b), lp.cpu.getExtendedState().xmm.byteLength),
-    mxcsr: s.soft.mxcsr,
-  });
-  const dr = (lp.cpu as { dr?: Float64Array }).dr;
-  if (dr && s.soft.dr.length === dr.length) dr.set(s.soft.dr);
-  lp.nmiPending = s.soft.pending?.nmi ?? false;
-  lp.initPending = s.soft.pending?.init ?? false;
-  lp.sipiVector = s.soft.pending?.sipiVector ?? -1;
-  if ((s.soft.vmcs.GUEST_ACTIVITY_STATE ?? 0n) === 1n) {
-    notes.push(
-      `vCPU ${s.index}: restored halted; it wakes at the next interrupt, but until then the loop sees host-timer exits, not HLT`,
-    );
-  }
+  for (const note of own) notes.push(`vCPU ${s.index}: ${note}`);
 }

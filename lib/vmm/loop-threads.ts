@@ -43,6 +43,11 @@ export interface VcpuThreads {
   /** makes vCPU `i`'s entry in progress (or its next) end promptly as an "intr" exit */
   kick(i: number): void;
   /**
+   * Optional: a halted vCPU's entry ends with a HLT exit (soft threads), so the runner need not park
+   * every vCPU after HALT_CHECK_MS without exits to look for halts (KVM's halt in the kernel).
+   */
+  readonly reportsHalts?: boolean;
+  /**
    * Optional: the machine's interrupt state may have changed (an exit was handled, devices were
    * serviced): vCPUs whose interrupt controller is not in the kernel look at it again (soft threads).
    */
@@ -195,7 +200,11 @@ export function* threadRun(
     const untilMs =
       ending || haltCheck
         ? kickedAt + KICK_AGAIN_MS
-        : Math.min(run.deadline, lastExitAt + HALT_CHECK_MS, Math.max(device, t + MIN_DEVICE_WAIT_MS));
+        : Math.min(
+            run.deadline,
+            threads.reportsHalts ? Number.POSITIVE_INFINITY : lastExitAt + HALT_CHECK_MS,
+            Math.max(device, t + MIN_DEVICE_WAIT_MS),
+          );
     const woke = yield { seen, untilMs };
     sliceEnd = now() + SLICE_MS;
     if (woke) continue;
@@ -208,7 +217,7 @@ export function* threadRun(
       end(pending);
       continue;
     }
-    if (now() >= lastExitAt + HALT_CHECK_MS) {
+    if (!threads.reportsHalts && now() >= lastExitAt + HALT_CHECK_MS) {
       haltCheck = true;
       kickAll();
     }

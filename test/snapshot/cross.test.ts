@@ -5,7 +5,6 @@
 // themselves run in the nested-KVM lane (test/kvm/snapshot.test.ts).
 
 import { describe, expect, it } from "vitest";
-import type { GuestCpu } from "../../lib/cpu/guest-cpu.js";
 import { I8254 } from "../../lib/devices/i8254.js";
 import { PcInterrupts } from "../../lib/devices/pc-interrupts.js";
 import { LAYOUTS } from "../../lib/kvm/layouts.js";
@@ -24,6 +23,7 @@ import {
 import { createMachine, type Machine } from "../../lib/vmm/machine.js";
 import { addPcDevices } from "../../lib/vmm/pc.js";
 import { countingGuest } from "./guests.js";
+import { setSoftFpu, softFpu } from "./soft-fpu.js";
 
 interface Out {
   serial: number[];
@@ -37,7 +37,6 @@ const setupFor = (out: Out) => (vm: Machine) => {
     coalesce: false,
   });
 };
-const softCpu = (vm: Machine) => (vm.vcpu(0).backend as unknown as { lp: { cpu: GuestCpu } }).lp.cpu;
 
 describe("a snapshot from the other backend (architectural record only)", () => {
   it("resumes the counting guest to the uninterrupted output, FPU/SSE included", async () => {
@@ -54,12 +53,11 @@ describe("a snapshot from the other backend (architectural record only)", () => 
     setupFor(first)(a);
     a.loadFlat(image);
     expect(a.runSync({ maxExits: 181 }).reason).toBe("max-exits");
-    const cpu = softCpu(a);
-    const x = cpu.getExtendedState();
+    const x = softFpu(a);
     const xmm = Int32Array.from({ length: x.xmm.length }, (_, i) => 0x1000 + i);
     const fpu = x.fpu.slice();
     fpu[6] = -2.25;
-    cpu.setExtendedState({ ...x, xmm, fpu, fpuTop: 6, fpuTag: 0x40, fpuCw: 0x27f, mxcsr: 0x9fc0 });
+    setSoftFpu(a, { xmm, fpu, fpuTop: 6, fpuTag: 0x40, fpuCw: 0x27f, mxcsr: 0x9fc0 });
     const snap = decodeSnapshot(encodeSnapshot(a).bytes);
     a.close();
     expect(snap.vcpus[0]!.arch).toBeDefined();
@@ -76,7 +74,7 @@ describe("a snapshot from the other backend (architectural record only)", () => 
       setup: setupFor(second),
       onNotes: (n) => notes.push(...n),
     });
-    const y = softCpu(b).getExtendedState();
+    const y = softFpu(b);
     expect([...y.xmm]).toEqual([...xmm]);
     expect(y.fpu[6]).toBe(-2.25);
     expect(y.fpuTop).toBe(6);

@@ -9,6 +9,7 @@ import { encodeSnapshot, readSnapshot, SnapshotError } from "../../lib/snapshot/
 import { createMachine, type Machine } from "../../lib/vmm/machine.js";
 import { addPcDevices } from "../../lib/vmm/pc.js";
 import { countingGuest, pendingTimerGuest } from "./guests.js";
+import { setSoftFpu, softFpu } from "./soft-fpu.js";
 
 const dir = mkdtempSync(join(tmpdir(), "nodevmm-snap-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -99,21 +100,17 @@ describe("snapshot and resume on the soft backend", () => {
     const out: Out = { serial: [], debug: [] };
     const a = await pcMachine(out);
     a.loadFlat(countingGuest(3));
-    const lp = (
-      a.vcpu(0).backend as unknown as { lp: { cpu: import("../../lib/cpu/guest-cpu.js").GuestCpu } }
-    ).lp;
-    const x = lp.cpu.getExtendedState();
+    const x = softFpu(a);
     const fpu = Float64Array.from([1.5, -0, 3, 4, 5, 6, 7, Number.NaN]);
     const xmm = Int32Array.from({ length: x.xmm.length }, (_, i) => i * 0x01010101);
-    lp.cpu.setExtendedState({ ...x, fpu, xmm, mxcsr: 0x1f80 | 0x8000, fpuCw: 0x27f });
+    setSoftFpu(a, { fpu, xmm, mxcsr: 0x1f80 | 0x8000, fpuCw: 0x27f });
     a.vcpu(0).setMsr(0xc0000082, 0xffff800012345678n); // LSTAR
     a.vcpu(0).setMsr(0x174, 0x10n); // SYSENTER_CS
     const path = join(dir, "fpu.snap");
     await a.snapshot(path);
     a.close();
     const b = await pcMachine({ serial: [], debug: [] }, path);
-    const lb = (b.vcpu(0).backend as unknown as { lp: typeof lp }).lp;
-    const y = lb.cpu.getExtendedState();
+    const y = softFpu(b);
     expect([...y.fpu].map((v) => (Object.is(v, -0) ? "-0" : String(v)))).toEqual(
       [...fpu].map((v) => (Object.is(v, -0) ? "-0" : String(v))),
     );

@@ -7,6 +7,9 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { imagePath } from "../../examples/paths.js";
 import { addPcDevices, createMachine, type Machine, type VmExit } from "../../lib/index.js";
+import { decodeSnapshot, encodeSnapshot, type Snapshot, SnapshotError } from "../../lib/snapshot/index.js";
+import { countingGuest } from "../snapshot/guests.js";
+import { setSoftFpu, softFpu } from "../snapshot/soft-fpu.js";
 import { Asm, CX } from "../support/asm.js";
 
 const JNZ = 5;
@@ -177,8 +180,6 @@ describe("a soft vCPU in a worker thread", () => {
     const vm = await soft(outs(1), true);
     try {
       await expect(vm.gdbServer({ port: 0 })).rejects.toThrow(/vcpuThread: false/);
-      const { encodeSnapshot } = await import("../../lib/snapshot/index.js");
-      expect(() => encodeSnapshot(vm)).toThrow(/vcpuThread: false/);
     } finally {
       vm.close();
     }
@@ -189,5 +190,140 @@ describe("a soft vCPU in a worker thread", () => {
     } finally {
       smp.close();
     }
+  });
+
+  describe("snapshots: the vCPU hands its state over from its thread", () => {
+    interface Out {
+      serial: number[];
+      debug: number[];
+    }
+    const text = (b: number[]) => Buffer.from(b).toString("latin1");
+    const image = countingGuest(200);
+    const setupFor = (out: Out) => (vm: Machine) => {
+      addPcDevices(vm, {
+        serial: (b) => out.serial.push(...b),
+        debugcon: (b) => out.debug.push(...b),
+        coalesce: false,
+      });
+    };
+    async function pc(vcpuThread: boolean, out: Out, restore?: Snapshot): Promise<Machine> {
+      const vm = await createMachine({
+        backend: "soft",
+        memoryMiB: 16,
+        vcpuThread,
+        ...(restore ? { restore, setup: setupFor(out) } : {}),
+      });
+      if (!restore) {
+        setupFor(out)(vm);
+        vm.loadFlat(image);
+      }
+      expect(vm.hasVcpuThread).toBe(vcpuThread);
+      return vm;
+    }
+    async function finish(vm: Machine): Promise<void> {
+      const r = vm.hasVcpuThread ? await vm.run({ timeoutMs: 30_000 }) : vm.runSync({ timeoutMs: 30_000 });
+      expect(r.reason).toBe("hlt");
+    }
+    /** XMM registers the guest never touches: they must come back from the vCPU's thread as set */
+    const xmmMark = Int32Array.from({ length: 64 }, (_, i) => 0x5a000000 + i);
+
+    async function uninterrupted() {
+      const whole: Out = { serial: [], debug: [] };
+      const ref = await pc(false, whole);
+      try {
+        await finish(ref);
+        return { whole, regs: ref.vcpu(0).getRegs(), sregs: ref.vcpu(0).getSregs() };
+      } finally {
+        ref.close();
+      }
+    }
+
+    async function resumeAndCompare(snap: Snapshot, first: Out, threaded: boolean): Promise<void> {
+      const ref = await uninterrupted();
+      const second: Out = { serial: [], debug: [] };
+      const b = await pc(threaded, second, snap);
+      try {
+        expect([...softFpu(b).xmm]).toEqual([...xmmMark]);
+        await finish(b);
+        expect(text([...first.serial, ...second.serial])).toBe(text(ref.whole.serial));
+        expect(text([...first.debug, ...second.debug])).toBe(text(ref.whole.debug));
+        // both parts did some of the work
+        expect(first.debug.length).toBeGreaterThan(20);
+        expect(second.debug.length).toBeGreaterThan(20);
+        expect(b.vcpu(0).getRegs()).toEqual(ref.regs);
+        expect(b.vcpu(0).getSregs()).toEqual(ref.sregs);
+        expect(b.memory.view(0x500, 2)).toEqual(Uint8Array.from([200, 0]));
+      } finally {
+        b.close();
+      }
+    }
+
+    /** a threaded machine stopped mid-run, saved with the XMM mark set in its thread */
+    async function savedThreaded(stop: "max-exits" | "stop()"): Promise<{ snap: Snapshot; first: Out }> {
+      const first: Out = { serial: [], debug: [] };
+      const a = await pc(true, first);
+      try {
+        let r: Awaited<ReturnType<Machine["run"]>>;
+        if (stop === "max-exits") {
+          // 301 ends right after an IN: the thread completes it as the snapshot settles the vCPU
+          r = await a.run({ maxExits: 301, timeoutMs: 30_000 });
+          expect(r.reason).toBe("max-exits");
+        } else {
+          // from the exit listener, at whatever exit the 60th debug byte came with
+          let stopped = false;
+          a.on("exit", () => {
+            if (!stopped && first.debug.length >= 60) {
+              stopped = true;
+              a.stop();
+            }
+          });
+          r = await a.run({ timeoutMs: 30_000 });
+          expect(r.reason).toBe("stopped");
+        }
+        setSoftFpu(a, { xmm: xmmMark });
+        return { snap: decodeSnapshot(encodeSnapshot(a).bytes), first };
+      } finally {
+        a.close();
+      }
+    }
+
+    for (const stop of ["max-exits", "stop()"] as const) {
+      for (const threaded of [true, false]) {
+        it(`saved threaded (ended by ${stop}), resumed ${threaded ? "threaded" : "on the machine's thread"}: the uninterrupted run's output and registers`, async () => {
+          const { snap, first } = await savedThreaded(stop);
+          expect(snap.header.backend).toBe("soft");
+          expect(snap.vcpus[0]!.soft).toBeDefined();
+          await resumeAndCompare(snap, first, threaded);
+        });
+      }
+    }
+
+    it("saved on the machine's thread, resumed threaded: the uninterrupted run's output and registers", async () => {
+      const first: Out = { serial: [], debug: [] };
+      const a = await pc(false, first);
+      let snap: Snapshot;
+      try {
+        expect(a.runSync({ maxExits: 302, timeoutMs: 30_000 }).reason).toBe("max-exits");
+        setSoftFpu(a, { xmm: xmmMark });
+        snap = decodeSnapshot(encodeSnapshot(a).bytes);
+      } finally {
+        a.close();
+      }
+      await resumeAndCompare(snap, first, true);
+    });
+
+    it("a record the vCPU's thread refuses comes back as a SnapshotError naming the vCPU", async () => {
+      const { snap } = await savedThreaded("max-exits");
+      // handed over as an object, not decoded from a file: only the vCPU itself checks it
+      const bad = structuredClone(snap);
+      bad.vcpus[0]!.soft!.xmm = Buffer.alloc(8).toString("base64");
+      const e = await pc(true, { serial: [], debug: [] }, bad).then(
+        () => undefined,
+        (x: unknown) => x,
+      );
+      expect(e).toBeInstanceOf(SnapshotError);
+      expect((e as SnapshotError).section).toBe("vcpus");
+      expect((e as Error).message).toMatch(/vCPU 0: XMM state is 8 bytes, want 256/);
+    });
   });
 });

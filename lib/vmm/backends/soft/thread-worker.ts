@@ -46,6 +46,10 @@ const CALLS = new Set([
   "runnable",
   "takeYield",
   "invalidateCode",
+  // snapshots (saved-state.ts): the state as plain data, which crosses threads as it is
+  "captureSoftState",
+  "applySoftState",
+  "mmioInFlight",
 ]);
 
 /** how long one wait lasts before looking again (a terminated worker leaves at the next look) */
@@ -162,6 +166,8 @@ export function serveVcpu(data: VcpuWorkerData): void {
   let lastExit: VmExit | undefined;
   /** the last entry ended in HLT and the machine took it (it only re-enters to wait) */
   let reportedHlt = false;
+  /** instructionsRetired() when that HLT was reported: a HLT after the guest ran again is news */
+  let reportedAt = -1;
   /** the entry deadline in this thread's performance.now() time */
   let deadline: number | undefined;
 
@@ -183,10 +189,13 @@ export function serveVcpu(data: VcpuWorkerData): void {
         reportedHlt = false;
         return exit;
       }
-      // the first HLT goes to the machine (it may end the run, or jump time to a device deadline);
-      // a HLT that only one vCPU with interrupts disabled could leave ends the run there at once
-      if (!reportedHlt || (data.vcpus === 1 && !interruptsEnabled())) {
+      // a HLT goes to the machine (it may end the run, or jump guest time to its next device
+      // deadline, as it does for a vCPU on its own thread) unless it was just reported and the
+      // guest has not run since; one that only a lone vCPU with interrupts disabled is in, always
+      const work = v.instructionsRetired();
+      if (!reportedHlt || work !== reportedAt || (data.vcpus === 1 && !interruptsEnabled())) {
         reportedHlt = true;
+        reportedAt = work;
         return exit;
       }
       // halted again: sleep until a kick, an interrupt it takes, a signal, or the entry's end
@@ -212,11 +221,6 @@ export function serveVcpu(data: VcpuWorkerData): void {
   };
 
   const call = (name: string, args: unknown[]): unknown => {
-    if (name === "invalidateCode") {
-      const cpu = v.lp.cpu as { invalidateCode?(gpa: number, length: number): void };
-      cpu.invalidateCode?.(args[0] as number, args[1] as number);
-      return undefined;
-    }
     if (!CALLS.has(name)) throw new Error(`unknown vCPU call ${name}`);
     const fn = (v as unknown as Record<string, (...a: unknown[]) => unknown>)[name]!;
     return fn.apply(v, args);

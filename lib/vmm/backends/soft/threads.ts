@@ -16,6 +16,7 @@ import { evalWorkerArgv } from "../../kvm-worker.js";
 import type { VcpuThreads } from "../../loop-threads.js";
 import { waitForChange } from "../../wait-word.js";
 import { TSC_HZ } from "./cpuid.js";
+import type { ArchVcpuState, SoftSavedState, SoftVcpuState } from "./saved-state.js";
 import {
   APIC_BASE_I64,
   bump,
@@ -301,8 +302,13 @@ export class SoftThreadVcpu implements VcpuBackend {
     return want === 1;
   }
 
-  /** Lets the guest run until its next exit (take it with takeExit once exitReady). */
-  startEntry(): void {
+  /**
+   * Lets the guest run until its next exit (take it with takeExit once exitReady). `unbounded`: the
+   * entry has no instruction budget and no host-time bound (runs of SoftVcpuThreads, which kick the
+   * vCPU when the run must end or an interrupt arrives), so that a guest that never exits runs on
+   * while this thread is busy.
+   */
+  startEntry(unbounded = false): void {
     const e = this.#lastExit as {
       kind?: string;
       direction?: string;
@@ -315,7 +321,9 @@ export class SoftThreadVcpu implements VcpuBackend {
     else if (e?.kind === "mmio" && !e.write) completion = { data: e.data! };
     else if (e?.kind === "hypercall") completion = { ret: e.ret! };
     this.#lastExit = undefined;
-    const limits = this.#entryLimits;
+    const limits = unbounded
+      ? { budget: { n: undefined }, deadline: { at: Number.POSITIVE_INFINITY } }
+      : this.#entryLimits;
     this.#entryLimits = {};
     this.#send({ op: "run", completion, limits });
     this.#inEntry = true;
@@ -397,6 +405,18 @@ export class SoftThreadVcpu implements VcpuBackend {
   invalidateCode(gpa: number, length: number): void {
     this.call("invalidateCode", gpa, length);
   }
+  /** SoftVcpu.captureSoftState, done in the vCPU's thread */
+  captureSoftState(): SoftSavedState {
+    return this.call("captureSoftState") as SoftSavedState;
+  }
+  /** SoftVcpu.applySoftState, done in the vCPU's thread */
+  applySoftState(state: { soft?: SoftVcpuState | undefined; arch?: ArchVcpuState | undefined }): string[] {
+    return this.call("applySoftState", state) as string[];
+  }
+  /** SoftVcpu.mmioInFlight, asked of the vCPU's thread */
+  mmioInFlight(): boolean {
+    return this.call("mmioInFlight") as boolean;
+  }
 
   kick(): void {
     Atomics.store(this.#words, W.KICK, 1);
@@ -441,6 +461,8 @@ export class SoftThreadVcpu implements VcpuBackend {
 
 /** The soft vCPU threads of a machine, as the loop's thread runner drives them. */
 export class SoftVcpuThreads extends DoorbellThreads implements VcpuThreads {
+  /** a halted vCPU comes back with a HLT exit (thread-worker.ts): no parking to look for halts */
+  readonly reportsHalts = true;
   readonly #vcpus: readonly SoftThreadVcpu[];
 
   constructor(vcpus: readonly SoftThreadVcpu[], doorbell: SharedArrayBuffer) {
@@ -459,7 +481,7 @@ export class SoftVcpuThreads extends DoorbellThreads implements VcpuThreads {
     return this.#vcpus.every((v) => !v.inEntry);
   }
   start(i: number): void {
-    this.#vcpus[i]!.startEntry();
+    this.#vcpus[i]!.startEntry(true);
   }
   inEntry(i: number): boolean {
     return this.#vcpus[i]!.inEntry;

@@ -35,6 +35,13 @@ import type { Regs, SpecialRegs } from "../../../types/regs.js";
 import type { GuestMemory } from "../../memory.js";
 import { answerCpuid, CPU_SIGNATURE, TSC_HZ } from "./cpuid.js";
 import { readRegs, readSregs, writeRegs, writeSregs } from "./regs.js";
+import {
+  type ArchVcpuState,
+  applySoftVcpu,
+  captureSoftVcpu,
+  type SoftSavedState,
+  type SoftVcpuState,
+} from "./saved-state.js";
 import { createTaskEmulator, emulateTaskSwitch } from "./task-switch.js";
 import {
   CR0_OWNED,
@@ -938,6 +945,28 @@ export class SoftVcpu implements VcpuBackend {
   setMsr(index: number, value: bigint): void {
     if (!this.#writeMsr(index, value, true))
       throw new RangeError(`MSR 0x${index.toString(16)} cannot be written`);
+  }
+  /**
+   * The vCPU's state for a snapshot (saved-state.ts): plain data, so that a vCPU in a worker thread
+   * hands it over as it is. Taken while parked, after settling (lib/snapshot/index.ts).
+   */
+  captureSoftState(): SoftSavedState {
+    return captureSoftVcpu(this.lp, this.#readMsr(TSC_MSR));
+  }
+  /**
+   * Puts a snapshot's state back (the registers, sregs and MSRs go through their own calls first);
+   * returns what the vCPU could not take or will show differently.
+   */
+  applySoftState(state: { soft?: SoftVcpuState | undefined; arch?: ArchVcpuState | undefined }): string[] {
+    return applySoftVcpu(this.lp, state);
+  }
+  /** an instruction is half done: MMIO accesses this host completed wait to be replayed at the next entry */
+  mmioInFlight(): boolean {
+    return this.lp.mmioReplay.done.length !== 0;
+  }
+  /** guest memory changed behind the guest's back (a restore, a debugger's write): drop code compiled from it */
+  invalidateCode(gpa: number, length: number): void {
+    (this.lp.cpu as { invalidateCode?(gpa: number, length: number): void }).invalidateCode?.(gpa, length);
   }
   /** guest time from now on: the TSC counts the machine's clock at TSC_HZ */
   useClock(clock: Clock): void {
