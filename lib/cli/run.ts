@@ -228,7 +228,6 @@ async function runWithFiles(
     if (o.vcpuThread && o.backend !== "kvm") {
       const clash = [
         [gdb !== undefined, "--gdb"],
-        [o.save !== undefined, "--save"],
         [o.deterministic === true, "--deterministic"],
         [vcpus > 1, "--smp"],
       ].find(([on]) => on);

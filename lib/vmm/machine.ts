@@ -97,9 +97,9 @@ export interface MachineOptions {
    * Soft backend, default false (or the environment's NODEVMM_VCPU_THREAD=1): true runs the vCPU,
    * its VMCS and interpreter in a worker thread over shared guest memory, so the guest runs beside
    * the event loop, not in slices of it, and machines run in parallel on a multi-core host. Each
-   * exit crosses threads (fewer exits per second). Not yet with snapshots, the debugger,
-   * `deterministic` or several vCPUs: those keep the vCPUs on the machine's thread (`vm.warnings`
-   * says so for vcpus > 1).
+   * exit crosses threads (fewer exits per second). Snapshots work either way; not yet with the
+   * debugger, `deterministic` or several vCPUs: those keep the vCPUs on the machine's thread
+   * (`vm.warnings` says so when vcpuThread was asked for).
    */
   vcpuThread?: boolean;
   /** resume a snapshot (a file, or readSnapshot()'s result): size and vCPUs come from it (lib/snapshot) */
