@@ -27,10 +27,14 @@ export const W = {
   REPLIED: 7,
   /** the worker failed outside any command (its error posted as a "failed" message) */
   FAILED: 8,
+  /** 1: the command is a run encoded in the block's words (thread-codec.ts), no message */
+  CMD_FAST: 9,
+  /** 1: the exit is encoded in the block's words, no message */
+  EXIT_FAST: 10,
 } as const;
 
 /** Int32 words in a control block; three 64-bit slots follow them (TSC_OFFSET_I64, F64_RETIRED, APIC_BASE_I64) */
-export const CONTROL_WORDS = 16;
+export const CONTROL_WORDS = 32;
 /** byte size of a control block */
 export const CONTROL_BYTES = CONTROL_WORDS * 4 + 24;
 /** BigInt64 index (over the same buffer) of the vCPU's TSC offset, published at every exit and request */

@@ -13,6 +13,7 @@ import type { ApicMsrAccess, InterruptController } from "../../backend.js";
 import { MachineClock } from "../../clock.js";
 import { GuestMemory } from "../../memory.js";
 import { waitForChangeSync } from "../../wait-word.js";
+import { readFastRun, writeFastExit } from "./thread-codec.js";
 import {
   APIC_BASE_I64,
   bump,
@@ -231,7 +232,10 @@ export function serveVcpu(data: VcpuWorkerData): void {
   post({ t: "ready" });
   for (;;) {
     if (!waitForChangeSync(words, W.CMD, done, WAIT_SLICE_MS)) continue;
-    const m = receiveMessageOnPort(port)?.message as Command | undefined;
+    const m: Command | undefined =
+      Atomics.load(words, W.CMD_FAST) === 1
+        ? { op: "run", ...readFastRun(words) }
+        : (receiveMessageOnPort(port)?.message as Command | undefined);
     if (!m) continue;
     done = (done + 1) | 0;
     takeSignals();
@@ -241,10 +245,14 @@ export function serveVcpu(data: VcpuWorkerData): void {
         complete(m.completion);
         lastExit = enter();
         publish();
-        post({ t: "exit", exit: lastExit });
+        // in the block's words where it fits (thread-codec.ts), else a message
+        const fast = writeFastExit(words, lastExit);
+        Atomics.store(words, W.EXIT_FAST, fast ? 1 : 0);
+        if (!fast) post({ t: "exit", exit: lastExit });
       } catch (e) {
         lastExit = undefined;
         publish();
+        Atomics.store(words, W.EXIT_FAST, 0);
         post({ t: "exit-error", error: wireError(e) });
       }
       Atomics.store(words, W.DONE, done);

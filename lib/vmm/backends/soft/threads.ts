@@ -17,6 +17,7 @@ import type { VcpuThreads } from "../../loop-threads.js";
 import { waitForChange } from "../../wait-word.js";
 import { TSC_HZ } from "./cpuid.js";
 import type { ArchVcpuState, SoftSavedState, SoftVcpuState } from "./saved-state.js";
+import { readFastExit, UNBOUNDED, writeFastRun } from "./thread-codec.js";
 import {
   APIC_BASE_I64,
   bump,
@@ -192,7 +193,10 @@ export class SoftThreadVcpu implements VcpuBackend {
     if (this.#closed) throw new SoftVcpuThreadError(`vCPU ${this.index} is closed`);
     if (this.closed) throw this.#failed();
     if (!this.#ready) this.#awaitReady();
-    this.#port.postMessage(cmd);
+    // a run in the block's words where it fits (thread-codec.ts), else a message
+    const fast = cmd.op === "run" && writeFastRun(this.#words, cmd.completion, cmd.limits);
+    Atomics.store(this.#words, W.CMD_FAST, fast ? 1 : 0);
+    if (!fast) this.#port.postMessage(cmd);
     this.#cmd = bump(this.#words, W.CMD);
   }
 
@@ -321,9 +325,7 @@ export class SoftThreadVcpu implements VcpuBackend {
     else if (e?.kind === "mmio" && !e.write) completion = { data: e.data! };
     else if (e?.kind === "hypercall") completion = { ret: e.ret! };
     this.#lastExit = undefined;
-    const limits = unbounded
-      ? { budget: { n: undefined }, deadline: { at: Number.POSITIVE_INFINITY } }
-      : this.#entryLimits;
+    const limits = unbounded ? UNBOUNDED : this.#entryLimits;
     this.#entryLimits = {};
     this.#send({ op: "run", completion, limits });
     this.#inEntry = true;
@@ -338,6 +340,10 @@ export class SoftThreadVcpu implements VcpuBackend {
     if (!this.exitReady) throw new SoftVcpuThreadError(`vCPU ${this.index} has no exit to take`);
     this.#exitsTaken = (this.#exitsTaken + 1) | 0;
     this.#inEntry = false;
+    if (Atomics.load(this.#words, W.EXIT_FAST) === 1) {
+      this.#lastExit = readFastExit(this.#words);
+      return this.#lastExit;
+    }
     const m = receiveMessageOnPort(this.#port)?.message as WorkerMessage | undefined;
     if (m?.t === "exit") {
       this.#lastExit = m.exit as VmExit;
