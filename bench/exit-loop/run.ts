@@ -2,9 +2,12 @@
 // bus, a vm.io.onOut handler), on each backend usable here, next to the backend's own run() called
 // in a bare loop on the same guest. The difference per exit is what lib/vmm's loop costs.
 //
-//   npx tsc -p tsconfig.json && node dist/bench/exit-loop/run.js [seconds=1] [rounds=3] [backends=soft,kvm]
+// "soft-thread": the soft vCPU in a worker thread (createMachine({ vcpuThread: true })): each exit
+// crosses threads, and its raw run() is one hand-over there and back.
+//
+//   npx tsc -p tsconfig.json && node dist/bench/exit-loop/run.js [seconds=1] [rounds=3] [backends=soft,soft-thread,kvm]
 
-import type { BackendKind, VcpuBackend } from "../../lib/vmm/backend.js";
+import type { VcpuBackend } from "../../lib/vmm/backend.js";
 import { createMachine, type Machine, machineExitLoop } from "../../lib/vmm/machine.js";
 
 // mov dx,0xe9; l: inc al; out dx,al; jmp l   (real mode at 0x7C00; one OUT exit per 3 instructions)
@@ -20,8 +23,16 @@ interface Sample {
   ioShare: number;
 }
 
-async function machine(kind: BackendKind): Promise<{ vm: Machine; seen: () => number }> {
-  const vm = await createMachine({ memoryMiB: 4, backend: kind });
+type Kind = "soft" | "soft-thread" | "kvm";
+const KINDS: readonly Kind[] = ["soft", "soft-thread", "kvm"];
+
+const machineOptions = (kind: Kind) =>
+  kind === "soft-thread"
+    ? { memoryMiB: 4, backend: "soft" as const, vcpuThread: true }
+    : { memoryMiB: 4, backend: kind };
+
+async function machine(kind: Kind): Promise<{ vm: Machine; seen: () => number }> {
+  const vm = await createMachine(machineOptions(kind));
   let sum = 0;
   let n = 0;
   vm.io.onOut(PORT, (_p, _s, v) => {
@@ -33,7 +44,7 @@ async function machine(kind: BackendKind): Promise<{ vm: Machine; seen: () => nu
 }
 
 /** vm.runSync(): the loop with handler dispatch, stats, limits and the exit event machinery. */
-async function loopSync(kind: BackendKind, seconds: number): Promise<Sample> {
+async function loopSync(kind: Kind, seconds: number): Promise<Sample> {
   const { vm, seen } = await machine(kind);
   try {
     const cpu0 = process.cpuUsage();
@@ -54,7 +65,7 @@ async function loopSync(kind: BackendKind, seconds: number): Promise<Sample> {
  * await vm.run(): the same, in slices with the event loop served in between. `hotEntry` true lets
  * the main thread enter a guest that exits hot itself (ExitLoop.hotEntry, lib/vmm/loop.ts).
  */
-async function loopAsync(kind: BackendKind, seconds: number, hotEntry = false): Promise<Sample> {
+async function loopAsync(kind: Kind, seconds: number, hotEntry = false): Promise<Sample> {
   const { vm, seen } = await machine(kind);
   machineExitLoop(vm).hotEntry = hotEntry;
   try {
@@ -73,7 +84,7 @@ async function loopAsync(kind: BackendKind, seconds: number, hotEntry = false): 
 }
 
 /** The backend's run() in a bare loop: no handler table, no bus, no stats (the floor). */
-async function raw(kind: BackendKind, seconds: number): Promise<Sample> {
+async function raw(kind: Kind, seconds: number): Promise<Sample> {
   const { vm } = await machine(kind);
   try {
     const vcpu: VcpuBackend = vm.vcpu(0).backend;
@@ -97,9 +108,9 @@ async function raw(kind: BackendKind, seconds: number): Promise<Sample> {
   }
 }
 
-async function usable(kind: BackendKind): Promise<string | undefined> {
+async function usable(kind: Kind): Promise<string | undefined> {
   try {
-    const vm = await createMachine({ memoryMiB: 4, backend: kind });
+    const vm = await createMachine(machineOptions(kind));
     vm.close();
     return undefined;
   } catch (e) {
@@ -113,17 +124,12 @@ const fmt = (x: number) => Math.round(x).toLocaleString("en-US");
 async function main(): Promise<void> {
   const seconds = Number(process.argv[2] ?? 1);
   const rounds = Number(process.argv[3] ?? 3);
-  const kinds = (process.argv[4] ?? "soft,kvm").split(",");
-  if (
-    !(seconds > 0) ||
-    !Number.isInteger(rounds) ||
-    rounds < 1 ||
-    kinds.some((k) => k !== "soft" && k !== "kvm")
-  ) {
-    throw new Error("usage: run.js [seconds > 0] [rounds >= 1] [backends: soft,kvm]");
+  const kinds = (process.argv[4] ?? KINDS.join(",")).split(",") as Kind[];
+  if (!(seconds > 0) || !Number.isInteger(rounds) || rounds < 1 || kinds.some((k) => !KINDS.includes(k))) {
+    throw new Error(`usage: run.js [seconds > 0] [rounds >= 1] [backends: ${KINDS.join(",")}]`);
   }
   const rows: Record<string, string>[] = [];
-  for (const kind of kinds as BackendKind[]) {
+  for (const kind of kinds) {
     const why = await usable(kind);
     if (why) {
       console.log(`exit-loop: ${kind} skipped (${why})`);
