@@ -17,21 +17,100 @@
 // people (`internal-error`, `debug-exit`). Bus handlers take (where, handler, length?) on both
 // buses; mmio.onRead/onWrite also accept the older (address, length, handler).
 
+export type { PayloadFormat } from "./boot/bzimage-payload.js";
+export type { DecompressorKind } from "./boot/decompress.js";
+export type { EntryRegName } from "./boot/entry.js";
 export type {
   BootLayout,
+  DecompressOptions,
+  E820Entry,
   ElfOptions,
+  EntryRegs,
+  EntrySregs,
   EntryState,
   FlatOptions,
   ImageFormat,
+  LinuxBootInfo,
+  LinuxLayout,
   LinuxOptions,
+  LoadedRange,
   LoadFormat,
   LoadImageOptions,
   LoadResult,
+  MultibootModule,
   MultibootOptions,
+  ReservedRange,
 } from "./boot/index.js";
 export { BootSetupError, GuestImageError } from "./boot/index.js";
+export type { LinuxSetupHeader } from "./boot/linux-header.js";
 export type { NodevmmPlugin, PluginContext } from "./cli/plugins.js";
-export type * from "./devices/index.js";
+export type {
+  AcpiPmOptions,
+  AcpiPmState,
+  AddressSpace,
+  ApicMessage,
+  ApicMessageSink,
+  ApicTimerState,
+  BlockImage,
+  ByteOutput,
+  Clock,
+  CmosRtcOptions,
+  CmosRtcState,
+  CpuInterrupts,
+  CpuSignalHandler,
+  CpuSignalKind,
+  DebugConsoleOptions,
+  DebugExitOptions,
+  DescriptorChain,
+  Device,
+  DeviceContext,
+  DeviceRange,
+  DmaMemory,
+  E820Entry as FwCfgE820Entry,
+  FwCfgBlob,
+  FwCfgFileEntry,
+  FwCfgOptions,
+  FwCfgState,
+  GuestRam,
+  I8042Options,
+  I8042State,
+  I8254Options,
+  I8254State,
+  I8259Options,
+  I8259State,
+  IoApicOptions,
+  IoApicState,
+  Ipi,
+  IpiShorthand,
+  IrqLine,
+  LocalApicMsrs,
+  LocalApicOptions,
+  LocalApicState,
+  ModemLines,
+  PcInterruptsOptions,
+  PicChipState,
+  PitChannelState,
+  PostPortOptions,
+  QueuedByte,
+  QueueLayout,
+  ResetControlOptions,
+  SnapshottableDevice,
+  StopRequest,
+  SystemControlPortAOptions,
+  TscDeadlineState,
+  TscSource,
+  Uart16550Options,
+  Uart16550State,
+  VirtioBlkOptions,
+  VirtioConsoleOptions,
+  VirtioConsoleSnapshot,
+  VirtioDeviceSpec,
+  VirtioMmioOptions,
+  VirtioMmioSnapshot,
+  VirtioQueueSnapshot,
+  VirtioRngOptions,
+  VirtqueueOptions,
+} from "./devices/index.js";
 export {
   AcpiPm,
   ApicTimer,
@@ -60,7 +139,23 @@ export {
   Virtqueue,
   VirtqueueError,
 } from "./devices/index.js";
-export type * from "./inspect/index.js";
+export type { GdbServerHandle, GdbServerOptions } from "./gdb/index.js";
+export type {
+  BitName,
+  CpuMode,
+  DescriptorEntry,
+  DescriptorMemory,
+  DisassembledInstruction,
+  DumpOptions,
+  LevelName,
+  PagingMode,
+  PagingState,
+  PhysicalReader,
+  StatsRow,
+  TraceInfo,
+  Translation,
+  WalkLevel,
+} from "./inspect/index.js";
 export {
   CR0_BITS,
   CR4_BITS,
@@ -93,6 +188,7 @@ export {
   walkPageTables,
 } from "./inspect/index.js";
 export { KvmUnavailableError, type KvmUnavailableReason } from "./kvm/errors.js";
+export type { SaveOptions, SaveResult } from "./snapshot/index.js";
 // exits.ts's DebugExit (a debug exception) is exported as DebugExceptionExit: DebugExit is the
 // isa-debug-exit device.
 export type {
@@ -114,7 +210,7 @@ export type {
   VmExit,
   VmExitKind,
 } from "./types/exits.js";
-export type * from "./types/regs.js";
+export type { DescriptorTable, Regs, Segment, SpecialRegs } from "./types/regs.js";
 export { emptyRegs, GPR_NAMES, segment } from "./types/regs.js";
 export type { BackendKind, InterruptController, MachineBackend, VcpuBackend } from "./vmm/backend.js";
 export type {
@@ -123,7 +219,7 @@ export type {
   BackendInfo,
   BackendRequest,
 } from "./vmm/backend-select.js";
-export { Bus, type BusClaim, type UnhandledAccess } from "./vmm/bus.js";
+export { Bus, type BusClaim, type BusReader, type BusWriter, type UnhandledAccess } from "./vmm/bus.js";
 export {
   IoBusApi,
   MmioBusApi,
@@ -132,6 +228,7 @@ export {
   type PortInHandler,
   type PortOutHandler,
 } from "./vmm/bus-api.js";
+export type { GuestClock } from "./vmm/clock.js";
 export {
   BackendUnavailableError,
   BusConflictError,
@@ -159,5 +256,5 @@ export type {
 export { createMachine, type Machine, type MachineOptions } from "./vmm/machine.js";
 export { GuestMemory, GuestMemoryError, type MemoryRegion } from "./vmm/memory.js";
 export { addPcDevices, type PcDeviceOptions, type PcDevices } from "./vmm/pc.js";
-export { ExitStats } from "./vmm/stats.js";
+export { type ExitKindStats, ExitStats } from "./vmm/stats.js";
 export { Vcpu } from "./vmm/vcpu.js";

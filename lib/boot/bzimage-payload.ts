@@ -6,6 +6,7 @@
 
 import type { LinuxSetupHeader } from "./linux-header.js";
 
+/** The compression of a bzImage's payload (the kernel build's CONFIG_KERNEL_* choice). */
 export type PayloadFormat = "gzip" | "xz" | "zstd" | "lzma" | "bzip2" | "lz4" | "lzo";
 
 /** Magic numbers at the start of each compressor's output (the kernel's extract-vmlinux list). */

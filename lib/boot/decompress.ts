@@ -17,6 +17,7 @@ import type { BzImagePayload, PayloadFormat } from "./bzimage-payload.js";
 /** Where a decompressor comes from: this process (node:zlib, `@napi-rs/lzma`) or a program on PATH. */
 export type DecompressorKind = "native" | "tool";
 
+/** Which decompressors may undo a bzImage's payload on the host. */
 export interface DecompressOptions {
   /** which kinds to try, in order; default ["native", "tool"] */
   use?: readonly DecompressorKind[];

@@ -13,6 +13,10 @@ import { hasMultibootHeader, loadMultiboot, type MultibootOptions } from "./mult
 import type { LoadTarget } from "./target.js";
 import { isLinuxVmlinux } from "./vmlinux.js";
 
+/**
+ * The image format `vm.load()` is told to use; "auto" detects a bzImage (or a Linux vmlinux), a multiboot
+ * header, then ELF, else flat.
+ */
 export type LoadFormat = "auto" | "flat" | "elf" | "multiboot" | "linux";
 
 export function detectFormat(image: Uint8Array): Exclude<LoadFormat, "auto"> {
@@ -22,12 +26,15 @@ export function detectFormat(image: Uint8Array): Exclude<LoadFormat, "auto"> {
   return "flat";
 }
 
+/** Options of `vm.load()`: those of every loader; each format uses the ones that apply to it. */
 export interface LoadImageOptions extends FlatOptions, MultibootOptions {
+  /** Which loader to use; default "auto". */
   format?: LoadFormat;
   /** Linux: the initial ramdisk (multiboot kernels take `modules` instead) */
   initrd?: Uint8Array;
   /** Linux: the ACPI RSDP's address and extra e820 entries (see LinuxOptions) */
   acpiRsdp?: number;
+  /** Linux: extra e820 entries, as LinuxOptions.e820. */
   e820?: readonly E820Entry[];
   /** Linux: decompress a bzImage's payload on the host ("auto", the default) or in the guest */
   decompress?: LinuxOptions["decompress"];

@@ -17,9 +17,13 @@ export const E820_MAX_ENTRIES_ZEROPAGE = 128;
 /** struct boot_e820_entry: u64 addr, u64 size, u32 type (packed). */
 export const E820_ENTRY_SIZE = 20;
 
+/** One entry of a BIOS e820 memory map, as the Linux boot protocol and fw_cfg's "etc/e820" carry it. */
 export interface E820Entry {
+  /** Start guest-physical address. */
   addr: number;
+  /** Length in bytes. */
   size: number;
+  /** 1 RAM, 2 reserved, 3 ACPI reclaimable, 4 ACPI NVS, 5 unusable. */
   type: number;
 }
 

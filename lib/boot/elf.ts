@@ -209,7 +209,9 @@ export function parseElf(image: Uint8Array, ramSize = Number.MAX_SAFE_INTEGER): 
   return { bits, entry, entryPhys: entry - holder.vaddr + holder.gpa, segments };
 }
 
+/** Options of `vm.loadElf()`. */
 export interface ElfOptions {
+  /** Where the loader puts its GDT, boot information and page tables; default DEFAULT_LAYOUT. */
   layout?: Partial<BootLayout>;
 }
 

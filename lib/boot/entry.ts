@@ -9,6 +9,10 @@ import {
   type SpecialRegs,
 } from "../types/regs.js";
 
+/**
+ * The mode a loader starts the vCPU in: real mode, 32-bit protected mode (flat segments, no paging), or
+ * 64-bit long mode (identity-mapped page tables).
+ */
 export type CpuMode = "real" | "protected" | "long";
 
 export type EntrySegment = Segment;
@@ -17,14 +21,19 @@ export type EntryTable = DescriptorTable;
 /** A subset of SpecialRegs: cr2, cr8 and apicBase keep the machine's reset values. */
 export type EntrySregs = Omit<SpecialRegs, "cr2" | "cr8" | "apicBase">;
 
+/** A general register's name as {@link Regs} spells it ("rax", "rip", "rflags", ...). */
 export type EntryRegName = keyof Regs;
 
 /** General registers the loader sets; the ones it leaves out are zero. */
 export type EntryRegs = Partial<Record<EntryRegName, bigint>>;
 
+/** The vCPU state a loader asks for (`LoadResult.entry`); `vm.applyEntry()` puts a vCPU in it. */
 export interface EntryState {
+  /** The CPU mode the state enters. */
   mode: CpuMode;
+  /** General registers, RIP and RFLAGS to set; those left out are zero. */
   regs: EntryRegs;
+  /** Segments, descriptor tables, CR0/CR3/CR4 and EFER for that mode. */
   sregs: EntrySregs;
 }
 

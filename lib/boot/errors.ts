@@ -6,7 +6,9 @@ import { VmmError } from "../types/errors.js";
 
 /** What is wrong with a guest image (kernel, ELF, multiboot, flat binary) and where in the file. */
 export class GuestImageError extends VmmError {
+  /** Always "GuestImageError" (the class name, for people). */
   override name = "GuestImageError";
+  /** Always "ERR_VMM_GUEST_IMAGE": stable across releases, compare this, not the message. */
   override readonly code: string = "ERR_VMM_GUEST_IMAGE";
   constructor(
     /** the header field (or structure) that is wrong, e.g. "e_phoff", "ph[2].p_filesz", "checksum" */
@@ -23,7 +25,9 @@ export class GuestImageError extends VmmError {
 /** The loader's own structures (page tables, GDT, boot info) cannot be placed: a configuration
  * problem (too little RAM, a command line that does not fit), not a problem of the image. */
 export class BootSetupError extends VmmError {
+  /** Always "BootSetupError" (the class name, for people). */
   override name = "BootSetupError";
+  /** Always "ERR_VMM_BOOT_SETUP": stable across releases, compare this, not the message. */
   override readonly code: string = "ERR_VMM_BOOT_SETUP";
 }
 

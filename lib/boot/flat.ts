@@ -26,6 +26,7 @@ export const DEFAULT_HIGH_ADDRESS = 0x100000;
 /** Highest byte real mode reaches: FFFF:FFFF. */
 const REAL_MODE_LIMIT = 0x10fff0;
 
+/** Options of `vm.loadFlat()`: where a raw binary goes and how the vCPU starts it. */
 export interface FlatOptions {
   /** load address; default 0x7C00 in real mode, 0x100000 otherwise */
   address?: number;
@@ -35,13 +36,18 @@ export interface FlatOptions {
   entry?: number;
   /** initial stack pointer; default just below the load address */
   stack?: number;
+  /** Where the loader puts its GDT, boot information and page tables; default DEFAULT_LAYOUT. */
   layout?: Partial<BootLayout>;
 }
 
+/** The format a loader found the image to be (`LoadResult.format`). */
 export type ImageFormat = "flat" | "elf32" | "elf64" | "multiboot" | "linux";
 
+/** What a loader did: the format, the entry state it set vCPU 0 to, and the guest memory it wrote. */
 export interface LoadResult {
+  /** The format the image was loaded as. */
   format: ImageFormat;
+  /** The state vCPU 0 was put in (already applied by the Machine's loaders). */
   entry: EntryState;
   /** what was copied from the image (gpa, bytes in memory, bytes from the file) */
   loaded: LoadedRange[];

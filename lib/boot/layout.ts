@@ -7,9 +7,19 @@
 import { BootSetupError, hex } from "./errors.js";
 import type { LoadTarget } from "./target.js";
 
+/**
+ * Guest-physical addresses of the loader's own structures (defaults in DEFAULT_LAYOUT); images must not
+ * overlap them (GuestImageError otherwise).
+ */
 export interface BootLayout {
+  /** The GDT (null, 32-bit code, data, 64-bit code: GDT_SIZE bytes); default 0x500. */
   gdt: number;
+  /** The multiboot information structure, memory map and module list; default 0x9000. */
   bootInfo: number;
+  /**
+   * Long mode's identity page tables (PML4, PDPT, four page directories: 24 KiB, 4 KiB-aligned); default
+   * 0x9A000.
+   */
   pageTables: number;
 }
 
@@ -21,8 +31,11 @@ export const DEFAULT_LAYOUT: Readonly<BootLayout> = Object.freeze({
 
 /** A guest-physical range the loader writes for itself; image data must not overlap it. */
 export interface ReservedRange {
+  /** Start guest-physical address. */
   gpa: number;
+  /** Length in bytes. */
   size: number;
+  /** What the loader keeps there ("GDT", "page tables", ...). */
   what: string;
 }
 

@@ -91,6 +91,7 @@ const SECTOR = 512;
 const DEFAULT_SETUP_SECTS = 4;
 const PAGE = 0x1000;
 
+/** The fields of a kernel's setup header (Documentation/arch/x86/boot.rst) that the loader uses, decoded. */
 export interface LinuxSetupHeader {
   /** protocol version, e.g. 0x020f for 2.15 */
   version: number;
@@ -100,14 +101,21 @@ export interface LinuxSetupHeader {
   setupSize: number;
   /** end of the setup header in the file: 0x202 + the byte at 0x201 */
   headerEnd: number;
+  /** Size of the protected-mode code in 16-byte units. */
   syssize: number;
+  /** LOADED_HIGH (bit 0), KASLR_FLAG, QUIET_FLAG, KEEP_SEGMENTS, CAN_USE_HEAP (bit 7). */
   loadflags: number;
+  /** The 32-bit entry point (where the protected-mode kernel is loaded). */
   code32Start: number;
+  /** Highest address the initrd may end at (inclusive). */
   initrdAddrMax: number;
+  /** Alignment a relocatable kernel needs, in bytes. */
   kernelAlignment: number;
+  /** Whether the kernel may be loaded at any kernelAlignment-aligned address. */
   relocatable: boolean;
   /** 0 before protocol 2.12 */
   xloadflags: number;
+  /** Longest command line the kernel takes, without the NUL (the header's cmdline_size, protocol 2.06+). */
   cmdlineSize: number;
   /** 0 before protocol 2.10 */
   prefAddress: number;

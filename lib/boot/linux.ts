@@ -72,6 +72,10 @@ const FOUR_GIB = 0x1_0000_0000;
 /** Where the command line goes by default (QEMU and Firecracker use the same address). */
 export const DEFAULT_CMDLINE_ADDRESS = 0x20000;
 
+/**
+ * Where the Linux loader puts its structures: the {@link BootLayout} (bootInfo holds the zero page) plus the
+ * command line.
+ */
 export interface LinuxLayout extends BootLayout {
   /** the kernel command line (bootInfo holds the zero page) */
   cmdline: number;
@@ -82,6 +86,10 @@ export const DEFAULT_LINUX_LAYOUT: Readonly<LinuxLayout> = Object.freeze({
   cmdline: DEFAULT_CMDLINE_ADDRESS,
 });
 
+/**
+ * Options of `vm.loadLinux()`: the kernel, initrd, command line and how the kernel is entered (x86 boot
+ * protocol).
+ */
 export interface LinuxOptions {
   /** the bzImage, or the kernel's vmlinux ELF (x86_64) */
   kernel: Uint8Array;
@@ -106,6 +114,9 @@ export interface LinuxOptions {
   layout?: Partial<LinuxLayout>;
 }
 
+/**
+ * How a Linux kernel was loaded (`LoadResult.linux`): header, protocol, entry path and where everything went.
+ */
 export interface LinuxBootInfo {
   /** the kernel's setup header: the bzImage's, or the one made up for a vmlinux file */
   header: LinuxSetupHeader;
@@ -117,8 +128,9 @@ export interface LinuxBootInfo {
   entry: "vmlinux" | "bzImage";
   /** the bzImage payload's compression that the host undid (entry "vmlinux" from a bzImage) */
   decompressed?: PayloadFormat;
-  /** what undid it ("node:zlib", "@napi-rs/lzma", "xz" ...) and how long it took */
+  /** what undid it (`node:zlib`, `@napi-rs/lzma`, `xz` ...) and how long it took */
   decompressor?: string;
+  /** Milliseconds the host decompression took. */
   decompressMs?: number;
   /** why the kernel is entered the way it is (the reason the host did not decompress, when it did not) */
   why: string;
@@ -126,12 +138,17 @@ export interface LinuxBootInfo {
   loadAddress: number;
   /** where the kernel runs: [runtimeStart, runtimeStart + initSize) (bzImage: after it decompresses) */
   runtimeStart: number;
+  /** Bytes the kernel needs from runtimeStart while it boots (the setup header's init_size). */
   initSize: number;
   /** the physical address the vCPU starts at */
   entryPoint: number;
+  /** Guest-physical address of the zero page (struct boot_params; RSI at entry). */
   zeroPage: number;
+  /** Where the NUL-terminated command line went (guest-physical address, bytes). */
   cmdline: { gpa: number; size: number };
+  /** Where the initrd went (guest-physical address, bytes), when there is one. */
   initrd?: { gpa: number; size: number };
+  /** The memory map given to the kernel in the zero page. */
   e820: E820Entry[];
 }
 

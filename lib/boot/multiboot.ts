@@ -63,17 +63,26 @@ export interface MultibootHeader {
   aout?: { headerAddr: number; loadAddr: number; loadEndAddr: number; bssEndAddr: number; entryAddr: number };
 }
 
+/**
+ * A multiboot module (e.g. an initrd) the loader places in guest memory and lists in the multiboot
+ * information.
+ */
 export interface MultibootModule {
+  /** The module's bytes, placed page-aligned above the kernel. */
   data: Uint8Array;
   /** the module's string (its command line) */
   cmdline?: string;
 }
 
+/** Options of `vm.loadMultiboot()`. */
 export interface MultibootOptions {
+  /** The kernel command line, passed in the multiboot information (flag bit 2). */
   cmdline?: string;
+  /** Modules to load after the kernel, in this order. */
   modules?: readonly MultibootModule[];
   /** default "nodevmm" */
   bootLoaderName?: string;
+  /** Where the loader puts its GDT and the multiboot information; default DEFAULT_LAYOUT. */
   layout?: Partial<BootLayout>;
 }
 

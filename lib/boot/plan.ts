@@ -6,6 +6,7 @@ import type { ReservedRange } from "./layout.js";
 import type { LoadTarget } from "./target.js";
 
 export interface Placement {
+  /** Start guest-physical address. */
   gpa: number;
   /** bytes copied from the file */
   data: Uint8Array;
@@ -16,9 +17,13 @@ export interface Placement {
   offset: number;
 }
 
+/** A range of guest memory a loader filled from the image. */
 export interface LoadedRange {
+  /** Start guest-physical address. */
   gpa: number;
+  /** Bytes in guest memory (ELF: including the zeroed bss). */
   size: number;
+  /** Bytes that came from the file (the rest, up to `size`, is zero). */
   fileSize: number;
 }
 

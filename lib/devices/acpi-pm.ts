@@ -44,6 +44,7 @@ const EN_IMPLEMENTED = PM1_TMR | PM1_GBL | PM1_PWRBTN | PM1_SLPBTN | PM1_RTC;
 // bits PM1_CNT keeps: BM_RLD and SLP_TYP (SCI_EN is fixed at 1; GBL_RLS and SLP_EN are write-only)
 const CNT_KEPT = PM1_CNT_BM_RLD | PM1_CNT_SLP_TYP_MASK;
 
+/** Options of {@link AcpiPm}. */
 export interface AcpiPmOptions {
   /** first port of the block; default 0xB000 (where SeaBIOS puts PIIX4's; ICH9's is at 0x600) */
   base?: number;
@@ -53,9 +54,13 @@ export interface AcpiPmOptions {
   s5SlpTyp?: number;
 }
 
+/** {@link AcpiPm}'s saved state (snapshot()/restore()). */
 export interface AcpiPmState {
+  /** PM1_STS. */
   status: number;
+  /** PM1_EN. */
   enable: number;
+  /** PM1_CNT. */
   control: number;
   /** floor(ticks / 2^23) at the last look: a change sets TMR_STS */
   timerHalves: number;
@@ -74,11 +79,21 @@ function nsToNextHalf(ns: number): number {
   return Math.max(1, Math.ceil((next * 1e9) / PM_TIMER_HZ - ns));
 }
 
+/**
+ * ACPI fixed-feature hardware as PIIX4/ICH9 lay it out: PM1 status/enable (base+0, +2), PM1 control (base+4)
+ * and the 3.579545 MHz PM timer (base+8), with the SCI on `irq`. Writing SLP_EN with the S5 sleep type ends
+ * the run as "poweroff"; other sleep types wake at once.
+ */
 export class AcpiPm implements Device {
+  /** {@inheritDoc Device.name} */
   readonly name = "acpi-pm";
+  /** {@inheritDoc Device.ranges} */
   readonly ranges: readonly DeviceRange[];
+  /** {@inheritDoc Device.irq} */
   readonly irq: number;
+  /** First port of the block. */
   readonly base: number;
+  /** The SLP_TYP value that means S5 (soft off). */
   readonly s5SlpTyp: number;
   #ctx: DeviceContext | undefined;
   #line: IrqLine | undefined;
@@ -101,6 +116,7 @@ export class AcpiPm implements Device {
     ];
   }
 
+  /** {@inheritDoc Device.attach} */
   attach(ctx: DeviceContext): void {
     this.#ctx = ctx;
     this.#line = ctx.irq;
@@ -120,6 +136,7 @@ export class AcpiPm implements Device {
     return this.#status;
   }
 
+  /** PM1_EN: which status bits raise the SCI. */
   get enable(): number {
     return this.#enable;
   }
@@ -140,12 +157,14 @@ export class AcpiPm implements Device {
     return (this.#enable & PM1_PWRBTN) !== 0;
   }
 
+  /** {@inheritDoc Device.read} */
   read(offset: number, size: number, rangeIndex: number): number {
     let v = 0;
     for (let i = 0; i < size; i++) v += this.#readByte(rangeIndex, offset + i) * 2 ** (8 * i);
     return v;
   }
 
+  /** {@inheritDoc Device.write} */
   write(offset: number, size: number, value: number, rangeIndex: number): void {
     for (let i = 0; i < size; i++) {
       this.#writeByte(rangeIndex, offset + i, Math.floor(value / 2 ** (8 * i)) & 0xff);
@@ -158,6 +177,7 @@ export class AcpiPm implements Device {
     return this.#enable & PM1_TMR ? nsToNextHalf(nowNs) : undefined;
   }
 
+  /** {@inheritDoc Device.reset} */
   reset(): void {
     this.#status = 0;
     this.#enable = 0;
@@ -166,6 +186,7 @@ export class AcpiPm implements Device {
     this.#updateSci();
   }
 
+  /** {@inheritDoc SnapshottableDevice.snapshot} */
   snapshot(): AcpiPmState {
     this.#syncTimer();
     return {
@@ -176,6 +197,7 @@ export class AcpiPm implements Device {
     };
   }
 
+  /** {@inheritDoc SnapshottableDevice.restore} */
   restore(s: AcpiPmState): void {
     this.#status = s.status & STS_IMPLEMENTED;
     this.#enable = s.enable & EN_IMPLEMENTED;

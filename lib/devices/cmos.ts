@@ -44,6 +44,7 @@ const LOWMEM_GB_ALIGNED = 0xc0000000;
 /** the update cycle flag is set for 244 us before each second's update */
 const UIP_WINDOW_MS = 0.244;
 
+/** Options of {@link CmosRtc}. */
 export interface CmosRtcOptions {
   /** guest RAM in bytes; fills 0x15-0x18, 0x30-0x31, 0x34-0x35, 0x5b-0x5d. Default 0 */
   memoryBytes?: number;
@@ -61,12 +62,19 @@ export interface CmosRtcOptions {
   nvram?: Readonly<Record<number, number>>;
 }
 
+/** {@link CmosRtc}'s saved state (snapshot()/restore()). */
 export interface CmosRtcState {
+  /** The 128 CMOS bytes (RTC registers and NVRAM). */
   data: number[];
+  /** The register index last written to port 0x70. */
   index: number;
+  /** Bit 7 of the last port 0x70 write (NMI masked). */
   nmiMasked: boolean;
+  /** RTC time minus source time, in ms (the guest may set the clock). */
   offsetMs: number;
+  /** The RTC second last seen, for update-ended interrupts (NaN: none yet). */
   lastSecond: number;
+  /** The periodic-interrupt period count last seen (NaN: none yet). */
   lastPeriod: number;
 }
 
@@ -77,9 +85,17 @@ function bcd2bin(v: number): number {
   return ((v >> 4) & 0xf) * 10 + (v & 0xf);
 }
 
+/**
+ * MC146818 CMOS/RTC at ports 0x70 (index; bit 7 masks NMI) and 0x71 (data): time of day from the host or the
+ * machine's clock, periodic/alarm/update interrupts on IRQ 8, and the memory-size and CPU-count bytes
+ * firmware reads (as QEMU's pc machine stores them).
+ */
 export class CmosRtc implements Device {
+  /** {@inheritDoc Device.name} */
   readonly name = "cmos-rtc";
+  /** {@inheritDoc Device.ranges} */
   readonly ranges: readonly DeviceRange[] = [{ space: "io", base: 0x70, length: 2 }];
+  /** {@inheritDoc Device.irq} */
   readonly irq: number;
   readonly #data = new Uint8Array(128);
   readonly #initial = new Uint8Array(128);
@@ -143,6 +159,7 @@ export class CmosRtc implements Device {
     this.#data.set(d);
   }
 
+  /** {@inheritDoc Device.attach} */
   attach(ctx: DeviceContext): void {
     this.#ctx = ctx;
     this.#line = ctx.irq;
@@ -154,6 +171,7 @@ export class CmosRtc implements Device {
     this.#lastSecond = Math.floor(this.#rtcMs() / 1000);
   }
 
+  /** Whether the guest masked NMIs (bit 7 of its last write to port 0x70). */
   get nmiMasked(): boolean {
     return this.#nmiMasked;
   }
@@ -168,6 +186,7 @@ export class CmosRtc implements Device {
     return this.#data[index & 0x7f]!;
   }
 
+  /** {@inheritDoc Device.read} */
   read(offset: number): number {
     if (offset === 0) return 0xff; // the index register is write-only
     const i = this.#index;
@@ -198,6 +217,7 @@ export class CmosRtc implements Device {
     }
   }
 
+  /** {@inheritDoc Device.write} */
   write(offset: number, _size: number, value: number): void {
     const v = value & 0xff;
     if (offset === 0) {
@@ -244,6 +264,7 @@ export class CmosRtc implements Device {
     }
   }
 
+  /** {@inheritDoc Device.poll} */
   poll(nowNs: number): number | undefined {
     this.#updateFlags(nowNs);
     const b = this.#data[RTC_REG_B]!;
@@ -260,6 +281,7 @@ export class CmosRtc implements Device {
     return next === undefined ? undefined : Math.max(1, Math.ceil(next));
   }
 
+  /** {@inheritDoc Device.reset} */
   reset(): void {
     // the time keeps running across a reset; the interrupt enables and flags clear
     this.#data[RTC_REG_B] = this.#data[RTC_REG_B]! & ~(REG_B_PIE | REG_B_AIE | REG_B_UIE);
@@ -267,6 +289,7 @@ export class CmosRtc implements Device {
     this.#setLine(false);
   }
 
+  /** {@inheritDoc SnapshottableDevice.snapshot} */
   snapshot(): CmosRtcState {
     return {
       data: [...this.#data],
@@ -278,6 +301,7 @@ export class CmosRtc implements Device {
     };
   }
 
+  /** {@inheritDoc SnapshottableDevice.restore} */
   restore(s: CmosRtcState): void {
     if (!Array.isArray(s.data) || s.data.length !== 128) {
       throw new DeviceConfigError(this.name, "restore", "data must hold 128 bytes");

@@ -4,6 +4,7 @@
 import type { Device, DeviceContext, DeviceRange } from "./device.js";
 import { DeviceOptionReader } from "./options.js";
 
+/** Options of {@link DebugExit}. */
 export interface DebugExitOptions {
   /** default 0xf4 */
   port?: number;
@@ -11,8 +12,14 @@ export interface DebugExitOptions {
   size?: 1 | 2 | 4;
 }
 
+/**
+ * QEMU's isa-debug-exit (port 0xF4 by default): a guest write of V ends the run with reason "debug-exit" and
+ * `exitCode` `(V << 1) | 1`, so a guest can never report 0 through it. Reads return 0.
+ */
 export class DebugExit implements Device {
+  /** {@inheritDoc Device.name} */
   readonly name = "isa-debug-exit";
+  /** {@inheritDoc Device.ranges} */
   readonly ranges: readonly DeviceRange[];
   #ctx: DeviceContext | undefined;
   #lastCode: number | undefined;
@@ -30,10 +37,12 @@ export class DebugExit implements Device {
     return this.#lastCode;
   }
 
+  /** {@inheritDoc Device.attach} */
   attach(ctx: DeviceContext): void {
     this.#ctx = ctx;
   }
 
+  /** {@inheritDoc Device.read} */
   read(): number {
     return 0;
   }
@@ -42,10 +51,12 @@ export class DebugExit implements Device {
   snapshot(): { lastCode: number | null } {
     return { lastCode: this.#lastCode ?? null };
   }
+  /** {@inheritDoc SnapshottableDevice.restore} */
   restore(s: { lastCode: number | null }): void {
     this.#lastCode = typeof s?.lastCode === "number" ? s.lastCode : undefined;
   }
 
+  /** {@inheritDoc Device.write} */
   write(_offset: number, size: number, value: number): void {
     const v = value % 2 ** (8 * size);
     // kept as a Number (not int32) so a 32-bit value does not wrap; the CLI takes & 0xff

@@ -5,6 +5,7 @@ import type { Device, DeviceRange } from "./device.js";
 import { DeviceOptionReader } from "./options.js";
 import { type ByteOutput, type ByteSink, byteSink } from "./output.js";
 
+/** Options of {@link DebugConsole}. */
 export interface DebugConsoleOptions {
   /** default 0xe9 */
   port?: number;
@@ -14,9 +15,16 @@ export interface DebugConsoleOptions {
   readback?: number;
 }
 
+/**
+ * The Bochs/QEMU debug console (port 0xE9 by default): every byte the guest writes goes to `output`; reads
+ * return `readback`, which is how guests detect the port.
+ */
 export class DebugConsole implements Device {
+  /** {@inheritDoc Device.name} */
   readonly name = "debugcon";
+  /** {@inheritDoc Device.ranges} */
   readonly ranges: readonly DeviceRange[];
+  /** The value a guest read returns (0 to 0xFF). */
   readonly readback: number;
   #sink: ByteSink;
   #count = 0;
@@ -34,6 +42,7 @@ export class DebugConsole implements Device {
     return this.#count;
   }
 
+  /** {@inheritDoc Device.read} */
   read(_offset: number, size: number): number {
     // wider reads see the readback byte repeated, as a byte-wide port decoded on every lane
     let v = 0;
@@ -41,6 +50,7 @@ export class DebugConsole implements Device {
     return v;
   }
 
+  /** {@inheritDoc Device.write} */
   write(_offset: number, size: number, value: number): void {
     // outw/outl to a byte port: QEMU splits into byte writes, low byte first
     const bytes = new Uint8Array(size);
@@ -53,10 +63,12 @@ export class DebugConsole implements Device {
   snapshot(): { bytesWritten: number } {
     return { bytesWritten: this.#count };
   }
+  /** {@inheritDoc SnapshottableDevice.restore} */
   restore(s: { bytesWritten: number }): void {
     this.#count = Number.isSafeInteger(s?.bytesWritten) ? s.bytesWritten : 0;
   }
 
+  /** Closes the output when the device opened it (a file path); streams you passed stay open. */
   close(): void {
     this.#sink.close();
   }

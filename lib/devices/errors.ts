@@ -10,7 +10,9 @@ import { VmmRangeError } from "../types/errors.js";
  * A VmmError (`code` ERR_VMM_DEVICE_CONFIG) and, as before, a RangeError.
  */
 export class DeviceConfigError extends VmmRangeError {
+  /** Always "DeviceConfigError" (the class name, for people). */
   override name = "DeviceConfigError";
+  /** Always "ERR_VMM_DEVICE_CONFIG": stable across releases, compare this, not the message. */
   override readonly code: string = "ERR_VMM_DEVICE_CONFIG";
   constructor(
     /** the device's name (`uart16550`, `virtio-blk`) */

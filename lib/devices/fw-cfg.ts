@@ -51,18 +51,25 @@ export const FW_CFG_DMA_SIGNATURE = 0x51454d5520434647n;
 
 /** guest memory as the DMA interface needs it (lib/vmm's GuestMemory can be wrapped to this) */
 export interface DmaMemory {
+  /** Reads `len` bytes at guest-physical address `gpa`. */
   read(gpa: number, len: number): Uint8Array;
+  /** Writes `bytes` at guest-physical address `gpa`. */
   write(gpa: number, bytes: Uint8Array): void;
 }
 
 /** a Linux-style load: bytes plus the guest address the loader chose for them */
 export interface FwCfgBlob {
+  /** The bytes. */
   data: Uint8Array;
+  /** Guest-physical address the loader chose for them (the *_ADDR item); default 0. */
   addr?: number;
 }
 
+/** One e820 memory-map entry (exported from the package as `FwCfgE820Entry`). */
 export interface E820Entry {
+  /** Start guest-physical address. */
   addr: number;
+  /** Length in bytes. */
   size: number;
   /** 1 RAM, 2 reserved, 3 ACPI, 4 NVS, 5 unusable */
   type: number;
@@ -79,11 +86,13 @@ export function encodeE820(entries: readonly E820Entry[]): Uint8Array {
   return out;
 }
 
+/** Options of {@link FwCfg}: the items and files it serves. */
 export interface FwCfgOptions {
   /** RAM size in bytes (FW_CFG_RAM_SIZE, u64) */
   ramBytes?: number;
   /** FW_CFG_NB_CPUS and (unless maxCpus) FW_CFG_MAX_CPUS; default 1 */
   cpus?: number;
+  /** FW_CFG_MAX_CPUS; default `cpus`. */
   maxCpus?: number;
   /** 16 bytes; default all zero */
   uuid?: Uint8Array;
@@ -93,9 +102,11 @@ export interface FwCfgOptions {
   kernel?: FwCfgBlob & { entry?: number };
   /** real-mode setup part of a bzImage (SETUP_ADDR/SIZE/DATA) */
   setup?: FwCfgBlob;
+  /** The initial ramdisk (INITRD_ADDR/SIZE/DATA). */
   initrd?: FwCfgBlob;
   /** kernel command line; stored NUL-terminated (CMDLINE_SIZE counts the NUL) as QEMU does */
   cmdline?: string;
+  /** CMDLINE_ADDR: where the firmware should put the command line; default 0. */
   cmdlineAddr?: number;
   /** memory map for firmware, as the "etc/e820" file (packed LE u64 address, u64 length, u32 type) */
   e820?: readonly E820Entry[];
@@ -115,20 +126,29 @@ interface Item {
   onWrite?: (data: Uint8Array) => void;
 }
 
+/** One entry of the fw_cfg file directory. */
 export interface FwCfgFileEntry {
+  /** The file name, e.g. "etc/e820" (at most 55 bytes). */
   name: string;
+  /** The selector that reads the file (0x20 and up). */
   select: number;
+  /** The file's length in bytes. */
   size: number;
 }
 
+/** {@link FwCfg}'s saved state: where the guest is in its reads (items come from the options again). */
 export interface FwCfgState {
+  /** The selected item key. */
   selector: number;
+  /** Read offset inside the selected item. */
   offset: number;
+  /** High 32 bits of the DMA address, written before the low half. */
   dmaAddrHigh: number;
 }
 
 /** fw_cfg's DeviceConfigError: a wrong option, file name or item key. */
 export class FwCfgError extends DeviceConfigError {
+  /** Always "FwCfgError" (the class name, for people). */
   override name = "FwCfgError";
 }
 
@@ -151,8 +171,15 @@ function u64(v: number): Uint8Array {
   return b;
 }
 
+/**
+ * QEMU's fw_cfg (x86 layout): a 16-bit selector at 0x510, a data port at 0x511 and, with `dmaMemory`, the DMA
+ * interface at 0x514. Serves the standard items (RAM size, CPUs, kernel, initrd, command line) and named
+ * files; firmware such as SeaBIOS and Linux's qemu_fw_cfg read it.
+ */
 export class FwCfg implements Device {
+  /** {@inheritDoc Device.name} */
   readonly name = "fw_cfg";
+  /** {@inheritDoc Device.ranges} */
   readonly ranges: readonly DeviceRange[];
   readonly #items = new Map<number, Item>();
   readonly #files: FwCfgFileEntry[] = [];
@@ -310,6 +337,7 @@ export class FwCfg implements Device {
     return select;
   }
 
+  /** The file directory, in selector order. */
   get files(): readonly FwCfgFileEntry[] {
     return this.#files;
   }
@@ -319,6 +347,7 @@ export class FwCfg implements Device {
     return this.#items.get(key & ~FW_CFG_WRITE_CHANNEL)?.data;
   }
 
+  /** The item key the guest selected last. */
   get selector(): number {
     return this.#selector;
   }
@@ -347,6 +376,7 @@ export class FwCfg implements Device {
     return this.#items.get(this.#selector & ~FW_CFG_WRITE_CHANNEL);
   }
 
+  /** {@inheritDoc Device.read} */
   read(offset: number, size: number, rangeIndex: number): number {
     if (rangeIndex === 1) return this.#readDmaRegister(offset, size);
     // QEMU's combined port answers every read with data bytes, in stream order (lowest port
@@ -362,6 +392,7 @@ export class FwCfg implements Device {
     return item.data[this.#offset++]!;
   }
 
+  /** {@inheritDoc Device.write} */
   write(offset: number, size: number, value: number, rangeIndex: number): void {
     if (rangeIndex === 1) {
       this.#writeDmaRegister(offset, size, value);
@@ -454,6 +485,7 @@ export class FwCfg implements Device {
     }
   }
 
+  /** {@inheritDoc Device.reset} */
   reset(): void {
     this.#select(0);
     this.#dmaAddrHigh = 0;
@@ -464,6 +496,7 @@ export class FwCfg implements Device {
     return { selector: this.#selector, offset: this.#offset, dmaAddrHigh: this.#dmaAddrHigh };
   }
 
+  /** {@inheritDoc SnapshottableDevice.restore} */
   restore(s: FwCfgState): void {
     this.#selector = s.selector & 0xffff;
     this.#offset = Math.max(0, Math.floor(s.offset));

@@ -25,7 +25,9 @@ export const OUTPORT_A20 = 0x02;
 
 const QUEUE_MAX = 256;
 
+/** A byte waiting in the i8042's output buffer. */
 export interface QueuedByte {
+  /** The byte (0 to 0xFF). */
   byte: number;
   /** from the AUX (mouse) channel */
   aux: boolean;
@@ -33,6 +35,7 @@ export interface QueuedByte {
   controller: boolean;
 }
 
+/** Options of {@link I8042}. */
 export interface I8042Options {
   /** keyboard IRQ; default 1 */
   irq?: number;
@@ -42,24 +45,42 @@ export interface I8042Options {
   a20?: boolean;
 }
 
+/** {@link I8042}'s saved state (snapshot()/restore()). */
 export interface I8042State {
+  /** The status register (port 0x64 reads). */
   status: number;
+  /** The controller command byte. */
   mode: number;
+  /** The output port (bit 0 reset, bit 1 A20). */
   outport: number;
+  /** Controller command waiting for its data byte on port 0x60, or 0. */
   pendingCommand: number;
+  /** Keyboard command waiting for its parameter byte, or 0. */
   kbdPendingCommand: number;
+  /** Bytes waiting in the output buffer, oldest first. */
   queue: QueuedByte[];
+  /** The last byte read from port 0x60. */
   lastData: number;
+  /** The keyboard's scan code set (1 to 3). */
   scanSet: number;
+  /** Whether the keyboard scans (commands F4/F5). */
   kbdEnabled: boolean;
 }
 
+/**
+ * i8042 keyboard controller (port 0x60 data, 0x64 status/command) with a minimal PS/2 keyboard: enough for
+ * Linux's probes and for guests that reset the machine (command 0xFE ends the run as "reset") or gate A20
+ * through it. There is no mouse.
+ */
 export class I8042 implements Device {
+  /** {@inheritDoc Device.name} */
   readonly name = "i8042";
+  /** {@inheritDoc Device.ranges} */
   readonly ranges: readonly DeviceRange[] = [
     { space: "io", base: 0x60, length: 1 },
     { space: "io", base: 0x64, length: 1 },
   ];
+  /** {@inheritDoc Device.irq} */
   readonly irq: number;
   #ctx: DeviceContext | undefined;
   #line: IrqLine | undefined;
@@ -87,6 +108,7 @@ export class I8042 implements Device {
     this.#outport = OUTPORT_RESET | (this.#resetA20 ? OUTPORT_A20 : 0) | 0xc0;
   }
 
+  /** {@inheritDoc Device.attach} */
   attach(ctx: DeviceContext): void {
     this.#ctx = ctx;
     this.#line = ctx.irq;
@@ -94,14 +116,17 @@ export class I8042 implements Device {
     this.#updateIrq();
   }
 
+  /** Whether A20 is enabled through the controller's output port. */
   get a20(): boolean {
     return (this.#outport & OUTPORT_A20) !== 0;
   }
 
+  /** The controller's command byte (interrupt enables, translation, interface disables). */
   get commandByte(): number {
     return this.#mode;
   }
 
+  /** The controller's output port (bit 0 reset, bit 1 A20). */
   get outputPort(): number {
     return this.#outport;
   }
@@ -122,11 +147,13 @@ export class I8042 implements Device {
     return n;
   }
 
+  /** {@inheritDoc Device.read} */
   read(_offset: number, _size: number, rangeIndex: number): number {
     if (rangeIndex === 1) return this.#status;
     return this.#readData();
   }
 
+  /** {@inheritDoc Device.write} */
   write(_offset: number, _size: number, value: number, rangeIndex: number): void {
     const v = value & 0xff;
     if (rangeIndex === 1) {
@@ -138,6 +165,7 @@ export class I8042 implements Device {
     }
   }
 
+  /** {@inheritDoc Device.reset} */
   reset(): void {
     this.#status = STAT_CMD | STAT_UNLOCKED;
     this.#mode = MODE_KBD_INT | MODE_AUX_INT;
@@ -151,6 +179,7 @@ export class I8042 implements Device {
     this.#updateIrq();
   }
 
+  /** {@inheritDoc SnapshottableDevice.snapshot} */
   snapshot(): I8042State {
     return {
       status: this.#status,
@@ -165,6 +194,7 @@ export class I8042 implements Device {
     };
   }
 
+  /** {@inheritDoc SnapshottableDevice.restore} */
   restore(s: I8042State): void {
     this.#status = s.status & 0xff;
     this.#mode = s.mode & 0xff;

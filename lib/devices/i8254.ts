@@ -31,21 +31,37 @@ const RW_MSB = 2;
 const RW_WORD0 = 3;
 const RW_WORD1 = 4;
 
+/** One {@link I8254} channel's saved state (registers and latches as the 8254 datasheet names them). */
 export interface PitChannelState {
+  /** Initial count (0 written means 0x10000). */
   count: number;
+  /** Count latched by a counter-latch command. */
   latchedCount: number;
+  /** Bytes of the latched count still to read (0: none latched). */
   countLatched: number;
+  /** Status byte (read-back command). */
   status: number;
+  /** A latched status byte waits to be read. */
   statusLatched: boolean;
+  /** Which byte of the count a read returns next (LSB/MSB sequencing). */
   readState: number;
+  /** Which byte of the count a write sets next. */
   writeState: number;
+  /** The LSB written, waiting for the MSB. */
   writeLatch: number;
+  /** Access mode from the control word: LSB, MSB, or LSB then MSB. */
   rwMode: number;
+  /** Counter mode, 0 to 5. */
   mode: number;
+  /** Counts in BCD. */
   bcd: boolean;
+  /** The GATE input level. */
   gate: boolean;
+  /** Machine-clock time (ns) the count was loaded or the gate last triggered. */
   loadTime: number;
+  /** A count was loaded since the last control word (the counter runs). */
   armed: boolean;
+  /** Modes 1 and 5: the gate has triggered the count. */
   gateTriggered: boolean;
 }
 
@@ -155,6 +171,7 @@ class PitChannel {
   }
 }
 
+/** Options of {@link I8254}. */
 export interface I8254Options {
   /** default 0x40 */
   base?: number;
@@ -164,15 +181,26 @@ export interface I8254Options {
   speakerPort?: boolean;
 }
 
+/** {@link I8254}'s saved state (snapshot()/restore()). */
 export interface I8254State {
+  /** Channels 0, 1 and 2. */
   channels: PitChannelState[];
+  /** Port 0x61 bit 1: speaker data enable. */
   speakerData: boolean;
+  /** Port 0x61 bit 4: the refresh toggle guests poll for delays. */
   refreshToggle: boolean;
 }
 
+/**
+ * i8254 PIT: three 16-bit counters at 1.193182 MHz (ports 0x40-0x43) and the speaker/gate port 0x61. Counts
+ * follow the machine's clock; channel 0 drives IRQ 0 (missed periods coalesce into one interrupt).
+ */
 export class I8254 implements Device {
+  /** {@inheritDoc Device.name} */
   readonly name = "i8254";
+  /** {@inheritDoc Device.ranges} */
   readonly ranges: readonly DeviceRange[];
+  /** {@inheritDoc Device.irq} */
   readonly irq: number;
   readonly #ch: PitChannel[] = [new PitChannel(true), new PitChannel(true), new PitChannel(false)];
   #ctx: DeviceContext | undefined;
@@ -194,6 +222,7 @@ export class I8254 implements Device {
     this.ranges = ranges;
   }
 
+  /** {@inheritDoc Device.attach} */
   attach(ctx: DeviceContext): void {
     this.#ctx = ctx;
     this.#line = ctx.irq;
@@ -228,6 +257,7 @@ export class I8254 implements Device {
     if (channel === 0) this.#ctx?.requestPoll?.();
   }
 
+  /** {@inheritDoc Device.read} */
   read(offset: number, _size: number, rangeIndex: number): number {
     const now = this.#now();
     if (rangeIndex === 1) {
@@ -277,6 +307,7 @@ export class I8254 implements Device {
     }
   }
 
+  /** {@inheritDoc Device.write} */
   write(offset: number, _size: number, value: number, rangeIndex: number): void {
     const v = value & 0xff;
     if (rangeIndex === 1) {
@@ -343,6 +374,7 @@ export class I8254 implements Device {
     }
   }
 
+  /** {@inheritDoc Device.poll} */
   poll(nowNs: number): number | undefined {
     const c = this.#ch[0]!;
     if (!c.armed || !c.gateTriggered) return undefined;
@@ -361,6 +393,7 @@ export class I8254 implements Device {
     return Math.max(1, c.loadTime + ticksToNs(next) - nowNs);
   }
 
+  /** {@inheritDoc Device.reset} */
   reset(): void {
     const now = this.#now();
     this.#ch.forEach((c, i) => {
@@ -371,6 +404,7 @@ export class I8254 implements Device {
     this.#speakerData = false;
   }
 
+  /** {@inheritDoc SnapshottableDevice.snapshot} */
   snapshot(): I8254State {
     return {
       channels: this.#ch.map((c) => ({
@@ -395,6 +429,7 @@ export class I8254 implements Device {
     };
   }
 
+  /** {@inheritDoc SnapshottableDevice.restore} */
   restore(s: I8254State): void {
     if (!Array.isArray(s.channels) || s.channels.length !== 3) {
       throw new DeviceConfigError(this.name, "restore", "state must hold three channels");

@@ -4,41 +4,79 @@
 import { describeValue } from "../types/describe-value.js";
 import { DeviceConfigError } from "./errors.js";
 
+/** {@link PicChip}'s saved state: its registers and mode bits. */
 export interface PicChipState {
+  /** The input levels at the last update, for edge detection. */
   lastIrr: number;
+  /** Interrupt request register: inputs asking for service. */
   irr: number;
+  /** Interrupt mask register (OCW1): a set bit masks that input. */
   imr: number;
+  /** In-service register: interrupts acknowledged and not yet ended (EOI). */
   isr: number;
+  /** Priority rotation: the input with the highest priority is this one. */
   priorityAdd: number;
+  /** Vector of input 0 (ICW2, low 3 bits clear). */
   irqBase: number;
+  /** What a read of the command port returns: 0 IRR, 1 ISR (OCW3 RR/RIS). */
   readRegSelect: number;
+  /** The next command-port read is a poll (OCW3 P). */
   poll: boolean;
+  /** Special mask mode (OCW3 SMM). */
   specialMask: boolean;
+  /** Initialization step: 0 ready, 1-3 waiting for ICW2-ICW4. */
   initState: number;
+  /** Automatic end of interrupt (ICW4 AEOI). */
   autoEoi: boolean;
+  /** Rotate priorities on automatic EOI (OCW2). */
   rotateOnAutoEoi: boolean;
+  /** Special fully nested mode (ICW4 SFNM). */
   specialFullyNested: boolean;
+  /** ICW4 is expected (ICW1 IC4). */
   init4: boolean;
+  /** Single mode, no cascade (ICW1 SNGL). */
   singleMode: boolean;
+  /** ICW1.LTIM: every input level-sensitive. */
   levelTriggeredAll: boolean;
+  /** Edge/level control register (PIIX ELCR): a set bit makes that input level-sensitive. */
   elcr: number;
 }
 
+/**
+ * One 8259A PIC (Intel datasheet semantics, as QEMU models it): registers and priority logic.
+ * {@link I8259Pair} wires two in cascade; its `master` and `slave` are these. Fields are the chip's
+ * registers, public to inspect.
+ */
 export class PicChip {
+  /** The input levels at the last update, for edge detection. */
   lastIrr = 0;
+  /** Interrupt request register: inputs asking for service. */
   irr = 0;
+  /** Interrupt mask register (OCW1): a set bit masks that input. */
   imr = 0;
+  /** In-service register: interrupts acknowledged and not yet ended (EOI). */
   isr = 0;
+  /** Priority rotation: the input with the highest priority is this one. */
   priorityAdd = 0;
+  /** Vector of input 0 (ICW2, low 3 bits clear). */
   irqBase = 0;
+  /** What a read of the command port returns: 0 IRR, 1 ISR (OCW3 RR/RIS). */
   readRegSelect = 0;
+  /** The next command-port read is a poll (OCW3 P). */
   poll = false;
+  /** Special mask mode (OCW3 SMM). */
   specialMask = false;
+  /** Initialization step: 0 ready, 1-3 waiting for ICW2-ICW4. */
   initState = 0;
+  /** Automatic end of interrupt (ICW4 AEOI). */
   autoEoi = false;
+  /** Rotate priorities on automatic EOI (OCW2). */
   rotateOnAutoEoi = false;
+  /** Special fully nested mode (ICW4 SFNM). */
   specialFullyNested = false;
+  /** ICW4 is expected (ICW1 IC4). */
   init4 = false;
+  /** Single mode, no cascade (ICW1 SNGL). */
   singleMode = false;
   /** ICW1.LTIM: every input level-sensitive */
   levelTriggeredAll = false;
@@ -46,6 +84,7 @@ export class PicChip {
   elcr = 0;
 
   constructor(
+    /** Whether this is the master chip (IRQs 0-7) rather than the slave. */
     readonly isMaster: boolean,
     /** the ELCR bits this chip's inputs may set (PIIX: 0xf8 master, 0xde slave) */
     readonly elcrMask: number,
@@ -70,6 +109,10 @@ export class PicChip {
     return this.levelTriggeredAll || (this.elcr & (1 << irq)) !== 0;
   }
 
+  /**
+   * Drives input `irq` (0-7) to `level`: a rising edge requests service (or the level does, for
+   * level-sensitive inputs).
+   */
   setIrq(irq: number, level: boolean): void {
     const mask = 1 << irq;
     if (this.#isLevel(irq)) {
@@ -140,12 +183,14 @@ export class PicChip {
     this.levelTriggeredAll = false;
   }
 
+  /** Power-on reset: every register and mode cleared. */
   hardReset(): void {
     this.initReset();
     this.irr = 0;
     this.elcr = 0;
   }
 
+  /** A write to the command port (0x20/0xA0): ICW1, OCW2 or OCW3. */
   writeCommand(val: number): void {
     if (val & 0x10) {
       // ICW1
@@ -197,6 +242,7 @@ export class PicChip {
     }
   }
 
+  /** A write to the data port (0x21/0xA1): the mask (OCW1) or, during initialization, ICW2-ICW4. */
   writeData(val: number): void {
     switch (this.initState) {
       case 0: // OCW1
@@ -217,10 +263,12 @@ export class PicChip {
     }
   }
 
+  /** A read of the command port: IRR or ISR, as OCW3 selected. */
   readCommand(): number {
     return this.readRegSelect ? this.isr : this.irr;
   }
 
+  /** The chip's state as plain data. */
   snapshot(): PicChipState {
     return {
       lastIrr: this.lastIrr,
@@ -243,6 +291,7 @@ export class PicChip {
     };
   }
 
+  /** Puts back a state snapshot() returned (values are masked to the registers' widths). */
   restore(s: PicChipState): void {
     this.lastIrr = s.lastIrr & 0xff;
     this.irr = s.irr & 0xff;

@@ -8,6 +8,7 @@ import { DeviceConfigError } from "./errors.js";
 import { PicChip, type PicChipState } from "./i8259-chip.js";
 import { DeviceOptionReader } from "./options.js";
 
+/** Options of {@link I8259Pair}. */
 export interface I8259Options {
   /** called whenever the INTR output to the CPU changes level */
   onIntrChange?: (asserted: boolean) => void;
@@ -15,19 +16,31 @@ export interface I8259Options {
   elcr?: boolean;
 }
 
+/** {@link I8259Pair}'s saved state: each chip's. */
 export interface I8259State {
+  /** The master chip's state. */
   master: PicChipState;
+  /** The slave chip's state. */
   slave: PicChipState;
 }
 
 const RANGE_SLAVE = 1;
 const RANGE_ELCR = 2;
 
+/**
+ * The PC's two cascaded i8259 PICs: master at 0x20/0x21, slave at 0xA0/0xA1 on the master's IRQ 2, and the
+ * edge/level control registers at 0x4D0/0x4D1. The soft backend's legacy interrupt controller; KVM uses its
+ * in-kernel PIC instead.
+ */
 export class I8259Pair implements Device {
+  /** {@inheritDoc Device.name} */
   readonly name = "i8259";
+  /** {@inheritDoc Device.ranges} */
   readonly ranges: readonly DeviceRange[];
   // PIIX: IRQ 0, 1, 2 (master) and 8, 13 (slave) are always edge
+  /** The master chip (IRQs 0-7). */
   readonly master = new PicChip(true, 0xf8);
+  /** The slave chip (IRQs 8-15), cascaded on the master's IRQ 2. */
   readonly slave = new PicChip(false, 0xde);
   #onIntr: ((asserted: boolean) => void) | undefined;
   #intr = false;
@@ -104,18 +117,22 @@ export class I8259Pair implements Device {
   get irr(): number {
     return this.master.irr | (this.slave.irr << 8);
   }
+  /** In-service register, 16 bits (slave in the high byte). */
   get isr(): number {
     return this.master.isr | (this.slave.isr << 8);
   }
+  /** Interrupt mask register, 16 bits (slave in the high byte); a set bit masks that IRQ. */
   get imr(): number {
     return this.master.imr | (this.slave.imr << 8);
   }
+  /** Edge/level control, 16 bits (slave in the high byte); a set bit makes that IRQ level-triggered. */
   get elcr(): number {
     return this.master.elcr | (this.slave.elcr << 8);
   }
 
   // ---- port I/O ----
 
+  /** {@inheritDoc Device.read} */
   read(offset: number, _size: number, rangeIndex: number): number {
     if (rangeIndex === RANGE_ELCR) return offset === 0 ? this.master.elcr : this.slave.elcr;
     const chip = rangeIndex === RANGE_SLAVE ? this.slave : this.master;
@@ -123,6 +140,7 @@ export class I8259Pair implements Device {
     return offset === 0 ? chip.readCommand() : chip.imr;
   }
 
+  /** {@inheritDoc Device.write} */
   write(offset: number, _size: number, value: number, rangeIndex: number): void {
     const v = value & 0xff;
     if (rangeIndex === RANGE_ELCR) {
@@ -136,6 +154,7 @@ export class I8259Pair implements Device {
     this.#update();
   }
 
+  /** {@inheritDoc Device.reset} */
   reset(): void {
     this.master.hardReset();
     this.slave.hardReset();
@@ -143,10 +162,12 @@ export class I8259Pair implements Device {
     this.#update();
   }
 
+  /** {@inheritDoc SnapshottableDevice.snapshot} */
   snapshot(): I8259State {
     return { master: this.master.snapshot(), slave: this.slave.snapshot() };
   }
 
+  /** {@inheritDoc SnapshottableDevice.restore} */
   restore(s: I8259State): void {
     this.master.restore(s.master);
     this.slave.restore(s.slave);

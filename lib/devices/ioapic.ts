@@ -23,44 +23,64 @@ const MODE_EXTINT = 7;
 
 /** what the I/O APIC sends to the local APICs for one pin */
 export interface ApicMessage {
+  /** The interrupt vector. */
   vector: number;
   /** 0 fixed, 1 lowest priority, 2 SMI, 4 NMI, 5 INIT, 7 ExtINT */
   deliveryMode: number;
   /** APIC ID (physical) or message destination address (logical) */
   destination: number;
+  /** Logical (true) or physical destination mode. */
   logical: boolean;
+  /** Level-triggered (true) or edge. */
   levelTriggered: boolean;
 }
 
 /** delivers a message; true when a local APIC accepted it */
 export type ApicMessageSink = (msg: ApicMessage) => boolean;
 
+/** Options of {@link IoApic}. */
 export interface IoApicOptions {
   /** default 0xFEC00000 */
   base?: number;
   /** I/O APIC ID (bits 27:24 of register 0); default 0, as KVM's */
   id?: number;
+  /** Where interrupt messages go (the local APICs); PcInterrupts sets this. */
   deliver?: ApicMessageSink;
 }
 
+/** {@link IoApic}'s saved state (snapshot()/restore()). */
 export interface IoApicState {
+  /** I/O APIC ID (bits 27:24 of register 0). */
   id: number;
+  /** IOREGSEL: the register IOWIN accesses. */
   regsel: number;
+  /** Each redirection entry's low 32 bits. */
   low: number[];
+  /** Each redirection entry's high 32 bits. */
   high: number[];
+  /** Input pin levels, one bit per pin. */
   pins: number;
 }
 
+/**
+ * The I/O APIC (82093AA, version 0x11) at 0xFEC00000: 24 redirection entries that turn interrupt pins into
+ * messages to the local APICs. Semantics follow KVM's in-kernel IOAPIC.
+ */
 export class IoApic implements Device {
+  /** {@inheritDoc Device.name} */
   readonly name = "ioapic";
+  /** {@inheritDoc Device.ranges} */
   readonly ranges: readonly DeviceRange[];
   readonly #low = new Uint32Array(IOAPIC_PINS);
   readonly #high = new Uint32Array(IOAPIC_PINS);
   readonly #initialId: number;
   /** input levels, one bit a pin */
   #pins = 0;
+  /** I/O APIC ID (bits 27:24 of register 0). */
   id = 0;
+  /** IOREGSEL: the register IOWIN accesses. */
   regsel = 0;
+  /** Where interrupt messages go (the local APICs); PcInterrupts sets it. */
   deliver: ApicMessageSink | undefined;
   /** messages accepted by a local APIC (inspection) */
   delivered = 0;
@@ -149,6 +169,7 @@ export class IoApic implements Device {
 
   // ---- MMIO ----
 
+  /** {@inheritDoc Device.read} */
   read(offset: number, size: number, _rangeIndex: number): number {
     let v: number;
     switch (offset & 0xff) {
@@ -164,6 +185,7 @@ export class IoApic implements Device {
     return size >= 4 ? v >>> 0 : v & (size === 1 ? 0xff : 0xffff);
   }
 
+  /** {@inheritDoc Device.write} */
   write(offset: number, _size: number, value: number, _rangeIndex: number): void {
     switch (offset & 0xff) {
       case 0x00:
@@ -213,6 +235,7 @@ export class IoApic implements Device {
     }
   }
 
+  /** {@inheritDoc Device.reset} */
   reset(): void {
     this.id = this.#initialId;
     this.regsel = 0;
@@ -220,10 +243,12 @@ export class IoApic implements Device {
     this.#high.fill(0);
   }
 
+  /** {@inheritDoc SnapshottableDevice.snapshot} */
   snapshot(): IoApicState {
     return { id: this.id, regsel: this.regsel, low: [...this.#low], high: [...this.#high], pins: this.#pins };
   }
 
+  /** {@inheritDoc SnapshottableDevice.restore} */
   restore(s: IoApicState): void {
     if (
       !Array.isArray(s.low) ||

@@ -14,7 +14,9 @@ export interface LapicPageState {
 }
 
 export class LapicPage implements Device {
+  /** {@inheritDoc Device.name} */
   readonly name = "lapic";
+  /** {@inheritDoc Device.ranges} */
   readonly ranges: readonly DeviceRange[];
   readonly lapics: readonly LocalApic[];
   #current = 0;
@@ -62,14 +64,17 @@ export class LapicPage implements Device {
     this.#current = cpu;
   }
 
+  /** {@inheritDoc Device.attach} */
   attach(ctx: DeviceContext): void {
     for (const a of this.lapics) a.attach(ctx);
   }
 
+  /** {@inheritDoc Device.read} */
   read(offset: number, size: number, rangeIndex: number): number {
     return this.lapics[this.#current]!.read(offset, size, rangeIndex);
   }
 
+  /** {@inheritDoc Device.write} */
   write(offset: number, size: number, value: number, rangeIndex: number): void {
     this.lapics[this.#current]!.write(offset, size, value, rangeIndex);
   }
@@ -84,10 +89,12 @@ export class LapicPage implements Device {
     return next;
   }
 
+  /** {@inheritDoc Device.reset} */
   reset(): void {
     for (const a of this.lapics) a.reset();
   }
 
+  /** {@inheritDoc SnapshottableDevice.snapshot} */
   snapshot(): LapicPageState {
     return { lapics: this.lapics.map((a) => a.snapshot()) };
   }

@@ -15,23 +15,41 @@ export function apicTimerDivisor(tdcr: number): number {
   return code === 7 ? 1 : 2 << code;
 }
 
+/** {@link ApicTimer}'s saved state. */
 export interface ApicTimerState {
+  /** Initial count register (0 stops the timer). */
   initial: number;
+  /** Machine-clock time the current count started, in ns. */
   startNs: number;
+  /** The divide value TDCR selects (1 to 128). */
   divisor: number;
+  /** Periodic mode (else one-shot). */
   periodic: boolean;
   /** expirations already reported since startNs */
   reported: number;
 }
 
+/**
+ * A local APIC's timer (one-shot or periodic), counted from the machine's clock at `busHz` divided by TDCR's
+ * divisor; {@link LocalApic} owns one. Fields are its registers, public to inspect.
+ */
 export class ApicTimer {
+  /** Initial count register (0 stops the timer). */
   initial = 0;
+  /** Machine-clock time the current count started, in ns. */
   startNs = 0;
+  /** The divide value TDCR selects (1 to 128). */
   divisor = 2;
+  /** Periodic mode (else one-shot). */
   periodic = false;
+  /** Expirations already reported since startNs. */
   reported = 0;
 
-  constructor(readonly busHz: number = APIC_BUS_HZ) {
+  /** Throws DeviceConfigError unless `busHz` is a positive number. */
+  constructor(
+    /** The timer's input clock before the divider, in Hz; default 1 GHz (KVM's). */
+    readonly busHz: number = APIC_BUS_HZ,
+  ) {
     // a zero, negative or non-numeric rate would make every count NaN or Infinity later
     if (typeof busHz !== "number" || !Number.isFinite(busHz) || busHz <= 0) {
       const got = describeValue(busHz);
@@ -113,6 +131,7 @@ export class ApicTimer {
     return { fired, nextNs: Math.max(1, Math.ceil(nextAt - nowNs)) };
   }
 
+  /** The timer's state as plain data. */
   snapshot(): ApicTimerState {
     return {
       initial: this.initial,
@@ -123,6 +142,7 @@ export class ApicTimer {
     };
   }
 
+  /** Puts back a state snapshot() returned. */
   restore(s: ApicTimerState): void {
     this.initial = s.initial >>> 0;
     this.startNs = s.startNs;
@@ -142,6 +162,7 @@ export interface TscSource {
 
 const MAX_DEADLINE_WAIT_NS = 60e9;
 
+/** The armed TSC deadline of a local APIC in TSC-deadline mode, as LocalApicState keeps it. */
 export interface TscDeadlineState {
   /** IA32_TSC_DEADLINE as armed, in decimal (device state is plain JSON); "0": disarmed */
   value: string;

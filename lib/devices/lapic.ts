@@ -101,6 +101,7 @@ export type IpiShorthand = 0 | 1 | 2 | 3;
 
 /** an IPI as the ICR describes it, handed to the APIC bus */
 export interface Ipi extends ApicMessage {
+  /** ICR destination shorthand: 0 none, 1 self, 2 all including self, 3 all excluding self. */
   shorthand: IpiShorthand;
   /** ICR bit 14, level: assert (true) or de-assert; INIT with level trigger and de-assert is a no-op */
   assert: boolean;
@@ -108,6 +109,7 @@ export interface Ipi extends ApicMessage {
   source: LocalApic;
 }
 
+/** Options of {@link LocalApic}. */
 export interface LocalApicOptions {
   /** APIC ID (the vCPU index); default 0 */
   id?: number;
@@ -124,21 +126,37 @@ export interface LocalApicOptions {
   hardwareEnabled?: () => boolean;
 }
 
+/** {@link LocalApic}'s saved state (snapshot()/restore()). */
 export interface LocalApicState {
+  /** APIC ID register value (xAPIC: the ID in bits 31:24). */
   id: number;
+  /** Task-priority register. */
   tpr: number;
+  /** Logical destination register. */
   ldr: number;
+  /** Destination format register (flat or cluster model). */
   dfr: number;
+  /** Spurious-interrupt vector register (bit 8: APIC software enable). */
   svr: number;
+  /** In-service register, eight 32-bit words. */
   isr: number[];
+  /** Trigger mode register, eight 32-bit words. */
   tmr: number[];
+  /** Interrupt request register, eight 32-bit words. */
   irr: number[];
+  /** Error status register as the guest last read it. */
   esr: number;
+  /** Errors collected since, shown at the next ESR write. */
   esrPending: number;
+  /** Interrupt command register, low half (vector, delivery mode, shorthand...). */
   icrLow: number;
+  /** Interrupt command register, high half (destination). */
   icrHigh: number;
+  /** The local vector table entries: timer, thermal, performance counters, LINT0, LINT1, error. */
   lvt: number[];
+  /** Timer divide configuration register. */
   tdcr: number;
+  /** The APIC timer's count state. */
   timer: ApicTimerState;
   /** IA32_APIC_BASE.EXTD (absent in snapshots from before x2APIC: xAPIC mode) */
   x2apic?: boolean;
@@ -165,13 +183,26 @@ function testBit(bits: Uint32Array, vector: number): boolean {
   return (bits[vector >> 5]! & (1 << (vector & 31))) !== 0;
 }
 
+/**
+ * A local APIC (Intel SDM vol. 3 ch. 10) for the soft backend: the xAPIC register page at 0xFEE00000 or
+ * x2APIC MSRs, IRR/ISR/TMR priority logic, EOI, IPIs, LVT entries and the timer (one-shot, periodic,
+ * TSC-deadline). Reset values are KVM's.
+ */
 export class LocalApic implements Device {
+  /** {@inheritDoc Device.name} */
   readonly name = "lapic";
+  /** {@inheritDoc Device.ranges} */
   readonly ranges: readonly DeviceRange[];
   /** the 256-bit IRR, ISR and TMR as 8 words each, to inspect (they change through the APIC's methods) */
   readonly irr = new Uint32Array(8);
+  /** In-service register: 256 bits as eight 32-bit words (vector v is bit v % 32 of word v / 32). */
   readonly isr = new Uint32Array(8);
+  /** Trigger mode register, eight words as the ISR; a set bit marks a level-triggered vector. */
   readonly tmr = new Uint32Array(8);
+  /**
+   * The local vector table, raw: timer, thermal, performance counters, LINT0, LINT1, error (registers
+   * 0x320-0x370).
+   */
   readonly lvt = new Uint32Array(6);
   readonly #timer: ApicTimer;
   readonly #deadline = new TscDeadline();
@@ -186,6 +217,7 @@ export class LocalApic implements Device {
    * APIC ID is the 32-bit x2APIC ID and the logical ID is derived from it.
    */
   #x2apic = false;
+  /** Called at the EOI of a level-triggered vector (the I/O APIC clears Remote IRR); PcInterrupts sets it. */
   onEoi: ((vector: number) => void) | undefined;
   /**
    * The APIC bus: every IPI written to the ICR (after the sender's own checks) goes to it. Unset,
@@ -198,16 +230,25 @@ export class LocalApic implements Device {
    */
   hardwareEnabled: () => boolean;
   #ctx: DeviceContext | undefined;
+  /** APIC ID register value (xAPIC: the ID in bits 31:24). */
   id = 0;
+  /** Task-priority register. */
   tpr = 0;
+  /** Logical destination register. */
   ldr = 0;
+  /** Destination format register (flat or cluster model). */
   dfr = 0xffffffff;
+  /** Spurious-interrupt vector register (bit 8: APIC software enable). */
   svr = 0xff;
   /** errors seen since the last ESR write; the write makes them readable */
   #esrPending = 0;
+  /** Error status register as the guest last read it. */
   esr = 0;
+  /** Interrupt command register, low half (vector, delivery mode, shorthand...). */
   icrLow = 0;
+  /** Interrupt command register, high half (destination). */
   icrHigh = 0;
+  /** Timer divide configuration register. */
   tdcr = 0;
   /** cached highest IRR / ISR vector (-1: none), kept in step with the bitmaps */
   #irrTop = -1;
@@ -229,6 +270,7 @@ export class LocalApic implements Device {
     this.reset();
   }
 
+  /** {@inheritDoc Device.attach} */
   attach(ctx: DeviceContext): void {
     this.#ctx = ctx;
   }
@@ -242,6 +284,7 @@ export class LocalApic implements Device {
     return this.#initialId === 0;
   }
 
+  /** Whether the spurious-vector register's APIC-enable bit (bit 8) is set. */
   get softwareEnabled(): boolean {
     return (this.svr & SVR_ENABLE) !== 0;
   }
@@ -342,6 +385,7 @@ export class LocalApic implements Device {
 
   // ---- MMIO ----
 
+  /** {@inheritDoc Device.read} */
   read(offset: number, size: number, _rangeIndex: number): number {
     // in x2APIC mode the page behaves as a globally disabled APIC's (SDM 10.12.2)
     if (this.#x2apic || !this.hardwareEnabled()) return size >= 4 ? 0xffffffff : size === 1 ? 0xff : 0xffff;
@@ -352,6 +396,7 @@ export class LocalApic implements Device {
     return (v >>> ((offset & 3) * 8)) & (size === 1 ? 0xff : 0xffff);
   }
 
+  /** {@inheritDoc Device.write} */
   write(offset: number, size: number, value: number, _rangeIndex: number): void {
     // the registers are written as aligned dwords; other writes are dropped, as KVM drops them
     if (size < 4 || (offset & 0xf) !== 0 || this.#x2apic || !this.hardwareEnabled()) return;
@@ -649,6 +694,7 @@ export class LocalApic implements Device {
     this.#deadline.disarm();
   }
 
+  /** {@inheritDoc SnapshottableDevice.snapshot} */
   snapshot(): LocalApicState {
     return {
       id: this.id,
@@ -671,6 +717,7 @@ export class LocalApic implements Device {
     };
   }
 
+  /** {@inheritDoc SnapshottableDevice.restore} */
   restore(s: LocalApicState): void {
     if (!s || typeof s !== "object")
       throw new DeviceConfigError(this.name, "restore", "the state is not an object");

@@ -22,10 +22,13 @@ import { DeviceOptionReader } from "./options.js";
 /** xAPIC IDs are 8 bits and 0xFF is the broadcast, so 255 CPUs at most */
 export const MAX_APIC_CPUS = 255;
 
+/** Options of {@link PcInterrupts}; controllers left out are made with their defaults. */
 export interface PcInterruptsOptions {
   /** CPUs, one local APIC each (APIC ID = CPU index); default 1 */
   cpus?: number;
+  /** The i8259 pair to use. */
   i8259?: I8259Pair;
+  /** The I/O APIC to use. */
   ioapic?: IoApic;
   /** CPU 0's local APIC (the others are made with IDs 1..cpus-1 at its base) */
   lapic?: LocalApic;
@@ -41,8 +44,11 @@ export const MAX_INTERRUPT_LINE = IOAPIC_PINS - 1;
 
 /** the interrupt controller as one CPU sees it (lib/vmm's InterruptController shape) */
 export interface CpuInterrupts {
+  /** Drives interrupt line `line` (0 to MAX_INTERRUPT_LINE: ISA IRQs 0-15, GSIs 16-23) to `level`. */
   setIrq(line: number, level: boolean): void;
+  /** Whether an interrupt is pending for the CPU (its local APIC, or the 8259 through ExtINT). */
   hasInterrupt(): boolean;
+  /** Acknowledges the highest-priority pending interrupt and returns its vector (the CPU's INTA cycle). */
   acknowledge(): number;
   /** the CPU's LAPIC TPR, which CR8 aliases (bits 3:0 of CR8 are TPR bits 7:4) */
   readonly taskPriority: { get(): number; set(value: number): void };
@@ -58,15 +64,27 @@ export interface CpuInterrupts {
 export interface LocalApicMsrs {
   /** on a machine (a bare one leaves the controllers unattached: then the CPU has no APIC MSRs) */
   readonly attached: boolean;
+  /** Reads an x2APIC register or IA32_TSC_DEADLINE; undefined when RDMSR would #GP. */
   readMsr(index: number): bigint | undefined;
+  /** Writes one; false when WRMSR would #GP. */
   writeMsr(index: number, value: bigint): boolean;
+  /** Whether the APIC is in x2APIC mode (IA32_APIC_BASE.EXTD). */
   readonly x2apic: boolean;
+  /** Switches x2APIC mode on or off, as IA32_APIC_BASE.EXTD does. */
   setX2apic(on: boolean): void;
+  /** The CPU's TSC, for TSC-deadline mode. */
   tsc: TscSource | undefined;
 }
 
+/**
+ * The soft backend's PC interrupt routing, wired as KVM's in-kernel irqchip: every line feeds both the i8259
+ * pair and the I/O APIC, whose messages (and IPIs) reach one local APIC per CPU. `vm.pic` when the machine
+ * made it; its own methods act for CPU 0, forCpu(i) for CPU i.
+ */
 export class PcInterrupts {
+  /** The legacy PIC pair. */
   readonly i8259: I8259Pair;
+  /** The I/O APIC. */
   readonly ioapic: IoApic;
   /** one local APIC per CPU, index = CPU number = initial APIC ID */
   readonly lapics: readonly LocalApic[];
@@ -121,6 +139,7 @@ export class PcInterrupts {
     this.#views = lapics.map((_, i) => this.#view(i));
   }
 
+  /** How many CPUs (local APICs) it routes to. */
   get cpus(): number {
     return this.lapics.length;
   }
@@ -164,6 +183,10 @@ export class PcInterrupts {
     return this.#pinOf[line] ?? -1;
   }
 
+  /**
+   * Drives interrupt line `line` (0 to MAX_INTERRUPT_LINE: ISA IRQs 0-15, GSIs 16-23) to `level`; throws
+   * DeviceConfigError for another line.
+   */
   setIrq(line: number, level: boolean): void {
     if (!Number.isInteger(line) || line < 0 || line > MAX_INTERRUPT_LINE) {
       throw new DeviceConfigError(
@@ -191,6 +214,7 @@ export class PcInterrupts {
     return this.#views[0]!.taskPriority;
   }
 
+  /** Whether an interrupt is pending for CPU 0. */
   hasInterrupt(): boolean {
     return this.#views[0]!.hasInterrupt();
   }

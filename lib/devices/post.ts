@@ -4,6 +4,7 @@
 import type { Device, DeviceRange } from "./device.js";
 import { DeviceOptionReader } from "./options.js";
 
+/** Options of {@link PostPort}. */
 export interface PostPortOptions {
   /** default 0x80 */
   port?: number;
@@ -13,8 +14,14 @@ export interface PostPortOptions {
   onCode?: (code: number) => void;
 }
 
+/**
+ * The POST code port (0x80 by default): records the progress codes firmware writes (Linux also writes it as
+ * an I/O delay). Reads return 0xFF.
+ */
 export class PostPort implements Device {
+  /** {@inheritDoc Device.name} */
   readonly name = "post";
+  /** {@inheritDoc Device.ranges} */
   readonly ranges: readonly DeviceRange[];
   #history: number[] = [];
   #max: number;
@@ -30,6 +37,7 @@ export class PostPort implements Device {
     this.#onCode = o.callback("onCode");
   }
 
+  /** The last code written, if any. */
   get lastCode(): number | undefined {
     return this.#last;
   }
@@ -39,14 +47,17 @@ export class PostPort implements Device {
     return this.#history;
   }
 
+  /** How many codes the guest wrote in all (the history keeps only the last historyLength). */
   get writes(): number {
     return this.#writes;
   }
 
+  /** {@inheritDoc Device.read} */
   read(_offset: number, size: number): number {
     return 2 ** (8 * size) - 1;
   }
 
+  /** {@inheritDoc Device.write} */
   write(_offset: number, _size: number, value: number): void {
     const code = value & 0xff;
     this.#last = code;
@@ -62,6 +73,7 @@ export class PostPort implements Device {
   snapshot(): { history: number[]; last: number | null; writes: number } {
     return { history: [...this.#history], last: this.#last ?? null, writes: this.#writes };
   }
+  /** {@inheritDoc SnapshottableDevice.restore} */
   restore(s: { history: number[]; last: number | null; writes: number }): void {
     const codes = Array.isArray(s?.history) ? s.history.map((c) => c & 0xff) : [];
     this.#history = this.#max > 0 ? codes.slice(-this.#max) : [];
@@ -69,6 +81,7 @@ export class PostPort implements Device {
     this.#writes = Number.isSafeInteger(s?.writes) ? s.writes : 0;
   }
 
+  /** {@inheritDoc Device.reset} */
   reset(): void {
     this.#history = [];
     this.#last = undefined;

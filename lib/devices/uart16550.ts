@@ -56,12 +56,17 @@ const TRIGGER_LEVELS = [1, 4, 8, 14] as const;
 
 /** modem input lines as the far end drives them (ignored in loopback) */
 export interface ModemLines {
+  /** Clear to send. */
   cts?: boolean;
+  /** Data set ready. */
   dsr?: boolean;
+  /** Ring indicator. */
   ri?: boolean;
+  /** Data carrier detect. */
   dcd?: boolean;
 }
 
+/** Options of {@link Uart16550}. */
 export interface Uart16550Options {
   /** I/O base; default 0x3f8 (COM1) */
   base?: number;
@@ -73,22 +78,37 @@ export interface Uart16550Options {
   onInputSpace?: () => void;
   /** modem lines at reset; default CTS, DSR and DCD asserted, RI not (QEMU's and vm-superio's) */
   modem?: ModemLines;
+  /** The device's name; default "uart16550" (give each UART its own when you add several). */
   name?: string;
 }
 
+/** {@link Uart16550}'s saved state (snapshot()/restore()). */
 export interface Uart16550State {
+  /** The receive FIFO, oldest byte first. */
   rx: number[];
+  /** Interrupt enable register. */
   ier: number;
+  /** FIFO control register. */
   fcr: number;
+  /** Line control register. */
   lcr: number;
+  /** Modem control register. */
   mcr: number;
+  /** Line status register. */
   lsr: number;
+  /** Modem status change bits (MSR bits 3:0). */
   msrDeltas: number;
+  /** Modem input lines as the far end drives them (MSR bits 7:4). */
   externalLines: number;
+  /** Scratch register. */
   scr: number;
+  /** Baud-rate divisor latch. */
   divisor: number;
+  /** A transmitter-empty interrupt is pending. */
   thrIpending: boolean;
+  /** A character-timeout interrupt is pending. */
   timeoutIpending: boolean;
+  /** Machine-clock time (ns) a character timeout fires, if armed. */
   timeoutDeadline: number | undefined;
 }
 
@@ -96,9 +116,16 @@ function linesToMsr(l: ModemLines): number {
   return (l.cts ? MSR_CTS : 0) | (l.dsr ? MSR_DSR : 0) | (l.ri ? MSR_RI : 0) | (l.dcd ? MSR_DCD : 0);
 }
 
+/**
+ * 16550A UART (COM1 at 0x3F8, IRQ 4 by default), as QEMU's and vm-superio's: bytes the guest transmits go to
+ * `output` at once; host input goes in with receive(), into the 16-byte receive FIFO.
+ */
 export class Uart16550 implements Device {
+  /** {@inheritDoc Device.name} */
   readonly name: string;
+  /** {@inheritDoc Device.ranges} */
   readonly ranges: readonly DeviceRange[];
+  /** {@inheritDoc Device.irq} */
   readonly irq: number;
   #sink: ByteSink;
   #onInputSpace: (() => void) | undefined;
@@ -148,6 +175,7 @@ export class Uart16550 implements Device {
     this.#externalLines = this.#resetLines;
   }
 
+  /** {@inheritDoc Device.attach} */
   attach(ctx: DeviceContext): void {
     this.#ctx = ctx;
     this.#line = ctx.irq;
@@ -215,6 +243,7 @@ export class Uart16550 implements Device {
     return this.#mcr;
   }
 
+  /** Bytes the guest has transmitted since the device was made. */
   get bytesTransmitted(): number {
     return this.#txCount;
   }
@@ -226,6 +255,7 @@ export class Uart16550 implements Device {
 
   // ---- guest side ----
 
+  /** {@inheritDoc Device.read} */
   read(offset: number, _size: number): number {
     switch (offset) {
       case 0:
@@ -270,6 +300,7 @@ export class Uart16550 implements Device {
     }
   }
 
+  /** {@inheritDoc Device.write} */
   write(offset: number, _size: number, value: number): void {
     const v = value & 0xff;
     switch (offset) {
@@ -304,6 +335,7 @@ export class Uart16550 implements Device {
     }
   }
 
+  /** {@inheritDoc Device.poll} */
   poll(nowNs: number): number | undefined {
     if (this.#timeoutDeadline === undefined) return undefined;
     if (nowNs >= this.#timeoutDeadline) {
@@ -317,6 +349,7 @@ export class Uart16550 implements Device {
     return this.#timeoutDeadline - nowNs;
   }
 
+  /** {@inheritDoc Device.reset} */
   reset(): void {
     this.#rx = [];
     this.#ier = 0;
@@ -335,6 +368,7 @@ export class Uart16550 implements Device {
     this.#updateIrq();
   }
 
+  /** {@inheritDoc SnapshottableDevice.snapshot} */
   snapshot(): Uart16550State {
     return {
       rx: [...this.#rx],
@@ -353,6 +387,7 @@ export class Uart16550 implements Device {
     };
   }
 
+  /** {@inheritDoc SnapshottableDevice.restore} */
   restore(s: Uart16550State): void {
     if (!Array.isArray(s.rx) || s.rx.length > UART_FIFO_SIZE) {
       throw new DeviceConfigError(
@@ -378,6 +413,7 @@ export class Uart16550 implements Device {
     this.#updateIrq();
   }
 
+  /** Closes the output when the device opened it (a file path); streams you passed stay open. */
   close(): void {
     this.#sink.close();
   }

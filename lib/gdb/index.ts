@@ -13,6 +13,7 @@ export { GdbSession, PACKET_SIZE, stopReply } from "./session.js";
 export { type BreakpointType, type GdbTarget, GdbTargetError, type StopEvent } from "./target.js";
 export { targetXml } from "./target-xml.js";
 
+/** Options of `vm.gdbServer()` (and startGdbServer()). */
 export interface GdbServerOptions {
   /** TCP port; 0 (default) picks a free one */
   port?: number;
@@ -24,8 +25,11 @@ export interface GdbServerOptions {
   log?(message: string): void;
 }
 
+/** A listening GDB stub: connect with `target remote host:port`, then run the guest with run(). */
 export interface GdbServerHandle {
+  /** The TCP port it listens on (the one picked when you gave 0). */
   readonly port: number;
+  /** The address it listens on. */
   readonly host: string;
   /** whether a gdb is connected */
   readonly connected: boolean;

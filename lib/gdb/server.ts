@@ -15,6 +15,7 @@ export interface GdbListenOptions {
 }
 
 export class GdbServerError extends Error {
+  /** Always "GdbServerError" (the class name, for people). */
   override name = "GdbServerError";
 }
 

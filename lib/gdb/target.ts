@@ -28,6 +28,7 @@ export type StopEvent =
 
 /** Thrown by targets for a failed request; the session answers `E<code>`. */
 export class GdbTargetError extends Error {
+  /** Always "GdbTargetError" (the class name, for people). */
   override name = "GdbTargetError";
   constructor(
     message: string,

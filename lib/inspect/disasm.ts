@@ -12,10 +12,15 @@ function loadIced(): Iced {
   return iced;
 }
 
+/** One decoded instruction, as disassemble() returns it. */
 export interface DisassembledInstruction {
+  /** The instruction's address (RIP for the first, then following on). */
   address: bigint;
+  /** Its length in bytes. */
   length: number;
+  /** Its bytes. */
   bytes: Uint8Array;
+  /** Intel-syntax text, e.g. "mov eax, 1"; "(bad)" when invalid. */
   text: string;
   /** the bytes did not decode to a valid instruction (or ran out) */
   invalid: boolean;

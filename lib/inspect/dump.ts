@@ -17,6 +17,7 @@ import { cpuMode, describeSegment, segmentAttributes } from "./segments.js";
 const h = (v: bigint | number, width: number): string =>
   (typeof v === "bigint" ? BigInt.asUintN(64, v) : BigInt(v >>> 0)).toString(16).padStart(width, "0");
 
+/** Options of formatRegisters() and `vcpu.dump()`. */
 export interface DumpOptions {
   /** force the 64-bit layout even outside long mode (QEMU picks it by EFER.LMA) */
   wide?: boolean;
@@ -62,6 +63,10 @@ const SEGMENTS: readonly (readonly [string, keyof SpecialRegs])[] = [
   ["TR ", "tr"],
 ];
 
+/**
+ * A register dump laid out as QEMU's `info registers` (64-bit layout when EFER.LMA), followed by decoded
+ * lines: CPU mode, flag names, control-register bits.
+ */
 export function formatRegisters(regs: Regs, sregs: SpecialRegs, opts: DumpOptions = {}): string {
   const lma = bitSet(sregs.efer, 10);
   const wide = opts.wide ?? lma;
@@ -100,6 +105,10 @@ export function formatRegisters(regs: Regs, sregs: SpecialRegs, opts: DumpOption
   return `${lines.join("\n")}\n`;
 }
 
+/**
+ * One segment line of the dump, QEMU-style: selector, base, limit, attributes, and a decoded description.
+ * `wide` selects 64-bit field widths; `pe` and `lma` are CR0.PE and EFER.LMA.
+ */
 export function formatSegmentLine(
   name: string,
   seg: Segment,

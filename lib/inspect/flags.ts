@@ -1,10 +1,16 @@
 // Names for the bits of RFLAGS, CR0, CR4 and EFER, and the decoders that turn a value into them.
 
+/** A named bit of a register. */
 export interface BitName {
+  /** Bit number (0 is the least significant). */
   bit: number;
+  /** The architectural name, e.g. "IF" or "PG". */
   name: string;
 }
 
+/**
+ * The named one-bit flags of RFLAGS (CF ... ID; IOPL, two bits, is not listed).
+ */
 export const RFLAGS_BITS: readonly BitName[] = [
   { bit: 0, name: "CF" },
   { bit: 2, name: "PF" },
@@ -24,6 +30,7 @@ export const RFLAGS_BITS: readonly BitName[] = [
   { bit: 21, name: "ID" },
 ];
 
+/** The named bits of CR0 (PE, MP, EM, TS, ET, NE, WP, AM, NW, CD, PG). */
 export const CR0_BITS: readonly BitName[] = [
   { bit: 0, name: "PE" },
   { bit: 1, name: "MP" },
@@ -38,6 +45,7 @@ export const CR0_BITS: readonly BitName[] = [
   { bit: 31, name: "PG" },
 ];
 
+/** The named bits of CR4 (VME ... CET). */
 export const CR4_BITS: readonly BitName[] = [
   { bit: 0, name: "VME" },
   { bit: 1, name: "PVI" },
@@ -63,6 +71,7 @@ export const CR4_BITS: readonly BitName[] = [
   { bit: 23, name: "CET" },
 ];
 
+/** The named bits of IA32_EFER (SCE, LME, LMA, NXE, ...). */
 export const EFER_BITS: readonly BitName[] = [
   { bit: 0, name: "SCE" },
   { bit: 8, name: "LME" },
@@ -95,8 +104,11 @@ export function qemuFlagLetters(rflags: bigint | number): string {
   return `${letter(10, "D")}${letter(11, "O")}${letter(7, "S")}${letter(6, "Z")}${letter(4, "A")}${letter(2, "P")}${letter(0, "C")}`;
 }
 
+/** The names of the CR0 bits set in `cr0`, low bit first. */
 export const decodeCr0 = (cr0: bigint | number): string[] => setBitNames(cr0, CR0_BITS);
+/** The names of the CR4 bits set in `cr4`, low bit first. */
 export const decodeCr4 = (cr4: bigint | number): string[] => setBitNames(cr4, CR4_BITS);
+/** The names of the EFER bits set in `efer`, low bit first. */
 export const decodeEfer = (efer: bigint | number): string[] => setBitNames(efer, EFER_BITS);
 
 /** CR3: the paging-structure base it names depends on the paging mode (CR4.PAE). */

@@ -6,15 +6,21 @@ import { decodeDescriptor, describeSegment, segmentAttributes } from "./segments
 
 /** What the listing reads guest memory through (GuestMemory satisfies it). */
 export interface DescriptorMemory {
+  /** Reads a little-endian 32-bit value at guest-physical `gpa`. */
   readU32(gpa: number): number;
 }
 
+/** One descriptor of a GDT/LDT listing. */
 export interface DescriptorEntry {
+  /** The selector that names it (`index << 3`). */
   selector: number;
+  /** The descriptor's low 32 bits. */
   low: number;
+  /** The descriptor's high 32 bits. */
   high: number;
   /** a 16-byte system descriptor in long mode: the upper base half */
   baseHigh?: number;
+  /** The decoded line, as the listing prints it. */
   text: string;
 }
 
@@ -61,6 +67,7 @@ export function listDescriptors(
   return out;
 }
 
+/** The listing's lines, one per entry. */
 export function formatDescriptors(list: readonly DescriptorEntry[]): string {
   return list.map((e) => e.text).join("\n");
 }

@@ -5,29 +5,44 @@ import { bitSet } from "./flags.js";
 
 /** What the walk reads guest-physical memory through (GuestMemory satisfies it). */
 export interface PhysicalReader {
+  /** Reads a little-endian 32-bit value at guest-physical `gpa`. */
   readU32(gpa: number): number;
+  /** Reads a little-endian 64-bit value at guest-physical `gpa`. */
   readU64(gpa: number): bigint;
 }
 
+/** The registers that decide the paging mode and root (a SpecialRegs satisfies it). */
 export interface PagingState {
+  /** CR0 (PE and PG). */
   cr0: bigint;
+  /** CR3: the root table's address. */
   cr3: bigint;
+  /** CR4 (PSE, PAE, LA57). */
   cr4: bigint;
+  /** IA32_EFER (LME/LMA, NXE). */
   efer: bigint;
 }
 
+/** The paging mode CR0.PG, CR4.PAE, EFER.LME and CR4.LA57 select; "none" when paging is off. */
 export type PagingMode = "none" | "32-bit" | "pae" | "4-level" | "5-level";
+/** A page-table level, as the SDM names them (32-bit paging uses PD and PT). */
 export type LevelName = "PML5" | "PML4" | "PDPT" | "PD" | "PT";
 
+/** One paging-structure entry the walk read. */
 export interface WalkLevel {
+  /** The table the entry is in. */
   level: LevelName;
   /** index of the entry in its table */
   index: number;
   /** guest-physical address of the entry */
   entryAddress: number;
+  /** The entry's raw value. */
   entry: bigint;
+  /** The P bit. */
   present: boolean;
+  /** The R/W bit: writes allowed through this entry. */
   writable: boolean;
+  /** The U/S bit: user-mode (CPL 3) accesses allowed. */
   user: boolean;
   /** execute-disable (only meaningful with EFER.NXE) */
   nx: boolean;
@@ -35,22 +50,34 @@ export interface WalkLevel {
   leaf: boolean;
 }
 
+/**
+ * The result of a page walk: the physical address when it succeeded, every level read, and the access rights
+ * the walk allows.
+ */
 export interface Translation {
+  /** The guest-virtual (linear) address translated. */
   gva: bigint;
+  /** The paging mode the walk used. */
   mode: PagingMode;
   /** guest-physical address, when the walk reached a page */
   physical?: bigint;
+  /** Size of the page reached: 4 KiB, 2 MiB, 4 MiB or 1 GiB. */
   pageSize?: number;
+  /** The entries read, from the root down. */
   levels: WalkLevel[];
   /** why the translation failed (not present, non-canonical, table not in RAM) */
   fault?: string;
+  /** Whether writes are allowed (R/W set at every level). */
   writable: boolean;
+  /** Whether user-mode accesses are allowed (U/S set at every level). */
   user: boolean;
+  /** Whether instruction fetches are allowed (no execute-disable bit along the way with EFER.NXE). */
   executable: boolean;
 }
 
 const ADDR_MASK = 0x000ffffffffff000n;
 
+/** The paging mode the registers select. */
 export function pagingMode(p: PagingState): PagingMode {
   if (!bitSet(p.cr0, 31) || !bitSet(p.cr0, 0)) return "none";
   if (!bitSet(p.cr4, 5)) return "32-bit";
@@ -58,6 +85,10 @@ export function pagingMode(p: PagingState): PagingMode {
   return bitSet(p.cr4, 12) ? "5-level" : "4-level";
 }
 
+/**
+ * Translates guest-virtual `gva` by walking the guest's page tables in guest memory, as the CPU would; a
+ * failed walk returns `fault` (never throws for guest data).
+ */
 export function walkPageTables(mem: PhysicalReader, paging: PagingState, gva: bigint): Translation {
   const mode = pagingMode(paging);
   const t: Translation = { gva, mode, levels: [], writable: true, user: true, executable: true };
@@ -163,7 +194,7 @@ export function walkPageTables(mem: PhysicalReader, paging: PagingState, gva: bi
   return t;
 }
 
-/** One line per level, e.g. "PML4[0] @0x1000 = 0x2003 P W" — what `translate` prints. */
+/** One line per level, e.g. `PML4[0] @0x1000 = 0x2003 P W`: what `translate` prints. */
 export function formatTranslation(t: Translation): string {
   const lines = [`${t.mode} paging, virtual 0x${BigInt.asUintN(64, t.gva).toString(16)}`];
   for (const l of t.levels) {

@@ -99,6 +99,10 @@ export function decodeDescriptor(low: number, high: number, selector = 0): Segme
   };
 }
 
+/**
+ * The execution mode cpuMode() finds: real, virtual-8086, 16- or 32-bit protected, compatibility (32-bit code
+ * in IA-32e mode) or 64-bit long mode.
+ */
 export type CpuMode = "real" | "virtual-8086" | "protected-16" | "protected-32" | "compatibility" | "long";
 
 /** The execution mode a register set describes (CR0.PE, RFLAGS.VM, EFER.LMA, CS.L/D). */

@@ -1,13 +1,21 @@
 // The --stats table, laid out like `perf kvm stat report`: per exit kind, samples, their share,
 // the share of handling time, and min/max/average handling time.
 
+/** One row of formatStatsTable(): an exit kind and its counts and times (an ExitKindStats fits). */
 export interface StatsRow {
+  /** The exit kind, as the row's label. */
   kind: string;
+  /** How many exits, and host handling time in nanoseconds (total, shortest, longest). */
   stats: { count: number; totalNs: number; minNs: number; maxNs: number };
 }
 
 const us = (ns: number): string => (ns / 1000).toFixed(2);
 
+/**
+ * A table laid out like `perf kvm stat report`: per exit kind the samples, their share, the share of handling
+ * time and min/max/average time in microseconds. `extra` adds guest time, unhandled accesses and per-vCPU
+ * exit counts.
+ */
 export function formatStatsTable(
   rows: readonly StatsRow[],
   extra: { guestNs?: number; unhandled?: number; byVcpu?: readonly number[] } = {},

@@ -4,10 +4,13 @@
 import { kvmExitName, vmxExitReasonName } from "../types/exit-names.js";
 import type { RawExit, VmExit } from "../types/exits.js";
 
+/** What formatExit() adds to an exit's line besides the exit itself. */
 export interface TraceInfo {
   /** sequence number of the exit */
   index?: number;
+  /** RIP at the exit, shown when given. */
   rip?: bigint;
+  /** The vCPU's index, shown when given. */
   vcpu?: number;
   /** the access found no device or handler */
   unhandled?: boolean;
@@ -34,12 +37,14 @@ function formatData(data: Uint8Array, size: number, count: number): string {
   return s;
 }
 
+/** The backend's own view of an exit: "kvm IO(2)", or "vmx 30 IO_INSTRUCTION qual=0x... len=1". */
 export function formatRaw(raw: RawExit): string {
   if (raw.backend === "kvm") return `kvm ${kvmExitName(raw.code)}(${raw.code})`;
   const entryFail = raw.exitReasonField & 0x80000000 ? " entry-failure" : "";
   return `vmx ${raw.reason} ${vmxExitReasonName(raw.reason)}${entryFail} qual=0x${raw.qualification.toString(16)} len=${raw.instructionLength}`;
 }
 
+/** An exit's kind-specific detail: port/address, size, direction and data; fail/error reasons; and so on. */
 export function formatExitDetail(exit: VmExit): string {
   switch (exit.kind) {
     case "io": {

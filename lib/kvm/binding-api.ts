@@ -3,15 +3,18 @@
 // checks depend on this file rather than on the module that loads them (its one value is the
 // layout of koffi's shared run state, which both the binding and the kicking thread use).
 
+/** An ioctl's argument: an integer, or a buffer the kernel reads or fills. */
 export type IoctlArg = number | bigint | ArrayBuffer | ArrayBufferView;
+/** "addon": the native Node-API addon; "koffi": libc called through koffi (when the addon is not built). */
 export type BindingKind = "addon" | "koffi";
 
 /** A cross-thread kick through the addon: its kick(vcpuFd) signals the thread in KVM_RUN itself. */
 export interface AddonKickTarget {
-  /** optional: the earlier {addonPath, vcpuFd} shape still means the addon */
+  /** optional: the earlier `{addonPath, vcpuFd}` shape still means the addon */
   binding?: "addon";
   /** the addon file, loadable with require() in a worker */
   addonPath: string;
+  /** The vCPU's file descriptor. */
   vcpuFd: number;
 }
 
@@ -21,9 +24,11 @@ export interface AddonKickTarget {
  * `shared` (Int32 words at KOFFI_KICK_WORDS).
  */
 export interface KoffiKickTarget {
+  /** Which binding made the target. */
   binding: "koffi";
   /** koffi's entry file: the kicking thread reaches libc (mmap, tgkill) through it */
   addonPath: string;
+  /** The vCPU's file descriptor. */
   vcpuFd: number;
   /** the vCPU's run state, written by run() on the vCPU thread */
   shared: SharedArrayBuffer;
@@ -31,6 +36,7 @@ export interface KoffiKickTarget {
   signal: number;
 }
 
+/** What another thread needs to kick a vCPU out of KVM_RUN (KvmBinding.kickTarget()). */
 export type KickTarget = AddonKickTarget | KoffiKickTarget;
 
 /** Int32 indices into KoffiKickTarget.shared */
@@ -41,6 +47,7 @@ export const KOFFI_KICK_WORDS = { IN_RUN: 0, PENDING: 1, TID: 2, COUNT: 3 } as c
  * fields: code (errno name), errno (negative), syscall, and request (the KVM ioctl's name).
  */
 export interface KvmBinding {
+  /** Which binding this is. */
   readonly kind: BindingKind;
   /**
    * true when a KVM_RUN blocked in one thread can be interrupted from another: the addon's kick()
@@ -54,7 +61,9 @@ export interface KvmBinding {
    * Both bindings have it; optional only so that hand-made bindings (test fakes) may leave it out.
    */
   kickTarget?(vcpuFd: number): KickTarget | undefined;
+  /** open(2): returns the file descriptor (flags default to read-write, close-on-exec). */
   open(path: string, flags?: number): number;
+  /** close(2). */
   close(fd: number): void;
   /** only the KVM ioctls of lib/kvm/ioctls.ts; pointer arguments are size-checked against the request */
   ioctl(fd: number, request: number, arg?: IoctlArg): number;
@@ -73,6 +82,7 @@ export interface KvmBinding {
    * what was written since, never the file, the guest or freed memory)
    */
   munmap(buffer: ArrayBuffer): void;
+  /** eventfd(2): a new eventfd, for ioeventfd and irqfd. */
   eventfd(initval?: number, flags?: number): number;
   /** KVM_RUN: true when the guest exited (reason in kvm_run), false when interrupted (EINTR/EAGAIN) */
   run(vcpuFd: number): boolean;
@@ -90,5 +100,6 @@ export interface KvmBinding {
     guestPhysAddr: number | bigint,
     memory: ArrayBuffer | null,
   ): void;
+  /** KVM_GET_DIRTY_LOG: fills `bitmap` with one bit per page of `slot` written since the last call. */
   getDirtyLog(vmFd: number, slot: number, bitmap: ArrayBuffer | ArrayBufferView): void;
 }

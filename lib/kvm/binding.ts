@@ -20,7 +20,9 @@ export type {
 
 /** The addon's C table of the KVM ABI (sizes, offsetof, request numbers). */
 export interface AbiTable {
+  /** Each struct's size and field offsets, from sizeof/offsetof. */
   structs: Record<string, { size: number; fields: Record<string, number> }>;
+  /** Each ioctl's request number, from the kernel headers. */
   ioctls: Record<string, number>;
 }
 
@@ -149,7 +151,9 @@ export function loadBinding(kind?: BindingKind): KvmBinding {
 
 /** Which binding loadBinding() gives here, and why that one; kind undefined when none loads. */
 export interface BindingChoice {
+  /** The binding, or undefined when none loads. */
   kind: BindingKind | undefined;
+  /** Why this one (NODEVMM_BINDING, the addon missing, ...), or why none loads. */
   reason: string;
 }
 
@@ -172,6 +176,7 @@ function addonAbsence(): string {
   return "no native addon: it was not built (install scripts did not run, e.g. npm install --ignore-scripts)";
 }
 
+/** Which binding loads here and why; never throws (`nodevmm info` prints it). */
 export function describeBinding(): BindingChoice {
   const env = process.env.NODEVMM_BINDING;
   let b: KvmBinding;

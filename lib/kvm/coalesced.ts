@@ -19,6 +19,10 @@ export const COALESCED_RING_ENTRIES = Math.floor((PAGE - HEADER) / ENTRY);
 const IO_RAW: KvmRawExit = Object.freeze({ backend: "kvm" as const, code: KVM_EXIT.IO });
 const MMIO_RAW: KvmRawExit = Object.freeze({ backend: "kvm" as const, code: KVM_EXIT.MMIO });
 
+/**
+ * The coalesced MMIO/PIO ring of one vCPU (KVM_REGISTER_COALESCED_MMIO): KvmVcpu drains it into the port and
+ * MMIO write exits the writes stand for, in guest order.
+ */
 export class CoalescedRing {
   readonly #dv: DataView;
   readonly #buffer: ArrayBuffer;

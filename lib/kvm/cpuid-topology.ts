@@ -9,7 +9,7 @@ import type { CpuidEntry } from "./structs.js";
 const INTEL_EBX = 0x756e6547; // "Genu"
 /** CPUID.1:EDX.HTT: EBX[23:16] holds the package's logical processor count */
 const HTT = 1 << 28;
-/** KVM_CHECK_EXTENSION: the in-kernel LAPIC emulates TSC-deadline mode (<linux/kvm.h>) */
+/** KVM_CHECK_EXTENSION: the in-kernel LAPIC emulates TSC-deadline mode (`linux/kvm.h`) */
 export const KVM_CAP_TSC_DEADLINE_TIMER = 72;
 /** CPUID.1:ECX.TSC_DEADLINE_TIMER */
 const TSC_DEADLINE = 1 << 24;

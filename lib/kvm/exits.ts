@@ -22,25 +22,41 @@ import type {
 import { KVM_EXIT, KVM_EXIT_IO_OUT } from "./constants.js";
 import { LAYOUTS } from "./layouts.js";
 
+/** The raw part of a KVM exit: kvm_run.exit_reason (a KVM_EXIT_* code). */
 export type KvmRawExit = Extract<RawExit, { backend: "kvm" }>;
 
 /** The exits of the shared union, with raw narrowed to KVM's. */
 type FromKvm<E extends VmExit> = Omit<E, "raw"> & { raw: KvmRawExit };
+/** `IoExit` of the main package as KVM reports it (`raw` is a {@link KvmRawExit}). */
 export type KvmIoExit = FromKvm<IoExit>;
+/** `MmioExit` of the main package as KVM reports it (`raw` is a {@link KvmRawExit}). */
 export type KvmMmioExit = FromKvm<MmioExit>;
+/** `HltExit` of the main package as KVM reports it (`raw` is a {@link KvmRawExit}). */
 export type KvmHltExit = FromKvm<HltExit>;
+/** `ShutdownExit` of the main package as KVM reports it (`raw` is a {@link KvmRawExit}). */
 export type KvmShutdownExit = FromKvm<ShutdownExit>;
+/** `FailEntryExit` of the main package as KVM reports it (`raw` is a {@link KvmRawExit}). */
 export type KvmFailEntryExit = FromKvm<FailEntryExit>;
+/** `InternalErrorExit` of the main package as KVM reports it (`raw` is a {@link KvmRawExit}). */
 export type KvmInternalErrorExit = FromKvm<InternalErrorExit>;
+/** `SystemEventExit` of the main package as KVM reports it (`raw` is a {@link KvmRawExit}). */
 export type KvmSystemEventExit = FromKvm<SystemEventExit>;
+/** `DebugExceptionExit` of the main package as KVM reports it (`raw` is a {@link KvmRawExit}). */
 export type KvmDebugExit = FromKvm<DebugExit>;
+/** `IntrExit` of the main package as KVM reports it (`raw` is a {@link KvmRawExit}). */
 export type KvmIntrExit = FromKvm<IntrExit>;
+/** `IrqWindowOpenExit` of the main package as KVM reports it (`raw` is a {@link KvmRawExit}). */
 export type KvmIrqWindowOpenExit = FromKvm<IrqWindowOpenExit>;
+/** `HypercallExit` of the main package as KVM reports it (`raw` is a {@link KvmRawExit}). */
 export type KvmHypercallExit = FromKvm<HypercallExit>;
+/** `CpuidExit` of the main package as KVM reports it (`raw` is a {@link KvmRawExit}). */
 export type KvmCpuidExit = FromKvm<CpuidExit>;
+/** `MsrExit` of the main package as KVM reports it (`raw` is a {@link KvmRawExit}). */
 export type KvmMsrExit = FromKvm<MsrExit>;
+/** `UnknownExit` of the main package as KVM reports it (`raw` is a {@link KvmRawExit}). */
 export type KvmUnknownExit = FromKvm<UnknownExit>;
 
+/** Every exit KvmVcpu.run() reports: the main package's VmExit union with KVM's raw detail. */
 export type KvmExit =
   | KvmIoExit
   | KvmMmioExit
@@ -94,10 +110,15 @@ export class KvmRunDecoder {
     return raw;
   }
 
+  /** kvm_run.exit_reason of the last exit (a KVM_EXIT_* code). */
   get exitReason(): number {
     return this.#dv.getUint32(F.exit_reason, true);
   }
 
+  /**
+   * Decodes the last exit from kvm_run. Data are views into kvm_run: for io "in" and mmio reads, fill
+   * `exit.data` before the next run to answer the guest.
+   */
   decode(): KvmExit {
     const dv = this.#dv;
     const code = dv.getUint32(F.exit_reason, true);

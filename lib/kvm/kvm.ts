@@ -16,6 +16,7 @@ import { type CpuidEntry, cpuidBuffer, readCpuid } from "./structs.js";
 import { asKvmError, ioctl } from "./syscall.js";
 import { KvmVm } from "./vm.js";
 
+/** Options of Kvm.open() and probeKvm(). */
 export interface KvmOpenOptions {
   /** a binding object, or which one to load (default: NODEVMM_BINDING, else addon, else koffi) */
   binding?: KvmBinding | BindingKind;
@@ -26,8 +27,15 @@ export interface KvmOpenOptions {
 const MISSING = new Set(["ENOENT", "ENXIO", "ENODEV", "ENOTDIR"]);
 const PERMISSION = new Set(["EACCES", "EPERM", "EROFS"]);
 
+/**
+ * The /dev/kvm system file descriptor, first link of the Kvm, KvmVm, KvmVcpu chain (as rust-vmm's
+ * kvm-ioctls): Kvm.open() opens it, createVm() makes VMs. Closing an owner closes what it owns; a closed
+ * object throws KvmClosedError.
+ */
 export class Kvm {
+  /** The system-call binding in use (the addon, or koffi over libc). */
   readonly binding: KvmBinding;
+  /** KVM_GET_API_VERSION's answer (12 on every kernel KVM supports). */
   readonly apiVersion: number;
   #fd: number;
   readonly #vms = new Set<KvmVm>();
@@ -82,11 +90,13 @@ export class Kvm {
     return new Kvm(binding, fd, version);
   }
 
+  /** The file descriptor; throws KvmClosedError after close(). */
   get fd(): number {
     if (this.#fd < 0) throw new KvmClosedError("Kvm");
     return this.#fd;
   }
 
+  /** Whether close() was called. */
   get closed(): boolean {
     return this.#fd < 0;
   }
@@ -160,10 +170,15 @@ export class Kvm {
   }
 }
 
+/** What probeKvm() finds. */
 export interface KvmProbe {
+  /** Whether a VM and a vCPU could be made. */
   usable: boolean;
+  /** Why not, when not: missing device, permission, API version, binding. */
   reason?: string;
+  /** KVM_GET_API_VERSION, when /dev/kvm opened. */
   apiVersion?: number;
+  /** The binding that was used. */
   binding?: BindingKind;
 }
 

@@ -1,11 +1,18 @@
 // Sizes and field offsets of the KVM structs (x86-64 ABI of <linux/kvm.h>), used by DataView code in
 // lib/kvm. Checked field by field against offsetof() in the addon's C table (test/binding/abi.test.ts).
 
+/** A KVM struct's size and field offsets (x86-64 ABI). */
 export interface StructLayout {
+  /** sizeof the struct, in bytes. */
   readonly size: number;
+  /** Byte offset of each field, by its C name (nested fields as "a.b"). */
   readonly fields: Readonly<Record<string, number>>;
 }
 
+/**
+ * Sizes and field offsets of the KVM structs lib/kvm encodes (x86-64 `linux/kvm.h`), checked against the
+ * addon's offsetof() table in tests.
+ */
 export const LAYOUTS = {
   kvm_run: {
     size: 2352,

@@ -3,20 +3,26 @@
 import type { DescriptorTable, Regs, Segment, SpecialRegs } from "../types/regs.js";
 import { LAYOUTS } from "./layouts.js";
 
+/** struct kvm_regs, as the main package's `Regs`. */
 export type KvmRegs = Regs;
+/** struct kvm_segment, as the main package's `Segment`. */
 export type KvmSegment = Segment;
+/** struct kvm_dtable, as the main package's `DescriptorTable`. */
 export type KvmDtable = DescriptorTable;
+/** struct kvm_sregs (without interrupt_bitmap), as the main package's `SpecialRegs`. */
 export type KvmSregs = SpecialRegs;
 
 const R = LAYOUTS.kvm_regs.fields;
 const REG_NAMES = Object.keys(R) as (keyof KvmRegs)[];
 
+/** Decodes a kvm_regs buffer. */
 export function readRegs(dv: DataView): KvmRegs {
   const out = {} as KvmRegs;
   for (const k of REG_NAMES) out[k] = dv.getBigUint64(R[k], true);
   return out;
 }
 
+/** Encodes `regs` into a kvm_regs buffer. */
 export function writeRegs(dv: DataView, regs: KvmRegs): void {
   for (const k of REG_NAMES) dv.setBigUint64(R[k], BigInt.asUintN(64, regs[k]), true);
 }
@@ -26,6 +32,7 @@ const SR = LAYOUTS.kvm_sregs.fields;
 const DT = LAYOUTS.kvm_dtable.fields;
 const SEGMENTS = ["cs", "ds", "es", "fs", "gs", "ss", "tr", "ldt"] as const;
 
+/** Decodes the kvm_segment at byte offset `at`. */
 export function readSegment(dv: DataView, at: number): KvmSegment {
   return {
     base: dv.getBigUint64(at + SEG.base, true),
@@ -43,6 +50,7 @@ export function readSegment(dv: DataView, at: number): KvmSegment {
   };
 }
 
+/** Encodes `s` as a kvm_segment at byte offset `at`. */
 export function writeSegment(dv: DataView, at: number, s: KvmSegment): void {
   dv.setBigUint64(at + SEG.base, BigInt.asUintN(64, s.base), true);
   dv.setUint32(at + SEG.limit, s.limit >>> 0, true);
@@ -58,6 +66,7 @@ export function writeSegment(dv: DataView, at: number, s: KvmSegment): void {
   dv.setUint8(at + SEG.unusable, s.unusable ? 1 : 0);
 }
 
+/** Decodes a kvm_sregs buffer (interrupt_bitmap aside). */
 export function readSregs(dv: DataView): KvmSregs {
   const seg = (k: (typeof SEGMENTS)[number]) => readSegment(dv, SR[k]);
   const dt = (at: number): KvmDtable => ({
@@ -104,13 +113,21 @@ export function writeSregs(dv: DataView, s: KvmSregs): void {
   dv.setBigUint64(SR.apic_base, BigInt.asUintN(64, s.apicBase), true);
 }
 
+/** struct kvm_cpuid_entry2: one CPUID leaf/subleaf and the registers it returns. */
 export interface CpuidEntry {
+  /** The leaf (EAX input). */
   function: number;
+  /** The subleaf (ECX input), when flags has KVM_CPUID_FLAG_SIGNIFCANT_INDEX. */
   index: number;
+  /** KVM_CPUID_FLAG_* bits. */
   flags: number;
+  /** EAX output. */
   eax: number;
+  /** EBX output. */
   ebx: number;
+  /** ECX output. */
   ecx: number;
+  /** EDX output. */
   edx: number;
 }
 
@@ -123,6 +140,7 @@ export function cpuidBuffer(capacity: number): DataView {
   return dv;
 }
 
+/** Decodes a kvm_cpuid2 buffer's entries (nent of them). */
 export function readCpuid(dv: DataView): CpuidEntry[] {
   const n = dv.getUint32(0, true);
   const out: CpuidEntry[] = [];
@@ -141,6 +159,7 @@ export function readCpuid(dv: DataView): CpuidEntry[] {
   return out;
 }
 
+/** Encodes entries as a kvm_cpuid2 buffer (for KVM_SET_CPUID2). */
 export function writeCpuid(entries: readonly CpuidEntry[]): DataView {
   const dv = cpuidBuffer(entries.length);
   entries.forEach((e, i) => {

@@ -47,45 +47,69 @@ import {
 import { asKvmError, ioctl } from "./syscall.js";
 import type { KvmVm } from "./vm.js";
 
+/** struct kvm_fpu: the x87 and SSE state (KVM_GET_FPU / KVM_SET_FPU). */
 export interface KvmFpu {
   /** 8 x87 registers, 16 bytes each */
   fpr: Uint8Array;
+  /** x87 control word. */
   fcw: number;
+  /** x87 status word. */
   fsw: number;
+  /** Abridged x87 tag word (one bit per register, as FXSAVE). */
   ftwx: number;
+  /** Opcode of the last x87 instruction. */
   lastOpcode: number;
+  /** Address of the last x87 instruction. */
   lastIp: bigint;
+  /** Address of the last x87 memory operand. */
   lastDp: bigint;
   /** 16 XMM registers, 16 bytes each */
   xmm: Uint8Array;
+  /** SSE control and status register. */
   mxcsr: number;
 }
 
+/** KVM_TRANSLATE's answer for a guest-linear address. */
 export interface KvmTranslation {
+  /** The address translated. */
   linearAddress: bigint;
+  /** The guest-physical address (meaningful when `valid`). */
   physicalAddress: bigint;
+  /** Whether the page tables map it. */
   valid: boolean;
+  /** Whether the mapping allows writes. */
   writeable: boolean;
+  /** Whether the mapping allows user-mode accesses. */
   usermode: boolean;
 }
 
+/** struct kvm_vcpu_events, decoded: pending or injected exception, interrupt and NMI, and the SIPI vector. */
 export interface KvmVcpuEvents {
+  /** The exception being injected, if `injected`: vector `nr` and its error code. */
   exception: { injected: boolean; nr: number; hasErrorCode: boolean; errorCode: number };
+  /** The external or software interrupt being injected, and the interrupt shadow (STI/MOV SS blocking). */
   interrupt: { injected: boolean; nr: number; soft: boolean; shadow: number };
+  /** NMI state: being injected, pending, and whether NMIs are blocked. */
   nmi: { injected: boolean; pending: boolean; masked: boolean };
+  /** The vector of a pending SIPI. */
   sipiVector: number;
+  /** KVM_VCPUEVENT_VALID_* flags saying which fields hold. */
   flags: number;
   /** the whole struct as read, so fields not decoded above survive a get/modify/set */
   raw: Uint8Array;
 }
 
+/** struct kvm_debugregs: the guest's debug registers. */
 export interface KvmDebugRegs {
   /** DR0-DR3 */
   db: [bigint, bigint, bigint, bigint];
+  /** DR6 (debug status). */
   dr6: bigint;
+  /** DR7 (debug control). */
   dr7: bigint;
 }
 
+/** Options of KvmVcpu.setGuestDebug(): what makes the vCPU exit with KVM_EXIT_DEBUG. */
 export interface GuestDebugOptions {
   /** trap after every instruction (KVM_EXIT_DEBUG, exception 1) */
   singleStep?: boolean;
@@ -128,9 +152,16 @@ function isEmptyEntry(e: CpuidEntry): boolean {
   return (e.function | e.index | e.flags | e.eax | e.ebx | e.ecx | e.edx) === 0;
 }
 
+/**
+ * A KVM vCPU (KvmVm.createVcpu()): KVM_RUN over the mmap'd kvm_run page, and the register, MSR, CPUID, LAPIC,
+ * XSAVE and event ioctls. Exits decode to the same VmExit shapes the machine uses.
+ */
 export class KvmVcpu {
+  /** The VM it belongs to. */
   readonly vm: KvmVm;
+  /** The vCPU id given to KVM_CREATE_VCPU (the initial APIC ID). */
   readonly index: number;
+  /** The system-call binding in use. */
   readonly binding: KvmBinding;
   /** kvm_run, the shared page KVM fills at each exit */
   readonly runBuffer: ArrayBuffer;
@@ -157,11 +188,13 @@ export class KvmVcpu {
     this.#onClose = onClose;
   }
 
+  /** The vCPU file descriptor; throws KvmClosedError after close(). */
   get fd(): number {
     if (this.#fd < 0) throw new KvmClosedError(`KvmVcpu ${this.index}`);
     return this.#fd;
   }
 
+  /** Whether close() was called (on it, its VM or its Kvm). */
   get closed(): boolean {
     return this.#fd < 0;
   }
@@ -252,21 +285,25 @@ export class KvmVcpu {
     this.fd;
     this.#runBytes[LAYOUTS.kvm_run.fields.request_interrupt_window] = v ? 1 : 0;
   }
+  /** kvm_run.ready_for_interrupt_injection: an interrupt can be injected (KVM_INTERRUPT) now. */
   get readyForInterruptInjection(): boolean {
     return this.#runBytes[LAYOUTS.kvm_run.fields.ready_for_interrupt_injection] !== 0;
   }
 
+  /** KVM_GET_REGS: the general registers, RIP and RFLAGS. */
   getRegs(): KvmRegs {
     ioctl(this.binding, this.fd, KVM_GET_REGS, this.#regsBuf);
     return readRegs(this.#regsBuf);
   }
 
+  /** KVM_SET_REGS. */
   setRegs(regs: KvmRegs): void {
     const fd = this.fd;
     writeRegs(this.#regsBuf, regs);
     ioctl(this.binding, fd, KVM_SET_REGS, this.#regsBuf);
   }
 
+  /** KVM_GET_SREGS: segments, descriptor tables, control registers, EFER, APIC base. */
   getSregs(): KvmSregs {
     ioctl(this.binding, this.fd, KVM_GET_SREGS, this.#sregsBuf);
     return readSregs(this.#sregsBuf);
@@ -280,6 +317,7 @@ export class KvmVcpu {
     ioctl(this.binding, fd, KVM_SET_SREGS, this.#sregsBuf);
   }
 
+  /** KVM_GET_FPU: the x87 and SSE registers. */
   getFpu(): KvmFpu {
     const f = LAYOUTS.kvm_fpu.fields;
     const buf = new ArrayBuffer(LAYOUTS.kvm_fpu.size);
@@ -298,6 +336,7 @@ export class KvmVcpu {
     };
   }
 
+  /** KVM_SET_FPU. */
   setFpu(fpu: KvmFpu): void {
     const f = LAYOUTS.kvm_fpu.fields;
     const buf = new ArrayBuffer(LAYOUTS.kvm_fpu.size);
@@ -341,20 +380,24 @@ export class KvmVcpu {
     return ioctl(this.binding, this.fd, KVM_SET_MSRS, dv);
   }
 
+  /** Reads one MSR (KVM_GET_MSRS); undefined when KVM does not have it. */
   getMsr(index: number): bigint | undefined {
     return this.getMsrs([index])[0];
   }
 
+  /** Writes one MSR (KVM_SET_MSRS); RangeError when KVM refuses the value. */
   setMsr(index: number, value: bigint): void {
     if (this.setMsrs([{ index, value }]) !== 1) {
       throw new RangeError(`KVM refused MSR 0x${index.toString(16)} = 0x${value.toString(16)}`);
     }
   }
 
+  /** KVM_SET_CPUID2: the CPUID the guest sees (set it before the first run). */
   setCpuid2(entries: readonly CpuidEntry[]): void {
     ioctl(this.binding, this.fd, KVM_SET_CPUID2, writeCpuid(entries));
   }
 
+  /** KVM_GET_CPUID2: the CPUID entries set on this vCPU (room for `capacity` entries). */
   getCpuid2(capacity = 256): CpuidEntry[] {
     const dv = cpuidBuffer(capacity);
     ioctl(this.binding, this.fd, KVM_GET_CPUID2, dv);
@@ -375,18 +418,21 @@ export class KvmVcpu {
     return dv.getUint32(0, true);
   }
 
+  /** KVM_SET_MP_STATE (KVM_MP_STATE_RUNNABLE, _UNINITIALIZED, _INIT_RECEIVED, _HALTED, _SIPI_RECEIVED). */
   setMpState(state: number): void {
     const dv = new DataView(new ArrayBuffer(4));
     dv.setUint32(0, state >>> 0, true);
     ioctl(this.binding, this.fd, KVM_SET_MP_STATE, dv);
   }
 
+  /** KVM_GET_VCPU_EVENTS, decoded. */
   getVcpuEvents(): KvmVcpuEvents {
     const raw = new Uint8Array(LAYOUTS.kvm_vcpu_events.size);
     ioctl(this.binding, this.fd, KVM_GET_VCPU_EVENTS, raw);
     return decodeVcpuEvents(raw);
   }
 
+  /** KVM_SET_VCPU_EVENTS (fields not decoded are kept from `ev.raw`). */
   setVcpuEvents(ev: KvmVcpuEvents): void {
     const f = LAYOUTS.kvm_vcpu_events.fields;
     const raw = new Uint8Array(LAYOUTS.kvm_vcpu_events.size);
@@ -415,6 +461,7 @@ export class KvmVcpu {
     return regs;
   }
 
+  /** KVM_SET_LAPIC: puts back the 1 KiB register page getLapic() returned. */
   setLapic(regs: Uint8Array): void {
     if (regs.length !== LAYOUTS.kvm_lapic_state.size) {
       throw new RangeError(`LAPIC state is ${LAYOUTS.kvm_lapic_state.size} bytes, got ${regs.length}`);
@@ -432,6 +479,7 @@ export class KvmVcpu {
     return region;
   }
 
+  /** KVM_SET_XSAVE: puts back the region getXsave() returned. */
   setXsave(region: Uint8Array): void {
     if (region.length !== LAYOUTS.kvm_xsave.size) {
       throw new RangeError(`the XSAVE area is ${LAYOUTS.kvm_xsave.size} bytes, got ${region.length}`);
@@ -452,6 +500,7 @@ export class KvmVcpu {
     });
   }
 
+  /** KVM_SET_XCRS: sets extended control registers, as [index, value] pairs. */
   setXcrs(xcrs: readonly [number, bigint][]): void {
     if (xcrs.length > 16) throw new RangeError(`at most 16 XCRs, got ${xcrs.length}`);
     const f = LAYOUTS.kvm_xcrs.fields;
@@ -475,6 +524,7 @@ export class KvmVcpu {
     return { db, dr6: dv.getBigUint64(f.dr6, true), dr7: dv.getBigUint64(f.dr7, true) };
   }
 
+  /** KVM_SET_DEBUGREGS. */
   setDebugRegs(regs: KvmDebugRegs): void {
     const f = LAYOUTS.kvm_debugregs.fields;
     const dv = new DataView(new ArrayBuffer(LAYOUTS.kvm_debugregs.size));

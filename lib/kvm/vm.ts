@@ -42,10 +42,15 @@ import { KvmVcpu } from "./vcpu.js";
 
 const PAGE = 4096;
 
+/** A guest memory slot (KVM_SET_USER_MEMORY_REGION) and the host memory behind it. */
 export interface KvmMemoryRegion {
+  /** The slot number. */
   readonly slot: number;
+  /** Guest-physical address of the first byte (page-aligned). */
   readonly guestPhysAddr: number;
+  /** Length in bytes (a multiple of 4 KiB). */
   readonly size: number;
+  /** KVM_MEM_* flags (LOG_DIRTY_PAGES, READONLY). */
   readonly flags: number;
   /** the host memory behind the slot (an mmap'd ArrayBuffer) */
   readonly buffer: ArrayBuffer;
@@ -55,13 +60,17 @@ export interface KvmMemoryRegion {
   readonly owned: boolean;
 }
 
+/** Options of KvmVm.addMemoryRegion() and setMemoryRegion(). */
 export interface MemoryRegionOptions {
+  /** The slot to use; default the lowest free one. */
   slot?: number;
   /** track writes for getDirtyLog() (KVM_MEM_LOG_DIRTY_PAGES) */
   logDirtyPages?: boolean;
+  /** KVM_MEM_READONLY: guest writes exit as MMIO. */
   readonly?: boolean;
 }
 
+/** Options of KvmVm.registerIoevent() (and the matching unregisterIoevent()). */
 export interface IoeventOptions {
   /** port I/O (true) or MMIO (false, default) */
   pio?: boolean;
@@ -71,8 +80,11 @@ export interface IoeventOptions {
   datamatch?: bigint;
 }
 
+/** KVM_GET_CLOCK's answer. */
 export interface KvmClock {
+  /** The guest's kvmclock, in nanoseconds. */
   clock: bigint;
+  /** KVM_CLOCK_* flags (e.g. KVM_CLOCK_TSC_STABLE). */
   flags: number;
 }
 
@@ -80,15 +92,24 @@ function checkAddress(v: number, what: string): void {
   if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`${what} must be a non-negative integer`);
 }
 
-/** One GSI -> irqchip pin route (KVM_IRQCHIP: 0 PIC master, 1 PIC slave, 2 I/O APIC). */
+/** One route from a GSI to an irqchip pin (KVM_IRQCHIP: 0 PIC master, 1 PIC slave, 2 I/O APIC). */
 export interface GsiRoute {
+  /** The global system interrupt. */
   gsi: number;
+  /** 0 PIC master, 1 PIC slave, 2 I/O APIC. */
   irqchip: 0 | 1 | 2;
+  /** The pin on that chip. */
   pin: number;
 }
 
+/**
+ * A KVM virtual machine (Kvm.createVm()): memory slots, vCPUs, the in-kernel irqchip and PIT, ioeventfd,
+ * irqfd and coalesced writes. Closing it closes its vCPUs and unmaps the memory it allocated.
+ */
 export class KvmVm {
+  /** The Kvm that made it. */
   readonly kvm: Kvm;
+  /** The system-call binding in use. */
   readonly binding: KvmBinding;
   #fd: number;
   readonly #onClose: () => void;
@@ -103,19 +124,23 @@ export class KvmVm {
     this.#onClose = onClose;
   }
 
+  /** The VM file descriptor; throws KvmClosedError after close(). */
   get fd(): number {
     if (this.#fd < 0) throw new KvmClosedError("KvmVm");
     return this.#fd;
   }
 
+  /** Whether close() was called (on it or on its Kvm). */
   get closed(): boolean {
     return this.#fd < 0;
   }
 
+  /** The memory slots in use. */
   get regions(): readonly KvmMemoryRegion[] {
     return [...this.#regions.values()];
   }
 
+  /** KVM_CHECK_EXTENSION on the VM fd (answers for this VM): 0 when capability `cap` is missing. */
   checkExtension(cap: number): number {
     return ioctl(this.binding, this.fd, KVM_CHECK_EXTENSION, cap);
   }
@@ -214,6 +239,10 @@ export class KvmVm {
     }
   }
 
+  /**
+   * Removes a slot (and unmaps its memory when the VM allocated it); KvmMemoryRegionError when the slot is
+   * not in use.
+   */
   deleteMemoryRegion(slot: number): void {
     const fd = this.fd;
     const r = this.#regions.get(slot);
@@ -294,7 +323,7 @@ export class KvmVm {
   }
 
   /**
-   * KVM_SET_GSI_ROUTING: the whole GSI -> irqchip-pin table (it replaces the one KVM_CREATE_IRQCHIP
+   * KVM_SET_GSI_ROUTING: the whole table of GSI-to-irqchip-pin routes (it replaces the one KVM_CREATE_IRQCHIP
    * installed). A GSI may drive several pins (a PIC pin and an I/O APIC pin).
    */
   setGsiRouting(routes: readonly GsiRoute[]): void {
@@ -350,6 +379,7 @@ export class KvmVm {
     this.#ioeventfd(eventFd, address, opts, false);
   }
 
+  /** Removes an ioeventfd registered with the same eventFd, address and options. */
   unregisterIoevent(eventFd: number, address: number, opts: IoeventOptions = {}): void {
     this.#ioeventfd(eventFd, address, opts, true);
   }
@@ -368,6 +398,7 @@ export class KvmVm {
     this.#irqfd(eventFd, gsi, false);
   }
 
+  /** Removes an irqfd registered with the same eventFd and gsi. */
   unregisterIrqfd(eventFd: number, gsi: number): void {
     this.#irqfd(eventFd, gsi, true);
   }
@@ -380,6 +411,7 @@ export class KvmVm {
     return this.checkExtension(KVM_CAP.COALESCED_MMIO);
   }
 
+  /** Whether port writes can be coalesced too (KVM_CAP_COALESCED_PIO besides the MMIO ring). */
   get coalescedPio(): boolean {
     return this.coalescedRingPage > 0 && this.checkExtension(KVM_CAP.COALESCED_PIO) > 0;
   }
@@ -410,6 +442,7 @@ export class KvmVm {
     this.#coalesced(address, size, pio, KVM_REGISTER_COALESCED_MMIO);
   }
 
+  /** KVM_UNREGISTER_COALESCED_MMIO: writes to that zone exit one by one again. */
   unregisterCoalesced(address: number, size: number, pio: boolean): void {
     this.#coalesced(address, size, pio, KVM_UNREGISTER_COALESCED_MMIO);
   }
@@ -424,13 +457,13 @@ export class KvmVm {
     };
   }
 
+  /** KVM_SET_CLOCK: sets the guest's kvmclock, in nanoseconds. */
   setClock(clock: bigint): void {
     const dv = new DataView(new ArrayBuffer(LAYOUTS.kvm_clock_data.size));
     dv.setBigUint64(LAYOUTS.kvm_clock_data.fields.clock, clock, true);
     ioctl(this.binding, this.fd, KVM_SET_CLOCK, dv);
   }
 
-  /** Closes the vCPUs, deletes and unmaps owned memory, then closes the VM fd. Idempotent. */
   /**
    * KVM_GET_IRQCHIP: one chip of the in-kernel irqchip (KVM_IRQCHIP_ID: the 8259s' kvm_pic_state,
    * or the I/O APIC's kvm_ioapic_state), the 512-byte union as the kernel fills it.
@@ -443,6 +476,7 @@ export class KvmVm {
     return buf.slice(f.chip, f.chip + 512);
   }
 
+  /** KVM_SET_IRQCHIP: puts back a chip's state as getIrqchip() returned it (at most 512 bytes). */
   setIrqchip(chipId: number, chip: Uint8Array): void {
     const f = LAYOUTS.kvm_irqchip.fields;
     if (chip.length > 512) throw new RangeError(`an irqchip state is at most 512 bytes, got ${chip.length}`);
@@ -459,6 +493,9 @@ export class KvmVm {
     return buf;
   }
 
+  /**
+   * KVM_SET_PIT2: puts back the in-kernel PIT state getPit2() returned (kvm_pit_state2, exactly its size).
+   */
   setPit2(state: Uint8Array): void {
     if (state.length !== LAYOUTS.kvm_pit_state2.size) {
       throw new RangeError(`kvm_pit_state2 is ${LAYOUTS.kvm_pit_state2.size} bytes, got ${state.length}`);
@@ -466,6 +503,7 @@ export class KvmVm {
     ioctl(this.binding, this.fd, KVM_SET_PIT2, state.slice());
   }
 
+  /** Closes the vCPUs, deletes and unmaps owned memory, then closes the VM fd. Idempotent. */
   close(): void {
     if (this.#fd < 0) return;
     for (const v of [...this.#vcpus.values()]) v.close();

@@ -16,6 +16,7 @@ export type SnapshotSection =
 
 export class SnapshotError extends VmmError {
   override readonly name = "SnapshotError";
+  /** Always "ERR_VMM_SNAPSHOT": stable across releases, compare this, not the message. */
   override readonly code: string = "ERR_VMM_SNAPSHOT";
   constructor(
     readonly section: SnapshotSection,

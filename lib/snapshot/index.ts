@@ -57,13 +57,17 @@ export interface Snapshot {
   kvm?: KvmPlatformState;
 }
 
+/** Options of `vm.snapshot()` (and saveSnapshot()). */
 export interface SaveOptions {
   /** JSON-able data stored with the snapshot and returned as `snapshot.app` */
   app?: unknown;
 }
 
+/** What `vm.snapshot()` wrote. */
 export interface SaveResult {
+  /** The file written. */
   path: string;
+  /** Its size in bytes. */
   bytes: number;
   /** non-zero 4 KiB pages stored */
   pages: number;

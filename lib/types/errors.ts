@@ -8,6 +8,7 @@
  * KVM layer's range errors), which JavaScript's single inheritance cannot give by `extends` alone.
  */
 export class VmmError extends Error {
+  /** Always "VmmError" (the class name, for people). */
   override name = "VmmError";
   /** stable across releases: compare this, not the message */
   readonly code: string = "ERR_VMM";
@@ -18,6 +19,7 @@ export class VmmError extends Error {
  * option or a KVM memory slot out of range) keep that, and are VmmErrors with a `code` as well.
  */
 export class VmmRangeError extends RangeError {
+  /** Always "VmmRangeError" (the class name, for people). */
   override name = "VmmRangeError";
   /** stable across releases: compare this, not the message */
   readonly code: string = "ERR_VMM_RANGE";

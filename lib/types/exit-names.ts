@@ -123,6 +123,7 @@ export function vmxExitReasonName(basicReason: number): string {
   return VMX_EXIT_REASON_NAMES[basicReason] ?? `UNKNOWN_${basicReason}`;
 }
 
+/** The KVM_EXIT_* name of a kvm_run exit_reason code, without the prefix (e.g. 2 is "IO"), or "UNKNOWN_n". */
 export function kvmExitName(code: number): string {
   return KVM_EXIT_NAMES[code] ?? `UNKNOWN_${code}`;
 }

@@ -5,7 +5,9 @@
 import type { BackendKind, InterruptController, MachineBackend } from "./backend.js";
 import { BackendUnavailableError, MachineConfigError, VmmError } from "./errors.js";
 
+/** What a {@link BackendFactory} is asked to build. */
 export interface BackendFactoryOptions {
+  /** Guest RAM to provide, in bytes (MachineOptions.memoryMiB times 2^20). */
   memoryBytes: number;
   /** the platform interrupt controller (i8259 pair) a soft backend injects interrupts from */
   interruptController?: InterruptController;
@@ -15,11 +17,19 @@ export interface BackendFactoryOptions {
   vcpuThreads?: boolean;
 }
 
+/**
+ * Builds a custom backend (`createMachine({ backend: factory })`); the machine then runs on it as on KVM or
+ * soft.
+ */
 export type BackendFactory = (opts: BackendFactoryOptions) => MachineBackend | Promise<MachineBackend>;
+/** `MachineOptions.backend`: "auto" (KVM when usable, else soft), "kvm", "soft", or a factory of your own. */
 export type BackendRequest = "auto" | BackendKind | BackendFactory;
 
+/** Which backend a machine got and why (`vm.backendInfo`). */
 export interface BackendInfo {
+  /** The backend in use. */
   kind: BackendKind;
+  /** What was asked for ("custom": a BackendFactory). */
   requested: "auto" | BackendKind | "custom";
   /** "auto" only: why KVM was not used */
   fallbackReason?: string;

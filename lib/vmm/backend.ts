@@ -7,10 +7,12 @@ import type { VmExit } from "../types/exits.js";
 import type { Regs, SpecialRegs } from "../types/regs.js";
 import type { GuestMemory } from "./memory.js";
 
+/** "kvm": guests run on the host CPU through /dev/kvm; "soft": the software VT-x and x86 interpreter. */
 export type BackendKind = "kvm" | "soft";
 
 /** Where a device's interrupt goes on the soft backend (the emulated i8259 pair / APIC). */
 export interface InterruptController {
+  /** Drives interrupt line `line` (ISA IRQ / GSI) to `level`. */
   setIrq(line: number, level: boolean): void;
   /** an interrupt is pending for the CPU (INTR asserted) */
   hasInterrupt(): boolean;
@@ -47,21 +49,33 @@ export interface ApicMsrAccess {
 /** What the APIC bus delivers to a CPU besides interrupts (SDM vol. 3 ch. 10.6, 8.4). */
 export type CpuSignal = "init" | "sipi" | "nmi";
 
+/**
+ * A backend's vCPU, as the exit loop drives it. Users normally go through {@link Vcpu}; exit handlers get one
+ * in {@link ExitContext}.
+ */
 export interface VcpuBackend {
+  /** The vCPU's index (0 is the bootstrap processor). */
   readonly index: number;
   /**
    * Enters the guest and returns at the next exit. For io "in" and mmio reads the caller fills
    * exit.data before calling run() again; the backend completes the instruction with it.
    */
   run(): VmExit;
+  /** The general registers, RIP and RFLAGS. */
   getRegs(): Regs;
+  /** Writes every general register, RIP and RFLAGS (unchecked: Vcpu.setRegs checks values first). */
   setRegs(regs: Regs): void;
+  /** Segments, descriptor tables, control registers, EFER and the APIC base. */
   getSregs(): SpecialRegs;
+  /** Writes them all (unchecked: Vcpu.setSregs checks values first). */
   setSregs(sregs: SpecialRegs): void;
+  /** Reads an MSR; undefined when the vCPU has none by that number. */
   getMsr(index: number): bigint | undefined;
+  /** Writes an MSR; throws when the vCPU refuses it (Vcpu.setMsr reports that as RegisterValueError). */
   setMsr(index: number, value: bigint): void;
   /** makes a run() in progress (or the next one) return an "intr" exit promptly; callable from elsewhere */
   kick(): void;
+  /** Releases what it holds (KVM file descriptors, or the soft backend's state); vm.close() calls it. */
   close(): void;
   /**
    * Optional (soft backend): from now on run() returns an "intr" exit once `n` more guest
@@ -102,9 +116,13 @@ export interface VcpuBackend {
   takeYield?(): boolean;
 }
 
+/** What a machine runs on (`vm.backend`): KVM or the software VT-x, or your own through a BackendFactory. */
 export interface MachineBackend {
+  /** Which backend this is. */
   readonly kind: BackendKind;
+  /** The guest RAM the backend runs the guest over. */
   readonly memory: GuestMemory;
+  /** Creates vCPU `index`; the machine calls it once per vCPU, in index order. */
   createVcpu(index: number): VcpuBackend;
   /** level of an interrupt line (ISA IRQ / GSI): KVM_IRQ_LINE on KVM, the emulated PIC on soft */
   setIrqLine(line: number, level: boolean): void;
@@ -118,5 +136,6 @@ export interface MachineBackend {
    * the frequency CPUID states, as the PIT, RTC and APIC timer do).
    */
   useClock?(clock: Clock): void;
+  /** Releases what it holds (KVM file descriptors, or the soft backend's state); vm.close() calls it. */
   close(): void;
 }

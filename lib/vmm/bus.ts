@@ -6,22 +6,37 @@
 import type { AddressSpace } from "../devices/device.js";
 import { BusConflictError, hex, UnhandledAccessError } from "./errors.js";
 
+/** A claim's read callback: `offset` from the claim's base, `size` in bytes; returns the value. */
 export type BusReader = (offset: number, size: number) => number;
+/** A claim's write callback: `offset` from the claim's base, `size` in bytes, the value written. */
 export type BusWriter = (offset: number, size: number, value: number) => void;
 
+/** A range of a bus held for reads, writes or both (see {@link Bus.claim}). */
 export interface BusClaim {
   /** who holds the range (device name or "io.onIn(0x60)"), shown in conflict errors */
   name: string;
+  /** First port or guest-physical address of the range. */
   base: number;
+  /** Length of the range in ports or bytes (at least 1). */
   length: number;
+  /** Serves reads in the range; absent: reads fall to another claim or read as all-ones. */
   read?: BusReader;
+  /** Serves writes in the range; absent: writes fall to another claim or are dropped. */
   write?: BusWriter;
 }
 
+/**
+ * An access to a port or address no claim serves, as the machine's "unhandled" event and strict mode report
+ * it.
+ */
 export interface UnhandledAccess {
+  /** "io" for ports, "mmio" for guest-physical addresses. */
   space: AddressSpace;
+  /** The port or guest-physical address accessed. */
   address: number;
+  /** Access size in bytes (1, 2, 4 or 8). */
   size: number;
+  /** true for a write (OUT, MMIO store), false for a read. */
   write: boolean;
   /** the value written (writes only) */
   value?: number;
@@ -29,21 +44,38 @@ export interface UnhandledAccess {
 
 const TWO32 = 2 ** 32;
 
+/**
+ * One address space (ports or MMIO) and the claims on it. Two claims conflict only when they overlap in the
+ * same direction. Unclaimed reads return undefined (the vCPU sees all-ones), unclaimed writes are dropped;
+ * both are counted, and throw UnhandledAccessError in strict mode.
+ */
 export class Bus {
   readonly #claims: BusClaim[] = [];
   #lastRead: BusClaim | undefined;
   #lastWrite: BusClaim | undefined;
+  /** Reads nobody claimed, counted since the bus was made. */
   unhandledReads = 0;
+  /** Writes nobody claimed, counted since the bus was made. */
   unhandledWrites = 0;
+  /**
+   * When true, an unclaimed access throws UnhandledAccessError (the machine's `strict` sets it on both
+   * buses).
+   */
   strict = false;
+  /**
+   * Called for each unclaimed access, before strict mode throws. A machine's buses report through its
+   * "unhandled" event and set this themselves.
+   */
   onUnhandled: ((access: UnhandledAccess) => void) | undefined;
 
   constructor(
+    /** "io" or "mmio". */
     readonly space: AddressSpace,
     /** one past the highest address (0x10000 for ports) */
     readonly limit: number,
   ) {}
 
+  /** The current claims, sorted by base address. */
   get claims(): readonly BusClaim[] {
     return this.#claims;
   }

@@ -4,7 +4,9 @@
 import type { VmExit } from "../types/exits.js";
 import type { UnhandledAccess } from "./bus.js";
 
+/** What the machine's "exit" event tells besides the exit itself. */
 export interface ExitEventInfo {
+  /** Index of the vCPU that exited. */
   vcpu: number;
   /** sequence number of the exit since the machine was created (0-based) */
   index: number;
@@ -12,8 +14,13 @@ export interface ExitEventInfo {
   unhandled: boolean;
 }
 
+/** The events `vm.on()`/`vm.once()` take, and their listeners' signatures. */
 export interface MachineEvents {
+  /** Every VM-exit, after its handler ran ("in" data is filled by then). Listening costs a call per exit. */
   exit: (exit: VmExit, info: ExitEventInfo) => void;
+  /**
+   * Every guest access to a port or MMIO address nothing is registered at (before strict mode ends the run).
+   */
   unhandled: (access: UnhandledAccess) => void;
 }
 

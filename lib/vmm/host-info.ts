@@ -4,16 +4,26 @@
 
 import { accessSync, constants, existsSync, readFileSync } from "node:fs";
 
+/**
+ * What probeHost() finds (and `nodevmm info` prints): /dev/kvm, the KVM backend's probe, the soft backend,
+ * and the host CPU.
+ */
 export interface HostInfo {
+  /** /dev/kvm: whether it exists and this process may open it read-write (else why not). */
   kvmDevice: { path: string; present: boolean; readWrite: boolean; error?: string };
   /** whatever the KVM backend's probeKvm() returned (API version, capabilities, binding, ...) */
   kvmProbe?: unknown;
+  /** Why the KVM backend could not be probed, when it could not. */
   kvmProbeError?: string;
   /** KVM_CHECK_EXTENSION for the capabilities nodevmm cares about (0: unsupported) */
   kvmCapabilities?: Record<string, number>;
+  /** Whether the soft backend loads (else why not). */
   soft: { available: boolean; error?: string };
+  /** The host CPU from /proc/cpuinfo: vendor, model, and whether it has VT-x (vmx) or AMD-V (svm). */
   cpu: { vendor?: string; model?: string; vmx: boolean; svm: boolean };
+  /** The Node.js version (process.version). */
   node: string;
+  /** The host platform and architecture, e.g. "linux-x64". */
   platform: string;
 }
 
@@ -43,6 +53,7 @@ function cpuInfo(): HostInfo["cpu"] {
   return cpu;
 }
 
+/** Probes the host for what the backends need (never throws: what fails is reported in the result). */
 export async function probeHost(): Promise<HostInfo> {
   // the device lib/kvm opens (NODEVMM_KVM_DEVICE overrides it, as for tests of the error paths)
   const path = process.env.NODEVMM_KVM_DEVICE || "/dev/kvm";

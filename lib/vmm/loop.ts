@@ -10,6 +10,14 @@ import { MachineConfigError } from "./errors.js";
 import { runThreadsAsync, runThreadsSync, type ThreadRunEnv, type VcpuThreads } from "./loop-threads.js";
 import { ExitStats } from "./stats.js";
 
+/**
+ * Why a run ended. "hlt": every vCPU halted for good (HLT with interrupts off, or nothing left to wake it).
+ * "shutdown": triple fault. "reset"/"poweroff": the guest asked (reset ports, i8042, ACPI, or a KVM system
+ * event). "debug-exit": the guest wrote to the isa-debug-exit port (see `exitCode`). "debug": a debug
+ * exception (breakpoint, single step). "timeout", "max-exits", "max-instructions": a {@link RunLimits} limit.
+ * "fail-entry": VM entry failed. "internal-error": the backend could not go on. "stopped": Machine.stop(), an
+ * aborted `signal`, or close(). "error": a handler or device threw (see `error`).
+ */
 export type RunReason =
   | "hlt"
   | "shutdown"
@@ -25,6 +33,10 @@ export type RunReason =
   | "stopped"
   | "error";
 
+/**
+ * Bounds for one run; all optional, none by default (the run goes on until the guest stops). Checked between
+ * exits. Bad values throw InvalidArgumentError before the run starts.
+ */
 export interface RunLimits {
   /** wall-clock limit for this run */
   timeoutMs?: number;
@@ -36,34 +48,52 @@ export interface RunLimits {
   signal?: AbortSignal;
 }
 
+/**
+ * What an exit handler returns to end the run (return nothing to resume the guest); the run's {@link
+ * RunResult} carries these fields on.
+ */
 export interface StopRun {
+  /** Why the run ended. */
   reason: RunReason;
   /** debug-exit: the guest's exit code */
   exitCode?: number;
+  /** A human-readable detail (e.g. "triple fault (shutdown)", the error's message). */
   message?: string;
+  /** reason "error": what was thrown (often a VmmError subclass such as UnhandledAccessError). */
   error?: unknown;
 }
 
+/** What `vm.run()`/`vm.runSync()` resolve to: why the run ended and how much it did. */
 export interface RunResult extends StopRun {
   /** exits handled during this run */
   exits: number;
   /** guest instructions retired during this run, plus exceptions and interrupts delivered and REP iterations (soft backend) */
   instructions?: number;
+  /** Wall-clock time the run took, in milliseconds. */
   durationMs: number;
   /** the exit that ended the run, when one did */
   exit?: VmExit;
 }
 
+/** Which vCPU an exit came from, as exit handlers get it. */
 export interface ExitContext {
+  /** That vCPU's backend, for registers (getRegs()/setRegs()); vm.vcpu(vcpuIndex) is the friendlier view. */
   readonly vcpu: VcpuBackend;
+  /** The vCPU's index (0 is the bootstrap processor). */
   readonly vcpuIndex: number;
 }
 
+/**
+ * Handles one VM-exit of kind `E`: return nothing to resume the guest, or a {@link StopRun} to end the run.
+ * May change `exit` (an "in" exit's data, a hypercall's `ret`) before the guest resumes. Throwing ends the
+ * run with reason "error".
+ */
 export type ExitHandler<E extends VmExit = VmExit> = (
   exit: E,
   ctx: ExitContext,
   // biome-ignore lint/suspicious/noConfusingVoidType: handlers that resume the guest return nothing
 ) => StopRun | undefined | void;
+/** A handler per exit kind; kinds left out keep the machine's defaults. */
 export type ExitHandlerTable = { [K in VmExitKind]?: ExitHandler<Extract<VmExit, { kind: K }>> };
 
 export interface LoopHooks {

@@ -62,6 +62,10 @@ import {
 import { Vcpu } from "./vcpu.js";
 import { type KickTarget, Watchdog } from "./watchdog.js";
 
+/**
+ * What {@link createMachine} takes: guest RAM size, vCPU count, backend choice and run behaviour. Every field
+ * is optional; bad values throw MachineConfigError or InvalidArgumentError before anything is opened.
+ */
 export interface MachineOptions {
   /** guest RAM in MiB; default 64 */
   memoryMiB?: number;
@@ -135,11 +139,28 @@ interface Polled {
   deadline: number;
 }
 
+/**
+ * A virtual machine: guest memory, vCPUs, the port-I/O and MMIO buses, devices and the VM-exit loop, the same
+ * on KVM and on the software VT-x. Made by {@link createMachine} (the constructor is not part of the public
+ * API); load an image, add devices, then {@link Machine.run} or {@link Machine.runSync}. Call {@link
+ * Machine.close} (or `using`) to release the backend.
+ */
 export class Machine {
+  /**
+   * The backend the machine runs on (KVM or the software VT-x). Mostly for tools: vCPUs, memory and interrupt
+   * lines have their own members here.
+   */
   readonly backend: MachineBackend;
+  /** Which backend was chosen and, for `backend: "auto"`, why KVM was not used (`fallbackReason`). */
   readonly backendInfo: BackendInfo;
+  /** Guest-physical RAM: `memoryMiB` MiB from address 0 (on KVM the very pages the guest sees, no copies). */
   readonly memory: GuestMemory;
+  /**
+   * The port-I/O bus (ports 0 to 0xFFFF): `vm.io.onIn`/`onOut` register handlers; devices' ranges are mapped
+   * here.
+   */
   readonly io = new IoBusApi();
+  /** The MMIO bus (guest-physical addresses outside RAM): `vm.mmio.onRead`/`onWrite` register handlers. */
   readonly mmio = new MmioBusApi();
   /** guest time: host time plus idle skips, or instructions on a deterministic machine */
   readonly clock: GuestClock;
@@ -257,6 +278,11 @@ export class Machine {
     return this.#lastResult;
   }
 
+  /**
+   * Strict mode: an access to a port or MMIO address nobody claimed ends the run with reason "error"
+   * (UnhandledAccessError) instead of reading all-ones / dropping the write. Settable at any time; starts as
+   * `MachineOptions.strict` (default false).
+   */
   get strict(): boolean {
     return this.io.bus.strict;
   }
@@ -266,18 +292,27 @@ export class Machine {
     this.mmio.bus.strict = on;
   }
 
+  /**
+   * The devices added with {@link Machine.addDevice} (and the platform's own), in the order they were added.
+   */
   get devices(): readonly Device[] {
     return this.#devices;
   }
 
+  /** VM-exit counts and times per exit kind and per vCPU, over the machine's lifetime (all runs). */
   get stats(): ExitStats {
     return this.#loop.stats;
   }
 
+  /** How many vCPUs the machine has (`MachineOptions.vcpus`). */
   get vcpuCount(): number {
     return this.#vcpus.length;
   }
 
+  /**
+   * vCPU `i` (default 0, the bootstrap processor): its registers, MSRs and `dump()`. Throws
+   * MachineConfigError when there is no such vCPU.
+   */
   vcpu(i = 0): Vcpu {
     integerArg("i", i, 0, Number.MAX_SAFE_INTEGER);
     const v = this.#vcpus[i];
@@ -301,6 +336,7 @@ export class Machine {
     }) as MachineEvents[K]);
     return off;
   }
+  /** Removes a listener added with {@link Machine.on} (a no-op when `fn` is not listening). */
   off<K extends keyof MachineEvents>(event: K, fn: MachineEvents[K]): void {
     oneOfArg("event", event, MACHINE_EVENTS);
     this.#events.off(event, fn);
@@ -382,14 +418,26 @@ export class Machine {
 
   // ---- loaders (lib/boot) ----
 
+  /**
+   * Copies a flat binary into guest memory and sets vCPU 0 up to start it (real, protected or long mode, per
+   * `opts.mode`). Throws GuestImageError when it does not fit.
+   */
   loadFlat(image: Uint8Array, opts?: FlatOptions): LoadResult {
     const o = checkLoadOptions(opts);
     return this.#load(image, () => loadFlat(this.memory, image, o));
   }
+  /**
+   * Loads an ELF32/ELF64 executable's PT_LOAD segments at their physical addresses and sets vCPU 0 at its
+   * entry point. Throws GuestImageError for a malformed or unsupported image.
+   */
   loadElf(image: Uint8Array, opts?: ElfOptions): LoadResult {
     const o = checkLoadOptions(opts);
     return this.#load(image, () => loadElf(this.memory, image, o));
   }
+  /**
+   * Loads a multiboot v1 kernel (with modules and command line), builds the multiboot information and ACPI
+   * tables, and enters it in 32-bit protected mode as the spec says (EAX = 0x2BADB002, EBX = info).
+   */
   loadMultiboot(image: Uint8Array, opts?: MultibootOptions): LoadResult {
     const o = checkLoadOptions(opts);
     const result = this.#load(image, () => loadMultiboot(this.memory, image, o));
@@ -489,6 +537,7 @@ export class Machine {
     }
   }
 
+  /** Whether a run (run() or runSync()) is in progress. */
   get running(): boolean {
     return this.#running;
   }

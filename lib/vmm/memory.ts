@@ -6,22 +6,34 @@ import { VmmRangeError } from "../types/errors.js";
 import { MachineClosedError } from "./errors.js";
 import { bytesArg, integerArg } from "./validate.js";
 
+/** One contiguous, page-aligned range of guest RAM and the bytes behind it. */
 export interface MemoryRegion {
   /** KVM slot number / soft-backend region index */
   readonly slot: number;
+  /** Guest-physical address of the first byte (4 KiB-aligned). */
   readonly guestPhysAddr: number;
+  /** Length in bytes (a multiple of 4 KiB). */
   readonly size: number;
   /** the region's memory; bytes.length === size */
   readonly bytes: Uint8Array;
+  /** Whether the region is read-only for the guest. */
   readonly readonly: boolean;
 }
 
+/**
+ * A guest-physical range that is not RAM (or a bad region): `address` and `length` say which. Also a
+ * RangeError.
+ */
 export class GuestMemoryError extends VmmRangeError {
+  /** Always "GuestMemoryError" (the class name, for people). */
   override name = "GuestMemoryError";
+  /** Always "ERR_VMM_GUEST_MEMORY": stable across releases, compare this, not the message. */
   override readonly code: string = "ERR_VMM_GUEST_MEMORY";
   constructor(
     message: string,
+    /** The guest-physical address asked for. */
     readonly address: number,
+    /** The length asked for, in bytes. */
     readonly length: number,
   ) {
     super(message);
@@ -30,6 +42,11 @@ export class GuestMemoryError extends VmmRangeError {
 
 const PAGE = 4096;
 
+/**
+ * Guest-physical RAM as `vm.memory`: read and write guest memory from the host, all addresses guest-physical.
+ * Accessing a range that is not RAM throws GuestMemoryError; after the machine is closed every access throws
+ * MachineClosedError. Multi-byte values are little-endian.
+ */
 export class GuestMemory {
   readonly #regions: MemoryRegion[] = [];
   #closed = false;
@@ -39,6 +56,7 @@ export class GuestMemory {
     this.#closed = true;
   }
 
+  /** The RAM regions, in the order they were added. */
   get regions(): readonly MemoryRegion[] {
     return this.#regions;
   }
@@ -128,41 +146,51 @@ export class GuestMemory {
     return r.bytes.subarray(off, off + length);
   }
 
+  /** Copies `length` bytes from `gpa` (use view() to avoid the copy). */
   read(gpa: number, length: number): Uint8Array {
     return this.view(gpa, length).slice();
   }
 
+  /** Copies `data` to guest memory at `gpa`. */
   write(gpa: number, data: Uint8Array): void {
     bytesArg("data", data);
     this.view(gpa, data.length).set(data);
   }
 
+  /** Sets `length` bytes at `gpa` to `value` (a byte; default 0). */
   fill(gpa: number, length: number, value = 0): void {
     this.view(gpa, length).fill(value);
   }
 
+  /** Reads the byte at `gpa`. */
   readU8(gpa: number): number {
     return this.view(gpa, 1)[0]!;
   }
+  /** Reads a little-endian 16-bit value at `gpa`. */
   readU16(gpa: number): number {
     const v = this.view(gpa, 2);
     return v[0]! | (v[1]! << 8);
   }
+  /** Reads a little-endian 32-bit value at `gpa` (unsigned). */
   readU32(gpa: number): number {
     const v = this.view(gpa, 4);
     return (v[0]! | (v[1]! << 8) | (v[2]! << 16) | (v[3]! << 24)) >>> 0;
   }
+  /** Reads a little-endian 64-bit value at `gpa` (unsigned). */
   readU64(gpa: number): bigint {
     return BigInt(this.readU32(gpa)) | (BigInt(this.readU32(gpa + 4)) << 32n);
   }
+  /** Writes the low 8 bits of `value` at `gpa`. */
   writeU8(gpa: number, value: number): void {
     this.view(gpa, 1)[0] = value;
   }
+  /** Writes the low 16 bits of `value` at `gpa`, little-endian. */
   writeU16(gpa: number, value: number): void {
     const v = this.view(gpa, 2);
     v[0] = value;
     v[1] = value >>> 8;
   }
+  /** Writes the low 32 bits of `value` at `gpa`, little-endian. */
   writeU32(gpa: number, value: number): void {
     const v = this.view(gpa, 4);
     v[0] = value;
@@ -170,6 +198,7 @@ export class GuestMemory {
     v[2] = value >>> 16;
     v[3] = value >>> 24;
   }
+  /** Writes the low 64 bits of `value` at `gpa`, little-endian. */
   writeU64(gpa: number, value: bigint): void {
     this.writeU32(gpa, Number(value & 0xffffffffn));
     this.writeU32(gpa + 4, Number((value >> 32n) & 0xffffffffn));

@@ -31,6 +31,7 @@ function outputArg(argument: string, value: unknown): ByteOutput {
   return value as ByteOutput;
 }
 
+/** Options of addPcDevices(). */
 export interface PcDeviceOptions {
   /** COM1 output; default: discard */
   serial?: ByteOutput;
@@ -48,13 +49,21 @@ export interface PcDeviceOptions {
   onSerialInputSpace?: () => void;
 }
 
+/** The devices addPcDevices() added, to reach them afterwards (input to the UART, POST codes, ...). */
 export interface PcDevices {
+  /** COM1: port 0x3F8, IRQ 4. */
   uart: Uart16550;
+  /** The debug console at port 0xE9. */
   debugcon: DebugConsole;
+  /** isa-debug-exit at port 0xF4. */
   debugExit: DebugExit;
+  /** The POST code port 0x80. */
   post: PostPort;
+  /** CMOS/RTC at 0x70/0x71, IRQ 8, with the RAM size and CPU count filled in. */
   cmos: CmosRtc;
+  /** The keyboard controller at 0x60/0x64, IRQ 1. */
   i8042: I8042;
+  /** fw_cfg at 0x510 with DMA at 0x514 (RAM size, CPUs, command line). */
   fwCfg: FwCfg;
   /** PM1a event/control blocks and PM timer at 0xB000 (the FADT's), SCI on IRQ 9 */
   acpiPm: AcpiPm;
@@ -66,6 +75,11 @@ export interface PcDevices {
   pit?: I8254;
 }
 
+/**
+ * Adds the standard PC devices a guest expects, at their usual ports and IRQs (what `nodevmm run` attaches):
+ * COM1, debug console, isa-debug-exit, POST, CMOS/RTC, i8042, fw_cfg, the ACPI PM block, the reset ports, and
+ * on the soft backend the i8254 PIT. Options are checked before any device is added.
+ */
 export function addPcDevices(vm: Machine, options?: PcDeviceOptions): PcDevices {
   objectArg("vm", vm);
   const opts = optionsArg("options", options);

@@ -14,11 +14,18 @@ import type { GuestMemory } from "./memory.js";
 import { checkMsr, checkRegs, checkSregs } from "./register-checks.js";
 import { addressArg, integerArg, optionsArg } from "./validate.js";
 
+/**
+ * A virtual CPU as `vm.vcpu(i)` gives it: general and special registers, MSRs, a QEMU-style register dump,
+ * page-table translation and disassembly, the same on both backends. Register access after the machine is
+ * closed throws MachineClosedError.
+ */
 export class Vcpu {
   readonly #closed: () => boolean;
 
   constructor(
+    /** The backend's vCPU (KVM or soft) this object reads and writes through. */
     readonly backend: VcpuBackend,
+    /** The machine's guest memory, for translation and disassembly. */
     readonly memory: GuestMemory,
     /** whether the machine was closed: register access then throws MachineClosedError */
     closed: () => boolean = () => false,
@@ -26,9 +33,11 @@ export class Vcpu {
     this.#closed = closed;
   }
 
+  /** The vCPU's index in the machine (0 is the bootstrap processor; equals its initial APIC ID). */
   get index(): number {
     return this.backend.index;
   }
+  /** The general registers, RIP and RFLAGS (a copy: change them with setRegs()). */
   getRegs(): Regs {
     this.#checkOpen();
     return this.backend.getRegs();
@@ -42,6 +51,10 @@ export class Vcpu {
     this.#checkOpen();
     this.backend.setRegs(checkRegs(regs, this.backend.getRegs(), this.backend.getSregs()));
   }
+  /**
+   * Segment registers, GDT/IDT, CR0/CR2/CR3/CR4/CR8, EFER and the APIC base (a copy: change them with
+   * setSregs()).
+   */
   getSregs(): SpecialRegs {
     this.#checkOpen();
     return this.backend.getSregs();
@@ -51,6 +64,7 @@ export class Vcpu {
     this.#checkOpen();
     this.backend.setSregs(checkSregs(sregs, this.backend.getSregs()));
   }
+  /** Reads MSR `index` (0 to 0xFFFFFFFF); undefined when the vCPU has no such MSR. */
   getMsr(index: number): bigint | undefined {
     this.#checkOpen();
     integerArg("index", index, 0, 0xffffffff);

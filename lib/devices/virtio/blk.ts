@@ -48,6 +48,7 @@ export const BLK_MAX_DISCARD_SECTORS = 8192;
 export const BLK_MAX_DISCARD_SEGMENTS = 8;
 const ZEROES = new Uint8Array(1 << 20);
 
+/** Options of {@link VirtioBlk}: the transport's (base, irq, memory) plus the disk. */
 export interface VirtioBlkOptions extends VirtioMmioOptions {
   /** the disk image file (raw); or give `image` */
   path?: string;
@@ -61,10 +62,16 @@ export interface VirtioBlkOptions extends VirtioMmioOptions {
   queueSize?: number;
 }
 
+/**
+ * virtio-blk (device ID 2) over a raw disk image: read, write, flush (fsync), get-id, discard and
+ * write-zeroes, completed synchronously at each notify. A read-only drive answers writes with IOERR.
+ */
 export class VirtioBlk extends VirtioMmioDevice {
+  /** Whether the drive is read-only (VIRTIO_BLK_F_RO offered). */
   readonly readonly: boolean;
   /** capacity in 512-byte sectors */
   readonly sectors: number;
+  /** The ID string VIRTIO_BLK_T_GET_ID returns. */
   readonly serial: string;
   readonly #image: BlockImage;
   readonly #config: Uint8Array;
@@ -135,18 +142,22 @@ export class VirtioBlk extends VirtioMmioDevice {
     return cfg;
   }
 
+  /** {@inheritDoc VirtioMmioDevice.configSpace} */
   protected configSpace(): Uint8Array {
     return this.#config;
   }
 
+  /** {@inheritDoc VirtioMmioDevice.queueLimits} */
   protected override queueLimits(): { maxChainBytes: number; maxDescriptorBytes: number } {
     return { maxChainBytes: (this.#segMax + 2) * BLK_SIZE_MAX, maxDescriptorBytes: BLK_SIZE_MAX };
   }
 
+  /** {@inheritDoc VirtioMmioDevice.handleQueue} */
   protected handleQueue(_index: number, queue: Virtqueue): void {
     for (let chain = queue.pop(); chain; chain = queue.pop()) queue.push(chain.head, this.#request(chain));
   }
 
+  /** Closes the disk image. Call it when the machine is done with the device. */
   close(): void {
     this.#image.close();
   }

@@ -22,6 +22,7 @@ export const CONSOLE_RECEIVEQ = 0;
 export const CONSOLE_TRANSMITQ = 1;
 const EMERG_WR = 8;
 
+/** Options of {@link VirtioConsole}: the transport's (base, irq, memory) plus the console's. */
 export interface VirtioConsoleOptions extends VirtioMmioOptions {
   /** where the guest's output goes; default: discard */
   output?: ByteOutput;
@@ -33,11 +34,16 @@ export interface VirtioConsoleOptions extends VirtioMmioOptions {
   queueSize?: number;
 }
 
+/** {@link VirtioConsole}'s saved state: the transport's plus pending host input. */
 export interface VirtioConsoleSnapshot extends VirtioMmioSnapshot {
   /** host input the guest has not taken */
   input: number[];
 }
 
+/**
+ * virtio-console (device ID 3) with a single port (Linux's hvc0): the guest's output goes to `output`; host
+ * input given to receive() waits until the guest posts receive buffers.
+ */
 export class VirtioConsole extends VirtioMmioDevice {
   readonly #sink: ByteSink;
   readonly #onInputSpace: (() => void) | undefined;
@@ -91,16 +97,19 @@ export class VirtioConsole extends VirtioMmioDevice {
     return this.#pendingLength;
   }
 
+  /** {@inheritDoc VirtioMmioDevice.configSpace} */
   protected configSpace(): Uint8Array {
     return this.#config;
   }
 
+  /** {@inheritDoc VirtioMmioDevice.writeConfig} */
   protected override writeConfig(offset: number, _size: number, value: number): void {
     if (offset !== EMERG_WR) return;
     this.bytesWritten++;
     this.#sink.write(Uint8Array.of(value & 0xff));
   }
 
+  /** {@inheritDoc VirtioMmioDevice.handleQueue} */
   protected handleQueue(index: number, queue: Virtqueue): void {
     if (index === CONSOLE_TRANSMITQ) this.#transmit(queue);
     else if (index === CONSOLE_RECEIVEQ) this.#fill(queue);
@@ -138,10 +147,12 @@ export class VirtioConsole extends VirtioMmioDevice {
     }
   }
 
+  /** {@inheritDoc SnapshottableDevice.snapshot} */
   override snapshot(): VirtioConsoleSnapshot {
     return { ...super.snapshot(), input: [...this.#pending.subarray(0, this.#pendingLength)] };
   }
 
+  /** {@inheritDoc SnapshottableDevice.restore} */
   override restore(s: VirtioConsoleSnapshot): void {
     const input = (s.input ?? []).slice(0, this.#pending.length);
     this.#pending.set(input.map((b) => b & 0xff));
@@ -149,6 +160,7 @@ export class VirtioConsole extends VirtioMmioDevice {
     super.restore(s);
   }
 
+  /** Closes the output when the device opened it (a file path); streams you passed stay open. */
   close(): void {
     this.#sink.close();
   }

@@ -6,15 +6,22 @@ import { closeSync, fstatSync, fsyncSync, openSync, readSync, writeSync } from "
 import { DeviceConfigError } from "../errors.js";
 import { DeviceOptionReader } from "../options.js";
 
+/**
+ * The storage behind a {@link VirtioBlk}: openDiskImage() gives one over a file; implement it for other
+ * stores. Calls are synchronous (the device runs between guest exits); errors become IOERR for the guest.
+ */
 export interface BlockImage {
   /** bytes; the device shows floor(size / 512) sectors */
   readonly size: number;
+  /** Whether writes are refused (the device then offers VIRTIO_BLK_F_RO). */
   readonly readonly: boolean;
   /** fills `into` from byte `position`; throws on an I/O error */
   read(into: Uint8Array, position: number): void;
+  /** Writes `from` at byte `position`; throws on an I/O error. */
   write(from: Uint8Array, position: number): void;
   /** makes every completed write durable (fsync) */
   flush(): void;
+  /** Releases the image (closes the file). */
   close(): void;
 }
 

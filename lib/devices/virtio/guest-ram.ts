@@ -2,6 +2,7 @@
 // mmap'd memory, on the soft backend the RAM its EPT maps), checked against RAM's bounds. The machine
 // adapts its GuestMemory to this (lib/vmm/virtio.ts); tests hand in an ArrayBuffer.
 
+/** Guest RAM as virtio devices reach it: zero-copy views checked against RAM's bounds. */
 export interface GuestRam {
   /**
    * A view of [gpa, gpa+length) when the whole range is RAM, else undefined (MMIO, a hole, past the

@@ -77,6 +77,7 @@ const TRANSPORT_FEATURES =
   featureBit(VIRTIO_F_VERSION_1) | featureBit(VIRTIO_F_INDIRECT_DESC) | featureBit(VIRTIO_F_RING_EVENT_IDX);
 const TWO32 = 2 ** 32;
 
+/** What every virtio-mmio device takes: its 4 KiB MMIO window, its interrupt line and guest RAM. */
 export interface VirtioMmioOptions {
   /** guest-physical base of the 4 KiB window (4 KiB aligned) */
   base: number;
@@ -102,27 +103,43 @@ export interface VirtioDeviceSpec {
 
 /** a queue as snapshots keep it */
 export interface VirtioQueueSnapshot {
+  /** QueueNum: the ring size the driver chose. */
   num: number;
+  /** QueueReady. */
   ready: boolean;
+  /** Guest-physical address of the descriptor table. */
   desc: number;
+  /** Guest-physical address of the driver (available) ring. */
   driver: number;
+  /** Guest-physical address of the device (used) ring. */
   device: number;
   /** ring positions of a ready queue */
   lastAvail: number;
+  /** The device's next used-ring index. */
   used: number;
+  /** The used index the driver was last interrupted for (event-index suppression). */
   signalled: number;
 }
 
 /** the transport's state as plain JSON-able data (feature words as hex strings) */
 export interface VirtioMmioSnapshot {
+  /** The device status register (ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK, ...). */
   status: number;
+  /** InterruptStatus: used-buffer (bit 0) and config-change (bit 1) interrupts not yet acknowledged. */
   interruptStatus: number;
+  /** DeviceFeaturesSel. */
   deviceFeaturesSel: number;
+  /** DriverFeaturesSel. */
   driverFeaturesSel: number;
+  /** The features the driver accepted, as a hex string. */
   driverFeatures: string;
+  /** QueueSel. */
   queueSel: number;
+  /** ConfigGeneration. */
   generation: number;
+  /** Why the device needs a reset (the guest broke it), or null. */
   broken: string | null;
+  /** Each queue's state, by index. */
   queues: VirtioQueueSnapshot[];
 }
 
@@ -136,13 +153,23 @@ interface QueueState {
   vq: Virtqueue | undefined;
 }
 
+/**
+ * The virtio-mmio transport (virtio 1.x, version 2 registers) that VirtioBlk, VirtioConsole and VirtioRng
+ * build on: feature negotiation, queues and interrupts. A device class supplies its config space and a queue
+ * handler. A guest that breaks the protocol sets DEVICE_NEEDS_RESET, never a crash.
+ */
 export abstract class VirtioMmioDevice implements Device {
+  /** {@inheritDoc Device.name} */
   readonly name: string;
+  /** {@inheritDoc Device.ranges} */
   readonly ranges: readonly DeviceRange[];
+  /** {@inheritDoc Device.irq} */
   readonly irq: number;
+  /** The virtio device ID (2 block, 3 console, 4 entropy). */
   readonly deviceId: number;
   /** every feature bit offered, transport bits included */
   readonly offeredFeatures: bigint;
+  /** Guest RAM the rings and buffers live in. */
   protected readonly memory: GuestRam;
   readonly #queues: QueueState[];
   readonly #onBroken: ((message: string) => void) | undefined;
@@ -205,6 +232,7 @@ export abstract class VirtioMmioDevice implements Device {
     }));
   }
 
+  /** {@inheritDoc Device.attach} */
   attach(ctx: DeviceContext): void {
     this.#line = ctx.irq;
   }
@@ -221,6 +249,7 @@ export abstract class VirtioMmioDevice implements Device {
     return this.#status | (this.#broken === undefined ? 0 : VIRTIO_STATUS_DEVICE_NEEDS_RESET);
   }
 
+  /** InterruptStatus: bit 0 used buffer, bit 1 config change, until the driver acknowledges them. */
   get interruptStatus(): number {
     return this.#isr;
   }
@@ -285,6 +314,7 @@ export abstract class VirtioMmioDevice implements Device {
 
   // ---- registers ----------------------------------------------------------------------------------
 
+  /** {@inheritDoc Device.read} */
   read(offset: number, size: number): number {
     if (offset >= VirtioMmioReg.Config) return this.#readConfig(offset - VirtioMmioReg.Config, size);
     // the registers are 32 bits wide and the spec allows only aligned 32-bit accesses to them
@@ -336,6 +366,7 @@ export abstract class VirtioMmioDevice implements Device {
     }
   }
 
+  /** {@inheritDoc Device.write} */
   write(offset: number, size: number, value: number): void {
     if (offset >= VirtioMmioReg.Config) {
       this.writeConfig(offset - VirtioMmioReg.Config, size, value);

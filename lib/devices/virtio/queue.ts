@@ -23,18 +23,25 @@ const TWO32 = 2 ** 32;
 
 /** A malformed ring or descriptor chain (the guest's fault); the message says what and where. */
 export class VirtqueueError extends VmmError {
+  /** Always "VirtqueueError" (the class name, for people). */
   override name = "VirtqueueError";
+  /** Always "ERR_VMM_VIRTQUEUE": stable across releases, compare this, not the message. */
   override readonly code: string = "ERR_VMM_VIRTQUEUE";
 }
 
 /** where the driver put the queue (QueueDesc/QueueDriver/QueueDevice) and its size (QueueNum) */
 export interface QueueLayout {
+  /** Queue size (QueueNum): entries in each ring. */
   size: number;
+  /** Guest-physical address of the descriptor table. */
   desc: number;
+  /** Guest-physical address of the driver (available) ring. */
   driver: number;
+  /** Guest-physical address of the device (used) ring. */
   device: number;
 }
 
+/** How a {@link Virtqueue} reads the ring: negotiated features and the device's limits. */
 export interface VirtqueueOptions {
   /** VIRTIO_F_RING_EVENT_IDX negotiated: used_event / avail_event instead of the flags */
   eventIdx?: boolean;
@@ -48,17 +55,28 @@ export interface VirtqueueOptions {
 
 /** One request: the driver's buffers as views of guest memory, readable ones first. */
 export interface DescriptorChain {
+  /** The chain's head descriptor index (what goes back in the used ring). */
   head: number;
+  /** The device-readable buffers, in order (views of guest memory). */
   readable: Uint8Array[];
+  /** The device-writable buffers, in order (views of guest memory). */
   writable: Uint8Array[];
+  /** Total bytes of the readable buffers. */
   readableBytes: number;
+  /** Total bytes of the writable buffers. */
   writableBytes: number;
 }
 
 const hex = (n: number) => `0x${n.toString(16)}`;
 
+/**
+ * A split virtqueue (virtio 1.2 section 2.7) as a device sees it: takes the driver's descriptor chains as
+ * views of guest memory, checked (a malformed ring is a VirtqueueError), and returns them used.
+ */
 export class Virtqueue {
+  /** The queue size (QueueNum), a power of two up to 32768. */
   readonly size: number;
+  /** Where the rings are in guest memory. */
   readonly layout: QueueLayout;
   readonly #ram: GuestRam;
   readonly #desc: DataView;

@@ -10,6 +10,7 @@ export const VIRTIO_ID_ENTROPY = 4;
 /** bytes one request gets at most; the driver asks again for more */
 export const RNG_MAX_REQUEST = 64 * 1024;
 
+/** Options of {@link VirtioRng}: the transport's (base, irq, memory) plus the entropy source. */
 export interface VirtioRngOptions extends VirtioMmioOptions {
   /** fills a buffer with random bytes; default crypto.randomFillSync */
   source?: (into: Uint8Array) => void;
@@ -17,6 +18,7 @@ export interface VirtioRngOptions extends VirtioMmioOptions {
   queueSize?: number;
 }
 
+/** virtio-rng (device ID 4): fills each buffer the guest posts with random bytes from the host. */
 export class VirtioRng extends VirtioMmioDevice {
   readonly #source: (into: Uint8Array) => void;
   /** random bytes handed to the guest so far */
@@ -30,10 +32,12 @@ export class VirtioRng extends VirtioMmioDevice {
     this.#source = source ?? ((b) => void randomFillSync(b));
   }
 
+  /** {@inheritDoc VirtioMmioDevice.configSpace} */
   protected configSpace(): Uint8Array {
     return EMPTY;
   }
 
+  /** {@inheritDoc VirtioMmioDevice.handleQueue} */
   protected handleQueue(_index: number, queue: Virtqueue): void {
     for (let c = queue.pop(); c; c = queue.pop()) {
       if (c.readableBytes > 0) {
