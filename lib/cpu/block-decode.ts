@@ -771,8 +771,16 @@ export function endsBlock(m: Uint8Array, p: number, mode64: boolean): boolean {
       return true;
     case 0x0f: {
       const b2 = m[p + 1];
+      // INVPCID (0F 38 82) flushes the TLB, as INVLPG (0F 01) does
       return (
-        b2 === 0x05 || b2 === 0x07 || b2 === 0x0b || b2 === 0x34 || b2 === 0x35 || b2 === 0x01 || b2 === 0x22
+        b2 === 0x05 ||
+        b2 === 0x07 ||
+        b2 === 0x0b ||
+        b2 === 0x34 ||
+        b2 === 0x35 ||
+        b2 === 0x01 ||
+        b2 === 0x22 ||
+        (b2 === 0x38 && m[p + 2] === 0x82)
       );
     }
     default:

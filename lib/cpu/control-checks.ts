@@ -16,15 +16,22 @@ export const CR0_NW = 0x20000000;
 export const CR0_CD = 0x40000000;
 export const CR0_PG = 0x80000000;
 
+/** CR4.UMIP, CR4.SMEP, CR4.SMAP: CPUID.7.0 offers them (ECX[2], EBX[7], EBX[20]); mmu.ts enforces them */
+export const CR4_UMIP = 0x800;
+export const CR4_SMEP = 0x100000;
+export const CR4_SMAP = 0x200000;
+
+/** CR4.PCIDE: CPUID.1:ECX[17] offers PCIDs (with INVPCID, CPUID.7.0:EBX[10]) */
+export const CR4_PCIDE = 0x20000;
+
 /**
- * CR4 bits this CPU offers: TSD, DE, PSE, PAE, MCE, PGE, PCE, OSFXSR, OSXMMEXCPT. CPUID offers no
- * VME (so no VME/PVI), UMIP, LA57, FSGSBASE, PCID, XSAVE, SMEP, SMAP or PKU: their bits are reserved.
+ * CR4 bits this CPU offers: TSD, DE, PSE, PAE, MCE, PGE, PCE, OSFXSR, OSXMMEXCPT, UMIP, SMEP, SMAP,
+ * PCIDE. CPUID offers no VME (so no VME/PVI), LA57, FSGSBASE, XSAVE or PKU: their bits are reserved.
  * VMXE is the VMX layer's own (it exits in non-root operation).
  */
-export const CR4_OFFERED = 0x7fc;
+export const CR4_OFFERED = 0x7fc | CR4_UMIP | CR4_SMEP | CR4_SMAP | CR4_PCIDE;
 export const CR4_VMXE = 0x2000;
 export const CR4_PAE = 0x20;
-export const CR4_PCIDE = 0x20000;
 export const CR4_OSXSAVE = 0x40000;
 
 export const EFER_SCE = 0x1;
@@ -87,11 +94,21 @@ export function cr4Fault(s: ControlState, lo: number, hi: number, allowed: numbe
 
 /**
  * MOV to CR3 in IA-32e mode (outside it the operand is 32 bits, all of them valid): bits 63:MAXPHYADDR
- * are reserved (bit 63 too, as CR4.PCIDE is never set); bits 11:0 are ignored.
+ * are reserved, but for bit 63 with CR4.PCIDE set (SDM Vol. 3A 4.10.4.1: 1 there asks the load not to
+ * invalidate the new PCID's translations; CR3 does not keep it: cr3Stored).
  */
-export function cr3Fault(lma: boolean, hi: number): string | undefined {
-  if (lma && (hi & ~((1 << (MAXPHYADDR - 32)) - 1)) !== 0) return "CR3 bits above MAXPHYADDR set";
+export function cr3Fault(lma: boolean, hi: number, pcide = false): string | undefined {
+  const reserved = ~((1 << (MAXPHYADDR - 32)) - 1) & (pcide ? 0x7fffffff : -1);
+  if (lma && (hi & reserved) !== 0) return "CR3 bits above MAXPHYADDR set";
   return undefined;
+}
+
+/**
+ * What MOV to CR3 of `hi`:`lo` stores: all 64 bits in IA-32e mode (bits 11:0 the PCID when
+ * CR4.PCIDE is set, PWT and PCD otherwise) but for the PCID no-flush bit 63; bits 31:0 outside it.
+ */
+export function cr3Stored(lma: boolean, lo: number, hi: number): number {
+  return lma ? (hi & 0x7fffffff) * 2 ** 32 + (lo >>> 0) : lo >>> 0;
 }
 
 /** WRMSR IA32_EFER of `value` while CR0 is `cr0` and EFER is `old` */

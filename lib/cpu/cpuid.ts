@@ -12,8 +12,8 @@ export function cpuidModel(leaf: number, subleaf: number, apicId: number): [numb
     case 1: {
       const eax = 0x000306a9; // family 6 model 0x3a
       const ebx = (apicId << 24) | (1 << 16) | (8 << 8); // CLFLUSH line 64 bytes
-      // ECX: SSE3? no. CX16 (13), POPCNT (23), hypervisor (31)
-      const ecx = (1 << 13) | (1 << 23) | (1 << 31);
+      // ECX: SSE3? no. CX16 (13), PCID (17: CR4.PCIDE), POPCNT (23), hypervisor (31)
+      const ecx = (1 << 13) | (1 << 17) | (1 << 23) | (1 << 31);
       // EDX: FPU TSC MSR PAE CX8 APIC SEP MTRR PGE CMOV PAT PSE DE CLFSH MMX FXSR SSE SSE2
       const edx =
         (1 << 0) |
@@ -37,8 +37,9 @@ export function cpuidModel(leaf: number, subleaf: number, apicId: number): [numb
       return [eax, ebx, ecx, edx];
     }
     case 7:
-      // EBX: IA32_TSC_ADJUST (1); EDX: IA32_ARCH_CAPABILITIES (29)
-      return subleaf === 0 ? [0, 1 << 1, 0, 1 << 29] : [0, 0, 0, 0];
+      // EBX: IA32_TSC_ADJUST (1), SMEP (7), INVPCID (10), SMAP (20: also STAC/CLAC); ECX: UMIP (2);
+      // EDX: IA32_ARCH_CAPABILITIES (29). mmu.ts enforces SMEP/SMAP, exec-0f.ts UMIP and INVPCID.
+      return subleaf === 0 ? [0, (1 << 1) | (1 << 7) | (1 << 10) | (1 << 20), 1 << 2, 1 << 29] : [0, 0, 0, 0];
     case 0xd:
       // XSAVE is not advertised; leaf kept so the max-leaf value is honest
       return [0, 0, 0, 0];

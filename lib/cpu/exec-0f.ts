@@ -5,11 +5,14 @@ import {
   type ControlState,
   CR4_OFFERED,
   CR4_OSXSAVE,
+  CR4_PCIDE,
+  CR4_UMIP,
   CR4_VMXE,
   canonicalNumber,
   cr0Fault,
   cr0Stored,
   cr3Fault,
+  cr3Stored,
   cr4Fault,
   xsetbvFault,
 } from "./control-checks.js";
@@ -18,10 +21,11 @@ import { DebugException, DR6_BD, DR7_GD, syncDebug } from "./debug.js";
 import { farPointerLoad, imulTrunc, jcc, nearRel, popSeg, pushSeg, ud } from "./exec.js";
 import { big, doubleShift, popcount32 } from "./exec-arith.js";
 import { CpuFault, EXIT_SIGNAL, Vec } from "./faults.js";
-import { FL_AC, FL_CF, FL_ZF } from "./flags.js";
+import { FL_AC, FL_CF, FL_VM, FL_ZF } from "./flags.js";
 import { Access } from "./hooks.js";
 import type { Interpreter } from "./interpreter.js";
 import { EFER_LMA, EFER_LME, toBig, toNum } from "./interpreter.js";
+import { smapAcCleared } from "./mmu.js";
 import { readMsr, tsc, writeMsr } from "./msr.js";
 import { sse } from "./sse.js";
 import {
@@ -46,6 +50,15 @@ function gp0(): never {
 function needCpl0(cpu: Interpreter): void {
   if (cpu.pm && cpu.cpl !== 0) gp0();
 }
+/**
+ * SGDT, SIDT, SLDT, SMSW and STR outside CPL 0 with CR4.UMIP set: #GP(0), a privilege fault that
+ * comes before a descriptor-table VM exit (SDM Vol. 3C 26.1.1)
+ */
+function umipCheck(cpu: Interpreter): void {
+  if ((cpu.cr4 & CR4_UMIP) !== 0 && cpu.cpl > 0) gp0();
+}
+/** STAC and CLAC exist when CPUID offers SMAP (CPUID.7.0:EBX[20]) */
+const SMAP_OFFERED = (cpuidModel(7, 0, 0)[1] & (1 << 20)) !== 0;
 
 export function exec0f(cpu: Interpreter, op: number): void {
   // the condition-code rows by their high nibble: Jcc rel16/32 (8x), CMOVcc (4x), SETcc (9x)
@@ -175,11 +188,16 @@ export function exec0f(cpu: Interpreter, op: number): void {
       vmx(cpu, op === 0x78 ? "vmread" : "vmwrite");
       return;
     case 0x38: {
-      // of the three-byte map only INVEPT/INVVPID (66 0F 38 80/81) are here, for VMX exits
+      // of the three-byte map only INVEPT/INVVPID (66 0F 38 80/81), for VMX exits, and INVPCID
+      // (66 0F 38 82) are here
       const op3 = cpu.fetch8();
       if (cpu.opsizePrefix && (op3 === 0x80 || op3 === 0x81)) {
         cpu.modrm(0);
         vmx(cpu, op3 === 0x80 ? "invept" : "invvpid");
+        return;
+      }
+      if (cpu.opsizePrefix && cpu.rep === 0 && op3 === 0x82) {
+        invpcid(cpu);
         return;
       }
       cpu.unimplemented(0x200 | op3);
@@ -429,11 +447,13 @@ function bitScan(cpu: Interpreter, reverse: boolean): void {
 function group6(cpu: Interpreter): void {
   cpu.modrm(0);
   const op = cpu.reg & 7;
-  if (!cpu.pm) ud();
+  // none of 0F 00 is recognized in real or virtual-8086 mode
+  if (!cpu.pm || (cpu.eflags & FL_VM) !== 0) ud();
   const hooks = cpu.requireHooks();
   switch (op) {
     case 0:
     case 1: {
+      umipCheck(cpu);
       if (hooks.descriptorTable(op === 0 ? "sldt" : "str", cpu.ctx())) throw EXIT_SIGNAL;
       const v = cpu.segSel[op === 0 ? 6 : 7];
       if (cpu.mod === 3) cpu.setReg(cpu.osz, cpu.rm, v, 0);
@@ -491,10 +511,14 @@ function group7(cpu: Interpreter): void {
         if (hooks.other(rm === 0 ? "monitor" : "mwait", cpu.ctx())) throw EXIT_SIGNAL;
         return;
       case 0o12:
-        cpu.eflags &= ~FL_AC;
-        return;
       case 0o13:
-        cpu.eflags |= FL_AC;
+        // CLAC / STAC: #UD without SMAP, in virtual-8086 mode and outside CPL 0
+        if (!SMAP_OFFERED || (cpu.pm && ((cpu.eflags & FL_VM) !== 0 || cpu.cpl !== 0))) ud();
+        if (rm === 3) cpu.eflags |= FL_AC;
+        else {
+          cpu.eflags &= ~FL_AC;
+          smapAcCleared(cpu);
+        }
         return;
       case 0o20: {
         // XGETBV: #UD unless the OS enabled XSAVE (CR4.OSXSAVE); XCR0 is the only XCR offered
@@ -530,6 +554,7 @@ function group7(cpu: Interpreter): void {
         return;
       default:
         if (op === 4) {
+          umipCheck(cpu);
           cpu.setReg(cpu.osz, cpu.rm, cpu.cr0 & (cpu.osz === 16 ? 0xffff : 0xffffffff), 0);
           return;
         }
@@ -543,6 +568,7 @@ function group7(cpu: Interpreter): void {
   switch (op) {
     case 0:
     case 1: {
+      umipCheck(cpu);
       if (hooks.descriptorTable(op === 0 ? "sgdt" : "sidt", cpu.ctx())) throw EXIT_SIGNAL;
       const limit = op === 0 ? cpu.gdtLimit : cpu.idtLimit;
       const base = op === 0 ? cpu.gdtBase : cpu.idtBase;
@@ -579,6 +605,7 @@ function group7(cpu: Interpreter): void {
       return;
     }
     case 4:
+      umipCheck(cpu);
       cpu.eaAccess(2, true);
       cpu.wr16(cpu.ea, cpu.cr0 & 0xffff);
       return;
@@ -595,6 +622,50 @@ function group7(cpu: Interpreter): void {
     }
     default:
       ud();
+  }
+}
+
+/** INVPCID exists when CPUID offers it (CPUID.7.0:EBX[10]) */
+const INVPCID_OFFERED = (cpuidModel(7, 0, 0)[1] & (1 << 10)) !== 0;
+
+/**
+ * INVPCID r32/r64, m128 (SDM Vol. 2A): invalidates by the type in the register: 0 one address of
+ * one PCID, 1 one PCID, 2 everything, 3 everything but global translations. The TLB holds only the
+ * current address space's (and global) translations, untagged, so each type maps onto a flush at
+ * least as wide as the one asked for (the SDM lets INVPCID invalidate more than it names).
+ */
+function invpcid(cpu: Interpreter): void {
+  const hooks = cpu.requireHooks();
+  // VMX non-root with "enable INVPCID" 0: #UD before any other check (SDM Vol. 3C 25.3)
+  if (!INVPCID_OFFERED || hooks.invpcidEnabled?.() === false) ud();
+  cpu.modrm(0);
+  if (cpu.mod === 3 || (cpu.eflags & FL_VM) !== 0) ud();
+  needCpl0(cpu);
+  // with INVLPG exiting: a VM exit, after the privilege check, before the operands are looked at
+  if (hooks.invpcid?.(cpu.ctx()) === true) throw EXIT_SIGNAL;
+  const typeHi = cpu.mode64 ? cpu.hi[cpu.reg] : 0;
+  const type = cpu.lo[cpu.reg] >>> 0;
+  if (typeHi !== 0 || type > 3) gp0();
+  cpu.eaAccess(16, false);
+  const pcid = cpu.rd32(cpu.ea);
+  const descHi = cpu.rd32(cpu.addLin(cpu.ea, 4));
+  const addrLo = cpu.rd32(cpu.addLin(cpu.ea, 8));
+  const addrHi = cpu.rd32(cpu.addLin(cpu.ea, 12)) | 0;
+  // bits 63:12 of the descriptor are reserved; without PCIDs only PCID 0 may be named
+  if (descHi !== 0 || pcid >>> 12 !== 0) gp0();
+  if (type <= 1 && (cpu.cr4 & CR4_PCIDE) === 0 && pcid !== 0) gp0();
+  switch (type) {
+    case 0: {
+      const top = addrHi >> 15;
+      if (top !== 0 && top !== -1) gp0();
+      cpu.flushPage(addrHi * TWO32 + (addrLo >>> 0));
+      return;
+    }
+    case 2:
+      cpu.flushTlb();
+      return;
+    default:
+      cpu.flushNonGlobal();
   }
 }
 
@@ -658,12 +729,16 @@ function movCr(cpu: Interpreter, toCr: boolean): void {
     case 2:
       cpu.cr2 = toNum(big(lo, hi));
       return;
-    case 3:
-      if (cr3Fault((cpu.efer & EFER_LMA) !== 0, hi) !== undefined) gp0();
-      cpu.cr3 = hi * TWO32 + lo;
-      if ((cpu.efer & EFER_LMA) === 0) cpu.cr3 = lo;
+    case 3: {
+      const lma = (cpu.efer & EFER_LMA) !== 0;
+      if (cr3Fault(lma, hi, (cpu.cr4 & CR4_PCIDE) !== 0) !== undefined) gp0();
+      cpu.cr3 = cr3Stored(lma, lo, hi);
+      // the TLB holds no PCID tags, only the current address space's translations (and global
+      // ones): bit 63 (keep the new PCID's entries) cannot be honoured, so every load drops them,
+      // which the SDM allows (a TLB may always hold fewer entries, Vol. 3A 4.10.4.1)
       cpu.flushNonGlobal();
       return;
+    }
     case 4: {
       // the bits CPUID offers, and VMXE (MOV to CR4 that sets it exits in VMX non-root operation)
       if (cr4Fault(controlState(cpu), lo, hi, CR4_OFFERED | CR4_VMXE) !== undefined) gp0();

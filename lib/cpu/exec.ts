@@ -219,11 +219,23 @@ function stackOsz(cpu: Interpreter): number {
 export function pushSeg(cpu: Interpreter, seg: number): void {
   cpu.push(stackOsz(cpu), cpu.segSel[seg], 0);
 }
-/** POP ES/SS/DS/FS/GS: the segment loads (and may fault) before RSP moves */
+/**
+ * POP ES/SS/DS/FS/GS: the segment loads (and may fault) before RSP moves. The pop is the old stack's:
+ * POP SS moves SP or ESP by the B bit of the SS it pops from, not of the one it loads.
+ */
 export function popSeg(cpu: Interpreter, seg: number): void {
   const size = stackOsz(cpu);
-  loadSeg(cpu, seg, cpu.peek(size, 0) & 0xffff);
+  const sel = cpu.peek(size, 0) & 0xffff;
+  const lo = cpu.lo[4];
+  const hi = cpu.hi[4];
   cpu.setSp(cpu.spAdd(cpu.sp(), size >> 3));
+  const nextLo = cpu.lo[4];
+  const nextHi = cpu.hi[4];
+  cpu.lo[4] = lo;
+  cpu.hi[4] = hi;
+  loadSeg(cpu, seg, sel);
+  cpu.lo[4] = nextLo;
+  cpu.hi[4] = nextHi;
   if (seg === 2) shadow(cpu, 2);
 }
 
@@ -1292,8 +1304,10 @@ function pusha(cpu: Interpreter): void {
   const sp0 = cpu.sp();
   for (let i = 1; i <= 8; i++) cpu.stackCheck(cpu.spAdd(sp0, -i * n), n, true);
   for (let i = 1; i <= 8; i++) cpu.probeWrite(cpu.stackLin(cpu.spAdd(sp0, -i * n)), n);
+  // the ESP slot holds the register as it was (all of ESP for PUSHAD, even on a 16-bit stack)
+  const esp = cpu.getReg(size, 4);
   for (let i = 0; i < 8; i++) {
-    const v = i === 4 ? sp0 : cpu.getReg(size, i);
+    const v = i === 4 ? esp : cpu.getReg(size, i);
     cpu.wr(size, cpu.stackLin(cpu.spAdd(sp0, -(i + 1) * n)), v, 0);
   }
   cpu.setSp(cpu.spAdd(sp0, -8 * n));

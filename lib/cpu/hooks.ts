@@ -114,6 +114,13 @@ export interface NonRootHooks {
   rdtsc(rdtscp: boolean, ctx: InstructionContext): boolean;
   rdpmc(ctx: InstructionContext): boolean;
   invlpg(linear: number, ctx: InstructionContext): boolean;
+  /**
+   * Optional (missing: INVPCID runs). false: INVPCID is #UD, as in VMX non-root operation with the
+   * "enable INVPCID" control 0; asked before any other check of the instruction.
+   */
+  invpcidEnabled?(): boolean;
+  /** Optional: INVPCID past its #UD and privilege checks exits (INVLPG exiting in non-root operation) */
+  invpcid?(ctx: InstructionContext): boolean;
   crAccess(access: CrAccess, ctx: InstructionContext): boolean;
   drAccess(dr: number, toDr: boolean, gpr: number, ctx: InstructionContext): boolean;
   /** MONITOR, MWAIT, PAUSE, WBINVD, INVD, XSETBV, RDRAND, RDSEED, GETSEC */

@@ -18,6 +18,7 @@ import { execute } from "./exec.js";
 import { CpuConfigError, CpuFault, EXIT_SIGNAL, ExitSignal, Vec } from "./faults.js";
 import {
   condition,
+  FL_AC,
   FL_IF,
   FL_RF,
   FL_TF,
@@ -51,7 +52,7 @@ import {
   StopReason,
   Window,
 } from "./hooks.js";
-import { translate } from "./mmu.js";
+import { smapAcCleared, translate } from "./mmu.js";
 import { MSR, readMsr, writeMsr } from "./msr.js";
 import { deliver, deliverFault, updateMode } from "./system.js";
 
@@ -478,9 +479,16 @@ export class Interpreter implements GuestCpu, LazyFlags {
     return materialize(this);
   }
   setFlags(v: number): void {
-    // TF set by a generic op in a block (POPF): the block stops after it, and the run loop
-    // single-steps from there (codeEpoch)
-    if ((v & ~this.eflags & FL_TF) !== 0) this.codeEpoch++;
+    const old = this.eflags;
+    // one test on the common path: neither TF nor AC changes
+    if (((v ^ old) & (FL_TF | FL_AC)) !== 0) {
+      // TF set by a generic op in a block (POPF): the block stops after it, and the run loop
+      // single-steps from there (codeEpoch)
+      if ((v & ~old & FL_TF) !== 0) this.codeEpoch++;
+      // AC cleared (POPF, IRET, real-mode event delivery, RFLAGS from the VMCS): translations SMAP
+      // allowed on AC = 1 must not outlive it
+      if ((old & ~v & FL_AC) !== 0) smapAcCleared(this);
+    }
     this.eflags = (v & 0x3f7fd5) | 2;
     this.fOp = LZ_NONE;
   }
@@ -1955,7 +1963,9 @@ export class Interpreter implements GuestCpu, LazyFlags {
         this.cr2 = toNum(value);
         break;
       case "cr3":
-        this.cr3 = Number(value & 0xffffffffff000n) + (n & 0x18);
+        // bits 11:0 too: the PCID with CR4.PCIDE (which a VM entry or exit must carry through
+        // GUEST_CR3 / HOST_CR3), PWT and PCD otherwise, and bits 11:5 of the PAE PDPT's address
+        this.cr3 = Number(value & 0xfffffffffffffn);
         break;
       case "cr4":
         this.cr4 = n;

@@ -1,9 +1,17 @@
-// The page walk: 32-bit (4 KiB / 4 MiB), PAE and 4-level paging with U/S, R/W, NX, WP, A/D and
-// global pages. Paging-structure reads go through hooks.mapPage (EPT) with pagingStructure=true.
-// Errors raise #PF with the architectural error code and CR2.
+// The page walk: 32-bit (4 KiB / 4 MiB), PAE and 4-level paging with U/S, R/W, NX, WP, A/D,
+// global pages, SMEP and SMAP (SDM Vol. 3A 4.6 "Access Rights"). Paging-structure reads go through
+// hooks.mapPage (EPT) with pagingStructure=true. Errors raise #PF with the architectural error code
+// and CR2.
+//
+// The interpreter's TLB keeps what a walk allowed, keyed by linear page, and is flushed when CPL
+// crosses between user and supervisor and on every CR0/CR4 write, so a cached permission holds as
+// long as those stay put. The one exception is SMAP's EFLAGS.AC: a supervisor access to a user page
+// allowed only because AC was 1 must not outlive AC, so such walks are remembered and a clear of
+// AC (smapAcCleared) drops the cached data translations.
 
-import { MAXPHYADDR } from "./control-checks.js";
+import { CR4_SMAP, CR4_SMEP, MAXPHYADDR } from "./control-checks.js";
 import { CpuFault, Vec } from "./faults.js";
+import { FL_AC } from "./flags.js";
 import { Access, MMIO } from "./hooks.js";
 import type { Interpreter } from "./interpreter.js";
 
@@ -27,16 +35,44 @@ function rd32(m: Uint8Array, p: number): number {
   return (m[p] | (m[p + 1] << 8) | (m[p + 2] << 16) | (m[p + 3] << 24)) >>> 0;
 }
 
+/** interpreters that cached a supervisor data translation of a user page SMAP let through on AC=1 */
+const acAllowed = new WeakSet<Interpreter>();
+
+/**
+ * EFLAGS.AC went from 1 to 0: data translations cached while SMAP let a supervisor access a user
+ * page thanks to AC must go, so the next such access faults. CLAC calls it, and Interpreter.setFlags
+ * for every other load of EFLAGS that clears AC (POPF, IRET, event delivery, RFLAGS from the VMCS).
+ */
+export function smapAcCleared(cpu: Interpreter): void {
+  if (!acAllowed.has(cpu)) return;
+  acAllowed.delete(cpu);
+  cpu.tlbRTag.fill(Number.NaN);
+  cpu.tlbWTag.fill(Number.NaN);
+}
+
 /**
  * Translates `lin` for `access` at user (CPL 3) or supervisor privilege. Returns the
  * guest-physical address; sets cpu.xGlobal. Sets accessed/dirty bits as the walk succeeds.
+ *
+ * `implicit`: a supervisor access to a system structure (GDT, LDT, IDT, TSS), which SMAP checks
+ * whatever EFLAGS.AC holds. A supervisor access made at CPL 3 can only be such an access, so it
+ * counts as implicit without being told.
  */
-export function translate(cpu: Interpreter, lin: number, access: Access, user: boolean): number {
+export function translate(
+  cpu: Interpreter,
+  lin: number,
+  access: Access,
+  user: boolean,
+  implicit = false,
+): number {
   const write = access === Access.Write;
   const fetch = access === Access.Execute;
   const nxe = (cpu.efer & 0x800) !== 0;
   const wp = (cpu.cr0 & 0x10000) !== 0;
-  let err = (write ? PF_W : 0) | (user ? PF_U : 0) | (fetch && nxe && (cpu.cr4 & 0x20) !== 0 ? PF_I : 0);
+  const smep = (cpu.cr4 & CR4_SMEP) !== 0;
+  // I/D is reported for fetches when SMEP is on or execute-disable can apply (SDM Vol. 3A 4.7)
+  const idBit = fetch && (smep || (nxe && (cpu.cr4 & 0x20) !== 0));
+  let err = (write ? PF_W : 0) | (user ? PF_U : 0) | (idBit ? PF_I : 0);
   const fault = (present: number): never => {
     throw new CpuFault(Vec.PF, err | present, lin);
   };
@@ -127,8 +163,19 @@ export function translate(cpu: Interpreter, lin: number, access: Access, user: b
     }
   }
 
-  if (user && !allowU) fault(PF_P);
-  if (write && !allowW && (user || wp)) fault(PF_P);
+  if (user) {
+    if (!allowU) fault(PF_P);
+    if (write && !allowW) fault(PF_P);
+  } else if (allowU) {
+    // a supervisor access to a user-mode address
+    if (fetch) {
+      if (smep) fault(PF_P);
+    } else if ((cpu.cr4 & CR4_SMAP) !== 0) {
+      if (implicit || cpu.cpl === 3 || (cpu.eflags & FL_AC) === 0) fault(PF_P);
+      if (write && !allowW && wp) fault(PF_P);
+      acAllowed.add(cpu);
+    } else if (write && !allowW && wp) fault(PF_P);
+  } else if (write && !allowW && wp) fault(PF_P);
   if (fetch && nx && nxe) fault(PF_P);
 
   for (const e of path) e.m[e.p] |= 0x20;

@@ -143,10 +143,26 @@ function updateSegChecks(cpu: Interpreter): void {
 
 // ------------------------------------------------------------------ supervisor memory access
 
-/** `bytes`: how many bytes from `lin` (within its page) the caller is about to write (0: a probe) */
-function sysByte(cpu: Interpreter, lin: number, write: boolean, bytes = 0): { m: Uint8Array; p: number } {
+// Two kinds of supervisor access go through here (SDM Vol. 3A 4.6.1). The processor's own reads and
+// writes of the GDT, LDT, IDT and TSS are implicit supervisor accesses at any CPL: SMAP refuses
+// them on a user page whatever EFLAGS.AC holds. The stack frames of event delivery and call gates
+// are ordinary supervisor accesses made at the CPL of the moment: the SDM's pseudocode pushes them
+// before CPL changes, so from CPL 3 they are implicit (translate counts any supervisor access at
+// CPL 3 so), at CPL 0-2 explicit, where AC = 1 lets SMAP allow a user page.
+
+/**
+ * `bytes`: how many bytes from `lin` (within its page) the caller is about to write (0: a probe);
+ * `implicit`: an access to a system structure (GDT, LDT, IDT, TSS) rather than a stack frame
+ */
+function sysByte(
+  cpu: Interpreter,
+  lin: number,
+  write: boolean,
+  bytes: number,
+  implicit: boolean,
+): { m: Uint8Array; p: number } {
   const access = write ? Access.Write : Access.Read;
-  const gpa = cpu.paging ? translate(cpu, lin, access, false) : lin;
+  const gpa = cpu.paging ? translate(cpu, lin, access, false, implicit) : lin;
   cpu.xGpa = gpa;
   const map = cpu.mapPhys(gpa, access, lin, false);
   if (map === MMIO) throw new CpuFault(Vec.GP, 0);
@@ -155,39 +171,50 @@ function sysByte(cpu: Interpreter, lin: number, write: boolean, bytes = 0): { m:
   return { m: map.bytes, p: map.offset + (gpa % 4096) };
 }
 
+/** reads up to 8 bytes of a system structure (GDT, LDT, IDT, TSS): an implicit supervisor access */
 export function sysRead(cpu: Interpreter, lin: number, size: number): number {
   if ((lin & 0xfff) + size <= 0x1000) {
-    const { m, p } = sysByte(cpu, lin, false);
+    const { m, p } = sysByte(cpu, lin, false, 0, true);
     let v = 0;
     for (let k = size - 1; k >= 0; k--) v = v * 256 + m[p + k];
     return v;
   }
   let v = 0;
   for (let k = size - 1; k >= 0; k--) {
-    const { m, p } = sysByte(cpu, cpu.addLin(lin, k), false);
+    const { m, p } = sysByte(cpu, cpu.addLin(lin, k), false, 0, true);
     v = v * 256 + m[p];
   }
   return v;
 }
 
-/** writes a value of up to 8 bytes (lo, hi halves) */
-export function sysWrite(cpu: Interpreter, lin: number, size: number, v: number, vh: number): void {
+/**
+ * writes a value of up to 8 bytes (lo, hi halves) with supervisor access; `implicit` false for a
+ * stack frame, true (the default) for a system structure (accessed and busy bits, the TSS)
+ */
+export function sysWrite(
+  cpu: Interpreter,
+  lin: number,
+  size: number,
+  v: number,
+  vh: number,
+  implicit = true,
+): void {
   const byte = (k: number) => (k < 4 ? v >> (8 * k) : vh >> (8 * (k - 4))) & 0xff;
   if ((lin & 0xfff) + size <= 0x1000) {
-    const { m, p } = sysByte(cpu, lin, true, size);
+    const { m, p } = sysByte(cpu, lin, true, size, implicit);
     for (let k = 0; k < size; k++) m[p + k] = byte(k);
     return;
   }
   for (let k = 0; k < size; k++) {
-    const { m, p } = sysByte(cpu, cpu.addLin(lin, k), true, 1);
+    const { m, p } = sysByte(cpu, cpu.addLin(lin, k), true, 1, implicit);
     m[p] = byte(k);
   }
 }
 
-/** checks that a write is possible (used to make multi-push sequences all-or-nothing) */
-function sysProbe(cpu: Interpreter, lin: number, size: number): void {
-  sysByte(cpu, lin, true);
-  if ((lin & 0xfff) + size > 0x1000) sysByte(cpu, cpu.addLin(lin, size - 1), true);
+/** checks that a stack-frame write is possible (makes multi-push sequences all-or-nothing) */
+function stackProbe(cpu: Interpreter, lin: number, size: number): void {
+  sysByte(cpu, lin, true, 0, false);
+  if ((lin & 0xfff) + size > 0x1000) sysByte(cpu, cpu.addLin(lin, size - 1), true, 0, false);
 }
 
 // ------------------------------------------------------------------ descriptors
@@ -440,29 +467,81 @@ function callGate(cpu: Interpreter, gateSel: number, g: Descriptor, call: boolea
     throw new CpuFault(Vec.TS, ssSel & ~3);
   }
   if ((sar & 0x80) === 0) throw new CpuFault(Vec.SS, ssSel & ~3);
-  const ssBig = (sar & 0x4000) !== 0;
   const ssBase = descBase(ssD);
-  const wrapSp = (v: number) => (ssBig ? v >>> 0 : v & 0xffff);
-  // caller's stack: parameters (the highest-addressed one is pushed first)
+  // caller's stack: parameters (the highest-addressed one is pushed first), at SP or ESP by its B bit
   const count = g.hi & 0x1f;
   const oldSp = cpu.sp();
   const params: number[] = [];
-  for (let i = count - 1; i >= 0; i--) params.push(cpu.rd(osz, cpu.stackLin(cpu.spAdd(oldSp, i * n))));
-  const items = [cpu.segSel[2], cpu.lo[4] >>> 0, ...params, cpu.segSel[1], cpu.ip >>> 0];
-  const top = wrapSp(newSp - items.length * n);
-  if (top + items.length * n - 1 > descLimit(ssD)) throw new CpuFault(Vec.SS, ssSel & ~3);
-  sysProbe(cpu, (ssBase + top) >>> 0, items.length * n);
-  let p = newSp;
-  for (const v of items) {
-    p = wrapSp(p - n);
-    sysWrite(cpu, (ssBase + p) >>> 0, n, osz === 16 ? v & 0xffff : v, 0);
+  for (let i = count - 1; i >= 0; i--) {
+    const off = cpu.spAdd(oldSp, i * n);
+    cpu.stackCheck(off, n, false);
+    params.push(cpu.rd(osz, cpu.stackLin(off)));
   }
+  const items = [cpu.segSel[2], cpu.lo[4] >>> 0, ...params, cpu.segSel[1], cpu.ip >>> 0];
+  const top = pushStack(cpu, ssBase, sar, descLimit(ssD), newSp, items, n, ssSel & ~3);
   loadCs(cpu, sel, d, newCpl);
   commitSs(cpu, ssSel, ssD, newCpl);
-  if (ssBig) cpu.lo[4] = top;
-  else cpu.lo[4] = (cpu.lo[4] & ~0xffff) | top;
+  cpu.lo[4] = stackPointer(sar, newSp, top);
   updateMode(cpu);
   cpu.ip = target;
+}
+
+/**
+ * Pushes `items` (first item highest, each `n` bytes) below offset `sp` of a stack segment with
+ * base `base`, access rights `ar` and limit `limit`, with supervisor access and all or nothing:
+ * #SS(code) unless every slot is within the limit where it lands (on a 16-bit stack, B = 0, the
+ * offsets wrap at 64 KiB; an expand-down stack allows only offsets above its limit). Returns the
+ * offset of the last item (stackPointer makes ESP of it). Event delivery and call-gate stack switches.
+ */
+function pushStack(
+  cpu: Interpreter,
+  base: number,
+  ar: number,
+  limit: number,
+  sp: number,
+  items: readonly number[],
+  n: number,
+  code: number,
+): number {
+  const big = (ar & 0x4000) !== 0;
+  const wrap = (v: number) => (big ? v >>> 0 : v & 0xffff);
+  const top = big ? 0xffffffff : 0xffff;
+  const down = (ar & 0x1c) === 0x14;
+  let p = sp;
+  for (let i = 0; i < items.length; i++) {
+    p = wrap(p - n);
+    const end = p + n - 1;
+    if (down ? p <= limit || end > top : end > limit) throw new CpuFault(Vec.SS, code);
+  }
+  p = sp;
+  for (let i = 0; i < items.length; i++) {
+    p = wrap(p - n);
+    stackProbe(cpu, (base + p) >>> 0, n);
+  }
+  p = sp;
+  for (const v of items) {
+    p = wrap(p - n);
+    sysWrite(cpu, (base + p) >>> 0, n, n === 2 ? v & 0xffff : v, 0, false);
+  }
+  return p;
+}
+
+/** ESP after pushes that started at `esp` and ended at offset `top` of a stack with access rights `ar` */
+function stackPointer(ar: number, esp: number, top: number): number {
+  return (ar & 0x4000) !== 0 ? top : ((esp & ~0xffff) | top) >>> 0;
+}
+
+/**
+ * RSP after a return to another stack that popped `lo`/`hi` (hi 0 below a 64-bit operand size),
+ * set once CS and SS are the new ones (updateMode done): 64-bit code or a 32-bit stack takes it
+ * whole; a 16-bit stack (B = 0) only SP, and the rest of RSP stays as it was (what espfix works
+ * around: an IRET to a 16-bit SS restores only the low 16 bits of the stack pointer).
+ */
+function setPoppedSp(cpu: Interpreter, lo: number, hi: number): void {
+  if (cpu.mode64 || cpu.ssB) {
+    cpu.lo[4] = lo;
+    cpu.hi[4] = hi;
+  } else cpu.lo[4] = (cpu.lo[4] & ~0xffff) | (lo & 0xffff);
 }
 
 /**
@@ -471,11 +550,11 @@ function callGate(cpu: Interpreter, gateSel: number, g: Descriptor, call: boolea
  */
 export function pushQuadwords(cpu: Interpreter, rsp: number, items: number[]): number {
   const top = rsp - items.length * 8;
-  sysProbe(cpu, cpu.canon(top, 2), items.length * 8);
+  stackProbe(cpu, cpu.canon(top, 2), items.length * 8);
   let p = rsp;
   for (const v of items) {
     p -= 8;
-    sysWrite(cpu, cpu.canon(p, 2), 8, v >>> 0, Math.floor(v / TWO32) | 0);
+    sysWrite(cpu, cpu.canon(p, 2), 8, v >>> 0, Math.floor(v / TWO32) | 0, false);
   }
   return top;
 }
@@ -492,7 +571,9 @@ function pushPair(cpu: Interpreter, osz: number, cs: number, ip: number): void {
   const n = osz >> 3;
   const sp1 = cpu.spAdd(cpu.sp(), -n);
   const sp2 = cpu.spAdd(sp1, -n);
-  if (cpu.ssChk) cpu.segCheck(2, sp2, 2 * n, true);
+  // each slot where it lands: a 16-bit stack may wrap between them
+  cpu.stackCheck(sp1, n, true);
+  cpu.stackCheck(sp2, n, true);
   const a1 = cpu.stackLin(sp1);
   const a2 = cpu.stackLin(sp2);
   cpu.probeWrite(a1, n);
@@ -531,21 +612,22 @@ export function farReturn(cpu: Interpreter, osz: number, imm: number): void {
   const sp = cpu.peek(osz, 2 * n + imm);
   const spHi = cpu.vh;
   const ss = cpu.peek(osz, 3 * n + imm) & 0xffff;
-  const ssD = outerStack(cpu, ss, rpl);
+  const ssD = outerStack(cpu, ss, rpl, d);
   loadCs(cpu, sel, d, rpl);
   commitSs(cpu, ss, ssD, rpl);
-  // RETF imm releases the parameters on the outer stack too
-  cpu.lo[4] = sp + imm;
-  cpu.hi[4] = osz === 64 ? spHi : 0;
   updateMode(cpu);
+  // RETF imm releases the parameters on the outer stack too, in that stack's width
+  const outerSp = osz === 64 ? spHi * TWO32 + (sp >>> 0) + imm : (sp >>> 0) + imm;
+  setPoppedSp(cpu, osz === 64 ? outerSp : outerSp >>> 0, osz === 64 ? Math.floor(outerSp / TWO32) | 0 : 0);
   nullifyDataSegs(cpu, rpl);
   cpu.ip = target;
 }
 
-/** validates the SS to load when returning to privilege `rpl` */
-function outerStack(cpu: Interpreter, ss: number, rpl: number): Descriptor | null {
+/** validates the SS to load when returning to privilege `rpl` in the code segment `cs` */
+function outerStack(cpu: Interpreter, ss: number, rpl: number, cs: Descriptor): Descriptor | null {
   if ((ss & ~3) === 0) {
-    if ((cpu.efer & 0x400) !== 0 && rpl !== 3) return null;
+    // a null SS only for 64-bit code below CPL 3 (compatibility mode needs a stack segment)
+    if ((cpu.efer & 0x400) !== 0 && rpl !== 3 && (descAr(cs) & 0x2000) !== 0) return null;
     throw gp(0);
   }
   const d = readDescriptor(cpu, ss);
@@ -639,16 +721,14 @@ function iretBody(cpu: Interpreter, osz: number): void {
   const ss = cpu.peek(osz, 4 * n) & 0xffff;
   let ssD: Descriptor | null;
   if (rpl === cpu.cpl && (ss & ~3) === 0 && cpu.mode64 && rpl !== 3) ssD = null;
-  else ssD = outerStack(cpu, ss, rpl);
+  else ssD = outerStack(cpu, ss, rpl, d);
   const outer = rpl > cpu.cpl;
   loadCs(cpu, cs, d, rpl);
   commitSs(cpu, ss, ssD, rpl);
-  cpu.lo[4] = sp;
-  cpu.hi[4] = osz === 64 ? spHi : 0;
-  if (osz === 16) cpu.lo[4] = (cpu.lo[4] & ~0xffff) | (sp & 0xffff);
   newFlags = newFlags >>> 0;
   cpu.setFlags(newFlags);
   updateMode(cpu);
+  setPoppedSp(cpu, sp, osz === 64 ? spHi : 0);
   if (outer) nullifyDataSegs(cpu, rpl);
   cpu.ip = target;
 }
@@ -759,13 +839,11 @@ export function deliver(
   if (!cpu.pm) {
     if (vector * 4 + 3 > cpu.idtLimit) throw gp(vector * 8 + 2 + ext);
     const ent = sysRead(cpu, (cpu.idtBase + vector * 4) >>> 0, 4);
-    const sp = cpu.lo[4] & 0xffff;
-    const ssBase = cpu.segBase[2];
-    const a = (off: number) => (ssBase + ((sp + off) & 0xffff)) >>> 0;
-    sysWrite(cpu, a(-2), 2, flags, 0);
-    sysWrite(cpu, a(-4), 2, cpu.segSel[1], 0);
-    sysWrite(cpu, a(-6), 2, cpu.rip, 0);
-    cpu.lo[4] = (cpu.lo[4] & ~0xffff) | ((sp - 6) & 0xffff);
+    // FLAGS, CS, IP at SS:SP (SS:ESP when SS's cached B bit is set), #SS if they do not fit
+    const sp = cpu.sp();
+    const items = [flags, cpu.segSel[1], cpu.rip];
+    const top = pushStack(cpu, cpu.segBase[2], cpu.segAr[2], cpu.segLimit[2], sp, items, 2, 0);
+    cpu.lo[4] = stackPointer(cpu.segAr[2], cpu.lo[4], top);
     cpu.setFlags(flags & ~(FL_IF | FL_TF | FL_AC | FL_RF));
     realSeg(cpu, 1, ent >>> 16);
     updateMode(cpu);
@@ -859,9 +937,13 @@ export function deliver(
   const n = gate32 ? 4 : 2;
   let ssSel = oldSs;
   let ssD: Descriptor | null = null;
+  // the stack the frame goes on: the inner one from the TSS (ESP <- its stack pointer, then the
+  // pushes), else the current one; SP or ESP by that stack's B bit
   let sp: number;
+  let esp: number;
   let ssBase: number;
-  let ssBig: boolean;
+  let ssAr: number;
+  let ssLimit: number;
   const switching = newCpl < cpu.cpl;
   if (switching) {
     const tss32 = (cpu.segAr[7] & 0xf) === 0xb || (cpu.segAr[7] & 0xf) === 0x9;
@@ -882,28 +964,25 @@ export function deliver(
     }
     if ((sar & 0x80) === 0) throw new CpuFault(Vec.SS, (ssSel & ~3) + ext);
     ssBase = descBase(ssD);
-    ssBig = (sar & 0x4000) !== 0;
+    ssAr = sar;
+    ssLimit = descLimit(ssD);
+    esp = sp;
   } else {
-    sp = cpu.ssB ? cpu.lo[4] >>> 0 : cpu.lo[4] & 0xffff;
+    sp = cpu.sp();
+    esp = cpu.lo[4];
     ssBase = cpu.segBase[2];
-    ssBig = cpu.ssB;
+    ssAr = cpu.segAr[2];
+    ssLimit = cpu.segLimit[2];
   }
   const items: number[] = [];
   if (switching) items.push(oldSs, cpu.lo[4] >>> 0);
   items.push(flags, oldCs, cpu.rip >>> 0);
   if (hasCode) items.push(errorCode >>> 0);
-  const wrapSp = (v: number) => (ssBig ? v >>> 0 : v & 0xffff);
-  const top = wrapSp(sp - items.length * n);
-  sysProbe(cpu, (ssBase + top) >>> 0, items.length * n);
-  let p = sp;
-  for (const v of items) {
-    p = wrapSp(p - n);
-    sysWrite(cpu, (ssBase + p) >>> 0, n, v, 0);
-  }
+  const ssCode = switching ? (ssSel & ~3) + ext : ext;
+  const top = pushStack(cpu, ssBase, ssAr, ssLimit, sp, items, n, ssCode);
   loadCs(cpu, sel, d, newCpl);
   if (switching && ssD !== null) commitSs(cpu, ssSel, ssD, newCpl);
-  if (ssBig) cpu.lo[4] = top;
-  else cpu.lo[4] = (cpu.lo[4] & ~0xffff) | top;
+  cpu.lo[4] = stackPointer(ssAr, esp, top);
   cpu.setFlags(flags & ~(FL_TF | FL_NT | FL_RF | FL_VM | (trapGate ? 0 : FL_IF)));
   updateMode(cpu);
   cpu.rip = target;

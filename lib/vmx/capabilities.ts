@@ -72,7 +72,8 @@ export const PROC2_CAPS: ControlCaps = {
     Proc2.UNRESTRICTED_GUEST |
     Proc2.RDRAND |
     Proc2.RDSEED |
-    Proc2.PAUSE_LOOP,
+    Proc2.PAUSE_LOOP |
+    Proc2.INVPCID,
 };
 export const EXIT_CAPS: ControlCaps = {
   mustBeOne: EXIT_DEFAULT1,
@@ -114,9 +115,12 @@ export const TRUE_ENTRY_CAPS: ControlCaps = {
 /** CR0 bits fixed to 1 in VMX operation (PE and PG are relaxed for guests by unrestricted guest). */
 export const CR0_FIXED0 = 0x80000021n;
 export const CR0_FIXED1 = 0xffffffffn;
-/** CR4.VMXE must be 1; CR4_FIXED1 lists the CR4 bits the interpreter implements. */
+/**
+ * CR4.VMXE must be 1; CR4_FIXED1 lists the CR4 bits the interpreter implements (UMIP 11, PCIDE 17,
+ * SMEP 20 and SMAP 21 among them: a guest that CPUID lets set them must be able to enter with them).
+ */
 export const CR4_FIXED0 = 0x2000n;
-export const CR4_FIXED1 = 0x000427ffn;
+export const CR4_FIXED1 = 0x00362fffn;
 
 /** IA32_VMX_EPT_VPID_CAP: execute-only, 4-level walks, UC/WB, 2M/1G pages, INVEPT/INVVPID types. */
 export const EPT_VPID_CAP =

@@ -368,6 +368,23 @@ export class NonRootOperation implements NonRootHooks, TaskSwitchHook {
   invlpg(linear: number, ctx: InstructionContext): boolean {
     return (this.proc & Proc.INVLPG) !== 0 && this.#exit(ExitReason.Invlpg, ctx, BigInt(linear));
   }
+  /** "enable INVPCID" 0: INVPCID is #UD (SDM Vol. 3C 25.3) */
+  invpcidEnabled(): boolean {
+    return (this.proc2 & Proc2.INVPCID) !== 0;
+  }
+  /**
+   * With "enable INVPCID" 1, INVLPG exiting makes INVPCID exit (26.1.2). Qualification: the
+   * displacement; instruction information as INVEPT/INVVPID's (table 28-9), reg2 the type register.
+   */
+  invpcid(ctx: InstructionContext): boolean {
+    if ((this.proc & Proc.INVLPG) === 0 || (this.proc2 & Proc2.INVPCID) === 0) return false;
+    const decoded = this.#decode(ctx, true);
+    if (!decoded) return this.#exit(ExitReason.Invpcid, ctx);
+    const { d } = decoded;
+    // the operand is memory: a register form is #UD before it gets here
+    const info = memoryInfo(d) | ((d.reg ?? 0) << 28);
+    return this.#exit(ExitReason.Invpcid, ctx, displacementQualification(d), { instructionInfo: info >>> 0 });
+  }
 
   crAccess(a: CrAccess, ctx: InstructionContext): boolean {
     let exits = false;

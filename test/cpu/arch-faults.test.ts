@@ -219,8 +219,16 @@ describe("real mode: an access past the 64 KiB segment limit (SDM Vol. 3B 21.1.1
     expect(run("real", "66 a1 fc ff f4").vector).toBe(-1);
   });
 
-  it("a push with SP = 1 is #SS", () => {
-    expect(run("real", "bc 01 00 50 f4").vector).toBe(SS);
+  it("a push with SP = 1 is #SS; its frame has no room on that stack either: #DF, then shutdown", () => {
+    const seen: number[] = [];
+    const g = makeGuest("real", hex("bc 01 00 50 f4"), {
+      event: (v) => {
+        seen.push(v);
+        return false;
+      },
+    });
+    expect(g.run()).toBe(StopReason.Shutdown);
+    expect(seen).toEqual([SS, 8]);
   });
 
   it.each([true, false])("a loop of word loads faults at SI = 0xFFFF (blocks: %s)", (blocks) => {

@@ -37,7 +37,13 @@ describe("soft backend: invalid control-register values fault in the guest", () 
   it.each([
     ["CR4 = 0xFFFFFFFF (exits: VMXE is the host's)", "long", "b8 ff ff ff ff 0f 22 e0 f4"],
     ["CR4.OSXSAVE (XSAVE not offered)", "long", "0f 20 e0 0d 00 00 04 00 0f 22 e0 f4"],
-    ["CR4.PCIDE (PCID not offered)", "long", "0f 20 e0 0d 00 00 02 00 0f 22 e0 f4"],
+    // mov rax, cr3; or eax, 8; mov cr3, rax; mov rax, cr4; or eax, 1 << 17; mov cr4, rax
+    [
+      "setting CR4.PCIDE with CR3[11:0] != 0",
+      "long",
+      "0f 20 d8 83 c8 08 0f 22 d8 0f 20 e0 0d 00 00 02 00 0f 22 e0 f4",
+    ],
+    ["setting CR4.PCIDE outside IA-32e mode", "protected", "0f 20 e0 0d 00 00 02 00 0f 22 e0 f4"],
     ["CR0.NW without CR0.CD", "protected", "0f 20 c0 0f ba e8 1d 0f ba f0 1e 0f 22 c0 f4"],
     // mov rax, cr0; btr eax, 31; btc eax, 5; mov cr0, rax: NE changes, so the hypervisor decides
     [
@@ -55,6 +61,27 @@ describe("soft backend: invalid control-register values fault in the guest", () 
     const r = await faultOf(mode, code);
     expect(r.vectors).toEqual([GP]);
     expect(r.errorCode).toBe(0n);
+  });
+});
+
+describe("soft backend: PCIDs and INVPCID (CPUID.1:ECX[17], CPUID.7.0:EBX[10])", () => {
+  it("CR4.PCIDE is set in 64-bit mode; CR3 keeps the PCID, not the no-flush bit; INVPCID runs", async () => {
+    // mov rax, cr4; or eax, 1 << 17; mov cr4, rax; mov rax, cr3; or rax, 5; bts rax, 63;
+    // mov cr3, rax; mov rbx, cr3; push 0; push 5 (descriptor: PCID 5, address 0);
+    // xor ecx, ecx; then INVPCID rcx, [rsp] with types 0, 1, 2 and 3 (inc ecx between), and
+    // with type 4: #GP(0); hlt
+    const r = await faultOf(
+      "long",
+      "0f 20 e0 0d 00 00 02 00 0f 22 e0 0f 20 d8 48 83 c8 05 48 0f ba e8 3f 0f 22 d8 0f 20 db 6a 00 6a 05 " +
+        "31 c9 66 0f 38 82 0c 24 ff c1 66 0f 38 82 0c 24 ff c1 66 0f 38 82 0c 24 ff c1 66 0f 38 82 0c 24 " +
+        "b9 04 00 00 00 66 0f 38 82 0c 24 f4",
+    );
+    expect(r.vectors).toEqual([GP]);
+    expect(r.errorCode).toBe(0n);
+    expect(r.frameRip).toBe(0x10046n);
+    expect(r.sregs.cr4 & 0x20000n).toBe(0x20000n);
+    expect(r.sregs.cr3 & 0xfffn).toBe(5n);
+    expect(r.sregs.cr3 >> 63n).toBe(0n);
   });
 });
 

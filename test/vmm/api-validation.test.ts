@@ -99,7 +99,7 @@ describe("setSregs", () => {
     ["a segment type that is not a number", "ds.type", { ds: { type: "data" } }],
     ["a DS base above 4 GiB", "ds.base", { ds: { base: 1n << 32n } }],
     ["a register that does not exist", "cr5", { cr5: 0n }],
-    ["CR4.SMEP, which the soft CPU does not offer", "cr4", { cr4: 0x100020n }],
+    ["CR4.PKE, which the soft CPU does not offer", "cr4", { cr4: 0x400020n }],
     ["CR3 above the soft CPU's MAXPHYADDR (39)", "cr3", { cr3: 1n << 40n }],
   ] as const)("%s is refused", async (_name, register, sregs) => {
     await refused(register, (vm) => vm.vcpu(0).setSregs(sregs as unknown as Partial<SpecialRegs>));

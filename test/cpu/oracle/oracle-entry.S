@@ -53,6 +53,8 @@ oracle_run:
         mov r13, [rdi + 13*8]
         mov r14, [rdi + 14*8]
         mov r15, [rdi + 15*8]
+        /* the case's SS (a 16-bit LDT stack segment, or the usual 0x2b), right before its RSP */
+        mov ss, word ptr [rip + oracle_ss]
         mov rsp, [rdi + 4*8]
         mov rdi, [rdi + 7*8]
         /* far jump through oracle_far_entry (m16:32): CS 0x33 runs the code in 64-bit mode, 0x23
@@ -79,6 +81,9 @@ oracle_exit:
         mov [rip + oracle_out + 13*8], r13
         mov [rip + oracle_out + 14*8], r14
         mov [rip + oracle_out + 15*8], r15
+        /* the 64-bit user data segment again, after a case on the 16-bit stack segment */
+        mov eax, 0x2b
+        mov ss, eax
         mov rsp, [rip + oracle_host_rsp]
         pushfq
         pop rax

@@ -12,6 +12,12 @@ export const CODE_ADDR = 0x200000;
 export const SCRATCH_ADDR = 0x300000;
 export const SCRATCH_SIZE = 1024;
 export const CODE_MAX = 64;
+/** base of the 16-bit stack segment (64 KiB) the helper's cases with `stack16` run on */
+export const STACK16_ADDR = 0x310000;
+/** the helper's LDT selectors: the 16-bit stack segment and the 16-bit code segment (based at CODE_ADDR) */
+export const SEL_STACK16 = 0x07;
+export const SEL_CODE16 = 0x0f;
+const FLAG_STACK16 = 1;
 const MAGIC = 0x4f52434c;
 
 /** bytes 0-159 of an FXSAVE image in the state: FCW .. MXCSR, then ST0-7 (16 bytes each) */
@@ -49,8 +55,12 @@ export interface OracleCase {
   code: Uint8Array;
   state: CpuState;
   /** 64 (default): 64-bit mode; 32: compatibility mode, where only the low 32 bits of RAX..RDI and
-   * XMM0-7 are defined afterwards */
-  bits?: 32 | 64;
+   * XMM0-7 are defined afterwards; 16: 16-bit code (CS = SEL_CODE16, based at CODE_ADDR, from IP 0;
+   * RIP in the result is linear) */
+  bits?: 16 | 32 | 64;
+  /** SS is a 16-bit (B = 0) data segment based at STACK16_ADDR; the scratch bytes are then its two
+   * ends: 0-511 are SS:0xFE00-0xFFFF, 512-1023 are SS:0x0000-0x01FF */
+  stack16?: boolean;
 }
 
 export interface OracleResult {
@@ -126,6 +136,51 @@ export function oracle32UnsupportedReason(): string | undefined {
   return reason;
 }
 
+let ldt16: { reason: string | undefined } | undefined;
+
+/**
+ * Why cases with 16-bit code or a 16-bit stack segment (LDT descriptors the helper installs with
+ * modify_ldt) cannot run on this host, or undefined when they can. The helper checks that the
+ * processor sees its LDT (`--probe-ldt`); then one 16-bit case on the 16-bit stack must come back.
+ */
+export function oracle16UnsupportedReason(): string | undefined {
+  if (ldt16) return ldt16.reason;
+  let reason = oracleUnsupportedReason();
+  if (reason === undefined) {
+    let bin: string | undefined;
+    try {
+      bin = oracleBinary();
+    } catch {
+      // a helper that cannot be built fails the suites that use it, with its own error
+    }
+    if (bin !== undefined) {
+      const probe = spawnSync(bin, ["--probe-ldt"], { encoding: "utf8" });
+      if (probe.status !== 0) {
+        reason = `this host runs no 16-bit LDT segments (${probe.stdout.trim() || probe.stderr.trim() || probe.signal})`;
+      } else {
+        const nop: OracleCase = {
+          code: Uint8Array.of(0x90),
+          bits: 16,
+          stack16: true,
+          state: {
+            gpr: new Array<bigint>(16).fill(0n),
+            rflags: 2n,
+            rip: 0n,
+            xmm: new Uint8Array(256),
+            scratch: new Uint8Array(SCRATCH_SIZE),
+          },
+        };
+        const r = spawnSync(bin, [], { input: encodeRequests([nop]) });
+        if (r.signal || r.status !== 0)
+          reason = `this host cannot run 16-bit code on a 16-bit stack segment (the oracle ended with ${r.signal ?? `status ${r.status}`}: ${r.stderr.toString().trim()})`;
+      }
+    }
+  }
+  ldt16 = { reason };
+  if (reason !== undefined) console.warn(`16-bit oracle cases skipped: ${reason}`);
+  return reason;
+}
+
 let cachedPath: string | undefined;
 
 /** Path of an up-to-date oracle binary: CMake's build when newer than the sources, else one built
@@ -184,6 +239,7 @@ export function encodeRequests(cases: readonly OracleCase[]): Buffer {
     buf.writeUInt32LE(MAGIC, o);
     buf.writeUInt32LE(c.code.length, o + 4);
     buf.writeUInt32LE(c.bits ?? 64, o + 8);
+    buf.writeUInt32LE(c.stack16 ? FLAG_STACK16 : 0, o + 12);
     buf.set(c.code, o + 16);
     writeState(buf, o + 16 + CODE_MAX, c.state);
   });

@@ -15,7 +15,7 @@ OBJCOPY=${OBJCOPY:-objcopy}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT INT TERM
 cd "$here"
-for src in apic-timer ioapic-uart ioapic-pit pic-pit tsc-deadline x2apic-faults x2apic-ipi; do
+for src in apic-timer ioapic-uart ioapic-pit pic-pit tsc-deadline x2apic-faults x2apic-ipi access-rights; do
   $AS --32 -o "$tmp/$src-32.o" "$src.S"
   $LD -m elf_i386 -nostdlib -static -N -Ttext=0x10000 --build-id=none --no-warn-rwx-segments \
     -e _start -o "$tmp/$src-32.elf" "$tmp/$src-32.o"

@@ -55,9 +55,14 @@ export function writeControls(lp: LogicalProcessor, pages: SoftVmcsPages): void 
     ) & ~((Proc.CR3_LOAD | Proc.CR3_STORE) & ~TRUE_PROC_CAPS.mustBeOne);
   lp.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, proc >>> 0);
   const pauseLoop = pages.vcpus > 1 ? Proc2.PAUSE_LOOP : 0;
+  // INVPCID runs in the guest as CPUID offers it (otherwise it is #UD in non-root operation); it
+  // does not exit, as INVLPG exiting is off
   lp.vmwrite(
     F.SECONDARY_VM_EXEC_CONTROL,
-    adjustControls(Proc2.EPT | Proc2.UNRESTRICTED_GUEST | Proc2.RDTSCP | Proc2.VPID | pauseLoop, PROC2_CAPS),
+    adjustControls(
+      Proc2.EPT | Proc2.UNRESTRICTED_GUEST | Proc2.RDTSCP | Proc2.VPID | Proc2.INVPCID | pauseLoop,
+      PROC2_CAPS,
+    ),
   );
   lp.vmwrite(F.PLE_GAP, PLE_GAP);
   lp.vmwrite(F.PLE_WINDOW, PLE_WINDOW);
