@@ -1019,65 +1019,50 @@ let softLin = 0;
 
 // ------------------------------------------------------------------ fast system calls
 
+// The soft CPU is GenuineIntel: SYSCALL and SYSRET are #UD outside 64-bit mode (legacy and
+// compatibility mode too, where AMD's run them through CSTAR/STAR), SDM Vol. 2B SYSCALL/SYSRET.
+
 export function syscall(cpu: Interpreter): void {
-  if ((cpu.efer & 1) === 0) throw new CpuFault(Vec.UD, undefined);
-  const star = cpu.star;
-  const cs = Number((star >> 32n) & 0xfffcn);
+  if ((cpu.efer & 1) === 0 || !cpu.mode64) throw new CpuFault(Vec.UD, undefined);
+  const cs = Number((cpu.star >> 32n) & 0xfffcn);
   const flags = cpu.getFlags();
-  const long = (cpu.efer & 0x400) !== 0;
-  const target = cpu.mode64 ? cpu.lstar : cpu.cstar;
   cpu.segSel[1] = cs;
   cpu.segBase[1] = 0;
   cpu.segLimit[1] = 0xffffffff;
+  cpu.segAr[1] = 0xa09b;
   cpu.segSel[2] = cs + 8;
   cpu.segBase[2] = 0;
   cpu.segLimit[2] = 0xffffffff;
   cpu.segAr[2] = 0xc093;
-  if (long) {
-    const next = cpu.ip;
-    cpu.lo[1] = next;
-    cpu.hi[1] = Math.floor(next / TWO32);
-    cpu.lo[11] = flags;
-    cpu.hi[11] = 0;
-    cpu.segAr[1] = 0xa09b;
-    cpu.setFlags(flags & ~cpu.sfmask & ~FL_RF);
-    // TF masked: no single-step trap after the SYSCALL (Linux reports it itself at syscall exit)
-    if ((flags & cpu.sfmask & FL_TF) !== 0) cpu.dbgNoStep = true;
-    updateMode(cpu);
-    cpu.ip = target;
-  } else {
-    cpu.lo[1] = cpu.ip;
-    cpu.segAr[1] = 0xc09b;
-    cpu.setFlags(flags & ~(FL_IF | FL_VM | FL_RF));
-    updateMode(cpu);
-    cpu.ip = Number(star & 0xffffffffn);
-  }
+  const next = cpu.ip;
+  cpu.lo[1] = next;
+  cpu.hi[1] = Math.floor(next / TWO32);
+  cpu.lo[11] = flags;
+  cpu.hi[11] = 0;
+  cpu.setFlags(flags & ~cpu.sfmask & ~FL_RF);
+  // TF masked: no single-step trap after the SYSCALL (Linux reports it itself at syscall exit)
+  if ((flags & cpu.sfmask & FL_TF) !== 0) cpu.dbgNoStep = true;
+  updateMode(cpu);
+  cpu.ip = cpu.lstar;
 }
 
 export function sysret(cpu: Interpreter, rexW: boolean): void {
-  if ((cpu.efer & 1) === 0) throw new CpuFault(Vec.UD, undefined);
-  if (!cpu.pm || cpu.cpl !== 0) throw gp(0);
+  if ((cpu.efer & 1) === 0 || !cpu.mode64) throw new CpuFault(Vec.UD, undefined);
+  if (cpu.cpl !== 0) throw gp(0);
   const base = Number((cpu.star >> 48n) & 0xffffn);
-  const long = (cpu.efer & 0x400) !== 0;
   let target: number;
-  if (long) {
-    if (rexW) {
-      target = cpu.hi[1] * TWO32 + (cpu.lo[1] >>> 0);
-      if (target >= 0x800000000000 || target < -0x800000000000) throw gp(0);
-      cpu.segSel[1] = (base + 16) | 3;
-      cpu.segAr[1] = 0xa0fb;
-    } else {
-      target = cpu.lo[1] >>> 0;
-      cpu.segSel[1] = base | 3;
-      cpu.segAr[1] = 0xc0fb;
-    }
-    cpu.setFlags((cpu.lo[11] & 0x3c7fd7) | 2);
+  if (rexW) {
+    target = cpu.hi[1] * TWO32 + (cpu.lo[1] >>> 0);
+    // Intel faults in ring 0 on a non-canonical RCX (AMD would fault in ring 3)
+    if (target >= 0x800000000000 || target < -0x800000000000) throw gp(0);
+    cpu.segSel[1] = (base + 16) | 3;
+    cpu.segAr[1] = 0xa0fb;
   } else {
     target = cpu.lo[1] >>> 0;
     cpu.segSel[1] = base | 3;
     cpu.segAr[1] = 0xc0fb;
-    cpu.setFlags(cpu.getFlags() | FL_IF);
   }
+  cpu.setFlags((cpu.lo[11] & 0x3c7fd7) | 2);
   cpu.segBase[1] = 0;
   cpu.segLimit[1] = 0xffffffff;
   cpu.segSel[2] = (base + 8) | 3;

@@ -211,6 +211,32 @@ describe("non-canonical RIP (SDM Vol. 2A JMP/CALL/RET, Vol. 2B IRET: #GP(0) at t
   });
 });
 
+describe("SYSCALL and SYSRET outside 64-bit mode (SDM Vol. 2B: #UD on Intel, whose vendor the CPU reports)", () => {
+  // wrmsr EFER = SCE (ecx = 0xC0000080, eax = 1, edx = 0), then the instruction, then hlt
+  const sce = "b9 80 00 00 c0 b8 01 00 00 00 31 d2 0f 30";
+  it.each([
+    ["SYSCALL", "0f 05"],
+    ["SYSRET", "0f 07"],
+  ])("%s in 32-bit protected mode with EFER.SCE = 1 is #UD", (_name, insn) => {
+    const { g, vector } = run("prot32", `${sce} ${insn} f4`);
+    expect(vector).toBe(UD);
+    expect(g.cpu.getControl("efer") & 1n).toBe(1n);
+    expect(g.cpu.cpl).toBe(0);
+  });
+
+  it("SYSCALL in 64-bit mode with EFER.SCE = 0 is #UD; with SCE = 1 it enters at LSTAR", () => {
+    const off = run("long", "0f 05 f4", (g) => g.cpu.setMsr(0xc0000080, 0xd00n));
+    expect(off.vector).toBe(UD);
+    const on = run("long", "0f 05 f4", (g) => {
+      g.cpu.setMsr(0xc0000080, 0xd01n);
+      g.cpu.setMsr(0xc0000081, 0x0028_0018_0000_0000n);
+      g.cpu.setMsr(0xc0000082, BigInt(CODE + 2)); // the HLT after the SYSCALL
+    });
+    expect(on.vector).toBe(-1);
+    expect(on.g.cpu.getGpr(1)).toBe(BigInt(CODE + 2));
+  });
+});
+
 describe("real mode: an access past the 64 KiB segment limit (SDM Vol. 3B 21.1.1)", () => {
   it("a word at DS:0xFFFF is #GP, a dword at DS:0xFFFC is not", () => {
     const { g, vector } = run("real", "a1 ff ff f4", (g) => g.cpu.setGpr(0, 0x1234n));
