@@ -189,6 +189,8 @@ export {
 } from "./inspect/index.js";
 export { KvmUnavailableError, type KvmUnavailableReason } from "./kvm/errors.js";
 export type { SaveOptions, SaveResult } from "./snapshot/index.js";
+// the base of the errors that were RangeErrors (DeviceConfigError, GuestMemoryError, ...)
+export { VmmRangeError } from "./types/errors.js";
 // exits.ts's DebugExit (a debug exception) is exported as DebugExceptionExit: DebugExit is the
 // isa-debug-exit device.
 export type {

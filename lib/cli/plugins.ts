@@ -16,6 +16,7 @@ export class PluginError extends VmmError {
   override readonly code: string = "ERR_VMM_PLUGIN";
 }
 
+/** What `nodevmm run --plugin MODULE[,key=value...]` hands a plugin's default export beside the machine. */
 export interface PluginContext {
   /** `key=value` pairs after the module path; a key given without `=` maps to "" */
   readonly options: Readonly<Record<string, string>>;

@@ -26,7 +26,8 @@ import { LAYOUTS } from "./layouts.js";
 export type KvmRawExit = Extract<RawExit, { backend: "kvm" }>;
 
 /** The exits of the shared union, with raw narrowed to KVM's. */
-type FromKvm<E extends VmExit> = Omit<E, "raw"> & { raw: KvmRawExit };
+/** A VmExit as KVM reports it: the same shape, with KVM's raw exit code. */
+export type FromKvm<E extends VmExit> = Omit<E, "raw"> & { raw: KvmRawExit };
 /** `IoExit` of the main package as KVM reports it (`raw` is a {@link KvmRawExit}). */
 export type KvmIoExit = FromKvm<IoExit>;
 /** `MmioExit` of the main package as KVM reports it (`raw` is a {@link KvmRawExit}). */

@@ -1,4 +1,26 @@
 // lib/kvm: the KVM API in TypeScript over a system-call binding (the addon or koffi).
+
+export { VmmError, VmmRangeError } from "../types/errors.js";
+// the shared types its signatures use (also exported by the main entry, "nodevmm")
+export type {
+  CpuidExit,
+  DebugExit,
+  FailEntryExit,
+  HltExit,
+  HypercallExit,
+  InternalErrorExit,
+  IntrExit,
+  IoExit,
+  IrqWindowOpenExit,
+  MmioExit,
+  MsrExit,
+  RawExit,
+  ShutdownExit,
+  SystemEventExit,
+  UnknownExit,
+  VmExit,
+} from "../types/exits.js";
+export type { DescriptorTable, Regs, Segment, SpecialRegs } from "../types/regs.js";
 export * from "./binding.js";
 export * from "./coalesced.js";
 export * from "./constants.js";

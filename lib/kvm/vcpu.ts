@@ -281,6 +281,9 @@ export class KvmVcpu {
   }
 
   /** kvm_run.request_interrupt_window: exit with irq_window_open when the guest can take an interrupt. */
+  get requestInterruptWindow(): boolean {
+    return this.#runBytes[LAYOUTS.kvm_run.fields.request_interrupt_window] !== 0;
+  }
   set requestInterruptWindow(v: boolean) {
     this.fd;
     this.#runBytes[LAYOUTS.kvm_run.fields.request_interrupt_window] = v ? 1 : 0;
