@@ -85,23 +85,16 @@ export interface CliStreams {
   stdin: NodeJS.ReadStream;
 }
 
-/** lib/vmm/machine.ts's bound on memoryMiB: 64 GiB */
+/** lib/vmm/machine.ts's bound on memoryMiB (either backend): 64 GiB */
 export const MAX_MEM_MIB = 1 << 16;
-/** lib/vmm/backends/soft.ts's bound: guest RAM below the 32-bit PCI hole, 3 GiB */
-export const SOFT_MAX_MEM_MIB = 3 << 10;
 
 const sizeText = (mib: number): string => (mib % 1024 === 0 ? `${mib / 1024}G` : `${mib}M`);
 
-/** The guest RAM a --backend can give: a usage error naming the limit when it is more. */
-function checkMemory(memoryMiB: number, text: string, backend: RunCliOptions["backend"]): void {
+/** The guest RAM a machine can have: a usage error naming the limit when it is more. */
+function checkMemory(memoryMiB: number, text: string): void {
   if (memoryMiB > MAX_MEM_MIB) {
     throw new CliUsageError(
       `--mem: ${text} is more than a machine can have (at most ${sizeText(MAX_MEM_MIB)})`,
-    );
-  }
-  if (backend === "soft" && memoryMiB > SOFT_MAX_MEM_MIB) {
-    throw new CliUsageError(
-      `--mem: ${text} is more than the soft backend can give (at most ${sizeText(SOFT_MAX_MEM_MIB)}); KVM can give more`,
     );
   }
 }
@@ -201,7 +194,7 @@ async function runWithFiles(
   let traceOut: { write(text: string): unknown } = {
     write: (text: string) => io.stderr.write(lines.takeBreak() + text),
   };
-  let backend = o.backend;
+  const backend = o.backend;
   let memText: string;
   // every argument is checked, and every output file opened, before a backend starts
   try {
@@ -243,9 +236,7 @@ async function runWithFiles(
     // a distribution kernel wants more than a tiny guest's 64 MiB to decompress and start
     memText = o.mem ?? (linux ? "256M" : "64M");
     memoryMiB = parseMemory(memText);
-    checkMemory(memoryMiB, memText, o.backend);
-    // more RAM than the soft backend has can only come from KVM: "auto" then means KVM or nothing
-    if (backend === "auto" && memoryMiB > SOFT_MAX_MEM_MIB) backend = "kvm";
+    checkMemory(memoryMiB, memText);
     serialOut = output(serial, "--serial");
     debugconOut = output(debugcon, "--debugcon");
     if (o.traceFile !== undefined) {
@@ -290,23 +281,14 @@ async function runWithFiles(
   const trace = o.trace || o.traceFile !== undefined;
   try {
     try {
-      try {
-        vm = await createMachine({
-          memoryMiB,
-          vcpus,
-          backend,
-          strict: o.strict ?? false,
-          deterministic: o.deterministic ?? false,
-          ...(o.vcpuThread ? { vcpuThread: true } : {}),
-        });
-      } catch (e) {
-        if (backend !== o.backend) {
-          throw new CliUsageError(
-            `--mem: ${memText} needs KVM (the soft backend gives at most ${sizeText(SOFT_MAX_MEM_MIB)}): ${messageOf(e)}`,
-          );
-        }
-        throw e;
-      }
+      vm = await createMachine({
+        memoryMiB,
+        vcpus,
+        backend,
+        strict: o.strict ?? false,
+        deterministic: o.deterministic ?? false,
+        ...(o.vcpuThread ? { vcpuThread: true } : {}),
+      });
       // --stats prints handling times: time every exit, not a sample of them (lib/vmm/stats.ts)
       if (o.stats) vm.stats.timeEvery = 1;
       const fallback = vm.backendInfo.fallbackReason;

@@ -17,6 +17,23 @@ interface Chunk {
   base: number;
   bytes: Uint8Array;
   view: DataView;
+  /** the chunk in WINDOW-sized views (resolve() hands these out); [bytes] when it is no larger */
+  windows: Uint8Array[];
+}
+
+/**
+ * resolve() hands out a chunk in views of at most 1 GiB, so that an offset into one always fits 31
+ * bits: the interpreter's TLB keeps offsets in Int32Arrays (a 3 GiB RAM chunk read at 2.5 GiB
+ * through an offset that wrapped gave wrong data, or a RangeError from a DataView).
+ */
+const WINDOW = 2 ** 30;
+
+function windowsOf(bytes: Uint8Array): Uint8Array[] {
+  if (bytes.length <= WINDOW) return [bytes];
+  const out: Uint8Array[] = [];
+  for (let at = 0; at < bytes.length; at += WINDOW)
+    out.push(bytes.subarray(at, Math.min(at + WINDOW, bytes.length)));
+  return out;
 }
 
 export interface HostLocation {
@@ -65,7 +82,7 @@ export class HostMemory {
         throw new HostMemoryError(`host-physical 0x${base.toString(16)} is already backed`);
       }
       const bytes = new Uint8Array(buffer);
-      this.#chunks.push({ base, bytes, view: new DataView(buffer) });
+      this.#chunks.push({ base, bytes, view: new DataView(buffer), windows: windowsOf(bytes) });
     }
   }
 
@@ -78,7 +95,7 @@ export class HostMemory {
     const base = Math.ceil(this.#next / align) * align;
     if (base + rounded > 2 ** MAXPHYADDR) throw new HostMemoryError("host-physical address space exhausted");
     const bytes = this.#shared ? new Uint8Array(new SharedArrayBuffer(rounded)) : new Uint8Array(rounded);
-    this.#chunks.push({ base, bytes, view: new DataView(bytes.buffer) });
+    this.#chunks.push({ base, bytes, view: new DataView(bytes.buffer), windows: windowsOf(bytes) });
     this.#next = base + rounded;
     return { hpa: base, bytes: rounded === size ? bytes : bytes.subarray(0, size) };
   }
@@ -110,10 +127,26 @@ export class HostMemory {
     return c !== undefined && hpa + length <= c.base + c.bytes.length;
   }
 
-  /** The bytes holding hpa, or undefined when nothing is there. */
+  /**
+   * The bytes holding hpa, or undefined when nothing is there: a view of at most 1 GiB (WINDOW,
+   * page-aligned), so the offset fits 31 bits and the page at hpa lies wholly in it.
+   */
   resolve(hpa: number): HostLocation | undefined {
     const c = this.#find(hpa);
-    return c ? { bytes: c.bytes, offset: hpa - c.base } : undefined;
+    if (!c) return undefined;
+    const offset = hpa - c.base;
+    if (c.windows.length === 1) return { bytes: c.bytes, offset };
+    const k = Math.floor(offset / WINDOW);
+    return { bytes: c.windows[k]!, offset: offset - k * WINDOW };
+  }
+
+  /** [hpa, hpa + length) as a view of the one chunk that holds it (no copy). */
+  view(hpa: number, length: number): Uint8Array {
+    const c = this.#find(hpa);
+    if (!c || hpa + length > c.base + c.bytes.length) {
+      throw new HostMemoryError(`host-physical 0x${hpa.toString(16)} (+${length}) is not backed`);
+    }
+    return c.bytes.subarray(hpa - c.base, hpa - c.base + length);
   }
 
   #at(hpa: number, length: number): { view: DataView; offset: number } {

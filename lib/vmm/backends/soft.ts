@@ -32,6 +32,13 @@ export interface SoftBackendOptions {
   threadModule?: string;
 }
 
+/** guest RAM below the 32-bit PCI hole; the rest is mapped from 4 GiB (as lib/vmm/backends/kvm.ts does) */
+const LOW_RAM_LIMIT = 0xc0000000;
+const HIGH_RAM_BASE = 0x100000000;
+const RAM_CHUNK = 0x40000000;
+/** the machine's own bound (createMachine's memoryMiB) */
+const MAX_RAM = 2 ** 36;
+
 /** Where each vCPU thread's own host-physical allocations begin (VMXON and VMCS regions): 1 GiB apiece above 256 GiB. */
 const THREAD_HPA_BASE = 2 ** 38;
 const THREAD_HPA_STRIDE = 2 ** 30;
@@ -42,7 +49,8 @@ export class SoftBackend implements MachineBackend {
   readonly host: HostMemory;
   readonly #shared: SoftVcpuShared;
   readonly #vcpus: SoftVcpu[] = [];
-  readonly ramHpa: number;
+  /** guest RAM: where each region is in guest-physical and host-physical memory */
+  readonly ram: { gpa: number; hpa: number; size: number }[] = [];
   readonly #threadModule: string | undefined;
   readonly #threaded: SoftThreadVcpu[] = [];
   #threads: SoftVcpuThreads | undefined;
@@ -56,14 +64,23 @@ export class SoftBackend implements MachineBackend {
     if (!Number.isSafeInteger(vcpus) || vcpus < 1 || vcpus > 255) {
       throw new RangeError(`vcpus must be an integer from 1 to 255, got ${vcpus}`);
     }
-    if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE !== 0 || size > 0xc0000000) {
-      throw new RangeError(`memoryBytes must be a positive multiple of 4 KiB up to 3 GiB, got ${size}`);
+    if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE !== 0 || size > MAX_RAM) {
+      throw new RangeError(`memoryBytes must be a positive multiple of 4 KiB up to 64 GiB, got ${size}`);
     }
-    const ram = this.host.allocate(size);
-    this.ramHpa = ram.hpa;
-    this.memory.addRegion(0, ram.bytes);
     const ept = new EptBuilder(this.host);
-    ept.map(0, ram.hpa, size);
+    // a PC's layout, as the KVM backend maps it: up to 3 GiB from 0, the rest from 4 GiB (the
+    // 32-bit PCI hole between), in chunks of at most 1 GiB (an ArrayBuffer's size is bounded)
+    const low = Math.min(size, LOW_RAM_LIMIT);
+    const layout: [number, number][] = [[0, low]];
+    for (let done = low; done < size; done += RAM_CHUNK) {
+      layout.push([HIGH_RAM_BASE + (done - low), Math.min(RAM_CHUNK, size - done)]);
+    }
+    for (const [gpa, bytes] of layout) {
+      const ram = this.host.allocate(bytes);
+      this.memory.addRegion(gpa, ram.bytes);
+      ept.map(gpa, ram.hpa, bytes);
+      this.ram.push({ gpa, hpa: ram.hpa, size: bytes });
+    }
     const ioBitmapA = this.host.allocatePage();
     const ioBitmapB = this.host.allocatePage();
     // every port exits: the machine's buses own all of port space
@@ -130,8 +147,7 @@ export class SoftBackend implements MachineBackend {
       data: {
         vcpus: s.vcpus,
         chunks: this.host.sharedChunks(),
-        ramHpa: this.ramHpa,
-        ramBytes: this.memory.regions[0]!.size,
+        ram: this.ram,
         eptp: s.ept.eptp,
         ioBitmapA: s.ioBitmapA,
         ioBitmapB: s.ioBitmapB,

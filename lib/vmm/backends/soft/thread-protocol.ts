@@ -53,9 +53,8 @@ export interface VcpuWorkerData {
   index: number;
   vcpus: number;
   chunks: SharedChunk[];
-  /** guest RAM: its host-physical address and size (guest-physical 0) */
-  ramHpa: number;
-  ramBytes: number;
+  /** guest RAM: each region's guest-physical and host-physical address and size */
+  ram: { gpa: number; hpa: number; size: number }[];
   eptp: bigint;
   ioBitmapA: number;
   ioBitmapB: number;

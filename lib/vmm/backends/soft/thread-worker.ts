@@ -70,10 +70,8 @@ export function serveVcpu(data: VcpuWorkerData): void {
 
   const host = new HostMemory({ firstHpa: data.firstHpa });
   host.attach(data.chunks);
-  const ram = host.resolve(data.ramHpa);
-  if (!ram) throw new Error("guest RAM is not in the shared chunks");
   const guest = new GuestMemory();
-  guest.addRegion(0, ram.bytes.subarray(ram.offset, ram.offset + data.ramBytes));
+  for (const r of data.ram) guest.addRegion(r.gpa, host.view(r.hpa, r.size));
 
   let vcpu: SoftVcpu | undefined;
   const publish = (): void => {
