@@ -327,3 +327,27 @@ describe("a soft vCPU in a worker thread", () => {
     });
   });
 });
+
+describe("a soft vCPU thread that cannot start", () => {
+  it("is a SoftVcpuThreadError (a VmmError) saying why, not a hang", async () => {
+    const { createSoftBackend, SoftBackend } = await import("../../lib/vmm/backends/soft.js");
+    const { SoftVcpuThreadError } = await import("../../lib/vmm/backends/soft/threads.js");
+    const { VmmError } = await import("../../lib/index.js");
+    const backend = createSoftBackend({
+      memoryBytes: 1 << 20,
+      threadModule: "file:///nonexistent/nodevmm-thread-worker.js",
+    }) as InstanceType<typeof SoftBackend>;
+    try {
+      backend.createVcpu(0);
+      const e = await backend.vcpuThreads().then(
+        () => undefined,
+        (x: unknown) => x,
+      );
+      expect(e).toBeInstanceOf(SoftVcpuThreadError);
+      expect(e).toBeInstanceOf(VmmError);
+      expect((e as Error).message).toMatch(/vCPU 0's thread failed: .*nonexistent/);
+    } finally {
+      backend.close();
+    }
+  });
+});

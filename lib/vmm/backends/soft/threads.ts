@@ -6,6 +6,7 @@
 // thread looks at the vCPU (ended(), and every wait for a call's answer).
 
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from "node:worker_threads";
+import { VmmError } from "../../../types/errors.js";
 import type { VmExit } from "../../../types/exits.js";
 import type { Regs, SpecialRegs } from "../../../types/regs.js";
 import type { ApicMsrAccess, CpuSignal, InterruptController, VcpuBackend } from "../../backend.js";
@@ -35,6 +36,7 @@ import {
   TSC_OFFSET_I64,
   type VcpuWorkerData,
   W,
+  type WireError,
   type WorkerMessage,
 } from "./thread-protocol.js";
 
@@ -58,8 +60,17 @@ import(workerData.url).catch((e) => {
 });
 `;
 
-export class SoftVcpuThreadError extends Error {
+/** A soft vCPU's thread failed to start, stopped answering, or was used out of turn. */
+export class SoftVcpuThreadError extends VmmError {
   override name = "SoftVcpuThreadError";
+  override readonly code: string = "ERR_VMM_VCPU_THREAD";
+}
+
+/** the thread's own error, as one of nodevmm's (its stack kept as the cause) */
+function threadFailed(index: number, w: WireError): SoftVcpuThreadError {
+  return new SoftVcpuThreadError(`vCPU ${index}'s thread failed: ${w.name}: ${w.message}`, {
+    cause: fromWire(w),
+  });
 }
 
 /** What the machine's thread keeps of a vCPU whose thread starts (SoftBackend.createVcpu). */
@@ -162,7 +173,7 @@ export class SoftThreadVcpu implements VcpuBackend {
     const m = receiveMessageOnPort(this.#port)?.message as WorkerMessage | undefined;
     if (!m) return false;
     if (m.t === "failed") {
-      this.#failure = fromWire(m.error, `vCPU ${this.index}'s thread failed: `);
+      this.#failure = threadFailed(this.index, m.error);
       return false;
     }
     if (m.t !== "ready") throw new SoftVcpuThreadError(`vCPU ${this.index}: unexpected ${m.t} before ready`);
@@ -175,7 +186,7 @@ export class SoftThreadVcpu implements VcpuBackend {
       const m = receiveMessageOnPort(this.#port)?.message as WorkerMessage | undefined;
       this.#failure =
         m?.t === "failed"
-          ? fromWire(m.error, `vCPU ${this.index}'s thread failed: `)
+          ? threadFailed(this.index, m.error)
           : new SoftVcpuThreadError(`vCPU ${this.index}'s thread failed`);
     }
     return this.#failure;
