@@ -13,7 +13,7 @@ export interface KnownBug {
 export const KNOWN_BUGS: readonly KnownBug[] = [
   {
     signature: /^(guest|image) run internal-error: .*string I\/O operand is not in guest RAM/,
-    note: "REP INS/OUTS whose memory operand is MMIO or beyond RAM ends the run as internal-error (lib/vmm handlers / soft backend); KVM's emulator completes it through MMIO exits",
+    note: "INS/OUTS whose memory operand the guest's own paging does not map end the run as internal-error (soft backend: the host should deliver the #PF); on MMIO or beyond RAM they complete through MMIO exits",
   },
   {
     signature:

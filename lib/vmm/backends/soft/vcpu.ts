@@ -65,6 +65,8 @@ const MAX_ENTRY_MS = 50;
 type Completion =
   | { kind: "io-in"; size: number; data: Uint8Array; length: number }
   | { kind: "string-io"; finish: () => void }
+  /** a string I/O element whose memory operand is MMIO: its second exit comes from this */
+  | { kind: "string-mmio"; next: () => VmExit }
   | { kind: "mmio-read"; gpa: number; size: number; data: Uint8Array }
   | { kind: "mmio-write"; gpa: number; size: number }
   | { kind: "hypercall"; exit: { ret: bigint }; length: number };
@@ -126,6 +128,8 @@ export class SoftVcpu implements VcpuBackend {
   readonly vmcs: number;
   #launched = false;
   #completion: Completion | undefined;
+  /** an exit to report at the next run() without entering the guest (string I/O on MMIO) */
+  #pendingExit: VmExit | undefined;
   /** the guest spun on PAUSE (see takeYield) */
   #yielded = false;
   /** work count (instructions retired + events delivered) at which run() returns "intr" */
@@ -280,6 +284,9 @@ export class SoftVcpu implements VcpuBackend {
       case "string-io":
         c.finish();
         break;
+      case "string-mmio":
+        this.#pendingExit = c.next();
+        break;
     }
   }
 
@@ -347,6 +354,12 @@ export class SoftVcpu implements VcpuBackend {
 
   #run(): VmExit {
     this.#complete();
+    // the second half of a string I/O element on MMIO reaches the loop before the guest runs on
+    const pending = this.#pendingExit;
+    if (pending) {
+      this.#pendingExit = undefined;
+      return pending;
+    }
     // the host timer bounds this whole call, exits handled here included (a guest that loops on
     // CPUID or faults never reaches the caller otherwise)
     // (a deadline of Infinity: no host-time bound at all, for deterministic runs, which bound
@@ -586,6 +599,7 @@ export class SoftVcpu implements VcpuBackend {
     lp.nmiPending = false;
     lp.mmioReplay.drop();
     this.#completion = undefined;
+    this.#pendingExit = undefined;
     this.#lastRaw = undefined;
   }
 
@@ -841,6 +855,16 @@ export class SoftVcpu implements VcpuBackend {
     }
     // the guest's own paging, over this host's EPT, as the processor walked it
     const gpa = new GuestLinearReader(lp.memory, lp.cpu, this.shared.ept.eptp).translate(linear);
+    if (gpa !== undefined && !guestMemory.find(gpa, size)) {
+      return this.#stringIoMmio(raw, port, size, input, rep, len, {
+        gpa,
+        indexReg,
+        offset,
+        width,
+        down,
+        rcx,
+      });
+    }
     const bytes = size * count;
     if (gpa === undefined || !guestMemory.find(gpa, bytes)) {
       return {
@@ -869,6 +893,55 @@ export class SoftVcpu implements VcpuBackend {
     if (input) this.#completion = { kind: "string-io", finish };
     else finish();
     return { kind: "io", direction: input ? "in" : "out", port, size, count, data, raw };
+  }
+
+  /**
+   * One element of INS/OUTS (REP: one iteration) whose memory operand is MMIO: two exits, in the
+   * order the processor makes the accesses, as KVM's emulator does. OUTS reads the device (an MMIO
+   * read exit), then writes the port with what it read; INS reads the port, then writes the device.
+   * The registers move when the second access reaches the loop (an OUT, an MMIO write: complete as
+   * they are reported); a REP re-executes for the next element.
+   */
+  #stringIoMmio(
+    raw: SoftRaw,
+    port: number,
+    size: 1 | 2 | 4,
+    input: boolean,
+    rep: boolean,
+    len: number,
+    at: { gpa: number; indexReg: number; offset: bigint; width: bigint; down: boolean; rcx: bigint },
+  ): VmExit {
+    const cpu = this.#cpu;
+    const mask = (1n << at.width) - 1n;
+    const step = () => {
+      const keep = at.width === 16n ? ~mask : 0n;
+      const delta = BigInt(size) * (at.down ? -1n : 1n);
+      cpu.setGpr(at.indexReg, (cpu.getGpr(at.indexReg) & keep) | ((at.offset + delta) & mask));
+      if (rep) {
+        cpu.setGpr(1, (cpu.getGpr(1) & keep) | ((at.rcx - 1n) & mask));
+        this.#hostIterations += 1;
+      }
+      if (!rep || at.rcx === 1n) this.#advance(len);
+    };
+    const data = new Uint8Array(size);
+    if (input) {
+      this.#completion = {
+        kind: "string-mmio",
+        next: () => {
+          step();
+          return { kind: "mmio", address: at.gpa, length: size, write: true, data, raw };
+        },
+      };
+      return { kind: "io", direction: "in", port, size, count: 1, data, raw };
+    }
+    this.#completion = {
+      kind: "string-mmio",
+      next: () => {
+        step();
+        return { kind: "io", direction: "out", port, size, count: 1, data, raw };
+      },
+    };
+    return { kind: "mmio", address: at.gpa, length: size, write: false, data, raw };
   }
 
   /**
