@@ -39,6 +39,19 @@ const VCPU_THREAD_INCLUDE = [
   "test/vmm/{guest-runs,machine,virtio,differential,backends,api-validation}.test.ts",
 ];
 
+/**
+ * "shared-memory": the interpreter's suites again with every interpreter in the mode of several
+ * vCPU threads over one guest memory (test/support/shared-memory-mode.ts: locked operations by
+ * compare-and-swap, single-copy atomic accesses, the code-coherence protocol), held to the same
+ * results. Not the suites that make their own threads or modes, nor the host-CPU oracles.
+ */
+const SHARED_MEMORY_INCLUDE = ["test/cpu/**/*.test.ts"];
+const SHARED_MEMORY_EXCLUDE = [
+  "test/cpu/smp-*.test.ts",
+  "test/cpu/differential*.test.ts",
+  "test/cpu/mmx-differential.test.ts",
+];
+
 export default defineConfig({
   test: {
     // test/kvm needs a real /dev/kvm; it skips itself with a visible reason elsewhere.
@@ -66,6 +79,16 @@ export default defineConfig({
           exclude: [...configDefaults.exclude, ...SINGLE_STEP_EXCLUDE],
           env: { NODEVMM_SINGLE_STEP: "1" },
           setupFiles: ["test/support/single-step.ts"],
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "shared-memory",
+          include: SHARED_MEMORY_INCLUDE,
+          exclude: [...configDefaults.exclude, ...SHARED_MEMORY_EXCLUDE],
+          env: { NODEVMM_SHARED_MEMORY: "1" },
+          setupFiles: ["test/support/early-compile.ts", "test/support/shared-memory-mode.ts"],
         },
       },
       {

@@ -162,7 +162,8 @@ async function kvmSmp(): Promise<string | undefined> {
 }
 
 const sides: { side: Side; n: number }[] = [
-  { side: machineSide("soft", { backend: "soft" }), n: N },
+  { side: machineSide("soft, vCPU threads", { backend: "soft", vcpuThread: true }), n: N },
+  { side: machineSide("soft, one thread", { backend: "soft", vcpuThread: false }), n: N },
   { side: machineSide("soft, deterministic", { backend: "soft", deterministic: true }), n: N },
 ];
 const skipped: string[] = [];

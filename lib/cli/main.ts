@@ -61,7 +61,7 @@ export function buildProgram(io: CliStreams, setStatus: (n: number) => void): Co
     )
     .option(
       "--vcpu-thread",
-      "soft backend: run the vCPU in a worker thread beside the exit loop (one vCPU; not with --gdb, --deterministic)",
+      "soft backend: run each vCPU in a worker thread of its own beside the exit loop (not with --gdb, --deterministic)",
     )
     .option(
       "--address <addr>",

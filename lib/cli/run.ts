@@ -222,7 +222,6 @@ async function runWithFiles(
       const clash = [
         [gdb !== undefined, "--gdb"],
         [o.deterministic === true, "--deterministic"],
-        [vcpus > 1, "--smp"],
       ].find(([on]) => on);
       if (clash) throw new CliUsageError(`--vcpu-thread cannot be used with ${clash[1]} yet`);
     }

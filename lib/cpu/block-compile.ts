@@ -126,12 +126,30 @@ function transfers(op: Op): boolean {
 /** the page-offset bound below which an access of `size` bits stays in its page */
 const limit = (size: number): number => 0x1000 - (size >> 3) + 1;
 
+/**
+ * The block being generated runs over guest memory other threads share (Interpreter.smp): its
+ * views are AtomicViews (smp-memory.ts) and an 8-byte access is one access (ld64/st64), not two
+ * 4-byte ones. Set by blockSource for the block it generates.
+ */
+let atomic64 = false;
+
+/** JS source of the little-endian 8-byte read at view m, offset p, into `v` and `vh` */
+function read64(): string {
+  return atomic64
+    ? "const v = m.ld64(p), vh = m.vh;"
+    : "const v = m.getInt32(p, true), vh = m.getInt32(p + 4, true);";
+}
+/** JS source of the little-endian 8-byte write of x, xh at view m, offset p */
+function write64(x: string, xh: string): string {
+  return atomic64 ? `m.st64(p, ${x}, ${xh});` : `m.setInt32(p, ${x}, true); m.setInt32(p + 4, ${xh}, true);`;
+}
+
 /** JS source of the little-endian read of `size` bits at view m, offset p, into `v` (and `vh`) */
 function readMem(size: number): string {
   if (size === 8) return "const v = m.getUint8(p);";
   if (size === 16) return "const v = m.getUint16(p, true);";
   if (size === 32) return "const v = m.getInt32(p, true);";
-  return "const v = m.getInt32(p, true), vh = m.getInt32(p + 4, true);";
+  return read64();
 }
 
 /** JS source of the little-endian write of x (and xh) at view m, offset p */
@@ -139,7 +157,7 @@ function writeMem(size: number, x: string, xh: string): string {
   if (size === 8) return `m.setUint8(p, ${x});`;
   if (size === 16) return `m.setUint16(p, ${x}, true);`;
   if (size === 32) return `m.setInt32(p, ${x}, true);`;
-  return `m.setInt32(p, ${x}, true); m.setInt32(p + 4, ${xh}, true);`;
+  return write64(x, xh);
 }
 
 /** The 16/32-bit offset of a memory operand as a JS sum (16-bit forms have no scale). */
@@ -551,18 +569,18 @@ if (cpu.codeEpoch !== epoch) { cpu.retired++; return -1; }`;
       const done = op.kind === OpKind.Call ? ` tgt = rip0 + ${off + op.len + op.imm};` : "";
       return `{ ${value} const nl = (r4 - 8) | 0, nh = (r4 >>> 0) < 8 ? (h4 - 1) | 0 : h4;
 const lin = nh * ${TWO32} + (nl >>> 0), ${at}; let tg;
-if (((tg = tlbWTag[i]) === lin - o || (tg === lin - o + ${CODE_TAG} && !tlbWCode[i].covers(o, 8))) && o < ${lim}) { const m = tlbWView[i], p = tlbWOff[i] + o; m.setInt32(p, vl, true); m.setInt32(p + 4, vh, true); r4 = nl; h4 = nh;${done} }
+if (((tg = tlbWTag[i]) === lin - o || (tg === lin - o + ${CODE_TAG} && !tlbWCode[i].covers(o, 8))) && o < ${lim}) { const m = tlbWView[i], p = tlbWOff[i] + o; ${write64("vl", "vh")} r4 = nl; h4 = nh;${done} }
 else { ${slowT} } }`;
     }
     this.tlbR = true;
     const rsp = `const lin = h4 * ${TWO32} + (r4 >>> 0), ${at};`;
     if (op.kind === OpKind.Pop) {
       return `{ ${rsp}
-if (tlbRTag[i] === lin - o && o < ${lim}) { const m = tlbRView[i], p = tlbROff[i] + o, v = m.getInt32(p, true), vh = m.getInt32(p + 4, true); h4 = (r4 >>> 0) >= 0xfffffff8 ? (h4 + 1) | 0 : h4; r4 = (r4 + 8) | 0; ${R(op.reg)} = v; ${H(op.reg)} = vh; }
+if (tlbRTag[i] === lin - o && o < ${lim}) { const m = tlbRView[i], p = tlbROff[i] + o; ${read64()} h4 = (r4 >>> 0) >= 0xfffffff8 ? (h4 + 1) | 0 : h4; r4 = (r4 + 8) | 0; ${R(op.reg)} = v; ${H(op.reg)} = vh; }
 else { ${slow} } }`;
     }
     return `{ ${rsp} let t = Number.NaN;
-if (tlbRTag[i] === lin - o && o < ${lim}) { const m = tlbRView[i], p = tlbROff[i] + o; t = m.getInt32(p + 4, true) * ${TWO32} + m.getUint32(p, true); }
+if (tlbRTag[i] === lin - o && o < ${lim}) { const m = tlbRView[i], p = tlbROff[i] + o; ${read64()} t = vh * ${TWO32} + (v >>> 0); }
 if (t >= -140737488355328 && t < 140737488355328) { const a = (r4 >>> 0) + ${8 + op.imm}; h4 = (h4 + Math.floor(a / ${TWO32})) | 0; r4 = a | 0; tgt = t; }
 else { ${slowT} } }`;
   }
@@ -652,7 +670,8 @@ else { ${slow} } }`;
 }
 
 /** the body of the block's function (compileBlock), for tests and for reading */
-export function blockSource(blk: Block): string {
+export function blockSource(blk: Block, atomic = false): string {
+  atomic64 = atomic;
   const ops = blk.ops;
   const n = ops.length;
   const g = new Gen(ops);
@@ -720,7 +739,7 @@ export function blockSource(blk: Block): string {
   return `${head.join("\n")}\n${g.out.join("\n")}`;
 }
 
-export function compileBlock(blk: Block): CompiledBlock {
+export function compileBlock(blk: Block, atomic = false): CompiledBlock {
   const ops = blk.ops;
   const factory = new Function(
     "generic",
@@ -733,7 +752,7 @@ const [${ops.map((_, k) => `o${k}`).join(", ")}] = ops;
 const [${ops.map((_, k) => `f${k}`).join(", ")}] = ops.map((o) => o.fn);
 let warm = 0;
 return function block(cpu, budget) {
-${blockSource(blk)}
+${blockSource(blk, atomic)}
 };`,
   ) as (
     generic: typeof genericOp,

@@ -634,7 +634,8 @@ export function loadFast(cpu: Interpreter, op: Op): void {
   const o = lin & 0xfff;
   const i = (lin >>> 12) & 0xfff;
   const d = op.reg;
-  if (cpu.tlbRTag[i] === lin - o && o < 0xff9) {
+  // with shared memory (cpu.smp) the word goes through rd32/rd64: one access, not bytes
+  if (cpu.tlbRTag[i] === lin - o && o < 0xff9 && cpu.smp === null) {
     const m = cpu.tlbRMem[i];
     const p = cpu.tlbROff[i] + o;
     cpu.lo[d] = m[p] | (m[p + 1] << 8) | (m[p + 2] << 16) | (m[p + 3] << 24);
@@ -657,7 +658,7 @@ export function storeFast(cpu: Interpreter, op: Op): void {
   const i = (lin >>> 12) & 0xfff;
   const s = op.reg;
   const v = cpu.lo[s];
-  if (cpu.tlbWTag[i] === lin - o && o < 0xff9) {
+  if (cpu.tlbWTag[i] === lin - o && o < 0xff9 && cpu.smp === null) {
     const m = cpu.tlbWMem[i];
     const p = cpu.tlbWOff[i] + o;
     m[p] = v;

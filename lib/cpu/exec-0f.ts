@@ -1,6 +1,7 @@
 // The two-byte opcode map (0F xx): system instructions, CMOV/SETcc/Jcc near, bit operations,
 // MOVZX/MOVSX, CMPXCHG/XADD, CPUID/RDTSC/RDMSR/WRMSR; SSE is forwarded to sse.ts.
 
+import { serializeCode } from "./code-coherence.js";
 import {
   type ControlState,
   CR4_OFFERED,
@@ -27,6 +28,7 @@ import type { Interpreter } from "./interpreter.js";
 import { EFER_LMA, EFER_LME, toBig, toNum } from "./interpreter.js";
 import { smapAcCleared } from "./mmu.js";
 import { readMsr, tsc, writeMsr } from "./msr.js";
+import { lockedCmpxchg8b16b, mfence } from "./smp-atomic.js";
 import { sse } from "./sse.js";
 import {
   descAr,
@@ -120,6 +122,7 @@ export function exec0f(cpu: Interpreter, op: number): void {
     case 0x09:
       needCpl0(cpu);
       if (cpu.requireHooks().other(op === 8 ? "invd" : "wbinvd", cpu.ctx())) throw EXIT_SIGNAL;
+      if (cpu.smp !== null) serializeCode(cpu);
       return;
     case 0x0b:
       throw new CpuFault(Vec.UD, undefined);
@@ -153,6 +156,7 @@ export function exec0f(cpu: Interpreter, op: number): void {
         return;
       }
       if (!writeMsr(cpu, idx, value)) gp0();
+      if (cpu.smp !== null) serializeCode(cpu);
       return;
     }
     case 0x31:
@@ -376,6 +380,8 @@ function cpuid(cpu: Interpreter): void {
     cpu.exitDeferred = true;
     return;
   }
+  // serializing (SDM 9.1.3): code other vCPUs wrote is seen from the next instruction on
+  if (cpu.smp !== null) serializeCode(cpu);
   const r = cpuidModel(leaf, sub, 0);
   for (let i = 0; i < 4; i++) cpu.setReg(32, [0, 3, 1, 2][i], r[i] >>> 0, 0);
 }
@@ -468,6 +474,7 @@ function group6(cpu: Interpreter): void {
       needCpl0(cpu);
       const sel = cpu.readRM(16);
       if (hooks.descriptorTable(op === 2 ? "lldt" : "ltr", cpu.ctx())) throw EXIT_SIGNAL;
+      if (cpu.smp !== null) serializeCode(cpu);
       if (op === 2) loadLdt(cpu, sel);
       else loadTr(cpu, sel);
       return;
@@ -593,6 +600,7 @@ function group7(cpu: Interpreter): void {
         if (cpu.osz === 16) base &= 0xffffff;
       }
       if (hooks.descriptorTable(op === 2 ? "lgdt" : "lidt", cpu.ctx())) throw EXIT_SIGNAL;
+      if (cpu.smp !== null) serializeCode(cpu);
       // a 64-bit base must be canonical (SDM Vol. 2A LGDT/LIDT: #GP(0) in 64-bit mode)
       if (cpu.mode64 && !canonicalNumber(base)) gp0();
       if (op === 2) {
@@ -688,6 +696,8 @@ function movCr(cpu: Interpreter, toCr: boolean): void {
   if (cr !== 0 && cr !== 2 && cr !== 3 && cr !== 4 && cr !== 8) ud();
   const size = cpu.mode64 ? 64 : 32;
   const hooks = cpu.requireHooks();
+  // MOV to CR serializes (SDM 9.3); CR8 does not
+  if (toCr && cr !== 8 && cpu.smp !== null) serializeCode(cpu);
   if (!toCr) {
     if (hooks.crAccess({ type: "mov-from", cr, gpr }, cpu.ctx())) throw EXIT_SIGNAL;
     let v: number;
@@ -781,6 +791,8 @@ function movDr(cpu: Interpreter, toDr: boolean): void {
   // DR6/DR7 bits 63:32 are reserved: writing a 1 there is #GP(0) in 64-bit mode
   if (toDr && r >= 6 && cpu.mode64 && cpu.hi[cpu.rm] !== 0) gp0();
   if (toDr) {
+    // MOV to DR serializes (SDM 9.3)
+    if (cpu.smp !== null) serializeCode(cpu);
     // DR0-DR3 hold 64-bit linear addresses in 64-bit mode (signed, as the interpreter forms them)
     cpu.dr[r] = r < 4 && cpu.mode64 ? cpu.hi[cpu.rm] * TWO32 + (cpu.lo[cpu.rm] >>> 0) : cpu.lo[cpu.rm] >>> 0;
     if (r !== 6) syncDebug(cpu, r < 4);
@@ -816,6 +828,10 @@ function group9(cpu: Interpreter): void {
     if (cpu.osz === 64 && (cpu.ea & 15) !== 0) throw new CpuFault(Vec.GP, 0);
     cpu.eaAccess(cpu.osz === 64 ? 16 : 8, true);
     cpu.probeWrite(cpu.ea, cpu.osz === 64 ? 16 : 8);
+    if (cpu.lockRmw) {
+      lockedCmpxchg8b16b(cpu, cpu.osz === 64);
+      return;
+    }
     if (cpu.osz === 64) {
       // CMPXCHG16B
       const l0 = cpu.rd64(cpu.ea);
@@ -864,8 +880,13 @@ function group15(cpu: Interpreter): void {
   cpu.modrm(0);
   const op = cpu.reg & 7;
   if (cpu.mod === 3) {
-    // LFENCE (5), MFENCE (6), SFENCE (7): ordering is trivially satisfied by one interpreter
-    if (op >= 5) return;
+    // LFENCE (5), MFENCE (6), SFENCE (7): ordering is trivially satisfied by one interpreter;
+    // with memory shared by other threads MFENCE is a sequentially consistent atomic (a full
+    // barrier), and loads and stores are not reordered by the interpreter anyway
+    if (op >= 5) {
+      if (op === 6 && cpu.smp !== null) mfence(cpu);
+      return;
+    }
     if (cpu.rep === 0xf3 && cpu.mode64 && op < 4) {
       // RDFSBASE/RDGSBASE/WRFSBASE/WRGSBASE
       if ((cpu.cr4 & 0x10000) === 0) ud();

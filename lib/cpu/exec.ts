@@ -22,6 +22,7 @@ import {
 import { EventType } from "./hooks.js";
 import type { Interpreter } from "./interpreter.js";
 import { mulS64, product } from "./mul64.js";
+import { lockedInsn, lockedXchg } from "./smp-atomic.js";
 import { applyFlags, farReturn, farTransfer, iret, loadSeg, softwareInterrupt } from "./system.js";
 import { x87 } from "./x87.js";
 
@@ -129,7 +130,14 @@ function prefixed(cpu: Interpreter, b: number): void {
           cpu.asz = cpu.csD !== adsz ? 32 : 16;
         }
         cpu.opsizePrefix = opsz;
-        if (cpu.lock) checkLock(cpu, b);
+        if (cpu.lock) {
+          checkLock(cpu, b);
+          // other threads share the memory: a compare-and-swap, again until it succeeds
+          if (cpu.smp !== null) {
+            lockedInsn(cpu, b, op1);
+            return;
+          }
+        }
         op1(cpu, b);
         return;
     }
@@ -614,6 +622,13 @@ function op1(cpu: Interpreter, b: number): void {
     case 0x87: {
       const size = b === 0x86 ? 8 : cpu.osz;
       cpu.modrm(0);
+      // XCHG with memory is locked, prefix or not (SDM Vol. 2 XCHG)
+      if (cpu.smp !== null && cpu.mod !== 3 && !cpu.lockRmw) {
+        const v = cpu.getReg(size, cpu.reg);
+        const old = lockedXchg(cpu, size, v, size === 64 ? cpu.vh : 0);
+        cpu.setReg(size, cpu.reg, old, cpu.vh);
+        return;
+      }
       const a = cpu.readRMW(size);
       const ah = cpu.vh;
       const v = cpu.getReg(size, cpu.reg);

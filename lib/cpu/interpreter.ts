@@ -13,6 +13,14 @@ import { type Block, blockMatches, buildBlock, CODE_TAG, CodePage, modeKey } fro
 import { runChain } from "./block-chain.js";
 import { COMPILE_THRESHOLD, compileBlock } from "./block-compile.js";
 import { OpKind } from "./block-ops.js";
+import {
+  catchUpCodeMap,
+  markSharedCode,
+  parkCodeMap,
+  SHARED_TAG,
+  serializeCode,
+  smpFill,
+} from "./code-coherence.js";
 import { DebugException, debugAfter, debugBefore, pageWatched, syncDebug, watchAccess } from "./debug.js";
 import { execute } from "./exec.js";
 import { CpuConfigError, CpuFault, EXIT_SIGNAL, ExitSignal, Vec } from "./faults.js";
@@ -54,6 +62,8 @@ import {
 } from "./hooks.js";
 import { smapAcCleared, translate } from "./mmu.js";
 import { MSR, readMsr, writeMsr } from "./msr.js";
+import { installAtomicAccess, lockedRead, lockedWrite } from "./smp-atomic.js";
+import { type SharedMemoryState, SmpLink } from "./smp-memory.js";
 import { deliver, deliverFault, updateMode } from "./system.js";
 
 /** blocks or single steps between two calls of hostPoll (bounds the wall time between them) */
@@ -434,8 +444,37 @@ export class Interpreter implements GuestCpu, LazyFlags {
   fpHi = 0;
   fpDelta = 0;
 
+  /**
+   * Other threads run vCPUs over the same guest memory (attachSharedMemory): locked operations
+   * are atomic, aligned accesses single-copy atomic, and code written by one vCPU reaches the
+   * others' decode caches at serializing points (smp-atomic.ts, code-coherence.ts). Null: one
+   * interpreter owns the memory, and none of that costs anything.
+   */
+  smp: SmpLink | null = null;
+  /** the current instruction is a locked read-modify-write (smp-atomic.ts lockedRead/Write) */
+  lockRmw = false;
+  /** with shared memory, the copy of a code page that a block is decoded from */
+  private codeSnap: Uint8Array = EMPTY;
+
   constructor() {
     this.reset();
+  }
+
+  /**
+   * Joins the vCPUs that share guest memory (state from createSharedMemoryState, the same object
+   * posted to every worker; `vcpu` this interpreter's slot in it). Call once, before the first
+   * run(): the interpreter takes atomic versions of its memory paths as own properties (so
+   * interpreters without shared memory keep theirs untouched) and starts with an empty TLB and
+   * decode cache.
+   */
+  attachSharedMemory(state: SharedMemoryState, vcpu: number): void {
+    if (this.smp !== null) throw new CpuConfigError("Interpreter.attachSharedMemory: already attached");
+    this.smp = new SmpLink(state, vcpu);
+    this.codeSnap = new Uint8Array(4096);
+    installAtomicAccess(this);
+    this.flushCode();
+    this.flushTlb();
+    catchUpCodeMap(this);
   }
 
   /** x86 power-on state: real mode, CS:IP = F000:FFF0 with CS.base 0xFFFF0000. */
@@ -787,6 +826,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
     const cp = new CodePage(gpaPage);
     this.codePages.set(gpaPage, cp);
     this.guardWrites(gpaPage);
+    if (this.smp !== null) markSharedCode(this, gpaPage);
     return cp;
   }
   /** drops the plain write entries of a guest-physical page (the next write refills a checked one) */
@@ -834,6 +874,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
       this.tlbRMem[i] = m.bytes;
       this.tlbRView[i] = viewOf(m.bytes);
       this.tlbROff[i] = off;
+      if (this.smp !== null) smpFill(this, i, page, -1, m.bytes);
     } else if (access === Access.Write) {
       const gpaPage = gpa - (gpa % 4096);
       const cp = this.codePages.size !== 0 ? this.codePages.get(gpaPage) : undefined;
@@ -851,6 +892,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
       this.tlbRMem[i] = m.bytes;
       this.tlbRView[i] = view;
       this.tlbROff[i] = off;
+      if (this.smp !== null) smpFill(this, i, page, gpaPage, m.bytes);
     } else {
       this.tlbXGpa[i] = gpa - (gpa % 4096);
       this.tlbXGlobal[i] = !this.paging || this.xGlobal ? 1 : 0;
@@ -976,7 +1018,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
   }
 
   /** bytes of an access the fast paths leave to rdBytes/wrBytes (16 at most) */
-  private readonly accBytes = new Uint8Array(16);
+  readonly accBytes = new Uint8Array(16);
 
   /**
    * Reads `size` bytes (up to 16) that may cross a page or lie in MMIO, into accBytes: both pages
@@ -1042,7 +1084,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
     const page = lin - (lin & 0xfff);
     if (access === Access.Write) {
       const t = this.tlbWTag[i];
-      if (t !== page && t !== page + CODE_TAG) this.fill(lin, access);
+      if (t !== page && t !== page + CODE_TAG && t !== page + SHARED_TAG) this.fill(lin, access);
     } else if (this.tlbRTag[i] !== page) this.fill(lin, access);
   }
   /** checks that [lin, lin+size) is writable before a read-modify-write reads it */
@@ -1507,7 +1549,8 @@ export class Interpreter implements GuestCpu, LazyFlags {
     if (this.mod === 3) this.setReg(size, this.rm, v, vh);
     else {
       if (this.eaChk !== 0) this.checkEa(size >> 3, true);
-      this.wr(size, this.ea, v, vh);
+      if (this.lockRmw) lockedWrite(this, size, v, vh);
+      else this.wr(size, this.ea, v, vh);
     }
   }
   /** reads r/m for a read-modify-write: a memory operand is checked for write first */
@@ -1515,6 +1558,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
     if (this.mod === 3) return this.getReg(size, this.rm);
     if (this.eaChk !== 0) this.checkEa(size >> 3, true);
     this.probeWrite(this.ea, size >> 3);
+    if (this.lockRmw) return lockedRead(this, size);
     return this.rd(size, this.ea);
   }
 
@@ -1572,6 +1616,16 @@ export class Interpreter implements GuestCpu, LazyFlags {
   }
 
   run(budget: number): StopReason {
+    if (this.smp === null) return this.runLoop(budget);
+    try {
+      return this.runLoop(budget);
+    } finally {
+      // outside run() this vCPU writes nothing through its TLB: the others need not wait for it
+      // (code-coherence.ts)
+      parkCodeMap(this);
+    }
+  }
+  private runLoop(budget: number): StopReason {
     const hooks = this.requireHooks();
     if (this.activity === 1) return StopReason.Halted;
     if (this.activity === 2) return StopReason.Shutdown;
@@ -1581,6 +1635,8 @@ export class Interpreter implements GuestCpu, LazyFlags {
     // memory may have changed since the last run (device DMA, the host): cached blocks re-check
     // (links and memos lead only to blocks checked in this run: block-chain.ts, lookupBlock)
     this.runEpoch++;
+    // a VM entry serializes: code other vCPUs wrote is seen from here on
+    if (this.smp !== null) serializeCode(this);
     // instructions retired plus exceptions delivered count against the budget
     const start = this.work();
     this.workLimit = start + budget;
@@ -1691,6 +1747,8 @@ export class Interpreter implements GuestCpu, LazyFlags {
   /** asks the host whether it has an interrupt pending (every POLL_EVERY blocks or steps) */
   pollHost(): boolean {
     this.pollCountdown = POLL_EVERY;
+    // pages other vCPUs turned into code pages lose their plain write entries here too
+    if (this.smp !== null) catchUpCodeMap(this);
     return this.hostPoll?.() === true;
   }
 
@@ -1768,7 +1826,13 @@ export class Interpreter implements GuestCpu, LazyFlags {
         this.flushCode();
         return null;
       }
-      blk = buildBlock(mem, at, off, this.mode64, this.csD, this.runEpoch);
+      if (this.smp === null) blk = buildBlock(mem, at, off, this.mode64, this.csD, this.runEpoch);
+      else {
+        // other vCPUs may be writing the page: the ops and the bytes the block keeps to re-check
+        // itself must come from one copy, or a write between the two could pass for old code
+        this.codeSnap.set(mem.subarray(at, at + 4096));
+        blk = buildBlock(this.codeSnap, 0, off, this.mode64, this.csD, this.runEpoch);
+      }
       page.add(key, blk);
       this.blocksBuilt++;
       this.cachedOps += blk.ops.length + 1;
@@ -1806,7 +1870,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
       }
       // a block of generic ops only gains nothing from compiling: it stays interpreted
       if (++blk.runs === this.jitThreshold && blk.fast) {
-        blk.compiled = compileBlock(blk);
+        blk.compiled = compileBlock(blk, this.smp !== null);
         runChain(this, blk, budget);
         return;
       }

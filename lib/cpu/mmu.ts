@@ -14,6 +14,7 @@ import { CpuFault, Vec } from "./faults.js";
 import { FL_AC } from "./flags.js";
 import { Access, MMIO } from "./hooks.js";
 import type { Interpreter } from "./interpreter.js";
+import { atomicViewOf } from "./smp-memory.js";
 
 const TWO32 = 4294967296;
 /** bits 51:MAXPHYADDR of an entry, in its high half */
@@ -33,6 +34,24 @@ function entryBytes(cpu: Interpreter, gpa: number, lin: number): { m: Uint8Array
 
 function rd32(m: Uint8Array, p: number): number {
   return (m[p] | (m[p + 1] << 8) | (m[p + 2] << 16) | (m[p + 3] << 24)) >>> 0;
+}
+/** high half of the entry readEntry read last */
+let entryHi = 0;
+/**
+ * Reads a paging-structure entry (`bytes` 4 or 8) as one access when other vCPUs share the memory
+ * (their aligned stores of an entry are seen whole or not at all); returns the low half unsigned,
+ * the high half in entryHi.
+ */
+function readEntry(cpu: Interpreter, e: { m: Uint8Array; p: number }, bytes: number): number {
+  if (cpu.smp !== null) {
+    const v = atomicViewOf(e.m);
+    if (bytes === 4) return v.getInt32(e.p) >>> 0;
+    const lo = v.ld64(e.p) >>> 0;
+    entryHi = v.vh >>> 0;
+    return lo;
+  }
+  if (bytes === 8) entryHi = rd32(e.m, e.p + 4);
+  return rd32(e.m, e.p);
 }
 
 /** interpreters that cached a supervisor data translation of a user page SMAP let through on AC=1 */
@@ -91,7 +110,7 @@ export function translate(
     // otherwise come out negative
     const pdeA = ((cpu.cr3 & 0xfffff000) >>> 0) + (((lin >>> 22) & 0x3ff) << 2);
     const pd = entryBytes(cpu, pdeA, lin);
-    const pde = rd32(pd.m, pd.p);
+    const pde = readEntry(cpu, pd, 4);
     if ((pde & 1) === 0) fault(0);
     allowU = (pde & 4) !== 0;
     allowW = (pde & 2) !== 0;
@@ -105,7 +124,7 @@ export function translate(
       path.push(pd);
       const pteA = ((pde & 0xfffff000) >>> 0) + (((lin >>> 12) & 0x3ff) << 2);
       const pt = entryBytes(cpu, pteA, lin);
-      const pte = rd32(pt.m, pt.p);
+      const pte = readEntry(cpu, pt, 4);
       if ((pte & 1) === 0) fault(0);
       allowU &&= (pte & 4) !== 0;
       allowW &&= (pte & 2) !== 0;
@@ -125,8 +144,8 @@ export function translate(
       // PAE: the PDPTE (no A bit, no permissions)
       const pdpteA = ((cpu.cr3 & 0xffffffe0) >>> 0) + ((lin >>> 30) & 3) * 8;
       const e = entryBytes(cpu, pdpteA, lin);
-      const lo = rd32(e.m, e.p);
-      const hi = rd32(e.m, e.p + 4);
+      const lo = readEntry(cpu, e, 8);
+      const hi = entryHi;
       if ((lo & 1) === 0) fault(0);
       if ((lo & 0x1e6) !== 0 || (hi & HI_RSVD) !== 0) fault(PF_P | PF_RSVD);
       table = ((lo & 0xfffff000) >>> 0) + (hi & 0xff) * TWO32;
@@ -139,8 +158,8 @@ export function translate(
       else if (level === 2) idx = (lin >>> 21) & 0x1ff;
       else idx = (lin >>> 12) & 0x1ff;
       const e = entryBytes(cpu, table + idx * 8, lin);
-      const lo = rd32(e.m, e.p);
-      const hi = rd32(e.m, e.p + 4);
+      const lo = readEntry(cpu, e, 8);
+      const hi = entryHi;
       if ((lo & 1) === 0) fault(0);
       if ((hi & HI_RSVD) !== 0 || (!nxe && hi >>> 31 !== 0)) fault(PF_P | PF_RSVD);
       allowU &&= (lo & 4) !== 0;
@@ -178,8 +197,11 @@ export function translate(
   } else if (write && !allowW && wp) fault(PF_P);
   if (fetch && nx && nxe) fault(PF_P);
 
-  for (const e of path) e.m[e.p] |= 0x20;
-  leaf.m[leaf.p] |= write ? 0x60 : 0x20;
+  // atomic ORs (as the processor's locked updates, SDM 4.8): another vCPU's XCHG or CMPXCHG of the
+  // entry is never undone; an update the entry already has is not written
+  for (const e of path) if ((e.m[e.p] & 0x20) === 0) Atomics.or(e.m, e.p, 0x20);
+  const ad = write ? 0x60 : 0x20;
+  if ((leaf.m[leaf.p] & ad) !== ad) Atomics.or(leaf.m, leaf.p, ad);
   err = 0;
   cpu.xGlobal = global && (cpu.cr4 & 0x80) !== 0;
   const within = lin >= 0 ? lin % pageSize : (lin % pageSize) + pageSize;

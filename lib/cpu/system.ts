@@ -8,6 +8,7 @@
 // state as it was before the instruction or event (a task switch past its commit point excepted).
 
 import { callGate64 } from "./call-gate64.js";
+import { noteSharedWrite, serializeCode, sharedSysWrite } from "./code-coherence.js";
 import { canonicalNumber } from "./control-checks.js";
 import { DebugException, DR6_BD, reportDebug } from "./debug.js";
 import { CpuFault, EXIT_SIGNAL, Vec } from "./faults.js";
@@ -202,12 +203,14 @@ export function sysWrite(
   const byte = (k: number) => (k < 4 ? v >> (8 * k) : vh >> (8 * (k - 4))) & 0xff;
   if ((lin & 0xfff) + size <= 0x1000) {
     const { m, p } = sysByte(cpu, lin, true, size, implicit);
-    for (let k = 0; k < size; k++) m[p + k] = byte(k);
+    if (cpu.smp !== null) sharedSysWrite(cpu, m, p, size, v, vh);
+    else for (let k = 0; k < size; k++) m[p + k] = byte(k);
     return;
   }
   for (let k = 0; k < size; k++) {
     const { m, p } = sysByte(cpu, cpu.addLin(lin, k), true, 1, implicit);
     m[p] = byte(k);
+    if (cpu.smp !== null) noteSharedWrite(cpu, cpu.xGpa - (cpu.xGpa % 4096));
   }
 }
 
@@ -666,6 +669,8 @@ function nullifyDataSegs(cpu: Interpreter, cpl: number): void {
 // ------------------------------------------------------------------ IRET
 
 export function iret(cpu: Interpreter, osz: number): void {
+  // serializing (SDM 9.3): code other vCPUs wrote is seen after it
+  if (cpu.smp !== null) serializeCode(cpu);
   try {
     iretBody(cpu, osz);
   } catch (e) {
@@ -827,6 +832,8 @@ export function deliver(
   errorCode: number | undefined,
   _nested: boolean,
 ): void {
+  // event delivery serializes, as IRET does
+  if (cpu.smp !== null) serializeCode(cpu);
   const soft =
     type === EventType.SoftwareInterrupt ||
     type === EventType.SoftwareException ||

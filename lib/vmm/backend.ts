@@ -110,6 +110,12 @@ export interface VcpuBackend {
   /** Optional (soft): false while the vCPU waits for SIPI, or is halted (HLT activity) with no interrupt/NMI/INIT/SIPI it would take. */
   runnable?(): boolean;
   /**
+   * Optional (soft vCPU threads): while the vCPU is in an entry on its own thread, whether it
+   * sleeps halted with interrupts disabled or waits for SIPI (true), or may run (false); undefined
+   * when the machine's thread may ask runnable() and the registers instead.
+   */
+  asleepForGood?(): boolean | undefined;
+  /**
    * Optional (soft, several vCPUs): the last exit came from a PAUSE loop, the guest spin-waiting
    * for another vCPU (VT-x PAUSE-loop exiting); reading clears it. The loop ends this vCPU's turn.
    */

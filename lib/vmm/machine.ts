@@ -98,12 +98,13 @@ export interface MachineOptions {
    * its own, so the event loop stays free while the guest runs; false keeps async runs on the main
    * thread in slices bounded by the watchdog (more exits per second, a busier event loop).
    *
-   * Soft backend, default false (or the environment's NODEVMM_VCPU_THREAD=1): true runs the vCPU,
-   * its VMCS and interpreter in a worker thread over shared guest memory, so the guest runs beside
-   * the event loop, not in slices of it, and machines run in parallel on a multi-core host. Each
-   * exit crosses threads (fewer exits per second). Snapshots work either way; not yet with the
-   * debugger, `deterministic` or several vCPUs: those keep the vCPUs on the machine's thread
-   * (`vm.warnings` says so when vcpuThread was asked for).
+   * Soft backend, default false (or the environment's NODEVMM_VCPU_THREAD=1): true runs each vCPU,
+   * its VMCS and interpreter in a worker thread of its own over shared guest memory, so the guest
+   * runs beside the event loop, not in slices of it, machines run in parallel on a multi-core host,
+   * and several vCPUs of one machine run at once (locked operations atomic across the threads).
+   * Each exit crosses threads (fewer exits per second). Snapshots work either way; not yet with
+   * the debugger or `deterministic`: those keep the vCPUs on the machine's thread (`vm.warnings`
+   * says so for `deterministic`; the debugger refuses).
    */
   vcpuThread?: boolean;
   /** resume a snapshot (a file, or readSnapshot()'s result): size and vCPUs come from it (lib/snapshot) */
@@ -752,6 +753,12 @@ export class Machine {
    */
   #allHaltedForGood(): boolean {
     for (const v of this.#backends) {
+      // a vCPU in a thread of its own that is in an entry says so itself (soft vCPU threads)
+      const asleep = v.asleepForGood?.();
+      if (asleep !== undefined) {
+        if (!asleep) return false;
+        continue;
+      }
       if (v.runnable?.() ?? true) return false;
       if ((v.getRegs().rflags & RFLAGS_IF) !== 0n) return false;
     }
@@ -888,10 +895,9 @@ export async function createMachine(options?: MachineOptions): Promise<Machine> 
   const { memoryMiB, vcpus } = checkOptions(opts);
   const pic = new PcInterrupts({ cpus: vcpus });
   const request = opts.backend ?? "auto";
-  // soft vCPU threads: asked for, and one vCPU (several need atomic guest memory across threads: not
-  // yet; they take turns on this thread) on the host clock (deterministic runs take turns too)
+  // soft vCPU threads: asked for, on the host clock (deterministic runs take turns on this thread)
   const softThreadAsked = opts.vcpuThread ?? process.env.NODEVMM_VCPU_THREAD === "1";
-  const vcpuThreads = softThreadAsked && vcpus === 1 && !(opts.deterministic ?? false);
+  const vcpuThreads = softThreadAsked && !(opts.deterministic ?? false);
   const factoryOpts = { memoryBytes: memoryMiB * 1024 * 1024, interruptController: pic, vcpus, vcpuThreads };
   // deterministic runs are the soft backend's: "auto" goes there rather than refuse on a KVM host
   const softOnly = (opts.deterministic ?? false) && request === "auto";
@@ -926,9 +932,7 @@ export async function createMachine(options?: MachineOptions): Promise<Machine> 
     await setupBlockingEntry(vm, opts.vcpuThread === undefined ? {} : { vcpuThread: opts.vcpuThread });
     if (backend.kind === "soft" && opts.vcpuThread === true && !vcpuThreads) {
       vm.warnings.push(
-        opts.deterministic
-          ? "deterministic runs interleave the vCPUs on the machine's thread (vcpuThread is ignored)"
-          : `${vcpus} soft vCPUs take turns on the machine's thread (vCPU threads need atomic guest memory: not yet)`,
+        "deterministic runs interleave the vCPUs on the machine's thread (vcpuThread is ignored)",
       );
     }
     return vm;

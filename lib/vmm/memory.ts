@@ -50,6 +50,12 @@ const PAGE = 4096;
 export class GuestMemory {
   readonly #regions: MemoryRegion[] = [];
   #closed = false;
+  /**
+   * Set by a backend whose vCPUs run in other threads (soft vCPU threads): called after the host
+   * or a device wrote guest memory, so that those vCPUs drop code they decoded from there (they
+   * cannot be called while they run). The write and fill methods and virtio's used buffers call it.
+   */
+  onHostWrite: ((gpa: number, length: number) => void) | undefined;
 
   /** The machine closed: from now on reads and writes throw MachineClosedError (KVM unmapped it). */
   close(): void {
@@ -155,11 +161,13 @@ export class GuestMemory {
   write(gpa: number, data: Uint8Array): void {
     bytesArg("data", data);
     this.view(gpa, data.length).set(data);
+    this.onHostWrite?.(gpa, data.length);
   }
 
   /** Sets `length` bytes at `gpa` to `value` (a byte; default 0). */
   fill(gpa: number, length: number, value = 0): void {
     this.view(gpa, length).fill(value);
+    this.onHostWrite?.(gpa, length);
   }
 
   /** Reads the byte at `gpa`. */
@@ -183,12 +191,14 @@ export class GuestMemory {
   /** Writes the low 8 bits of `value` at `gpa`. */
   writeU8(gpa: number, value: number): void {
     this.view(gpa, 1)[0] = value;
+    this.onHostWrite?.(gpa, 1);
   }
   /** Writes the low 16 bits of `value` at `gpa`, little-endian. */
   writeU16(gpa: number, value: number): void {
     const v = this.view(gpa, 2);
     v[0] = value;
     v[1] = value >>> 8;
+    this.onHostWrite?.(gpa, 2);
   }
   /** Writes the low 32 bits of `value` at `gpa`, little-endian. */
   writeU32(gpa: number, value: number): void {
@@ -197,6 +207,7 @@ export class GuestMemory {
     v[1] = value >>> 8;
     v[2] = value >>> 16;
     v[3] = value >>> 24;
+    this.onHostWrite?.(gpa, 4);
   }
   /** Writes the low 64 bits of `value` at `gpa`, little-endian. */
   writeU64(gpa: number, value: bigint): void {

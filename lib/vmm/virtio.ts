@@ -37,6 +37,7 @@ export function guestRam(memory: GuestMemory): GuestRam {
         return undefined;
       return memory.find(gpa, length) ? memory.view(gpa, length) : undefined;
     },
+    wrote: (gpa, length) => memory.onHostWrite?.(gpa, length),
   };
 }
 

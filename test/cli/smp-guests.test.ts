@@ -46,6 +46,16 @@ describe.skipIf(why !== undefined)(`nodevmm run --smp on soft${why ? ` (skipped:
     expect(r.status).toBe(exitCodeOf(0));
   });
 
+  // each vCPU in a worker thread of its own: the LOCK XADDs of two threads at once add up exactly
+  it("xadd and pingpong with --smp 2 --vcpu-thread", () => {
+    for (const test of ["xadd", "pingpong"] as const) {
+      const r = run(test, 2, "--vcpu-thread");
+      expect(r.stderr).toBe("");
+      expect(r.stdout).toBe(expectedSmp(test, 2, N[test]).out);
+      expect(r.status).toBe(exitCodeOf(0));
+    }
+  });
+
   it("with --smp 1 the guest finds one CPU, and says so for a test that needs two", () => {
     const r = run("pingpong", 1);
     expect(r.stdout).toBe(expectedSmp("pingpong", 1, N.pingpong).out);

@@ -6,7 +6,6 @@
 // Run by `npm run test:linux` (scripts/test-linux.mjs), which fetches the kernel and builds the
 // initramfs and hands their paths over; without them the suite skips and says why.
 
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,13 +13,11 @@ import { describe, expect, it } from "vitest";
 import {
   bootLinux,
   LINUX_DISK_BYTES as DISK_BYTES,
-  LINUX_INITRD as INITRD,
-  LINUX_KERNEL as KERNEL,
-  LINUX_MEMORY_MIB as MEMORY_MIB,
   marker,
   markers,
   md5,
   linuxMissing as missing,
+  runLinuxCli,
   seq,
 } from "../support/linux-guest.js";
 
@@ -61,31 +58,9 @@ describe.skipIf(missing !== undefined)(
         expect(md5(image.subarray(1 << 20, (1 << 20) + 588_895))).toBe(md5(seq(100_000)));
 
         // the same disk through `nodevmm run`, as users boot it
-        const cli = spawnSync(
-          process.execPath,
-          [
-            "bin/nodevmm.js",
-            "run",
-            KERNEL!,
-            "--initrd",
-            INITRD!,
-            "--append",
-            "console=ttyS0 quiet",
-            "--drive",
-            `file=${disk}`,
-            "--backend",
-            "soft",
-            "--mem",
-            `${MEMORY_MIB}M`,
-            "--timeout",
-            String(BOOT_TIMEOUT_MS / 1000),
-          ],
-          { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: BOOT_TIMEOUT_MS + 60_000 },
-        );
-        const ms2 = markers(cli.stdout);
-        expect(marker(ms2, "disk-before"), `${cli.stdout.slice(-3000)}\n${cli.stderr}`).toBe(
-          "nodevmm boot 1",
-        );
+        const cli = runLinuxCli(disk, [], BOOT_TIMEOUT_MS);
+        const ms2 = cli.markers;
+        expect(marker(ms2, "disk-before"), cli.tail).toBe("nodevmm boot 1");
         expect(marker(ms2, "disk-after")).toBe("nodevmm boot 2");
         expect(marker(ms2, "cpus")).toBe("1");
         expect(ms2.filter(([k]) => k === "fail" || k === "missing-flag")).toEqual([]);

@@ -183,12 +183,20 @@ describe("a soft vCPU in a worker thread", () => {
     } finally {
       vm.close();
     }
-    const smp = await createMachine({ backend: "soft", memoryMiB: 4, vcpus: 2, vcpuThread: true });
+    const det = await createMachine({
+      backend: "soft",
+      memoryMiB: 4,
+      vcpus: 2,
+      vcpuThread: true,
+      deterministic: true,
+    });
     try {
-      expect(smp.hasVcpuThread).toBe(false);
-      expect(smp.warnings.join("\n")).toMatch(/take turns on the machine's thread/);
+      expect(det.hasVcpuThread).toBe(false);
+      expect(det.warnings.join("\n")).toMatch(
+        /deterministic runs interleave the vCPUs on the machine's thread/,
+      );
     } finally {
-      smp.close();
+      det.close();
     }
   });
 

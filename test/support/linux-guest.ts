@@ -4,6 +4,7 @@
 // scripts/test-linux.mjs and scripts/test-kvm.mjs hand the kernel and initramfs over in
 // NODEVMM_LINUX_KERNEL / NODEVMM_LINUX_INITRD.
 
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { RunResult } from "../../lib/vmm/loop.js";
@@ -34,6 +35,39 @@ export function markers(text: string): [string, string][] {
 }
 export const marker = (ms: [string, string][], key: string): string | undefined =>
   ms.find(([k]) => k === key)?.[1];
+
+/** what a `nodevmm run` of the lane's kernel printed, and its status */
+export interface LinuxCliBoot {
+  stdout: string;
+  stderr: string;
+  status: number | null;
+  /** the console's markers */
+  markers: [string, string][];
+  /** the end of stdout and all of stderr, for assertion messages */
+  tail: string;
+}
+
+/**
+ * `nodevmm run KERNEL --initrd INITRD --append "console=ttyS0 quiet" --drive file=DISK --backend soft
+ * --mem 256M --timeout ...` through bin/nodevmm.js, as users boot it, with `extra` options after.
+ */
+export function runLinuxCli(disk: string, extra: readonly string[], timeoutMs: number): LinuxCliBoot {
+  const args = ["bin/nodevmm.js", "run", LINUX_KERNEL!, "--initrd", LINUX_INITRD!];
+  args.push("--append", "console=ttyS0 quiet", "--drive", `file=${disk}`, "--backend", "soft");
+  args.push("--mem", `${LINUX_MEMORY_MIB}M`, "--timeout", String(Math.ceil(timeoutMs / 1000)), ...extra);
+  const r = spawnSync(process.execPath, args, {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+    timeout: timeoutMs + 60_000,
+  });
+  return {
+    stdout: r.stdout,
+    stderr: r.stderr,
+    status: r.status,
+    markers: markers(r.stdout),
+    tail: `${r.stdout.slice(-3000)}\n${r.stderr}`,
+  };
+}
 
 export interface LinuxBoot {
   result: RunResult;

@@ -104,6 +104,8 @@ export interface SmpRunOptions {
   test: SmpTest;
   n?: number;
   deterministic?: boolean;
+  /** soft: each vCPU in a worker thread of its own */
+  vcpuThread?: boolean;
   memoryMiB?: number;
   timeoutMs?: number;
   /** runSync (the calling thread until the end) instead of the async run's slices */
@@ -114,6 +116,7 @@ export interface SmpRunOptions {
 export async function runSmpGuest(o: SmpRunOptions): Promise<SmpRun> {
   const opts: MachineOptions = { backend: o.backend, vcpus: o.vcpus, memoryMiB: o.memoryMiB ?? 16 };
   if (o.deterministic) opts.deterministic = true;
+  if (o.vcpuThread !== undefined) opts.vcpuThread = o.vcpuThread;
   const vm = await createMachine(opts);
   try {
     let out = "";

@@ -9,6 +9,11 @@ export interface GuestRam {
    * end). Writes through the view reach the guest.
    */
   view(gpa: number, length: number): Uint8Array | undefined;
+  /**
+   * Optional: the device has written [gpa, gpa+length) through views (called as a chain it could
+   * write into is used), so that vCPUs running in other threads drop code they decoded from there.
+   */
+  wrote?(gpa: number, length: number): void;
 }
 
 /** Guest RAM made of one byte array at guest-physical `base` (tests, simple embedders). */

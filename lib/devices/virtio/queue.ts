@@ -86,6 +86,8 @@ export class Virtqueue {
   readonly #indirect: boolean;
   readonly #maxChainBytes: number;
   readonly #maxDescriptorBytes: number;
+  /** with GuestRam.wrote: the device-writable ranges of each chain popped, by head, until it is used */
+  readonly #writableRanges: Map<number, number[]> | undefined;
   #lastAvail = 0;
   #usedIdx = 0;
   #signalledUsed = 0;
@@ -139,6 +141,7 @@ export class Virtqueue {
     this.#indirect = indirect;
     this.#maxChainBytes = maxChainBytes;
     this.#maxDescriptorBytes = maxDescriptorBytes;
+    this.#writableRanges = typeof ram.wrote === "function" ? new Map() : undefined;
   }
 
   /** the next available-ring index the device will read */
@@ -186,6 +189,11 @@ export class Virtqueue {
 
   /** Returns a chain to the driver with the number of bytes written into its writable buffers. */
   push(head: number, written: number): void {
+    const ranges = this.#writableRanges?.get(head);
+    if (ranges) {
+      this.#writableRanges!.delete(head);
+      for (let k = 0; k < ranges.length; k += 2) this.#ram.wrote!(ranges[k]!, ranges[k + 1]!);
+    }
     const slot = 4 + 8 * (this.#usedIdx % this.size);
     this.#used.setUint32(slot, head, true);
     this.#used.setUint32(slot + 4, written >>> 0, true);
@@ -216,6 +224,11 @@ export class Virtqueue {
       throw new VirtqueueError(`chain head ${head} is outside the descriptor table (size ${this.size})`);
     }
     const chain: DescriptorChain = { head, readable: [], writable: [], readableBytes: 0, writableBytes: 0 };
+    let ranges: number[] | undefined;
+    if (this.#writableRanges) {
+      ranges = [];
+      this.#writableRanges.set(head, ranges);
+    }
     let table = this.#desc;
     let entries = this.size;
     let where = "descriptor";
@@ -262,6 +275,7 @@ export class Virtqueue {
       const buf = this.#ram.view(addr, len);
       if (!buf) throw new VirtqueueError(`${where} ${i}: buffer [${hex(addr)}, +${hex(len)}) is not in RAM`);
       if (flags & VIRTQ_DESC_F_WRITE) {
+        if (ranges) ranges.push(addr, len);
         chain.writable.push(buf);
         chain.writableBytes += len;
       } else {

@@ -2,7 +2,12 @@
 // Host-physical memory holds guest RAM, and this hypervisor's own pages: VMCS regions, EPT paging
 // structures, I/O and MSR bitmaps.
 
-import type { Interpreter } from "../../cpu/index.js";
+import {
+  createSharedMemoryState,
+  type Interpreter,
+  noteHostWrite,
+  type SharedMemoryState,
+} from "../../cpu/index.js";
 import type { Clock } from "../../devices/device.js";
 import { EptBuilder, HostMemory } from "../../vmx/index.js";
 import type { InterruptController, MachineBackend, VcpuBackend } from "../backend.js";
@@ -55,6 +60,7 @@ export class SoftBackend implements MachineBackend {
   readonly #threaded: SoftThreadVcpu[] = [];
   #threads: SoftVcpuThreads | undefined;
   readonly #doorbell = new SharedArrayBuffer(4);
+  #smp: SharedMemoryState | undefined;
 
   constructor(opts: SoftBackendOptions) {
     this.#threadModule = opts.threadModule;
@@ -155,10 +161,30 @@ export class SoftBackend implements MachineBackend {
         firstHpa: THREAD_HPA_BASE + index * THREAD_HPA_STRIDE,
         doorbell: this.#doorbell,
         interrupts: interrupts !== undefined,
+        smp: this.#smpState(),
       },
     });
     this.#threaded.push(v);
     return v;
+  }
+
+  /**
+   * Several vCPU threads: the state their interpreters share over guest memory (one for all; the
+   * machine creates every vCPU before any runs, and the last one created sets the count)
+   */
+  #smpState(): SharedMemoryState | undefined {
+    const vcpus = this.#shared.vcpus;
+    if (vcpus < 2) return undefined;
+    if (!this.#smp) {
+      const top = Math.max(...this.ram.map((r) => r.gpa + r.size));
+      const smp = createSharedMemoryState(top, vcpus);
+      this.#smp = smp;
+      // devices and the host write guest memory while the vCPUs run in their threads
+      this.memory.onHostWrite = (gpa, length) => {
+        noteHostWrite(smp, gpa, length);
+      };
+    }
+    return this.#smp;
   }
 
   /**

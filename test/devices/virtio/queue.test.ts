@@ -80,6 +80,38 @@ describe("Virtqueue", () => {
     expect(got.writable.map((v) => v.byteOffset)).toEqual([b, c]);
   });
 
+  it("tells RAM with wrote() which ranges a chain let the device write, once the chain is used", () => {
+    const mem = new FakeRam();
+    const dq = new DriverQueue(mem, 0, 4);
+    const wrote: [number, number][] = [];
+    const ram = {
+      view: mem.ram.view.bind(mem.ram),
+      wrote: (gpa: number, len: number) => wrote.push([gpa, len]),
+    };
+    const vq = new Virtqueue(ram, { size: 4, desc: dq.desc, driver: dq.avail, device: dq.used });
+    const r = mem.alloc(8);
+    const w1 = mem.alloc(16);
+    const w2 = mem.alloc(4);
+    dq.add([
+      { addr: r, len: 8 },
+      { addr: w1, len: 16, write: true },
+      { addr: w2, len: 4, write: true },
+    ]);
+    const got = vq.pop()!;
+    // nothing is reported before the device is done with the chain
+    expect(wrote).toEqual([]);
+    vq.push(got.head, 20);
+    expect(wrote).toEqual([
+      [w1, 16],
+      [w2, 4],
+    ]);
+    // and only once
+    dq.add([{ addr: r, len: 8 }]);
+    const next = vq.pop()!;
+    vq.push(next.head, 0);
+    expect(wrote).toHaveLength(2);
+  });
+
   it("a chain as long as the table is fine; one descriptor more is a loop", () => {
     const { mem, dq, vq } = queue(4);
     for (let i = 0; i < 4; i++)

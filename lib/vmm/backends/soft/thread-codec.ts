@@ -7,7 +7,7 @@
 import type { RawExit, VmExit } from "../../../types/exits.js";
 import type { Completion, EntryLimits } from "./thread-protocol.js";
 
-// words 11-15: a run; 16-27: an exit (see W for 0-10)
+// words 11-15: a run; 16-27: an exit (see W for 0-10, 28 and 29)
 const RUN_FLAGS = 11;
 const RUN_LEN = 12;
 /** words 13-14: the input bytes, little-endian */

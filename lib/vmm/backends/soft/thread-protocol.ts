@@ -4,6 +4,7 @@
 // ready"); messages carry the data, read synchronously with receiveMessageOnPort after the word moved.
 
 import type { MessagePort } from "node:worker_threads";
+import type { SharedMemoryState } from "../../../cpu/index.js";
 import type { SharedChunk } from "../../../vmx/host-memory.js";
 import type { SharedClockState } from "../../clock.js";
 
@@ -31,7 +32,24 @@ export const W = {
   CMD_FAST: 9,
   /** 1: the exit is encoded in the block's words, no message */
   EXIT_FAST: 10,
+  /**
+   * What the vCPU is doing inside an entry, published by the worker for the machine's halt checks
+   * (which must not call into a running vCPU): one of the SLEEP_* values
+   */
+  SLEEP: 28,
+  /**
+   * 1: the last kick asks the entry to end (a stop, a limit); without it a kick only makes the
+   * vCPU look at its interrupt and signal words, and an unbounded entry goes on in the thread
+   */
+  STOP: 29,
 } as const;
+
+/** W.SLEEP: the vCPU runs the guest (or is about to) */
+export const SLEEP_NONE = 0;
+/** W.SLEEP: halted with interrupts enabled; an interrupt wakes it */
+export const SLEEP_HALTED = 1;
+/** W.SLEEP: halted with interrupts disabled, or waiting for SIPI: only INIT, SIPI or NMI wake it */
+export const SLEEP_FOR_GOOD = 2;
 
 /** Int32 words in a control block; three 64-bit slots follow them (TSC_OFFSET_I64, F64_RETIRED, APIC_BASE_I64) */
 export const CONTROL_WORDS = 32;
@@ -66,6 +84,11 @@ export interface VcpuWorkerData {
   clock: SharedClockState | undefined;
   /** the machine has an interrupt controller (else the vCPU has none either) */
   interrupts: boolean;
+  /**
+   * Several vCPU threads: what their interpreters share to keep guest memory coherent across
+   * threads (locked operations, code written by one vCPU and run by another; lib/cpu/smp-memory.ts)
+   */
+  smp: SharedMemoryState | undefined;
   port: MessagePort;
 }
 

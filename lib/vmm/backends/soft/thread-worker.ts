@@ -7,6 +7,7 @@
 // asks there for the vector (INTA) and for APIC registers it reaches through MSRs and CR8.
 
 import { isMainThread, receiveMessageOnPort, workerData } from "node:worker_threads";
+import type { Interpreter } from "../../../cpu/index.js";
 import type { VmExit } from "../../../types/exits.js";
 import { HostMemory } from "../../../vmx/host-memory.js";
 import type { ApicMsrAccess, InterruptController } from "../../backend.js";
@@ -26,6 +27,9 @@ import {
   SIGNAL_INIT,
   SIGNAL_NMI,
   SIGNAL_SIPI,
+  SLEEP_FOR_GOOD,
+  SLEEP_HALTED,
+  SLEEP_NONE,
   TSC_OFFSET_I64,
   type VcpuWorkerData,
   W,
@@ -148,15 +152,19 @@ export function serveVcpu(data: VcpuWorkerData): void {
       guestMemory: guest,
       ...(data.clock ? { clock: new MachineClock(data.clock) } : {}),
       vcpus: data.vcpus,
+      ownThreads: true,
     },
     { kickWord: words.subarray(W.KICK, W.KICK + 1) },
   );
   const v = vcpu;
+  if (data.smp) (v.lp.cpu as Interpreter).attachSharedMemory(data.smp, data.index);
 
   /** INIT, NMI and SIPI that arrived from the APIC bus since the last look */
   const takeSignals = (): void => {
     const s = Atomics.exchange(words, W.SIGNALS, 0);
     if (s === 0) return;
+    // the sender waits for this (SoftThreadVcpu.signal)
+    Atomics.notify(words, W.SIGNALS);
     if (s & SIGNAL_INIT) v.signal("init");
     if (s & SIGNAL_NMI) v.signal("nmi");
     if (s & SIGNAL_SIPI) v.signal("sipi", (s >>> 8) & 0xff);
@@ -178,16 +186,47 @@ export function serveVcpu(data: VcpuWorkerData): void {
   };
 
   const interruptsEnabled = (): boolean => (v.getRegs().rflags & 0x200n) !== 0n;
+  const sleepWord = (state: number): void => {
+    Atomics.store(words, W.SLEEP, state);
+  };
+
+  /**
+   * Sleeps while the vCPU cannot run (halted, or waiting for SIPI) until a kick, an interrupt it
+   * takes, a signal, 50 ms, or the entry's end; true when it may run again (or must exit: kicked).
+   */
+  const sleep = (): boolean => {
+    const end = Math.min(deadline ?? Number.POSITIVE_INFINITY, performance.now() + 50);
+    for (;;) {
+      if (Atomics.load(words, W.KICK) !== 0 || Atomics.load(words, W.SIGNALS) !== 0) return true;
+      if (v.runnable()) return true;
+      const left = end - performance.now();
+      if (left <= 0) return false;
+      Atomics.wait(words, W.KICK, 0, left);
+    }
+  };
 
   /** one entry, as the machine sees it: the vCPU's run(), with HLT waited out here as a CPU does */
   const enter = (): VmExit => {
     for (;;) {
       takeSignals();
+      sleepWord(SLEEP_NONE);
       const exit = v.run();
+      // in an unbounded entry only a kick ends the guest's run: one that does not ask for a stop
+      // (an interrupt or a signal arrived) is for the vCPU itself, which takes it and runs on
+      if (exit.kind === "intr" && unbounded && Atomics.exchange(words, W.STOP, 0) === 0) {
+        if (data.vcpus > 1 && Atomics.load(words, W.KICK) === 0 && !v.runnable()) {
+          // an AP waiting for SIPI: the entry returns at once; it sleeps here, not in a loop of exits
+          sleepWord(SLEEP_FOR_GOOD);
+          if (!sleep()) return exit;
+        }
+        continue;
+      }
       if (exit.kind !== "hlt") {
         reportedHlt = false;
         return exit;
       }
+      // published before the HLT reaches the machine, whose halt checks read it for running vCPUs
+      sleepWord(interruptsEnabled() ? SLEEP_HALTED : SLEEP_FOR_GOOD);
       // a HLT goes to the machine (it may end the run, or jump guest time to its next device
       // deadline, as it does for a vCPU on its own thread) unless it was just reported and the
       // guest has not run since; one that only a lone vCPU with interrupts disabled is in, always
@@ -197,26 +236,27 @@ export function serveVcpu(data: VcpuWorkerData): void {
         reportedAt = work;
         return exit;
       }
-      // halted again: sleep until a kick, an interrupt it takes, a signal, or the entry's end
-      const end = Math.min(deadline ?? Number.POSITIVE_INFINITY, performance.now() + 50);
-      for (;;) {
-        if (Atomics.load(words, W.KICK) !== 0 || Atomics.load(words, W.SIGNALS) !== 0) break;
-        if (v.runnable()) break;
-        const left = end - performance.now();
-        if (left <= 0) return { kind: "intr", raw: exit.raw };
-        Atomics.wait(words, W.KICK, 0, left);
-      }
+      // halted again: sleep; one vCPU of several reports the HLT again after a while, so that the
+      // machine looks again whether every vCPU is halted for good (their states change meanwhile)
+      if (!sleep()) return data.vcpus > 1 ? exit : { kind: "intr", raw: exit.raw };
     }
   };
 
+  /** no instruction budget and no deadline: the entry ends only when the machine kicks it */
+  let unbounded = false;
+  let budgeted = false;
   const applyLimits = (l: EntryLimits): void => {
-    if (l.budget) v.setInstructionBudget(l.budget.n);
+    if (l.budget) {
+      v.setInstructionBudget(l.budget.n);
+      budgeted = l.budget.n !== undefined;
+    }
     if (l.deadline) {
       // sent as epoch milliseconds: each thread's performance.now() has its own origin
       const at = l.deadline.at;
       deadline = at === undefined || !Number.isFinite(at) ? at : at - performance.timeOrigin;
       v.setEntryDeadline(deadline);
     }
+    unbounded = !budgeted && deadline === Number.POSITIVE_INFINITY;
   };
 
   const call = (name: string, args: unknown[]): unknown => {

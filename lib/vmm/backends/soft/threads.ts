@@ -33,6 +33,8 @@ import {
   SIGNAL_INIT,
   SIGNAL_NMI,
   SIGNAL_SIPI,
+  SLEEP_FOR_GOOD,
+  SLEEP_NONE,
   TSC_OFFSET_I64,
   type VcpuWorkerData,
   W,
@@ -41,6 +43,9 @@ import {
 } from "./thread-protocol.js";
 
 const APIC_BASE_MSR = 0x1b;
+
+/** How long an INIT, SIPI or NMI's sender waits for a running target to take it (see signal). */
+const SIGNAL_WAIT_MS = 1000;
 
 /** A thread that has not answered for this long is taken for dead (its error, if any, is reported). */
 const CALL_TIMEOUT_MS = 60_000;
@@ -312,8 +317,10 @@ export class SoftThreadVcpu implements VcpuBackend {
     const want = this.#irq?.hasInterrupt() === true ? 1 : 0;
     const had = Atomics.exchange(this.#words, W.IRQ, want);
     if (want === had) return false;
-    // a thread halted in the guest sleeps on the kick word: let it look again
-    Atomics.notify(this.#words, W.KICK);
+    // a thread halted in the guest sleeps on the kick word: let it look again; one running the
+    // guest looks at its next poll
+    if (want === 1 && this.#inEntry) this.#nudge();
+    else Atomics.notify(this.#words, W.KICK);
     return want === 1;
   }
 
@@ -389,11 +396,9 @@ export class SoftThreadVcpu implements VcpuBackend {
     this.call("setSregs", sregs);
   }
   getMsr(index: number): bigint | undefined {
-    // the local APIC asks whether it is enabled while the vCPU runs, or while the thread waits for
-    // it in a request: the value the thread published as it exited or asked
-    if (index === APIC_BASE_MSR && (this.#inEntry || this.#inCall)) {
-      return BigInt.asUintN(64, this.#wide[APIC_BASE_I64]!);
-    }
+    // the local APIC asks whether it is enabled at every access: the value the thread published as
+    // it last exited, asked, or answered a call (the only times it can change), not a call
+    if (index === APIC_BASE_MSR) return BigInt.asUintN(64, this.#wide[APIC_BASE_I64]!);
     return this.call("getMsr", index) as bigint | undefined;
   }
   setMsr(index: number, value: bigint): void {
@@ -414,7 +419,18 @@ export class SoftThreadVcpu implements VcpuBackend {
     return this.#floats[F64_RETIRED]!;
   }
   runnable(): boolean {
+    // in an entry: what the thread published (a sleeping vCPU waits for an event; else it runs)
+    if (this.#inEntry) return Atomics.load(this.#words, W.SLEEP) === SLEEP_NONE;
     return this.call("runnable") as boolean;
+  }
+  /**
+   * Halted with interrupts disabled or waiting for SIPI (only INIT, SIPI or NMI can wake it), as
+   * the thread published it while in an entry; undefined when parked (ask runnable() and the
+   * registers then).
+   */
+  asleepForGood(): boolean | undefined {
+    if (!this.#inEntry) return undefined;
+    return Atomics.load(this.#words, W.SLEEP) === SLEEP_FOR_GOOD;
   }
   takeYield(): boolean {
     return this.call("takeYield") as boolean;
@@ -435,7 +451,14 @@ export class SoftThreadVcpu implements VcpuBackend {
     return this.call("mmioInFlight") as boolean;
   }
 
+  /** ends the entry in progress (or the next) promptly with an "intr" exit */
   kick(): void {
+    Atomics.store(this.#words, W.STOP, 1);
+    this.#nudge();
+  }
+
+  /** makes the running vCPU look at its interrupt and signal words (the entry goes on) */
+  #nudge(): void {
     Atomics.store(this.#words, W.KICK, 1);
     Atomics.notify(this.#words, W.KICK);
   }
@@ -465,7 +488,25 @@ export class SoftThreadVcpu implements VcpuBackend {
       if (Atomics.compareExchange(this.#words, W.SIGNALS, old, next) === old) break;
     }
     Atomics.notify(this.#words, W.KICK);
-    if (this.#inEntry) this.kick();
+    if (this.#inEntry) {
+      this.#nudge();
+      this.#awaitSignalsTaken();
+    }
+  }
+
+  /**
+   * The sender's IPI is delivered (its ICR's delivery status clears) once the target has taken it:
+   * a vCPU that runs takes its signals before it runs another instruction, so waiting here (while
+   * it is in an entry, serving its requests meanwhile) keeps a guest's "INIT stopped the other CPU"
+   * true however the host schedules the threads. A vCPU that is parked takes them as it enters.
+   */
+  #awaitSignalsTaken(): void {
+    const end = performance.now() + SIGNAL_WAIT_MS;
+    for (;;) {
+      const pending = Atomics.load(this.#words, W.SIGNALS);
+      if (pending === 0 || this.exitReady || this.closed || performance.now() >= end) return;
+      Atomics.wait(this.#words, W.SIGNALS, pending, 1);
+    }
   }
 
   close(): void {
@@ -512,11 +553,9 @@ export class SoftVcpuThreads extends DoorbellThreads implements VcpuThreads {
   kick(i: number): void {
     this.#vcpus[i]!.kick();
   }
-  /** every vCPU's pending-interrupt word as its controller says; a running vCPU with a new one is kicked */
+  /** every vCPU's pending-interrupt word as its controller says; a running vCPU with a new one is nudged */
   sync(): void {
-    for (const v of this.#vcpus) {
-      if (v.syncInterrupt() && v.inEntry) v.kick();
-    }
+    for (const v of this.#vcpus) v.syncInterrupt();
   }
   close(): void {
     this.end();

@@ -121,6 +121,8 @@ export interface SoftVcpuShared {
   clock?: Clock;
   /** CPUs in the machine (the topology CPUID states) */
   vcpus: number;
+  /** each vCPU runs in a thread of its own (no turns to give up on a PAUSE loop) */
+  ownThreads?: boolean;
 }
 
 export class SoftVcpu implements VcpuBackend {

@@ -30,6 +30,8 @@ export interface SoftVmcsPages {
   eptp: bigint;
   /** vCPUs of the machine: with several, a guest spinning on PAUSE gives the others its turn */
   vcpus: number;
+  /** each vCPU runs in a thread of its own: spinning gives no one a turn, so PAUSE never exits */
+  ownThreads?: boolean;
 }
 
 /**
@@ -54,7 +56,7 @@ export function writeControls(lp: LogicalProcessor, pages: SoftVmcsPages): void 
       PROC_CAPS,
     ) & ~((Proc.CR3_LOAD | Proc.CR3_STORE) & ~TRUE_PROC_CAPS.mustBeOne);
   lp.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, proc >>> 0);
-  const pauseLoop = pages.vcpus > 1 ? Proc2.PAUSE_LOOP : 0;
+  const pauseLoop = pages.vcpus > 1 && !pages.ownThreads ? Proc2.PAUSE_LOOP : 0;
   // INVPCID runs in the guest as CPUID offers it (otherwise it is #UD in non-root operation); it
   // does not exit, as INVLPG exiting is off
   lp.vmwrite(

@@ -7,7 +7,7 @@
 
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 let bundled: Promise<string> | undefined;
@@ -27,10 +27,14 @@ export function softWorkerUrl(): Promise<string> {
   return bundled;
 }
 
-async function bundleSource(source: string): Promise<string> {
+/**
+ * A worker module's TypeScript source bundled by esbuild into a temporary .mjs (removed as the
+ * process exits): its URL. For vitest, which runs the sources (tests bundle their own workers too).
+ */
+export async function bundleSource(source: string): Promise<string> {
   const esbuild = (await import("esbuild")) as typeof import("esbuild");
   const dir = mkdtempSync(join(tmpdir(), "nodevmm-vcpu-"));
-  const out = join(dir, "thread-worker.mjs");
+  const out = join(dir, `${basename(source).replace(/\.ts$/, "")}.mjs`);
   await esbuild.build({
     entryPoints: [source],
     outfile: out,
