@@ -36,7 +36,7 @@ function option(name: string, fallback: number): number {
   return v;
 }
 
-const N = option("n", 4_000_000);
+const N = option("n", 40_000_000);
 const QEMU_N = option("qemu-n", 400_000_000);
 const ROUNDS = option("rounds", 400);
 const REPEATS = Math.max(1, option("repeats", 3));
