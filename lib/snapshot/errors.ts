@@ -8,6 +8,7 @@ export type SnapshotSection =
   | "header"
   | "config"
   | "memory"
+  | "memory-map"
   | "vcpus"
   | "devices"
   | "kvm"

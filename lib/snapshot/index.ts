@@ -1,16 +1,25 @@
 // Snapshots of a stopped machine: save to a file, resume in a fresh machine. The file format is in
-// format.ts; what a vCPU carries in vcpu-state.ts; devices are matched by name and ranges
-// (devices.ts). Restore validates the whole file and matches every device before it writes
-// anything; if writing then fails the machine is closed, so no half-restored machine runs.
+// format.ts (RAM in memory.ts, files on disk in file.ts); what a vCPU carries in vcpu-state.ts;
+// devices are matched by name and ranges (devices.ts). Restore checks the file and matches every
+// device before it writes anything; RAM read from a file is checked as it goes into place, and if
+// that or any later write fails the machine is closed, so no half-restored machine runs.
 
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { packageVersion } from "../cli/version.js";
 import type { VcpuBackend } from "../vmm/backend.js";
 import type { KvmMachineBackend } from "../vmm/backends/kvm.js";
 import type { Machine, MachineOptions } from "../vmm/machine.js";
 import { applyDevices, captureDevices, type DeviceRecord, matchDevices } from "./devices.js";
 import { SnapshotError } from "./errors.js";
-import { type Container, decodeContainer, encodeContainer, jsonBytes, jsonSection } from "./format.js";
+import { openSnapshotFile, writeSnapshotFile } from "./file.js";
+import {
+  type Container,
+  decodeContainer,
+  encodeContainerPieces,
+  jsonBytes,
+  jsonSection,
+  type SectionEntry,
+} from "./format.js";
 import {
   applyKvmPlatform,
   applySoftPlatformOnKvm,
@@ -23,17 +32,24 @@ import { kvmVcpuOf, settleKvm } from "./kvm-vcpu.js";
 import {
   applyMemory,
   checkRegions,
-  decodeMemory,
+  decodeMemoryMap,
   describeRegions,
-  encodeMemory,
+  encodeMemoryMap,
+  imageFromBytes,
   type MemoryImage,
+  type MemoryInFile,
+  nonZeroRuns,
+  PAGE,
   type RegionInfo,
+  runViews,
 } from "./memory.js";
+import { decodeMemoryV1 } from "./memory-v1.js";
 import { applyVcpu, captureVcpu, checkVcpuState, type VcpuState } from "./vcpu-state.js";
 
 export type { DeviceRecord } from "./devices.js";
 export { SnapshotError, type SnapshotSection } from "./errors.js";
-export { FORMAT_VERSION, MAGIC, type SnapshotHeader } from "./format.js";
+export { FORMAT_VERSION, MAGIC, READABLE_VERSIONS, type SnapshotHeader } from "./format.js";
+export type { MemoryImage, PageRun } from "./memory.js";
 export type { VcpuState } from "./vcpu-state.js";
 
 export interface SnapshotConfig {
@@ -115,8 +131,11 @@ function halfDoneMmio(b: VcpuBackend): boolean {
   return (b as { mmioInFlight?(): boolean }).mmioInFlight?.() === true;
 }
 
-/** The stopped machine as snapshot bytes. SnapshotError("machine") while it runs. */
-export function encodeSnapshot(vm: Machine, opts: SaveOptions = {}): { bytes: Buffer; pages: number } {
+/**
+ * The stopped machine as the pieces of a snapshot file, in order; RAM's are views of guest memory,
+ * valid until the machine runs again. SnapshotError("machine") while it runs.
+ */
+function snapshotPieces(vm: Machine, opts: SaveOptions): { pieces: Uint8Array[]; pages: number } {
   if (vm.running) {
     throw new SnapshotError(
       "machine",
@@ -136,20 +155,27 @@ export function encodeSnapshot(vm: Machine, opts: SaveOptions = {}): { bytes: Bu
   const devices = captureDevices(vm.devices);
   const platform = kvmPlatformOf(vm, config.clockNs);
   if (platform) devices.push(...platform.records);
-  const memory = encodeMemory(vm.memory);
-  const sections: [string, Uint8Array][] = [
+  const runs = nonZeroRuns(vm.memory);
+  const sections: SectionEntry[] = [
     ["config", jsonBytes(config)],
     ["vcpus", jsonBytes(vcpus)],
     ["devices", jsonBytes(devices)],
-    ["memory", memory.bytes],
   ];
   if (platform) sections.push(["kvm", jsonBytes(platform.state)]);
   if (opts.app !== undefined) sections.push(["app", jsonBytes(opts.app)]);
-  const bytes = encodeContainer(
+  // RAM last: a restore reads everything before it, then RAM straight into the machine (file.ts)
+  sections.push(["memory-map", encodeMemoryMap(runs)], ["memory", runViews(vm.memory, runs), "crc32"]);
+  const pieces = encodeContainerPieces(
     { nodevmm: packageVersion(), backend: vm.backend.kind, createdAt: new Date().toISOString() },
     sections,
   );
-  return { bytes, pages: memory.pages };
+  return { pieces, pages: runs.reduce((n, r) => n + r.pages, 0) };
+}
+
+/** The stopped machine as snapshot bytes. SnapshotError("machine") while it runs. */
+export function encodeSnapshot(vm: Machine, opts: SaveOptions = {}): { bytes: Buffer; pages: number } {
+  const { pieces, pages } = snapshotPieces(vm, opts);
+  return { bytes: Buffer.concat(pieces), pages };
 }
 
 function kvmVcpus(vm: Machine) {
@@ -163,16 +189,10 @@ function kvmPlatformOf(vm: Machine, clockNs: number) {
 }
 
 export async function saveSnapshot(vm: Machine, path: string, opts: SaveOptions = {}): Promise<SaveResult> {
-  const { bytes, pages } = encodeSnapshot(vm, opts);
-  try {
-    await writeFile(path, bytes);
-  } catch (e) {
-    throw new SnapshotError(
-      "file",
-      `cannot write ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
-    );
-  }
-  return { path, bytes: bytes.length, pages };
+  const { pieces, pages } = snapshotPieces(vm, opts);
+  // written synchronously: RAM goes out of the machine's own memory, which must not change meanwhile
+  const bytes = writeSnapshotFile(path, pieces);
+  return { path, bytes, pages };
 }
 
 function checkConfig(c: unknown): SnapshotConfig {
@@ -193,7 +213,11 @@ function checkConfig(c: unknown): SnapshotConfig {
 
 /** Parses and checks a whole snapshot (every section) without touching any machine. */
 export function decodeSnapshot(file: Uint8Array): Snapshot {
-  const c = decodeContainer(file);
+  return fromContainer(decodeContainer(file));
+}
+
+/** The snapshot a container holds; RAM from `file` when the container leaves it there. */
+function fromContainer(c: Container, file?: { length: number; source: MemoryInFile }): Snapshot {
   const config = checkConfig(jsonSection(c, "config"));
   const vcpusRaw = jsonSection(c, "vcpus");
   if (!Array.isArray(vcpusRaw) || vcpusRaw.length !== config.vcpus) {
@@ -202,15 +226,30 @@ export function decodeSnapshot(file: Uint8Array): Snapshot {
   const vcpus = vcpusRaw.map((v, i) => checkVcpuState(v, i));
   const devices = jsonSection(c, "devices");
   if (!Array.isArray(devices)) throw new SnapshotError("devices", "the device list is malformed");
-  const memoryBytes = c.sections.get("memory");
-  if (!memoryBytes) throw new SnapshotError("memory", "section missing");
-  const memory = decodeMemory(memoryBytes, config.regions);
+  const memory = memoryOf(c, config.regions, file);
   const snap: Snapshot = { header: c.header, config, vcpus, devices: devices as DeviceRecord[], memory };
   if (c.sections.has("app")) snap.app = jsonSection(c, "app" as never);
   if (c.sections.has("kvm")) snap.kvm = checkKvmPlatform(jsonSection(c, "kvm"));
   return snap;
 }
 
+function memoryOf(
+  c: Container,
+  regions: readonly RegionInfo[],
+  file?: { length: number; source: MemoryInFile },
+): MemoryImage {
+  const data = c.sections.get("memory");
+  const length = file?.length ?? data?.length;
+  if (length === undefined) throw new SnapshotError("memory", "section missing");
+  if (c.version === 1) return decodeMemoryV1(data ?? new Uint8Array(0), regions);
+  const map = c.sections.get("memory-map");
+  if (!map) throw new SnapshotError("memory-map", "section missing");
+  const runs = decodeMemoryMap(map, regions, length);
+  if (file) return { runs, pages: length / PAGE, file: file.source };
+  return imageFromBytes(runs, data!);
+}
+
+/** Reads and checks a whole snapshot file, RAM included, into memory. */
 export async function readSnapshot(path: string): Promise<Snapshot> {
   let file: Buffer;
   try {
@@ -224,10 +263,12 @@ export async function readSnapshot(path: string): Promise<Snapshot> {
 /**
  * Puts a snapshot on a machine that has not run yet and has the snapshot's devices attached (same
  * names and ranges). Checks come first (RAM layout, vCPU count, devices): a SnapshotError from them
- * leaves the machine as it was. A failure while writing closes the machine.
+ * leaves the machine as it was. A failure while writing closes the machine; so does RAM that is
+ * still in the file (createMachine({ restore: path }) leaves it there) and turns out corrupt.
  */
 export function restoreSnapshot(vm: Machine, snap: Snapshot): RestoreResult {
   if (vm.running) throw new SnapshotError("machine", "the machine is running");
+  snap.memory.file?.checkOpen();
   checkRegions(vm.memory, snap.config.regions);
   if (vm.vcpuCount !== snap.config.vcpus) {
     throw new SnapshotError(
@@ -316,17 +357,23 @@ export async function createRestoredMachine(
   opts: RestoreOptions,
   create: (o: MachineOptions) => Promise<Machine>,
 ): Promise<Machine> {
-  const snap = typeof opts.restore === "string" ? await readSnapshot(opts.restore) : opts.restore;
-  const { restore: _r, setup, onNotes, ...rest } = opts;
-  const vm = await create({ ...rest, memoryMiB: snap.config.memoryMiB, vcpus: snap.config.vcpus });
+  // from a file, RAM is read when the machine is there to take it (file.ts); the rest is checked now
+  const file = typeof opts.restore === "string" ? openSnapshotFile(opts.restore) : undefined;
   try {
-    await setup?.(vm, snap);
-    const { notes } = restoreSnapshot(vm, snap);
-    if (opts.strict !== undefined) vm.strict = opts.strict;
-    onNotes?.(notes);
-    return vm;
-  } catch (e) {
-    vm.close();
-    throw e;
+    const snap = file ? fromContainer(file.container, file.memory) : (opts.restore as Snapshot);
+    const { restore: _r, setup, onNotes, ...rest } = opts;
+    const vm = await create({ ...rest, memoryMiB: snap.config.memoryMiB, vcpus: snap.config.vcpus });
+    try {
+      await setup?.(vm, snap);
+      const { notes } = restoreSnapshot(vm, snap);
+      if (opts.strict !== undefined) vm.strict = opts.strict;
+      onNotes?.(notes);
+      return vm;
+    } catch (e) {
+      vm.close();
+      throw e;
+    }
+  } finally {
+    file?.close();
   }
 }

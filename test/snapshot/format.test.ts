@@ -1,7 +1,14 @@
 // Damaged snapshot files are refused with a SnapshotError naming the part at fault.
 
 import { describe, expect, it } from "vitest";
-import { decodeSnapshot, encodeSnapshot, FORMAT_VERSION, SnapshotError } from "../../lib/snapshot/index.js";
+import { decodeContainer, encodeContainer, jsonBytes } from "../../lib/snapshot/format.js";
+import {
+  decodeSnapshot,
+  encodeSnapshot,
+  FORMAT_VERSION,
+  READABLE_VERSIONS,
+  SnapshotError,
+} from "../../lib/snapshot/index.js";
 import { createMachine } from "../../lib/vmm/machine.js";
 import { addPcDevices } from "../../lib/vmm/pc.js";
 import { countingGuest } from "./guests.js";
@@ -26,12 +33,41 @@ function refused(bytes: Uint8Array): SnapshotError {
   throw new Error("the damaged snapshot was accepted");
 }
 
+/** where a section's bytes start in the file */
+function offsetOf(file: Buffer, name: string): number {
+  const bytes = decodeContainer(file).sections.get(name);
+  if (!bytes) throw new Error(`no section ${name}`);
+  return bytes.byteOffset - file.byteOffset;
+}
+
+/** the file with one section replaced (checksums recomputed: only the content is wrong) */
+function withSection(file: Buffer, name: string, bytes: Uint8Array): Buffer {
+  const c = decodeContainer(file);
+  const { sections: _s, ...meta } = c.header;
+  return encodeContainer(
+    meta,
+    c.header.sections.map((s) => [
+      s.name,
+      s.name === name ? bytes : c.sections.get(s.name)!,
+      s.crc32 ? "crc32" : "sha256",
+    ]),
+  );
+}
+
 describe("snapshot file checks", () => {
   it("a good file decodes", async () => {
-    const snap = decodeSnapshot(await goodSnapshot());
+    const good = await goodSnapshot();
+    expect(good.readUInt32LE(8)).toBe(FORMAT_VERSION);
+    const snap = decodeSnapshot(good);
     expect(snap.config.vcpus).toBe(1);
-    expect(snap.memory.pages.length).toBeGreaterThan(0);
+    expect(snap.memory.pages).toBeGreaterThan(0);
+    expect(snap.memory.runs.reduce((n, r) => n + r.pages, 0)).toBe(snap.memory.pages);
     expect(snap.devices.map((d) => d.name)).toContain("debugcon");
+    // RAM last, checked with a CRC-32; the rest with SHA-256
+    const names = snap.header.sections.map((s) => s.name);
+    expect(names.slice(-2)).toEqual(["memory-map", "memory"]);
+    expect(snap.header.sections.at(-1)).toMatchObject({ crc32: expect.stringMatching(/^[0-9a-f]{8}$/) });
+    expect(snap.header.sections[0]).toMatchObject({ sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
   });
 
   it("names what is wrong: magic, version, truncation, corruption", async () => {
@@ -47,7 +83,11 @@ describe("snapshot file checks", () => {
     future.writeUInt32LE(FORMAT_VERSION + 1, 8);
     expect(refused(future)).toMatchObject({
       section: "header",
-      message: expect.stringMatching(/format version 2/),
+      message: expect.stringMatching(
+        new RegExp(
+          `format version ${FORMAT_VERSION + 1}; this nodevmm reads versions ${READABLE_VERSIONS.join(" and ")}`,
+        ),
+      ),
     });
 
     expect(refused(good.subarray(0, 10)).section).toBe("file");
@@ -66,6 +106,82 @@ describe("snapshot file checks", () => {
     header[20]! ^= 0x01;
     expect(refused(header)).toMatchObject({ section: "header", message: expect.stringMatching(/checksum/) });
     expect(refused(Buffer.concat([good, Buffer.from([0])])).section).toBe("file");
+  });
+
+  it("a flipped byte in any section is refused naming that section", async () => {
+    const good = await goodSnapshot();
+    for (const name of ["config", "vcpus", "devices", "memory-map", "memory"]) {
+      const bad = Buffer.from(good);
+      bad[offsetOf(good, name)]! ^= 0x80;
+      expect(refused(bad), name).toMatchObject({
+        section: name,
+        message: expect.stringMatching(/checksum mismatch/),
+      });
+    }
+  });
+
+  it("a memory map that does not fit guest RAM or the memory section is refused", async () => {
+    const good = await goodSnapshot();
+    const run = (region: number, page: number, pages: number) => {
+      const b = Buffer.alloc(12);
+      b.writeUInt32LE(region, 0);
+      b.writeUInt32LE(page, 4);
+      b.writeUInt32LE(pages, 8);
+      return b;
+    };
+    const memoryPages = decodeContainer(good).sections.get("memory")!.length / 4096;
+    const cases: [Uint8Array, RegExp, string][] = [
+      [Buffer.alloc(7), /whole number/, "memory-map"],
+      [run(1, 0, memoryPages), /outside guest RAM/, "memory-map"],
+      [run(0, 1023, memoryPages + 1), /outside guest RAM/, "memory-map"],
+      [run(0, 0, 0), /outside guest RAM/, "memory-map"],
+      [Buffer.concat([run(0, 10, 1), run(0, 10, memoryPages - 1)]), /overlaps/, "memory-map"],
+      [run(0, 0, memoryPages + 1), /hold \d+ pages/, "memory"],
+    ];
+    for (const [map, message, section] of cases) {
+      expect(refused(withSection(good, "memory-map", map)), String(message)).toMatchObject({
+        section,
+        message: expect.stringMatching(message),
+      });
+    }
+    const c = decodeContainer(good);
+    const { sections: _s, ...meta } = c.header;
+    const noMap = encodeContainer(
+      meta,
+      c.header.sections.filter((s) => s.name !== "memory-map").map((s) => [s.name, c.sections.get(s.name)!]),
+    );
+    expect(refused(noMap)).toMatchObject({
+      section: "memory-map",
+      message: "snapshot memory-map: section missing",
+    });
+  });
+
+  it("a header entry without a checksum is refused", async () => {
+    const c = decodeContainer(await goodSnapshot());
+    const { sections: _s, ...meta } = c.header;
+    const bytes = encodeContainer(meta, [["config", c.sections.get("config")!]]);
+    // rewrite the header without the sum, keeping the header's own checksum right
+    const json = JSON.stringify({
+      ...meta,
+      sections: [{ name: "config", length: c.sections.get("config")!.length }],
+    });
+    const headerBytes = Buffer.from(json);
+    const { createHash } = await import("node:crypto");
+    const pre = Buffer.from(bytes.subarray(0, 16));
+    pre.writeUInt32LE(headerBytes.length, 12);
+    const file = Buffer.concat([
+      pre,
+      headerBytes,
+      createHash("sha256").update(headerBytes).digest(),
+      c.sections.get("config")!,
+    ]);
+    expect(refused(file)).toMatchObject({ section: "header", message: expect.stringMatching(/no checksum/) });
+    // JSON sections stay JSON: an unreadable one is named
+    expect(
+      refused(withSection(await goodSnapshot(), "devices", jsonBytes("x").subarray(0, 2))),
+    ).toMatchObject({
+      section: "devices",
+    });
   });
 
   it("a device section that names a device the machine lacks is refused before anything is written", async () => {
