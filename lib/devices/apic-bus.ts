@@ -97,6 +97,8 @@ export class ApicBus {
       case DeliveryMode.INIT:
         if (msg.levelTriggered && opts.assert === false) return false;
         for (const i of cpus) {
+          // EOIs its CPU posted before the INIT reach the APIC (and the I/O APIC) first
+          this.lapics[i]!.settle?.();
           this.lapics[i]!.initReset();
           this.onCpuSignal?.(i, "init", 0);
         }

@@ -220,6 +220,12 @@ export class LocalApic implements Device {
   /** Called at the EOI of a level-triggered vector (the I/O APIC clears Remote IRR); PcInterrupts sets it. */
   onEoi: ((vector: number) => void) | undefined;
   /**
+   * Applies what the owning CPU did but this APIC has not seen yet (EOIs a vCPU thread posted);
+   * the APIC bus calls it before an INIT resets the APIC, so that they come first as they did on
+   * the CPU. The soft backend's vCPU threads set it.
+   */
+  settle: (() => void) | undefined;
+  /**
    * The APIC bus: every IPI written to the ICR (after the sender's own checks) goes to it. Unset,
    * the APIC is alone and delivers only fixed/lowest-priority IPIs that address itself.
    */
@@ -316,6 +322,21 @@ export class LocalApic implements Device {
     return v;
   }
 
+  /**
+   * The CPU took `vector`, which pendingVector() offered it a moment ago (a vCPU in another thread
+   * takes it without asking again): its IRR bit moves to the ISR. A vector no longer requested (an
+   * INIT cleared the IRR meanwhile) is left alone. True when it moved.
+   */
+  acknowledgeVector(vector: number): boolean {
+    const v = vector & 0xff;
+    if (!testBit(this.irr, v)) return false;
+    setBit(this.irr, v, false);
+    setBit(this.isr, v, true);
+    this.#irrTop = highest(this.irr);
+    if (v > this.#isrTop) this.#isrTop = v;
+    return true;
+  }
+
   /** LINT0 passes the 8259's INTR (ExtINT, unmasked, or the APIC globally disabled) */
   acceptsExtInt(): boolean {
     const lint0 = this.lvt[LINT0]!;
@@ -394,6 +415,15 @@ export class LocalApic implements Device {
     const v = this.#readReg(offset & 0xff0) >>> 0;
     if (size >= 4) return v;
     return (v >>> ((offset & 3) * 8)) & (size === 1 ? 0xff : 0xffff);
+  }
+
+  /**
+   * Register `reg` (a page offset, 16-byte aligned) as a read in xAPIC mode returns it, without the
+   * page's mode and enable checks and without side effects: what a vCPU thread's copy of the
+   * registers holds (the soft backend's threads.ts)
+   */
+  peekRegister(reg: number): number {
+    return this.#readReg(reg & 0xff0) >>> 0;
   }
 
   /** {@inheritDoc Device.write} */
@@ -507,6 +537,14 @@ export class LocalApic implements Device {
       }
     }
     // read-only registers (version, PPR, ISR/TMR/IRR, current count) ignore writes
+  }
+
+  /**
+   * An EOI as the CPU's write of the EOI register makes it (the xAPIC page or the x2APIC MSR), for
+   * a CPU that posts its EOIs from another thread (the soft backend's vCPU threads)
+   */
+  eoi(): void {
+    this.#eoi();
   }
 
   /** EOI: the highest in-service vector is done; a level-triggered one is broadcast to the I/O APIC */

@@ -54,6 +54,12 @@ export interface CpuInterrupts {
   readonly taskPriority: { get(): number; set(value: number): void };
   /** the CPU's own LAPIC as its RDMSR/WRMSR reach it */
   readonly apicMsrs: LocalApicMsrs;
+  /**
+   * The vector acknowledge() would return now when the CPU's local APIC answers it (its highest
+   * IRR above the PPR), without taking it; -1 when nothing is pending or the 8259 would answer
+   * (its vector is decided by its own INTA cycle)
+   */
+  nextApicVector(): number;
 }
 
 /**
@@ -240,6 +246,7 @@ export class PcInterrupts {
         },
       },
       apicMsrs: apic,
+      nextApicVector: () => (i8259.hasInterrupt() && this.extIntOpen(cpu) ? -1 : apic.pendingVector()),
     };
   }
 }

@@ -16,7 +16,13 @@ export const W = {
   DONE: 1,
   /** the host's kick, latched as the logical processor's hostKick (LogicalProcessorOptions.kickWord) */
   KICK: 2,
-  /** 1 while the CPU's interrupt controller has an interrupt for it (kept by the machine's thread) */
+  /**
+   * The CPU's pending interrupt, kept by the machine's thread: 0 none; IRQ_ASK one whose vector the
+   * worker asks for (an "acknowledge" request); IRQ_FAST | vector the local APIC's next vector,
+   * which the worker may take at once by turning the word into IRQ_TAKEN | vector | the EOIs it
+   * had posted (IRQ_EOIS_SHIFT): the machine's thread then moves it from IRR to ISR, in order with
+   * those EOIs, before anything else from this vCPU, and publishes the next (see threads.ts)
+   */
   IRQ: 3,
   /** INIT, NMI and SIPI (+ vector) from the APIC bus, taken by the worker at its next entry */
   SIGNALS: 4,
@@ -44,6 +50,16 @@ export const W = {
   STOP: 29,
 } as const;
 
+/** W.IRQ: an interrupt is pending; its vector is the controller's answer to a request */
+export const IRQ_ASK = 1;
+/** W.IRQ: the local APIC's vector in bits 7:0 is pending and may be taken without a request */
+export const IRQ_FAST = 0x100;
+/** W.IRQ: the worker took the vector in bits 7:0; the machine's thread has yet to apply it */
+export const IRQ_TAKEN = 0x200;
+/** W.IRQ (taken): the low bits of the EOIs posted before it (APIC_SHADOW.EOIS), from this bit up */
+export const IRQ_EOIS_SHIFT = 10;
+export const IRQ_EOIS_MASK = 0x1fffff;
+
 /** W.SLEEP: the vCPU runs the guest (or is about to) */
 export const SLEEP_NONE = 0;
 /** W.SLEEP: halted with interrupts enabled; an interrupt wakes it */
@@ -61,6 +77,44 @@ export const TSC_OFFSET_I64 = CONTROL_WORDS / 2;
 export const F64_RETIRED = CONTROL_WORDS / 2 + 1;
 /** BigInt64 index of the vCPU's IA32_APIC_BASE, published with them (the local APIC asks it while the vCPU runs) */
 export const APIC_BASE_I64 = CONTROL_WORDS / 2 + 2;
+
+/**
+ * The APIC shadow (VcpuWorkerData.apicShadow): word reg >> 4 holds xAPIC register `reg` (page
+ * offsets 0x000-0x3F0) as a read would return it. The machine's thread sets VALID while the shadow
+ * may serve page reads (a LocalApic on the machine, in xAPIC mode, its page mapped at BASE), X2APIC
+ * while that APIC is in x2APIC mode, and POST while the worker may post EOIs: it bumps EOIS for
+ * each one (and rings the doorbell), and the machine's thread applies them, in order, before it
+ * handles anything else from this vCPU (its next request or exit) and before an INIT resets the APIC.
+ */
+export const APIC_SHADOW = { VALID: 64, BASE: 65, X2APIC: 66, POST: 67, EOIS: 68, WORDS: 69 } as const;
+
+/**
+ * xAPIC registers the worker reads from the shadow: their value changes only by this CPU's own
+ * writes (exits or requests, after which the shadow is republished before the vCPU goes on), by an
+ * INIT (republished before the signal is posted) or while the vCPU is parked. Left out: what other
+ * CPUs or time change underneath (IRR, ISR, TMR, PPR, the timer's current count) and what a read
+ * must not see stale (ESR's pending errors become visible only through a write, so ESR itself is
+ * stable and served).
+ */
+export const APIC_SHADOWED_REGS: readonly number[] = [
+  0x20, // ID
+  0x30, // version
+  0x80, // TPR
+  0xd0, // LDR
+  0xe0, // DFR
+  0xf0, // SVR
+  0x280, // ESR
+  0x300, // ICR low (delivery status: idle once the write that sent it returned)
+  0x310, // ICR high
+  0x320, // LVT timer
+  0x330, // LVT thermal
+  0x340, // LVT performance counters
+  0x350, // LVT LINT0
+  0x360, // LVT LINT1
+  0x370, // LVT error
+  0x380, // timer initial count
+  0x3e0, // timer divide configuration
+];
 
 export const SIGNAL_INIT = 1;
 export const SIGNAL_NMI = 2;
@@ -84,6 +138,12 @@ export interface VcpuWorkerData {
   clock: SharedClockState | undefined;
   /** the machine has an interrupt controller (else the vCPU has none either) */
   interrupts: boolean;
+  /**
+   * The local APIC's registers that reads do not change and only this CPU's own accesses (or an
+   * INIT) change, kept current by the machine's thread (Int32 words, see APIC_SHADOW): the worker
+   * answers the guest's xAPIC page reads of them without an exit
+   */
+  apicShadow: SharedArrayBuffer;
   /**
    * Several vCPU threads: what their interpreters share to keep guest memory coherent across
    * threads (locked operations, code written by one vCPU and run by another; lib/cpu/smp-memory.ts)

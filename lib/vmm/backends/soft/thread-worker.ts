@@ -17,12 +17,18 @@ import { waitForChangeSync } from "../../wait-word.js";
 import { readFastRun, writeFastExit } from "./thread-codec.js";
 import {
   APIC_BASE_I64,
+  APIC_SHADOW,
+  APIC_SHADOWED_REGS,
   bump,
   CONTROL_WORDS,
   type Command,
   type Completion,
   type EntryLimits,
   F64_RETIRED,
+  IRQ_EOIS_MASK,
+  IRQ_EOIS_SHIFT,
+  IRQ_FAST,
+  IRQ_TAKEN,
   type RequestOp,
   SIGNAL_INIT,
   SIGNAL_NMI,
@@ -39,6 +45,10 @@ import {
 import { SoftVcpu } from "./vcpu.js";
 
 const APIC_BASE_MSR = 0x1b;
+/** IA32_APIC_BASE.EN */
+const APIC_EN = 1n << 11n;
+const APIC_EOI_OFFSET = 0xb0;
+const X2APIC_EOI_MSR = 0x80b;
 
 /** what the machine's thread may call on a parked vCPU (VcpuBackend's methods, and the debugger's) */
 const CALLS = new Set([
@@ -87,6 +97,9 @@ export function serveVcpu(data: VcpuWorkerData): void {
     wide[APIC_BASE_I64] = BigInt.asIntN(64, vcpu.lp.cpu.getMsr(APIC_BASE_MSR) ?? 0n);
   };
 
+  /** the APIC registers the machine's thread keeps here, and the EOIs posted to it (APIC_SHADOW) */
+  const shadow = new Int32Array(data.apicShadow);
+
   let requests = 0;
   /** asks the machine's thread (where the interrupt controller is) and waits for its answer */
   const request = (op: RequestOp, args: unknown[] = []): unknown => {
@@ -113,7 +126,16 @@ export function serveVcpu(data: VcpuWorkerData): void {
       return attached;
     },
     readMsr: (index) => request("apic-read-msr", [index]) as bigint | undefined,
-    writeMsr: (index, value) => request("apic-write-msr", [index, value]) === true,
+    writeMsr: (index, value) => {
+      // the x2APIC EOI register takes only 0 (else #GP, which the APIC decides)
+      if (index === X2APIC_EOI_MSR && value === 0n && Atomics.load(shadow, APIC_SHADOW.X2APIC) === 1) {
+        if (Atomics.load(shadow, APIC_SHADOW.POST) === 1) {
+          postEoi();
+          return true;
+        }
+      }
+      return request("apic-write-msr", [index, value]) === true;
+    },
     get x2apic() {
       return request("apic-x2apic") === true;
     },
@@ -128,8 +150,25 @@ export function serveVcpu(data: VcpuWorkerData): void {
         setIrq: () => {
           throw new Error("interrupt lines are raised on the machine's thread");
         },
-        hasInterrupt: () => Atomics.load(words, W.IRQ) !== 0,
-        acknowledge: () => request("acknowledge") as number,
+        hasInterrupt: () => {
+          const w = Atomics.load(words, W.IRQ);
+          // a vector taken without asking is pending no more (the machine's thread publishes the next)
+          return w !== 0 && (w & IRQ_TAKEN) === 0;
+        },
+        acknowledge: () => {
+          const w = Atomics.load(words, W.IRQ);
+          if ((w & IRQ_FAST) !== 0 && apicEnabled()) {
+            // taken here, after the EOIs posted so far: the machine's thread applies them in that order
+            const eois = Atomics.load(shadow, APIC_SHADOW.EOIS) & IRQ_EOIS_MASK;
+            const taken = IRQ_TAKEN | (w & 0xff) | (eois << IRQ_EOIS_SHIFT);
+            if (Atomics.compareExchange(words, W.IRQ, w, taken) === w) {
+              ring();
+              return w & 0xff;
+            }
+          }
+          // the 8259's vector, or the word changed meanwhile: the controller answers
+          return request("acknowledge") as number;
+        },
         taskPriority: {
           get: () => request("tpr-get") as number,
           set: (value) => {
@@ -139,6 +178,43 @@ export function serveVcpu(data: VcpuWorkerData): void {
         apicMsrs: apic,
       }
     : undefined;
+
+  const apicEnabled = (): boolean => ((vcpu!.lp.cpu.getMsr(APIC_BASE_MSR) ?? 0n) & APIC_EN) !== 0n;
+  /** an EOI the machine's thread applies before anything else from this vCPU (APIC_SHADOW) */
+  const postEoi = (): void => {
+    Atomics.add(shadow, APIC_SHADOW.EOIS, 1);
+    ring();
+  };
+  /** the guest's write of the xAPIC EOI register (an aligned dword, as LocalApic.write takes it) */
+  const localMmioWrite = (gpa: number, size: number): boolean => {
+    if (size !== 4 || Atomics.load(shadow, APIC_SHADOW.VALID) === 0) return false;
+    if (Atomics.load(shadow, APIC_SHADOW.POST) === 0 || !apicEnabled()) return false;
+    if (gpa - (Atomics.load(shadow, APIC_SHADOW.BASE) >>> 0) !== APIC_EOI_OFFSET) return false;
+    postEoi();
+    return true;
+  };
+  const shadowed = new Uint8Array(64);
+  for (const reg of APIC_SHADOWED_REGS) shadowed[reg >> 4] = 1;
+  /**
+   * The guest reads its xAPIC page: registers only this CPU changes come from the copy the
+   * machine's thread keeps current (APIC_SHADOWED_REGS), sized and aligned as LocalApic.read takes
+   * them; anything else (a disabled or x2APIC-mode APIC, IRR/ISR/PPR, the timer's count, odd
+   * sizes) exits as before
+   */
+  const localMmioRead = (gpa: number, size: number): number | undefined => {
+    if (Atomics.load(shadow, APIC_SHADOW.VALID) === 0) return undefined;
+    const offset = gpa - (Atomics.load(shadow, APIC_SHADOW.BASE) >>> 0);
+    if (offset < 0 || offset >= 0x1000 || (size !== 1 && size !== 2 && size !== 4)) return undefined;
+    if ((offset & (size - 1)) !== 0 || shadowed[(offset >> 4) & 0xff] !== 1) return undefined;
+    // IA32_APIC_BASE.EN as this CPU has it now (a disabled APIC's page reads all-ones); EXTD is
+    // the APIC's own (VALID is clear in x2APIC mode)
+    if (!apicEnabled()) return undefined;
+    // bytes 4-15 of a register read as zero
+    if ((offset & 0xc) !== 0) return 0;
+    const v = Atomics.load(shadow, offset >> 4) >>> 0;
+    if (size === 4) return v;
+    return (v >>> ((offset & 3) * 8)) & (size === 1 ? 0xff : 0xffff);
+  };
 
   vcpu = new SoftVcpu(
     data.index,
@@ -153,6 +229,7 @@ export function serveVcpu(data: VcpuWorkerData): void {
       ...(data.clock ? { clock: new MachineClock(data.clock) } : {}),
       vcpus: data.vcpus,
       ownThreads: true,
+      ...(data.interrupts ? { localMmioRead, localMmioWrite } : {}),
     },
     { kickWord: words.subarray(W.KICK, W.KICK + 1) },
   );

@@ -6,6 +6,7 @@
 // thread looks at the vCPU (ended(), and every wait for a call's answer).
 
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from "node:worker_threads";
+import { LocalApic } from "../../../devices/lapic.js";
 import { VmmError } from "../../../types/errors.js";
 import type { VmExit } from "../../../types/exits.js";
 import type { Regs, SpecialRegs } from "../../../types/regs.js";
@@ -21,6 +22,8 @@ import type { ArchVcpuState, SoftSavedState, SoftVcpuState } from "./saved-state
 import { readFastExit, UNBOUNDED, writeFastRun } from "./thread-codec.js";
 import {
   APIC_BASE_I64,
+  APIC_SHADOW,
+  APIC_SHADOWED_REGS,
   bump,
   CONTROL_BYTES,
   CONTROL_WORDS,
@@ -29,6 +32,11 @@ import {
   type EntryLimits,
   F64_RETIRED,
   fromWire,
+  IRQ_ASK,
+  IRQ_EOIS_MASK,
+  IRQ_EOIS_SHIFT,
+  IRQ_FAST,
+  IRQ_TAKEN,
   type RequestOp,
   SIGNAL_INIT,
   SIGNAL_NMI,
@@ -43,6 +51,8 @@ import {
 } from "./thread-protocol.js";
 
 const APIC_BASE_MSR = 0x1b;
+/** IA32_APIC_BASE.EXTD (x2APIC mode) */
+const APIC_EXTD = 1n << 10n;
 
 /** How long an INIT, SIPI or NMI's sender waits for a running target to take it (see signal). */
 const SIGNAL_WAIT_MS = 1000;
@@ -81,7 +91,7 @@ function threadFailed(index: number, w: WireError): SoftVcpuThreadError {
 /** What the machine's thread keeps of a vCPU whose thread starts (SoftBackend.createVcpu). */
 export interface SoftThreadVcpuOptions {
   url: string;
-  data: Omit<VcpuWorkerData, "control" | "port" | "index" | "clock">;
+  data: Omit<VcpuWorkerData, "control" | "port" | "index" | "clock" | "apicShadow">;
   index: number;
   clock: MachineClock | undefined;
   /** this CPU's view of the interrupt controller (its own local APIC) */
@@ -109,6 +119,11 @@ export class SoftThreadVcpu implements VcpuBackend {
   #lastExit: VmExit | undefined;
   #closed = false;
   #failure: Error | undefined;
+  /** the registers the thread reads without an exit (APIC_SHADOW), when the CPU's APIC is a LocalApic */
+  readonly #shadow: Int32Array;
+  readonly #lapic: LocalApic | undefined;
+  /** EOIs of the thread's (APIC_SHADOW.EOIS) applied so far */
+  #eoisApplied = 0;
 
   constructor(opts: SoftThreadVcpuOptions) {
     this.index = opts.index;
@@ -118,12 +133,18 @@ export class SoftThreadVcpu implements VcpuBackend {
     this.#floats = new Float64Array(control);
     this.#irq = opts.interrupts;
     this.#onChange = opts.onChange;
+    const apicShadow = new SharedArrayBuffer(APIC_SHADOW.WORDS * 4);
+    this.#shadow = new Int32Array(apicShadow);
+    const lapic = opts.interrupts?.apicMsrs;
+    this.#lapic = lapic instanceof LocalApic ? lapic : undefined;
+    if (this.#lapic) this.#lapic.settle = () => this.#settle();
     const { port1, port2 } = new MessageChannel();
     this.#port = port1;
     const data: VcpuWorkerData = {
       ...opts.data,
       index: opts.index,
       control,
+      apicShadow,
       port: port2,
       clock: opts.clock?.share(),
     };
@@ -264,6 +285,9 @@ export class SoftThreadVcpu implements VcpuBackend {
   serve(): void {
     for (;;) {
       const asked = Atomics.load(this.#words, W.REQUEST);
+      // what the thread did without asking before it asked (read after the request word, which
+      // it bumps after them) is applied before the request
+      this.#settle();
       if (asked === this.#replied) return;
       const m = receiveMessageOnPort(this.#port)?.message as WorkerMessage | undefined;
       if (m?.t !== "request") throw new SoftVcpuThreadError(`vCPU ${this.index}: a request went missing`);
@@ -273,11 +297,73 @@ export class SoftThreadVcpu implements VcpuBackend {
       } catch (e) {
         reply = { t: "reply", error: { name: (e as Error).name, message: (e as Error).message } };
       }
+      this.publishApic();
       this.#port.postMessage(reply);
       this.#replied = (this.#replied + 1) | 0;
       Atomics.store(this.#words, W.REPLIED, this.#replied);
       Atomics.notify(this.#words, W.REPLIED);
     }
+  }
+
+  /**
+   * Copies the APIC registers the thread reads itself (APIC_SHADOWED_REGS) into the shadow: before
+   * every entry, after every request it made and exit of any vCPU (sync), and before an INIT is
+   * posted, i.e. before the thread can run on after anything that changes them.
+   */
+  publishApic(): void {
+    this.#settle();
+    const apic = this.#lapic;
+    const shadow = this.#shadow;
+    // the page is the machine's once the APIC is attached (the LapicPage on its MMIO bus)
+    const attached = apic?.attached === true;
+    Atomics.store(shadow, APIC_SHADOW.POST, attached ? 1 : 0);
+    Atomics.store(shadow, APIC_SHADOW.X2APIC, attached && apic!.x2apic ? 1 : 0);
+    if (!attached || apic!.x2apic) {
+      Atomics.store(shadow, APIC_SHADOW.VALID, 0);
+      return;
+    }
+    for (const reg of APIC_SHADOWED_REGS) Atomics.store(shadow, reg >> 4, apic!.peekRegister(reg));
+    Atomics.store(shadow, APIC_SHADOW.BASE, apic!.ranges[0]!.base | 0);
+    Atomics.store(shadow, APIC_SHADOW.VALID, 1);
+  }
+
+  /**
+   * What the thread did without asking, applied in its order: the EOIs it posted, and the vector it
+   * took (W.IRQ taken) after the first of them; then every vCPU's pending word is looked at again
+   */
+  #settle(): void {
+    const apic = this.#lapic;
+    if (!apic) return;
+    // the word first: the EOIs it counts were posted before it, so EOIS (read next) holds them
+    const w = Atomics.load(this.#words, W.IRQ);
+    const posted = Atomics.load(this.#shadow, APIC_SHADOW.EOIS);
+    const taken = (w & IRQ_TAKEN) !== 0;
+    if (!taken && posted === this.#eoisApplied) return;
+    if (taken) {
+      const before = (w >>> IRQ_EOIS_SHIFT) & IRQ_EOIS_MASK;
+      while ((this.#eoisApplied & IRQ_EOIS_MASK) !== before) this.#eoi(apic);
+      // a vector an INIT took back meanwhile stays taken back (the CPU is reset anyway)
+      apic.acknowledgeVector(w & 0xff);
+      // only this thread changes a taken word; syncInterrupt publishes the next
+      Atomics.store(this.#words, W.IRQ, 0);
+    }
+    while (this.#eoisApplied !== posted) this.#eoi(apic);
+    // a lower vector may now be above the PPR; a level-triggered one's I/O APIC entry may send again
+    this.#onChange();
+  }
+
+  #eoi(apic: LocalApic): void {
+    this.#eoisApplied = (this.#eoisApplied + 1) | 0;
+    apic.eoi();
+  }
+
+  /** W.IRQ as this CPU's controller has it now (see W.IRQ) */
+  #pendingWord(): number {
+    const irq = this.#irq;
+    if (irq?.hasInterrupt() !== true) return 0;
+    // the local APIC's vector may be taken at once; the 8259's is decided by its INTA
+    const next = this.#lapic ? (irq as { nextApicVector?: () => number }).nextApicVector?.() : undefined;
+    return next !== undefined && next >= 0 ? IRQ_FAST | next : IRQ_ASK;
   }
 
   #answer(op: RequestOp, args: unknown[]): unknown {
@@ -314,14 +400,25 @@ export class SoftThreadVcpu implements VcpuBackend {
 
   /** Makes the pending-interrupt word what this CPU's controller says; true when it rose. */
   syncInterrupt(): boolean {
-    const want = this.#irq?.hasInterrupt() === true ? 1 : 0;
-    const had = Atomics.exchange(this.#words, W.IRQ, want);
-    if (want === had) return false;
-    // a thread halted in the guest sleeps on the kick word: let it look again; one running the
-    // guest looks at its next poll
-    if (want === 1 && this.#inEntry) this.#nudge();
-    else Atomics.notify(this.#words, W.KICK);
-    return want === 1;
+    this.publishApic();
+    for (;;) {
+      const want = this.#pendingWord();
+      const had = Atomics.load(this.#words, W.IRQ);
+      // the thread took the vector since: applied first, then looked at again
+      if ((had & IRQ_TAKEN) !== 0) {
+        this.#settle();
+        continue;
+      }
+      if (want === had) return false;
+      // the thread may take a published vector at any moment: the word changes only from what it was
+      if (Atomics.compareExchange(this.#words, W.IRQ, had, want) !== had) continue;
+      const rose = had === 0 && want !== 0;
+      // a thread halted in the guest sleeps on the kick word: let it look again; one running the
+      // guest looks at its next poll
+      if (rose && this.#inEntry) this.#nudge();
+      else Atomics.notify(this.#words, W.KICK);
+      return rose;
+    }
   }
 
   /**
@@ -343,6 +440,8 @@ export class SoftThreadVcpu implements VcpuBackend {
     else if (e?.kind === "mmio" && !e.write) completion = { data: e.data! };
     else if (e?.kind === "hypercall") completion = { ret: e.ret! };
     this.#lastExit = undefined;
+    // the APIC may have changed while the vCPU was parked (a snapshot restored, a reset)
+    this.syncInterrupt();
     const limits = unbounded ? UNBOUNDED : this.#entryLimits;
     this.#entryLimits = {};
     this.#send({ op: "run", completion, limits });
@@ -358,6 +457,9 @@ export class SoftThreadVcpu implements VcpuBackend {
     if (!this.exitReady) throw new SoftVcpuThreadError(`vCPU ${this.index} has no exit to take`);
     this.#exitsTaken = (this.#exitsTaken + 1) | 0;
     this.#inEntry = false;
+    // the EOIs and interrupts the thread took before this exit (it bumped the exit word after
+    // them) reach the APIC before the exit is handled (parked first: nothing nudges it meanwhile)
+    this.#settle();
     if (Atomics.load(this.#words, W.EXIT_FAST) === 1) {
       this.#lastExit = readFastExit(this.#words);
       return this.#lastExit;
@@ -398,7 +500,11 @@ export class SoftThreadVcpu implements VcpuBackend {
   getMsr(index: number): bigint | undefined {
     // the local APIC asks whether it is enabled at every access: the value the thread published as
     // it last exited, asked, or answered a call (the only times it can change), not a call
-    if (index === APIC_BASE_MSR) return BigInt.asUintN(64, this.#wide[APIC_BASE_I64]!);
+    if (index === APIC_BASE_MSR) {
+      // EXTD is the APIC's mode (the interpreter keeps the other bits, as SoftVcpu's readMsr says)
+      const base = BigInt.asUintN(64, this.#wide[APIC_BASE_I64]!);
+      return this.#irq?.apicMsrs?.x2apic === true ? base | APIC_EXTD : base;
+    }
     return this.call("getMsr", index) as bigint | undefined;
   }
   setMsr(index: number, value: bigint): void {
@@ -481,6 +587,9 @@ export class SoftThreadVcpu implements VcpuBackend {
       default:
         throw new RangeError(`unknown CPU signal ${String(kind)}`);
     }
+    // an INIT reset the APIC's registers and took its requests back: the thread reads them (and
+    // its pending word) after it takes the INIT
+    this.syncInterrupt();
     // a later SIPI's vector replaces an earlier one's
     for (;;) {
       const old = Atomics.load(this.#words, W.SIGNALS);

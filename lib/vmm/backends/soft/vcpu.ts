@@ -123,6 +123,13 @@ export interface SoftVcpuShared {
   vcpus: number;
   /** each vCPU runs in a thread of its own (no turns to give up on a PAUSE loop) */
   ownThreads?: boolean;
+  /**
+   * An MMIO read this vCPU's thread answers itself (a vCPU thread's local APIC registers, from the
+   * copy the machine's thread keeps): the value, or undefined to exit to the machine as usual
+   */
+  localMmioRead?: (gpa: number, size: number) => number | undefined;
+  /** An MMIO write this vCPU's thread takes itself (an EOI it posts): true when taken */
+  localMmioWrite?: (gpa: number, size: number, value: number) => boolean;
 }
 
 export class SoftVcpu implements VcpuBackend {
@@ -447,6 +454,18 @@ export class SoftVcpu implements VcpuBackend {
               "EPT violation outside guest RAM that is not a data access (instruction fetch or page walk)",
             raw,
           };
+        }
+        if (!access.write && this.shared.localMmioRead) {
+          const value = this.shared.localMmioRead(access.gpa, access.size);
+          if (value !== undefined) {
+            // completed here as the machine would complete it; the instruction runs again with it
+            lp.completeMmio({ gpa: access.gpa, size: access.size, write: false, value: value >>> 0, hi: 0 });
+            return undefined;
+          }
+        }
+        if (access.write && this.shared.localMmioWrite?.(access.gpa, access.size, access.lo)) {
+          lp.completeMmio({ gpa: access.gpa, size: access.size, write: true, value: 0 });
+          return undefined;
         }
         const data = new Uint8Array(access.size);
         if (access.write) {
