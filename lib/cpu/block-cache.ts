@@ -31,6 +31,10 @@ import { instructionLength } from "./length.js";
  */
 export const CODE_TAG = 0.5;
 
+const EMPTY_WORDS = new Int32Array(0);
+/** Int32Array elements read memory bytes in little-endian order (the word compare relies on it) */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 /** longest block; bounds the work lost when a block is dropped */
 const MAX_OPS = 32;
 
@@ -58,6 +62,13 @@ export class Block {
   off = 0;
   /** some op has a fast form (a block of generic ops only is never compiled) */
   readonly fast: boolean;
+  /**
+   * `code` as the aligned 32-bit words that hold it (bytes placed as a little-endian host reads
+   * them from memory) and, per word, which of its bits are the block's: blockMatches compares a
+   * word at a time. Empty when `code` is.
+   */
+  words: Int32Array = EMPTY_WORDS;
+  wordMasks: Int32Array = EMPTY_WORDS;
   constructor(
     readonly ops: Op[],
     /** the bytes the ops were decoded from */
@@ -190,12 +201,64 @@ export function buildBlock(
   }
   const blk = new Block(ops, view.slice(off, p), runEpoch);
   blk.off = off;
+  setWords(blk);
   return blk;
 }
 
-/** true when guest memory still holds the bytes the block was decoded from */
+function setWords(blk: Block): void {
+  const code = blk.code;
+  if (code.length === 0) return;
+  const lead = blk.off & 3;
+  const n = (lead + code.length + 3) >> 2;
+  const words = new Int32Array(n);
+  const masks = new Int32Array(n);
+  for (let k = 0; k < code.length; k++) {
+    const pos = lead + k;
+    const shift = (pos & 3) * 8;
+    words[pos >> 2] |= code[k] << shift;
+    masks[pos >> 2] |= 0xff << shift;
+  }
+  blk.words = words;
+  blk.wordMasks = masks;
+}
+
+/**
+ * Word views of guest-memory arrays (null where a word compare cannot be used: a shared buffer,
+ * whose bytes the byte loop reads as before, or an array not 4-aligned in its buffer); the last
+ * one asked for is kept apart, as code runs from one array for long stretches.
+ */
+const wordViews = new WeakMap<Uint8Array, Int32Array | null>();
+let lastMem: Uint8Array | null = null;
+let lastWords: Int32Array | null = null;
+
+function wordsOf(mem: Uint8Array): Int32Array | null {
+  if (mem === lastMem) return lastWords;
+  let w = wordViews.get(mem);
+  if (w === undefined) {
+    const shared = typeof SharedArrayBuffer !== "undefined" && mem.buffer instanceof SharedArrayBuffer;
+    w =
+      LITTLE_ENDIAN && !shared && (mem.byteOffset & 3) === 0
+        ? new Int32Array(mem.buffer, mem.byteOffset, mem.length >>> 2)
+        : null;
+    wordViews.set(mem, w);
+  }
+  lastMem = mem;
+  lastWords = w;
+  return w;
+}
+
+/** true when guest memory still holds the bytes the block was decoded from (at: its first byte) */
 export function blockMatches(blk: Block, mem: Uint8Array, at: number): boolean {
   const code = blk.code;
+  const m32 = wordsOf(mem);
+  // the words hold the bytes at their page offsets: memory must align the same way
+  if (m32 !== null && (at & 3) === (blk.off & 3) && (at >>> 2) + blk.words.length <= m32.length) {
+    const words = blk.words;
+    const masks = blk.wordMasks;
+    const w0 = at >>> 2;
+    for (let j = 0; j < words.length; j++) if (((m32[w0 + j] ^ words[j]) & masks[j]) !== 0) return false;
+    return true;
+  }
   for (let k = 0; k < code.length; k++) if (mem[at + k] !== code[k]) return false;
   return true;
 }

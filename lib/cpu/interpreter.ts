@@ -1811,7 +1811,12 @@ export class Interpreter implements GuestCpu, LazyFlags {
     const key = off * 4 + modeKey(this.mode64, this.csD);
     const mem = this.tlbXMem[i];
     const at = this.tlbXOff[i];
-    let blk = page.blocks.get(key);
+    // the block this linear address led to in this codeEpoch is the page's block at this key (a
+    // drop or a change of mode or mapping would have bumped the epoch): only its bytes need a look
+    let blk =
+      hit !== null && this.jmpLin[ci] === lin && this.jmpEpoch[ci] === this.codeEpoch && this.smp === null
+        ? hit
+        : page.blocks.get(key);
     if (blk === undefined || (blk.checked !== this.runEpoch && !blockMatches(blk, mem, at + off))) {
       if (page.blocks.size >= MAX_PAGE_BLOCKS) {
         // code that keeps finding new entry points (rewritten around, or entered anywhere)
