@@ -28,7 +28,7 @@ import type { Interpreter } from "./interpreter.js";
 import { EFER_LMA, EFER_LME, toBig, toNum } from "./interpreter.js";
 import { smapAcCleared } from "./mmu.js";
 import { readMsr, tsc, writeMsr } from "./msr.js";
-import { lockedCmpxchg8b16b, mfence } from "./smp-atomic.js";
+import { lockedCmpxchg8b16b, mfence, plainCmpxchg8b16b } from "./smp-atomic.js";
 import { sse } from "./sse.js";
 import {
   descAr,
@@ -832,37 +832,7 @@ function group9(cpu: Interpreter): void {
       lockedCmpxchg8b16b(cpu, cpu.osz === 64);
       return;
     }
-    if (cpu.osz === 64) {
-      // CMPXCHG16B
-      const l0 = cpu.rd64(cpu.ea);
-      const h0 = cpu.vh;
-      const a1 = cpu.addLin(cpu.ea, 8);
-      const l1 = cpu.rd64(a1);
-      const h1 = cpu.vh;
-      if (l0 === cpu.lo[0] >>> 0 && h0 === cpu.hi[0] && l1 === cpu.lo[2] >>> 0 && h1 === cpu.hi[2]) {
-        cpu.wr64(cpu.ea, cpu.lo[3], cpu.hi[3]);
-        cpu.wr64(a1, cpu.lo[1], cpu.hi[1]);
-        cpu.patchFlags(FL_ZF, FL_ZF);
-      } else {
-        cpu.wr64(cpu.ea, l0, h0);
-        cpu.wr64(a1, l1, h1);
-        cpu.setReg(64, 0, l0, h0);
-        cpu.setReg(64, 2, l1, h1);
-        cpu.patchFlags(FL_ZF, 0);
-      }
-      return;
-    }
-    const lo = cpu.rd64(cpu.ea);
-    const hi = cpu.vh;
-    if (lo === cpu.lo[0] >>> 0 && hi === cpu.lo[2]) {
-      cpu.wr64(cpu.ea, cpu.lo[3], cpu.lo[1]);
-      cpu.patchFlags(FL_ZF, FL_ZF);
-    } else {
-      cpu.wr64(cpu.ea, lo, hi);
-      cpu.setReg(32, 0, lo, 0);
-      cpu.setReg(32, 2, hi >>> 0, 0);
-      cpu.patchFlags(FL_ZF, 0);
-    }
+    plainCmpxchg8b16b(cpu, cpu.osz === 64);
     return;
   }
   if (op === 6) {

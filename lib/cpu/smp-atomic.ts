@@ -342,7 +342,7 @@ export function lockedCmpxchg8b16b(cpu: Interpreter, wide: boolean): void {
   }
 }
 
-/** the compare and the write of CMPXCHG8B/16B, access by access */
+/** CMPXCHG8B/16B without LOCK (or under the split lock): the compare and the writes, access by access */
 export function plainCmpxchg8b16b(cpu: Interpreter, wide: boolean): void {
   if (wide) {
     const l0 = cpu.rd64(cpu.ea);
