@@ -3,12 +3,13 @@
 // mode (4-level paging), each check printed as vector, error code and CR2 (expected output and the
 // runner in test/support/access-rights-guest.ts; test/kvm/access-rights.test.ts holds KVM to it).
 
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { EXPECTED_OUT, GUESTS, runAccessRights } from "../support/access-rights-guest.js";
+import { asToolchainProblem } from "../support/guest-toolchain.js";
 
 describe("SMEP, SMAP and UMIP guest on the soft backend", () => {
   for (const bits of [32, 64] as const) {
@@ -20,18 +21,7 @@ describe("SMEP, SMAP and UMIP guest on the soft backend", () => {
   }
 });
 
-function toolchainProblem(): string | undefined {
-  for (const tool of ["as", "ld", "objcopy"]) {
-    if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0) return `${tool} is not installed`;
-  }
-  const version = (cmd: string) => spawnSync(cmd, ["--version"], { encoding: "utf8" }).stdout.split("\n")[0];
-  const here = `${version("as")}\n${version("ld")}\n`;
-  const committed = readFileSync(join(GUESTS, "TOOLCHAIN"), "utf8");
-  return here === committed
-    ? undefined
-    : `images were built with ${committed.trim()}, this machine has ${here.trim()}`;
-}
-const problem = toolchainProblem();
+const problem = asToolchainProblem(GUESTS);
 
 describe("access-rights guest images", () => {
   it.skipIf(problem !== undefined)(

@@ -4,7 +4,7 @@
 // reference, and must print what the soft backend prints. Counts are of guest events (timer
 // ticks, interrupts), never of wall-clock time.
 
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,6 +13,7 @@ import { LAPIC_VERSION } from "../../lib/devices/index.js";
 import { createMachine } from "../../lib/vmm/machine.js";
 import { addPcDevices } from "../../lib/vmm/pc.js";
 import { probe } from "../kvm/helpers.js";
+import { asToolchainProblem } from "../support/guest-toolchain.js";
 
 const GUESTS = join(import.meta.dirname, "guests");
 const SOURCES = ["apic-timer", "ioapic-uart", "ioapic-pit", "pic-pit"] as const;
@@ -228,18 +229,7 @@ describe.skipIf(!probe.usable)(`the same guests on KVM's in-kernel irqchip${kvmS
   });
 });
 
-function toolchainProblem(): string | undefined {
-  for (const tool of ["as", "ld", "objcopy"]) {
-    if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0) return `${tool} is not installed`;
-  }
-  const version = (cmd: string) => spawnSync(cmd, ["--version"], { encoding: "utf8" }).stdout.split("\n")[0];
-  const here = `${version("as")}\n${version("ld")}\n`;
-  const committed = readFileSync(join(GUESTS, "TOOLCHAIN"), "utf8");
-  return here === committed
-    ? undefined
-    : `images were built with ${committed.trim()}, this machine has ${here.trim()}`;
-}
-const problem = toolchainProblem();
+const problem = asToolchainProblem(GUESTS);
 
 describe("APIC guest images", () => {
   it.skipIf(problem !== undefined)(

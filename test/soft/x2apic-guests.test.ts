@@ -3,7 +3,7 @@
 // 32-bit protected and 64-bit long mode, on the soft backend; test/kvm/x2apic-guests.test.ts holds
 // KVM's in-kernel APIC to the same output. Waits are on the TSC or on interrupts taken.
 
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,6 +12,7 @@ import { type CpuidEntry, cpuidForVcpu, KVM_CAP_TSC_DEADLINE_TIMER } from "../..
 import { RegisterValueError } from "../../lib/vmm/errors.js";
 import { createMachine } from "../../lib/vmm/machine.js";
 import { addPcDevices } from "../../lib/vmm/pc.js";
+import { asToolchainProblem } from "../support/guest-toolchain.js";
 import {
   GUESTS,
   runGuest,
@@ -64,18 +65,7 @@ describe("x2APIC IPI guest on two soft vCPUs", () => {
   });
 });
 
-function toolchainProblem(): string | undefined {
-  for (const tool of ["as", "ld", "objcopy"]) {
-    if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0) return `${tool} is not installed`;
-  }
-  const version = (cmd: string) => spawnSync(cmd, ["--version"], { encoding: "utf8" }).stdout.split("\n")[0];
-  const here = `${version("as")}\n${version("ld")}\n`;
-  const committed = readFileSync(join(GUESTS, "TOOLCHAIN"), "utf8");
-  return here === committed
-    ? undefined
-    : `images were built with ${committed.trim()}, this machine has ${here.trim()}`;
-}
-const problem = toolchainProblem();
+const problem = asToolchainProblem(GUESTS);
 
 describe("x2APIC guest images", () => {
   it.skipIf(problem !== undefined)(
