@@ -491,6 +491,9 @@ if (cpu.codeEpoch !== epoch) { cpu.retired++; return -1; }`;
       case OpKind.BitOp:
       case OpKind.IncDecM:
       case OpKind.Shift:
+      case OpKind.MulDiv:
+      case OpKind.Convert:
+      case OpKind.Sse:
         out.push(this.callOut(op, k, off));
         return;
       default: {
@@ -543,6 +546,7 @@ if (cpu.codeEpoch !== epoch) { cpu.retired++; return -1; }`;
       op.kind === OpKind.BitOp ||
       op.kind === OpKind.IncDecM ||
       op.kind === OpKind.Shift ||
+      op.kind === OpKind.MulDiv ||
       (op.kind === OpKind.Unary && op.sub === 3);
     const after = flags ? inCpu() : this.flags;
     const s = this.slow(k, off, after);

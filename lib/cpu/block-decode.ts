@@ -1,9 +1,11 @@
 // Decodes one instruction into an Op for the decode cache. Only the forms that dominate compiled
 // and hand-written hot loops get a fast Op (register and memory ALU, INC/DEC, MOV incl. immediate
 // to memory, LEA, TEST, Jcc, JMP, NOP; and, inline in compiled blocks only, MOVZX/MOVSX, CMOVcc,
-// SETcc r8, shifts by a constant) and only without segment/LOCK/REP/address-size prefixes;
-// everything else becomes a Generic op that runs the single-step executor, so behaviour never
-// depends on what is cached.
+// SETcc r8, shifts by a constant; through their handlers MUL/DIV, CBW..CQO and the SSE moves and
+// logic of block-sse.ts) and only without LOCK/address-size prefixes, REP only where it selects an
+// SSE form, and segment overrides only where they matter (FS/GS on a memory operand) or are null
+// (ES/CS/SS/DS in 64-bit mode); everything else becomes a Generic op that runs the single-step
+// executor, so behaviour never depends on what is cached.
 
 import {
   aluHandler,
@@ -16,6 +18,7 @@ import {
   bitOp,
   call,
   cmov,
+  convert,
   EaKind,
   genericOp,
   hasMem,
@@ -35,6 +38,7 @@ import {
   movRI,
   movRR,
   movx,
+  mulDiv,
   nop,
   Op,
   OpKind,
@@ -54,6 +58,7 @@ import {
   testRR,
   unary,
 } from "./block-ops.js";
+import { SseOp, sseOp } from "./block-sse.js";
 
 const s8 = (v: number) => (v << 24) >> 24;
 const u16 = (m: Uint8Array, p: number) => m[p] | (m[p + 1] << 8);
@@ -132,11 +137,17 @@ function decodeEa(op: Op, m: Uint8Array, p: number, rex: number, asz: number, mo
 export function decodeFast(m: Uint8Array, p: number, len: number, mode64: boolean, csD: boolean): Op | null {
   let opsz = false;
   let segOv = -1;
+  let nullSeg = false;
+  let rep = 0;
   let rex = 0;
   let b = m[p];
   for (;;) {
     if (b === 0x66) opsz = true;
     else if (mode64 && (b === 0x64 || b === 0x65)) segOv = b - 0x60;
+    // ES/CS/SS/DS overrides are null in 64-bit mode (SDM 3.3.7.1): Linux's "cs call" thunks and
+    // "ds" / "cs nop" paddings
+    else if (mode64 && (b === 0x26 || b === 0x2e || b === 0x36 || b === 0x3e)) nullSeg = true;
+    else if (b === 0xf2 || b === 0xf3) rep = b;
     else break;
     b = m[++p];
   }
@@ -144,13 +155,100 @@ export function decodeFast(m: Uint8Array, p: number, len: number, mode64: boolea
     rex = b;
     b = m[++p];
   }
-  const op = decodeOp(m, p + 1, b, len, mode64, csD, opsz, rex);
+  // with FS/GS too, which override counts is the executor's business
+  if (nullSeg && segOv >= 0) return null;
+  let op: Op | null = null;
+  // F2/F3 select other instructions (or REP): only the SSE forms that name them are fast
+  if (b === 0x0f) op = decodeSse(m, p + 1, len, opsz, rep, rex, mode64 ? 64 : csD ? 32 : 16, mode64);
+  if (op === null && rep !== 0) return null;
+  op ??= decodeOp(m, p + 1, b, len, mode64, csD, opsz, rex);
   if (op === null || segOv < 0) return op;
   // a segment override on anything but a memory operand (or on LEA, which ignores it): generic
   if (!hasMem(op) || op.kind === OpKind.Lea) return null;
   op.seg = segOv;
   return op;
 }
+
+/**
+ * 0F b2 (at m[p]) with its prefixes as one of block-sse.ts's forms, or null: the moves
+ * MOVAPS/MOVAPD/MOVDQA (aligned) and MOVUPS/MOVUPD/MOVDQU, ANDPS..XORPS(D) and PAND/PANDN/POR/PXOR,
+ * PCMPEQB and PMOVMSKB r32, xmm. op.imm = 1 where a memory operand must be 16-byte aligned.
+ */
+function decodeSse(
+  m: Uint8Array,
+  p: number,
+  len: number,
+  opsz: boolean,
+  rep: number,
+  rex: number,
+  asz: number,
+  mode64: boolean,
+): Op | null {
+  if (rep === 0xf2 || (rep === 0xf3 && opsz)) return null;
+  const b2 = m[p];
+  let sub: SseOp;
+  let aligned = 1;
+  switch (b2) {
+    case 0x54:
+    case 0x55:
+    case 0x56:
+    case 0x57:
+      if (rep !== 0) return null;
+      sub = LOGIC[b2 & 3]!;
+      break;
+    case 0xdb:
+    case 0xdf:
+    case 0xeb:
+    case 0xef:
+      // without 66: the MMX forms
+      if (!opsz || rep !== 0) return null;
+      sub = b2 === 0xdb ? SseOp.And : b2 === 0xdf ? SseOp.AndNot : b2 === 0xeb ? SseOp.Or : SseOp.Xor;
+      break;
+    case 0x74:
+      if (!opsz || rep !== 0) return null;
+      sub = SseOp.PcmpeqB;
+      break;
+    case 0x10:
+    case 0x11:
+      if (rep !== 0) return null;
+      sub = b2 === 0x10 ? SseOp.Load : SseOp.Store;
+      aligned = 0;
+      break;
+    case 0x28:
+    case 0x29:
+      if (rep !== 0) return null;
+      sub = b2 === 0x28 ? SseOp.Load : SseOp.Store;
+      break;
+    case 0x6f:
+    case 0x7f:
+      if (!opsz && rep === 0) return null;
+      sub = b2 === 0x6f ? SseOp.Load : SseOp.Store;
+      aligned = rep === 0xf3 ? 0 : 1;
+      break;
+    case 0xd7:
+      if (!opsz || rep !== 0 || m[p + 1] < 0xc0) return null;
+      sub = SseOp.MovMskB;
+      break;
+    default:
+      return null;
+  }
+  const op = new Op();
+  op.len = len;
+  op.kind = OpKind.Sse;
+  op.fn = sseOp;
+  op.sub = sub;
+  op.imm = aligned;
+  const mr = m[p + 1];
+  op.reg = ((mr >> 3) & 7) | ((rex & 4) << 1);
+  if (mr >= 0xc0) op.rm = (mr & 7) | ((rex & 1) << 3);
+  else {
+    if (decodeEa(op, m, p + 1, rex, asz, mode64) < 0) return null;
+    op.mem = true;
+  }
+  return op;
+}
+/** 0F 54-57: ANDPS, ANDNPS, ORPS, XORPS (and the PD forms) */
+const LOGIC = [SseOp.And, SseOp.AndNot, SseOp.Or, SseOp.Xor];
 
 /** the stack operand size (PUSH/POP/CALL/RET/LEAVE), or 0 for the 16-bit form in 64-bit mode */
 function stackSize(mode64: boolean, opsz: boolean, osz: number): number {
@@ -458,7 +556,7 @@ function decodeOp(
     case 0xf7: {
       const mr = m[p];
       const sub = (mr >> 3) & 7;
-      if (sub === 1 || sub > 3) return null;
+      if (sub === 1) return null;
       if (b === 0xf6) op.size = 8;
       let q = p + 1;
       if (mr >= 0xc0) {
@@ -471,8 +569,8 @@ function decodeOp(
         op.mem = true;
       }
       if (sub !== 0) {
-        op.kind = OpKind.Unary;
-        op.fn = unary;
+        op.kind = sub <= 3 ? OpKind.Unary : OpKind.MulDiv;
+        op.fn = sub <= 3 ? unary : mulDiv;
         op.sub = sub;
         return op;
       }
@@ -490,6 +588,12 @@ function decodeOp(
       op.immHi = osz === 64 ? v >> 31 : 0;
       return op;
     }
+    case 0x98:
+    case 0x99:
+      op.kind = OpKind.Convert;
+      op.fn = convert;
+      op.sub = b - 0x98;
+      return op;
     case 0x69:
     case 0x6b: {
       const mr = m[p];

@@ -8,7 +8,7 @@
 // instruction (or the branch target) last.
 
 import { checkTarget, execute, imulTrunc } from "./exec.js";
-import { shiftOp } from "./exec-arith.js";
+import { divAcc, mulAcc, shiftOp } from "./exec-arith.js";
 import { condition, FL_CF, LZ_ADD, LZ_DEC, LZ_INC, LZ_LOGIC, LZ_SUB, lazyCf, lazyZf } from "./flags.js";
 import type { Interpreter } from "./interpreter.js";
 
@@ -78,6 +78,12 @@ export const enum OpKind {
   IncDecM = 34,
   /** shift or rotate (sub: ModRM /r) of register rm by imm (raw count), or by CL when imm < 0 */
   Shift = 35,
+  /** MUL (sub 4) / IMUL (5) / DIV (6) / IDIV (7) of rAX (and rDX) by register rm or memory (mem) */
+  MulDiv = 36,
+  /** CBW/CWDE/CDQE (sub 0) and CWD/CDQ/CQO (sub 1) */
+  Convert = 37,
+  /** a 128-bit SSE move, logic op, PCMPEQB or PMOVMSKB (block-sse.ts; sub: SseOp) */
+  Sse = 38,
 }
 
 /** how a memory operand's address is formed */
@@ -818,6 +824,45 @@ export function unary(cpu: Interpreter, op: Op): void {
   else writeReg(cpu, size, op.rm, r, rh);
   cpu.rip += op.len;
 }
+/** MUL/IMUL/DIV/IDIV (F6/F7 /4-/7): the single-step executor's arithmetic, #DE included */
+export function mulDiv(cpu: Interpreter, op: Op): void {
+  const size = op.size;
+  let v: number;
+  let vh = 0;
+  if (op.mem) {
+    v = cpu.rd(size, eaAcc(cpu, op, size >> 3, false));
+    vh = cpu.vh;
+  } else if (size === 8) v = get8(cpu, op.rm, op.byteHi);
+  else {
+    v = readReg(cpu, size, op.rm);
+    vh = cpu.vh;
+  }
+  if (op.sub < 6) mulAcc(cpu, size, v, vh, op.sub === 5);
+  else divAcc(cpu, size, v, vh, op.sub === 7);
+  cpu.rip += op.len;
+}
+/** CBW/CWDE/CDQE (sub 0: rAX from its lower half) and CWD/CDQ/CQO (sub 1: rDX the sign of rAX) */
+export function convert(cpu: Interpreter, op: Op): void {
+  const lo = cpu.lo;
+  const hi = cpu.hi;
+  const size = op.size;
+  if (op.sub === 0) {
+    if (size === 16) lo[0] = (lo[0] & ~0xffff) | (((lo[0] << 24) >> 24) & 0xffff);
+    else if (size === 32) {
+      lo[0] = (lo[0] << 16) >> 16;
+      hi[0] = 0;
+    } else hi[0] = lo[0] >> 31;
+  } else if (size === 16) lo[2] = (lo[2] & ~0xffff) | ((lo[0] << 16) >> 31 ? 0xffff : 0);
+  else if (size === 32) {
+    lo[2] = lo[0] >> 31;
+    hi[2] = 0;
+  } else {
+    const sign = hi[0] >> 31;
+    lo[2] = sign;
+    hi[2] = sign;
+  }
+  cpu.rip += op.len;
+}
 /** IMUL reg, r/m (sub 0) / reg, r/m, imm (sub 1) with the truncated result */
 export function imul(cpu: Interpreter, op: Op): void {
   const size = op.size;
@@ -930,6 +975,8 @@ export function hasMem(op: Op): boolean {
     case OpKind.Indirect:
     case OpKind.Unary:
     case OpKind.Imul:
+    case OpKind.MulDiv:
+    case OpKind.Sse:
       return op.mem;
     default:
       return false;

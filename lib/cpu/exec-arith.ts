@@ -205,6 +205,8 @@ export function doubleShift(
 ): number | undefined {
   count &= size === 64 ? 0x3f : 0x1f;
   if (count === 0) return undefined;
+  if (size === 32) return doubleShift32(cpu, left, d >>> 0, s >>> 0, count);
+  if (size === 64) return doubleShift64(cpu, left, d >>> 0, dh | 0, s >>> 0, sh | 0, count);
   const n = BigInt(size);
   const mask = (1n << n) - 1n;
   const x = size === 64 ? big(d, dh) : BigInt(d >>> 0);
@@ -227,6 +229,59 @@ export function doubleShift(
   const lo = Number(r & 0xffffffffn) >>> 0;
   const hi = Number((r >> 32n) & 0xffffffffn) | 0;
   cpu.setRes(size, lo, hi, cf, of);
+  cpu.vh = hi;
+  return lo;
+}
+
+// SHLD/SHRD of 32 and 64 bits on numbers: Linux runs them in its time and division helpers, where
+// the BigInt form's allocations were a good part of the instruction's cost
+
+function doubleShift32(cpu: Interpreter, left: boolean, x: number, y: number, c: number): number {
+  const r = (left ? (x << c) | (y >>> (32 - c)) : (x >>> c) | (y << (32 - c))) >>> 0;
+  const cf = left ? (x >>> (32 - c)) & 1 : (x >>> (c - 1)) & 1;
+  cpu.setRes(32, r, 0, cf, (r >>> 31) ^ (x >>> 31));
+  cpu.vh = 0;
+  return r;
+}
+
+/** bit k (0-63) of hi:lo */
+const bit64 = (lo: number, hi: number, k: number): number =>
+  k < 32 ? (lo >>> k) & 1 : (hi >>> (k - 32)) & 1;
+
+function doubleShift64(
+  cpu: Interpreter,
+  left: boolean,
+  d: number,
+  dh: number,
+  s: number,
+  sh: number,
+  c: number,
+): number {
+  // both are (A << k) | (B >> (64 - k)) with k in 1..63: SHLD A = dest, B = source, k = count;
+  // SHRD A = source, B = dest, k = 64 - count
+  const k = left ? c : 64 - c;
+  const aLo = left ? d : s;
+  const aHi = left ? dh : sh;
+  const bLo = left ? s : d;
+  const bHi = left ? sh : dh;
+  const j = 64 - k;
+  let lo: number;
+  let hi: number;
+  if (k < 32) {
+    lo = aLo << k;
+    hi = (aHi << k) | (aLo >>> (32 - k));
+  } else {
+    lo = 0;
+    hi = aLo << (k - 32);
+  }
+  if (j < 32) {
+    lo |= (bLo >>> j) | (bHi << (32 - j));
+    hi |= bHi >>> j;
+  } else lo |= bHi >>> (j - 32);
+  lo >>>= 0;
+  hi |= 0;
+  const cf = left ? bit64(d, dh, 64 - c) : bit64(d, dh, c - 1);
+  cpu.setRes(64, lo, hi, cf, (hi >>> 31) ^ (dh >>> 31));
   cpu.vh = hi;
   return lo;
 }
@@ -258,17 +313,18 @@ export function group3(cpu: Interpreter, size: number): void {
     case 4:
     case 5: {
       const v = cpu.readRM(size);
-      mul(cpu, size, v, cpu.vh, op === 5);
+      mulAcc(cpu, size, v, cpu.vh, op === 5);
       return;
     }
     default: {
       const v = cpu.readRM(size);
-      div(cpu, size, v, cpu.vh, op === 7);
+      divAcc(cpu, size, v, cpu.vh, op === 7);
     }
   }
 }
 
-function mul(cpu: Interpreter, size: number, v: number, vh: number, signed: boolean): void {
+/** MUL/IMUL of rAX by v:vh into rAX and rDX (AX for bytes), with CF/OF (group 3, block ops) */
+export function mulAcc(cpu: Interpreter, size: number, v: number, vh: number, signed: boolean): void {
   const lo = cpu.lo;
   if (size === 8) {
     const a = lo[0] & 0xff;
@@ -312,7 +368,8 @@ function mul(cpu: Interpreter, size: number, v: number, vh: number, signed: bool
   cpu.setRes(64, l, lh, ovf, ovf);
 }
 
-function div(cpu: Interpreter, size: number, v: number, vh: number, signed: boolean): void {
+/** DIV/IDIV of rDX:rAX (AX for bytes) by v:vh; #DE on a zero divisor or a quotient too wide */
+export function divAcc(cpu: Interpreter, size: number, v: number, vh: number, signed: boolean): void {
   const lo = cpu.lo;
   const de = () => new CpuFault(Vec.DE, undefined);
   if (size === 8) {
