@@ -30,8 +30,8 @@ const SINGLE_STEP_EXCLUDE = [
 /**
  * "vcpu-thread": suites whose soft machines run again with their vCPU in a worker thread
  * (NODEVMM_VCPU_THREAD=1 makes vcpuThread default to true on the soft backend): the same guests,
- * exits and output as on the machine's thread. Not the suites of the debugger, deterministic runs
- * or SMP, which keep the vCPUs on the machine's thread.
+ * exits and output as on the machine's thread. Not deterministic runs or SMP, which keep the vCPUs
+ * on the machine's thread, nor the debugger's suites, which run each case both ways themselves.
  */
 const VCPU_THREAD_INCLUDE = [
   "test/soft/{apic-guests,mmio-complete,cr-access,task-switch,tsc,acpi-power,kvm-suite,shared-thread}.test.ts",

@@ -12,14 +12,15 @@
 // listed one by one: helpers the modules share among themselves (encoders, bit tests, unit
 // conversions, fw_cfg keys) stay internal. The raw KVM layer is the `nodevmm/kvm` subpath.
 //
-// Naming: exit kinds (`VmExit["kind"]`) are snake_case, as KVM's KVM_EXIT_* names are
-// (`internal_error`, `fail_entry`); run reasons (`RunResult["reason"]`) are kebab-case words for
-// people (`internal-error`, `debug-exit`). Bus handlers take (where, handler, length?) on both
-// buses; mmio.onRead/onWrite also accept the older (address, length, handler).
+// Naming: every string the API hands out or takes as a name is kebab-case: exit kinds
+// (`VmExit["kind"]`: `internal-error`, `fail-entry`, `irq-window-open`) and run reasons
+// (`RunResult["reason"]`: `internal-error`, `debug-exit`), so an exit and the run reason it causes
+// read the same. Bus handlers take (where, handler, length?) on both buses; mmio.onRead/onWrite also
+// accept the older (address, length, handler).
 
 export type { PayloadFormat } from "./boot/bzimage-payload.js";
 export type { DecompressorKind } from "./boot/decompress.js";
-export type { EntryRegName } from "./boot/entry.js";
+export type { EntryMode, EntryRegName } from "./boot/entry.js";
 export type {
   BootLayout,
   DecompressOptions,
@@ -44,6 +45,7 @@ export type {
 export { BootSetupError, GuestImageError } from "./boot/index.js";
 export type { LinuxSetupHeader } from "./boot/linux-header.js";
 export type { NodevmmPlugin, PluginContext } from "./cli/plugins.js";
+export type { ApicBus, BusDelivery } from "./devices/apic-bus.js";
 export type {
   AcpiPmOptions,
   AcpiPmState,
@@ -139,6 +141,7 @@ export {
   Virtqueue,
   VirtqueueError,
 } from "./devices/index.js";
+export type { LapicPage, LapicPageState } from "./devices/lapic-page.js";
 export type { GdbServerHandle, GdbServerOptions } from "./gdb/index.js";
 export type {
   BitName,
@@ -187,8 +190,9 @@ export {
   vmxExitReasonName,
   walkPageTables,
 } from "./inspect/index.js";
+export type { AddonKickTarget, KickTarget, KoffiKickTarget } from "./kvm/binding-api.js";
 export { KvmUnavailableError, type KvmUnavailableReason } from "./kvm/errors.js";
-export type { SaveOptions, SaveResult } from "./snapshot/index.js";
+export type { SaveOptions, SaveResult, SnapshotInfo } from "./snapshot/index.js";
 // the base of the errors that were RangeErrors (DeviceConfigError, GuestMemoryError, ...)
 export { VmmRangeError } from "./types/errors.js";
 // exits.ts's DebugExit (a debug exception) is exported as DebugExceptionExit: DebugExit is the
@@ -214,7 +218,14 @@ export type {
 } from "./types/exits.js";
 export type { DescriptorTable, Regs, Segment, SpecialRegs } from "./types/regs.js";
 export { emptyRegs, GPR_NAMES, segment } from "./types/regs.js";
-export type { BackendKind, InterruptController, MachineBackend, VcpuBackend } from "./vmm/backend.js";
+export type {
+  ApicMsrAccess,
+  BackendKind,
+  CpuSignal,
+  InterruptController,
+  MachineBackend,
+  VcpuBackend,
+} from "./vmm/backend.js";
 export type {
   BackendFactory,
   BackendFactoryOptions,

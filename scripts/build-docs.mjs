@@ -1,6 +1,7 @@
 // The API reference in docs/api/ (issue 14): markdown generated from the TSDoc of the public API by
-// Microsoft's API Extractor and API Documenter, never written by hand. The two entry points are the
-// ones package.json exports: "nodevmm" (lib/index.ts) and "nodevmm/kvm" (lib/kvm/index.ts).
+// Microsoft's API Extractor and API Documenter, never written by hand. The entry points are the
+// ones package.json exports: "nodevmm" (lib/index.ts), "nodevmm/kvm" (lib/kvm/index.ts) and
+// "nodevmm/examples" (lib/examples/index.ts).
 //
 // Why these tools: TypeDoc reads sources through the TypeScript compiler API, which TypeScript 7 (the
 // one this project builds with) does not have. tsc 7 still writes ordinary .d.ts files, and API
@@ -8,7 +9,8 @@
 // .cache/docs/dts/, API Extractor turns each entry point into an .api.json doc model, and API
 // Documenter turns the models into markdown. API Extractor cannot take two entry points of one
 // package (rushstack issue 1596), so each is extracted on its own; "nodevmm/kvm" goes in under the
-// name nodevmm-kvm (a package name may not hold a "/") and the pages say "nodevmm/kvm" again.
+// name nodevmm-kvm (a package name may not hold a "/") and the pages say "nodevmm/kvm" again; the
+// same for "nodevmm/examples".
 // API Documenter writes CRLF; the pages get LF like the rest of the repository.
 //
 // API Extractor's findings (a type the entry point uses but does not export, TSDoc syntax, a public
@@ -55,6 +57,11 @@ const require = createRequire(import.meta.url);
 const ENTRY_POINTS = [
   { name: "nodevmm", subpath: "nodevmm", entry: join(dts, "lib", "index.d.ts") },
   { name: "nodevmm-kvm", subpath: "nodevmm/kvm", entry: join(dts, "lib", "kvm", "index.d.ts") },
+  {
+    name: "nodevmm-examples",
+    subpath: "nodevmm/examples",
+    entry: join(dts, "lib", "examples", "index.d.ts"),
+  },
 ];
 
 rmSync(work, { recursive: true, force: true });

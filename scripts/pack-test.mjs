@@ -44,20 +44,18 @@ function check(what, cond, detail = "") {
 
 // The consumer's code: ESM JavaScript that boots the packaged real-mode hello guest through the API
 const SMOKE_JS = `
-import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
 import { addPcDevices, createMachine, GuestImageError, VmmError } from "nodevmm";
+import { exampleImage } from "nodevmm/examples";
 
-const pkgDir = dirname(createRequire(import.meta.url).resolve("nodevmm/package.json"));
-const image = readFileSync(join(pkgDir, "examples", "images", "real-hello.bin"));
+const guest = exampleImage("real-hello");
 const vm = await createMachine({ memoryMiB: 16, backend: "soft" });
 let out = "";
 addPcDevices(vm, { serial: { write: (b) => { out += Buffer.from(b).toString("latin1"); return true; } } });
-vm.loadFlat(image, { address: 0x7c00, mode: "real" });
+vm.load(guest.read(), guest.loadOptions);
 const result = await vm.run({ timeoutMs: 20000 });
 vm.close();
 if (typeof GuestImageError !== "function" || typeof VmmError !== "function") throw new Error("error classes missing");
+if (out !== guest.expectedOutput()) throw new Error(\`output \${JSON.stringify(out)} is not the manifest's\`);
 console.log(JSON.stringify({ reason: result.reason, out }));
 `;
 
@@ -65,6 +63,8 @@ console.log(JSON.stringify({ reason: result.reason, out }));
 const SMOKE_TS = `
 import { readFileSync } from "node:fs";
 import { addPcDevices, createMachine, type Machine, type RunResult } from "nodevmm";
+import { type ExampleImage, exampleImages } from "nodevmm/examples";
+import type { KvmVm } from "nodevmm/kvm";
 
 export async function boot(path: string): Promise<string> {
   const vm: Machine = await createMachine({ memoryMiB: 16, backend: "soft" });
@@ -76,6 +76,9 @@ export async function boot(path: string): Promise<string> {
   const reason: string = result.reason;
   return \`\${reason}: \${out}\`;
 }
+
+export const names: string[] = exampleImages().map((e: ExampleImage) => e.name);
+export type Raw = KvmVm;
 `;
 
 const TSCONFIG = {

@@ -5,7 +5,7 @@
 // virtio-mmio devices (QEMU's microvm machine, -cpu qemu64): TCG beside the soft backend, and KVM
 // beside QEMU-KVM when /dev/kvm is usable. Rounds are interleaved; medians are printed.
 //
-//   npm run build && node dist/bench/linux-boot/run.js [rounds=1] [--no-qemu]
+//   npm run build && node dist/bench/linux-boot/run.js [rounds=1] [--no-qemu] [--kvm-only]
 
 import { spawn } from "node:child_process";
 import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -163,8 +163,11 @@ async function main(): Promise<void> {
   const g = ensureLinuxGuest((m) => console.error(`linux-boot: ${m}`));
   const qemu = process.argv.includes("--no-qemu") ? { reason: "skipped (--no-qemu)" } : ensureQemu();
   const kvm = kvmUsable();
-  const sides: Side[] = ["nodevmm-soft", "nodevmm-soft-thread"];
-  if ("version" in qemu) sides.push("qemu-tcg");
+  // --kvm-only: the KVM pair alone, as run inside the nested-KVM lane (`node scripts/test-kvm.mjs --
+  // node dist/bench/linux-boot/run.js --kvm-only`), where soft and TCG rows would time TCG inside TCG
+  const kvmOnly = process.argv.includes("--kvm-only");
+  const sides: Side[] = kvmOnly ? [] : ["nodevmm-soft", "nodevmm-soft-thread"];
+  if ("version" in qemu && !kvmOnly) sides.push("qemu-tcg");
   if (kvm) sides.push("nodevmm-kvm");
   if (kvm && "version" in qemu) sides.push("qemu-kvm");
   console.log(
@@ -187,11 +190,13 @@ async function main(): Promise<void> {
     };
   };
   const lines: string[][] = [["backend", "to /init", "to poweroff", "vs QEMU (poweroff)", "goal", "note"]];
-  const pairs: [Side, Side | undefined, number][] = [
-    ["nodevmm-soft", "version" in qemu ? "qemu-tcg" : undefined, GOAL.soft],
-    ["nodevmm-soft-thread", "version" in qemu ? "qemu-tcg" : undefined, GOAL.soft],
-    ["qemu-tcg", undefined, 0],
-  ];
+  const pairs: [Side, Side | undefined, number][] = kvmOnly
+    ? []
+    : [
+        ["nodevmm-soft", "version" in qemu ? "qemu-tcg" : undefined, GOAL.soft],
+        ["nodevmm-soft-thread", "version" in qemu ? "qemu-tcg" : undefined, GOAL.soft],
+        ["qemu-tcg", undefined, 0],
+      ];
   if (kvm)
     pairs.push(
       ["nodevmm-kvm", "version" in qemu ? "qemu-kvm" : undefined, GOAL.kvm],

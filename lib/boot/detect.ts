@@ -4,6 +4,7 @@
 // vmlinux.ts: x86_64 ET_EXEC with a "Linux" ELF note and a physical entry) boots as Linux, any other
 // ELF through the generic loader -, else a flat binary.
 
+import { loadBios } from "./bios.js";
 import type { E820Entry } from "./e820.js";
 import { hasElfMagic, loadElf } from "./elf.js";
 import { BootSetupError } from "./errors.js";
@@ -15,11 +16,12 @@ import { isLinuxVmlinux } from "./vmlinux.js";
 
 /**
  * The image format `vm.load()` is told to use; "auto" detects a bzImage (or a Linux vmlinux), a multiboot
- * header, then ELF, else flat.
+ * header, then ELF, else flat. "bios" (firmware at the reset vector) is never detected: only asked for.
  */
-export type LoadFormat = "auto" | "flat" | "elf" | "multiboot" | "linux";
+export type LoadFormat = "auto" | "flat" | "elf" | "multiboot" | "linux" | "bios";
 
-export function detectFormat(image: Uint8Array): Exclude<LoadFormat, "auto"> {
+/** The formats "auto" chooses among: a firmware image has no mark to tell it by, so never "bios". */
+export function detectFormat(image: Uint8Array): Exclude<LoadFormat, "auto" | "bios"> {
   if (hasBzImageHeader(image)) return "linux";
   if (hasMultibootHeader(image)) return "multiboot";
   if (hasElfMagic(image)) return isLinuxVmlinux(image) ? "linux" : "elf";
@@ -42,7 +44,8 @@ export interface LoadImageOptions extends FlatOptions, MultibootOptions {
 
 /**
  * Loads an image of any supported format. Flat-only options (address, mode, entry, stack) apply to
- * flat images; `cmdline` goes to multiboot and Linux kernels, `modules` to multiboot, `initrd` to Linux.
+ * flat images; `cmdline` goes to multiboot and Linux kernels, `modules` and `imageName` to multiboot,
+ * `initrd` to Linux. "bios" needs a target that maps ROM (`LoadTarget.mapRom`: the Machine's).
  */
 export function loadImage(target: LoadTarget, image: Uint8Array, opts: LoadImageOptions = {}): LoadResult {
   const format = opts.format ?? "auto";
@@ -67,7 +70,11 @@ export function loadImage(target: LoadTarget, image: Uint8Array, opts: LoadImage
         ...(opts.e820 ? { e820: opts.e820 } : {}),
         ...(opts.decompress ? { decompress: opts.decompress } : {}),
       });
+    case "bios":
+      return loadBios(target, image);
     default:
-      throw new BootSetupError(`format ${String(format)} is not one of auto, flat, elf, multiboot, linux`);
+      throw new BootSetupError(
+        `format ${String(format)} is not one of auto, flat, elf, multiboot, linux, bios`,
+      );
   }
 }

@@ -13,7 +13,7 @@ import {
  * The mode a loader starts the vCPU in: real mode, 32-bit protected mode (flat segments, no paging), or
  * 64-bit long mode (identity-mapped page tables).
  */
-export type CpuMode = "real" | "protected" | "long";
+export type EntryMode = "real" | "protected" | "long";
 
 export type EntrySegment = Segment;
 export type EntryTable = DescriptorTable;
@@ -30,7 +30,7 @@ export type EntryRegs = Partial<Record<EntryRegName, bigint>>;
 /** The vCPU state a loader asks for (`LoadResult.entry`); `vm.applyEntry()` puts a vCPU in it. */
 export interface EntryState {
   /** The CPU mode the state enters. */
-  mode: CpuMode;
+  mode: EntryMode;
   /** General registers, RIP and RFLAGS to set; those left out are zero. */
   regs: EntryRegs;
   /** Segments, descriptor tables, CR0/CR3/CR4 and EFER for that mode. */

@@ -1,7 +1,13 @@
 // Flat binaries: the bytes go to one address and the loader sets up the entry mode the image expects.
 // Real mode follows the boot-sector convention (0x7C00, CS:IP 0:7C00, DL = boot drive 0x80).
 
-import { type CpuMode, type EntryState, longModeEntry, protectedModeEntry, realModeEntry } from "./entry.js";
+import {
+  type EntryMode,
+  type EntryState,
+  longModeEntry,
+  protectedModeEntry,
+  realModeEntry,
+} from "./entry.js";
 import { BootSetupError, GuestImageError, hex } from "./errors.js";
 import {
   type BootLayout,
@@ -31,7 +37,7 @@ export interface FlatOptions {
   /** load address; default 0x7C00 in real mode, 0x100000 otherwise */
   address?: number;
   /** default "real" */
-  mode?: CpuMode;
+  mode?: EntryMode;
   /** entry point (guest-physical); default the load address */
   entry?: number;
   /** initial stack pointer; default just below the load address */
@@ -41,7 +47,7 @@ export interface FlatOptions {
 }
 
 /** The format a loader found the image to be (`LoadResult.format`). */
-export type ImageFormat = "flat" | "elf32" | "elf64" | "multiboot" | "linux";
+export type ImageFormat = "flat" | "elf32" | "elf64" | "multiboot" | "linux" | "bios";
 
 /** What a loader did: the format, the entry state it set vCPU 0 to, and the guest memory it wrote. */
 export interface LoadResult {
@@ -57,6 +63,8 @@ export interface LoadResult {
   bootInfo?: number;
   /** linux: where the kernel, zero page, command line and initrd went, and the e820 map */
   linux?: LinuxBootInfo;
+  /** bios: the firmware ROM below 4 GiB (read-only; not RAM, so not in `loaded`) */
+  rom?: LoadedRange;
 }
 
 function checkAddress(name: string, value: number): void {
@@ -67,7 +75,7 @@ function checkAddress(name: string, value: number): void {
 
 /** GDT (protected and long) and page tables (long): written after the image checks pass. */
 export function modeStructures(
-  mode: CpuMode,
+  mode: EntryMode,
   layout: BootLayout,
 ): { reserved: ReservedRange[]; data: Uint8Array[] } {
   if (mode === "real") return { reserved: [], data: [] };
@@ -80,7 +88,7 @@ export function modeStructures(
   return { reserved, data };
 }
 
-export function entryFor(mode: CpuMode, layout: BootLayout, entry: number): EntryState {
+export function entryFor(mode: EntryMode, layout: BootLayout, entry: number): EntryState {
   if (mode === "protected") return protectedModeEntry(layout.gdt, GDT_LIMIT, entry);
   if (mode === "long") return longModeEntry(layout.gdt, GDT_LIMIT, layout.pageTables, entry);
   // real mode: keep IP small so short jumps near the entry stay inside the segment

@@ -1,4 +1,13 @@
-// Guest loaders: flat binaries (real, protected or long mode), ELF32/ELF64, multiboot v1, Linux bzImage.
+// Guest loaders: flat binaries (real, protected or long mode), ELF32/ELF64, multiboot v1, Linux bzImage,
+// firmware at the reset vector.
+export {
+  BIOS_SIZES,
+  type BiosPlacement,
+  biosPlacement,
+  ISA_BIOS_MAX,
+  loadBios,
+  resetEntry,
+} from "./bios.js";
 export { detectFormat, type LoadFormat, type LoadImageOptions, loadImage } from "./detect.js";
 export * from "./e820.js";
 export {

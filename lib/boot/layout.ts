@@ -1,7 +1,8 @@
 // Where the loader puts its own structures in guest-physical memory. The defaults keep clear of the
 // boot-sector address (0x7C00), of the 1 MiB mark where kernels load, and of each other:
 //   0x00500  GDT (null, code32, data, code64)
-//   0x09000  multiboot information, memory map and module list (QEMU uses the same address)
+//   0x09000  multiboot information, memory map and module list (QEMU uses the same address; when a
+//            kernel or module covers it, the multiboot loader picks another free spot)
 //   0x9A000  identity page tables for long mode: PML4, PDPT, four page directories (4 GiB, 2 MiB pages)
 
 import { BootSetupError, hex } from "./errors.js";
@@ -14,7 +15,10 @@ import type { LoadTarget } from "./target.js";
 export interface BootLayout {
   /** The GDT (null, 32-bit code, data, 64-bit code: GDT_SIZE bytes); default 0x500. */
   gdt: number;
-  /** The multiboot information structure, memory map and module list; default 0x9000. */
+  /**
+   * The multiboot information structure, memory map and module list; default 0x9000, or, when the
+   * kernel or a module covers that, the first free spot (see MultibootOptions.layout).
+   */
   bootInfo: number;
   /**
    * Long mode's identity page tables (PML4, PDPT, four page directories: 24 KiB, 4 KiB-aligned); default

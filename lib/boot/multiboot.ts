@@ -40,15 +40,19 @@ export const MBI_FLAG_MODS = 1 << 3;
 export const MBI_FLAG_MMAP = 1 << 6;
 export const MBI_FLAG_LOADER_NAME = 1 << 9;
 
-// Offsets inside the boot-info page (layout.bootInfo).
+// Offsets inside the boot-info block; the strings follow the module list, and the block grows in
+// whole pages to hold them.
 const MMAP_AT = 0x80;
 const MMAP_END = 0x200;
 const MODS_AT = 0x200;
 const MODS_END = 0x300;
 const STRINGS_AT = 0x300;
-const BOOT_INFO_SIZE = 0x1000;
 const MMAP_ENTRY = 24;
 const MOD_ENTRY = 16;
+/** QEMU's address for the information structure: tried first when the caller names none. */
+const QEMU_BOOT_INFO = 0x9000;
+/** The real-mode IVT and the BIOS data area: firmware's, never the loader's. */
+const BDA_END = 0x500;
 
 export const MEMORY_TYPE_AVAILABLE = 1;
 export const MEMORY_TYPE_RESERVED = 2;
@@ -78,11 +82,25 @@ export interface MultibootModule {
 export interface MultibootOptions {
   /** The kernel command line, passed in the multiboot information (flag bit 2). */
   cmdline?: string;
+  /**
+   * The image's name (its path, as the user gave it). GRUB and QEMU's `-kernel` start the command
+   * line the kernel sees with it, and kernels that parse their arguments skip that first word: with
+   * a name, the multiboot command line is `"<imageName> <cmdline>"`, or `"<imageName>"` alone when
+   * `cmdline` is empty or absent. Without one (the default for API callers) the command line is
+   * `cmdline` exactly as given. `nodevmm run` passes the image path it was given.
+   */
+  imageName?: string;
   /** Modules to load after the kernel, in this order. */
   modules?: readonly MultibootModule[];
   /** default "nodevmm" */
   bootLoaderName?: string;
-  /** Where the loader puts its GDT and the multiboot information; default DEFAULT_LAYOUT. */
+  /**
+   * Where the loader puts its GDT and the multiboot information; default DEFAULT_LAYOUT for the GDT.
+   * Without `layout.bootInfo` the information goes to QEMU's 0x9000 when that is free, else to the
+   * first free pages below the EBDA, else just above the highest loaded byte: never over the kernel,
+   * its modules, the GDT or the BIOS areas (a GuestImageError only when no RAM is left for it). With
+   * `layout.bootInfo` it goes there, and an image overlapping it is refused.
+   */
   layout?: Partial<BootLayout>;
 }
 
@@ -332,29 +350,55 @@ export function loadMultiboot(
     return p;
   });
 
-  const reserved: ReservedRange[] = [
-    { gpa: layout.gdt, size: GDT_SIZE, what: "GDT" },
-    { gpa: layout.bootInfo, size: BOOT_INFO_SIZE, what: "multiboot information" },
-  ];
-  checkReservedInRam(target, reserved);
-  checkPlacements(target, [...kernel, ...modPlacements], reserved);
+  const gdt: ReservedRange = { gpa: layout.gdt, size: GDT_SIZE, what: "GDT" };
+  const images = [...kernel, ...modPlacements];
+  checkReservedInRam(target, [gdt]);
+  checkPlacements(target, images, [gdt]);
 
-  // Build the information page in a scratch buffer first: errors here must not leave a half load.
-  const info = new Uint8Array(BOOT_INFO_SIZE);
-  const dv = new DataView(info.buffer);
-  let str = STRINGS_AT;
-  const putString = (s: string, what: string): number => {
-    const bytes = new TextEncoder().encode(`${s}\0`);
-    if (str + bytes.length > BOOT_INFO_SIZE) {
-      throw new BootSetupError(
-        `${what} does not fit in the multiboot information page (${BOOT_INFO_SIZE - STRINGS_AT} bytes for all strings)`,
+  // The strings decide the block's size, and so where it fits: encode them all first.
+  const encoder = new TextEncoder();
+  const strings: Uint8Array[] = [];
+  let stringBytes = 0;
+  const addString = (s: string): number => {
+    const bytes = encoder.encode(`${s}\0`);
+    strings.push(bytes);
+    const at = STRINGS_AT + stringBytes;
+    stringBytes += bytes.length;
+    return at;
+  };
+  const modStrings = modules.map((m) => addString(m.cmdline ?? ""));
+  const cmdlineAt = addString(kernelCommandLine(opts));
+  const loaderNameAt = addString(opts.bootLoaderName ?? "nodevmm");
+  const infoSize = alignUp(STRINGS_AT + stringBytes, PAGE);
+
+  let bootInfo: number;
+  if (opts.layout?.bootInfo !== undefined) {
+    bootInfo = layout.bootInfo;
+    const mine: ReservedRange = { gpa: bootInfo, size: infoSize, what: "multiboot information" };
+    checkReservedInRam(target, [mine]);
+    checkPlacements(target, images, [gdt, mine]);
+  } else {
+    const busy = [...images.map((p) => ({ gpa: p.gpa, size: p.memSize })), gdt];
+    const found = freeBootInfoSpot(target, infoSize, busy);
+    if (found === undefined) {
+      throw new GuestImageError(
+        "multiboot information",
+        header.offset,
+        `no free 32-bit RAM for the multiboot information (${hex(infoSize)} bytes) below the EBDA or above the kernel and modules`,
       );
     }
-    info.set(bytes, str);
-    const addr = layout.bootInfo + str;
-    str += bytes.length;
-    return addr;
-  };
+    bootInfo = found;
+  }
+  const reserved: ReservedRange[] = [gdt, { gpa: bootInfo, size: infoSize, what: "multiboot information" }];
+
+  // Build the information block in a scratch buffer first: errors here must not leave a half load.
+  const info = new Uint8Array(infoSize);
+  const dv = new DataView(info.buffer);
+  let at = STRINGS_AT;
+  for (const bytes of strings) {
+    info.set(bytes, at);
+    at += bytes.length;
+  }
   const map = multibootMemoryMap(target.regions);
   if (map.length * MMAP_ENTRY > MMAP_END - MMAP_AT) {
     throw new BootSetupError(
@@ -372,7 +416,7 @@ export function loadMultiboot(
     const at = MODS_AT + i * MOD_ENTRY;
     dv.setUint32(at, p.gpa, true);
     dv.setUint32(at + 4, p.gpa + p.memSize, true);
-    dv.setUint32(at + 8, putString(modules[i]!.cmdline ?? "", `modules[${i}].cmdline`), true);
+    dv.setUint32(at + 8, bootInfo + modStrings[i]!, true);
   });
   const mem = memorySizesKiB(target.regions);
   dv.setUint32(
@@ -388,19 +432,48 @@ export function loadMultiboot(
   dv.setUint32(4, mem.lower, true);
   dv.setUint32(8, mem.upper, true);
   dv.setUint32(12, 0x8000ffff, true); // first BIOS disk, no partition: what QEMU reports
-  dv.setUint32(16, putString(opts.cmdline ?? "", "cmdline"), true);
+  dv.setUint32(16, bootInfo + cmdlineAt, true);
   dv.setUint32(20, modules.length, true);
-  dv.setUint32(24, layout.bootInfo + MODS_AT, true);
+  dv.setUint32(24, bootInfo + MODS_AT, true);
   dv.setUint32(44, map.length * MMAP_ENTRY, true);
-  dv.setUint32(48, layout.bootInfo + MMAP_AT, true);
-  dv.setUint32(64, putString(opts.bootLoaderName ?? "nodevmm", "bootLoaderName"), true);
+  dv.setUint32(48, bootInfo + MMAP_AT, true);
+  dv.setUint32(64, bootInfo + loaderNameAt, true);
 
-  const loaded = applyPlacements(target, [...kernel, ...modPlacements]);
+  const loaded = applyPlacements(target, images);
   target.write(layout.gdt, gdtBytes());
-  target.write(layout.bootInfo, info);
+  target.write(bootInfo, info);
 
   const state = protectedModeEntry(layout.gdt, GDT_LIMIT, entry);
   state.regs.rax = BigInt(MULTIBOOT_BOOTLOADER_MAGIC);
-  state.regs.rbx = BigInt(layout.bootInfo);
-  return { format: "multiboot", entry: state, loaded, reserved, bootInfo: layout.bootInfo };
+  state.regs.rbx = BigInt(bootInfo);
+  return { format: "multiboot", entry: state, loaded, reserved, bootInfo };
+}
+
+/** The command line as GRUB and QEMU hand it over: the image's name first, when there is one. */
+export function kernelCommandLine(opts: Pick<MultibootOptions, "cmdline" | "imageName">): string {
+  const cmdline = opts.cmdline ?? "";
+  if (opts.imageName === undefined) return cmdline;
+  return cmdline === "" ? opts.imageName : `${opts.imageName} ${cmdline}`;
+}
+
+/**
+ * A page-aligned spot of `size` bytes of RAM that no busy range touches: QEMU's 0x9000 first, then
+ * the conventional memory between the BIOS data area and the EBDA, then just above the highest busy
+ * byte (at least 1 MiB, past the BIOS areas). Below 4 GiB: the kernel gets 32-bit pointers.
+ */
+function freeBootInfoSpot(
+  target: LoadTarget,
+  size: number,
+  busy: readonly { gpa: number; size: number }[],
+): number | undefined {
+  const free = (gpa: number): boolean =>
+    gpa + size <= IDENTITY_MAP_BYTES &&
+    target.find(gpa, size) !== undefined &&
+    busy.every((b) => b.size === 0 || gpa + size <= b.gpa || b.gpa + b.size <= gpa);
+  if (free(QEMU_BOOT_INFO)) return QEMU_BOOT_INFO;
+  for (let gpa = alignUp(BDA_END, PAGE); gpa + size <= EBDA; gpa += PAGE) {
+    if (free(gpa)) return gpa;
+  }
+  const top = alignUp(Math.max(HIGH_MEMORY, ...busy.map((b) => b.gpa + b.size)), PAGE);
+  return free(top) ? top : undefined;
 }

@@ -16,4 +16,9 @@ export interface LoadTarget {
   view(gpa: number, length: number): Uint8Array;
   /** the RAM region holding all of [gpa, gpa+length), or undefined */
   find(gpa: number, length?: number): RamRange | undefined;
+  /**
+   * Optional (firmware): maps `bytes` read-only at `gpa`, outside RAM (the guest reads and runs
+   * them, its writes are dropped); throws when the machine cannot.
+   */
+  mapRom?(gpa: number, bytes: Uint8Array): void;
 }

@@ -42,10 +42,13 @@ export function buildProgram(io: CliStreams, setStatus: (n: number) => void): Co
   program
     .command("run")
     .description("boot a guest image")
-    .argument("<image>", "guest image (flat binary, ELF32/ELF64, multiboot v1, Linux bzImage)")
+    .argument("<image>", "guest image (flat binary, ELF32/ELF64, multiboot v1, Linux bzImage, firmware)")
     .addOption(
-      new Option("--format <format>", "image format")
-        .choices(["auto", "flat", "elf", "multiboot", "linux"])
+      new Option(
+        "--format <format>",
+        "image format (bios: a 64/128/256 KiB firmware image at the reset vector; never auto-detected)",
+      )
+        .choices(["auto", "flat", "elf", "multiboot", "linux", "bios"])
         .default("auto"),
     )
     .option("--mem <size>", "guest RAM, e.g. 64M, 1G (default 64M; 256M for a Linux kernel)")

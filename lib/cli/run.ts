@@ -5,7 +5,7 @@
 import { accessSync, constants, readFileSync, type Stats, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { detectFormat, type LoadFormat } from "../boot/detect.js";
-import type { CpuMode } from "../boot/entry.js";
+import type { EntryMode } from "../boot/entry.js";
 import { GuestImageError } from "../boot/errors.js";
 import { describeLinuxBoot } from "../boot/linux.js";
 import type { ByteOutput } from "../devices/output.js";
@@ -41,7 +41,7 @@ export interface RunCliOptions {
   mem?: string;
   backend: "auto" | "kvm" | "soft";
   address?: string;
-  mode?: CpuMode;
+  mode?: EntryMode;
   cmdline?: string;
   /** --append: QEMU's name for --cmdline */
   append?: string;
@@ -218,12 +218,8 @@ async function runWithFiles(
     if (o.gdb !== undefined) gdb = parseGdbAddress(o.gdb);
     else if (o.gdbWait) gdb = { host: "127.0.0.1", port: DEFAULT_GDB_PORT };
     // the soft backend's vCPU threads (KVM's have none of these limits)
-    if (o.vcpuThread && o.backend !== "kvm") {
-      const clash = [
-        [gdb !== undefined, "--gdb"],
-        [o.deterministic === true, "--deterministic"],
-      ].find(([on]) => on);
-      if (clash) throw new CliUsageError(`--vcpu-thread cannot be used with ${clash[1]} yet`);
+    if (o.vcpuThread && o.backend !== "kvm" && o.deterministic === true) {
+      throw new CliUsageError("--vcpu-thread cannot be used with --deterministic yet");
     }
     for (const spec of o.plugin ?? []) plugins.push(await loadPlugin(parsePluginSpec(spec)));
     image = readInput(imagePath);
@@ -318,6 +314,8 @@ async function runWithFiles(
         ...(o.mode ? { mode: o.mode } : {}),
         ...(kernelCmdline !== undefined ? { cmdline: kernelCmdline } : {}),
         ...(initrd ? { initrd } : {}),
+        // a multiboot kernel's command line starts with the image's name, as GRUB and QEMU pass it
+        imageName: imagePath,
       });
       if (loaded.format !== "flat" && (address !== undefined || o.mode) && !o.quiet) {
         say(`warning: --address/--mode apply to flat images; ${imagePath} loaded as ${loaded.format}`);

@@ -24,12 +24,17 @@ export const CR4_SMAP = 0x200000;
 /** CR4.PCIDE: CPUID.1:ECX[17] offers PCIDs (with INVPCID, CPUID.7.0:EBX[10]) */
 export const CR4_PCIDE = 0x20000;
 
+/** CR4.FSGSBASE: CPUID.7.0:EBX[0] offers RDFSBASE/RDGSBASE/WRFSBASE/WRGSBASE (exec-0f.ts) */
+export const CR4_FSGSBASE = 0x10000;
+/** CR4.PKE: CPUID.7.0:ECX[3] offers protection keys (mmu.ts, RDPKRU/WRPKRU in exec-0f.ts) */
+export const CR4_PKE = 0x400000;
+
 /**
- * CR4 bits this CPU offers: TSD, DE, PSE, PAE, MCE, PGE, PCE, OSFXSR, OSXMMEXCPT, UMIP, SMEP, SMAP,
- * PCIDE. CPUID offers no VME (so no VME/PVI), LA57, FSGSBASE, XSAVE or PKU: their bits are reserved.
- * VMXE is the VMX layer's own (it exits in non-root operation).
+ * CR4 bits this CPU offers: TSD, DE, PSE, PAE, MCE, PGE, PCE, OSFXSR, OSXMMEXCPT, UMIP, FSGSBASE,
+ * PCIDE, SMEP, SMAP, PKE. CPUID offers no VME (so no VME/PVI), LA57 or XSAVE: their bits are
+ * reserved. VMXE is the VMX layer's own (it exits in non-root operation).
  */
-export const CR4_OFFERED = 0x7fc | CR4_UMIP | CR4_SMEP | CR4_SMAP | CR4_PCIDE;
+export const CR4_OFFERED = 0x7fc | CR4_UMIP | CR4_FSGSBASE | CR4_SMEP | CR4_SMAP | CR4_PCIDE | CR4_PKE;
 export const CR4_VMXE = 0x2000;
 export const CR4_PAE = 0x20;
 export const CR4_OSXSAVE = 0x40000;

@@ -1,10 +1,18 @@
 // The CPUID model the interpreter answers with when the hooks do not take CPUID: a GenuineIntel
 // family-6 part advertising exactly what the interpreter implements.
 
-import { MAXPHYADDR } from "./control-checks.js";
+import { CR4_PKE, MAXPHYADDR } from "./control-checks.js";
 
-/** [eax, ebx, ecx, edx] for leaf/subleaf */
-export function cpuidModel(leaf: number, subleaf: number, apicId: number): [number, number, number, number] {
+/**
+ * [eax, ebx, ecx, edx] for leaf/subleaf; `cr4` is the asking CPU's, for the bits that reflect it
+ * (OSPKE)
+ */
+export function cpuidModel(
+  leaf: number,
+  subleaf: number,
+  apicId: number,
+  cr4 = 0,
+): [number, number, number, number] {
   switch (leaf >>> 0) {
     case 0:
       // "GenuineIntel": EBX EDX ECX
@@ -36,10 +44,16 @@ export function cpuidModel(leaf: number, subleaf: number, apicId: number): [numb
         (1 << 26);
       return [eax, ebx, ecx, edx];
     }
-    case 7:
-      // EBX: IA32_TSC_ADJUST (1), SMEP (7), INVPCID (10), SMAP (20: also STAC/CLAC); ECX: UMIP (2);
-      // EDX: IA32_ARCH_CAPABILITIES (29). mmu.ts enforces SMEP/SMAP, exec-0f.ts UMIP and INVPCID.
-      return subleaf === 0 ? [0, (1 << 1) | (1 << 7) | (1 << 10) | (1 << 20), 1 << 2, 1 << 29] : [0, 0, 0, 0];
+    case 7: {
+      if (subleaf !== 0) return [0, 0, 0, 0];
+      // EBX: FSGSBASE (0), IA32_TSC_ADJUST (1), SMEP (7), INVPCID (10), SMAP (20: also STAC/CLAC);
+      // ECX: UMIP (2), PKU (3), OSPKE (4: CR4.PKE as the OS set it), RDPID (22);
+      // EDX: IA32_ARCH_CAPABILITIES (29). mmu.ts enforces SMEP/SMAP and protection keys, exec-0f.ts
+      // UMIP, INVPCID, RDPID, RDPKRU/WRPKRU and the FS/GS base instructions.
+      const ebx = (1 << 0) | (1 << 1) | (1 << 7) | (1 << 10) | (1 << 20);
+      const ospke = (cr4 & CR4_PKE) !== 0 ? 1 << 4 : 0;
+      return [0, ebx, (1 << 2) | (1 << 3) | ospke | (1 << 22), 1 << 29];
+    }
     case 0xd:
       // XSAVE is not advertised; leaf kept so the max-leaf value is honest
       return [0, 0, 0, 0];

@@ -4,6 +4,7 @@
 import { serializeCode } from "./code-coherence.js";
 import {
   type ControlState,
+  CR4_FSGSBASE,
   CR4_OFFERED,
   CR4_OSXSAVE,
   CR4_PCIDE,
@@ -28,6 +29,7 @@ import type { Interpreter } from "./interpreter.js";
 import { EFER_LMA, EFER_LME, toBig, toNum } from "./interpreter.js";
 import { smapAcCleared } from "./mmu.js";
 import { readMsr, tsc, writeMsr } from "./msr.js";
+import { rdpkru, wrpkru } from "./pku.js";
 import { lockedCmpxchg8b16b, mfence, plainCmpxchg8b16b } from "./smp-atomic.js";
 import { sse } from "./sse.js";
 import {
@@ -362,8 +364,11 @@ function vmx(
 
 /** RDTSC, and RDTSCP (which also returns TSC_AUX in ECX) */
 function rdtsc(cpu: Interpreter, aux: boolean): void {
+  const hooks = cpu.requireHooks();
+  // VMX non-root with "enable RDTSCP" 0: #UD, before any other exception (SDM Vol. 3C 26.3)
+  if (aux && hooks.rdtscpEnabled?.() === false) ud();
   if (cpu.pm && (cpu.cr4 & 4) !== 0 && cpu.cpl !== 0) gp0();
-  if (cpu.requireHooks().rdtsc(aux, cpu.ctx())) {
+  if (hooks.rdtsc(aux, cpu.ctx())) {
     cpu.exitDeferred = true;
     return;
   }
@@ -382,7 +387,7 @@ function cpuid(cpu: Interpreter): void {
   }
   // serializing (SDM 9.1.3): code other vCPUs wrote is seen from the next instruction on
   if (cpu.smp !== null) serializeCode(cpu);
-  const r = cpuidModel(leaf, sub, 0);
+  const r = cpuidModel(leaf, sub, 0, cpu.cr4);
   for (let i = 0; i < 4; i++) cpu.setReg(32, [0, 3, 1, 2][i], r[i] >>> 0, 0);
 }
 
@@ -546,6 +551,12 @@ function group7(cpu: Interpreter): void {
         return;
       case 0o24:
         vmx(cpu, "vmfunc");
+        return;
+      case 0o56:
+        rdpkru(cpu);
+        return;
+      case 0o57:
+        wrpkru(cpu);
         return;
       case 0o70: {
         if (!cpu.mode64) ud();
@@ -812,6 +823,10 @@ function group9(cpu: Interpreter): void {
   cpu.modrm(0);
   const op = cpu.reg & 7;
   if (cpu.mod === 3) {
+    if (op === 7 && cpu.rep === 0xf3) {
+      rdpid(cpu);
+      return;
+    }
     if (op === 6 || op === 7) {
       // RDRAND / RDSEED
       if (cpu.requireHooks().other(op === 6 ? "rdrand" : "rdseed", cpu.ctx())) throw EXIT_SIGNAL;
@@ -846,6 +861,19 @@ function group9(cpu: Interpreter): void {
   cpu.unimplemented(0x1c7);
 }
 
+/** RDPID exists when CPUID offers it (CPUID.7.0:ECX[22]) */
+const RDPID_OFFERED = (cpuidModel(7, 0, 0)[2] & (1 << 22)) !== 0;
+
+/**
+ * RDPID r32/r64 (F3 0F C7 /7): IA32_TSC_AUX, zero-extended, into a 64-bit register in 64-bit mode
+ * (REX.W or not) and a 32-bit one elsewhere; no CR4.TSD check and no VM exit. In VMX non-root
+ * operation it is #UD while "enable RDTSCP" is 0, as RDTSCP is (SDM Vol. 3C 26.3).
+ */
+function rdpid(cpu: Interpreter): void {
+  if (!RDPID_OFFERED || cpu.requireHooks().rdtscpEnabled?.() === false) ud();
+  cpu.setReg(cpu.mode64 ? 64 : 32, cpu.rm, cpu.tscAux >>> 0, 0);
+}
+
 function group15(cpu: Interpreter): void {
   cpu.modrm(0);
   const op = cpu.reg & 7;
@@ -859,7 +887,7 @@ function group15(cpu: Interpreter): void {
     }
     if (cpu.rep === 0xf3 && cpu.mode64 && op < 4) {
       // RDFSBASE/RDGSBASE/WRFSBASE/WRGSBASE
-      if ((cpu.cr4 & 0x10000) === 0) ud();
+      if ((cpu.cr4 & CR4_FSGSBASE) === 0) ud();
       const seg = (op & 1) === 0 ? 4 : 5;
       const size = cpu.osz === 64 ? 64 : 32;
       if (op < 2) {

@@ -45,8 +45,8 @@ export type ControlRegister =
   | "debugctl";
 export type SysenterRegister = "sysenter_cs" | "sysenter_esp" | "sysenter_eip";
 
-/** x87 and SSE state, which VMX leaves to the hypervisor (it is not in the VMCS): moved as a whole
- * when a vCPU migrates to another logical processor. Opaque to everyone but the interpreter. */
+/** x87, SSE and PKRU state, which VMX leaves to the hypervisor (it is not in the VMCS): moved as a
+ * whole when a vCPU migrates to another logical processor. Opaque to everyone but the interpreter. */
 export interface ExtendedState {
   readonly fpu: Float64Array;
   readonly fpuTop: number;
@@ -55,6 +55,8 @@ export interface ExtendedState {
   readonly fpuSw: number;
   readonly xmm: Int32Array;
   readonly mxcsr: number;
+  /** PKRU, which XSAVE keeps with them (absent: 0, all keys allow everything) */
+  readonly pkru?: number;
 }
 
 export interface GuestCpu {

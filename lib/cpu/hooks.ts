@@ -112,6 +112,11 @@ export interface NonRootHooks {
   rdmsr(index: number, ctx: InstructionContext): boolean;
   wrmsr(index: number, value: bigint, ctx: InstructionContext): boolean;
   rdtsc(rdtscp: boolean, ctx: InstructionContext): boolean;
+  /**
+   * Optional (missing: they run). false: RDTSCP and RDPID are #UD, as in VMX non-root operation
+   * with the "enable RDTSCP" control 0; asked before any other check of the instruction.
+   */
+  rdtscpEnabled?(): boolean;
   rdpmc(ctx: InstructionContext): boolean;
   invlpg(linear: number, ctx: InstructionContext): boolean;
   /**

@@ -62,6 +62,7 @@ import {
 } from "./hooks.js";
 import { smapAcCleared, translate } from "./mmu.js";
 import { MSR, readMsr, writeMsr } from "./msr.js";
+import { pkruLoaded } from "./pku.js";
 import { installAtomicAccess, lockedRead, lockedWrite } from "./smp-atomic.js";
 import { type SharedMemoryState, SmpLink } from "./smp-memory.js";
 import { deliver, deliverFault, updateMode } from "./system.js";
@@ -269,6 +270,8 @@ export class Interpreter implements GuestCpu, LazyFlags {
   /** MSRs written by the guest that the interpreter only stores (MTRRs and the like) */
   otherMsrs = new Map<number, bigint>();
   xcr0 = 1n;
+  /** PKRU (protection-key rights for user pages, pku.ts); kept with the x87/SSE state */
+  pkru = 0;
 
   // derived mode (system.ts updateMode)
   mode64 = false;
@@ -854,7 +857,9 @@ export class Interpreter implements GuestCpu, LazyFlags {
     }
     const m = this.requireHooks().mapPage(page, access, lin, paging);
     if (m === EXIT) throw EXIT_SIGNAL;
-    this.physCache.set(page, m);
+    // a write that is MMIO may be one to read-only memory (firmware ROM: EPT without write), whose
+    // reads and fetches still go to memory: only a read's or a fetch's answer holds for the page
+    if (m !== MMIO || access !== Access.Write) this.physCache.set(page, m);
     return m;
   }
 
@@ -1916,8 +1921,8 @@ export class Interpreter implements GuestCpu, LazyFlags {
   // ---------------------------------------------------------------- GuestCpu
 
   getExtendedState(): ExtendedState {
-    const { fpuTop, fpuTag, fpuCw, fpuSw, mxcsr } = this;
-    return { fpu: this.fpu.slice(), fpuTop, fpuTag, fpuCw, fpuSw, xmm: this.xmm.slice(), mxcsr };
+    const { fpuTop, fpuTag, fpuCw, fpuSw, mxcsr, pkru } = this;
+    return { fpu: this.fpu.slice(), fpuTop, fpuTag, fpuCw, fpuSw, xmm: this.xmm.slice(), mxcsr, pkru };
   }
   setExtendedState(s: ExtendedState): void {
     this.fpu.set(s.fpu);
@@ -1927,6 +1932,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
     this.fpuCw = s.fpuCw;
     this.fpuSw = s.fpuSw;
     this.mxcsr = s.mxcsr;
+    pkruLoaded(this, s.pkru ?? 0);
   }
 
   getGpr(index: number): bigint {

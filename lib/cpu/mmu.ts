@@ -1,19 +1,21 @@
 // The page walk: 32-bit (4 KiB / 4 MiB), PAE and 4-level paging with U/S, R/W, NX, WP, A/D,
-// global pages, SMEP and SMAP (SDM Vol. 3A 4.6 "Access Rights"). Paging-structure reads go through
-// hooks.mapPage (EPT) with pagingStructure=true. Errors raise #PF with the architectural error code
-// and CR2.
+// global pages, SMEP, SMAP and protection keys (SDM Vol. 3A 4.6 "Access Rights"). Paging-structure
+// reads go through hooks.mapPage (EPT) with pagingStructure=true. Errors raise #PF with the
+// architectural error code and CR2.
 //
 // The interpreter's TLB keeps what a walk allowed, keyed by linear page, and is flushed when CPL
 // crosses between user and supervisor and on every CR0/CR4 write, so a cached permission holds as
-// long as those stay put. The one exception is SMAP's EFLAGS.AC: a supervisor access to a user page
-// allowed only because AC was 1 must not outlive AC, so such walks are remembered and a clear of
-// AC (smapAcCleared) drops the cached data translations.
+// long as those stay put (and PKRU: a load of it drops the data translations, pku.ts). The one
+// exception is SMAP's EFLAGS.AC: a supervisor access to a user page allowed only because AC was 1
+// must not outlive AC, so such walks are remembered and a clear of AC (smapAcCleared) drops the
+// cached data translations.
 
-import { CR4_SMAP, CR4_SMEP, MAXPHYADDR } from "./control-checks.js";
+import { CR4_PKE, CR4_SMAP, CR4_SMEP, MAXPHYADDR } from "./control-checks.js";
 import { CpuFault, Vec } from "./faults.js";
 import { FL_AC } from "./flags.js";
 import { Access, MMIO } from "./hooks.js";
 import type { Interpreter } from "./interpreter.js";
+import { PF_PK, pkDenies } from "./pku.js";
 import { atomicViewOf } from "./smp-memory.js";
 
 const TWO32 = 4294967296;
@@ -104,6 +106,8 @@ export function translate(
   let gpa: number;
   let global = false;
   let pageSize: number;
+  /** high half of the leaf entry in IA-32e paging (its protection key), else undefined */
+  let leafHi: number | undefined;
 
   if ((cpu.cr4 & 0x20) === 0) {
     // 32-bit paging. Masks are `>>> 0`: a table or page at or above 2 GiB (the APICs) would
@@ -169,6 +173,7 @@ export function translate(
       if (level === 4 && ps) fault(PF_P | PF_RSVD);
       if (level === 1 || ps) {
         leaf = e;
+        if ((cpu.efer & 0x400) !== 0) leafHi = hi;
         global = (lo & 0x100) !== 0;
         pageSize = level === 1 ? 0x1000 : level === 2 ? 0x200000 : 0x40000000;
         const addr = ((lo & 0xfffff000) >>> 0) + (hi & 0xff) * TWO32;
@@ -182,6 +187,15 @@ export function translate(
     }
   }
 
+  // a protection-key violation sets PK whatever else the access breaks (SDM Vol. 3A 4.7), and
+  // faults even where nothing else does
+  const pk =
+    leafHi !== undefined &&
+    !fetch &&
+    allowU &&
+    (cpu.cr4 & CR4_PKE) !== 0 &&
+    pkDenies(cpu.pkru, leafHi, write, user, wp);
+  if (pk) err |= PF_PK;
   if (user) {
     if (!allowU) fault(PF_P);
     if (write && !allowW) fault(PF_P);
@@ -196,6 +210,7 @@ export function translate(
     } else if (write && !allowW && wp) fault(PF_P);
   } else if (write && !allowW && wp) fault(PF_P);
   if (fetch && nx && nxe) fault(PF_P);
+  if (pk) fault(PF_P);
 
   // atomic ORs (as the processor's locked updates, SDM 4.8): another vCPU's XCHG or CMPXCHG of the
   // entry is never undone; an update the entry already has is not written

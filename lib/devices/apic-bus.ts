@@ -32,17 +32,24 @@ export const DeliveryMode = {
   EXTINT: 7,
 } as const;
 
+/** How a message travels on the bus: who sent it and with which ICR shorthand. */
 export interface BusDelivery {
   /** the sending APIC for IPIs (self shorthands need it); undefined for the I/O APIC */
   source?: LocalApic;
+  /** ICR bits 19:18: 0 none (use the destination), 1 self, 2 all including self, 3 all excluding self */
   shorthand?: IpiShorthand;
   /** ICR level bit; false with a level-triggered INIT is the de-assert, which does nothing */
   assert?: boolean;
 }
 
+/**
+ * The APIC bus of a machine's local APICs (PcInterrupts.bus): routes IPIs and I/O APIC messages to the
+ * APICs their destination selects, and INIT/SIPI/NMI to the CPUs through `onCpuSignal`.
+ */
 export class ApicBus {
   /** the local APICs, index = CPU number */
   readonly lapics: readonly LocalApic[];
+  /** where INIT, SIPI and NMI go (the machine's vCPUs); undefined drops them */
   onCpuSignal: CpuSignalHandler | undefined;
 
   constructor(lapics: readonly LocalApic[]) {

@@ -8,16 +8,22 @@ import type { Device, DeviceContext, DeviceRange } from "./device.js";
 import { DeviceConfigError } from "./errors.js";
 import { LocalApic, type LocalApicState } from "./lapic.js";
 
+/** The snapshot of a {@link LapicPage}: every CPU's local APIC. */
 export interface LapicPageState {
   /** one state per CPU, index = CPU number */
   lapics: LocalApicState[];
 }
 
+/**
+ * The local APIC page (0xFEE00000) of a machine with several CPUs: one device whose accesses go to the
+ * APIC of the CPU that made them (PcInterrupts.lapicPage).
+ */
 export class LapicPage implements Device {
   /** {@inheritDoc Device.name} */
   readonly name = "lapic";
   /** {@inheritDoc Device.ranges} */
   readonly ranges: readonly DeviceRange[];
+  /** the local APICs, index = CPU number */
   readonly lapics: readonly LocalApic[];
   #current = 0;
 

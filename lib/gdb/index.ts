@@ -71,8 +71,7 @@ export async function startGdbServer(vm: Machine, opts: GdbServerOptions = {}): 
     close: async () => {
       await s.close();
       // a run waiting for gdb goes on by itself, as after a detach
-      target.detach();
-      debug.close();
+      await target.close();
     },
   };
 }

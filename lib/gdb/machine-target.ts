@@ -2,8 +2,8 @@
 // vm.run() segments: a breakpoint, step or watchpoint (lib/vmm/debug.ts) ends a segment with reason
 // "debug", Ctrl-C with vm.stop(); the stop goes to gdb and the next segment starts when gdb
 // resumes. A run that ends for any other reason (debug-exit, power-off, final HLT, limits) ends
-// the debugged run too, and gdb hears that the process exited. Each vCPU the debugger can stop
-// (every one on soft, vCPU 0 on KVM: MachineDebug.vcpus) is a thread to gdb.
+// the debugged run too, and gdb hears that the process exited. Each vCPU (MachineDebug.vcpus) is a
+// thread to gdb.
 
 import { formatTranslation } from "../inspect/pagewalk.js";
 import { formatStatsTable } from "../inspect/stats-table.js";
@@ -80,6 +80,11 @@ export class MachineGdbTarget implements GdbTarget {
   /** a resume that came before the run waited for one */
   #queued: Resume | undefined;
   #haltWaiters: ((ev: StopEvent) => void)[] = [];
+  /**
+   * gdb left (or the server closes) while the guest ran: breakpoints go once the running segment
+   * has stopped (vCPUs in threads of their own change only while parked), then the run goes on
+   */
+  #release: { close: boolean; done: (() => void)[] } | undefined;
   readonly #opts: MachineTargetOptions;
 
   constructor(vm: Machine, debug: MachineDebug, opts: MachineTargetOptions = {}) {
@@ -110,7 +115,7 @@ export class MachineGdbTarget implements GdbTarget {
         segment.maxInstructions = Math.max(0, limits.maxInstructions - instructions);
       // a Ctrl-C (or a new gdb's halt) that came before the segment began stops it before it runs
       const r: RunResult =
-        this.#interrupt !== undefined
+        this.#interrupt !== undefined || this.#release
           ? { reason: "stopped", exits: 0, durationMs: 0 }
           : await this.vm.run(segment);
       runningMs += r.durationMs;
@@ -120,7 +125,16 @@ export class MachineGdbTarget implements GdbTarget {
       const interrupt = this.#interrupt;
       this.#interrupt = undefined;
       this.debug.setSingleStep(false);
+      const release = this.#release;
+      this.#release = undefined;
+      if (release) {
+        if (release.close) this.debug.close();
+        else this.debug.clear();
+        for (const done of release.done) done();
+      }
       if (this.#killed) return this.#killedResult(exits);
+      // gdb is gone: the stop is nobody's, the guest runs on
+      if (release && (r.reason === "debug" || r.reason === "stopped")) continue;
       let ev: StopEvent;
       if (r.reason === "debug") ev = stopEvent(stop, this.#stepVcpu);
       else if (r.reason === "stopped" && stop) ev = stopEvent(stop, this.#stepVcpu);
@@ -184,10 +198,10 @@ export class MachineGdbTarget implements GdbTarget {
     return this.debug.vcpus;
   }
 
-  /** a vCPU gdb may look at (on KVM only vCPU 0 is debugged: the others are refused, not faked) */
+  /** a vCPU gdb may look at (one the debugger has: others are refused, not faked) */
   #vcpu(vcpu = 0) {
     if (!Number.isInteger(vcpu) || vcpu < 0 || vcpu >= this.debug.vcpus) {
-      throw new GdbTargetError(`vCPU ${String(vcpu)} is not debugged on this backend`, 22);
+      throw new GdbTargetError(`vCPU ${String(vcpu)} is not a vCPU of this machine`, 22);
     }
     return this.vm.vcpu(vcpu);
   }
@@ -261,15 +275,43 @@ export class MachineGdbTarget implements GdbTarget {
   }
 
   detach(): void {
+    if (this.#state === "running") {
+      this.#releaseLater(false);
+      return;
+    }
     this.debug.clear();
     if (this.#state === "stopped") this.#wake("continue");
   }
 
   kill(): void {
-    this.debug.clear();
     this.#killed = true;
-    if (this.#state === "running") this.vm.stop();
-    else this.#wake("kill");
+    if (this.#state === "running") {
+      this.#releaseLater(false);
+      return;
+    }
+    this.debug.clear();
+    this.#wake("kill");
+  }
+
+  /**
+   * The debugger lets go of the machine (breakpoints removed, its exit handlers gone) and a run
+   * waiting for gdb goes on by itself; resolves once done (while the guest runs: when the running
+   * segment has stopped).
+   */
+  close(): Promise<void> {
+    if (this.#state === "running") return this.#releaseLater(true);
+    this.debug.close();
+    if (this.#state === "stopped") this.#wake("continue");
+    return Promise.resolve();
+  }
+
+  #releaseLater(close: boolean): Promise<void> {
+    this.#release ??= { close, done: [] };
+    const release = this.#release;
+    release.close ||= close;
+    // a closed machine's run ends by itself (its vCPUs cannot be kicked any more)
+    if (!this.vm.closed) this.vm.stop();
+    return new Promise((resolve) => release.done.push(resolve));
   }
 
   monitor(command: string, vcpu = 0): string {

@@ -54,12 +54,12 @@ export function formatExitDetail(exit: VmExit): string {
     }
     case "mmio":
       return `mmio ${exit.write ? "write" : "read"} addr=0x${exit.address.toString(16)} len=${exit.length} data=0x${le(exit.data, 0, Math.min(exit.length, 8))}`;
-    case "fail_entry":
-      return `fail_entry reason=0x${exit.reason.toString(16)}`;
-    case "internal_error":
-      return `internal_error suberror=${exit.suberror}${exit.message ? ` ${exit.message}` : ""}`;
-    case "system_event":
-      return `system_event type=${exit.type}`;
+    case "fail-entry":
+      return `fail-entry reason=0x${exit.reason.toString(16)}`;
+    case "internal-error":
+      return `internal-error suberror=${exit.suberror}${exit.message ? ` ${exit.message}` : ""}`;
+    case "system-event":
+      return `system-event type=${exit.type}`;
     case "debug":
       return `debug exception=${exit.exception} pc=0x${exit.pc.toString(16)} dr6=0x${exit.dr6.toString(16)} dr7=0x${exit.dr7.toString(16)}`;
     case "hypercall":

@@ -165,7 +165,7 @@ export class KvmRunDecoder {
         return { kind: "shutdown", raw };
       case KVM_EXIT.FAIL_ENTRY:
         return {
-          kind: "fail_entry",
+          kind: "fail-entry",
           reason: Number(dv.getBigUint64(F["fail_entry.hardware_entry_failure_reason"], true)),
           raw,
         };
@@ -176,11 +176,11 @@ export class KvmRunDecoder {
         for (let i = 0; i < n; i++) data.push(dv.getBigUint64(F["internal.data"] + 8 * i, true));
         const message = INTERNAL_MESSAGES[suberror];
         return message
-          ? { kind: "internal_error", suberror, data, message, raw }
-          : { kind: "internal_error", suberror, data, raw };
+          ? { kind: "internal-error", suberror, data, message, raw }
+          : { kind: "internal-error", suberror, data, raw };
       }
       case KVM_EXIT.SYSTEM_EVENT:
-        return { kind: "system_event", type: dv.getUint32(F["system_event.type"], true), raw };
+        return { kind: "system-event", type: dv.getUint32(F["system_event.type"], true), raw };
       case KVM_EXIT.DEBUG:
         return {
           kind: "debug",
@@ -193,7 +193,7 @@ export class KvmRunDecoder {
       case KVM_EXIT.INTR:
         return { kind: "intr", raw };
       case KVM_EXIT.IRQ_WINDOW_OPEN:
-        return { kind: "irq_window_open", raw };
+        return { kind: "irq-window-open", raw };
       case KVM_EXIT.HYPERCALL: {
         const args: bigint[] = [];
         for (let i = 0; i < 6; i++) args.push(dv.getBigUint64(F["hypercall.args"] + 8 * i, true));

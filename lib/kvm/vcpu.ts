@@ -280,7 +280,7 @@ export class KvmVcpu {
     this.#runBytes[LAYOUTS.kvm_run.fields.immediate_exit] = v ? 1 : 0;
   }
 
-  /** kvm_run.request_interrupt_window: exit with irq_window_open when the guest can take an interrupt. */
+  /** kvm_run.request_interrupt_window: exit with "irq-window-open" when the guest can take an interrupt. */
   get requestInterruptWindow(): boolean {
     return this.#runBytes[LAYOUTS.kvm_run.fields.request_interrupt_window] !== 0;
   }

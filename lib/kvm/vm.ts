@@ -258,6 +258,23 @@ export class KvmVm {
     return s;
   }
 
+  /**
+   * Turns KVM_MEM_LOG_DIRTY_PAGES on or off for a slot in use: the same KVM_SET_USER_MEMORY_REGION
+   * with only the flags changed, which KVM takes on a live slot (the memory stays mapped). The log
+   * starts empty when it is turned on.
+   */
+  setDirtyLogging(slot: number, enabled: boolean): KvmMemoryRegion {
+    const fd = this.fd;
+    const r = this.#regions.get(slot);
+    if (!r) throw new KvmMemoryRegionError(`slot ${slot} is not in use`);
+    const flags = enabled ? r.flags | KVM_MEM_LOG_DIRTY_PAGES : r.flags & ~KVM_MEM_LOG_DIRTY_PAGES;
+    if (flags === r.flags) return r;
+    sys(() => this.binding.setUserMemoryRegion(fd, slot, flags, r.guestPhysAddr, r.buffer));
+    const region: KvmMemoryRegion = { ...r, flags };
+    this.#regions.set(slot, region);
+    return region;
+  }
+
   /** KVM_GET_DIRTY_LOG: one bit per page of the slot written since the last call (clears it). */
   getDirtyLog(slot: number): BigUint64Array {
     const fd = this.fd;

@@ -6,6 +6,7 @@ import { VmmError } from "../types/errors.js";
 export type SnapshotSection =
   | "file"
   | "header"
+  | "base"
   | "config"
   | "memory"
   | "memory-map"

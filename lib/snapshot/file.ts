@@ -120,7 +120,8 @@ export function openSnapshotFile(path: string): OpenedFile {
     const { version, headerLength } = readPreamble(pre, size);
     const headBytes = Buffer.allocUnsafe(headerLength + SUM);
     readExactly(fd, headBytes, headBytes.length, PREAMBLE, "the header");
-    const header = readHeader(headBytes);
+    const header = readHeader(headBytes, version);
+    const id = headBytes.subarray(headerLength).toString("hex");
     const start = PREAMBLE + headerLength + SUM;
     const places = placeSections(header, version, start, size);
     const last = places[places.length - 1];
@@ -136,7 +137,7 @@ export function openSnapshotFile(path: string): OpenedFile {
       checkSum(place, bytes);
       sections.set(place.name, bytes);
     }
-    const container: Container = { version, header, sections };
+    const container: Container = { version, header, id, sections };
     if (!streamed) {
       close();
       return { container, close };

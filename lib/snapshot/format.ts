@@ -8,13 +8,16 @@
 //   8   u32 LE   format version (FORMAT_VERSION; READABLE_VERSIONS are read)
 //   12  u32 LE   header length H
 //   16  H bytes  header JSON: { nodevmm, backend, createdAt, sections: [{ name, length, sha256 }] }
-//                (version 2: a section may have crc32, 8 hex digits, instead of sha256: RAM does)
+//                (version 2: a section may have crc32, 8 hex digits, instead of sha256: RAM does;
+//                version 3: also base: { id, file }, the snapshot it is incremental on)
 //   16+H 32 bytes SHA-256 of the header JSON
 //   ...          the sections, back to back
 //
 // Version 2 (current) keeps RAM as "memory-map" and raw "memory" sections, the latter last so a
 // restore reads it straight into place (memory.ts); version 1 had one deflated "memory" section
-// (memory-v1.ts). The container is the same in both.
+// (memory-v1.ts). Version 3 is version 2 whose RAM sections hold only the pages written since its
+// base (incremental snapshots, chain.ts); full snapshots are still written as version 2. The
+// container is the same in all three. A file's id is the SHA-256 of its header.
 
 import { createHash } from "node:crypto";
 import { crc32, crc32Hex } from "./crc32.js";
@@ -22,9 +25,23 @@ import { SnapshotError, type SnapshotSection } from "./errors.js";
 import { fromJson, toJson } from "./json.js";
 
 export const MAGIC = "NVMMSNAP";
+/** the version of a full snapshot (what vm.snapshot(path) writes) */
 export const FORMAT_VERSION = 2;
+/**
+ * An incremental snapshot's version: version 2 with `base` in the header. Its own number, so that a
+ * nodevmm that knows no bases refuses it instead of restoring its few pages as all of RAM.
+ */
+export const INCREMENTAL_VERSION = 3;
 /** versions this nodevmm restores */
-export const READABLE_VERSIONS: readonly number[] = [1, 2];
+export const READABLE_VERSIONS: readonly number[] = [1, 2, 3];
+
+/** The snapshot an incremental one applies on top of (header field `base`, version 3). */
+export interface SnapshotBase {
+  /** the base file's id: the SHA-256 of its header (hex), which covers every section's checksum */
+  id: string;
+  /** where the base was when this one was written, relative to this file's folder */
+  file: string;
+}
 export const PREAMBLE = 16;
 export const SUM = 32;
 
@@ -34,6 +51,8 @@ export interface SnapshotHeader {
   /** backend the machine ran on when saved ("kvm" | "soft") */
   backend: string;
   createdAt: string;
+  /** incremental snapshots (version 3): the snapshot whose RAM this one's pages go on top of */
+  base?: SnapshotBase;
   sections: { name: string; length: number; sha256?: string; crc32?: string }[];
 }
 
@@ -41,6 +60,8 @@ export interface Container {
   /** the file's format version (one of READABLE_VERSIONS) */
   version: number;
   header: SnapshotHeader;
+  /** the file's id: its header's SHA-256, hex (an incremental snapshot names its base by it) */
+  id: string;
   sections: Map<string, Uint8Array>;
 }
 
@@ -93,7 +114,7 @@ export function encodeContainerPieces(
   const headerBytes = Buffer.from(toJson(header), "utf8");
   const pre = Buffer.alloc(PREAMBLE);
   pre.write(MAGIC, 0, "latin1");
-  pre.writeUInt32LE(FORMAT_VERSION, 8);
+  pre.writeUInt32LE(meta.base ? INCREMENTAL_VERSION : FORMAT_VERSION, 8);
   pre.writeUInt32LE(headerBytes.length, 12);
   return [pre, headerBytes, sha256(headerBytes), ...sections.flatMap(([, b]) => pieces(b))];
 }
@@ -104,6 +125,9 @@ export function encodeContainer(
 ): Buffer {
   return Buffer.concat(encodeContainerPieces(meta, sections));
 }
+
+/** The id of the file encodeContainerPieces() gave the pieces of: its header's SHA-256, hex. */
+export const idOfPieces = (pieces: readonly Uint8Array[]): string => Buffer.from(pieces[2]!).toString("hex");
 
 /** Checks the preamble; returns the version and the header's length. */
 export function readPreamble(buf: Buffer, fileLength: number): { version: number; headerLength: number } {
@@ -121,7 +145,7 @@ export function readPreamble(buf: Buffer, fileLength: number): { version: number
   if (!READABLE_VERSIONS.includes(version)) {
     throw new SnapshotError(
       "header",
-      `format version ${version}; this nodevmm reads versions ${READABLE_VERSIONS.join(" and ")}`,
+      `format version ${version}; this nodevmm reads versions ${READABLE_VERSIONS.slice(0, -1).join(", ")} and ${READABLE_VERSIONS.at(-1)}`,
     );
   }
   const headerLength = buf.readUInt32LE(12);
@@ -135,7 +159,7 @@ export function readPreamble(buf: Buffer, fileLength: number): { version: number
 }
 
 /** Checks and parses the header (`bytes`: the header JSON followed by its sum). */
-export function readHeader(bytes: Buffer): SnapshotHeader {
+export function readHeader(bytes: Buffer, version: number): SnapshotHeader {
   const json = bytes.subarray(0, bytes.length - SUM);
   if (!sha256(json).equals(bytes.subarray(bytes.length - SUM))) {
     throw new SnapshotError("header", "checksum mismatch: the header is corrupt");
@@ -148,6 +172,22 @@ export function readHeader(bytes: Buffer): SnapshotHeader {
   }
   if (!header || !Array.isArray(header.sections) || typeof header.backend !== "string") {
     throw new SnapshotError("header", "missing the section table or the backend name");
+  }
+  const base = header.base as Partial<SnapshotBase> | undefined;
+  if (version === INCREMENTAL_VERSION) {
+    if (
+      !base ||
+      typeof base.id !== "string" ||
+      !/^[0-9a-f]{64}$/.test(base.id) ||
+      typeof base.file !== "string"
+    ) {
+      throw new SnapshotError("header", "an incremental snapshot without a valid base (id and file)");
+    }
+  } else if (base !== undefined) {
+    throw new SnapshotError(
+      "header",
+      `format version ${version} names a base: only version ${INCREMENTAL_VERSION} may`,
+    );
   }
   return header;
 }
@@ -212,14 +252,15 @@ export function decodeContainer(file: Uint8Array): Container {
   const buf = Buffer.from(file.buffer, file.byteOffset, file.byteLength);
   const { version, headerLength } = readPreamble(buf, buf.length);
   const headerEnd = PREAMBLE + headerLength;
-  const header = readHeader(buf.subarray(PREAMBLE, headerEnd + SUM));
+  const header = readHeader(buf.subarray(PREAMBLE, headerEnd + SUM), version);
+  const id = buf.subarray(headerEnd, headerEnd + SUM).toString("hex");
   const sections = new Map<string, Uint8Array>();
   for (const place of placeSections(header, version, headerEnd + SUM, buf.length)) {
     const bytes = buf.subarray(place.offset, place.offset + place.length);
     checkSum(place, bytes);
     sections.set(place.name, bytes);
   }
-  return { version, header, sections };
+  return { version, header, id, sections };
 }
 
 /** A JSON section, or a SnapshotError naming it when it is missing or unreadable. */

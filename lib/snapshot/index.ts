@@ -4,21 +4,25 @@
 // device before it writes anything; RAM read from a file is checked as it goes into place, and if
 // that or any later write fails the machine is closed, so no half-restored machine runs.
 
-import { readFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { dirname, relative, resolve } from "node:path";
 import { packageVersion } from "../cli/version.js";
 import type { VcpuBackend } from "../vmm/backend.js";
 import type { KvmMachineBackend } from "../vmm/backends/kvm.js";
 import type { Machine, MachineOptions } from "../vmm/machine.js";
+import { type ChainLink, walkChain } from "./chain.js";
 import { applyDevices, captureDevices, type DeviceRecord, matchDevices } from "./devices.js";
 import { SnapshotError } from "./errors.js";
-import { openSnapshotFile, writeSnapshotFile } from "./file.js";
+import { type OpenedFile, openSnapshotFile, writeSnapshotFile } from "./file.js";
 import {
   type Container,
   decodeContainer,
   encodeContainerPieces,
+  idOfPieces,
   jsonBytes,
   jsonSection,
   type SectionEntry,
+  type SnapshotBase,
 } from "./format.js";
 import {
   applyKvmPlatform,
@@ -29,6 +33,7 @@ import {
   PLATFORM_DEVICES,
 } from "./kvm-platform.js";
 import { kvmVcpuOf, settleKvm } from "./kvm-vcpu.js";
+import { drainWritten, keepPending, lineageOf, setLineage } from "./lineage.js";
 import {
   applyMemory,
   checkRegions,
@@ -40,15 +45,24 @@ import {
   type MemoryInFile,
   nonZeroRuns,
   PAGE,
+  type PageRun,
   type RegionInfo,
   runViews,
 } from "./memory.js";
 import { decodeMemoryV1 } from "./memory-v1.js";
 import { applyVcpu, captureVcpu, checkVcpuState, type VcpuState } from "./vcpu-state.js";
+import { changedSince, type PageFlags, runsOf } from "./written.js";
 
 export type { DeviceRecord } from "./devices.js";
 export { SnapshotError, type SnapshotSection } from "./errors.js";
-export { FORMAT_VERSION, MAGIC, READABLE_VERSIONS, type SnapshotHeader } from "./format.js";
+export {
+  FORMAT_VERSION,
+  INCREMENTAL_VERSION,
+  MAGIC,
+  READABLE_VERSIONS,
+  type SnapshotBase,
+  type SnapshotHeader,
+} from "./format.js";
 export type { MemoryImage, PageRun } from "./memory.js";
 export type { VcpuState } from "./vcpu-state.js";
 
@@ -61,12 +75,34 @@ export interface SnapshotConfig {
   strict: boolean;
 }
 
-export interface Snapshot {
+/**
+ * What a restore's `setup` callback (MachineOptions.setup) is told of the snapshot it restores: enough
+ * to rebuild the devices the saving program had. The rest of a snapshot (registers, device states, RAM)
+ * goes back into the machine after `setup` returns.
+ */
+export interface SnapshotInfo {
+  /** the file's id (its header's SHA-256, hex) */
+  readonly id: string;
+  /** the saved machine's guest RAM (MiB) and vCPU count, which the restored machine takes */
+  readonly config: { readonly memoryMiB: number; readonly vcpus: number };
+  /** free-form data of the program that saved it (`SaveOptions.app`; the CLI keeps its run options here) */
+  readonly app?: unknown;
+}
+
+/** A snapshot read and checked in memory (readSnapshot(), decodeSnapshot()): every section decoded. */
+export interface Snapshot extends SnapshotInfo {
   header: Container["header"];
+  /** the file's id (its header's SHA-256, hex): what an incremental snapshot on it names */
+  id: string;
   config: SnapshotConfig;
   vcpus: VcpuState[];
   devices: DeviceRecord[];
   memory: MemoryImage;
+  /**
+   * An incremental snapshot's bases' RAM, the full snapshot's first: `memory` goes on top of them.
+   * Present when read with its chain (readSnapshot(), createMachine({ restore })).
+   */
+  bases?: MemoryImage[];
   /** free-form data of the program that saved it (the CLI keeps its run options here) */
   app?: unknown;
   /** KVM's in-kernel irqchip and PIT as the kernel gave them (snapshots made on KVM) */
@@ -77,6 +113,15 @@ export interface Snapshot {
 export interface SaveOptions {
   /** JSON-able data stored with the snapshot and returned as `snapshot.app` */
   app?: unknown;
+  /**
+   * An incremental save: the path of the snapshot this machine last saved or was restored from.
+   * Only the pages written since then are stored (on KVM, the pages of KVM's dirty log and those
+   * the host wrote; on soft, the pages that differ from the base's), and the file names its base by
+   * id and by its path relative to the new file, so `createMachine({ restore: path })` finds it.
+   * Any other file (or a missing or corrupt one) is a SnapshotError("base") naming it. Without
+   * `base` a save is full (every non-zero page), and any snapshot can be the next one's base.
+   */
+  base?: string;
 }
 
 /** What `vm.snapshot()` wrote. */
@@ -85,8 +130,12 @@ export interface SaveResult {
   path: string;
   /** Its size in bytes. */
   bytes: number;
-  /** non-zero 4 KiB pages stored */
+  /** 4 KiB pages stored: the non-zero ones, or (incremental) the ones written since the base */
   pages: number;
+  /** the file's id (its header's SHA-256, hex): what an incremental snapshot on it names */
+  id: string;
+  /** an incremental save: its base's path, as given */
+  base?: string;
 }
 
 export interface RestoreResult {
@@ -135,13 +184,12 @@ function halfDoneMmio(b: VcpuBackend): boolean {
  * The stopped machine as the pieces of a snapshot file, in order; RAM's are views of guest memory,
  * valid until the machine runs again. SnapshotError("machine") while it runs.
  */
-function snapshotPieces(vm: Machine, opts: SaveOptions): { pieces: Uint8Array[]; pages: number } {
-  if (vm.running) {
-    throw new SnapshotError(
-      "machine",
-      "the machine is running: stop it (or let run() return) before a snapshot",
-    );
-  }
+function snapshotPieces(
+  vm: Machine,
+  opts: SaveOptions,
+  pickRuns: () => { runs: PageRun[]; base?: SnapshotBase } = () => ({ runs: nonZeroRuns(vm.memory) }),
+): { pieces: Uint8Array[]; pages: number } {
+  checkStopped(vm);
   settle(vm);
   const regions = describeRegions(vm.memory);
   const config: SnapshotConfig = {
@@ -155,7 +203,7 @@ function snapshotPieces(vm: Machine, opts: SaveOptions): { pieces: Uint8Array[];
   const devices = captureDevices(vm.devices);
   const platform = kvmPlatformOf(vm, config.clockNs);
   if (platform) devices.push(...platform.records);
-  const runs = nonZeroRuns(vm.memory);
+  const { runs, base } = pickRuns();
   const sections: SectionEntry[] = [
     ["config", jsonBytes(config)],
     ["vcpus", jsonBytes(vcpus)],
@@ -165,15 +213,31 @@ function snapshotPieces(vm: Machine, opts: SaveOptions): { pieces: Uint8Array[];
   if (opts.app !== undefined) sections.push(["app", jsonBytes(opts.app)]);
   // RAM last: a restore reads everything before it, then RAM straight into the machine (file.ts)
   sections.push(["memory-map", encodeMemoryMap(runs)], ["memory", runViews(vm.memory, runs), "crc32"]);
-  const pieces = encodeContainerPieces(
-    { nodevmm: packageVersion(), backend: vm.backend.kind, createdAt: new Date().toISOString() },
-    sections,
-  );
+  const meta = { nodevmm: packageVersion(), backend: vm.backend.kind, createdAt: new Date().toISOString() };
+  const pieces = encodeContainerPieces(base ? { ...meta, base } : meta, sections);
   return { pieces, pages: runs.reduce((n, r) => n + r.pages, 0) };
 }
 
-/** The stopped machine as snapshot bytes. SnapshotError("machine") while it runs. */
+function checkStopped(vm: Machine): void {
+  if (vm.running) {
+    throw new SnapshotError(
+      "machine",
+      "the machine is running: stop it (or let run() return) before a snapshot",
+    );
+  }
+}
+
+/**
+ * The stopped machine as the bytes of a full snapshot (`opts.base` is for files: vm.snapshot()).
+ * SnapshotError("machine") while it runs.
+ */
 export function encodeSnapshot(vm: Machine, opts: SaveOptions = {}): { bytes: Buffer; pages: number } {
+  if (opts.base !== undefined) {
+    throw new SnapshotError(
+      "base",
+      "encodeSnapshot() makes full snapshots: save incremental ones with vm.snapshot(path, { base })",
+    );
+  }
   const { pieces, pages } = snapshotPieces(vm, opts);
   return { bytes: Buffer.concat(pieces), pages };
 }
@@ -189,10 +253,111 @@ function kvmPlatformOf(vm: Machine, clockNs: number) {
 }
 
 export async function saveSnapshot(vm: Machine, path: string, opts: SaveOptions = {}): Promise<SaveResult> {
-  const { pieces, pages } = snapshotPieces(vm, opts);
-  // written synchronously: RAM goes out of the machine's own memory, which must not change meanwhile
-  const bytes = writeSnapshotFile(path, pieces);
-  return { path, bytes, pages };
+  checkStopped(vm);
+  // the base is checked before anything is drained or written
+  const chain = opts.base === undefined ? undefined : openBaseChain(vm, path, opts.base);
+  let drained: PageFlags | undefined;
+  try {
+    const { pieces, pages } = snapshotPieces(vm, opts, () => {
+      drained = drainWritten(vm);
+      if (!chain) return { runs: nonZeroRuns(vm.memory) };
+      const top = chain.links[chain.links.length - 1]!;
+      const base = { id: top.file.container.id, file: chain.relativePath };
+      const written = drained ?? changedFromChain(vm, chain.links, opts.base!);
+      return { runs: runsOf(written), base };
+    });
+    // written synchronously: RAM goes out of the machine's own memory, which must not change meanwhile
+    const bytes = writeSnapshotFile(path, pieces);
+    const id = idOfPieces(pieces);
+    setLineage(vm, id, path);
+    const out: SaveResult = { path, bytes, pages, id };
+    if (opts.base !== undefined) out.base = opts.base;
+    return out;
+  } catch (e) {
+    if (drained) keepPending(vm, drained);
+    throw e;
+  } finally {
+    for (const l of chain?.links ?? []) l.file.close();
+  }
+}
+
+/**
+ * The chain of `base` for an incremental save to `path`: `base` must be the snapshot this machine
+ * last saved or was restored from (same id), of the same RAM layout, and not `path` itself.
+ */
+function openBaseChain(
+  vm: Machine,
+  path: string,
+  base: string,
+): { links: ChainLink<OpenedFile>[]; relativePath: string } {
+  if (typeof base !== "string" || base === "") {
+    throw new SnapshotError("base", "base must be the path of a snapshot file");
+  }
+  const lineage = lineageOf(vm);
+  if (!lineage) {
+    throw new SnapshotError(
+      "base",
+      `${base}: this machine has saved no snapshot and was restored from none, so nothing can be its base: save a full snapshot first`,
+    );
+  }
+  if (resolve(base) === resolve(path)) {
+    throw new SnapshotError("base", `${base}: an incremental snapshot cannot replace its own base`);
+  }
+  const links = walkChain(
+    base,
+    (p) => {
+      try {
+        return openSnapshotFile(p);
+      } catch (e) {
+        if (p !== base) throw e;
+        throw new SnapshotError("base", `${base}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    },
+    (f) => f.close(),
+  );
+  try {
+    const top = links[links.length - 1]!;
+    if (top.file.container.id !== lineage.id) {
+      throw new SnapshotError(
+        "base",
+        `${base} is not the last snapshot this machine saved or was restored from (${lineage.path ?? "id"} ${lineage.id.slice(0, 16)}..., ${base} ${top.file.container.id.slice(0, 16)}...)`,
+      );
+    }
+    const regions = describeRegions(vm.memory);
+    for (const l of links) checkChainRegions(l, regions);
+    return { links, relativePath: relative(dirname(resolve(path)), resolve(base)) };
+  } catch (e) {
+    for (const l of links) l.file.close();
+    throw e;
+  }
+}
+
+/** a file of a chain must have the RAM layout of the machine (or of the chain's newest file) */
+function checkChainRegions(link: ChainLink<{ container: Container }>, regions: readonly RegionInfo[]): void {
+  const cfg = checkConfig(jsonSection(link.file.container, "config"));
+  const same =
+    cfg.regions.length === regions.length &&
+    cfg.regions.every((r, i) => r.gpa === regions[i]!.gpa && r.size === regions[i]!.size);
+  if (!same) throw new SnapshotError("base", `${link.path}: its RAM layout is not this machine's`);
+}
+
+/** the pages of RAM that differ from the chain's image; a base whose RAM is corrupt is named */
+function changedFromChain(vm: Machine, links: readonly ChainLink<OpenedFile>[], base: string): PageFlags {
+  try {
+    return changedSince(vm.memory, chainImages(links));
+  } catch (e) {
+    if (!(e instanceof SnapshotError) || e.section === "base") throw e;
+    const which = links.length > 1 ? `${base} or one of its bases` : base;
+    throw new SnapshotError("base", `${which}: ${e.message}`);
+  }
+}
+
+/** each file's RAM image, oldest first (RAM still in the files is read as it is used) */
+function chainImages(links: readonly ChainLink<OpenedFile>[]): MemoryImage[] {
+  return links.map((l) => {
+    const cfg = checkConfig(jsonSection(l.file.container, "config"));
+    return memoryOf(l.file.container, cfg.regions, l.file.memory);
+  });
 }
 
 function checkConfig(c: unknown): SnapshotConfig {
@@ -227,7 +392,14 @@ function fromContainer(c: Container, file?: { length: number; source: MemoryInFi
   const devices = jsonSection(c, "devices");
   if (!Array.isArray(devices)) throw new SnapshotError("devices", "the device list is malformed");
   const memory = memoryOf(c, config.regions, file);
-  const snap: Snapshot = { header: c.header, config, vcpus, devices: devices as DeviceRecord[], memory };
+  const snap: Snapshot = {
+    header: c.header,
+    id: c.id,
+    config,
+    vcpus,
+    devices: devices as DeviceRecord[],
+    memory,
+  };
   if (c.sections.has("app")) snap.app = jsonSection(c, "app" as never);
   if (c.sections.has("kvm")) snap.kvm = checkKvmPlatform(jsonSection(c, "kvm"));
   return snap;
@@ -249,15 +421,57 @@ function memoryOf(
   return imageFromBytes(runs, data!);
 }
 
-/** Reads and checks a whole snapshot file, RAM included, into memory. */
-export async function readSnapshot(path: string): Promise<Snapshot> {
-  let file: Buffer;
-  try {
-    file = await readFile(path);
-  } catch (e) {
-    throw new SnapshotError("file", `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+/**
+ * Reads and checks a whole snapshot file, RAM included, into memory; an incremental one with its
+ * chain of bases (`path` a list: those files, the full snapshot first), as `snapshot.bases`.
+ */
+export async function readSnapshot(path: string | readonly string[]): Promise<Snapshot> {
+  const links = walkChain(path, (p) => {
+    let file: Buffer;
+    try {
+      file = readFileSync(p);
+    } catch (e) {
+      throw new SnapshotError("file", `cannot read ${p}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
+    return { container: decodeContainer(file) };
+  });
+  return withBases(links);
+}
+
+/**
+ * The snapshot of a chain's newest file, with the older files' RAM as its bases; each file's RAM
+ * left in it (`memory` of an opened file) is read when restored.
+ */
+function withBases(
+  links: readonly ChainLink<{ container: Container; memory?: OpenedFile["memory"] }>[],
+): Snapshot {
+  const top = links[links.length - 1]!;
+  const snap = fromContainer(top.file.container, top.file.memory);
+  if (links.length > 1) {
+    for (const l of links) checkChainRegions(l, snap.config.regions);
+    snap.bases = links.slice(0, -1).map((l) => {
+      const image = memoryOf(l.file.container, snap.config.regions, l.file.memory);
+      if (image.file) image.file = namingBase(image.file, l.path);
+      return image;
+    });
   }
-  return decodeSnapshot(file);
+  return snap;
+}
+
+/** a base's RAM still in its file: a failure reading or checking it names that file */
+function namingBase(source: MemoryInFile, path: string): MemoryInFile {
+  const named = (e: unknown) =>
+    e instanceof SnapshotError ? new SnapshotError("base", `${path}: ${e.message}`) : e;
+  return {
+    checkOpen: () => source.checkOpen(),
+    readInto: (place) => {
+      try {
+        source.readInto(place);
+      } catch (e) {
+        throw named(e);
+      }
+    },
+  };
 }
 
 /**
@@ -268,7 +482,14 @@ export async function readSnapshot(path: string): Promise<Snapshot> {
  */
 export function restoreSnapshot(vm: Machine, snap: Snapshot): RestoreResult {
   if (vm.running) throw new SnapshotError("machine", "the machine is running");
+  if (snap.header.base && !snap.bases?.length) {
+    throw new SnapshotError(
+      "base",
+      `an incremental snapshot (on ${snap.header.base.file}): read it with readSnapshot(path) or restore it with createMachine({ restore: path }), so that its base comes along`,
+    );
+  }
   snap.memory.file?.checkOpen();
+  for (const b of snap.bases ?? []) b.file?.checkOpen();
   checkRegions(vm.memory, snap.config.regions);
   if (vm.vcpuCount !== snap.config.vcpus) {
     throw new SnapshotError(
@@ -285,7 +506,11 @@ export function restoreSnapshot(vm: Machine, snap: Snapshot): RestoreResult {
     );
   }
   try {
-    applyMemory(vm.memory, snap.memory);
+    // a chain: the full snapshot's RAM, then each incremental one's pages over it, in order
+    const layers = [...(snap.bases ?? []), snap.memory];
+    layers.forEach((image, i) => {
+      applyMemory(vm.memory, image, i === 0);
+    });
     // code the soft vCPUs compiled from the old contents is stale now (each keeps its own)
     for (let i = 0; i < vm.vcpuCount; i++) {
       const b = vm.vcpu(i).backend as { invalidateCode?(gpa: number, length: number): void };
@@ -310,6 +535,7 @@ export function restoreSnapshot(vm: Machine, snap: Snapshot): RestoreResult {
     }
     applyDevices(pairs);
     vm.strict = snap.config.strict;
+    setLineage(vm, snap.id);
   } catch (e) {
     vm.close();
     throw e;
@@ -340,9 +566,12 @@ function splitPlatform(
   return { own, platform };
 }
 
-export interface RestoreOptions extends MachineOptions {
-  /** a snapshot file, or one already read with readSnapshot() */
-  restore: string | Snapshot;
+export interface RestoreOptions extends Omit<MachineOptions, "restore" | "setup"> {
+  /**
+   * a snapshot file (an incremental one brings its chain of bases, found where it names them), the
+   * chain as a list (the full snapshot first), or one already read with readSnapshot()
+   */
+  restore: string | readonly string[] | Snapshot;
   /**
    * Attaches the devices the snapshot has (e.g. addPcDevices) before the state goes back; the
    * machine's own platform devices are there already.
@@ -357,16 +586,18 @@ export async function createRestoredMachine(
   opts: RestoreOptions,
   create: (o: MachineOptions) => Promise<Machine>,
 ): Promise<Machine> {
-  // from a file, RAM is read when the machine is there to take it (file.ts); the rest is checked now
-  const file = typeof opts.restore === "string" ? openSnapshotFile(opts.restore) : undefined;
+  // from files, RAM is read when the machine is there to take it (file.ts); the rest is checked now
+  const paths = typeof opts.restore === "string" || Array.isArray(opts.restore) ? opts.restore : undefined;
+  const links = paths ? walkChain(paths, openSnapshotFile, (f) => f.close()) : [];
   try {
-    const snap = file ? fromContainer(file.container, file.memory) : (opts.restore as Snapshot);
+    const snap = paths ? withBases(links) : (opts.restore as Snapshot);
     const { restore: _r, setup, onNotes, ...rest } = opts;
     const vm = await create({ ...rest, memoryMiB: snap.config.memoryMiB, vcpus: snap.config.vcpus });
     try {
       await setup?.(vm, snap);
       const { notes } = restoreSnapshot(vm, snap);
       if (opts.strict !== undefined) vm.strict = opts.strict;
+      if (links.length > 0) setLineage(vm, snap.id, links[links.length - 1]!.path);
       onNotes?.(notes);
       return vm;
     } catch (e) {
@@ -374,6 +605,6 @@ export async function createRestoredMachine(
       throw e;
     }
   } finally {
-    file?.close();
+    for (const l of links) l.file.close();
   }
 }

@@ -187,10 +187,14 @@ export function checkRegions(memory: GuestMemory, regions: readonly RegionInfo[]
   }
 }
 
-export function applyMemory(memory: GuestMemory, image: MemoryImage): void {
+/**
+ * Puts an image's pages in place. `whole` (a full snapshot): the pages it does not hold become
+ * zero; otherwise (an incremental snapshot laid over its base) they stay as they are.
+ */
+export function applyMemory(memory: GuestMemory, image: MemoryImage, whole = true): void {
   // pages the snapshot does not hold must end up zero: nothing to do in a machine nothing has
   // touched yet (one made for the restore); otherwise only the non-zero ones are cleared
-  if (!memory.untouched) {
+  if (whole && !memory.untouched) {
     const held = memory.regions.map((r) => new Uint8Array(Math.ceil(r.size / PAGE)));
     for (const r of image.runs) held[r.region]!.fill(1, r.page, r.page + r.pages);
     memory.regions.forEach((r, ri) => {

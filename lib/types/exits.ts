@@ -76,7 +76,7 @@ export interface ShutdownExit {
 /** VM entry failed: KVM's hardware_entry_failure_reason, or the VMX exit-reason field with bit 31. */
 export interface FailEntryExit {
   /** Discriminant of the {@link VmExit} union. */
-  kind: "fail_entry";
+  kind: "fail-entry";
   /** The hardware entry-failure reason (KVM) or the VMX exit-reason field (soft). */
   reason: number;
   /**
@@ -90,7 +90,7 @@ export interface FailEntryExit {
  */
 export interface InternalErrorExit {
   /** Discriminant of the {@link VmExit} union. */
-  kind: "internal_error";
+  kind: "internal-error";
   /** KVM_INTERNAL_ERROR_* suberror code (1 emulation, 2 simultaneous exceptions, 3 delivery event, ...). */
   suberror: number;
   /** backend-provided words (KVM internal.data) or a description */
@@ -108,7 +108,7 @@ export interface InternalErrorExit {
  */
 export interface SystemEventExit {
   /** Discriminant of the {@link VmExit} union. */
-  kind: "system_event";
+  kind: "system-event";
   /** KVM_SYSTEM_EVENT_* (1 shutdown, 2 reset, 3 crash) */
   type: number;
   /**
@@ -151,7 +151,7 @@ export interface IntrExit {
  */
 export interface IrqWindowOpenExit {
   /** Discriminant of the {@link VmExit} union. */
-  kind: "irq_window_open";
+  kind: "irq-window-open";
   /**
    * Backend-specific detail: the KVM exit code, or the VMX exit reason, qualification and instruction length.
    */
@@ -232,5 +232,5 @@ export type VmExit =
   | MsrExit
   | UnknownExit;
 
-/** The `kind` of a {@link VmExit}: snake_case, as KVM's KVM_EXIT_* names are. */
+/** The `kind` of a {@link VmExit}: kebab-case, as run reasons are (`"internal-error"`, `"fail-entry"`). */
 export type VmExitKind = VmExit["kind"];

@@ -37,10 +37,13 @@ export interface InterruptController {
 export interface ApicMsrAccess {
   /** the APIC is on the machine; until then the CPU offers and routes none of this */
   readonly attached: boolean;
+  /** RDMSR of an APIC MSR (0x800-0x8FF, IA32_TSC_DEADLINE); undefined means #GP */
   readMsr(index: number): bigint | undefined;
+  /** WRMSR of an APIC MSR; false means #GP */
   writeMsr(index: number, value: bigint): boolean;
   /** IA32_APIC_BASE.EXTD as the APIC has it */
   readonly x2apic: boolean;
+  /** IA32_APIC_BASE.EXTD written: enters or leaves x2APIC mode */
   setX2apic(on: boolean): void;
   /** the CPU's time-stamp counter, which TSC-deadline mode compares against */
   tsc: { read(): bigint; readonly hz: number } | undefined;
@@ -137,6 +140,14 @@ export interface MachineBackend {
    * backend delivers them, in order, before the next exit it reports. False when it cannot.
    */
   coalesceWrites?(space: "io" | "mmio", base: number, length: number): boolean;
+  /**
+   * Optional: maps `bytes` (whole pages) read-only at `gpa`, outside RAM and not in `memory`: the
+   * guest reads and executes them, its writes exit as MMIO (firmware ROM below 4 GiB). Throws
+   * MachineConfigError when it cannot.
+   */
+  mapRom?(gpa: number, bytes: Uint8Array): void;
+  /** Optional: CPUID.1:EAX of the vCPUs (family, model, stepping), which RESET leaves in EDX. */
+  cpuSignature?(): number;
   /**
    * Optional (soft backend): the machine's clock, which guest time follows (the TSC counts it at
    * the frequency CPUID states, as the PIT, RTC and APIC timer do).

@@ -13,6 +13,18 @@
 // either (the same emulator raises it as a software interrupt the #BP intercept never sees), the
 // guest is stepped while breakpoints are set and stops before an INT3 of ours would execute; gdb
 // steps over a breakpoint it resumes from with the breakpoint removed, so none executes.
+//
+// Several vCPUs (each in a thread of its own, kvm-threads.ts): every vCPU gets the same guest
+// debug state (USE_SW_BP, so that an INT3 of ours exits whichever vCPU runs it; DR0-DR3/DR7), and
+// a stop names the vCPU whose exit it was. A step of one vCPU holds the others out of the guest
+// (holdVcpu) until it is done. KVM_SET_GUEST_DEBUG waits for a KVM_RUN in progress on that vCPU, so
+// it is only issued while the vCPUs are parked: between runs, and on the vCPU whose exit is being
+// handled. Where points would be checked by stepping (above), several vCPUs cannot be covered:
+// a vCPU's single-step flag does not survive the INIT/SIPI that starts it (KVM sets TF only at the
+// RIP the flag was set at), so an AP would run into our INT3 as its own #BP (a triple fault,
+// seen in the nested-KVM lane). There, with more than one vCPU, breakpoints and watchpoints are
+// refused with that reason (gdb then falls back to its own watchpoints, which step); threads,
+// registers, memory, steps of one vCPU and Ctrl-C work as elsewhere.
 
 import type { KvmBinding } from "../kvm/binding.js";
 import {
@@ -29,6 +41,7 @@ import type { KvmVcpu } from "../kvm/vcpu.js";
 import type { DebugExit } from "../types/exits.js";
 import type { KvmVcpuBackend } from "./backends/kvm.js";
 import type { DebugDriver, DebugHost, DebugStop, HardwarePoint } from "./debug.js";
+import { holdVcpu } from "./kvm-threads.js";
 import type { ExitContext, ExitHandler } from "./loop.js";
 
 const DR6_BS = 1n << 14n;
@@ -125,10 +138,13 @@ export function probeGuestDebug(binding: KvmBinding): GuestDebugProbe {
 export class KvmDebugDriver implements DebugDriver {
   readonly #host: DebugHost;
   readonly #report: (s: DebugStop) => void;
-  readonly #vcpu: KvmVcpu;
+  readonly #backends: readonly KvmVcpuBackend[];
+  readonly #vcpus: readonly KvmVcpu[];
   readonly #prevDebug: ExitHandler<DebugExit> | undefined;
   #sw = false;
   #step = false;
+  /** the vCPU that steps (the others are held meanwhile) */
+  #stepVcpu = 0;
   #points: readonly HardwarePoint[] = [];
   /** false: the debug registers do not fire here, points are checked after single steps */
   readonly #hardwareFires: boolean;
@@ -136,17 +152,25 @@ export class KvmDebugDriver implements DebugDriver {
   readonly #int3Traps: boolean;
   /** emulated write watchpoints: the watched bytes as last seen */
   #watched = new Map<HardwarePoint, Uint8Array>();
-  /** KVM_SET_GUEST_DEBUG goes to vCPU 0 only: the other vCPUs' threads are not debugged (yet) */
-  readonly vcpus = 1;
+  /** every vCPU: each has the guest debug state and is a thread to gdb */
+  readonly vcpus: number;
+  readonly breakpointsRefused: string | undefined;
 
   constructor(host: DebugHost, report: (s: DebugStop) => void) {
     this.#host = host;
     this.#report = report;
-    this.#vcpu = (host.vm.vcpu(0).backend as KvmVcpuBackend).kvmVcpu;
-    const probe = probeGuestDebug(this.#vcpu.binding);
+    const vm = host.vm;
+    this.vcpus = vm.vcpuCount;
+    this.#backends = Array.from({ length: this.vcpus }, (_, i) => vm.vcpu(i).backend as KvmVcpuBackend);
+    this.#vcpus = this.#backends.map((b) => b.kvmVcpu);
+    const probe = probeGuestDebug(this.#vcpus[0]!.binding);
     this.#hardwareFires = probe.hardware;
     this.#int3Traps = probe.int3;
-    this.#prevDebug = host.vm.setExitHandler("debug", (exit, ctx) => this.#debug(exit, ctx));
+    this.breakpointsRefused =
+      this.vcpus > 1 && !this.#int3Traps
+        ? "breakpoints on a machine of several vCPUs need KVM to trap INT3, which this host's KVM does not (an emulated CPU): the debugger would have to single-step every vCPU, and a vCPU started by INIT/SIPI does not stay stepped; use one vCPU or the soft backend"
+        : undefined;
+    this.#prevDebug = vm.setExitHandler("debug", (exit, ctx) => this.#debug(exit, ctx));
   }
 
   /** whether breakpoints and watchpoints are checked by stepping rather than by DR0-DR3 and INT3 */
@@ -159,25 +183,36 @@ export class KvmDebugDriver implements DebugDriver {
     return (!this.#hardwareFires && this.#points.length > 0) || (!this.#int3Traps && this.#sw);
   }
 
+  /** the guest debug state of every vCPU (all parked: see the head of this file) */
   #apply(): void {
-    const dv = guestDebugStruct({
-      swBreakpoints: this.#sw,
-      singleStep: this.#step || this.#stepping,
-      points: this.#hardwareFires ? this.#points : [],
-    });
-    ioctl(this.#vcpu.binding, this.#vcpu.fd, KVM_SET_GUEST_DEBUG, dv);
+    for (let i = 0; i < this.vcpus; i++) {
+      const dv = guestDebugStruct({
+        swBreakpoints: this.#sw,
+        singleStep: (this.#step && i === this.#stepVcpu) || this.#stepping,
+        points: this.#hardwareFires ? this.#points : [],
+      });
+      const v = this.#vcpus[i]!;
+      ioctl(v.binding, v.fd, KVM_SET_GUEST_DEBUG, dv);
+    }
   }
 
   trapBreakpoints(on: boolean): void {
     this.#sw = on;
     this.#apply();
   }
-  setSingleStep(on: boolean): void {
+  setSingleStep(on: boolean, vcpu = 0): void {
     this.#step = on;
+    if (on) this.#stepVcpu = vcpu;
+    // one vCPU steps, the others stay parked until it is done
+    if (this.vcpus > 1) {
+      for (let i = 0; i < this.vcpus; i++) holdVcpu(this.#backends[i]!, on && i !== vcpu);
+    }
     this.#apply();
   }
   supports(point: Omit<HardwarePoint, "gpa">, active: readonly HardwarePoint[]): boolean {
     if (active.length >= 4 || point.kind === "read") return false;
+    // emulated by stepping every vCPU, which several cannot have (see the head of this file)
+    if (!this.#hardwareFires && this.vcpus > 1) return false;
     if (point.kind === "exec") return true;
     if (!this.#hardwareFires && point.kind !== "write") return false;
     return DR7_LEN[point.length] !== undefined && point.linear % BigInt(point.length) === 0n;
@@ -193,28 +228,30 @@ export class KvmDebugDriver implements DebugDriver {
     this.#apply();
   }
   codeWritten(): void {}
-  close(): void {
+  close(gone = false): void {
     if (this.#prevDebug) this.#host.vm.setExitHandler("debug", this.#prevDebug);
     this.#sw = false;
-    this.#step = false;
     this.#points = [];
-    this.#apply();
+    if (gone) return;
+    this.setSingleStep(false);
   }
 
   #debug(exit: DebugExit, ctx: ExitContext): ReturnType<ExitHandler> {
+    const vcpu = ctx.vcpuIndex;
     if (exit.exception === 3) {
       if (this.#host.isSoftwareBreakpoint(exit.pc)) {
-        this.#report({ kind: "breakpoint", address: exit.pc, hardware: this.#host.isHardwareInt3(exit.pc) });
+        const hardware = this.#host.isHardwareInt3(exit.pc);
+        this.#report({ kind: "breakpoint", address: exit.pc, hardware, vcpu });
         return { reason: "debug", message: `breakpoint at 0x${exit.pc.toString(16)}` };
       }
-      this.#inject(3);
+      this.#inject(vcpu, 3);
       return undefined;
     }
     if (exit.exception === 1) {
       if (this.#stepping) {
         const hit = this.#emulatedHit(exit.pc);
         if (hit) {
-          this.#report(hit);
+          this.#report({ ...hit, vcpu });
           return { reason: "debug", message: hit.kind === "watch" ? "watchpoint" : "breakpoint" };
         }
       }
@@ -223,18 +260,18 @@ export class KvmDebugDriver implements DebugDriver {
       if (p) {
         this.#report(
           p.kind === "exec"
-            ? { kind: "breakpoint", address: p.linear, hardware: true }
-            : { kind: "watch", address: p.linear, watch: p.kind },
+            ? { kind: "breakpoint", address: p.linear, hardware: true, vcpu }
+            : { kind: "watch", address: p.linear, watch: p.kind, vcpu },
         );
         return { reason: "debug", message: "hardware breakpoint" };
       }
       // DR6.BS marks the step; emulated CPUs (QEMU TCG under nested KVM) may leave it out
-      if (this.#step && (exit.dr6 & DR6_BS || slot === undefined)) {
-        this.#report({ kind: "step" });
+      if (this.#step && vcpu === this.#stepVcpu && (exit.dr6 & DR6_BS || slot === undefined)) {
+        this.#report({ kind: "step", vcpu });
         return { reason: "debug", message: "single step" };
       }
       if (this.#stepping) return undefined; // a step of ours: on to the next instruction
-      this.#inject(1);
+      this.#inject(vcpu, 1);
       return undefined;
     }
     return this.#prevDebug?.(exit, ctx);
@@ -262,9 +299,10 @@ export class KvmDebugDriver implements DebugDriver {
   }
 
   /** a #BP or #DB of the guest's own goes back to it (KVM re-executes INT3 as a soft exception) */
-  #inject(vector: number): void {
-    const ev = this.#vcpu.getVcpuEvents();
+  #inject(vcpu: number, vector: number): void {
+    const v = this.#vcpus[vcpu]!;
+    const ev = v.getVcpuEvents();
     ev.exception = { injected: true, nr: vector, hasErrorCode: false, errorCode: 0 };
-    this.#vcpu.setVcpuEvents(ev);
+    v.setVcpuEvents(ev);
   }
 }

@@ -5,12 +5,18 @@
 // for that one instruction (MTF), closes it again, and stops there when the access touched a
 // watched range. Exact on every access width; accesses elsewhere on the page cost two exits each.
 // Several vCPUs: each has its own VMCS (exception bitmap, MTF) and all share the EPT. While one
-// vCPU steps (or has a watched page open for one instruction) the others are held (not runnable
-// to the loop's turns), so a step is one instruction of that vCPU and nothing else.
+// vCPU steps (or vCPUs have a watched page open for one instruction) the others are held (not
+// runnable to the loop's turns; in worker threads they wait before the guest's next instruction),
+// so a step is one instruction of that vCPU and nothing else, and nobody else reaches an open page.
+// Everything goes through the soft vCPU's debug methods (SoftVcpu.setDebugControls, held, ...),
+// which a vCPU in a worker thread (SoftThreadVcpu) does the same way, as calls while it is parked:
+// the exit handlers here run while the vCPU whose exit it is is parked, and the others are only
+// held or flushed (words they look at) while they may be in the guest.
 
 import type { MmioExit, UnknownExit } from "../types/exits.js";
-import { ExitReason, F, Proc } from "../vmx/index.js";
+import { ExitReason } from "../vmx/index.js";
 import type { SoftVcpu } from "./backends/soft/vcpu.js";
+import type { SoftBackend } from "./backends/soft.js";
 import type { DebugDriver, DebugHost, DebugStop, HardwarePoint } from "./debug.js";
 import type { ExitContext, ExitHandler, StopRun } from "./loop.js";
 
@@ -20,15 +26,28 @@ const EPT_X = 4;
 const EPT_LARGE = 0x80;
 const TWO32 = 2 ** 32;
 const BP_VECTOR = 3;
-/** VM-entry interruption information: valid, software exception (type 6), vector 3 */
-const INJECT_BP = (0x80000000 | (6 << 8) | BP_VECTOR) >>> 0;
 
 const debugStop = (message: string): StopRun => ({ reason: "debug", message });
+
+/** What the debugger asks of a soft vCPU: SoftVcpu's, and a SoftThreadVcpu's that does them in its thread. */
+type DebugVcpu = Pick<
+  SoftVcpu,
+  | "setDebugControls"
+  | "exitVector"
+  | "reflectBreakpoint"
+  | "dropMmioReplay"
+  | "flushEpt"
+  | "eptPointer"
+  | "attachHostChunks"
+  | "invalidateCode"
+  | "held"
+>;
 
 export class SoftDebugDriver implements DebugDriver {
   readonly #host: DebugHost;
   readonly #report: (s: DebugStop) => void;
-  readonly #all: readonly SoftVcpu[];
+  readonly #all: readonly DebugVcpu[];
+  readonly #backend: SoftBackend;
   readonly vcpus: number;
   readonly #prevUnknown: ExitHandler<UnknownExit> | undefined;
   readonly #prevMmio: ExitHandler<MmioExit> | undefined;
@@ -37,26 +56,32 @@ export class SoftDebugDriver implements DebugDriver {
   /** the vCPU that steps */
   #stepVcpu = 0;
   #stepFrom = 0n;
-  /** a watched range was accessed: the stop comes after its instruction (MTF) */
-  #pendingWatch: DebugStop | undefined;
-  /** the vCPU that has a watched page open for one instruction, closed again at its next MTF exit */
-  #overWatch: number | undefined;
+  /** MTF as set in each vCPU's VMCS (changed only on parked vCPUs) */
+  readonly #mtf: boolean[];
+  /** a watched range was accessed: the stop comes after its instruction (MTF), per vCPU */
+  readonly #pendingWatch = new Map<number, DebugStop>();
+  /** the vCPUs that have a watched page open for one instruction; the pages close at the last one's MTF exit */
+  readonly #open = new Set<number>();
   /** watched guest-physical pages and the EPT permissions they keep */
   #pages = new Map<number, number>();
+  /** the EPT got a new page table (a 2-MiB mapping split): vCPU threads map it before they run */
+  #allocated = false;
 
   constructor(host: DebugHost, report: (s: DebugStop) => void) {
     this.#host = host;
     this.#report = report;
     const vm = host.vm;
     this.vcpus = vm.vcpuCount;
-    this.#all = Array.from({ length: this.vcpus }, (_, i) => vm.vcpu(i).backend as SoftVcpu);
+    this.#backend = vm.backend as SoftBackend;
+    this.#all = Array.from({ length: this.vcpus }, (_, i) => vm.vcpu(i).backend as unknown as DebugVcpu);
+    this.#mtf = new Array<boolean>(this.vcpus).fill(false);
     this.#prevUnknown = vm.setExitHandler("unknown", (exit, ctx) => this.#unknown(exit, ctx));
     this.#prevMmio = vm.setExitHandler("mmio", (exit, ctx) => this.#mmio(exit, ctx));
     this.#offExit = vm.on("exit", (exit, info) => {
       // a step over an instruction the host completed (OUT, HLT, MMIO): no MTF exit follows it
       const v = this.#stepVcpu;
       if (this.#stepping && info.index === v && exit.kind !== "unknown" && exit.kind !== "intr") {
-        if (this.#overWatch === undefined && host.linearRip(v) !== this.#stepFrom) {
+        if (this.#open.size === 0 && host.linearRip(v) !== this.#stepFrom) {
           this.#report({ kind: "step", vcpu: v });
           vm.stop();
         }
@@ -64,24 +89,8 @@ export class SoftDebugDriver implements DebugDriver {
     });
   }
 
-  // the VMCS of a vCPU is read through its current logical processor (migrate() may replace it)
-  #lp(vcpu: number) {
-    return this.#all[vcpu]!.lp;
-  }
-
-  #setProc(vcpu: number, bit: number, on: boolean): void {
-    const lp = this.#lp(vcpu);
-    const proc = lp.vmreadNumber(F.CPU_BASED_VM_EXEC_CONTROL);
-    lp.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, (on ? proc | bit : proc & ~bit) >>> 0);
-  }
-
   trapBreakpoints(on: boolean): void {
-    const bit = 1 << BP_VECTOR;
-    for (let i = 0; i < this.vcpus; i++) {
-      const lp = this.#lp(i);
-      const bitmap = lp.vmreadNumber(F.EXCEPTION_BITMAP);
-      lp.vmwrite(F.EXCEPTION_BITMAP, (on ? bitmap | bit : bitmap & ~bit) >>> 0);
-    }
+    for (const v of this.#all) v.setDebugControls({ trapBreakpoints: on });
   }
 
   setSingleStep(on: boolean, vcpu = 0): void {
@@ -93,12 +102,25 @@ export class SoftDebugDriver implements DebugDriver {
     this.#applyMtf();
   }
 
-  /** MTF on the vCPU that steps or has a watched page open; the other vCPUs held meanwhile */
+  /**
+   * MTF on the vCPUs that have a watched page open, else on the one that steps; the other vCPUs
+   * held meanwhile (held first: a page opens only once nobody else can reach it)
+   */
   #applyMtf(): void {
-    const only = this.#overWatch ?? (this.#stepping ? this.#stepVcpu : undefined);
-    for (let i = 0; i < this.vcpus; i++) this.#setProc(i, Proc.MONITOR_TRAP_FLAG, i === only);
-    if (this.vcpus === 1) return;
-    for (let i = 0; i < this.vcpus; i++) this.#all[i]!.held = only !== undefined && i !== only;
+    const only: ReadonlySet<number> | undefined =
+      this.#open.size > 0 ? this.#open : this.#stepping ? new Set([this.#stepVcpu]) : undefined;
+    if (this.vcpus > 1) {
+      for (let i = 0; i < this.vcpus; i++) if (only && !only.has(i)) this.#all[i]!.held = true;
+    }
+    for (let i = 0; i < this.vcpus; i++) {
+      const on = only?.has(i) ?? false;
+      if (this.#mtf[i] === on) continue;
+      this.#all[i]!.setDebugControls({ monitorTrap: on });
+      this.#mtf[i] = on;
+    }
+    if (this.vcpus > 1) {
+      for (let i = 0; i < this.vcpus; i++) if (!only || only.has(i)) this.#all[i]!.held = false;
+    }
   }
 
   supports(point: Omit<HardwarePoint, "gpa">): boolean {
@@ -118,28 +140,37 @@ export class SoftDebugDriver implements DebugDriver {
     for (const page of this.#pages.keys()) if (!want.has(page)) this.#setPermissions(page, 7);
     for (const [page, perms] of want) this.#setPermissions(page, perms);
     this.#pages = want;
+    this.#shareAllocations();
     // cached translations carry the old permissions (on every vCPU: the EPT is theirs together)
-    this.#inveptAll();
+    this.#flushAll();
   }
 
-  #inveptAll(): void {
-    for (let i = 0; i < this.vcpus; i++) this.#lp(i).invept(2);
+  #flushAll(): void {
+    for (const v of this.#all) v.flushEpt();
+  }
+
+  /** page tables allocated on this thread reach the vCPU threads' memory (set while every vCPU is parked) */
+  #shareAllocations(): void {
+    if (!this.#allocated) return;
+    this.#allocated = false;
+    const host = this.#backend.host;
+    if (!this.#host.vm.hasVcpuThread) return;
+    const chunks = host.sharedChunks();
+    for (const v of this.#all) v.attachHostChunks(chunks);
   }
 
   codeWritten(gpa: number, length: number): void {
-    for (let i = 0; i < this.vcpus; i++) {
-      const cpu = this.#lp(i).cpu as { invalidateCode?(gpa: number, length: number): void };
-      cpu.invalidateCode?.(gpa, length);
-    }
+    for (const v of this.#all) v.invalidateCode(gpa, length);
   }
 
-  close(): void {
+  close(gone = false): void {
     const vm = this.#host.vm;
     if (this.#prevUnknown) vm.setExitHandler("unknown", this.#prevUnknown);
     if (this.#prevMmio) vm.setExitHandler("mmio", this.#prevMmio);
     this.#offExit();
-    this.#pendingWatch = undefined;
-    this.#overWatch = undefined;
+    this.#pendingWatch.clear();
+    this.#open.clear();
+    if (gone) return;
     this.setSingleStep(false);
     this.trapBreakpoints(false);
     this.setHardware([]);
@@ -147,18 +178,18 @@ export class SoftDebugDriver implements DebugDriver {
 
   #unknown(exit: UnknownExit, ctx: ExitContext): ReturnType<ExitHandler> {
     const vcpu = ctx.vcpuIndex;
-    const lp = this.#lp(vcpu);
+    const v = this.#all[vcpu]!;
     if (exit.code === ExitReason.MonitorTrapFlag) {
-      if (this.#overWatch === vcpu) {
-        // the instruction that touched a watched page retired: the page closes again; the MMIO
-        // completion its first attempt queued was never used (the retry ran on RAM)
-        this.#overWatch = undefined;
-        lp.mmioCompletions.splice(0);
-        this.setHardware(this.#host.hardware());
+      if (this.#open.delete(vcpu)) {
+        // the instruction that touched a watched page retired: the MMIO completion its first
+        // attempt queued was never used (the retry ran on RAM); the pages close again once no
+        // vCPU has them open, before the others are released
+        v.dropMmioReplay();
+        if (this.#open.size === 0) this.setHardware(this.#host.hardware());
         this.#applyMtf();
       }
-      const watch = this.#pendingWatch;
-      this.#pendingWatch = undefined;
+      const watch = this.#pendingWatch.get(vcpu);
+      this.#pendingWatch.delete(vcpu);
       if (watch) {
         this.#report({ ...watch, vcpu });
         return debugStop("watchpoint");
@@ -169,18 +200,14 @@ export class SoftDebugDriver implements DebugDriver {
       }
       return undefined;
     }
-    if (
-      exit.code === ExitReason.ExceptionNmi &&
-      (lp.vmreadNumber(F.VM_EXIT_INTR_INFO) & 0xff) === BP_VECTOR
-    ) {
+    if (exit.code === ExitReason.ExceptionNmi && v.exitVector() === BP_VECTOR) {
       const rip = this.#host.linearRip(vcpu);
       if (this.#host.isSoftwareBreakpoint(rip)) {
         this.#report({ kind: "breakpoint", address: rip, hardware: this.#host.isHardwareInt3(rip), vcpu });
         return debugStop(`breakpoint at 0x${rip.toString(16)}`);
       }
       // the guest's own INT3: delivered to it as if we were not there
-      lp.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, INJECT_BP);
-      lp.vmwrite(F.VM_ENTRY_INSTRUCTION_LEN, Math.max(1, lp.vmreadNumber(F.VM_EXIT_INSTRUCTION_LEN)));
+      v.reflectBreakpoint();
       return undefined;
     }
     return this.#prevUnknown?.(exit, ctx);
@@ -193,31 +220,33 @@ export class SoftDebugDriver implements DebugDriver {
     // an access to a watched RAM page: note whether it touches a watched range, then let the
     // instruction run again with the page open (all its accesses, read-modify-write included, on
     // RAM) and close it at the MTF exit that follows
+    const vcpu = ctx.vcpuIndex;
     for (const p of this.#host.hardware()) {
-      if (this.#pendingWatch) break;
+      if (this.#pendingWatch.has(vcpu)) break;
       if (p.kind === "exec" || gpa >= p.gpa + p.length || gpa + exit.length <= p.gpa) continue;
       if (p.kind === "write" && !exit.write) continue;
-      if (p.kind === "read" && exit.write) continue;
-      this.#pendingWatch = { kind: "watch", address: p.linear, watch: p.kind };
+      // a read watchpoint fires on writes too: the EPT violation of a read-modify-write (ADD to
+      // memory) may report the write alone (SDM Vol. 3C 27.2.1, Table 27-7's note), and a write
+      // cannot be told from one; a guest that only writes the range stops as if it had read it
+      this.#pendingWatch.set(vcpu, { kind: "watch", address: p.linear, watch: p.kind });
     }
-    this.#setPermissions(page, 7);
-    this.#inveptAll();
-    this.#overWatch = ctx.vcpuIndex;
+    this.#open.add(vcpu);
     this.#applyMtf();
+    this.#setPermissions(page, 7);
+    this.#flushAll();
     return undefined;
   }
 
   /** Sets the EPT permissions of one 4-KiB page, splitting a 2-MiB mapping into a page table first. */
   #setPermissions(gpa: number, perms: number): void {
-    const shared = this.#all[0]!.shared;
-    const mem = shared.memory;
+    const mem = this.#backend.host;
     const read = (at: number) => mem.readU32(at) + mem.readU32(at + 4) * TWO32;
     const write = (at: number, v: number) => {
       mem.writeU32(at, v % TWO32);
       mem.writeU32(at + 4, Math.floor(v / TWO32));
     };
     const addr = (entry: number) => entry - (entry % PAGE) - Math.floor(entry / 2 ** 52) * 2 ** 52;
-    let table = Number(shared.ept.eptp & 0xffffffffff000n);
+    let table = Number(this.#all[0]!.eptPointer() & 0xffffffffff000n);
     for (const shift of [39, 30]) {
       const e = read(table + (Math.floor(gpa / 2 ** shift) % 512) * 8);
       if (!(e & 7)) return;
@@ -228,6 +257,7 @@ export class SoftDebugDriver implements DebugDriver {
     if (!(pde & 7)) return;
     if (pde & EPT_LARGE) {
       const pt = mem.allocatePage();
+      this.#allocated = true;
       const base = addr(pde);
       const low = (pde % PAGE) & 0x7f;
       for (let i = 0; i < 512; i++) write(pt + i * 8, base + i * PAGE + low);

@@ -9,7 +9,7 @@
 // selected thread does.
 
 import { cpuMode } from "../inspect/segments.js";
-import { MachineConfigError, VmmError } from "./errors.js";
+import { VmmError } from "./errors.js";
 import type { Machine } from "./machine.js";
 
 export type WatchKind = "write" | "read" | "access";
@@ -19,7 +19,7 @@ export type DebugStop = (
   | { kind: "step" }
   | { kind: "watch"; address: bigint; watch: WatchKind }
 ) & {
-  /** the vCPU that hit it or stepped (absent: vCPU 0, the only one the backend debugs) */
+  /** the vCPU that hit it or stepped (absent: vCPU 0) */
   vcpu?: number;
 };
 
@@ -42,15 +42,21 @@ export interface DebugDriver {
   trapBreakpoints(on: boolean): void;
   /** the next entry of vCPU `vcpu` stops after one instruction (the others do not run meanwhile where the backend can hold them) */
   setSingleStep(on: boolean, vcpu?: number): void;
-  /** vCPUs this backend debugs (breakpoints trapped, steps, registers): 1 = vCPU 0 only */
+  /** vCPUs this backend debugs (breakpoints trapped, steps, registers): all of the machine's */
   readonly vcpus: number;
+  /**
+   * Why this backend cannot have software breakpoints on this machine (undefined: it can): checked
+   * before an INT3 is placed
+   */
+  readonly breakpointsRefused?: string | undefined;
   /** whether the backend can watch/break on this; checked before a point is added */
   supports(point: Omit<HardwarePoint, "gpa">, active: readonly HardwarePoint[]): boolean;
   /** the complete set of hardware breakpoints and watchpoints from now on */
   setHardware(points: readonly HardwarePoint[]): void;
   /** the host wrote guest code bytes (decoded-instruction caches must forget them) */
   codeWritten(gpa: number, length: number): void;
-  close(): void;
+  /** the machine's exit handlers back, and the vCPUs' debug state cleared (unless the machine is closed: `gone`) */
+  close(gone?: boolean): void;
 }
 
 /** What a driver asks of the debugger when its exits arrive. */
@@ -83,15 +89,14 @@ export class MachineDebug implements DebugHost {
     this.vm = vm;
   }
 
-  /** Attaches the debugger to `vm` (its exit handlers are wrapped until close()): every vCPU on soft, vCPU 0 on KVM. */
+  /**
+   * Attaches the debugger to `vm` (its exit handlers are wrapped until close()): every vCPU, on
+   * soft (on the machine's thread or in threads of their own) and on KVM. Breakpoints, watchpoints
+   * and steps are changed while the machine is stopped (between runs).
+   */
   static async attach(vm: Machine): Promise<MachineDebug> {
     const d = new MachineDebug(vm);
     if (vm.backend.kind === "soft") {
-      if (vm.hasVcpuThread) {
-        throw new MachineConfigError(
-          "the debugger needs the soft vCPUs on the machine's thread: create the machine with vcpuThread: false",
-        );
-      }
       const { SoftDebugDriver } = await import("./debug-soft.js");
       d.#driver = new SoftDebugDriver(d, (s) => d.#report(s));
     } else {
@@ -102,7 +107,12 @@ export class MachineDebug implements DebugHost {
   }
 
   #report(stop: DebugStop): void {
-    this.#stop = stop;
+    // vCPUs in threads of their own may stop together before the run ends: a breakpoint stop
+    // gives way to another kind (its vCPU is still before the INT3 and hits it again when resumed;
+    // a watchpoint's access or a step has happened), else the first stays
+    if (this.#stop === undefined || (this.#stop.kind === "breakpoint" && stop.kind !== "breakpoint")) {
+      this.#stop = stop;
+    }
   }
 
   /** What stopped the last run (a breakpoint, a step, a watchpoint), once; undefined if none. */
@@ -119,6 +129,8 @@ export class MachineDebug implements DebugHost {
 
   setSingleStep(on: boolean, vcpu = 0): void {
     this.#checkVcpu(vcpu);
+    // a closed machine's vCPUs are gone (their threads too): nothing is left to step
+    if (this.vm.closed) return;
     this.#driver.setSingleStep(on, vcpu);
   }
 
@@ -209,6 +221,8 @@ export class MachineDebug implements DebugHost {
       bp.refs++;
       return;
     }
+    const refused = this.#driver.breakpointsRefused;
+    if (refused !== undefined) throw new DebugError(refused);
     const gpa = this.translate(linear, vcpu);
     const original = this.vm.memory.readU8(gpa);
     this.vm.memory.writeU8(gpa, 0xcc);
@@ -247,6 +261,12 @@ export class MachineDebug implements DebugHost {
 
   /** Removes every breakpoint and watchpoint and stops stepping (gdb detached); the debugger stays attached. */
   clear(): void {
+    if (this.vm.closed) {
+      this.#sw.clear();
+      this.#hw.length = 0;
+      this.#stop = undefined;
+      return;
+    }
     for (const addr of [...this.#sw.keys()]) {
       const bp = this.#sw.get(addr)!;
       bp.refs = 1;
@@ -261,7 +281,7 @@ export class MachineDebug implements DebugHost {
   /** clear(), and the machine's own exit handlers back. */
   close(): void {
     this.clear();
-    this.#driver.close();
+    this.#driver.close(this.vm.closed);
   }
 
   /** the mode the vCPU is in (gdb's view of addresses depends on it) */

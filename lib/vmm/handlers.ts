@@ -58,16 +58,16 @@ export function defaultHandlers(env: HandlerEnv): ExitHandlerTable {
     mmio: (exit) => handleMmio(env, exit),
     hlt: (_exit, ctx) => (env.idle?.(ctx) ? undefined : stop("hlt")),
     shutdown: () => stop("shutdown", "triple fault (shutdown)"),
-    fail_entry: (exit) =>
+    "fail-entry": (exit) =>
       stop("fail-entry", `VM entry failed: hardware entry failure reason 0x${exit.reason.toString(16)}`),
-    internal_error: (exit) =>
+    "internal-error": (exit) =>
       stop(
         "internal-error",
         `internal error (suberror ${exit.suberror})${exit.message ? `: ${exit.message}` : ""}${
           exit.data.length ? ` data=[${exit.data.map((d) => `0x${d.toString(16)}`).join(", ")}]` : ""
         }`,
       ),
-    system_event: (exit) => {
+    "system-event": (exit) => {
       if (exit.type === 2) return stop("reset", "system event: reset");
       if (exit.type === 1) return stop("poweroff", "system event: shutdown");
       return stop("internal-error", `system event type ${exit.type}`);
@@ -75,7 +75,7 @@ export function defaultHandlers(env: HandlerEnv): ExitHandlerTable {
     debug: (exit) => stop("debug", `debug exception ${exit.exception} at 0x${exit.pc.toString(16)}`),
     // Interruptions and interrupt windows carry nothing to do: the loop checks limits and resumes.
     intr: () => undefined,
-    irq_window_open: () => undefined,
+    "irq-window-open": () => undefined,
     hypercall: (exit) => {
       exit.ret = HYPERCALL_ENOSYS;
     },

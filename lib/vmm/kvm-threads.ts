@@ -47,6 +47,18 @@ export function kvmSmpUnsupported(backend: MachineBackend): string | undefined {
   return undefined;
 }
 
+/** vCPUs a debugger holds (lib/vmm/debug-kvm.ts, while another one steps): never started, so parked */
+const held = new WeakSet<object>();
+
+/**
+ * Holds a vCPU out of the guest (or lets it go): the runs of KvmVcpuThreads do not enter it, as
+ * SoftVcpu.held keeps a soft vCPU from its turns. Set between runs, while every vCPU is parked.
+ */
+export function holdVcpu(vcpu: VcpuBackend, on: boolean): void {
+  if (on) held.add(vcpu);
+  else held.delete(vcpu);
+}
+
 function isThreadable(v: VcpuBackend): v is ThreadableVcpu {
   const t = v as Partial<ThreadableVcpu>;
   return (
@@ -56,15 +68,13 @@ function isThreadable(v: VcpuBackend): v is ThreadableVcpu {
   );
 }
 
+type ThreadVcpu = { exitOf(exited: boolean): VmExit; kick(): void };
+
 export class KvmVcpuThreads extends DoorbellThreads implements VcpuThreads {
   readonly #threads: readonly EntryThread[];
-  readonly #vcpus: readonly { exitOf(exited: boolean): VmExit; kick(): void }[];
+  readonly #vcpus: readonly ThreadVcpu[];
 
-  constructor(
-    vcpus: readonly { exitOf(exited: boolean): VmExit; kick(): void }[],
-    threads: readonly EntryThread[],
-    bell: Int32Array,
-  ) {
+  constructor(vcpus: readonly ThreadVcpu[], threads: readonly EntryThread[], bell: Int32Array) {
     if (vcpus.length !== threads.length || vcpus.length === 0) {
       throw new RangeError(`${vcpus.length} vCPUs and ${threads.length} threads`);
     }
@@ -126,6 +136,8 @@ export class KvmVcpuThreads extends DoorbellThreads implements VcpuThreads {
   }
 
   start(i: number): void {
+    // a held vCPU stays parked: the run goes on with the others (holdVcpu)
+    if (held.has(this.#vcpus[i]!)) return;
     this.#threads[i]!.start();
   }
   inEntry(i: number): boolean {

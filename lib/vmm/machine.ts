@@ -11,6 +11,7 @@ import {
   type LinuxOptions,
   type LoadImageOptions,
   type LoadResult,
+  type LoadTarget,
   loadElf,
   loadFlat,
   loadImage,
@@ -22,7 +23,7 @@ import type { Device, DeviceContext, IrqLine, StopRequest } from "../devices/dev
 import { PcInterrupts } from "../devices/pc-interrupts.js";
 import { VirtioMmioDevice } from "../devices/virtio/mmio-transport.js";
 import type { GdbServerHandle, GdbServerOptions } from "../gdb/index.js";
-import type { SaveOptions, SaveResult, Snapshot } from "../snapshot/index.js";
+import type { SaveOptions, SaveResult, SnapshotInfo } from "../snapshot/index.js";
 import type { VmExit, VmExitKind } from "../types/exits.js";
 import { emptyRegs, type Regs, type SpecialRegs } from "../types/regs.js";
 import type { MachineBackend, VcpuBackend } from "./backend.js";
@@ -102,15 +103,19 @@ export interface MachineOptions {
    * its VMCS and interpreter in a worker thread of its own over shared guest memory, so the guest
    * runs beside the event loop, not in slices of it, machines run in parallel on a multi-core host,
    * and several vCPUs of one machine run at once (locked operations atomic across the threads).
-   * Each exit crosses threads (fewer exits per second). Snapshots work either way; not yet with
-   * the debugger or `deterministic`: those keep the vCPUs on the machine's thread (`vm.warnings`
-   * says so for `deterministic`; the debugger refuses).
+   * Each exit crosses threads (fewer exits per second). Snapshots and the debugger work either
+   * way; not yet with `deterministic`, which keeps the vCPUs on the machine's thread (`vm.warnings`
+   * says so).
    */
   vcpuThread?: boolean;
-  /** resume a snapshot (a file, or readSnapshot()'s result): size and vCPUs come from it (lib/snapshot) */
-  restore?: string | Snapshot;
+  /**
+   * resume a snapshot file: size and vCPUs come from it (lib/snapshot).
+   * An incremental file brings its base along (found where it was, relative to the file); a list
+   * names the whole chain instead, the full snapshot first and each incremental one on its predecessor.
+   */
+  restore?: string | readonly string[];
   /** with `restore`: attaches the snapshot's devices (e.g. addPcDevices) before its state goes back */
-  setup?: (vm: Machine, snap: Snapshot) => void | Promise<void>;
+  setup?: (vm: Machine, snap: SnapshotInfo) => void | Promise<void>;
   /** with `restore`: what the restore could not carry over (e.g. across backends) */
   onNotes?: (notes: string[]) => void;
 }
@@ -129,11 +134,6 @@ const RFLAGS_IF = 1n << 9n;
 // internals without making them part of the public class.
 let exitLoopOf: (vm: Machine) => ExitLoop;
 let setupBlockingEntry: (vm: Machine, opts: { vcpuThread?: boolean }) => Promise<void>;
-
-// Node 20 has both symbols; older runtimes get the ones Node's own polyfill registers
-const disposeSymbol: typeof Symbol.dispose = Symbol.dispose ?? Symbol.for("nodejs.dispose");
-const asyncDisposeSymbol: typeof Symbol.asyncDispose =
-  Symbol.asyncDispose ?? Symbol.for("nodejs.asyncDispose");
 
 interface Polled {
   device: Device;
@@ -469,14 +469,58 @@ export class Machine {
       .map((d) => ({ base: d.ranges[0]!.base, length: d.ranges[0]!.length, irq: d.irq! }));
   }
 
-  /** Any supported format; `format: "auto"` (default) detects a bzImage, multiboot, then ELF, else flat. */
+  /**
+   * Any supported format; `format: "auto"` (default) detects a bzImage, multiboot, then ELF, else flat.
+   * `format: "bios"` (never detected) maps a 64/128/256 KiB firmware image read-only below 4 GiB, its
+   * last 128 KiB at most also below 1 MiB, and starts vCPU 0 in the reset state at F000:FFF0; a
+   * machine takes one firmware image, and not with soft vCPU threads.
+   */
   load(image: Uint8Array, opts?: LoadImageOptions): LoadResult {
     this.#checkOpen();
     bytesArg("image", image);
     const acpi = withPcAcpi(checkLoadOptions(opts), this.vcpuCount, this.#virtioSlots());
-    const result = this.#load(image, () => loadImage(this.memory, image, acpi.options));
+    const target = opts?.format === "bios" ? this.#romTarget() : this.memory;
+    const result = this.#load(image, () => {
+      const r = loadImage(target, image, acpi.options);
+      // RESET leaves the processor's signature in EDX (SDM 9.1.4), for firmware to read
+      const signature = r.format === "bios" ? this.backend.cpuSignature?.() : undefined;
+      if (signature !== undefined) r.entry.regs.rdx = BigInt(signature >>> 0);
+      return r;
+    });
     if (result.format === "linux" || result.format === "multiboot") acpi.install(this.memory);
     return result;
+  }
+
+  #romMapped = false;
+
+  /** guest memory as a loader sees it, plus the backend's read-only mappings for firmware */
+  #romTarget(): LoadTarget {
+    const memory = this.memory;
+    return {
+      get size() {
+        return memory.size;
+      },
+      get regions() {
+        return memory.regions;
+      },
+      write: (gpa, data) => memory.write(gpa, data),
+      view: (gpa, length) => memory.view(gpa, length),
+      find: (gpa, length) => memory.find(gpa, length),
+      mapRom: (gpa, bytes) => {
+        if (this.#romMapped)
+          throw new MachineConfigError("this machine has its firmware already: load it once");
+        if (!this.backend.mapRom) {
+          throw new MachineConfigError(
+            `the ${this.backend.kind} backend cannot map read-only memory for firmware`,
+          );
+        }
+        this.backend.mapRom(gpa, bytes);
+        this.#romMapped = true;
+        // the guest's writes to ROM exit (read-only slot, EPT without write) and go nowhere, as on
+        // a PC, also in strict mode
+        this.mmio.onWrite(gpa, bytes.length, () => {});
+      },
+    };
   }
 
   /** Puts vCPU `i` in a loader's entry state (registers not named are zero; CR2/CR8/APIC base kept). */
@@ -614,11 +658,11 @@ export class Machine {
   }
 
   /** `using vm = await createMachine()` closes it at the end of the scope. */
-  [disposeSymbol](): void {
+  [Symbol.dispose](): void {
     this.close();
   }
   /** `await using vm = await createMachine()` closes it at the end of the scope. */
-  async [asyncDisposeSymbol](): Promise<void> {
+  async [Symbol.asyncDispose](): Promise<void> {
     this.close();
   }
 
@@ -958,12 +1002,12 @@ const EXIT_KIND_SET: Record<VmExitKind, true> = {
   mmio: true,
   hlt: true,
   shutdown: true,
-  fail_entry: true,
-  internal_error: true,
-  system_event: true,
+  "fail-entry": true,
+  "internal-error": true,
+  "system-event": true,
   debug: true,
   intr: true,
-  irq_window_open: true,
+  "irq-window-open": true,
   hypercall: true,
   cpuid: true,
   msr: true,
@@ -982,9 +1026,10 @@ function checkLoadOptions<T extends object>(opts: T | undefined): T {
   }
   optional(o.mode, "opts.mode", (a, v) => oneOfArg(a, v, ["real", "protected", "long"] as const));
   optional(o.format, "opts.format", (a, v) =>
-    oneOfArg(a, v, ["auto", "flat", "elf", "multiboot", "linux"] as const),
+    oneOfArg(a, v, ["auto", "flat", "elf", "multiboot", "linux", "bios"] as const),
   );
   optional(o.cmdline, "opts.cmdline", stringArg);
+  optional(o.imageName, "opts.imageName", stringArg);
   optional(o.bootLoaderName, "opts.bootLoaderName", stringArg);
   optional(o.initrd, "opts.initrd", bytesArg);
   for (const key of ["layout", "modules", "e820"] as const) optional(o[key], `opts.${key}`, objectArg);

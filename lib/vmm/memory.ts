@@ -134,8 +134,36 @@ export class GuestMemory {
     this.#untouched = false;
   }
 
+  /** per region, one flag per 4 KiB page that view() handed out since takeHostWrites() */
+  #hostWritten: Uint8Array[] | undefined;
+
+  /**
+   * From now on, remembers every page the host may have written: the write and fill methods', and
+   * each page view() hands out (loaders and devices write through views; a view is writable, so a
+   * device that only reads through one counts too; read() and readU8-32 do not). KVM's dirty log
+   * sees only the guest's own writes; an incremental snapshot adds these.
+   */
+  trackHostWrites(): void {
+    this.#hostWritten ??= this.#regions.map((r) => new Uint8Array(Math.ceil(r.size / PAGE)));
+  }
+
+  /**
+   * The pages handed out since the last call or trackHostWrites() (one flag per 4 KiB page per
+   * region, in `regions` order), and a fresh start; undefined when not tracking.
+   */
+  takeHostWrites(): Uint8Array[] | undefined {
+    const out = this.#hostWritten;
+    if (out) this.#hostWritten = this.#regions.map((r) => new Uint8Array(Math.ceil(r.size / PAGE)));
+    return out;
+  }
+
   /** A view of guest memory (no copy). Throws GuestMemoryError when the range is not RAM. */
   view(gpa: number, length: number): Uint8Array {
+    return this.#view(gpa, length, true);
+  }
+
+  /** view(); `writable`: the caller may write it (tracked host writes count its pages) */
+  #view(gpa: number, length: number, writable: boolean): Uint8Array {
     if (this.#closed) throw new MachineClosedError("guest memory");
     this.#untouched = false;
     integerArg("gpa", gpa, 0, Number.MAX_SAFE_INTEGER);
@@ -149,12 +177,15 @@ export class GuestMemory {
       );
     }
     const off = gpa - r.guestPhysAddr;
+    const written = writable ? this.#hostWritten?.[r.slot] : undefined;
+    if (written && length > 0)
+      written.fill(1, Math.floor(off / PAGE), Math.floor((off + length - 1) / PAGE) + 1);
     return r.bytes.subarray(off, off + length);
   }
 
   /** Copies `length` bytes from `gpa` (use view() to avoid the copy). */
   read(gpa: number, length: number): Uint8Array {
-    return this.view(gpa, length).slice();
+    return this.#view(gpa, length, false).slice();
   }
 
   /** Copies `data` to guest memory at `gpa`. */
@@ -172,16 +203,16 @@ export class GuestMemory {
 
   /** Reads the byte at `gpa`. */
   readU8(gpa: number): number {
-    return this.view(gpa, 1)[0]!;
+    return this.#view(gpa, 1, false)[0]!;
   }
   /** Reads a little-endian 16-bit value at `gpa`. */
   readU16(gpa: number): number {
-    const v = this.view(gpa, 2);
+    const v = this.#view(gpa, 2, false);
     return v[0]! | (v[1]! << 8);
   }
   /** Reads a little-endian 32-bit value at `gpa` (unsigned). */
   readU32(gpa: number): number {
-    const v = this.view(gpa, 4);
+    const v = this.#view(gpa, 4, false);
     return (v[0]! | (v[1]! << 8) | (v[2]! << 16) | (v[3]! << 24)) >>> 0;
   }
   /** Reads a little-endian 64-bit value at `gpa` (unsigned). */

@@ -116,11 +116,12 @@ export const TRUE_ENTRY_CAPS: ControlCaps = {
 export const CR0_FIXED0 = 0x80000021n;
 export const CR0_FIXED1 = 0xffffffffn;
 /**
- * CR4.VMXE must be 1; CR4_FIXED1 lists the CR4 bits the interpreter implements (UMIP 11, PCIDE 17,
- * SMEP 20 and SMAP 21 among them: a guest that CPUID lets set them must be able to enter with them).
+ * CR4.VMXE must be 1; CR4_FIXED1 lists the CR4 bits the interpreter implements (UMIP 11, FSGSBASE
+ * 16, PCIDE 17, SMEP 20, SMAP 21 and PKE 22 among them: a guest that CPUID lets set them must be
+ * able to enter with them).
  */
 export const CR4_FIXED0 = 0x2000n;
-export const CR4_FIXED1 = 0x00362fffn;
+export const CR4_FIXED1 = 0x00772fffn;
 
 /** IA32_VMX_EPT_VPID_CAP: execute-only, 4-level walks, UC/WB, 2M/1G pages, INVEPT/INVVPID types. */
 export const EPT_VPID_CAP =

@@ -368,6 +368,10 @@ export class NonRootOperation implements NonRootHooks, TaskSwitchHook {
   invlpg(linear: number, ctx: InstructionContext): boolean {
     return (this.proc & Proc.INVLPG) !== 0 && this.#exit(ExitReason.Invlpg, ctx, BigInt(linear));
   }
+  /** "enable RDTSCP" 0: RDTSCP and RDPID are #UD (SDM Vol. 3C 26.3) */
+  rdtscpEnabled(): boolean {
+    return (this.proc2 & Proc2.RDTSCP) !== 0;
+  }
   /** "enable INVPCID" 0: INVPCID is #UD (SDM Vol. 3C 25.3) */
   invpcidEnabled(): boolean {
     return (this.proc2 & Proc2.INVPCID) !== 0;

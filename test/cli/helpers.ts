@@ -72,7 +72,15 @@ export function expectedStatus(m: ManifestImage): number {
   return m.stop === "hlt" ? 0 : ((m.debugExitValue ?? 0) << 1) | 1;
 }
 
-export const expectedOutput = (m: ManifestImage): string => expected(m);
+/**
+ * What `nodevmm run` prints: the .expected file, except that the command puts the image path before a
+ * multiboot kernel's command line (as GRUB and QEMU -kernel do), where the API's load, which the
+ * file records, passes the command line alone.
+ */
+export const expectedOutput = (m: ManifestImage): string =>
+  m.format === "multiboot" && m.cmdline !== undefined
+    ? expected(m).replace(`cmdline "${m.cmdline}"`, `cmdline "examples/images/${m.file} ${m.cmdline}"`)
+    : expected(m);
 
 /**
  * The `npx nodevmm run ...` lines of a Markdown file's sh blocks, as argument lists (after

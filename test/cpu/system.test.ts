@@ -89,10 +89,11 @@ describe("CPUID and MSRs", () => {
     expect(loggedVector(g)).toBe(13);
     expect(r64(g.ram, Number(g.cpu.getGpr(4)) + 8)).toBe(BigInt(CODE + 5));
   });
-  it("MOV to CR4 of a bit CPUID does not offer (FSGSBASE, OSXSAVE, LA57, PKE) or of PCIDE outside IA-32e mode is #GP(0)", () => {
-    // SMEP, SMAP and UMIP are offered (test/cpu/access-rights.test.ts), PCIDE too but only in
-    // IA-32e mode (test/cpu/pcid.test.ts)
-    for (const bit of [16, 17, 18, 12, 22]) {
+  it("MOV to CR4 of a bit CPUID does not offer (OSXSAVE, LA57) or of PCIDE outside IA-32e mode is #GP(0)", () => {
+    // SMEP, SMAP and UMIP are offered (test/cpu/access-rights.test.ts), FSGSBASE and PKE
+    // (test/cpu/fsgsbase-rdpid.test.ts, pku.test.ts), PCIDE too but only in IA-32e mode
+    // (test/cpu/pcid.test.ts)
+    for (const bit of [17, 18, 12]) {
       // mov eax,cr4; or eax,1<<bit; mov cr4,eax; hlt
       const imm = (1 << bit) >>> 0;
       const g = makeGuest("prot32", [
@@ -113,11 +114,11 @@ describe("CPUID and MSRs", () => {
       expect(loggedVector(g), `CR4 bit ${bit}`).toBe(13);
       expect(Number(g.cpu.getControl("cr4")) & imm).toBe(0);
     }
-    // the bits it implements are taken (PGE, OSFXSR)
-    const ok = makeGuest("prot32", hex("0f 20 e0 0d 80 02 00 00 0f 22 e0 f4"));
+    // the bits it implements are taken (PGE, OSFXSR, FSGSBASE, PKE)
+    const ok = makeGuest("prot32", hex("0f 20 e0 0d 80 02 41 00 0f 22 e0 f4"));
     expect(ok.run()).toBe(StopReason.Halted);
     expect(loggedVector(ok)).toBe(-1);
-    expect(Number(ok.cpu.getControl("cr4")) & 0x280).toBe(0x280);
+    expect(Number(ok.cpu.getControl("cr4")) & 0x410280).toBe(0x410280);
   });
   it("FS/GS base and KERNEL_GS_BASE through the GuestCpu MSR interface", () => {
     const cpu = new Interpreter();

@@ -16,6 +16,8 @@ export interface ManifestEntry {
   expected: string;
   stop: "hlt" | "debug-exit";
   debugExitValue?: number;
+  /** nodevmm run --plugin modules the guest needs */
+  plugins?: string[];
 }
 
 export const manifest: ManifestEntry[] = JSON.parse(

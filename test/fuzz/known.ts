@@ -12,10 +12,6 @@ export interface KnownBug {
 
 export const KNOWN_BUGS: readonly KnownBug[] = [
   {
-    signature: /^(guest|image) run internal-error: .*string I\/O operand is not in guest RAM/,
-    note: "INS/OUTS whose memory operand the guest's own paging does not map end the run as internal-error (soft backend: the host should deliver the #PF); on MMIO or beyond RAM they complete through MMIO exits",
-  },
-  {
     signature:
       /^(guest|image) run internal-error: .*EPT violation outside guest RAM that is not a data access/,
     note: "a guest that jumps to (or walks page tables in) guest-physical memory with no RAM behind it ends the run as internal-error (soft backend EPT handling): it should be a defined stop (or an all-ones fetch), not an internal error",

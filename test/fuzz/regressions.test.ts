@@ -76,6 +76,15 @@ describe("guest code (soft backend): runs end with a defined reason, instruction
     ]);
   });
 
+  // Was a bug (known.ts until issue 13's fix): INS/OUTS whose memory operand the guest's own
+  // paging does not map ended the run as internal-error; the soft backend now delivers the #PF
+  // (test/cpu/string-io-fault.test.ts checks its error code and CR2).
+  it("REP INSB to a linear address the guest does not map ends with a defined reason", async () => {
+    // mov rdi, 0x100000000 (past the 4 GiB identity map); mov edx, 0x3f8; mov ecx, 4; rep insb; hlt
+    const rdi = [0x48, 0xbf, 0, 0, 0, 0, 1, 0, 0, 0];
+    await passes([...rdi, MOV_EDX, ...imm32(0x3f8), MOV_ECX, ...imm32(4), 0xf3, 0x6c, 0xf4]);
+  });
+
   // Bug (known.ts "EPT violation outside guest RAM that is not a data access"): a jump to
   // guest-physical memory with no RAM behind it ends the run as internal-error.
   it.fails("a jump beyond RAM ends with a defined reason", async () => {

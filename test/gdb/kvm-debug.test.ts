@@ -61,26 +61,32 @@ describe("--gdb addresses", () => {
 });
 
 describe("KVM debugging where debug registers and INT3 do not reach KVM (stepping fallback)", () => {
-  function rig() {
+  function rig(vcpus = 1) {
     const controls: number[] = [];
+    /** the last control word each vCPU's fd was given */
+    const byFd = new Map<number, number>();
     const binding = {
       kind: "fake-no-kvm",
       open() {
         throw Object.assign(new Error("no /dev/kvm"), { code: "ENOENT" });
       },
       ioctl(_fd: number, request: number, arg: DataView) {
-        if (request === KVM_SET_GUEST_DEBUG) controls.push(arg.getUint32(0, true));
+        if (request === KVM_SET_GUEST_DEBUG) {
+          controls.push(arg.getUint32(0, true));
+          byFd.set(_fd, arg.getUint32(0, true));
+        }
         return 0;
       },
     } as unknown as KvmBinding;
     const ram = new Uint8Array(0x2000);
-    let handler: ((exit: DebugExit) => unknown) | undefined;
+    let handler: ((exit: DebugExit, ctx: { vcpuIndex: number }) => unknown) | undefined;
     const breakpoints = new Set<bigint>();
     let points: readonly HardwarePoint[] = [];
     const host = {
       vm: {
-        vcpu: () => ({ backend: { kvmVcpu: { binding, fd: 7 } } }),
-        setExitHandler: (_k: string, h: (exit: DebugExit) => unknown) => {
+        vcpuCount: vcpus,
+        vcpu: (i: number) => ({ backend: { kvmVcpu: { binding, fd: 7 + i } } }),
+        setExitHandler: (_k: string, h: (exit: DebugExit, ctx: { vcpuIndex: number }) => unknown) => {
           handler = h;
           return undefined;
         },
@@ -93,11 +99,15 @@ describe("KVM debugging where debug registers and INT3 do not reach KVM (steppin
     } as unknown as DebugHost;
     const stops: DebugStop[] = [];
     const driver = new KvmDebugDriver(host, (s) => stops.push(s));
-    const step = (pc: bigint) =>
-      handler!({ kind: "debug", exception: 1, pc, dr6: 0x4000n, dr7: 0n, raw: {} as DebugExit["raw"] });
+    const step = (pc: bigint, vcpuIndex = 0) =>
+      handler!(
+        { kind: "debug", exception: 1, pc, dr6: 0x4000n, dr7: 0n, raw: {} as DebugExit["raw"] },
+        { vcpuIndex },
+      );
     return {
       driver,
       controls,
+      byFd,
       ram,
       breakpoints,
       stops,
@@ -123,7 +133,7 @@ describe("KVM debugging where debug registers and INT3 do not reach KVM (steppin
     expect(r.step(0x1004n)).toBeUndefined(); // a step of ours: the guest runs on
     expect(r.stops).toEqual([]);
     expect(r.step(0x1010n)).toMatchObject({ reason: "debug" });
-    expect(r.stops).toEqual([{ kind: "breakpoint", address: 0x1010n, hardware: false }]);
+    expect(r.stops).toEqual([{ kind: "breakpoint", address: 0x1010n, hardware: false, vcpu: 0 }]);
     r.breakpoints.clear();
     r.driver.trapBreakpoints(false);
     expect(r.controls.at(-1)! & KVM_GUESTDBG_SINGLESTEP).toBe(0);
@@ -141,9 +151,27 @@ describe("KVM debugging where debug registers and INT3 do not reach KVM (steppin
     expect(r.step(0x1004n)).toBeUndefined();
     r.ram[0x1801] = 7;
     r.step(0x1008n);
-    expect(r.stops.pop()).toEqual({ kind: "watch", address: 0x1800n, watch: "write" });
+    expect(r.stops.pop()).toEqual({ kind: "watch", address: 0x1800n, watch: "write", vcpu: 0 });
     expect(r.step(0x100cn)).toBeUndefined(); // unchanged since: no stop
     r.step(0x1020n);
-    expect(r.stops.pop()).toEqual({ kind: "breakpoint", address: 0x1020n, hardware: true });
+    expect(r.stops.pop()).toEqual({ kind: "breakpoint", address: 0x1020n, hardware: true, vcpu: 0 });
+  });
+
+  it("with two vCPUs: breakpoints and watchpoints refused here, a step is the selected vCPU's", () => {
+    expect(rig().driver.breakpointsRefused).toBeUndefined();
+    const r = rig(2);
+    expect(r.driver.vcpus).toBe(2);
+    // an AP started by INIT/SIPI would not stay stepped and would take our INT3 as its own #BP
+    expect(r.driver.breakpointsRefused).toMatch(/several vCPUs need KVM to trap INT3/);
+    expect(r.driver.supports({ linear: 0x1800n, length: 4, kind: "write" }, [])).toBe(false);
+    expect(r.driver.supports({ linear: 0x1020n, length: 1, kind: "exec" }, [])).toBe(false);
+    // gdb steps vCPU 1: only its fd single-steps, and the step is reported as vCPU 1's
+    r.driver.setSingleStep(true, 1);
+    expect(r.byFd.get(7)! & KVM_GUESTDBG_SINGLESTEP).toBe(0);
+    expect(r.byFd.get(8)! & KVM_GUESTDBG_SINGLESTEP).toBe(KVM_GUESTDBG_SINGLESTEP);
+    expect(r.step(0x1004n, 1)).toMatchObject({ reason: "debug" });
+    expect(r.stops.pop()).toEqual({ kind: "step", vcpu: 1 });
+    r.driver.setSingleStep(false);
+    expect(r.byFd.get(8)! & KVM_GUESTDBG_SINGLESTEP).toBe(0);
   });
 });

@@ -1,6 +1,7 @@
 // The stub over a real Machine on the soft backend, driven by a protocol client in the test: the
 // guest stops where gdb's packets say (INT3 breakpoints, MTF steps, EPT watchpoints, Ctrl-C), and
-// memory reads hide the INT3s.
+// memory reads hide the INT3s. Both with the vCPU on the machine's thread and in a worker thread of
+// its own (vcpuThread: the debugger's operations are calls to that thread).
 
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { parseLeHex } from "../../lib/gdb/hex.js";
@@ -24,8 +25,9 @@ afterEach(async () => {
   stub = undefined;
 });
 
-async function start(g: GdbGuest) {
-  vm = await createMachine({ backend: "soft", memoryMiB: 16 });
+async function start(g: GdbGuest, vcpuThread: boolean) {
+  vm = await createMachine({ backend: "soft", memoryMiB: 16, vcpuThread });
+  expect(vm.hasVcpuThread).toBe(vcpuThread);
   addPcDevices(vm, {});
   vm.loadElf(g.image);
   stub = await vm.gdbServer({ port: 0, wait: true });
@@ -38,11 +40,14 @@ const hex = (n: bigint) => n.toString(16);
 const reg = async (c: Client, name: string) =>
   parseLeHex(await c.ask(`p${REGISTER_INDEX.get(name)!.toString(16)}`))!;
 
-describe("gdb stub on the soft backend (protocol client)", () => {
+describe.each([
+  { vcpuThread: false, where: "on the machine's thread" },
+  { vcpuThread: true, where: "in a worker thread" },
+])("gdb stub on the soft backend, the vCPU $where (protocol client)", ({ vcpuThread }) => {
   it("breaks, reads and writes registers and memory, steps, watches, detaches", async (ctx) => {
     if (typeof guest === "string") return ctx.skip(guest);
     const sym = (n: string) => (guest as GdbGuest).symbols.get(n)!;
-    const { run, client: c, vm } = await start(guest);
+    const { run, client: c, vm } = await start(guest, vcpuThread);
     expect(await c.ask("?")).toBe("T05thread:1;");
     expect(await reg(c, "rip")).toBe(sym("_start"));
     // INT3 at `bump`, hidden from memory reads
@@ -68,8 +73,10 @@ describe("gdb stub on the soft backend (protocol client)", () => {
     expect(await c.ask(`m${hex(sym("watched"))},4`)).toBe("07000000");
     expect(await reg(c, "rip")).toBe(sym("after_bump") + 10n);
     expect(await c.ask(`z2,${hex(sym("watched"))},4`)).toBe("OK");
-    // the guest spins until flag is set: Ctrl-C stops it in the loop
+    // the guest spins until flag is set: Ctrl-C stops it in the loop (once it is there: a vCPU in a
+    // thread of its own may take a Ctrl-C sent at once before it reaches the loop)
     c.send("c");
+    await new Promise((r) => setTimeout(r, 200));
     c.raw(Uint8Array.of(3));
     expect(await c.next()).toBe("T02thread:1;");
     const rip = await reg(c, "rip");
@@ -86,7 +93,7 @@ describe("gdb stub on the soft backend (protocol client)", () => {
   it("stops on read watchpoints and hardware breakpoints, and answers monitor commands", async (ctx) => {
     if (typeof guest === "string") return ctx.skip(guest);
     const sym = (n: string) => (guest as GdbGuest).symbols.get(n)!;
-    const { run, client: c } = await start(guest);
+    const { run, client: c } = await start(guest, vcpuThread);
     expect(await c.ask("?")).toBe("T05thread:1;");
     // the first `addq $1, counter(%rip)` reads counter: stop after it, counter already 1
     expect(await c.ask(`Z3,${hex(sym("counter"))},8`)).toBe("OK");

@@ -22,11 +22,14 @@ afterEach(async () => {
   stub = undefined;
 });
 
-describe("Debian gdb against the soft backend", () => {
+describe.each([
+  { vcpuThread: false, where: "on the machine's thread" },
+  { vcpuThread: true, where: "in a worker thread" },
+])("Debian gdb against the soft backend, the vCPU $where", ({ vcpuThread }) => {
   it("breaks on a symbol, reads and writes registers and memory, steps, watches, detaches", async (ctx) => {
     if (typeof guest === "string") return ctx.skip(guest);
     const g = guest;
-    vm = await createMachine({ backend: "soft", memoryMiB: 16 });
+    vm = await createMachine({ backend: "soft", memoryMiB: 16, vcpuThread });
     addPcDevices(vm, {});
     vm.loadElf(g.image);
     stub = await vm.gdbServer({ port: 0, wait: true });

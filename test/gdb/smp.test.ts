@@ -26,8 +26,9 @@ afterEach(async () => {
   stub = undefined;
 });
 
-async function start(g: SmpGdbGuest) {
-  vm = await createMachine({ backend: "soft", memoryMiB: 4, vcpus: 2 });
+async function start(g: SmpGdbGuest, vcpuThread: boolean) {
+  vm = await createMachine({ backend: "soft", memoryMiB: 4, vcpus: 2, vcpuThread });
+  expect(vm.hasVcpuThread).toBe(vcpuThread);
   addPcDevices(vm, { debugcon: () => {} });
   vm.loadFlat(g.flat, { address: SMP_LOAD_ADDRESS, mode: "long" });
   stub = await vm.gdbServer({ port: 0, wait: true });
@@ -41,11 +42,15 @@ const reg = async (c: Client, name: string) =>
 const retired = (m: Machine, i: number) =>
   (m.vcpu(i).backend as { instructionsRetired?(): number }).instructionsRetired?.();
 
-describe("gdb stub, two vCPUs on the soft backend", () => {
+// vcpuThread: each vCPU in a worker thread of its own, the two running at once between stops
+describe.each([
+  { vcpuThread: false, where: "taking turns on the machine's thread" },
+  { vcpuThread: true, where: "each in a worker thread" },
+])("gdb stub, two vCPUs on the soft backend $where", ({ vcpuThread }) => {
   it("lists a thread per vCPU, stops on the AP's breakpoint as thread 2, reads and steps each vCPU", async (ctx) => {
     if (typeof guest === "string") return ctx.skip(guest);
     const sym = (n: string) => (guest as SmpGdbGuest).symbols.get(n)!;
-    const { vm, run } = await start(guest);
+    const { vm, run } = await start(guest, vcpuThread);
     const c = await Client.open(stub!.port);
     expect(await c.ask("?")).toBe("T05thread:1;");
     expect(await c.ask("qfThreadInfo")).toBe("m1,2");
@@ -108,12 +113,58 @@ describe("gdb stub, two vCPUs on the soft backend", () => {
     expect(r.exitCode).toBe(1);
   }, 120_000);
 
+  it("Ctrl-C stops both spinning vCPUs, Z1 stops the AP, and a gdb that leaves while the guest runs takes its breakpoints along", async (ctx) => {
+    if (typeof guest === "string") return ctx.skip(guest);
+    const sym = (n: string) => (guest as SmpGdbGuest).symbols.get(n)!;
+    const { vm, run } = await start(guest, vcpuThread);
+    const c = await Client.open(stub!.port);
+    expect(await c.ask("?")).toBe("T05thread:1;");
+    const entry = hex(sym("ap_entry"));
+    expect(await c.ask(`Z0,${entry},1`)).toBe("OK");
+    expect(await c.ask("vCont;c")).toBe("T05thread:2;swbreak:;");
+    expect(await c.ask(`z0,${entry},1`)).toBe("OK");
+
+    // the AP spins at ap_entry (jmp .), the BSP on ap_ready: both run until Ctrl-C stops them
+    const original = await c.ask(`m${entry},2`);
+    expect(await c.ask(`M${entry},2:ebfe`)).toBe("OK");
+    const bspBefore = retired(vm, 0);
+    const apBefore = retired(vm, 1);
+    c.send("vCont;c");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    c.raw(Uint8Array.of(3));
+    expect(await c.next()).toBe("T02thread:1;");
+    if (bspBefore !== undefined) expect(retired(vm, 0)).toBeGreaterThan(bspBefore);
+    if (apBefore !== undefined) expect(retired(vm, 1)).toBeGreaterThan(apBefore);
+    expect(await c.ask("Hg2")).toBe("OK");
+    expect(await reg(c, "rip")).toBe(sym("ap_entry"));
+    expect(await c.ask("Hg1")).toBe("OK");
+    const bspRip = await reg(c, "rip");
+    expect(bspRip).toBeGreaterThan(sym("_start"));
+    expect(bspRip).toBeLessThan(sym("self_isr"));
+
+    // a hardware breakpoint where the AP spins: the AP's thread stops
+    expect(await c.ask(`Z1,${entry},1`)).toBe("OK");
+    expect(await c.ask("vCont;c")).toBe("T05thread:2;hwbreak:;");
+    expect(await c.ask(`z1,${entry},1`)).toBe("OK");
+
+    // the AP's code back, a breakpoint in its IPI handler, and gdb goes away while the guest runs:
+    // the breakpoint goes with it and the guest finishes by itself (0: every count right)
+    expect(await c.ask(`M${entry},2:${original}`)).toBe("OK");
+    expect(await c.ask(`Z0,${hex(sym("ap_ipi_isr"))},1`)).toBe("OK");
+    c.send("vCont;c");
+    c.close();
+    const r = await run;
+    expect(r.reason).toBe("debug-exit");
+    expect(r.exitCode).toBe(1);
+    expect(vm.memory.readU8(Number(sym("ap_ipi_isr")))).not.toBe(0xcc);
+  }, 120_000);
+
   it("Debian gdb: info threads lists both vCPUs, thread 2's registers", async (ctx) => {
     const missing = gdbMissing();
     if (missing) return ctx.skip(missing);
     if (typeof guest === "string") return ctx.skip(guest);
     const g = guest;
-    await start(g);
+    await start(g, vcpuThread);
     const { out, status } = await runGdb(g.elfPath, [
       "set pagination off",
       "set confirm off",

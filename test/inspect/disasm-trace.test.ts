@@ -68,7 +68,7 @@ describe("exit trace", () => {
       "io in port=0x0064 size=2 count=3 data=0x0001,0x0002,0x1234 (unregistered) [vmx 30 IO_INSTRUCTION qual=0x640019 len=2]",
     );
     const fail: VmExit = {
-      kind: "fail_entry",
+      kind: "fail-entry",
       reason: 0x80000021,
       raw: {
         backend: "soft",
@@ -79,7 +79,7 @@ describe("exit trace", () => {
       },
     };
     expect(formatExit(fail)).toBe(
-      "fail_entry reason=0x80000021 [vmx 33 INVALID_STATE entry-failure qual=0x0 len=0]",
+      "fail-entry reason=0x80000021 [vmx 33 INVALID_STATE entry-failure qual=0x0 len=0]",
     );
   });
 

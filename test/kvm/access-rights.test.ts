@@ -2,7 +2,8 @@
 // soft backend prints (test/soft/access-rights.test.ts). The guest tests a feature only where
 // CPUID.7.0 offers it, and otherwise checks that MOV to CR4 of its bit is #GP(0): so on a host that
 // offers all three the whole output must equal the soft backend's, and on one that offers fewer
-// (the nested lane's qemu64 CPU offers none) the lines of the missing ones must say CR4 refused
+// (the nested lane's default qemu64 CPU offers none; .ci/run runs this file again on QEMU's "max" CPU,
+// which offers all three) the lines of the missing ones must say CR4 refused
 // them. What was not compared is printed.
 
 import { describe, expect, it } from "vitest";

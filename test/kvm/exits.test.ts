@@ -34,7 +34,7 @@ describe("KvmRunDecoder", () => {
     expect(vm.raw).toEqual({ backend: "kvm", code: KVM_EXIT.IO });
   });
 
-  it("mmio, debug, fail_entry, internal_error, system_event", () => {
+  it("mmio, debug, fail-entry, internal-error, system-event", () => {
     expect(
       page(KVM_EXIT.MMIO, (dv) => {
         dv.setBigUint64(F["mmio.phys_addr"], 0xfee00030n, true);
@@ -68,7 +68,7 @@ describe("KvmRunDecoder", () => {
       page(KVM_EXIT.FAIL_ENTRY, (dv) =>
         dv.setBigUint64(F["fail_entry.hardware_entry_failure_reason"], 0x80000021n, true),
       ).exit,
-    ).toMatchObject({ kind: "fail_entry", reason: 0x80000021 });
+    ).toMatchObject({ kind: "fail-entry", reason: 0x80000021 });
     expect(
       page(KVM_EXIT.INTERNAL_ERROR, (dv) => {
         dv.setUint32(F["internal.suberror"], 1, true);
@@ -76,11 +76,11 @@ describe("KvmRunDecoder", () => {
         dv.setBigUint64(F["internal.data"], 5n, true);
         dv.setBigUint64(F["internal.data"] + 8, 6n, true);
       }).exit,
-    ).toMatchObject({ kind: "internal_error", suberror: 1, data: [5n, 6n], message: "emulation failure" });
+    ).toMatchObject({ kind: "internal-error", suberror: 1, data: [5n, 6n], message: "emulation failure" });
     expect(
       page(KVM_EXIT.SYSTEM_EVENT, (dv) => dv.setUint32(F["system_event.type"], 2, true)).exit,
     ).toMatchObject({
-      kind: "system_event",
+      kind: "system-event",
       type: 2,
     });
   });
@@ -108,7 +108,7 @@ describe("KvmRunDecoder", () => {
     expect(kinds(KVM_EXIT.HLT)).toBe("hlt");
     expect(kinds(KVM_EXIT.SHUTDOWN)).toBe("shutdown");
     expect(kinds(KVM_EXIT.INTR)).toBe("intr");
-    expect(kinds(KVM_EXIT.IRQ_WINDOW_OPEN)).toBe("irq_window_open");
+    expect(kinds(KVM_EXIT.IRQ_WINDOW_OPEN)).toBe("irq-window-open");
     const u: KvmExit = page(999).exit;
     expect(u).toEqual({ kind: "unknown", code: 999, raw: { backend: "kvm", code: 999 } });
     expect(new KvmRunDecoder(new ArrayBuffer(4096)).intr().kind).toBe("intr");

@@ -2,7 +2,10 @@
 // test/gdb (break on a symbol, continue, registers and memory read and written, stepi, a
 // watchpoint that fires, detach letting the guest finish), and a protocol client for what batch
 // gdb cannot do promptly (Ctrl-C on the spinning guest). Inside the nested-KVM lane gdb is the
-// host's own (the guest runs chrooted in the host's root).
+// host's own (the guest runs chrooted in the host's root). Two vCPUs (test/gdb/smp-guest.ts, a
+// vCPU thread each): every vCPU is a gdb thread, Ctrl-C stops both, a step of one leaves the other
+// where it was, and an AP's breakpoint stops the machine naming it where KVM traps INT3 (where it
+// does not, as in the nested lane, breakpoints are refused on several vCPUs).
 
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { parseLeHex } from "../../lib/gdb/hex.js";
@@ -10,11 +13,15 @@ import type { GdbServerHandle } from "../../lib/gdb/index.js";
 import { REGISTER_INDEX } from "../../lib/gdb/registers.js";
 import { addPcDevices, createMachine, type Machine } from "../../lib/index.js";
 import { probeGuestDebug } from "../../lib/vmm/debug-kvm.js";
+import { MachineConfigError } from "../../lib/vmm/errors.js";
 import { Client } from "../gdb/client.js";
 import { buildGuest, type GdbGuest, gdbMissing, runGdb } from "../gdb/guest.js";
+import { buildSmpGuest, SMP_LOAD_ADDRESS, type SmpGdbGuest } from "../gdb/smp-guest.js";
 import { probe, skipReason } from "./helpers.js";
 
 let guest: GdbGuest | string;
+/** what of KVM's guest debugging works on this host (undefined: no KVM) */
+let debugProbe: { hardware: boolean; int3: boolean } | undefined;
 beforeAll(async () => {
   guest = probe.usable ? buildGuest() : "no KVM";
   if (probe.usable) {
@@ -22,6 +29,7 @@ beforeAll(async () => {
     const { Kvm } = await import("../../lib/kvm/index.js");
     const kvm = Kvm.open();
     const found = probeGuestDebug(kvm.binding);
+    debugProbe = found;
     kvm.close();
     console.log(
       `test/kvm/gdb: debug registers ${found.hardware ? "fire" : "do not fire (stepped instead)"}, ` +
@@ -148,4 +156,80 @@ describe.skipIf(!probe.usable)(`gdb stub on KVM${skipReason}`, () => {
       c.close();
     }
   }, 120_000);
+
+  it("two vCPUs: a thread each, Ctrl-C, steps of one vCPU with the other held, breakpoints where INT3 traps", async (ctx) => {
+    const g = probe.usable ? buildSmpGuest() : "no KVM";
+    if (typeof g === "string") return ctx.skip(g);
+    const sym = (n: string) => (g as SmpGdbGuest).symbols.get(n)!;
+    try {
+      vm = await createMachine({ backend: "kvm", memoryMiB: 4, vcpus: 2 });
+    } catch (e) {
+      // SMP on KVM needs the addon's vCPU threads
+      if (e instanceof MachineConfigError) return ctx.skip(e.message);
+      throw e;
+    }
+    addPcDevices(vm, { debugcon: () => {}, coalesce: false });
+    vm.loadFlat(g.flat, { address: SMP_LOAD_ADDRESS, mode: "long" });
+    stub = await vm.gdbServer({ port: 0, wait: true });
+    const run = stub.run({ timeoutMs: 300_000 });
+    run.catch(() => undefined);
+    const c = await Client.open(stub.port);
+    try {
+      const reg = async (name: string) =>
+        parseLeHex(await c.ask(`p${REGISTER_INDEX.get(name)!.toString(16)}`))!;
+      expect(await c.ask("?")).toBe("T05thread:1;");
+      expect(await c.ask("qfThreadInfo")).toBe("m1,2");
+      expect(await c.ask("qsThreadInfo")).toBe("l");
+      expect(await c.ask("Hg3")).toMatch(/^E/);
+
+      // the AP spins at ap_entry (jmp .) once it is up, the BSP on ap_ready: Ctrl-C until the AP is there
+      const entry = hex(sym("ap_entry"));
+      const original = await c.ask(`m${entry},2`);
+      expect(await c.ask(`M${entry},2:ebfe`)).toBe("OK");
+      let apRip = 0n;
+      for (let tries = 0; tries < 20 && apRip !== sym("ap_entry"); tries++) {
+        c.send("vCont;c");
+        await new Promise((r) => setTimeout(r, 1000));
+        c.raw(Uint8Array.of(3));
+        expect(await c.next()).toBe("T02thread:1;");
+        expect(await c.ask("Hg2")).toBe("OK");
+        apRip = await reg("rip");
+      }
+      expect(apRip).toBe(sym("ap_entry"));
+      expect(await c.ask("Hg1")).toBe("OK");
+      const bspRip = await reg("rip");
+      expect(bspRip).toBeGreaterThan(sym("_start"));
+      expect(bspRip).toBeLessThan(sym("self_isr"));
+
+      // a step of thread 2 (gdb's form: step 2, continue the rest): the AP's jmp, the BSP held
+      expect(await c.ask("vCont;s:2;c")).toBe("T05thread:2;");
+      expect(await c.ask("qC")).toBe("QC2");
+      expect(await reg("rip")).toBe(sym("ap_entry"));
+      expect(await c.ask("Hg1")).toBe("OK");
+      expect(await reg("rip")).toBe(bspRip);
+      // and one of thread 1: the BSP's spin loop moves on by one instruction
+      expect(await c.ask("vCont;s:1;c")).toBe("T05thread:1;");
+      expect(await reg("rip")).not.toBe(bspRip);
+      expect(await c.ask(`M${entry},2:${original}`)).toBe("OK");
+
+      if (debugProbe?.int3 === false) {
+        // stepping every vCPU instead of trapping INT3 cannot cover an AP (debug-kvm.ts): refused
+        expect(await c.ask(`Z0,${hex(sym("ap_ipi_isr"))},1`)).toMatch(/^E/);
+        expect(await c.ask(`Z1,${hex(sym("ap_ipi_isr"))},1`)).toMatch(/^E/);
+      } else {
+        // the AP's IPI handler: its INT3 exits the AP's KVM_RUN (USE_SW_BP on every vCPU)
+        expect(await c.ask(`Z0,${hex(sym("ap_ipi_isr"))},1`)).toBe("OK");
+        expect(await c.ask("vCont;c")).toBe("T05thread:2;swbreak:;");
+        expect(await reg("rip")).toBe(sym("ap_ipi_isr"));
+        expect(await c.ask(`z0,${hex(sym("ap_ipi_isr"))},1`)).toBe("OK");
+      }
+      // the guest's verdict (0: every count right) comes as the process's exit
+      expect(await c.ask("c")).toBe("W01");
+      const r = await run;
+      expect(r.reason).toBe("debug-exit");
+      expect(r.exitCode).toBe(1);
+    } finally {
+      c.close();
+    }
+  }, 300_000);
 });

@@ -2,16 +2,20 @@
 // the soft backend, one saved on soft resumes on KVM, and the output of both parts together is
 // the output of an uninterrupted run. Also: an interrupt pending in the 8259 across the snapshot
 // (in-kernel irqchip <-> soft devices), and the x87/SSE state through KVM's XSAVE area.
+// Incremental saves on KVM take their pages from KVM's dirty log (and the host's writes), and a
+// machine with two vCPUs (the SMP guest midway) saves on KVM and resumes on KVM and on soft.
 
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { GuestCpu } from "../../lib/cpu/guest-cpu.js";
-import type { KvmVcpuBackend } from "../../lib/vmm/backends/kvm.js";
+import type { KvmMachineBackend, KvmVcpuBackend } from "../../lib/vmm/backends/kvm.js";
 import { createMachine, type Machine } from "../../lib/vmm/machine.js";
 import { addPcDevices } from "../../lib/vmm/pc.js";
 import { countingGuest, pendingTimerGuest } from "../snapshot/guests.js";
+import { expectedSmp, smpCmdline, smpImage } from "../support/smp-guest.js";
 import { probe, skipReason } from "./helpers.js";
 
 type Backend = "kvm" | "soft";
@@ -26,7 +30,12 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const text = (b: number[]) => Buffer.from(b).toString("latin1");
 const fresh = (): Out => ({ serial: [], debug: [] });
 
-async function pcMachine(backend: Backend, out: Out, restore?: string, notes?: string[]): Promise<Machine> {
+async function pcMachine(
+  backend: Backend,
+  out: Out,
+  restore?: string | string[],
+  notes?: string[],
+): Promise<Machine> {
   // exits one by one (no coalesced writes) so that both backends count the same exits
   const setup = (vm: Machine) => {
     addPcDevices(vm, {
@@ -170,4 +179,94 @@ describe.skipIf(!probe.usable)(`snapshots on KVM and across backends${skipReason
     expect([...new Int32Array(area.buffer.slice(160, 160 + 64))]).toEqual([...xmm.subarray(0, 16)]);
     b.close();
   }, 60_000);
+
+  it("saves incrementally from KVM's dirty log and the host's writes; the chain resumes on KVM and soft", async () => {
+    const image = countingGuest(200);
+    const whole = fresh();
+    const ref = await pcMachine("kvm", whole);
+    ref.loadFlat(image);
+    expect(ref.runSync({ maxExits: 10_000 }).reason).toBe("hlt");
+    ref.close();
+
+    const first = fresh();
+    const a = await pcMachine("kvm", first);
+    a.loadFlat(image);
+    a.memory.write(0x100000, randomBytes(1 << 20));
+    expect(a.runSync({ maxExits: 150 }).reason).toBe("max-exits");
+    const full = await a.snapshot(join(dir, "incr-0.snap"));
+    expect(full.pages).toBeGreaterThanOrEqual(256);
+    // from the first snapshot on, KVM logs the guest's writes
+    expect((a.backend as KvmMachineBackend).dirtyLogging).toBe(true);
+    a.memory.write(0x140000, randomBytes(2 * 4096)); // the host's: not in KVM's log
+    expect(a.runSync({ maxExits: 150 }).reason).toBe("max-exits");
+    const d1 = await a.snapshot(join(dir, "incr-1.snap"), { base: join(dir, "incr-0.snap") });
+    // the guest's counter page (KVM's log) and the host's two
+    expect(d1.pages).toBe(3);
+    expect(a.runSync({ maxExits: 150 }).reason).toBe("max-exits");
+    a.memory.read(0x100000, 1 << 20); // the host's reads are not writes
+    const d2 = await a.snapshot(join(dir, "incr-2.snap"), { base: join(dir, "incr-1.snap") });
+    expect(d2.pages).toBe(1);
+    expect(d2.pages * 100).toBeLessThan(full.pages);
+    const ram = a.memory.read(0, 16 << 20);
+    a.close();
+
+    for (const to of ["kvm", "soft"] as const) {
+      const second = fresh();
+      const b = await pcMachine(to, second, join(dir, "incr-2.snap"));
+      expect(Buffer.from(b.memory.read(0, 16 << 20)).equals(Buffer.from(ram))).toBe(true);
+      expect(b.runSync({ maxExits: 10_000 }).reason).toBe("hlt");
+      expect(text([...first.debug, ...second.debug])).toBe(text(whole.debug));
+      expect(text([...first.serial, ...second.serial])).toBe(text(whole.serial));
+      b.close();
+    }
+  }, 120_000);
+
+  /** the SMP guest on 2 vCPUs, stopped once both CPUs run; its output so far and the snapshot */
+  async function smpSaved(test: "pingpong" | "xadd", n: number, path: string): Promise<string> {
+    const vm = await createMachine({ backend: "kvm", vcpus: 2, memoryMiB: 16 });
+    let out = "";
+    addPcDevices(vm, {
+      serial: (b) => {
+        out += Buffer.from(b).toString("latin1");
+        if (out.includes("CPUs running\n")) vm.stop();
+      },
+    });
+    vm.load(smpImage(), { format: "multiboot", cmdline: smpCmdline(test, n) });
+    const r = await vm.run({ timeoutMs: 60_000 });
+    expect(r.reason, r.message).toBe("stopped");
+    await vm.snapshot(path);
+    vm.close();
+    return out;
+  }
+
+  for (const [to, test, n] of [
+    ["kvm", "pingpong", 300],
+    ["kvm", "xadd", 200_000],
+    ["soft", "pingpong", 50],
+  ] as const) {
+    it(`an SMP guest on 2 vCPUs saved midway on KVM resumes on ${to} (${test})`, async () => {
+      const path = join(dir, `smp-${to}-${test}.snap`);
+      const before = await smpSaved(test, n, path);
+      let after = "";
+      const b = await createMachine({
+        backend: to,
+        memoryMiB: 16,
+        restore: path,
+        setup: (vm) => {
+          addPcDevices(vm, {
+            serial: (bytes) => {
+              after += Buffer.from(bytes).toString("latin1");
+            },
+          });
+        },
+      });
+      expect(b.vcpuCount).toBe(2);
+      const r = await b.run({ timeoutMs: 120_000 });
+      b.close();
+      const want = expectedSmp(test, 2, n);
+      expect(before + after).toBe(want.out);
+      expect(r.reason, r.message).toBe("debug-exit");
+      expect(r.exitCode).toBe((want.value << 1) | 1);
+    }, 180_000);
+  }
 });

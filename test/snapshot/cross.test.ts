@@ -9,7 +9,12 @@ import { I8254 } from "../../lib/devices/i8254.js";
 import { PcInterrupts } from "../../lib/devices/pc-interrupts.js";
 import { LAYOUTS } from "../../lib/kvm/layouts.js";
 import { decodeContainer, encodeContainer, jsonBytes } from "../../lib/snapshot/format.js";
-import { decodeSnapshot, encodeSnapshot, SnapshotError } from "../../lib/snapshot/index.js";
+import {
+  createRestoredMachine,
+  decodeSnapshot,
+  encodeSnapshot,
+  SnapshotError,
+} from "../../lib/snapshot/index.js";
 import {
   ioapicFromKvm,
   ioapicToKvm,
@@ -67,13 +72,16 @@ describe("a snapshot from the other backend (architectural record only)", () => 
 
     const second: Out = { serial: [], debug: [] };
     const notes: string[] = [];
-    const b = await createMachine({
-      backend: "soft",
-      memoryMiB: 16,
-      restore: snap,
-      setup: setupFor(second),
-      onNotes: (n) => notes.push(...n),
-    });
+    const b = await createRestoredMachine(
+      {
+        backend: "soft",
+        memoryMiB: 16,
+        restore: snap,
+        setup: setupFor(second),
+        onNotes: (n) => notes.push(...n),
+      },
+      createMachine,
+    );
     const y = softFpu(b);
     expect([...y.xmm]).toEqual([...xmm]);
     expect(y.fpu[6]).toBe(-2.25);

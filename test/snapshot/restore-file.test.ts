@@ -10,7 +10,13 @@ import * as zlib from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
 import { crc32, crc32Js } from "../../lib/snapshot/crc32.js";
 import { decodeContainer, encodeContainer } from "../../lib/snapshot/format.js";
-import { decodeSnapshot, restoreSnapshot, type Snapshot, SnapshotError } from "../../lib/snapshot/index.js";
+import {
+  createRestoredMachine,
+  decodeSnapshot,
+  restoreSnapshot,
+  type Snapshot,
+  SnapshotError,
+} from "../../lib/snapshot/index.js";
 import { createMachine, type Machine } from "../../lib/vmm/machine.js";
 
 const dir = mkdtempSync(join(tmpdir(), "nodevmm-snap-file-"));
@@ -125,15 +131,18 @@ describe("restore from a file", () => {
   it("a snapshot kept from setup cannot be restored after the file was closed", async () => {
     const { path } = await savedMachine("kept.snap");
     let kept: Snapshot | undefined;
-    const vm = await createMachine({
-      backend: "soft",
-      restore: path,
-      setup: (_m, s) => {
-        kept = s;
+    const vm = await createRestoredMachine(
+      {
+        backend: "soft",
+        restore: path,
+        setup: (_m, s) => {
+          kept = s;
+        },
       },
-    });
+      createMachine,
+    );
     vm.close();
-    const e = await rejected(createMachine({ backend: "soft", restore: kept! }));
+    const e = await rejected(createRestoredMachine({ backend: "soft", restore: kept! }, createMachine));
     expect(e).toMatchObject({
       section: "file",
       message: expect.stringMatching(/closed: read the snapshot again/),

@@ -9,7 +9,12 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { decodeContainer } from "../../lib/snapshot/format.js";
-import { decodeSnapshot, READABLE_VERSIONS, SnapshotError } from "../../lib/snapshot/index.js";
+import {
+  createRestoredMachine,
+  decodeSnapshot,
+  READABLE_VERSIONS,
+  SnapshotError,
+} from "../../lib/snapshot/index.js";
 import { createMachine, type Machine } from "../../lib/vmm/machine.js";
 import { addPcDevices } from "../../lib/vmm/pc.js";
 
@@ -47,7 +52,10 @@ describe("format version 1", () => {
     it(`restores (${how}) and the guest finishes as an uninterrupted run does`, async () => {
       const rest: Out = { serial: [], debug: [] };
       const restore = how === "path" ? V1 : decodeSnapshot(readFileSync(V1));
-      const vm = await createMachine({ backend: "soft", restore, setup: setupFor(rest) });
+      const vm = await createRestoredMachine(
+        { backend: "soft", restore, setup: setupFor(rest) },
+        createMachine,
+      );
       try {
         expect(vm.memory.view(0x500, 2)).toEqual(Uint8Array.from([15, 0]));
         expect(vm.runSync({ maxExits: 10_000 }).reason).toBe("hlt");

@@ -6,7 +6,7 @@
 // LIDT in random modes and checks that no run ends in a VM-entry failure or an internal error.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import type { CpuMode } from "../../lib/boot/entry.js";
+import type { EntryMode } from "../../lib/boot/entry.js";
 import type { Machine } from "../../lib/vmm/machine.js";
 import { FAULTS_EVERYWHERE, type FaultRun, runFaultGuest } from "../support/fault-guest.js";
 
@@ -18,7 +18,7 @@ const hex = (s: string): number[] =>
     .split(/\s+/)
     .map((x) => Number.parseInt(x, 16));
 
-async function faultOf(mode: CpuMode, code: string, setup?: Parameters<typeof runFaultGuest>[2]) {
+async function faultOf(mode: EntryMode, code: string, setup?: Parameters<typeof runFaultGuest>[2]) {
   const r = await runFaultGuest(mode, hex(code), setup);
   // the one thing every case here asserts: the guest's handler ran and halted, the VM is intact
   expect(r.result.reason, r.result.message).toBe("hlt");
@@ -241,7 +241,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 );
 
 /** machine code for one op in `mode` (scratch memory for LGDT/LIDT at DS:0x7000) */
-function encode(mode: CpuMode, op: Op): number[] {
+function encode(mode: EntryMode, op: Op): number[] {
   const o32 = mode === "real" ? [0x66] : [];
   const movEax = (v: bigint) => [...o32, 0xb8, ...le(v & 0xffffffffn, 4)];
   const movEcx = (v: number) => [...o32, 0xb9, ...le(BigInt(v >>> 0), 4)];

@@ -70,13 +70,13 @@ describe("soft backend: real-mode guests", () => {
     expect(regs.rip).toBe(0x1000n + 17n);
   });
 
-  it("an invalid guest state from setSregs is a fail_entry exit carrying reason 33 with bit 31", () => {
+  it("an invalid guest state from setSregs is a fail-entry exit carrying reason 33 with bit 31", () => {
     const { vcpu } = boot([0xf4]);
     const s = vcpu.getSregs();
     s.cs.type = 1; // not a code segment
     vcpu.setSregs(s);
     const e = vcpu.run();
-    expect(e).toMatchObject({ kind: "fail_entry", reason: 0x80000021 });
+    expect(e).toMatchObject({ kind: "fail-entry", reason: 0x80000021 });
     expect(soft(e)).toMatchObject({ reason: 33, exitReasonField: 0x80000021 });
   });
 

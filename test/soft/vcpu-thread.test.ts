@@ -3,11 +3,16 @@
 // state as on the machine's thread. Other suites run again with every soft machine threaded (the
 // "vcpu-thread" project of vitest.config.ts); this file holds what only threads can show.
 
-import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { imagePath } from "../../examples/paths.js";
+import { exampleImage } from "../../lib/examples/index.js";
 import { addPcDevices, createMachine, type Machine, type VmExit } from "../../lib/index.js";
-import { decodeSnapshot, encodeSnapshot, type Snapshot, SnapshotError } from "../../lib/snapshot/index.js";
+import {
+  createRestoredMachine,
+  decodeSnapshot,
+  encodeSnapshot,
+  type Snapshot,
+  SnapshotError,
+} from "../../lib/snapshot/index.js";
 import { countingGuest } from "../snapshot/guests.js";
 import { setSoftFpu, softFpu } from "../snapshot/soft-fpu.js";
 import { Asm, CX } from "../support/asm.js";
@@ -106,7 +111,7 @@ describe("a soft vCPU in a worker thread", () => {
             out += Buffer.from(b).toString("latin1");
           },
         });
-        vm.loadFlat(readFileSync(imagePath("real-hello.bin")), { address: 0x7c00, mode: "real" });
+        vm.loadFlat(exampleImage("real-hello").read(), { address: 0x7c00, mode: "real" });
         const r = sync ? vm.runSync({ timeoutMs: 30_000 }) : await vm.run({ timeoutMs: 30_000 });
         expect(r.reason).toBe("hlt");
         expect(out).toBe("Hello from real mode\n");
@@ -176,13 +181,8 @@ describe("a soft vCPU in a worker thread", () => {
     }
   });
 
-  it("refuses what needs the vCPU on the machine's thread, saying why", async () => {
-    const vm = await soft(outs(1), true);
-    try {
-      await expect(vm.gdbServer({ port: 0 })).rejects.toThrow(/vcpuThread: false/);
-    } finally {
-      vm.close();
-    }
+  // (the debugger works on vCPU threads: test/gdb/machine.test.ts, smp.test.ts)
+  it("keeps deterministic runs on the machine's thread, saying why", async () => {
     const det = await createMachine({
       backend: "soft",
       memoryMiB: 4,
@@ -215,12 +215,10 @@ describe("a soft vCPU in a worker thread", () => {
       });
     };
     async function pc(vcpuThread: boolean, out: Out, restore?: Snapshot): Promise<Machine> {
-      const vm = await createMachine({
-        backend: "soft",
-        memoryMiB: 16,
-        vcpuThread,
-        ...(restore ? { restore, setup: setupFor(out) } : {}),
-      });
+      const opts = { backend: "soft", memoryMiB: 16, vcpuThread } as const;
+      const vm = restore
+        ? await createRestoredMachine({ ...opts, restore, setup: setupFor(out) }, createMachine)
+        : await createMachine(opts);
       if (!restore) {
         setupFor(out)(vm);
         vm.loadFlat(image);

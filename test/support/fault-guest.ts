@@ -4,7 +4,7 @@
 // vector (if any) the guest took, the error code the CPU pushed and where it stopped, and that the
 // run ended in "hlt", never in a VM-entry failure.
 
-import type { CpuMode } from "../../lib/boot/entry.js";
+import type { EntryMode } from "../../lib/boot/entry.js";
 import type { SpecialRegs } from "../../lib/types/regs.js";
 import type { RunResult } from "../../lib/vmm/loop.js";
 import { createMachine, type Machine } from "../../lib/vmm/machine.js";
@@ -33,7 +33,7 @@ const HAS_CODE = new Set([8, 10, 11, 12, 13, 14, 17]);
 /** handler for vector v: mov al, v; out 0xe9, al; cli; hlt */
 const handler = (v: number) => [0xb0, v, 0xe6, 0xe9, 0xfa, 0xf4];
 
-function writeIdt(vm: Machine, mode: CpuMode): { base: bigint; limit: number } {
+function writeIdt(vm: Machine, mode: EntryMode): { base: bigint; limit: number } {
   const mem = vm.memory;
   for (let v = 0; v < 32; v++) {
     const h = HANDLERS + 16 * v;
@@ -66,7 +66,7 @@ export interface FaultGuestOptions {
 
 /** Runs `code` (loaded at CODE) until it halts or the run ends otherwise. */
 export async function runFaultGuest(
-  mode: CpuMode,
+  mode: EntryMode,
   code: number[] | Uint8Array,
   opts: FaultGuestOptions = {},
 ): Promise<FaultRun> {
@@ -109,7 +109,7 @@ export async function runFaultGuest(
 
 export interface FaultCase {
   name: string;
-  mode: CpuMode;
+  mode: EntryMode;
   /** hex bytes, loaded at CODE */
   code: string;
   /** the vectors the guest's handlers report: [13] for #GP, [6] for #UD, [] when nothing faults */

@@ -2,7 +2,7 @@
 // naming the register, raised before anything is written; fields left out keep their values.
 // Run on the soft backend (the checks live in the backend-neutral Vcpu, lib/vmm/register-checks.ts).
 import { afterEach, describe, expect, it } from "vitest";
-import type { CpuMode } from "../../lib/boot/entry.js";
+import type { EntryMode } from "../../lib/boot/entry.js";
 import type { Regs, SpecialRegs } from "../../lib/types/regs.js";
 import { RegisterValueError } from "../../lib/vmm/errors.js";
 import { createMachine, type Machine } from "../../lib/vmm/machine.js";
@@ -14,7 +14,7 @@ afterEach(() => {
 });
 
 /** a soft machine whose vCPU is at the entry state of a flat image in `mode` (the image: HLT) */
-async function machine(mode: CpuMode = "long") {
+async function machine(mode: EntryMode = "long") {
   const vm = await createMachine({ backend: "soft", memoryMiB: 4 });
   open.push(vm);
   vm.loadFlat(Uint8Array.of(0xf4), { address: 0x10000, mode });
@@ -22,7 +22,7 @@ async function machine(mode: CpuMode = "long") {
 }
 
 /** `fn` throws a RegisterValueError for `register` and leaves every register as it was */
-async function refused(register: string, fn: (v: Machine) => void, mode: CpuMode = "long") {
+async function refused(register: string, fn: (v: Machine) => void, mode: EntryMode = "long") {
   const { vm, vcpu } = await machine(mode);
   const regs = vcpu.getRegs();
   const sregs = vcpu.getSregs();
@@ -99,7 +99,7 @@ describe("setSregs", () => {
     ["a segment type that is not a number", "ds.type", { ds: { type: "data" } }],
     ["a DS base above 4 GiB", "ds.base", { ds: { base: 1n << 32n } }],
     ["a register that does not exist", "cr5", { cr5: 0n }],
-    ["CR4.PKE, which the soft CPU does not offer", "cr4", { cr4: 0x400020n }],
+    ["CR4.LA57, which the soft CPU does not offer", "cr4", { cr4: 0x1020n }],
     ["CR3 above the soft CPU's MAXPHYADDR (39)", "cr3", { cr3: 1n << 40n }],
   ] as const)("%s is refused", async (_name, register, sregs) => {
     await refused(register, (vm) => vm.vcpu(0).setSregs(sregs as unknown as Partial<SpecialRegs>));

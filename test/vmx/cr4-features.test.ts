@@ -17,6 +17,8 @@ describe("CR4 features and the VMX fixed bits", () => {
     ["UMIP", 0x800n],
     ["SMEP", 0x100000n],
     ["SMAP", 0x200000n],
+    ["FSGSBASE", 0x10000n],
+    ["PKE", 0x400000n],
   ])("a guest CR4 with %s enters", (_name, bit) => {
     const r = rig({ proc: Proc.HLT });
     r.cpu.program[0] = hltStep;
@@ -24,10 +26,10 @@ describe("CR4 features and the VMX fixed bits", () => {
     expect(r.lp.vmlaunch()).toBe(12); // HLT exit
   });
 
-  it("a guest CR4 with PKE (not offered) fails the entry checks", () => {
+  it("a guest CR4 with LA57 (not offered) fails the entry checks", () => {
     const r = rig({ proc: Proc.HLT });
     r.cpu.program[0] = hltStep;
-    r.lp.vmwrite(F.GUEST_CR4, r.lp.vmread(F.GUEST_CR4) | 0x400000n);
+    r.lp.vmwrite(F.GUEST_CR4, r.lp.vmread(F.GUEST_CR4) | 0x1000n);
     expect(r.lp.vmlaunch()).toBe(0x80000021);
   });
 });

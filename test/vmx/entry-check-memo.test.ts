@@ -13,7 +13,7 @@ const andNot = (lp: LogicalProcessor, enc: number, bits: bigint) => lp.vmwrite(e
 
 const INVALID_GUEST: Mutation[] = [
   ["CR0.NE=0", (lp) => andNot(lp, F.GUEST_CR0, 0x20n)],
-  ["CR4 unsupported bit", (lp) => or(lp, F.GUEST_CR4, 1n << 22n)],
+  ["CR4 unsupported bit", (lp) => or(lp, F.GUEST_CR4, 1n << 12n)],
   ["IA-32e guest without CR4.PAE", (lp) => or(lp, F.VM_ENTRY_CONTROLS, BigInt(EntryCtl.IA32E_MODE))],
   ["RFLAGS reserved bit 3", (lp) => lp.vmwrite(F.GUEST_RFLAGS, 0xan)],
   ["RIP bits 63:32 outside 64-bit mode", (lp) => lp.vmwrite(F.GUEST_RIP, 1n << 32n)],

@@ -13,7 +13,7 @@ const INVALID_GUEST: Mutation[] = [
   ["CR0.NE=0", (lp) => andNot(lp, F.GUEST_CR0, 0x20n)],
   ["CR0 bit 32 set", (lp) => or(lp, F.GUEST_CR0, 1n << 32n)],
   ["CR4.VMXE=0", (lp) => andNot(lp, F.GUEST_CR4, 0x2000n)],
-  ["CR4 unsupported bit", (lp) => or(lp, F.GUEST_CR4, 1n << 22n)],
+  ["CR4 unsupported bit", (lp) => or(lp, F.GUEST_CR4, 1n << 12n)],
   ["IA-32e guest without CR4.PAE", (lp) => or(lp, F.VM_ENTRY_CONTROLS, BigInt(EntryCtl.IA32E_MODE))],
   ["RFLAGS bit 1 clear", (lp) => lp.vmwrite(F.GUEST_RFLAGS, 0n)],
   ["RFLAGS reserved bit 3", (lp) => lp.vmwrite(F.GUEST_RFLAGS, 0xan)],

@@ -153,6 +153,28 @@ interface QueueState {
   vq: Virtqueue | undefined;
 }
 
+/** A device class's spec is checked like options: a subclass with a wrong one gets a typed error. */
+function checkSpec(spec: unknown): asserts spec is VirtioDeviceSpec {
+  const fail = (field: string, what: string): never => {
+    throw new DeviceConfigError("virtio-mmio", `spec${field}`, what);
+  };
+  if (typeof spec !== "object" || spec === null) fail("", `must be an object, got ${describeValue(spec)}`);
+  const s = spec as Partial<Record<keyof VirtioDeviceSpec, unknown>>;
+  if (typeof s.kind !== "string" || s.kind === "")
+    fail(".kind", `must be a non-empty string, got ${describeValue(s.kind)}`);
+  if (
+    typeof s.deviceId !== "number" ||
+    !Number.isInteger(s.deviceId) ||
+    s.deviceId < 1 ||
+    s.deviceId > 0xffff
+  )
+    fail(".deviceId", `must be a virtio device ID (1-65535), got ${describeValue(s.deviceId)}`);
+  if (typeof s.features !== "bigint" || s.features < 0n || s.features >= 1n << 64n)
+    fail(".features", `must be a 64-bit bigint, got ${describeValue(s.features)}`);
+  if (!Array.isArray(s.queueSizes) || s.queueSizes.length === 0)
+    fail(".queueSizes", `must be a non-empty array, got ${describeValue(s.queueSizes)}`);
+}
+
 /**
  * The virtio-mmio transport (virtio 1.x, version 2 registers) that VirtioBlk, VirtioConsole and VirtioRng
  * build on: feature negotiation, queues and interrupts. A device class supplies its config space and a queue
@@ -184,6 +206,7 @@ export abstract class VirtioMmioDevice implements Device {
   #broken: string | undefined;
 
   constructor(spec: VirtioDeviceSpec, opts: VirtioMmioOptions) {
+    checkSpec(spec);
     const kind = spec.kind;
     if (opts === undefined) throw new DeviceConfigError(kind, "options", "an object is required");
     const o = new DeviceOptionReader<VirtioMmioOptions>(kind, opts);

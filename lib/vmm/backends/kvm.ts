@@ -25,6 +25,7 @@ import {
 import type { VmExit } from "../../types/exits.js";
 import type { Regs, SpecialRegs } from "../../types/regs.js";
 import type { MachineBackend, VcpuBackend } from "../backend.js";
+import { MachineConfigError } from "../errors.js";
 import { PENDING_EXIT } from "../kvm-worker.js";
 import { GuestMemory } from "../memory.js";
 
@@ -198,6 +199,56 @@ export class KvmMachineBackend implements MachineBackend {
   #addRam(guestPhysAddr: number, size: number): void {
     const region = this.vm.allocateMemory(guestPhysAddr, size);
     this.memory.addRegion(guestPhysAddr, region.bytes);
+    this.#ramSlots.push(region.slot);
+  }
+
+  /** KVM's slot of each RAM region, in `memory.regions` order */
+  readonly #ramSlots: number[] = [];
+  #dirtyLogging = false;
+
+  /** Whether KVM logs the guest's writes to RAM (startDirtyLog()). */
+  get dirtyLogging(): boolean {
+    return this.#dirtyLogging;
+  }
+
+  /**
+   * Has KVM log the pages the guest writes (KVM_MEM_LOG_DIRTY_PAGES on every RAM slot), from now
+   * on; incremental snapshots save those. Writes of the host (loaders, devices) are not in KVM's
+   * log: GuestMemory.trackHostWrites() keeps those.
+   */
+  startDirtyLog(): void {
+    if (this.#dirtyLogging) return;
+    for (const slot of this.#ramSlots) this.vm.setDirtyLogging(slot, true);
+    this.#dirtyLogging = true;
+  }
+
+  /**
+   * The pages the guest wrote since the last call or startDirtyLog(), one bit per 4 KiB page for
+   * each RAM region in `memory.regions` order (KVM_GET_DIRTY_LOG, which also clears the log).
+   * Only while no vCPU runs: a page written during the call could be reported on either side.
+   */
+  takeDirtyLog(): BigUint64Array[] {
+    if (!this.#dirtyLogging) throw new Error("the dirty log is not started (startDirtyLog())");
+    return this.#ramSlots.map((slot) => this.vm.getDirtyLog(slot));
+  }
+
+  /** Firmware ROM: a KVM_MEM_READONLY slot, so the guest's writes exit as MMIO (QEMU maps its -bios so). */
+  mapRom(gpa: number, bytes: Uint8Array): void {
+    let region: { bytes: Uint8Array };
+    try {
+      region = this.vm.allocateMemory(gpa, bytes.length, { readonly: true });
+    } catch (e) {
+      throw new MachineConfigError(
+        `KVM cannot map read-only memory at 0x${gpa.toString(16)}: ${e instanceof Error ? e.message : String(e)}`,
+      );
+    }
+    region.bytes.set(bytes);
+  }
+
+  /** CPUID.1:EAX as the vCPUs report it (cpuidForVcpu keeps the host's signature). */
+  cpuSignature(): number {
+    this.#cpuid ??= this.kvm.getSupportedCpuid();
+    return this.#cpuid.find((e) => e.function === 1)?.eax ?? 0;
   }
 
   createVcpu(index: number): KvmVcpuBackend {

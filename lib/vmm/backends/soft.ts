@@ -9,11 +9,12 @@ import {
   type SharedMemoryState,
 } from "../../cpu/index.js";
 import type { Clock } from "../../devices/device.js";
-import { EptBuilder, HostMemory } from "../../vmx/index.js";
+import { EPT_EXEC, EPT_READ, EptBuilder, HostMemory } from "../../vmx/index.js";
 import type { InterruptController, MachineBackend, VcpuBackend } from "../backend.js";
 import { MachineClock } from "../clock.js";
 import { MachineConfigError } from "../errors.js";
 import { GuestMemory } from "../memory.js";
+import { CPU_SIGNATURE } from "./soft/cpuid.js";
 import { SoftThreadVcpu, SoftVcpuThreads } from "./soft/threads.js";
 import { SoftVcpu, type SoftVcpuShared } from "./soft/vcpu.js";
 import { softWorkerUrl } from "./soft/worker-script.js";
@@ -53,6 +54,8 @@ export class SoftBackend implements MachineBackend {
   readonly memory = new GuestMemory();
   readonly host: HostMemory;
   readonly #shared: SoftVcpuShared;
+  /** the EPT the vCPUs walk (RAM, and firmware ROM once mapped) */
+  readonly #ept: EptBuilder;
   readonly #vcpus: SoftVcpu[] = [];
   /** guest RAM: where each region is in guest-physical and host-physical memory */
   readonly ram: { gpa: number; hpa: number; size: number }[] = [];
@@ -74,6 +77,7 @@ export class SoftBackend implements MachineBackend {
       throw new RangeError(`memoryBytes must be a positive multiple of 4 KiB up to 64 GiB, got ${size}`);
     }
     const ept = new EptBuilder(this.host);
+    this.#ept = ept;
     // a PC's layout, as the KVM backend maps it: up to 3 GiB from 0, the rest from 4 GiB (the
     // 32-bit PCI hole between), in chunks of at most 1 GiB (an ArrayBuffer's size is bounded)
     const low = Math.min(size, LOW_RAM_LIMIT);
@@ -211,6 +215,30 @@ export class SoftBackend implements MachineBackend {
   invalidateCode(gpa: number, length: number): void {
     for (const v of this.#vcpus) (v.lp.cpu as Partial<Interpreter>).invalidateCode?.(gpa, length);
     for (const v of this.#threaded) v.invalidateCode(gpa, length);
+  }
+
+  /**
+   * Firmware ROM: host memory the EPT maps readable and executable but not writable, so the
+   * guest's writes are EPT violations that exit as MMIO. vCPU threads attached host memory when
+   * they started, so they never see it: refused there.
+   */
+  mapRom(gpa: number, bytes: Uint8Array): void {
+    if (this.#threaded.length > 0) {
+      throw new MachineConfigError(
+        "firmware ROM cannot be mapped for soft vCPU threads (run without vcpuThread)",
+      );
+    }
+    const rom = this.host.allocate(bytes.length);
+    rom.bytes.set(bytes);
+    this.#ept.map(gpa, rom.hpa, bytes.length, EPT_READ | EPT_EXEC);
+    // a vCPU may have cached the range as MMIO (an earlier run): as INVEPT after changing EPT
+    for (const v of this.#vcpus) v.lp.cpu.flushTlb();
+    this.invalidateCode(gpa, bytes.length);
+  }
+
+  /** CPUID.1:EAX as the soft vCPUs answer it */
+  cpuSignature(): number {
+    return CPU_SIGNATURE;
   }
 
   useClock(clock: Clock): void {

@@ -16,6 +16,7 @@ import {
   VIRTIO_STATUS_DRIVER_OK,
   VIRTIO_STATUS_FEATURES_OK,
   VIRTQ_AVAIL_F_NO_INTERRUPT,
+  VirtioMmioDevice,
   VirtioRng,
 } from "../../../lib/devices/virtio/index.js";
 import { FakeRam, TestDriver } from "./driver.js";
@@ -243,5 +244,24 @@ describe("virtio-mmio transport", () => {
       /power of 2/,
     );
     expect(() => new VirtioRng({ base: 0xd0000000, irq: 5 } as never)).toThrow(/memory/);
+  });
+
+  it("checks a device class's spec as it checks options (found by npm run fuzz)", () => {
+    const mem = new FakeRam();
+    // the transport is abstract to TypeScript only: from JavaScript it can be constructed directly
+    const Transport = VirtioMmioDevice as unknown as new (spec: unknown, opts: unknown) => VirtioMmioDevice;
+    const opts = { base: 0xd0000000, irq: 5, memory: mem.ram };
+    const good = { kind: "virtio-test", deviceId: 4, features: 0n, queueSizes: [8] };
+    expect(new Transport(good, opts).name).toBe("virtio-test@d0000000");
+    for (const [spec, field] of [
+      [null, /spec: must be an object/],
+      [{ ...good, kind: "" }, /spec\.kind/],
+      [{ ...good, deviceId: 0 }, /spec\.deviceId/],
+      [{ ...good, features: 1 }, /spec\.features/],
+      [{ ...good, queueSizes: [] }, /spec\.queueSizes/],
+    ] as const) {
+      expect(() => new Transport(spec, opts)).toThrow(DeviceConfigError);
+      expect(() => new Transport(spec, opts)).toThrow(field);
+    }
   });
 });

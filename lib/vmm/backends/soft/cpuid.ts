@@ -68,6 +68,7 @@ export const TSC_DEADLINE_BIT = 1 << 24;
 /**
  * `lapicMsrs`: the vCPU's local APIC answers its MSRs (x2APIC registers, IA32_TSC_DEADLINE), as
  * lib/devices' LocalApic does; a vCPU without one (no platform devices) must not offer them.
+ * `cr4`: the guest's CR4, which CPUID.7.0:ECX[4] (OSPKE) reflects.
  */
 export function answerCpuid(
   leaf: number,
@@ -75,6 +76,7 @@ export function answerCpuid(
   apicId: number,
   cpus = 1,
   lapicMsrs = false,
+  cr4 = 0,
 ): [number, number, number, number] {
   const l = leaf >>> 0;
   switch (l) {
@@ -106,7 +108,7 @@ export function answerCpuid(
       // TSC_ADJUST, Linux then trusts it without a clocksource watchdog)
       return [0, 0, 0, 1 << 8];
   }
-  const r = cpuidModel(l, subleaf >>> 0, apicId);
+  const r = cpuidModel(l, subleaf >>> 0, apicId, cr4);
   if (l === 1) {
     r[2] = (r[2] & ~(1 << 5)) | (1 << 31); // no VMX for the guest; running under a hypervisor
     if (lapicMsrs) r[2] |= X2APIC_BIT | TSC_DEADLINE_BIT;

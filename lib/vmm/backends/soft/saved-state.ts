@@ -55,6 +55,8 @@ export interface SoftVcpuState {
   fpuSw: number;
   xmm: string;
   mxcsr: number;
+  /** PKRU (absent in older snapshots: 0) */
+  pkru?: number;
   /** DR0-DR7 as the interpreter keeps them */
   dr: number[];
   /** events latched on the logical processor, not yet taken (absent in older snapshots: none) */
@@ -180,6 +182,7 @@ export function captureSoftVcpu(lp: LogicalProcessor, tsc: bigint | undefined): 
     fpuSw: x.fpuSw,
     xmm: b64(x.xmm),
     mxcsr: x.mxcsr,
+    pkru: x.pkru ?? 0,
     dr: [...interpreterOf(lp).dr],
     pending: { nmi: lp.nmiPending, init: lp.initPending, sipiVector: lp.sipiVector },
   };
@@ -221,6 +224,7 @@ export function applySoftVcpu(
     fpuSw: soft.fpuSw,
     xmm: new Int32Array(xmm.buffer),
     mxcsr: soft.mxcsr,
+    pkru: soft.pkru ?? 0,
   });
   const dr = interpreterOf(lp).dr;
   if (soft.dr.length === dr.length) dr.set(soft.dr);

@@ -113,7 +113,7 @@ export function emulateTaskSwitch(lp: LogicalProcessor, emu: Interpreter, raw: S
   } catch (e) {
     if (!(e instanceof CpuFault)) {
       return {
-        kind: "internal_error",
+        kind: "internal-error",
         suberror: 1,
         data: [raw.qualification, BigInt(selector)],
         message: "task switch: a TSS or descriptor table is not in guest RAM",

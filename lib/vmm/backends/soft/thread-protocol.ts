@@ -48,6 +48,13 @@ export const W = {
    * vCPU look at its interrupt and signal words, and an unbounded entry goes on in the thread
    */
   STOP: 29,
+  /**
+   * 1: a debugger holds the vCPU (another one steps): its entries run no guest instruction and
+   * wait for the hold to end, or for a kick that asks for a stop (then "intr")
+   */
+  HELD: 30,
+  /** bumped by the machine's thread after it changed EPT permissions: the worker flushes its cached translations before it runs the guest again */
+  INVEPT: 31,
 } as const;
 
 /** W.IRQ: an interrupt is pending; its vector is the controller's answer to a request */
@@ -66,6 +73,8 @@ export const SLEEP_NONE = 0;
 export const SLEEP_HALTED = 1;
 /** W.SLEEP: halted with interrupts disabled, or waiting for SIPI: only INIT, SIPI or NMI wake it */
 export const SLEEP_FOR_GOOD = 2;
+/** W.SLEEP: held by a debugger (W.HELD): runs nothing until released */
+export const SLEEP_HELD = 3;
 
 /** Int32 words in a control block; three 64-bit slots follow them (TSC_OFFSET_I64, F64_RETIRED, APIC_BASE_I64) */
 export const CONTROL_WORDS = 32;

@@ -10,6 +10,7 @@ import { isMainThread, receiveMessageOnPort, workerData } from "node:worker_thre
 import type { Interpreter } from "../../../cpu/index.js";
 import type { VmExit } from "../../../types/exits.js";
 import { HostMemory } from "../../../vmx/host-memory.js";
+import { ExitReason } from "../../../vmx/index.js";
 import type { ApicMsrAccess, InterruptController } from "../../backend.js";
 import { MachineClock } from "../../clock.js";
 import { GuestMemory } from "../../memory.js";
@@ -35,6 +36,7 @@ import {
   SIGNAL_SIPI,
   SLEEP_FOR_GOOD,
   SLEEP_HALTED,
+  SLEEP_HELD,
   SLEEP_NONE,
   TSC_OFFSET_I64,
   type VcpuWorkerData,
@@ -65,6 +67,12 @@ const CALLS = new Set([
   "captureSoftState",
   "applySoftState",
   "mmioInFlight",
+  // the debugger's (lib/vmm/debug-soft.ts), made while the vCPU is parked
+  "setDebugControls",
+  "exitVector",
+  "reflectBreakpoint",
+  "dropMmioReplay",
+  "attachHostChunks",
 ]);
 
 /** how long one wait lasts before looking again (a terminated worker leaves at the next look) */
@@ -282,11 +290,55 @@ export function serveVcpu(data: VcpuWorkerData): void {
     }
   };
 
+  /**
+   * Held by a debugger (W.HELD): waits, running nothing, until released (true), or until a kick
+   * asks the entry to end, at once in an entry with bounds (false). Signals are taken meanwhile
+   * (their senders wait for that), and the machine's thread is told the vCPU is out of the guest.
+   */
+  const awaitRelease = (): boolean => {
+    sleepWord(SLEEP_HELD);
+    Atomics.notify(words, W.SLEEP);
+    for (;;) {
+      // cleared before the looks below, so that a kick after them wakes the wait
+      Atomics.store(words, W.KICK, 0);
+      takeSignals();
+      if (Atomics.load(words, W.HELD) === 0) return true;
+      if (Atomics.exchange(words, W.STOP, 0) !== 0 || !unbounded) return false;
+      Atomics.wait(words, W.KICK, 0, WAIT_SLICE_MS);
+    }
+  };
+  /** an entry that ended without running the guest (held, then kicked): a host interrupt, as a kick's */
+  const heldExit: VmExit = {
+    kind: "intr",
+    raw: {
+      backend: "soft",
+      reason: ExitReason.ExternalInterrupt,
+      exitReasonField: ExitReason.ExternalInterrupt,
+      qualification: 0n,
+      instructionLength: 0,
+    },
+  };
+  /** W.INVEPT as last applied */
+  let eptSeen = Atomics.load(words, W.INVEPT);
+
   /** one entry, as the machine sees it: the vCPU's run(), with HLT waited out here as a CPU does */
   const enter = (): VmExit => {
     for (;;) {
       takeSignals();
+      // published before the hold is looked at: a machine's thread that holds the vCPU after
+      // this look waits until the thread says it is held (SoftThreadVcpu.held)
       sleepWord(SLEEP_NONE);
+      if (Atomics.load(words, W.HELD) !== 0) {
+        if (!awaitRelease()) return heldExit;
+        continue;
+      }
+      // released: runnable() (the HLT and SIPI waits below) is the guest's own again
+      v.held = false;
+      const ept = Atomics.load(words, W.INVEPT);
+      if (ept !== eptSeen) {
+        eptSeen = ept;
+        v.flushEpt();
+      }
       const exit = v.run();
       // in an unbounded entry only a kick ends the guest's run: one that does not ask for a stop
       // (an interrupt or a signal arrived) is for the vCPU itself, which takes it and runs on
@@ -375,6 +427,8 @@ export function serveVcpu(data: VcpuWorkerData): void {
       ring();
     } else {
       try {
+        // runnable() of a held vCPU is false (SoftVcpu.held), as on the machine's thread
+        v.held = Atomics.load(words, W.HELD) !== 0;
         post({ t: "reply", ok: call(m.name, m.args) });
       } catch (e) {
         post({ t: "reply", error: wireError(e) });

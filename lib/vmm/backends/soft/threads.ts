@@ -10,6 +10,7 @@ import { LocalApic } from "../../../devices/lapic.js";
 import { VmmError } from "../../../types/errors.js";
 import type { VmExit } from "../../../types/exits.js";
 import type { Regs, SpecialRegs } from "../../../types/regs.js";
+import type { SharedChunk } from "../../../vmx/host-memory.js";
 import type { ApicMsrAccess, CpuSignal, InterruptController, VcpuBackend } from "../../backend.js";
 import type { MachineClock } from "../../clock.js";
 import { DoorbellThreads } from "../../doorbell.js";
@@ -42,6 +43,7 @@ import {
   SIGNAL_NMI,
   SIGNAL_SIPI,
   SLEEP_FOR_GOOD,
+  SLEEP_HELD,
   SLEEP_NONE,
   TSC_OFFSET_I64,
   type VcpuWorkerData,
@@ -124,6 +126,7 @@ export class SoftThreadVcpu implements VcpuBackend {
   readonly #lapic: LocalApic | undefined;
   /** EOIs of the thread's (APIC_SHADOW.EOIS) applied so far */
   #eoisApplied = 0;
+  readonly #eptp: bigint;
 
   constructor(opts: SoftThreadVcpuOptions) {
     this.index = opts.index;
@@ -133,6 +136,7 @@ export class SoftThreadVcpu implements VcpuBackend {
     this.#floats = new Float64Array(control);
     this.#irq = opts.interrupts;
     this.#onChange = opts.onChange;
+    this.#eptp = opts.data.eptp;
     const apicShadow = new SharedArrayBuffer(APIC_SHADOW.WORDS * 4);
     this.#shadow = new Int32Array(apicShadow);
     const lapic = opts.interrupts?.apicMsrs;
@@ -555,6 +559,67 @@ export class SoftThreadVcpu implements VcpuBackend {
   /** SoftVcpu.mmioInFlight, asked of the vCPU's thread */
   mmioInFlight(): boolean {
     return this.call("mmioInFlight") as boolean;
+  }
+
+  // The debugger's operations (SoftVcpu's, lib/vmm/debug-soft.ts): calls on the parked vCPU, and
+  // words for what must reach it while it is in an entry (a hold, an EPT flush).
+
+  /** SoftVcpu.setDebugControls, done in the vCPU's thread */
+  setDebugControls(c: { trapBreakpoints?: boolean; monitorTrap?: boolean }): void {
+    this.call("setDebugControls", c);
+  }
+  /** SoftVcpu.exitVector, asked of the vCPU's thread */
+  exitVector(): number {
+    return this.call("exitVector") as number;
+  }
+  /** SoftVcpu.reflectBreakpoint, done in the vCPU's thread */
+  reflectBreakpoint(): void {
+    this.call("reflectBreakpoint");
+  }
+  /** SoftVcpu.dropMmioReplay, done in the vCPU's thread */
+  dropMmioReplay(): void {
+    this.call("dropMmioReplay");
+  }
+  /** SoftVcpu.attachHostChunks: the thread maps memory the machine's thread allocated since it started */
+  attachHostChunks(chunks: readonly SharedChunk[]): void {
+    this.call("attachHostChunks", chunks);
+  }
+  eptPointer(): bigint {
+    return this.#eptp;
+  }
+  /**
+   * SoftVcpu.flushEpt: the thread flushes before it next runs the guest (W.INVEPT); one in the
+   * guest is nudged out of it to do so (the debugger holds the others before it tightens a page).
+   */
+  flushEpt(): void {
+    bump(this.#words, W.INVEPT);
+    if (this.#inEntry) this.#nudge();
+  }
+  /**
+   * SoftVcpu.held for a vCPU in its thread (W.HELD): a held vCPU runs no guest instruction until
+   * released. Holding one in an entry returns once it is out of the guest (it answers this
+   * thread's requests meanwhile), so that the debugger's next step runs alone.
+   */
+  get held(): boolean {
+    return Atomics.load(this.#words, W.HELD) !== 0;
+  }
+  set held(on: boolean) {
+    if (this.held === on) return;
+    Atomics.store(this.#words, W.HELD, on ? 1 : 0);
+    if (!on) {
+      Atomics.notify(this.#words, W.KICK);
+      return;
+    }
+    if (!this.#inEntry) return;
+    this.#nudge();
+    const end = performance.now() + CALL_TIMEOUT_MS;
+    for (;;) {
+      const sleep = Atomics.load(this.#words, W.SLEEP);
+      if (sleep === SLEEP_HELD || this.exitReady || this.closed) return;
+      if (performance.now() >= end)
+        throw new SoftVcpuThreadError(`vCPU ${this.index} did not stop for the debugger`);
+      Atomics.wait(this.#words, W.SLEEP, sleep, 1);
+    }
   }
 
   /** ends the entry in progress (or the next) promptly with an "intr" exit */

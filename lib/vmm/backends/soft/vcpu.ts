@@ -20,7 +20,6 @@ import {
   EntryCtl,
   ExitReason,
   F,
-  GuestLinearReader,
   type HostMemory,
   LogicalProcessor,
   PREEMPTION_TIMER_RATE,
@@ -31,7 +30,10 @@ import type { ApicMsrAccess, CpuSignal, InterruptController, VcpuBackend } from 
 
 type SoftRaw = Extract<RawExit, { backend: "soft" }>;
 
+import { CR4_PKE } from "../../../cpu/control-checks.js";
+import { translateData } from "../../../cpu/data-translate.js";
 import type { Regs, SpecialRegs } from "../../../types/regs.js";
+import type { SharedChunk } from "../../../vmx/host-memory.js";
 import type { GuestMemory } from "../../memory.js";
 import { answerCpuid, CPU_SIGNATURE, TSC_HZ } from "./cpuid.js";
 import { readRegs, readSregs, writeRegs, writeSregs } from "./regs.js";
@@ -52,6 +54,10 @@ import {
   writeResetGuest,
   writeSipiStart,
 } from "./vmcs-setup.js";
+
+const BP_VECTOR = 3;
+/** VM-entry interruption information: valid, software exception (type 6), vector 3 */
+const INJECT_BP = (0x80000000 | (6 << 8) | BP_VECTOR) >>> 0;
 
 // the preemption timer's rate as IA32_VMX_MISC[4:0] reports it
 const TIMER_RATE = PREEMPTION_TIMER_RATE;
@@ -419,7 +425,7 @@ export class SoftVcpu implements VcpuBackend {
   #handle(field: number): VmExit | undefined {
     const lp = this.lp;
     const raw = this.#raw();
-    if (field & 0x80000000) return { kind: "fail_entry", reason: field >>> 0, raw };
+    if (field & 0x80000000) return { kind: "fail-entry", reason: field >>> 0, raw };
     const q = raw.qualification;
     const len = raw.instructionLength;
     switch (raw.reason) {
@@ -447,7 +453,7 @@ export class SoftVcpu implements VcpuBackend {
         lp.mmioAccess = undefined;
         if (!access) {
           return {
-            kind: "internal_error",
+            kind: "internal-error",
             suberror: 1,
             data: [lp.vmread(F.GUEST_PHYSICAL_ADDRESS), q],
             message:
@@ -500,6 +506,7 @@ export class SoftVcpu implements VcpuBackend {
           this.index,
           this.shared.vcpus,
           this.#lapic() !== undefined,
+          this.lp.vmreadNumber(F.GUEST_CR4),
         );
         cpu.setGpr(0, BigInt(a >>> 0));
         cpu.setGpr(3, BigInt(b >>> 0));
@@ -848,8 +855,17 @@ export class SoftVcpu implements VcpuBackend {
    * INS/OUTS: the host reads or writes the memory operand itself, at the guest-linear address the
    * exit reports, with the address size from the instruction information (IA32_VMX_BASIC[54]).
    * A REP prefix moves up to a page per exit; the instruction re-executes until rCX reaches 0.
+   * The exit comes before the processor touches the operand, so a page fault on it is this host's
+   * to deliver (with CR2 and the error code), as a hypervisor emulating the access does.
    */
-  #stringIo(raw: SoftRaw, port: number, size: 1 | 2 | 4, input: boolean, rep: boolean, len: number): VmExit {
+  #stringIo(
+    raw: SoftRaw,
+    port: number,
+    size: 1 | 2 | 4,
+    input: boolean,
+    rep: boolean,
+    len: number,
+  ): VmExit | undefined {
     const lp = this.lp;
     const cpu = this.#cpu;
     const guestMemory = this.shared.guestMemory;
@@ -859,7 +875,9 @@ export class SoftVcpu implements VcpuBackend {
     const down = (lp.vmread(F.GUEST_RFLAGS) & 0x400n) !== 0n;
     const indexReg = input ? 7 : 6;
     const offset = cpu.getGpr(indexReg) & mask;
-    const linear = Number(lp.vmread(F.GUEST_LINEAR_ADDRESS));
+    const linearRaw = lp.vmread(F.GUEST_LINEAR_ADDRESS);
+    // signed: exact for every canonical address, as the page walk takes it
+    const linear = Number(BigInt.asIntN(64, linearRaw));
     const rcx = cpu.getGpr(1) & mask;
     if (rep && rcx === 0n) {
       this.#advance(len);
@@ -874,8 +892,14 @@ export class SoftVcpu implements VcpuBackend {
       if (this.#budgetEnd !== undefined)
         count = Math.max(1, Math.min(count, this.#budgetEnd - this.#work() - 1));
     }
-    // the guest's own paging, over this host's EPT, as the processor walked it
-    const gpa = new GuestLinearReader(lp.memory, lp.cpu, this.shared.ept.eptp).translate(linear);
+    // the guest's own paging, over this host's EPT, with the checks the processor makes
+    const at = this.#stringOperand(linear, size, input);
+    if (at !== undefined && "errorCode" in at) {
+      cpu.setControl("cr2", BigInt.asUintN(64, BigInt(at.cr2)));
+      this.#injectException(14, at.errorCode);
+      return undefined;
+    }
+    const gpa = at?.gpa;
     if (gpa !== undefined && !guestMemory.find(gpa, size)) {
       return this.#stringIoMmio(raw, port, size, input, rep, len, {
         gpa,
@@ -887,20 +911,33 @@ export class SoftVcpu implements VcpuBackend {
       });
     }
     const bytes = size * count;
-    if (gpa === undefined || !guestMemory.find(gpa, bytes)) {
+    // an element that crosses into a page mapped elsewhere: its bytes in two places
+    const split = at !== undefined && at.gpaLast !== at.gpa + size - 1 ? 4096 - (at.gpa % 4096) : 0;
+    const second = split > 0 && at !== undefined ? at.gpaLast - (size - split - 1) : 0;
+    if (
+      gpa === undefined ||
+      !guestMemory.find(gpa, split || bytes) ||
+      (split > 0 && !guestMemory.find(second, size - split))
+    ) {
       return {
-        kind: "internal_error",
+        kind: "internal-error",
         suberror: 1,
-        data: [raw.qualification, BigInt(linear)],
+        data: [raw.qualification, linearRaw],
         message: "string I/O operand is not in guest RAM",
         raw,
       };
     }
     const data = new Uint8Array(bytes);
-    if (!input) data.set(guestMemory.view(gpa, bytes));
+    if (!input && split > 0) {
+      data.set(guestMemory.view(gpa, split));
+      data.set(guestMemory.view(second, size - split), split);
+    } else if (!input) data.set(guestMemory.view(gpa, bytes));
     const step = BigInt(bytes) * (down ? -1n : 1n);
     const finish = () => {
-      if (input) guestMemory.write(gpa, data);
+      if (input && split > 0) {
+        guestMemory.write(gpa, data.subarray(0, split));
+        guestMemory.write(second, data.subarray(split));
+      } else if (input) guestMemory.write(gpa, data);
       // a 16-bit address size keeps the register's upper bits; 32-bit writes zero-extend
       const keep = width === 16n ? ~mask : 0n;
       cpu.setGpr(indexReg, (cpu.getGpr(indexReg) & keep) | ((offset + step) & mask));
@@ -914,6 +951,30 @@ export class SoftVcpu implements VcpuBackend {
     if (input) this.#completion = { kind: "string-io", finish };
     else finish();
     return { kind: "io", direction: input ? "in" : "out", port, size, count, data, raw };
+  }
+
+  /** where the string I/O operand at `linear` is, or the #PF the guest's paging raises for it */
+  #stringOperand(linear: number, size: number, input: boolean): ReturnType<typeof translateData> {
+    const lp = this.lp;
+    const cpu = this.#cpu;
+    const cr4 = Number(cpu.getControl("cr4"));
+    this.#taskEmulator ??= createTaskEmulator(this.shared.memory, this.shared.ept.eptp);
+    return translateData(
+      this.#taskEmulator,
+      {
+        cr0: Number(cpu.getControl("cr0")),
+        cr3: Number(cpu.getControl("cr3")),
+        cr4,
+        efer: Number(cpu.getControl("efer")),
+        cpl: (lp.vmreadNumber(F.GUEST_SS_AR_BYTES) >>> 5) & 3,
+        rflags: cpu.getRflagsNumber(),
+        // PKRU matters only with CR4.PKE; copying the x87/SSE state for it costs otherwise
+        pkru: cr4 & CR4_PKE ? (cpu.getExtendedState().pkru ?? 0) : 0,
+      },
+      linear,
+      size,
+      input,
+    );
   }
 
   /**
@@ -1061,6 +1122,56 @@ export class SoftVcpu implements VcpuBackend {
   /** guest memory changed behind the guest's back (a restore, a debugger's write): drop code compiled from it */
   invalidateCode(gpa: number, length: number): void {
     (this.lp.cpu as { invalidateCode?(gpa: number, length: number): void }).invalidateCode?.(gpa, length);
+  }
+
+  // The debugger's operations (lib/vmm/debug-soft.ts), as a VT-x hypervisor does them: through the
+  // VMCS of this vCPU. Each is plain data in and out, so that a vCPU in a worker thread
+  // (threads.ts) does the same as a call; they are made while the vCPU is parked.
+
+  /** guest #BP exits to the host (exception bitmap bit 3) and/or the monitor trap flag, as given */
+  setDebugControls(c: { trapBreakpoints?: boolean; monitorTrap?: boolean }): void {
+    const lp = this.lp;
+    if (c.trapBreakpoints !== undefined) {
+      const bitmap = lp.vmreadNumber(F.EXCEPTION_BITMAP);
+      const bit = 1 << BP_VECTOR;
+      lp.vmwrite(F.EXCEPTION_BITMAP, (c.trapBreakpoints ? bitmap | bit : bitmap & ~bit) >>> 0);
+    }
+    if (c.monitorTrap !== undefined) {
+      const proc = lp.vmreadNumber(F.CPU_BASED_VM_EXEC_CONTROL);
+      const bit = Proc.MONITOR_TRAP_FLAG;
+      lp.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, (c.monitorTrap ? proc | bit : proc & ~bit) >>> 0);
+    }
+  }
+  /** the vector of the exception or NMI behind the last exit (VM-exit interruption information), -1: none */
+  exitVector(): number {
+    const info = this.lp.vmreadNumber(F.VM_EXIT_INTR_INFO);
+    return info >>> 31 === 1 ? info & 0xff : -1;
+  }
+  /** the guest's own INT3 that an exit intercepted goes to the guest at the next entry, as if nobody had looked */
+  reflectBreakpoint(): void {
+    const lp = this.lp;
+    lp.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, INJECT_BP);
+    lp.vmwrite(F.VM_ENTRY_INSTRUCTION_LEN, Math.max(1, lp.vmreadNumber(F.VM_EXIT_INSTRUCTION_LEN)));
+  }
+  /** the instruction that exited runs again on RAM (a watched page opened): its MMIO completions go */
+  dropMmioReplay(): void {
+    this.lp.mmioReplay.done.splice(0);
+  }
+  /** the host changed EPT permissions: cached translations go (INVEPT, all contexts) */
+  flushEpt(): void {
+    this.lp.invept(2);
+  }
+  /** the EPT pointer this vCPU's guest runs under (its paging structures are the machine's, shared) */
+  eptPointer(): bigint {
+    return this.shared.ept.eptp;
+  }
+  /**
+   * Maps host-physical memory allocated on another thread (EPT paging structures a debugger split
+   * there); chunks already mapped are left alone. A vCPU on the machine's thread shares its memory.
+   */
+  attachHostChunks(chunks: readonly SharedChunk[]): void {
+    const mem = this.shared.memory;
+    mem.attach(chunks.filter((c) => !mem.isBacked(c.base)));
   }
   /** guest time from now on: the TSC counts the machine's clock at TSC_HZ */
   useClock(clock: Clock): void {
