@@ -9,78 +9,17 @@
 
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { OpKind } from "../../lib/cpu/block-ops.js";
 import { StopReason } from "../../lib/cpu/index.js";
-import { hex, type Mode, makeGuest, STACK_TOP } from "./guest.js";
-
-type Config = "single-step" | "blocks" | "compiled";
+import { hex } from "./guest.js";
+import { agree as agreeAll, genericOps as genericOpsOf, run, type Setup } from "./support/block-agree.js";
 
 const DATA = 0x60000;
 
-interface Outcome {
-  stop: StopReason;
-  event: string;
-  regs: bigint[];
-  flags: number;
-  rip: bigint;
-  retired: number;
-  data: number[];
-  stack: number[];
-}
-
-function run(
-  mode: Mode,
-  code: number[],
-  config: Config,
-  regs: [number, bigint][],
-  data: Uint8Array,
-  slice = 1_000_000,
-): Outcome {
-  const g = makeGuest(mode, code, { event: () => true });
-  g.cpu.decodeCache = config !== "single-step";
-  g.cpu.jitThreshold = config === "compiled" ? 1 : 0;
-  g.ram.set(data, DATA);
-  for (const [r, v] of regs) g.cpu.setGpr(r, v);
-  let stop: StopReason = StopReason.Budget;
-  for (let n = 0; n < 100_000 && stop === StopReason.Budget; n++) stop = g.cpu.run(slice);
-  const exit = g.hooks.lastExit;
-  return {
-    stop,
-    event: exit?.kind === "event" ? `${exit.vector}/${exit.errorCode}` : exit ? exit.kind : "",
-    regs: Array.from({ length: 16 }, (_, r) => g.cpu.getGpr(r)),
-    flags: g.cpu.getFlags(),
-    rip: g.cpu.getRip(),
-    retired: g.cpu.retired,
-    data: Array.from(g.ram.subarray(DATA, DATA + 0x40)),
-    stack: Array.from(g.ram.subarray(STACK_TOP - 0x40, STACK_TOP)),
-  };
-}
-
-function agree(code: number[], regs: [number, bigint][], data: Uint8Array): Outcome {
-  const ref = run("long", code, "single-step", regs, data);
-  expect(run("long", code, "blocks", regs, data), "blocks").toEqual(ref);
-  expect(run("long", code, "compiled", regs, data), "compiled").toEqual(ref);
-  expect(run("long", code, "compiled", regs, data, 7), "compiled, slices of 7").toEqual(ref);
-  return ref;
-}
-
-/** first bytes of the ops decoded for the program that have no fast form */
-function genericOps(code: number[], regs: [number, bigint][], data: Uint8Array): number[] {
-  const g = makeGuest("long", code, { event: () => true });
-  g.ram.set(data, DATA);
-  for (const [r, v] of regs) g.cpu.setGpr(r, v);
-  g.cpu.run(1_000_000);
-  const out: number[] = [];
-  for (const page of g.cpu.codePages.values())
-    for (const [key, blk] of page.blocks) {
-      let off = key >> 2;
-      for (const op of blk.ops) {
-        if (op.kind === OpKind.Generic) out.push(g.ram[page.gpa + off]);
-        off += op.len;
-      }
-    }
-  return out;
-}
+const at = (regs: [number, bigint][], data: Uint8Array): Setup => ({ regs, data, at: DATA });
+const agree = (code: number[], regs: [number, bigint][], data: Uint8Array) =>
+  agreeAll("long", code, at(regs, data));
+const genericOps = (code: number[], regs: [number, bigint][], data: Uint8Array) =>
+  genericOpsOf("long", code, at(regs, data));
 
 const u64 = fc.bigInt({ min: 0n, max: (1n << 64n) - 1n });
 const bytes = fc.uint8Array({ minLength: 0x40, maxLength: 0x40 });
@@ -111,7 +50,7 @@ describe("64-bit: MUL/IMUL/DIV/IDIV, CBW..CQO, null segment overrides", () => {
 
   it("runs with no generic op but the HLT", () => {
     const rs = regs([5n, 7n, 9n, 11n]);
-    expect(run("long", code, "single-step", rs, new Uint8Array(0x40)).stop).toBe(StopReason.Halted);
+    expect(run("long", code, "single-step", at(rs, new Uint8Array(0x40))).stop).toBe(StopReason.Halted);
     expect(genericOps(code, rs, new Uint8Array(0x40))).toEqual([0xf4]);
   });
 

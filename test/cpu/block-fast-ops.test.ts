@@ -10,103 +10,14 @@
 
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { OpKind } from "../../lib/cpu/block-ops.js";
 import { StopReason } from "../../lib/cpu/index.js";
-import { CODE, type Guest, hex, type Mode, makeGuest, STACK_TOP } from "./guest.js";
-
-type Config = "single-step" | "blocks" | "compiled";
+import { CODE, hex, STACK_TOP } from "./guest.js";
+import { agree, genericOps, run, type Setup } from "./support/block-agree.js";
 
 /** data the programs address through RSI (64-bit and 32-bit) */
 const DATA = 0x60000;
 /** the same in real mode (DS base 0) */
 const DATA16 = 0x7000;
-
-interface Setup {
-  regs: [number, bigint][];
-  data: Uint8Array;
-  at: number;
-  prepare?: (g: Guest) => void;
-}
-
-interface Outcome {
-  stop: StopReason;
-  event: string;
-  regs: bigint[];
-  flags: number;
-  rip: bigint;
-  retired: number;
-  cr2: bigint;
-  data: number[];
-  stack: number[];
-  /** a hash of the first MiB (every stack these programs use, wrapped or not) */
-  memory: number;
-  mmioWrites: number[];
-}
-
-function fnv(b: Uint8Array): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < b.length; i++) h = Math.imul(h ^ b[i], 0x01000193);
-  return h >>> 0;
-}
-
-function run(mode: Mode, code: number[], config: Config, s: Setup, slice = 1_000_000): Outcome {
-  // every exception exits with the state at the faulting instruction
-  const mmioWrites: number[] = [];
-  const g = makeGuest(mode, code, {
-    event: () => true,
-    mmioRead: (gpa) => Math.imul(gpa, 0x9e3779b1) >>> 0,
-    mmioWrite: (gpa, size, lo, hi) => mmioWrites.push(gpa, size, lo, hi),
-  });
-  g.cpu.decodeCache = config !== "single-step";
-  g.cpu.jitThreshold = config === "compiled" ? 1 : 0;
-  g.ram.set(s.data, s.at);
-  s.prepare?.(g);
-  for (const [r, v] of s.regs) g.cpu.setGpr(r, v);
-  let stop: StopReason = StopReason.Budget;
-  for (let n = 0; n < 100_000 && stop === StopReason.Budget; n++) stop = g.cpu.run(slice);
-  const exit = g.hooks.lastExit;
-  return {
-    stop,
-    event: exit?.kind === "event" ? `${exit.vector}/${exit.errorCode}` : exit ? exit.kind : "",
-    regs: Array.from({ length: 16 }, (_, r) => g.cpu.getGpr(r)),
-    flags: g.cpu.getFlags(),
-    rip: g.cpu.getRip(),
-    retired: g.cpu.retired,
-    cr2: g.cpu.getControl("cr2"),
-    data: Array.from(g.ram.subarray(s.at, s.at + 0x100)),
-    stack: Array.from(g.ram.subarray(STACK_TOP - 0x100, STACK_TOP + 0x10)),
-    memory: fnv(g.ram.subarray(0, 0x100000)),
-    mmioWrites,
-  };
-}
-
-/** single-stepped, then with blocks (interpreted, compiled, compiled in small slices): all equal */
-function agree(mode: Mode, code: number[], s: Setup): Outcome {
-  const ref = run(mode, code, "single-step", s);
-  expect(run(mode, code, "blocks", s), "blocks").toEqual(ref);
-  expect(run(mode, code, "compiled", s), "compiled").toEqual(ref);
-  expect(run(mode, code, "compiled", s, 7), "compiled, slices of 7").toEqual(ref);
-  return ref;
-}
-
-/** the ops decoded for the program's code page that have no fast form, by their first byte */
-function genericOps(mode: Mode, code: number[], s: Setup): number[] {
-  const g = makeGuest(mode, code, { event: () => true });
-  g.ram.set(s.data, s.at);
-  s.prepare?.(g);
-  for (const [r, v] of s.regs) g.cpu.setGpr(r, v);
-  g.cpu.run(1_000_000);
-  const out: number[] = [];
-  for (const page of g.cpu.codePages.values())
-    for (const [key, blk] of page.blocks) {
-      let off = key >> 2;
-      for (const op of blk.ops) {
-        if (op.kind === OpKind.Generic) out.push(g.ram[page.gpa + off]);
-        off += op.len;
-      }
-    }
-  return out;
-}
 
 const u64 = fc.bigInt({ min: 0n, max: (1n << 64n) - 1n });
 const bytes = fc.uint8Array({ minLength: 0x100, maxLength: 0x100 });

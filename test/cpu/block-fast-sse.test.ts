@@ -13,12 +13,11 @@ import { describe, expect, it } from "vitest";
 import { OpKind } from "../../lib/cpu/block-ops.js";
 import { StopReason } from "../../lib/cpu/index.js";
 import { type Guest, hex, makeGuest } from "./guest.js";
-
-type Config = "single-step" | "blocks" | "compiled";
+import { agree as agreeAll, type Setup } from "./support/block-agree.js";
 
 const DATA = 0x60000;
 
-interface Setup {
+interface SseSetup {
   rsi: bigint;
   rbx: bigint;
   data: Uint8Array;
@@ -26,7 +25,7 @@ interface Setup {
   cr4?: bigint;
 }
 
-function prepare(g: Guest, s: Setup): void {
+function prepare(g: Guest, s: SseSetup): void {
   g.ram.set(s.data, DATA);
   g.cpu.setGpr(6, s.rsi);
   g.cpu.setGpr(3, s.rbx);
@@ -35,33 +34,13 @@ function prepare(g: Guest, s: Setup): void {
   g.cpu.setControl("cr4", s.cr4 ?? 0x220n);
 }
 
-function run(code: number[], config: Config, s: Setup, slice = 1_000_000) {
-  const g = makeGuest("long", code, { event: () => true });
-  g.cpu.decodeCache = config !== "single-step";
-  g.cpu.jitThreshold = config === "compiled" ? 1 : 0;
-  prepare(g, s);
-  let stop: StopReason = StopReason.Budget;
-  for (let n = 0; n < 100_000 && stop === StopReason.Budget; n++) stop = g.cpu.run(slice);
-  const exit = g.hooks.lastExit;
-  return {
-    stop,
-    event: exit?.kind === "event" ? `${exit.vector}/${exit.errorCode}` : exit ? exit.kind : "",
-    regs: Array.from({ length: 16 }, (_, r) => g.cpu.getGpr(r)),
-    xmm: Array.from(g.cpu.getExtendedState().xmm),
-    flags: g.cpu.getFlags(),
-    rip: g.cpu.getRip(),
-    retired: g.cpu.retired,
-    data: Array.from(g.ram.subarray(DATA, DATA + 0x1400)),
-  };
-}
-
-function agree(code: number[], s: Setup) {
-  const ref = run(code, "single-step", s);
-  expect(run(code, "blocks", s), "blocks").toEqual(ref);
-  expect(run(code, "compiled", s), "compiled").toEqual(ref);
-  expect(run(code, "compiled", s, 7), "compiled, slices of 7").toEqual(ref);
-  return ref;
-}
+const setupOf = (s: SseSetup): Setup => ({
+  regs: [],
+  data: new Uint8Array(0),
+  at: DATA,
+  prepare: (g) => prepare(g, s),
+});
+const agree = (code: number[], s: SseSetup) => agreeAll("long", code, setupOf(s));
 
 // mov ebp, 24 ; L: movq xmm1, rbx ; pshufd xmm1, xmm1, 0x1b ; pxor xmm0, xmm0 ;
 // movaps [rsi+32], xmm0 ; movups xmm2, [rsi+r8] ; movdqu xmm3, [rsi+r8+16] ; pcmpeqb xmm2, xmm3 ;
@@ -114,7 +93,7 @@ describe("64-bit: SSE moves, logic, PCMPEQB, PMOVMSKB", () => {
 
   it("misaligned, page-crossing and unmapped operands, CR0.TS, CR0.EM, no CR4.OSFXSR: the same fault", () => {
     const zero = new Uint8Array(0x1400);
-    const cases: [Setup, string][] = [
+    const cases: [SseSetup, string][] = [
       // movaps [rsi+32] misaligned: #GP(0)
       [{ rsi: BigInt(DATA + 8), rbx: 1n, data: zero }, "13/0"],
       // aligned, the loads and stores crossing into the next page of data
