@@ -27,3 +27,11 @@ for src in apic-timer ioapic-uart ioapic-pit pic-pit tsc-deadline x2apic-faults 
     chmod 644 "$out/$src-$bits.bin"
   done
 done
+# long mode only (FSGSBASE and protection keys exist only there): NAME-64.bin
+for src in cpu-features; do
+  $AS --64 -o "$tmp/$src-64.o" "$src.S"
+  $LD -m elf_x86_64 -nostdlib -static -N -Ttext=0x10000 --build-id=none --no-warn-rwx-segments \
+    -e _start -o "$tmp/$src-64.elf" "$tmp/$src-64.o"
+  $OBJCOPY -O binary "$tmp/$src-64.elf" "$out/$src-64.bin"
+  chmod 644 "$out/$src-64.bin"
+done
