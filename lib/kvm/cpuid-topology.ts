@@ -13,6 +13,13 @@ const HTT = 1 << 28;
 export const KVM_CAP_TSC_DEADLINE_TIMER = 72;
 /** CPUID.1:ECX.TSC_DEADLINE_TIMER */
 const TSC_DEADLINE = 1 << 24;
+/**
+ * CPUID.1:ECX[31], "running under a hypervisor": KVM_GET_SUPPORTED_CPUID leaves it clear and every
+ * VMM sets it (QEMU, kvmtool). Linux looks for KVM's leaves (0x40000000 "KVMKVMKVM") only when it is
+ * set: without it there is no kvm-clock, the TSC may fail to calibrate, and the clocksource falls
+ * back to the ACPI PM timer, a port read (an exit to this process) per clock read.
+ */
+const HYPERVISOR = 1 << 31;
 /** CPUID.80000001h:ECX.CmpLegacy (AMD): the package's cores are reported as its logical processors */
 const CMP_LEGACY = 1 << 1;
 /** leaf 0xB/0x1F level types (ECX[15:8]) */
@@ -31,6 +38,7 @@ export function apicIdBits(count: number): number {
  * 0x8000001E) and a topology of one package with `count` single-thread cores (leaves 1, 4, 0xB,
  * 0x1F, 0x80000001, 0x80000008, 0x8000001E). Leaves KVM does not list stay absent; the
  * extended-topology leaves get exactly the sub-leaves the topology has (SMT, core, the end marker).
+ * CPUID.1:ECX states the hypervisor (bit 31), as QEMU and kvmtool do.
  * x2APIC (CPUID.1:ECX[21]) is KVM's to offer and stays as it lists it; the TSC-deadline timer
  * (ECX[24]) older kernels leave out of the list (their API doc: it depends on the in-kernel
  * irqchip) and announce through KVM_CAP_TSC_DEADLINE_TIMER instead: `tscDeadline` adds it then, as
@@ -60,7 +68,7 @@ export function cpuidForVcpu(
           ebx |= Math.min(255, count) << 16;
           edx |= HTT;
         }
-        const ecx = opts.tscDeadline ? e.ecx | TSC_DEADLINE : e.ecx;
+        const ecx = (opts.tscDeadline ? e.ecx | TSC_DEADLINE : e.ecx) | HYPERVISOR;
         out.push({ ...e, ebx: ebx >>> 0, ecx: ecx >>> 0, edx: edx >>> 0 });
         break;
       }

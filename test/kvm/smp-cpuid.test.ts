@@ -95,6 +95,15 @@ describe("CPUID topology of a KVM vCPU", () => {
     expect(find(cpuidForVcpu(hostLeaves(AMD), 0, 1), 0x80000001)!.ecx & 2).toBe(0);
   });
 
+  it("states the hypervisor (CPUID.1:ECX[31]), which KVM's list leaves clear, so guests find KVM's leaves", () => {
+    for (const host of [INTEL, AMD]) {
+      const out = cpuidForVcpu(hostLeaves(host), 0, 1);
+      expect(find(out, 1)!.ecx >>> 31).toBe(1);
+      // the rest of the leaf as KVM listed it
+      expect((find(out, 1)!.ecx & 0x7fffffff) >>> 0).toBe(find(hostLeaves(host), 1)!.ecx & 0x7fffffff);
+    }
+  });
+
   it("refuses an index outside the machine or a count below one", () => {
     expect(() => cpuidForVcpu(hostLeaves(INTEL), 2, 2)).toThrow(RangeError);
     expect(() => cpuidForVcpu(hostLeaves(INTEL), 0, 0)).toThrow(RangeError);
