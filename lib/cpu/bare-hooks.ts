@@ -45,7 +45,7 @@ export function createBareHooks(ram: Uint8Array, handlers: BareHandlers = {}): B
       _ps: boolean,
     ): PageMapping | typeof MMIO | typeof EXIT {
       if (gpa >= 0 && gpa + 4096 <= ram.length)
-        return { bytes: ram, offset: gpa, writable: true, executable: true };
+        return { bytes: ram, offset: gpa, readable: true, writable: true, executable: true };
       return MMIO;
     },
     mmio(gpa: number, size: number, write: boolean, lo: number, hi: number): number | typeof EXIT {

@@ -20,6 +20,8 @@ export interface PageMapping {
   bytes: Uint8Array;
   /** offset of the page's first byte in `bytes` */
   offset: number;
+  /** false on an execute-only page (EPT without read): data reads go through mmio() */
+  readable: boolean;
   writable: boolean;
   executable: boolean;
 }

@@ -850,9 +850,18 @@ export class Interpreter implements GuestCpu, LazyFlags {
     const page = gpa - (gpa % 4096);
     const cached = this.physCache.get(page);
     if (cached !== undefined) {
-      if (cached === MMIO) return cached;
-      if (access !== Access.Write || cached.writable) {
-        if (access !== Access.Execute || cached.executable) return cached;
+      // a page's mapping holds for the accesses its permissions allow; MMIO, as a read found it,
+      // for data (an execute-only page, EPT without read, is still fetched from memory)
+      if (cached === MMIO) {
+        if (access !== Access.Execute) return cached;
+      } else if (
+        access === Access.Read
+          ? cached.readable
+          : access === Access.Write
+            ? cached.writable
+            : cached.executable
+      ) {
+        return cached;
       }
     }
     const m = this.requireHooks().mapPage(page, access, lin, paging);

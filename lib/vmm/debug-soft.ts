@@ -1,13 +1,15 @@
 // The debugger on the software VT-x, done as a VT-x hypervisor does it: INT3s reach the host
 // through the exception bitmap (#BP, vector 3), single steps through the monitor trap flag, and
 // watchpoints through EPT: a watched page loses write (or read) permission, the guest's accesses
-// to it come back as EPT violations carrying the exact address and width; the host opens the page
-// for that one instruction (MTF), closes it again, and stops there when the access touched a
-// watched range. Exact on every access width; accesses elsewhere on the page cost two exits each.
+// to it come back as EPT violations carrying the exact address, width and direction; the host
+// completes each on RAM as it would a device's MMIO, and when one touched a watched range in the
+// watched direction stops after its instruction retires (MTF). Exact on every access width;
+// accesses elsewhere on the page cost an exit each.
 // Several vCPUs: each has its own VMCS (exception bitmap, MTF) and all share the EPT. While one
-// vCPU steps (or vCPUs have a watched page open for one instruction) the others are held (not
+// vCPU steps (or vCPUs finish an instruction that hit a watchpoint) the others are held (not
 // runnable to the loop's turns; in worker threads they wait before the guest's next instruction),
-// so a step is one instruction of that vCPU and nothing else, and nobody else reaches an open page.
+// so a step is one instruction of that vCPU and nothing else, and a watchpoint stops every vCPU
+// where the access left them.
 // Everything goes through the soft vCPU's debug methods (SoftVcpu.setDebugControls, held, ...),
 // which a vCPU in a worker thread (SoftThreadVcpu) does the same way, as calls while it is parked:
 // the exit handlers here run while the vCPU whose exit it is is parked, and the others are only
@@ -35,7 +37,6 @@ type DebugVcpu = Pick<
   | "setDebugControls"
   | "exitVector"
   | "reflectBreakpoint"
-  | "dropMmioReplay"
   | "flushEpt"
   | "eptPointer"
   | "attachHostChunks"
@@ -60,8 +61,8 @@ export class SoftDebugDriver implements DebugDriver {
   readonly #mtf: boolean[];
   /** a watched range was accessed: the stop comes after its instruction (MTF), per vCPU */
   readonly #pendingWatch = new Map<number, DebugStop>();
-  /** the vCPUs that have a watched page open for one instruction; the pages close at the last one's MTF exit */
-  readonly #open = new Set<number>();
+  /** the vCPUs finishing an instruction that hit a watchpoint (MTF on, the others held) */
+  readonly #finishing = new Set<number>();
   /** watched guest-physical pages and the EPT permissions they keep */
   #pages = new Map<number, number>();
   /** the EPT got a new page table (a 2-MiB mapping split): vCPU threads map it before they run */
@@ -81,7 +82,7 @@ export class SoftDebugDriver implements DebugDriver {
       // a step over an instruction the host completed (OUT, HLT, MMIO): no MTF exit follows it
       const v = this.#stepVcpu;
       if (this.#stepping && info.index === v && exit.kind !== "unknown" && exit.kind !== "intr") {
-        if (this.#open.size === 0 && host.linearRip(v) !== this.#stepFrom) {
+        if (this.#finishing.size === 0 && host.linearRip(v) !== this.#stepFrom) {
           this.#report({ kind: "step", vcpu: v });
           vm.stop();
         }
@@ -103,12 +104,12 @@ export class SoftDebugDriver implements DebugDriver {
   }
 
   /**
-   * MTF on the vCPUs that have a watched page open, else on the one that steps; the other vCPUs
-   * held meanwhile (held first: a page opens only once nobody else can reach it)
+   * MTF on the vCPUs finishing an instruction that hit a watchpoint, else on the one that steps;
+   * the other vCPUs held meanwhile
    */
   #applyMtf(): void {
     const only: ReadonlySet<number> | undefined =
-      this.#open.size > 0 ? this.#open : this.#stepping ? new Set([this.#stepVcpu]) : undefined;
+      this.#finishing.size > 0 ? this.#finishing : this.#stepping ? new Set([this.#stepVcpu]) : undefined;
     if (this.vcpus > 1) {
       for (let i = 0; i < this.vcpus; i++) if (only && !only.has(i)) this.#all[i]!.held = true;
     }
@@ -169,7 +170,7 @@ export class SoftDebugDriver implements DebugDriver {
     if (this.#prevMmio) vm.setExitHandler("mmio", this.#prevMmio);
     this.#offExit();
     this.#pendingWatch.clear();
-    this.#open.clear();
+    this.#finishing.clear();
     if (gone) return;
     this.setSingleStep(false);
     this.trapBreakpoints(false);
@@ -180,14 +181,8 @@ export class SoftDebugDriver implements DebugDriver {
     const vcpu = ctx.vcpuIndex;
     const v = this.#all[vcpu]!;
     if (exit.code === ExitReason.MonitorTrapFlag) {
-      if (this.#open.delete(vcpu)) {
-        // the instruction that touched a watched page retired: the MMIO completion its first
-        // attempt queued was never used (the retry ran on RAM); the pages close again once no
-        // vCPU has them open, before the others are released
-        v.dropMmioReplay();
-        if (this.#open.size === 0) this.setHardware(this.#host.hardware());
-        this.#applyMtf();
-      }
+      // the instruction that touched a watched range retired
+      if (this.#finishing.delete(vcpu)) this.#applyMtf();
       const watch = this.#pendingWatch.get(vcpu);
       this.#pendingWatch.delete(vcpu);
       if (watch) {
@@ -217,23 +212,23 @@ export class SoftDebugDriver implements DebugDriver {
     const gpa = exit.address;
     const page = gpa - (gpa % PAGE);
     if (!this.#pages.has(page)) return this.#prevMmio?.(exit, ctx);
-    // an access to a watched RAM page: note whether it touches a watched range, then let the
-    // instruction run again with the page open (all its accesses, read-modify-write included, on
-    // RAM) and close it at the MTF exit that follows
+    // an access to a watched RAM page: the host completes it on RAM, as it completes a device's,
+    // and the page stays closed, so each access of the instruction (a read-modify-write's read and
+    // write, both sides of a MOVS) comes here on its own and is matched by its direction; a match
+    // stops the run once the instruction has retired (MTF)
     const vcpu = ctx.vcpuIndex;
+    const memory = this.#host.vm.memory;
+    if (exit.write) memory.write(gpa, exit.data.subarray(0, exit.length));
+    else exit.data.set(memory.read(gpa, exit.length));
+    if (this.#pendingWatch.has(vcpu)) return undefined;
     for (const p of this.#host.hardware()) {
-      if (this.#pendingWatch.has(vcpu)) break;
       if (p.kind === "exec" || gpa >= p.gpa + p.length || gpa + exit.length <= p.gpa) continue;
-      if (p.kind === "write" && !exit.write) continue;
-      // a read watchpoint fires on writes too: the EPT violation of a read-modify-write (ADD to
-      // memory) may report the write alone (SDM Vol. 3C 27.2.1, Table 27-7's note), and a write
-      // cannot be told from one; a guest that only writes the range stops as if it had read it
+      if (p.kind === "write" ? !exit.write : p.kind === "read" && exit.write) continue;
       this.#pendingWatch.set(vcpu, { kind: "watch", address: p.linear, watch: p.kind });
+      this.#finishing.add(vcpu);
+      this.#applyMtf();
+      break;
     }
-    this.#open.add(vcpu);
-    this.#applyMtf();
-    this.#setPermissions(page, 7);
-    this.#flushAll();
     return undefined;
   }
 

@@ -201,7 +201,9 @@ export class NonRootOperation implements NonRootHooks, TaskSwitchHook {
     if (!this.eptEnabled) {
       // without EPT, guest-physical addresses are host-physical
       const loc = mem.resolve(page);
-      return loc ? { bytes: loc.bytes, offset: loc.offset, writable: true, executable: true } : MMIO;
+      return loc
+        ? { bytes: loc.bytes, offset: loc.offset, readable: true, writable: true, executable: true }
+        : MMIO;
     }
     const need = access === Access.Write ? EPT_WRITE : access === Access.Execute ? EPT_EXEC : EPT_READ;
     const walk = eptWalk(mem, this.#eptp, page, need);
@@ -211,6 +213,7 @@ export class NonRootOperation implements NonRootHooks, TaskSwitchHook {
         return {
           bytes: loc.bytes,
           offset: loc.offset,
+          readable: (walk.permissions & EPT_READ) !== 0,
           writable: (walk.permissions & EPT_WRITE) !== 0,
           executable: (walk.permissions & EPT_EXEC) !== 0,
         };

@@ -53,10 +53,11 @@ export function gdbMissing(): string | undefined {
   return has("gdb") ? undefined : "gdb is not installed (apt-get install -y gdb)";
 }
 
-export function buildGuest(): GdbGuest | string {
+/** Assembles and links `source` (default: the guest above) with its symbols. */
+export function buildGuest(source = SOURCE): GdbGuest | string {
   for (const tool of ["as", "ld", "nm"]) if (!has(tool)) return `${tool} is not installed (binutils)`;
   const dir = mkdtempSync(join(tmpdir(), "nodevmm-gdb-"));
-  writeFileSync(join(dir, "guest.S"), SOURCE);
+  writeFileSync(join(dir, "guest.S"), source);
   const script = join(import.meta.dirname, "..", "..", "examples", "guests", "guest.ld");
   const run = (cmd: string, args: string[]) => spawnSync(cmd, args, { cwd: dir, encoding: "utf8" });
   const as = run("as", ["--64", "-g", "-o", "guest.o", "guest.S"]);

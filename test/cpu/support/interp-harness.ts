@@ -45,7 +45,7 @@ export class StopOnEventHooks implements NonRootHooks {
   constructor(private readonly ram: Uint8Array) {}
   mapPage(gpa: number, _access: Access): PageMapping | typeof MMIO | typeof EXIT {
     if (gpa < 0 || gpa >= this.ram.length) return MMIO;
-    return { bytes: this.ram, offset: gpa - (gpa % 4096), writable: true, executable: true };
+    return { bytes: this.ram, offset: gpa - (gpa % 4096), readable: true, writable: true, executable: true };
   }
   mmio(): number | typeof EXIT {
     return EXIT;

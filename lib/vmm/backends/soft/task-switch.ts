@@ -28,7 +28,9 @@ export function createTaskEmulator(memory: HostMemory, eptp: bigint): Interprete
     const walk = eptWalk(memory, eptp, gpa - (gpa % 4096), EPT_READ);
     const loc = walk.status === EPT_OK ? memory.resolve(walk.hpa) : undefined;
     // anything but RAM is MMIO, where descriptor-table and TSS accesses fault
-    return loc ? { bytes: loc.bytes, offset: loc.offset, writable: true, executable: true } : 1;
+    return loc
+      ? { bytes: loc.bytes, offset: loc.offset, readable: true, writable: true, executable: true }
+      : 1;
   };
   emu.hooks = hooks;
   return emu;

@@ -71,7 +71,6 @@ const CALLS = new Set([
   "setDebugControls",
   "exitVector",
   "reflectBreakpoint",
-  "dropMmioReplay",
   "attachHostChunks",
 ]);
 

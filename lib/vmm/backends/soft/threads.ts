@@ -576,10 +576,6 @@ export class SoftThreadVcpu implements VcpuBackend {
   reflectBreakpoint(): void {
     this.call("reflectBreakpoint");
   }
-  /** SoftVcpu.dropMmioReplay, done in the vCPU's thread */
-  dropMmioReplay(): void {
-    this.call("dropMmioReplay");
-  }
   /** SoftVcpu.attachHostChunks: the thread maps memory the machine's thread allocated since it started */
   attachHostChunks(chunks: readonly SharedChunk[]): void {
     this.call("attachHostChunks", chunks);

@@ -1153,10 +1153,6 @@ export class SoftVcpu implements VcpuBackend {
     lp.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, INJECT_BP);
     lp.vmwrite(F.VM_ENTRY_INSTRUCTION_LEN, Math.max(1, lp.vmreadNumber(F.VM_EXIT_INSTRUCTION_LEN)));
   }
-  /** the instruction that exited runs again on RAM (a watched page opened): its MMIO completions go */
-  dropMmioReplay(): void {
-    this.lp.mmioReplay.done.splice(0);
-  }
   /** the host changed EPT permissions: cached translations go (INVEPT, all contexts) */
   flushEpt(): void {
     this.lp.invept(2);
