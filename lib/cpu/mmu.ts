@@ -28,9 +28,16 @@ export const PF_U = 4;
 export const PF_RSVD = 8;
 export const PF_I = 16;
 
+/**
+ * What a paging-structure read from an address with no memory behind it gets: the bus floats high,
+ * as on a PC, so the entry is present with reserved bits set and the walk ends in #PF (RSVD).
+ * Its A and D bits are set: the walk never writes to it.
+ */
+const FLOATING = new Uint8Array(8).fill(0xff);
+
 function entryBytes(cpu: Interpreter, gpa: number, lin: number): { m: Uint8Array; p: number } {
   const map = cpu.mapPhys(gpa, Access.Read, lin, true);
-  if (map === MMIO) throw new CpuFault(Vec.MC, undefined);
+  if (map === MMIO) return { m: FLOATING, p: 0 };
   return { m: map.bytes, p: map.offset + (gpa % 4096) };
 }
 

@@ -223,9 +223,10 @@ export class NonRootOperation implements NonRootHooks, TaskSwitchHook {
     if (walk.status === EPT_MISCONFIG) {
       return this.#exit(ExitReason.EptMisconfig, undefined, 0n, { guestPhysical: gpa }) && EXIT;
     }
-    // data accesses go through mmio() so the exit carries the access itself; fetches and the
-    // guest's own paging-structure reads exit here
-    if (access !== Access.Execute && !pagingStructure) return MMIO;
+    // data accesses go through mmio() so the exit carries the access itself; a paging-structure
+    // read where the EPT maps nothing (no RAM there) reads the floating bus, as a PC's walk would;
+    // fetches, and paging-structure reads the EPT denies, exit here
+    if (access !== Access.Execute && (!pagingStructure || walk.permissions === 0)) return MMIO;
     this.#eptViolation(gpa, access, walk.permissions, linear, pagingStructure);
     return EXIT;
   }

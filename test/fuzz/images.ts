@@ -16,7 +16,15 @@ import type { LoadImageOptions } from "../../lib/boot/index.js";
 import { SETUP_HEADER } from "../../lib/boot/index.js";
 import { BootSetupError, createMachine, GuestImageError, type RunResult } from "../../lib/index.js";
 import { bzImage } from "../support/bzimage.js";
-import { type CaseOutcome, errorLine, type FuzzTarget, fromHex, hex, OracleViolation } from "./target.js";
+import {
+  type CaseOutcome,
+  definedStop,
+  errorLine,
+  type FuzzTarget,
+  fromHex,
+  hex,
+  OracleViolation,
+} from "./target.js";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 
@@ -320,21 +328,8 @@ export function buildImage(c: ImageCase): Uint8Array {
   return b;
 }
 
-const DEFINED = new Set([
-  "hlt",
-  "shutdown",
-  "reset",
-  "poweroff",
-  "debug-exit",
-  "debug",
-  "timeout",
-  "max-exits",
-  "max-instructions",
-  "stopped",
-]);
-
 function checkRun(r: RunResult): void {
-  if (!DEFINED.has(r.reason)) {
+  if (!definedStop(r)) {
     const detail = r.error instanceof Error ? `${r.error.name}: ${r.error.message}` : (r.message ?? "");
     throw new OracleViolation(
       `image run ${r.reason}: ${detail.replace(/0x[0-9a-f]+|\d+/gi, "N").slice(0, 120)}`,

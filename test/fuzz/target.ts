@@ -4,6 +4,7 @@
 // other exception that reaches the runner is a violation too (it escaped the code under test).
 
 import type fc from "fast-check";
+import type { RunResult } from "../../lib/index.js";
 
 /** What one case did, for the runner's figures. */
 export interface CaseOutcome {
@@ -62,4 +63,33 @@ export function errorSignature(e: unknown): string {
     .find((l) => /lib\/|test\//.test(l) && !l.includes("node_modules"));
   const where = frame?.match(/((?:lib|test)\/[^:)]+):(\d+)/);
   return `${e.name}${where ? ` at ${where[1]}:${where[2]}` : ""}`;
+}
+
+/** run reasons a run may end with whatever the guest does */
+const DEFINED = new Set([
+  "hlt",
+  "shutdown",
+  "reset",
+  "poweroff",
+  "debug-exit",
+  "debug",
+  "timeout",
+  "max-exits",
+  "max-instructions",
+  "stopped",
+]);
+
+/**
+ * The run ended for a reason the guest may cause: one of DEFINED, or a jump to guest-physical
+ * memory with nothing behind it, which KVM stops as an emulation failure and the soft backend the
+ * same way (test/kvm/outside-ram.test.ts compares).
+ */
+export function definedStop(r: Pick<RunResult, "reason" | "message">): boolean {
+  if (DEFINED.has(r.reason)) return true;
+  return (
+    r.reason === "internal-error" &&
+    /^internal error \(suberror 1\): emulation failure: instruction fetch from guest-physical /.test(
+      r.message ?? "",
+    )
+  );
 }

@@ -452,12 +452,15 @@ export class SoftVcpu implements VcpuBackend {
         const access = lp.mmioAccess;
         lp.mmioAccess = undefined;
         if (!access) {
+          // what KVM does with a fetch from guest-physical memory it has no memslot for: it cannot
+          // emulate the instruction and stops with an emulation failure (test/kvm/outside-ram.test.ts)
+          const gpa = lp.vmread(F.GUEST_PHYSICAL_ADDRESS);
+          const what = (q & 4n) !== 0n ? "instruction fetch from" : "paging-structure read the EPT denies at";
           return {
             kind: "internal-error",
             suberror: 1,
-            data: [lp.vmread(F.GUEST_PHYSICAL_ADDRESS), q],
-            message:
-              "EPT violation outside guest RAM that is not a data access (instruction fetch or page walk)",
+            data: [gpa, q],
+            message: `emulation failure: ${what} guest-physical 0x${gpa.toString(16)}, where there is no RAM or ROM`,
             raw,
           };
         }
