@@ -4,40 +4,15 @@
 // and the KVM comparison (test/kvm/access-rights.test.ts), which compares the lines of the features
 // its CPUID offers and checks that CR4 refuses the others.
 
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { createMachine } from "../../lib/vmm/machine.js";
-import { addPcDevices } from "../../lib/vmm/pc.js";
+import { GP0, NONE, tryResult as r, runDebugconGuest, UD } from "./debugcon-guest.js";
 
-export const GUESTS = join(import.meta.dirname, "..", "soft", "guests");
+export { GUESTS } from "./debugcon-guest.js";
 export type Bits = 32 | 64;
 
-export async function runAccessRights(bits: Bits, backend: "soft" | "kvm" = "soft") {
-  const vm = await createMachine({ backend, memoryMiB: 4 });
-  try {
-    let out = "";
-    addPcDevices(vm, {
-      debugcon: (b: Uint8Array) => {
-        out += Buffer.from(b).toString("latin1");
-      },
-    });
-    vm.loadFlat(readFileSync(join(GUESTS, `access-rights-${bits}.bin`)), {
-      address: 0x10000,
-      mode: bits === 64 ? "long" : "protected",
-    });
-    const result = await vm.run({ timeoutMs: 60_000 });
-    return { out, result };
-  } finally {
-    vm.close();
-  }
+export function runAccessRights(bits: Bits, backend: "soft" | "kvm" = "soft") {
+  return runDebugconGuest(`access-rights-${bits}.bin`, bits === 64 ? "long" : "protected", backend);
 }
 
-/** "<vector>:<error code>:<CR2>" as the guest prints a try; vector ff is none */
-const r = (vector: number, err = 0, cr2 = 0) =>
-  [vector, err, cr2].map((v) => v.toString(16).padStart(8, "0")).join(":");
-const NONE = r(0xff);
-const GP0 = r(13);
-const UD = r(6);
 /** the user page of the image (USER_CODE, .org 0x3000 from 0x10000) and the guest's fixed pages */
 const USER_CODE = 0x13000;
 const USER_DATA = 0x55000;

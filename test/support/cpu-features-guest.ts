@@ -5,36 +5,14 @@
 // (test/kvm/cpu-features.test.ts), which compares the lines of the features its CPUID offers and
 // checks that the others are refused.
 
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { createMachine } from "../../lib/vmm/machine.js";
-import { addPcDevices } from "../../lib/vmm/pc.js";
+import { GP0, NONE, tryResult as r, runDebugconGuest, UD } from "./debugcon-guest.js";
 
-export const GUESTS = join(import.meta.dirname, "..", "soft", "guests");
+export { GUESTS } from "./debugcon-guest.js";
 
-export async function runCpuFeatures(backend: "soft" | "kvm" = "soft", timeoutMs = 60_000) {
-  const vm = await createMachine({ backend, memoryMiB: 4 });
-  try {
-    let out = "";
-    addPcDevices(vm, {
-      debugcon: (b: Uint8Array) => {
-        out += Buffer.from(b).toString("latin1");
-      },
-    });
-    vm.loadFlat(readFileSync(join(GUESTS, "cpu-features-64.bin")), { address: 0x10000, mode: "long" });
-    const result = await vm.run({ timeoutMs });
-    return { out, result };
-  } finally {
-    vm.close();
-  }
+export function runCpuFeatures(backend: "soft" | "kvm" = "soft", timeoutMs = 60_000) {
+  return runDebugconGuest("cpu-features-64.bin", "long", backend, timeoutMs);
 }
 
-/** "<vector>:<error code>:<CR2>" as the guest prints a try; vector ff is none */
-const r = (vector: number, err = 0, cr2 = 0) =>
-  [vector, err, cr2].map((v) => v.toString(16).padStart(8, "0")).join(":");
-const NONE = r(0xff);
-const GP0 = r(13);
-const UD = r(6);
 /** the page with protection key 1 that the PKU checks read and write (KEY_DATA in the guest) */
 const KEY_DATA = 0x58000;
 /** #PF error code bits (SDM Vol. 3A 4.7): present, write, user-mode access, protection key */
