@@ -18,24 +18,10 @@ interface Lineage {
   pending?: PageFlags;
 }
 
-/** what the KVM backend offers for dirty tracking (backends/kvm.ts), duck-typed */
-interface DirtyLogBackend {
-  readonly dirtyLogging: boolean;
-  startDirtyLog(): void;
-  takeDirtyLog(): BigUint64Array[];
-}
-
 const lineages = new WeakMap<Machine, Lineage>();
 
 export function lineageOf(vm: Machine): Lineage | undefined {
   return lineages.get(vm);
-}
-
-function dirtyLogOf(vm: Machine): DirtyLogBackend | undefined {
-  const b = vm.backend as unknown as Partial<DirtyLogBackend>;
-  return vm.backend.kind === "kvm" && typeof b.startDirtyLog === "function"
-    ? (b as DirtyLogBackend)
-    : undefined;
 }
 
 /**
@@ -44,10 +30,10 @@ function dirtyLogOf(vm: Machine): DirtyLogBackend | undefined {
  */
 export function setLineage(vm: Machine, id: string, path?: string): void {
   lineages.set(vm, path === undefined ? { id } : { id, path });
-  const log = dirtyLogOf(vm);
-  if (!log) return;
+  const backend = vm.backend;
+  if (!backend.startDirtyLog) return;
   try {
-    log.startDirtyLog();
+    backend.startDirtyLog();
     vm.memory.trackHostWrites();
   } catch {
     // no log: written() answers undefined and the save compares with the base's files
@@ -60,11 +46,11 @@ export function setLineage(vm: Machine, id: string, path?: string): void {
  * Only on a stopped machine whose vCPUs are settled.
  */
 export function drainWritten(vm: Machine): PageFlags | undefined {
-  const log = dirtyLogOf(vm);
+  const backend = vm.backend;
   const lineage = lineages.get(vm);
-  if (!log?.dirtyLogging || !lineage) return undefined;
+  if (!backend.dirtyLogging || !backend.takeDirtyLog || !lineage) return undefined;
   const pages = orPages(noPages(vm.memory), lineage.pending);
-  orBitmaps(pages, log.takeDirtyLog());
+  orBitmaps(pages, backend.takeDirtyLog());
   orPages(pages, vm.memory.takeHostWrites());
   lineage.pending = undefined;
   return pages;

@@ -153,6 +153,18 @@ export interface MachineBackend {
    * the frequency CPUID states, as the PIT, RTC and APIC timer do).
    */
   useClock?(clock: Clock): void;
+  /** Optional (KVM): whether the guest's writes to RAM are being logged (startDirtyLog()). */
+  readonly dirtyLogging?: boolean;
+  /**
+   * Optional (KVM): logs the pages the guest writes from now on (KVM_MEM_LOG_DIRTY_PAGES);
+   * incremental snapshots save those. Throws when the host refuses.
+   */
+  startDirtyLog?(): void;
+  /**
+   * Optional (KVM): the pages the guest wrote since the last call or startDirtyLog(), one bit per
+   * 4 KiB page for each RAM region in `memory.regions` order; only while no vCPU runs.
+   */
+  takeDirtyLog?(): BigUint64Array[];
   /** Releases what it holds (KVM file descriptors, or the soft backend's state); vm.close() calls it. */
   close(): void;
 }
