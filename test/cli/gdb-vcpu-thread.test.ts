@@ -4,13 +4,10 @@
 // guest memory, detaches, and the command exits with the guest's status. Skips when gdb, binutils
 // or dist is missing.
 
-import { spawn } from "node:child_process";
-import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { buildGuest, type GdbGuest, gdbMissing, runGdb } from "../gdb/guest.js";
-import { ensureDist, root } from "../support/dist.js";
+import { buildGuest, type GdbGuest, gdbMissing, runGdb, startCliGdb } from "../gdb/guest.js";
+import { ensureDist } from "../support/dist.js";
 
-const bin = join(root, "bin", "nodevmm.js");
 let guest: GdbGuest | string;
 beforeAll(() => {
   guest = ensureDist("dist/lib/cli/main.js", ["lib"]) ?? gdbMissing() ?? buildGuest();
@@ -20,37 +17,22 @@ describe("nodevmm run --vcpu-thread --gdb", () => {
   it("debugs vCPUs in worker threads: breakpoints, threads, memory, detach, the guest's status", async (ctx) => {
     if (typeof guest === "string") return ctx.skip(guest);
     const g = guest;
-    const cli = spawn(
-      process.execPath,
-      [
-        bin,
-        "run",
-        g.elfPath,
-        "--backend",
-        "soft",
-        "--vcpu-thread",
-        "--smp",
-        "2",
-        "--serial",
-        "none",
-        "--gdb",
-        "127.0.0.1:0",
-        "--gdb-wait",
-        "--timeout",
-        "100",
-      ],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    let stderr = "";
-    const port = await new Promise<number>((resolve, reject) => {
-      cli.stderr.on("data", (d) => {
-        stderr += d;
-        const m = /gdb: listening on [^\s]+:(\d+)/.exec(stderr);
-        if (m) resolve(Number(m[1]));
-      });
-      cli.on("close", () => reject(new Error(`nodevmm ended before listening:\n${stderr}`)));
-    });
-    const exited = new Promise<number | null>((resolve) => cli.on("close", resolve));
+    const { port, stderr, exited } = await startCliGdb([
+      "run",
+      g.elfPath,
+      "--backend",
+      "soft",
+      "--vcpu-thread",
+      "--smp",
+      "2",
+      "--serial",
+      "none",
+      "--gdb",
+      "127.0.0.1:0",
+      "--gdb-wait",
+      "--timeout",
+      "100",
+    ]);
     const { out, status } = await runGdb(g.elfPath, [
       "set pagination off",
       "set confirm off",
@@ -76,6 +58,6 @@ describe("nodevmm run --vcpu-thread --gdb", () => {
     expect(out).toContain(`$1 = 0x${g.symbols.get("done")!.toString(16)}`);
     expect(out).toContain("$2 = 5");
     // debug-exit code (5 << 1) | 1 is the command's status
-    expect(await exited, stderr).toBe(11);
+    expect(await exited, stderr()).toBe(11);
   }, 120_000);
 });

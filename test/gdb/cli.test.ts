@@ -2,11 +2,11 @@
 // its first instruction, gdb breaks on a symbol and detaches, the guest finishes and the command
 // exits with the guest's status. Also the usage errors of --gdb. Skips when gdb or dist is missing.
 
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ensureDist, root } from "../support/dist.js";
-import { buildGuest, type GdbGuest, gdbMissing, runGdb } from "./guest.js";
+import { buildGuest, type GdbGuest, gdbMissing, runGdb, startCliGdb } from "./guest.js";
 
 const bin = join(root, "bin", "nodevmm.js");
 let guest: GdbGuest | string;
@@ -27,22 +27,18 @@ describe("nodevmm run --gdb", () => {
   it("waits for gdb, stops at a breakpoint, runs on after detach and exits with the guest's code", async (ctx) => {
     if (typeof guest === "string") return ctx.skip(guest);
     const g = guest;
-    const cli = spawn(
-      process.execPath,
-      [bin, "run", g.elfPath, "--backend", "soft", "--serial", "none", "--gdb", "127.0.0.1:0", "--gdb-wait"],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    let stderr = "";
-    const port = await new Promise<number>((resolve, reject) => {
-      cli.stderr.on("data", (d) => {
-        stderr += d;
-        const m = /gdb: listening on [^\s]+:(\d+)/.exec(stderr);
-        if (m) resolve(Number(m[1]));
-      });
-      cli.on("close", () => reject(new Error(`nodevmm ended before listening:\n${stderr}`)));
-    });
-    expect(stderr).toContain("the guest waits for gdb to continue");
-    const exited = new Promise<number | null>((resolve) => cli.on("close", resolve));
+    const { port, stderr, exited } = await startCliGdb([
+      "run",
+      g.elfPath,
+      "--backend",
+      "soft",
+      "--serial",
+      "none",
+      "--gdb",
+      "127.0.0.1:0",
+      "--gdb-wait",
+    ]);
+    expect(stderr()).toContain("the guest waits for gdb to continue");
     const { out, status } = await runGdb(g.elfPath, [
       "set confirm off",
       `target remote 127.0.0.1:${port}`,
@@ -64,6 +60,6 @@ describe("nodevmm run --gdb", () => {
     expect(out).toContain(`$2 = 0x${g.symbols.get("done")!.toString(16)}`);
     expect(out).toContain("$3 = 5");
     // debug-exit code (5 << 1) | 1 is the command's status
-    expect(await exited, stderr).toBe(11);
+    expect(await exited, stderr()).toBe(11);
   }, 120_000);
 });

@@ -4,10 +4,11 @@
 // (5 << 1) | 1 = 11). Built once per suite into a temporary folder; undefined + reason when the
 // tools are missing.
 
-import { spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { expect } from "vitest";
 
 const SOURCE = `
         .code64
@@ -88,4 +89,80 @@ export function runGdb(elf: string, commands: string[]): Promise<{ status: numbe
     });
     p.on("close", (status) => resolve({ status, out }));
   });
+}
+
+/**
+ * The session both backends' real-gdb tests run: break on `bump`, read and write registers and
+ * memory (counter set to 6, which becomes the debug-exit code), stepi, a watchpoint on `watched`,
+ * detach with `flag` set so the guest finishes.
+ */
+export function gdbSession(port: number): string[] {
+  return [
+    "set pagination off",
+    "set confirm off",
+    `target remote 127.0.0.1:${port}`,
+    "echo @start \n",
+    "print/x $pc",
+    "break bump",
+    "continue",
+    "echo @at-bump \n",
+    "print/x $pc",
+    "print $rax",
+    "print *(long *)&counter",
+    "set var *(long *)&counter = 6",
+    "stepi",
+    "echo @stepped \n",
+    "print/x $pc",
+    "print/x $rbx",
+    "set var $rbx = 0xabc",
+    "print/x $rbx",
+    "info registers fs_base cr0 efer",
+    "delete",
+    "watch *(int *)&watched",
+    "continue",
+    "echo @watched \n",
+    "print *(int *)&watched",
+    "delete",
+    "set var *(char *)&flag = 1",
+    "detach",
+  ];
+}
+
+/** What gdb printed in gdbSession(), section by section (gdb's own output is the message). */
+export function expectGdbSession(out: string, g: GdbGuest): void {
+  const section = (name: string) => out.split(`@${name}`)[1] ?? "";
+  expect(section("start"), out).toContain(`= 0x${g.symbols.get("_start")!.toString(16)}`);
+  expect(section("at-bump"), out).toMatch(/\$2 = 0x100017/);
+  expect(section("at-bump"), out).toContain("$3 = 5");
+  expect(section("at-bump"), out).toContain("$4 = 5");
+  expect(section("stepped"), out).toContain(`$5 = 0x${g.symbols.get("after_bump")!.toString(16)}`);
+  expect(section("stepped"), out).toContain("$6 = 0x1234");
+  expect(section("stepped"), out).toContain("$7 = 0xabc");
+  expect(section("stepped"), out).toMatch(/cr0\s+0x[0-9a-f]+/);
+  expect(section("stepped"), out).toMatch(/efer\s+0x[0-9a-f]*5[0-9a-f]{2}/);
+  expect(out).toMatch(/[Ww]atchpoint 2: \*\(int \*\)&watched\s+Old value = 0\s+New value = 7/);
+  expect(section("watched"), out).toContain("= 7");
+}
+
+/**
+ * Starts `bin/nodevmm.js` with these arguments (which include --gdb): resolves once it says where
+ * gdb may connect, with that port, its stderr so far and its exit status to come.
+ */
+export async function startCliGdb(
+  args: string[],
+): Promise<{ cli: ChildProcess; port: number; stderr: () => string; exited: Promise<number | null> }> {
+  const cli = spawn(process.execPath, [join(import.meta.dirname, "..", "..", "bin", "nodevmm.js"), ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stderr = "";
+  const exited = new Promise<number | null>((resolve) => cli.on("close", resolve));
+  const port = await new Promise<number>((resolve, reject) => {
+    cli.stderr!.on("data", (d) => {
+      stderr += d;
+      const m = /gdb: listening on [^\s]+:(\d+)/.exec(stderr);
+      if (m) resolve(Number(m[1]));
+    });
+    cli.on("close", () => reject(new Error(`nodevmm ended before listening:\n${stderr}`)));
+  });
+  return { cli, port, stderr: () => stderr, exited };
 }
