@@ -4,40 +4,19 @@
 // reference, and must print what the soft backend prints. Counts are of guest events (timer
 // ticks, interrupts), never of wall-clock time.
 
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { existsSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { LAPIC_VERSION } from "../../lib/devices/index.js";
 import { createMachine } from "../../lib/vmm/machine.js";
-import { addPcDevices } from "../../lib/vmm/pc.js";
 import { probe } from "../kvm/helpers.js";
-import { asToolchainProblem } from "../support/guest-toolchain.js";
+import { runDebugconGuest } from "../support/debugcon-guest.js";
 
-const GUESTS = join(import.meta.dirname, "guests");
 const SOURCES = ["apic-timer", "ioapic-uart", "ioapic-pit", "pic-pit"] as const;
 type Guest = (typeof SOURCES)[number];
 type Bits = 32 | 64;
 
-async function runGuest(name: Guest, backend: "soft" | "kvm", bits: Bits) {
-  const vm = await createMachine({ backend, memoryMiB: 4 });
-  try {
-    let out = "";
-    addPcDevices(vm, {
-      debugcon: (b: Uint8Array) => {
-        out += Buffer.from(b).toString("latin1");
-      },
-    });
-    vm.loadFlat(readFileSync(join(GUESTS, `${name}-${bits}.bin`)), {
-      address: 0x10000,
-      mode: bits === 64 ? "long" : "protected",
-    });
-    const result = await vm.run({ timeoutMs: 30_000 });
-    return { out, result };
-  } finally {
-    vm.close();
-  }
+function runGuest(name: Guest, backend: "soft" | "kvm", bits: Bits) {
+  return runDebugconGuest(`${name}-${bits}.bin`, bits === 64 ? "long" : "protected", backend, 30_000);
 }
 
 /** the hex value printed after `key=` on the line that starts with `line` */
@@ -227,28 +206,6 @@ describe.skipIf(!probe.usable)(`the same guests on KVM's in-kernel irqchip${kvmS
     expect(kvm.result.reason).toBe("hlt");
     expectPinTwoOnly(kvm.out);
   });
-});
-
-const problem = asToolchainProblem(GUESTS);
-
-describe("APIC guest images", () => {
-  it.skipIf(problem !== undefined)(
-    `match their sources byte for byte${problem ? ` (skipped: ${problem})` : ""}`,
-    () => {
-      const out = mkdtempSync(join(tmpdir(), "nodevmm-apic-guests-"));
-      try {
-        execFileSync("sh", [join(GUESTS, "build.sh"), out], { stdio: "pipe", timeout: 60_000 });
-        for (const name of SOURCES) {
-          for (const bits of [32, 64] as const) {
-            const file = `${name}-${bits}.bin`;
-            expect(readFileSync(join(out, file)).equals(readFileSync(join(GUESTS, file))), file).toBe(true);
-          }
-        }
-      } finally {
-        rmSync(out, { recursive: true, force: true });
-      }
-    },
-  );
 });
 
 describe("CR8 is the local APIC's task priority", () => {

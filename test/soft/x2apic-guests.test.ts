@@ -3,7 +3,6 @@
 // 32-bit protected and 64-bit long mode, on the soft backend; test/kvm/x2apic-guests.test.ts holds
 // KVM's in-kernel APIC to the same output. Waits are on the TSC or on interrupts taken.
 
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,11 +11,9 @@ import { type CpuidEntry, cpuidForVcpu, KVM_CAP_TSC_DEADLINE_TIMER } from "../..
 import { RegisterValueError } from "../../lib/vmm/errors.js";
 import { createMachine } from "../../lib/vmm/machine.js";
 import { addPcDevices } from "../../lib/vmm/pc.js";
-import { asToolchainProblem } from "../support/guest-toolchain.js";
 import {
   GUESTS,
   runGuest,
-  SOURCES,
   TSC_DEADLINE_OUT,
   X2APIC_FAULTS_OUT,
   X2APIC_IPI_OUT,
@@ -63,28 +60,6 @@ describe("x2APIC IPI guest on two soft vCPUs", () => {
       vm.close();
     }
   });
-});
-
-const problem = asToolchainProblem(GUESTS);
-
-describe("x2APIC guest images", () => {
-  it.skipIf(problem !== undefined)(
-    `match their sources byte for byte${problem ? ` (skipped: ${problem})` : ""}`,
-    () => {
-      const out = mkdtempSync(join(tmpdir(), "nodevmm-x2apic-guests-"));
-      try {
-        execFileSync("sh", [join(GUESTS, "build.sh"), out], { stdio: "pipe", timeout: 60_000 });
-        for (const name of SOURCES) {
-          for (const bits of [32, 64] as const) {
-            const file = `${name}-${bits}.bin`;
-            expect(readFileSync(join(out, file)).equals(readFileSync(join(GUESTS, file))), file).toBe(true);
-          }
-        }
-      } finally {
-        rmSync(out, { recursive: true, force: true });
-      }
-    },
-  );
 });
 
 describe("the soft vCPU's IA32_APIC_BASE and CPUID with and without a local APIC", () => {

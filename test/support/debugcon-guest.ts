@@ -15,8 +15,9 @@ export async function runDebugconGuest(
   mode: "protected" | "long",
   backend: "soft" | "kvm" = "soft",
   timeoutMs = 60_000,
+  machine: { vcpus?: number; deterministic?: boolean } = {},
 ) {
-  const vm = await createMachine({ backend, memoryMiB: 4 });
+  const vm = await createMachine({ backend, memoryMiB: 4, ...machine });
   try {
     let out = "";
     addPcDevices(vm, {

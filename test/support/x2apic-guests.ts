@@ -3,47 +3,22 @@
 // they print where the SDM (vol. 3 10.5.4.1, 10.12) says a CPU does: shared by the soft tests
 // (test/soft/x2apic-guests.test.ts) and the KVM comparison (test/kvm/x2apic-guests.test.ts).
 
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { LAPIC_VERSION } from "../../lib/devices/index.js";
-import { createMachine } from "../../lib/vmm/machine.js";
-import { addPcDevices } from "../../lib/vmm/pc.js";
+import { runDebugconGuest } from "./debugcon-guest.js";
 
-export const GUESTS = join(import.meta.dirname, "..", "soft", "guests");
+export { GUESTS } from "./debugcon-guest.js";
 export const SOURCES = ["tsc-deadline", "x2apic-faults", "x2apic-ipi"] as const;
 export type Guest = (typeof SOURCES)[number];
 export type Bits = 32 | 64;
 
-export async function runGuest(
-  name: Guest,
-  bits: Bits,
-  opts: { backend?: "soft" | "kvm"; vcpus?: number } = {},
-) {
+export function runGuest(name: Guest, bits: Bits, opts: { backend?: "soft" | "kvm"; vcpus?: number } = {}) {
   const backend = opts.backend ?? "soft";
   // soft runs are deterministic (guest time counts instructions): the deadline guest's margins
   // between two instructions must not depend on how busy the host is
-  const vm = await createMachine({
-    backend,
-    memoryMiB: 4,
+  return runDebugconGuest(`${name}-${bits}.bin`, bits === 64 ? "long" : "protected", backend, 60_000, {
     vcpus: opts.vcpus ?? 1,
     deterministic: backend === "soft",
   });
-  try {
-    let out = "";
-    addPcDevices(vm, {
-      debugcon: (b: Uint8Array) => {
-        out += Buffer.from(b).toString("latin1");
-      },
-    });
-    vm.loadFlat(readFileSync(join(GUESTS, `${name}-${bits}.bin`)), {
-      address: 0x10000,
-      mode: bits === 64 ? "long" : "protected",
-    });
-    const result = await vm.run({ timeoutMs: 60_000 });
-    return { out, result };
-  } finally {
-    vm.close();
-  }
 }
 
 export const hex = (v: number) => v.toString(16).padStart(8, "0");
