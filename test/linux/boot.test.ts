@@ -13,6 +13,7 @@ import { describe, expect, it } from "vitest";
 import {
   bootLinux,
   LINUX_DISK_BYTES as DISK_BYTES,
+  expectFirstBoot,
   marker,
   markers,
   md5,
@@ -37,15 +38,10 @@ describe.skipIf(missing !== undefined)(
         const one = await bootLinux("soft", disk, BOOT_TIMEOUT_MS);
         const ms = markers(one.serial);
         expect(one.broken).toEqual([]);
-        expect(marker(ms, "init"), one.serial.slice(-3000)).toBeDefined();
-        expect(ms.filter(([k]) => k === "fail" || k === "missing-flag")).toEqual([]);
-        expect(marker(ms, "cpus")).toBe("1");
+        expectFirstBoot(ms, one.serial.slice(-3000), 1);
         expect(marker(ms, "vendor")).toBe("GenuineIntel");
-        expect(marker(ms, "sum")).toBe(md5(seq(50_000)));
         expect(marker(ms, "disk-sectors")).toBe(String(DISK_BYTES / 512));
         expect(marker(ms, "disk-before")).toBe("nodevmm boot 0");
-        expect(marker(ms, "disk-after")).toBe("nodevmm boot 1");
-        expect(marker(ms, "disk-data")).toBe(md5(seq(100_000)));
         expect(marker(ms, "rng")).toMatch(/virtio_rng/);
         expect(marker(ms, "rng-bytes")).toBe("16");
         expect(marker(ms, "hvc0")).toBe("yes");

@@ -11,11 +11,10 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   LINUX_DISK_BYTES as DISK_BYTES,
+  expectFirstBoot,
   marker,
-  md5,
   linuxMissing as missing,
   runLinuxCli,
-  seq,
 } from "../support/linux-guest.js";
 
 const BOOT_TIMEOUT_MS = 20 * 60_000;
@@ -32,13 +31,8 @@ describe.skipIf(missing !== undefined)(
           writeFileSync(disk, Buffer.alloc(DISK_BYTES));
           const r = runLinuxCli(disk, [...smp, "--vcpu-thread", "--rng"], BOOT_TIMEOUT_MS);
           const ms = r.markers;
-          expect(marker(ms, "init"), r.tail).toBeDefined();
+          expectFirstBoot(ms, r.tail, cpus);
           expect(r.stdout, r.tail).not.toMatch(/BUG|Oops|soft lockup/);
-          expect(marker(ms, "cpus")).toBe(String(cpus));
-          expect(ms.filter(([k]) => k === "fail" || k === "missing-flag")).toEqual([]);
-          expect(marker(ms, "sum")).toBe(md5(seq(50_000)));
-          expect(marker(ms, "disk-after")).toBe("nodevmm boot 1");
-          expect(marker(ms, "disk-data")).toBe(md5(seq(100_000)));
           expect(marker(ms, "rng")).toMatch(/virtio_rng/);
           expect(marker(ms, "done")).toBeDefined();
           expect(r.status, r.tail).toBe(0);

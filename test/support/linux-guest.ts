@@ -7,6 +7,7 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { expect } from "vitest";
 import type { RunResult } from "../../lib/vmm/loop.js";
 import { createMachine } from "../../lib/vmm/machine.js";
 import { addPcDevices } from "../../lib/vmm/pc.js";
@@ -35,6 +36,20 @@ export function markers(text: string): [string, string][] {
 }
 export const marker = (ms: [string, string][], key: string): string | undefined =>
   ms.find(([k]) => k === key)?.[1];
+
+/**
+ * What every first boot of the lane's /init on a fresh disk reports: it ran, nothing failed, the
+ * checksum of generated data, its write to the virtio disk read back; `cpus` CPUs where given.
+ * `context` (the console's end) is the message of the first check.
+ */
+export function expectFirstBoot(ms: [string, string][], context: string, cpus?: number): void {
+  expect(marker(ms, "init"), context).toBeDefined();
+  expect(ms.filter(([k]) => k === "fail" || k === "missing-flag")).toEqual([]);
+  if (cpus !== undefined) expect(marker(ms, "cpus")).toBe(String(cpus));
+  expect(marker(ms, "sum")).toBe(md5(seq(50_000)));
+  expect(marker(ms, "disk-after")).toBe("nodevmm boot 1");
+  expect(marker(ms, "disk-data")).toBe(md5(seq(100_000)));
+}
 
 /** what a `nodevmm run` of the lane's kernel printed, and its status */
 export interface LinuxCliBoot {
