@@ -3,42 +3,29 @@
 // memory reads hide the INT3s. Both with the vCPU on the machine's thread and in a worker thread of
 // its own (vcpuThread: the debugger's operations are calls to that thread).
 
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { parseLeHex } from "../../lib/gdb/hex.js";
-import type { GdbServerHandle } from "../../lib/gdb/index.js";
+import { beforeAll, describe, expect, it } from "vitest";
 import { REGISTER_INDEX } from "../../lib/gdb/registers.js";
-import { addPcDevices, createMachine, type Machine } from "../../lib/index.js";
+import { addPcDevices, createMachine } from "../../lib/index.js";
 import { Client } from "./client.js";
 import { buildGuest, type GdbGuest } from "./guest.js";
+import { hex, reg, stubFixture } from "./stub-fixture.js";
 
 let guest: GdbGuest | string;
 beforeAll(() => {
   guest = buildGuest();
 });
 
-let vm: Machine | undefined;
-let stub: GdbServerHandle | undefined;
-afterEach(async () => {
-  await stub?.close();
-  vm?.close();
-  vm = undefined;
-  stub = undefined;
-});
+const fixture = stubFixture();
 
 async function start(g: GdbGuest, vcpuThread: boolean) {
-  vm = await createMachine({ backend: "soft", memoryMiB: 16, vcpuThread });
+  const vm = await createMachine({ backend: "soft", memoryMiB: 16, vcpuThread });
   expect(vm.hasVcpuThread).toBe(vcpuThread);
   addPcDevices(vm, {});
   vm.loadElf(g.image);
-  stub = await vm.gdbServer({ port: 0, wait: true });
-  const run = stub.run({ timeoutMs: 60_000 });
+  const { stub, run } = await fixture.serve(vm, 60_000);
   const client = await Client.open(stub.port);
   return { vm, stub, run, client };
 }
-
-const hex = (n: bigint) => n.toString(16);
-const reg = async (c: Client, name: string) =>
-  parseLeHex(await c.ask(`p${REGISTER_INDEX.get(name)!.toString(16)}`))!;
 
 describe.each([
   { vcpuThread: false, where: "on the machine's thread" },

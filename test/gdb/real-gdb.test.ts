@@ -3,24 +3,17 @@
 // detach letting the guest finish. (Ctrl-C is driven at the protocol level in machine.test.ts:
 // batch gdb cannot interrupt without sleeping for a while first.) Skips when gdb is missing.
 
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { GdbServerHandle } from "../../lib/gdb/index.js";
-import { addPcDevices, createMachine, type Machine } from "../../lib/index.js";
+import { beforeAll, describe, expect, it } from "vitest";
+import { addPcDevices, createMachine } from "../../lib/index.js";
 import { buildGuest, expectGdbSession, type GdbGuest, gdbMissing, gdbSession, runGdb } from "./guest.js";
+import { stubFixture } from "./stub-fixture.js";
 
 let guest: GdbGuest | string;
 beforeAll(() => {
   guest = gdbMissing() ?? buildGuest();
 });
 
-let vm: Machine | undefined;
-let stub: GdbServerHandle | undefined;
-afterEach(async () => {
-  await stub?.close();
-  vm?.close();
-  vm = undefined;
-  stub = undefined;
-});
+const fixture = stubFixture();
 
 describe.each([
   { vcpuThread: false, where: "on the machine's thread" },
@@ -29,11 +22,10 @@ describe.each([
   it("breaks on a symbol, reads and writes registers and memory, steps, watches, detaches", async (ctx) => {
     if (typeof guest === "string") return ctx.skip(guest);
     const g = guest;
-    vm = await createMachine({ backend: "soft", memoryMiB: 16, vcpuThread });
+    const vm = await createMachine({ backend: "soft", memoryMiB: 16, vcpuThread });
     addPcDevices(vm, {});
     vm.loadElf(g.image);
-    stub = await vm.gdbServer({ port: 0, wait: true });
-    const run = stub.run({ timeoutMs: 120_000 });
+    const { stub, run } = await fixture.serve(vm);
     const { out, status } = await runGdb(g.elfPath, gdbSession(stub.port));
     const r = await run;
     if (process.env.GDB_TRACE) console.log(out);

@@ -3,42 +3,28 @@
 // machine with thread:2, Hg1/Hg2 read different vCPUs' registers, a step of thread 2 runs one AP instruction
 // and nothing on the BSP, and Debian's gdb lists both threads and reads thread 2's RIP.
 
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { parseLeHex } from "../../lib/gdb/hex.js";
-import type { GdbServerHandle } from "../../lib/gdb/index.js";
-import { REGISTER_INDEX } from "../../lib/gdb/registers.js";
+import { beforeAll, describe, expect, it } from "vitest";
 import { addPcDevices, createMachine, type Machine } from "../../lib/index.js";
 import { Client } from "./client.js";
 import { gdbMissing, runGdb } from "./guest.js";
 import { buildSmpGuest, SMP_LOAD_ADDRESS, type SmpGdbGuest } from "./smp-guest.js";
+import { hex, reg, stubFixture } from "./stub-fixture.js";
 
 let guest: SmpGdbGuest | string;
 beforeAll(() => {
   guest = buildSmpGuest();
 });
 
-let vm: Machine | undefined;
-let stub: GdbServerHandle | undefined;
-afterEach(async () => {
-  await stub?.close();
-  vm?.close();
-  vm = undefined;
-  stub = undefined;
-});
+const fixture = stubFixture();
 
 async function start(g: SmpGdbGuest, vcpuThread: boolean) {
-  vm = await createMachine({ backend: "soft", memoryMiB: 4, vcpus: 2, vcpuThread });
+  const vm = await createMachine({ backend: "soft", memoryMiB: 4, vcpus: 2, vcpuThread });
   expect(vm.hasVcpuThread).toBe(vcpuThread);
   addPcDevices(vm, { debugcon: () => {} });
   vm.loadFlat(g.flat, { address: SMP_LOAD_ADDRESS, mode: "long" });
-  stub = await vm.gdbServer({ port: 0, wait: true });
-  const run = stub.run({ timeoutMs: 120_000 });
-  return { vm, run };
+  const { stub, run } = await fixture.serve(vm);
+  return { vm, stub, run };
 }
-
-const hex = (n: bigint) => n.toString(16);
-const reg = async (c: Client, name: string) =>
-  parseLeHex(await c.ask(`p${REGISTER_INDEX.get(name)!.toString(16)}`))!;
 const retired = (m: Machine, i: number) =>
   (m.vcpu(i).backend as { instructionsRetired?(): number }).instructionsRetired?.();
 
@@ -50,8 +36,8 @@ describe.each([
   it("lists a thread per vCPU, stops on the AP's breakpoint as thread 2, reads and steps each vCPU", async (ctx) => {
     if (typeof guest === "string") return ctx.skip(guest);
     const sym = (n: string) => (guest as SmpGdbGuest).symbols.get(n)!;
-    const { vm, run } = await start(guest, vcpuThread);
-    const c = await Client.open(stub!.port);
+    const { vm, stub, run } = await start(guest, vcpuThread);
+    const c = await Client.open(stub.port);
     expect(await c.ask("?")).toBe("T05thread:1;");
     expect(await c.ask("qfThreadInfo")).toBe("m1,2");
     expect(await c.ask("qsThreadInfo")).toBe("l");
@@ -116,8 +102,8 @@ describe.each([
   it("Ctrl-C stops both spinning vCPUs, Z1 stops the AP, and a gdb that leaves while the guest runs takes its breakpoints along", async (ctx) => {
     if (typeof guest === "string") return ctx.skip(guest);
     const sym = (n: string) => (guest as SmpGdbGuest).symbols.get(n)!;
-    const { vm, run } = await start(guest, vcpuThread);
-    const c = await Client.open(stub!.port);
+    const { vm, stub, run } = await start(guest, vcpuThread);
+    const c = await Client.open(stub.port);
     expect(await c.ask("?")).toBe("T05thread:1;");
     const entry = hex(sym("ap_entry"));
     expect(await c.ask(`Z0,${entry},1`)).toBe("OK");
@@ -164,11 +150,11 @@ describe.each([
     if (missing) return ctx.skip(missing);
     if (typeof guest === "string") return ctx.skip(guest);
     const g = guest;
-    await start(g, vcpuThread);
+    const { stub } = await start(g, vcpuThread);
     const { out, status } = await runGdb(g.elfPath, [
       "set pagination off",
       "set confirm off",
-      `target remote 127.0.0.1:${stub!.port}`,
+      `target remote 127.0.0.1:${stub.port}`,
       "break ap_entry",
       "continue",
       "echo @threads \n",

@@ -3,13 +3,11 @@
 // watchpoint ignores a plain store, a MOVS whose read is elsewhere on the page still stops on its
 // write, and an access watchpoint takes either. Driven through the gdb stub as gdb drives it.
 
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { parseLeHex } from "../../lib/gdb/hex.js";
-import type { GdbServerHandle } from "../../lib/gdb/index.js";
-import { REGISTER_INDEX } from "../../lib/gdb/registers.js";
-import { addPcDevices, createMachine, type Machine } from "../../lib/index.js";
+import { beforeAll, describe, expect, it } from "vitest";
+import { addPcDevices, createMachine } from "../../lib/index.js";
 import { Client } from "./client.js";
 import { buildGuest, type GdbGuest } from "./guest.js";
+import { hex, reg, stubFixture } from "./stub-fixture.js";
 
 const SOURCE = `
         .code64
@@ -42,16 +40,7 @@ beforeAll(() => {
   guest = buildGuest(SOURCE);
 });
 
-let vm: Machine | undefined;
-let stub: GdbServerHandle | undefined;
-afterEach(async () => {
-  await stub?.close();
-  vm?.close();
-  vm = undefined;
-  stub = undefined;
-});
-
-const hex = (n: bigint) => n.toString(16);
+const fixture = stubFixture();
 
 describe.each([{ vcpuThread: false }, { vcpuThread: true }])(
   "soft watchpoints by direction (vcpuThread: $vcpuThread)",
@@ -59,13 +48,12 @@ describe.each([{ vcpuThread: false }, { vcpuThread: true }])(
     it("rwatch skips a store, watch stops on MOVS's store, awatch on an ADD to memory", async (ctx) => {
       if (typeof guest === "string") return ctx.skip(guest);
       const sym = (n: string) => (guest as GdbGuest).symbols.get(n)!;
-      vm = await createMachine({ backend: "soft", memoryMiB: 16, vcpuThread });
+      const vm = await createMachine({ backend: "soft", memoryMiB: 16, vcpuThread });
       addPcDevices(vm, {});
       vm.loadElf(guest.image);
-      stub = await vm.gdbServer({ port: 0, wait: true });
-      const run = stub.run({ timeoutMs: 60_000 });
+      const { stub, run } = await fixture.serve(vm, 60_000);
       const c = await Client.open(stub.port);
-      const rip = async () => parseLeHex(await c.ask(`p${REGISTER_INDEX.get("rip")!.toString(16)}`));
+      const rip = () => reg(c, "rip");
       const target = hex(sym("target"));
       expect(await c.ask("?")).toBe("T05thread:1;");
 
