@@ -24,7 +24,7 @@ import type { Interpreter } from "./interpreter.js";
 import { mulS64, product } from "./mul64.js";
 import { lockedInsn, lockedXchg } from "./smp-atomic.js";
 import { applyFlags, farReturn, farTransfer, iret, loadSeg, softwareInterrupt } from "./system.js";
-import { x87 } from "./x87.js";
+import { fwait, x87 } from "./x87.js";
 
 const TWO32 = 4294967296;
 
@@ -764,7 +764,9 @@ function op1(cpu: Interpreter, b: number): void {
       return;
     }
     case 0x9b:
-      return; // FWAIT: no pending x87 exceptions are ever raised
+      // FWAIT: #NM with CR0.MP and TS set, #MF for an unmasked x87 exception pending
+      fwait(cpu);
+      return;
     case 0x9c: {
       if (cpu.pm && (cpu.eflags & FL_VM) !== 0 && (cpu.eflags & FL_IOPL) >> 12 < 3)
         throw new CpuFault(Vec.GP, 0);

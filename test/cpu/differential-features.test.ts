@@ -8,7 +8,7 @@ import { Interpreter } from "../../lib/cpu/index.js";
 import { arbState, compareRuns, type DiffCase } from "./support/diff-cases.js";
 import { InterpHarness } from "./support/interp-harness.js";
 import { oracleUnsupportedReason, runOracle } from "./support/oracle.js";
-import type { Insn } from "./support/x86-encode.js";
+import { hexBytes, type Insn, plainInsn } from "./support/x86-encode.js";
 
 const FSGSBASE = 0x10000;
 const PKE = 0x400000;
@@ -30,20 +30,7 @@ function missing(flag: string, probe: number[], regs: Record<number, bigint> = {
   return undefined;
 }
 
-function insn(hex: string, text: string): Insn {
-  const bytes = hex.match(/../g)!.map((b) => Number.parseInt(b, 16));
-  return {
-    bytes,
-    text,
-    reads: 0,
-    writes: 0,
-    flagsRead: 0,
-    flagsWritten: 0,
-    flagsUndefined: 0,
-    memRead: false,
-    memWrite: false,
-  };
-}
+const insn = (hex: string, text: string): Insn => plainInsn({ bytes: hexBytes(hex), text });
 
 /** differences between the interpreter (with `cr4` bits added) and the host on `insns` */
 function diff(insns: Insn[], regs: Record<number, bigint>, cr4: number): string[] {

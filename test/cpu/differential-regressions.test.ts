@@ -8,24 +8,12 @@ import { Interpreter } from "../../lib/cpu/index.js";
 import { arbState, compareRuns, type DiffCase } from "./support/diff-cases.js";
 import { InterpHarness } from "./support/interp-harness.js";
 import { oracle32UnsupportedReason, oracleUnsupportedReason, runOracle } from "./support/oracle.js";
-import type { Insn } from "./support/x86-encode.js";
+import { hexBytes, type Insn, plainInsn } from "./support/x86-encode.js";
 
 const unsupported = oracleUnsupportedReason();
 
-function insn(hex: string, text: string, writes = 0): Insn {
-  const bytes = hex.match(/../g)!.map((b) => Number.parseInt(b, 16));
-  return {
-    bytes,
-    text,
-    reads: 0,
-    writes,
-    flagsRead: 0,
-    flagsWritten: 0,
-    flagsUndefined: 0,
-    memRead: false,
-    memWrite: false,
-  };
-}
+const insn = (hex: string, text: string, writes = 0): Insn =>
+  plainInsn({ bytes: hexBytes(hex), text, writes });
 
 function diff(insns: Insn[], regs: Record<number, bigint>, bits: 32 | 64 = 64): string[] {
   const [base] = fc.sample(arbState, { seed: 42, numRuns: 1 });

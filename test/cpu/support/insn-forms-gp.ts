@@ -20,6 +20,7 @@ import {
   operandValue,
   PF,
   type Pre,
+  plainInsn,
   pushLe,
   type Rm,
   RSP,
@@ -103,18 +104,7 @@ function rmDest(rm: Rm, size: Size, rex: boolean): number {
   return rm.kind === "reg" ? bit(gprOf(rm.reg, size, rex)) : 0;
 }
 
-function insn(p: Partial<Insn> & Pick<Insn, "bytes" | "text">): Insn {
-  return {
-    reads: 0,
-    writes: 0,
-    flagsRead: 0,
-    flagsWritten: 0,
-    flagsUndefined: 0,
-    memRead: false,
-    memWrite: false,
-    ...p,
-  };
-}
+const insn = (p: Partial<Insn> & Pick<Insn, "bytes" | "text">): Insn => plainInsn(p);
 
 const valid = (i: Insn): boolean => (i.writes & FORBIDDEN_WRITES) === 0 && i.bytes.length <= 15;
 

@@ -3,16 +3,9 @@
 
 import fc from "fast-check";
 import { arbRm } from "./insn-forms-gp.js";
-import {
-  gprVectorForms,
-  memRegs,
-  plain,
-  SHIFT_IMM,
-  shiftImmForms,
-  type VectorKind,
-} from "./insn-forms-sse.js";
+import { gprVectorForms, memRegs, SHIFT_IMM, shiftImmForms, type VectorKind } from "./insn-forms-sse.js";
 import { FX_SIZE, initialFx, SCRATCH_ADDR } from "./oracle.js";
-import { bit, encode, type Insn, type Rm, rmText } from "./x86-encode.js";
+import { bit, encode, type Insn, plainInsn as plain, type Rm, rmText } from "./x86-encode.js";
 
 const arbMm = fc.integer({ min: 0, max: 7 });
 

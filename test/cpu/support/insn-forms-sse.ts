@@ -4,7 +4,7 @@
 
 import fc from "fast-check";
 import { arbRm } from "./insn-forms-gp.js";
-import { bit, encode, type Insn, type Rm, rmText } from "./x86-encode.js";
+import { bit, encode, type Insn, plainInsn as plain, type Rm, rmText } from "./x86-encode.js";
 
 const arbXmm = fc.integer({ min: 0, max: 15 });
 
@@ -124,19 +124,6 @@ const xmmRm: fc.Arbitrary<Rm> = fc.oneof(
   { weight: 2, arbitrary: arbXmm.map((reg): Rm => ({ kind: "reg", reg })) },
   { weight: 1, arbitrary: arbRm.filter((r) => r.kind === "mem") },
 );
-
-export function plain(p: Partial<Insn> & Pick<Insn, "bytes" | "text">): Insn {
-  return {
-    reads: 0,
-    writes: 0,
-    flagsRead: 0,
-    flagsWritten: 0,
-    flagsUndefined: 0,
-    memRead: false,
-    memWrite: false,
-    ...p,
-  };
-}
 
 export const memRegs = (rm: Rm): number => (rm.kind === "mem" ? bit(14) | bit(15) : 0);
 

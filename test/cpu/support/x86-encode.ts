@@ -62,6 +62,31 @@ export interface Insn {
   init?: Array<[number, bigint]>;
 }
 
+/**
+ * An instruction with no registers or flags declared (what it touches is given where it matters):
+ * `text` defaults to its bytes in hex.
+ */
+export function plainInsn(p: Partial<Insn> & Pick<Insn, "bytes">): Insn {
+  return {
+    text: p.bytes.map((b) => b.toString(16).padStart(2, "0")).join(" "),
+    reads: 0,
+    writes: 0,
+    flagsRead: 0,
+    flagsWritten: 0,
+    flagsUndefined: 0,
+    memRead: false,
+    memWrite: false,
+    ...p,
+  };
+}
+
+/** "0f a2" or "0fa2" as bytes */
+export const hexBytes = (hex: string): number[] =>
+  hex
+    .replace(/\s+/g, "")
+    .match(/../g)!
+    .map((b) => Number.parseInt(b, 16));
+
 export type Rm =
   | { kind: "reg"; reg: number }
   | { kind: "mem"; disp: number; disp32: boolean; index: boolean; scale: number; addr32?: boolean };
