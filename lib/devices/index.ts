@@ -16,6 +16,7 @@ export * from "./lapic-page.js";
 export * from "./lapic-timer.js";
 export * from "./output.js";
 export * from "./pc-interrupts.js";
+export * from "./pci-host.js";
 export * from "./post.js";
 export * from "./reset-ports.js";
 export * from "./uart16550.js";

@@ -154,7 +154,7 @@ export class Kvm {
 
   /** KVM_CREATE_VM. */
   createVm(): KvmVm {
-    const fd = ioctl(this.binding, this.fd, KVM_CREATE_VM, 0);
+    const fd = createVmFd(this.binding, this.fd);
     const vm = new KvmVm(this, fd, () => this.#vms.delete(vm));
     this.#vms.add(vm);
     return vm;
@@ -197,5 +197,23 @@ export function probeKvm(opts: KvmOpenOptions = {}): KvmProbe {
       : { usable: false, reason };
   } finally {
     kvm?.close();
+  }
+}
+
+/** Attempts at KVM_CREATE_VM before an EINTR is reported (each is a signal that arrived meanwhile). */
+const CREATE_VM_ATTEMPTS = 100;
+
+/**
+ * KVM_CREATE_VM, again while it fails with EINTR: the kernel gives up making the VM when a signal
+ * is pending (a profiler's SIGPROF, the kicker's signal) and nothing was created, so it is retried
+ * as QEMU's kvm_init does.
+ */
+function createVmFd(binding: KvmBinding, systemFd: number): number {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return ioctl(binding, systemFd, KVM_CREATE_VM, 0);
+    } catch (e) {
+      if (!(e instanceof KvmError) || e.code !== "EINTR" || attempt >= CREATE_VM_ATTEMPTS) throw e;
+    }
   }
 }

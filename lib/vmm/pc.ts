@@ -14,6 +14,8 @@ import {
   FwCfg,
   I8042,
   I8254,
+  PCI_CONFIG_ADDRESS,
+  PciHost,
   PostPort,
   ResetControl,
   SystemControlPortA,
@@ -71,6 +73,8 @@ export interface PcDevices {
   resetControl: ResetControl;
   /** port 0x92 */
   port92: SystemControlPortA;
+  /** PCI configuration mechanism #1 (0xCF8/0xCFC) with the i440FX host bridge at 00:00.0 */
+  pciHost: PciHost;
   /** soft backend only */
   pit?: I8254;
 }
@@ -122,6 +126,12 @@ export function addPcDevices(vm: Machine, options?: PcDeviceOptions): PcDevices 
   );
   const resetControl = vm.addDevice(new ResetControl({ port: PC_ACPI.resetPort }));
   const port92 = vm.addDevice(new SystemControlPortA());
+  const pciHost = vm.addDevice(new PciHost());
+  // CONFIG_ADDRESS writes take effect only at the next CONFIG_DATA access (which exits, and replays
+  // the queue first), as QEMU's i440FX coalesces 0xCF8. KVM queues every write inside the zone: a
+  // byte write to 0xCF9 (reset control) is applied at the vCPU's next exit, within one watchdog
+  // period even if the guest halts.
+  if (coalesce) vm.coalesceWrites("io", PCI_CONFIG_ADDRESS, 4);
   const devices: PcDevices = {
     uart,
     debugcon,
@@ -133,6 +143,7 @@ export function addPcDevices(vm: Machine, options?: PcDeviceOptions): PcDevices 
     acpiPm,
     resetControl,
     port92,
+    pciHost,
   };
   if (vm.backend.kind === "soft") devices.pit = vm.addDevice(new I8254({ base: 0x40, irq: 0 }));
   return devices;
