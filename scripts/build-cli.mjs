@@ -77,6 +77,7 @@ const lazyBuiltins = {
 const COMPUTED_IMPORT_ALLOWED = [
   join("dist", "lib", "cli", "plugins.js"),
   join("dist", "lib", "vmm", "backends", "soft", "threads.js"),
+  join("dist", "lib", "vmm", "backends", "soft", "threads-pool.js"),
 ];
 const noComputedImports = {
   name: "no-computed-imports",

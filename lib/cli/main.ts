@@ -67,6 +67,10 @@ export function buildProgram(io: CliStreams, setStatus: (n: number) => void): Co
       "soft backend: run each vCPU in a worker thread of its own beside the exit loop (not with --gdb, --deterministic)",
     )
     .option(
+      "--vcpu-threads <n>",
+      "soft backend: run the vCPUs on N worker threads (implies --vcpu-thread; fewer than --smp: they take turns and move between threads; not with --gdb)",
+    )
+    .option(
       "--address <addr>",
       "load address of a flat image (default 0x7C00 in real mode, 0x100000 otherwise)",
     )

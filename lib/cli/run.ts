@@ -77,6 +77,8 @@ export interface RunCliOptions {
   deterministic?: boolean;
   /** --vcpu-thread: the soft vCPU runs in a worker thread (createMachine's vcpuThread) */
   vcpuThread?: boolean;
+  /** --vcpu-threads N: the worker threads the soft vCPUs run on (createMachine's vcpuThreads) */
+  vcpuThreads?: string;
 }
 
 export interface CliStreams {
@@ -179,6 +181,7 @@ async function runWithFiles(
   let image: Uint8Array;
   let memoryMiB: number;
   let vcpus = 1;
+  let vcpuThreads: number | undefined;
   const limits: RunLimits = {};
   let serial: ReturnType<typeof parseSink>;
   let debugcon: ReturnType<typeof parseSink>;
@@ -217,9 +220,24 @@ async function runWithFiles(
     for (const d of drives) checkDrive(d);
     if (o.gdb !== undefined) gdb = parseGdbAddress(o.gdb);
     else if (o.gdbWait) gdb = { host: "127.0.0.1", port: DEFAULT_GDB_PORT };
+    if (o.vcpuThreads !== undefined) {
+      vcpuThreads = parseCount(o.vcpuThreads, "--vcpu-threads");
+      if (vcpuThreads < 1 || vcpuThreads > MAX_SOFT_VCPUS) {
+        throw new CliUsageError(`--vcpu-threads takes 1-${MAX_SOFT_VCPUS} threads, not ${o.vcpuThreads}`);
+      }
+      if (o.backend === "kvm") throw new CliUsageError("--vcpu-threads is for the soft backend");
+      // the debugger holds vCPUs in their threads while one steps
+      if (gdb !== undefined && vcpuThreads < vcpus) {
+        throw new CliUsageError(
+          `--gdb needs a thread per vCPU: --vcpu-threads ${vcpuThreads} is fewer than --smp ${vcpus}`,
+        );
+      }
+    }
     // the soft backend's vCPU threads (KVM's have none of these limits)
-    if (o.vcpuThread && o.backend !== "kvm" && o.deterministic === true) {
-      throw new CliUsageError("--vcpu-thread cannot be used with --deterministic yet");
+    if ((o.vcpuThread || vcpuThreads !== undefined) && o.backend !== "kvm" && o.deterministic === true) {
+      throw new CliUsageError(
+        `${o.vcpuThread ? "--vcpu-thread" : "--vcpu-threads"} cannot be used with --deterministic yet`,
+      );
     }
     for (const spec of o.plugin ?? []) plugins.push(await loadPlugin(parsePluginSpec(spec)));
     image = readInput(imagePath);
@@ -283,6 +301,7 @@ async function runWithFiles(
         strict: o.strict ?? false,
         deterministic: o.deterministic ?? false,
         ...(o.vcpuThread ? { vcpuThread: true } : {}),
+        ...(vcpuThreads !== undefined ? { vcpuThreads } : {}),
       });
       // --stats prints handling times: time every exit, not a sample of them (lib/vmm/stats.ts)
       if (o.stats) vm.stats.timeEvery = 1;

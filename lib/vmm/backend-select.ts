@@ -15,6 +15,8 @@ export interface BackendFactoryOptions {
   vcpus?: number;
   /** soft backend: each vCPU runs in a worker thread of its own (lib/vmm/backends/soft/threads.ts) */
   vcpuThreads?: boolean;
+  /** soft backend, with vcpuThreads: at most this many worker threads, the vCPUs moving between them */
+  vcpuThreadCount?: number;
 }
 
 /**
@@ -98,6 +100,7 @@ export async function openSoftBackend(
   interruptController?: InterruptController,
   vcpus = 1,
   vcpuThreads = false,
+  threads?: number,
 ): Promise<MachineBackend> {
   const mod = await importModule<SoftModule>("soft", importSoft, "createSoftBackend");
   try {
@@ -107,6 +110,7 @@ export async function openSoftBackend(
       vcpus,
       ...(interruptController ? { interruptController } : {}),
       ...(threadModule === undefined ? {} : { threadModule }),
+      ...(threadModule === undefined || threads === undefined ? {} : { threads }),
     });
   } catch (e) {
     if (e instanceof BackendUnavailableError) throw e;
@@ -122,6 +126,7 @@ export interface BackendOpeners {
     interruptController?: InterruptController,
     vcpus?: number,
     vcpuThreads?: boolean,
+    threads?: number,
   ): Promise<MachineBackend>;
 }
 
@@ -150,6 +155,7 @@ export async function openBackend(
         opts.interruptController,
         opts.vcpus,
         opts.vcpuThreads,
+        opts.vcpuThreadCount,
       );
       return { backend, info: { kind: "soft", requested: "soft", message: "soft" } };
     }
@@ -167,6 +173,7 @@ export async function openBackend(
           opts.interruptController,
           opts.vcpus,
           opts.vcpuThreads,
+          opts.vcpuThreadCount,
         );
         return {
           backend,

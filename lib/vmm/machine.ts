@@ -109,6 +109,13 @@ export interface MachineOptions {
    */
   vcpuThread?: boolean;
   /**
+   * Soft backend: the worker threads the vCPUs run on (implies `vcpuThread`; default one per vCPU).
+   * Fewer than `vcpus`: each thread is a logical processor that runs one vCPU at a time, in time
+   * slices, and the vCPUs move between threads (VMCLEAR on one, VMPTRLD on the other, the rest of
+   * their state carried over); a halted vCPU holds no thread. The debugger needs a thread per vCPU.
+   */
+  vcpuThreads?: number;
+  /**
    * resume a snapshot file: size and vCPUs come from it (lib/snapshot).
    * An incremental file brings its base along (found where it was, relative to the file); a list
    * names the whole chain instead, the full snapshot first and each incremental one on its predecessor.
@@ -922,6 +929,12 @@ function checkOptions(opts: MachineOptions): { memoryMiB: number; vcpus: number 
   optional(opts.strict, "opts.strict", booleanArg);
   optional(opts.platformDevices, "opts.platformDevices", booleanArg);
   optional(opts.vcpuThread, "opts.vcpuThread", booleanArg);
+  if (opts.vcpuThreads !== undefined) {
+    integerArg("opts.vcpuThreads", opts.vcpuThreads, 1, MAX_SOFT_VCPUS);
+    if (opts.vcpuThread === false) {
+      throw new MachineConfigError("vcpuThreads: worker threads asked for with vcpuThread: false");
+    }
+  }
   optional(opts.deterministic, "opts.deterministic", booleanArg);
   if (vcpus > MAX_SOFT_VCPUS) {
     throw new MachineConfigError(`vcpus: ${vcpus} requested, at most ${MAX_SOFT_VCPUS} are supported`);
@@ -940,9 +953,16 @@ export async function createMachine(options?: MachineOptions): Promise<Machine> 
   const pic = new PcInterrupts({ cpus: vcpus });
   const request = opts.backend ?? "auto";
   // soft vCPU threads: asked for, on the host clock (deterministic runs take turns on this thread)
-  const softThreadAsked = opts.vcpuThread ?? process.env.NODEVMM_VCPU_THREAD === "1";
+  const softThreadAsked =
+    opts.vcpuThread ?? (opts.vcpuThreads !== undefined || process.env.NODEVMM_VCPU_THREAD === "1");
   const vcpuThreads = softThreadAsked && !(opts.deterministic ?? false);
-  const factoryOpts = { memoryBytes: memoryMiB * 1024 * 1024, interruptController: pic, vcpus, vcpuThreads };
+  const factoryOpts = {
+    memoryBytes: memoryMiB * 1024 * 1024,
+    interruptController: pic,
+    vcpus,
+    vcpuThreads,
+    ...(vcpuThreads && opts.vcpuThreads !== undefined ? { vcpuThreadCount: opts.vcpuThreads } : {}),
+  };
   // deterministic runs are the soft backend's: "auto" goes there rather than refuse on a KVM host
   const softOnly = (opts.deterministic ?? false) && request === "auto";
   let { backend, info } = await openBackend(softOnly ? "soft" : request, factoryOpts);
@@ -974,7 +994,8 @@ export async function createMachine(options?: MachineOptions): Promise<Machine> 
       });
     }
     await setupBlockingEntry(vm, opts.vcpuThread === undefined ? {} : { vcpuThread: opts.vcpuThread });
-    if (backend.kind === "soft" && opts.vcpuThread === true && !vcpuThreads) {
+    const threadAsked = opts.vcpuThread === true || opts.vcpuThreads !== undefined;
+    if (backend.kind === "soft" && threadAsked && !vcpuThreads) {
       vm.warnings.push(
         "deterministic runs interleave the vCPUs on the machine's thread (vcpuThread is ignored)",
       );

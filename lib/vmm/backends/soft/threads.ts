@@ -5,7 +5,7 @@
 // lives here (an interrupt's vector, APIC registers): those requests are answered whenever this
 // thread looks at the vCPU (ended(), and every wait for a call's answer).
 
-import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from "node:worker_threads";
+import { type MessagePort, receiveMessageOnPort } from "node:worker_threads";
 import { LocalApic } from "../../../devices/lapic.js";
 import { VmmError } from "../../../types/errors.js";
 import type { VmExit } from "../../../types/exits.js";
@@ -15,9 +15,7 @@ import type { ApicMsrAccess, CpuSignal, InterruptController, VcpuBackend } from 
 import type { MachineClock } from "../../clock.js";
 import { DoorbellThreads } from "../../doorbell.js";
 import * as vmmErrors from "../../errors.js";
-import { evalWorkerArgv } from "../../kvm-worker.js";
 import type { VcpuThreads } from "../../loop-threads.js";
-import { waitForChange } from "../../wait-word.js";
 import { TSC_HZ } from "./cpuid.js";
 import type { ArchVcpuState, SoftSavedState, SoftVcpuState } from "./saved-state.js";
 import { readFastExit, UNBOUNDED, writeFastRun } from "./thread-codec.js";
@@ -26,7 +24,6 @@ import {
   APIC_SHADOW,
   APIC_SHADOWED_REGS,
   bump,
-  CONTROL_BYTES,
   CONTROL_WORDS,
   type Command,
   type Completion,
@@ -46,11 +43,10 @@ import {
   SLEEP_HELD,
   SLEEP_NONE,
   TSC_OFFSET_I64,
-  type VcpuWorkerData,
   W,
-  type WireError,
   type WorkerMessage,
 } from "./thread-protocol.js";
+import { PoolError, type PooledVcpu, type SoftVcpuPool } from "./threads-pool.js";
 
 const APIC_BASE_MSR = 0x1b;
 /** IA32_APIC_BASE.EXTD (x2APIC mode) */
@@ -62,38 +58,43 @@ const SIGNAL_WAIT_MS = 1000;
 /** A thread that has not answered for this long is taken for dead (its error, if any, is reported). */
 const CALL_TIMEOUT_MS = 60_000;
 
-/** Loads the vCPU module (url) in the new thread; a failure to load is reported as the thread failing. */
-const WORKER_SOURCE = `
-const { workerData } = require("node:worker_threads");
-import(workerData.url).catch((e) => {
-  const data = workerData.nodevmmSoftVcpu;
-  data.port.postMessage({ t: "failed", error: { name: e && e.name || "Error", message: String(e && e.message || e) } });
-  const words = new Int32Array(data.control, 0, ${CONTROL_WORDS});
-  Atomics.add(words, ${W.FAILED}, 1);
-  Atomics.notify(words, ${W.DONE});
-  const bell = new Int32Array(data.doorbell);
-  Atomics.add(bell, 0, 1);
-  Atomics.notify(bell, 0);
-});
-`;
-
 /** A soft vCPU's thread failed to start, stopped answering, or was used out of turn. */
 export class SoftVcpuThreadError extends VmmError {
   override name = "SoftVcpuThreadError";
   override readonly code: string = "ERR_VMM_VCPU_THREAD";
 }
 
-/** the thread's own error, as one of nodevmm's (its stack kept as the cause) */
-function threadFailed(index: number, w: WireError): SoftVcpuThreadError {
-  return new SoftVcpuThreadError(`vCPU ${index}'s thread failed: ${w.name}: ${w.message}`, {
-    cause: fromWire(w),
-  });
+/** the pool's error, as one of nodevmm's */
+function asThreadError(index: number, e: unknown): Error {
+  if (!(e instanceof PoolError)) return e as Error;
+  const message = e.threadFailed
+    ? `vCPU ${index}'s thread failed: ${e.message}`
+    : `vCPU ${index}: ${e.message}`;
+  return new SoftVcpuThreadError(message, { cause: e.cause ?? e });
 }
+
+/** an entry that ended without running (kicked while it waited for a worker): a host interrupt */
+const QUEUED_INTR: VmExit = {
+  kind: "intr",
+  raw: {
+    backend: "soft",
+    reason: 1,
+    exitReasonField: 1,
+    qualification: 0n,
+    instructionLength: 0,
+  },
+};
+
+type Prepared = { completion: Completion | undefined; limits: EntryLimits };
 
 /** What the machine's thread keeps of a vCPU whose thread starts (SoftBackend.createVcpu). */
 export interface SoftThreadVcpuOptions {
-  url: string;
-  data: Omit<VcpuWorkerData, "control" | "port" | "index" | "clock" | "apicShadow">;
+  /** the workers it runs on (one logical processor each) */
+  pool: SoftVcpuPool;
+  /** its control block and APIC shadow (the pool's workers were given them) */
+  control: SharedArrayBuffer;
+  apicShadow: SharedArrayBuffer;
+  eptp: bigint;
   index: number;
   clock: MachineClock | undefined;
   /** this CPU's view of the interrupt controller (its own local APIC) */
@@ -102,13 +103,20 @@ export interface SoftThreadVcpuOptions {
   onChange: () => void;
 }
 
-export class SoftThreadVcpu implements VcpuBackend {
+export class SoftThreadVcpu implements VcpuBackend, PooledVcpu {
   readonly index: number;
   readonly #words: Int32Array;
   readonly #wide: BigInt64Array;
   readonly #floats: Float64Array;
-  readonly #port: MessagePort;
-  readonly #worker: Worker;
+  readonly #pool: SoftVcpuPool;
+  /** an entry started and not yet sent to a worker (it waits for one) */
+  #prepared: Prepared | undefined;
+  /** the entry's command went to a worker (its exit comes from there) */
+  #onWorker = false;
+  /** an exit the pool made without a worker (kicked while waiting for one) */
+  #synthetic: VmExit | undefined;
+  /** the completion of an exit whose next entry was cancelled: it goes with the next one */
+  #carried: Completion | undefined;
   readonly #irq: InterruptController | undefined;
   readonly #onChange: () => void;
   #cmd = 0;
@@ -130,40 +138,22 @@ export class SoftThreadVcpu implements VcpuBackend {
 
   constructor(opts: SoftThreadVcpuOptions) {
     this.index = opts.index;
-    const control = new SharedArrayBuffer(CONTROL_BYTES);
+    const control = opts.control;
+    this.#pool = opts.pool;
     this.#words = new Int32Array(control, 0, CONTROL_WORDS);
     this.#wide = new BigInt64Array(control);
     this.#floats = new Float64Array(control);
     this.#irq = opts.interrupts;
     this.#onChange = opts.onChange;
-    this.#eptp = opts.data.eptp;
-    const apicShadow = new SharedArrayBuffer(APIC_SHADOW.WORDS * 4);
-    this.#shadow = new Int32Array(apicShadow);
+    this.#eptp = opts.eptp;
+    this.#shadow = new Int32Array(opts.apicShadow);
     const lapic = opts.interrupts?.apicMsrs;
     this.#lapic = lapic instanceof LocalApic ? lapic : undefined;
     if (this.#lapic) this.#lapic.settle = () => this.#settle();
-    const { port1, port2 } = new MessageChannel();
-    this.#port = port1;
-    const data: VcpuWorkerData = {
-      ...opts.data,
-      index: opts.index,
-      control,
-      apicShadow,
-      port: port2,
-      clock: opts.clock?.share(),
-    };
-    this.#worker = new Worker(WORKER_SOURCE, {
-      eval: true,
-      execArgv: evalWorkerArgv(),
-      workerData: { url: opts.url, nodevmmSoftVcpu: data },
-      transferList: [port2],
-    });
-    this.#worker.on("error", (e) => {
-      this.#failure ??= new SoftVcpuThreadError(`vCPU ${this.index}'s thread failed: ${e.message}`);
-    });
-    // parked, it must not keep the process alive (runs hold it: SoftVcpuThreads.begin)
-    this.#worker.unref();
-    this.#port.unref();
+    this.#pool.attach(this);
+    // IA32_APIC_BASE at reset (SoftVcpu's), until its worker publishes it: the local APIC asks
+    // whether it is enabled before the vCPU has ever run (an INIT/SIPI sent to it)
+    this.#wide[APIC_BASE_I64] = BigInt(opts.index === 0 ? 0xfee00900 : 0xfee00800);
     const apic = this.#irq?.apicMsrs;
     if (apic && opts.clock) {
       // TSC-deadline mode compares against the CPU's TSC: the clock's, plus the offset the guest's
@@ -178,52 +168,41 @@ export class SoftThreadVcpu implements VcpuBackend {
     }
   }
 
-  /** resolves once the thread serves commands; rejects when it cannot start */
-  async ready(ms = 30_000): Promise<void> {
-    const end = performance.now() + ms;
-    // an Atomics.waitAsync does not keep Node alive, and the thread is unref'd
-    const keepAlive = setInterval(() => {}, 1000);
-    try {
-      while (this.#failure === undefined && Atomics.load(this.#words, W.FAILED) === 0) {
-        if (this.#readyMessage()) return;
-        if (performance.now() >= end) {
-          throw new SoftVcpuThreadError(`vCPU ${this.index}'s thread did not start`);
-        }
-        await waitForChange(this.#words, W.FAILED, 0, 5);
-      }
-      throw this.#failed();
-    } finally {
-      clearInterval(keepAlive);
-    }
+  /** the words of its control block (the pool reads the sleep, signal and interrupt words) */
+  get words(): Int32Array {
+    return this.#words;
   }
 
-  #ready = false;
-  #readyMessage(): boolean {
-    if (this.#ready) return true;
-    const m = receiveMessageOnPort(this.#port)?.message as WorkerMessage | undefined;
-    if (!m) return false;
-    if (m.t === "failed") {
-      this.#failure = threadFailed(this.index, m.error);
-      return false;
+  /** its channel on the worker it is on */
+  get #port(): MessagePort {
+    return this.#pool.port(this.index);
+  }
+
+  /** resolves once the workers serve commands; rejects when one cannot start */
+  async ready(ms = 30_000): Promise<void> {
+    try {
+      await this.#pool.ready(ms);
+    } catch (e) {
+      this.#failure ??= asThreadError(this.index, e);
+      throw this.#failure;
     }
-    if (m.t !== "ready") throw new SoftVcpuThreadError(`vCPU ${this.index}: unexpected ${m.t} before ready`);
-    this.#ready = true;
-    return true;
   }
 
   #failed(): Error {
-    if (!this.#failure) {
-      const m = receiveMessageOnPort(this.#port)?.message as WorkerMessage | undefined;
-      this.#failure =
-        m?.t === "failed"
-          ? threadFailed(this.index, m.error)
-          : new SoftVcpuThreadError(`vCPU ${this.index}'s thread failed`);
-    }
+    this.#failure ??= asThreadError(
+      this.index,
+      this.#pool.failure() ?? new PoolError(`vCPU ${this.index}'s thread failed`),
+    );
     return this.#failure;
   }
 
   get closed(): boolean {
-    return this.#closed || this.#failure !== undefined || Atomics.load(this.#words, W.FAILED) !== 0;
+    return (
+      this.#closed ||
+      this.#failure !== undefined ||
+      this.#pool.closed ||
+      Atomics.load(this.#words, W.FAILED) !== 0
+    );
   }
 
   get inEntry(): boolean {
@@ -233,23 +212,20 @@ export class SoftThreadVcpu implements VcpuBackend {
   #send(cmd: Command): void {
     if (this.#closed) throw new SoftVcpuThreadError(`vCPU ${this.index} is closed`);
     if (this.closed) throw this.#failed();
-    if (!this.#ready) this.#awaitReady();
+    try {
+      // a call before ready() resolved (createMachine awaits it; tests that build backends may not)
+      if (!this.#pool.isReady) this.#pool.readySync(CALL_TIMEOUT_MS);
+      // a run was placed by the pool (dispatchEntry); a call goes where the vCPU is, or is moved to
+      if (cmd.op === "call") this.#pool.placeForCall(this.index);
+    } catch (e) {
+      throw asThreadError(this.index, e);
+    }
     // a run in the block's words where it fits (thread-codec.ts), else a message
     const fast = cmd.op === "run" && writeFastRun(this.#words, cmd.completion, cmd.limits);
     Atomics.store(this.#words, W.CMD_FAST, fast ? 1 : 0);
     if (!fast) this.#port.postMessage(cmd);
     this.#cmd = bump(this.#words, W.CMD);
-  }
-
-  /** a call before ready() resolved (createMachine awaits it; tests that build backends may not) */
-  #awaitReady(): void {
-    const end = performance.now() + CALL_TIMEOUT_MS;
-    while (!this.#readyMessage()) {
-      if (this.closed) throw this.#failed();
-      if (performance.now() >= end)
-        throw new SoftVcpuThreadError(`vCPU ${this.index}'s thread did not start`);
-      Atomics.wait(this.#words, W.FAILED, 0, 5);
-    }
+    this.#pool.ring(this.index);
   }
 
   /** a call on the parked vCPU: its answer, or its error */
@@ -432,6 +408,8 @@ export class SoftThreadVcpu implements VcpuBackend {
    * while this thread is busy.
    */
   startEntry(unbounded = false): void {
+    if (this.#closed) throw new SoftVcpuThreadError(`vCPU ${this.index} is closed`);
+    if (this.closed) throw this.#failed();
     const e = this.#lastExit as {
       kind?: string;
       direction?: string;
@@ -439,7 +417,8 @@ export class SoftThreadVcpu implements VcpuBackend {
       data?: Uint8Array;
       ret?: bigint;
     };
-    let completion: Completion | undefined;
+    let completion: Completion | undefined = this.#carried;
+    this.#carried = undefined;
     if (e?.kind === "io" && e.direction === "in") completion = { data: e.data! };
     else if (e?.kind === "mmio" && !e.write) completion = { data: e.data! };
     else if (e?.kind === "hypercall") completion = { ret: e.ret! };
@@ -448,19 +427,73 @@ export class SoftThreadVcpu implements VcpuBackend {
     this.syncInterrupt();
     const limits = unbounded ? UNBOUNDED : this.#entryLimits;
     this.#entryLimits = {};
-    this.#send({ op: "run", completion, limits });
+    this.#prepared = { completion, limits };
     this.#inEntry = true;
+    // on its worker now, or when one is free (dispatchEntry)
+    try {
+      this.#pool.entryWanted(this.index, unbounded);
+    } catch (err) {
+      this.#prepared = undefined;
+      this.#inEntry = false;
+      throw asThreadError(this.index, err);
+    }
+  }
+
+  /** the pool placed the vCPU on a worker: the entry's command goes there */
+  dispatchEntry(): void {
+    const p = this.#prepared;
+    if (!p) return;
+    this.#prepared = undefined;
+    this.#onWorker = true;
+    this.#send({ op: "run", completion: p.completion, limits: p.limits });
+  }
+
+  /** kicked while it waited for a worker: the entry ends without running ("intr") */
+  cancelEntry(): void {
+    const p = this.#prepared;
+    if (!p) return;
+    this.#prepared = undefined;
+    this.#carried = p.completion;
+    Atomics.store(this.#words, W.STOP, 0);
+    this.#synthetic = QUEUED_INTR;
+  }
+
+  /**
+   * Applies the completion its last exit waits for by an entry that ends before any guest
+   * instruction (a kick latched first), so that the vCPU may leave its worker (between runs).
+   */
+  settleEntry(): void {
+    if (this.#inEntry) return;
+    Atomics.store(this.#words, W.STOP, 1);
+    Atomics.store(this.#words, W.KICK, 1);
+    const exit = this.run();
+    if (exit.kind !== "intr") {
+      // the next half of a string I/O element on MMIO: the machine has yet to see it
+      this.#lastExit = exit;
+      throw new SoftVcpuThreadError(`vCPU ${this.index} cannot leave its thread in the middle of string I/O`);
+    }
   }
 
   get exitReady(): boolean {
+    if (this.#synthetic) return true;
+    if (!this.#onWorker) return false;
     this.serve();
     return this.#inEntry && Atomics.load(this.#words, W.EXIT) !== this.#exitsTaken;
   }
 
   takeExit(): VmExit {
     if (!this.exitReady) throw new SoftVcpuThreadError(`vCPU ${this.index} has no exit to take`);
+    const synthetic = this.#synthetic;
+    if (synthetic) {
+      this.#synthetic = undefined;
+      this.#inEntry = false;
+      this.#lastExit = synthetic;
+      return synthetic;
+    }
     this.#exitsTaken = (this.#exitsTaken + 1) | 0;
     this.#inEntry = false;
+    this.#onWorker = false;
+    this.#pool.exitTaken(this.index);
     // the EOIs and interrupts the thread took before this exit (it bumped the exit word after
     // them) reach the APIC before the exit is handled (parked first: nothing nudges it meanwhile)
     this.#settle();
@@ -566,6 +599,7 @@ export class SoftThreadVcpu implements VcpuBackend {
 
   /** SoftVcpu.setDebugControls, done in the vCPU's thread */
   setDebugControls(c: { trapBreakpoints?: boolean; monitorTrap?: boolean }): void {
+    this.#refuseDebugger();
     this.call("setDebugControls", c);
   }
   /** SoftVcpu.exitVector, asked of the vCPU's thread */
@@ -578,6 +612,8 @@ export class SoftThreadVcpu implements VcpuBackend {
   }
   /** SoftVcpu.attachHostChunks: the thread maps memory the machine's thread allocated since it started */
   attachHostChunks(chunks: readonly SharedChunk[]): void {
+    // the workers the vCPUs move to later get them as they arrive
+    this.#pool.addChunks(chunks);
     this.call("attachHostChunks", chunks);
   }
   eptPointer(): bigint {
@@ -601,6 +637,7 @@ export class SoftThreadVcpu implements VcpuBackend {
   }
   set held(on: boolean) {
     if (this.held === on) return;
+    if (on) this.#refuseDebugger();
     Atomics.store(this.#words, W.HELD, on ? 1 : 0);
     if (!on) {
       Atomics.notify(this.#words, W.KICK);
@@ -618,10 +655,23 @@ export class SoftThreadVcpu implements VcpuBackend {
     }
   }
 
+  /**
+   * The debugger holds vCPUs in their threads and steps one while the others wait there: with
+   * fewer threads than vCPUs a held vCPU would keep a thread from the one that steps.
+   */
+  #refuseDebugger(): void {
+    if (this.#pool.oversubscribed) {
+      throw new SoftVcpuThreadError(
+        `the debugger needs a thread per vCPU (${this.#pool.vcpuCount} vCPUs run on ${this.#pool.threads} threads: set vcpuThreads to ${this.#pool.vcpuCount})`,
+      );
+    }
+  }
+
   /** ends the entry in progress (or the next) promptly with an "intr" exit */
   kick(): void {
     Atomics.store(this.#words, W.STOP, 1);
     this.#nudge();
+    this.#pool.kicked(this.index);
   }
 
   /** makes the running vCPU look at its interrupt and signal words (the entry goes on) */
@@ -658,10 +708,12 @@ export class SoftThreadVcpu implements VcpuBackend {
       if (Atomics.compareExchange(this.#words, W.SIGNALS, old, next) === old) break;
     }
     Atomics.notify(this.#words, W.KICK);
-    if (this.#inEntry) {
+    if (this.#inEntry && this.#onWorker) {
       this.#nudge();
       this.#awaitSignalsTaken();
     }
+    // one that waits without a worker (halted, waiting for SIPI) takes them as it is placed
+    this.#pool.schedule();
   }
 
   /**
@@ -682,8 +734,7 @@ export class SoftThreadVcpu implements VcpuBackend {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#port.close();
-    void this.#worker.terminate();
+    this.#pool.close();
   }
 }
 
@@ -693,9 +744,12 @@ export class SoftVcpuThreads extends DoorbellThreads implements VcpuThreads {
   readonly reportsHalts = true;
   readonly #vcpus: readonly SoftThreadVcpu[];
 
-  constructor(vcpus: readonly SoftThreadVcpu[], doorbell: SharedArrayBuffer) {
+  readonly #pool: SoftVcpuPool;
+
+  constructor(vcpus: readonly SoftThreadVcpu[], doorbell: SharedArrayBuffer, pool: SoftVcpuPool) {
     super(new Int32Array(doorbell));
     this.#vcpus = vcpus;
+    this.#pool = pool;
   }
 
   get count(): number {
@@ -723,12 +777,41 @@ export class SoftVcpuThreads extends DoorbellThreads implements VcpuThreads {
   kick(i: number): void {
     this.#vcpus[i]!.kick();
   }
+  /** the worker vCPU i's state is on (-1: none, it is between workers or never ran) */
+  workerOf(i: number): number {
+    return this.#pool.workerOf(i);
+  }
+  /** worker threads the vCPUs run on */
+  get threadCount(): number {
+    return this.#pool.threads;
+  }
+  /** times a vCPU arrived on a worker from another (VMCLEAR there, VMPTRLD there) so far */
+  get migrations(): number {
+    return this.#pool.migrations;
+  }
+  /**
+   * Moves parked vCPU i to worker `worker` (VMCLEAR on its processor, VMPTRLD on that one); false
+   * when that worker runs another vCPU now. Its state arrives as it left, an instruction half
+   * done included.
+   */
+  moveVcpu(i: number, worker: number): boolean {
+    if (this.#vcpus[i]!.inEntry) return false;
+    try {
+      return this.#pool.moveVcpu(i, worker);
+    } catch (e) {
+      throw e instanceof PoolError ? new SoftVcpuThreadError(`vCPU ${i}: ${e.message}`) : e;
+    }
+  }
+
   /** every vCPU's pending-interrupt word as its controller says; a running vCPU with a new one is nudged */
   sync(): void {
     for (const v of this.#vcpus) v.syncInterrupt();
+    // halted vCPUs an interrupt made runnable get a worker
+    this.#pool.schedule();
   }
   close(): void {
     this.end();
     for (const v of this.#vcpus) v.close();
+    this.#pool.close();
   }
 }

@@ -45,6 +45,7 @@ import {
   type SoftVcpuState,
 } from "./saved-state.js";
 import { createTaskEmulator, emulateTaskSwitch } from "./task-switch.js";
+import { arriveContext, departContext, type SoftVcpuContext } from "./vcpu-context.js";
 import {
   CR0_OWNED,
   CR4_OWNED,
@@ -138,6 +139,18 @@ export interface SoftVcpuShared {
   localMmioWrite?: (gpa: number, size: number, value: number) => boolean;
 }
 
+/** Where a SoftVcpu's VMX regions are, and the state it arrives with from another thread. */
+export interface SoftVcpuPlacement {
+  /** where kicks are latched (shared with the thread that kicks this vCPU) */
+  kickWord?: Int32Array;
+  /** the VMCS region (else one is allocated): in memory every thread that may run the vCPU maps */
+  vmcs?: number;
+  /** this logical processor's VMXON region (else one is allocated) */
+  vmxon?: number;
+  /** the vCPU comes from another thread's processor (SoftVcpu.depart there): its VMCS is `vmcs` as it left it */
+  context?: SoftVcpuContext;
+}
+
 export class SoftVcpu implements VcpuBackend {
   lp: LogicalProcessor;
   readonly vmcs: number;
@@ -170,7 +183,7 @@ export class SoftVcpu implements VcpuBackend {
   constructor(
     readonly index: number,
     readonly shared: SoftVcpuShared,
-    opts: { kickWord?: Int32Array } = {},
+    opts: SoftVcpuPlacement = {},
   ) {
     const mem = shared.memory;
     this.#irq = shared.interrupts?.forCpu?.(index) ?? shared.interrupts;
@@ -182,17 +195,26 @@ export class SoftVcpu implements VcpuBackend {
       id: index,
       kickWord: this.#kickWord,
     });
-    const vmxon = mem.allocatePage();
+    const vmxon = opts.vmxon ?? mem.allocatePage();
     mem.writeU32(vmxon, VMCS_REVISION_ID);
-    this.vmcs = mem.allocatePage();
-    mem.writeU32(this.vmcs, VMCS_REVISION_ID);
+    this.vmcs = opts.vmcs ?? mem.allocatePage();
     this.lp.vmxon(vmxon);
-    this.lp.vmclear(this.vmcs);
-    this.lp.vmptrld(this.vmcs);
     if (this.#apic) {
       exitOnApicMsrs(mem, shared.msrBitmap);
       this.#apic.tsc = { read: () => this.#cpu.getMsr(TSC_MSR) ?? 0n, hz: TSC_HZ };
     }
+    const arriving = opts.context;
+    if (arriving) {
+      // a vCPU that left another thread's processor (VMCLEAR there): VMPTRLD here, VMLAUNCH next
+      arriveContext(this.lp, arriving);
+      this.#lastRaw = arriving.host.lastRaw;
+      this.#hostIterations = arriving.host.hostIterations;
+      if (shared.clock) this.useClock(shared.clock);
+      return;
+    }
+    mem.writeU32(this.vmcs, VMCS_REVISION_ID);
+    this.lp.vmclear(this.vmcs);
+    this.lp.vmptrld(this.vmcs);
     writeControls(this.lp, { ...shared, eptp: shared.ept.eptp });
     writeHostState(this.lp);
     if (shared.clock) this.useClock(shared.clock);
@@ -1068,6 +1090,30 @@ export class SoftVcpu implements VcpuBackend {
     this.lp = lp;
     this.#launched = false;
     return lp;
+  }
+
+  /**
+   * No exit waits for its completion (an IN's or MMIO read's data, the rest of a string I/O): the
+   * vCPU may leave this logical processor (depart) before its next entry.
+   */
+  get departable(): boolean {
+    return this.#completion === undefined && this.#pendingExit === undefined && !this.#running;
+  }
+
+  /**
+   * Leaves this logical processor for one in another thread (a pool of fewer threads than vCPUs):
+   * VMCLEAR writes the VMCS back to its region (launch state clear), and what this host keeps
+   * outside it comes back as data, for `new SoftVcpu(index, shared, { vmcs, context })` there.
+   * The object is done with afterwards.
+   */
+  depart(): SoftVcpuContext {
+    if (!this.departable) throw new Error(`vCPU ${this.index} has an exit waiting for its completion`);
+    const ctx = departContext(this.lp, this.vmcs, {
+      lastRaw: this.#lastRaw,
+      hostIterations: this.#hostIterations,
+    });
+    this.#closed = true;
+    return ctx;
   }
 
   getRegs(): Regs {

@@ -1,0 +1,128 @@
+// What a soft vCPU takes with it when it moves to another thread's logical processor (a pool of
+// fewer worker threads than vCPUs, threads-pool.ts). The VMCS does not travel here: VMCLEAR on the
+// old processor writes it back to its region in host memory every thread maps, and VMPTRLD on the
+// new one loads it. What a VT-x hypervisor keeps outside the VMCS for a vCPU does travel, as plain
+// structured-cloneable data: the general registers, CR2, CR8, DR0-DR3/DR6, the x87/SSE state, the
+// MSRs the processor keeps outside the VMCS, the events latched on the processor, and the MMIO
+// accesses already completed for an instruction left half done (so that they are not made again).
+
+import type { ExtendedState } from "../../../cpu/guest-cpu.js";
+import type { Interpreter } from "../../../cpu/interpreter.js";
+import type { RawExit } from "../../../types/exits.js";
+import type { LogicalProcessor, MmioCompletion } from "../../../vmx/index.js";
+import { F } from "../../../vmx/index.js";
+import { MmioReplay } from "../../../vmx/mmio-replay.js";
+
+/** MSRs the interpreter keeps outside the VMCS (EFER, PAT, SYSENTER and FS/GS base are VMCS guest state). */
+const CARRIED_MSRS: readonly number[] = [
+  0x1b, // APIC base (the interpreter's copy; EXTD is the local APIC's)
+  0x1a0, // MISC_ENABLE
+  0x1d9, // DEBUGCTL
+  0x2ff, // MTRR_DEF_TYPE
+  ...Array.from({ length: 16 }, (_, i) => 0x200 + i),
+  0x250,
+  0x258,
+  0x259,
+  0x268,
+  0x269,
+  0x26a,
+  0x26b,
+  0x26c,
+  0x26d,
+  0x26e,
+  0x26f,
+  0xc0000081,
+  0xc0000082,
+  0xc0000083,
+  0xc0000084,
+  0xc0000102,
+  0xc0000103,
+];
+
+export interface SoftVcpuContext {
+  /** the vCPU's VMCS region (cleared: the next entry is a VMLAUNCH) */
+  vmcs: number;
+  gprs: bigint[];
+  cr2: bigint;
+  cr8: bigint;
+  /** the interpreter's DR0-DR7 (DR7 is also VMCS guest state) */
+  dr: number[];
+  /** x87, SSE and PKRU as the interpreter hands them over (copied as the context crosses threads) */
+  ext: ExtendedState;
+  msrs: [number, bigint][];
+  tscOffset: bigint;
+  tscAdjust: bigint;
+  pending: { nmi: boolean; init: boolean; sipiVector: number };
+  /** the completed MMIO accesses of the instruction at the VMCS's RIP, not yet retired */
+  mmio: MmioCompletion[];
+  /** the hypervisor's own records of the vCPU (SoftVcpu's) */
+  host: { lastRaw: Extract<RawExit, { backend: "soft" }> | undefined; hostIterations: number };
+}
+
+const interpreterOf = (lp: LogicalProcessor) => lp.cpu as unknown as Interpreter;
+
+/**
+ * Reads what travels from `lp`, whose current VMCS is `vmcs`, and leaves the processor: VMCLEAR
+ * (the VMCS written back, launch state clear) and VMXOFF. Call at a point where the vCPU has no
+ * exit waiting for its completion (SoftVcpu.departable).
+ */
+export function departContext(
+  lp: LogicalProcessor,
+  vmcs: number,
+  host: SoftVcpuContext["host"],
+): SoftVcpuContext {
+  const cpu = interpreterOf(lp);
+  const gprs: bigint[] = [];
+  for (let i = 0; i < 16; i++) gprs.push(lp.cpu.getGpr(i));
+  const msrs: [number, bigint][] = [];
+  for (const index of CARRIED_MSRS) {
+    const v = lp.cpu.getMsr(index);
+    if (v !== undefined) msrs.push([index, v]);
+  }
+  const rip = lp.vmread(F.GUEST_RIP);
+  const replay = lp.mmioReplay;
+  const mmio = replay.current(lp.cpu.work(), rip) ? replay.done.map((c) => ({ ...c })) : [];
+  const ctx: SoftVcpuContext = {
+    vmcs,
+    gprs,
+    cr2: lp.cpu.getControl("cr2"),
+    cr8: lp.cpu.getControl("cr8"),
+    dr: [...cpu.dr],
+    ext: structuredClone(lp.cpu.getExtendedState()),
+    msrs,
+    tscOffset: cpu.tscOffset,
+    tscAdjust: cpu.tscAdjust,
+    pending: { nmi: lp.nmiPending, init: lp.initPending, sipiVector: lp.sipiVector },
+    mmio,
+    host,
+  };
+  lp.vmclear(vmcs);
+  lp.vmxoff();
+  return ctx;
+}
+
+/**
+ * Puts what travelled on `lp` (a new processor with its own interpreter: nothing it cached from
+ * another vCPU's guest), after VMPTRLD of the context's VMCS.
+ */
+export function arriveContext(lp: LogicalProcessor, ctx: SoftVcpuContext): void {
+  lp.vmptrld(ctx.vmcs);
+  const cpu = interpreterOf(lp);
+  for (let i = 0; i < 16; i++) lp.cpu.setGpr(i, ctx.gprs[i]!);
+  lp.cpu.setControl("cr2", ctx.cr2);
+  lp.cpu.setControl("cr8", ctx.cr8);
+  if (ctx.dr.length === cpu.dr.length) cpu.dr.set(ctx.dr);
+  lp.cpu.setExtendedState(ctx.ext);
+  for (const [index, value] of ctx.msrs) lp.cpu.setMsr(index, value);
+  cpu.tscAdjust = ctx.tscAdjust;
+  cpu.tscOffset = ctx.tscOffset;
+  lp.nmiPending = ctx.pending.nmi;
+  lp.initPending = ctx.pending.init;
+  lp.sipiVector = ctx.pending.sipiVector;
+  if (ctx.mmio.length > 0) {
+    // the instruction goes on where it was: its completed accesses are replayed, not made again
+    const from = new MmioReplay();
+    from.done.push(...ctx.mmio);
+    lp.mmioReplay.adopt(from, lp.cpu.work(), lp.vmread(F.GUEST_RIP));
+  }
+}
