@@ -12,6 +12,8 @@ import { startedWithin } from "./started-within.js";
 
 export type { KickTarget } from "../kvm/binding-api.js";
 
+/** how far the thread's clock may be from this one's (each thread has its own timeOrigin) */
+const CLOCK_SKEW_MS = 1;
 /** how long close() lets the thread end by itself (unmapping what it mapped) before terminating it */
 const CLOSE_GRACE_MS = 1000;
 
@@ -100,8 +102,15 @@ export class Watchdog {
 
   /** Kick at this absolute time (performance.timeOrigin + performance.now() milliseconds). */
   arm(deadlineMs: number): void {
+    const armed = this.#deadline[0]!;
     this.#deadline[0] = deadlineMs;
     Atomics.add(this.#ctrl, 0, 1);
+    // The thread sleeps until the armed deadline and reads the words again then, so a later
+    // deadline, or none, needs no wake-up while that one is still ahead (the loop re-arms on
+    // every guest entry: a wake-up each time costs a context switch per exit). After a kick the
+    // thread sleeps until the next arm, but then the armed deadline has passed and it is woken.
+    if (armed > 0 && (deadlineMs === 0 || deadlineMs >= armed) && armed > absoluteNow() + CLOCK_SKEW_MS)
+      return;
     Atomics.notify(this.#ctrl, 0);
   }
 
