@@ -38,7 +38,7 @@ export interface LoadImageOptions extends FlatOptions, MultibootOptions {
   acpiRsdp?: number;
   /** Linux: extra e820 entries, as LinuxOptions.e820. */
   e820?: readonly E820Entry[];
-  /** Linux: decompress a bzImage's payload on the host ("auto", the default) or in the guest */
+  /** Linux: where a bzImage's payload is decompressed (LinuxOptions.decompress) */
   decompress?: LinuxOptions["decompress"];
 }
 

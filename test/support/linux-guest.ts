@@ -86,6 +86,8 @@ export function runLinuxCli(disk: string, extra: readonly string[], timeoutMs: n
 
 export interface LinuxBoot {
   result: RunResult;
+  /** how the kernel was entered ("vmlinux": decompressed on the host; "bzImage": by itself) */
+  entry: "vmlinux" | "bzImage";
   serial: string;
   hvc: string;
   broken: string[];
@@ -118,13 +120,13 @@ export async function bootLinux(
       },
       onBroken: (device, message) => broken.push(`${device}: ${message}`),
     });
-    vm.loadLinux({
+    const loaded = vm.loadLinux({
       kernel: readFileSync(LINUX_KERNEL!),
       initrd: readFileSync(LINUX_INITRD!),
       cmdline: `console=ttyS0 quiet ${virtio.cmdline.join(" ")}`,
     });
     const result = await vm.run({ timeoutMs });
-    return { result, serial, hvc, broken };
+    return { result, serial, hvc, broken, entry: loaded.linux.entry };
   } finally {
     vm.close();
   }
