@@ -3,11 +3,6 @@
 // reach a thread that is busy or asleep (kicks, pending interrupts, INIT/SIPI/NMI, "an exit is
 // ready"); messages carry the data, read synchronously with receiveMessageOnPort after the word moved.
 
-import type { MessagePort } from "node:worker_threads";
-import type { SharedMemoryState } from "../../../cpu/index.js";
-import type { SharedChunk } from "../../../vmx/host-memory.js";
-import type { SharedClockState } from "../../clock.js";
-
 /** Int32 words of a vCPU's control block (an Int32Array over a SharedArrayBuffer). */
 export const W = {
   /** the machine's thread bumps it for each command it posts */
@@ -88,7 +83,7 @@ export const F64_RETIRED = CONTROL_WORDS / 2 + 1;
 export const APIC_BASE_I64 = CONTROL_WORDS / 2 + 2;
 
 /**
- * The APIC shadow (VcpuWorkerData.apicShadow): word reg >> 4 holds xAPIC register `reg` (page
+ * The APIC shadow (PoolVcpuLink.apicShadow): word reg >> 4 holds xAPIC register `reg` (page
  * offsets 0x000-0x3F0) as a read would return it. The machine's thread sets VALID while the shadow
  * may serve page reads (a LocalApic on the machine, in xAPIC mode, its page mapped at BASE), X2APIC
  * while that APIC is in x2APIC mode, and POST while the worker may post EOIs: it bumps EOIS for
@@ -128,38 +123,6 @@ export const APIC_SHADOWED_REGS: readonly number[] = [
 export const SIGNAL_INIT = 1;
 export const SIGNAL_NMI = 2;
 export const SIGNAL_SIPI = 4;
-
-/** What the worker is started with (workerData). */
-export interface VcpuWorkerData {
-  index: number;
-  vcpus: number;
-  chunks: SharedChunk[];
-  /** guest RAM: each region's guest-physical and host-physical address and size */
-  ram: { gpa: number; hpa: number; size: number }[];
-  eptp: bigint;
-  ioBitmapA: number;
-  ioBitmapB: number;
-  msrBitmap: number;
-  /** host-physical address where the worker's own allocations (VMXON, VMCS regions) begin */
-  firstHpa: number;
-  control: SharedArrayBuffer;
-  doorbell: SharedArrayBuffer;
-  clock: SharedClockState | undefined;
-  /** the machine has an interrupt controller (else the vCPU has none either) */
-  interrupts: boolean;
-  /**
-   * The local APIC's registers that reads do not change and only this CPU's own accesses (or an
-   * INIT) change, kept current by the machine's thread (Int32 words, see APIC_SHADOW): the worker
-   * answers the guest's xAPIC page reads of them without an exit
-   */
-  apicShadow: SharedArrayBuffer;
-  /**
-   * Several vCPU threads: what their interpreters share to keep guest memory coherent across
-   * threads (locked operations, code written by one vCPU and run by another; lib/cpu/smp-memory.ts)
-   */
-  smp: SharedMemoryState | undefined;
-  port: MessagePort;
-}
 
 /** The completion of the last exit, as the machine's handler left it (io/mmio input, hypercall). */
 export interface Completion {
