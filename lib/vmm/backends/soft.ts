@@ -15,7 +15,9 @@ import { MachineClock } from "../clock.js";
 import { MachineConfigError } from "../errors.js";
 import { GuestMemory } from "../memory.js";
 import { CPU_SIGNATURE } from "./soft/cpuid.js";
+import { APIC_SHADOW, CONTROL_BYTES } from "./soft/thread-protocol.js";
 import { SoftThreadVcpu, SoftVcpuThreads } from "./soft/threads.js";
+import { SoftVcpuPool } from "./soft/threads-pool.js";
 import { SoftVcpu, type SoftVcpuShared } from "./soft/vcpu.js";
 import { softWorkerUrl } from "./soft/worker-script.js";
 
@@ -36,6 +38,12 @@ export interface SoftBackendOptions {
    * its own over shared memory (threads.ts); the machine runs them through vcpuThreads().
    */
   threadModule?: string;
+  /**
+   * With threadModule: the worker threads the vCPUs run on (default one per vCPU). Fewer than
+   * vCPUs: each thread is a logical processor that runs one vCPU at a time, and the vCPUs move
+   * between them (VMCLEAR on one, VMPTRLD on another; threads-pool.ts).
+   */
+  threads?: number;
 }
 
 /** guest RAM below the 32-bit PCI hole; the rest is mapped from 4 GiB (as lib/vmm/backends/kvm.ts does) */
@@ -64,9 +72,17 @@ export class SoftBackend implements MachineBackend {
   #threads: SoftVcpuThreads | undefined;
   readonly #doorbell = new SharedArrayBuffer(4);
   #smp: SharedMemoryState | undefined;
+  /** the worker threads of vCPU threads (created with the first vCPU) */
+  #pool: SoftVcpuPool | undefined;
+  readonly #threadCount: number | undefined;
 
   constructor(opts: SoftBackendOptions) {
     this.#threadModule = opts.threadModule;
+    const threads = opts.threads;
+    if (threads !== undefined && (!Number.isSafeInteger(threads) || threads < 1 || threads > 255)) {
+      throw new RangeError(`threads must be an integer from 1 to 255, got ${threads}`);
+    }
+    this.#threadCount = threads;
     this.host = new HostMemory({ shared: opts.threadModule !== undefined });
     const size = opts.memoryBytes;
     const vcpus = opts.vcpus ?? 1;
@@ -148,25 +164,42 @@ export class SoftBackend implements MachineBackend {
       throw new MachineConfigError("vCPU threads are already running: no vCPU can join them");
     const s = this.#shared;
     const interrupts = s.interrupts?.forCpu?.(index) ?? s.interrupts;
-    const v = new SoftThreadVcpu({
+    this.#pool ??= new SoftVcpuPool({
       url: this.#threadModule!,
-      index,
-      clock,
-      interrupts,
-      onChange: () => this.#threads?.sync(),
-      data: {
-        vcpus: s.vcpus,
+      threads: this.#threadCount,
+      doorbell: this.#doorbell,
+      firstHpa: (worker) => THREAD_HPA_BASE + worker * THREAD_HPA_STRIDE,
+      // read as the workers start, once every vCPU is created
+      common: () => ({
         chunks: this.host.sharedChunks(),
         ram: this.ram,
         eptp: s.ept.eptp,
         ioBitmapA: s.ioBitmapA,
         ioBitmapB: s.ioBitmapB,
         msrBitmap: s.msrBitmap,
-        firstHpa: THREAD_HPA_BASE + index * THREAD_HPA_STRIDE,
-        doorbell: this.#doorbell,
+        clock: clock?.share(),
         interrupts: interrupts !== undefined,
         smp: this.#smpState(),
-      },
+      }),
+    });
+    const control = new SharedArrayBuffer(CONTROL_BYTES);
+    const apicShadow = new SharedArrayBuffer(APIC_SHADOW.WORDS * 4);
+    // the VMCS region in host memory every worker maps: the vCPU's VMCS moves with VMCLEAR/VMPTRLD
+    const vmcs = this.host.allocatePage();
+    try {
+      this.#pool.add(index, { control, apicShadow, vmcs });
+    } catch (e) {
+      throw new MachineConfigError((e as Error).message);
+    }
+    const v = new SoftThreadVcpu({
+      pool: this.#pool,
+      control,
+      apicShadow,
+      eptp: s.ept.eptp,
+      index,
+      clock,
+      interrupts,
+      onChange: () => this.#threads?.sync(),
     });
     this.#threaded.push(v);
     return v;
@@ -199,7 +232,7 @@ export class SoftBackend implements MachineBackend {
     if (this.#threadModule === undefined) return undefined;
     if (!this.#threads) {
       await Promise.all(this.#threaded.map((v) => v.ready()));
-      this.#threads = new SoftVcpuThreads(this.#threaded, this.#doorbell);
+      this.#threads = new SoftVcpuThreads(this.#threaded, this.#doorbell, this.#pool!);
       this.#threads.sync();
     }
     return this.#threads;
@@ -257,6 +290,7 @@ export class SoftBackend implements MachineBackend {
   close(): void {
     for (const v of this.#vcpus) v.close();
     for (const v of this.#threaded) v.close();
+    this.#pool?.close();
   }
 }
 
