@@ -60,15 +60,19 @@ export class Block {
   checked: number;
   /** page offset of the first byte (`code` covers [off, off + code.length)) */
   off = 0;
+  /** guest-physical address of the page the block was decoded from (Interpreter.recheck) */
+  gpa = -1;
   /** some op has a fast form (a block of generic ops only is never compiled) */
   readonly fast: boolean;
   /**
    * `code` as the aligned 32-bit words that hold it (bytes placed as a little-endian host reads
-   * them from memory) and, per word, which of its bits are the block's: blockMatches compares a
-   * word at a time. Empty when `code` is.
+   * them from memory): blockMatches compares a word at a time. Empty when `code` is. Only the
+   * first and the last word can hold bytes that are not the block's: headMask and tailMask are
+   * the block's bits in them (kept in the block itself, as blockMatches runs on cold caches).
    */
   words: Int32Array = EMPTY_WORDS;
-  wordMasks: Int32Array = EMPTY_WORDS;
+  headMask = 0;
+  tailMask = 0;
   constructor(
     readonly ops: Op[],
     /** the bytes the ops were decoded from */
@@ -211,15 +215,18 @@ function setWords(blk: Block): void {
   const lead = blk.off & 3;
   const n = (lead + code.length + 3) >> 2;
   const words = new Int32Array(n);
-  const masks = new Int32Array(n);
+  let head = 0;
+  let tail = 0;
   for (let k = 0; k < code.length; k++) {
     const pos = lead + k;
     const shift = (pos & 3) * 8;
     words[pos >> 2] |= code[k] << shift;
-    masks[pos >> 2] |= 0xff << shift;
+    if (pos >> 2 === 0) head |= 0xff << shift;
+    if (pos >> 2 === n - 1) tail |= 0xff << shift;
   }
   blk.words = words;
-  blk.wordMasks = masks;
+  blk.headMask = head;
+  blk.tailMask = tail;
 }
 
 /**
@@ -249,16 +256,20 @@ function wordsOf(mem: Uint8Array): Int32Array | null {
 
 /** true when guest memory still holds the bytes the block was decoded from (at: its first byte) */
 export function blockMatches(blk: Block, mem: Uint8Array, at: number): boolean {
-  const code = blk.code;
   const m32 = wordsOf(mem);
+  const words = blk.words;
+  const n = words.length;
   // the words hold the bytes at their page offsets: memory must align the same way
-  if (m32 !== null && (at & 3) === (blk.off & 3) && (at >>> 2) + blk.words.length <= m32.length) {
-    const words = blk.words;
-    const masks = blk.wordMasks;
+  if (m32 !== null && (at & 3) === (blk.off & 3) && (at >>> 2) + n <= m32.length) {
+    if (n === 0) return true;
     const w0 = at >>> 2;
-    for (let j = 0; j < words.length; j++) if (((m32[w0 + j] ^ words[j]) & masks[j]) !== 0) return false;
-    return true;
+    const last = n - 1;
+    // a one-word block's bytes are in both masks
+    if (((m32[w0] ^ words[0]) & blk.headMask & (n === 1 ? blk.tailMask : -1)) !== 0) return false;
+    for (let j = 1; j < last; j++) if (m32[w0 + j] !== words[j]) return false;
+    return n === 1 || ((m32[w0 + last] ^ words[last]) & blk.tailMask) === 0;
   }
+  const code = blk.code;
   for (let k = 0; k < code.length; k++) if (mem[at + k] !== code[k]) return false;
   return true;
 }

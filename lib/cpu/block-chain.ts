@@ -30,7 +30,7 @@ export function runChain(cpu: Interpreter, first: Block, budget: number): void {
         next === null ||
         blk.link0Lin !== lin ||
         blk.link0Epoch !== epoch ||
-        next.checked !== cpu.runEpoch
+        (next.checked !== cpu.runEpoch && !cpu.recheck(next, lin))
       ) {
         next = cpu.lookupBlock();
         if (next === null) return;
@@ -44,7 +44,7 @@ export function runChain(cpu: Interpreter, first: Block, budget: number): void {
         next === null ||
         blk.link1Lin !== lin ||
         blk.link1Epoch !== epoch ||
-        next.checked !== cpu.runEpoch
+        (next.checked !== cpu.runEpoch && !cpu.recheck(next, lin))
       ) {
         next = cpu.lookupBlock();
         if (next === null) return;

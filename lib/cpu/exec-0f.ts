@@ -28,7 +28,7 @@ import { Access } from "./hooks.js";
 import type { Interpreter } from "./interpreter.js";
 import { EFER_LMA, EFER_LME, toBig, toNum } from "./interpreter.js";
 import { smapAcCleared } from "./mmu.js";
-import { readMsr, tsc, writeMsr } from "./msr.js";
+import { readMsr, tscHalves, writeMsr } from "./msr.js";
 import { rdpkru, wrpkru } from "./pku.js";
 import { lockedCmpxchg8b16b, mfence, plainCmpxchg8b16b } from "./smp-atomic.js";
 import { sse } from "./sse.js";
@@ -372,9 +372,10 @@ function rdtsc(cpu: Interpreter, aux: boolean): void {
     cpu.exitDeferred = true;
     return;
   }
-  const t = tsc(cpu);
-  cpu.setReg(32, 0, Number(t & 0xffffffffn), 0);
-  cpu.setReg(32, 2, Number(t >> 32n), 0);
+  const lo = tscHalves(cpu);
+  const hi = cpu.vh;
+  cpu.setReg(32, 0, lo, 0);
+  cpu.setReg(32, 2, hi, 0);
   if (aux) cpu.setReg(32, 1, cpu.tscAux >>> 0, 0);
 }
 

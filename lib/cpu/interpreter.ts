@@ -1773,21 +1773,17 @@ export class Interpreter implements GuestCpu, LazyFlags {
   lookupBlock(): Block | null {
     const lin = this.mode64 ? this.effBase[1] + this.rip : (this.effBase[1] + this.rip) >>> 0;
     const last = this.lastBlock;
-    if (
-      last !== null &&
-      last.succLin === lin &&
-      last.succEpoch === this.codeEpoch &&
-      last.succ !== null &&
-      last.succ.checked === this.runEpoch
-    )
-      return last.succ;
+    if (last !== null && last.succLin === lin && last.succEpoch === this.codeEpoch && last.succ !== null) {
+      const succ = last.succ;
+      if (succ.checked === this.runEpoch || this.recheck(succ, lin)) return succ;
+    }
     const ci = ((lin >>> 2) ^ (lin >>> 12)) & JMP_MASK;
     const hit = this.jmpBlk[ci];
     if (
       hit !== null &&
       this.jmpLin[ci] === lin &&
       this.jmpEpoch[ci] === this.codeEpoch &&
-      hit.checked === this.runEpoch
+      (hit.checked === this.runEpoch || this.recheck(hit, lin))
     ) {
       if (last !== null) {
         last.succ = hit;
@@ -1852,6 +1848,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
         this.codeSnap.set(mem.subarray(at, at + 4096));
         blk = buildBlock(this.codeSnap, 0, off, this.mode64, this.csD, this.runEpoch);
       }
+      blk.gpa = gpaPage;
       page.add(key, blk);
       this.blocksBuilt++;
       this.cachedOps += blk.ops.length + 1;
@@ -1868,6 +1865,24 @@ export class Interpreter implements GuestCpu, LazyFlags {
       last.succEpoch = this.codeEpoch;
     }
     return blk;
+  }
+
+  /**
+   * The first run in this run() of a block that linear address `lin` led to in this codeEpoch
+   * (a successor link or memo): as the epoch has not moved, the mapping, the mode and the page's
+   * blocks are as they were, and only writes the interpreter did not see (between two run()
+   * calls) can have made it stale. Compares its bytes where the TLB maps `lin` now; false sends
+   * the caller to the full lookup (no TLB entry, another frame, changed bytes, or SMP, whose
+   * blocks come from page copies).
+   */
+  recheck(blk: Block, lin: number): boolean {
+    if (this.smp !== null) return false;
+    const i = (lin >>> 12) & TLB_MASK;
+    const off = lin & 0xfff;
+    if (this.tlbXTag[i] !== lin - off || this.tlbXGpa[i] !== blk.gpa) return false;
+    if (!blockMatches(blk, this.tlbXMem[i], this.tlbXOff[i] + off)) return false;
+    blk.checked = this.runEpoch;
+    return true;
   }
 
   /**

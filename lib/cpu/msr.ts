@@ -105,6 +105,25 @@ export function tsc(cpu: Interpreter): bigint {
   return BigInt.asUintN(64, tscBase(cpu) + cpu.tscOffset);
 }
 
+/**
+ * tsc(cpu) as halves: the low 32 bits returned, the high ones in cpu.vh. Without BigInt while no
+ * IA32_TSC write moved the offset and the count fits a double exactly (2^53 ticks: 52 days at
+ * 2 GHz): RDTSC runs in every delay loop and sched_clock() of a Linux guest.
+ */
+export function tscHalves(cpu: Interpreter): number {
+  if (cpu.tscOffset === 0n) {
+    const clock = cpu.tscClock;
+    const t = clock === null ? cpu.retired : Math.floor(clock());
+    if (t >= 0 && t <= Number.MAX_SAFE_INTEGER) {
+      cpu.vh = Math.floor(t / 4294967296);
+      return t >>> 0;
+    }
+  }
+  const t = tsc(cpu);
+  cpu.vh = Number(t >> 32n);
+  return Number(t & 0xffffffffn);
+}
+
 export function readMsr(cpu: Interpreter, index: number): bigint | undefined {
   switch (index) {
     case MSR.TSC:

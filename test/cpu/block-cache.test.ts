@@ -360,6 +360,20 @@ describe("decode cache invalidation", () => {
         g.cpu.setRip(BigInt(CODE));
       }
     });
+
+    it(`code reached through a successor link and rewritten by the host between runs is re-decoded (${config})`, () => {
+      // A: mov ecx, 7 ; jmp B ; B: mov eax, imm32 ; hlt — A's link (or successor memo) to B
+      // outlives the run, B's bytes do not
+      const g = makeGuest("long", [0xb9, ...le32(7), 0xeb, 0x00, 0xb8, ...le32(1), 0xf4]);
+      configure(g, config);
+      for (let round = 2; round < 6; round++) {
+        expect(g.run()).toBe(StopReason.Halted);
+        expect(Number(g.cpu.getGpr(0))).toBe(round - 1);
+        g.ram.set(le32(round), CODE + 8);
+        g.cpu.activity = 0;
+        g.cpu.setRip(BigInt(CODE));
+      }
+    });
   }
 });
 

@@ -38,6 +38,28 @@ describe("blockMatches", () => {
     });
   }
 
+  // ret (1 byte), add eax, ebx; ret (3 bytes): blocks within one word, or split over two
+  for (const [code, off] of [
+    [[0xc3], 0],
+    [[0xc3], 3],
+    [[0x01, 0xd8, 0xc3], 1],
+    [[0x01, 0xd8, 0xc3], 2],
+  ] as [number[], number][]) {
+    it(`checks a ${code.length}-byte block at page offset ${off}, and no byte beside it`, () => {
+      const mem = new Uint8Array(2 * 4096);
+      mem.set(page(code, off), 0);
+      const blk = buildBlock(mem, 0, off, true, false, 0);
+      expect(blk.code.length).toBe(code.length);
+      for (let b = Math.max(0, off - 4); b < off + code.length + 4; b++) {
+        const inside = b >= off && b < off + code.length;
+        mem[b] ^= 0x40;
+        expect(blockMatches(blk, mem, off)).toBe(!inside);
+        mem[b] ^= 0x40;
+      }
+      expect(blockMatches(blk, mem, off)).toBe(true);
+    });
+  }
+
   it("compares bytes where the memory array is not 4-aligned in its buffer", () => {
     const buf = new ArrayBuffer(2 * 4096 + 4);
     const mem = new Uint8Array(buf, 1, 2 * 4096);
