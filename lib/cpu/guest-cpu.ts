@@ -97,6 +97,11 @@ export interface GuestCpu {
 
   /** VMX interruptibility-state bits: 0 STI, 1 MOV SS, 2 SMI, 3 NMI */
   interruptibility: number;
+  /**
+   * What the guest's reads of the TSC (RDTSC, RDTSCP, RDMSR IA32_TSC) add to the counter: the
+   * VMCS TSC offset under "use TSC offsetting", which each VM entry sets (0 without it).
+   */
+  tscGuestOffset: bigint;
   /** 0 active, 1 HLT, 2 shutdown, 3 wait-for-SIPI */
   activity: number;
   /**

@@ -260,6 +260,12 @@ export class Interpreter implements GuestCpu, LazyFlags {
   miscEnable = 1n;
   tscAux = 0;
   tscOffset = 0n;
+  /**
+   * What VMX non-root operation adds to the TSC the guest reads (RDTSC, RDTSCP, RDMSR IA32_TSC):
+   * the VMCS TSC offset under "use TSC offsetting" (SDM Vol. 3C 26.3), set at each VM entry;
+   * writes of IA32_TSC are not offset.
+   */
+  tscGuestOffset = 0n;
   /** IA32_TSC_ADJUST (unsigned 64-bit) */
   tscAdjust = 0n;
   /**

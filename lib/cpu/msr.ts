@@ -101,8 +101,9 @@ function tscBase(cpu: Interpreter): bigint {
   return BigInt(clock === null ? cpu.retired : Math.floor(clock()));
 }
 
+/** the TSC as the guest reads it (RDTSC, RDTSCP, RDMSR): the counter plus VMX's TSC offset */
 export function tsc(cpu: Interpreter): bigint {
-  return BigInt.asUintN(64, tscBase(cpu) + cpu.tscOffset);
+  return BigInt.asUintN(64, tscBase(cpu) + cpu.tscOffset + cpu.tscGuestOffset);
 }
 
 /**
@@ -111,7 +112,7 @@ export function tsc(cpu: Interpreter): bigint {
  * 2 GHz): RDTSC runs in every delay loop and sched_clock() of a Linux guest.
  */
 export function tscHalves(cpu: Interpreter): number {
-  if (cpu.tscOffset === 0n) {
+  if (cpu.tscOffset === 0n && cpu.tscGuestOffset === 0n) {
     const clock = cpu.tscClock;
     const t = clock === null ? cpu.retired : Math.floor(clock());
     if (t >= 0 && t <= Number.MAX_SAFE_INTEGER) {

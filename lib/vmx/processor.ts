@@ -423,6 +423,8 @@ export class LogicalProcessor {
     // the controls non-root operation consults, read again only when one of them changed
     const nr = memoCheck(v, this.#nonRootKey, (v) => new NonRootOperation(this, v, () => this.cpu.retired));
     nr.reset();
+    // "use TSC offsetting": the guest's RDTSC, RDTSCP and RDMSR IA32_TSC add the (signed) TSC offset
+    cpu.tscGuestOffset = nr.proc & Proc.TSC_OFFSETTING ? BigInt.asIntN(64, vmcsGet(v, F.TSC_OFFSET)) : 0n;
     const vpid = (nr.proc2 & Proc2.VPID) !== 0;
     if (!vpid || this.#lastEntered !== v) cpu.flushTlb();
     this.#lastEntered = v;

@@ -95,3 +95,32 @@ describe("the soft backend's guests keep RDTSCP and RDPID", () => {
     }
   });
 });
+
+describe('"use TSC offsetting" in VMX non-root operation (SDM Vol. 3C 26.3)', () => {
+  // rdtsc; mov esi, eax; mov edi, edx; mov ecx, 0x10; rdmsr; hlt (the TSC counts retired
+  // instructions here: no host clock, so the values are exact)
+  const CODE = [0x0f, 0x31, 0x66, 0x89, 0xc6, 0x66, 0x89, 0xd7, 0x66, 0xb9, 0x10, 0, 0, 0, 0x0f, 0x32, 0xf4];
+  /** RDMSR runs in the guest: an MSR bitmap of zeros */
+  const run = (proc: number, offset?: bigint) => {
+    const g = guest(CODE, { proc: proc | Proc.USE_MSR_BITMAPS });
+    g.lp.vmwrite(F.MSR_BITMAP, g.mem.allocate(4096).hpa);
+    if (offset !== undefined) g.lp.vmwrite(F.TSC_OFFSET, BigInt.asUintN(64, offset));
+    expect(g.lp.vmlaunch()).toBe(HLT_EXIT);
+    return read(g);
+  };
+  const read = (g: ReturnType<typeof guest>) => ({
+    rdtsc: (g.cpu.getGpr(7) << 32n) | g.cpu.getGpr(6),
+    rdmsr: (g.cpu.getGpr(2) << 32n) | g.cpu.getGpr(0),
+  });
+
+  it("adds the signed TSC offset to RDTSC and RDMSR IA32_TSC, and nothing without the control", () => {
+    const base = run(Proc.HLT);
+    for (const offset of [0x1_0000_0000n, -3n]) {
+      const r = run(Proc.HLT | Proc.TSC_OFFSETTING, offset);
+      expect(r.rdtsc, String(offset)).toBe(BigInt.asUintN(64, base.rdtsc + offset));
+      expect(r.rdmsr, String(offset)).toBe(BigInt.asUintN(64, base.rdmsr + offset));
+    }
+    // the offset field alone changes nothing
+    expect(run(Proc.HLT, 12345n)).toEqual(base);
+  });
+});

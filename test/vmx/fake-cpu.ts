@@ -38,6 +38,7 @@ export class FakeCpu implements GuestCpu {
   readonly controls = new Map<string, bigint>();
   readonly msrs = new Map<number, bigint>();
   interruptibility = 0;
+  tscGuestOffset = 0n;
   activity = 0;
   windowRequests = 0;
   hooks: NonRootHooks | null = null;
