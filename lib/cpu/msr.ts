@@ -49,6 +49,16 @@ function isMtrr(index: number): boolean {
 }
 const MTRR_VCNT = 8;
 
+/** Every MTRR the processor has (isMtrr's set), in order: what saving or moving a vCPU carries. */
+export const MTRR_MSRS: readonly number[] = [
+  MSR.MTRR_DEF_TYPE,
+  ...Array.from({ length: 2 * MTRR_VCNT }, (_, i) => 0x200 + i),
+  0x250,
+  0x258,
+  0x259,
+  ...Array.from({ length: 8 }, (_, i) => 0x268 + i),
+];
+
 function isStoredOnly(index: number): boolean {
   // MTRRs, microcode/platform info and the like: stored, no effect
   return (

@@ -8,7 +8,7 @@
 // for the doubles the registers hold.
 
 import type { Interpreter } from "./interpreter.js";
-import { inexact, regOperand, unary } from "./x87-arith.js";
+import { inexact, type Operand, regOperand, unary } from "./x87-arith.js";
 import { parts, rounding } from "./x87-inexact.js";
 import {
   C0,
@@ -16,6 +16,7 @@ import {
   C2,
   C3,
   empty,
+  type F80,
   IE,
   INDEFINITE,
   indefinite,
@@ -137,34 +138,50 @@ function outOfRange(cpu: Interpreter): boolean {
   return false;
 }
 
-/** FPTAN (ST(0) := tan, push 1.0) and FSINCOS (ST(0) := sin, push cos) */
-export function trigPush(cpu: Interpreter, sincos: boolean): void {
-  if (outOfRange(cpu)) return;
+/**
+ * What FPTAN, FSINCOS and FXTRACT check before they replace ST(0) and push a second result: an
+ * empty ST(0) (underflow) or a full stack (overflow) gives both results the indefinite when IE is
+ * masked, a NaN in ST(0) gives both that NaN. Returns ST(0) when the instruction goes on.
+ */
+function twoResultOperand(cpu: Interpreter): Operand | undefined {
   if (empty(cpu, 0)) {
     // masked: both results are the indefinite, pushed without a check for overflow
     if (!underflow(cpu)) {
       indefinite(cpu, physOf(cpu, 0));
       indefinite(cpu, pushSlot(cpu));
     }
-    return;
+    return undefined;
   }
   if (!empty(cpu, 7)) {
-    // stack overflow: masked, both results are the indefinite
     cpu.fpuSw |= C1;
     if (!signal(cpu, IE | SF)) {
       indefinite(cpu, physOf(cpu, 0));
       indefinite(cpu, pushSlot(cpu));
     }
-    return;
+    return undefined;
   }
   cpu.fpuSw &= ~C1;
   const a = regOperand(cpu, 0);
-  if (a.bits !== null || !Number.isFinite(a.v)) {
-    // a NaN propagates, an infinity is invalid: both results are the same NaN
-    const n = a.bits !== null ? nanResult(cpu, a.bits, null) : signal(cpu, IE) ? null : INDEFINITE;
-    if (n === null) return;
-    setPhysF80(cpu, physOf(cpu, 0), n);
-    setPhysF80(cpu, pushSlot(cpu), n);
+  if (a.bits === null) return a;
+  bothResults(cpu, nanResult(cpu, a.bits, null));
+  return undefined;
+}
+
+/** ST(0) and the pushed slot both := n (nothing when the exception was unmasked: null) */
+function bothResults(cpu: Interpreter, n: F80 | null): void {
+  if (n === null) return;
+  setPhysF80(cpu, physOf(cpu, 0), n);
+  setPhysF80(cpu, pushSlot(cpu), n);
+}
+
+/** FPTAN (ST(0) := tan, push 1.0) and FSINCOS (ST(0) := sin, push cos) */
+export function trigPush(cpu: Interpreter, sincos: boolean): void {
+  if (outOfRange(cpu)) return;
+  const a = twoResultOperand(cpu);
+  if (a === undefined) return;
+  if (!Number.isFinite(a.v)) {
+    // an infinity is invalid: both results are the indefinite
+    bothResults(cpu, signal(cpu, IE) ? null : INDEFINITE);
     return;
   }
   const x = a.v;
@@ -174,31 +191,8 @@ export function trigPush(cpu: Interpreter, sincos: boolean): void {
 
 /** FXTRACT (D9 F4): ST(0) := exponent, then push the significand (ZE for a zero: exponent -inf) */
 export function fxtract(cpu: Interpreter): void {
-  if (empty(cpu, 0)) {
-    // masked: both results are the indefinite, pushed without a check for overflow
-    if (!underflow(cpu)) {
-      indefinite(cpu, physOf(cpu, 0));
-      indefinite(cpu, pushSlot(cpu));
-    }
-    return;
-  }
-  if (!empty(cpu, 7)) {
-    cpu.fpuSw |= C1;
-    if (!signal(cpu, IE | SF)) {
-      indefinite(cpu, physOf(cpu, 0));
-      indefinite(cpu, pushSlot(cpu));
-    }
-    return;
-  }
-  cpu.fpuSw &= ~C1;
-  const a = regOperand(cpu, 0);
-  if (a.bits !== null) {
-    const n = nanResult(cpu, a.bits, null);
-    if (n === null) return;
-    setPhysF80(cpu, physOf(cpu, 0), n);
-    setPhysF80(cpu, pushSlot(cpu), n);
-    return;
-  }
+  const a = twoResultOperand(cpu);
+  if (a === undefined) return;
   const x = a.v;
   if (x === 0) {
     if (signal(cpu, ZE)) return;

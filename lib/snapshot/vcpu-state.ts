@@ -7,6 +7,7 @@
 // (kvm-vcpu.ts: XSAVE area, XCRs, vCPU events, MP state, LAPIC, debug registers, IA32_TSC). Both
 // add the architectural record (arch-state.ts) the other backend resumes from.
 
+import { MTRR_MSRS } from "../cpu/msr.js";
 import type { Regs, SpecialRegs } from "../types/regs.js";
 import type { VcpuBackend } from "../vmm/backend.js";
 import {
@@ -42,19 +43,7 @@ export const SAVED_MSRS: readonly number[] = [
   0x1a0, // MISC_ENABLE
   0x1d9, // DEBUGCTL
   0x277, // PAT
-  0x2ff, // MTRR_DEF_TYPE
-  ...Array.from({ length: 16 }, (_, i) => 0x200 + i), // variable MTRRs
-  0x250,
-  0x258,
-  0x259,
-  0x268,
-  0x269,
-  0x26a,
-  0x26b,
-  0x26c,
-  0x26d,
-  0x26e,
-  0x26f, // fixed MTRRs
+  ...MTRR_MSRS,
   0xc0000081,
   0xc0000082,
   0xc0000083,

@@ -8,6 +8,7 @@
 
 import type { ExtendedState } from "../../../cpu/guest-cpu.js";
 import type { Interpreter } from "../../../cpu/interpreter.js";
+import { MTRR_MSRS } from "../../../cpu/msr.js";
 import type { RawExit } from "../../../types/exits.js";
 import type { LogicalProcessor, MmioCompletion } from "../../../vmx/index.js";
 import { F } from "../../../vmx/index.js";
@@ -18,19 +19,7 @@ const CARRIED_MSRS: readonly number[] = [
   0x1b, // APIC base (the interpreter's copy; EXTD is the local APIC's)
   0x1a0, // MISC_ENABLE
   0x1d9, // DEBUGCTL
-  0x2ff, // MTRR_DEF_TYPE
-  ...Array.from({ length: 16 }, (_, i) => 0x200 + i),
-  0x250,
-  0x258,
-  0x259,
-  0x268,
-  0x269,
-  0x26a,
-  0x26b,
-  0x26c,
-  0x26d,
-  0x26e,
-  0x26f,
+  ...MTRR_MSRS,
   0xc0000081,
   0xc0000082,
   0xc0000083,
