@@ -7,16 +7,14 @@
 // where it was, and an AP's breakpoint stops the machine naming it where KVM traps INT3 (where it
 // does not, as in the nested lane, breakpoints are refused on several vCPUs).
 
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { parseLeHex } from "../../lib/gdb/hex.js";
-import type { GdbServerHandle } from "../../lib/gdb/index.js";
-import { REGISTER_INDEX } from "../../lib/gdb/registers.js";
+import { beforeAll, describe, expect, it } from "vitest";
 import { addPcDevices, createMachine, type Machine } from "../../lib/index.js";
 import { probeGuestDebug } from "../../lib/vmm/debug-kvm.js";
 import { MachineConfigError } from "../../lib/vmm/errors.js";
 import { Client } from "../gdb/client.js";
 import { buildGuest, expectGdbSession, type GdbGuest, gdbMissing, gdbSession, runGdb } from "../gdb/guest.js";
 import { buildSmpGuest, SMP_LOAD_ADDRESS, type SmpGdbGuest } from "../gdb/smp-guest.js";
+import { hex, reg, stubFixture } from "../gdb/stub-fixture.js";
 import { probe, skipReason } from "./helpers.js";
 
 let guest: GdbGuest | string;
@@ -38,21 +36,13 @@ beforeAll(async () => {
   }
 });
 
-let vm: Machine | undefined;
-let stub: GdbServerHandle | undefined;
-afterEach(async () => {
-  await stub?.close();
-  vm?.close();
-  vm = undefined;
-  stub = undefined;
-});
+const fixture = stubFixture();
 
 async function start(g: GdbGuest) {
-  vm = await createMachine({ backend: "kvm", memoryMiB: 16 });
+  const vm = await createMachine({ backend: "kvm", memoryMiB: 16 });
   addPcDevices(vm, { coalesce: false });
   vm.loadElf(g.image);
-  stub = await vm.gdbServer({ port: 0, wait: true });
-  const run = stub.run({ timeoutMs: 120_000 });
+  const { stub, run } = await fixture.serve(vm);
   // a test that fails before the run ends closes the machine under it: that rejection is expected
   run.catch(() => undefined);
   return { vm, stub, run };
@@ -61,8 +51,6 @@ async function start(g: GdbGuest) {
 /** the run's result, or undefined when it has not ended `ms` after gdb did */
 const ended = <T>(run: Promise<T>, ms: number) =>
   Promise.race([run, new Promise<undefined>((r) => setTimeout(() => r(undefined), ms))]);
-
-const hex = (n: bigint) => n.toString(16);
 
 describe.skipIf(!probe.usable)(`gdb stub on KVM${skipReason}`, () => {
   it("Debian gdb: breaks on a symbol, reads and writes registers and memory, steps, watches, detaches", async (ctx) => {
@@ -89,24 +77,22 @@ describe.skipIf(!probe.usable)(`gdb stub on KVM${skipReason}`, () => {
     const { run, stub: s } = await start(guest);
     const c = await Client.open(s.port);
     try {
-      const reg = async (name: string) =>
-        parseLeHex(await c.ask(`p${REGISTER_INDEX.get(name)!.toString(16)}`))!;
       expect(await c.ask("?")).toBe("T05thread:1;");
-      expect(await reg("rip")).toBe(sym("_start"));
+      expect(await reg(c, "rip")).toBe(sym("_start"));
       // a hardware breakpoint (DR0) at `bump`
       expect(await c.ask(`Z1,${hex(sym("bump"))},1`)).toBe("OK");
       expect(await c.ask("c")).toBe("T05thread:1;hwbreak:;");
-      expect(await reg("rip")).toBe(sym("bump"));
+      expect(await reg(c, "rip")).toBe(sym("bump"));
       expect(await c.ask(`z1,${hex(sym("bump"))},1`)).toBe("OK");
       // single steps report SIGTRAP at the next instruction
       expect(await c.ask("s")).toBe("T05thread:1;");
-      expect(await reg("rip")).toBe(sym("after_bump"));
+      expect(await reg(c, "rip")).toBe(sym("after_bump"));
       c.send("c");
       // the guest spins on `flag`: let it reach the loop, then Ctrl-C
       await new Promise((r) => setTimeout(r, 200));
       c.raw(Uint8Array.of(3));
       expect(await c.next()).toBe("T02thread:1;");
-      const rip = await reg("rip");
+      const rip = await reg(c, "rip");
       expect(rip >= sym("spin") && rip < sym("done")).toBe(true);
       expect(await c.ask(`M${hex(sym("flag"))},1:01`)).toBe("OK");
       expect(await c.ask("D")).toBe("OK");
@@ -122,6 +108,7 @@ describe.skipIf(!probe.usable)(`gdb stub on KVM${skipReason}`, () => {
     const g = probe.usable ? buildSmpGuest() : "no KVM";
     if (typeof g === "string") return ctx.skip(g);
     const sym = (n: string) => (g as SmpGdbGuest).symbols.get(n)!;
+    let vm: Machine;
     try {
       vm = await createMachine({ backend: "kvm", memoryMiB: 4, vcpus: 2 });
     } catch (e) {
@@ -131,13 +118,10 @@ describe.skipIf(!probe.usable)(`gdb stub on KVM${skipReason}`, () => {
     }
     addPcDevices(vm, { debugcon: () => {}, coalesce: false });
     vm.loadFlat(g.flat, { address: SMP_LOAD_ADDRESS, mode: "long" });
-    stub = await vm.gdbServer({ port: 0, wait: true });
-    const run = stub.run({ timeoutMs: 300_000 });
+    const { stub, run } = await fixture.serve(vm, 300_000);
     run.catch(() => undefined);
     const c = await Client.open(stub.port);
     try {
-      const reg = async (name: string) =>
-        parseLeHex(await c.ask(`p${REGISTER_INDEX.get(name)!.toString(16)}`))!;
       expect(await c.ask("?")).toBe("T05thread:1;");
       expect(await c.ask("qfThreadInfo")).toBe("m1,2");
       expect(await c.ask("qsThreadInfo")).toBe("l");
@@ -154,23 +138,23 @@ describe.skipIf(!probe.usable)(`gdb stub on KVM${skipReason}`, () => {
         c.raw(Uint8Array.of(3));
         expect(await c.next()).toBe("T02thread:1;");
         expect(await c.ask("Hg2")).toBe("OK");
-        apRip = await reg("rip");
+        apRip = await reg(c, "rip");
       }
       expect(apRip).toBe(sym("ap_entry"));
       expect(await c.ask("Hg1")).toBe("OK");
-      const bspRip = await reg("rip");
+      const bspRip = await reg(c, "rip");
       expect(bspRip).toBeGreaterThan(sym("_start"));
       expect(bspRip).toBeLessThan(sym("self_isr"));
 
       // a step of thread 2 (gdb's form: step 2, continue the rest): the AP's jmp, the BSP held
       expect(await c.ask("vCont;s:2;c")).toBe("T05thread:2;");
       expect(await c.ask("qC")).toBe("QC2");
-      expect(await reg("rip")).toBe(sym("ap_entry"));
+      expect(await reg(c, "rip")).toBe(sym("ap_entry"));
       expect(await c.ask("Hg1")).toBe("OK");
-      expect(await reg("rip")).toBe(bspRip);
+      expect(await reg(c, "rip")).toBe(bspRip);
       // and one of thread 1: the BSP's spin loop moves on by one instruction
       expect(await c.ask("vCont;s:1;c")).toBe("T05thread:1;");
-      expect(await reg("rip")).not.toBe(bspRip);
+      expect(await reg(c, "rip")).not.toBe(bspRip);
       expect(await c.ask(`M${entry},2:${original}`)).toBe("OK");
 
       if (debugProbe?.int3 === false) {
@@ -181,7 +165,7 @@ describe.skipIf(!probe.usable)(`gdb stub on KVM${skipReason}`, () => {
         // the AP's IPI handler: its INT3 exits the AP's KVM_RUN (USE_SW_BP on every vCPU)
         expect(await c.ask(`Z0,${hex(sym("ap_ipi_isr"))},1`)).toBe("OK");
         expect(await c.ask("vCont;c")).toBe("T05thread:2;swbreak:;");
-        expect(await reg("rip")).toBe(sym("ap_ipi_isr"));
+        expect(await reg(c, "rip")).toBe(sym("ap_ipi_isr"));
         expect(await c.ask(`z0,${hex(sym("ap_ipi_isr"))},1`)).toBe("OK");
       }
       // the guest's verdict (0: every count right) comes as the process's exit
