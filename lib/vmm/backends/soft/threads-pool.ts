@@ -10,9 +10,7 @@
 // waits for its completion (an IN's data...) is pinned to its worker until it has entered again.
 
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from "node:worker_threads";
-import type { SharedMemoryState } from "../../../cpu/index.js";
 import type { SharedChunk } from "../../../vmx/host-memory.js";
-import type { SharedClockState } from "../../clock.js";
 import { evalWorkerArgv } from "../../kvm-worker.js";
 import { waitForChange } from "../../wait-word.js";
 import {
@@ -89,17 +87,10 @@ export interface SoftVcpuPoolOptions {
   threads: number | undefined;
   doorbell: SharedArrayBuffer;
   /** what every worker maps and knows, read when the workers start (the first call or run) */
-  common: () => {
-    chunks: SharedChunk[];
-    ram: { gpa: number; hpa: number; size: number }[];
-    eptp: bigint;
-    ioBitmapA: number;
-    ioBitmapB: number;
-    msrBitmap: number;
-    clock: SharedClockState | undefined;
-    interrupts: boolean;
-    smp: SharedMemoryState | undefined;
-  };
+  common: () => Pick<
+    PoolWorkerData,
+    "chunks" | "ram" | "eptp" | "ioBitmapA" | "ioBitmapB" | "msrBitmap" | "clock" | "interrupts" | "smp"
+  >;
   /** each worker's own host-physical allocations begin here */
   firstHpa: (worker: number) => number;
 }
