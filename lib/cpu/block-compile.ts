@@ -31,6 +31,7 @@ import {
   type StaticFlags,
 } from "./block-flags.js";
 import { EaKind, genericOp, hasMem, type Op, OpKind } from "./block-ops.js";
+import { kernelOpFlags } from "./block-ops-kernel.js";
 import { condition, LZ_ADD, LZ_DEC, LZ_INC, LZ_LOGIC, LZ_RES, LZ_SUB, lazyCf, PARITY } from "./flags.js";
 import type { Interpreter } from "./interpreter.js";
 
@@ -118,9 +119,17 @@ function regsOf(op: Op): { use: number[]; def: number[]; defHi: boolean } {
   return { use, def, defHi: writes && op.size >= 32 };
 }
 
-/** the op is a control transfer whose target is known only when it runs (CALL, RET, indirect) */
+/**
+ * the op is a control transfer whose target is known only when it runs (CALL, RET, indirect), or
+ * a REP STOS, which leaves RIP at itself while iterations remain
+ */
 function transfers(op: Op): boolean {
-  return op.kind === OpKind.Call || op.kind === OpKind.Ret || op.kind === OpKind.Indirect;
+  return (
+    op.kind === OpKind.Call ||
+    op.kind === OpKind.Ret ||
+    op.kind === OpKind.Indirect ||
+    op.kind === OpKind.RepStos
+  );
 }
 
 /** the page-offset bound below which an access of `size` bits stays in its page */
@@ -494,6 +503,14 @@ if (cpu.codeEpoch !== epoch) { cpu.retired++; return -1; }`;
       case OpKind.MulDiv:
       case OpKind.Convert:
       case OpKind.Sse:
+      case OpKind.Pause:
+      case OpKind.Rdtsc:
+      case OpKind.RepStos:
+      case OpKind.Cmpxchg:
+      case OpKind.BitScan:
+      case OpKind.DoubleShift:
+      case OpKind.MovSreg:
+      case OpKind.Swapgs:
         out.push(this.callOut(op, k, off));
         return;
       default: {
@@ -547,7 +564,8 @@ if (cpu.codeEpoch !== epoch) { cpu.retired++; return -1; }`;
       op.kind === OpKind.IncDecM ||
       op.kind === OpKind.Shift ||
       op.kind === OpKind.MulDiv ||
-      (op.kind === OpKind.Unary && op.sub === 3);
+      (op.kind === OpKind.Unary && op.sub === 3) ||
+      kernelOpFlags(op.kind);
     const after = flags ? inCpu() : this.flags;
     const s = this.slow(k, off, after);
     this.flags = after;
@@ -687,7 +705,10 @@ export function blockSource(blk: Block, atomic = false): string {
   const wrap = (t: string): string =>
     last.size === 64 ? t : last.size === 16 ? `((${t}) & 0xffff)` : `((${t}) >>> 0)`;
   const target = branch ? wrap(`rip0 + ${end + last.imm}`) : "";
-  const loops = branch && end + last.imm === 0 && ops.every((o) => o.kind !== OpKind.Generic);
+  // a spin loop's PAUSE leaves the function each pass, as a generic op's block does: the run loop
+  // and the chain then ask the host for interrupts (another vCPU's IPI) at the same pace as before
+  const loops =
+    branch && end + last.imm === 0 && ops.every((o) => o.kind !== OpKind.Generic && o.kind !== OpKind.Pause);
 
   /** one pass over the ops before the branch */
   const pass = (): void => {

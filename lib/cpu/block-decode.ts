@@ -2,10 +2,12 @@
 // and hand-written hot loops get a fast Op (register and memory ALU, INC/DEC, MOV incl. immediate
 // to memory, LEA, TEST, Jcc, JMP, NOP; and, inline in compiled blocks only, MOVZX/MOVSX, CMOVcc,
 // SETcc r8, shifts by a constant; through their handlers MUL/DIV, CBW..CQO and the SSE moves and
-// logic of block-sse.ts) and only without LOCK/address-size prefixes, REP only where it selects an
-// SSE form, and segment overrides only where they matter (FS/GS on a memory operand) or are null
-// (ES/CS/SS/DS in 64-bit mode); everything else becomes a Generic op that runs the single-step
-// executor, so behaviour never depends on what is cached.
+// logic of block-sse.ts; and the instructions of Linux's hot paths in block-ops-kernel.ts: PAUSE,
+// RDTSC/RDTSCP, REP STOS, CMPXCHG, BSF/BSR/TZCNT/LZCNT, SHLD/SHRD, MOV r/m,Sreg, SWAPGS) and only
+// without address-size prefixes, LOCK only on CMPXCHG m, REP only where it selects an SSE form,
+// PAUSE, REP STOS or TZCNT/LZCNT, and segment overrides only where they matter (FS/GS on a memory
+// operand) or are null (ES/CS/SS/DS in 64-bit mode); everything else becomes a Generic op that
+// runs the single-step executor, so behaviour never depends on what is cached.
 
 import {
   aluHandler,
@@ -58,6 +60,16 @@ import {
   testRR,
   unary,
 } from "./block-ops.js";
+import {
+  bitScan,
+  cmpxchg,
+  doubleShiftOp,
+  movSreg,
+  pause,
+  rdtscOp,
+  repStos,
+  swapgsOp,
+} from "./block-ops-kernel.js";
 import { SseOp, sseOp } from "./block-sse.js";
 
 const s8 = (v: number) => (v << 24) >> 24;
@@ -140,9 +152,11 @@ export function decodeFast(m: Uint8Array, p: number, len: number, mode64: boolea
   let nullSeg = false;
   let rep = 0;
   let rex = 0;
+  let lock = false;
   let b = m[p];
   for (;;) {
     if (b === 0x66) opsz = true;
+    else if (b === 0xf0) lock = true;
     else if (mode64 && (b === 0x64 || b === 0x65)) segOv = b - 0x60;
     // ES/CS/SS/DS overrides are null in 64-bit mode (SDM 3.3.7.1): Linux's "cs call" thunks and
     // "ds" / "cs nop" paddings
@@ -158,14 +172,145 @@ export function decodeFast(m: Uint8Array, p: number, len: number, mode64: boolea
   // with FS/GS too, which override counts is the executor's business
   if (nullSeg && segOv >= 0) return null;
   let op: Op | null = null;
+  if (lock || rep !== 0 || b === 0x8c || (b === 0x0f && KERNEL_0F[m[p + 1]] !== 0)) {
+    // LOCK has a fast form only on CMPXCHG m
+    op = decodeKernel(m, p, b, len, mode64, csD, opsz, rep, lock, rex);
+    if (op !== null || lock) return op === null || segOv < 0 ? op : withSeg(op, segOv);
+  }
   // F2/F3 select other instructions (or REP): only the SSE forms that name them are fast
   if (b === 0x0f) op = decodeSse(m, p + 1, len, opsz, rep, rex, mode64 ? 64 : csD ? 32 : 16, mode64);
   if (op === null && rep !== 0) return null;
   op ??= decodeOp(m, p + 1, b, len, mode64, csD, opsz, rex);
   if (op === null || segOv < 0) return op;
-  // a segment override on anything but a memory operand (or on LEA, which ignores it): generic
+  return withSeg(op, segOv);
+}
+
+/** a segment override on anything but a memory operand (or on LEA, which ignores it): generic */
+function withSeg(op: Op, segOv: number): Op | null {
   if (!hasMem(op) || op.kind === OpKind.Lea) return null;
   op.seg = segOv;
+  return op;
+}
+
+/** 0F opcodes of block-ops-kernel.ts's forms: RDTSC, 0F 01 (RDTSCP, SWAPGS), SHLD/SHRD, CMPXCHG, BSF/BSR */
+const KERNEL_0F = new Uint8Array(256);
+for (const b2 of [0x01, 0x31, 0xa4, 0xa5, 0xac, 0xad, 0xb1, 0xbc, 0xbd]) KERNEL_0F[b2] = 1;
+
+/**
+ * block-ops-kernel.ts's forms (opcode b at m[p], prefixes read), or null: PAUSE, REP STOS,
+ * TZCNT/LZCNT, LOCK CMPXCHG m, MOV r/m,Sreg, and the 0F forms of KERNEL_0F
+ */
+function decodeKernel(
+  m: Uint8Array,
+  p: number,
+  b: number,
+  len: number,
+  mode64: boolean,
+  csD: boolean,
+  opsz: boolean,
+  rep: number,
+  lock: boolean,
+  rex: number,
+): Op | null {
+  const op = sizedOp(len, mode64, csD, opsz, rex);
+  const asz = mode64 ? 64 : csD ? 32 : 16;
+  const b2 = m[p + 1];
+  if (lock) {
+    // the executor's #UD for LOCK on a register operand stays its own
+    if (rep !== 0 || b !== 0x0f || b2 !== 0xb1 || m[p + 2] >= 0xc0) return null;
+  } else if (rep !== 0) {
+    if (b === 0x90 && rep === 0xf3 && rex === 0) {
+      op.kind = OpKind.Pause;
+      op.fn = pause;
+      return op;
+    }
+    if (b === 0xaa || b === 0xab) {
+      op.kind = OpKind.RepStos;
+      op.fn = repStos;
+      if (b === 0xaa) op.size = 8;
+      op.imm = asz;
+      op.ends = true;
+      return op;
+    }
+    // TZCNT / LZCNT
+    if (rep !== 0xf3 || b !== 0x0f || (b2 !== 0xbc && b2 !== 0xbd)) return null;
+  }
+  if (b === 0x8c) {
+    const mr = m[p + 1];
+    const s = (mr >> 3) & 7;
+    if (s > 5) return null;
+    op.kind = OpKind.MovSreg;
+    op.fn = movSreg;
+    op.sub = s;
+    return modrmOperand(op, m, p + 1, rex, asz, mode64);
+  }
+  if (b !== 0x0f) return null;
+  const mr = m[p + 2];
+  switch (b2) {
+    case 0x31:
+      op.kind = OpKind.Rdtsc;
+      op.fn = rdtscOp;
+      return op;
+    case 0x01:
+      // 0F 01 F9 RDTSCP, F8 SWAPGS
+      if (mr === 0xf9) {
+        op.kind = OpKind.Rdtsc;
+        op.fn = rdtscOp;
+        op.sub = 1;
+        return op;
+      }
+      if (mr !== 0xf8) return null;
+      op.kind = OpKind.Swapgs;
+      op.fn = swapgsOp;
+      op.ends = true;
+      return op;
+    case 0xb1:
+      op.kind = OpKind.Cmpxchg;
+      op.fn = cmpxchg;
+      op.sub = lock ? 1 : 0;
+      break;
+    case 0xbc:
+    case 0xbd:
+      op.kind = OpKind.BitScan;
+      op.fn = bitScan;
+      op.sub = (b2 & 1) | (rep === 0xf3 ? 2 : 0);
+      break;
+    default: {
+      // SHLD (A4 imm8, A5 CL) / SHRD (AC, AD)
+      op.kind = OpKind.DoubleShift;
+      op.fn = doubleShiftOp;
+      op.sub = b2 >= 0xac ? 1 : 0;
+      const q = modrmOperand(op, m, p + 2, rex, asz, mode64) === null ? -1 : eaEnd;
+      if (q < 0) return null;
+      op.imm = (b2 & 1) === 0 ? m[q] : -1;
+      return op;
+    }
+  }
+  return modrmOperand(op, m, p + 2, rex, asz, mode64);
+}
+
+/** where the ModRM operand modrmOperand decoded last ends */
+let eaEnd = 0;
+
+/** the ModRM at m[p]: reg into op.reg, r/m into op.rm or the memory operand (op.mem) */
+function modrmOperand(
+  op: Op,
+  m: Uint8Array,
+  p: number,
+  rex: number,
+  asz: number,
+  mode64: boolean,
+): Op | null {
+  const mr = m[p];
+  op.reg = ((mr >> 3) & 7) | ((rex & 4) << 1);
+  if (mr >= 0xc0) {
+    op.rm = (mr & 7) | ((rex & 1) << 3);
+    eaEnd = p + 1;
+    return op;
+  }
+  eaEnd = decodeEa(op, m, p, rex, asz, mode64);
+  if (eaEnd < 0) return null;
+  op.mem = true;
   return op;
 }
 
@@ -255,6 +400,14 @@ function stackSize(mode64: boolean, opsz: boolean, osz: number): number {
   return mode64 ? (opsz ? 0 : 64) : osz;
 }
 
+/** a new Op of `len` bytes with the operand size of the mode, the 66 prefix and REX.W */
+function sizedOp(len: number, mode64: boolean, csD: boolean, opsz: boolean, rex: number): Op {
+  const op = new Op();
+  op.len = len;
+  op.size = mode64 ? ((rex & 8) !== 0 ? 64 : opsz ? 16 : 32) : csD !== opsz ? 32 : 16;
+  return op;
+}
+
 /** the opcode b (prefixes already read) with its ModRM at m[p] */
 function decodeOp(
   m: Uint8Array,
@@ -266,11 +419,9 @@ function decodeOp(
   opsz: boolean,
   rex: number,
 ): Op | null {
-  const osz = mode64 ? ((rex & 8) !== 0 ? 64 : opsz ? 16 : 32) : csD !== opsz ? 32 : 16;
+  const op = sizedOp(len, mode64, csD, opsz, rex);
+  const osz = op.size;
   const asz = mode64 ? 64 : csD ? 32 : 16;
-  const op = new Op();
-  op.len = len;
-  op.size = osz;
   if (b < 0x40 && (b & 7) < 4) {
     // ALU r/m,r and r,r/m (00-3B)
     const mr = m[p];

@@ -84,6 +84,24 @@ export const enum OpKind {
   Convert = 37,
   /** a 128-bit SSE move, logic op, PCMPEQB or PMOVMSKB (block-sse.ts; sub: SseOp) */
   Sse = 38,
+  // forms of block-ops-kernel.ts (the Linux kernel's, which reached the single-step decoder):
+  // compiled code calls their handler
+  /** PAUSE (F3 90) */
+  Pause = 39,
+  /** RDTSC (sub 0) / RDTSCP (sub 1) */
+  Rdtsc = 40,
+  /** REP STOS (size: element bits; imm: the address size); ends the block */
+  RepStos = 41,
+  /** CMPXCHG r/m, reg (16/32/64; sub 1: LOCK) */
+  Cmpxchg = 42,
+  /** BSF (sub 0) BSR (1) TZCNT (2) LZCNT (3) reg, r/m */
+  BitScan = 43,
+  /** SHLD (sub 0) / SHRD (1) r/m, reg by imm (raw count), or by CL when imm < 0 */
+  DoubleShift = 44,
+  /** MOV r/m, Sreg (sub: the segment register) */
+  MovSreg = 45,
+  /** SWAPGS; ends the block */
+  Swapgs = 46,
 }
 
 /** how a memory operand's address is formed */
@@ -207,7 +225,7 @@ export function genericOp(cpu: Interpreter, _op: Op): void {
   execute(cpu);
 }
 
-function readReg(cpu: Interpreter, size: number, r: number): number {
+export function readReg(cpu: Interpreter, size: number, r: number): number {
   if (size === 32) return cpu.lo[r] >>> 0;
   if (size === 64) {
     cpu.vh = cpu.hi[r];
@@ -216,7 +234,7 @@ function readReg(cpu: Interpreter, size: number, r: number): number {
   return cpu.lo[r] & 0xffff;
 }
 
-function writeReg(cpu: Interpreter, size: number, r: number, v: number, vh: number): void {
+export function writeReg(cpu: Interpreter, size: number, r: number, v: number, vh: number): void {
   if (size === 32) {
     cpu.lo[r] = v;
     cpu.hi[r] = 0;
@@ -977,6 +995,10 @@ export function hasMem(op: Op): boolean {
     case OpKind.Imul:
     case OpKind.MulDiv:
     case OpKind.Sse:
+    case OpKind.Cmpxchg:
+    case OpKind.BitScan:
+    case OpKind.DoubleShift:
+    case OpKind.MovSreg:
       return op.mem;
     default:
       return false;

@@ -362,8 +362,8 @@ function vmx(
   ud();
 }
 
-/** RDTSC, and RDTSCP (which also returns TSC_AUX in ECX) */
-function rdtsc(cpu: Interpreter, aux: boolean): void {
+/** RDTSC, and RDTSCP (which also returns TSC_AUX in ECX); an exit leaves cpu.exitDeferred set */
+export function rdtsc(cpu: Interpreter, aux: boolean): void {
   const hooks = cpu.requireHooks();
   // VMX non-root with "enable RDTSCP" 0: #UD, before any other exception (SDM Vol. 3C 26.3)
   if (aux && hooks.rdtscpEnabled?.() === false) ud();
@@ -377,6 +377,16 @@ function rdtsc(cpu: Interpreter, aux: boolean): void {
   cpu.setReg(32, 0, lo, 0);
   cpu.setReg(32, 2, hi, 0);
   if (aux) cpu.setReg(32, 1, cpu.tscAux >>> 0, 0);
+}
+
+/** SWAPGS: #UD outside 64-bit mode, #GP(0) outside CPL 0 */
+export function swapgs(cpu: Interpreter): void {
+  if (!cpu.mode64) ud();
+  needCpl0(cpu);
+  const t = cpu.segBase[5];
+  cpu.segBase[5] = cpu.kernelGsBase;
+  cpu.kernelGsBase = t;
+  updateMode(cpu);
 }
 
 function cpuid(cpu: Interpreter): void {
@@ -430,8 +440,22 @@ function bitScan(cpu: Interpreter, reverse: boolean): void {
   cpu.modrm(0);
   const size = cpu.osz;
   const v = cpu.readRM(size);
-  const vh = size === 64 ? cpu.vh : 0;
-  const lzcntTz = cpu.rep === 0xf3;
+  bitScanTo(cpu, size, cpu.reg, v, size === 64 ? cpu.vh : 0, reverse, cpu.rep === 0xf3);
+}
+
+/**
+ * BSF/BSR (TZCNT/LZCNT with `counts`) of v (vh: bits 32-63) of `size` bits into register `reg`:
+ * a zero source leaves BSF/BSR's destination as it is (the high half of a 32-bit one too)
+ */
+export function bitScanTo(
+  cpu: Interpreter,
+  size: number,
+  reg: number,
+  v: number,
+  vh: number,
+  reverse: boolean,
+  counts: boolean,
+): void {
   const zero = v === 0 && vh === 0;
   let idx: number;
   if (!reverse) {
@@ -441,10 +465,10 @@ function bitScan(cpu: Interpreter, reverse: boolean): void {
   } else if (vh !== 0) idx = 63 - Math.clz32(vh);
   else if (v !== 0) idx = 31 - Math.clz32(v);
   else idx = -1;
-  if (lzcntTz) {
+  if (counts) {
     // TZCNT / LZCNT: CF = source zero, ZF = result zero
     const r = reverse ? (zero ? size : size - 1 - idx) : idx;
-    cpu.setReg(size, cpu.reg, r, 0);
+    cpu.setReg(size, reg, r, 0);
     cpu.patchFlags(FL_CF | FL_ZF, (zero ? FL_CF : 0) | (r === 0 ? FL_ZF : 0));
     return;
   }
@@ -452,7 +476,7 @@ function bitScan(cpu: Interpreter, reverse: boolean): void {
     cpu.patchFlags(FL_ZF, FL_ZF);
     return;
   }
-  cpu.setReg(size, cpu.reg, idx, 0);
+  cpu.setReg(size, reg, idx, 0);
   cpu.patchFlags(FL_ZF, 0);
 }
 
@@ -559,15 +583,9 @@ function group7(cpu: Interpreter): void {
       case 0o57:
         wrpkru(cpu);
         return;
-      case 0o70: {
-        if (!cpu.mode64) ud();
-        needCpl0(cpu);
-        const t = cpu.segBase[5];
-        cpu.segBase[5] = cpu.kernelGsBase;
-        cpu.kernelGsBase = t;
-        updateMode(cpu);
+      case 0o70:
+        swapgs(cpu);
         return;
-      }
       case 0o71:
         rdtsc(cpu, true);
         return;

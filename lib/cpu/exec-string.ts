@@ -209,10 +209,12 @@ function repBulk(
     else {
       const vh = size === 64 ? cpu.vh : 0;
       const first = step > 0 ? dp : dp - (k - 1) * n;
-      for (let j = 0; j < k; j++) {
-        const at = first + j * n;
-        for (let b = 0; b < n; b++) m[at + b] = b < 4 ? v >>> (8 * b) : vh >>> (8 * (b - 4));
-      }
+      // one element, then copies of what is written, doubling (the same bytes: every element
+      // holds the same value)
+      for (let b = 0; b < n; b++) m[first + b] = b < 4 ? v >>> (8 * b) : vh >>> (8 * (b - 4));
+      const end = first + k * n;
+      for (let done = n; first + done < end; done *= 2)
+        m.copyWithin(first + done, first, Math.min(first + 2 * done, end) - done);
     }
   }
   setIdx(cpu, 7, wrapIdx(cpu, di + k * step));

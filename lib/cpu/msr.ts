@@ -117,22 +117,44 @@ export function tsc(cpu: Interpreter): bigint {
 }
 
 /**
- * tsc(cpu) as halves: the low 32 bits returned, the high ones in cpu.vh. Without BigInt while no
- * IA32_TSC write moved the offset and the count fits a double exactly (2^53 ticks: 52 days at
- * 2 GHz): RDTSC runs in every delay loop and sched_clock() of a Linux guest.
+ * The two offsets' sum as a number when it is a safe integer (else NaN), for the pair last asked
+ * about: they change at IA32_TSC writes and VM entries, the count at every RDTSC.
+ */
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+let lastOffset = 0n;
+let lastGuestOffset = 0n;
+let lastSum = 0;
+function offsetSum(offset: bigint, guestOffset: bigint): number {
+  if (offset !== lastOffset || guestOffset !== lastGuestOffset) {
+    const sum = offset + guestOffset;
+    lastOffset = offset;
+    lastGuestOffset = guestOffset;
+    lastSum = sum >= -MAX_SAFE && sum <= MAX_SAFE ? Number(sum) : Number.NaN;
+  }
+  return lastSum;
+}
+
+/**
+ * tsc(cpu) as halves: the low 32 bits returned, the high ones in cpu.vh. Without BigInt while the
+ * count, the offsets (IA32_TSC writes, VMX's TSC offset) and their sum are safe integers and the
+ * sum is not negative (2^53 ticks: 52 days at 2 GHz): RDTSC runs in every delay loop and
+ * sched_clock() of a Linux guest.
  */
 export function tscHalves(cpu: Interpreter): number {
-  if (cpu.tscOffset === 0n && cpu.tscGuestOffset === 0n) {
-    const clock = cpu.tscClock;
-    const t = clock === null ? cpu.retired : Math.floor(clock());
-    if (t >= 0 && t <= Number.MAX_SAFE_INTEGER) {
-      cpu.vh = Math.floor(t / 4294967296);
-      return t >>> 0;
-    }
+  const clock = cpu.tscClock;
+  const count = clock === null ? cpu.retired : Math.floor(clock());
+  const offset = cpu.tscOffset;
+  const guestOffset = cpu.tscGuestOffset;
+  // (a sum of safe integers that is itself safe is exact; NaN fails the test)
+  const t = offset === 0n && guestOffset === 0n ? count : count + offsetSum(offset, guestOffset);
+  if (t >= 0 && t <= Number.MAX_SAFE_INTEGER) {
+    cpu.vh = Math.floor(t / 4294967296);
+    return t >>> 0;
   }
-  const t = tsc(cpu);
-  cpu.vh = Number(t >> 32n);
-  return Number(t & 0xffffffffn);
+  // the clock read once: tsc(cpu)'s sum from the same count
+  const big = BigInt.asUintN(64, BigInt(count) + offset + guestOffset);
+  cpu.vh = Number(big >> 32n);
+  return Number(big & 0xffffffffn);
 }
 
 export function readMsr(cpu: Interpreter, index: number): bigint | undefined {
