@@ -17,10 +17,12 @@
 
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { computeSum } from "../../examples/guests/smp-compute.js";
 import { probeKvm } from "../../lib/kvm/index.js";
+import { SoftVcpuPool } from "../../lib/vmm/backends/soft/threads-pool.js";
 import { MachineConfigError } from "../../lib/vmm/errors.js";
 import { createMachine, type MachineOptions } from "../../lib/vmm/machine.js";
 import { addPcDevices } from "../../lib/vmm/pc.js";
@@ -43,6 +45,8 @@ const QEMU_N = option("qemu-n", 400_000_000);
 const ROUNDS = option("rounds", 400);
 const REPEATS = Math.max(1, option("repeats", 3));
 const withQemu = !process.argv.includes("--no-qemu");
+/** only the 4-vCPU table */
+const onlyFour = process.argv.includes("--four");
 
 /** what a passing run's last line must be */
 function lastLine(test: "compute" | "pingpong", cpus: number, n: number): string {
@@ -163,69 +167,103 @@ async function kvmSmp(): Promise<string | undefined> {
   }
 }
 
-const sides: { side: Side; n: number }[] = [
-  { side: machineSide("soft, vCPU threads", { backend: "soft", vcpuThread: true }), n: N },
-  { side: machineSide("soft, one thread", { backend: "soft", vcpuThread: false }), n: N },
-  { side: machineSide("soft, deterministic", { backend: "soft", deterministic: true }), n: N },
-];
+const sides: { side: Side; n: number }[] = onlyFour
+  ? []
+  : [
+      { side: machineSide("soft, vCPU threads", { backend: "soft", vcpuThread: true }), n: N },
+      { side: machineSide("soft, one thread", { backend: "soft", vcpuThread: false }), n: N },
+      { side: machineSide("soft, deterministic", { backend: "soft", deterministic: true }), n: N },
+    ];
 const skipped: string[] = [];
-const kvmWhy = await kvmSmp();
-if (kvmWhy) skipped.push(`kvm: ${kvmWhy}`);
-else sides.push({ side: machineSide("kvm", { backend: "kvm" }), n: QEMU_N });
-if (withQemu) {
-  const v = qemuVersion();
-  if (v) sides.push({ side: qemuSide(v), n: QEMU_N });
-  else skipped.push(`QEMU TCG: ${QEMU} is not installed`);
-}
-
-console.log(
-  `bench/smp: compute (CPU-bound, the values shared out) on 1 and 2 vCPUs, and the IPI round trip ` +
-    `(pingpong, ${ROUNDS} rounds less ${Math.max(1, ROUNDS >> 3)}); median of ${REPEATS}, boot (n=0) subtracted. ` +
-    `soft's target: ${TARGET_SPEEDUP}x`,
-);
 const rows: Row[] = [];
-for (const { side, n } of sides) {
-  const row = await measure(side, n);
-  rows.push(row);
-  console.error(`  ${row.side}: done`);
+if (!onlyFour) {
+  const kvmWhy = await kvmSmp();
+  if (kvmWhy) skipped.push(`kvm: ${kvmWhy}`);
+  else sides.push({ side: machineSide("kvm", { backend: "kvm" }), n: QEMU_N });
+  if (withQemu) {
+    const v = qemuVersion();
+    if (v) sides.push({ side: qemuSide(v), n: QEMU_N });
+    else skipped.push(`QEMU TCG: ${QEMU} is not installed`);
+  }
+  console.log(
+    `bench/smp: compute (CPU-bound, the values shared out) on 1 and 2 vCPUs, and the IPI round trip ` +
+      `(pingpong, ${ROUNDS} rounds less ${Math.max(1, ROUNDS >> 3)}); median of ${REPEATS}, boot (n=0) subtracted. ` +
+      `soft's target: ${TARGET_SPEEDUP}x`,
+  );
+  for (const { side, n } of sides) {
+    const row = await measure(side, n);
+    rows.push(row);
+    console.error(`  ${row.side}: done`);
+  }
+  const head = ["backend", "values", "1 vCPU ms", "2 vCPUs ms", "speed-up", "IPI round trip"];
+  const body = rows.map((r, i) => [r.side, String(sides[i]!.n), r.one, r.two, r.speedup, r.rtt]);
+  const widths = head.map((h, c) => Math.max(h.length, ...body.map((b) => b[c]!.length)));
+  const line = (cells: string[]) =>
+    cells.map((x, c) => (c === 0 || c === 4 ? x.padEnd(widths[c]!) : x.padStart(widths[c]!))).join("  ");
+  console.log(line(head));
+  console.log(widths.map((w) => "-".repeat(w)).join("  "));
+  for (const b of body) console.log(line(b));
+  for (const s of skipped) console.log(`skipped: ${s}`);
 }
-const head = ["backend", "values", "1 vCPU ms", "2 vCPUs ms", "speed-up", "IPI round trip"];
-const body = rows.map((r, i) => [r.side, String(sides[i]!.n), r.one, r.two, r.speedup, r.rtt]);
-const widths = head.map((h, c) => Math.max(h.length, ...body.map((b) => b[c]!.length)));
-const line = (cells: string[]) =>
-  cells.map((x, c) => (c === 0 || c === 4 ? x.padEnd(widths[c]!) : x.padStart(widths[c]!))).join("  ");
-console.log(line(head));
-console.log(widths.map((w) => "-".repeat(w)).join("  "));
-for (const b of body) console.log(line(b));
-for (const s of skipped) console.log(`skipped: ${s}`);
 
 // 4 vCPUs on the soft backend: a worker thread each, 2 threads (each a logical processor the
-// vCPUs move between, VMCLEAR on one and VMPTRLD on the other), and one thread (the vCPUs' turns)
+// vCPUs move between, VMCLEAR on one and VMPTRLD on the other; with and without the interpreters a
+// worker keeps for the vCPUs that ran on it, SoftVcpuPool.keep), and one thread (the vCPUs' turns).
+// The sides take turns run by run, so that what else the host does falls on all of them alike.
 const FOUR = 4;
-const four: Side[] = [
-  machineSide("soft, 4 threads", { backend: "soft", vcpuThread: true }),
-  machineSide("soft, 2 threads", { backend: "soft", vcpuThreads: 2 }),
-  machineSide("soft, one thread", { backend: "soft", vcpuThread: false }),
+const keptDefault = { ...SoftVcpuPool.keep };
+const four: { side: Side; keep: typeof keptDefault }[] = [
+  { side: machineSide("soft, 4 threads", { backend: "soft", vcpuThread: true }), keep: keptDefault },
+  { side: machineSide("soft, 2 threads", { backend: "soft", vcpuThreads: 2 }), keep: keptDefault },
+  {
+    side: machineSide("soft, 2 threads, fresh interpreters", { backend: "soft", vcpuThreads: 2 }),
+    keep: { ...keptDefault, vcpus: 0 },
+  },
+  { side: machineSide("soft, one thread", { backend: "soft", vcpuThread: false }), keep: keptDefault },
 ];
-console.log(`\ncompute on ${FOUR} vCPUs, ${N} values (median of ${REPEATS}, boot subtracted):`);
-const fourRows: string[][] = [];
-let fourFailed = false;
-for (const side of four) {
-  let ms: string;
-  try {
-    ms = (await workMs(side, FOUR, "compute", N, 0)).toFixed(0);
-  } catch (e) {
-    ms = `failed: ${e instanceof Error ? e.message : String(e)}`;
-    fourFailed = true;
+const load = () =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ");
+console.log(
+  `\ncompute on ${FOUR} vCPUs, ${N} values (median of ${REPEATS}, boot subtracted; runs interleaved; load average ${load()}):`,
+);
+const fourMs: { n: number[]; zero: number[]; error?: string }[] = four.map(() => ({ n: [], zero: [] }));
+for (let k = 0; k < REPEATS; k++) {
+  for (const [i, { side, keep }] of four.entries()) {
+    const row = fourMs[i]!;
+    if (row.error) continue;
+    Object.assign(SoftVcpuPool.keep, keep);
+    try {
+      for (const [count, into] of [
+        [N, row.n],
+        [0, row.zero],
+      ] as const) {
+        const r = await side.run(FOUR, `test=compute n=${count}`);
+        const want = lastLine("compute", FOUR, count);
+        if (r.out.trim().split("\n").pop() !== want)
+          throw new Error(`printed ${JSON.stringify(r.out)}, want "${want}"`);
+        into.push(r.ms);
+      }
+    } catch (e) {
+      row.error = `failed: ${e instanceof Error ? e.message : String(e)}`;
+    } finally {
+      Object.assign(SoftVcpuPool.keep, keptDefault);
+    }
   }
-  fourRows.push([side.name, ms]);
-  console.error(`  ${side.name} (${FOUR} vCPUs): done`);
+  console.error(`  ${FOUR} vCPUs: round ${k + 1} of ${REPEATS} done`);
 }
-const fourHead = ["vCPUs on", `${FOUR} vCPUs ms`];
+const fourHead = ["vCPUs on", `${FOUR} vCPUs ms`, "runs (ms, boot included)"];
+const fourRows = four.map(({ side }, i) => {
+  const r = fourMs[i]!;
+  if (r.error) return [side.name, r.error, ""];
+  return [side.name, (median(r.n) - median(r.zero)).toFixed(0), r.n.map((x) => x.toFixed(0)).join(" ")];
+});
 const fourWidths = fourHead.map((h, c) => Math.max(h.length, ...fourRows.map((r) => r[c]!.length)));
 const fourLine = (cells: string[]) =>
-  cells.map((x, c) => (c === 0 ? x.padEnd(fourWidths[c]!) : x.padStart(fourWidths[c]!))).join("  ");
+  cells.map((x, c) => (c === 1 ? x.padStart(fourWidths[c]!) : x.padEnd(fourWidths[c]!))).join("  ");
 console.log(fourLine(fourHead));
 console.log(fourWidths.map((w) => "-".repeat(w)).join("  "));
 for (const r of fourRows) console.log(fourLine(r));
-if (rows.some((r) => r.speedup.startsWith("failed")) || fourFailed) process.exitCode = 1;
+console.log(`load average at the end: ${load()}`);
+if (rows.some((r) => r.speedup.startsWith("failed")) || fourMs.some((r) => r.error)) process.exitCode = 1;

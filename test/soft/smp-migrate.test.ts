@@ -3,7 +3,8 @@
 // one and VMPTRLD on the other, the rest of their state carried over (threads-pool.ts). The team's
 // SMP guest (LOCK XADD and spinlock counters, IPI ping-pong, INIT/SIPI, TLB shootdown, the I/O
 // APIC, every IPI form) must give exactly what it gives with a thread per vCPU, with 4 vCPUs on 2
-// threads and 8 on 2: halted vCPUs give their thread up, time slices move the others around.
+// threads and 8 on 2: halted vCPUs give their thread up, time slices move the others around, and a
+// vCPU that comes back to a thread takes up the interpreter (compiled code) that thread kept of it.
 
 import { describe, expect, it } from "vitest";
 import type { SoftVcpuThreads } from "../../lib/vmm/backends/soft/threads.js";
@@ -44,7 +45,13 @@ async function runOnThreads(test: SmpTest, vcpus: number, threads: number) {
     vm.load(smpImage(), { format: "multiboot", cmdline: smpCmdline(test, N[test]) });
     const result = await vm.run({ timeoutMs: 60_000 });
     const pool = await (vm.backend as unknown as { vcpuThreads(): Promise<SoftVcpuThreads> }).vcpuThreads();
-    return { out, result, threads: pool.threadCount, migrations: pool.migrations };
+    return {
+      out,
+      result,
+      threads: pool.threadCount,
+      migrations: pool.migrations,
+      reused: pool.reusedInterpreters(),
+    };
   } finally {
     vm.close();
   }
@@ -62,6 +69,8 @@ for (const [vcpus, threads] of CONFIGS) {
         expect(run.threads).toBe(threads);
         // the vCPUs really moved (VMCLEAR on one thread, VMPTRLD on the other): hundreds of times here
         expect(run.migrations).toBeGreaterThan(0);
+        // and came back to threads that kept their interpreters
+        expect(run.reused).toBeGreaterThan(0);
       });
     }
   });

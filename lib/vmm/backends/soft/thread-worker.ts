@@ -4,10 +4,13 @@
 // threads-pool.ts) posts commands to a vCPU and rings the bell of the worker the vCPU is on: "run"
 // enters the guest until the next exit the machine must see; calls read and write the vCPU's state
 // while it is parked. A vCPU arrives with a message (its state as data, its VMCS in its region)
-// and leaves (VMCLEAR, its state posted back) when the machine places another vCPU here: each
-// arrival gets a new interpreter, so nothing cached for one vCPU's guest (TLB, decoded and compiled
-// blocks) serves another's, as a real processor tags its TLB. With as many workers as vCPUs each
-// vCPU stays on its own. The interrupt controller and the local APIC stay on the machine's
+// and leaves (VMCLEAR, its state posted back) when the machine places another vCPU here. Each vCPU
+// has interpreters of its own, so nothing cached for one vCPU's guest (TLB, decoded and compiled
+// blocks) serves another's, as a real processor tags its TLB with the VPID: the worker keeps the
+// interpreter of a vCPU that leaves (a few vCPUs' worth, the least recently used going first) and
+// takes it up again when the vCPU comes back, its translations dropped, its blocks each checked
+// against guest memory before they run, its state the one that travelled (vcpu-context.ts
+// keptForArrival). With as many workers as vCPUs each vCPU stays on its own. The interrupt controller and the local APIC stay on the machine's
 // thread: the vCPU sees the pending-interrupt word it keeps, and asks there for the vector (INTA)
 // and for APIC registers it reaches through MSRs and CR8.
 
@@ -56,6 +59,7 @@ import {
   poolLayout,
 } from "./threads-pool-protocol.js";
 import { SoftVcpu, type SoftVcpuShared } from "./vcpu.js";
+import { cachedBlocks } from "./vcpu-context.js";
 
 const APIC_BASE_MSR = 0x1b;
 /** IA32_APIC_BASE.EN */
@@ -149,6 +153,28 @@ export function serveLogicalProcessor(data: PoolWorkerData): void {
   const links = data.links.map((l, i) => makeLink(i, l));
   /** the vCPU whose state is on this processor (-1: none) */
   let resident = -1;
+
+  /** the interpreters of vCPUs that left this processor, least recently used first, and their blocks */
+  const kept = new Map<number, { cpu: Interpreter; blocks: number }>();
+  let keptBlocks = 0;
+  const drop = (index: number): Interpreter | undefined => {
+    const k = kept.get(index);
+    if (!k) return undefined;
+    kept.delete(index);
+    keptBlocks -= k.blocks;
+    Atomics.store(pool, layout.kept(data.worker, index), 0);
+    return k.cpu;
+  };
+  /** vCPU `index` left with interpreter `cpu`: kept within the bound, the oldest ones going */
+  const keep = (index: number, cpu: Interpreter): void => {
+    if (data.keep.vcpus <= 0) return;
+    drop(index);
+    const blocks = cachedBlocks(cpu);
+    kept.set(index, { cpu, blocks });
+    keptBlocks += blocks;
+    Atomics.store(pool, layout.kept(data.worker, index), 1);
+    while (kept.size > data.keep.vcpus || keptBlocks > data.keep.blocks) drop(kept.keys().next().value!);
+  };
 
   function makeLink(index: number, l: PoolVcpuLink): Link {
     const words = new Int32Array(l.control, 0, CONTROL_WORDS);
@@ -324,6 +350,7 @@ export function serveLogicalProcessor(data: PoolWorkerData): void {
     let m: DepartedMessage;
     try {
       m = { t: "departed", context: vcpu.depart() };
+      keep(link.index, vcpu.lp.cpu as Interpreter);
     } catch (e) {
       m = { t: "departed", error: { name: (e as Error).name, message: (e as Error).message } };
     }
@@ -338,13 +365,17 @@ export function serveLogicalProcessor(data: PoolWorkerData): void {
     if (m?.op !== "arrive") throw new Error(`vCPU ${link.index}: its arrival went missing`);
     host.attach(m.chunks.filter((c) => !host.isBacked(c.base)));
     if (resident >= 0) depart(links[resident]!);
+    // the vCPU's own interpreter from its last stay here, if this processor kept it
+    const interpreter = m.context === "fresh" ? undefined : drop(link.index);
+    if (interpreter) Atomics.add(pool, layout.reused(link.index), 1);
     const vcpu = new SoftVcpu(link.index, sharedFor(link), {
       kickWord: link.words.subarray(W.KICK, W.KICK + 1),
       vmcs: link.vmcs,
       vmxon,
-      ...(m.context === "fresh" ? {} : { context: m.context }),
+      ...(m.context === "fresh" ? {} : { context: m.context, ...(interpreter ? { interpreter } : {}) }),
     });
-    if (data.smp) (vcpu.lp.cpu as Interpreter).attachSharedMemory(data.smp, link.index);
+    // a kept interpreter joined the shared memory in its first stay (in this vCPU's slot)
+    if (data.smp && !interpreter) (vcpu.lp.cpu as Interpreter).attachSharedMemory(data.smp, link.index);
     link.vcpu = vcpu;
     link.eptSeen = Atomics.load(link.words, W.INVEPT);
     resident = link.index;

@@ -29,7 +29,11 @@ export function poolLayout(threads: number, vcpus: number) {
     ready: threads + 3 * vcpus + 1,
     /** 1: worker w's vCPU leaves it now (its state to the machine), with no other arriving */
     evict: (w: number) => threads + 3 * vcpus + 2 + w,
-    words: 2 * threads + 3 * vcpus + 2,
+    /** 1: worker w keeps vCPU v's interpreter (it ran there and left; thread-worker.ts) */
+    kept: (w: number, v: number) => 2 * threads + 3 * vcpus + 2 + w * vcpus + v,
+    /** bumped by a worker at each arrival of vCPU v that took up its kept interpreter */
+    reused: (v: number) => 2 * threads + 3 * vcpus + 2 + threads * vcpus + v,
+    words: 2 * threads + 4 * vcpus + 2 + threads * vcpus,
   };
 }
 
@@ -67,6 +71,8 @@ export interface PoolWorkerData {
   oversubscribed: boolean;
   /** a vCPU's turn on a worker while others wait for one */
   sliceMs: number;
+  /** what the worker keeps of vCPUs that left it: their interpreters (SoftVcpuPool.keep) */
+  keep: { vcpus: number; blocks: number };
 }
 
 /** Machine's thread -> worker, on a (worker, vCPU) channel before the first command there. */

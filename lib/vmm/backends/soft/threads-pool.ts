@@ -8,6 +8,10 @@
 // the queued word), and at once when it halts or waits for SIPI; a halted vCPU waits without a
 // worker until an interrupt, INIT/SIPI/NMI or a kick makes it runnable. A vCPU whose last exit
 // waits for its completion (an IN's data...) is pinned to its worker until it has entered again.
+// A worker keeps the interpreters (compiled code) of a few vCPUs that left it (thread-worker.ts;
+// SoftVcpuPool.keep), so a vCPU goes back to one of those when it is free (before any other free
+// worker), and a worker that comes free goes to a waiting vCPU whose interpreter it keeps before
+// the ones ahead of it in the queue, each of which is passed over at most `threads` times.
 
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from "node:worker_threads";
 import type { SharedChunk } from "../../../vmx/host-memory.js";
@@ -81,6 +85,12 @@ type Location =
   | { kind: "left"; w: number }
   | { kind: "held"; ctx: SoftVcpuContext };
 
+interface QueuedEntry {
+  v: number;
+  halted: boolean;
+  passed: number;
+}
+
 export interface SoftVcpuPoolOptions {
   url: string;
   /** at most this many workers (undefined: one per vCPU) */
@@ -103,6 +113,15 @@ export interface PoolVcpuBlocks {
 }
 
 export class SoftVcpuPool {
+  /**
+   * What each worker keeps of the vCPUs that ran on it while they are away (their interpreters:
+   * decoded and compiled blocks), read as the workers start: at most `vcpus` interpreters, holding
+   * at most `blocks` cached blocks in all (2^15: an interpreter starts its own cache over at 2^18
+   * decoded instructions, 2^15 blocks of 8), the least recently used going first. vcpus 0: none (every arrival starts a new
+   * interpreter, as before). Benchmarks change it.
+   */
+  static keep: { vcpus: number; blocks: number } = { vcpus: 8, blocks: 1 << 15 };
+
   readonly #opts: SoftVcpuPoolOptions;
   readonly #blocks: PoolVcpuBlocks[] = [];
   #started = false;
@@ -123,8 +142,11 @@ export class SoftVcpuPool {
   #running: number[] = [];
   /** per worker: when its vCPU's turn began (performance.now()) */
   #turnStart: number[] = [];
-  /** entries waiting for a worker, in order; "halt": also for an event that makes the vCPU runnable */
-  #queue: { v: number; halted: boolean }[] = [];
+  /**
+   * entries waiting for a worker, in order; "halted": also for an event that makes the vCPU
+   * runnable; "passed": times a vCPU behind it took the worker it would have had (affinity)
+   */
+  #queue: QueuedEntry[] = [];
   #vcpus: PooledVcpu[] = [];
   /** host memory allocated on the machine's thread after the workers started (sent with arrivals) */
   readonly #extraChunks: SharedChunk[] = [];
@@ -195,6 +217,7 @@ export class SoftVcpuPool {
         doorbell: opts.doorbell,
         oversubscribed: this.oversubscribed,
         sliceMs: SLICE_MS,
+        keep: { ...SoftVcpuPool.keep },
       };
       const worker = new Worker(WORKER_SOURCE, {
         eval: true,
@@ -353,7 +376,7 @@ export class SoftVcpuPool {
       this.#dispatch(v, here);
       return;
     }
-    this.#queue.push({ v, halted });
+    this.#queue.push({ v, halted, passed: 0 });
     this.schedule();
   }
 
@@ -402,25 +425,69 @@ export class SoftVcpuPool {
     Atomics.notify(this.#bell, 0);
   }
 
-  /** entries waiting: those an event made runnable, on the free workers, in order */
+  /**
+   * entries waiting: those an event made runnable, on the free workers, in order; a worker the
+   * next one would get without its interpreter goes first to one behind it whose interpreter that
+   * worker keeps (and is on no worker), at most `threads` times for each entry passed over
+   */
   schedule(): void {
-    if (this.#queue.length === 0) return;
-    const rest: { v: number; halted: boolean }[] = [];
-    for (const q of this.#queue) {
-      if (q.halted && !this.#woke(q.v)) {
-        rest.push(q);
-        continue;
-      }
-      q.halted = false;
+    const queue = this.#queue;
+    if (queue.length === 0) return;
+    const placed = new Set<number>();
+    for (let i = 0; i < queue.length; i++) {
+      const q = queue[i]!;
+      if (placed.has(i) || !this.#mayRun(q)) continue;
       const w = this.#pickWorker(q.v, false);
-      if (w < 0) {
-        rest.push(q);
-        continue;
+      if (w < 0) continue;
+      let take = i;
+      if (this.workerOf(q.v) !== w && !this.#keptOn(w, q.v) && q.passed < this.threads) {
+        for (let j = i + 1; j < queue.length; j++) {
+          const r = queue[j]!;
+          if (placed.has(j) || this.workerOf(r.v) >= 0 || !this.#keptOn(w, r.v)) continue;
+          if (!this.#mayRun(r)) continue;
+          take = j;
+          break;
+        }
       }
-      this.#dispatch(q.v, w);
+      placed.add(take);
+      this.#dispatch(queue[take]!.v, w);
+      if (take !== i) {
+        // q looks again at the workers left
+        q.passed++;
+        i--;
+      }
     }
-    this.#queue = rest;
+    if (placed.size > 0) this.#queue = queue.filter((_, i) => !placed.has(i));
     this.#publishQueued();
+  }
+
+  /** a queued entry may run now (a halted vCPU once an event woke it) */
+  #mayRun(q: QueuedEntry): boolean {
+    if (q.halted && !this.#woke(q.v)) return false;
+    q.halted = false;
+    return true;
+  }
+
+  /** worker w keeps vCPU v's interpreter from its last stay there (its compiled code) */
+  #keptOn(w: number, v: number): boolean {
+    return Atomics.load(this.#words, this.#layout.kept(w, v)) === 1;
+  }
+
+  /** the workers that keep vCPU v's interpreter (it ran there and left) */
+  keptOn(v: number): number[] {
+    this.#start();
+    const at: number[] = [];
+    for (let w = 0; w < this.threads; w++) if (this.#keptOn(w, v)) at.push(w);
+    return at;
+  }
+
+  /** arrivals of vCPU v (every vCPU: undefined) that took up its interpreter kept on that worker */
+  reusedInterpreters(v?: number): number {
+    if (!this.#started) return 0;
+    if (v !== undefined) return Atomics.load(this.#words, this.#layout.reused(v));
+    let n = 0;
+    for (let i = 0; i < this.#n; i++) n += Atomics.load(this.#words, this.#layout.reused(i));
+    return n;
   }
 
   #publishQueued(): void {
@@ -446,9 +513,10 @@ export class SoftVcpuPool {
   }
 
   /**
-   * A free worker for v: its own; one with no vCPU on it (the vCPU's first worker, v mod threads,
-   * first); one whose vCPU waits for an event or is parked; one whose vCPU waits for a turn. Never
-   * one whose vCPU's last exit waits for its completion (with `settle` left to the caller).
+   * A free worker for v: its own; else, one with no vCPU on it or whose vCPU waits for an event or
+   * is parked before one whose vCPU waits for a turn, and among those first one that keeps v's
+   * interpreter, then an empty one (the vCPU's first worker, v mod threads, first). Never one
+   * whose vCPU's last exit waits for its completion (with `settle` left to the caller).
    */
   #pickWorker(v: number, _forCall: boolean): number {
     const here = this.workerOf(v);
@@ -466,6 +534,7 @@ export class SoftVcpuPool {
         const q = this.#queue.find((x) => x.v === r);
         rank = q === undefined ? 1 : q.halted ? 1 : 2;
       }
+      rank = (rank === 2 ? 4 : rank) + (this.#keptOn(w, v) ? 0 : 2);
       if (rank < bestRank) {
         best = w;
         bestRank = rank;

@@ -789,6 +789,14 @@ export class SoftVcpuThreads extends DoorbellThreads implements VcpuThreads {
   get migrations(): number {
     return this.#pool.migrations;
   }
+  /** arrivals of vCPU i (of every vCPU: no argument) that took up the interpreter a worker kept of it */
+  reusedInterpreters(i?: number): number {
+    return this.#pool.reusedInterpreters(i);
+  }
+  /** the workers that keep vCPU i's interpreter from a stay there */
+  keptOn(i: number): number[] {
+    return this.#pool.keptOn(i);
+  }
   /**
    * Moves parked vCPU i to worker `worker` (VMCLEAR on its processor, VMPTRLD on that one); false
    * when that worker runs another vCPU now. Its state arrives as it left, an instruction half

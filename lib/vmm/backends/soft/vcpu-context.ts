@@ -5,6 +5,13 @@
 // structured-cloneable data: the general registers, CR2, CR8, DR0-DR3/DR6, the x87/SSE state, the
 // MSRs the processor keeps outside the VMCS, the events latched on the processor, and the MMIO
 // accesses already completed for an instruction left half done (so that they are not made again).
+//
+// A processor that ran the vCPU before may have kept its interpreter (thread-worker.ts): its
+// decoded and compiled blocks, as a VPID-tagged TLB keeps a guest's entries across VMCLEAR. The
+// vCPU's state never comes from it: keptForArrival resets it to power-on state, and what travelled
+// and the VMCS are put on it as on a new one. Its translations go, as they may be stale; its blocks
+// stay, each checked against guest memory by its bytes before it first runs again (runEpoch), and
+// looked up by the decode mode in force then (block-cache.ts modeKey).
 
 import type { ExtendedState } from "../../../cpu/guest-cpu.js";
 import type { Interpreter } from "../../../cpu/interpreter.js";
@@ -39,13 +46,21 @@ export interface SoftVcpuContext {
   /** x87, SSE and PKRU as the interpreter hands them over (copied as the context crosses threads) */
   ext: ExtendedState;
   msrs: [number, bigint][];
+  /** the MSRs the interpreter only stores (MTRRs, IA32_FEATURE_CONTROL, the MCG MSRs...), as they are */
+  stored: [number, bigint][];
+  xcr0: bigint;
   tscOffset: bigint;
   tscAdjust: bigint;
   pending: { nmi: boolean; init: boolean; sipiVector: number };
   /** the completed MMIO accesses of the instruction at the VMCS's RIP, not yet retired */
   mmio: MmioCompletion[];
   /** the hypervisor's own records of the vCPU (SoftVcpu's) */
-  host: { lastRaw: Extract<RawExit, { backend: "soft" }> | undefined; hostIterations: number };
+  host: {
+    lastRaw: Extract<RawExit, { backend: "soft" }> | undefined;
+    hostIterations: number;
+    /** the vCPU's work count as it left (instructionsRetired goes on from it on the next processor) */
+    work: number;
+  };
 }
 
 const interpreterOf = (lp: LogicalProcessor) => lp.cpu as unknown as Interpreter;
@@ -79,6 +94,8 @@ export function departContext(
     dr: [...cpu.dr],
     ext: structuredClone(lp.cpu.getExtendedState()),
     msrs,
+    stored: [...cpu.otherMsrs],
+    xcr0: cpu.xcr0,
     tscOffset: cpu.tscOffset,
     tscAdjust: cpu.tscAdjust,
     pending: { nmi: lp.nmiPending, init: lp.initPending, sipiVector: lp.sipiVector },
@@ -91,12 +108,16 @@ export function departContext(
 }
 
 /**
- * Puts what travelled on `lp` (a new processor with its own interpreter: nothing it cached from
- * another vCPU's guest), after VMPTRLD of the context's VMCS.
+ * Puts what travelled on `lp` (a new processor, whose interpreter is new or one this thread kept
+ * of this vCPU: nothing it cached from another vCPU's guest), after VMPTRLD of the context's VMCS.
  */
 export function arriveContext(lp: LogicalProcessor, ctx: SoftVcpuContext): void {
   lp.vmptrld(ctx.vmcs);
   const cpu = interpreterOf(lp);
+  // stored as they are (WRMSR's checks, such as IA32_FEATURE_CONTROL's lock, were made when written)
+  cpu.otherMsrs.clear();
+  for (const [index, value] of ctx.stored) cpu.otherMsrs.set(index, value);
+  cpu.xcr0 = ctx.xcr0;
   for (let i = 0; i < 16; i++) lp.cpu.setGpr(i, ctx.gprs[i]!);
   lp.cpu.setControl("cr2", ctx.cr2);
   lp.cpu.setControl("cr8", ctx.cr8);
@@ -114,4 +135,29 @@ export function arriveContext(lp: LogicalProcessor, ctx: SoftVcpuContext): void 
     from.done.push(...ctx.mmio);
     lp.mmioReplay.adopt(from, lp.cpu.work(), lp.vmread(F.GUEST_RIP));
   }
+}
+
+/**
+ * An interpreter this thread kept of the vCPU since it last left (thread-worker.ts), made ready for
+ * its arrival, before arriveContext: its architectural state back to power-on (what travelled and
+ * the VMCS replace it, as on a new interpreter), its TLB and paging-structure caches dropped (the
+ * guest's page tables, or its mode, may have changed since), and every cached block marked to
+ * compare its bytes with guest memory before it runs again (another vCPU, a device or the vCPU
+ * itself on another processor may have written them), besides the check each VM entry makes.
+ */
+export function keptForArrival(cpu: Interpreter): Interpreter {
+  cpu.reset();
+  cpu.otherMsrs.clear();
+  cpu.xcr0 = 1n;
+  cpu.flushTlb();
+  cpu.devicesRan();
+  cpu.lastBlock = null;
+  return cpu;
+}
+
+/** cached blocks an interpreter holds (what a kept one costs its thread) */
+export function cachedBlocks(cpu: Interpreter): number {
+  let n = 0;
+  for (const page of cpu.codePages.values()) n += page.blocks.size;
+  return n;
 }

@@ -45,7 +45,7 @@ import {
   type SoftVcpuState,
 } from "./saved-state.js";
 import { createTaskEmulator, emulateTaskSwitch } from "./task-switch.js";
-import { arriveContext, departContext, type SoftVcpuContext } from "./vcpu-context.js";
+import { arriveContext, departContext, keptForArrival, type SoftVcpuContext } from "./vcpu-context.js";
 import {
   CR0_OWNED,
   CR4_OWNED,
@@ -149,6 +149,11 @@ export interface SoftVcpuPlacement {
   vmxon?: number;
   /** the vCPU comes from another thread's processor (SoftVcpu.depart there): its VMCS is `vmcs` as it left it */
   context?: SoftVcpuContext;
+  /**
+   * With `context`: the interpreter this thread kept of this vCPU when it last left this thread
+   * (thread-worker.ts), whose cached blocks serve again; its state is replaced (keptForArrival)
+   */
+  interpreter?: Interpreter;
 }
 
 export class SoftVcpu implements VcpuBackend {
@@ -164,6 +169,8 @@ export class SoftVcpu implements VcpuBackend {
   #budgetEnd: number | undefined;
   /** REP INS/OUTS iterations this host completed for the guest (#stringIo) */
   #hostIterations = 0;
+  /** what #work() adds so that the count goes on from where it was on the processor the vCPU left */
+  #workBase = 0;
   /** performance.now() time by which run() returns "intr" */
   #deadline: number | undefined;
   #closed = false;
@@ -189,9 +196,10 @@ export class SoftVcpu implements VcpuBackend {
     this.#irq = shared.interrupts?.forCpu?.(index) ?? shared.interrupts;
     this.#apic = this.#irq?.apicMsrs;
     this.#kickWord = opts.kickWord ?? new Int32Array(1);
+    const arriving = opts.context;
     this.lp = new LogicalProcessor({
       memory: mem,
-      cpu: new Interpreter(),
+      cpu: arriving && opts.interpreter ? keptForArrival(opts.interpreter) : new Interpreter(),
       id: index,
       kickWord: this.#kickWord,
     });
@@ -203,12 +211,12 @@ export class SoftVcpu implements VcpuBackend {
       exitOnApicMsrs(mem, shared.msrBitmap);
       this.#apic.tsc = { read: () => this.#cpu.getMsr(TSC_MSR) ?? 0n, hz: TSC_HZ };
     }
-    const arriving = opts.context;
     if (arriving) {
       // a vCPU that left another thread's processor (VMCLEAR there): VMPTRLD here, VMLAUNCH next
       arriveContext(this.lp, arriving);
       this.#lastRaw = arriving.host.lastRaw;
       this.#hostIterations = arriving.host.hostIterations;
+      this.#workBase = arriving.host.work - this.lp.cpu.work() - this.#hostIterations;
       if (shared.clock) this.useClock(shared.clock);
       return;
     }
@@ -231,7 +239,7 @@ export class SoftVcpu implements VcpuBackend {
 
   /** what budgets count: instructions retired, exceptions/interrupts delivered, REP iterations */
   #work(): number {
-    return this.lp.cpu.work() + this.#hostIterations;
+    return this.lp.cpu.work() + this.#hostIterations + this.#workBase;
   }
 
   #raw(): SoftRaw {
@@ -1111,6 +1119,7 @@ export class SoftVcpu implements VcpuBackend {
     const ctx = departContext(this.lp, this.vmcs, {
       lastRaw: this.#lastRaw,
       hostIterations: this.#hostIterations,
+      work: this.#work(),
     });
     this.#closed = true;
     return ctx;
