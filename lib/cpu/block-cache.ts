@@ -45,7 +45,8 @@ export class Block {
   succEpoch = -1;
   /**
    * Chained successors by the compiled block's exit (block-chain.ts): exit 0 (fall-through) and
-   * exit 1 (branch taken) led to the block at linear address link*Lin in codeEpoch link*Epoch.
+   * exit 1 (branch taken) led to the block at linear address link*Lin at Interpreter.linkKey()
+   * link*Epoch (succEpoch likewise).
    */
   link0: Block | null = null;
   link0Lin = Number.NaN;

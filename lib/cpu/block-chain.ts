@@ -1,7 +1,8 @@
 // Block chaining: a compiled block that leaves through a plain exit (fall-through or branch, no
 // generic op and no call out that changed anything) hands over to the compiled block at the new
 // RIP without going back through the run loop. Each exit remembers the block it led to, keyed by
-// the linear address and codeEpoch (anything that changes how addresses map to blocks bumps it),
+// the linear address and Interpreter.linkKey() (the codeEpoch, which anything that changes how
+// addresses map to blocks bumps, and the privilege, whose TLB bank the link skips),
 // and leads only to a block whose bytes were checked in this run() (Interpreter.runEpoch), so the
 // hand-over is a few compares. The budget stays exact: a block runs only when all its
 // instructions fit in what is left, as in the run loop. Interrupt windows, shadows and halts can
@@ -22,35 +23,35 @@ export function runChain(cpu: Interpreter, first: Block, budget: number): void {
     left -= cpu.work() - before;
     const base = cpu.effBase[1] + cpu.rip;
     const lin = cpu.mode64 ? base : base >>> 0;
-    const epoch = cpu.codeEpoch;
+    const key = cpu.linkKey();
     let next: Block | null;
     if (exit === 0) {
       next = blk.link0;
       if (
         next === null ||
         blk.link0Lin !== lin ||
-        blk.link0Epoch !== epoch ||
+        blk.link0Epoch !== key ||
         (next.checked !== cpu.runEpoch && !cpu.recheck(next, lin))
       ) {
         next = cpu.lookupBlock();
         if (next === null) return;
         blk.link0 = next;
         blk.link0Lin = lin;
-        blk.link0Epoch = epoch;
+        blk.link0Epoch = key;
       }
     } else {
       next = blk.link1;
       if (
         next === null ||
         blk.link1Lin !== lin ||
-        blk.link1Epoch !== epoch ||
+        blk.link1Epoch !== key ||
         (next.checked !== cpu.runEpoch && !cpu.recheck(next, lin))
       ) {
         next = cpu.lookupBlock();
         if (next === null) return;
         blk.link1 = next;
         blk.link1Lin = lin;
-        blk.link1Epoch = epoch;
+        blk.link1Epoch = key;
       }
     }
     // an uncompiled block goes through the run loop (which counts its runs toward compiling it)

@@ -103,12 +103,14 @@ export function catchUpCodeMap(cpu: Interpreter): void {
   }
   const e = Atomics.load(smp.words, SmpWord.MapEpoch);
   if (e === smp.seenEpoch) return;
-  const tags = cpu.tlbWTag;
-  const gpas = cpu.tlbWGpa;
-  for (let i = 0; i < tags.length; i++) {
-    const t = tags[i];
-    // plain entries only (checked ones carry a fraction; NaN is empty)
-    if (Number.isInteger(t) && smp.isCode(gpas[i])) tags[i] = Number.NaN;
+  for (const bank of cpu.tlbBanks) {
+    const tags = bank.wTag;
+    const gpas = bank.wGpa;
+    for (let i = 0; i < tags.length; i++) {
+      const t = tags[i];
+      // plain entries only (checked ones carry a fraction; NaN is empty)
+      if (Number.isInteger(t) && smp.isCode(gpas[i])) tags[i] = Number.NaN;
+    }
   }
   smp.seenEpoch = e;
   Atomics.store(smp.acks, smp.vcpu, e);

@@ -144,8 +144,11 @@ export interface GuestCpu {
    */
   takePendingDebug?(): number;
 
-  /** Runs until an exit, HLT, shutdown, or `budget` instructions have retired. */
-  run(budget: number): StopReason;
+  /**
+   * Runs until an exit, HLT, shutdown, or `budget` instructions have retired. `memoryMoved` false
+   * promises that nothing else wrote guest memory since the last run() (default true).
+   */
+  run(budget: number, memoryMoved?: boolean): StopReason;
   /** instructions retired since creation */
   readonly retired: number;
   /**

@@ -101,6 +101,13 @@ export interface NonRootHooks {
   ): number | typeof EXIT;
   /** bits 63:32 of the last read of more than 4 bytes that mmio() answered */
   readonly mmioHigh?: number;
+  /**
+   * false: an access mmio() answers ran no device model (the VMX layer answers only the replay of
+   * an access the host completed after its exit, or unbacked memory), so guest RAM cannot have
+   * changed behind the decode cache. Missing or true: the interpreter assumes a device may have
+   * written guest memory (DMA) and re-checks cached code.
+   */
+  readonly mmioRunsDevices?: boolean;
 
   io(info: IoInfo, ctx: InstructionContext): boolean;
   /**

@@ -66,6 +66,7 @@ import { pkruLoaded } from "./pku.js";
 import { installAtomicAccess, lockedRead, lockedWrite } from "./smp-atomic.js";
 import { type SharedMemoryState, SmpLink } from "./smp-memory.js";
 import { deliver, deliverFault, updateMode } from "./system.js";
+import { TLB_MASK, TLB_SIZE, TlbBank } from "./tlb-bank.js";
 
 /** blocks or single steps between two calls of hostPoll (bounds the wall time between them) */
 const POLL_EVERY = 64;
@@ -102,11 +103,7 @@ const HOT_SKIP = 32;
 /** entries of lookupBlock's cache of blocks by linear address */
 const JMP_SIZE = 4096;
 const JMP_MASK = JMP_SIZE - 1;
-const TLB_BITS = 12;
-const TLB_SIZE = 1 << TLB_BITS;
-const TLB_MASK = TLB_SIZE - 1;
 const EMPTY = new Uint8Array(0);
-const EMPTY_VIEW = new DataView(new ArrayBuffer(0));
 /** one DataView per guest-memory array (TLB fills look it up) */
 const views = new WeakMap<Uint8Array, DataView>();
 function viewOf(bytes: Uint8Array): DataView {
@@ -276,8 +273,19 @@ export class Interpreter implements GuestCpu, LazyFlags {
   /** MSRs written by the guest that the interpreter only stores (MTRRs and the like) */
   otherMsrs = new Map<number, bigint>();
   xcr0 = 1n;
-  /** PKRU (protection-key rights for user pages, pku.ts); kept with the x87/SSE state */
-  pkru = 0;
+  #pkru = 0;
+  /**
+   * PKRU (protection-key rights for user pages, pku.ts); kept with the x87/SSE state. The data
+   * translations of both TLB banks were made under the old rights: a change drops them.
+   */
+  get pkru(): number {
+    return this.#pkru;
+  }
+  set pkru(v: number) {
+    if (v === this.#pkru) return;
+    this.#pkru = v;
+    this.dropDataTranslations();
+  }
 
   // derived mode (system.ts updateMode)
   mode64 = false;
@@ -355,28 +363,32 @@ export class Interpreter implements GuestCpu, LazyFlags {
   /** retired count at which a STI/MOV SS shadow was set */
   shadowAt = -1;
 
-  // TLB (read, write, execute)
-  tlbRTag = new Float64Array(TLB_SIZE).fill(Number.NaN);
-  tlbWTag = new Float64Array(TLB_SIZE).fill(Number.NaN);
-  tlbXTag = new Float64Array(TLB_SIZE).fill(Number.NaN);
-  tlbRMem: Uint8Array[] = new Array(TLB_SIZE).fill(EMPTY);
-  tlbWMem: Uint8Array[] = new Array(TLB_SIZE).fill(EMPTY);
-  tlbXMem: Uint8Array[] = new Array(TLB_SIZE).fill(EMPTY);
+  // TLB (read, write, execute): one bank of entries per privilege (tlb-bank.ts), supervisor and
+  // user; the fields below are the current bank's arrays (privilegeChanged switches them)
+  readonly tlbBanks: readonly [TlbBank, TlbBank] = [new TlbBank(), new TlbBank()];
+  /** the current bank: 1 the user one (CPL 3), 0 the supervisor one */
+  tlbUser = 0;
+  tlbRTag = this.tlbBanks[0].rTag;
+  tlbWTag = this.tlbBanks[0].wTag;
+  tlbXTag = this.tlbBanks[0].xTag;
+  tlbRMem = this.tlbBanks[0].rMem;
+  tlbWMem = this.tlbBanks[0].wMem;
+  tlbXMem = this.tlbBanks[0].xMem;
   /** DataViews over tlbRMem/tlbWMem (same indexes): compiled blocks read and write words with one
    * access instead of byte by byte */
-  tlbRView: DataView[] = new Array(TLB_SIZE).fill(EMPTY_VIEW);
-  tlbWView: DataView[] = new Array(TLB_SIZE).fill(EMPTY_VIEW);
-  tlbROff = new Int32Array(TLB_SIZE);
-  tlbWOff = new Int32Array(TLB_SIZE);
-  tlbXOff = new Int32Array(TLB_SIZE);
-  tlbGlobal = new Uint8Array(TLB_SIZE);
-  /** the execute entry's own global bit (tlbGlobal is the last fill's at the index, of any kind) */
-  tlbXGlobal = new Uint8Array(TLB_SIZE);
+  tlbRView = this.tlbBanks[0].rView;
+  tlbWView = this.tlbBanks[0].wView;
+  tlbROff = this.tlbBanks[0].rOff;
+  tlbWOff = this.tlbBanks[0].wOff;
+  tlbXOff = this.tlbBanks[0].xOff;
+  tlbRGlobal = this.tlbBanks[0].rGlobal;
+  tlbWGlobal = this.tlbBanks[0].wGlobal;
+  tlbXGlobal = this.tlbBanks[0].xGlobal;
   /** guest-physical page of each write and execute entry (decode-cache invalidation and lookup) */
-  tlbWGpa = new Float64Array(TLB_SIZE);
-  tlbXGpa = new Float64Array(TLB_SIZE);
+  tlbWGpa = this.tlbBanks[0].wGpa;
+  tlbXGpa = this.tlbBanks[0].xGpa;
   /** the code page of each checked write entry (tag + CODE_TAG) */
-  tlbWCode: (CodePage | null)[] = new Array(TLB_SIZE).fill(null);
+  tlbWCode = this.tlbBanks[0].wCode;
 
   // decode cache (block-cache.ts)
   /** guest-physical page -> its cached blocks; while such a page is live, its write entries in the
@@ -403,8 +415,8 @@ export class Interpreter implements GuestCpu, LazyFlags {
   /** bumped whenever a cached block or a successor link may have become stale */
   codeEpoch = 0;
   /**
-   * lookupBlock's direct-mapped cache of blocks by linear address, each entry valid in the
-   * codeEpoch it was made in (returns and indirect branches, whose successor links keep missing)
+   * lookupBlock's direct-mapped cache of blocks by linear address, each entry valid for the
+   * linkKey() it was made at (returns and indirect branches, whose successor links keep missing)
    */
   private readonly jmpLin = new Float64Array(JMP_SIZE).fill(Number.NaN);
   private readonly jmpEpoch = new Float64Array(JMP_SIZE).fill(-1);
@@ -708,9 +720,8 @@ export class Interpreter implements GuestCpu, LazyFlags {
   }
 
   flushTlb(): void {
-    this.tlbRTag.fill(Number.NaN);
-    this.tlbWTag.fill(Number.NaN);
-    this.tlbXTag.fill(Number.NaN);
+    this.tlbBanks[0].flush();
+    this.tlbBanks[1].flush();
     this.physCache.clear();
     this.fpBase = Number.NaN;
     this.fpEnd = 0;
@@ -723,13 +734,8 @@ export class Interpreter implements GuestCpu, LazyFlags {
       this.flushTlb();
       return;
     }
-    for (let i = 0; i < TLB_SIZE; i++) {
-      if (this.tlbGlobal[i] === 0) {
-        this.tlbRTag[i] = Number.NaN;
-        this.tlbWTag[i] = Number.NaN;
-        this.tlbXTag[i] = Number.NaN;
-      }
-    }
+    this.tlbBanks[0].flushNonGlobal();
+    this.tlbBanks[1].flushNonGlobal();
     this.physCache.clear();
     this.fpBase = Number.NaN;
     this.fpEnd = 0;
@@ -741,15 +747,64 @@ export class Interpreter implements GuestCpu, LazyFlags {
   }
   flushPage(lin: number): void {
     const i = (lin >>> 12) & TLB_MASK;
-    this.tlbRTag[i] = Number.NaN;
-    this.tlbWTag[i] = Number.NaN;
-    this.tlbXTag[i] = Number.NaN;
+    this.tlbBanks[0].flushIndex(i);
+    this.tlbBanks[1].flushIndex(i);
     this.fpBase = Number.NaN;
     this.fpEnd = 0;
     this.fpHi = 0;
     // links and memos of this epoch may lead to code at a page with this index (lookupBlock
     // stamps it); older ones are dead already
     if (this.codeLinEpoch[i] === this.codeEpoch) this.codeEpoch++;
+  }
+  /**
+   * CPL moved between 3 and 0-2 (system.ts updateMode): the bank of translations made under the
+   * new privilege becomes the current one; those of the old one wait for the next change back.
+   */
+  privilegeChanged(): void {
+    const user = this.cpl === 3 ? 1 : 0;
+    if (user === this.tlbUser) return;
+    this.tlbUser = user;
+    const b = this.tlbBanks[user];
+    this.tlbRTag = b.rTag;
+    this.tlbWTag = b.wTag;
+    this.tlbXTag = b.xTag;
+    this.tlbRMem = b.rMem;
+    this.tlbWMem = b.wMem;
+    this.tlbXMem = b.xMem;
+    this.tlbRView = b.rView;
+    this.tlbWView = b.wView;
+    this.tlbROff = b.rOff;
+    this.tlbWOff = b.wOff;
+    this.tlbXOff = b.xOff;
+    this.tlbRGlobal = b.rGlobal;
+    this.tlbWGlobal = b.wGlobal;
+    this.tlbXGlobal = b.xGlobal;
+    this.tlbWGpa = b.wGpa;
+    this.tlbXGpa = b.xGpa;
+    this.tlbWCode = b.wCode;
+    this.fpBase = Number.NaN;
+    this.fpEnd = 0;
+    this.fpHi = 0;
+  }
+  /** the data translations of the page at `lin` go, in both banks */
+  dropDataTranslation(lin: number): void {
+    const i = (lin >>> 12) & TLB_MASK;
+    for (const b of this.tlbBanks) {
+      b.rTag[i] = Number.NaN;
+      b.wTag[i] = Number.NaN;
+    }
+  }
+  /** the data translations of both banks go (the rights they were made under changed) */
+  dropDataTranslations(): void {
+    this.tlbBanks[0].flushData();
+    this.tlbBanks[1].flushData();
+  }
+  /**
+   * What successor links, the jump cache and chained blocks are valid for: the codeEpoch and the
+   * privilege they were made at (a link skips the fetch translation, which depends on both).
+   */
+  linkKey(): number {
+    return this.codeEpoch * 2 + this.tlbUser;
   }
   /** the host or a device wrote guest-physical [gpa, gpa+length): forget code decoded from it */
   invalidateCode(gpa: number, length: number): void {
@@ -840,9 +895,8 @@ export class Interpreter implements GuestCpu, LazyFlags {
   }
   /** drops the plain write entries of a guest-physical page (the next write refills a checked one) */
   private guardWrites(gpaPage: number): void {
-    const wtag = this.tlbWTag;
-    const wgpa = this.tlbWGpa;
-    for (let i = 0; i < TLB_SIZE; i++) if (wgpa[i] === gpaPage) wtag[i] = Number.NaN;
+    this.tlbBanks[0].flushWrites(gpaPage);
+    this.tlbBanks[1].flushWrites(gpaPage);
   }
 
   requireHooks(): NonRootHooks {
@@ -888,8 +942,9 @@ export class Interpreter implements GuestCpu, LazyFlags {
     const page = lin - (lin & 0xfff);
     const i = (lin >>> 12) & TLB_MASK;
     const off = m.offset + ((gpa % 4096) - (lin & 0xfff));
-    this.tlbGlobal[i] = this.xGlobal ? 1 : 0;
+    const global = this.xGlobal ? 1 : 0;
     if (access === Access.Read) {
+      this.tlbRGlobal[i] = global;
       this.tlbRTag[i] = page;
       this.tlbRMem[i] = m.bytes;
       this.tlbRView[i] = viewOf(m.bytes);
@@ -899,6 +954,8 @@ export class Interpreter implements GuestCpu, LazyFlags {
       const gpaPage = gpa - (gpa % 4096);
       const cp = this.codePages.size !== 0 ? this.codePages.get(gpaPage) : undefined;
       this.tlbWGpa[i] = gpaPage;
+      this.tlbRGlobal[i] = global;
+      this.tlbWGlobal[i] = global;
       // a page with live blocks: every write looks at the block bitmap first (wrSlow)
       this.tlbWCode[i] = cp ?? null;
       if (cp?.live) this.tlbWTag[i] = page + CODE_TAG;
@@ -937,7 +994,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
     const hooks = this.requireHooks();
     const r = hooks.mmio(this.xGpa, size, false, 0, 0, lin);
     if (r === EXIT) throw EXIT_SIGNAL;
-    this.devicesRan();
+    if (hooks.mmioRunsDevices !== false) this.devicesRan();
     if (size > 4) {
       const high = hooks.mmioHigh;
       this.vh = (high === undefined ? Math.floor(r / TWO32) : high) | 0;
@@ -945,9 +1002,10 @@ export class Interpreter implements GuestCpu, LazyFlags {
     return r >>> 0;
   }
   mmioWrite(lin: number, size: number, v: number, vh: number): void {
-    const r = this.requireHooks().mmio(this.xGpa, size, true, v, vh, lin);
+    const hooks = this.requireHooks();
+    const r = hooks.mmio(this.xGpa, size, true, v, vh, lin);
     if (r === EXIT) throw EXIT_SIGNAL;
-    this.devicesRan();
+    if (hooks.mmioRunsDevices !== false) this.devicesRan();
   }
 
   rd8(lin: number): number {
@@ -1635,17 +1693,22 @@ export class Interpreter implements GuestCpu, LazyFlags {
     return { length: this.ip - this.rip, linearRip: this.insnLin };
   }
 
-  run(budget: number): StopReason {
-    if (this.smp === null) return this.runLoop(budget);
+  /**
+   * `memoryMoved` false: since the last run() returned, nothing but this interpreter can have
+   * written guest memory (the VMX layer's next slice of the same VM entry), so cached blocks need
+   * not compare their bytes again.
+   */
+  run(budget: number, memoryMoved = true): StopReason {
+    if (this.smp === null) return this.runLoop(budget, memoryMoved);
     try {
-      return this.runLoop(budget);
+      return this.runLoop(budget, true);
     } finally {
       // outside run() this vCPU writes nothing through its TLB: the others need not wait for it
       // (code-coherence.ts)
       parkCodeMap(this);
     }
   }
-  private runLoop(budget: number): StopReason {
+  private runLoop(budget: number, memoryMoved: boolean): StopReason {
     const hooks = this.requireHooks();
     if (this.activity === 1) return StopReason.Halted;
     if (this.activity === 2) return StopReason.Shutdown;
@@ -1654,7 +1717,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
     this.shadowAt = -1;
     // memory may have changed since the last run (device DMA, the host): cached blocks re-check
     // (links and memos lead only to blocks checked in this run: block-chain.ts, lookupBlock)
-    this.runEpoch++;
+    if (memoryMoved) this.runEpoch++;
     // a VM entry serializes: code other vCPUs wrote is seen from here on
     if (this.smp !== null) serializeCode(this);
     // instructions retired plus exceptions delivered count against the budget
@@ -1779,7 +1842,8 @@ export class Interpreter implements GuestCpu, LazyFlags {
   lookupBlock(): Block | null {
     const lin = this.mode64 ? this.effBase[1] + this.rip : (this.effBase[1] + this.rip) >>> 0;
     const last = this.lastBlock;
-    if (last !== null && last.succLin === lin && last.succEpoch === this.codeEpoch && last.succ !== null) {
+    const link = this.linkKey();
+    if (last !== null && last.succLin === lin && last.succEpoch === link && last.succ !== null) {
       const succ = last.succ;
       if (succ.checked === this.runEpoch || this.recheck(succ, lin)) return succ;
     }
@@ -1788,13 +1852,13 @@ export class Interpreter implements GuestCpu, LazyFlags {
     if (
       hit !== null &&
       this.jmpLin[ci] === lin &&
-      this.jmpEpoch[ci] === this.codeEpoch &&
+      this.jmpEpoch[ci] === link &&
       (hit.checked === this.runEpoch || this.recheck(hit, lin))
     ) {
       if (last !== null) {
         last.succ = hit;
         last.succLin = lin;
-        last.succEpoch = this.codeEpoch;
+        last.succEpoch = link;
       }
       return hit;
     }
@@ -1827,10 +1891,10 @@ export class Interpreter implements GuestCpu, LazyFlags {
     const key = off * 4 + modeKey(this.mode64, this.csD);
     const mem = this.tlbXMem[i];
     const at = this.tlbXOff[i];
-    // the block this linear address led to in this codeEpoch is the page's block at this key (a
+    // the block this linear address led to at this link key is the page's block at this key (a
     // drop or a change of mode or mapping would have bumped the epoch): only its bytes need a look
     let blk =
-      hit !== null && this.jmpLin[ci] === lin && this.jmpEpoch[ci] === this.codeEpoch && this.smp === null
+      hit !== null && this.jmpLin[ci] === lin && this.jmpEpoch[ci] === link && this.smp === null
         ? hit
         : page.blocks.get(key);
     if (blk === undefined || (blk.checked !== this.runEpoch && !blockMatches(blk, mem, at + off))) {
@@ -1862,13 +1926,13 @@ export class Interpreter implements GuestCpu, LazyFlags {
     blk.checked = this.runEpoch;
     this.codeLinEpoch[i] = this.codeEpoch;
     this.jmpLin[ci] = lin;
-    this.jmpEpoch[ci] = this.codeEpoch;
+    this.jmpEpoch[ci] = link;
     this.jmpBlk[ci] = blk;
     if (this.tlbXGlobal[i] === 0) this.nonGlobalCodeEpoch = this.codeEpoch;
     if (last !== null) {
       last.succ = blk;
       last.succLin = lin;
-      last.succEpoch = this.codeEpoch;
+      last.succEpoch = link;
     }
     return blk;
   }

@@ -63,8 +63,13 @@ function readEntry(cpu: Interpreter, e: { m: Uint8Array; p: number }, bytes: num
   return rd32(e.m, e.p);
 }
 
-/** interpreters that cached a supervisor data translation of a user page SMAP let through on AC=1 */
-const acAllowed = new WeakSet<Interpreter>();
+/**
+ * Per interpreter, the linear addresses of the user pages SMAP let a supervisor access reach on
+ * AC=1 since AC was last cleared (their translations may sit in the TLB)
+ */
+const acAllowed = new WeakMap<Interpreter, number[]>();
+/** past this many pages, clearing AC drops every data translation rather than each page's */
+const AC_PAGES_MAX = 32;
 
 /**
  * EFLAGS.AC went from 1 to 0: data translations cached while SMAP let a supervisor access a user
@@ -72,10 +77,12 @@ const acAllowed = new WeakSet<Interpreter>();
  * for every other load of EFLAGS that clears AC (POPF, IRET, event delivery, RFLAGS from the VMCS).
  */
 export function smapAcCleared(cpu: Interpreter): void {
-  if (!acAllowed.has(cpu)) return;
+  const pages = acAllowed.get(cpu);
+  if (pages === undefined) return;
   acAllowed.delete(cpu);
-  cpu.tlbRTag.fill(Number.NaN);
-  cpu.tlbWTag.fill(Number.NaN);
+  // a copy to or from user memory (STAC ... CLAC) touches a few pages: only their entries go
+  if (pages.length > AC_PAGES_MAX) cpu.dropDataTranslations();
+  else for (const lin of pages) cpu.dropDataTranslation(lin);
 }
 
 /**
@@ -213,7 +220,9 @@ export function translate(
     } else if ((cpu.cr4 & CR4_SMAP) !== 0) {
       if (implicit || cpu.cpl === 3 || (cpu.eflags & FL_AC) === 0) fault(PF_P);
       if (write && !allowW && wp) fault(PF_P);
-      acAllowed.add(cpu);
+      const pages = acAllowed.get(cpu);
+      if (pages === undefined) acAllowed.set(cpu, [lin]);
+      else if (pages.length <= AC_PAGES_MAX) pages.push(lin);
     } else if (write && !allowW && wp) fault(PF_P);
   } else if (write && !allowW && wp) fault(PF_P);
   if (fetch && nx && nxe) fault(PF_P);

@@ -51,7 +51,8 @@ function sameMode(cpu: Interpreter, was: Float64Array): boolean {
         (cpu.ssB ? 4 : 0) |
         (cpu.pm ? 8 : 0) |
         (cpu.paging ? 16 : 0)) &&
-    was[19] === cpu.cpl &&
+    // blocks and links depend on user or supervisor (the TLB bank), not on CPL 0, 1 or 2
+    (was[19] === 3) === (cpu.cpl === 3) &&
     was[20] === cpu.segChk16 &&
     was[21] === cpu.segChk32 &&
     was[22] === (cpu.ssChk ? 1 : 0)
@@ -74,19 +75,15 @@ export function updateMode(cpu: Interpreter): void {
   for (let i = 0; i < 6; i++) cpu.effBase[i] = cpu.mode64 && i < 4 ? 0 : cpu.segBase[i];
   updateSegChecks(cpu);
   // TLB entries are filled under the privilege current at the time: a change between user and
-  // supervisor invalidates them
-  if (oldUser !== (cpu.cpl === 3)) {
-    cpu.tlbRTag.fill(Number.NaN);
-    cpu.tlbWTag.fill(Number.NaN);
-    cpu.tlbXTag.fill(Number.NaN);
-  }
+  // supervisor switches to the other bank, whose entries were made under the new one (tlb-bank.ts)
+  if (oldUser !== (cpu.cpl === 3)) cpu.privilegeChanged();
   cpu.fpBase = Number.NaN;
   cpu.fpEnd = 0;
   cpu.fpHi = 0;
   // blocks (compiled ones keep segment bases and bounds in locals) and their links depend on the
   // mode, the segments' bases and bounds and the privilege: a reload that changed none of them
   // (a VM entry's guest state, an IRET or interrupt within the kernel) leaves them valid
-  if (oldUser !== (cpu.cpl === 3) || !sameMode(cpu, was)) cpu.codeEpoch++;
+  if (!sameMode(cpu, was)) cpu.codeEpoch++;
 }
 
 /**

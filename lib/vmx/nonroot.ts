@@ -251,6 +251,8 @@ export class NonRootOperation implements NonRootHooks, TaskSwitchHook {
 
   /** bits 63:32 of the last read of more than 4 bytes mmio() answered */
   mmioHigh = 0;
+  /** mmio() only replays what the host completed after an exit (no device runs inside it) */
+  readonly mmioRunsDevices = false;
 
   mmio(
     gpa: number,

@@ -487,6 +487,10 @@ export class LogicalProcessor {
     const ackOnExit = (vmcsGet32(v, F.VM_EXIT_CONTROLS) & ExitCtl.ACK_INTR_ON_EXIT) !== 0;
     cpu.hostPoll = hostExits ? this.#hostPoll : null;
 
+    // the first slice of an entry re-checks cached code (the host ran since the last one: devices,
+    // loaders); the next ones follow this loop, which writes no guest memory, except when an event
+    // is delivered here (a device may have raised it for memory it just wrote)
+    let memoryMoved = true;
     while (!nr.pending) {
       // INIT ranks above the preemption timer, NMIs and interrupts (SDM 6.9, 25.2)
       if (
@@ -513,6 +517,7 @@ export class LogicalProcessor {
         cpu.activity = 0;
         cpu.deliverEvent(2, IntrType.Nmi as number as EventType, undefined, 0);
         cpu.interruptibility |= 8;
+        memoryMoved = true;
         continue;
       }
       const intr = this.interrupts;
@@ -529,6 +534,7 @@ export class LogicalProcessor {
         if (!(nr.pin & Pin.EXTERNAL_INTERRUPT) && intr?.hasInterrupt() && interruptible) {
           cpu.activity = 0;
           cpu.deliverEvent(intr.acknowledge(), IntrType.External as number as EventType, undefined, 0);
+          memoryMoved = true;
           continue;
         }
         if (nr.proc & Proc.INTERRUPT_WINDOW && interruptible) {
@@ -554,7 +560,8 @@ export class LogicalProcessor {
       }
       const chunk = intr ? CHUNK : LONG_CHUNK;
       const budget = timerOn ? Math.min(chunk, deadline - this.tsc) : chunk;
-      const stop = cpu.run(budget);
+      const stop = cpu.run(budget, memoryMoved);
+      memoryMoved = false;
       // StopReason.HostInterrupt: the exit is recorded at the top of the loop
       if (stop === StopReason.Shutdown && !nr.pending) nr.record(ExitReason.TripleFault);
       if (stop === StopReason.Halted && cpu.activity === 0) cpu.activity = 1;
