@@ -21,6 +21,8 @@ interface Sample {
   userNs: number;
   /** how many of the exits were the guest's OUTs (the rest: slice ends, kicks) */
   ioShare: number;
+  /** async runs: hot phases begun, and the share of exits handled in them (ExitLoop.hotPhases) */
+  hot?: { phases: number; share: number };
 }
 
 type Kind = "soft" | "soft-thread" | "kvm";
@@ -65,18 +67,37 @@ async function loopSync(kind: Kind, seconds: number): Promise<Sample> {
  * await vm.run(): the same, in slices with the event loop served in between. `hotEntry` true lets
  * the main thread enter a guest that exits hot itself (ExitLoop.hotEntry, lib/vmm/loop.ts).
  */
-async function loopAsync(kind: Kind, seconds: number, hotEntry = false): Promise<Sample> {
-  const { vm, seen } = await machine(kind);
+async function loopAsync(
+  kind: Kind,
+  seconds: number,
+  hotEntry = false,
+  spinMs?: string,
+  hotGraceMs?: number,
+): Promise<Sample> {
+  // the vCPU thread reads its spin bound when the machine starts it
+  const before = process.env.NODEVMM_VCPU_SPIN_MS;
+  if (spinMs !== undefined) process.env.NODEVMM_VCPU_SPIN_MS = spinMs;
+  let made: Awaited<ReturnType<typeof machine>>;
+  try {
+    made = await machine(kind);
+  } finally {
+    if (before === undefined) delete process.env.NODEVMM_VCPU_SPIN_MS;
+    else process.env.NODEVMM_VCPU_SPIN_MS = before;
+  }
+  const { vm, seen } = made;
   machineExitLoop(vm).hotEntry = hotEntry;
+  if (hotGraceMs !== undefined) machineExitLoop(vm).hotWatchdogGraceMs = hotGraceMs;
   try {
     const cpu0 = process.cpuUsage();
     const r = await vm.run({ timeoutMs: seconds * 1000 });
     const user = process.cpuUsage(cpu0).user;
     if (r.reason !== "timeout") throw new Error(`${kind}: run ended with ${r.reason} (${r.message})`);
+    const loop = machineExitLoop(vm);
     return {
       rate: r.exits / (r.durationMs / 1000),
       userNs: (user * 1e3) / r.exits,
       ioShare: seen() / r.exits,
+      hot: { phases: loop.hotPhases, share: loop.hotExits / r.exits },
     };
   } finally {
     vm.close();
@@ -118,6 +139,12 @@ async function usable(kind: Kind): Promise<string | undefined> {
   }
 }
 
+/** NODEVMM_BENCH_SPIN_MS=a,b: extra async columns with the vCPU thread's spin bound set to each */
+const SPIN_MS = (process.env.NODEVMM_BENCH_SPIN_MS ?? "").split(",").filter(Boolean);
+
+/** NODEVMM_BENCH_HOT_GRACE_MS=a,b: extra hot-entry columns with ExitLoop.hotWatchdogGraceMs set to each */
+const HOT_GRACE_MS = (process.env.NODEVMM_BENCH_HOT_GRACE_MS ?? "").split(",").filter(Boolean).map(Number);
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const fmt = (x: number) => Math.round(x).toLocaleString("en-US");
 
@@ -129,6 +156,7 @@ async function main(): Promise<void> {
     throw new Error(`usage: run.js [seconds > 0] [rounds >= 1] [backends: ${KINDS.join(",")}]`);
   }
   const rows: Record<string, string>[] = [];
+  const spreads: Record<string, string>[] = [];
   for (const kind of kinds) {
     const why = await usable(kind);
     if (why) {
@@ -141,20 +169,57 @@ async function main(): Promise<void> {
     const s: Sample[] = [];
     const a: Sample[] = [];
     const t: Sample[] = [];
+    const spins = SPIN_MS.map(() => [] as Sample[]);
+    const graces = HOT_GRACE_MS.map(() => [] as Sample[]);
     for (let i = 0; i < rounds; i++) {
       r.push(await raw(kind, seconds));
       s.push(await loopSync(kind, seconds));
       a.push(await loopAsync(kind, seconds));
       if (kind === "kvm") t.push(await loopAsync(kind, seconds, true));
+      if (kind === "kvm") {
+        for (const [j, ms] of HOT_GRACE_MS.entries()) {
+          graces[j]!.push(await loopAsync(kind, seconds, true, undefined, ms));
+        }
+        for (const [j, ms] of SPIN_MS.entries()) spins[j]!.push(await loopAsync(kind, seconds, false, ms));
+      }
     }
     const rate = (xs: Sample[]) => median(xs.map((x) => x.rate));
     const userNs = (xs: Sample[]) => median(xs.map((x) => x.userNs));
+    const spread = (xs: Sample[]) =>
+      xs.length
+        ? `${fmt(Math.min(...xs.map((x) => x.rate)))}-${fmt(Math.max(...xs.map((x) => x.rate)))}`
+        : "-";
+    // per-round ratios: rounds are interleaved, so a round's load is shared by its measurements
+    const perRound = (xs: Sample[]) =>
+      xs.length ? median(xs.map((x, i) => x.rate / s[i]!.rate)).toFixed(3) : "-";
+    spreads.push({
+      backend: kind,
+      "raw run()": spread(r),
+      runSync: spread(s),
+      "run (async)": spread(a),
+      "hot entry": spread(t),
+      "async/sync (median of rounds)": perRound(a),
+      "hot/sync (median of rounds)": perRound(t),
+      ...Object.fromEntries(HOT_GRACE_MS.map((ms, j) => [`hot, grace ${ms} ms/sync`, perRound(graces[j]!)])),
+      ...Object.fromEntries(
+        HOT_GRACE_MS.map((ms, j) => [
+          `hot/(hot, grace ${ms} ms)`,
+          graces[j]!.length ? median(t.map((x, i) => x.rate / graces[j]![i]!.rate)).toFixed(3) : "-",
+        ]),
+      ),
+      "io share (hot)": t.length ? median(t.map((x) => x.ioShare)).toFixed(3) : "-",
+      "hot phases per run": t.length ? t.map((x) => x.hot?.phases ?? 0).join(",") : "-",
+      "exits in hot phases": t.length ? t.map((x) => (x.hot?.share ?? 0).toFixed(2)).join(",") : "-",
+    });
     rows.push({
       backend: kind,
       "raw run() exits/s": fmt(rate(r)),
       "runSync exits/s": fmt(rate(s)),
       "run (async) exits/s": fmt(rate(a)),
       "async, hot entry": t.length ? fmt(rate(t)) : "-",
+      ...Object.fromEntries(
+        SPIN_MS.map((ms, j) => [`async, spin ${ms} ms`, spins[j]!.length ? fmt(rate(spins[j]!)) : "-"]),
+      ),
       "async/sync": (rate(a) / rate(s)).toFixed(3),
       "raw user ns/exit": fmt(userNs(r)),
       "loop ns/exit (sync)": fmt(userNs(s) - userNs(r)),
@@ -167,6 +232,10 @@ async function main(): Promise<void> {
       " loop ns/exit = user CPU per exit of the loop minus that of the bare run() loop",
   );
   if (rows.length) console.table(rows);
+  if (rows.length) {
+    console.log("exits/s min-max over the rounds, and ratios to the same round's runSync");
+    console.table(spreads);
+  }
 }
 
 await main();

@@ -7,9 +7,12 @@
 // timeouts, the periodic halt check) signals this worker while it is in KVM_RUN, whichever thread
 // calls it. Register ioctls from the main thread happen only while the worker is parked.
 //
-// The hand-over per exit is what async runs cost over sync ones (0.1-0.2x the sync rate in the
-// 1-CPU nested-KVM lane). ExitLoop.hotEntry (off by default) lets the main thread enter a guest
-// that exits hot itself instead; measured, moving KVM_RUN between threads cost more (see there).
+// The hand-over per exit is what async runs cost over sync ones (0.13-0.3x the sync rate in the
+// 1-CPU nested-KVM lane). There the cost is not the wake-up itself (an Atomics ping-pong between
+// two threads takes 32 us) but taking the CPU from a thread with a loaded vCPU and giving it back
+// (hundreds of us: a bare KVM_RUN loop with one idle ping-pong per exit ran at 2-7k exits/s against
+// 17k without). ExitLoop.hotEntry lets the main thread enter a guest that exits hot itself instead
+// (0.7-1.2x the sync rate there), paying an RCU grace period per switch of threads (see there).
 
 import { constants } from "node:os";
 import { Worker } from "node:worker_threads";
@@ -98,7 +101,7 @@ export interface VcpuThreadTarget {
   binding?: "addon" | "koffi";
   addonPath: string;
   vcpuFd: number;
-  /** how long each side spins for the other's answer before it sleeps (default SPIN_MS) */
+  /** how long each side spins for the other's answer before it sleeps (default: see spinMsDefault) */
   spinMs?: number;
   /**
    * SMP (kvm-threads.ts): an Int32 word the thread also bumps and notifies after each exit, shared
@@ -109,11 +112,13 @@ export interface VcpuThreadTarget {
 
 /**
  * No spinning by default: measured with bench/exit-loop on a 2-core host shared with other work,
- * any spin (10-50 us) lowered async exits/s, the spinning thread taking the core the other needs
- * (and in the 1-CPU nested-KVM lane a spin only delays the thread it waits for).
- * NODEVMM_VCPU_SPIN_MS sets it, for measuring.
+ * any spin (10-50 us) lowered async exits/s, the spinning thread taking the core the other needs.
+ * In the 1-CPU nested-KVM lane a spin only delays the thread it waits for (bench/exit-loop/
+ * handover.js: 32 us per round trip without spinning, 38-50 us with a 20 us spin on one side, 94
+ * on both), and with 2 CPUs in that lane on a loaded host a 20-200 us spin gained nothing either.
+ * NODEVMM_VCPU_SPIN_MS sets it, read when the thread starts (bench/exit-loop's spin columns).
  */
-const SPIN_MS = Number(process.env.NODEVMM_VCPU_SPIN_MS ?? 0) || 0;
+const spinMsDefault = (): number => Number(process.env.NODEVMM_VCPU_SPIN_MS ?? 0) || 0;
 
 const errnoNames = new Map<number, string>(Object.entries(constants.errno).map(([k, v]) => [v, k]));
 
@@ -140,7 +145,7 @@ export class KvmRunWorker {
 
   constructor(target: VcpuThreadTarget) {
     this.#fd = target.vcpuFd;
-    this.#spinMs = target.spinMs ?? SPIN_MS;
+    this.#spinMs = target.spinMs ?? spinMsDefault();
     this.#pending = target[PENDING_EXIT];
     if (target.binding !== undefined && target.binding !== "addon") {
       // koffi's run state lives in the thread that loaded it: the machine runs KVM_RUN on its own
@@ -159,7 +164,7 @@ export class KvmRunWorker {
         shared: this.#shared,
         addonPath: target.addonPath,
         vcpuFd: target.vcpuFd,
-        spinMs: target.spinMs ?? SPIN_MS,
+        spinMs: this.#spinMs,
         doorbell: target.doorbell,
       },
     });

@@ -188,17 +188,29 @@ const THREAD_POLL_MS = 0.2;
 
 /**
  * An async run with a vCPU thread enters the guest from the main thread itself after this many
- * exits in a row ended by themselves within HOT_ENTRY_MS, and goes back to the thread when a slice
- * has fewer than HOT_MIN_EXITS exits of the guest's own, interrupted entries aside (the guest
- * computes or halts: the event loop must stay free).
- * Each switch moves KVM_RUN to another thread, which costs the kernel an RCU grace period, hence
- * the hysteresis.
+ * entries in a row ended by themselves (no kick), HOT_ENTRY_MS each on average, and goes back to
+ * the thread after HOT_QUIET_SLICES slices in a row with fewer than HOT_MIN_EXITS exits of the
+ * guest's own, interrupted entries aside (the guest computes or halts: the event loop must stay
+ * free). Each switch moves KVM_RUN to another thread, which costs the kernel an RCU grace period
+ * (about 12 ms in the nested-KVM lane), hence the hysteresis.
  */
 const HOT_AFTER = 64;
-/** an entry that ended by itself within this long counts as hot (ms) */
-const HOT_ENTRY_MS = 2;
-/** a hot slice with fewer guest exits than this (in 8 ms: 2 kHz) means the guest went quiet */
-const HOT_MIN_EXITS = 16;
+/**
+ * Entries that ended by themselves within this long on average, hand-over included, are hot (ms).
+ * The hand-over alone took 0.3-3 ms per exit in the nested-KVM lane on a loaded host (2 ms let a
+ * guest exiting at 8 kHz never go hot there); a guest exiting at 250 Hz or more counts.
+ */
+const HOT_ENTRY_MS = 4;
+/** a hot slice with fewer guest exits than this (in 8 ms: 250 Hz, as HOT_ENTRY_MS) is quiet */
+const HOT_MIN_EXITS = 2;
+/**
+ * Quiet slices in a row that end a hot phase: a host that takes the CPU from the whole VM for a
+ * slice (a loaded host, the nested-KVM lane) makes one slice look quiet, and each switch between
+ * threads costs an RCU grace period (milliseconds).
+ */
+const HOT_QUIET_SLICES = 3;
+/** see ExitLoop.hotWatchdogGraceMs */
+const HOT_WATCHDOG_GRACE_MS = 16;
 
 /**
  * The shortest entry a device deadline may ask for (the run's own deadline and the slice's end are
@@ -241,13 +253,28 @@ export class ExitLoop {
    */
   vcpuThreads: VcpuThreads | undefined;
   /**
-   * With a vCPU thread: enter a guest that exits hot from this thread (see HOT_AFTER). Off by
-   * default: on the kernels measured (6.1, nested-KVM lane) the first KVM_RUN from the other thread
-   * waits for an RCU grace period (KVM tracks the vCPU's task), which cost more than the wake-ups
-   * it saves (bench/exit-loop's "hot entry" column); kernels with the rwlock-based vcpu->pid
-   * tracking may gain from it.
+   * With a vCPU thread: enter a guest that exits hot from this thread (see HOT_AFTER). Each switch
+   * of KVM_RUN between threads waits for an RCU grace period (KVM 6.1 tracks the vCPU's task; about
+   * 12 ms in the nested-KVM lane), but in that lane every exit handed over between threads costs
+   * more than the hand-over itself: taking the CPU from a thread with a loaded vCPU and giving it
+   * back costs hundreds of microseconds there (measured: a bare KVM_RUN loop with one idle
+   * Atomics ping-pong per exit ran at 2-7k exits/s against 17k without it; the ping-pong alone
+   * costs 32 us). bench/exit-loop there (7 interleaved rounds, loaded host): hot entries at 0.84x
+   * runSync (median of the rounds' ratios), through the thread 0.20x. Off by default on the loop
+   * (the machine may turn it on); NODEVMM_HOT_ENTRY=1 turns it on for every loop.
    */
-  hotEntry = false;
+  hotEntry = process.env.NODEVMM_HOT_ENTRY === "1";
+  /**
+   * Hot slices: how long past a slice's end the watchdog may let an entry run. The guest's own
+   * exits end a hot slice (the clock is read every CLOCK_EVERY exits), so the watchdog only has to
+   * catch a guest that stops exiting; armed past the slice's end it stays armed across slices and
+   * kicks about once per grace instead of once per slice. Each of its wake-ups takes the CPU from
+   * the thread in KVM_RUN (a vCPU put and load). 0: armed at each slice's end, disarmed after it.
+   */
+  hotWatchdogGraceMs = HOT_WATCHDOG_GRACE_MS;
+  /** hot phases begun and exits handled in them, over this loop's life (benches and tests read them) */
+  hotPhases = 0;
+  hotExits = 0;
   #armedAt = 0;
   #ctx: ExitContext | undefined;
   /** the exit #dispatch handled last */
@@ -415,14 +442,28 @@ export class ExitLoop {
     thread.begin();
     try {
       let sliceEnd = now() + SLICE_MS;
-      /** exits in a row that ended by themselves soon after their entry: the guest is exiting "hot" */
+      /** entries in a row that ended by themselves (no kick), and when the first of them began */
       let fast = 0;
+      let fastSince = 0;
       for (;;) {
+        // the guest is exiting "hot" when HOT_AFTER such entries took HOT_ENTRY_MS each on average
+        // (an average, so that one entry the host delayed does not start the count again)
+        if (
+          fast >= HOT_AFTER &&
+          this.watchdog &&
+          this.hotEntry &&
+          (now() - fastSince) / fast > HOT_ENTRY_MS
+        ) {
+          fast = 0;
+        }
         if (fast >= HOT_AFTER && this.watchdog && this.hotEntry) {
           // Hot: while the guest keeps exiting, this thread enters it itself in watchdog-bounded
           // slices (what runs without a vCPU thread do), so no exit pays for a wake-up of the
           // other thread. Back to the vCPU thread when a slice shows the guest stopped exiting.
+          this.hotPhases++;
+          const before = run.exits;
           const r = await this.#hotSlice(run);
+          this.hotExits += run.exits - before;
           if (r) return r;
           // entries on the thread are not bounded by the watchdog: read the clock at every check
           run.clockEvery = 1;
@@ -443,8 +484,9 @@ export class ExitLoop {
           await new Promise<void>((resolve) => setImmediate(resolve));
           sliceEnd = now() + SLICE_MS;
         }
-        if (thread.poll(THREAD_POLL_MS)) fast++;
-        else {
+        if (thread.poll(THREAD_POLL_MS)) {
+          if (fast++ === 0) fastSince = t0;
+        } else {
           // once kicked, the entry gets a whole period to come back: re-kicking at once (a run
           // past its deadline waits 0 ms) would flood the thread with signals and never yield
           let kicked = false;
@@ -457,8 +499,9 @@ export class ExitLoop {
             kicked = true;
           }
           // the hand-over itself can take longer than the poll (a loaded or single-CPU host):
-          // an entry that ended by itself soon still counts as hot
-          fast = !kicked && now() - t0 < HOT_ENTRY_MS ? fast + 1 : 0;
+          // an entry that ended by itself still counts towards hot
+          if (kicked) fast = 0;
+          else if (fast++ === 0) fastSince = t0;
           sliceEnd = now() + SLICE_MS;
         }
         if (thread.closed) return run.finish(closedStop());
@@ -497,9 +540,13 @@ export class ExitLoop {
       let quiet = -1;
       for (;;) {
         const before = run.guestExits;
-        const r = this.#runUntil(run, now() + SLICE_MS);
+        const sliceEnd = now() + SLICE_MS;
+        const grace = this.hotWatchdogGraceMs;
+        const r = this.#runUntil(run, sliceEnd, sliceEnd + grace);
         if (r && r !== IDLE) return r;
-        this.#disarmWatchdog();
+        // with a grace the watchdog stays armed across slices: disarming and re-arming it each
+        // slice wakes its thread twice more
+        if (r === IDLE || grace <= 0) this.#disarmWatchdog();
         if (r === IDLE) {
           if (this.#hooks.waitForEvent) {
             await this.#hooks.waitForEvent(Math.min(run.deadline, now() + IDLE_WAIT_MS));
@@ -508,7 +555,7 @@ export class ExitLoop {
         }
         // kicks aside (one ends the slice), few exits: the guest stopped exiting by itself
         if (run.guestExits - before >= HOT_MIN_EXITS) quiet = 0;
-        else if (++quiet >= 2) return undefined;
+        else if (++quiet >= HOT_QUIET_SLICES) return undefined;
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
     } finally {
@@ -536,7 +583,7 @@ export class ExitLoop {
    * Runs exits until the run ends (returns its result), the slice deadline passes (undefined) or
    * the guest waits for a host event (IDLE).
    */
-  #runUntil(run: RunState, sliceEnd: number): RunResult | undefined | typeof IDLE {
+  #runUntil(run: RunState, sliceEnd: number, watchdogUntil = sliceEnd): RunResult | undefined | typeof IDLE {
     if (run.vcpus.length > 1 || this.#hooks.deviceBudget) return this.#runUntilSmp(run, sliceEnd);
     const hooks = this.#hooks;
     const early = hooks.pendingStop?.();
@@ -550,7 +597,8 @@ export class ExitLoop {
       if (limit) return run.finish(limit);
       run.armBudget();
       if (vcpu.setEntryDeadline) this.#setEntryDeadline(vcpu, run, sliceEnd);
-      if (this.watchdog) this.#armWatchdog(this.watchdog, Math.min(run.deadline, sliceEnd), run.lastTime);
+      if (this.watchdog)
+        this.#armWatchdog(this.watchdog, Math.min(run.deadline, watchdogUntil), run.lastTime);
       const exit = this.#enterCounted(run, vcpu, index);
       if (!isExit(exit)) return exit;
       // an interrupted entry may be the watchdog's kick at a deadline: look at the clock now

@@ -770,6 +770,10 @@ export class Machine {
       return;
     }
     this.#vcpuThread = w;
+    // a guest that exits hot is entered from this thread in watchdog-bounded slices (the event loop
+    // still turns between them): each exit handed between threads cost more than the exit itself
+    // (bench/exit-loop, nested-KVM lane: 0.84x runSync hot against 0.20x through the thread)
+    this.#loop.hotEntry = true;
     this.#loop.vcpuThread = {
       get closed() {
         return w.closed;
