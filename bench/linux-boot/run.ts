@@ -117,7 +117,9 @@ function boot(side: Side, g: Guest): Promise<Timing> {
   const [cmd, args] = command(side, g, disk);
   const t0 = performance.now();
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+    // QEMU's `-serial stdio` on a /dev/null stdin printed nothing and spun (QEMU 7.2, seen twice
+    // for 10+ minutes): it gets a pipe that stays open and empty
+    const child = spawn(cmd, args, { stdio: [side.startsWith("qemu") ? "pipe" : "ignore", "pipe", "pipe"] });
     const timing: Timing = {};
     let out = "";
     let err = "";
