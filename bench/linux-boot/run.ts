@@ -127,14 +127,14 @@ function boot(side: Side, g: Guest): Promise<Timing> {
       timing.note = "timed out";
       child.kill("SIGKILL");
     }, TIMEOUT_MS + 30_000);
-    child.stdout.on("data", (b: Buffer) => {
+    child.stdout?.on("data", (b: Buffer) => {
       out += b.toString("latin1");
       if (timing.init === undefined && out.includes("@@linux:init")) timing.init = performance.now() - t0;
       // QEMU's microvm may not power off through ACPI: the marker before poweroff ends its row
       if (out.includes("@@linux:done") && side.startsWith("qemu")) setTimeout(() => child.kill(), 2000);
       if (out.length > 1 << 20) out = out.slice(-(1 << 16));
     });
-    child.stderr.on("data", (b: Buffer) => {
+    child.stderr?.on("data", (b: Buffer) => {
       err += b.toString("latin1");
     });
     child.on("close", (status) => {
