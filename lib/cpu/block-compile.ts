@@ -59,6 +59,13 @@ const LOOP_SLICE = 1 << 16;
 const WARM_CALLS = 64;
 const WARM_SLICE = 1024;
 
+/**
+ * where a generic op that does not end the block reads the segment bases again (blockSource fills
+ * in those the block uses): in 64-bit mode a new FS/GS base (WRMSR, WRFSBASE, MOV or POP to FS/GS)
+ * leaves codeEpoch as it was (system.ts updateMode)
+ */
+const SEG_RELOAD = "/*segs*/";
+
 const R = (r: number): string => `r${r}`;
 const H = (r: number): string => `h${r}`;
 
@@ -524,7 +531,7 @@ if (cpu.codeEpoch !== epoch) { cpu.retired++; return -1; }`;
           `${this.sync(k, off)} const w${k} = (cpu.eflags & 0x200) | (cpu.interruptibility & 8); generic(cpu, o${k}); cpu.retired++;`,
           "if (cpu.interruptibility !== 0 && cpu.shadowAt !== cpu.retired) cpu.interruptibility &= ~3;",
           `if (${lastOp ? "" : `cpu.rip !== rip0 + ${next} || `}cpu.codeEpoch !== epoch || cpu.activity !== 0 || (cpu.interruptibility & 3) !== 0 || (cpu.windowRequests !== 0 && ((cpu.eflags & 0x200) | (cpu.interruptibility & 8)) !== w${k})) return -1;`,
-          lastOp ? `return cpu.rip === rip0 + ${next} ? 0 : 1;` : this.reload(),
+          lastOp ? `return cpu.rip === rip0 + ${next} ? 0 : 1;` : `${this.reload()}${SEG_RELOAD}`,
         );
         this.flags = inCpu();
       }
@@ -748,9 +755,10 @@ export function blockSource(blk: Block, atomic = false): string {
     FLAG_LOCALS,
   ];
   if (transfers(last)) head.push("let tgt = 0;");
-  for (const s of g.segs) head.push(`const eb${s} = cpu.effBase[${s}];`);
+  for (const s of g.segs) head.push(`let eb${s} = cpu.effBase[${s}];`);
   // segment loads change the bounds only through generic ops, after which the block leaves when
-  // codeEpoch moved (updateMode bumps it)
+  // codeEpoch moved (updateMode bumps it); a base that changes alone (FS/GS in 64-bit mode) is
+  // read again after each generic op, and SWAPGS (a call out) ends its block
   for (const b of g.bounds) head.push(`const ${b} = cpu.segFast${b[1]}[${b.slice(2)}];`);
   for (const t of [g.tlbR ? "R" : "", g.tlbW ? "W" : ""]) {
     if (t !== "")
@@ -761,7 +769,8 @@ export function blockSource(blk: Block, atomic = false): string {
   if (g.used.size > 0)
     head.push(`let ${[...g.used].map((r) => `${R(r)} = lo[${r}], ${H(r)} = hi[${r}]`).join(", ")};`);
 
-  return `${head.join("\n")}\n${g.out.join("\n")}`;
+  const segReload = [...g.segs].map((s) => ` eb${s} = cpu.effBase[${s}];`).join("");
+  return `${head.join("\n")}\n${g.out.join("\n").replaceAll(SEG_RELOAD, segReload)}`;
 }
 
 export function compileBlock(blk: Block, atomic = false): CompiledBlock {

@@ -32,7 +32,10 @@ export function rdtscOp(cpu: Interpreter, op: Op): void {
   cpu.rip += op.len;
 }
 
-/** SWAPGS (a new GS base: the block ends after it) */
+/**
+ * SWAPGS. A new GS base in 64-bit mode leaves codeEpoch as it was (system.ts updateMode): the
+ * block ends after it (block-decode.ts), and the next one reads the base as it starts.
+ */
 export function swapgsOp(cpu: Interpreter, op: Op): void {
   swapgs(cpu);
   cpu.rip += op.len;

@@ -23,8 +23,17 @@ const AR_UNUSABLE = 0x10000;
 /** lowest limit under which no access from a 16-bit offset (at most 512 bytes, FXSAVE) can end past it */
 const FLAT16_LIMIT = 0xffff + 511;
 
-/** what cached blocks depend on beyond the code bytes (updateMode compares it before and after) */
-const MODE_SNAPSHOT = new Float64Array(23);
+/**
+ * what cached blocks and their links depend on beyond the code bytes (updateMode compares it
+ * before and after). Not the privilege: links are keyed by it (Interpreter.linkKey, with the TLB
+ * bank a link skips), blocks are decoded alike at any CPL and their ops check it as they run, and
+ * a compiled block keeps the current bank's TLB arrays only while it runs, which no change of
+ * privilege within a block can outlast (events come between blocks, the instructions that change
+ * it end their block; INT1, which does not, bumps codeEpoch itself: softwareInterrupt). Not the
+ * FS/GS bases in 64-bit mode either: ops read them as they run, compiled blocks at their head and
+ * again after each generic op (block-compile.ts), and SWAPGS ends its block.
+ */
+const MODE_SNAPSHOT = new Float64Array(22);
 
 function snapshotMode(cpu: Interpreter, out: Float64Array): void {
   out.set(cpu.effBase, 0);
@@ -32,30 +41,33 @@ function snapshotMode(cpu: Interpreter, out: Float64Array): void {
   out.set(cpu.segFastW, 12);
   out[18] =
     (cpu.mode64 ? 1 : 0) | (cpu.csD ? 2 : 0) | (cpu.ssB ? 4 : 0) | (cpu.pm ? 8 : 0) | (cpu.paging ? 16 : 0);
-  out[19] = cpu.cpl;
-  out[20] = cpu.segChk16;
-  out[21] = cpu.segChk32;
-  out[22] = cpu.ssChk ? 1 : 0;
+  out[19] = cpu.segChk16;
+  out[20] = cpu.segChk32;
+  out[21] = cpu.ssChk ? 1 : 0;
 }
 
 /** true when the state snapshotMode took in `was` still holds */
 function sameMode(cpu: Interpreter, was: Float64Array): boolean {
+  // 64-bit mode before and after: the FS/GS bases do not count (MODE_SNAPSHOT), nor SS.B, which
+  // no stack access reads there (and which flips at each event from user mode: a null SS, B = 0)
+  const long = (was[18] & 1) !== 0 && cpu.mode64;
+  const bases = long ? 4 : 6;
   for (let i = 0; i < 6; i++) {
-    if (was[i] !== cpu.effBase[i] || was[6 + i] !== cpu.segFastR[i] || was[12 + i] !== cpu.segFastW[i])
+    if (
+      (i < bases && was[i] !== cpu.effBase[i]) ||
+      was[6 + i] !== cpu.segFastR[i] ||
+      was[12 + i] !== cpu.segFastW[i]
+    )
       return false;
   }
+  const ignored = long ? 4 : 0;
+  const mode =
+    (cpu.mode64 ? 1 : 0) | (cpu.csD ? 2 : 0) | (cpu.ssB ? 4 : 0) | (cpu.pm ? 8 : 0) | (cpu.paging ? 16 : 0);
   return (
-    was[18] ===
-      ((cpu.mode64 ? 1 : 0) |
-        (cpu.csD ? 2 : 0) |
-        (cpu.ssB ? 4 : 0) |
-        (cpu.pm ? 8 : 0) |
-        (cpu.paging ? 16 : 0)) &&
-    // blocks and links depend on user or supervisor (the TLB bank), not on CPL 0, 1 or 2
-    (was[19] === 3) === (cpu.cpl === 3) &&
-    was[20] === cpu.segChk16 &&
-    was[21] === cpu.segChk32 &&
-    was[22] === (cpu.ssChk ? 1 : 0)
+    (was[18] & ~ignored) === (mode & ~ignored) &&
+    was[19] === cpu.segChk16 &&
+    was[20] === cpu.segChk32 &&
+    was[21] === (cpu.ssChk ? 1 : 0)
   );
 }
 
@@ -81,8 +93,9 @@ export function updateMode(cpu: Interpreter): void {
   cpu.fpEnd = 0;
   cpu.fpHi = 0;
   // blocks (compiled ones keep segment bases and bounds in locals) and their links depend on the
-  // mode, the segments' bases and bounds and the privilege: a reload that changed none of them
-  // (a VM entry's guest state, an IRET or interrupt within the kernel) leaves them valid
+  // mode and the segments' bases and bounds: a reload that changed none of them (a VM entry's
+  // guest state, an IRET or interrupt within the kernel, a system call and its return, a new
+  // FS/GS base in 64-bit mode) leaves them valid
   if (!sameMode(cpu, was)) cpu.codeEpoch++;
 }
 
@@ -835,7 +848,10 @@ export function deliver(
     type === EventType.SoftwareInterrupt ||
     type === EventType.SoftwareException ||
     type === EventType.PrivilegedSoftwareException;
-  const ext = soft ? 0 : 1;
+  // INT n, INT3 and INTO check the gate's DPL and clear EXT in error codes; INT1 (ICEBP) does
+  // neither, as a debug exception from outside the program would not (SDM Vol. 2A INT n, 6.13)
+  const program = soft && type !== EventType.PrivilegedSoftwareException;
+  const ext = program ? 0 : 1;
   const flags = cpu.getFlags();
   cpu.activity = 0;
   // the handler starts with TF = 0: no single-step trap for the instruction that raised the event
@@ -871,7 +887,7 @@ export function deliver(
     if (gtype !== 0xe && gtype !== 0xf && gtype !== 0x6 && gtype !== 0x7 && gtype !== 0x5) throw gp(idtErr);
     gate32 = (gtype & 8) !== 0;
   }
-  if (soft && gdpl < cpu.cpl) throw gp(idtErr);
+  if (program && gdpl < cpu.cpl) throw gp(idtErr);
   if ((ghi & 0x8000) === 0) throw new CpuFault(Vec.NP, idtErr);
   if (gtype === 0x5) {
     const event = { vector, type, errorCode: soft ? undefined : errorCode };
@@ -1000,6 +1016,7 @@ export function softwareInterrupt(cpu: Interpreter, vector: number, type: EventT
   }
   if (cpu.pm && (cpu.eflags & FL_VM) !== 0) throw gp(0);
   const saved = cpu.rip;
+  const user = cpu.cpl === 3;
   const commits = taskCommitCount();
   softLen = cpu.ip - saved;
   softLin = cpu.insnLin;
@@ -1014,6 +1031,10 @@ export function softwareInterrupt(cpu: Interpreter, vector: number, type: EventT
     softLen = -1;
   }
   cpu.ip = cpu.rip;
+  // INT1 does not end its block (block-decode.ts endsBlock), which must not go on at the next
+  // instruction (the handler's address, say) under the other privilege: its fetch rights, and the
+  // TLB bank a compiled block holds, were the old privilege's
+  if (user !== (cpu.cpl === 3)) cpu.codeEpoch++;
 }
 
 /** length (-1: none) and linear address of the INT n / INT3 / INTO / INT1 being delivered, for the
