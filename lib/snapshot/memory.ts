@@ -192,6 +192,9 @@ export function checkRegions(memory: GuestMemory, regions: readonly RegionInfo[]
  * zero; otherwise (an incremental snapshot laid over its base) they stay as they are.
  */
 export function applyMemory(memory: GuestMemory, image: MemoryImage, whole = true): void {
+  // the writes below go to the regions' bytes, not through GuestMemory's methods: soft vCPUs
+  // re-check their cached code at their next entry (no vCPU runs before this returns)
+  for (const r of memory.regions) memory.hostWrote(r.guestPhysAddr, r.size);
   // pages the snapshot does not hold must end up zero: nothing to do in a machine nothing has
   // touched yet (one made for the restore); otherwise only the non-zero ones are cleared
   if (whole && !memory.untouched) {

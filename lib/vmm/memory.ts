@@ -57,12 +57,37 @@ export class GuestMemory {
    */
   onHostWrite: ((gpa: number, length: number) => void) | undefined;
 
+  /**
+   * Moves whenever the host may have written guest RAM: write(), fill(), writeU8-64, every view()
+   * handed out (a view is writable), and hostWrote(). A soft vCPU re-checks the code it cached
+   * against memory at a VM entry only when this moved since its last run (lib/vmx/processor.ts).
+   */
+  get generation(): number {
+    return this.#generation;
+  }
+  #generation = 0;
+
+  /**
+   * The host wrote guest-physical [gpa, gpa+length) some way that did not just go through this
+   * class: through a view it kept from an earlier view() call (virtio's rings and buffers, written
+   * as requests complete), through a region's `bytes` (a snapshot restore), or with an emulator of
+   * its own (a task switch). Soft vCPUs then re-check their cached code at their next entry, and
+   * vCPU threads hear of it (onHostWrite).
+   */
+  hostWrote(gpa: number, length: number): void {
+    this.#generation++;
+    this.onHostWrite?.(gpa, length);
+  }
+
   /** The machine closed: from now on reads and writes throw MachineClosedError (KVM unmapped it). */
   close(): void {
     this.#closed = true;
   }
 
-  /** The RAM regions, in the order they were added. */
+  /**
+   * The RAM regions, in the order they were added. Who writes a region's `bytes` directly calls
+   * hostWrote() after.
+   */
   get regions(): readonly MemoryRegion[] {
     return this.#regions;
   }
@@ -157,8 +182,13 @@ export class GuestMemory {
     return out;
   }
 
-  /** A view of guest memory (no copy). Throws GuestMemoryError when the range is not RAM. */
+  /**
+   * A view of guest memory (no copy). Throws GuestMemoryError when the range is not RAM. The view is
+   * writable: handing it out counts as a host write (generation). A caller that keeps it and writes
+   * through it after a vCPU ran again calls hostWrote() for what it wrote.
+   */
   view(gpa: number, length: number): Uint8Array {
+    this.#generation++;
     return this.#view(gpa, length, true);
   }
 

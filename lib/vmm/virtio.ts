@@ -37,7 +37,8 @@ export function guestRam(memory: GuestMemory): GuestRam {
         return undefined;
       return memory.find(gpa, length) ? memory.view(gpa, length) : undefined;
     },
-    wrote: (gpa, length) => memory.onHostWrite?.(gpa, length),
+    wrote: (gpa, length) => memory.hostWrote(gpa, length),
+    ringWritten: (gpa, length) => memory.hostWrote(gpa, length),
   };
 }
 

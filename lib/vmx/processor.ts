@@ -90,6 +90,13 @@ export interface LogicalProcessorOptions {
    * SharedArrayBuffer lets another thread kick this processor while it runs the guest.
    */
   kickWord?: Int32Array;
+  /**
+   * A number that moves whenever the host may have written guest memory (or anything else but this
+   * processor's interpreter: another vCPU interleaved on the same thread). Given, the cached code of
+   * the interpreter is re-checked against memory at a VM entry only when it moved since the last
+   * slice this processor ran; without it, at every entry.
+   */
+  memoryGeneration?: () => number;
 }
 
 export class LogicalProcessor {
@@ -152,6 +159,18 @@ export class LogicalProcessor {
   readonly #nmiUnblocked = (): boolean => (this.cpu.interruptibility & 0xa) === 0;
   /** the interpreter's hostPoll while external-interrupt exiting is on (one closure, not one per entry) */
   readonly #hostPoll = (): boolean => this.initPending || this.hostInterruptPending();
+  /** see LogicalProcessorOptions.memoryGeneration */
+  readonly #memoryGeneration: (() => number) | undefined;
+  /** memoryGeneration() when the interpreter last ran */
+  #seenGeneration = Number.NaN;
+  /**
+   * The VMCS and EPT pointer (-1: no EPT) the last entry ran under: either changing, or an INVEPT
+   * or INVVPID, re-checks cached code (#recheck), whose guest-physical pages may now map other bytes
+   */
+  #ranVmcs: VmcsData | null = null;
+  #ranEptp = -1n;
+  /** with memoryGeneration: the interpreter's next slice re-checks cached code whatever the generation */
+  #recheck = true;
 
   constructor(opts: LogicalProcessorOptions) {
     this.memory = opts.memory;
@@ -159,6 +178,7 @@ export class LogicalProcessor {
     this.interrupts = opts.interrupts;
     this.id = opts.id ?? 0;
     this.#kick = opts.kickWord ?? new Int32Array(1);
+    this.#memoryGeneration = opts.memoryGeneration;
   }
 
   get inVmxOperation(): boolean {
@@ -334,6 +354,7 @@ export class LogicalProcessor {
     this.#requireVmx("INVEPT");
     if (type !== 1 && type !== 2) this.#fail("INVEPT", VmxError.InvalidInvOperand, `type ${type}`);
     this.cpu.flushTlb();
+    this.#recheck = true;
     this.#succeed();
   }
   /** type 0 individual-address, 1 single-context, 2 all-context, 3 single-context-retaining-globals. */
@@ -341,6 +362,7 @@ export class LogicalProcessor {
     this.#requireVmx("INVVPID");
     if (type < 0 || type > 3 || (type !== 2 && vpid === 0)) this.#fail("INVVPID", VmxError.InvalidInvOperand);
     this.cpu.flushTlb();
+    this.#recheck = true;
     this.#succeed();
   }
 
@@ -487,10 +509,22 @@ export class LogicalProcessor {
     const ackOnExit = (vmcsGet32(v, F.VM_EXIT_CONTROLS) & ExitCtl.ACK_INTR_ON_EXIT) !== 0;
     cpu.hostPoll = hostExits ? this.#hostPoll : null;
 
-    // the first slice of an entry re-checks cached code (the host ran since the last one: devices,
-    // loaders); the next ones follow this loop, which writes no guest memory, except when an event
-    // is delivered here (a device may have raised it for memory it just wrote)
-    let memoryMoved = true;
+    // cached code is re-checked against memory when something but this interpreter may have
+    // written it since it last ran. With memoryGeneration, that is when the generation moved (the
+    // host, devices, another vCPU on this thread), or the VMCS or the EPT pointer changed, or an
+    // INVEPT/INVVPID ran. Without, the first slice of every entry re-checks (the host ran since the
+    // last one), and a slice after an event delivered here (a device may have raised it for memory
+    // it just wrote).
+    const generation = this.#memoryGeneration;
+    let memoryMoved = generation === undefined;
+    if (generation !== undefined) {
+      const eptp = nr.eptEnabled ? vmcsGet(v, F.EPT_POINTER) : -1n;
+      if (this.#ranVmcs !== v || this.#ranEptp !== eptp) {
+        this.#ranVmcs = v;
+        this.#ranEptp = eptp;
+        this.#recheck = true;
+      }
+    }
     while (!nr.pending) {
       // INIT ranks above the preemption timer, NMIs and interrupts (SDM 6.9, 25.2)
       if (
@@ -517,7 +551,7 @@ export class LogicalProcessor {
         cpu.activity = 0;
         cpu.deliverEvent(2, IntrType.Nmi as number as EventType, undefined, 0);
         cpu.interruptibility |= 8;
-        memoryMoved = true;
+        if (generation === undefined) memoryMoved = true;
         continue;
       }
       const intr = this.interrupts;
@@ -534,7 +568,7 @@ export class LogicalProcessor {
         if (!(nr.pin & Pin.EXTERNAL_INTERRUPT) && intr?.hasInterrupt() && interruptible) {
           cpu.activity = 0;
           cpu.deliverEvent(intr.acknowledge(), IntrType.External as number as EventType, undefined, 0);
-          memoryMoved = true;
+          if (generation === undefined) memoryMoved = true;
           continue;
         }
         if (nr.proc & Proc.INTERRUPT_WINDOW && interruptible) {
@@ -560,6 +594,14 @@ export class LogicalProcessor {
       }
       const chunk = intr ? CHUNK : LONG_CHUNK;
       const budget = timerOn ? Math.min(chunk, deadline - this.tsc) : chunk;
+      if (generation !== undefined) {
+        const g = generation();
+        if (g !== this.#seenGeneration || this.#recheck) {
+          this.#seenGeneration = g;
+          this.#recheck = false;
+          memoryMoved = true;
+        }
+      }
       const stop = cpu.run(budget, memoryMoved);
       memoryMoved = false;
       // StopReason.HostInterrupt: the exit is recorded at the top of the loop

@@ -11,9 +11,15 @@ export interface GuestRam {
   view(gpa: number, length: number): Uint8Array | undefined;
   /**
    * Optional: the device has written [gpa, gpa+length) through views (called as a chain it could
-   * write into is used), so that vCPUs running in other threads drop code they decoded from there.
+   * write into is used), so that vCPUs drop code they decoded from there.
    */
   wrote?(gpa: number, length: number): void;
+  /**
+   * Optional: the device wrote [gpa, gpa+length) of its used ring, through the view it keeps from
+   * the queue's set-up (at each used entry, and avail_event as it takes a chain): a host write
+   * like the others for the vCPUs' cached code.
+   */
+  ringWritten?(gpa: number, length: number): void;
 }
 
 /** Guest RAM made of one byte array at guest-physical `base` (tests, simple embedders). */

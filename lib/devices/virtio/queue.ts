@@ -183,7 +183,10 @@ export class Virtqueue {
     const head = this.#avail.getUint16(4 + 2 * (this.#lastAvail % this.size), true);
     this.#lastAvail = (this.#lastAvail + 1) & 0xffff;
     // avail_event: "notify me when you make entry lastAvail available", i.e. on every new chain
-    if (this.#eventIdx) this.#used.setUint16(4 + 8 * this.size, this.#lastAvail, true);
+    if (this.#eventIdx) {
+      this.#used.setUint16(4 + 8 * this.size, this.#lastAvail, true);
+      this.#ram.ringWritten?.(this.layout.device + 4 + 8 * this.size, 2);
+    }
     return this.#walk(head);
   }
 
@@ -200,6 +203,7 @@ export class Virtqueue {
     // the element is in place before idx moves: the driver reads idx first
     this.#usedIdx = (this.#usedIdx + 1) & 0xffff;
     this.#used.setUint16(2, this.#usedIdx, true);
+    this.#ram.ringWritten?.(this.layout.device + 2, 2 + 8 * this.size);
   }
 
   /**

@@ -142,7 +142,27 @@ export class SoftBackend implements MachineBackend {
       interrupts: opts.interruptController,
       guestMemory: this.memory,
       vcpus,
+      memoryGeneration: (vcpu) => this.#memoryGeneration(vcpu),
     };
+  }
+
+  /** the vCPU on this thread that asked memoryGeneration last (the one that ran last) */
+  #lastRunner = -1;
+  /** times the vCPU asking was not the one that asked before (another vCPU ran in between) */
+  #handoffs = 0;
+
+  /**
+   * What vCPU `vcpu` (on this thread) compares to know whether its cached code may be stale: host
+   * writes (GuestMemory.generation), plus a turn of another vCPU, whose interpreter writes memory
+   * this one's does not guard (so vCPUs interleaved on one thread see one another's code writes at
+   * their next entry, as they did when every entry re-checked)
+   */
+  #memoryGeneration(vcpu: number): number {
+    if (vcpu !== this.#lastRunner) {
+      this.#lastRunner = vcpu;
+      this.#handoffs++;
+    }
+    return this.memory.generation + this.#handoffs;
   }
 
   createVcpu(index: number): VcpuBackend {
@@ -241,9 +261,10 @@ export class SoftBackend implements MachineBackend {
   /**
    * The host (a loader, a snapshot restore, a debugger's breakpoint) wrote guest-physical
    * [gpa, gpa + length): every vCPU forgets the code it decoded from there. Guest writes need no
-   * call: a vCPU drops its own blocks as it writes them, and each VM entry of another re-checks a
-   * block's bytes before it first runs (Interpreter.runEpoch), so all vCPUs interleaved on this
-   * thread see one another's code writes at their next entry at the latest.
+   * call: a vCPU drops its own blocks as it writes them, and the first VM entry of another after
+   * it ran re-checks a block's bytes before it first runs (#memoryGeneration, Interpreter.runEpoch),
+   * so all vCPUs interleaved on this thread see one another's code writes at their next entry at
+   * the latest.
    */
   invalidateCode(gpa: number, length: number): void {
     for (const v of this.#vcpus) (v.lp.cpu as Partial<Interpreter>).invalidateCode?.(gpa, length);

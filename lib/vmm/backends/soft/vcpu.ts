@@ -137,6 +137,12 @@ export interface SoftVcpuShared {
   localMmioRead?: (gpa: number, size: number) => number | undefined;
   /** An MMIO write this vCPU's thread takes itself (an EOI it posts): true when taken */
   localMmioWrite?: (gpa: number, size: number, value: number) => boolean;
+  /**
+   * For vCPU `vcpu`, a number that moves whenever anything but its own interpreter may have written
+   * guest memory since it last ran (LogicalProcessorOptions.memoryGeneration); absent, its cached
+   * code is re-checked at every VM entry (vCPU threads, whose host writes other threads make)
+   */
+  memoryGeneration?: (vcpu: number) => number;
 }
 
 /** Where a SoftVcpu's VMX regions are, and the state it arrives with from another thread. */
@@ -202,6 +208,7 @@ export class SoftVcpu implements VcpuBackend {
       cpu: arriving && opts.interpreter ? keptForArrival(opts.interpreter) : new Interpreter(),
       id: index,
       kickWord: this.#kickWord,
+      memoryGeneration: this.#memoryGeneration(),
     });
     const vmxon = opts.vmxon ?? mem.allocatePage();
     mem.writeU32(vmxon, VMCS_REVISION_ID);
@@ -235,6 +242,13 @@ export class SoftVcpu implements VcpuBackend {
 
   get #cpu() {
     return this.lp.cpu;
+  }
+
+  /** this vCPU's view of SoftVcpuShared.memoryGeneration, for its logical processor */
+  #memoryGeneration(): (() => number) | undefined {
+    const generation = this.shared.memoryGeneration;
+    const index = this.index;
+    return generation && (() => generation(index));
   }
 
   /** what budgets count: instructions retired, exceptions/interrupts delivered, REP iterations */
@@ -589,7 +603,7 @@ export class SoftVcpu implements VcpuBackend {
         return this.#crAccess(raw, q, len);
       case ExitReason.TaskSwitch:
         this.#taskEmulator ??= createTaskEmulator(this.shared.memory, this.shared.ept.eptp);
-        return emulateTaskSwitch(lp, this.#taskEmulator, raw);
+        return this.#taskSwitch(raw);
       case ExitReason.InterruptWindow:
         return undefined;
       case ExitReason.PreemptionTimer:
@@ -961,10 +975,11 @@ export class SoftVcpu implements VcpuBackend {
       };
     }
     const data = new Uint8Array(bytes);
+    // read(), not view(): the host only reads here (no host write for the generation to count)
     if (!input && split > 0) {
-      data.set(guestMemory.view(gpa, split));
-      data.set(guestMemory.view(second, size - split), split);
-    } else if (!input) data.set(guestMemory.view(gpa, bytes));
+      data.set(guestMemory.read(gpa, split));
+      data.set(guestMemory.read(second, size - split), split);
+    } else if (!input) data.set(guestMemory.read(gpa, bytes));
     const step = BigInt(bytes) * (down ? -1n : 1n);
     const finish = () => {
       if (input && split > 0) {
@@ -984,6 +999,20 @@ export class SoftVcpu implements VcpuBackend {
     if (input) this.#completion = { kind: "string-io", finish };
     else finish();
     return { kind: "io", direction: input ? "in" : "out", port, size, count, data, raw };
+  }
+
+  /**
+   * A task switch, done by this host's emulator: it writes guest memory (the old TSS, busy bits in
+   * the GDT, an error code on the new stack) behind this vCPU's interpreter, which must re-check
+   * code it cached from there, as after any host write (the range is not known here: all of RAM)
+   */
+  #taskSwitch(raw: SoftRaw): VmExit | undefined {
+    try {
+      return emulateTaskSwitch(this.lp, this.#taskEmulator!, raw);
+    } finally {
+      const ram = this.shared.guestMemory;
+      for (const r of ram.regions) ram.hostWrote(r.guestPhysAddr, r.size);
+    }
   }
 
   /** where the string I/O operand at `linear` is, or the #PF the guest's paging raises for it */
@@ -1073,6 +1102,7 @@ export class SoftVcpu implements VcpuBackend {
       cpu,
       id: old.id,
       kickWord: this.#kickWord,
+      memoryGeneration: this.#memoryGeneration(),
     });
     const vmxon = this.shared.memory.allocatePage();
     this.shared.memory.writeU32(vmxon, VMCS_REVISION_ID);
