@@ -17,6 +17,12 @@ import { ensureQemu, QEMU, REPO } from "../cpu-mips/qemu.js";
 const MEMORY_MIB = 256;
 const DISK_BYTES = 8 << 20;
 const TIMEOUT_MS = 20 * 60_000;
+/**
+ * QEMU TCG powers off in about 6 s here, but now and then (QEMU 7.2's microvm, three times in two
+ * days, also with a stdin pipe) it spins at 100% CPU printing nothing: such a boot is given up after
+ * this long and tried once more
+ */
+const QEMU_TIMEOUT_MS = 3 * 60_000;
 const CMDLINE = "console=ttyS0 quiet";
 /** issue 10's goals: soft within 3x QEMU TCG, KVM within 1.2x QEMU-KVM */
 const GOAL = { soft: 3, kvm: 1.2 } as const;
@@ -123,10 +129,13 @@ function boot(side: Side, g: Guest): Promise<Timing> {
     const timing: Timing = {};
     let out = "";
     let err = "";
-    const timer = setTimeout(() => {
-      timing.note = "timed out";
-      child.kill("SIGKILL");
-    }, TIMEOUT_MS + 30_000);
+    const timer = setTimeout(
+      () => {
+        timing.note = "timed out";
+        child.kill("SIGKILL");
+      },
+      side.startsWith("qemu") ? QEMU_TIMEOUT_MS : TIMEOUT_MS + 30_000,
+    );
     child.stdout?.on("data", (b: Buffer) => {
       out += b.toString("latin1");
       if (timing.init === undefined && out.includes("@@linux:init")) timing.init = performance.now() - t0;
@@ -178,7 +187,16 @@ async function main(): Promise<void> {
       `QEMU: ${"version" in qemu ? qemu.version : qemu.reason}; /dev/kvm: ${kvm ? "usable" : "absent"}`,
   );
   const results = new Map<Side, Timing[]>(sides.map((s) => [s, []]));
-  for (let r = 0; r < rounds; r++) for (const s of sides) results.get(s)!.push(await boot(s, g));
+  for (let r = 0; r < rounds; r++) {
+    for (const s of sides) {
+      let t = await boot(s, g);
+      if (s.startsWith("qemu") && t.note === "timed out") {
+        const again = await boot(s, g);
+        t = { ...again, note: `${again.note ? `${again.note}; ` : ""}retried: the first boot hung` };
+      }
+      results.get(s)!.push(t);
+    }
+  }
 
   const row = (s: Side) => {
     const ts = results.get(s)!;
