@@ -6,9 +6,9 @@
 // shadow, right after POPF).
 
 import { describe, expect, it } from "vitest";
-import { OpKind } from "../../lib/cpu/block-ops.js";
 import { StopReason, Window } from "../../lib/cpu/index.js";
 import { CODE, type Guest, hex, le32, makeGuest } from "./guest.js";
+import { genericOpBytes } from "./support/block-agree.js";
 
 type Config = "single-step" | "interpreted" | "compiled" | "compiled-in-chain";
 const CONFIGS: Config[] = ["single-step", "interpreted", "compiled", "compiled-in-chain"];
@@ -43,20 +43,6 @@ function trace(code: number[], config: Config, slice: number, between?: (g: Gues
   throw new Error("no HLT");
 }
 
-/** the ops decoded for the guest's code page that have no fast form, by their first byte */
-function genericOps(g: Guest): number[] {
-  const out: number[] = [];
-  for (const page of g.cpu.codePages.values())
-    for (const [key, blk] of page.blocks) {
-      let off = key >> 2;
-      for (const op of blk.ops) {
-        if (op.kind === OpKind.Generic) out.push(g.ram[page.gpa + off]);
-        off += op.len;
-      }
-    }
-  return out;
-}
-
 describe("chained blocks stop where single steps stop", () => {
   // mov ecx, 40 ; xor eax, eax ; xor ebx, ebx ; xor edx, edx ;
   // L: add eax, 3 ; jmp M ; M: add ebx, eax ; test cl, 1 ; jz C ; xor edx, eax ;
@@ -67,7 +53,7 @@ describe("chained blocks stop where single steps stop", () => {
 
   it("the loop has blocks of fast ops only", () => {
     const { g } = trace(loop, "interpreted", 1_000_000);
-    expect(genericOps(g)).toEqual([0xf4]);
+    expect(genericOpBytes(g)).toEqual([0xf4]);
   });
 
   for (const slice of [1, 2, 3, 4, 5, 7, 9, 13, 1_000_000]) {

@@ -88,6 +88,11 @@ export function genericOps(mode: Mode, code: number[], s: Setup): number[] {
   s.prepare?.(g);
   for (const [r, v] of s.regs) g.cpu.setGpr(r, v);
   g.cpu.run(1_000_000);
+  return genericOpBytes(g);
+}
+
+/** the first bytes of the ops without a fast form in the blocks `g` has decoded */
+export function genericOpBytes(g: Guest): number[] {
   const out: number[] = [];
   for (const page of g.cpu.codePages.values())
     for (const [key, blk] of page.blocks) {
