@@ -92,14 +92,25 @@ export function ioOut(cpu: Interpreter, port: number, size: 1 | 2 | 4, immediate
 const REP_CHUNK = 4096;
 
 /**
- * Iterations a REP may do before it restarts: a chunk, and no more than leaves the current run's
- * budget exact (the instruction counts one more when it restarts), but at least one.
+ * Iterations a REP may do before it restarts: a chunk, and no more than the current run's budget
+ * has left, but at least one. An execution that retires (done, or restarting) counts one unit per
+ * iteration, the first being the retirement itself (repEnd), so a chunk ends a run exactly at its
+ * budget and every execution makes progress.
  */
 function repChunk(cpu: Interpreter): number {
   // breakpoints and single-step trap after the iteration that hit them (SDM 17.3.1.2, 17.3.1.4)
   if (debugActive(cpu)) return 1;
-  const left = cpu.workLimit - cpu.work() - 1;
+  const left = cpu.workLimit - cpu.work();
   return Math.min(REP_CHUNK, Math.max(left, 1));
+}
+
+/**
+ * A REP execution that retires, `start` being stringIterations when it began: its first iteration
+ * is counted by the retirement. (One that ends in an exit or a fault keeps all its iterations: it
+ * does not retire, and an MMIO access replayed after an exit must still count.)
+ */
+function repEnd(cpu: Interpreter, start: number): void {
+  if (cpu.stringIterations !== start) cpu.stringIterations--;
 }
 
 function restart(cpu: Interpreter): void {
@@ -240,10 +251,15 @@ export function stringOp(cpu: Interpreter, b: number): void {
     if (rep && counter(cpu) === 0) return;
     if (hooks.io(info, cpu.ctx())) throw EXIT_SIGNAL;
     if (cpu.dbgIo !== 0) watchPort(cpu, port, n);
+    const start = cpu.stringIterations;
     for (let chunk = repChunk(cpu); ; chunk--) {
-      if (rep && counter(cpu) === 0) return;
+      if (rep && counter(cpu) === 0) {
+        repEnd(cpu, start);
+        return;
+      }
       if (chunk === 0) {
         restart(cpu);
+        repEnd(cpu, start);
         return;
       }
       if (b < 0x6e) {
@@ -271,10 +287,15 @@ export function stringOp(cpu: Interpreter, b: number): void {
   const op = b & 0xfe;
   // REP MOVS and REP STOS over flat segments go a page at a time where the pages are mapped
   const bulk = rep && cpu.repBulk && (op === 0xa4 ? (srcChk | dstChk) === 0 : op === 0xaa && dstChk === 0);
+  const start = cpu.stringIterations;
   for (let chunk = repChunk(cpu); ; chunk--) {
-    if (rep && counter(cpu) === 0) return;
+    if (rep && counter(cpu) === 0) {
+      repEnd(cpu, start);
+      return;
+    }
     if (chunk === 0) {
       restart(cpu);
+      repEnd(cpu, start);
       return;
     }
     if (bulk) {
@@ -342,7 +363,10 @@ export function stringOp(cpu: Interpreter, b: number): void {
     cpu.stringIterations++;
     if (op === 0xa6 || op === 0xae) {
       const zf = cpu.cond(4);
-      if (cpu.rep === 0xf3 ? !zf : zf) return;
+      if (cpu.rep === 0xf3 ? !zf : zf) {
+        repEnd(cpu, start);
+        return;
+      }
     }
   }
 }

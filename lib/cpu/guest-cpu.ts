@@ -158,8 +158,9 @@ export interface GuestCpu {
    */
   readonly eventsDelivered: number;
   /**
-   * iterations of REP string instructions completed since creation: work too (a REP of 2^32
-   * iterations retires one instruction), counted by budgets and the preemption timer
+   * iterations of REP string instructions completed since creation, but for the first of each
+   * execution (which the instruction's retirement counts): work too (a REP of 2^32 iterations
+   * retires one instruction), counted by budgets and the preemption timer
    */
   readonly stringIterations: number;
   /** what budgets and the preemption timer count: retired + eventsDelivered + stringIterations */

@@ -25,8 +25,8 @@ const bytes = fc.uint8Array({ minLength: 0x100, maxLength: 0x100 });
 const RUNS = { numRuns: 25 };
 
 /**
- * agree() for programs with a REP: a REP that stops at a budget's end restarts (and counts an
- * instruction more), so each configuration is held to single-stepping in the same slices
+ * agree() for programs with a REP: a REP that stops at a budget's end restarts, so each
+ * configuration is held to single-stepping in the same slices
  */
 function agreeRep(mode: Mode, code: number[], s: Setup): Outcome {
   let ref: Outcome | undefined;

@@ -253,18 +253,20 @@ describe("string instructions", () => {
   });
   it("a long REP runs in chunks: budgets stop it mid-way with RIP at the instruction", () => {
     const g = makeGuest("prot32", hex("bf 00 00 05 00 b9 10 27 00 00 b0 ab f3 aa f4"));
-    // three MOVs, then what is left of the budget: one iteration (the REP counts one more)
+    // three MOVs, then what is left of the budget: one iteration (which the REP's restart counts)
     expect(g.cpu.run(4)).toBe(StopReason.Budget);
+    expect(g.cpu.work()).toBe(4);
     expect(g.cpu.getRip()).toBe(BigInt(CODE + 12));
     expect(g.cpu.getGpr(1)).toBe(BigInt(10000 - 1));
     expect(g.ram[0x50000]).toBe(0xab);
     expect(g.ram[0x50000 + 1]).toBe(0);
-    // a budget of 100: 99 iterations and the restart
+    // a budget of 100: 100 iterations, the first counted by the restart itself
     expect(g.cpu.run(100)).toBe(StopReason.Budget);
+    expect(g.cpu.work()).toBe(104);
     expect(g.cpu.getRip()).toBe(BigInt(CODE + 12));
-    expect(g.cpu.getGpr(1)).toBe(BigInt(10000 - 100));
-    expect(g.ram[0x50000 + 99]).toBe(0xab);
-    expect(g.ram[0x50000 + 100]).toBe(0);
+    expect(g.cpu.getGpr(1)).toBe(BigInt(10000 - 101));
+    expect(g.ram[0x50000 + 100]).toBe(0xab);
+    expect(g.ram[0x50000 + 101]).toBe(0);
     // no budget to speak of: chunks of 4,096 until it is done
     expect(g.run()).toBe(StopReason.Halted);
     expect(g.cpu.getGpr(1)).toBe(0n);

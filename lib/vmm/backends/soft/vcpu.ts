@@ -934,10 +934,8 @@ export class SoftVcpu implements VcpuBackend {
     if (rep && !down) {
       const inPage = Math.floor((4096 - (((linear % 4096) + 4096) % 4096)) / size);
       count = Math.max(1, Math.min(Number(rcx < 4096n ? rcx : 4096n), inPage));
-      // no more iterations than the instruction budget has left (the REP counts one more), as the
-      // interpreter's own REPs
-      if (this.#budgetEnd !== undefined)
-        count = Math.max(1, Math.min(count, this.#budgetEnd - this.#work() - 1));
+      // no more iterations than the instruction budget has left, as the interpreter's own REPs
+      if (this.#budgetEnd !== undefined) count = Math.max(1, Math.min(count, this.#budgetEnd - this.#work()));
     }
     // the guest's own paging, over this host's EPT, with the checks the processor makes
     const at = this.#stringOperand(linear, size, input);
