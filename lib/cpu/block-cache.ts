@@ -202,7 +202,10 @@ export function buildBlock(
     const op = decodeFast(view, p, len, mode64, csD) ?? genericOf(len, endsBlock(view, p, mode64));
     ops.push(op);
     p += len;
-    if (op.ends) break;
+    // a conditional branch ends the block only when taken: the block goes on along the path not
+    // taken (a side exit), so a test, its branch and the code after them run as one block. One
+    // back to the block's start still ends it: the compiler loops such a block inside its function.
+    if (op.ends && (op.kind !== OpKind.Jcc || p + op.imm === off)) break;
   }
   const blk = new Block(ops, view.slice(off, p), runEpoch);
   blk.off = off;

@@ -39,6 +39,10 @@ export function runChain(cpu: Interpreter, first: Block, budget: number): void {
         blk.link0Lin = lin;
         blk.link0Epoch = key;
       }
+    } else if (exit === 2) {
+      // a side exit (a conditional branch before the block's end): no link of its own
+      next = cpu.lookupBlock();
+      if (next === null) return;
     } else {
       next = blk.link1;
       if (

@@ -37,8 +37,9 @@ import type { Interpreter } from "./interpreter.js";
 
 /**
  * Runs the block (repeatedly, for a self-loop, while `budget` instructions allow a whole pass).
- * Returns which exit it left by: 0 fall-through, 1 branch taken (the run loop may chain to the
- * successor without looking at anything else), -1 when the run loop must look at the state.
+ * Returns which exit it left by: 0 fall-through, 1 branch taken at the end, 2 a conditional branch
+ * taken before the end (the run loop may chain to the successor without looking at anything else),
+ * -1 when the run loop must look at the state.
  */
 export type CompiledBlock = (cpu: Interpreter, budget: number) => number;
 
@@ -721,8 +722,14 @@ export function blockSource(blk: Block, atomic = false): string {
   const pass = (): void => {
     let off = 0;
     for (let k = 0; k < straight; k++) {
-      g.op(ops[k], k, off);
-      off += ops[k].len;
+      const op = ops[k];
+      off += op.len;
+      if (op.kind === OpKind.Jcc) {
+        // a side exit: taken, the block ends here
+        const t = off + op.imm;
+        const to = op.size === 64 ? `rip0 + ${t}` : op.size === 16 ? `((rip0 + ${t}) & 0xffff)` : `((rip0 + ${t}) >>> 0)`;
+        g.out.push(`if (${condExpr(g.flags, op.sub)}) ${g.exit(k + 1, to, "2")}`);
+      } else g.op(op, k, off - op.len);
     }
   };
   const taken = (): string => (last.kind === OpKind.Jmp ? "true" : condExpr(g.flags, last.sub));

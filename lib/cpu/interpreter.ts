@@ -1983,9 +1983,11 @@ export class Interpreter implements GuestCpu, LazyFlags {
     for (let k = 0; k < n; k++) {
       const op = ops[k];
       if (op.kind !== OpKind.Generic) {
+        const next = this.rip + op.len;
         op.fn(this, op);
         this.retired++;
-        if (this.codeEpoch !== epoch) return;
+        // (a conditional branch taken before the block's end leaves it: a side exit)
+        if (this.codeEpoch !== epoch || (op.kind === OpKind.Jcc && this.rip !== next)) return;
         continue;
       }
       const next = this.rip + op.len;

@@ -53,7 +53,8 @@ describe("chained blocks stop where single steps stop", () => {
 
   it("the loop has blocks of fast ops only", () => {
     const { g } = trace(loop, "interpreted", 1_000_000);
-    expect(genericOpBytes(g)).toEqual([0xf4]);
+    // (the HLT is in more than one block: blocks go on past a conditional branch)
+    expect(new Set(genericOpBytes(g))).toEqual(new Set([0xf4]));
   });
 
   for (const slice of [1, 2, 3, 4, 5, 7, 9, 13, 1_000_000]) {

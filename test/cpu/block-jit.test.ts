@@ -7,6 +7,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { buildBlock } from "../../lib/cpu/block-cache.js";
 import { blockSource } from "../../lib/cpu/block-compile.js";
+import { OpKind } from "../../lib/cpu/block-ops.js";
 import { StopReason } from "../../lib/cpu/index.js";
 import { CODE, EXC_LOG, hex, le32, type Mode, makeGuest, r32 } from "./guest.js";
 
@@ -103,8 +104,8 @@ describe("compiled loops: slow paths and faults many passes in", () => {
 });
 
 describe("chained blocks", () => {
-  // a loop of three blocks: L: add eax, ebx ; cmp eax, esi ; jb M ; sub eax, esi ;
-  // M: xor edx, eax ; inc edx ; dec ecx ; jnz L ; hlt (all compiled, each chained to the next)
+  // L: add eax, ebx ; cmp eax, esi ; jb M ; sub eax, esi ; M: xor edx, eax ; inc edx ; dec ecx ;
+  // jnz L ; hlt: L's block takes JB as a side exit, M's block JNZ L (all compiled)
   const body = hex("01 d8 39 f0 72 02 29 f0 31 c2 ff c2 ff c9 75 f0 f4");
   const code = (_mode: Mode) => [0xb9, ...le32(500), ...body];
   for (const mode of ["prot32", "long"] as Mode[]) {
@@ -123,15 +124,19 @@ describe("chained blocks", () => {
     });
   }
 
-  it("a chain hands over without the run loop: exits remember their successors", () => {
+  it("JB is a side exit of the loop's block, which loops in its function and chains to HLT", () => {
     const g = makeGuest("prot32", code("prot32"));
     g.cpu.jitThreshold = 1;
     expect(g.run()).toBe(StopReason.Halted);
     const blocks = [...g.cpu.codePages.values()].flatMap((p) => [...p.blocks.values()]);
-    const linked = blocks.filter((b) => b.link0 !== null || b.link1 !== null);
-    // the block ending in JB links both ways; the loop's tail links back to the head
-    expect(linked.length).toBeGreaterThanOrEqual(2);
-    expect(linked.some((b) => b.link0 !== null && b.link1 !== null)).toBe(true);
+    // L..JNZ L is one block (JNZ back to its start ends it), entered once: its passes, and the
+    // side exits to M and back, ran without the run loop
+    const head = blocks.find((b) => b.ops.length === 8);
+    expect(head?.ops.map((o) => o.kind === OpKind.Jcc)).toEqual([false, false, true, false, false, false, false, true]);
+    expect(head?.runs).toBe(1);
+    expect(head?.compiled).not.toBeNull();
+    // its fall-through (the loop done) leads to the HLT's block, remembered as a link
+    expect(head?.link0?.ops.length).toBe(1);
   });
 });
 
