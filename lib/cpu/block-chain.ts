@@ -6,9 +6,11 @@
 // and leads only to a block whose bytes were checked in this run() (Interpreter.runEpoch), so the
 // hand-over is a few compares. The budget stays exact: a block runs only when all its
 // instructions fit in what is left, as in the run loop. Interrupt windows, shadows and halts can
-// only come from generic ops or calls out, after which a block returns -1 and the run loop looks.
+// only come from generic ops or calls out, after which a block returns -1 and the run loop looks;
+// so can RF (IRET), after which the chain ends too.
 
 import type { Block } from "./block-cache.js";
+import { FL_RF } from "./flags.js";
 import type { Interpreter } from "./interpreter.js";
 
 /** runs `first` (compiled) and the compiled blocks it chains to, within `budget` instructions */
@@ -18,7 +20,9 @@ export function runChain(cpu: Interpreter, first: Block, budget: number): void {
   for (;;) {
     const before = cpu.work();
     const exit = blk.compiled!(cpu, left);
-    if (exit < 0) return;
+    // RF that a generic op at the block's end (IRET) set: the run loop single-steps the next
+    // instruction, which clears it
+    if (exit < 0 || (cpu.eflags & FL_RF) !== 0) return;
     // work, not instructions: a REP string instruction ending the block counts its iterations
     left -= cpu.work() - before;
     const base = cpu.effBase[1] + cpu.rip;
