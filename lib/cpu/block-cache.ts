@@ -196,18 +196,27 @@ export function buildBlock(
   const bits = mode64 ? 64 : csD ? 32 : 16;
   const ops: Op[] = [];
   let p = off;
+  // the end of the bytes the block was decoded from (a forward JMP skips some: they are kept too)
+  let hi = off;
   while (p < 4096 && ops.length < MAX_OPS) {
     const len = instructionLength(view, p, bits);
     if (len < 0) break;
     const op = decodeFast(view, p, len, mode64, csD) ?? genericOf(len, endsBlock(view, p, mode64));
     ops.push(op);
     p += len;
+    if (p > hi) hi = p;
+    // in 64-bit mode (no segment limit, no wrap of RIP in a page that blocks run from) a JMP
+    // forward within the page goes on at its target
+    if (op.kind === OpKind.Jmp && mode64 && op.imm >= 0 && p + op.imm < 4096) {
+      p += op.imm;
+      continue;
+    }
     // a conditional branch ends the block only when taken: the block goes on along the path not
     // taken (a side exit), so a test, its branch and the code after them run as one block. One
     // back to the block's start still ends it: the compiler loops such a block inside its function.
     if (op.ends && (op.kind !== OpKind.Jcc || p + op.imm === off)) break;
   }
-  const blk = new Block(ops, view.slice(off, p), runEpoch);
+  const blk = new Block(ops, view.slice(off, Math.max(hi, p)), runEpoch);
   blk.off = off;
   setWords(blk);
   return blk;

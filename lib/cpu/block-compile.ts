@@ -708,8 +708,9 @@ export function blockSource(blk: Block, atomic = false): string {
   const last = ops[n - 1];
   const branch = last.kind === OpKind.Jcc || last.kind === OpKind.Jmp;
   const straight = branch ? n - 1 : n;
+  // where the last op ends, from the block's start (a JMP before the end goes on at its target)
   let end = 0;
-  for (const op of ops) end += op.len;
+  for (let k = 0; k < n; k++) end += ops[k].len + (k < n - 1 && ops[k].kind === OpKind.Jmp ? ops[k].imm : 0);
   const wrap = (t: string): string =>
     last.size === 64 ? t : last.size === 16 ? `((${t}) & 0xffff)` : `((${t}) >>> 0)`;
   const target = branch ? wrap(`rip0 + ${end + last.imm}`) : "";
@@ -724,10 +725,20 @@ export function blockSource(blk: Block, atomic = false): string {
     for (let k = 0; k < straight; k++) {
       const op = ops[k];
       off += op.len;
+      if (op.kind === OpKind.Jmp) {
+        // a JMP forward that the block goes on after (buildBlock): nothing but the new offset
+        off += op.imm;
+        continue;
+      }
       if (op.kind === OpKind.Jcc) {
         // a side exit: taken, the block ends here
         const t = off + op.imm;
-        const to = op.size === 64 ? `rip0 + ${t}` : op.size === 16 ? `((rip0 + ${t}) & 0xffff)` : `((rip0 + ${t}) >>> 0)`;
+        const to =
+          op.size === 64
+            ? `rip0 + ${t}`
+            : op.size === 16
+              ? `((rip0 + ${t}) & 0xffff)`
+              : `((rip0 + ${t}) >>> 0)`;
         g.out.push(`if (${condExpr(g.flags, op.sub)}) ${g.exit(k + 1, to, "2")}`);
       } else g.op(op, k, off - op.len);
     }

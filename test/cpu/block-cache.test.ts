@@ -6,8 +6,9 @@
 
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { buildBlock } from "../../lib/cpu/block-cache.js";
 import { StopReason } from "../../lib/cpu/index.js";
-import { CODE, EXC_LOG, type Guest, le32, type Mode, makeGuest, r32 } from "./guest.js";
+import { CODE, EXC_LOG, type Guest, hex, le32, type Mode, makeGuest, r32 } from "./guest.js";
 
 const DATA = 0x5000;
 
@@ -172,6 +173,8 @@ function arbInsn(mode: Mode): fc.Arbitrary<number[]> {
     fc
       .tuple(fc.integer({ min: 0, max: 15 }), fc.integer({ min: 1, max: 127 }))
       .map(([cc, k]) => [0x70 | cc, 3, 0x83, 0xc5, k]),
+    // JMP (rel8, rel32) over UD2 (in 64-bit mode a block goes on at the target)
+    fc.constantFrom<number[]>([0xeb, 2, 0x0f, 0x0b], [0xe9, ...le32(2), 0x0f, 0x0b]),
   );
 }
 
@@ -315,6 +318,31 @@ describe("decode cache invalidation", () => {
       configure(g, config);
       expect(g.run()).toBe(StopReason.Halted);
       expect(Number(g.cpu.getGpr(0))).toBe(21);
+    });
+
+    it(`a store into code past a JMP that its 64-bit block went on after is seen (${config})`, () => {
+      // mov ecx, 6 ; L: mov [abs T+2], cl ; jmp T (over UD2) ; T: add eax, imm8 ; dec ecx ; jnz L ; hlt
+      const t = CODE + 16;
+      const code = [
+        0xb9,
+        ...le32(6),
+        0x88,
+        0x0c,
+        0x25,
+        ...le32(t + 2),
+        ...hex("eb 02 0f 0b 83 c0 00 ff c9 75 ee f4"),
+      ];
+      const g = makeGuest("long", code);
+      configure(g, config);
+      expect(g.run()).toBe(StopReason.Halted);
+      expect(Number(g.cpu.getGpr(0))).toBe(21);
+      // the loop's block holds the store, the JMP and the code at its target up to the JNZ back to
+      // its start (in 32-bit mode it ends at the JMP)
+      const page = g.ram.subarray(CODE & ~0xfff, (CODE & ~0xfff) + 0x2000);
+      expect(buildBlock(page, 0, (CODE & 0xfff) + 5, true, false, 0).ops.map((o) => o.len)).toEqual([
+        7, 2, 3, 2, 2,
+      ]);
+      expect(buildBlock(page, 0, (CODE & 0xfff) + 5, false, true, 0).ops.map((o) => o.len)).toEqual([7, 2]);
     });
 
     it(`code a device writes during an OUT handled without an exit is re-decoded (${config})`, () => {

@@ -97,10 +97,11 @@ export function genericOpBytes(g: Guest): number[] {
   for (const page of g.cpu.codePages.values())
     for (const [key, blk] of page.blocks) {
       let off = key >> 2;
-      for (const op of blk.ops) {
+      blk.ops.forEach((op, k) => {
         if (op.kind === OpKind.Generic) out.push(g.ram[page.gpa + off]);
-        off += op.len;
-      }
+        // a JMP before the block's end is one the block went on after, at its target
+        off += op.len + (op.kind === OpKind.Jmp && k < blk.ops.length - 1 ? op.imm : 0);
+      });
     }
   return out;
 }
