@@ -82,6 +82,14 @@ const INTERNAL_MESSAGES: Record<number, string> = {
   4: "unexpected exit reason",
 };
 
+// kvm_run offsets of the fields every port exit reads, as constants (the per-exit path)
+const EXIT_REASON = F.exit_reason;
+const IO_DIRECTION = F["io.direction"];
+const IO_SIZE = F["io.size"];
+const IO_PORT = F["io.port"];
+const IO_COUNT = F["io.count"];
+const IO_DATA_OFFSET = F["io.data_offset"];
+
 /** Decodes the exits of one vCPU's kvm_run mapping. Keeps its views; allocates only the exit object. */
 export class KvmRunDecoder {
   readonly #dv: DataView;
@@ -89,11 +97,20 @@ export class KvmRunDecoder {
   readonly #intr: KvmIntrExit = { kind: "intr", raw: { backend: "kvm", code: KVM_EXIT.INTR } };
   /** one raw object per exit code: exits are frequent, their raw part never changes */
   readonly #raws: KvmRawExit[] = [];
+  readonly #ioRaw: KvmRawExit;
+  /**
+   * The data window of the last single port exit, and where it is: almost always the same, so it is
+   * reused rather than made per exit (offset and length kept as numbers: a typed array's own
+   * byteOffset and length getters cost more than the rest of the decode)
+   */
   #ioView: Uint8Array | undefined;
+  #ioViewOffset = -1;
+  #ioViewLength = -1;
 
   constructor(run: ArrayBuffer) {
     this.#buffer = run;
     this.#dv = new DataView(run);
+    this.#ioRaw = this.#raw(KVM_EXIT.IO);
   }
 
   /** The exit of an interrupted KVM_RUN (EINTR / kick / immediate_exit). */
@@ -113,7 +130,7 @@ export class KvmRunDecoder {
 
   /** kvm_run.exit_reason of the last exit (a KVM_EXIT_* code). */
   get exitReason(): number {
-    return this.#dv.getUint32(F.exit_reason, true);
+    return this.#dv.getUint32(EXIT_REASON, true);
   }
 
   /**
@@ -122,32 +139,46 @@ export class KvmRunDecoder {
    */
   decode(): KvmExit {
     const dv = this.#dv;
-    const code = dv.getUint32(F.exit_reason, true);
+    const code = dv.getUint32(EXIT_REASON, true);
+    // port I/O is most exits by far: decoded here, in a function small enough for the exit loop
+    // to inline, the other kinds in one of their own
+    if (code !== KVM_EXIT.IO) return this.#decodeOther(code);
+    const size = dv.getUint8(IO_SIZE) as 1 | 2 | 4;
+    const count = dv.getUint32(IO_COUNT, true);
+    // a u64 in the ABI, but an offset into the kvm_run mapping: the low half is all of it
+    // (read as a number: a BigInt per exit is measurable in the exit loop)
+    const offset = dv.getUint32(IO_DATA_OFFSET, true);
+    const length = size * count;
+    let data = this.#ioView;
+    if (data === undefined || this.#ioViewOffset !== offset || this.#ioViewLength !== length) {
+      data = this.#newIoView(offset, length, count);
+    }
+    return {
+      kind: "io",
+      direction: dv.getUint8(IO_DIRECTION) === KVM_EXIT_IO_OUT ? "out" : "in",
+      port: dv.getUint16(IO_PORT, true),
+      size: size === 1 || size === 2 || size === 4 ? size : 1,
+      count,
+      data,
+      raw: this.#ioRaw,
+    };
+  }
+
+  /** A port exit's data window; kept for the next exits when it is a single access's. */
+  #newIoView(offset: number, length: number, count: number): Uint8Array {
+    const data = new Uint8Array(this.#buffer, offset, length);
+    if (count === 1) {
+      this.#ioView = data;
+      this.#ioViewOffset = offset;
+      this.#ioViewLength = length;
+    }
+    return data;
+  }
+
+  #decodeOther(code: number): KvmExit {
+    const dv = this.#dv;
     const raw = this.#raw(code);
     switch (code) {
-      case KVM_EXIT.IO: {
-        const size = dv.getUint8(F["io.size"]) as 1 | 2 | 4;
-        const count = dv.getUint32(F["io.count"], true);
-        // a u64 in the ABI, but an offset into the kvm_run mapping: the low half is all of it
-        // (read as a number: a BigInt per exit is measurable in the exit loop)
-        const offset = dv.getUint32(F["io.data_offset"], true);
-        const length = size * count;
-        // the data window is almost always the same: reuse the view instead of making one per exit
-        let data = this.#ioView;
-        if (data === undefined || data.byteOffset !== offset || data.length !== length) {
-          data = new Uint8Array(this.#buffer, offset, length);
-          if (count === 1) this.#ioView = data;
-        }
-        return {
-          kind: "io",
-          direction: dv.getUint8(F["io.direction"]) === KVM_EXIT_IO_OUT ? "out" : "in",
-          port: dv.getUint16(F["io.port"], true),
-          size: size === 1 || size === 2 || size === 4 ? size : 1,
-          count,
-          data,
-          raw,
-        };
-      }
       case KVM_EXIT.MMIO: {
         const length = dv.getUint32(F["mmio.len"], true);
         return {

@@ -337,7 +337,7 @@ export class ExitLoop {
     // the first exit of each kind is timed too, so that every kind in the table has a time
     if (t1 < 0 && stats.isNew(exit.kind)) t1 = now();
     this.#lastExit = exit;
-    const handler = this.handlers[exit.kind] as ExitHandler | undefined;
+    const handler = handlerOf(this.handlers, exit.kind);
     let stop: StopRun | undefined;
     if (handler) {
       stop = handler(exit, ctx) ?? undefined;
@@ -590,15 +590,18 @@ export class ExitLoop {
     if (early) return run.finish(early);
     const vcpu = run.vcpu;
     const index = vcpu.index;
+    // what the backend takes is fixed (its methods); looked up once, not per exit
+    const budgets = vcpu.setInstructionBudget !== undefined;
+    const entryDeadlines = vcpu.setEntryDeadline !== undefined;
     // a watchdog bounds every entry in time: the clock need not be read after each exit
-    run.clockEvery = this.watchdog && !vcpu.setEntryDeadline ? CLOCK_EVERY : 1;
+    run.clockEvery = this.watchdog && !entryDeadlines ? CLOCK_EVERY : 1;
     for (;;) {
       const limit = run.checkLimits();
       if (limit) return run.finish(limit);
-      run.armBudget();
-      if (vcpu.setEntryDeadline) this.#setEntryDeadline(vcpu, run, sliceEnd);
-      if (this.watchdog)
-        this.#armWatchdog(this.watchdog, Math.min(run.deadline, watchdogUntil), run.lastTime);
+      if (budgets) run.armBudget();
+      if (entryDeadlines) this.#setEntryDeadline(vcpu, run, sliceEnd);
+      const watchdog = this.watchdog;
+      if (watchdog) this.#armWatchdog(watchdog, Math.min(run.deadline, watchdogUntil), run.lastTime);
       const exit = this.#enterCounted(run, vcpu, index);
       if (!isExit(exit)) return exit;
       // an interrupted entry may be the watchdog's kick at a deadline: look at the clock now
@@ -633,8 +636,7 @@ export class ExitLoop {
       run.exits++;
       if (!stop) this.#hooks.service?.();
     } catch (error) {
-      const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-      return run.finish({ reason: "error", message, error });
+      return run.finish(errorStop(error));
     }
     const exit = this.#lastExit!;
     this.#lastExit = undefined;
@@ -688,6 +690,32 @@ export class ExitLoop {
       }
       if (exit.kind === "intr") run.clockDue();
     }
+  }
+}
+
+/** The run's end when a handler, a device or the backend threw. */
+function errorStop(error: unknown): StopRun {
+  const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  return { reason: "error", message, error };
+}
+
+/**
+ * The handler for `kind`. Named reads for the frequent kinds: a keyed read with a different kind
+ * from one exit to the next is megamorphic in V8 (a hash probe per exit) where each named read
+ * stays monomorphic.
+ */
+function handlerOf(h: ExitHandlerTable, kind: VmExitKind): ExitHandler | undefined {
+  switch (kind) {
+    case "io":
+      return h.io as ExitHandler | undefined;
+    case "mmio":
+      return h.mmio as ExitHandler | undefined;
+    case "intr":
+      return h.intr as ExitHandler | undefined;
+    case "hlt":
+      return h.hlt as ExitHandler | undefined;
+    default:
+      return h[kind] as ExitHandler | undefined;
   }
 }
 
