@@ -104,7 +104,14 @@ export class CodePage {
   hotUntil = 0;
   hotRuns = 0;
 
-  constructor(readonly gpa: number) {}
+  /**
+   * `tally.ops` counts the ops (plus one per block) of the blocks held, summed with the other
+   * pages that share the tally: what the interpreter bounds (blocks dropped no longer count)
+   */
+  constructor(
+    readonly gpa: number,
+    readonly tally: { ops: number } = { ops: 0 },
+  ) {}
 
   /** the page's code is single-stepped at Interpreter clock `clock` */
   hotAt(clock: number): boolean {
@@ -112,6 +119,9 @@ export class CodePage {
   }
 
   add(key: number, blk: Block): void {
+    const old = this.blocks.get(key);
+    if (old !== undefined) this.tally.ops -= old.ops.length + 1;
+    this.tally.ops += blk.ops.length + 1;
     this.blocks.set(key, blk);
     // an empty block (an instruction the length decoder does not know, or one crossing the page
     // end) still depends on its first byte
@@ -142,6 +152,7 @@ export class CodePage {
       const len = blk.code.length === 0 ? 1 : blk.code.length;
       if (blk.off < off + n && off < blk.off + len) {
         this.blocks.delete(key);
+        this.tally.ops -= blk.ops.length + 1;
         dropped++;
       }
     }
@@ -155,6 +166,7 @@ export class CodePage {
   /** drops every block */
   clear(): number {
     const n = this.blocks.size;
+    for (const blk of this.blocks.values()) this.tally.ops -= blk.ops.length + 1;
     this.blocks.clear();
     this.cover.fill(0);
     return n;

@@ -93,9 +93,11 @@ export const DEFAULT_HOT_POLICY: Readonly<HotPagePolicy> = {
 /** blocks a page may hold: past it the page starts over (code that keeps finding new entry points) */
 const MAX_PAGE_BLOCKS = 512;
 /**
- * Decoded ops the cache may gather before it starts over (QEMU flushes its translation buffer when
+ * Decoded ops the cache may hold before it starts over (QEMU flushes its translation buffer when
  * full likewise): code that is entered at ever new places (a guest running through memory) would
- * otherwise grow the host's heap without bound. About 200 bytes an op.
+ * otherwise grow the host's heap without bound. About 200 bytes an op. Blocks dropped (code
+ * written, pages remapped) no longer count: a guest that loads modules and runs processes would
+ * otherwise start over every so often and lose its compiled blocks.
  */
 const MAX_CACHED_OPS = 1 << 18;
 /** single steps between two block lookups while the code runs on a hot page */
@@ -398,8 +400,8 @@ export class Interpreter implements GuestCpu, LazyFlags {
   hotPolicy: HotPagePolicy = { ...DEFAULT_HOT_POLICY };
   /** blocks decoded (lookupBlock misses) */
   blocksBuilt = 0;
-  /** ops decoded since the cache last started over (MAX_CACHED_OPS) */
-  private cachedOps = 0;
+  /** ops (plus one per block) of the blocks the code pages hold (MAX_CACHED_OPS) */
+  private readonly cachedOps = { ops: 0 };
   /** times the whole cache started over */
   codeFlushes = 0;
   /** blocks dropped because the guest wrote into the bytes they were decoded from */
@@ -879,7 +881,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
       cp.live = false;
     }
     this.codePages.clear();
-    this.cachedOps = 0;
+    this.cachedOps.ops = 0;
     this.lastBlock = null;
     this.hotLin = Number.NaN;
     this.codeFlushes++;
@@ -887,7 +889,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
   }
   /** the page becomes a code page: no write may bypass the checked write path from now on */
   private markCode(gpaPage: number): CodePage {
-    const cp = new CodePage(gpaPage);
+    const cp = new CodePage(gpaPage, this.cachedOps);
     this.codePages.set(gpaPage, cp);
     this.guardWrites(gpaPage);
     if (this.smp !== null) markSharedCode(this, gpaPage);
@@ -1907,7 +1909,7 @@ export class Interpreter implements GuestCpu, LazyFlags {
         this.hotSkip = HOT_SKIP;
         return null;
       }
-      if (this.cachedOps >= MAX_CACHED_OPS) {
+      if (this.cachedOps.ops >= MAX_CACHED_OPS) {
         this.flushCode();
         return null;
       }
@@ -1921,7 +1923,6 @@ export class Interpreter implements GuestCpu, LazyFlags {
       blk.gpa = gpaPage;
       page.add(key, blk);
       this.blocksBuilt++;
-      this.cachedOps += blk.ops.length + 1;
     }
     blk.checked = this.runEpoch;
     this.codeLinEpoch[i] = this.codeEpoch;

@@ -21,6 +21,30 @@ describe("block cache limits", () => {
     expect(blocks).toBeLessThan(1 << 18);
   });
 
+  it("blocks dropped and decoded again do not count toward the cache's size", () => {
+    // 31 x `add eax, imm8`, then HLT: one block of 32 ops. The host rewrites an immediate before
+    // each run, so each run decodes the block anew (and drops the old one): 9,000 runs decode
+    // more ops than the cache holds, but it never holds more than one block
+    const code = [...Array.from({ length: 31 }, () => [0x83, 0xc0, 0x01]).flat(), 0xf4];
+    const g = makeGuest("prot32", code);
+    let sum = 0;
+    // (the shared-memory project's setup starts the cache over once, at the first run)
+    let flushes = 0;
+    for (let k = 0; k < 9000; k++) {
+      g.ram[CODE + 2] = k & 0x7f;
+      g.cpu.setRip(BigInt(CODE));
+      g.cpu.setGpr(0, 0n);
+      g.cpu.activity = 0;
+      expect(g.run()).toBe(StopReason.Halted);
+      sum += Number(g.cpu.getGpr(0));
+      expect(Number(g.cpu.getGpr(0))).toBe((k & 0x7f) + 30);
+      if (k === 0) flushes = g.cpu.codeFlushes;
+    }
+    expect(sum).toBeGreaterThan(0);
+    expect(g.cpu.blocksBuilt).toBeGreaterThan((1 << 18) / 32);
+    expect(g.cpu.codeFlushes).toBe(flushes);
+  });
+
   it("with an interrupt window requested and IF=0, generic ops stay inside blocks", () => {
     // cli; ecx=2000; loop: in al,0x80 (generic); inc ebx; dec ecx; jnz loop; sti; nop; hlt
     const g = makeGuest("prot32", hex("fa b9 d0 07 00 00 e4 80 43 49 75 fa fb 90 f4"));
