@@ -711,8 +711,9 @@ export function blockSource(blk: Block, atomic = false): string {
   // where the last op ends, from the block's start (a JMP before the end goes on at its target)
   let end = 0;
   for (let k = 0; k < n; k++) end += ops[k].len + (k < n - 1 && ops[k].kind === OpKind.Jmp ? ops[k].imm : 0);
-  const wrap = (t: string): string =>
-    last.size === 64 ? t : last.size === 16 ? `((${t}) & 0xffff)` : `((${t}) >>> 0)`;
+  /** a branch target as its operand size wraps it */
+  const wrap = (t: string, size = last.size): string =>
+    size === 64 ? t : size === 16 ? `((${t}) & 0xffff)` : `((${t}) >>> 0)`;
   const target = branch ? wrap(`rip0 + ${end + last.imm}`) : "";
   // a spin loop's PAUSE leaves the function each pass, as a generic op's block does: the run loop
   // and the chain then ask the host for interrupts (another vCPU's IPI) at the same pace as before
@@ -732,13 +733,7 @@ export function blockSource(blk: Block, atomic = false): string {
       }
       if (op.kind === OpKind.Jcc) {
         // a side exit: taken, the block ends here
-        const t = off + op.imm;
-        const to =
-          op.size === 64
-            ? `rip0 + ${t}`
-            : op.size === 16
-              ? `((rip0 + ${t}) & 0xffff)`
-              : `((rip0 + ${t}) >>> 0)`;
+        const to = wrap(`rip0 + ${off + op.imm}`, op.size);
         g.out.push(`if (${condExpr(g.flags, op.sub)}) ${g.exit(k + 1, to, "2")}`);
       } else g.op(op, k, off - op.len);
     }
