@@ -35,8 +35,12 @@ const EMPTY_WORDS = new Int32Array(0);
 /** Int32Array elements read memory bytes in little-endian order (the word compare relies on it) */
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
-/** longest block; bounds the work lost when a block is dropped */
-const MAX_OPS = 32;
+/**
+ * longest block; bounds the work lost when a block is dropped. Long enough for the loop bodies of
+ * kernel arithmetic (the multiply-accumulate loop of the RSA check of a module's signature is 38
+ * instructions), which then loop inside their compiled function instead of chaining two blocks.
+ */
+const MAX_OPS = 64;
 
 export class Block {
   /** the successor most recently looked up after this block: the block at linear `succLin` */
