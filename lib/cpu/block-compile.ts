@@ -34,6 +34,7 @@ import { EaKind, genericOp, hasMem, type Op, OpKind } from "./block-ops.js";
 import { kernelOpFlags } from "./block-ops-kernel.js";
 import { condition, LZ_ADD, LZ_DEC, LZ_INC, LZ_LOGIC, LZ_RES, LZ_SUB, lazyCf, PARITY } from "./flags.js";
 import type { Interpreter } from "./interpreter.js";
+import { mulS64, product } from "./mul64.js";
 
 /**
  * Runs the block (repeatedly, for a self-loop, while `budget` instructions allow a whole pass).
@@ -110,6 +111,11 @@ function regsOf(op: Op): { use: number[]; def: number[]; defHi: boolean } {
     case OpKind.Call:
     case OpKind.Ret:
       return { use: [4], def: [4], defHi: true };
+    case OpKind.Imul:
+      // inline only with register operands of 32 or 64 bits (Gen.imul)
+      if (inlineImul(op))
+        return { use: op.sub === 1 ? [op.rm] : [op.reg, op.rm], def: [op.reg], defHi: true };
+      break;
   }
   let def: number[] = [];
   const writes =
@@ -139,6 +145,9 @@ function transfers(op: Op): boolean {
     op.kind === OpKind.RepStos
   );
 }
+
+/** IMUL with register operands of 32 or 64 bits runs inline (others call their handler) */
+const inlineImul = (op: Op): boolean => !op.mem && op.size >= 32;
 
 /** the page-offset bound below which an access of `size` bits stays in its page */
 const limit = (size: number): number => 0x1000 - (size >> 3) + 1;
@@ -501,10 +510,15 @@ if (cpu.codeEpoch !== epoch) { cpu.retired++; return -1; }`;
         // inline in 64-bit mode (a flat stack); elsewhere SS.B, limits and wraps are the handler's
         out.push(op.size === 64 ? this.stack(op, k, off) : this.callOut(op, k, off));
         return;
+      case OpKind.Imul:
+        if (inlineImul(op)) {
+          out.push(`{ ${this.imul(op)} ${this.setReg(size, d, "fr", "frh")} }`);
+          this.flags = { kind: LZ_RES, size, carry: false };
+        } else out.push(this.callOut(op, k, off));
+        return;
       case OpKind.Leave:
       case OpKind.Indirect:
       case OpKind.Unary:
-      case OpKind.Imul:
       case OpKind.BitOp:
       case OpKind.IncDecM:
       case OpKind.Shift:
@@ -537,6 +551,23 @@ if (cpu.codeEpoch !== epoch) { cpu.retired++; return -1; }`;
         this.flags = inCpu();
       }
     }
+  }
+
+  /**
+   * IMUL (register operands) into fr (frh) with CF = OF in fcf and fof, as exec.ts imulTrunc
+   * computes them: a double holds a 32 x 32-bit product exactly; 64-bit operands that are
+   * zero-extended or sign-extended 32-bit values multiply as doubles, others through mulS64
+   */
+  imul(op: Op): string {
+    const [a, ah] = this.getReg(op.size, op.rm);
+    const [b, bh] = op.sub === 1 ? this.imm(op) : this.getReg(op.size, op.reg);
+    if (op.size === 32)
+      return `const x = ${a}, y = ${b}; fr = Math.imul(x, y); fcf = fr !== x * y ? 1 : 0; fof = fcf; frh = 0;`;
+    return `const a = ${a}, ah = ${ah}, b = ${b}, bh = ${bh}; let p = 0;
+if ((ah | bh) === 0) { const x = a >>> 0, y = b >>> 0; fr = Math.imul(x, y); frh = Math.round((x * y - (fr >>> 0)) / ${TWO32}) | 0; fcf = frh >>> 31; }
+else if (ah === a >> 31 && bh === b >> 31 && (p = a * b) <= 9007199254740992 && p >= -9007199254740992) { fr = p | 0; frh = Math.floor(p / ${TWO32}) | 0; fcf = 0; }
+else { fcf = mulS64(a, ah, b, bh) ? 1 : 0; fr = product[0] | 0; frh = product[1] | 0; }
+fof = fcf;`;
   }
 
   lea(op: Op, off: number): string {
@@ -794,6 +825,8 @@ export function compileBlock(blk: Block, atomic = false): CompiledBlock {
     "lazyCf",
     "condition",
     "PARITY",
+    "mulS64",
+    "product",
     `"use strict";
 const [${ops.map((_, k) => `o${k}`).join(", ")}] = ops;
 const [${ops.map((_, k) => `f${k}`).join(", ")}] = ops.map((o) => o.fn);
@@ -807,6 +840,8 @@ ${blockSource(blk, atomic)}
     cf: typeof lazyCf,
     cond: typeof condition,
     parity: typeof PARITY,
+    mul: typeof mulS64,
+    prod: typeof product,
   ) => CompiledBlock;
-  return factory(genericOp, ops, lazyCf, condition, PARITY);
+  return factory(genericOp, ops, lazyCf, condition, PARITY, mulS64, product);
 }
