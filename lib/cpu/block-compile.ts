@@ -269,6 +269,11 @@ class Gen {
   readonly bounds = new Set<string>();
   tlbR = false;
   tlbW = false;
+  /**
+   * " - sk" where the block skips ops (a conditional branch forward to a later op of the block,
+   * blockSource): op k then retires as instruction k - sk of the pass
+   */
+  skew = "";
 
   constructor(readonly ops: Op[]) {
     for (const op of ops) {
@@ -300,7 +305,7 @@ class Gen {
 
   /** the whole state as it is before op k (at byte offset off) */
   sync(k: number, off: number): string {
-    return `cpu.rip = rip0 + ${off}; cpu.retired = ret + ${k}; ${this.spill()}`;
+    return `cpu.rip = rip0 + ${off}; cpu.retired = ret + ${k}${this.skew}; ${this.spill()}`;
   }
 
   /**
@@ -726,8 +731,31 @@ else { ${slow} } }`;
    * number (block-chain.ts), -1 after a generic op (the run loop must look at the state)
    */
   exit(n: number, rip: string, which: string): string {
-    return `{ ${this.spill()} cpu.rip = ${rip}; cpu.retired = ret + ${n}; return ${which}; }`;
+    return `{ ${this.spill()} cpu.rip = ${rip}; cpu.retired = ret + ${n}${this.skew}; return ${which}; }`;
   }
+}
+
+/** ops before the block's final branch (all of them when it ends otherwise) */
+function straightOf(ops: Op[]): number {
+  const last = ops[ops.length - 1];
+  return last.kind === OpKind.Jcc || last.kind === OpKind.Jmp ? ops.length - 1 : ops.length;
+}
+
+/**
+ * For a conditional branch at op k of a block in 64-bit code whose target is where a later op j
+ * of the block starts (j at most `straight`, the final branch): j; else -1. The ops between run
+ * only when it is not taken. (64-bit only: there RIP neither wraps nor meets a segment limit
+ * within the block, so the target is that op whichever path led there.)
+ */
+function joinOf(ops: Op[], starts: number[], k: number, straight: number): number {
+  const op = ops[k];
+  if (op.kind !== OpKind.Jcc || op.size !== 64 || k >= straight || op.imm < 0) return -1;
+  const t = starts[k] + op.len + op.imm;
+  for (let j = k + 1; j <= straight && j < ops.length; j++) {
+    if (starts[j] === t) return j;
+    if (starts[j] > t) return -1;
+  }
+  return -1;
 }
 
 /** the body of the block's function (compileBlock), for tests and for reading */
@@ -739,9 +767,16 @@ export function blockSource(blk: Block, atomic = false): string {
   const last = ops[n - 1];
   const branch = last.kind === OpKind.Jcc || last.kind === OpKind.Jmp;
   const straight = branch ? n - 1 : n;
-  // where the last op ends, from the block's start (a JMP before the end goes on at its target)
+  // where each op starts and the last one ends, from the block's start (a JMP before the end goes
+  // on at its target)
+  const starts: number[] = [];
   let end = 0;
-  for (let k = 0; k < n; k++) end += ops[k].len + (k < n - 1 && ops[k].kind === OpKind.Jmp ? ops[k].imm : 0);
+  for (let k = 0; k < n; k++) {
+    starts.push(end);
+    end += ops[k].len + (k < n - 1 && ops[k].kind === OpKind.Jmp ? ops[k].imm : 0);
+  }
+  const joins = ops.map((op, k) => joinOf(ops, starts, k, straightOf(ops)));
+  if (joins.some((j) => j >= 0)) g.skew = " - sk";
   /** a branch target as its operand size wraps it */
   const wrap = (t: string, size = last.size): string =>
     size === 64 ? t : size === 16 ? `((${t}) & 0xffff)` : `((${t}) >>> 0)`;
@@ -751,10 +786,30 @@ export function blockSource(blk: Block, atomic = false): string {
   const loops =
     branch && end + last.imm === 0 && ops.every((o) => o.kind !== OpKind.Generic && o.kind !== OpKind.Pause);
 
-  /** one pass over the ops before the branch */
+  /**
+   * One pass over the ops before the branch. A conditional branch forward to a later op of the
+   * block skips the ops between (an `if` around them), so the taken path stays in the function.
+   * Where the two paths meet, their flag states differ when the skipped ops set flags: each path
+   * then stores its own into the CPU.
+   */
   const pass = (): void => {
     let off = 0;
+    const open: { join: number; taken: StaticFlags; skipped: number }[] = [];
+    const close = (k: number): void => {
+      while (open.length > 0 && open[open.length - 1].join <= k) {
+        const h = open.pop()!;
+        const fall = g.flags;
+        const t = h.taken;
+        if (fall.kind === t.kind && fall.size === t.size && fall.carry === t.carry)
+          g.out.push(`} else sk += ${h.skipped};`);
+        else {
+          g.out.push(`${flagSync(fall)} } else { sk += ${h.skipped}; ${flagSync(t)} }`);
+          g.flags = inCpu();
+        }
+      }
+    };
     for (let k = 0; k < straight; k++) {
+      close(k);
       const op = ops[k];
       off += op.len;
       if (op.kind === OpKind.Jmp) {
@@ -763,11 +818,18 @@ export function blockSource(blk: Block, atomic = false): string {
         continue;
       }
       if (op.kind === OpKind.Jcc) {
+        const j = joins[k];
+        if (j >= 0 && (open.length === 0 || j <= open[open.length - 1].join)) {
+          g.out.push(`if (!(${condExpr(g.flags, op.sub)})) {`);
+          open.push({ join: j, taken: g.flags, skipped: j - k - 1 });
+          continue;
+        }
         // a side exit: taken, the block ends here
         const to = wrap(`rip0 + ${off + op.imm}`, op.size);
         g.out.push(`if (${condExpr(g.flags, op.sub)}) ${g.exit(k + 1, to, "2")}`);
       } else g.op(op, k, off - op.len);
     }
+    close(straight);
   };
   const taken = (): string => (last.kind === OpKind.Jmp ? "true" : condExpr(g.flags, last.sub));
   // exits: 0 falls through, 1 takes the branch (or a CALL/RET/indirect transfer, to `tgt`); a
@@ -782,7 +844,7 @@ export function blockSource(blk: Block, atomic = false): string {
     g.out.push(`{ const t = ${taken()}; ${g.exit(n, `t ? ${target} : rip0 + ${end}`, "t ? 1 : 0")} }`);
   } else {
     const back = (): string =>
-      `{ const t = ${taken()}; left -= ${n}; if (!t || left < ${n}) ${g.exit(n, `t ? rip0 : rip0 + ${end}`, "t ? 1 : 0")} ret += ${n}; }`;
+      `{ const t = ${taken()}; left -= ${n}${g.skew}; if (!t || left < ${n}) ${g.exit(n, `t ? rip0 : rip0 + ${end}`, "t ? 1 : 0")} ret += ${n}${g.skew};${g.skew === "" ? "" : " sk = 0;"} }`;
     g.out.push(back(), "for (;;) {");
     pass();
     g.out.push(back(), "}");
@@ -796,6 +858,7 @@ export function blockSource(blk: Block, atomic = false): string {
     // type feedback before V8 optimizes the function (otherwise the first exit deoptimizes it).
     `const slice = warm < ${WARM_CALLS} ? (warm++, ${WARM_SLICE}) : ${LOOP_SLICE};`,
     "let ret = cpu.retired, left = budget < slice ? budget : slice;",
+    g.skew === "" ? "" : "let sk = 0;",
     FLAG_LOCALS,
   ];
   if (transfers(last)) head.push("let tgt = 0;");
