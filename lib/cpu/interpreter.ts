@@ -1983,12 +1983,18 @@ export class Interpreter implements GuestCpu, LazyFlags {
     const epoch = this.codeEpoch;
     for (let k = 0; k < n; k++) {
       const op = ops[k];
-      if (op.kind !== OpKind.Generic) {
+      if (op.kind === OpKind.Jcc) {
+        // taken before the block's end, a conditional branch leaves it (a side exit)
         const next = this.rip + op.len;
         op.fn(this, op);
         this.retired++;
-        // (a conditional branch taken before the block's end leaves it: a side exit)
-        if (this.codeEpoch !== epoch || (op.kind === OpKind.Jcc && this.rip !== next)) return;
+        if (this.codeEpoch !== epoch || this.rip !== next) return;
+        continue;
+      }
+      if (op.kind !== OpKind.Generic) {
+        op.fn(this, op);
+        this.retired++;
+        if (this.codeEpoch !== epoch) return;
         continue;
       }
       const next = this.rip + op.len;
