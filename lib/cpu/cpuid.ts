@@ -45,14 +45,19 @@ export function cpuidModel(
       return [eax, ebx, ecx, edx];
     }
     case 7: {
+      // subleaf 2, EDX: BHI_CTRL (4: IA32_SPEC_CTRL.BHI_DIS_S, which Linux sets rather than clear
+      // the branch history in software at every system call)
+      if (subleaf === 2) return [0, 0, 0, 1 << 4];
       if (subleaf !== 0) return [0, 0, 0, 0];
       // EBX: FSGSBASE (0), IA32_TSC_ADJUST (1), SMEP (7), INVPCID (10), SMAP (20: also STAC/CLAC);
       // ECX: UMIP (2), PKU (3), OSPKE (4: CR4.PKE as the OS set it), RDPID (22);
-      // EDX: IA32_ARCH_CAPABILITIES (29). mmu.ts enforces SMEP/SMAP and protection keys, exec-0f.ts
-      // UMIP, INVPCID, RDPID, RDPKRU/WRPKRU and the FS/GS base instructions.
+      // EDX: IBRS/IBPB (26: IA32_SPEC_CTRL, IA32_PRED_CMD), IA32_ARCH_CAPABILITIES (29). mmu.ts
+      // enforces SMEP/SMAP and protection keys, exec-0f.ts UMIP, INVPCID, RDPID, RDPKRU/WRPKRU and
+      // the FS/GS base instructions; msr.ts has the MSRs.
       const ebx = (1 << 0) | (1 << 1) | (1 << 7) | (1 << 10) | (1 << 20);
       const ospke = (cr4 & CR4_PKE) !== 0 ? 1 << 4 : 0;
-      return [0, ebx, (1 << 2) | (1 << 3) | ospke | (1 << 22), 1 << 29];
+      // EAX: the highest subleaf (2)
+      return [2, ebx, (1 << 2) | (1 << 3) | ospke | (1 << 22), (1 << 26) | (1 << 29)];
     }
     case 0xd:
       // XSAVE is not advertised; leaf kept so the max-leaf value is honest

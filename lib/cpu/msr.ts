@@ -34,6 +34,8 @@ export const MSR = {
   TSC_AUX: 0xc0000103,
   TSC_ADJUST: 0x3b,
   ARCH_CAPABILITIES: 0x10a,
+  SPEC_CTRL: 0x48,
+  PRED_CMD: 0x49,
 } as const;
 
 /** MTRR_DEF_TYPE, the variable-range pairs IA32_MTRRCAP.VCNT (8) announces and the fixed ranges */
@@ -68,7 +70,10 @@ function isStoredOnly(index: number): boolean {
     index === 0x3a ||
     index === 0x179 ||
     index === 0x17a ||
-    index === 0x17b
+    index === 0x17b ||
+    // IA32_SPEC_CTRL: IBRS and BHI_DIS_S, which nothing here needs (no prediction to restrict),
+    // kept as written
+    index === MSR.SPEC_CTRL
   );
 }
 
@@ -89,6 +94,9 @@ function storedOnlyValid(cpu: Interpreter, index: number, value: bigint): boolea
   }
   if (isMtrr(index)) return mtrrTypesValid(value, 8);
   switch (index) {
+    case MSR.SPEC_CTRL:
+      // IBRS (0) and BHI_DIS_S (10) (CPUID.7.2:EDX[4]); STIBP and SSBD are not enumerated
+      return (value & ~0x401n) === 0n;
     case 0x3a:
       // IA32_FEATURE_CONTROL: writable until its lock bit is set
       return ((cpu.otherMsrs.get(0x3a) ?? 0n) & 1n) === 0n;
@@ -105,9 +113,10 @@ function storedOnlyValid(cpu: Interpreter, index: number, value: bigint): boolea
 /**
  * IA32_ARCH_CAPABILITIES, read-only: the "not affected" bits RDCL_NO (0), SSB_NO (4), MDS_NO (5),
  * TAA_NO (8), SBDR_SSDP_NO (13), FBSDP_NO (14), PSDP_NO (15), BHI_NO (20), PBRSB_NO (24), GDS_NO
- * (26), RFDS_NO (27), ITS_NO (62)
+ * (26), RFDS_NO (27), ITS_NO (62), and IBRS_ALL (1): IBRS (IA32_SPEC_CTRL, CPUID.7.0:EDX[26]) set
+ * once restricts every indirect branch prediction, as it trivially does here
  */
-const ARCH_CAPABILITIES_NOT_AFFECTED = [0n, 4n, 5n, 8n, 13n, 14n, 15n, 20n, 24n, 26n, 27n, 62n].reduce(
+const ARCH_CAPABILITIES_NOT_AFFECTED = [0n, 1n, 4n, 5n, 8n, 13n, 14n, 15n, 20n, 24n, 26n, 27n, 62n].reduce(
   (caps, bit) => caps | (1n << bit),
   0n,
 );
@@ -174,7 +183,9 @@ export function readMsr(cpu: Interpreter, index: number): bigint | undefined {
       // Branch History Injection, post-barrier RSB predictions, Gather Data Sampling, Register File
       // Data Sampling or Indirect Target Selection. A kernel then needs no page-table isolation,
       // buffer clearing or BHB clearing, and no return thunks: Linux 6.1 under a hypervisor that
-      // does not state ITS_NO sends every RET through a thunk (two blocks a return, here).
+      // does not state ITS_NO sends every RET through a thunk (two blocks a return, here), and with
+      // IBRS_ALL (enhanced IBRS) it makes indirect calls and jumps directly, not through retpolines
+      // (three blocks a call).
       return ARCH_CAPABILITIES_NOT_AFFECTED;
     case MSR.TSC_ADJUST:
       return cpu.tscAdjust;
@@ -303,6 +314,9 @@ export function writeMsr(cpu: Interpreter, index: number, value: bigint): boolea
       if (value >> 32n !== 0n) return false;
       cpu.tscAux = Number(value & 0xffffffffn);
       return true;
+    case MSR.PRED_CMD:
+      // write-only: IBPB (0), a barrier with nothing to flush here
+      return value === 0n || value === 1n;
     default:
       if (isStoredOnly(index)) {
         if (!storedOnlyValid(cpu, index, value)) return false;

@@ -51,6 +51,7 @@ export const SAVED_MSRS: readonly number[] = [
   0xc0000102, // KERNEL_GS_BASE
   0xc0000103, // TSC_AUX
   0x3b, // TSC_ADJUST (on soft the TSC offset is this; written after the clock is restored)
+  0x48, // SPEC_CTRL (where CPUID.7.0:EDX[26] offers it)
 ];
 
 export interface VcpuState {
