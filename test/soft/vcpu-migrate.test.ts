@@ -127,7 +127,9 @@ describe("a soft vCPU that moves between worker threads", () => {
   });
 
   it("a snapshot of 4 vCPUs on 2 threads resumes on 2 threads to the same result", async () => {
-    const n = 2_000_000;
+    // (the guest runs some 1.2 s to its end here, with its compute loop compiled: the snapshot
+    // at 250 ms is well inside the run)
+    const n = 20_000_000;
     const dir = mkdtempSync(join(tmpdir(), "nodevmm-migrate-"));
     const path = join(dir, "smp.snap");
     let out = "";
@@ -139,7 +141,7 @@ describe("a soft vCPU that moves between worker threads", () => {
       try {
         addPcDevices(vm, { serial });
         vm.load(smpImage(), { format: "multiboot", cmdline: smpCmdline("compute", n) });
-        expect((await vm.run({ timeoutMs: 400 })).reason).toBe("timeout");
+        expect((await vm.run({ timeoutMs: 250 })).reason).toBe("timeout");
         await vm.snapshot(path);
       } finally {
         vm.close();
