@@ -735,12 +735,6 @@ else { ${slow} } }`;
   }
 }
 
-/** ops before the block's final branch (all of them when it ends otherwise) */
-function straightOf(ops: Op[]): number {
-  const last = ops[ops.length - 1];
-  return last.kind === OpKind.Jcc || last.kind === OpKind.Jmp ? ops.length - 1 : ops.length;
-}
-
 /**
  * For a conditional branch at op k of a block in 64-bit code whose target is where a later op j
  * of the block starts (j at most `straight`, the final branch): j; else -1. The ops between run
@@ -775,7 +769,7 @@ export function blockSource(blk: Block, atomic = false): string {
     starts.push(end);
     end += ops[k].len + (k < n - 1 && ops[k].kind === OpKind.Jmp ? ops[k].imm : 0);
   }
-  const joins = ops.map((op, k) => joinOf(ops, starts, k, straightOf(ops)));
+  const joins = ops.map((_, k) => joinOf(ops, starts, k, straight));
   if (joins.some((j) => j >= 0)) g.skew = " - sk";
   /** a branch target as its operand size wraps it */
   const wrap = (t: string, size = last.size): string =>

@@ -116,7 +116,7 @@ function storedOnlyValid(cpu: Interpreter, index: number, value: bigint): boolea
  * (26), RFDS_NO (27), ITS_NO (62), and IBRS_ALL (1): IBRS (IA32_SPEC_CTRL, CPUID.7.0:EDX[26]) set
  * once restricts every indirect branch prediction, as it trivially does here
  */
-const ARCH_CAPABILITIES_NOT_AFFECTED = [0n, 1n, 4n, 5n, 8n, 13n, 14n, 15n, 20n, 24n, 26n, 27n, 62n].reduce(
+const ARCH_CAPABILITIES_VALUE = [0n, 1n, 4n, 5n, 8n, 13n, 14n, 15n, 20n, 24n, 26n, 27n, 62n].reduce(
   (caps, bit) => caps | (1n << bit),
   0n,
 );
@@ -186,7 +186,7 @@ export function readMsr(cpu: Interpreter, index: number): bigint | undefined {
       // does not state ITS_NO sends every RET through a thunk (two blocks a return, here), and with
       // IBRS_ALL (enhanced IBRS) it makes indirect calls and jumps directly, not through retpolines
       // (three blocks a call).
-      return ARCH_CAPABILITIES_NOT_AFFECTED;
+      return ARCH_CAPABILITIES_VALUE;
     case MSR.TSC_ADJUST:
       return cpu.tscAdjust;
     case MSR.APIC_BASE:
