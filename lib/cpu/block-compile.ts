@@ -296,10 +296,10 @@ class Gen {
     return s + flagSync(this.flags);
   }
 
-  /** CPU registers -> locals */
-  reload(): string {
+  /** CPU registers -> locals (all the block uses, or only `regs`) */
+  reload(regs: Iterable<number> = this.used): string {
     let s = "";
-    for (const r of this.used) s += `${R(r)} = lo[${r}]; ${H(r)} = hi[${r}]; `;
+    for (const r of regs) s += `${R(r)} = lo[${r}]; ${H(r)} = hi[${r}]; `;
     return s;
   }
 
@@ -311,10 +311,17 @@ class Gen {
   /**
    * The slow path of a memory op: sync, run the op's handler (which raises any fault with the
    * state synced), reload, and leave the block when the call changed code, mappings or asked for
-   * a window. `after` is the flag state the op leaves.
+   * a window. `after` is the flag state the op leaves. A handler that returns has changed only
+   * the registers regsOf names as its defs (a fault, an exit or an MMIO access that needs the
+   * host throws past the block), so `defsOnly` reloads just those: every other register keeps
+   * its local, and the code after the op does not merge a fresh load of each one. Likewise the
+   * flag locals stay as they are when the op leaves the flags as they were (`after` is then the
+   * state before it).
    */
-  slow(k: number, off: number, after: StaticFlags): string {
-    return `${this.sync(k, off)} f${k}(cpu, o${k}); ${this.reload()}${flagReload(after)}
+  slow(k: number, off: number, after: StaticFlags, defsOnly = false): string {
+    const regs = defsOnly ? regsOf(this.ops[k]).def : this.used;
+    const flags = defsOnly && after === this.flags ? "" : flagReload(after);
+    return `${this.sync(k, off)} f${k}(cpu, o${k}); ${this.reload(regs)}${flags}
 if (cpu.codeEpoch !== epoch) { cpu.retired++; return -1; }`;
   }
 
@@ -622,7 +629,7 @@ fof = fcf;`;
    * is not canonical (#GP) included, goes to the handler with the state synced)
    */
   stack(op: Op, k: number, off: number): string {
-    const slow = this.slow(k, off, this.flags);
+    const slow = this.slow(k, off, this.flags, true);
     const slowT = `${slow}${transfers(op) ? " tgt = cpu.rip;" : ""}`;
     const at = "o = lin & 0xfff, i = (lin >>> 12) & 0xfff";
     const lim = limit(64);
@@ -714,7 +721,7 @@ else { ${slowT} } }`;
     const after = this.flags;
     // the slow path syncs the flags as they were before the op
     this.flags = flagsBefore;
-    const slow = this.slow(k, off, after);
+    const slow = this.slow(k, off, after, true);
     this.flags = after;
     // a write to a page with cached blocks (a checked entry: tag + CODE_TAG) that misses their bytes
     // needs nothing more; one that hits them goes to the handler, which drops them
