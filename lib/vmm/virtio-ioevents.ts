@@ -31,7 +31,8 @@ export interface NotifiedDevice {
 
 export class VirtioIoevents {
   readonly #sink: IoeventSink;
-  readonly #fd: number;
+  /** made with the first device: a machine without virtio devices holds no eventfd, no pool thread */
+  #fd = -1;
   readonly #devices: NotifiedDevice[] = [];
   readonly #buf = Buffer.alloc(8);
   /** registrations in force: [address, value] */
@@ -47,10 +48,9 @@ export class VirtioIoevents {
 
   constructor(sink: IoeventSink) {
     this.#sink = sink;
-    this.#fd = sink.eventfd();
   }
 
-  /** the eventfd (tests look for it among the process's descriptors) */
+  /** the eventfd, -1 before the first device */
   get fd(): number {
     return this.#fd;
   }
@@ -63,8 +63,11 @@ export class VirtioIoevents {
   /** Notifications of this device's queues come through the eventfd while armed. */
   add(device: NotifiedDevice): void {
     if (this.#closed || this.#devices.includes(device)) return;
+    if (this.#fd < 0) this.#fd = this.#sink.eventfd();
     this.#devices.push(device);
-    if (this.#armed && !this.#register(device)) this.arm(false);
+    if (!this.#armed) return;
+    if (this.#register(device)) this.#read();
+    else this.arm(false);
   }
 
   /** The device leaves: its queues' notifications exit again. */
@@ -113,7 +116,7 @@ export class VirtioIoevents {
     this.#closed = true;
     this.#devices.length = 0;
     // a read in flight keeps using the descriptor: closed when it returns, never under it
-    if (!this.#reading) closeSync(this.#fd);
+    if (!this.#reading && this.#fd >= 0) closeSync(this.#fd);
   }
 
   #register(d: NotifiedDevice): boolean {
@@ -147,7 +150,7 @@ export class VirtioIoevents {
   }
 
   #read(): void {
-    if (this.#reading || this.#closed) return;
+    if (this.#reading || this.#closed || this.#registered.length === 0) return;
     this.#reading = true;
     read(this.#fd, this.#buf, 0, 8, null, (err) => {
       this.#reading = false;

@@ -13,3 +13,12 @@ export function eventfdCount(): number {
   }
   return n;
 }
+
+/** whether descriptor `fd` is open on an eventfd */
+export function isEventfd(fd: number): boolean {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`) === "anon_inode:[eventfd]";
+  } catch {
+    return false;
+  }
+}
