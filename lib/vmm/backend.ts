@@ -125,7 +125,6 @@ export interface VcpuBackend {
   takeYield?(): boolean;
 }
 
-/** What a machine runs on (`vm.backend`): KVM or the software VT-x, or your own through a BackendFactory. */
 /** Where guest writes signal an eventfd instead of exiting (KVM_IOEVENTFD). */
 export interface IoeventSink {
   /** a new eventfd (blocking, close-on-exec) the caller owns and closes */
@@ -136,6 +135,7 @@ export interface IoeventSink {
   remove(fd: number, address: number, value: number): void;
 }
 
+/** What a machine runs on (`vm.backend`): KVM or the software VT-x, or your own through a BackendFactory. */
 export interface MachineBackend {
   /** Which backend this is. */
   readonly kind: BackendKind;
