@@ -446,8 +446,8 @@ export class ExitLoop {
    */
   async #runOnThread(run: RunState, thread: VcpuThread): Promise<RunResult> {
     thread.begin();
-    thread.offload?.(true);
     try {
+      thread.offload?.(true);
       let sliceEnd = now() + SLICE_MS;
       /** entries in a row that ended by themselves (no kick), and when the first of them began */
       let fast = 0;
@@ -533,8 +533,11 @@ export class ExitLoop {
         }
       }
     } finally {
-      thread.offload?.(false);
-      thread.end();
+      try {
+        thread.offload?.(false);
+      } finally {
+        thread.end();
+      }
     }
   }
 
