@@ -226,6 +226,7 @@ export type {
   BackendKind,
   CpuSignal,
   InterruptController,
+  IoeventSink,
   MachineBackend,
   VcpuBackend,
 } from "./vmm/backend.js";

@@ -125,6 +125,16 @@ export interface VcpuBackend {
   takeYield?(): boolean;
 }
 
+/** Where guest writes signal an eventfd instead of exiting (KVM_IOEVENTFD). */
+export interface IoeventSink {
+  /** a new eventfd (blocking, close-on-exec) the caller owns and closes */
+  eventfd(): number;
+  /** 4-byte guest writes of `value` to MMIO `address` signal `fd` and do not exit; throws when refused */
+  add(fd: number, address: number, value: number): void;
+  /** undoes add() with the same arguments */
+  remove(fd: number, address: number, value: number): void;
+}
+
 /** What a machine runs on (`vm.backend`): KVM or the software VT-x, or your own through a BackendFactory. */
 export interface MachineBackend {
   /** Which backend this is. */
@@ -140,6 +150,11 @@ export interface MachineBackend {
    * backend delivers them, in order, before the next exit it reports. False when it cannot.
    */
   coalesceWrites?(space: "io" | "mmio", base: number, length: number): boolean;
+  /**
+   * Optional (KVM): guest writes that signal an eventfd in the kernel instead of exiting
+   * (ioeventfd); the machine uses them for virtio queue notifications (virtio-ioevents.ts).
+   */
+  ioevents?(): IoeventSink;
   /**
    * Optional: maps `bytes` (whole pages) read-only at `gpa`, outside RAM and not in `memory`: the
    * guest reads and executes them, its writes exit as MMIO (firmware ROM below 4 GiB). Throws

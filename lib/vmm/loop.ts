@@ -178,6 +178,12 @@ export interface VcpuThread {
   exit(): VmExit;
   /** makes the entry in progress (or the next) end as an "intr" exit */
   kick(): void;
+  /**
+   * Optional: on while the thread makes the run's entries (the main thread waits), off while the
+   * main thread enters the guest itself (hot slices) and when the run ends: work that reaches the
+   * main thread without an exit (ioeventfd notifications) is only read while it waits.
+   */
+  offload?(on: boolean): void;
 }
 
 /**
@@ -441,6 +447,7 @@ export class ExitLoop {
   async #runOnThread(run: RunState, thread: VcpuThread): Promise<RunResult> {
     thread.begin();
     try {
+      thread.offload?.(true);
       let sliceEnd = now() + SLICE_MS;
       /** entries in a row that ended by themselves (no kick), and when the first of them began */
       let fast = 0;
@@ -462,9 +469,11 @@ export class ExitLoop {
           // other thread. Back to the vCPU thread when a slice shows the guest stopped exiting.
           this.hotPhases++;
           const before = run.exits;
+          thread.offload?.(false);
           const r = await this.#hotSlice(run);
           this.hotExits += run.exits - before;
           if (r) return r;
+          thread.offload?.(true);
           // entries on the thread are not bounded by the watchdog: read the clock at every check
           run.clockEvery = 1;
           run.clockDue();
@@ -524,7 +533,11 @@ export class ExitLoop {
         }
       }
     } finally {
-      thread.end();
+      try {
+        thread.offload?.(false);
+      } finally {
+        thread.end();
+      }
     }
   }
 

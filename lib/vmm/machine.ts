@@ -61,6 +61,7 @@ import {
   stringArg,
 } from "./validate.js";
 import { Vcpu } from "./vcpu.js";
+import { VirtioIoevents } from "./virtio-ioevents.js";
 import { type KickTarget, Watchdog } from "./watchdog.js";
 
 /**
@@ -109,6 +110,14 @@ export interface MachineOptions {
    */
   vcpuThread?: boolean;
   /**
+   * KVM with the vCPU thread (`vcpuThread`), default true: while that thread enters the guest
+   * (`await vm.run()`), a virtio-mmio device's QueueNotify writes signal an eventfd in the kernel
+   * instead of exiting (KVM ioeventfd) and this thread runs the queue when it is readable. Entries
+   * made on this thread (`runSync()`, hot phases of a run) keep the exit per notify. false: every
+   * notify exits (as QEMU's and Firecracker's ioeventfd=off).
+   */
+  ioeventfd?: boolean;
+  /**
    * Soft backend: the worker threads the vCPUs run on (implies `vcpuThread`; default one per vCPU).
    * Fewer than `vcpus`: each thread is a logical processor that runs one vCPU at a time, in time
    * slices, and the vCPUs move between threads (VMCLEAR on one, VMPTRLD on the other, the rest of
@@ -127,6 +136,12 @@ export interface MachineOptions {
   onNotes?: (notes: string[]) => void;
 }
 
+/** How createMachine sets up blocking entries (its options of the same names). */
+interface BlockingEntryOptions {
+  vcpuThread?: boolean;
+  ioeventfd?: boolean;
+}
+
 /** What the machine needs of a soft backend's vCPU threads (backends/soft/threads.ts SoftVcpuThreads). */
 interface SoftVcpuThreadsLike extends VcpuThreads {
   allParked(): boolean;
@@ -140,7 +155,8 @@ const RFLAGS_IF = 1n << 9n;
 // Set in Machine's static block: what createMachine and in-repo tools reach of a machine's
 // internals without making them part of the public class.
 let exitLoopOf: (vm: Machine) => ExitLoop;
-let setupBlockingEntry: (vm: Machine, opts: { vcpuThread?: boolean }) => Promise<void>;
+let ioeventsOf: (vm: Machine) => VirtioIoevents | undefined;
+let setupBlockingEntry: (vm: Machine, opts: BlockingEntryOptions) => Promise<void>;
 
 interface Polled {
   device: Device;
@@ -193,6 +209,8 @@ export class Machine {
   #kickTarget: KickTarget | undefined;
   #watchdog: Watchdog | undefined;
   #vcpuThread: KvmRunWorker | undefined;
+  /** virtio queue notifications through KVM ioeventfd (virtio-ioevents.ts) */
+  #ioevents: VirtioIoevents | undefined;
   /** the soft vCPUs run in worker threads (backends/soft/threads.ts) */
   #softThreads = false;
   #isHalted: (() => boolean) | undefined;
@@ -278,6 +296,7 @@ export class Machine {
   static {
     // internals createMachine, the CLI, tests and benchmarks reach, kept off the public class
     exitLoopOf = (vm) => vm.#loop;
+    ioeventsOf = (vm) => vm.#ioevents;
     setupBlockingEntry = (vm, opts) => vm.#setupBlockingEntry(opts);
   }
 
@@ -417,6 +436,7 @@ export class Machine {
     if (device.irq !== undefined) ctx.irq = this.irqLine(device.irq);
     device.attach?.(ctx);
     this.#devices.push(device);
+    if (device instanceof VirtioMmioDevice) this.#ioevents?.add(device);
     if (polled) {
       this.#polled.push(polled);
       this.#nextDeadline = 0;
@@ -669,6 +689,8 @@ export class Machine {
       this.#loop.vcpuThread = undefined;
       this.#wake?.();
     }
+    // before the devices go: a notification the eventfd took must not run a closed device's queue
+    this.#ioevents?.close();
     for (const d of this.#devices) (d as { close?: () => void }).close?.();
     void this.#watchdog?.close();
     this.#loop.watchdog = undefined;
@@ -701,7 +723,7 @@ export class Machine {
    * (bounding timeouts and async slices) and how to tell a final in-kernel HLT. Called by
    * createMachine; both come from the backend's own crossThreadKick()/isHalted().
    */
-  async #setupBlockingEntry(opts: { vcpuThread?: boolean }): Promise<void> {
+  async #setupBlockingEntry(opts: BlockingEntryOptions): Promise<void> {
     const soft = this.backend as { vcpuThreads?(): Promise<SoftVcpuThreadsLike | undefined> };
     if (this.backend.kind === "soft" && soft.vcpuThreads) {
       // soft vCPUs in worker threads (backends/soft/threads.ts): every run, sync or async, goes
@@ -749,11 +771,11 @@ export class Machine {
         );
       }
     }
-    if (target && (opts.vcpuThread ?? true)) await this.#startVcpuThread(target);
+    if (target && (opts.vcpuThread ?? true)) await this.#startVcpuThread(target, opts.ioeventfd ?? true);
   }
 
   /** Async KVM runs: a worker enters the guest (kvm-worker.ts); without one they slice on this thread. */
-  async #startVcpuThread(target: KickTarget): Promise<void> {
+  async #startVcpuThread(target: KickTarget, ioeventfd: boolean): Promise<void> {
     // the thread enters the guest through the addon only; koffi runs slice here under the watchdog
     if (target.binding === "koffi") return;
     const v = this.vcpu(0).backend as VcpuBackend & { exitOf?(exited: boolean): VmExit };
@@ -770,6 +792,12 @@ export class Machine {
       return;
     }
     this.#vcpuThread = w;
+    const sink = ioeventfd ? this.backend.ioevents?.() : undefined;
+    if (sink) {
+      const events = new VirtioIoevents(sink);
+      this.#ioevents = events;
+      for (const d of this.#devices) if (d instanceof VirtioMmioDevice) events.add(d);
+    }
     // a guest that exits hot is entered from this thread in watchdog-bounded slices (the event loop
     // still turns between them): each exit handed between threads cost more than the exit itself
     // (bench/exit-loop, nested-KVM lane: 0.84x runSync hot against 0.20x through the thread)
@@ -785,6 +813,7 @@ export class Machine {
       wait: (ms) => w.wait(ms),
       exit: () => exitOf(w.take()),
       kick: () => v.kick(),
+      offload: (on) => this.#ioevents?.arm(on),
     };
   }
 
@@ -946,6 +975,7 @@ function checkOptions(opts: MachineOptions): { memoryMiB: number; vcpus: number 
   optional(opts.strict, "opts.strict", booleanArg);
   optional(opts.platformDevices, "opts.platformDevices", booleanArg);
   optional(opts.vcpuThread, "opts.vcpuThread", booleanArg);
+  optional(opts.ioeventfd, "opts.ioeventfd", booleanArg);
   if (opts.vcpuThreads !== undefined) {
     integerArg("opts.vcpuThreads", opts.vcpuThreads, 1, MAX_SOFT_VCPUS);
     if (opts.vcpuThread === false) {
@@ -1010,7 +1040,10 @@ export async function createMachine(options?: MachineOptions): Promise<Machine> 
         lapic.hardwareEnabled = () => ((vm.vcpu(i).getMsr(0x1b) ?? 0x800n) & 0x800n) !== 0n;
       });
     }
-    await setupBlockingEntry(vm, opts.vcpuThread === undefined ? {} : { vcpuThread: opts.vcpuThread });
+    await setupBlockingEntry(vm, {
+      ...(opts.vcpuThread === undefined ? {} : { vcpuThread: opts.vcpuThread }),
+      ...(opts.ioeventfd === undefined ? {} : { ioeventfd: opts.ioeventfd }),
+    });
     const threadAsked = opts.vcpuThread === true || opts.vcpuThreads !== undefined;
     if (backend.kind === "soft" && threadAsked && !vcpuThreads) {
       vm.warnings.push(
@@ -1030,6 +1063,14 @@ export async function createMachine(options?: MachineOptions): Promise<Machine> 
  */
 export function machineExitLoop(vm: Machine): ExitLoop {
   return exitLoopOf(vm);
+}
+
+/**
+ * The machine's virtio ioeventfd notifications (undefined: every notify exits), for tests and
+ * benchmarks in this repository: its eventfd, wake-ups, whether it is armed or gave up.
+ */
+export function machineIoevents(vm: Machine): VirtioIoevents | undefined {
+  return ioeventsOf(vm);
 }
 
 const MACHINE_EVENTS: readonly (keyof MachineEvents)[] = ["exit", "unhandled"];

@@ -91,3 +91,51 @@ describe("hot entries of async runs with a vCPU thread", () => {
     expect(thread.starts).toBeGreaterThan(64);
   });
 });
+
+describe("offload (ioeventfd notifications) around hot entries", () => {
+  it("is on for the thread's entries only: off for the main thread's hot slices and when the run ends", async () => {
+    const loop = new ExitLoop({ io: () => undefined, intr: () => undefined });
+    let n = 0;
+    // hot for 200 exits, then quiet (kicked entries), then hot again: both switches are taken
+    const vcpu = new FakeBackend([], {
+      tail: () => {
+        n++;
+        if (n <= 200 || (n > 260 && n <= 400)) return io("out", 0xe9, 1, [0]);
+        const until = performance.now() + 9;
+        while (performance.now() < until) {}
+        return intr();
+      },
+    }).createVcpu(0);
+    const thread = fakeThread(vcpu, () => true);
+    const calls: boolean[] = [];
+    let offloaded = false;
+    let inThread = false;
+    const wrong: string[] = [];
+    const start = thread.start.bind(thread);
+    thread.start = () => {
+      if (!offloaded) wrong.push(`thread entry ${vcpu.runs} with offload off`);
+      inThread = true;
+      start();
+      inThread = false;
+    };
+    const run = vcpu.run.bind(vcpu);
+    vcpu.run = () => {
+      if (!inThread && offloaded) wrong.push(`main-thread entry ${vcpu.runs} with offload on`);
+      return run();
+    };
+    thread.offload = (on) => {
+      calls.push(on);
+      offloaded = on;
+    };
+    loop.vcpuThread = thread;
+    loop.watchdog = watchdog();
+    loop.hotEntry = true;
+    await loop.run(vcpu, { maxExits: 450 });
+    expect(wrong).toEqual([]);
+    expect(loop.hotPhases).toBeGreaterThanOrEqual(1);
+    expect(calls[0]).toBe(true);
+    expect(calls.at(-1)).toBe(false);
+    expect(calls).toContain(false);
+    expect(offloaded).toBe(false);
+  });
+});

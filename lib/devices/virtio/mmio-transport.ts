@@ -277,6 +277,19 @@ export abstract class VirtioMmioDevice implements Device {
     return this.#isr;
   }
 
+  /** How many queues the device has (the QueueNotify values that name one: 0 to queueCount - 1). */
+  get queueCount(): number {
+    return this.#queues.length;
+  }
+
+  /**
+   * Runs queue `index` as a write of `index` to QueueNotify does: for notifications that reach the
+   * host another way than through this window (a KVM ioeventfd the guest's write signalled).
+   */
+  notify(index: number): void {
+    this.service(index);
+  }
+
   /** the features in force: what the driver accepted once FEATURES_OK stuck, else 0 */
   get negotiatedFeatures(): bigint {
     return this.#status & VIRTIO_STATUS_FEATURES_OK ? this.#driverFeatures : 0n;
@@ -419,7 +432,7 @@ export abstract class VirtioMmioDevice implements Device {
         return;
       case VirtioMmioReg.QueueNotify:
         // without VIRTIO_F_NOTIFICATION_DATA the value is just the queue index
-        this.service(v & 0xffff);
+        this.notify(v & 0xffff);
         return;
       case VirtioMmioReg.InterruptACK:
         this.#ack(v);

@@ -11,6 +11,7 @@ import { VmmError } from "../../types/errors.js";
 import { DeviceConfigError } from "../errors.js";
 import { DeviceOptionReader } from "../options.js";
 import { dataView, type GuestRam } from "./guest-ram.js";
+import { RingWord } from "./ring-word.js";
 
 export const VIRTQ_DESC_F_NEXT = 1;
 export const VIRTQ_DESC_F_WRITE = 2;
@@ -82,6 +83,12 @@ export class Virtqueue {
   readonly #desc: DataView;
   readonly #avail: DataView;
   readonly #used: DataView;
+  /** avail.flags, avail.idx, used_event; used.idx, avail_event: the words both sides race on */
+  readonly #availFlags: RingWord;
+  readonly #availIdx: RingWord;
+  readonly #usedEvent: RingWord;
+  readonly #usedIdxWord: RingWord;
+  readonly #availEvent: RingWord;
   readonly #eventIdx: boolean;
   readonly #indirect: boolean;
   readonly #maxChainBytes: number;
@@ -137,6 +144,11 @@ export class Virtqueue {
     this.#desc = area(ram, "descriptor table", desc, DESC_BYTES * size);
     this.#avail = area(ram, "available ring", driver, 6 + 2 * size);
     this.#used = area(ram, "used ring", device, 6 + 8 * size);
+    this.#availFlags = new RingWord(this.#avail, 0);
+    this.#availIdx = new RingWord(this.#avail, 2);
+    this.#usedEvent = new RingWord(this.#avail, 4 + 2 * size);
+    this.#usedIdxWord = new RingWord(this.#used, 2);
+    this.#availEvent = new RingWord(this.#used, 4 + 8 * size);
     this.#eventIdx = eventIdx;
     this.#indirect = indirect;
     this.#maxChainBytes = maxChainBytes;
@@ -168,7 +180,8 @@ export class Virtqueue {
 
   /** chains the driver has made available and the device not yet taken */
   pending(): number {
-    const n = (this.#avail.getUint16(2, true) - this.#lastAvail) & 0xffff;
+    // the entries (and the descriptors they name) are read after this load, never before it
+    const n = (this.#availIdx.load() - this.#lastAvail) & 0xffff;
     if (n > this.size) {
       throw new VirtqueueError(
         `available ring idx is ${n} entries ahead of the device, more than the queue size ${this.size}`,
@@ -183,8 +196,10 @@ export class Virtqueue {
     const head = this.#avail.getUint16(4 + 2 * (this.#lastAvail % this.size), true);
     this.#lastAvail = (this.#lastAvail + 1) & 0xffff;
     // avail_event: "notify me when you make entry lastAvail available", i.e. on every new chain
+    // (a full barrier: the next pending() must not read avail.idx before the driver can see this,
+    // or a chain the driver adds meanwhile goes unnotified and unseen)
     if (this.#eventIdx) {
-      this.#used.setUint16(4 + 8 * this.size, this.#lastAvail, true);
+      this.#availEvent.store(this.#lastAvail);
       this.#ram.ringWritten?.(this.layout.device + 4 + 8 * this.size, 2);
     }
     return this.#walk(head);
@@ -202,7 +217,7 @@ export class Virtqueue {
     this.#used.setUint32(slot + 4, written >>> 0, true);
     // the element is in place before idx moves: the driver reads idx first
     this.#usedIdx = (this.#usedIdx + 1) & 0xffff;
-    this.#used.setUint16(2, this.#usedIdx, true);
+    this.#usedIdxWord.store(this.#usedIdx);
     this.#ram.ringWritten?.(this.layout.device + 2, 2 + 8 * this.size);
   }
 
@@ -216,11 +231,12 @@ export class Virtqueue {
     if (now === old) return false;
     this.#signalledUsed = now;
     if (this.#eventIdx) {
-      const event = this.#avail.getUint16(4 + 2 * this.size, true);
+      // read after the used idx store (a full barrier): virtio's mb() before vring_need_event()
+      const event = this.#usedEvent.load();
       // vring_need_event(): the driver asked to hear about entry `event`, pushed within (old, now]
       return ((now - event - 1) & 0xffff) < ((now - old) & 0xffff);
     }
-    return (this.#avail.getUint16(0, true) & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
+    return (this.#availFlags.load() & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
   }
 
   #walk(head: number): DescriptorChain {

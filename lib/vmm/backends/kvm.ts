@@ -24,7 +24,7 @@ import {
 } from "../../kvm/index.js";
 import type { VmExit } from "../../types/exits.js";
 import type { Regs, SpecialRegs } from "../../types/regs.js";
-import type { MachineBackend, VcpuBackend } from "../backend.js";
+import type { IoeventSink, MachineBackend, VcpuBackend } from "../backend.js";
 import { MachineConfigError } from "../errors.js";
 import { PENDING_EXIT } from "../kvm-worker.js";
 import { GuestMemory } from "../memory.js";
@@ -285,6 +285,17 @@ export class KvmMachineBackend implements MachineBackend {
       for (const v of this.#vcpus) v.useCoalescedRing(page);
     }
     return true;
+  }
+
+  /** 4-byte MMIO writes of a value (datamatch) signal an eventfd in the kernel: no exit to user space */
+  ioevents(): IoeventSink {
+    const vm = this.vm;
+    const opts = (value: number) => ({ length: 4, datamatch: BigInt(value >>> 0) }) as const;
+    return {
+      eventfd: () => vm.binding.eventfd(0, 0),
+      add: (fd, address, value) => vm.registerIoevent(fd, address, opts(value)),
+      remove: (fd, address, value) => vm.unregisterIoevent(fd, address, opts(value)),
+    };
   }
 
   setIrqLine(line: number, level: boolean): void {
